@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * The `dlock` command (yargs): `dlock up` starts the cluster, `dlock client`
+ * is the interactive client.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { repl } from './client/repl.js';
+import { MAX_NODE_INDEX } from './node/client-ids.js';
+import { up } from './up.js';
+
+const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
+
+await yargs(hideBin(process.argv))
+  .scriptName('dlock')
+  .usage('$0 <command> [options]')
+  .command(
+    'up',
+    'start a leader and followers in one process',
+    (y) =>
+      y
+        .option('followers', { type: 'number', default: 2, describe: `number of followers (0-${MAX_NODE_INDEX})` })
+        .option('port', portOption(9001, 'base port: leader here, follower i at base+i; 0 picks free ports'))
+        .option('host', { type: 'string', default: '127.0.0.1', describe: 'address every node binds' })
+        .option('tui', { type: 'boolean', default: true, describe: 'terminal UI (needs a TTY); --no-tui logs to stdout' })
+        .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request and reply' })
+        .check((a) => {
+          if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
+          if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
+          return true;
+        }),
+    async (a) => {
+      if (a.tui && process.stdout.isTTY) process.stdout.write('dlock: the terminal UI is not built yet; running headless\n');
+      process.exitCode = await up({ followers: a.followers, port: a.port, host: a.host, quiet: a.quiet });
+    },
+  )
+  .command(
+    'client',
+    'interactive client (reads requests from stdin when piped)',
+    (y) =>
+      y
+        .option('port', portOption(9001, 'node to connect to: 9001 is the leader, 9002 follower-1, …'))
+        .option('host', { type: 'string', default: '127.0.0.1' })
+        .check((a) => {
+          if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be a port number from 1 to 65535');
+          return true;
+        }),
+    async (a) => {
+      process.exitCode = await repl({ host: a.host, port: a.port });
+    },
+  )
+  .demandCommand(1, 'name a command: up or client')
+  .strict()
+  .help()
+  .alias('h', 'help')
+  .version()
+  .parseAsync();

@@ -1,0 +1,41 @@
+/**
+ * The control plane between the main thread and a node's worker: what the
+ * worker is started with, the comlink API it exposes, and the events it
+ * posts. comlink carries only these control calls; client requests and
+ * replication never go through it.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { LogLine } from './node/node-log.js';
+import type { LockRow, NodeStats } from './node/node.js';
+
+export interface NodeWorkerData {
+  role: 'leader' | 'follower';
+  name: string;
+  /** 0 for the leader, i for follower-i [LP-4]. */
+  index: number;
+  host: string;
+  port: number;
+  /** Shared client ordinal counter; survives a worker restart. */
+  idCounter: Int32Array;
+  /** Where the node posts its events (NodeEvent). */
+  events: MessagePort;
+  /** Follower only: its end of the link to the leader. */
+  link?: MessagePort;
+  /** Log every request and reply (off for benchmarks). */
+  logRequests: boolean;
+}
+
+/** Events a node posts on its events port, batched. */
+export type NodeEvent = { type: 'log'; node: string; lines: LogLine[] };
+
+/** The comlink API of a node worker. Every call is made with a timeout. */
+export interface NodeControl {
+  /** Handshake: resolves once the node serves clients (a follower: after its first snapshot). */
+  start(): Promise<{ host: string; port: number }>;
+  /** Leader only: link a follower through this port (transferred). */
+  attachFollower(port: MessagePort): void;
+  stats(): NodeStats;
+  locks(limit?: number): LockRow[];
+  /** Stop listening, drop clients, flush the log. */
+  shutdown(): Promise<void>;
+}

@@ -1,0 +1,323 @@
+/**
+ * The lock table: a deterministic state machine.
+ *
+ *   apply(state, command, now) -> Outcome
+ *
+ * No sockets, timers or clocks in here: `now` is an input (the leader's clock
+ * when it applied the command, carried in the replicated log entry), so the
+ * leader, every follower replaying the log, and a log restored from disk all
+ * reach the same state from the same commands. This is the state machine
+ * replication model of hashicorp/raft and etcd-io/raft.
+ *
+ * Threading: none; the caller owns `state` and must not share it between
+ * threads. Ordering: commands must be applied in log order; `apply` mutates
+ * `state` in place and returns what the caller must deliver.
+ *
+ * Rules implemented here: LP-5 (one owner), LP-6 (idempotent grant), LP-7
+ * (tokens only go up), LP-8 (session locks vs leases), LP-9 (FIFO waiters),
+ * LP-10 (owners only).
+ */
+
+export type ClientId = number;
+
+/** A queued `acquire` (LP-9). A client waits on at most one lock at a time. */
+export interface Waiter {
+  readonly client: ClientId;
+  /** Lease to set when granted, or null for a session lock. */
+  readonly ttl: number | null;
+}
+
+export interface LockEntry {
+  owner: ClientId;
+  /** Fencing token of the current grant (LP-7). */
+  token: number;
+  /** Leader-clock ms at which the lease ends, or null for a session lock (LP-8). */
+  expiresAt: number | null;
+  /** FIFO of waiting acquires (LP-9); only held locks have waiters. */
+  waiters: Waiter[];
+}
+
+export interface TableState {
+  locks: Map<string, LockEntry>;
+  /** The next fencing token to grant; only ever increases (LP-7). */
+  nextToken: number;
+  /** Session (non-lease) locks of each client, released on disconnect (LP-8). */
+  sessions: Map<ClientId, Set<string>>;
+  /** The lock each waiting client waits on. */
+  waiting: Map<ClientId, string>;
+}
+
+/** Commands that change the table. They are what the log replicates. */
+export type Command =
+  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null }
+  /**
+   * `timeout`: ms to wait, null for as long as the connection lives, 0 for
+   * not at all [LP-9]. It is replicated so that whichever node leads can arm
+   * the timer; the table itself only asks whether the client may wait.
+   */
+  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null }
+  | { op: 'release'; client: ClientId; lock: string }
+  | { op: 'renew'; client: ClientId; lock: string; ttl: number }
+  /** The client's connection closed (LP-8). */
+  | { op: 'disconnect'; client: ClientId }
+  /** The leader's lease timer for the grant with `token` fired (leader decides expiry). */
+  | { op: 'expire'; lock: string; token: number }
+  /** The leader's timer for `client`'s acquire on `lock` fired (LP-9 timeout). */
+  | { op: 'timeout'; client: ClientId; lock: string };
+
+/** Replies of the state machine, formatted into protocol lines elsewhere. */
+export type Reply =
+  | { op: 'preempt'; ok: true; owner: ClientId; token: number }
+  | { op: 'preempt'; ok: false; owner: ClientId }
+  | { op: 'acquire'; ok: true; owner: ClientId; token: number }
+  | { op: 'acquire'; ok: false; owner: ClientId | null }
+  | { op: 'release'; ok: true }
+  | { op: 'release'; ok: false; owner: ClientId | null }
+  | { op: 'renew'; ok: true; token: number }
+  | { op: 'renew'; ok: false; owner: ClientId | null };
+
+/** How a lock changed, for replication logs (`UpdateLockmap` / `RemoveLockmap`). */
+export type LockChange =
+  | { kind: 'set'; lock: string; owner: ClientId; token: number; expiresAt: number | null }
+  | { kind: 'del'; lock: string };
+
+/** A reply owed to a client other than the command's issuer (a granted waiter). */
+export interface Wake {
+  client: ClientId;
+  reply: Reply;
+}
+
+export interface Outcome {
+  /**
+   * The reply to the command's issuer, or null when there is none yet (an
+   * acquire that now waits) or none at all (disconnect, expire). For `timeout`
+   * it is the reply owed to the waiting client named in the command.
+   */
+  reply: Reply | null;
+  /** True when the state changed: the command must be logged and replicated. */
+  changed: boolean;
+  /** Waiters granted by this command, in grant order. */
+  wakes: Wake[];
+  /** Lock changes, in order. */
+  changes: LockChange[];
+  /** When the command made `client` wait on a lock (the leader arms its timeout). */
+  waits: { client: ClientId; lock: string } | null;
+}
+
+export function createState(firstToken = 1): TableState {
+  if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
+    throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
+  }
+  return { locks: new Map(), nextToken: firstToken, sessions: new Map(), waiting: new Map() };
+}
+
+function outcome(reply: Reply | null, changed: boolean): Outcome {
+  return { reply, changed, wakes: [], changes: [], waits: null };
+}
+
+function addSession(state: TableState, client: ClientId, lock: string): void {
+  let set = state.sessions.get(client);
+  if (set === undefined) {
+    set = new Set();
+    state.sessions.set(client, set);
+  }
+  set.add(lock);
+}
+
+function dropSession(state: TableState, client: ClientId, lock: string): void {
+  const set = state.sessions.get(client);
+  if (set === undefined) return;
+  set.delete(lock);
+  if (set.size === 0) state.sessions.delete(client);
+}
+
+function setChange(lock: string, e: LockEntry): LockChange {
+  return { kind: 'set', lock, owner: e.owner, token: e.token, expiresAt: e.expiresAt };
+}
+
+/** Grant a free (absent) lock to `client`. */
+function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number, waiters: Waiter[]): LockEntry {
+  const entry: LockEntry = {
+    owner: client,
+    token: state.nextToken++,
+    expiresAt: ttl === null ? null : now + ttl,
+    waiters,
+  };
+  state.locks.set(lock, entry);
+  if (ttl === null) addSession(state, client, lock);
+  out.changes.push(setChange(lock, entry));
+  out.changed = true;
+  return entry;
+}
+
+/** Make the owner's grant a lease ending `ttl` ms from now (LP-6, LP-8 renew). */
+function lease(state: TableState, out: Outcome, lock: string, entry: LockEntry, ttl: number, now: number): void {
+  if (entry.expiresAt === null) dropSession(state, entry.owner, lock);
+  entry.expiresAt = now + ttl;
+  out.changes.push(setChange(lock, entry));
+  out.changed = true;
+}
+
+/**
+ * Free `lock` held by `entry`: hand it to the first waiter (LP-9, a new token
+ * per LP-7) or remove it.
+ */
+function free(state: TableState, out: Outcome, lock: string, entry: LockEntry, now: number): void {
+  if (entry.expiresAt === null) dropSession(state, entry.owner, lock);
+  state.locks.delete(lock);
+  out.changed = true;
+  const next = entry.waiters.shift();
+  if (next === undefined) {
+    out.changes.push({ kind: 'del', lock });
+    return;
+  }
+  state.waiting.delete(next.client);
+  const granted = grant(state, out, lock, next.client, next.ttl, now, entry.waiters);
+  out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token: granted.token } });
+}
+
+export function apply(state: TableState, cmd: Command, now: number): Outcome {
+  switch (cmd.op) {
+    case 'preempt': {
+      const entry = state.locks.get(cmd.lock);
+      if (entry === undefined) {
+        const out = outcome(null, true);
+        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, []);
+        out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: e.token };
+        return out;
+      }
+      if (entry.owner !== cmd.client) return outcome({ op: 'preempt', ok: false, owner: entry.owner }, false);
+      // [LP-6] The owner asking again succeeds with the same token; ttl re-leases.
+      const out = outcome({ op: 'preempt', ok: true, owner: cmd.client, token: entry.token }, false);
+      if (cmd.ttl !== null) lease(state, out, cmd.lock, entry, cmd.ttl, now);
+      return out;
+    }
+    case 'acquire': {
+      const entry = state.locks.get(cmd.lock);
+      if (entry === undefined) {
+        const out = outcome(null, true);
+        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, []);
+        out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: e.token };
+        return out;
+      }
+      if (entry.owner === cmd.client) {
+        const out = outcome({ op: 'acquire', ok: true, owner: cmd.client, token: entry.token }, false);
+        if (cmd.ttl !== null) lease(state, out, cmd.lock, entry, cmd.ttl, now);
+        return out;
+      }
+      // timeout=0: do not wait [LP-9]. A client already waiting cannot queue
+      // twice (its connection holds later requests behind the first acquire),
+      // so a second one is refused rather than silently double-queued.
+      if (cmd.timeout === 0 || state.waiting.has(cmd.client)) {
+        return outcome({ op: 'acquire', ok: false, owner: entry.owner }, false);
+      }
+      entry.waiters.push({ client: cmd.client, ttl: cmd.ttl });
+      state.waiting.set(cmd.client, cmd.lock);
+      const out = outcome(null, true);
+      out.waits = { client: cmd.client, lock: cmd.lock };
+      return out;
+    }
+    case 'release': {
+      const entry = state.locks.get(cmd.lock);
+      if (entry === undefined) return outcome({ op: 'release', ok: false, owner: null }, false);
+      // [LP-10] only the owner releases.
+      if (entry.owner !== cmd.client) return outcome({ op: 'release', ok: false, owner: entry.owner }, false);
+      const out = outcome({ op: 'release', ok: true }, true);
+      free(state, out, cmd.lock, entry, now);
+      return out;
+    }
+    case 'renew': {
+      const entry = state.locks.get(cmd.lock);
+      if (entry === undefined) return outcome({ op: 'renew', ok: false, owner: null }, false);
+      if (entry.owner !== cmd.client) return outcome({ op: 'renew', ok: false, owner: entry.owner }, false);
+      const out = outcome({ op: 'renew', ok: true, token: entry.token }, false);
+      lease(state, out, cmd.lock, entry, cmd.ttl, now);
+      return out;
+    }
+    case 'disconnect': {
+      const out = outcome(null, false);
+      const waitingOn = state.waiting.get(cmd.client);
+      if (waitingOn !== undefined) {
+        state.waiting.delete(cmd.client);
+        const entry = state.locks.get(waitingOn);
+        if (entry !== undefined) entry.waiters = entry.waiters.filter((w) => w.client !== cmd.client);
+        out.changed = true;
+      }
+      const held = state.sessions.get(cmd.client);
+      if (held !== undefined) {
+        // Sorted, not insertion order: a replica restored from a snapshot may
+        // have built this set in another order, and the order decides which
+        // waiter gets which token.
+        for (const lock of [...held].sort()) {
+          const entry = state.locks.get(lock);
+          if (entry !== undefined && entry.owner === cmd.client) free(state, out, lock, entry, now);
+        }
+        state.sessions.delete(cmd.client);
+      }
+      return out;
+    }
+    case 'expire': {
+      const entry = state.locks.get(cmd.lock);
+      if (entry === undefined || entry.token !== cmd.token || entry.expiresAt === null || entry.expiresAt > now) {
+        return outcome(null, false); // renewed, released or regranted since the timer was armed
+      }
+      const out = outcome(null, true);
+      free(state, out, cmd.lock, entry, now);
+      return out;
+    }
+    case 'timeout': {
+      if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already
+      state.waiting.delete(cmd.client);
+      const entry = state.locks.get(cmd.lock);
+      if (entry === undefined) return outcome({ op: 'acquire', ok: false, owner: null }, true);
+      entry.waiters = entry.waiters.filter((w) => w.client !== cmd.client);
+      return outcome({ op: 'acquire', ok: false, owner: entry.owner }, true);
+    }
+  }
+}
+
+/** `check` (LP-11): a read of this replica. `now` is the reading node's clock. */
+export type CheckResult =
+  | { held: false }
+  | { held: true; owner: ClientId; token: number; ttlLeft: number | null };
+
+export function check(state: TableState, lock: string, now: number): CheckResult {
+  const e = state.locks.get(lock);
+  if (e === undefined) return { held: false };
+  return { held: true, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now) };
+}
+
+/** `validate` (LP-7): Valid only while `token` is the current grant's token. */
+export type ValidateResult = { valid: true } | { valid: false; owner: ClientId | null; token: number | null };
+
+export function validate(state: TableState, lock: string, token: number): ValidateResult {
+  const e = state.locks.get(lock);
+  if (e === undefined) return { valid: false, owner: null, token: null };
+  if (e.token === token) return { valid: true };
+  return { valid: false, owner: e.owner, token: e.token };
+}
+
+/** A plain, JSON-safe copy of the state, for resync and (later) disk snapshots. */
+export interface Snapshot {
+  nextToken: number;
+  /** [lock, owner, token, expiresAt, waiters as [client, ttl] pairs], in table order. */
+  locks: Array<[string, ClientId, number, number | null, Array<[ClientId, number | null]>]>;
+}
+
+export function snapshot(state: TableState): Snapshot {
+  const locks: Snapshot['locks'] = [];
+  for (const [name, e] of state.locks) {
+    locks.push([name, e.owner, e.token, e.expiresAt, e.waiters.map((w) => [w.client, w.ttl])]);
+  }
+  return { nextToken: state.nextToken, locks };
+}
+
+export function restore(snap: Snapshot): TableState {
+  const state = createState(snap.nextToken);
+  for (const [name, owner, token, expiresAt, waiters] of snap.locks) {
+    state.locks.set(name, { owner, token, expiresAt, waiters: waiters.map(([client, ttl]) => ({ client, ttl })) });
+    if (expiresAt === null) addSession(state, owner, name);
+    for (const [client] of waiters) state.waiting.set(client, name);
+  }
+  return state;
+}

@@ -1,0 +1,21 @@
+/**
+ * The dlock package: the client library, and the cluster for embedding.
+ */
+export {
+  connect,
+  DlockClient,
+  KeptLease,
+  ServerError,
+  ConnectionClosedError,
+  ProtocolError,
+  LockNotAcquiredError,
+  LockLostError,
+  type ConnectOptions,
+  type PreemptResult,
+  type AcquireResult,
+  type ReleaseResult,
+  type RenewResult,
+  type CheckResult,
+  type ValidateResult,
+} from './client/client.js';
+export { Cluster, type ClusterOptions, type NodeInfo } from './cluster.js';

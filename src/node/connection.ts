@@ -1,0 +1,288 @@
+/**
+ * One client's TCP connection on a node (leader or follower).
+ *
+ * Requests are parsed from chunks and queued in arrival order; each queued
+ * item gets exactly one reply line and replies leave strictly in queue order
+ * [LP-2]. Execution per connection is sequential in effect:
+ *  - writes are dispatched to the engine as they arrive (pipelined; the
+ *    engine keeps them in order) unless an `acquire` that may wait is
+ *    outstanding, which holds every later request behind it [LP-9];
+ *  - reads (`check`, `validate`) wait until every earlier write of this
+ *    connection has its result, so they see the connection's own writes
+ *    [LP-11 read-your-writes];
+ *  - a reply is sent once the engine's commit index covers the sequence
+ *    number it reflects (the write is on every follower).
+ *
+ * Backpressure both ways [LP-13]: reading pauses while more than
+ * HIGH_WATER replies are owed or while the socket's write buffer is full
+ * (write() returned false), and resumes on `drain` / below LOW_WATER.
+ * Replies produced by one flush go out in a single write (no write per line).
+ *
+ * Threading: the node's thread. Every callback runs on it.
+ */
+import type { Socket } from 'node:net';
+import type { ClientId, Command, Reply } from '../core/lock-table.js';
+import { RequestParser, type Parsed } from '../protocol/parser.js';
+import { BYE, formatError, formatGreeting, formatReply, HELP_LINE, PONG } from '../protocol/reply.js';
+import type { Request } from '../protocol/request.js';
+import type { Engine } from './engine.js';
+
+const HIGH_WATER = 1024;
+const LOW_WATER = 256;
+
+/** A request's place in the reply queue. */
+export interface Ticket {
+  /** The reply line, once known. */
+  text: string | null;
+  /** The reply may leave once the engine's commit index reaches this. */
+  seq: number;
+  /** Close the connection after this reply (quit, or a fatal error). */
+  close: boolean;
+  /** The request, until it is dispatched. */
+  req: Request | null;
+  /** An acquire that may wait: later requests wait behind it [LP-9]. */
+  blocking: boolean;
+}
+
+export class ClientConnection {
+  private readonly parser = new RequestParser();
+  private readonly queue: Ticket[] = [];
+  /** Index in `queue` of the first item not yet dispatched. */
+  private next = 0;
+  private writesInFlight = 0;
+  private blockedBy: Ticket | null = null;
+  private pumping = false;
+  /** No more requests will be read: quit, fatal error, or the client half-closed. */
+  private inputDone = false;
+  private writePaused = false;
+  private queuePaused = false;
+  private ending = false;
+  closed = false;
+  readonly remote: string;
+
+  constructor(
+    readonly id: ClientId,
+    private readonly socket: Socket,
+    private readonly engine: Engine,
+  ) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => {
+      // Half-close [LP-2]: answer what was received, then close.
+      this.inputDone = true;
+      this.flush();
+    });
+    socket.on('drain', () => {
+      this.writePaused = false;
+      this.maybeResume();
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.engine.log.line('warn', `client ${this.id} socket error: ${err.code ?? err.message}`);
+    });
+    socket.on('close', () => this.onClose());
+    this.send(formatGreeting(id, engine.name)); // [LP-3] before anything else
+  }
+
+  private send(text: string): void {
+    if (this.closed || this.ending) return;
+    if (!this.socket.write(text.endsWith('\n') ? text : `${text}\n`) && !this.writePaused) {
+      this.writePaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.inputDone) return;
+    this.parser.push(chunk, this.onParsed);
+    this.pump();
+    if (this.queue.length - this.next > HIGH_WATER && !this.queuePaused) {
+      this.queuePaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private readonly onParsed = (p: Parsed): void => {
+    if (this.inputDone) return; // after quit or a fatal error nothing more is taken
+    const log = this.engine.log;
+    switch (p.kind) {
+      case 'request': {
+        const req = p.request;
+        if (log.requests) log.line('req', `Request ${this.id}: ${describe(req)}`);
+        const blocking = req.verb === 'acquire' && req.timeout !== 0;
+        this.queue.push({ text: null, seq: 0, close: false, req, blocking });
+        if (req.verb === 'quit') this.stopReading();
+        return;
+      }
+      case 'error':
+        // [LP-12] recoverable: answer, keep the connection, change nothing.
+        if (log.requests) log.line('req', `Request ${this.id}: bad request (${p.message})`);
+        this.queue.push({ text: formatError(p.message), seq: 0, close: false, req: null, blocking: false });
+        return;
+      case 'fatal':
+        // [LP-13] answer in order, then close.
+        log.line('warn', `client ${this.id}: ${p.message}; closing`);
+        this.queue.push({ text: formatError(p.message), seq: 0, close: true, req: null, blocking: false });
+        this.stopReading();
+        return;
+    }
+  };
+
+  private stopReading(): void {
+    this.inputDone = true;
+    this.socket.pause();
+  }
+
+  /** Dispatch queued requests as far as the ordering rules allow, then flush. */
+  private pump(): void {
+    // Not re-entrant: the leader answers a write synchronously inside
+    // submit(), and that answer must not restart this loop under itself.
+    if (this.pumping) return;
+    this.pumping = true;
+    while (this.next < this.queue.length && this.blockedBy === null) {
+      const t = this.queue[this.next] as Ticket;
+      if (t.req !== null && !this.dispatch(t, t.req)) break;
+      this.next++;
+    }
+    this.pumping = false;
+    this.flush();
+  }
+
+  /** Start one request; false when it must wait for earlier writes. */
+  private dispatch(t: Ticket, req: Request): boolean {
+    const e = this.engine;
+    switch (req.verb) {
+      case 'check':
+      case 'validate':
+        if (this.writesInFlight > 0) return false; // [LP-11] see this connection's writes
+        t.text = e.read(req);
+        break;
+      case 'whoami':
+        t.text = formatGreeting(this.id, e.name);
+        break;
+      case 'ping':
+        t.text = PONG;
+        break;
+      case 'help':
+        t.text = HELP_LINE;
+        break;
+      case 'quit':
+        t.text = BYE;
+        t.close = true;
+        break;
+      default: {
+        t.req = null;
+        this.writesInFlight++;
+        if (t.blocking) this.blockedBy = t;
+        e.submit(this, t, toCommand(this.id, req));
+        return true;
+      }
+    }
+    t.req = null;
+    return true;
+  }
+
+  /** The engine's answer to a write. Safe to call after the connection closed. */
+  resolve(t: Ticket, reply: Reply | string, seq: number): void {
+    if (t.text !== null) return;
+    t.text = typeof reply === 'string' ? reply : formatReply(reply);
+    t.seq = seq;
+    this.writesInFlight--;
+    if (this.blockedBy === t) this.blockedBy = null;
+    if (!this.closed) this.pump();
+  }
+
+  /** Send every reply at the head of the queue that is known and committed. */
+  flush(): void {
+    if (this.closed) return;
+    const commit = this.engine.commitSeq;
+    const log = this.engine.log;
+    let out = '';
+    let sent = 0;
+    let close = false;
+    for (const t of this.queue) {
+      if (t.text === null) break;
+      if (t.seq > commit) {
+        this.engine.awaitCommit(this);
+        break;
+      }
+      out += `${t.text}\n`;
+      sent++;
+      if (log.requests) log.line('reply', `Response ${this.id}: ${t.text}`);
+      if (t.close) {
+        close = true;
+        break;
+      }
+    }
+    if (sent > 0) {
+      this.queue.splice(0, sent);
+      this.next -= sent;
+      this.send(out);
+    }
+    // Close after quit / a fatal error, or once a half-closed client has
+    // every reply [LP-2, LP-8].
+    if (close || (this.inputDone && this.queue.length === 0 && this.socket.readableEnded)) {
+      this.end();
+      return;
+    }
+    this.maybeResume();
+  }
+
+  private maybeResume(): void {
+    if (this.queuePaused && this.queue.length - this.next < LOW_WATER) this.queuePaused = false;
+    if (!this.writePaused && !this.queuePaused && !this.inputDone && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Finish sending, then close. */
+  private end(): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.socket.end();
+  }
+
+  /** Close at once (node shutdown). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.engine.closed(this); // [LP-8] release session locks, withdraw waiters
+  }
+}
+
+export function toCommand(client: ClientId, req: Request): Command {
+  switch (req.verb) {
+    case 'preempt':
+      return { op: 'preempt', client, lock: req.lock, ttl: req.ttl };
+    case 'acquire':
+      return { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout };
+    case 'release':
+      return { op: 'release', client, lock: req.lock };
+    case 'renew':
+      return { op: 'renew', client, lock: req.lock, ttl: req.ttl };
+    default:
+      throw new Error(`not a write: ${req.verb}`);
+  }
+}
+
+/** The request as a log shows it (normalized, so logs cannot be forged with control bytes). */
+export function describe(req: Request): string {
+  switch (req.verb) {
+    case 'preempt':
+      return `preempt ${req.lock}${req.ttl === null ? '' : ` ttl=${req.ttl}`}`;
+    case 'acquire':
+      return `acquire ${req.lock}${req.timeout === null ? '' : ` timeout=${req.timeout}`}${req.ttl === null ? '' : ` ttl=${req.ttl}`}`;
+    case 'renew':
+      return `renew ${req.lock} ttl=${req.ttl}`;
+    case 'validate':
+      return `validate ${req.lock} ${req.token}`;
+    case 'release':
+    case 'check':
+      return `${req.verb} ${req.lock}`;
+    default:
+      return req.verb;
+  }
+}

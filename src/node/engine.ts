@@ -1,0 +1,29 @@
+/**
+ * What a client connection needs from the node it is on. Implemented by
+ * NodeBase and its two roles, node-leader.ts and node-follower.ts.
+ *
+ * Ordering: `submit` calls from one connection are applied by the leader in
+ * call order. `resolve` for a ticket is called exactly once (possibly
+ * synchronously inside `submit`), with the sequence number its reply
+ * reflects; the connection then waits for `commitSeq` to reach it.
+ * Threading: all on the node's thread.
+ */
+import type { Command } from '../core/lock-table.js';
+import type { Request } from '../protocol/request.js';
+import type { ClientConnection, Ticket } from './connection.js';
+import type { NodeLog } from './node-log.js';
+
+export interface Engine {
+  readonly name: string;
+  readonly log: NodeLog;
+  /** Replies reflecting sequence numbers up to this may be sent. */
+  readonly commitSeq: number;
+  /** Answer a read from this node's replica [LP-11]. */
+  read(req: Extract<Request, { verb: 'check' | 'validate' }>): string;
+  /** Run a write; the answer arrives through `conn.resolve(ticket, …)`. */
+  submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void;
+  /** Call `conn.flush()` when `commitSeq` next advances. */
+  awaitCommit(conn: ClientConnection): void;
+  /** The connection closed [LP-8]. */
+  closed(conn: ClientConnection): void;
+}

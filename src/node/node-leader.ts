@@ -1,0 +1,176 @@
+/**
+ * The leader: the only node that applies writes to the authoritative table.
+ *
+ * For every write (its own clients' or forwarded by a follower) it runs the
+ * pure state machine, and if the state changed gives the command the next
+ * sequence number and sends it as an `entry` to every follower. A reply that
+ * reflects sequence number s is released only when every linked follower has
+ * acknowledged s (the commit index), so no client learns of a write a
+ * follower does not have yet. With no followers, commit = last sequence.
+ *
+ * Lease expiry and acquire timeouts are decided here alone, by timers that
+ * turn into ordinary logged `expire` / `timeout` commands.
+ *
+ * Threading: the leader's worker thread. Ordering: commands are applied in
+ * the order they arrive on this thread; entries reach each follower in
+ * sequence order over its FIFO link.
+ */
+import { apply, snapshot, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
+import type { Frame } from '../codec/frame.js';
+import type { Transport } from '../transport/transport.js';
+import type { ClientConnection, Ticket } from './connection.js';
+import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
+import { TimerHeap } from './timer-heap.js';
+
+interface FollowerLink {
+  transport: Transport;
+  /** Name from its hello; null until then (not yet counted for commit). */
+  name: string | null;
+  acked: number;
+}
+
+/** Where a reply goes: a local connection, a follower's forwarded request, or nowhere. */
+type Origin = { conn: ClientConnection; ticket: Ticket } | { link: FollowerLink; req: number } | null;
+
+type Deadline = { kind: 'expire'; lock: string; token: number } | { kind: 'timeout'; client: ClientId; lock: string };
+
+export function describeChange(c: LockChange): string {
+  return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ' lease'}` : c.lock;
+}
+
+export class Leader extends NodeBase {
+  readonly role = 'leader' as const;
+  private seq = 0;
+  private readonly links = new Set<FollowerLink>();
+  /** Clients waiting in acquire, and where their reply goes. */
+  private readonly waiting = new Map<ClientId, Origin>();
+  private readonly timers = new TimerHeap<Deadline>((d) => this.onDeadline(d));
+  private commitScheduled = false;
+
+  constructor(opts: NodeOptions) {
+    super(opts);
+  }
+
+  get applied(): number {
+    return this.seq;
+  }
+
+  submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
+    this.execute(cmd, { conn, ticket });
+  }
+
+  protected disconnect(conn: ClientConnection): void {
+    this.execute({ op: 'disconnect', client: conn.id }, null);
+  }
+
+  /** Link a follower (its MessagePort, or any transport). */
+  attachFollower(transport: Transport): void {
+    const link: FollowerLink = { transport, name: null, acked: 0 };
+    this.links.add(link);
+    transport.onFrames((frames) => this.onFrames(link, frames));
+    transport.onClose((reason) => {
+      this.links.delete(link);
+      this.log.line(this.stopping ? 'info' : 'warn', `${link.name ?? 'unnamed follower'} link closed: ${reason}`);
+      // It no longer holds the commit index back.
+      this.recomputeCommit();
+    });
+  }
+
+  private onFrames(link: FollowerLink, frames: Frame[]): void {
+    for (const f of frames) {
+      switch (f.type) {
+        case 'hello':
+          // (Re)sync: the full table at our sequence number, then the stream.
+          link.name = f.node;
+          link.acked = this.seq;
+          link.transport.send({ v: 1, type: 'snapshot', seq: this.seq, state: snapshot(this.state) });
+          this.log.line('repl', `${f.node} linked; snapshot at seq ${this.seq} (${this.state.locks.size} locks)`);
+          break;
+        case 'ack':
+          if (f.seq > link.acked) link.acked = f.seq;
+          break;
+        case 'forward':
+          this.execute(f.cmd, f.req === 0 ? null : { link, req: f.req });
+          break;
+        default:
+          this.log.line('error', `unexpected ${f.type} frame from ${link.name ?? 'follower'}`);
+      }
+    }
+    this.recomputeCommit();
+  }
+
+  /** Apply one command, replicate it if it changed anything, route replies. */
+  private execute(cmd: Command, origin: Origin): void {
+    const now = Date.now();
+    const out = apply(this.state, cmd, now);
+    if (out.changed) {
+      this.seq++;
+      const entry: Frame = { v: 1, type: 'entry', seq: this.seq, at: now, cmd };
+      for (const link of this.links) if (link.name !== null) link.transport.send(entry);
+      for (const c of out.changes) {
+        this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
+        if (c.kind === 'set' && c.expiresAt !== null) this.timers.add(c.expiresAt, { kind: 'expire', lock: c.lock, token: c.token });
+      }
+      // With no follower linked the write is committed at once.
+      this.recomputeCommit();
+    }
+    if (cmd.op === 'timeout') {
+      if (out.reply !== null) this.deliver(this.takeWaiter(cmd.client), out.reply);
+    } else if (out.reply !== null) {
+      this.deliver(origin, out.reply);
+    }
+    if (out.waits !== null && cmd.op === 'acquire') {
+      this.waiting.set(cmd.client, origin);
+      if (cmd.timeout !== null) this.timers.add(now + cmd.timeout, { kind: 'timeout', client: cmd.client, lock: cmd.lock });
+    }
+    if (cmd.op === 'disconnect') this.waiting.delete(cmd.client);
+    for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply);
+  }
+
+  private takeWaiter(client: ClientId): Origin {
+    const origin = this.waiting.get(client) ?? null;
+    this.waiting.delete(client);
+    return origin;
+  }
+
+  private deliver(origin: Origin, reply: Reply): void {
+    if (origin === null) return;
+    if ('conn' in origin) origin.conn.resolve(origin.ticket, reply, this.seq);
+    else origin.link.transport.send({ v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
+  }
+
+  private onDeadline(d: Deadline): void {
+    this.execute(d.kind === 'expire' ? { op: 'expire', lock: d.lock, token: d.token } : { op: 'timeout', client: d.client, lock: d.lock }, null);
+  }
+
+  /** Commit = the lowest sequence number every linked follower has. */
+  private recomputeCommit(): void {
+    let commit = this.seq;
+    for (const link of this.links) if (link.name !== null && link.acked < commit) commit = link.acked;
+    if (commit <= this.commitSeq) return;
+    this.advanceCommit(commit);
+    // Tell followers once per turn, not once per ack.
+    if (!this.commitScheduled) {
+      this.commitScheduled = true;
+      setImmediate(() => {
+        this.commitScheduled = false;
+        const frame: Frame = { v: 1, type: 'commit', seq: this.commitSeq };
+        for (const link of this.links) if (link.name !== null) link.transport.send(frame);
+      });
+    }
+  }
+
+  override stats(): NodeStats {
+    const s = super.stats();
+    s.followers = {};
+    for (const link of this.links) if (link.name !== null) s.followers[link.name] = link.acked;
+    return s;
+  }
+
+  override async close(): Promise<void> {
+    this.stopping = true;
+    this.timers.stop();
+    for (const link of this.links) link.transport.close();
+    await super.close();
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * What the leader and a follower share: the TCP listener, the client
+ * connections, client ids, reads from the local replica, and waking
+ * connections whose replies wait for the commit index.
+ *
+ * Threading: one node per thread (its worker); everything runs on it.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { check, createState, validate, type Command, type TableState } from '../core/lock-table.js';
+import { formatCheck, formatValidate } from '../protocol/reply.js';
+import type { Request } from '../protocol/request.js';
+import { ClientIdAllocator } from './client-ids.js';
+import { ClientConnection, type Ticket } from './connection.js';
+import type { Engine } from './engine.js';
+import type { NodeLog } from './node-log.js';
+
+export interface NodeOptions {
+  name: string;
+  /** 0 for the leader, i for follower-i; decides client ids [LP-4]. */
+  index: number;
+  log: NodeLog;
+  /** Shared client ordinal counter (see client-ids.ts). */
+  idCounter: Int32Array;
+}
+
+export interface NodeStats {
+  name: string;
+  role: 'leader' | 'follower';
+  address: string | null;
+  clients: number;
+  locks: number;
+  waiters: number;
+  /** Last sequence number applied here. */
+  applied: number;
+  commit: number;
+  /** Leader only: each follower's acknowledged sequence number. */
+  followers?: Record<string, number>;
+}
+
+export interface LockRow {
+  lock: string;
+  owner: number;
+  token: number;
+  /** ms left on the lease, null for a session lock */
+  ttlLeft: number | null;
+  waiters: number[];
+}
+
+export abstract class NodeBase implements Engine {
+  readonly name: string;
+  readonly log: NodeLog;
+  state: TableState = createState();
+  private readonly ids: ClientIdAllocator;
+  private server: Server | null = null;
+  protected readonly connections = new Set<ClientConnection>();
+  private readonly commitWaiters = new Set<ClientConnection>();
+  private commitIndex = 0;
+  address: string | null = null;
+  /** Set when close() begins: link losses after this are expected, not faults. */
+  protected stopping = false;
+
+  constructor(opts: NodeOptions) {
+    this.name = opts.name;
+    this.log = opts.log;
+    this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
+  }
+
+  get commitSeq(): number {
+    return this.commitIndex;
+  }
+
+  abstract readonly role: 'leader' | 'follower';
+  abstract get applied(): number;
+  abstract submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void;
+  protected abstract disconnect(conn: ClientConnection): void;
+
+  /** Listen for clients [LP-1]. Resolves with the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+      server.once('error', reject);
+      server.listen({ host, port, exclusive: true }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.log.line('error', `listener error: ${err.message}`));
+        const addr = server.address();
+        const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
+        this.server = server;
+        this.address = `${host}:${bound}`;
+        this.log.line('info', `listening on ${this.address}`);
+        resolve(bound);
+      });
+    });
+  }
+
+  private accept(socket: Socket): void {
+    const id = this.ids.next();
+    const conn = new ClientConnection(id, socket, this);
+    this.connections.add(conn);
+    this.log.line('conn', `Connect from ${conn.remote} client_id=${id}`);
+  }
+
+  read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
+    return req.verb === 'check' ? formatCheck(check(this.state, req.lock, Date.now())) : formatValidate(validate(this.state, req.lock, req.token));
+  }
+
+  awaitCommit(conn: ClientConnection): void {
+    this.commitWaiters.add(conn);
+  }
+
+  protected advanceCommit(seq: number): void {
+    if (seq <= this.commitIndex) return;
+    this.commitIndex = seq;
+    if (this.commitWaiters.size === 0) return;
+    const waiting = [...this.commitWaiters];
+    this.commitWaiters.clear();
+    for (const c of waiting) c.flush(); // re-registers itself if still waiting
+  }
+
+  closed(conn: ClientConnection): void {
+    this.connections.delete(conn);
+    this.commitWaiters.delete(conn);
+    this.log.line('conn', `Disconnect client_id=${conn.id} (${conn.remote})`);
+    this.disconnect(conn);
+  }
+
+  stats(): NodeStats {
+    let waiters = 0;
+    for (const e of this.state.locks.values()) waiters += e.waiters.length;
+    return {
+      name: this.name,
+      role: this.role,
+      address: this.address,
+      clients: this.connections.size,
+      locks: this.state.locks.size,
+      waiters,
+      applied: this.applied,
+      commit: this.commitSeq,
+    };
+  }
+
+  /** The lock map for views, sorted by lock name, at most `limit` rows. */
+  lockMap(limit = 1000): LockRow[] {
+    const now = Date.now();
+    const names = [...this.state.locks.keys()].sort().slice(0, limit);
+    return names.map((lock) => {
+      const e = this.state.locks.get(lock);
+      if (e === undefined) throw new Error(`lock ${lock} vanished while listing`);
+      return { lock, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now), waiters: e.waiters.map((w) => w.client) };
+    });
+  }
+
+  /** Stop listening and drop every client. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const c of this.connections) c.destroy();
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.log.flush();
+  }
+}

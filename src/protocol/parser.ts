@@ -1,0 +1,51 @@
+/**
+ * The request parser: byte chunks in, typed requests or errors out.
+ *
+ * Modelled on nats.deno's parser: it takes chunks, never a socket, so it can be
+ * fed one byte at a time in tests and the connection decides what to do with
+ * each item. Items come out in input order, one per non-blank line [LP-2].
+ *
+ *  - `request`: a well-formed request;
+ *  - `error`:   a recoverable bad request, answered with `Error: …` [LP-12];
+ *  - `fatal`:   a limit was hit [LP-13]; the parser is spent and the
+ *               connection must answer `Error: line too long` and close.
+ */
+import { isUtf8 } from 'node:buffer';
+import { LineSplitter } from './line-splitter.js';
+import { MAX_LINE_BYTES, parseRequest, type Request } from './request.js';
+
+export type Parsed =
+  | { kind: 'request'; request: Request }
+  | { kind: 'error'; message: string }
+  | { kind: 'fatal'; message: string };
+
+export const LINE_TOO_LONG = 'line too long';
+
+export class RequestParser {
+  private readonly splitter: LineSplitter;
+  private spent = false;
+  private emit: (item: Parsed) => void = () => {};
+  private readonly onLine = (line: Buffer): void => {
+    if (!isUtf8(line)) {
+      this.emit({ kind: 'error', message: 'request is not valid UTF-8 text' });
+      return;
+    }
+    const parsed = parseRequest(line.toString('utf8'));
+    if (parsed === null) return; // blank line: not a request [LP-2]
+    this.emit('error' in parsed ? { kind: 'error', message: parsed.error } : { kind: 'request', request: parsed });
+  };
+
+  constructor(maxLine = MAX_LINE_BYTES) {
+    this.splitter = new LineSplitter(maxLine);
+  }
+
+  /** Feed a chunk; `emit` is called synchronously for each item, in order. */
+  push(chunk: Buffer, emit: (item: Parsed) => void): void {
+    if (this.spent) return; // after a fatal item nothing more is read [LP-13]
+    this.emit = emit;
+    if (this.splitter.push(chunk, this.onLine) === 'too-long') {
+      this.spent = true;
+      emit({ kind: 'fatal', message: LINE_TOO_LONG });
+    }
+  }
+}

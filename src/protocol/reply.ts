@@ -1,0 +1,101 @@
+/**
+ * Reply lines of the client protocol (../shared/protocol.md, "Requests and
+ * replies"): formatting on the node, parsing in the client library. Both
+ * directions live here so the words cannot drift apart.
+ */
+import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-table.js';
+import { HELP_LINE } from './request.js';
+
+const who = (owner: ClientId | null): string => (owner === null ? 'none' : String(owner));
+
+export function formatReply(r: Reply): string {
+  switch (r.op) {
+    case 'preempt':
+      return r.ok ? `PreemptLock Success owner=${r.owner} token=${r.token}` : `PreemptLock Failed owner=${r.owner}`;
+    case 'acquire':
+      return r.ok ? `AcquireLock Success owner=${r.owner} token=${r.token}` : `AcquireLock Timeout owner=${who(r.owner)}`;
+    case 'release':
+      return r.ok ? 'ReleaseLock Success' : `ReleaseLock Failed owner=${who(r.owner)}`;
+    case 'renew':
+      return r.ok ? `RenewLock Success token=${r.token}` : `RenewLock Failed owner=${who(r.owner)}`;
+  }
+}
+
+export function formatCheck(c: CheckResult): string {
+  if (!c.held) return 'CheckLock:Free';
+  const ttl = c.ttlLeft === null ? '' : ` ttl=${c.ttlLeft}`;
+  return `CheckLock:Lock:${c.owner} token=${c.token}${ttl}`;
+}
+
+export function formatValidate(v: ValidateResult): string {
+  if (v.valid) return 'ValidateLock Valid';
+  return v.owner === null ? 'ValidateLock Stale owner=none' : `ValidateLock Stale owner=${v.owner} token=${v.token}`;
+}
+
+/** [LP-3] greeting, also the `whoami` reply. */
+export function formatGreeting(client: ClientId, node: string): string {
+  return `client_id: ${client} node: ${node}`;
+}
+
+export function formatError(message: string): string {
+  return `Error: ${message}`;
+}
+
+export const PONG = 'PONG';
+export const BYE = 'Bye';
+export { HELP_LINE };
+
+// ---- parsing, for the client library ----
+
+const GREETING = /^client_id: (\d+) node: (\S+)$/;
+const OWNER_TOKEN = /^(PreemptLock|AcquireLock) Success owner=(\d+) token=(\d+)$/;
+const FAILED = /^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed) owner=(\d+|none)$/;
+const RENEWED = /^RenewLock Success token=(\d+)$/;
+const CHECK = /^CheckLock:Lock:(\d+) token=(\d+)(?: ttl=(\d+))?$/;
+const STALE = /^ValidateLock Stale owner=(?:none|(\d+) token=(\d+))$/;
+
+export function parseGreeting(line: string): { client: ClientId; node: string } | null {
+  const m = GREETING.exec(line);
+  return m === null ? null : { client: Number(m[1]), node: m[2] as string };
+}
+
+const ownerOf = (text: string | undefined): ClientId | null => (text === undefined || text === 'none' ? null : Number(text));
+
+/** Parse a reply to preempt/acquire/release/renew; null when it is not one. */
+export function parseLockReply(line: string): Reply | null {
+  let m = OWNER_TOKEN.exec(line);
+  if (m !== null) {
+    const op = m[1] === 'PreemptLock' ? 'preempt' : 'acquire';
+    return { op, ok: true, owner: Number(m[2]), token: Number(m[3]) };
+  }
+  if (line === 'ReleaseLock Success') return { op: 'release', ok: true };
+  m = RENEWED.exec(line);
+  if (m !== null) return { op: 'renew', ok: true, token: Number(m[1]) };
+  m = FAILED.exec(line);
+  if (m === null) return null;
+  const owner = ownerOf(m[2]);
+  switch (m[1]) {
+    case 'PreemptLock Failed':
+      return owner === null ? null : { op: 'preempt', ok: false, owner };
+    case 'AcquireLock Timeout':
+      return { op: 'acquire', ok: false, owner };
+    case 'ReleaseLock Failed':
+      return { op: 'release', ok: false, owner };
+    default:
+      return { op: 'renew', ok: false, owner };
+  }
+}
+
+export function parseCheck(line: string): CheckResult | null {
+  if (line === 'CheckLock:Free') return { held: false };
+  const m = CHECK.exec(line);
+  if (m === null) return null;
+  return { held: true, owner: Number(m[1]), token: Number(m[2]), ttlLeft: m[3] === undefined ? null : Number(m[3]) };
+}
+
+export function parseValidate(line: string): ValidateResult | null {
+  if (line === 'ValidateLock Valid') return { valid: true };
+  const m = STALE.exec(line);
+  if (m === null) return null;
+  return { valid: false, owner: ownerOf(m[1]), token: m[2] === undefined ? null : Number(m[2]) };
+}

@@ -1,0 +1,171 @@
+/**
+ * Requests of the client protocol (../shared/protocol.md) and the parser of
+ * one request line into a typed request or a recoverable error [LP-12].
+ *
+ * The verb table below is the single description of the verbs: the parser,
+ * the error messages ("usage: …") and the `help` reply are all derived from it.
+ */
+
+export const MAX_LINE_BYTES = 4096; // [LP-13]
+export const MAX_LOCK_BYTES = 255; // [LP-12]
+export const MAX_MS = 86_400_000; // ttl and timeout upper bound
+
+export type Request =
+  | { verb: 'preempt'; lock: string; ttl: number | null }
+  | { verb: 'acquire'; lock: string; ttl: number | null; timeout: number | null }
+  | { verb: 'release'; lock: string }
+  | { verb: 'renew'; lock: string; ttl: number }
+  | { verb: 'check'; lock: string }
+  | { verb: 'validate'; lock: string; token: number }
+  | { verb: 'whoami' }
+  | { verb: 'ping' }
+  | { verb: 'help' }
+  | { verb: 'quit' };
+
+export type Verb = Request['verb'];
+
+interface OptionSpec {
+  min: number;
+  required: boolean;
+}
+
+interface VerbSpec {
+  /** Positional arguments, in order. */
+  args: ReadonlyArray<'lock' | 'token'>;
+  options: Readonly<Record<string, OptionSpec>>;
+  usage: string;
+}
+
+const TTL: OptionSpec = { min: 1, required: false };
+
+export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
+  preempt: { args: ['lock'], options: { ttl: TTL }, usage: 'preempt <lock> [ttl=<ms>]' },
+  acquire: { args: ['lock'], options: { timeout: { min: 0, required: false }, ttl: TTL }, usage: 'acquire <lock> [timeout=<ms>] [ttl=<ms>]' },
+  release: { args: ['lock'], options: {}, usage: 'release <lock>' },
+  renew: { args: ['lock'], options: { ttl: { min: 1, required: true } }, usage: 'renew <lock> ttl=<ms>' },
+  check: { args: ['lock'], options: {}, usage: 'check <lock>' },
+  validate: { args: ['lock', 'token'], options: {}, usage: 'validate <lock> <token>' },
+  whoami: { args: [], options: {}, usage: 'whoami' },
+  ping: { args: [], options: {}, usage: 'ping' },
+  help: { args: [], options: {}, usage: 'help' },
+  quit: { args: [], options: {}, usage: 'quit' },
+};
+
+const VERB_NAMES = Object.keys(VERBS) as Verb[];
+
+/** The one-line `help` reply. */
+export const HELP_LINE = `Help: ${VERB_NAMES.map((v) => VERBS[v].usage).join(' | ')}`;
+
+export interface ParseError {
+  error: string;
+}
+
+/** Quote a client-sent word for an error message: printable, one line, bounded. */
+export function quote(word: string): string {
+  const shown = word.length > 40 ? `${word.slice(0, 40)}…` : word;
+  return JSON.stringify(shown);
+}
+
+// Control characters: C0, DEL and C1 [LP-12]. Whitespace never reaches here
+// because words are split on it; other Unicode spaces count as whitespace too.
+// eslint-disable-next-line no-control-regex
+const BAD_NAME_CHAR = /[\u0000-\u001f\u007f-\u009f\s]/u;
+
+export function lockNameError(name: string): string | null {
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes < 1 || bytes > MAX_LOCK_BYTES || BAD_NAME_CHAR.test(name)) {
+    return `bad lock name ${quote(name)}: expected 1 to ${MAX_LOCK_BYTES} bytes with no whitespace or control characters`;
+  }
+  return null;
+}
+
+const DIGITS = /^[0-9]{1,16}$/;
+
+/** Parse a whole non-negative decimal number; null when it is not one. */
+function wholeNumber(text: string): number | null {
+  if (!DIGITS.test(text)) return null;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/**
+ * Parse one request line (line end already removed, valid UTF-8). Returns
+ * null for an empty or all-blank line, which is not a request [LP-2].
+ */
+export function parseRequest(line: string): Request | ParseError | null {
+  const words = line.split(/[ \t]+/);
+  if (words[0] === '') words.shift();
+  if (words.length > 0 && words[words.length - 1] === '') words.pop();
+  if (words.length === 0) return null;
+
+  const verbWord = words[0] as string;
+  const verb = verbWord.toLowerCase() as Verb; // [LP-12] verbs are case-insensitive
+  const spec = Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined;
+  if (spec === undefined) {
+    return { error: `unknown command ${quote(verbWord)}; expected one of: ${VERB_NAMES.join(', ')}` };
+  }
+
+  const positional: string[] = [];
+  const options = new Map<string, number>();
+  for (let i = 1; i < words.length; i++) {
+    const word = words[i] as string;
+    if (positional.length < spec.args.length) {
+      positional.push(word);
+      continue;
+    }
+    const eq = word.indexOf('=');
+    if (eq <= 0) return { error: `unexpected argument ${quote(word)}; usage: ${spec.usage}` };
+    const key = word.slice(0, eq);
+    const opt = Object.hasOwn(spec.options, key) ? spec.options[key] : undefined;
+    if (opt === undefined) {
+      const allowed = Object.keys(spec.options);
+      const what = allowed.length === 0 ? `${verb} takes no options` : `${verb} takes ${allowed.join(', ')}`;
+      return { error: `unknown option ${quote(key)}: ${what}; usage: ${spec.usage}` };
+    }
+    if (options.has(key)) return { error: `option ${key} given twice; usage: ${spec.usage}` };
+    const value = wholeNumber(word.slice(eq + 1));
+    if (value === null || value < opt.min || value > MAX_MS) {
+      return { error: `${key} must be a whole number of milliseconds from ${opt.min} to ${MAX_MS}, got ${quote(word.slice(eq + 1))}` };
+    }
+    options.set(key, value);
+  }
+  if (positional.length < spec.args.length) {
+    const missing = spec.args[positional.length] === 'lock' ? 'a lock name' : 'a token';
+    return { error: `${verb} needs ${missing}; usage: ${spec.usage}` };
+  }
+  for (const [key, opt] of Object.entries(spec.options)) {
+    if (opt.required && !options.has(key)) return { error: `${verb} needs ${key}=<ms>; usage: ${spec.usage}` };
+  }
+
+  let lock = '';
+  if (spec.args[0] === 'lock') {
+    lock = positional[0] as string;
+    const bad = lockNameError(lock);
+    if (bad !== null) return { error: bad };
+  }
+  const ttl = options.get('ttl') ?? null;
+  switch (verb) {
+    case 'preempt':
+      return { verb, lock, ttl };
+    case 'acquire':
+      return { verb, lock, ttl, timeout: options.get('timeout') ?? null };
+    case 'release':
+    case 'check':
+      return { verb, lock };
+    case 'renew':
+      return { verb, lock, ttl: ttl as number };
+    case 'validate': {
+      const tokenText = positional[1] as string;
+      const token = wholeNumber(tokenText);
+      if (token === null || token < 1) {
+        return { error: `token must be a positive whole number, got ${quote(tokenText)}; usage: ${spec.usage}` };
+      }
+      return { verb, lock, token };
+    }
+    case 'whoami':
+    case 'ping':
+    case 'help':
+    case 'quit':
+      return { verb };
+  }
+}

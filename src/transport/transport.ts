@@ -1,0 +1,86 @@
+/**
+ * A link between two nodes that carries codec frames (src/codec/frame.ts).
+ *
+ * Guarantees every implementation gives:
+ *  - ordering: frames arrive in the order `send` was called, never reordered
+ *    or duplicated; a link that cannot keep that closes instead;
+ *  - batching: frames sent during one event-loop turn travel as one encoded
+ *    batch (one postMessage or one socket write), flushed by setImmediate;
+ *  - threading: a Transport is used from the one thread that created it;
+ *    handlers run on that thread, one batch at a time, in arrival order;
+ *  - closing: `onClose` fires once, whether this side closed or the peer went
+ *    away; frames sent after that are dropped.
+ *
+ * Implementations: transport-port.ts (MessagePort between worker threads),
+ * transport-memory.ts (in-process pair for tests; same codec round trip).
+ */
+import type { Frame } from '../codec/frame.js';
+
+export interface Transport {
+  send(frame: Frame): void;
+  /** Receive each decoded batch. Set once, before frames arrive. */
+  onFrames(handler: (frames: Frame[]) => void): void;
+  onClose(handler: (reason: string) => void): void;
+  close(): void;
+  readonly closed: boolean;
+}
+
+/**
+ * Shared batching and close bookkeeping; subclasses move encoded batches.
+ */
+export abstract class BatchingTransport implements Transport {
+  private out: Frame[] = [];
+  private scheduled = false;
+  private frameHandler: ((frames: Frame[]) => void) | null = null;
+  private closeHandler: ((reason: string) => void) | null = null;
+  closed = false;
+
+  protected abstract write(frames: Frame[]): void;
+  protected abstract shut(): void;
+
+  send(frame: Frame): void {
+    if (this.closed) return;
+    this.out.push(frame);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.closed || this.out.length === 0) return;
+    const frames = this.out;
+    this.out = [];
+    this.write(frames);
+  };
+
+  onFrames(handler: (frames: Frame[]) => void): void {
+    this.frameHandler = handler;
+  }
+
+  onClose(handler: (reason: string) => void): void {
+    this.closeHandler = handler;
+  }
+
+  protected deliver(frames: Frame[]): void {
+    if (this.closed) return;
+    if (this.frameHandler === null) throw new Error('transport received frames before onFrames() was set');
+    this.frameHandler(frames);
+  }
+
+  /** Mark closed and tell the owner, once. */
+  protected ended(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.out = [];
+    this.closeHandler?.(reason);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.shut();
+    this.ended('closed by this side');
+  }
+}

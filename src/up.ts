@@ -1,0 +1,45 @@
+/**
+ * `dlock up`: start the cluster and show it. Headless until the TUI lands
+ * (issue 3): logs to stdout, one `ready …` line once every node listens,
+ * SIGINT/SIGTERM close it cleanly with exit status 0.
+ */
+import { headlessView } from '../ui/headless.js';
+import { Cluster } from './cluster.js';
+
+export interface UpOptions {
+  followers: number;
+  port: number;
+  host: string;
+  quiet: boolean;
+}
+
+export async function up(opts: UpOptions): Promise<number> {
+  const view = headlessView();
+  let cluster: Cluster;
+  try {
+    cluster = await Cluster.start({ followers: opts.followers, port: opts.port, host: opts.host, logRequests: !opts.quiet, onEvent: view });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const hint = e.code === 'EADDRINUSE' ? ' (a port is in use: pick another base with --port, or --port 0 for free ports)' : '';
+    process.stderr.write(`dlock up: could not start the cluster: ${e.message}${hint}\n`);
+    return 1;
+  }
+  process.stdout.write(`${cluster.readyLine()}\n`);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stdout.write(`cluster: ${signal}, shutting down\n`);
+      cluster.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          process.stderr.write(`dlock up: shutdown failed: ${(err as Error).message}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,32 @@
+/**
+ * The headless view of `dlock up` (no TTY, or --no-tui): every node's log
+ * lines on stdout, each prefixed with the node's name and a time, like the
+ * original design's server consoles side by side in one stream.
+ *
+ * A view only: it consumes node events and never touches the request path.
+ * Lines of one batch are written with one write() call.
+ */
+import type { NodeEvent } from '../src/control.js';
+import type { LogLine } from '../src/node/node-log.js';
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/** `2026-11-24 10:50:53.123` in local time, as the original client printed. */
+export function timestamp(ms: number, withMs = true): string {
+  const d = new Date(ms);
+  const base = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  return withMs ? `${base}.${String(d.getMilliseconds()).padStart(3, '0')}` : base;
+}
+
+export function formatLogLine(node: string, line: LogLine, width = 10): string {
+  return `${node.padEnd(width)} ${timestamp(line.t)} ${line.text}`;
+}
+
+export function headlessView(out: NodeJS.WritableStream = process.stdout): (ev: NodeEvent) => void {
+  return (ev) => {
+    if (ev.type !== 'log') return;
+    let text = '';
+    for (const line of ev.lines) text += `${formatLogLine(ev.node, line)}\n`;
+    out.write(text);
+  };
+}

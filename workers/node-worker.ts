@@ -1,0 +1,58 @@
+/**
+ * Entry point of a node's worker thread (leader or follower).
+ *
+ * Builds the node from workerData and exposes the NodeControl API over
+ * comlink; the main thread's first call, start(), is the handshake.
+ * Client traffic is TCP straight into this thread, and replication is the
+ * link MessagePort; neither passes through the main thread.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { nanoid } from 'nanoid';
+import { expose, nodeEndpoint } from '../src/comlink.js';
+import type { NodeControl, NodeEvent, NodeWorkerData } from '../src/control.js';
+import { Leader } from '../src/node/node-leader.js';
+import { Follower } from '../src/node/node-follower.js';
+import { NodeLog } from '../src/node/node-log.js';
+import { PortTransport } from '../src/transport/transport-port.js';
+
+if (parentPort === null) throw new Error('node-worker.js must run in a worker thread');
+const data = workerData as NodeWorkerData;
+
+const log = new NodeLog((lines) => {
+  const ev: NodeEvent = { type: 'log', node: data.name, lines };
+  data.events.postMessage(ev);
+}, data.logRequests);
+
+const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter };
+let node: Leader | Follower;
+if (data.role === 'leader') {
+  node = new Leader(opts);
+} else {
+  if (data.link === undefined) throw new Error(`${data.name}: follower started without a link to the leader`);
+  // A fresh id per worker start: lets the leader tell a restarted follower from the old one.
+  node = new Follower(opts, new PortTransport(data.link), nanoid(10));
+}
+
+const api: NodeControl = {
+  async start() {
+    if (node instanceof Follower) {
+      node.start();
+      await node.firstSync;
+    }
+    const port = await node.listen(data.host, data.port);
+    log.flush();
+    return { host: data.host, port };
+  },
+  attachFollower(port: MessagePort) {
+    if (!(node instanceof Leader)) throw new Error(`${data.name} is not the leader`);
+    node.attachFollower(new PortTransport(port));
+  },
+  stats: () => node.stats(),
+  locks: (limit?: number) => node.lockMap(limit),
+  async shutdown() {
+    await node.close();
+    log.flush();
+  },
+};
+
+expose(api, nodeEndpoint(parentPort));
