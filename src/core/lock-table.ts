@@ -245,9 +245,9 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       }
       const held = state.sessions.get(cmd.client);
       if (held !== undefined) {
-        // Sorted, not insertion order: a replica restored from a snapshot may
-        // have built this set in another order, and the order decides which
-        // waiter gets which token.
+        // Sorted: the release order decides which waiter gets which token, so
+        // it must not depend on how this set was built (a replica restored
+        // from a snapshot rebuilds it).
         for (const lock of [...held].sort()) {
           const entry = state.locks.get(lock);
           if (entry !== undefined && entry.owner === cmd.client) free(state, out, lock, entry, now);

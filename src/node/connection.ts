@@ -240,6 +240,11 @@ export class ClientConnection {
     this.socket.end();
   }
 
+  /** Bytes and replies this connection holds for its client (LP-13 bound). */
+  get buffered(): { bytes: number; replies: number } {
+    return { bytes: this.socket.writableLength, replies: this.queue.length };
+  }
+
   /** Close at once (node shutdown). */
   destroy(): void {
     this.socket.destroy();

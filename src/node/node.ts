@@ -33,6 +33,9 @@ export interface NodeStats {
   /** Last sequence number applied here. */
   applied: number;
   commit: number;
+  /** Reply bytes waiting in client sockets, and replies owed, over all clients. */
+  bufferedBytes: number;
+  owedReplies: number;
   /** Leader only: each follower's acknowledged sequence number. */
   followers?: Record<string, number>;
 }
@@ -126,6 +129,13 @@ export abstract class NodeBase implements Engine {
   stats(): NodeStats {
     let waiters = 0;
     for (const e of this.state.locks.values()) waiters += e.waiters.length;
+    let bufferedBytes = 0;
+    let owedReplies = 0;
+    for (const c of this.connections) {
+      const b = c.buffered;
+      bufferedBytes += b.bytes;
+      owedReplies += b.replies;
+    }
     return {
       name: this.name,
       role: this.role,
@@ -135,6 +145,8 @@ export abstract class NodeBase implements Engine {
       waiters,
       applied: this.applied,
       commit: this.commitSeq,
+      bufferedBytes,
+      owedReplies,
     };
   }
 

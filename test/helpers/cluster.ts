@@ -1,0 +1,34 @@
+/**
+ * A real cluster for tests: worker threads from the build, TCP on free
+ * ports, every node's log lines collected for assertions.
+ */
+import { Cluster } from '../../src/cluster.js';
+import type { NodeEvent } from '../../src/control.js';
+import { eventually } from './line-client.js';
+
+export interface TestCluster {
+  cluster: Cluster;
+  port: (name: string) => number;
+  /** Log lines so far, per node. */
+  logs: Map<string, string[]>;
+  /** Wait until `node` has logged a line matching `re`. */
+  logged: (node: string, re: RegExp, timeoutMs?: number) => Promise<void>;
+}
+
+export async function startCluster(followers = 2, port = 0): Promise<TestCluster> {
+  const logs = new Map<string, string[]>();
+  const onEvent = (ev: NodeEvent): void => {
+    let list = logs.get(ev.node);
+    if (list === undefined) logs.set(ev.node, (list = []));
+    for (const l of ev.lines) list.push(l.text);
+  };
+  const cluster = await Cluster.start({ followers, port, host: '127.0.0.1', onEvent });
+  const port_ = (name: string): number => {
+    const n = cluster.nodes.find((x) => x.name === name);
+    if (n === undefined) throw new Error(`no node ${name}`);
+    return n.port;
+  };
+  const logged = (node: string, re: RegExp, timeoutMs = 5000): Promise<void> =>
+    eventually(() => (logs.get(node) ?? []).some((l) => re.test(l)), `${node} to log ${re}`, timeoutMs);
+  return { cluster, port: port_, logs, logged };
+}

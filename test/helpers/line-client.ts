@@ -1,0 +1,110 @@
+/**
+ * A raw TCP client for tests: what `nc` does, with waits on conditions.
+ * Every wait has a deadline so a broken node fails the test instead of
+ * hanging it.
+ */
+import { connect, type Socket } from 'node:net';
+
+export class LineClient {
+  private buf = '';
+  private readonly lines: string[] = [];
+  private waiter: (() => void) | null = null;
+  ended = false;
+  readonly closed: Promise<void>;
+  greeting = '';
+  id = 0;
+
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) !== -1) {
+        this.lines.push(this.buf.slice(0, nl));
+        this.buf = this.buf.slice(nl + 1);
+      }
+      this.waiter?.();
+    });
+    this.closed = new Promise((resolve) => {
+      socket.on('close', () => {
+        this.ended = true;
+        this.waiter?.();
+        resolve();
+      });
+    });
+    socket.on('error', () => {
+      // 'close' follows; tests assert on what was received and on `ended`.
+    });
+  }
+
+  static async open(port: number, host = '127.0.0.1'): Promise<LineClient> {
+    const socket = connect({ port, host });
+    const c = new LineClient(socket);
+    c.greeting = await c.next();
+    const m = /^client_id: (\d+) node: \S+$/.exec(c.greeting);
+    if (m === null) throw new Error(`bad greeting ${JSON.stringify(c.greeting)}`);
+    c.id = Number(m[1]);
+    return c;
+  }
+
+  /** Send raw text (add your own line ends). */
+  write(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** The next line from the node. */
+  async next(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (this.ended) throw new Error(`connection closed while waiting for a line (partial: ${JSON.stringify(this.buf)})`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no line within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+    return this.lines.shift() as string;
+  }
+
+  /** Send one request line and return its reply. */
+  async ask(line: string, timeoutMs?: number): Promise<string> {
+    this.write(`${line}\n`);
+    return this.next(timeoutMs);
+  }
+
+  /** Lines received and not yet taken. */
+  get pending(): readonly string[] {
+    return this.lines;
+  }
+
+  /** Resolve once the node closed the connection; fail after the deadline. */
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.closed,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Poll `probe` until it returns true; for conditions no event announces. */
+export async function eventually(probe: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000, everyMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

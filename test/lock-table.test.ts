@@ -1,0 +1,308 @@
+/**
+ * The pure lock table: each rule by example, then properties over random
+ * operation sequences (fast-check).
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { apply, check, createState, restore, snapshot, validate, type Command, type Outcome, type TableState } from '../src/core/lock-table.js';
+
+const A = 10001;
+const B = 20001;
+const C = 30001;
+
+function run(state: TableState, cmd: Command, now = 1000): Outcome {
+  return apply(state, cmd, now);
+}
+
+describe('preempt [LP-5, LP-6, LP-7]', () => {
+  it('grants a free lock with a new token and refuses others', () => {
+    const s = createState();
+    expect(run(s, { op: 'preempt', client: A, lock: 'lock01', ttl: null }).reply).toEqual({ op: 'preempt', ok: true, owner: A, token: 1 });
+    const refused = run(s, { op: 'preempt', client: B, lock: 'lock01', ttl: null });
+    expect(refused.reply).toEqual({ op: 'preempt', ok: false, owner: A });
+    expect(refused.changed).toBe(false);
+    expect(run(s, { op: 'preempt', client: B, lock: 'lock02', ttl: null }).reply).toEqual({ op: 'preempt', ok: true, owner: B, token: 2 });
+  });
+
+  it('[LP-6] the owner asking again gets the same token; ttl turns it into a lease', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    const again = run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    expect(again.reply).toEqual({ op: 'preempt', ok: true, owner: A, token: 1 });
+    expect(again.changed).toBe(false);
+    const leased = run(s, { op: 'preempt', client: A, lock: 'l', ttl: 500 }, 2000);
+    expect(leased.reply).toEqual({ op: 'preempt', ok: true, owner: A, token: 1 });
+    expect(leased.changed).toBe(true);
+    expect(check(s, 'l', 2100)).toEqual({ held: true, owner: A, token: 1, ttlLeft: 400 });
+    // now a lease: disconnect does not release it [LP-8]
+    run(s, { op: 'disconnect', client: A });
+    expect(check(s, 'l', 2100).held).toBe(true);
+  });
+
+  it('[LP-6] locks are not counted: one release frees a twice-preempted lock', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    expect(run(s, { op: 'release', client: A, lock: 'l' }).reply).toEqual({ op: 'release', ok: true });
+    expect(check(s, 'l', 0)).toEqual({ held: false });
+  });
+});
+
+describe('release and renew [LP-10]', () => {
+  it('only the owner releases; others learn the owner', () => {
+    const s = createState();
+    expect(run(s, { op: 'release', client: A, lock: 'l' }).reply).toEqual({ op: 'release', ok: false, owner: null });
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    expect(run(s, { op: 'release', client: B, lock: 'l' }).reply).toEqual({ op: 'release', ok: false, owner: A });
+    expect(check(s, 'l', 0).held).toBe(true);
+  });
+
+  it('renew by the owner keeps the token and sets the lease from now; others fail', () => {
+    const s = createState();
+    expect(run(s, { op: 'renew', client: A, lock: 'l', ttl: 10 }).reply).toEqual({ op: 'renew', ok: false, owner: null });
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    expect(run(s, { op: 'renew', client: B, lock: 'l', ttl: 10 }).reply).toEqual({ op: 'renew', ok: false, owner: A });
+    expect(run(s, { op: 'renew', client: A, lock: 'l', ttl: 300 }, 5000).reply).toEqual({ op: 'renew', ok: true, token: 1 });
+    expect(check(s, 'l', 5000)).toMatchObject({ ttlLeft: 300 });
+    // [LP-8] renewing a session lock makes it a lease
+    run(s, { op: 'disconnect', client: A });
+    expect(check(s, 'l', 5000).held).toBe(true);
+  });
+});
+
+describe('sessions [LP-8]', () => {
+  it('disconnect releases session locks, keeps leases, withdraws the waiter', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'a', ttl: null });
+    run(s, { op: 'preempt', client: A, lock: 'b', ttl: 1000 });
+    run(s, { op: 'preempt', client: B, lock: 'c', ttl: null });
+    expect(run(s, { op: 'acquire', client: A, lock: 'c', ttl: null, timeout: null }).reply).toBeNull();
+    const out = run(s, { op: 'disconnect', client: A });
+    expect(out.changes).toEqual([{ kind: 'del', lock: 'a' }]);
+    expect(check(s, 'a', 0).held).toBe(false);
+    expect(check(s, 'b', 0).held).toBe(true);
+    expect(s.locks.get('c')?.waiters).toEqual([]);
+    expect(s.waiting.size).toBe(0);
+    // B releasing c now wakes nobody
+    expect(run(s, { op: 'release', client: B, lock: 'c' }).wakes).toEqual([]);
+  });
+
+  it('a released session lock passes to the next waiter with a new token', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: null });
+    const out = run(s, { op: 'disconnect', client: A });
+    expect(out.wakes).toEqual([{ client: B, reply: { op: 'acquire', ok: true, owner: B, token: 2 } }]);
+    expect(check(s, 'l', 0)).toMatchObject({ owner: B, token: 2 });
+  });
+});
+
+describe('acquire [LP-9]', () => {
+  it('grants at once when free, or is idempotent for the owner', () => {
+    const s = createState();
+    expect(run(s, { op: 'acquire', client: A, lock: 'l', ttl: null, timeout: 0 }).reply).toEqual({ op: 'acquire', ok: true, owner: A, token: 1 });
+    expect(run(s, { op: 'acquire', client: A, lock: 'l', ttl: null, timeout: null }).reply).toEqual({ op: 'acquire', ok: true, owner: A, token: 1 });
+  });
+
+  it('timeout=0 does not wait', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    const out = run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 0 });
+    expect(out.reply).toEqual({ op: 'acquire', ok: false, owner: A });
+    expect(out.changed).toBe(false);
+  });
+
+  it('waiters are granted first come, first served, each with a larger token', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    for (const c of [B, C, 40001]) expect(run(s, { op: 'acquire', client: c, lock: 'l', ttl: null, timeout: null }).waits).toEqual({ client: c, lock: 'l' });
+    const order: number[] = [];
+    let owner = A;
+    for (let i = 0; i < 3; i++) {
+      const out = run(s, { op: 'release', client: owner, lock: 'l' });
+      expect(out.wakes).toHaveLength(1);
+      const w = out.wakes[0];
+      if (w === undefined || !('token' in w.reply)) throw new Error('no grant');
+      order.push(w.client);
+      expect(w.reply.token).toBe(2 + i);
+      owner = w.client;
+    }
+    expect(order).toEqual([B, C, 40001]);
+  });
+
+  it('a waiter granted with ttl gets a lease from the grant time', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: 700, timeout: null }, 1000);
+    run(s, { op: 'release', client: A, lock: 'l' }, 3000);
+    expect(check(s, 'l', 3000)).toEqual({ held: true, owner: B, token: 2, ttlLeft: 700 });
+  });
+
+  it('timeout withdraws the waiter and reports the owner; a stale timeout is a no-op', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 50 });
+    run(s, { op: 'acquire', client: C, lock: 'l', ttl: null, timeout: null });
+    const t = run(s, { op: 'timeout', client: B, lock: 'l' });
+    expect(t.reply).toEqual({ op: 'acquire', ok: false, owner: A });
+    expect(s.locks.get('l')?.waiters.map((w) => w.client)).toEqual([C]);
+    const stale = run(s, { op: 'timeout', client: B, lock: 'l' });
+    expect(stale).toMatchObject({ reply: null, changed: false });
+  });
+
+  it('a client cannot wait on two locks at once', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'x', ttl: null });
+    run(s, { op: 'preempt', client: A, lock: 'y', ttl: null });
+    run(s, { op: 'acquire', client: B, lock: 'x', ttl: null, timeout: null });
+    expect(run(s, { op: 'acquire', client: B, lock: 'y', ttl: null, timeout: null }).reply).toEqual({ op: 'acquire', ok: false, owner: A });
+  });
+});
+
+describe('leases: expiry is the leader timer\'s command', () => {
+  it('expire frees a due lease and hands it on; early or stale expires do nothing', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: 100 }, 1000);
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: null }, 1000);
+    expect(run(s, { op: 'expire', lock: 'l', token: 1 }, 1099).changed).toBe(false);
+    expect(run(s, { op: 'expire', lock: 'l', token: 7 }, 5000).changed).toBe(false);
+    const out = run(s, { op: 'expire', lock: 'l', token: 1 }, 1100);
+    expect(out.wakes).toEqual([{ client: B, reply: { op: 'acquire', ok: true, owner: B, token: 2 } }]);
+  });
+
+  it('a renewed lease does not expire at its old deadline', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: 100 }, 1000);
+    run(s, { op: 'renew', client: A, lock: 'l', ttl: 100 }, 1050);
+    expect(run(s, { op: 'expire', lock: 'l', token: 1 }, 1100).changed).toBe(false);
+    expect(run(s, { op: 'expire', lock: 'l', token: 1 }, 1150).changed).toBe(true);
+  });
+});
+
+describe('validate [LP-7]', () => {
+  it('is Valid only for the current grant\'s token', () => {
+    const s = createState();
+    expect(validate(s, 'l', 1)).toEqual({ valid: false, owner: null, token: null });
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    expect(validate(s, 'l', 1)).toEqual({ valid: true });
+    run(s, { op: 'release', client: A, lock: 'l' });
+    run(s, { op: 'preempt', client: B, lock: 'l', ttl: null });
+    expect(validate(s, 'l', 1)).toEqual({ valid: false, owner: B, token: 2 });
+  });
+});
+
+// ---- properties over random operation sequences ----
+
+const clients = [10001, 10002, 20001, 30001];
+const locks = ['a', 'b', 'c'];
+const cmdArb: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({ op: fc.constant('preempt' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks), ttl: fc.option(fc.integer({ min: 1, max: 50 }), { nil: null }) }),
+  fc.record({
+    op: fc.constant('acquire' as const),
+    client: fc.constantFrom(...clients),
+    lock: fc.constantFrom(...locks),
+    ttl: fc.option(fc.integer({ min: 1, max: 50 }), { nil: null }),
+    timeout: fc.option(fc.integer({ min: 0, max: 50 }), { nil: null }),
+  }),
+  fc.record({ op: fc.constant('release' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks) }),
+  fc.record({ op: fc.constant('renew' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks), ttl: fc.integer({ min: 1, max: 50 }) }),
+  fc.record({ op: fc.constant('disconnect' as const), client: fc.constantFrom(...clients) }),
+  fc.record({ op: fc.constant('expire' as const), lock: fc.constantFrom(...locks), token: fc.integer({ min: 1, max: 40 }) }),
+  fc.record({ op: fc.constant('timeout' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks) }),
+);
+// Each step: a command and how much time passes before it.
+const stepsArb = fc.array(fc.tuple(cmdArb, fc.integer({ min: 0, max: 20 })), { maxLength: 120 });
+
+function checkInvariants(s: TableState): void {
+  const waitingSeen = new Map<number, string>();
+  for (const [name, e] of s.locks) {
+    expect(e.token).toBeLessThan(s.nextToken);
+    const ws = e.waiters.map((w) => w.client);
+    expect(new Set(ws).size).toBe(ws.length); // no client queued twice
+    expect(ws).not.toContain(e.owner);
+    for (const c of ws) {
+      expect(waitingSeen.has(c)).toBe(false); // waits on one lock at most
+      waitingSeen.set(c, name);
+    }
+    expect(s.sessions.get(e.owner)?.has(name) ?? false).toBe(e.expiresAt === null);
+  }
+  expect(new Map([...s.waiting].sort())).toEqual(new Map([...waitingSeen].sort()));
+  for (const [client, set] of s.sessions) {
+    expect(set.size).toBeGreaterThan(0);
+    for (const name of set) expect(s.locks.get(name)?.owner).toBe(client);
+  }
+}
+
+describe('properties', () => {
+  it('[LP-7] every grant carries a token larger than all before it; invariants hold after every step', () => {
+    fc.assert(
+      fc.property(stepsArb, (steps) => {
+        const s = createState();
+        let now = 0;
+        let maxToken = 0;
+        for (const [cmd, dt] of steps) {
+          now += dt;
+          const out = apply(s, cmd, now);
+          const fresh: number[] = out.wakes.map((w) => ('token' in w.reply ? w.reply.token : -1));
+          const r = out.reply;
+          if (r !== null && r.ok && (r.op === 'preempt' || r.op === 'acquire')) {
+            if (r.token <= maxToken) {
+              // [LP-6] only the owner's repeat request may see an old token: its own.
+              expect(cmd.op === 'preempt' || cmd.op === 'acquire').toBe(true);
+              if (cmd.op === 'preempt' || cmd.op === 'acquire') expect(check(s, cmd.lock, now)).toMatchObject({ owner: cmd.client, token: r.token });
+            } else {
+              fresh.unshift(r.token);
+            }
+          }
+          for (const t of fresh) {
+            expect(t).toBeGreaterThan(maxToken); // [LP-7]
+            maxToken = t;
+          }
+          expect(s.nextToken).toBeGreaterThan(maxToken);
+          if (!out.changed) expect(out.changes).toEqual([]);
+          checkInvariants(s);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('replaying the log on a replica restored from a snapshot taken midway reaches the same state', () => {
+    fc.assert(
+      fc.property(stepsArb, fc.nat(), (steps, cutSeed) => {
+        const leader = createState();
+        const log: Array<[Command, number]> = [];
+        let now = 0;
+        for (const [cmd, dt] of steps) {
+          now += dt;
+          if (apply(leader, cmd, now).changed) log.push([cmd, now]); // only changes are replicated
+        }
+        const cut = log.length === 0 ? 0 : cutSeed % (log.length + 1);
+        const prefix = createState();
+        for (const [cmd, at] of log.slice(0, cut)) apply(prefix, cmd, at);
+        // Round-trip the snapshot through JSON, as the codec does.
+        const replica = restore(JSON.parse(JSON.stringify(snapshot(prefix))));
+        for (const [cmd, at] of log.slice(cut)) apply(replica, cmd, at);
+        expect(snapshot(replica)).toEqual(snapshot(leader));
+        checkInvariants(replica);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('commands that report no change leave the state untouched', () => {
+    fc.assert(
+      fc.property(stepsArb, (steps) => {
+        const s = createState();
+        let now = 0;
+        for (const [cmd, dt] of steps) {
+          now += dt;
+          const before = JSON.stringify(snapshot(s));
+          const out = apply(s, cmd, now);
+          if (!out.changed) expect(JSON.stringify(snapshot(s))).toBe(before);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
