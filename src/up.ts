@@ -20,7 +20,9 @@ export async function up(opts: UpOptions): Promise<number> {
     cluster = await Cluster.start({ followers: opts.followers, port: opts.port, host: opts.host, logRequests: !opts.quiet, onEvent: view });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const hint = e.code === 'EADDRINUSE' ? ' (a port is in use: pick another base with --port, or --port 0 for free ports)' : '';
+    // The code does not survive the trip from the worker (comlink sends name and message only).
+    const inUse = e.code === 'EADDRINUSE' || /\bEADDRINUSE\b/.test(e.message);
+    const hint = inUse ? ' (a port is in use: pick another base with --port, or --port 0 for free ports)' : '';
     process.stderr.write(`dlock up: could not start the cluster: ${e.message}${hint}\n`);
     return 1;
   }

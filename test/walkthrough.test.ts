@@ -73,5 +73,8 @@ describe('the original walkthrough', () => {
     await t.logged('leader', /^Request 10001: preempt lock01$/);
     await t.logged('leader', /^Response 10001: PreemptLock Success owner=10001 token=1$/);
     await t.logged('follower-2', /^Response 30001: PreemptLock Success owner=30001 token=3$/);
+    // and the writes forwarded to it by followers
+    await t.logged('leader', /^Request 20001 via follower-1: preempt lock02$/);
+    await t.logged('leader', /^Response 30001 via follower-2: PreemptLock Success owner=30001 token=3$/);
   });
 });

@@ -210,33 +210,36 @@ export class DlockClient {
     });
   }
 
+  // Argument errors reject (TypeError/RangeError) before anything is sent, so
+  // no caller-supplied text can smuggle a second request onto the line.
+
   /** Take the lock if it is free [LP-6]; with ttl it is a lease [LP-8]. */
-  preempt(lock: string, opts: { ttl?: number } = {}): Promise<PreemptResult> {
+  async preempt(lock: string, opts: { ttl?: number } = {}): Promise<PreemptResult> {
     const ttl = opts.ttl === undefined ? '' : ` ${msArg('ttl', opts.ttl, 1)}`;
     return this.lockReply(`preempt ${lockArg(lock)}${ttl}`, 'preempt');
   }
 
   /** Wait for the lock, first come first served [LP-9]; no timeout waits as long as the connection lives. */
-  acquire(lock: string, opts: { timeout?: number; ttl?: number } = {}): Promise<AcquireResult> {
+  async acquire(lock: string, opts: { timeout?: number; ttl?: number } = {}): Promise<AcquireResult> {
     const timeout = opts.timeout === undefined ? '' : ` ${msArg('timeout', opts.timeout, 0)}`;
     const ttl = opts.ttl === undefined ? '' : ` ${msArg('ttl', opts.ttl, 1)}`;
     return this.lockReply(`acquire ${lockArg(lock)}${timeout}${ttl}`, 'acquire');
   }
 
-  release(lock: string): Promise<ReleaseResult> {
+  async release(lock: string): Promise<ReleaseResult> {
     return this.lockReply(`release ${lockArg(lock)}`, 'release');
   }
 
-  renew(lock: string, ttl: number): Promise<RenewResult> {
+  async renew(lock: string, ttl: number): Promise<RenewResult> {
     return this.lockReply(`renew ${lockArg(lock)} ${msArg('ttl', ttl, 1)}`, 'renew');
   }
 
-  check(lock: string): Promise<CheckResult> {
+  async check(lock: string): Promise<CheckResult> {
     return this.request(`check ${lockArg(lock)}`, parseCheck);
   }
 
-  validate(lock: string, token: number): Promise<ValidateResult> {
-    if (!Number.isSafeInteger(token) || token < 1) return Promise.reject(new RangeError(`token must be a positive integer, got ${token}`));
+  async validate(lock: string, token: number): Promise<ValidateResult> {
+    if (!Number.isSafeInteger(token) || token < 1) throw new RangeError(`token must be a positive integer, got ${token}`);
     return this.request(`validate ${lockArg(lock)} ${token}`, parseValidate);
   }
 
@@ -244,11 +247,11 @@ export class DlockClient {
     await this.request('ping', (r) => (r === 'PONG' ? true : null));
   }
 
-  whoami(): Promise<{ client: ClientId; node: string }> {
+  async whoami(): Promise<{ client: ClientId; node: string }> {
     return this.request('whoami', parseGreeting);
   }
 
-  help(): Promise<string> {
+  async help(): Promise<string> {
     return this.request('help', (r) => (r.startsWith('Help: ') ? r.slice(6) : null));
   }
 

@@ -70,6 +70,7 @@ export async function repl(opts: ReplOptions): Promise<number> {
 
   await new Promise<void>((resolve) => rl.once('close', resolve));
   await printed;
+  quitSent = true; // our own goodbye at the end of input is not a lost connection
   if (!client.closed) await client.close();
   if (interactive) out.write('\n');
   return lostConnection ? 1 : 0;

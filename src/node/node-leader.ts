@@ -17,6 +17,7 @@
  */
 import { apply, snapshot, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
+import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
@@ -30,12 +31,30 @@ interface FollowerLink {
 }
 
 /** Where a reply goes: a local connection, a follower's forwarded request, or nowhere. */
-type Origin = { conn: ClientConnection; ticket: Ticket } | { link: FollowerLink; req: number } | null;
+type Origin = { conn: ClientConnection; ticket: Ticket } | { link: FollowerLink; req: number; client: ClientId } | null;
 
 type Deadline = { kind: 'expire'; lock: string; token: number } | { kind: 'timeout'; client: ClientId; lock: string };
 
 export function describeChange(c: LockChange): string {
   return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ' lease'}` : c.lock;
+}
+
+/** A replicated command as the leader's log shows it. */
+export function describeCommand(cmd: Command): string {
+  switch (cmd.op) {
+    case 'preempt':
+    case 'acquire':
+    case 'renew':
+      return `${cmd.op} ${cmd.lock}${cmd.ttl === null ? '' : ` ttl=${cmd.ttl}`}`;
+    case 'release':
+      return `release ${cmd.lock}`;
+    case 'disconnect':
+      return 'disconnect';
+    case 'expire':
+      return `expire ${cmd.lock} token=${cmd.token}`;
+    case 'timeout':
+      return `timeout ${cmd.lock}`;
+  }
 }
 
 export class Leader extends NodeBase {
@@ -90,7 +109,10 @@ export class Leader extends NodeBase {
           if (f.seq > link.acked) link.acked = f.seq;
           break;
         case 'forward':
-          this.execute(f.cmd, f.req === 0 ? null : { link, req: f.req });
+          if (this.log.requests && f.req !== 0 && 'client' in f.cmd) {
+            this.log.line('req', `Request ${f.cmd.client} via ${link.name ?? 'follower'}: ${describeCommand(f.cmd)}`);
+          }
+          this.execute(f.cmd, f.req === 0 ? null : { link, req: f.req, client: 'client' in f.cmd ? f.cmd.client : 0 });
           break;
         default:
           this.log.line('error', `unexpected ${f.type} frame from ${link.name ?? 'follower'}`);
@@ -135,8 +157,12 @@ export class Leader extends NodeBase {
 
   private deliver(origin: Origin, reply: Reply): void {
     if (origin === null) return;
-    if ('conn' in origin) origin.conn.resolve(origin.ticket, reply, this.seq);
-    else origin.link.transport.send({ v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
+    if ('conn' in origin) {
+      origin.conn.resolve(origin.ticket, reply, this.seq);
+      return;
+    }
+    if (this.log.requests) this.log.line('reply', `Response ${origin.client} via ${origin.link.name ?? 'follower'}: ${formatReply(reply)}`);
+    origin.link.transport.send({ v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
   }
 
   private onDeadline(d: Deadline): void {

@@ -1,0 +1,174 @@
+/**
+ * The `dlock` command as a user runs it: child processes, real TCP, real
+ * `nc`, and the interactive client's prompt in a real terminal (tmux).
+ */
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, LineClient } from './helpers/line-client.js';
+
+const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+interface Running {
+  child: ChildProcessWithoutNullStreams;
+  out: () => string;
+  err: () => string;
+  exit: Promise<number | null>;
+}
+
+function run(args: string[], input?: string): Running {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe' });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  if (input !== undefined) child.stdin.end(input);
+  return { child, out: () => out, err: () => err, exit };
+}
+
+/** Start `dlock up` headless on free ports; resolve with its node ports. */
+async function up(extra: string[] = []): Promise<{ proc: Running; ports: Record<string, number> }> {
+  const proc = run(['up', '--port', '0', '--followers', '2', ...extra]);
+  await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 15_000);
+  const line = /^ready (.*)$/m.exec(proc.out())?.[1];
+  if (line === undefined) throw new Error(`dlock up did not get ready:\n${proc.out()}\n${proc.err()}`);
+  const ports: Record<string, number> = {};
+  for (const part of line.split(' ')) {
+    const [name, addr] = part.split('=');
+    ports[name as string] = Number(addr?.split(':')[1]);
+  }
+  return { proc, ports };
+}
+
+describe('dlock up (headless)', () => {
+  let proc: Running;
+  let ports: Record<string, number>;
+  let holder: LineClient; // holds cli-lock for the tests below
+  beforeAll(async () => {
+    ({ proc, ports } = await up());
+  });
+  afterAll(() => {
+    holder.close();
+    if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+  });
+
+  it('prints one ready line naming every node, after every node listens', () => {
+    expect(proc.out().match(/^ready /gm)).toHaveLength(1);
+    expect(Object.keys(ports)).toEqual(['leader', 'follower-1', 'follower-2']);
+    const listening = proc.out().split('\n').filter((l) => / listening on 127\.0\.0\.1:\d+$/.test(l));
+    expect(listening).toHaveLength(3);
+    expect(proc.out().indexOf('ready ')).toBeGreaterThan(proc.out().lastIndexOf('listening on'));
+  });
+
+  it('logs every node\'s lines on stdout prefixed with its name and a time', async () => {
+    const c = await LineClient.open(ports['follower-1'] as number);
+    holder = c;
+    expect(await c.ask('preempt cli-lock')).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    const stamp = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{3}';
+    await eventually(() => new RegExp(`^leader +${stamp} broadcast new lock_map cli-lock ${c.id} token=1$`, 'm').test(proc.out()), 'leader broadcast line');
+    await eventually(() => new RegExp(`^follower-2 ${stamp} UpdateLockmap cli-lock ${c.id}$`, 'm').test(proc.out()), 'follower-2 update line');
+    await eventually(() => new RegExp(`^follower-1 ${stamp} Request ${c.id}: preempt cli-lock$`, 'm').test(proc.out()), 'request line');
+    await eventually(() => new RegExp(`^follower-1 ${stamp} Response ${c.id}: PreemptLock Success owner=${c.id} token=1$`, 'm').test(proc.out()), 'response line');
+    await eventually(() => new RegExp(`^follower-1 ${stamp} Connect from 127\\.0\\.0\\.1:\\d+ client_id=${c.id}$`, 'm').test(proc.out()), 'connect line');
+  });
+
+  it('dlock client, piped, prints the id and each request and response with a time, then exits 0', async () => {
+    const client = run(['client', '--port', String(ports['follower-2'])], 'check cli-lock\n\npreempt cli-lock\nbogus\n');
+    expect(await client.exit).toBe(0);
+    const o = client.out();
+    expect(o).toMatch(/^connected to follower-2 at 127\.0\.0\.1:\d+\nclient_id: 30001\n/);
+    const ts = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d';
+    expect(o).toMatch(new RegExp(`${ts} Request: check cli-lock\\n${ts} Response: CheckLock:Lock:20001 token=1\\n`));
+    expect(o).toMatch(new RegExp(`${ts} Request: preempt cli-lock\\n${ts} Response: PreemptLock Failed owner=20001\\n`));
+    expect(o).toMatch(new RegExp(`${ts} Request: bogus\\n${ts} Response: Error: unknown command "bogus"`));
+    expect(o).not.toContain('distributeLock:>'); // no prompt when piped
+  });
+
+  it.skipIf(!has('nc'))('nc, as in the README: greeting, replies, and the node closes after a half-close', async () => {
+    const nc = spawnSync('nc', ['-N', '127.0.0.1', String(ports['leader'])], { input: 'check cli-lock\nping\n', encoding: 'utf8', timeout: 10_000 });
+    expect(nc.status).toBe(0);
+    expect(nc.stdout).toMatch(/^client_id: 1000\d node: leader\nCheckLock:Lock:20001 token=1\nPONG\n$/);
+  });
+
+  it.skipIf(!has('tmux'))('dlock client in a terminal shows the distributeLock:> prompt and answers', async () => {
+    // A private tmux server (-L) so nothing else on the machine can interfere.
+    const sock = `dlock-test-${process.pid}`;
+    const tmux = (...args: string[]): string => {
+      const r = spawnSync('tmux', ['-L', sock, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    tmux('-f', '/dev/null', 'new-session', '-d', '-s', 'c', '-x', '120', '-y', '30');
+    try {
+      tmux('set-option', '-t', 'c', 'remain-on-exit', 'on'); // keep the screen if the client exits
+      tmux('respawn-pane', '-k', '-t', 'c', `${process.execPath} ${CLI} client --port ${ports['leader']}`);
+      const screen = (): string => tmux('capture-pane', '-p', '-t', 'c');
+      // capture-pane drops the prompt's trailing space
+      await eventually(() => /distributeLock:>$/m.test(screen()), 'the prompt');
+      expect(screen()).toMatch(/client_id: 1000\d/);
+      tmux('send-keys', '-t', 'c', 'preempt tmux-lock', 'Enter');
+      await eventually(() => /Response: PreemptLock Success owner=1000\d token=\d+\ndistributeLock:>$/m.test(screen()), 'the reply and a new prompt');
+      expect(screen()).toMatch(/\d\d:\d\d:\d\d Request: preempt tmux-lock/);
+      tmux('send-keys', '-t', 'c', 'quit', 'Enter');
+      await eventually(() => /Response: Bye/.test(screen()), 'Bye');
+    } finally {
+      spawnSync('tmux', ['-L', sock, 'kill-server']);
+    }
+  });
+
+  it('SIGTERM closes it cleanly with status 0', async () => {
+    proc.child.kill('SIGTERM');
+    expect(await proc.exit).toBe(0);
+    expect(proc.out()).toMatch(/SIGTERM, shutting down/);
+  });
+});
+
+describe('dlock up lifecycle and errors', () => {
+  it('SIGINT closes it cleanly with status 0', async () => {
+    const { proc } = await up(['--quiet', '--no-tui']);
+    proc.child.kill('SIGINT');
+    expect(await proc.exit).toBe(0);
+  });
+
+  it('a port in use is a clear error and a non-zero exit', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    const proc = run(['up', '--port', String(port), '--followers', '0']);
+    expect(await proc.exit).toBe(1);
+    expect(proc.err()).toMatch(/could not start the cluster: .*EADDRINUSE.*--port/);
+    await new Promise((resolve) => blocker.close(resolve));
+  });
+
+  it('bad flags are refused with the reason', async () => {
+    const a = run(['up', '--followers', '-1']);
+    expect(await a.exit).toBe(1);
+    expect(a.err()).toMatch(/--followers must be a whole number from 0 to 98/);
+    const b = run(['up', '--port', '70000']);
+    expect(await b.exit).toBe(1);
+    expect(b.err()).toMatch(/--port must be/);
+    const c = run(['frobnicate']);
+    expect(await c.exit).toBe(1);
+  });
+
+  it('dlock client to a port with no node says so and exits 1', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve)); // now nothing listens there
+    const c = run(['client', '--port', String(port)], 'ping\n');
+    expect(await c.exit).toBe(1);
+    expect(c.err()).toMatch(/dlock client: cannot connect to 127\.0\.0\.1:\d+/);
+  });
+
+  it('--help describes up and client', async () => {
+    const h = run(['up', '--help']);
+    expect(await h.exit).toBe(0);
+    expect(h.out()).toMatch(/--followers/);
+    expect(h.out()).toMatch(/--port/);
+    expect(h.out()).toMatch(/--no-tui|--tui/);
+  });
+});

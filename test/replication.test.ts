@@ -1,0 +1,146 @@
+/**
+ * Replication between a leader and followers in one thread over the
+ * in-memory transport (same codec as the MessagePort link), with one side
+ * scripted by the test to produce gaps, duplicates and held-back commits.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createState, snapshot, apply } from '../src/core/lock-table.js';
+import type { Frame } from '../src/codec/frame.js';
+import { newIdCounter } from '../src/node/client-ids.js';
+import { Follower } from '../src/node/node-follower.js';
+import { Leader } from '../src/node/node-leader.js';
+import { NodeLog } from '../src/node/node-log.js';
+import { MemoryTransport } from '../src/transport/transport-memory.js';
+import { eventually, LineClient } from './helpers/line-client.js';
+
+const closers: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+function log(into: string[]): NodeLog {
+  return new NodeLog((lines) => into.push(...lines.map((l) => l.text)), true, 1);
+}
+
+/** A follower whose leader is the test: returns the follower and the leader's end of the link. */
+async function scriptedFollower(): Promise<{ f: Follower; link: MemoryTransport; got: Frame[]; lines: string[]; port: number }> {
+  const [leaderEnd, followerEnd] = MemoryTransport.pair();
+  const got: Frame[] = [];
+  leaderEnd.onFrames((frames) => got.push(...frames));
+  leaderEnd.onClose(() => {});
+  const lines: string[] = [];
+  const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
+  f.start();
+  await eventually(() => got.some((x) => x.type === 'hello'), 'hello');
+  leaderEnd.send({ v: 1, type: 'snapshot', seq: 0, state: snapshot(createState()) });
+  await f.firstSync;
+  const port = await f.listen('127.0.0.1', 0);
+  closers.push(() => f.close());
+  return { f, link: leaderEnd, got, lines, port };
+}
+
+describe('follower replication', () => {
+  it('applies entries in order and acknowledges the last one', async () => {
+    const { f, link, got } = await scriptedFollower();
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1000, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
+    link.send({ v: 1, type: 'entry', seq: 2, at: 1001, cmd: { op: 'preempt', client: 10001, lock: 'b', ttl: 5000 } });
+    await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 2), 'ack 2');
+    expect(f.applied).toBe(2);
+    expect(f.lockMap().map((r) => [r.lock, r.owner, r.token])).toEqual([
+      ['a', 10001, 1],
+      ['b', 10001, 2],
+    ]);
+  });
+
+  it('notices a gap, drops entries until a fresh snapshot, then carries on', async () => {
+    const { f, link, got, lines } = await scriptedFollower();
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
+    link.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: { op: 'preempt', client: 10001, lock: 'c', ttl: null } }); // seq 2 is missing
+    await eventually(() => got.filter((x) => x.type === 'hello').length === 2, 'a second hello (resync)');
+    expect(lines.some((l) => /^replication gap: expected seq 2, got 3; resyncing$/.test(l))).toBe(true);
+    expect(f.applied).toBe(1);
+    // entries that arrive before the snapshot are not applied
+    link.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: { op: 'preempt', client: 10001, lock: 'b', ttl: null } });
+    const leaderState = createState();
+    apply(leaderState, { op: 'preempt', client: 10001, lock: 'a', ttl: null }, 1);
+    apply(leaderState, { op: 'preempt', client: 10001, lock: 'b', ttl: null }, 2);
+    apply(leaderState, { op: 'preempt', client: 10001, lock: 'c', ttl: null }, 3);
+    link.send({ v: 1, type: 'snapshot', seq: 3, state: snapshot(leaderState) });
+    link.send({ v: 1, type: 'entry', seq: 4, at: 4, cmd: { op: 'release', client: 10001, lock: 'a' } });
+    await eventually(() => f.applied === 4, 'seq 4 applied');
+    expect(f.lockMap().map((r) => r.lock)).toEqual(['b', 'c']);
+  });
+
+  it('treats a duplicate entry as a gap too', async () => {
+    const { f, link, got } = await scriptedFollower();
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
+    await eventually(() => got.filter((x) => x.type === 'hello').length === 2, 'resync after a duplicate');
+    expect(f.applied).toBe(1);
+  });
+
+  it('forwards a write with a request id and answers only once the commit covers it', async () => {
+    const { link, got, port } = await scriptedFollower();
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('preempt w\n');
+    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
+    const fwd = got.find((x) => x.type === 'forward');
+    if (fwd?.type !== 'forward') throw new Error('no forward');
+    expect(fwd.req).toBeGreaterThan(0);
+    expect(fwd.cmd).toEqual({ op: 'preempt', client: c.id, lock: 'w', ttl: null });
+    // the leader applies it as seq 1 and replies, but has not committed it
+    link.send({ v: 1, type: 'entry', seq: 1, at: 5, cmd: fwd.cmd });
+    link.send({ v: 1, type: 'reply', req: fwd.req, seq: 1, reply: { op: 'preempt', ok: true, owner: c.id, token: 1 } });
+    await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 1), 'ack 1');
+    // a round trip on the same connection would be stuck behind it, so ask on another
+    const other = await LineClient.open(port);
+    closers.push(() => other.close());
+    expect(await other.ask('check w')).toBe(`CheckLock:Lock:${c.id} token=1`); // applied on this replica
+    expect(c.pending).toEqual([]); // but not yet answered: not committed
+    link.send({ v: 1, type: 'commit', seq: 1 });
+    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=1`);
+  });
+
+  it('fails in-flight writes with a named error when the leader link is lost', async () => {
+    const { link, got, port } = await scriptedFollower();
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('preempt z\n');
+    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
+    link.close();
+    expect(await c.next()).toBe('Error: leader link lost before the reply; the request may or may not have been applied');
+    expect(await c.ask('preempt z2')).toBe('Error: leader unavailable; the request was not applied');
+    expect(await c.ask('check z2')).toBe('CheckLock:Free'); // reads still served from the replica
+  });
+});
+
+describe('leader replication', () => {
+  it('holds its own client\'s reply until every follower acknowledged the entry', async () => {
+    const lines: string[] = [];
+    const leader = new Leader({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
+    closers.push(() => leader.close());
+    const [leaderEnd, followerEnd] = MemoryTransport.pair();
+    leader.attachFollower(leaderEnd);
+    const got: Frame[] = [];
+    followerEnd.onFrames((frames) => got.push(...frames));
+    followerEnd.onClose(() => {});
+    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x' });
+    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    const port = await leader.listen('127.0.0.1', 0);
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('preempt h\nping\n');
+    await eventually(() => got.some((x) => x.type === 'entry'), 'the entry');
+    expect(got.find((x) => x.type === 'entry')).toMatchObject({ seq: 1, cmd: { op: 'preempt', lock: 'h' } });
+    expect(c.pending).toEqual([]);
+    followerEnd.send({ v: 1, type: 'ack', seq: 1 });
+    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    expect(await c.next()).toBe('PONG');
+    await eventually(() => got.some((x) => x.type === 'commit' && x.seq === 1), 'commit 1 to the follower');
+    // a follower that goes away no longer holds commits back
+    followerEnd.close();
+    await eventually(() => lines.some((l) => /follower-1 link closed/.test(l)), 'link loss noticed');
+    expect(await c.ask('preempt h2')).toBe(`PreemptLock Success owner=${c.id} token=2`);
+  });
+});
