@@ -139,6 +139,14 @@ export class Cluster {
     return this.member(name).handle.call('locks', (r) => r.locks(limit), this.opts.callTimeoutMs);
   }
 
+  /**
+   * End a node's worker at once, as a crash would (tests; chaos and the
+   * TUI's kill action build on it). The supervisor logs it as unexpected.
+   */
+  async kill(name: string): Promise<void> {
+    await this.member(name).handle.terminate();
+  }
+
   /** Stop every node: followers first, so the leader's link loss is not logged as a fault. */
   async close(): Promise<void> {
     this.closing = true;

@@ -19,6 +19,7 @@ import { apply, snapshot, type ClientId, type Command, type LockChange, type Rep
 import type { Frame } from '../codec/frame.js';
 import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
+import { nodeOfClient } from './client-ids.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { TimerHeap } from './timer-heap.js';
@@ -27,6 +28,8 @@ interface FollowerLink {
   transport: Transport;
   /** Name from its hello; null until then (not yet counted for commit). */
   name: string | null;
+  /** Node index from the name (follower-i is i); decides its clients' ids. */
+  index: number | null;
   acked: number;
 }
 
@@ -84,12 +87,13 @@ export class Leader extends NodeBase {
 
   /** Link a follower (its MessagePort, or any transport). */
   attachFollower(transport: Transport): void {
-    const link: FollowerLink = { transport, name: null, acked: 0 };
+    const link: FollowerLink = { transport, name: null, index: null, acked: 0 };
     this.links.add(link);
     transport.onFrames((frames) => this.onFrames(link, frames));
     transport.onClose((reason) => {
       this.links.delete(link);
       this.log.line(this.stopping ? 'info' : 'warn', `${link.name ?? 'unnamed follower'} link closed: ${reason}`);
+      if (!this.stopping && link.index !== null) this.dropClientsOf(link.index, link.name ?? 'follower');
       // It no longer holds the commit index back.
       this.recomputeCommit();
     });
@@ -101,6 +105,7 @@ export class Leader extends NodeBase {
         case 'hello':
           // (Re)sync: the full table at our sequence number, then the stream.
           link.name = f.node;
+          link.index = /^follower-(\d+)$/.test(f.node) ? Number(f.node.slice('follower-'.length)) : null;
           link.acked = this.seq;
           link.transport.send({ v: 1, type: 'snapshot', seq: this.seq, state: snapshot(this.state) });
           this.log.line('repl', `${f.node} linked; snapshot at seq ${this.seq} (${this.state.locks.size} locks)`);
@@ -147,6 +152,20 @@ export class Leader extends NodeBase {
     }
     if (cmd.op === 'disconnect') this.waiting.delete(cmd.client);
     for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply);
+  }
+
+  /**
+   * A follower is gone, and every connection on it with it [LP-8]: release
+   * its clients' session locks and withdraw their waiters, as if each had
+   * disconnected. Leases survive. Client ids name their node (client-ids.ts).
+   */
+  private dropClientsOf(index: number, name: string): void {
+    const gone = new Set<ClientId>();
+    for (const client of this.state.sessions.keys()) if (nodeOfClient(client) === index) gone.add(client);
+    for (const client of this.state.waiting.keys()) if (nodeOfClient(client) === index) gone.add(client);
+    if (gone.size === 0) return;
+    this.log.line('warn', `${name} is gone: ending the sessions of its ${gone.size} client(s)`);
+    for (const client of [...gone].sort((a, b) => a - b)) this.execute({ op: 'disconnect', client }, null);
   }
 
   private takeWaiter(client: ClientId): Origin {
