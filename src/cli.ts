@@ -22,7 +22,7 @@ await yargs(hideBin(process.argv))
         .option('followers', { type: 'number', default: 2, describe: `number of followers (0-${MAX_NODE_INDEX})` })
         .option('port', portOption(9001, 'base port: leader here, follower i at base+i; 0 picks free ports'))
         .option('host', { type: 'string', default: '127.0.0.1', describe: 'address every node binds' })
-        .option('tui', { type: 'boolean', default: true, describe: 'terminal UI (needs a TTY); --no-tui logs to stdout' })
+        .option('tui', { type: 'boolean', default: true, describe: 'terminal UI when run in a terminal; --no-tui logs to stdout' })
         .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request and reply' })
         .check((a) => {
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
@@ -30,8 +30,14 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      if (a.tui && process.stdout.isTTY) process.stdout.write('dlock: the terminal UI is not built yet; running headless\n');
-      process.exitCode = await up({ followers: a.followers, port: a.port, host: a.host, quiet: a.quiet });
+      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet };
+      // The TUI needs a terminal on both ends; otherwise log to stdout.
+      if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
+        const { runTui } = await import('../ui/tui.js');
+        process.exitCode = await runTui(opts);
+      } else {
+        process.exitCode = await up(opts);
+      }
     },
   )
   .command(

@@ -105,13 +105,28 @@ export class Cluster {
     const handle = new WorkerHandle<NodeControl>(name, workerFile(), { workerData: data, transferList }, (exit) => this.onExit(name, exit));
     const member: Member = { info: { name, role: data.role, index, host: this.opts.host, port }, handle, events };
     this.members.push(member);
+    this.opts.onEvent({ type: 'state', node: name, state: 'starting', address: null });
     const bound = await handle.call('start', (r) => r.start(), this.opts.callTimeoutMs);
     member.info.port = bound.port;
+    this.opts.onEvent({ type: 'state', node: name, state: 'up', address: `${this.opts.host}:${bound.port}` });
     return member;
+  }
+
+  /** Start one more follower, linked to the leader, on the next port (or a free one). */
+  async addFollower(): Promise<NodeInfo> {
+    const leader = this.members[0];
+    if (leader === undefined || leader.handle.exit !== null) throw new Error('no leader to link a new follower to');
+    const index = Math.max(...this.members.map((m) => m.info.index)) + 1;
+    if (index > MAX_NODE_INDEX) throw new RangeError(`at most ${MAX_NODE_INDEX} followers`);
+    const { port1, port2 } = new MessageChannel();
+    await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1])), this.opts.callTimeoutMs);
+    const m = await this.startNode(index, port2);
+    return { ...m.info };
   }
 
   private onExit(name: string, exit: WorkerExit): void {
     if (this.closing) return;
+    this.opts.onEvent({ type: 'state', node: name, state: 'down', address: null });
     const why = exit.error === null ? `exit code ${exit.code}` : exit.error.message;
     this.opts.onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind: 'error', text: `${name} stopped unexpectedly: ${why}` }] });
   }

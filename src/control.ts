@@ -25,8 +25,13 @@ export interface NodeWorkerData {
   logRequests: boolean;
 }
 
-/** Events a node posts on its events port, batched. */
-export type NodeEvent = { type: 'log'; node: string; lines: LogLine[] };
+export type NodeState = 'starting' | 'up' | 'down';
+
+/**
+ * Events for views: log batches posted by nodes on their events port, and
+ * state changes from the supervisor (node `cluster` logs its own notices).
+ */
+export type NodeEvent = { type: 'log'; node: string; lines: LogLine[] } | { type: 'state'; node: string; state: NodeState; address: string | null };
 
 /** The comlink API of a node worker. Every call is made with a timeout. */
 export interface NodeControl {

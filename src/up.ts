@@ -1,7 +1,7 @@
 /**
- * `dlock up`: start the cluster and show it. Headless until the TUI lands
- * (issue 3): logs to stdout, one `ready …` line once every node listens,
- * SIGINT/SIGTERM close it cleanly with exit status 0.
+ * `dlock up` headless (no TTY, or --no-tui): logs to stdout, one `ready …`
+ * line once every node listens, SIGINT/SIGTERM close it cleanly with exit
+ * status 0. In a terminal, ui/tui.ts runs instead.
  */
 import { headlessView } from '../ui/headless.js';
 import { Cluster } from './cluster.js';

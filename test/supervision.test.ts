@@ -29,6 +29,7 @@ describe('a follower worker dies', () => {
     await t.cluster.kill('follower-2');
     await onDoomed.closed; // its TCP connections die with it
     await t.logged('cluster', /^follower-2 stopped unexpectedly/);
+    await t.logged('follower-2', /^state down$/); // what views (the TUI) show
     await t.logged('leader', /^follower-2 link closed/);
 
     // The dead follower no longer holds commits back.

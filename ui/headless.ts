@@ -24,7 +24,7 @@ export function formatLogLine(node: string, line: LogLine, width = 10): string {
 
 export function headlessView(out: NodeJS.WritableStream = process.stdout): (ev: NodeEvent) => void {
   return (ev) => {
-    if (ev.type !== 'log') return;
+    if (ev.type !== 'log') return; // state changes show up as log lines already
     let text = '';
     for (const line of ev.lines) text += `${formatLogLine(ev.node, line)}\n`;
     out.write(text);

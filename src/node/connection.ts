@@ -104,6 +104,7 @@ export class ClientConnection {
 
   private readonly onParsed = (p: Parsed): void => {
     if (this.inputDone) return; // after quit or a fatal error nothing more is taken
+    this.engine.counters.requests++;
     const log = this.engine.log;
     switch (p.kind) {
       case 'request': {

@@ -16,6 +16,8 @@ import type { NodeLog } from './node-log.js';
 export interface Engine {
   readonly name: string;
   readonly log: NodeLog;
+  /** Requests received (well-formed or not), for ops/s in views. */
+  readonly counters: { requests: number };
   /** Replies reflecting sequence numbers up to this may be sent. */
   readonly commitSeq: number;
   /** Answer a read from this node's replica [LP-11]. */

@@ -33,6 +33,8 @@ export interface NodeStats {
   /** Last sequence number applied here. */
   applied: number;
   commit: number;
+  /** Requests received since start (for ops/s). */
+  requests: number;
   /** Reply bytes waiting in client sockets, and replies owed, over all clients. */
   bufferedBytes: number;
   owedReplies: number;
@@ -59,6 +61,7 @@ export abstract class NodeBase implements Engine {
   private readonly commitWaiters = new Set<ClientConnection>();
   private commitIndex = 0;
   address: string | null = null;
+  readonly counters = { requests: 0 };
   /** Set when close() begins: link losses after this are expected, not faults. */
   protected stopping = false;
 
@@ -147,6 +150,7 @@ export abstract class NodeBase implements Engine {
       commit: this.commitSeq,
       bufferedBytes,
       owedReplies,
+      requests: this.counters.requests,
     };
   }
 

@@ -20,7 +20,8 @@ export async function startCluster(followers = 2, port = 0): Promise<TestCluster
   const onEvent = (ev: NodeEvent): void => {
     let list = logs.get(ev.node);
     if (list === undefined) logs.set(ev.node, (list = []));
-    for (const l of ev.lines) list.push(l.text);
+    if (ev.type === 'log') for (const l of ev.lines) list.push(l.text);
+    else list.push(`state ${ev.state}`);
   };
   const cluster = await Cluster.start({ followers, port, host: '127.0.0.1', onEvent });
   const port_ = (name: string): number => {

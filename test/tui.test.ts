@@ -1,0 +1,181 @@
+/**
+ * The TUI for real: `dlock up --followers 2` in tmux, real TCP clients, and
+ * assertions on what `tmux capture-pane` shows (issue 3's "done when").
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { eventually, LineClient } from './helpers/line-client.js';
+
+const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+const hasTmux = spawnSync('sh', ['-c', 'command -v tmux']).status === 0;
+
+class Tmux {
+  private readonly sock = `dlock-tui-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+  constructor(cols: number, rows: number) {
+    this.run('-f', '/dev/null', 'new-session', '-d', '-s', 't', '-x', String(cols), '-y', String(rows));
+    this.run('set-option', '-t', 't', 'remain-on-exit', 'on');
+  }
+
+  run(...args: string[]): string {
+    const r = spawnSync('tmux', ['-L', this.sock, ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  start(cmd: string): void {
+    this.run('respawn-pane', '-k', '-t', 't', cmd);
+  }
+
+  screen(): string {
+    return this.run('capture-pane', '-p', '-t', 't');
+  }
+
+  keys(...keys: string[]): void {
+    this.run('send-keys', '-t', 't', ...keys);
+  }
+
+  /** Wait until the screen matches; the error shows the screen. */
+  async until(re: RegExp, what: string, timeoutMs = 10_000): Promise<string> {
+    try {
+      await eventually(() => re.test(this.screen()), what, timeoutMs, 50);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${this.screen()}`);
+    }
+    return this.screen();
+  }
+
+  /** The exit status of the pane's command once it has ended (tmux keeps the pane: remain-on-exit). */
+  async exitStatus(timeoutMs = 10_000): Promise<number> {
+    let status = '';
+    await eventually(
+      () => {
+        const [dead, code] = this.run('display-message', '-p', '-t', 't', '#{pane_dead}:#{pane_dead_status}').trim().split(':');
+        status = code ?? '';
+        return dead === '1';
+      },
+      'the program to exit',
+      timeoutMs,
+      50,
+    );
+    return Number(status);
+  }
+
+  kill(): void {
+    spawnSync('tmux', ['-L', this.sock, 'kill-server']);
+  }
+}
+
+/** Node addresses as the explorer shows them. */
+function explorerPorts(screen: string): Record<string, number> {
+  const ports: Record<string, number> = {};
+  let last: string | null = null;
+  for (const line of screen.split('\n')) {
+    const node = /[●◌✖] (leader|follower-\d+) /.exec(line);
+    if (node !== null) last = node[1] as string;
+    const addr = /│ +127\.0\.0\.1:(\d+)/.exec(line);
+    if (addr !== null && last !== null && ports[last] === undefined) ports[last] = Number(addr[1]);
+  }
+  return ports;
+}
+
+const count = (s: string, re: RegExp): number => (s.match(new RegExp(re.source, 'g')) ?? []).length;
+
+describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
+  it('160x48: explorer, lock maps and logs of every node, the palette, and q exits 0', async () => {
+    const t = new Tmux(160, 48);
+    const clients: LineClient[] = [];
+    try {
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0`);
+      const first = await t.until(/● follower-2 up/, 'three nodes up in the explorer');
+      expect(first).toMatch(/CLUSTER/);
+      expect(first).toMatch(/● leader up/);
+      expect(first).toMatch(/● follower-1 up/);
+      expect(first).toMatch(/ ALL │ leader │ follower-1 │ follower-2/); // editor tabs
+      expect(first).toMatch(/TERMINAL \(leader\)\s+OUTPUT/); // bottom panel
+      expect(first).toMatch(/3\/3 up │ \d+ clients │ \d+ locks │ \d+ ops\/s/); // status bar
+      expect(first).toMatch(/PgUp scroll {2}→ next node {2}Enter zoom {2}p pause {2}Tab next part {2}\^P palette {2}q quit/); // hints from the keymap
+      const ports = explorerPorts(first);
+      expect(Object.keys(ports)).toEqual(['leader', 'follower-1', 'follower-2']);
+
+      // A client on follower-1 (the port 9002 of a default start) preempts lock01.
+      const c = await LineClient.open(ports['follower-1'] as number);
+      clients.push(c);
+      expect(c.id).toBe(20001);
+      expect(await c.ask('preempt lock01')).toBe('PreemptLock Success owner=20001 token=1');
+      // every node's lock map shows it, with owner 20001
+      const row = 'lock01 +20001 +1 +session';
+      const shown = await t.until(new RegExp(`${row}[^]*${row}[^]*${row}`), 'lock01 in three lock maps');
+      expect(count(shown, /lock01 +20001 +1 +session/)).toBe(3);
+      // and the logs: followers applying it, side by side...
+      expect(count(await t.until(/UpdateLockmap lock01 20001[^]*UpdateLockmap lock01 20001/, 'both follower logs'), /UpdateLockmap lock01 20001/)).toBe(2);
+      // ...and the leader's broadcast, which reads best full-size: zoom it from the palette.
+      t.keys('C-p');
+      await t.until(/Command Palette/, 'the palette');
+      t.keys('focus node: leader');
+      await t.until(/> focus node: leader/, 'the query');
+      t.keys('Enter');
+      await t.until(/broadcast new lock_map lock01 20001 token=1/, 'the leader log, full width');
+      expect(t.screen()).not.toMatch(/follower-1 · lock map/); // only the leader is shown
+      t.keys('Enter'); // the editor's zoom key toggles back to all nodes
+      await t.until(/leader · lock map[^\n]*follower-1 · lock map[^\n]*follower-2 · lock map/, 'all three nodes again');
+      expect(t.screen()).toMatch(/● follower-1 up\s+│[^\n]*\n│ +127\.0\.0\.1:\d+ +│[^\n]*\n│ +clients 1 locks 1 lag 0/);
+
+      // The palette opens, filters, and runs an action.
+      t.keys('C-p');
+      await t.until(/Command Palette/, 'the palette');
+      t.keys('view: output');
+      await t.until(/> view: output/, 'the query');
+      t.keys('Enter');
+      const out = await t.until(/ready leader=127\.0\.0\.1:\d+ follower-1=/, 'the OUTPUT tab with the ready line');
+      expect(out).not.toMatch(/Command Palette/);
+
+      // The embedded terminal: Tab to the panel, back to TERMINAL, type a request.
+      t.keys('C-p');
+      await t.until(/Command Palette/, 'the palette again');
+      t.keys('view: terminal', 'Enter');
+      await t.until(/distributeLock:>/, 'the prompt');
+      t.keys('check lock01', 'Enter');
+      await t.until(/Response: CheckLock:Lock:20001 token=1/, 'the reply in the terminal');
+
+      // q quits (from the editor: in the terminal, q is just a letter).
+      t.keys('Tab');
+      t.keys('q');
+      expect(await t.exitStatus()).toBe(0);
+    } finally {
+      for (const c of clients) c.close();
+      t.kill();
+    }
+  });
+
+  it('80x24: usable, nodes switch with the arrows, resizing re-lays out, q exits 0', async () => {
+    const t = new Tmux(80, 24);
+    const clients: LineClient[] = [];
+    try {
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0`);
+      const first = await t.until(/● follower-2 up/, 'three nodes in the explorer');
+      const ports = explorerPorts(first);
+      expect(Object.keys(ports)).toEqual(['leader', 'follower-1', 'follower-2']);
+      const c = await LineClient.open(ports['follower-1'] as number);
+      clients.push(c);
+      expect(await c.ask('preempt lock01')).toBe('PreemptLock Success owner=20001 token=1');
+      // one node at a time: the leader first
+      await t.until(/leader · lock map \(1\)[^]*lock01 +20001 +1 +session/, "the leader's lock map");
+      expect(t.screen()).not.toMatch(/follower-1 · lock map/);
+      t.keys('Right');
+      await t.until(/follower-1 · lock map \(1\)[^]*lock01 +20001 +1 +session/, "follower-1's lock map");
+      t.keys('Right');
+      await t.until(/follower-2 · lock map \(1\)[^]*lock01 +20001 +1 +session/, "follower-2's lock map");
+      await t.until(/UpdateLockmap lock01 20001/, "follower-2's log");
+      // grow the terminal: the layout becomes three groups side by side
+      t.run('resize-window', '-t', 't', '-x', '160', '-y', '48');
+      await t.until(/leader · lock map[^\n]*follower-1 · lock map[^\n]*follower-2 · lock map/, 'three lock maps side by side after the resize');
+      t.keys('q');
+      expect(await t.exitStatus()).toBe(0);
+    } finally {
+      for (const c of clients) c.close();
+      t.kill();
+    }
+  });
+});
