@@ -211,11 +211,12 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     w.log.setLabel(` ${STATE_ICON[v.state] ?? ''} ${esc(v.name)} ${esc(v.address ?? '')} · log${follow} `);
     w.log.setContent(logRows(v.log.window(rows, v.back), inner, rows).join('\n'));
     const lw = pane.locks.width - 2;
-    const nameW = Math.max(8, lw - 40);
-    const head = `${'LOCK'.padEnd(nameW)} ${'OWNER'.padStart(8)} ${'TOKEN'.padStart(7)} ${'TTL'.padStart(8)} WAITING`;
+    // Fixed columns: owner 8 (ids reach 8 digits), token 6, ttl 7 ("session"), then waiters.
+    const nameW = Math.max(6, lw - 29);
+    const head = `${'LOCK'.padEnd(nameW)} ${'OWNER'.padStart(8)} ${'TOKEN'.padStart(6)} ${'TTL'.padStart(7)} WAIT`;
     const rowsL = v.locks.slice(0, Math.max(0, pane.locks.height - 3)).map((r) => {
       const ttl = r.ttlLeft === null ? 'session' : `${(r.ttlLeft / 1000).toFixed(1)}s`;
-      return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(8)} ${String(r.token).padStart(7)} ${ttl.padStart(8)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
+      return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(8)} ${String(r.token).padStart(6)} ${ttl.padStart(7)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
     });
     const total = v.stats?.locks ?? v.locks.length;
     w.locks.setLabel(` ${esc(v.name)} · lock map (${total}) `);
