@@ -55,6 +55,15 @@ class Tmux {
     this.run('send-keys', '-t', 't', '-l', `\u001b[<0;${x};${y}m`);
   }
 
+  /** Open the palette, type `query`, wait until it shows, and run the first match. */
+  async palette(query: string): Promise<void> {
+    this.keys('C-p');
+    await this.until(/Command Palette/, 'the palette');
+    this.keys(query);
+    await this.until(new RegExp(`> ${query}`), `the query "${query}"`);
+    this.keys('Enter');
+  }
+
   /** The exit status of the pane's command once it has ended (tmux keeps the pane: remain-on-exit). */
   async exitStatus(timeoutMs = 10_000): Promise<number> {
     let status = '';
@@ -120,29 +129,19 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // and the logs: followers applying it, side by side...
       expect(count(await t.until(/UpdateLockmap lock01 20001[^]*UpdateLockmap lock01 20001/, 'both follower logs'), /UpdateLockmap lock01 20001/)).toBe(2);
       // ...and the leader's broadcast, which reads best full-size: zoom it from the palette.
-      t.keys('C-p');
-      await t.until(/Command Palette/, 'the palette');
-      t.keys('focus node: leader');
-      await t.until(/> focus node: leader/, 'the query');
-      t.keys('Enter');
+      await t.palette('focus node: leader');
       await t.until(/^(?![^]*follower-1 · lock map)[^]*broadcast new lock_map lock01 20001 token=1/, 'the leader alone, its log full width');
       t.keys('Enter'); // the editor's zoom key toggles back to all nodes
       await t.until(/leader · lock map[^\n]*follower-1 · lock map[^\n]*follower-2 · lock map/, 'all three nodes again');
       expect(t.screen()).toMatch(/● follower-1 up\s+│[^\n]*\n│ +127\.0\.0\.1:\d+ +│[^\n]*\n│ +clients 1 locks 1 lag 0/);
 
       // The palette opens, filters, and runs an action.
-      t.keys('C-p');
-      await t.until(/Command Palette/, 'the palette');
-      t.keys('view: output');
-      await t.until(/> view: output/, 'the query');
-      t.keys('Enter');
+      await t.palette('view: output');
       const out = await t.until(/ready leader=127\.0\.0\.1:\d+ follower-1=/, 'the OUTPUT tab with the ready line');
       expect(out).not.toMatch(/Command Palette/);
 
       // The embedded terminal: Tab to the panel, back to TERMINAL, type a request.
-      t.keys('C-p');
-      await t.until(/Command Palette/, 'the palette again');
-      t.keys('view: terminal', 'Enter');
+      await t.palette('view: terminal');
       await t.until(/distributeLock:>/, 'the prompt');
       t.keys('check lock01', 'Enter');
       await t.until(/Response: CheckLock:Lock:20001 token=1/, 'the reply in the terminal');
@@ -159,9 +158,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       t.keys('Enter');
 
       // A palette action that changes the cluster: add a follower.
-      t.keys('C-p');
-      await t.until(/Command Palette/, 'the palette');
-      t.keys('add a follower', 'Enter');
+      await t.palette('add a follower');
       const four = await t.until(/● follower-3 up/, 'follower-3 in the explorer');
       expect(four).toMatch(/ ALL │ leader │ follower-1 │ follower-2 │ follower-3/);
       await t.until(/4\/4 up/, 'four nodes up in the status bar');
