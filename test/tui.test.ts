@@ -193,6 +193,19 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       t.keys('Right');
       await t.until(/follower-2 · lock map \(1\)[^]*lock01 +20001 +1 +session/, "follower-2's lock map");
       await t.until(/UpdateLockmap lock01 20001/, "follower-2's log");
+      // p pauses the log (it stops following), p again follows; PgUp scrolls back
+      t.keys('p');
+      await t.until(/follower-2 127\.0\.0\.1:\d+ · log paused 0 back/, 'the log paused');
+      t.keys('p');
+      await t.until(/^(?![^]*paused)[^]*follower-2 127\.0\.0\.1:\d+ · log/, 'the log following again');
+      // give it more history than the pane shows, then scroll back
+      const chatty = await LineClient.open(ports['follower-2'] as number);
+      clients.push(chatty);
+      for (let i = 0; i < 40; i++) expect(await chatty.ask('ping')).toBe('PONG');
+      await t.until(/Response 30001: PONG/, 'the pings in the log');
+      t.keys('PageUp');
+      await t.until(/· log paused \d+ back/, 'scrolled back');
+      t.keys('p');
       // grow the terminal: the layout becomes three groups side by side
       t.run('resize-window', '-t', 't', '-x', '160', '-y', '48');
       await t.until(/leader · lock map[^\n]*follower-1 · lock map[^\n]*follower-2 · lock map/, 'three lock maps side by side after the resize');
