@@ -42,11 +42,19 @@ export function encodeFrame(frame: Frame): string {
   return JSON.stringify(frame);
 }
 
+// The leader sends the same entry object to every follower; encode it once.
+const encoded = new WeakMap<Frame, string>();
+
 export function encodeBatch(frames: readonly Frame[]): string {
   let out = '';
   for (let i = 0; i < frames.length; i++) {
-    if (i > 0) out += '\n';
-    out += JSON.stringify(frames[i]);
+    const f = frames[i] as Frame;
+    let text = encoded.get(f);
+    if (text === undefined) {
+      text = JSON.stringify(f);
+      encoded.set(f, text);
+    }
+    out += i === 0 ? text : `\n${text}`;
   }
   return out;
 }

@@ -67,7 +67,7 @@ export class Leader extends NodeBase {
   /** Clients waiting in acquire, and where their reply goes. */
   private readonly waiting = new Map<ClientId, Origin>();
   private readonly timers = new TimerHeap<Deadline>((d) => this.onDeadline(d));
-  private commitScheduled = false;
+  private commitQueued = false;
 
   constructor(opts: NodeOptions) {
     super(opts);
@@ -188,21 +188,25 @@ export class Leader extends NodeBase {
     this.execute(d.kind === 'expire' ? { op: 'expire', lock: d.lock, token: d.token } : { op: 'timeout', client: d.client, lock: d.lock }, null);
   }
 
-  /** Commit = the lowest sequence number every linked follower has. */
+  /**
+   * Commit = the lowest sequence number every linked follower has. The
+   * commit frame goes out with whatever else this turn sends on each link
+   * (the transport batches per turn), at most once per turn.
+   */
   private recomputeCommit(): void {
     let commit = this.seq;
     for (const link of this.links) if (link.name !== null && link.acked < commit) commit = link.acked;
     if (commit <= this.commitSeq) return;
     this.advanceCommit(commit);
-    // Tell followers once per turn, not once per ack.
-    if (!this.commitScheduled) {
-      this.commitScheduled = true;
-      setImmediate(() => {
-        this.commitScheduled = false;
-        const frame: Frame = { v: 1, type: 'commit', seq: this.commitSeq };
-        for (const link of this.links) if (link.name !== null) link.transport.send(frame);
-      });
-    }
+    if (this.commitQueued) return;
+    this.commitQueued = true;
+    // Read commitSeq when the batch is encoded, so a later advance in the same
+    // turn rides in the same frame.
+    queueMicrotask(() => {
+      this.commitQueued = false;
+      const frame: Frame = { v: 1, type: 'commit', seq: this.commitSeq };
+      for (const link of this.links) if (link.name !== null) link.transport.send(frame);
+    });
   }
 
   override stats(): NodeStats {
