@@ -8,16 +8,26 @@
  *
  * Prints one JSON line (LoadResult) on stdout.
  *
- * Scenarios (dlock line protocol):
+ * Scenarios, dlock's line protocol:
  *   check      `check bench-<i>` on a lock nobody holds
  *   cycle      `preempt bench-<i>` / `release bench-<i>`, each connection its own lock
  *   contended  every connection preempts one shared lock, releasing when it wins
- * Requests are counted, not cycles.
+ *   handoff    every connection `acquire`s one lock and releases it on grant; the
+ *              latency recorded is from a `release` being sent to the next grant
+ *              arriving (one process, one clock), and ops are grants
+ * and Redis (inline commands; every reply used here is one RESP line):
+ *   redis-get    `GET bench-<i>` on a missing key (`$-1`), against `check`
+ *   redis-cycle  `SET bench-<i> <token> NX PX 30000` / `EVALSHA <sha> 1 bench-<i> <token>`
+ *                (compare-and-delete), against preempt/release
+ * Requests are counted, not cycles (except handoff: grants).
  */
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
 
-export type Scenario = 'check' | 'cycle' | 'contended';
+export type Scenario = 'check' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle';
+
+/** The Lua compare-and-delete every Redis lock recipe releases with. */
+export const REDIS_RELEASE_LUA = 'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end';
 
 export interface LoadOptions {
   host: string;
@@ -27,6 +37,8 @@ export interface LoadOptions {
   depth: number;
   warmupMs: number;
   durationMs: number;
+  /** redis-cycle: SHA1 of REDIS_RELEASE_LUA, loaded by the caller. */
+  sha?: string;
 }
 
 export interface LoadResult {
@@ -42,12 +54,17 @@ export interface LoadResult {
   errors: number;
 }
 
+/** handoff: when the current holder sent its release (µs, this process's clock). */
+let handoffReleasedAt = 0;
+
 class Conn {
   private buf = '';
   private greeted = false;
   private step = 0;
   private readonly sentAt: number[] = [];
   private won = false;
+  /** Redis: the next line is the payload of a bulk reply, not a reply. */
+  private skipLine = false;
   readonly socket: Socket;
 
   constructor(
@@ -60,6 +77,11 @@ class Conn {
   ) {
     this.socket = connect({ port, host });
     this.socket.setNoDelay(true);
+    if (opts.scenario.startsWith('redis')) {
+      // Redis sends no greeting: start when connected.
+      this.greeted = true;
+      this.socket.once('connect', () => this.send(this.opts.depth));
+    }
     this.socket.setEncoding('latin1');
     this.socket.on('data', (d: string) => this.onData(d));
   }
@@ -73,6 +95,16 @@ class Conn {
         return this.step++ % 2 === 0 ? `preempt ${lock}\n` : `release ${lock}\n`;
       case 'contended':
         return this.won ? 'release bench-shared\n' : 'preempt bench-shared\n';
+      case 'handoff':
+        if (this.won) {
+          handoffReleasedAt = Number(process.hrtime.bigint() / 1000n);
+          return 'release bench-handoff\n';
+        }
+        return 'acquire bench-handoff\n';
+      case 'redis-get':
+        return `GET get-${this.id}\r\n`; // keys no other scenario sets: always the miss, like `check` of a free lock
+      case 'redis-cycle':
+        return this.step++ % 2 === 0 ? `SET ${lock} t${this.id} NX PX 30000\r\n` : `EVALSHA ${this.opts.sha ?? ''} 1 ${lock} t${this.id}\r\n`;
     }
   }
 
@@ -99,9 +131,23 @@ class Conn {
         this.send(this.opts.depth);
         continue;
       }
+      if (this.skipLine) {
+        this.skipLine = false;
+        continue;
+      }
+      // RESP bulk string `$<n>` with n >= 0: its payload follows on the next line.
+      if (line.charCodeAt(0) === 36 /* $ */ && line.charCodeAt(1) !== 45 /* - */) this.skipLine = true;
       const sent = this.sentAt.shift() ?? 0;
+      const now = Number(process.hrtime.bigint() / 1000n);
       if (this.opts.scenario === 'contended') this.won = line.startsWith('PreemptLock Success') || (this.won && !line.startsWith('ReleaseLock'));
-      this.onReply(Number(process.hrtime.bigint() / 1000n) - sent, line);
+      if (this.opts.scenario === 'handoff') {
+        const granted = line.startsWith('AcquireLock Success');
+        this.won = granted;
+        // A grant right after someone's release: that gap is the handoff.
+        if (granted && handoffReleasedAt > 0) this.onReply(now - handoffReleasedAt, line);
+      } else {
+        this.onReply(now - sent, line);
+      }
       replies++;
     }
     this.buf = this.buf.slice(start);
@@ -118,7 +164,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const onReply = (us: number, line: string): void => {
     if (!measuring) return;
     requests++;
-    if (line.startsWith('Error')) errors++;
+    if (line.startsWith('Error') || line.startsWith('-')) errors++; // dlock `Error: …`, Redis `-ERR …`
     hist.recordValue(Math.max(1, us));
   };
   const conns = Array.from({ length: opts.conns }, (_, i) => new Conn(i, opts.ports[i % opts.ports.length] as number, opts.host, opts, onReply, () => running));
@@ -162,6 +208,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     depth: Number(arg('depth', '1')),
     warmupMs: Number(arg('warmup', '0.5')) * 1000,
     durationMs: Number(arg('seconds', '3')) * 1000,
+    sha: arg('sha', ''),
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

@@ -1,93 +1,285 @@
 /**
- * `npm run bench`: a first cut (issue 4 grows it into the full matrix with
- * Redis and live-mutex side by side, JSON results and a chart).
+ * `npm run bench`: dlock's throughput and latency, with Redis beside it in
+ * the same run, on the same machine, driven by the same load generator (its
+ * own process), so the ratios hold on a noisy machine.
  *
- * Starts `dlock up --quiet --no-tui --port 0` as a child process, then runs
- * each scenario with the load generator in a separate process, and prints
- * ops/s and latency percentiles. `--seconds N` sets the measured window;
- * `--smoke` runs every scenario for a fraction of a second (used by tests).
+ *   npm run bench                      headline scenarios (about a minute)
+ *   npm run bench -- --full            the whole matrix, follower scaling, 1M-lock memory
+ *   npm run bench -- --scenario NAME   cases whose name contains NAME
+ *   npm run bench -- --seconds N       measured window per case (default 3)
+ *   npm run bench -- --smoke           every default case for a moment (npm test)
+ *
+ * Writes bench/results/<date>.json and bench/results/<date>.svg (headline
+ * pairs, dlock vs Redis). Not yet here (issue 4): live-mutex side by side.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { LoadResult, Scenario } from './loadgen.js';
+import { REDIS_RELEASE_LUA, type LoadResult, type Scenario } from './loadgen.js';
+import { startRedis, type Redis } from './redis.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+const argv = process.argv.slice(2);
+const flag = (name: string): boolean => argv.includes(`--${name}`);
+const value = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`);
+  return i === -1 ? undefined : argv[i + 1];
+};
+const smoke = flag('smoke');
+const full = flag('full');
+const only = value('scenario');
+const seconds = smoke ? 0.3 : Number(value('seconds') ?? '3');
+const warmup = smoke ? 0.1 : Math.min(1, seconds / 3);
 
 interface Case {
   name: string;
   scenario: Scenario;
-  via: 'followers' | 'leader';
+  /** Where the connections go. */
+  via: 'followers' | 'leader' | 'redis';
   conns: number;
   depth: number;
+  /** Cluster size for dlock cases. */
+  followers: number;
+  /** The Redis case this one is compared with (ratio column). */
+  vs?: string;
+  headline?: boolean;
 }
 
-const CASES: Case[] = [
-  { name: 'check via followers', scenario: 'check', via: 'followers', conns: 50, depth: 1 },
-  { name: 'check via leader', scenario: 'check', via: 'leader', conns: 50, depth: 1 },
-  { name: 'check via followers, depth 16', scenario: 'check', via: 'followers', conns: 50, depth: 16 },
-  { name: 'preempt+release via followers', scenario: 'cycle', via: 'followers', conns: 50, depth: 1 },
-  { name: 'preempt+release via leader', scenario: 'cycle', via: 'leader', conns: 50, depth: 1 },
-  { name: 'contended preempt via followers', scenario: 'contended', via: 'followers', conns: 16, depth: 1 },
-];
+const dl = (scenario: Scenario, via: 'followers' | 'leader', conns: number, depth: number, followers = 2): Case => {
+  const what = { check: 'check', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '' }[scenario];
+  const name = scenario === 'handoff' ? `handoff, ${conns - 1} waiters, via followers` : `${what} via ${via}${followers === 2 ? '' : ` (${followers} followers)`}, c${conns} d${depth}`;
+  return { name, scenario, via, conns, depth, followers };
+};
+const rd = (scenario: 'redis-get' | 'redis-cycle', conns: number, depth: number): Case => ({
+  name: `redis ${scenario === 'redis-get' ? 'GET' : 'SET NX PX + Lua release'}, c${conns} d${depth}`,
+  scenario,
+  via: 'redis',
+  conns,
+  depth,
+  followers: 0,
+});
+const pair = (d: Case, r: Case, headline = false): Case[] => [{ ...d, vs: r.name, headline }, r];
 
-function startCluster(): Promise<{ stop: () => Promise<void>; leader: number; followers: number[] }> {
+let cases: Case[] = [
+  ...pair(dl('check', 'followers', 50, 1), rd('redis-get', 50, 1), true),
+  ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
+  ...pair(dl('check', 'followers', 50, 16), rd('redis-get', 50, 16), true),
+  dl('check', 'leader', 50, 1),
+  dl('cycle', 'leader', 50, 1),
+  dl('contended', 'followers', 16, 1),
+  dl('handoff', 'followers', 17, 1),
+];
+if (full) {
+  for (const conns of [1, 16, 64]) {
+    for (const depth of [1, 16]) {
+      cases.push(...pair(dl('check', 'followers', conns, depth), rd('redis-get', conns, depth)));
+      cases.push(dl('check', 'leader', conns, depth));
+      cases.push(...pair(dl('cycle', 'followers', conns, depth), rd('redis-cycle', conns, depth)));
+      cases.push(dl('cycle', 'leader', conns, depth));
+      cases.push(dl('contended', 'followers', conns, depth));
+    }
+  }
+  for (const followers of [0, 1, 4]) {
+    const via = followers === 0 ? 'leader' : 'followers';
+    cases.push(dl('check', via, 50, 1, followers), dl('cycle', via, 50, 1, followers));
+  }
+}
+// One run per name, in first-seen order.
+cases = cases.filter((c, i) => cases.findIndex((x) => x.name === c.name) === i);
+if (only !== undefined) {
+  const picked = cases.filter((c) => c.name.includes(only));
+  const partners = picked.flatMap((c) => cases.filter((x) => x.name === c.vs));
+  cases = cases.filter((c) => picked.includes(c) || partners.includes(c));
+  if (cases.length === 0 && !'memory'.includes(only)) {
+    process.stderr.write(`bench: no scenario matches "${only}"\n`);
+    process.exit(2);
+  }
+}
+
+// ---- processes ----
+
+interface ClusterProc {
+  pid: number;
+  leader: number;
+  followers: number[];
+  stop: () => Promise<void>;
+}
+
+function startCluster(followers: number): Promise<ClusterProc> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'up', '--quiet', '--no-tui', '--port', '0', '--followers', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child: ChildProcess = spawn(process.execPath, [CLI, 'up', '--quiet', '--no-tui', '--port', '0', '--followers', String(followers)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      if (out.length < 1 << 16) out += d;
       const m = /^ready (.*)$/m.exec(out);
-      if (m === null) return;
-      child.stdout.removeAllListeners('data');
-      child.stdout.resume();
-      const ports = Object.fromEntries((m[1] as string).split(' ').map((p) => [p.split('=')[0], Number(p.split(':').pop())]));
-      const stop = (): Promise<void> =>
-        new Promise((done) => {
-          child.once('exit', () => done());
-          child.kill('SIGTERM');
-        });
-      resolve({ stop, leader: ports['leader'] as number, followers: [ports['follower-1'] as number, ports['follower-2'] as number] });
+      if (m === null || out === '') return;
+      out = ' '; // resolve once, keep draining
+      const ports = (m[1] as string).split(' ').map((p) => [p.split('=')[0] as string, Number(p.split(':').pop())] as const);
+      resolve({
+        pid: child.pid as number,
+        leader: ports.find(([n]) => n === 'leader')?.[1] as number,
+        followers: ports.filter(([n]) => n !== 'leader').map(([, p]) => p),
+        stop: () =>
+          new Promise((done) => {
+            child.once('exit', () => done());
+            child.kill('SIGTERM');
+          }),
+      });
     });
-    child.once('exit', (code) => reject(new Error(`dlock up exited with ${code} before it was ready:\n${out}`)));
+    child.once('exit', (code) => reject(new Error(`dlock up exited with ${code} before it was ready`)));
   });
 }
 
-function load(ports: number[], c: Case, seconds: number): Promise<LoadResult> {
+function load(ports: number[], c: Case, sha?: string): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const args = [LOADGEN, '--ports', ports.join(','), '--scenario', c.scenario, '--conns', String(c.conns), '--depth', String(c.depth), '--seconds', String(seconds), '--warmup', String(Math.min(1, seconds / 3))];
+    const args = [LOADGEN, '--ports', ports.join(','), '--scenario', c.scenario, '--conns', String(c.conns), '--depth', String(c.depth), '--seconds', String(seconds), '--warmup', String(warmup)];
+    if (sha !== undefined) args.push('--sha', sha);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.on('exit', (code) => {
-      if (code !== 0) reject(new Error(`loadgen exited with ${code}`));
-      else resolve(JSON.parse(out) as LoadResult);
-    });
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`loadgen exited with ${code}`))));
   });
 }
 
-const smoke = process.argv.includes('--smoke');
-const secIdx = process.argv.indexOf('--seconds');
-const seconds = smoke ? 0.3 : secIdx === -1 ? 3 : Number(process.argv[secIdx + 1]);
+const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 
-const cluster = await startCluster();
-const rows: Array<[string, LoadResult]> = [];
+/** RSS of the whole dlock process (leader + 2 followers) holding `n` locks. */
+async function memory(n: number): Promise<{ locks: number; rssBefore: number; rssAfter: number; bytesPerLock: number }> {
+  const cluster = await startCluster(2);
+  try {
+    const rssBefore = rssOf(cluster.pid);
+    await new Promise<void>((resolve, reject) => {
+      const s = connect({ port: cluster.leader, host: '127.0.0.1' });
+      let sent = 0;
+      let got = -1; // the greeting
+      let buf = '';
+      const push = (): void => {
+        let batch = '';
+        while (sent < n && sent - got < 512) batch += `preempt m${sent++}\n`;
+        if (batch !== '') s.write(batch);
+      };
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) !== -1) {
+          buf = buf.slice(nl + 1);
+          got++;
+        }
+        if (got >= n) resolve(); // keep the connection: these are its session locks
+        else push();
+      });
+      s.on('error', reject);
+    });
+    // every follower has them once the leader has answered (commit = all acks)
+    const rssAfter = rssOf(cluster.pid);
+    return { locks: n, rssBefore, rssAfter, bytesPerLock: Math.round((rssAfter - rssBefore) / n) };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+// ---- run ----
+
+const redis: Redis | null = await startRedis();
+if (redis === null) process.stderr.write('bench: redis-server is not installed (apt-get install redis-server); running dlock alone, no ratios\n');
+const sha = redis === null ? undefined : await redis.load(REDIS_RELEASE_LUA);
+
+const rows: Array<{ c: Case; r: LoadResult }> = [];
+const todo = cases.filter((c) => c.via !== 'redis' || redis !== null);
+const clusters = new Map<number, ClusterProc>();
 try {
-  for (const c of CASES) {
-    process.stderr.write(`running ${c.name} (${c.conns} connections, depth ${c.depth}, ${seconds}s)…\n`);
-    const r = await load(c.via === 'leader' ? [cluster.leader] : cluster.followers, c, seconds);
-    rows.push([c.name, r]);
+  for (const [i, c] of todo.entries()) {
+    process.stderr.write(`[${i + 1}/${todo.length}] ${c.name} (${seconds}s)…\n`);
+    let ports: number[];
+    if (c.via === 'redis') {
+      ports = [(redis as Redis).port];
+    } else {
+      let cl = clusters.get(c.followers);
+      if (cl === undefined) {
+        for (const [n, other] of clusters) {
+          await other.stop();
+          clusters.delete(n);
+        }
+        cl = await startCluster(c.followers);
+        clusters.set(c.followers, cl);
+      }
+      ports = c.via === 'leader' ? [cl.leader] : cl.followers;
+    }
+    rows.push({ c, r: await load(ports, c, sha) });
   }
 } finally {
-  await cluster.stop();
+  for (const cl of clusters.values()) await cl.stop();
+  await redis?.stop();
 }
 
-const pad = (s: string | number, n: number): string => String(s).padStart(n);
-process.stdout.write(`${'scenario'.padEnd(34)}${pad('conns', 6)}${pad('depth', 6)}${pad('ops/s', 10)}${pad('p50 µs', 9)}${pad('p99 µs', 9)}${pad('p99.9 µs', 10)}${pad('errors', 8)}\n`);
-for (const [name, r] of rows) {
-  process.stdout.write(`${name.padEnd(34)}${pad(r.conns, 6)}${pad(r.depth, 6)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}\n`);
+const mem: Array<Awaited<ReturnType<typeof memory>>> = [];
+if (only === undefined || 'memory'.includes(only)) {
+  for (const n of smoke ? [2000] : full ? [100_000, 1_000_000] : [100_000]) {
+    process.stderr.write(`memory: ${n} locks held, leader + 2 followers…\n`);
+    mem.push(await memory(n));
+  }
 }
-if (rows.some(([, r]) => r.requests === 0 || r.errors > 0)) {
+
+// ---- report ----
+
+const byName = new Map(rows.map((x) => [x.c.name, x.r]));
+const ratio = (c: Case, r: LoadResult): string => {
+  const other = c.vs === undefined ? undefined : byName.get(c.vs);
+  return other === undefined || other.opsPerSec === 0 ? '' : (r.opsPerSec / other.opsPerSec).toFixed(2);
+};
+const W = 52;
+const pad = (x: string | number, n: number): string => String(x).padStart(n);
+let table = `${'scenario'.padEnd(W)}${pad('ops/s', 10)}${pad('p50 µs', 9)}${pad('p99 µs', 9)}${pad('p99.9 µs', 10)}${pad('errors', 8)}${pad('÷redis', 8)}\n`;
+for (const { c, r } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}${pad(ratio(c, r), 8)}\n`;
+for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
+table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
+process.stdout.write(table);
+
+function svg(): string {
+  const pairs = rows.filter(({ c }) => c.headline === true && c.vs !== undefined && byName.has(c.vs));
+  const max = Math.max(1, ...pairs.flatMap(({ c, r }) => [r.opsPerSec, byName.get(c.vs as string)?.opsPerSec ?? 0]));
+  const barW = 420;
+  const rowH = 62;
+  const h = 50 + pairs.length * rowH;
+  const bar = (y: number, v: number, color: string, label: string): string =>
+    `<rect x="250" y="${y}" width="${Math.max(1, Math.round((v / max) * barW))}" height="18" fill="${color}"/><text x="${256 + Math.round((v / max) * barW)}" y="${y + 14}" font-size="12">${v.toLocaleString('en-US')} ops/s ${label}</text>`;
+  const body = pairs
+    .map(({ c, r }, i) => {
+      const y = 40 + i * rowH;
+      const other = byName.get(c.vs as string) as LoadResult;
+      const title = c.name.replace(/, c(\d+) d(\d+)$/, ' ($1 conns, depth $2)');
+      return `<text x="10" y="${y + 14}" font-size="12">${title}</text>${bar(y, r.opsPerSec, '#2f6fdb', 'dlock')}${bar(y + 22, other.opsPerSec, '#d9534f', `Redis (${ratio(c, r)}×)`)}`;
+    })
+    .join('\n');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="${h}" font-family="sans-serif">
+<text x="10" y="22" font-size="15" font-weight="bold">dlock vs Redis ${redis?.version ?? ''}, same load generator, same machine (${cpus().length} cores)</text>
+${body}
+</svg>
+`;
+}
+
+if (!smoke) {
+  mkdirSync(RESULTS, { recursive: true });
+  const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '-');
+  const json = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '?', node: process.version },
+    redis: redis === null ? null : redis.version,
+    seconds,
+    cases: rows.map(({ c, r }) => ({ ...c, ...r, ratioVsRedis: ratio(c, r) === '' ? null : Number(ratio(c, r)) })),
+    memory: mem,
+  };
+  writeFileSync(`${RESULTS}${stamp}.json`, `${JSON.stringify(json, null, 2)}\n`);
+  if (redis !== null) writeFileSync(`${RESULTS}${stamp}.svg`, svg());
+  process.stderr.write(`bench: wrote bench/results/${stamp}.json${redis === null ? '' : ' and .svg'}\n`);
+}
+if (rows.some(({ r }) => r.requests === 0 || r.errors > 0)) {
   process.stderr.write('bench: a scenario completed no request or got errors\n');
   process.exitCode = 1;
 }

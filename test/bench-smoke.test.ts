@@ -7,15 +7,26 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
+const hasRedis = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+
 describe('npm run bench --smoke', () => {
-  it('runs every scenario against a real cluster and prints the table', () => {
+  it('runs every default scenario against a real cluster (and Redis when installed) and prints the table', () => {
     const run = fileURLToPath(new URL('../dist/bench/run.js', import.meta.url));
-    const r = spawnSync(process.execPath, [run, '--smoke'], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, [run, '--smoke'], { encoding: 'utf8', timeout: 90_000 });
     expect(r.stderr).not.toMatch(/completed no request|got errors/);
     expect(r.status).toBe(0);
-    const rows = r.stdout.trim().split('\n');
-    expect(rows[0]).toMatch(/^scenario +conns +depth +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors$/);
-    expect(rows).toHaveLength(7);
-    for (const row of rows.slice(1)) expect(row).toMatch(/ \d+ +\d+ +\d+ +\d+ +\d+ +\d+ +0$/);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis$/);
+    const rows = lines.filter((l) => /^(check|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
+    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(7);
+    for (const row of rows) expect(row.trimEnd()).toMatch(/ [1-9]\d* +\d+ +\d+ +\d+ +0( +\d+\.\d\d)?$/);
+    expect(r.stdout).toMatch(/^memory: 2000 locks, leader \+ 2 followers: RSS \d+ MiB -> \d+ MiB, -?\d+ bytes per lock$/m);
+    if (hasRedis) {
+      expect(rows.filter((l) => l.startsWith('redis'))).toHaveLength(3);
+      // the three headline dlock rows carry a ratio to their Redis partner
+      expect(rows.filter((l) => / \d+\.\d\d$/.test(l))).toHaveLength(3);
+    } else {
+      expect(r.stderr).toMatch(/redis-server is not installed/);
+    }
   });
 });
