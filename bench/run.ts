@@ -241,24 +241,28 @@ for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: R
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
 process.stdout.write(table);
 
+/** Headline pairs as bars; each pair on its own scale, since the ratio is the point. */
 function svg(): string {
   const pairs = rows.filter(({ c }) => c.headline === true && c.vs !== undefined && byName.has(c.vs));
-  const max = Math.max(1, ...pairs.flatMap(({ c, r }) => [r.opsPerSec, byName.get(c.vs as string)?.opsPerSec ?? 0]));
-  const barW = 420;
-  const rowH = 62;
-  const h = 50 + pairs.length * rowH;
-  const bar = (y: number, v: number, color: string, label: string): string =>
-    `<rect x="250" y="${y}" width="${Math.max(1, Math.round((v / max) * barW))}" height="18" fill="${color}"/><text x="${256 + Math.round((v / max) * barW)}" y="${y + 14}" font-size="12">${v.toLocaleString('en-US')} ops/s ${label}</text>`;
+  const barW = 560;
+  const rowH = 78;
+  const h = 48 + pairs.length * rowH;
+  const bar = (y: number, v: number, max: number, color: string, label: string): string => {
+    const w = Math.max(2, Math.round((v / max) * barW));
+    return `<rect x="20" y="${y}" width="${w}" height="18" fill="${color}"/><text x="${28 + w}" y="${y + 14}" font-size="12">${v.toLocaleString('en-US')} ops/s ${label}</text>`;
+  };
   const body = pairs
     .map(({ c, r }, i) => {
-      const y = 40 + i * rowH;
+      const y = 44 + i * rowH;
       const other = byName.get(c.vs as string) as LoadResult;
-      const title = c.name.replace(/, c(\d+) d(\d+)$/, ' ($1 conns, depth $2)');
-      return `<text x="10" y="${y + 14}" font-size="12">${title}</text>${bar(y, r.opsPerSec, '#2f6fdb', 'dlock')}${bar(y + 22, other.opsPerSec, '#d9534f', `Redis (${ratio(c, r)}×)`)}`;
+      const max = Math.max(r.opsPerSec, other.opsPerSec, 1);
+      const title = c.name.replace(/, c(\d+) d(\d+)$/, ', $1 connections, depth $2');
+      return `<text x="20" y="${y}" font-size="13" font-weight="bold">${title}: ${ratio(c, r)}× Redis</text>${bar(y + 8, r.opsPerSec, max, '#2f6fdb', 'dlock')}${bar(y + 30, other.opsPerSec, max, '#d9534f', `Redis ${redis?.version ?? ''}`)}`;
     })
     .join('\n');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="${h}" font-family="sans-serif">
-<text x="10" y="22" font-size="15" font-weight="bold">dlock vs Redis ${redis?.version ?? ''}, same load generator, same machine (${cpus().length} cores)</text>
+<rect width="900" height="${h}" fill="white"/>
+<text x="20" y="22" font-size="15" font-weight="bold">dlock vs Redis: same load generator, same machine (${cpus().length} cores), one run</text>
 ${body}
 </svg>
 `;
