@@ -10,18 +10,22 @@
  *   npm run bench -- --smoke           every default case for a moment (npm test)
  *
  * Writes bench/results/<date>.json and bench/results/<date>.svg (headline
- * pairs, dlock vs Redis). Not yet here (issue 4): live-mutex side by side.
+ * pairs, dlock vs Redis). Client library against client library: dlock's
+ * TypeScript client and live-mutex's, each against its own server, in
+ * bench/libs.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { LibResult } from './libs.js';
 import { REDIS_RELEASE_LUA, type LoadResult, type Scenario } from './loadgen.js';
 import { startRedis, type Redis } from './redis.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
+const LIBS = fileURLToPath(new URL('./libs.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 const argv = process.argv.slice(2);
@@ -218,6 +222,45 @@ try {
   await redis?.stop();
 }
 
+// ---- client libraries: dlock vs live-mutex ----
+
+function libRun(args: string[]): Promise<LibResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [LIBS, ...args, '--seconds', String(seconds), '--warmup', String(warmup)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LibResult) : reject(new Error(`libs exited with ${code}`))));
+  });
+}
+
+async function liveMutexBroker(): Promise<{ port: number; stop: () => void }> {
+  const port = 20000 + Math.floor(Math.random() * 30000);
+  const child = spawn(process.execPath, [LIBS, '--broker', '--port', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.setEncoding('utf8').once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`live-mutex broker exited with ${code}`)));
+  });
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+const libs: LibResult[] = [];
+if (only === undefined || 'client library live-mutex'.includes(only)) {
+  const conns = 16;
+  process.stderr.write(`client libraries: ${conns} clients acquire+release, dlock (leader, 2 followers) vs live-mutex…\n`);
+  const cl = await startCluster(2);
+  try {
+    libs.push(await libRun(['--system', 'dlock', '--ports', String(cl.leader), '--conns', String(conns)]));
+  } finally {
+    await cl.stop();
+  }
+  const broker = await liveMutexBroker();
+  try {
+    libs.push(await libRun(['--system', 'live-mutex', '--ports', String(broker.port), '--conns', String(conns)]));
+  } finally {
+    broker.stop();
+  }
+}
+
 const mem: Array<Awaited<ReturnType<typeof memory>>> = [];
 if (only === undefined || 'memory'.includes(only)) {
   for (const n of smoke ? [2000] : full ? [100_000, 1_000_000] : [100_000]) {
@@ -237,6 +280,11 @@ const W = 52;
 const pad = (x: string | number, n: number): string => String(x).padStart(n);
 let table = `${'scenario'.padEnd(W)}${pad('ops/s', 10)}${pad('p50 µs', 9)}${pad('p99 µs', 9)}${pad('p99.9 µs', 10)}${pad('errors', 8)}${pad('÷redis', 8)}\n`;
 for (const { c, r } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}${pad(ratio(c, r), 8)}\n`;
+for (const l of libs) {
+  const base = libs.find((x) => x.system === 'live-mutex');
+  const vs = l.system === 'dlock' && base !== undefined && base.cyclesPerSec > 0 ? ` (${(l.cyclesPerSec / base.cyclesPerSec).toFixed(2)}x live-mutex)` : '';
+  table += `client library ${l.system}, ${l.conns} clients: ${l.cyclesPerSec} acquire+release cycles/s, p50 ${l.p50us} µs, p99 ${l.p99us} µs${vs}\n`;
+}
 for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
 process.stdout.write(table);
@@ -277,6 +325,7 @@ if (!smoke) {
     redis: redis === null ? null : redis.version,
     seconds,
     cases: rows.map(({ c, r }) => ({ ...c, ...r, ratioVsRedis: ratio(c, r) === '' ? null : Number(ratio(c, r)) })),
+    clientLibraries: libs,
     memory: mem,
   };
   writeFileSync(`${RESULTS}${stamp}.json`, `${JSON.stringify(json, null, 2)}\n`);
