@@ -51,6 +51,9 @@ export interface LockRow {
   waiters: number[];
 }
 
+/** Above this many locks, lockMap() lists in table order instead of sorting. */
+export const SORTED_LOCK_MAP_MAX = 10_000;
+
 export abstract class NodeBase implements Engine {
   readonly name: string;
   readonly log: NodeLog;
@@ -130,8 +133,8 @@ export abstract class NodeBase implements Engine {
   }
 
   stats(): NodeStats {
-    let waiters = 0;
-    for (const e of this.state.locks.values()) waiters += e.waiters.length;
+    // Each waiting client waits on one lock, so this counts waiters in O(1).
+    const waiters = this.state.waiting.size;
     let bufferedBytes = 0;
     let owedReplies = 0;
     for (const c of this.connections) {
@@ -154,10 +157,23 @@ export abstract class NodeBase implements Engine {
     };
   }
 
-  /** The lock map for views, sorted by lock name, at most `limit` rows. */
+  /**
+   * The lock map for views, at most `limit` rows: sorted by name while the
+   * table is small, else the first `limit` in table order. This runs on the
+   * node's thread while it serves clients (the TUI polls it twice a second),
+   * so it must not sort a million names to show two hundred.
+   */
   lockMap(limit = 1000): LockRow[] {
     const now = Date.now();
-    const names = [...this.state.locks.keys()].sort().slice(0, limit);
+    const names: string[] = [];
+    if (this.state.locks.size <= SORTED_LOCK_MAP_MAX) {
+      names.push(...[...this.state.locks.keys()].sort().slice(0, limit));
+    } else {
+      for (const name of this.state.locks.keys()) {
+        if (names.length >= limit) break;
+        names.push(name);
+      }
+    }
     return names.map((lock) => {
       const e = this.state.locks.get(lock);
       if (e === undefined) throw new Error(`lock ${lock} vanished while listing`);
