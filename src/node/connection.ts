@@ -18,6 +18,10 @@
  * (write() returned false), and resumes on `drain` / below LOW_WATER.
  * Replies produced by one flush go out in a single write (no write per line).
  *
+ * [LP-14] Whatever a client sends ends here: bad input is answered or
+ * closes this socket only, its buffers are bounded as above, and it reaches
+ * the lock table only as the commands of LP-5…LP-10, under its own id.
+ *
  * Threading: the node's thread. Every callback runs on it.
  */
 import type { Socket } from 'node:net';
