@@ -243,19 +243,25 @@ async function liveMutexBroker(): Promise<{ port: number; stop: () => void }> {
   return { port, stop: () => child.kill('SIGTERM') };
 }
 
-const libs: LibResult[] = [];
+const libs: Array<LibResult & { label: string }> = [];
 if (only === undefined || 'client library live-mutex'.includes(only)) {
   const conns = 16;
-  process.stderr.write(`client libraries: ${conns} clients acquire+release, dlock (leader, 2 followers) vs live-mutex…\n`);
-  const cl = await startCluster(2);
-  try {
-    libs.push(await libRun(['--system', 'dlock', '--ports', String(cl.leader), '--conns', String(conns)]));
-  } finally {
-    await cl.stop();
+  // dlock as deployed (2 followers, every write replicated), and like for like
+  // with live-mutex's single unreplicated broker (no followers).
+  for (const followers of [2, 0]) {
+    process.stderr.write(`client libraries: ${conns} clients acquire+release, dlock with ${followers} followers…\n`);
+    const cl = await startCluster(followers);
+    try {
+      const r = await libRun(['--system', 'dlock', '--ports', String(cl.leader), '--conns', String(conns)]);
+      libs.push({ ...r, label: `dlock, leader + ${followers} followers` });
+    } finally {
+      await cl.stop();
+    }
   }
+  process.stderr.write(`client libraries: ${conns} clients acquire+release, live-mutex…\n`);
   const broker = await liveMutexBroker();
   try {
-    libs.push(await libRun(['--system', 'live-mutex', '--ports', String(broker.port), '--conns', String(conns)]));
+    libs.push({ ...(await libRun(['--system', 'live-mutex', '--ports', String(broker.port), '--conns', String(conns)])), label: 'live-mutex' });
   } finally {
     broker.stop();
   }
@@ -283,7 +289,7 @@ for (const { c, r } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)
 for (const l of libs) {
   const base = libs.find((x) => x.system === 'live-mutex');
   const vs = l.system === 'dlock' && base !== undefined && base.cyclesPerSec > 0 ? ` (${(l.cyclesPerSec / base.cyclesPerSec).toFixed(2)}x live-mutex)` : '';
-  table += `client library ${l.system}, ${l.conns} clients: ${l.cyclesPerSec} acquire+release cycles/s, p50 ${l.p50us} µs, p99 ${l.p99us} µs${vs}\n`;
+  table += `client library ${l.label}, ${l.conns} clients: ${l.cyclesPerSec} acquire+release cycles/s, p50 ${l.p50us} µs, p99 ${l.p99us} µs${vs}\n`;
 }
 for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
