@@ -22,9 +22,28 @@ export function formatLogLine(node: string, line: LogLine, width = 10): string {
   return `${node.padEnd(width)} ${timestamp(line.t)} ${line.text}`;
 }
 
-export function headlessView(out: NodeJS.WritableStream = process.stdout): (ev: NodeEvent) => void {
+/** Past this many bytes waiting in stdout, log lines are dropped (and counted). */
+export const HEADLESS_MAX_BUFFERED = 8 << 20;
+
+/**
+ * Log lines to `out`. A slow reader (a paused pager, a slow pipe) must not
+ * make the process buffer without bound: past HEADLESS_MAX_BUFFERED bytes
+ * waiting, lines are dropped, and once the output drains one line says how
+ * many were lost.
+ */
+export function headlessView(out: NodeJS.WritableStream & { writableLength?: number } = process.stdout, maxBuffered = HEADLESS_MAX_BUFFERED): (ev: NodeEvent) => void {
+  let dropped = 0;
+  out.on('drain', () => {
+    if (dropped === 0) return;
+    out.write(`${'cluster'.padEnd(10)} ${timestamp(Date.now())} ${dropped} log lines dropped: the output was not being read fast enough\n`);
+    dropped = 0;
+  });
   return (ev) => {
     if (ev.type !== 'log') return; // state changes show up as log lines already
+    if ((out.writableLength ?? 0) > maxBuffered) {
+      dropped += ev.lines.length;
+      return;
+    }
     let text = '';
     for (const line of ev.lines) text += `${formatLogLine(ev.node, line)}\n`;
     out.write(text);
