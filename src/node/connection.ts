@@ -100,7 +100,7 @@ export class ClientConnection {
     if (this.inputDone) return;
     this.parser.push(chunk, this.onParsed);
     this.pump();
-    if (this.queue.length - this.next > HIGH_WATER && !this.queuePaused) {
+    if (this.queue.length > HIGH_WATER && !this.queuePaused) {
       this.queuePaused = true;
       this.socket.pause();
     }
@@ -234,7 +234,7 @@ export class ClientConnection {
   }
 
   private maybeResume(): void {
-    if (this.queuePaused && this.queue.length - this.next < LOW_WATER) this.queuePaused = false;
+    if (this.queuePaused && this.queue.length < LOW_WATER) this.queuePaused = false;
     if (!this.writePaused && !this.queuePaused && !this.inputDone && this.socket.isPaused()) this.socket.resume();
   }
 
