@@ -23,7 +23,7 @@ await yargs(hideBin(process.argv))
         .option('port', portOption(9001, 'base port: leader here, follower i at base+i; 0 picks free ports'))
         .option('host', { type: 'string', default: '127.0.0.1', describe: 'address every node binds' })
         .option('tui', { type: 'boolean', default: true, describe: 'terminal UI when run in a terminal; --no-tui logs to stdout' })
-        .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request and reply' })
+        .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request, reply and replicated lock change' })
         .check((a) => {
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');

@@ -127,8 +127,16 @@ describe('dlock up (headless)', () => {
 });
 
 describe('dlock up lifecycle and errors', () => {
-  it('SIGINT closes it cleanly with status 0', async () => {
-    const { proc } = await up(['--quiet', '--no-tui']);
+  it('--quiet logs connections but nothing per write (no request, reply or replication lines); SIGINT exits 0', async () => {
+    const { proc, ports } = await up(['--quiet', '--no-tui']);
+    const c = await LineClient.open(ports['follower-1'] as number);
+    expect(await c.ask('preempt quiet-lock')).toMatch(/^PreemptLock Success/);
+    expect(await c.ask('release quiet-lock')).toBe('ReleaseLock Success');
+    c.close();
+    await eventually(() => new RegExp(`Disconnect client_id=${c.id}`).test(proc.out()), 'the disconnect line');
+    // Per-write lines cost more than the write itself under load (README, Benchmarks).
+    expect(proc.out()).not.toMatch(/Request|Response|lock_map|UpdateLockmap|RemoveLockmap/);
+    expect(proc.out()).toMatch(new RegExp(`Connect from 127\\.0\\.0\\.1:\\d+ client_id=${c.id}`));
     proc.child.kill('SIGINT');
     expect(await proc.exit).toBe(0);
   });

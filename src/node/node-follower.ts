@@ -115,6 +115,7 @@ export class Follower extends NodeBase {
 
   private applyEntry(cmd: Command, at: number): void {
     const out = apply(this.state, cmd, at);
+    if (!this.log.requests) return;
     for (const c of out.changes) {
       this.log.line('repl', c.kind === 'set' ? `UpdateLockmap ${c.lock} ${c.owner}` : `RemoveLockmap ${c.lock}`);
     }

@@ -135,7 +135,7 @@ export class Leader extends NodeBase {
       const entry: Frame = { v: 1, type: 'entry', seq: this.seq, at: now, cmd };
       for (const link of this.links) if (link.name !== null) link.transport.send(entry);
       for (const c of out.changes) {
-        this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
+        if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
         if (c.kind === 'set' && c.expiresAt !== null) this.timers.add(c.expiresAt, { kind: 'expire', lock: c.lock, token: c.token });
       }
       // With no follower linked the write is committed at once.

@@ -26,7 +26,9 @@ export class NodeLog {
   private timer: NodeJS.Timeout | null = null;
 
   /**
-   * @param requests log every request and reply (off under benchmark load)
+   * @param requests log every request, reply and replicated lock change
+   *   (`--quiet` turns it off: under load these lines cost more CPU than
+   *   the writes they describe; see the README's Benchmarks)
    */
   constructor(
     private readonly sink: LogSink,
