@@ -8,6 +8,8 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 
 export interface Redis {
   port: number;
+  /** redis-server's process id (its CPU time is measured beside dlock's). */
+  pid: number;
   version: string;
   /** SHA1 of a loaded script, for EVALSHA. */
   load(script: string): Promise<string>;
@@ -72,6 +74,7 @@ export async function startRedis(): Promise<Redis | null> {
   }
   return {
     port,
+    pid: child.pid as number,
     version,
     load: async (script) => {
       const sha = await ask(port, `SCRIPT LOAD "${script.replace(/"/g, '\\"')}"`);

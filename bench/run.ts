@@ -8,6 +8,13 @@
  *   npm run bench -- --scenario NAME   cases whose name contains NAME
  *   npm run bench -- --seconds N       measured window per case (default 3)
  *   npm run bench -- --smoke           every default case for a moment (npm test)
+ *   npm run bench -- --profile DIR     also run dlock under --cpu-prof: keep one
+ *                                      .cpuprofile per thread in DIR (open them in
+ *                                      Chrome DevTools or speedscope for flame graphs)
+ *                                      and print each thread's hottest functions
+ *
+ * Every case also reports the server's CPU time per request (dlock's whole
+ * process, all threads; or redis-server's), from /proc.
  *
  * Writes bench/results/<date>.json and bench/results/<date>.svg (headline
  * pairs, dlock vs Redis). Client library against client library: dlock's
@@ -19,6 +26,7 @@ import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { cpuDuring, summarizeProfiles, type CpuTimes } from './cpu.js';
 import type { LibResult } from './libs.js';
 import { REDIS_RELEASE_LUA, type LoadResult, type Scenario } from './loadgen.js';
 import { startRedis, type Redis } from './redis.js';
@@ -39,6 +47,7 @@ const full = flag('full');
 const only = value('scenario');
 const seconds = smoke ? 0.3 : Number(value('seconds') ?? '3');
 const warmup = smoke ? 0.1 : Math.min(1, seconds / 3);
+const profileDir = value('profile');
 
 interface Case {
   name: string;
@@ -116,7 +125,8 @@ interface ClusterProc {
 
 function startCluster(followers: number): Promise<ClusterProc> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, [CLI, 'up', '--quiet', '--no-tui', '--port', '0', '--followers', String(followers)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const prof = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+    const child: ChildProcess = spawn(process.execPath, [...prof, CLI, 'up', '--quiet', '--no-tui', '--port', '0', '--followers', String(followers)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       if (out.length < 1 << 16) out += d;
@@ -194,15 +204,17 @@ const redis: Redis | null = await startRedis();
 if (redis === null) process.stderr.write('bench: redis-server is not installed (apt-get install redis-server); running dlock alone, no ratios\n');
 const sha = redis === null ? undefined : await redis.load(REDIS_RELEASE_LUA);
 
-const rows: Array<{ c: Case; r: LoadResult }> = [];
+const rows: Array<{ c: Case; r: LoadResult; cpu: CpuTimes | null }> = [];
 const todo = cases.filter((c) => c.via !== 'redis' || redis !== null);
 const clusters = new Map<number, ClusterProc>();
 try {
   for (const [i, c] of todo.entries()) {
     process.stderr.write(`[${i + 1}/${todo.length}] ${c.name} (${seconds}s)…\n`);
     let ports: number[];
+    let pid: number;
     if (c.via === 'redis') {
       ports = [(redis as Redis).port];
+      pid = (redis as Redis).pid;
     } else {
       let cl = clusters.get(c.followers);
       if (cl === undefined) {
@@ -214,8 +226,10 @@ try {
         clusters.set(c.followers, cl);
       }
       ports = c.via === 'leader' ? [cl.leader] : cl.followers;
+      pid = cl.pid;
     }
-    rows.push({ c, r: await load(ports, c, sha) });
+    const { result, cores } = await cpuDuring(pid, () => load(ports, c, sha));
+    rows.push({ c, r: result, cpu: cores });
   }
 } finally {
   for (const cl of clusters.values()) await cl.stop();
@@ -282,10 +296,12 @@ const ratio = (c: Case, r: LoadResult): string => {
   const other = c.vs === undefined ? undefined : byName.get(c.vs);
   return other === undefined || other.opsPerSec === 0 ? '' : (r.opsPerSec / other.opsPerSec).toFixed(2);
 };
+/** Server CPU (user + system, all threads) per request, in µs. */
+const cpuPerReq = (cpu: CpuTimes | null, r: LoadResult): number | null => (cpu === null || r.opsPerSec === 0 ? null : Math.round(((cpu.user + cpu.sys) * 1e6) / r.opsPerSec * 10) / 10);
 const W = 52;
 const pad = (x: string | number, n: number): string => String(x).padStart(n);
-let table = `${'scenario'.padEnd(W)}${pad('ops/s', 10)}${pad('p50 µs', 9)}${pad('p99 µs', 9)}${pad('p99.9 µs', 10)}${pad('errors', 8)}${pad('÷redis', 8)}\n`;
-for (const { c, r } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}${pad(ratio(c, r), 8)}\n`;
+let table = `${'scenario'.padEnd(W)}${pad('ops/s', 10)}${pad('p50 µs', 9)}${pad('p99 µs', 9)}${pad('p99.9 µs', 10)}${pad('errors', 8)}${pad('÷redis', 8)}${pad('cpu µs/req', 12)}\n`;
+for (const { c, r, cpu } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}${pad(ratio(c, r), 8)}${pad(cpuPerReq(cpu, r) ?? '', 12)}\n`;
 for (const l of libs) {
   const base = libs.find((x) => x.system === 'live-mutex');
   const vs = l.system === 'dlock' && base !== undefined && base.cyclesPerSec > 0 ? ` (${(l.cyclesPerSec / base.cyclesPerSec).toFixed(2)}x live-mutex)` : '';
@@ -293,6 +309,7 @@ for (const l of libs) {
 }
 for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
+table += `cpu µs/req: the server process's CPU time (user + system, every thread) per request, over the load generator's run\n`;
 process.stdout.write(table);
 
 /** Headline pairs as bars; each pair on its own scale, since the ratio is the point. */
@@ -330,13 +347,17 @@ if (!smoke) {
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '?', node: process.version },
     redis: redis === null ? null : redis.version,
     seconds,
-    cases: rows.map(({ c, r }) => ({ ...c, ...r, ratioVsRedis: ratio(c, r) === '' ? null : Number(ratio(c, r)) })),
+    cases: rows.map(({ c, r, cpu }) => ({ ...c, ...r, ratioVsRedis: ratio(c, r) === '' ? null : Number(ratio(c, r)), serverCpuCores: cpu, serverCpuUsPerRequest: cpuPerReq(cpu, r) })),
     clientLibraries: libs,
     memory: mem,
   };
   writeFileSync(`${RESULTS}${stamp}.json`, `${JSON.stringify(json, null, 2)}\n`);
   if (redis !== null) writeFileSync(`${RESULTS}${stamp}.svg`, svg());
   process.stderr.write(`bench: wrote bench/results/${stamp}.json${redis === null ? '' : ' and .svg'}\n`);
+}
+if (profileDir !== undefined) {
+  process.stdout.write(`\nCPU profiles of dlock's threads (self time; files in ${profileDir}: thread 0 is the main thread, then the leader, follower-1, follower-2, …):\n`);
+  process.stdout.write(summarizeProfiles(profileDir));
 }
 if (rows.some(({ r }) => r.requests === 0 || r.errors > 0)) {
   process.stderr.write('bench: a scenario completed no request or got errors\n');

@@ -38,25 +38,16 @@ export class CodecError extends Error {
   readonly code = 'ERR_CODEC';
 }
 
-export function encodeFrame(frame: Frame): string {
-  return JSON.stringify(frame);
+/** One frame's encoded text: what a link carries. Made only by encodeFrame. */
+export type Wire = string & { readonly __wire: unique symbol };
+
+export function encodeFrame(frame: Frame): Wire {
+  return JSON.stringify(frame) as Wire;
 }
 
-// The leader sends the same entry object to every follower; encode it once.
-const encoded = new WeakMap<Frame, string>();
-
-export function encodeBatch(frames: readonly Frame[]): string {
-  let out = '';
-  for (let i = 0; i < frames.length; i++) {
-    const f = frames[i] as Frame;
-    let text = encoded.get(f);
-    if (text === undefined) {
-      text = JSON.stringify(f);
-      encoded.set(f, text);
-    }
-    out += i === 0 ? text : `\n${text}`;
-  }
-  return out;
+/** A batch: the frames' texts joined by LF (JSON text never holds a raw LF). */
+export function encodeBatch(frames: readonly (Frame | Wire)[]): string {
+  return frames.map((f) => (typeof f === 'string' ? f : encodeFrame(f))).join('\n');
 }
 
 const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;

@@ -16,7 +16,7 @@
  * sequence order over its FIFO link.
  */
 import { apply, snapshot, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
-import type { Frame } from '../codec/frame.js';
+import { encodeFrame, type Frame } from '../codec/frame.js';
 import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
 import { nodeOfClient } from './client-ids.js';
@@ -132,7 +132,8 @@ export class Leader extends NodeBase {
     const out = apply(this.state, cmd, now);
     if (out.changed) {
       this.seq++;
-      const entry: Frame = { v: 1, type: 'entry', seq: this.seq, at: now, cmd };
+      // Encoded once for every follower.
+      const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd });
       for (const link of this.links) if (link.name !== null) link.transport.send(entry);
       for (const c of out.changes) {
         if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
@@ -204,7 +205,7 @@ export class Leader extends NodeBase {
     // turn rides in the same frame.
     queueMicrotask(() => {
       this.commitQueued = false;
-      const frame: Frame = { v: 1, type: 'commit', seq: this.commitSeq };
+      const frame = encodeFrame({ v: 1, type: 'commit', seq: this.commitSeq });
       for (const link of this.links) if (link.name !== null) link.transport.send(frame);
     });
   }

@@ -4,7 +4,7 @@
  * turn, like a MessagePort, so tests exercise the same bytes and timing
  * shape as the real links.
  */
-import { decodeBatch, encodeBatch, type Frame } from '../codec/frame.js';
+import { decodeBatch } from '../codec/frame.js';
 import { BatchingTransport } from './transport.js';
 
 export class MemoryTransport extends BatchingTransport {
@@ -12,8 +12,7 @@ export class MemoryTransport extends BatchingTransport {
   /** Every encoded batch this side wrote, for assertions. */
   readonly wire: string[] = [];
 
-  protected write(frames: Frame[]): void {
-    const text = encodeBatch(frames);
+  protected write(text: string): void {
     this.wire.push(text);
     const peer = this.peer;
     if (peer === null) return;

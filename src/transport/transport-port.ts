@@ -5,7 +5,7 @@
  * an object graph per frame.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { decodeBatch, type Frame, encodeBatch } from '../codec/frame.js';
+import { decodeBatch } from '../codec/frame.js';
 import { BatchingTransport } from './transport.js';
 
 /** Sent alone (not a batch) by the side that closes, so the peer learns of it. */
@@ -31,8 +31,8 @@ export class PortTransport extends BatchingTransport {
     port.on('close', () => this.ended('link port closed'));
   }
 
-  protected write(frames: Frame[]): void {
-    this.port.postMessage(encodeBatch(frames));
+  protected write(batch: string): void {
+    this.port.postMessage(batch);
   }
 
   protected shut(): void {

@@ -14,10 +14,15 @@
  * Implementations: transport-port.ts (MessagePort between worker threads),
  * transport-memory.ts (in-process pair for tests; same codec round trip).
  */
-import type { Frame } from '../codec/frame.js';
+import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 
 export interface Transport {
-  send(frame: Frame): void;
+  /**
+   * Queue a frame for this turn's batch. A Frame is encoded at once (the
+   * object may be changed afterwards); a frame meant for several links is
+   * encoded once by the caller (encodeFrame) and passed as its Wire text.
+   */
+  send(frame: Frame | Wire): void;
   /** Receive each decoded batch. Set once, before frames arrive. */
   onFrames(handler: (frames: Frame[]) => void): void;
   onClose(handler: (reason: string) => void): void;
@@ -29,18 +34,19 @@ export interface Transport {
  * Shared batching and close bookkeeping; subclasses move encoded batches.
  */
 export abstract class BatchingTransport implements Transport {
-  private out: Frame[] = [];
+  private out: Wire[] = [];
   private scheduled = false;
   private frameHandler: ((frames: Frame[]) => void) | null = null;
   private closeHandler: ((reason: string) => void) | null = null;
   closed = false;
 
-  protected abstract write(frames: Frame[]): void;
+  /** Move one encoded batch (encodeBatch's format: frames joined by LF). */
+  protected abstract write(batch: string): void;
   protected abstract shut(): void;
 
-  send(frame: Frame): void {
+  send(frame: Frame | Wire): void {
     if (this.closed) return;
-    this.out.push(frame);
+    this.out.push(typeof frame === 'string' ? frame : encodeFrame(frame));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flush);
@@ -50,9 +56,9 @@ export abstract class BatchingTransport implements Transport {
   private readonly flush = (): void => {
     this.scheduled = false;
     if (this.closed || this.out.length === 0) return;
-    const frames = this.out;
+    const batch = this.out.join('\n');
     this.out = [];
-    this.write(frames);
+    this.write(batch);
   };
 
   onFrames(handler: (frames: Frame[]) => void): void {
