@@ -297,11 +297,11 @@ const ratio = (c: Case, r: LoadResult): string => {
   return other === undefined || other.opsPerSec === 0 ? '' : (r.opsPerSec / other.opsPerSec).toFixed(2);
 };
 /** Server CPU (user + system, all threads) per request, in µs. */
-const cpuPerReq = (cpu: CpuTimes | null, r: LoadResult): number | null => (cpu === null || r.opsPerSec === 0 ? null : Math.round(((cpu.user + cpu.sys) * 1e6) / r.opsPerSec * 10) / 10);
+const cpuPerReq = (cpu: CpuTimes | null, r: LoadResult): number | null => (cpu === null || r.opsPerSec === 0 ? null : Math.round((((cpu.user + cpu.sys) * 1e6) / r.opsPerSec) * 10) / 10);
 const W = 52;
 const pad = (x: string | number, n: number): string => String(x).padStart(n);
 let table = `${'scenario'.padEnd(W)}${pad('ops/s', 10)}${pad('p50 µs', 9)}${pad('p99 µs', 9)}${pad('p99.9 µs', 10)}${pad('errors', 8)}${pad('÷redis', 8)}${pad('cpu µs/req', 12)}\n`;
-for (const { c, r, cpu } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}${pad(ratio(c, r), 8)}${pad(cpuPerReq(cpu, r) ?? '', 12)}\n`;
+for (const { c, r, cpu } of rows) table += `${c.name.padEnd(W)}${pad(r.opsPerSec, 10)}${pad(r.p50us, 9)}${pad(r.p99us, 9)}${pad(r.p999us, 10)}${pad(r.errors, 8)}${pad(ratio(c, r), 8)}${pad(cpuPerReq(cpu, r)?.toFixed(1) ?? '', 12)}\n`;
 for (const l of libs) {
   const base = libs.find((x) => x.system === 'live-mutex');
   const vs = l.system === 'dlock' && base !== undefined && base.cyclesPerSec > 0 ? ` (${(l.cyclesPerSec / base.cyclesPerSec).toFixed(2)}x live-mutex)` : '';

@@ -16,10 +16,13 @@ describe('npm run bench --smoke', () => {
     expect(r.stderr).not.toMatch(/completed no request|got errors/);
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis$/);
+    expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis +cpu µs\/req$/);
     const rows = lines.filter((l) => /^(check|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
     expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(7);
-    for (const row of rows) expect(row.trimEnd()).toMatch(/ [1-9]\d* +\d+ +\d+ +\d+ +0( +\d+\.\d\d)?$/);
+    // ops/s, p50, p99, p99.9, errors, the ratio to Redis (2 decimals) on paired
+    // rows, and the server's CPU µs per request (1 decimal; from /proc, so Linux only)
+    const cpu = process.platform === 'linux' ? ' +\\d+\\.\\d' : '( +\\d+\\.\\d)?';
+    for (const row of rows) expect(row.trimEnd()).toMatch(new RegExp(` [1-9]\\d* +\\d+ +\\d+ +\\d+ +0( +\\d+\\.\\d\\d)?${cpu}$`));
     for (const n of [2, 0]) {
       expect(r.stdout).toMatch(new RegExp(`^client library dlock, leader \\+ ${n} followers, 16 clients: [1-9]\\d* acquire\\+release cycles/s, p50 \\d+ µs, p99 \\d+ µs \\(\\d+\\.\\d\\dx live-mutex\\)$`, 'm'));
     }
@@ -28,7 +31,7 @@ describe('npm run bench --smoke', () => {
     if (hasRedis) {
       expect(rows.filter((l) => l.startsWith('redis'))).toHaveLength(3);
       // the three headline dlock rows carry a ratio to their Redis partner
-      expect(rows.filter((l) => / \d+\.\d\d$/.test(l))).toHaveLength(3);
+      expect(rows.filter((l) => / \d+\.\d\d( +\d+\.\d)?$/.test(l.trimEnd()))).toHaveLength(3);
     } else {
       expect(r.stderr).toMatch(/redis-server is not installed/);
     }
