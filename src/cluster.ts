@@ -8,6 +8,16 @@
  * and listens once it holds the leader's snapshot. `start()` resolves when
  * every node listens.
  *
+ * Supervision (issue 5): a follower whose worker dies (an uncaught error,
+ * terminate(), an injected crash) is logged and started again at once on
+ * the same port, with the same client-id counter so no id is reused
+ * [LP-4]. The new worker links to the leader like any follower: a snapshot
+ * at some sequence number, then the stream after it, so nothing is missed
+ * or applied twice. Its old connections died with it; the leader has
+ * already ended their sessions [LP-8], and leases survive. A follower that
+ * keeps dying soon after each start is restarted with a growing delay
+ * (RESTART_BACKOFF_MS), so a crash loop cannot spin the machine.
+ *
  * Threading: main thread. Events from nodes (`NodeEvent`) are delivered on
  * the main thread, per node in order.
  */
@@ -17,7 +27,7 @@ import { transfer } from './comlink.js';
 import type { NodeControl, NodeEvent, NodeWorkerData } from './control.js';
 import { MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { LockRow, NodeStats } from './node/node.js';
-import { WorkerHandle, type WorkerExit } from './worker-handle.js';
+import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
 
 export interface ClusterOptions {
   followers: number;
@@ -55,11 +65,22 @@ interface Member {
   info: NodeInfo;
   handle: WorkerHandle<NodeControl>;
   events: MessagePort;
+  /** Client ordinal counter of this node's index; kept across restarts [LP-4]. */
+  idCounter: Int32Array;
+  /** When this worker started, and how many quick deaths in a row led to it. */
+  startedAt: number;
+  quickDeaths: number;
 }
+
+/** Delay before restarting a follower that died soon after its last start, by how many times in a row. */
+export const RESTART_BACKOFF_MS = [0, 200, 1000, 5000, 15_000];
+/** A worker that ran at least this long before dying counts as a fresh failure (no back-off). */
+const STABLE_MS = 10_000;
 
 export class Cluster {
   private readonly members: Member[] = [];
   private closing = false;
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
 
   private constructor(private readonly opts: Required<ClusterOptions>) {}
 
@@ -72,12 +93,8 @@ export class Cluster {
     }
     const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, ...options });
     try {
-      const leader = await cluster.startNode(0, undefined);
-      for (let i = 1; i <= options.followers; i++) {
-        const { port1, port2 } = new MessageChannel();
-        await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1])), cluster.opts.callTimeoutMs);
-        await cluster.startNode(i, port2);
-      }
+      await cluster.startNode(0);
+      for (let i = 1; i <= options.followers; i++) await cluster.startFollower(i);
     } catch (err) {
       await cluster.close();
       throw err;
@@ -85,27 +102,46 @@ export class Cluster {
     return cluster;
   }
 
-  private async startNode(index: number, link: MessagePort | undefined): Promise<Member> {
+  /** Link a new channel to the leader and start follower `index` on it. */
+  private async startFollower(index: number, previous?: Member): Promise<Member> {
+    const leader = this.members[0];
+    if (leader === undefined || leader.handle.exit !== null) throw new Error('no leader to link a follower to');
+    const { port1, port2 } = new MessageChannel();
+    await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1])), this.opts.callTimeoutMs);
+    return this.startNode(index, port2, previous);
+  }
+
+  /**
+   * Start node `index`'s worker and wait for its handshake. `previous` is the
+   * member it replaces after a crash: same port, same id counter, same slot.
+   */
+  private async startNode(index: number, link?: MessagePort, previous?: Member): Promise<Member> {
     const name = nodeName(index);
     const { port1: events, port2: eventsRemote } = new MessageChannel();
     events.on('message', (ev: NodeEvent) => this.opts.onEvent(ev));
-    const port = this.opts.port === 0 ? 0 : this.opts.port + index;
+    const port = previous?.info.port ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
+    const idCounter = previous?.idCounter ?? newIdCounter();
     const data: NodeWorkerData = {
       role: index === 0 ? 'leader' : 'follower',
       name,
       index,
       host: this.opts.host,
       port,
-      idCounter: newIdCounter(),
+      idCounter,
       events: eventsRemote,
       logRequests: this.opts.logRequests,
       ...(link === undefined ? {} : { link }),
     };
     const transferList = link === undefined ? [eventsRemote] : [eventsRemote, link];
-    const handle = new WorkerHandle<NodeControl>(name, workerFile(), { workerData: data, transferList }, (exit) => this.onExit(name, exit));
-    const member: Member = { info: { name, role: data.role, index, host: this.opts.host, port }, handle, events };
-    this.members.push(member);
-    this.opts.onEvent({ type: 'state', node: name, state: 'starting', address: null });
+    let member: Member | null = null;
+    const handle = new WorkerHandle<NodeControl>(name, workerFile(), { workerData: data, transferList }, (exit) => {
+      if (member !== null) this.onExit(member, exit);
+    });
+    member = { info: { name, role: data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: Date.now(), quickDeaths: previous?.quickDeaths ?? 0 };
+    const slot = previous === undefined ? -1 : this.members.indexOf(previous);
+    if (slot === -1) this.members.push(member);
+    else this.members[slot] = member;
+    if (previous === undefined) this.opts.onEvent({ type: 'state', node: name, state: 'starting', address: null });
     const bound = await handle.call('start', (r) => r.start(), this.opts.callTimeoutMs);
     member.info.port = bound.port;
     this.opts.onEvent({ type: 'state', node: name, state: 'up', address: `${this.opts.host}:${bound.port}` });
@@ -118,17 +154,48 @@ export class Cluster {
     if (leader === undefined || leader.handle.exit !== null) throw new Error('no leader to link a new follower to');
     const index = Math.max(...this.members.map((m) => m.info.index)) + 1;
     if (index > MAX_NODE_INDEX) throw new RangeError(`at most ${MAX_NODE_INDEX} followers`);
-    const { port1, port2 } = new MessageChannel();
-    await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1])), this.opts.callTimeoutMs);
-    const m = await this.startNode(index, port2);
+    const m = await this.startFollower(index);
     return { ...m.info };
   }
 
-  private onExit(name: string, exit: WorkerExit): void {
-    if (this.closing) return;
+  private notice(kind: 'info' | 'warn' | 'error', text: string): void {
+    this.opts.onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind, text }] });
+  }
+
+  /** One place for every worker death (its handle's error and exit both end here). */
+  private onExit(member: Member, exit: WorkerExit): void {
+    if (this.closing || !this.members.includes(member)) return;
+    const name = member.info.name;
     this.opts.onEvent({ type: 'state', node: name, state: 'down', address: null });
     const why = exit.error === null ? `exit code ${exit.code}` : exit.error.message;
-    this.opts.onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind: 'error', text: `${name} stopped unexpectedly: ${why}` }] });
+    this.notice('error', `${name} stopped unexpectedly: ${why}`);
+    if (member.info.role === 'follower') this.scheduleRestart(member);
+  }
+
+  private scheduleRestart(dead: Member): void {
+    const quick = Date.now() - dead.startedAt < STABLE_MS;
+    dead.quickDeaths = quick ? dead.quickDeaths + 1 : 0;
+    const delay = RESTART_BACKOFF_MS[Math.min(Math.max(0, dead.quickDeaths - 1), RESTART_BACKOFF_MS.length - 1)] as number;
+    const name = dead.info.name;
+    this.opts.onEvent({ type: 'state', node: name, state: 'restarting', address: null });
+    if (delay > 0) this.notice('warn', `${name} died ${dead.quickDeaths} times soon after starting; restarting in ${delay} ms`);
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(timer);
+      const t0 = Date.now();
+      this.startFollower(dead.info.index, dead).then(
+        (m) => this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Date.now() - t0} ms`),
+        (err: unknown) => {
+          if (this.closing) return;
+          this.notice('error', `${name} could not be restarted: ${(err as Error).message}`);
+          // A new worker that failed its handshake is ended; its exit goes
+          // through onExit, which tries again on the back-off schedule. With
+          // no new worker (no leader to link to) there is nothing to retry.
+          const current = this.members.find((m) => m.info.index === dead.info.index);
+          if (current !== undefined && current !== dead && current.handle.exit === null) void current.handle.terminate();
+        },
+      );
+    }, delay);
+    this.restartTimers.add(timer);
   }
 
   get nodes(): NodeInfo[] {
@@ -162,9 +229,23 @@ export class Cluster {
     await this.member(name).handle.terminate();
   }
 
+  /** Make a node's thread throw an uncaught error (fault injection); resolves once it has exited. */
+  async crash(name: string, reason = 'on request'): Promise<void> {
+    const m = this.member(name);
+    try {
+      await m.handle.call('crash', (r) => r.crash(reason), this.opts.callTimeoutMs);
+    } catch (err) {
+      // The crash can reach this thread before the call's answer does.
+      if (!(err instanceof WorkerCallError && err.code === 'ERR_WORKER_EXITED')) throw err;
+    }
+    await m.handle.exited;
+  }
+
   /** Stop every node: followers first, so the leader's link loss is not logged as a fault. */
   async close(): Promise<void> {
     this.closing = true;
+    for (const t of this.restartTimers) clearTimeout(t);
+    this.restartTimers.clear();
     const order = [...this.members].reverse();
     for (const m of order) {
       try {

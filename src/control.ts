@@ -25,7 +25,8 @@ export interface NodeWorkerData {
   logRequests: boolean;
 }
 
-export type NodeState = 'starting' | 'up' | 'down';
+/** `restarting`: the worker died and the supervisor is starting a new one in its place. */
+export type NodeState = 'starting' | 'up' | 'down' | 'restarting';
 
 /**
  * Events for views: log batches posted by nodes on their events port, and
@@ -43,4 +44,6 @@ export interface NodeControl {
   locks(limit?: number): LockRow[];
   /** Stop listening, drop clients, flush the log. */
   shutdown(): Promise<void>;
+  /** Fault injection: throw an uncaught error on the node's thread, as a bug would. */
+  crash(reason: string): void;
 }

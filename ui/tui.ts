@@ -47,7 +47,7 @@ const KIND_COLOR: Record<LogKind, string> = {
   error: 'red',
 };
 
-const STATE_ICON: Record<string, string> = { up: '{green-fg}●{/green-fg}', starting: '{yellow-fg}◌{/yellow-fg}', down: '{red-fg}✖{/red-fg}' };
+const STATE_ICON: Record<string, string> = { up: '{green-fg}●{/green-fg}', starting: '{yellow-fg}◌{/yellow-fg}', restarting: '{yellow-fg}↻{/yellow-fg}', down: '{red-fg}✖{/red-fg}' };
 
 const esc = (s: string): string => blessed.escape(s);
 const hhmmss = (t: number): string => timestamp(t).slice(11, 23);

@@ -53,6 +53,12 @@ const api: NodeControl = {
     await node.close();
     log.flush();
   },
+  crash(reason: string) {
+    // Outside the comlink call, so it is uncaught like a real bug's error.
+    setImmediate(() => {
+      throw new Error(`injected crash: ${reason}`);
+    });
+  },
 };
 
 expose(api, nodeEndpoint(parentPort));

@@ -31,6 +31,8 @@ interface FollowerLink {
   /** Node index from the name (follower-i is i); decides its clients' ids. */
   index: number | null;
   acked: number;
+  /** Replaced by a newer link of the same follower: its close ends no sessions. */
+  superseded: boolean;
 }
 
 /** Where a reply goes: a local connection, a follower's forwarded request, or nowhere. */
@@ -87,13 +89,13 @@ export class Leader extends NodeBase {
 
   /** Link a follower (its MessagePort, or any transport). */
   attachFollower(transport: Transport): void {
-    const link: FollowerLink = { transport, name: null, index: null, acked: 0 };
+    const link: FollowerLink = { transport, name: null, index: null, acked: 0, superseded: false };
     this.links.add(link);
     transport.onFrames((frames) => this.onFrames(link, frames));
     transport.onClose((reason) => {
       this.links.delete(link);
       this.log.line(this.stopping ? 'info' : 'warn', `${link.name ?? 'unnamed follower'} link closed: ${reason}`);
-      if (!this.stopping && link.index !== null) this.dropClientsOf(link.index, link.name ?? 'follower');
+      if (!this.stopping && !link.superseded && link.index !== null) this.dropClientsOf(link.index, link.name ?? 'follower');
       // It no longer holds the commit index back.
       this.recomputeCommit();
     });
@@ -106,6 +108,10 @@ export class Leader extends NodeBase {
           // (Re)sync: the full table at our sequence number, then the stream.
           link.name = f.node;
           link.index = /^follower-(\d+)$/.test(f.node) ? Number(f.node.slice('follower-'.length)) : null;
+          // A restarted follower can say hello before its old link's close
+          // reaches this thread. Its new clients come only after this
+          // snapshot, so every client of that index now is the old one's.
+          for (const old of this.links) if (old !== link && old.index !== null && old.index === link.index) this.supersede(old);
           link.acked = this.seq;
           link.transport.send({ v: 1, type: 'snapshot', seq: this.seq, state: snapshot(this.state) });
           this.log.line('repl', `${f.node} linked; snapshot at seq ${this.seq} (${this.state.locks.size} locks)`);
@@ -167,6 +173,14 @@ export class Leader extends NodeBase {
     if (gone.size === 0) return;
     this.log.line('warn', `${name} is gone: ending the sessions of its ${gone.size} client(s)`);
     for (const client of [...gone].sort((a, b) => a - b)) this.execute({ op: 'disconnect', client }, null);
+  }
+
+  private supersede(old: FollowerLink): void {
+    old.superseded = true;
+    this.links.delete(old);
+    this.log.line('warn', `${old.name ?? 'follower'} linked again before its old link closed; closing the old one`);
+    this.dropClientsOf(old.index as number, old.name ?? 'follower');
+    old.transport.close();
   }
 
   private takeWaiter(client: ClientId): Origin {
