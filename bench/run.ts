@@ -78,6 +78,9 @@ const rd = (scenario: 'redis-get' | 'redis-cycle', conns: number, depth: number)
 });
 const pair = (d: Case, r: Case, headline = false): Case[] => [{ ...d, vs: r.name, headline }, r];
 
+/** What --scenario matches to pick the client-library comparison. */
+const LIBS_CASE = 'client library live-mutex';
+
 let cases: Case[] = [
   ...pair(dl('check', 'followers', 50, 1), rd('redis-get', 50, 1), true),
   ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
@@ -108,7 +111,7 @@ if (only !== undefined) {
   const picked = cases.filter((c) => c.name.includes(only));
   const partners = picked.flatMap((c) => cases.filter((x) => x.name === c.vs));
   cases = cases.filter((c) => picked.includes(c) || partners.includes(c));
-  if (cases.length === 0 && !'memory'.includes(only)) {
+  if (cases.length === 0 && !'memory'.includes(only) && !LIBS_CASE.includes(only)) {
     process.stderr.write(`bench: no scenario matches "${only}"\n`);
     process.exit(2);
   }
@@ -258,7 +261,7 @@ async function liveMutexBroker(): Promise<{ port: number; stop: () => void }> {
 }
 
 const libs: Array<LibResult & { label: string }> = [];
-if (only === undefined || 'client library live-mutex'.includes(only)) {
+if (only === undefined || LIBS_CASE.includes(only)) {
   const conns = 16;
   // dlock as deployed (2 followers, every write replicated), and like for like
   // with live-mutex's single unreplicated broker (no followers).
@@ -318,9 +321,9 @@ function svg(): string {
   const barW = 560;
   const rowH = 78;
   const h = 48 + pairs.length * rowH;
-  const bar = (y: number, v: number, max: number, color: string, label: string): string => {
+  const bar = (y: number, v: number, max: number, color: string, label: string, unit = 'ops/s'): string => {
     const w = Math.max(2, Math.round((v / max) * barW));
-    return `<rect x="20" y="${y}" width="${w}" height="18" fill="${color}"/><text x="${28 + w}" y="${y + 14}" font-size="12">${v.toLocaleString('en-US')} ops/s ${label}</text>`;
+    return `<rect x="20" y="${y}" width="${w}" height="18" fill="${color}"/><text x="${28 + w}" y="${y + 14}" font-size="12">${v.toLocaleString('en-US')} ${unit} ${label}</text>`;
   };
   const body = pairs
     .map(({ c, r }, i) => {
@@ -331,10 +334,28 @@ function svg(): string {
       return `<text x="20" y="${y}" font-size="13" font-weight="bold">${title}: ${ratio(c, r)}× Redis</text>${bar(y + 8, r.opsPerSec, max, '#2f6fdb', 'dlock')}${bar(y + 30, other.opsPerSec, max, '#d9534f', `Redis ${redis?.version ?? ''}`)}`;
     })
     .join('\n');
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="${h}" font-family="sans-serif">
-<rect width="900" height="${h}" fill="white"/>
-<text x="20" y="22" font-size="15" font-weight="bold">dlock vs Redis: same load generator, same machine (${cpus().length} cores), one run</text>
+  // Client library against client library: every dlock variant and live-mutex on one scale.
+  const base = libs.find((l) => l.system === 'live-mutex');
+  let libBody = '';
+  let libH = 0;
+  if (base !== undefined && libs.length > 1) {
+    const y0 = 44 + pairs.length * rowH;
+    const max = Math.max(...libs.map((l) => l.cyclesPerSec), 1);
+    libBody = `<text x="20" y="${y0}" font-size="13" font-weight="bold">client libraries, ${base.conns} clients, acquire+release cycles</text>`;
+    libs.forEach((l, i) => {
+      const y = y0 + 8 + i * 22;
+      const color = l.system === 'live-mutex' ? '#d9534f' : '#2f6fdb';
+      const vs = l.system === 'dlock' ? ` (${(l.cyclesPerSec / Math.max(1, base.cyclesPerSec)).toFixed(2)}× live-mutex)` : '';
+      libBody += bar(y, l.cyclesPerSec, max, color, `${l.label}${vs}`, 'cycles/s');
+    });
+    libH = 30 + libs.length * 22;
+  }
+  const H = h + libH;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="1040" height="${H}" font-family="sans-serif">
+<rect width="1040" height="${H}" fill="white"/>
+<text x="20" y="22" font-size="15" font-weight="bold">dlock vs Redis and live-mutex: same load, same machine (${cpus().length} cores), one run</text>
 ${body}
+${libBody}
 </svg>
 `;
 }
