@@ -13,8 +13,8 @@ apply(state, { op: 'acquire', client: 20001, lock: 'l\u00e9\u{1F512}', ttl: null
 const FRAMES: Frame[] = [
   { v: 1, type: 'hello', node: 'follower-1', incarnation: 'abc' },
   { v: 1, type: 'snapshot', seq: 3, state: snapshot(state) },
-  { v: 1, type: 'entry', seq: 4, at: 1_700_000_000_000, cmd: { op: 'acquire', client: 20001, lock: 'a b\nc', ttl: 5, timeout: null } },
-  { v: 1, type: 'entry', seq: 5, at: 1, cmd: { op: 'expire', lock: 'x', token: 9 } },
+  { v: 1, type: 'entry', seq: 4, at: 1_700_000_000_000, cmd: { op: 'acquire', client: 20001, lock: 'a b\nc', ttl: 5, timeout: null }, from: 0, req: 0 },
+  { v: 1, type: 'entry', seq: 5, at: 1, cmd: { op: 'expire', lock: 'x', token: 9 }, from: 0, req: 0 },
   { v: 1, type: 'ack', seq: 5 },
   { v: 1, type: 'commit', seq: 5 },
   { v: 1, type: 'forward', req: 0, cmd: { op: 'disconnect', client: 30001 } },

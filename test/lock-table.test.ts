@@ -138,6 +138,19 @@ describe('acquire [LP-9]', () => {
     expect(check(s, 'l', 3000)).toEqual({ held: true, owner: B, token: 2, ttlLeft: 700 });
   });
 
+  it('a waiter keeps its deadline (acquire time + timeout) in the table and in snapshots, so a new leader can arm it', () => {
+    const s = createState();
+    apply(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 1000);
+    apply(s, { op: 'acquire', client: B, lock: 'l', ttl: 30, timeout: 500 }, 1200);
+    apply(s, { op: 'acquire', client: C, lock: 'l', ttl: null, timeout: null }, 1300);
+    const expected = [
+      { client: B, ttl: 30, deadline: 1700 },
+      { client: C, ttl: null, deadline: null },
+    ];
+    expect(s.locks.get('l')?.waiters).toEqual(expected);
+    expect(restore(JSON.parse(JSON.stringify(snapshot(s)))).locks.get('l')?.waiters).toEqual(expected);
+  });
+
   it('timeout withdraws the waiter and reports the owner; a stale timeout is a no-op', () => {
     const s = createState();
     run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });

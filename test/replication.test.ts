@@ -42,8 +42,8 @@ async function scriptedFollower(): Promise<{ f: Follower; link: MemoryTransport;
 describe('follower replication', () => {
   it('applies entries in order and acknowledges the last one', async () => {
     const { f, link, got } = await scriptedFollower();
-    link.send({ v: 1, type: 'entry', seq: 1, at: 1000, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
-    link.send({ v: 1, type: 'entry', seq: 2, at: 1001, cmd: { op: 'preempt', client: 10001, lock: 'b', ttl: 5000 } });
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1000, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'entry', seq: 2, at: 1001, cmd: { op: 'preempt', client: 10001, lock: 'b', ttl: 5000 }, from: 0, req: 0 });
     await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 2), 'ack 2');
     expect(f.applied).toBe(2);
     expect(f.lockMap().map((r) => [r.lock, r.owner, r.token])).toEqual([
@@ -54,32 +54,32 @@ describe('follower replication', () => {
 
   it('notices a gap, drops entries until a fresh snapshot, then carries on', async () => {
     const { f, link, got, lines } = await scriptedFollower();
-    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
-    link.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: { op: 'preempt', client: 10001, lock: 'c', ttl: null } }); // seq 2 is missing
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: { op: 'preempt', client: 10001, lock: 'c', ttl: null }, from: 0, req: 0 }); // seq 2 is missing
     await eventually(() => got.filter((x) => x.type === 'hello').length === 2, 'a second hello (resync)');
     expect(lines.some((l) => /^replication gap: expected seq 2, got 3; resyncing$/.test(l))).toBe(true);
     expect(f.applied).toBe(1);
     // entries that arrive before the snapshot are not applied
-    link.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: { op: 'preempt', client: 10001, lock: 'b', ttl: null } });
+    link.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: { op: 'preempt', client: 10001, lock: 'b', ttl: null }, from: 0, req: 0 });
     const leaderState = createState();
     apply(leaderState, { op: 'preempt', client: 10001, lock: 'a', ttl: null }, 1);
     apply(leaderState, { op: 'preempt', client: 10001, lock: 'b', ttl: null }, 2);
     apply(leaderState, { op: 'preempt', client: 10001, lock: 'c', ttl: null }, 3);
     link.send({ v: 1, type: 'snapshot', seq: 3, state: snapshot(leaderState) });
-    link.send({ v: 1, type: 'entry', seq: 4, at: 4, cmd: { op: 'release', client: 10001, lock: 'a' } });
+    link.send({ v: 1, type: 'entry', seq: 4, at: 4, cmd: { op: 'release', client: 10001, lock: 'a' }, from: 0, req: 0 });
     await eventually(() => f.applied === 4, 'seq 4 applied');
     expect(f.lockMap().map((r) => r.lock)).toEqual(['b', 'c']);
   });
 
   it('treats a duplicate entry as a gap too', async () => {
     const { f, link, got } = await scriptedFollower();
-    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
-    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null } });
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null }, from: 0, req: 0 });
     await eventually(() => got.filter((x) => x.type === 'hello').length === 2, 'resync after a duplicate');
     expect(f.applied).toBe(1);
   });
 
-  it('forwards a write with a request id and answers only once the commit covers it', async () => {
+  it('forwards a write with a request id; the entry naming it gives the reply, sent once the commit covers it', async () => {
     const { link, got, port } = await scriptedFollower();
     const c = await LineClient.open(port);
     closers.push(() => c.close());
@@ -89,9 +89,9 @@ describe('follower replication', () => {
     if (fwd?.type !== 'forward') throw new Error('no forward');
     expect(fwd.req).toBeGreaterThan(0);
     expect(fwd.cmd).toEqual({ op: 'preempt', client: c.id, lock: 'w', ttl: null });
-    // the leader applies it as seq 1 and replies, but has not committed it
-    link.send({ v: 1, type: 'entry', seq: 1, at: 5, cmd: fwd.cmd });
-    link.send({ v: 1, type: 'reply', req: fwd.req, seq: 1, reply: { op: 'preempt', ok: true, owner: c.id, token: 1 } });
+    // the leader applies it as seq 1, naming this follower's request, and
+    // sends no reply frame: the follower's own apply() gives the reply; not committed yet
+    link.send({ v: 1, type: 'entry', seq: 1, at: 5, cmd: fwd.cmd, from: 1, req: fwd.req });
     await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 1), 'ack 1');
     // a round trip on the same connection would be stuck behind it, so ask on another
     const other = await LineClient.open(port);
@@ -100,6 +100,54 @@ describe('follower replication', () => {
     expect(c.pending).toEqual([]); // but not yet answered: not committed
     link.send({ v: 1, type: 'commit', seq: 1 });
     expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=1`);
+  });
+
+  it('takes a reply frame for a write no entry carried (it changed nothing)', async () => {
+    const { link, got, port } = await scriptedFollower();
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('release nothing-held\n');
+    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
+    const fwd = got.find((x) => x.type === 'forward');
+    if (fwd?.type !== 'forward') throw new Error('no forward');
+    // an entry naming another follower's request with the same id does not answer it
+    link.send({ v: 1, type: 'entry', seq: 1, at: 5, cmd: { op: 'preempt', client: 30001, lock: 'q', ttl: null }, from: 2, req: fwd.req });
+    link.send({ v: 1, type: 'commit', seq: 1 });
+    await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 1), 'ack 1');
+    expect(c.pending).toEqual([]);
+    link.send({ v: 1, type: 'reply', req: fwd.req, seq: 1, reply: { op: 'release', ok: false, owner: null } });
+    expect(await c.next()).toBe('ReleaseLock Failed owner=none');
+  });
+
+  it('derives a waiting acquire\'s grant and another\'s timeout from the entries that cause them [LP-9]', async () => {
+    const { link, got, port } = await scriptedFollower();
+    const a = await LineClient.open(port);
+    const b = await LineClient.open(port);
+    closers.push(() => a.close(), () => b.close());
+    a.write('acquire busy\n');
+    b.write('acquire busy timeout=100\n');
+    await eventually(() => got.filter((x) => x.type === 'forward').length === 2, 'both forwards');
+    const [fa, fb] = got.filter((x) => x.type === 'forward');
+    if (fa?.type !== 'forward' || fb?.type !== 'forward') throw new Error('no forwards');
+    const holder = { op: 'preempt', client: 10001, lock: 'busy', ttl: null } as const;
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: holder, from: 0, req: 0 });
+    link.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: fa.cmd, from: 1, req: fa.req }); // a waits
+    link.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: fb.cmd, from: 1, req: fb.req }); // b waits
+    link.send({ v: 1, type: 'entry', seq: 4, at: 103, cmd: { op: 'timeout', client: b.id, lock: 'busy' }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'entry', seq: 5, at: 200, cmd: { op: 'release', client: 10001, lock: 'busy' }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'commit', seq: 5 });
+    expect(await b.next()).toBe('AcquireLock Timeout owner=10001');
+    expect(await a.next()).toBe(`AcquireLock Success owner=${a.id} token=2`);
+  });
+
+  it('fails in-flight writes with a named error when a gap resets the stream (a skipped entry may have carried the result)', async () => {
+    const { link, got, port } = await scriptedFollower();
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('preempt g\n');
+    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
+    link.send({ v: 1, type: 'entry', seq: 2, at: 5, cmd: { op: 'preempt', client: 30001, lock: 'q', ttl: null }, from: 0, req: 0 });
+    expect(await c.next()).toBe('Error: replication stream reset before the reply; the request may or may not have been applied');
   });
 
   it('fails in-flight writes with a named error when the leader link is lost', async () => {
@@ -142,5 +190,24 @@ describe('leader replication', () => {
     followerEnd.close();
     await eventually(() => lines.some((l) => /follower-1 link closed/.test(l)), 'link loss noticed');
     expect(await c.ask('preempt h2')).toBe(`PreemptLock Success owner=${c.id} token=2`);
+  });
+
+  it('names a forwarded write\'s origin in its entry instead of sending a reply frame; a write that changes nothing gets a reply frame', async () => {
+    const leader = new Leader({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
+    closers.push(() => leader.close());
+    const [leaderEnd, followerEnd] = MemoryTransport.pair();
+    leader.attachFollower(leaderEnd);
+    const got: Frame[] = [];
+    followerEnd.onFrames((frames) => got.push(...frames));
+    followerEnd.onClose(() => {});
+    followerEnd.send({ v: 1, type: 'hello', node: 'follower-2', incarnation: 'x' });
+    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    followerEnd.send({ v: 1, type: 'forward', req: 7, cmd: { op: 'preempt', client: 30001, lock: 'k', ttl: null } });
+    followerEnd.send({ v: 1, type: 'forward', req: 8, cmd: { op: 'preempt', client: 30002, lock: 'k', ttl: null } });
+    await eventually(() => got.some((x) => x.type === 'reply'), 'the reply frame');
+    expect(got.filter((x) => x.type === 'entry')).toEqual([
+      { v: 1, type: 'entry', seq: 1, at: expect.any(Number), cmd: { op: 'preempt', client: 30001, lock: 'k', ttl: null }, from: 2, req: 7 },
+    ]);
+    expect(got.filter((x) => x.type === 'reply')).toEqual([{ v: 1, type: 'reply', req: 8, seq: 1, reply: { op: 'preempt', ok: false, owner: 30001 } }]);
   });
 });

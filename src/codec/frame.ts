@@ -10,11 +10,20 @@
  * Link protocol (follower F, leader L):
  *   F->L hello      once per link, asks for state
  *   L->F snapshot   full table at `seq`; entries after it follow
- *   L->F entry      one replicated command, applied at leader time `at`
+ *   L->F entry      one replicated command, applied at leader time `at`;
+ *                   `from`/`req` name the forward it is the result of
+ *                   (follower index and request id; 0/0 for none)
  *   F->L ack        F has applied every entry up to `seq`
  *   L->F commit     every follower has `seq`: replies up to it may be sent
  *   F->L forward    a client write (req > 0 expects a reply; 0 does not)
- *   L->F reply      the result of forward `req`, valid as of `seq`
+ *   L->F reply      the result of forward `req`, valid as of `seq`, sent only
+ *                   when the write changed nothing (so no entry carries it)
+ *
+ * Replies are derived from the log: a follower answers its own clients'
+ * writes, the grants of their waiting acquires and their timeouts from its
+ * own apply() of the entries, which gives exactly the leader's result
+ * because the table is deterministic. So a reply is never lost with a link:
+ * whichever leader's log holds the entry, the follower derives it once.
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
@@ -24,7 +33,7 @@ export const CODEC_VERSION = 1;
 export type Frame =
   | { v: 1; type: 'hello'; node: string; incarnation: string }
   | { v: 1; type: 'snapshot'; seq: number; state: Snapshot }
-  | { v: 1; type: 'entry'; seq: number; at: number; cmd: Command }
+  | { v: 1; type: 'entry'; seq: number; at: number; cmd: Command; from: number; req: number }
   | { v: 1; type: 'ack'; seq: number }
   | { v: 1; type: 'commit'; seq: number }
   | { v: 1; type: 'forward'; req: number; cmd: Command }
@@ -66,7 +75,7 @@ function checkFrame(f: Record<string, unknown>): Frame {
     case 'snapshot':
       return ok(isNat(f['seq']) && obj(f['state']));
     case 'entry':
-      return ok(isNat(f['seq']) && isNat(f['at']) && obj(f['cmd']));
+      return ok(isNat(f['seq']) && isNat(f['at']) && obj(f['cmd']) && isNat(f['from']) && isNat(f['req']));
     case 'ack':
     case 'commit':
       return ok(isNat(f['seq']));

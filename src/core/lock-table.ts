@@ -25,6 +25,12 @@ export interface Waiter {
   readonly client: ClientId;
   /** Lease to set when granted, or null for a session lock. */
   readonly ttl: number | null;
+  /**
+   * Leader-clock ms when the wait times out (the acquire's time + timeout),
+   * or null to wait as long as the connection lives. Kept in the table so a
+   * new leader can arm the timer after failover.
+   */
+  readonly deadline: number | null;
 }
 
 export interface LockEntry {
@@ -211,7 +217,7 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       if (cmd.timeout === 0 || state.waiting.has(cmd.client)) {
         return outcome({ op: 'acquire', ok: false, owner: entry.owner }, false);
       }
-      entry.waiters.push({ client: cmd.client, ttl: cmd.ttl });
+      entry.waiters.push({ client: cmd.client, ttl: cmd.ttl, deadline: cmd.timeout === null ? null : now + cmd.timeout });
       state.waiting.set(cmd.client, cmd.lock);
       const out = outcome(null, true);
       out.waits = { client: cmd.client, lock: cmd.lock };
@@ -300,14 +306,14 @@ export function validate(state: TableState, lock: string, token: number): Valida
 /** A plain, JSON-safe copy of the state, for resync and (later) disk snapshots. */
 export interface Snapshot {
   nextToken: number;
-  /** [lock, owner, token, expiresAt, waiters as [client, ttl] pairs], in table order. */
-  locks: Array<[string, ClientId, number, number | null, Array<[ClientId, number | null]>]>;
+  /** [lock, owner, token, expiresAt, waiters as [client, ttl, deadline]], in table order. */
+  locks: Array<[string, ClientId, number, number | null, Array<[ClientId, number | null, number | null]>]>;
 }
 
 export function snapshot(state: TableState): Snapshot {
   const locks: Snapshot['locks'] = [];
   for (const [name, e] of state.locks) {
-    locks.push([name, e.owner, e.token, e.expiresAt, e.waiters.map((w) => [w.client, w.ttl])]);
+    locks.push([name, e.owner, e.token, e.expiresAt, e.waiters.map((w) => [w.client, w.ttl, w.deadline])]);
   }
   return { nextToken: state.nextToken, locks };
 }
@@ -315,7 +321,7 @@ export function snapshot(state: TableState): Snapshot {
 export function restore(snap: Snapshot): TableState {
   const state = createState(snap.nextToken);
   for (const [name, owner, token, expiresAt, waiters] of snap.locks) {
-    state.locks.set(name, { owner, token, expiresAt, waiters: waiters.map(([client, ttl]) => ({ client, ttl })) });
+    state.locks.set(name, { owner, token, expiresAt, waiters: waiters.map(([client, ttl, deadline]) => ({ client, ttl, deadline })) });
     if (expiresAt === null) addSession(state, owner, name);
     for (const [client] of waiters) state.waiting.set(client, name);
   }

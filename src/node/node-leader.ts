@@ -35,7 +35,11 @@ interface FollowerLink {
   superseded: boolean;
 }
 
-/** Where a reply goes: a local connection, a follower's forwarded request, or nowhere. */
+/**
+ * Where a reply goes: a local connection, a follower's forwarded request, or
+ * nowhere. A follower derives every reply to a write that changed the table
+ * from the entry (codec.ts), so it gets a reply frame only otherwise.
+ */
 type Origin = { conn: ClientConnection; ticket: Ticket } | { link: FollowerLink; req: number; client: ClientId } | null;
 
 type Deadline = { kind: 'expire'; lock: string; token: number } | { kind: 'timeout'; client: ClientId; lock: string };
@@ -138,8 +142,9 @@ export class Leader extends NodeBase {
     const out = apply(this.state, cmd, now);
     if (out.changed) {
       this.seq++;
-      // Encoded once for every follower.
-      const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd });
+      // Encoded once for every follower; names the forward it answers.
+      const fwd = origin !== null && 'link' in origin ? origin : null;
+      const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd, from: fwd?.link.index ?? 0, req: fwd?.req ?? 0 });
       for (const link of this.links) if (link.name !== null) link.transport.send(entry);
       for (const c of out.changes) {
         if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
@@ -149,16 +154,16 @@ export class Leader extends NodeBase {
       this.recomputeCommit();
     }
     if (cmd.op === 'timeout') {
-      if (out.reply !== null) this.deliver(this.takeWaiter(cmd.client), out.reply);
+      if (out.reply !== null) this.deliver(this.takeWaiter(cmd.client), out.reply, out.changed);
     } else if (out.reply !== null) {
-      this.deliver(origin, out.reply);
+      this.deliver(origin, out.reply, out.changed);
     }
     if (out.waits !== null && cmd.op === 'acquire') {
       this.waiting.set(cmd.client, origin);
       if (cmd.timeout !== null) this.timers.add(now + cmd.timeout, { kind: 'timeout', client: cmd.client, lock: cmd.lock });
     }
     if (cmd.op === 'disconnect') this.waiting.delete(cmd.client);
-    for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply);
+    for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply, true);
   }
 
   /**
@@ -189,14 +194,15 @@ export class Leader extends NodeBase {
     return origin;
   }
 
-  private deliver(origin: Origin, reply: Reply): void {
+  /** @param logged the reply comes from an entry just sent, from which the origin follower derives it */
+  private deliver(origin: Origin, reply: Reply, logged: boolean): void {
     if (origin === null) return;
     if ('conn' in origin) {
       origin.conn.resolve(origin.ticket, reply, this.seq);
       return;
     }
     if (this.log.requests) this.log.line('reply', `Response ${origin.client} via ${origin.link.name ?? 'follower'}: ${formatReply(reply)}`);
-    origin.link.transport.send({ v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
+    if (!logged || origin.link.index === null) origin.link.transport.send({ v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
   }
 
   private onDeadline(d: Deadline): void {

@@ -56,6 +56,8 @@ export const SORTED_LOCK_MAP_MAX = 10_000;
 
 export abstract class NodeBase implements Engine {
   readonly name: string;
+  /** 0 for the leader, i for follower-i. */
+  readonly index: number;
   readonly log: NodeLog;
   state: TableState = createState();
   private readonly ids: ClientIdAllocator;
@@ -70,6 +72,7 @@ export abstract class NodeBase implements Engine {
 
   constructor(opts: NodeOptions) {
     this.name = opts.name;
+    this.index = opts.index;
     this.log = opts.log;
     this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
   }
