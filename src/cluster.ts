@@ -16,7 +16,17 @@
  * or applied twice. Its old connections died with it; the leader has
  * already ended their sessions [LP-8], and leases survive. A follower that
  * keeps dying soon after each start is restarted with a growing delay
- * (RESTART_BACKOFF_MS), so a crash loop cannot spin the machine.
+ * (RESTART_BACKOFF_MS), so a crash loop cannot spin.
+ *
+ * Failover (issue 5): when the leader's worker dies, every live follower is
+ * told to stop applying the old stream (detach) and reports the sequence
+ * number it has applied; the highest (ties: the lowest index) is promoted
+ * in its own thread, and the others are linked to it and resume from their
+ * own state. Because the old leader answered a write only once every
+ * follower had applied it, any follower has every answered write; the
+ * highest also keeps writes applied but not yet answered, so fewer
+ * in-flight writes need re-sending. The new leader also listens on the base
+ * port [LP-1], and a new follower is started so that N remain.
  *
  * Threading: main thread. Events from nodes (`NodeEvent`) are delivered on
  * the main thread, per node in order.
@@ -24,7 +34,7 @@
 import { existsSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
-import type { NodeControl, NodeEvent, NodeWorkerData } from './control.js';
+import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
 import { MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { LockRow, NodeStats } from './node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
@@ -81,6 +91,8 @@ export class Cluster {
   private readonly members: Member[] = [];
   private closing = false;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
+  /** Set while a failover runs: restarts wait for it (they need the new leader). */
+  private failingOver: Promise<void> | null = null;
 
   private constructor(private readonly opts: Required<ClusterOptions>) {}
 
@@ -107,7 +119,7 @@ export class Cluster {
     const leader = this.members[0];
     if (leader === undefined || leader.handle.exit !== null) throw new Error('no leader to link a follower to');
     const { port1, port2 } = new MessageChannel();
-    await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1])), this.opts.callTimeoutMs);
+    await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1]), nodeName(index)), this.opts.callTimeoutMs);
     return this.startNode(index, port2, previous);
   }
 
@@ -169,7 +181,59 @@ export class Cluster {
     this.opts.onEvent({ type: 'state', node: name, state: 'down', address: null });
     const why = exit.error === null ? `exit code ${exit.code}` : exit.error.message;
     this.notice('error', `${name} stopped unexpectedly: ${why}`);
-    if (member.info.role === 'follower') this.scheduleRestart(member);
+    if (member.info.role === 'follower') {
+      this.scheduleRestart(member);
+      return;
+    }
+    this.failingOver = this.failover(member)
+      .catch((err: unknown) => this.notice('error', `failover failed: ${(err as Error).message}`))
+      .finally(() => {
+        this.failingOver = null;
+      });
+  }
+
+  private async failover(dead: Member): Promise<void> {
+    const t0 = Date.now();
+    const timeout = this.opts.callTimeoutMs;
+    const live = this.members.filter((m) => m !== dead && m.info.role === 'follower' && m.handle.exit === null);
+    if (live.length === 0) {
+      this.notice('error', 'the leader is gone and no follower is up to take over');
+      return;
+    }
+    // Every follower stops applying the old stream, so the seqs compared are final.
+    const reports = await Promise.all(
+      live.map((m) =>
+        m.handle.call('detach', (r) => r.detach(), timeout).then(
+          (seq) => ({ m, seq }),
+          (err: unknown) => {
+            this.notice('warn', `${m.info.name} did not report for failover: ${(err as Error).message}`);
+            return null;
+          },
+        ),
+      ),
+    );
+    const ready = reports.filter((r): r is { m: Member; seq: number } => r !== null).sort((a, b) => b.seq - a.seq || a.m.info.index - b.m.info.index);
+    const chosen = ready[0];
+    if (chosen === undefined) throw new Error('no follower could be promoted');
+    const others = ready.slice(1).map((r) => ({ m: r.m, ch: new MessageChannel() }));
+    const args: PromoteArgs = { deadIndex: dead.info.index, basePort: dead.info.port, followers: others.map((o) => ({ name: o.m.info.name, port: o.ch.port1 })) };
+    const res = await chosen.m.handle.call('promote', (r) => r.promote(transfer(args, others.map((o) => o.ch.port1))), timeout);
+    await Promise.all(others.map((o) => o.m.handle.call('relink', (r) => r.relink(transfer(o.ch.port2, [o.ch.port2])), timeout)));
+    // The new leader heads the list (startFollower links to members[0]).
+    this.members.splice(this.members.indexOf(dead), 1);
+    this.members.splice(this.members.indexOf(chosen.m), 1);
+    this.members.unshift(chosen.m);
+    chosen.m.info.role = 'leader';
+    if (res.basePort !== null) chosen.m.info.port = res.basePort;
+    const name = chosen.m.info.name;
+    this.opts.onEvent({ type: 'state', node: name, state: 'promoted', address: `${chosen.m.info.host}:${chosen.m.info.port}` });
+    this.notice('warn', `${name} promoted to leader in ${Date.now() - t0} ms at seq ${res.seq}; ${others.length} follower(s) relinked${res.basePort === null ? '; the base port could not be taken' : ''}`);
+    // Keep N followers: a new one on the next index.
+    const index = Math.max(...this.members.map((m) => m.info.index), dead.info.index) + 1;
+    if (index <= MAX_NODE_INDEX) {
+      const m = await this.startFollower(index);
+      this.notice('info', `${m.info.name} started on ${m.info.host}:${m.info.port} to replace ${dead.info.name}`);
+    }
   }
 
   private scheduleRestart(dead: Member): void {
@@ -182,7 +246,8 @@ export class Cluster {
     const timer = setTimeout(() => {
       this.restartTimers.delete(timer);
       const t0 = Date.now();
-      this.startFollower(dead.info.index, dead).then(
+      // During a failover, wait for the new leader to link to.
+      (this.failingOver ?? Promise.resolve()).then(() => this.startFollower(dead.info.index, dead)).then(
         (m) => this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Date.now() - t0} ms`),
         (err: unknown) => {
           if (this.closing) return;

@@ -26,7 +26,16 @@ export interface NodeWorkerData {
 }
 
 /** `restarting`: the worker died and the supervisor is starting a new one in its place. */
-export type NodeState = 'starting' | 'up' | 'down' | 'restarting';
+export type NodeState = 'starting' | 'up' | 'down' | 'restarting' | 'promoted';
+
+export interface PromoteArgs {
+  /** Index of the node that led (its clients' sessions end). */
+  deadIndex: number;
+  /** The base port to take over, or null to keep only its own. */
+  basePort: number | null;
+  /** The other followers' new links (ports transferred with the call). */
+  followers: Array<{ name: string; port: MessagePort }>;
+}
 
 /**
  * Events for views: log batches posted by nodes on their events port, and
@@ -38,8 +47,18 @@ export type NodeEvent = { type: 'log'; node: string; lines: LogLine[] } | { type
 export interface NodeControl {
   /** Handshake: resolves once the node serves clients (a follower: after its first snapshot). */
   start(): Promise<{ host: string; port: number }>;
-  /** Leader only: link a follower through this port (transferred). */
-  attachFollower(port: MessagePort): void;
+  /** Leader only: link follower `name` through this port (transferred); it counts toward commits at once. */
+  attachFollower(port: MessagePort, name: string): void;
+  /** Follower only, at failover: stop applying the dead leader's stream; resolves with the seq applied. */
+  detach(): number;
+  /** Follower only, at failover: link to the new leader through this port (transferred) and resume. */
+  relink(port: MessagePort): void;
+  /**
+   * Follower only, at failover: become the leader (Leader.promote), link the
+   * surviving followers' ports, and also listen on the base port [LP-1].
+   * Resolves with the base port bound, or null if it could not be.
+   */
+  promote(args: PromoteArgs): Promise<{ basePort: number | null; seq: number }>;
   stats(): NodeStats;
   locks(limit?: number): LockRow[];
   /** Stop listening, drop clients, flush the log. */

@@ -11,7 +11,9 @@ apply(state, { op: 'preempt', client: 10001, lock: 'l\u00e9\u{1F512}', ttl: 50 }
 apply(state, { op: 'acquire', client: 20001, lock: 'l\u00e9\u{1F512}', ttl: null, timeout: null }, 8);
 
 const FRAMES: Frame[] = [
-  { v: 1, type: 'hello', node: 'follower-1', incarnation: 'abc' },
+  { v: 1, type: 'hello', node: 'follower-1', incarnation: 'abc', seq: null },
+  { v: 1, type: 'hello', node: 'follower-2', incarnation: 'def', seq: 41 },
+  { v: 1, type: 'resume', seq: 41, to: 44 },
   { v: 1, type: 'snapshot', seq: 3, state: snapshot(state) },
   { v: 1, type: 'entry', seq: 4, at: 1_700_000_000_000, cmd: { op: 'acquire', client: 20001, lock: 'a b\nc', ttl: 5, timeout: null }, from: 0, req: 0 },
   { v: 1, type: 'entry', seq: 5, at: 1, cmd: { op: 'expire', lock: 'x', token: 9 }, from: 0, req: 0 },

@@ -23,13 +23,13 @@ function log(into: string[]): NodeLog {
 }
 
 /** A follower whose leader is the test: returns the follower and the leader's end of the link. */
-async function scriptedFollower(): Promise<{ f: Follower; link: MemoryTransport; got: Frame[]; lines: string[]; port: number }> {
+async function scriptedFollower(leaderWaitMs?: number): Promise<{ f: Follower; link: MemoryTransport; got: Frame[]; lines: string[]; port: number }> {
   const [leaderEnd, followerEnd] = MemoryTransport.pair();
   const got: Frame[] = [];
   leaderEnd.onFrames((frames) => got.push(...frames));
   leaderEnd.onClose(() => {});
   const lines: string[] = [];
-  const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
+  const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test', leaderWaitMs);
   f.start();
   await eventually(() => got.some((x) => x.type === 'hello'), 'hello');
   leaderEnd.send({ v: 1, type: 'snapshot', seq: 0, state: snapshot(createState()) });
@@ -150,16 +150,51 @@ describe('follower replication', () => {
     expect(await c.next()).toBe('Error: replication stream reset before the reply; the request may or may not have been applied');
   });
 
-  it('fails in-flight writes with a named error when the leader link is lost', async () => {
-    const { link, got, port } = await scriptedFollower();
+  it('holds writes for a new leader when the link is lost, then fails them with named errors if none comes', async () => {
+    const { link, got, lines, port } = await scriptedFollower(150);
     const c = await LineClient.open(port);
-    closers.push(() => c.close());
+    const held = await LineClient.open(port);
+    const reader = await LineClient.open(port);
+    closers.push(() => c.close(), () => held.close(), () => reader.close());
     c.write('preempt z\n');
     await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
     link.close();
+    await eventually(() => lines.some((l) => /^leader link closed: .*holding 1 write\(s\) for up to 150 ms/.test(l)), 'the link loss noticed');
+    held.write('preempt z3\n'); // made while there is no leader: queued, never sent
+    expect(await reader.ask('check z2')).toBe('CheckLock:Free'); // reads still served from the replica
     expect(await c.next()).toBe('Error: leader link lost before the reply; the request may or may not have been applied');
+    expect(await held.next()).toBe('Error: leader unavailable; the request was not applied');
     expect(await c.ask('preempt z2')).toBe('Error: leader unavailable; the request was not applied');
-    expect(await c.ask('check z2')).toBe('CheckLock:Free'); // reads still served from the replica
+    expect(got.filter((x) => x.type === 'forward')).toHaveLength(1);
+  });
+
+  it('on a new leader\'s link, resumes from its own seq, derives what the new log holds and re-sends only the rest, in order (each write applied once)', async () => {
+    const { f, link, got, port } = await scriptedFollower();
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('preempt b\npreempt c\n');
+    await eventually(() => got.filter((x) => x.type === 'forward').length === 2, 'two forwards');
+    const [fb, fc] = got.filter((x) => x.type === 'forward');
+    if (fb?.type !== 'forward' || fc?.type !== 'forward') throw new Error('no forwards');
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'a', ttl: null }, from: 0, req: 0 });
+    await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 1), 'ack 1');
+    link.close(); // the leader dies having applied b (seq 2) but not c; this follower saw neither
+    const [newLeader, followerEnd] = MemoryTransport.pair();
+    const got2: Frame[] = [];
+    newLeader.onFrames((frames) => got2.push(...frames));
+    newLeader.onClose(() => {});
+    f.relink(followerEnd);
+    await eventually(() => got2.some((x) => x.type === 'hello'), 'hello to the new leader');
+    expect(got2.find((x) => x.type === 'hello')).toMatchObject({ node: 'follower-1', seq: 1 });
+    newLeader.send({ v: 1, type: 'resume', seq: 1, to: 2 });
+    newLeader.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: fb.cmd, from: 1, req: fb.req });
+    await eventually(() => got2.some((x) => x.type === 'forward'), 're-sent forward');
+    expect(got2.filter((x) => x.type === 'forward')).toEqual([{ v: 1, type: 'forward', req: fc.req, cmd: fc.cmd }]);
+    newLeader.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: fc.cmd, from: 1, req: fc.req });
+    newLeader.send({ v: 1, type: 'commit', seq: 3 });
+    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=2`);
+    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=3`);
+    expect(c.pending).toEqual([]);
   });
 });
 
@@ -173,7 +208,7 @@ describe('leader replication', () => {
     const got: Frame[] = [];
     followerEnd.onFrames((frames) => got.push(...frames));
     followerEnd.onClose(() => {});
-    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x' });
+    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x', seq: null });
     await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
     const port = await leader.listen('127.0.0.1', 0);
     const c = await LineClient.open(port);
@@ -200,7 +235,7 @@ describe('leader replication', () => {
     const got: Frame[] = [];
     followerEnd.onFrames((frames) => got.push(...frames));
     followerEnd.onClose(() => {});
-    followerEnd.send({ v: 1, type: 'hello', node: 'follower-2', incarnation: 'x' });
+    followerEnd.send({ v: 1, type: 'hello', node: 'follower-2', incarnation: 'x', seq: null });
     await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
     followerEnd.send({ v: 1, type: 'forward', req: 7, cmd: { op: 'preempt', client: 30001, lock: 'k', ttl: null } });
     followerEnd.send({ v: 1, type: 'forward', req: 8, cmd: { op: 'preempt', client: 30002, lock: 'k', ttl: null } });

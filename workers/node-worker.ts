@@ -9,7 +9,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { nanoid } from 'nanoid';
 import { expose, nodeEndpoint } from '../src/comlink.js';
-import type { NodeControl, NodeEvent, NodeWorkerData } from '../src/control.js';
+import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from '../src/control.js';
 import { Leader } from '../src/node/node-leader.js';
 import { Follower } from '../src/node/node-follower.js';
 import { NodeLog } from '../src/node/node-log.js';
@@ -43,9 +43,37 @@ const api: NodeControl = {
     log.flush();
     return { host: data.host, port };
   },
-  attachFollower(port: MessagePort) {
+  attachFollower(port: MessagePort, name: string) {
     if (!(node instanceof Leader)) throw new Error(`${data.name} is not the leader`);
-    node.attachFollower(new PortTransport(port));
+    node.attachFollower(new PortTransport(port), name);
+  },
+  detach() {
+    if (!(node instanceof Follower)) throw new Error(`${data.name} is not a follower`);
+    return node.detach();
+  },
+  relink(port: MessagePort) {
+    if (!(node instanceof Follower)) throw new Error(`${data.name} is not a follower`);
+    node.relink(new PortTransport(port));
+  },
+  async promote(args: PromoteArgs) {
+    if (!(node instanceof Follower)) throw new Error(`${data.name} is not a follower`);
+    const leader = Leader.promote(
+      node,
+      opts,
+      args.deadIndex,
+      args.followers.map((f) => ({ name: f.name, transport: new PortTransport(f.port) })),
+    );
+    node = leader;
+    let basePort: number | null = null;
+    if (args.basePort !== null) {
+      try {
+        basePort = await leader.listen(data.host, args.basePort); // [LP-1] the leader's port
+      } catch (err) {
+        log.line('error', `could not take the base port ${args.basePort}: ${(err as Error).message}; serving on ${leader.address ?? '?'} only`);
+      }
+    }
+    log.flush();
+    return { basePort, seq: leader.applied };
   },
   stats: () => node.stats(),
   locks: (limit?: number) => node.lockMap(limit),

@@ -8,8 +8,12 @@
  * encoding and in-memory tests round-trip through it.
  *
  * Link protocol (follower F, leader L):
- *   F->L hello      once per link, asks for state
+ *   F->L hello      once per link, asks for state; `seq` is what the follower
+ *                   has applied (null: nothing, e.g. a fresh worker)
  *   L->F snapshot   full table at `seq`; entries after it follow
+ *   L->F resume     the follower's own state at `seq` is a prefix of this
+ *                   leader's log: the entries after it, up to `to`, follow
+ *                   (no snapshot)
  *   L->F entry      one replicated command, applied at leader time `at`;
  *                   `from`/`req` name the forward it is the result of
  *                   (follower index and request id; 0/0 for none)
@@ -31,7 +35,8 @@ import type { Command, Reply, Snapshot } from '../core/lock-table.js';
 export const CODEC_VERSION = 1;
 
 export type Frame =
-  | { v: 1; type: 'hello'; node: string; incarnation: string }
+  | { v: 1; type: 'hello'; node: string; incarnation: string; seq: number | null }
+  | { v: 1; type: 'resume'; seq: number; to: number }
   | { v: 1; type: 'snapshot'; seq: number; state: Snapshot }
   | { v: 1; type: 'entry'; seq: number; at: number; cmd: Command; from: number; req: number }
   | { v: 1; type: 'ack'; seq: number }
@@ -71,7 +76,9 @@ function checkFrame(f: Record<string, unknown>): Frame {
   const obj = (x: unknown): boolean => typeof x === 'object' && x !== null;
   switch (f['type']) {
     case 'hello':
-      return ok(typeof f['node'] === 'string' && typeof f['incarnation'] === 'string');
+      return ok(typeof f['node'] === 'string' && typeof f['incarnation'] === 'string' && (f['seq'] === null || isNat(f['seq'])));
+    case 'resume':
+      return ok(isNat(f['seq']) && isNat(f['to']));
     case 'snapshot':
       return ok(isNat(f['seq']) && obj(f['state']));
     case 'entry':

@@ -67,7 +67,7 @@ export class ClientConnection {
   constructor(
     readonly id: ClientId,
     private readonly socket: Socket,
-    private readonly engine: Engine,
+    private engine: Engine,
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
@@ -185,6 +185,11 @@ export class ClientConnection {
     }
     t.req = null;
     return true;
+  }
+
+  /** Serve this connection from another engine from now on (a follower promoted to leader in its thread). */
+  rebind(engine: Engine): void {
+    this.engine = engine;
   }
 
   /** The engine's answer to a write. Safe to call after the connection closed. */

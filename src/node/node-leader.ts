@@ -23,6 +23,11 @@ import { nodeOfClient } from './client-ids.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { TimerHeap } from './timer-heap.js';
+import { EntryRing } from './entry-ring.js';
+import type { Follower } from './node-follower.js';
+
+/** follower-i's index, or null for another name. */
+const followerIndex = (name: string): number | null => (/^follower-(\d+)$/.test(name) ? Number(name.slice('follower-'.length)) : null);
 
 interface FollowerLink {
   transport: Transport;
@@ -74,6 +79,8 @@ export class Leader extends NodeBase {
   private readonly waiting = new Map<ClientId, Origin>();
   private readonly timers = new TimerHeap<Deadline>((d) => this.onDeadline(d));
   private commitQueued = false;
+  /** The newest entries, for followers that resume instead of taking a snapshot. */
+  private ring = new EntryRing();
 
   constructor(opts: NodeOptions) {
     super(opts);
@@ -91,9 +98,13 @@ export class Leader extends NodeBase {
     this.execute({ op: 'disconnect', client: conn.id }, null);
   }
 
-  /** Link a follower (its MessagePort, or any transport). */
-  attachFollower(transport: Transport): void {
-    const link: FollowerLink = { transport, name: null, index: null, acked: 0, superseded: false };
+  /**
+   * Link a follower (its MessagePort, or any transport). Given its `name`,
+   * it counts toward the commit index from now on, before its hello, so no
+   * write is answered that it might lack (the supervisor names every link).
+   */
+  attachFollower(transport: Transport, name: string | null = null): void {
+    const link: FollowerLink = { transport, name, index: name === null ? null : followerIndex(name), acked: 0, superseded: false };
     this.links.add(link);
     transport.onFrames((frames) => this.onFrames(link, frames));
     transport.onClose((reason) => {
@@ -108,18 +119,29 @@ export class Leader extends NodeBase {
   private onFrames(link: FollowerLink, frames: Frame[]): void {
     for (const f of frames) {
       switch (f.type) {
-        case 'hello':
-          // (Re)sync: the full table at our sequence number, then the stream.
+        case 'hello': {
           link.name = f.node;
-          link.index = /^follower-(\d+)$/.test(f.node) ? Number(f.node.slice('follower-'.length)) : null;
+          link.index = followerIndex(f.node);
           // A restarted follower can say hello before its old link's close
           // reaches this thread. Its new clients come only after this
           // snapshot, so every client of that index now is the old one's.
           for (const old of this.links) if (old !== link && old.index !== null && old.index === link.index) this.supersede(old);
-          link.acked = this.seq;
-          link.transport.send({ v: 1, type: 'snapshot', seq: this.seq, state: snapshot(this.state) });
-          this.log.line('repl', `${f.node} linked; snapshot at seq ${this.seq} (${this.state.locks.size} locks)`);
+          // Resume from the follower's own state when it is a prefix of our
+          // log that the ring still covers (after failover); else a snapshot.
+          // All the entries go out in this turn, before any later frame.
+          const tail = f.seq === null ? null : this.ring.after(f.seq);
+          if (f.seq !== null && tail !== null) {
+            link.acked = f.seq;
+            link.transport.send({ v: 1, type: 'resume', seq: f.seq, to: this.seq });
+            for (const e of tail) link.transport.send(e);
+            this.log.line('repl', `${f.node} linked; resumed from its seq ${f.seq} with ${tail.length} entries`);
+          } else {
+            link.acked = this.seq;
+            link.transport.send({ v: 1, type: 'snapshot', seq: this.seq, state: snapshot(this.state) });
+            this.log.line('repl', `${f.node} linked; snapshot at seq ${this.seq} (${this.state.locks.size} locks)`);
+          }
           break;
+        }
         case 'ack':
           if (f.seq > link.acked) link.acked = f.seq;
           break;
@@ -145,6 +167,7 @@ export class Leader extends NodeBase {
       // Encoded once for every follower; names the forward it answers.
       const fwd = origin !== null && 'link' in origin ? origin : null;
       const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd, from: fwd?.link.index ?? 0, req: fwd?.req ?? 0 });
+      this.ring.push(this.seq, entry);
       for (const link of this.links) if (link.name !== null) link.transport.send(entry);
       for (const c of out.changes) {
         if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
@@ -228,6 +251,34 @@ export class Leader extends NodeBase {
       const frame = encodeFrame({ v: 1, type: 'commit', seq: this.commitSeq });
       for (const link of this.links) if (link.name !== null) link.transport.send(frame);
     });
+  }
+
+  /**
+   * Failover (issue 5): make a leader of follower `f` in its own thread. It
+   * takes the follower's listeners, connections, table, sequence number and
+   * ring; counts the surviving followers' new links toward commits at once;
+   * ends the sessions of the dead leader's clients [LP-8]; arms lease and
+   * acquire-timeout timers from the table (leases survive); and applies the
+   * follower's own writes that the old leader's log did not hold, in order.
+   * Tokens continue from the table's counter [LP-7].
+   */
+  static promote(f: Follower, opts: NodeOptions, deadIndex: number, followers: Array<{ name: string; transport: Transport }>): Leader {
+    const l = new Leader(opts);
+    const h = f.handOver(l);
+    l.seq = h.seq;
+    l.ring = h.ring;
+    l.log.line('warn', `promoted to leader at seq ${h.seq} (${l.state.locks.size} locks, next token ${l.state.nextToken})`);
+    for (const { name, transport } of followers) l.attachFollower(transport, name);
+    l.dropClientsOf(deadIndex, 'the old leader');
+    for (const [lock, e] of l.state.locks) {
+      if (e.expiresAt !== null) l.timers.add(e.expiresAt, { kind: 'expire', lock, token: e.token });
+      for (const w of e.waiters) if (w.deadline !== null) l.timers.add(w.deadline, { kind: 'timeout', client: w.client, lock });
+    }
+    for (const w of h.waiting) l.waiting.set(w.client, { conn: w.conn, ticket: w.ticket });
+    for (const r of h.replay) l.execute(r.cmd, r.conn === null || r.ticket === null ? null : { conn: r.conn, ticket: r.ticket });
+    if (h.replay.length > 0) l.log.line('repl', `applied ${h.replay.length} of its own write(s) the old leader's log did not hold`);
+    l.recomputeCommit();
+    return l;
   }
 
   override stats(): NodeStats {

@@ -61,7 +61,8 @@ export abstract class NodeBase implements Engine {
   readonly log: NodeLog;
   state: TableState = createState();
   private readonly ids: ClientIdAllocator;
-  private server: Server | null = null;
+  /** Listeners: its own port, and the base port too once promoted to leader [LP-1]. */
+  private servers: Server[] = [];
   protected readonly connections = new Set<ClientConnection>();
   private readonly commitWaiters = new Set<ClientConnection>();
   private commitIndex = 0;
@@ -86,22 +87,52 @@ export abstract class NodeBase implements Engine {
   abstract submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void;
   protected abstract disconnect(conn: ClientConnection): void;
 
-  /** Listen for clients [LP-1]. Resolves with the bound port. */
+  /**
+   * Listen for clients [LP-1]. Resolves with the bound port. A second call
+   * adds a listener (a promoted leader also takes the base port); the
+   * address shown is the latest.
+   */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+      const server = createServer({ allowHalfOpen: true });
+      server.on('connection', (socket: Socket) => this.accept(socket));
       server.once('error', reject);
       server.listen({ host, port, exclusive: true }, () => {
         server.off('error', reject);
         server.on('error', (err) => this.log.line('error', `listener error: ${err.message}`));
         const addr = server.address();
         const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
-        this.server = server;
+        this.servers.push(server);
         this.address = `${host}:${bound}`;
         this.log.line('info', `listening on ${this.address}`);
         resolve(bound);
       });
     });
+  }
+
+  /**
+   * Give listeners, connections, table and commit index to `next`, which
+   * takes this node's place in the same thread (a follower promoted to
+   * leader). Connections keep their sockets, ids and queued replies.
+   */
+  protected moveTo(next: NodeBase): void {
+    next.state = this.state;
+    next.commitIndex = this.commitIndex;
+    next.address = this.address;
+    next.counters.requests = this.counters.requests;
+    for (const server of this.servers) {
+      server.removeAllListeners('connection');
+      server.on('connection', (socket: Socket) => next.accept(socket));
+      next.servers.push(server);
+    }
+    this.servers = [];
+    for (const c of this.connections) {
+      c.rebind(next);
+      next.connections.add(c);
+    }
+    this.connections.clear();
+    for (const c of this.commitWaiters) next.commitWaiters.add(c);
+    this.commitWaiters.clear();
   }
 
   private accept(socket: Socket): void {
@@ -186,10 +217,10 @@ export abstract class NodeBase implements Engine {
 
   /** Stop listening and drop every client. */
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = null;
+    const servers = this.servers;
+    this.servers = [];
     for (const c of this.connections) c.destroy();
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     this.log.flush();
   }
 }
