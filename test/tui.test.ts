@@ -90,7 +90,7 @@ function explorerPorts(screen: string): Record<string, number> {
   const ports: Record<string, number> = {};
   let last: string | null = null;
   for (const line of screen.split('\n')) {
-    const node = /[●◌✖] (leader|follower-\d+) /.exec(line);
+    const node = /[●◌✖↻★] (leader|follower-\d+) /.exec(line);
     if (node !== null) last = node[1] as string;
     const addr = /│ +127\.0\.0\.1:(\d+)/.exec(line);
     if (addr !== null && last !== null && ports[last] === undefined) ports[last] = Number(addr[1]);
@@ -209,6 +209,42 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // grow the terminal: the layout becomes three groups side by side
       t.run('resize-window', '-t', 't', '-x', '160', '-y', '48');
       await t.until(/leader · lock map[^\n]*follower-1 · lock map[^\n]*follower-2 · lock map/, 'three lock maps side by side after the resize');
+      t.keys('q');
+      expect(await t.exitStatus()).toBe(0);
+    } finally {
+      for (const c of clients) c.close();
+      t.kill();
+    }
+  });
+
+  it('kills from the palette and the explorer: a follower restarts, the leader fails over, and the explorer shows it', async () => {
+    const t = new Tmux(160, 48);
+    const clients: LineClient[] = [];
+    try {
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0`);
+      const first = await t.until(/● follower-2 up/, 'three nodes in the explorer');
+      const ports = explorerPorts(first);
+      const c = await LineClient.open(ports['follower-1'] as number);
+      clients.push(c);
+      expect(await c.ask('preempt tui-kept ttl=60000')).toMatch(/^PreemptLock Success owner=20001 /);
+
+      // A follower killed from the palette comes back on its port.
+      await t.palette('kill node: follower-2');
+      await t.palette('view: output');
+      await t.until(new RegExp(`follower-2 restarted on 127\\.0\\.0\\.1:${ports['follower-2']} in \\d+ ms`), 'the restart in OUTPUT');
+      await t.until(/● follower-2 up/, 'follower-2 up again');
+
+      // The leader killed from the explorer (k): a follower is promoted.
+      t.click(5, 3); // focus the explorer
+      await t.until(/k kill/, 'the explorer hints, with kill');
+      t.keys('k'); // the selected node: the leader
+      const after = await t.until(/★ follower-1 promoted[^]*● follower-3 up/, 'the promoted follower and its replacement');
+      expect(after).toMatch(/✖ leader down/);
+      expect(after).toMatch(/follower-1 promoted to leader in \d+ ms/); // OUTPUT
+      expect(after).toMatch(new RegExp(` leader 127\\.0\\.0\\.1:${ports['leader']} │ 3/4 up`)); // status bar: the base port again
+      // the lease survived, and the new follower has it from its snapshot
+      await t.until(/follower-3 · lock map \(1\)[^]*tui-kept +20001/, "follower-3's lock map");
+      expect(await c.ask('check tui-kept')).toMatch(/^CheckLock:Lock:20001 token=1 ttl=\d+$/);
       t.keys('q');
       expect(await t.exitStatus()).toBe(0);
     } finally {

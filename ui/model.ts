@@ -131,9 +131,18 @@ export class ClusterModel {
     this.lastRequests = { total, at: now };
   }
 
+  /**
+   * The node that leads: the one whose stats say so (after failover, a
+   * promoted follower keeps its name), else the one named `leader`.
+   */
+  leaderName(): string {
+    for (const v of this.nodes.values()) if (v.stats?.role === 'leader' && v.state !== 'down') return v.name;
+    return 'leader';
+  }
+
   /** Sequence numbers a node is behind the leader. */
   lag(name: string): number | null {
-    const leader = this.nodes.get('leader')?.stats;
+    const leader = this.nodes.get(this.leaderName())?.stats;
     const s = this.nodes.get(name)?.stats;
     if (leader == null || s == null) return null;
     return Math.max(0, leader.applied - s.applied);
@@ -143,10 +152,10 @@ export class ClusterModel {
     let up = 0;
     let clients = 0;
     for (const v of this.nodes.values()) {
-      if (v.state === 'up') up++;
+      if (v.state === 'up' || v.state === 'promoted') up++;
       clients += v.stats?.clients ?? 0;
     }
-    const leader = this.nodes.get('leader');
+    const leader = this.nodes.get(this.leaderName());
     return { leader: leader?.address ?? 'leader', up, total: this.nodes.size, clients, locks: leader?.stats?.locks ?? 0 };
   }
 }

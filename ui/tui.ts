@@ -47,7 +47,7 @@ const KIND_COLOR: Record<LogKind, string> = {
   error: 'red',
 };
 
-const STATE_ICON: Record<string, string> = { up: '{green-fg}●{/green-fg}', starting: '{yellow-fg}◌{/yellow-fg}', restarting: '{yellow-fg}↻{/yellow-fg}', down: '{red-fg}✖{/red-fg}' };
+const STATE_ICON: Record<string, string> = { up: '{green-fg}●{/green-fg}', starting: '{yellow-fg}◌{/yellow-fg}', restarting: '{yellow-fg}↻{/yellow-fg}', promoted: '{cyan-fg}★{/cyan-fg}', down: '{red-fg}✖{/red-fg}' };
 
 const esc = (s: string): string => blessed.escape(s);
 const hhmmss = (t: number): string => timestamp(t).slice(11, 23);
@@ -103,7 +103,8 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     term.client?.destroy();
     term.client = null;
     term.node = node;
-    const info = cluster?.nodes.find((n) => n.name === node);
+    // `leader` means whichever node leads now (after failover, a promoted follower).
+    const info = cluster?.nodes.find((n) => n.name === node) ?? (node === 'leader' ? cluster?.nodes.find((n) => n.role === 'leader') : undefined);
     if (info === undefined) {
       termOut(`(no node ${node})`);
       return;
@@ -239,7 +240,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
       const s = v.stats;
       const narrow = w < 26;
       const parts = narrow ? [`${s?.clients ?? 0} cl`, `${s?.locks ?? 0} lk`] : [`clients ${s?.clients ?? 0}`, `locks ${s?.locks ?? 0}`];
-      if (name !== 'leader') parts.push(`lag ${lag ?? '-'}`);
+      if (name !== model.leaderName()) parts.push(`lag ${lag ?? '-'}`);
       out.push(`   {gray-fg}${esc(clip(parts.join(' '), w - 3))}{/gray-fg}`);
     }
     sidebar.setContent(out.join('\n'));
@@ -424,6 +425,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     void attach(focus.node);
     mode.panelTab = 'terminal';
   });
+  act({ id: 'explorer.kill', title: 'Kill the selected node (a follower restarts; the leader fails over)', keys: ['k'], scope: 'explorer', hint: 'kill' }, () => kill(focus.node));
   act({ id: 'panel.switch', title: 'Switch panel: TERMINAL / OUTPUT', keys: ['C-o'], scope: 'panel', hint: 'terminal/output' }, () => {
     mode.panelTab = mode.panelTab === 'terminal' ? 'output' : 'terminal';
   });
@@ -450,9 +452,21 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     );
   });
 
+  /** Fault injection by hand (issue 5): end a node's worker as a crash would. */
+  function kill(name: string): void {
+    if (cluster === null) return;
+    if (!cluster.nodes.some((n) => n.name === name)) {
+      model.note('warn', `${name} is not running`);
+      return;
+    }
+    model.note('warn', `killing ${name}…`);
+    cluster.kill(name).catch((err: unknown) => model.note('error', `kill ${name} failed: ${(err as Error).message}`));
+  }
+
   function registerNodeActions(): void {
     keymap.unregister('node.');
     for (const name of model.names()) {
+      act({ id: `node.kill.${name}`, title: `Kill node: ${name} (a follower restarts; the leader fails over)`, keys: [], scope: 'global' }, () => kill(name));
       act({ id: `node.focus.${name}`, title: `Focus node: ${name}`, keys: [], scope: 'global' }, () => {
         focus.node = name;
         focus.part = 'editor';
@@ -563,7 +577,10 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   // ---- start the cluster ----
   screen.render();
   const onEvent = (ev: NodeEvent): void => {
+    const known = model.nodes.has(ev.node);
     model.onEvent(ev);
+    // A node the supervisor started (a replacement after failover) gets its palette actions.
+    if (!known && ev.node !== 'cluster' && cluster !== null) registerNodeActions();
     schedule();
   };
   try {
