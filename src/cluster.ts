@@ -38,6 +38,9 @@ import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './cont
 import { MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { LockRow, NodeStats } from './node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
+import { IdReservations } from './store/ids-file.js';
+import { prepareDataDir } from './store/store-file.js';
+import type { FsyncMode } from './store/store.js';
 
 export interface ClusterOptions {
   followers: number;
@@ -50,7 +53,22 @@ export interface ClusterOptions {
   onEvent?: (ev: NodeEvent) => void;
   /** Deadline for each control call, ms. */
   callTimeoutMs?: number;
+  /**
+   * Keep the leader's log here (issue 5 §3): a restart restores leases, the
+   * token counter and client-id counters. Null: nothing is kept.
+   */
+  dataDir?: string | null;
+  fsync?: FsyncMode;
+  /**
+   * The first fencing token of an empty table. Default: the clock in µs, so
+   * that without a data dir tokens still start above anything an earlier run
+   * could have issued (it would have needed a million grants a second).
+   */
+  firstToken?: number;
 }
+
+/** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
+export const clockToken = (): number => Date.now() * 1000;
 
 export interface NodeInfo {
   name: string;
@@ -89,6 +107,8 @@ const STABLE_MS = 10_000;
 
 export class Cluster {
   private readonly members: Member[] = [];
+  /** Client-id counters kept across restarts (with a data dir). */
+  private ids: IdReservations | null = null;
   private closing = false;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
   /** Set while a failover runs: restarts wait for it (they need the new leader). */
@@ -103,7 +123,13 @@ export class Cluster {
     if (!Number.isInteger(options.port) || options.port < 0 || options.port + options.followers > 65535) {
       throw new RangeError(`port must leave room for ${options.followers + 1} ports below 65536, got ${options.port}`);
     }
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, ...options });
+    const dataDir = options.dataDir ?? null;
+    if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir });
+    if (dataDir !== null) {
+      cluster.ids = new IdReservations(dataDir);
+      cluster.ids.start();
+    }
     try {
       await cluster.startNode(0);
       for (let i = 1; i <= options.followers; i++) await cluster.startFollower(i);
@@ -132,7 +158,7 @@ export class Cluster {
     const { port1: events, port2: eventsRemote } = new MessageChannel();
     events.on('message', (ev: NodeEvent) => this.opts.onEvent(ev));
     const port = previous?.info.port ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
-    const idCounter = previous?.idCounter ?? newIdCounter();
+    const idCounter = previous?.idCounter ?? this.ids?.counter(index) ?? newIdCounter();
     const data: NodeWorkerData = {
       role: index === 0 ? 'leader' : 'follower',
       name,
@@ -142,6 +168,9 @@ export class Cluster {
       idCounter,
       events: eventsRemote,
       logRequests: this.opts.logRequests,
+      firstToken: this.opts.firstToken,
+      dataDir: this.opts.dataDir,
+      fsync: this.opts.fsync,
       ...(link === undefined ? {} : { link }),
     };
     const transferList = link === undefined ? [eventsRemote] : [eventsRemote, link];
@@ -311,6 +340,7 @@ export class Cluster {
     this.closing = true;
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
+    this.ids?.stop();
     const order = [...this.members].reverse();
     for (const m of order) {
       try {

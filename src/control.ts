@@ -6,6 +6,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { LogLine } from './node/node-log.js';
+import type { FsyncMode } from './store/store.js';
 import type { LockRow, NodeStats } from './node/node.js';
 
 export interface NodeWorkerData {
@@ -23,6 +24,11 @@ export interface NodeWorkerData {
   link?: MessagePort;
   /** Log every request and reply (off for benchmarks). */
   logRequests: boolean;
+  /** The first fencing token of an empty table. */
+  firstToken: number;
+  /** The leader's log (issue 5 §3); a promoted follower takes it over. */
+  dataDir: string | null;
+  fsync: FsyncMode;
 }
 
 /** `restarting`: the worker died and the supervisor is starting a new one in its place. */

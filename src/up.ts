@@ -4,20 +4,40 @@
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
 import { headlessView } from '../ui/headless.js';
-import { Cluster } from './cluster.js';
+import { Cluster, type ClusterOptions } from './cluster.js';
+import type { NodeEvent } from './control.js';
+import type { FsyncMode } from './store/store.js';
 
 export interface UpOptions {
   followers: number;
   port: number;
   host: string;
   quiet: boolean;
+  /** --data-dir (null: nothing kept), --fsync, --first-token (undefined: from the clock). */
+  dataDir: string | null;
+  fsync: FsyncMode;
+  firstToken: number | undefined;
+}
+
+/** What Cluster.start takes from the command line. */
+export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void): ClusterOptions {
+  return {
+    followers: opts.followers,
+    port: opts.port,
+    host: opts.host,
+    logRequests: !opts.quiet,
+    onEvent,
+    dataDir: opts.dataDir,
+    fsync: opts.fsync,
+    ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
+  };
 }
 
 export async function up(opts: UpOptions): Promise<number> {
   const view = headlessView();
   let cluster: Cluster;
   try {
-    cluster = await Cluster.start({ followers: opts.followers, port: opts.port, host: opts.host, logRequests: !opts.quiet, onEvent: view });
+    cluster = await Cluster.start(clusterOptions(opts, view));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     // The code does not survive the trip from the worker (comlink sends name and message only).

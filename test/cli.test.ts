@@ -31,7 +31,8 @@ function run(args: string[], input?: string): Running {
 
 /** Start `dlock up` headless on free ports; resolve with its node ports. */
 async function up(extra: string[] = []): Promise<{ proc: Running; ports: Record<string, number> }> {
-  const proc = run(['up', '--port', '0', '--followers', '2', ...extra]);
+  // --first-token 1 so tests can name tokens (the default seeds them from the clock).
+  const proc = run(['up', '--port', '0', '--followers', '2', '--first-token', '1', ...extra]);
   await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 15_000);
   const line = /^ready (.*)$/m.exec(proc.out())?.[1];
   if (line === undefined) throw new Error(`dlock up did not get ready:\n${proc.out()}\n${proc.err()}`);

@@ -105,7 +105,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
     const t = new Tmux(160, 48);
     const clients: LineClient[] = [];
     try {
-      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0`);
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0 --first-token 1`);
       const first = await t.until(/● follower-2 up/, 'three nodes up in the explorer');
       expect(first).toMatch(/CLUSTER/);
       expect(first).toMatch(/● leader up/);
@@ -178,7 +178,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
     const t = new Tmux(80, 24);
     const clients: LineClient[] = [];
     try {
-      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0`);
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0 --first-token 1`);
       const first = await t.until(/● follower-2 up/, 'three nodes in the explorer');
       const ports = explorerPorts(first);
       expect(Object.keys(ports)).toEqual(['leader', 'follower-1', 'follower-2']);
@@ -221,7 +221,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
     const t = new Tmux(160, 48);
     const clients: LineClient[] = [];
     try {
-      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0`);
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0 --first-token 1`);
       const first = await t.until(/● follower-2 up/, 'three nodes in the explorer');
       const ports = explorerPorts(first);
       const c = await LineClient.open(ports['follower-1'] as number);

@@ -19,6 +19,7 @@ import blessed from 'blessed';
 import { Cluster } from '../src/cluster.js';
 import { connect, type DlockClient } from '../src/client/client.js';
 import type { NodeEvent } from '../src/control.js';
+import { clusterOptions, type UpOptions } from '../src/up.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
 import { timestamp } from './headless.js';
 import { Keymap, type Action } from './keymap.js';
@@ -30,12 +31,8 @@ const RENDER_MS = 100;
 const POLL_MS = 500;
 const PROMPT = 'distributeLock:> ';
 
-export interface TuiOptions {
-  followers: number;
-  port: number;
-  host: string;
-  quiet: boolean;
-}
+/** The same options as headless `dlock up`. */
+export type TuiOptions = UpOptions;
 
 const KIND_COLOR: Record<LogKind, string> = {
   info: 'gray',
@@ -212,12 +209,26 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     w.log.setLabel(` ${STATE_ICON[v.state] ?? ''} ${esc(v.name)} ${esc(v.address ?? '')} · log${follow} `);
     w.log.setContent(logRows(v.log.window(rows, v.back), inner, rows).join('\n'));
     const lw = pane.locks.width - 2;
-    // Fixed columns: owner 8 (ids reach 8 digits), token 6, ttl 7 ("session"), then waiters.
-    const nameW = Math.max(6, lw - 29);
-    const head = `${'LOCK'.padEnd(nameW)} ${'OWNER'.padStart(8)} ${'TOKEN'.padStart(6)} ${'TTL'.padStart(7)} WAIT`;
-    const rowsL = v.locks.slice(0, Math.max(0, pane.locks.height - 3)).map((r) => {
+    // Owner and token columns as wide as the widest shown (tokens seeded from
+    // the clock have 16 digits), ttl 7 ("session"), then waiters; the lock
+    // name takes the rest. A token that still does not fit keeps its last
+    // digits (the ones that change), after an ellipsis.
+    const shown = v.locks.slice(0, Math.max(0, pane.locks.height - 3));
+    const ownW = Math.max(5, ...shown.map((r) => String(r.owner).length));
+    let tokW = Math.max(5, ...shown.map((r) => String(r.token).length));
+    let nameW = lw - (ownW + tokW + 7 + 4 + 4);
+    if (nameW < 6) {
+      tokW = Math.max(7, tokW - (6 - nameW));
+      nameW = 6;
+    }
+    const tok = (t: number): string => {
+      const s = String(t);
+      return s.length <= tokW ? s : `…${s.slice(s.length - tokW + 1)}`;
+    };
+    const head = `${'LOCK'.padEnd(nameW)} ${'OWNER'.padStart(ownW)} ${'TOKEN'.padStart(tokW)} ${'TTL'.padStart(7)} WAIT`;
+    const rowsL = shown.map((r) => {
       const ttl = r.ttlLeft === null ? 'session' : `${(r.ttlLeft / 1000).toFixed(1)}s`;
-      return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(8)} ${String(r.token).padStart(6)} ${ttl.padStart(7)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
+      return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(ownW)} ${tok(r.token).padStart(tokW)} ${ttl.padStart(7)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
     });
     const total = v.stats?.locks ?? v.locks.length;
     w.locks.setLabel(` ${esc(v.name)} · lock map (${total}) `);
@@ -584,7 +595,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     schedule();
   };
   try {
-    cluster = await Cluster.start({ followers: opts.followers, port: opts.port, host: opts.host, logRequests: !opts.quiet, onEvent });
+    cluster = await Cluster.start(clusterOptions(opts, onEvent));
   } catch (err) {
     closed = true;
     screen.destroy();

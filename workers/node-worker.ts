@@ -14,6 +14,7 @@ import { Leader } from '../src/node/node-leader.js';
 import { Follower } from '../src/node/node-follower.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { PortTransport } from '../src/transport/transport-port.js';
+import { FileStore } from '../src/store/store-file.js';
 
 if (parentPort === null) throw new Error('node-worker.js must run in a worker thread');
 const data = workerData as NodeWorkerData;
@@ -23,7 +24,8 @@ const log = new NodeLog((lines) => {
   data.events.postMessage(ev);
 }, data.logRequests);
 
-const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter };
+const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter, firstToken: data.firstToken };
+const openStore = (): FileStore | null => (data.dataDir === null ? null : new FileStore(data.dataDir, data.fsync));
 let node: Leader | Follower;
 if (data.role === 'leader') {
   node = new Leader(opts);
@@ -38,6 +40,9 @@ const api: NodeControl = {
     if (node instanceof Follower) {
       node.start();
       await node.firstSync;
+    } else {
+      const store = openStore();
+      if (store !== null) node.restoreFrom(store);
     }
     const port = await node.listen(data.host, data.port);
     log.flush();
@@ -62,6 +67,7 @@ const api: NodeControl = {
       opts,
       args.deadIndex,
       args.followers.map((f) => ({ name: f.name, transport: new PortTransport(f.port) })),
+      openStore(),
     );
     node = leader;
     let basePort: number | null = null;

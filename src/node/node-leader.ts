@@ -15,8 +15,10 @@
  * the order they arrive on this thread; entries reach each follower in
  * sequence order over its FIFO link.
  */
-import { apply, snapshot, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
-import { encodeFrame, type Frame } from '../codec/frame.js';
+import { apply, restore, snapshot, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
+import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
+import type { Store } from '../store/store.js';
+import { StoreError } from '../store/store-file.js';
 import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
 import { nodeOfClient } from './client-ids.js';
@@ -25,6 +27,9 @@ import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { TimerHeap } from './timer-heap.js';
 import { EntryRing } from './entry-ring.js';
 import type { Follower } from './node-follower.js';
+
+/** Entries between snapshots, at least (see flushStore). */
+export const SNAPSHOT_EVERY = 100_000;
 
 /** follower-i's index, or null for another name. */
 const followerIndex = (name: string): number | null => (/^follower-(\d+)$/.test(name) ? Number(name.slice('follower-'.length)) : null);
@@ -81,6 +86,10 @@ export class Leader extends NodeBase {
   private commitQueued = false;
   /** The newest entries, for followers that resume instead of taking a snapshot. */
   private ring = new EntryRing();
+  /** The log on disk (--data-dir), and the last seq it holds durably. */
+  private store: Store | null = null;
+  private durable = 0;
+  private flushQueued = false;
 
   constructor(opts: NodeOptions) {
     super(opts);
@@ -168,6 +177,7 @@ export class Leader extends NodeBase {
       const fwd = origin !== null && 'link' in origin ? origin : null;
       const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd, from: fwd?.link.index ?? 0, req: fwd?.req ?? 0 });
       this.ring.push(this.seq, entry);
+      if (this.store !== null) this.logEntry(this.seq, entry);
       for (const link of this.links) if (link.name !== null) link.transport.send(entry);
       for (const c of out.changes) {
         if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
@@ -238,7 +248,8 @@ export class Leader extends NodeBase {
    * (the transport batches per turn), at most once per turn.
    */
   private recomputeCommit(): void {
-    let commit = this.seq;
+    // Answered only once on disk (with a data dir) and on every follower.
+    let commit = this.store === null ? this.seq : this.durable;
     for (const link of this.links) if (link.name !== null && link.acked < commit) commit = link.acked;
     if (commit <= this.commitSeq) return;
     this.advanceCommit(commit);
@@ -262,24 +273,100 @@ export class Leader extends NodeBase {
    * follower's own writes that the old leader's log did not hold, in order.
    * Tokens continue from the table's counter [LP-7].
    */
-  static promote(f: Follower, opts: NodeOptions, deadIndex: number, followers: Array<{ name: string; transport: Transport }>): Leader {
+  static promote(f: Follower, opts: NodeOptions, deadIndex: number, followers: Array<{ name: string; transport: Transport }>, store: Store | null = null): Leader {
     const l = new Leader(opts);
     const h = f.handOver(l);
     l.seq = h.seq;
     l.ring = h.ring;
+    if (store !== null) {
+      store.adopt(l.seq, snapshot(l.state));
+      l.store = store;
+      l.durable = l.seq;
+      l.log.line('info', `took over the log in ${store.dir} at seq ${l.seq}`);
+    }
     l.log.line('warn', `promoted to leader at seq ${h.seq} (${l.state.locks.size} locks, next token ${l.state.nextToken})`);
     for (const { name, transport } of followers) l.attachFollower(transport, name);
     l.dropClientsOf(deadIndex, 'the old leader');
-    for (const [lock, e] of l.state.locks) {
-      if (e.expiresAt !== null) l.timers.add(e.expiresAt, { kind: 'expire', lock, token: e.token });
-      for (const w of e.waiters) if (w.deadline !== null) l.timers.add(w.deadline, { kind: 'timeout', client: w.client, lock });
-    }
+    l.armTimers();
     for (const w of h.waiting) l.waiting.set(w.client, { conn: w.conn, ticket: w.ticket });
     for (const r of h.replay) l.execute(r.cmd, r.conn === null || r.ticket === null ? null : { conn: r.conn, ticket: r.ticket });
     if (h.replay.length > 0) l.log.line('repl', `applied ${h.replay.length} of its own write(s) the old leader's log did not hold`);
     l.recomputeCommit();
     return l;
   }
+
+  /**
+   * Restore the table from a data directory and keep logging to it (issue 5
+   * §3). No connection survives a restart, so every session lock is released
+   * and every waiter withdrawn [LP-8], as logged disconnects; leases survive
+   * and their timers are armed (an expired one ends at once).
+   */
+  restoreFrom(store: Store): void {
+    const r = store.load();
+    if (r.snapshot !== null) {
+      this.state = restore(r.snapshot.state);
+      this.seq = r.snapshot.seq;
+    } else if (r.entries.length > 0) {
+      // Replaying from an empty table needs its first token, which only a snapshot holds.
+      throw new StoreError(`${store.dir} has a log but no readable snapshot to start it from; move the directory away to start empty`);
+    } else {
+      // A new directory: record the empty table first, so the first token
+      // (from the clock) is what a replay starts from [LP-7].
+      store.checkpoint(0, snapshot(this.state));
+    }
+    for (const e of r.entries) {
+      apply(this.state, e.cmd, e.at);
+      this.seq = e.seq;
+    }
+    this.store = store;
+    this.durable = this.seq;
+    this.ring.reset(this.seq);
+    let leases = 0;
+    for (const e of this.state.locks.values()) if (e.expiresAt !== null) leases++;
+    this.log.line(
+      'info',
+      `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `snapshot at seq ${r.snapshot.seq}`} + ${r.entries.length} entries: seq ${this.seq}, ${this.state.locks.size} locks (${leases} leases), next token ${this.state.nextToken}`,
+    );
+    if (r.cut !== null) this.log.line('error', `cut ${r.cut.bytes} bytes of a torn or corrupt tail of ${r.cut.file} after seq ${r.cut.afterSeq}; entries in them are lost`);
+    const gone = [...new Set([...this.state.sessions.keys(), ...this.state.waiting.keys()])].sort((a, b) => a - b);
+    let locks = 0;
+    for (const c of gone) locks += this.state.sessions.get(c)?.size ?? 0;
+    for (const client of gone) this.execute({ op: 'disconnect', client }, null);
+    if (gone.length > 0) this.log.line('warn', `released ${locks} session lock(s) and withdrew the waiters of ${gone.length} client(s) from before the restart`);
+    this.armTimers();
+    this.recomputeCommit();
+  }
+
+  /** Lease expiry and acquire timeouts from the table (after a restore or a promotion). */
+  private armTimers(): void {
+    for (const [lock, e] of this.state.locks) {
+      if (e.expiresAt !== null) this.timers.add(e.expiresAt, { kind: 'expire', lock, token: e.token });
+      for (const w of e.waiters) if (w.deadline !== null) this.timers.add(w.deadline, { kind: 'timeout', client: w.client, lock });
+    }
+  }
+
+  private logEntry(seq: number, entry: Wire): void {
+    (this.store as Store).append(seq, entry);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(this.flushStore);
+  }
+
+  /** Group commit: every entry of this turn in one write and one fsync, then answer them. */
+  private readonly flushStore = (): void => {
+    this.flushQueued = false;
+    const store = this.store;
+    if (store === null) return;
+    this.durable = store.flush();
+    this.recomputeCommit();
+    // A snapshot when the log since the last one is long relative to the table,
+    // so its cost (proportional to the table) is spread over as many entries.
+    if (store.sinceSnapshot >= Math.max(SNAPSHOT_EVERY, 2 * this.state.locks.size)) {
+      const t0 = Date.now();
+      store.checkpoint(this.seq, snapshot(this.state));
+      this.log.line('repl', `snapshot at seq ${this.seq} written (${this.state.locks.size} locks, ${Date.now() - t0} ms); older log removed`);
+    }
+  };
 
   override stats(): NodeStats {
     const s = super.stats();
@@ -293,5 +380,7 @@ export class Leader extends NodeBase {
     this.timers.stop();
     for (const link of this.links) link.transport.close();
     await super.close();
+    this.store?.close(); // everything answered is on disk already; this writes the rest
+    this.store = null;
   }
 }

@@ -21,6 +21,8 @@ export interface NodeOptions {
   log: NodeLog;
   /** Shared client ordinal counter (see client-ids.ts). */
   idCounter: Int32Array;
+  /** The first fencing token of a table that starts empty (the leader's; see Cluster). */
+  firstToken?: number;
 }
 
 export interface NodeStats {
@@ -59,7 +61,7 @@ export abstract class NodeBase implements Engine {
   /** 0 for the leader, i for follower-i. */
   readonly index: number;
   readonly log: NodeLog;
-  state: TableState = createState();
+  state: TableState;
   private readonly ids: ClientIdAllocator;
   /** Listeners: its own port, and the base port too once promoted to leader [LP-1]. */
   private servers: Server[] = [];
@@ -75,6 +77,7 @@ export abstract class NodeBase implements Engine {
     this.name = opts.name;
     this.index = opts.index;
     this.log = opts.log;
+    this.state = createState(opts.firstToken ?? 1);
     this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
   }
 

@@ -23,7 +23,8 @@ export async function startCluster(followers = 2, port = 0): Promise<TestCluster
     if (ev.type === 'log') for (const l of ev.lines) list.push(l.text);
     else list.push(`state ${ev.state}`);
   };
-  const cluster = await Cluster.start({ followers, port, host: '127.0.0.1', onEvent });
+  // Tokens from 1, so tests can name them (the default seeds them from the clock).
+  const cluster = await Cluster.start({ followers, port, host: '127.0.0.1', onEvent, firstToken: 1 });
   const port_ = (name: string): number => {
     const n = cluster.nodes.find((x) => x.name === name);
     if (n === undefined) throw new Error(`no node ${name}`);
