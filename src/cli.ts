@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { repl } from './client/repl.js';
 import { MAX_NODE_INDEX } from './node/client-ids.js';
 import { up } from './up.js';
+import { parseChaos } from './chaos.js';
 import { FSYNC_MODES, type FsyncMode } from './store/store.js';
 
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
@@ -27,16 +28,18 @@ await yargs(hideBin(process.argv))
         .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request, reply and replicated lock change' })
         .option('data-dir', { type: 'string', describe: 'keep the log here; a restart restores leases, tokens and client ids' })
         .option('fsync', { choices: FSYNC_MODES, default: 'batch' as FsyncMode, describe: 'with --data-dir: always (each write), batch (one per batch), off' })
+        .option('chaos', { type: 'string', describe: 'inject faults on a schedule, e.g. kill-follower@3s,kill-leader@10s,delay@5s:20ms,drop-client@1s' })
         .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: the clock in µs, so tokens never go back across restarts)' })
         .check((a) => {
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
           if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
+          if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
           return true;
         }),
     async (a) => {
-      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'] };
+      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos) };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
         const { runTui } = await import('../ui/tui.js');

@@ -109,10 +109,14 @@ export class Cluster {
   private readonly members: Member[] = [];
   /** Client-id counters kept across restarts (with a data dir). */
   private ids: IdReservations | null = null;
+  /** Each node index's counter, kept when its node goes, so a new node of that index never reuses an id [LP-4]. */
+  private readonly counters = new Map<number, Int32Array>();
   private closing = false;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
   /** Set while a failover runs: restarts wait for it (they need the new leader). */
   private failingOver: Promise<void> | null = null;
+  /** Workers started and not yet through their handshake. */
+  private starting = 0;
 
   private constructor(private readonly opts: Required<ClusterOptions>) {}
 
@@ -140,6 +144,15 @@ export class Cluster {
     return cluster;
   }
 
+  private counterFor(index: number): Int32Array {
+    let c = this.counters.get(index);
+    if (c === undefined) {
+      c = this.ids?.counter(index) ?? newIdCounter();
+      this.counters.set(index, c);
+    }
+    return c;
+  }
+
   /** Link a new channel to the leader and start follower `index` on it. */
   private async startFollower(index: number, previous?: Member): Promise<Member> {
     const leader = this.members[0];
@@ -158,7 +171,7 @@ export class Cluster {
     const { port1: events, port2: eventsRemote } = new MessageChannel();
     events.on('message', (ev: NodeEvent) => this.opts.onEvent(ev));
     const port = previous?.info.port ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
-    const idCounter = previous?.idCounter ?? this.ids?.counter(index) ?? newIdCounter();
+    const idCounter = previous?.idCounter ?? this.counterFor(index);
     const data: NodeWorkerData = {
       role: index === 0 ? 'leader' : 'follower',
       name,
@@ -183,7 +196,8 @@ export class Cluster {
     if (slot === -1) this.members.push(member);
     else this.members[slot] = member;
     if (previous === undefined) this.opts.onEvent({ type: 'state', node: name, state: 'starting', address: null });
-    const bound = await handle.call('start', (r) => r.start(), this.opts.callTimeoutMs);
+    this.starting++;
+    const bound = await handle.call('start', (r) => r.start(), this.opts.callTimeoutMs).finally(() => this.starting--);
     member.info.port = bound.port;
     this.opts.onEvent({ type: 'state', node: name, state: 'up', address: `${this.opts.host}:${bound.port}` });
     return member;
@@ -199,7 +213,8 @@ export class Cluster {
     return { ...m.info };
   }
 
-  private notice(kind: 'info' | 'warn' | 'error', text: string): void {
+  /** A cluster event for views (OUTPUT in the TUI, `cluster` lines headless). */
+  notice(kind: 'info' | 'warn' | 'error', text: string): void {
     this.opts.onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind, text }] });
   }
 
@@ -257,8 +272,11 @@ export class Cluster {
     const name = chosen.m.info.name;
     this.opts.onEvent({ type: 'state', node: name, state: 'promoted', address: `${chosen.m.info.host}:${chosen.m.info.port}` });
     this.notice('warn', `${name} promoted to leader in ${Date.now() - t0} ms at seq ${res.seq}; ${others.length} follower(s) relinked${res.basePort === null ? '; the base port could not be taken' : ''}`);
-    // Keep N followers: a new one on the next index.
-    const index = Math.max(...this.members.map((m) => m.info.index), dead.info.index) + 1;
+    // Keep N followers: a new one on the lowest follower index not in use
+    // (indexes stay bounded however many failovers; ids stay unique, as each
+    // index keeps its counter).
+    let index = 1;
+    while (this.members.some((m) => m.info.index === index)) index++;
     if (index <= MAX_NODE_INDEX) {
       const m = await this.startFollower(index);
       this.notice('info', `${m.info.name} started on ${m.info.host}:${m.info.port} to replace ${dead.info.name}`);
@@ -321,6 +339,22 @@ export class Cluster {
    */
   async kill(name: string): Promise<void> {
     await this.member(name).handle.terminate();
+  }
+
+  /** No failover or restart under way and every node up (chaos waits for this before killing). */
+  get settled(): boolean {
+    return this.failingOver === null && this.restartTimers.size === 0 && this.starting === 0 && this.members.every((m) => m.handle.exit === null);
+  }
+
+  /** Fault injection: every node holds its link frames `ms` ms, for `forMs` ms. */
+  async delayLinks(ms: number, forMs: number): Promise<void> {
+    // A node that dies meanwhile has no links to delay: its failure is not this call's.
+    await Promise.allSettled(this.members.filter((m) => m.handle.exit === null).map((m) => m.handle.call('delay links', (r) => r.delayLinks(ms, forMs), this.opts.callTimeoutMs)));
+  }
+
+  /** Fault injection: close one random client connection of `name`; its id, or null. */
+  dropClient(name: string): Promise<number | null> {
+    return this.member(name).handle.call('drop client', (r) => r.dropClient(), this.opts.callTimeoutMs);
   }
 
   /** Make a node's thread throw an uncaught error (fault injection); resolves once it has exited. */

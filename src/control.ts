@@ -71,4 +71,8 @@ export interface NodeControl {
   shutdown(): Promise<void>;
   /** Fault injection: throw an uncaught error on the node's thread, as a bug would. */
   crash(reason: string): void;
+  /** Fault injection: hold every link frame of this node `ms` ms, for `forMs` ms. */
+  delayLinks(ms: number, forMs: number): void;
+  /** Fault injection: close one client connection at random; its id, or null if none. */
+  dropClient(): number | null;
 }

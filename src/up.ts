@@ -4,6 +4,7 @@
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
 import { headlessView } from '../ui/headless.js';
+import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import type { NodeEvent } from './control.js';
 import type { FsyncMode } from './store/store.js';
@@ -15,8 +16,18 @@ export interface UpOptions {
   quiet: boolean;
   /** --data-dir (null: nothing kept), --fsync, --first-token (undefined: from the clock). */
   dataDir: string | null;
+  /** --chaos, parsed (null: none). */
+  chaos: ChaosAction[] | null;
   fsync: FsyncMode;
   firstToken: number | undefined;
+}
+
+/** Start the --chaos schedule, if any; its events are cluster notices. */
+export function startChaos(cluster: Cluster, opts: UpOptions): Chaos | null {
+  if (opts.chaos === null) return null;
+  const chaos = new Chaos(cluster, opts.chaos, (text) => cluster.notice('warn', text));
+  chaos.start();
+  return chaos;
 }
 
 /** What Cluster.start takes from the command line. */
@@ -47,12 +58,14 @@ export async function up(opts: UpOptions): Promise<number> {
     return 1;
   }
   process.stdout.write(`${cluster.readyLine()}\n`);
+  const chaos = startChaos(cluster, opts);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       process.stdout.write(`cluster: ${signal}, shutting down\n`);
+      chaos?.stop();
       cluster.close().then(
         () => resolve(0),
         (err: unknown) => {

@@ -19,7 +19,8 @@ import blessed from 'blessed';
 import { Cluster } from '../src/cluster.js';
 import { connect, type DlockClient } from '../src/client/client.js';
 import type { NodeEvent } from '../src/control.js';
-import { clusterOptions, type UpOptions } from '../src/up.js';
+import { clusterOptions, startChaos, type UpOptions } from '../src/up.js';
+import type { Chaos } from '../src/chaos.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
 import { timestamp } from './headless.js';
 import { Keymap, type Action } from './keymap.js';
@@ -96,6 +97,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   };
 
   let cluster: Cluster | null = null;
+  let chaos: Chaos | null = null;
   const attach = async (node: string): Promise<void> => {
     term.client?.destroy();
     term.client = null;
@@ -391,6 +393,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   const quit = (): void => {
     quitting ??= (async () => {
       clearInterval(poller);
+      chaos?.stop();
       term.client?.destroy();
       model.note('info', 'shutting down');
       render();
@@ -607,6 +610,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   const c = cluster;
   model.note('info', c.readyLine());
   registerNodeActions();
+  chaos = startChaos(c, opts);
   // The terminal connects on first use, not now: a client connection takes a
   // client id, and the README's walkthrough expects nc to get 10001.
   termOut('type a request and Enter to connect to the leader (or attach to another node from the palette)');

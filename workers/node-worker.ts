@@ -14,6 +14,7 @@ import { Leader } from '../src/node/node-leader.js';
 import { Follower } from '../src/node/node-follower.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { PortTransport } from '../src/transport/transport-port.js';
+import { linkDelay } from '../src/transport/transport.js';
 import { FileStore } from '../src/store/store-file.js';
 
 if (parentPort === null) throw new Error('node-worker.js must run in a worker thread');
@@ -87,6 +88,11 @@ const api: NodeControl = {
     await node.close();
     log.flush();
   },
+  delayLinks(ms: number, forMs: number) {
+    linkDelay.ms = ms;
+    linkDelay.until = Date.now() + forMs;
+  },
+  dropClient: () => node.dropRandomClient(),
   crash(reason: string) {
     // Outside the comlink call, so it is uncaught like a real bug's error.
     setImmediate(() => {

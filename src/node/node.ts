@@ -218,6 +218,15 @@ export abstract class NodeBase implements Engine {
     });
   }
 
+  /** Fault injection (--chaos drop-client): close one connection at random, as a network would. */
+  dropRandomClient(): number | null {
+    const all = [...this.connections];
+    const c = all[Math.floor(Math.random() * all.length)];
+    if (c === undefined) return null;
+    c.destroy();
+    return c.id;
+  }
+
   /** Stop listening and drop every client. */
   async close(): Promise<void> {
     const servers = this.servers;

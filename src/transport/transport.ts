@@ -31,12 +31,22 @@ export interface Transport {
 }
 
 /**
+ * Fault injection (--chaos delay, src/chaos.ts): while `until` is ahead,
+ * every link of this thread holds its batches `ms` before sending them,
+ * still in order. One per thread (module state is per worker).
+ */
+export const linkDelay = { ms: 0, until: 0 };
+
+/**
  * Shared batching and close bookkeeping; subclasses move encoded batches.
  */
 export abstract class BatchingTransport implements Transport {
   private out: Wire[] = [];
   private scheduled = false;
   private frameHandler: ((frames: Frame[]) => void) | null = null;
+  /** Batches held by linkDelay, in order; later batches queue behind them. */
+  private delayed: string[] = [];
+  private delayTimer: NodeJS.Timeout | null = null;
   private closeHandler: ((reason: string) => void) | null = null;
   closed = false;
 
@@ -58,7 +68,19 @@ export abstract class BatchingTransport implements Transport {
     if (this.closed || this.out.length === 0) return;
     const batch = this.out.join('\n');
     this.out = [];
+    if (this.delayed.length > 0 || (linkDelay.ms > 0 && Date.now() < linkDelay.until)) {
+      this.delayed.push(batch);
+      this.delayTimer ??= setTimeout(this.releaseDelayed, linkDelay.ms);
+      return;
+    }
     this.write(batch);
+  };
+
+  private readonly releaseDelayed = (): void => {
+    this.delayTimer = null;
+    const held = this.delayed;
+    this.delayed = [];
+    if (!this.closed) for (const b of held) this.write(b);
   };
 
   onFrames(handler: (frames: Frame[]) => void): void {
@@ -86,6 +108,8 @@ export abstract class BatchingTransport implements Transport {
   close(): void {
     if (this.closed) return;
     this.flush();
+    if (this.delayTimer !== null) clearTimeout(this.delayTimer);
+    this.releaseDelayed();
     this.shut();
     this.ended('closed by this side');
   }

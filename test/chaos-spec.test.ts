@@ -1,0 +1,46 @@
+/**
+ * `--chaos SPEC` (issue 5 §4): parsing, with a clear reason for every bad
+ * spec, and the CLI refusing one with a non-zero exit.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ChaosSpecError, parseChaos, parseDuration } from '../src/chaos.js';
+
+const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+
+describe('--chaos SPEC', () => {
+  it('parses every action with its period and argument', () => {
+    expect(parseChaos('kill-follower@3s, kill-leader@1m,delay@1.5s:20ms,drop-client@500ms')).toEqual([
+      { kind: 'kill-follower', everyMs: 3000 },
+      { kind: 'kill-leader', everyMs: 60_000 },
+      { kind: 'delay', everyMs: 1500, delayMs: 20 },
+      { kind: 'drop-client', everyMs: 500 },
+    ]);
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('2')).toBeNull();
+  });
+
+  it('says what is wrong with a bad spec', () => {
+    const bad: Array<[string, RegExp]> = [
+      ['', /--chaos is empty; expected ACTION@EVERY/],
+      ['kill-follower', /"kill-follower" is malformed; expected ACTION@EVERY\[:ARG\]/],
+      ['kill-follower@2x', /"2x" is not a duration of at least 100ms/],
+      ['kill-follower@10ms', /"10ms" is not a duration of at least 100ms/],
+      ['delay@1s', /delay needs how long, e.g\. delay@5s:20ms/],
+      ['kill-leader@1s:5', /kill-leader takes no argument/],
+      ['nuke@1s', /unknown action "nuke"; actions are kill-follower, kill-leader, delay, drop-client/],
+    ];
+    for (const [spec, re] of bad) {
+      expect(() => parseChaos(spec)).toThrow(ChaosSpecError);
+      expect(() => parseChaos(spec)).toThrow(re);
+    }
+  });
+
+  it('dlock up refuses a bad spec before starting anything, with exit status 1', () => {
+    const r = spawnSync(process.execPath, [CLI, 'up', '--no-tui', '--port', '0', '--chaos', 'kill-follower@soon'], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--chaos item "kill-follower@soon": "soon" is not a duration/);
+    expect(r.stdout).not.toMatch(/ready/);
+  });
+});
