@@ -98,6 +98,13 @@ interface Member {
   /** When this worker started, and how many quick deaths in a row led to it. */
   startedAt: number;
   quickDeaths: number;
+  /**
+   * Ended on purpose by kill() (chaos, the TUI's kill, tests). Such a death
+   * says nothing about the worker, so it does not count towards the
+   * crash-loop back-off and the restart stays within 1 s (issue 5); crash()
+   * stands for a bug in the worker and does count.
+   */
+  injected?: boolean;
 }
 
 /** Delay before restarting a follower that died soon after its last start, by how many times in a row. */
@@ -284,7 +291,7 @@ export class Cluster {
   }
 
   private scheduleRestart(dead: Member): void {
-    const quick = Date.now() - dead.startedAt < STABLE_MS;
+    const quick = dead.injected !== true && Date.now() - dead.startedAt < STABLE_MS;
     dead.quickDeaths = quick ? dead.quickDeaths + 1 : 0;
     const delay = RESTART_BACKOFF_MS[Math.min(Math.max(0, dead.quickDeaths - 1), RESTART_BACKOFF_MS.length - 1)] as number;
     const name = dead.info.name;
@@ -338,7 +345,9 @@ export class Cluster {
    * TUI's kill action build on it). The supervisor logs it as unexpected.
    */
   async kill(name: string): Promise<void> {
-    await this.member(name).handle.terminate();
+    const m = this.member(name);
+    m.injected = true;
+    await m.handle.terminate();
   }
 
   /** No failover or restart under way and every node up (chaos waits for this before killing). */

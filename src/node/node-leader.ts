@@ -55,7 +55,7 @@ type Origin = { conn: ClientConnection; ticket: Ticket } | { link: FollowerLink;
 type Deadline = { kind: 'expire'; lock: string; token: number } | { kind: 'timeout'; client: ClientId; lock: string };
 
 export function describeChange(c: LockChange): string {
-  return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ' lease'}` : c.lock;
+  return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ` lease until ${new Date(c.expiresAt).toISOString().slice(11, 23)}`}` : c.lock;
 }
 
 /** A replicated command as the leader's log shows it. */

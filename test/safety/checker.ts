@@ -1,0 +1,120 @@
+/**
+ * The safety checker (issue 5 §5): given every hold interval the clients
+ * observed, decide whether the cluster kept its promises. Pure: no I/O.
+ *
+ * A hold starts when its client receives the grant and ends at the earliest
+ * of: the client sending `release`, its lease deadline (counted from when
+ * it *sent* the grant or the last successful renew, so never later than the
+ * server's), and, for a session lock, the client seeing its connection
+ * close. Times are one process's monotonic clock (ms).
+ *
+ * Violations:
+ *  - overlap [LP-5]: two holds of one lock overlap in time. One exception
+ *    is not a violation: a session lock whose connection was cut by a fault
+ *    (chaos) ends on the server before its client can see the close, so the
+ *    next holder may start a moment before; those are counted as
+ *    `sessionCuts`, and a lease never gets that allowance;
+ *  - token order [LP-7]: a lock's grants, in time order, do not carry
+ *    strictly increasing tokens, or a token repeats across locks;
+ *  - lost [LP-5, LP-8]: a grant the client was told of is gone while it
+ *    should still hold (found by the final check, or a release/renew by
+ *    the owner on a live connection that fails before its lease deadline);
+ *  - hang: a request with neither an answer nor a closed connection;
+ *  - diverged: once quiet, the nodes' lock tables (owner, token, waiters of
+ *    every lock) do not agree: a replica has a gap or a duplicate.
+ */
+
+export interface Hold {
+  lock: string;
+  client: number;
+  token: number;
+  start: number;
+  end: number;
+  /** How it ended: released, lease deadline, connection cut by a fault, or still held at the end. */
+  how: 'release' | 'deadline' | 'cut' | 'held';
+  lease: boolean;
+  /** What happened, for reports (request, node port, renews, how it ended). */
+  trail?: string[];
+}
+
+export interface History {
+  holds: Hold[];
+  /** Holds found gone while their client should still have had them. */
+  lost: Array<{ hold: Hold; why: string }>;
+  hangs: Array<{ client: number; request: string; waitedMs: number }>;
+  /** How the replicas disagreed at the end, if they did. */
+  diverged?: string[];
+}
+
+export interface Report {
+  grants: number;
+  leases: number;
+  overlaps: Array<{ a: Hold; b: Hold }>;
+  sessionCuts: number;
+  tokenOrder: Array<{ lock: string; a: Hold; b: Hold }>;
+  repeatedTokens: number[];
+  lost: History['lost'];
+  hangs: History['hangs'];
+  diverged: string[];
+  violations: number;
+}
+
+export function check(h: History): Report {
+  const byLock = new Map<string, Hold[]>();
+  for (const x of h.holds) {
+    let list = byLock.get(x.lock);
+    if (list === undefined) byLock.set(x.lock, (list = []));
+    list.push(x);
+  }
+  const overlaps: Report['overlaps'] = [];
+  const tokenOrder: Report['tokenOrder'] = [];
+  let sessionCuts = 0;
+  for (const [lock, list] of byLock) {
+    list.sort((a, b) => a.start - b.start || a.token - b.token);
+    // Every pair that overlaps: compare each hold with the ones that start before it ends.
+    for (let i = 0; i < list.length; i++) {
+      const a = list[i] as Hold;
+      for (let j = i + 1; j < list.length; j++) {
+        const b = list[j] as Hold;
+        if (b.start >= a.end) break;
+        if (a.how === 'cut' && !a.lease) sessionCuts++;
+        else overlaps.push({ a, b });
+      }
+      const next = list[i + 1];
+      if (next !== undefined && next.token <= a.token) tokenOrder.push({ lock, a, b: next });
+    }
+  }
+  const seen = new Set<number>();
+  const repeated: number[] = [];
+  for (const x of h.holds) {
+    if (seen.has(x.token)) repeated.push(x.token);
+    seen.add(x.token);
+  }
+  return {
+    grants: h.holds.length,
+    leases: h.holds.filter((x) => x.lease).length,
+    overlaps,
+    sessionCuts,
+    tokenOrder,
+    repeatedTokens: repeated,
+    lost: h.lost,
+    hangs: h.hangs,
+    diverged: h.diverged ?? [],
+    violations: overlaps.length + tokenOrder.length + repeated.length + h.lost.length + h.hangs.length + (h.diverged?.length ?? 0),
+  };
+}
+
+export function summary(r: Report): string {
+  const lines = [
+    `grants ${r.grants} (${r.leases} leases)`,
+    `violations ${r.violations}: overlaps ${r.overlaps.length}, token order ${r.tokenOrder.length}, repeated tokens ${r.repeatedTokens.length}, lost ${r.lost.length}, hangs ${r.hangs.length}, replicas diverged ${r.diverged.length}`,
+    `session locks cut by faults (their next holder may start before the client sees the close; not a violation): ${r.sessionCuts}`,
+  ];
+  const show = (x: Hold): string => `${x.lock} client ${x.client} token ${x.token} [${x.start.toFixed(1)}, ${x.end.toFixed(1)}] ${x.how}${x.lease ? ' lease' : ''}${x.trail === undefined ? '' : ` (${x.trail.join('; ')})`}`;
+  for (const o of r.overlaps.slice(0, 5)) lines.push(`  overlap: ${show(o.a)} / ${show(o.b)}`);
+  for (const o of r.tokenOrder.slice(0, 5)) lines.push(`  token order: ${show(o.a)} then ${show(o.b)}`);
+  for (const l of r.lost.slice(0, 5)) lines.push(`  lost: ${show(l.hold)}: ${l.why}`);
+  for (const x of r.hangs.slice(0, 5)) lines.push(`  hang: client ${x.client} ${x.request} (${x.waitedMs} ms)`);
+  for (const x of r.diverged.slice(0, 5)) lines.push(`  diverged: ${x}`);
+  return lines.join('\n');
+}

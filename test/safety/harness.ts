@@ -1,0 +1,331 @@
+/**
+ * The safety harness (issue 5 §5): many real TCP clients, each one request
+ * at a time, doing what lock users do against a cluster under faults:
+ * `acquire` (with a timeout) or `preempt` a contended lock, with or without
+ * a lease, hold it briefly, sometimes `renew`, then `release` it or drop
+ * the connection. Every hold interval and token the clients observe goes
+ * into a History for checker.ts; `finalCheck` then asks every node about
+ * the leases that must still be held.
+ *
+ * Client rules that keep the record honest: a reply that is an error
+ * ("may or may not have been applied") leaves the client unsure whether it
+ * holds the lock, so it closes its connection (which releases a session
+ * lock) and does not count a hold it was never told of; a lease's deadline
+ * counts from when the grant or renew was *sent*.
+ */
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { History, Hold } from './checker.js';
+
+export interface HarnessOptions {
+  /** Ports to connect to (any node); asked again at every reconnect. */
+  ports: () => number[];
+  host?: string;
+  clients: number;
+  locks: number;
+  /** Stop starting new operations once this says so. */
+  stop: () => boolean;
+  /** A request with no answer and no close for this long is a hang. */
+  hangMs?: number;
+  random?: () => number;
+}
+
+export interface Counters {
+  requests: number;
+  grants: number;
+  releases: number;
+  renews: number;
+  disconnects: number;
+  cuts: number;
+  errors: number;
+  connects: number;
+}
+
+type Answer = { line: string } | { closed: true } | { hang: true };
+
+/** One connection, one request at a time. */
+class Conn {
+  id = 0;
+  port = 0;
+  closed = false;
+  closedAt = 0;
+  private buf = '';
+  private waiter: ((a: Answer) => void) | null = null;
+  private readonly lines: string[] = [];
+
+  private constructor(private readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) !== -1) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        const w = this.waiter;
+        this.waiter = null;
+        if (w !== null) w({ line });
+        else this.lines.push(line);
+      }
+    });
+    socket.on('error', () => {}); // the close that follows is what the client acts on
+    socket.on('close', () => {
+      this.closed = true;
+      this.closedAt = performance.now();
+      const w = this.waiter;
+      this.waiter = null;
+      w?.({ closed: true });
+    });
+  }
+
+  static open(host: string, port: number, timeoutMs: number): Promise<Conn | null> {
+    return new Promise((resolve) => {
+      const s = connect({ host, port });
+      const c = new Conn(s);
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve(null);
+      }, timeoutMs);
+      s.once('error', () => {
+        clearTimeout(timer);
+        resolve(null);
+      });
+      void c.next(timeoutMs).then((a) => {
+        clearTimeout(timer);
+        const m = 'line' in a ? /^client_id: (\d+) node: \S+$/.exec(a.line) : null;
+        if (m === null) {
+          s.destroy();
+          resolve(null);
+          return;
+        }
+        c.id = Number(m[1]);
+        c.port = port;
+        resolve(c);
+      });
+    });
+  }
+
+  next(timeoutMs: number): Promise<Answer> {
+    const ready = this.lines.shift();
+    if (ready !== undefined) return Promise.resolve({ line: ready });
+    if (this.closed) return Promise.resolve({ closed: true });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiter = null;
+        resolve({ hang: true });
+      }, timeoutMs);
+      this.waiter = (a) => {
+        clearTimeout(timer);
+        resolve(a);
+      };
+    });
+  }
+
+  ask(line: string, timeoutMs: number): Promise<Answer> {
+    if (this.closed) return Promise.resolve({ closed: true });
+    this.socket.write(`${line}\n`);
+    return this.next(timeoutMs);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.closedAt = performance.now();
+    this.socket.destroy();
+  }
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Leases are whole ms on the leader's wall clock (Date.now()); the harness
+ * times with performance.now(). A client allows this much for the rounding
+ * and for the two clocks drifting apart under NTP slewing (measured here at
+ * up to 1.4 ms over 20 s).
+ */
+export const LEASE_SLACK_MS = 5;
+
+export class Harness {
+  readonly history: History = { holds: [], lost: [], hangs: [] };
+  readonly counters: Counters = { requests: 0, grants: 0, releases: 0, renews: 0, disconnects: 0, cuts: 0, errors: 0, connects: 0 };
+  private readonly host: string;
+  private readonly hangMs: number;
+  private readonly random: () => number;
+
+  constructor(private readonly opts: HarnessOptions) {
+    this.host = opts.host ?? '127.0.0.1';
+    this.hangMs = opts.hangMs ?? 10_000;
+    this.random = opts.random ?? Math.random;
+  }
+
+  private int(n: number): number {
+    return Math.floor(this.random() * n);
+  }
+
+  async run(): Promise<void> {
+    await Promise.all(Array.from({ length: this.opts.clients }, () => this.client()));
+  }
+
+  private async connect(): Promise<Conn | null> {
+    for (let attempt = 0; !this.opts.stop(); attempt++) {
+      const ports = this.opts.ports();
+      const port = ports[this.int(ports.length)];
+      if (port !== undefined) {
+        const c = await Conn.open(this.host, port, 2000);
+        if (c !== null) {
+          this.counters.connects++;
+          return c;
+        }
+      }
+      await pause(Math.min(50, 5 * (attempt + 1))); // a node restarting: try again shortly
+    }
+    return null;
+  }
+
+  /** One request; a hang is recorded and ends the connection. */
+  private async ask(c: Conn, line: string): Promise<Answer> {
+    this.counters.requests++;
+    const t0 = performance.now();
+    const a = await c.ask(line, this.hangMs);
+    if ('hang' in a) {
+      this.history.hangs.push({ client: c.id, request: line, waitedMs: Math.round(performance.now() - t0) });
+      c.close();
+    }
+    return a;
+  }
+
+  private async client(): Promise<void> {
+    while (!this.opts.stop()) {
+      const c = await this.connect();
+      if (c === null) return;
+      for (let ops = 0; ops < 40 && !c.closed && !this.opts.stop(); ops++) await this.operation(c);
+      if (!c.closed) c.close();
+    }
+  }
+
+  private async operation(c: Conn): Promise<void> {
+    const lock = `s${this.int(this.opts.locks)}`;
+    const lease = this.random() < 0.35;
+    // Mostly short leases, some that outlive the run (checked at the end).
+    const ttl = lease ? (this.random() < 0.95 ? 300 + this.int(700) : 3000 + this.int(2000)) : null;
+    const opt = ttl === null ? '' : ` ttl=${ttl}`;
+    const verb = this.random() < 0.5 ? `acquire ${lock} timeout=${20 + this.int(200)}${opt}` : `preempt ${lock}${opt}`;
+    const sent = performance.now();
+    const a = await this.ask(c, verb);
+    if (!('line' in a)) return;
+    const m = /^(?:Acquire|Preempt)Lock Success owner=(\d+) token=(\d+)$/.exec(a.line);
+    if (m === null) {
+      if (a.line.startsWith('Error:')) this.unsure(c);
+      return;
+    }
+    if (Number(m[1]) !== c.id) throw new Error(`client ${c.id} was granted ${lock} as owner ${m[1]}`);
+    this.counters.grants++;
+    const hold: Hold = { lock, client: c.id, token: Number(m[2]), start: performance.now(), end: Infinity, how: 'held', lease, trail: [`${verb} @${sent.toFixed(1)} via ${c.port}`] };
+    this.history.holds.push(hold);
+    // Lease times are whole milliseconds on the leader's clock: allow LEASE_SLACK_MS.
+    let deadline = ttl === null ? Infinity : sent + ttl - LEASE_SLACK_MS;
+    await pause(this.int(3));
+    if (lease && this.random() < 0.3) {
+      const ttl2 = 300 + this.int(700);
+      const rs = performance.now();
+      const r = await this.ask(c, `renew ${lock} ttl=${ttl2}`);
+      // A renew sets the lease to end ttl from the server's now (>= rs):
+      // later or *earlier* [LP-8]. Until its answer is known the lease may
+      // already end at the earlier of the two.
+      const renewed = rs + ttl2 - LEASE_SLACK_MS;
+      hold.trail?.push(`renew ttl=${ttl2} @${rs.toFixed(1)}: ${'line' in r ? r.line : 'no answer'}`);
+      if ('line' in r) {
+        this.counters.renews++;
+        if (r.line === `RenewLock Success token=${hold.token}`) deadline = renewed;
+        else if (r.line.startsWith('Error:')) return this.endUnsure(c, hold, Math.min(deadline, renewed));
+        else if (performance.now() < deadline) this.lostIt(hold, deadline, `renew answered "${r.line}" before the lease deadline`);
+      } else return this.cut(c, hold, Math.min(deadline, renewed));
+    }
+    if (this.random() < 0.05) {
+      // Drop the connection while holding: a session lock ends now (the
+      // client stops using it before the server can release it); a lease
+      // lives on to its deadline.
+      this.counters.disconnects++;
+      const t = performance.now();
+      hold.trail?.push(`client closed @${t.toFixed(1)}`);
+      c.close();
+      this.end(hold, lease ? deadline : t, lease ? 'deadline' : 'release');
+      return;
+    }
+    const rs = performance.now();
+    const r = await this.ask(c, `release ${lock}`);
+    hold.trail?.push(`release @${rs.toFixed(1)}: ${'line' in r ? r.line : 'closed'}`);
+    if (!('line' in r)) return this.cut(c, hold, deadline, rs);
+    this.counters.releases++;
+    if (r.line === 'ReleaseLock Success') {
+      this.end(hold, Math.min(rs, deadline), rs < deadline ? 'release' : 'deadline');
+    } else if (r.line.startsWith('Error:')) {
+      this.endUnsure(c, hold, deadline, rs);
+    } else {
+      // Not the owner any more. Fine once the lease ran out; otherwise lost.
+      if (rs < deadline) this.lostIt(hold, deadline, `release answered "${r.line}" before ${lease ? 'the lease deadline' : 'the connection closed'}`);
+      else this.end(hold, deadline, 'deadline');
+    }
+  }
+
+  private end(hold: Hold, at: number, how: Hold['how']): void {
+    hold.end = at;
+    hold.how = how;
+  }
+
+  private lostIt(hold: Hold, deadline: number, why: string): void {
+    this.end(hold, Math.min(performance.now(), deadline), 'release');
+    this.history.lost.push({ hold, why });
+  }
+
+  /** The connection closed under the client (a fault): a session lock ended then, a lease lives on. */
+  private cut(c: Conn, hold: Hold, deadline: number, releaseSent = Infinity): void {
+    this.counters.cuts++;
+    hold.trail?.push(`connection cut @${c.closedAt.toFixed(1)}`);
+    if (hold.lease) this.end(hold, Math.min(deadline, releaseSent), 'deadline');
+    else this.end(hold, Math.min(c.closedAt || performance.now(), releaseSent), releaseSent < Infinity ? 'release' : 'cut');
+  }
+
+  /**
+   * An error reply: whether it applied is unknown, so stop using the lock and
+   * the connection. After a release was sent the hold ended then, whatever
+   * happened to it; after a renew a lease runs to the earlier of its old
+   * deadline and the one the renew asked for (the caller passes that).
+   */
+  private endUnsure(c: Conn, hold: Hold, deadline: number, releaseSent = Infinity): void {
+    this.counters.errors++;
+    const t = Math.min(performance.now(), releaseSent);
+    c.close();
+    if (releaseSent < Infinity || !hold.lease) this.end(hold, Math.min(t, deadline), 'release');
+    else this.end(hold, deadline, 'deadline');
+  }
+
+  private unsure(c: Conn): void {
+    this.counters.errors++;
+    c.close(); // a session lock it may have got is released with the connection
+  }
+
+  /**
+   * After the faults stop: every lease whose deadline is still ahead must be
+   * held by its client with its token on every node [LP-5, LP-8, LP-11].
+   */
+  async finalCheck(ports: number[], marginMs = 300): Promise<number> {
+    const latest = new Map<string, Hold>();
+    for (const h of this.history.holds) if ((latest.get(h.lock)?.start ?? -1) < h.start) latest.set(h.lock, h);
+    let checked = 0;
+    for (const port of ports) {
+      const c = await Conn.open(this.host, port, 5000);
+      if (c === null) throw new Error(`final check: cannot connect to port ${port}`);
+      for (const h of latest.values()) {
+        if (!h.lease || h.how === 'release' || h.end === Infinity || h.end < performance.now() + marginMs) continue;
+        const a = await c.ask(`check ${h.lock}`, this.hangMs);
+        if (!('line' in a)) throw new Error(`final check: no answer from port ${port}`);
+        checked++;
+        if (!a.line.startsWith(`CheckLock:Lock:${h.client} token=${h.token} `)) {
+          this.history.lost.push({ hold: h, why: `port ${port} answered "${a.line}" while the lease had ${Math.round(h.end - performance.now())} ms to run` });
+        }
+      }
+      c.close();
+    }
+    return checked;
+  }
+}
