@@ -8,6 +8,7 @@
  *   npm run bench -- --scenario NAME   cases whose name contains NAME
  *   npm run bench -- --seconds N       measured window per case (default 3)
  *   npm run bench -- --smoke           every default case for a moment (npm test)
+ *   npm run bench -- --scenario failover   (or resync) only the fault benches (faults.ts)
  *   npm run bench -- --profile DIR     also run dlock under --cpu-prof: keep one
  *                                      .cpuprofile per thread in DIR (open them in
  *                                      Chrome DevTools or speedscope for flame graphs)
@@ -23,10 +24,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { cpuDuring, summarizeProfiles, type CpuTimes } from './cpu.js';
+import { fillLocks } from './fill.js';
+import type { FaultResult } from './faults.js';
 import type { LibResult } from './libs.js';
 import { REDIS_RELEASE_LUA, type LoadResult, type Scenario } from './loadgen.js';
 import { startRedis, type Redis } from './redis.js';
@@ -34,6 +36,7 @@ import { startRedis, type Redis } from './redis.js';
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 const LIBS = fileURLToPath(new URL('./libs.js', import.meta.url));
+const FAULTS = fileURLToPath(new URL('./faults.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 const argv = process.argv.slice(2);
@@ -81,6 +84,19 @@ const pair = (d: Case, r: Case, headline = false): Case[] => [{ ...d, vs: r.name
 /** What --scenario matches to pick the client-library comparison. */
 const LIBS_CASE = 'client library live-mutex';
 
+/** Fault benches (issue 5 §6), each in its own process (faults.ts). */
+const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: number; trials: number }> = smoke
+  ? [
+      { name: 'failover, empty table', what: 'failover', locks: 0, trials: 1 },
+      { name: 'resync, 1000 locks', what: 'resync', locks: 1000, trials: 1 },
+    ]
+  : [
+      { name: 'failover, empty table', what: 'failover', locks: 0, trials: 5 },
+      { name: 'failover, 100k leases', what: 'failover', locks: 100_000, trials: 5 },
+      { name: 'resync, 100k locks', what: 'resync', locks: 100_000, trials: 3 },
+      { name: 'resync, 1M locks', what: 'resync', locks: 1_000_000, trials: 3 },
+    ];
+
 let cases: Case[] = [
   ...pair(dl('check', 'followers', 50, 1), rd('redis-get', 50, 1), true),
   ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
@@ -111,7 +127,7 @@ if (only !== undefined) {
   const picked = cases.filter((c) => c.name.includes(only));
   const partners = picked.flatMap((c) => cases.filter((x) => x.name === c.vs));
   cases = cases.filter((c) => picked.includes(c) || partners.includes(c));
-  if (cases.length === 0 && !'memory'.includes(only) && !LIBS_CASE.includes(only)) {
+  if (cases.length === 0 && !'memory'.includes(only) && !LIBS_CASE.includes(only) && !FAULT_CASES.some((f) => f.name.includes(only))) {
     process.stderr.write(`bench: no scenario matches "${only}"\n`);
     process.exit(2);
   }
@@ -170,31 +186,10 @@ async function memory(n: number): Promise<{ locks: number; rssBefore: number; rs
   const cluster = await startCluster(2);
   try {
     const rssBefore = rssOf(cluster.pid);
-    await new Promise<void>((resolve, reject) => {
-      const s = connect({ port: cluster.leader, host: '127.0.0.1' });
-      let sent = 0;
-      let got = -1; // the greeting
-      let buf = '';
-      const push = (): void => {
-        let batch = '';
-        while (sent < n && sent - got < 512) batch += `preempt m${sent++}\n`;
-        if (batch !== '') s.write(batch);
-      };
-      s.setEncoding('latin1');
-      s.on('data', (d: string) => {
-        buf += d;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) !== -1) {
-          buf = buf.slice(nl + 1);
-          got++;
-        }
-        if (got >= n) resolve(); // keep the connection: these are its session locks
-        else push();
-      });
-      s.on('error', reject);
-    });
+    const conn = await fillLocks(cluster.leader, n); // kept open: these are its session locks
     // every follower has them once the leader has answered (commit = all acks)
     const rssAfter = rssOf(cluster.pid);
+    conn.destroy();
     return { locks: n, rssBefore, rssAfter, bytesPerLock: Math.round((rssAfter - rssBefore) / n) };
   } finally {
     await cluster.stop();
@@ -284,6 +279,24 @@ if (only === undefined || LIBS_CASE.includes(only)) {
   }
 }
 
+// ---- faults: failover and resync times ----
+
+function faultRun(f: (typeof FAULT_CASES)[number]): Promise<FaultResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FAULTS, '--what', f.what, '--locks', String(f.locks), '--trials', String(f.trials)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as FaultResult) : reject(new Error(`faults.js ${f.name} exited with ${code}`))));
+  });
+}
+
+const faults: Array<FaultResult & { name: string }> = [];
+for (const f of FAULT_CASES) {
+  if (only !== undefined && !f.name.includes(only)) continue;
+  process.stderr.write(`${f.name}: ${f.trials} trial(s)…\n`);
+  faults.push({ ...(await faultRun(f)), name: f.name });
+}
+
 const mem: Array<Awaited<ReturnType<typeof memory>>> = [];
 if (only === undefined || 'memory'.includes(only)) {
   for (const n of smoke ? [2000] : full ? [100_000, 1_000_000] : [100_000]) {
@@ -311,7 +324,9 @@ for (const l of libs) {
   table += `client library ${l.label}, ${l.conns} clients: ${l.cyclesPerSec} acquire+release cycles/s, p50 ${l.p50us} µs, p99 ${l.p99us} µs${vs}\n`;
 }
 for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
+for (const f of faults) table += `${f.name}: median ${f.medianMs} ms, max ${f.maxMs} ms over ${f.ms.length} trial(s) [${f.ms.join(', ')}]; supervisor's own figure ${f.supervisorMs.join(', ')} ms\n`;
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
+table += `failover: from killing the leader's worker to a write sent at that moment through a follower being answered; resync: from killing a follower's worker to its replacement answering a check\n`;
 table += `cpu µs/req: the server process's CPU time (user + system, every thread) per request, over the load generator's run\n`;
 process.stdout.write(table);
 
@@ -370,6 +385,7 @@ if (!smoke) {
     seconds,
     cases: rows.map(({ c, r, cpu }) => ({ ...c, ...r, ratioVsRedis: ratio(c, r) === '' ? null : Number(ratio(c, r)), serverCpuCores: cpu, serverCpuUsPerRequest: cpuPerReq(cpu, r) })),
     clientLibraries: libs,
+    faults,
     memory: mem,
   };
   writeFileSync(`${RESULTS}${stamp}.json`, `${JSON.stringify(json, null, 2)}\n`);

@@ -14,7 +14,7 @@ const FRAMES: Frame[] = [
   { v: 1, type: 'hello', node: 'follower-1', incarnation: 'abc', seq: null },
   { v: 1, type: 'hello', node: 'follower-2', incarnation: 'def', seq: 41 },
   { v: 1, type: 'resume', seq: 41, to: 44 },
-  { v: 1, type: 'snapshot', seq: 3, state: snapshot(state) },
+  { v: 1, type: 'snapshot', seq: 3, part: 0, parts: 1, state: snapshot(state) },
   { v: 1, type: 'entry', seq: 4, at: 1_700_000_000_000, cmd: { op: 'acquire', client: 20001, lock: 'a b\nc', ttl: 5, timeout: null }, from: 0, req: 0 },
   { v: 1, type: 'entry', seq: 5, at: 1, cmd: { op: 'expire', lock: 'x', token: 9 }, from: 0, req: 0 },
   { v: 1, type: 'ack', seq: 5 },
@@ -39,6 +39,18 @@ describe('codec', () => {
     expect(() => decodeFrame('{"v":1,"type":"entry","seq":1,"at":2}')).toThrow(/malformed entry frame/);
     expect(() => decodeFrame('not json')).toThrow(CodecError);
     expect(() => decodeFrame('[1]')).toThrow(CodecError);
+  });
+
+  it('carries a snapshot as names and base64 numbers, and rejects one whose columns disagree', () => {
+    const text = encodeFrame({ v: 1, type: 'snapshot', seq: 3, part: 1, parts: 2, state: snapshot(state) });
+    const raw = JSON.parse(text) as { state: { names: string; nums: string; count: number } };
+    expect(raw.state.names).toBe('l\u00e9\u{1F512}');
+    expect(raw.state.count).toBe(1);
+    expect(Buffer.from(raw.state.nums, 'base64')).toHaveLength(24);
+    const broken = JSON.stringify({ ...raw, state: { ...raw.state, count: 2 } });
+    expect(() => decodeFrame(broken)).toThrow(/snapshot of 2 locks holds 1 names and 1 rows/);
+    expect(() => decodeFrame(JSON.stringify({ ...raw, part: 2 }))).toThrow(/malformed snapshot frame/);
+    expect(() => decodeFrame(JSON.stringify({ ...raw, state: { ...raw.state, nums: 7 } }))).toThrow(/malformed snapshot$/);
   });
 });
 

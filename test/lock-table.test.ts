@@ -4,7 +4,11 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { apply, check, createState, restore, snapshot, validate, type Command, type Outcome, type TableState } from '../src/core/lock-table.js';
+import { decodeSnapshot, encodeSnapshot } from '../src/codec/frame.js';
+import { apply, check, createState, restore, snapshot, snapshotPart, validate, type Command, type Outcome, type Snapshot, type TableState } from '../src/core/lock-table.js';
+
+/** A snapshot as a link or a snapshot file carries it. */
+const viaCodec = (s: Snapshot): Snapshot => decodeSnapshot(JSON.parse(JSON.stringify(encodeSnapshot(s))));
 
 const A = 10001;
 const B = 20001;
@@ -148,7 +152,7 @@ describe('acquire [LP-9]', () => {
       { client: C, ttl: null, deadline: null },
     ];
     expect(s.locks.get('l')?.waiters).toEqual(expected);
-    expect(restore(JSON.parse(JSON.stringify(snapshot(s)))).locks.get('l')?.waiters).toEqual(expected);
+    expect(restore(viaCodec(snapshot(s))).locks.get('l')?.waiters).toEqual(expected);
   });
 
   it('timeout withdraws the waiter and reports the owner; a stale timeout is a no-op', () => {
@@ -280,6 +284,22 @@ describe('properties', () => {
     );
   });
 
+  it('a snapshot cut into parts and loaded part after part is the whole table', () => {
+    const s = createState(7);
+    for (let i = 0; i < 10; i++) run(s, { op: 'preempt', client: i % 2 === 0 ? A : B, lock: `p${i}`, ttl: i % 3 === 0 ? 500 : null });
+    run(s, { op: 'acquire', client: C, lock: 'p4', ttl: 9, timeout: 100 });
+    run(s, { op: 'acquire', client: C + 1, lock: 'p4', ttl: null, timeout: null });
+    run(s, { op: 'acquire', client: C + 2, lock: 'p9', ttl: null, timeout: 5 });
+    const whole = snapshot(s);
+    for (const per of [1, 3, 4, 10, 11]) {
+      const into = createState();
+      for (let from = 0; from < whole.names.length; from += per) restore(viaCodec(snapshotPart(whole, from, from + per)), into);
+      expect(snapshot(into)).toEqual(whole);
+      expect(into.sessions).toEqual(s.sessions);
+      expect(into.waiting).toEqual(s.waiting);
+    }
+  });
+
   it('replaying the log on a replica restored from a snapshot taken midway reaches the same state', () => {
     fc.assert(
       fc.property(stepsArb, fc.nat(), (steps, cutSeed) => {
@@ -294,7 +314,7 @@ describe('properties', () => {
         const prefix = createState();
         for (const [cmd, at] of log.slice(0, cut)) apply(prefix, cmd, at);
         // Round-trip the snapshot through JSON, as the codec does.
-        const replica = restore(JSON.parse(JSON.stringify(snapshot(prefix))));
+        const replica = restore(viaCodec(snapshot(prefix)));
         for (const [cmd, at] of log.slice(cut)) apply(replica, cmd, at);
         expect(snapshot(replica)).toEqual(snapshot(leader));
         checkInvariants(replica);
@@ -310,9 +330,9 @@ describe('properties', () => {
         let now = 0;
         for (const [cmd, dt] of steps) {
           now += dt;
-          const before = JSON.stringify(snapshot(s));
+          const before = JSON.stringify(encodeSnapshot(snapshot(s)));
           const out = apply(s, cmd, now);
-          if (!out.changed) expect(JSON.stringify(snapshot(s))).toBe(before);
+          if (!out.changed) expect(JSON.stringify(encodeSnapshot(snapshot(s)))).toBe(before);
         }
       }),
       { numRuns: 200 },

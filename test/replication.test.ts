@@ -8,7 +8,8 @@ import { createState, snapshot, apply } from '../src/core/lock-table.js';
 import type { Frame } from '../src/codec/frame.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { Follower } from '../src/node/node-follower.js';
-import { Leader } from '../src/node/node-leader.js';
+import { Leader, SNAPSHOT_PART } from '../src/node/node-leader.js';
+import { fillLocks } from '../bench/fill.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { MemoryTransport } from '../src/transport/transport-memory.js';
 import { eventually, LineClient } from './helpers/line-client.js';
@@ -32,7 +33,7 @@ async function scriptedFollower(leaderWaitMs?: number): Promise<{ f: Follower; l
   const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test', leaderWaitMs);
   f.start();
   await eventually(() => got.some((x) => x.type === 'hello'), 'hello');
-  leaderEnd.send({ v: 1, type: 'snapshot', seq: 0, state: snapshot(createState()) });
+  leaderEnd.send({ v: 1, type: 'snapshot', seq: 0, part: 0, parts: 1, state: snapshot(createState()) });
   await f.firstSync;
   const port = await f.listen('127.0.0.1', 0);
   closers.push(() => f.close());
@@ -65,7 +66,7 @@ describe('follower replication', () => {
     apply(leaderState, { op: 'preempt', client: 10001, lock: 'a', ttl: null }, 1);
     apply(leaderState, { op: 'preempt', client: 10001, lock: 'b', ttl: null }, 2);
     apply(leaderState, { op: 'preempt', client: 10001, lock: 'c', ttl: null }, 3);
-    link.send({ v: 1, type: 'snapshot', seq: 3, state: snapshot(leaderState) });
+    link.send({ v: 1, type: 'snapshot', seq: 3, part: 0, parts: 1, state: snapshot(leaderState) });
     link.send({ v: 1, type: 'entry', seq: 4, at: 4, cmd: { op: 'release', client: 10001, lock: 'a' }, from: 0, req: 0 });
     await eventually(() => f.applied === 4, 'seq 4 applied');
     expect(f.lockMap().map((r) => r.lock)).toEqual(['b', 'c']);
@@ -245,4 +246,35 @@ describe('leader replication', () => {
     ]);
     expect(got.filter((x) => x.type === 'reply')).toEqual([{ v: 1, type: 'reply', req: 8, seq: 1, reply: { op: 'preempt', ok: false, owner: 30001 } }]);
   });
+});
+
+describe('snapshot in parts', () => {
+  it('a follower joining a leader with more locks than one part loads every part, and the writes made meanwhile follow it', async () => {
+    const leaderLines: string[] = [];
+    const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter() });
+    closers.push(() => leader.close());
+    const port = await leader.listen('127.0.0.1', 0);
+    const filler = await fillLocks(port, 2 * SNAPSHOT_PART + 10, { prefix: 'p' });
+    closers.push(() => void filler.destroy());
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    const [leaderEnd, followerEnd] = MemoryTransport.pair();
+    leader.attachFollower(leaderEnd, 'follower-1');
+    const lines: string[] = [];
+    const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
+    closers.push(() => f.close());
+    f.start();
+    // Writes while the parts go out: held by the leader, answered once the follower has them.
+    c.write('preempt during-1\npreempt during-2 ttl=60000\nrelease during-1\n');
+    await f.firstSync;
+    expect(await c.next()).toMatch(/^PreemptLock Success/);
+    expect(await c.next()).toMatch(/^PreemptLock Success/);
+    expect(await c.next()).toBe('ReleaseLock Success');
+    await eventually(() => lines.some((l) => /^snapshot at seq \d+: \d+ locks \(3 parts, loaded in \d+ ms\)$/.test(l)), 'the follower logged the parts');
+    await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 3 parts\)$/.test(l)), 'the leader logged the parts');
+    await eventually(() => f.applied === leader.applied, 'the follower caught up');
+    const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
+    expect(rows(f)).toEqual(rows(leader));
+    expect(rows(f)).toHaveLength(2 * SNAPSHOT_PART + 11); // the filler's, and during-2
+  }, 60_000);
 });

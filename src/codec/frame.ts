@@ -10,7 +10,10 @@
  * Link protocol (follower F, leader L):
  *   F->L hello      once per link, asks for state; `seq` is what the follower
  *                   has applied (null: nothing, e.g. a fresh worker)
- *   L->F snapshot   full table at `seq`; entries after it follow
+ *   L->F snapshot   the table at `seq` in `parts` frames (part 0, 1, …), so
+ *                   a big table crosses the link in pieces the leader
+ *                   sends between other work; entries after `seq` follow
+ *                   the last part
  *   L->F resume     the follower's own state at `seq` is a prefix of this
  *                   leader's log: the entries after it, up to `to`, follow
  *                   (no snapshot)
@@ -31,13 +34,14 @@
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
+import { Buffer } from 'node:buffer';
 
 export const CODEC_VERSION = 1;
 
 export type Frame =
   | { v: 1; type: 'hello'; node: string; incarnation: string; seq: number | null }
   | { v: 1; type: 'resume'; seq: number; to: number }
-  | { v: 1; type: 'snapshot'; seq: number; state: Snapshot }
+  | { v: 1; type: 'snapshot'; seq: number; part: number; parts: number; state: Snapshot }
   | { v: 1; type: 'entry'; seq: number; at: number; cmd: Command; from: number; req: number }
   | { v: 1; type: 'ack'; seq: number }
   | { v: 1; type: 'commit'; seq: number }
@@ -56,7 +60,45 @@ export class CodecError extends Error {
 export type Wire = string & { readonly __wire: unique symbol };
 
 export function encodeFrame(frame: Frame): Wire {
+  if (frame.type === 'snapshot') return JSON.stringify({ ...frame, state: encodeSnapshot(frame.state) }) as Wire;
   return JSON.stringify(frame) as Wire;
+}
+
+/**
+ * A snapshot as JSON carries it (in a frame, and in a snapshot file): the
+ * names joined by LF (a lock name holds no whitespace [LP-12]) and the
+ * numbers as the base64 of their Float64Array, which JSON scans as one
+ * plain string instead of three million numbers.
+ */
+export interface WireSnapshot {
+  nextToken: number;
+  count: number;
+  names: string;
+  nums: string;
+  waiters: Snapshot['waiters'];
+}
+
+export function encodeSnapshot(s: Snapshot): WireSnapshot {
+  return {
+    nextToken: s.nextToken,
+    count: s.names.length,
+    names: s.names.join('\n'),
+    nums: Buffer.from(s.nums.buffer, s.nums.byteOffset, s.nums.byteLength).toString('base64'),
+    waiters: s.waiters,
+  };
+}
+
+export function decodeSnapshot(w: WireSnapshot): Snapshot {
+  if (typeof w !== 'object' || w === null || !isNat(w.nextToken) || !isNat(w.count) || typeof w.names !== 'string' || typeof w.nums !== 'string' || !Array.isArray(w.waiters)) {
+    throw new CodecError('malformed snapshot');
+  }
+  const names = w.count === 0 ? [] : w.names.split('\n');
+  const bytes = Buffer.from(w.nums, 'base64');
+  if (names.length !== w.count || bytes.length !== 24 * w.count) throw new CodecError(`snapshot of ${w.count} locks holds ${names.length} names and ${bytes.length / 24} rows of numbers`);
+  // A copy, aligned for Float64Array (a base64 decode may land at any offset).
+  const nums = new Float64Array(3 * w.count);
+  new Uint8Array(nums.buffer).set(bytes);
+  return { nextToken: w.nextToken, names, nums, waiters: w.waiters };
 }
 
 /** A batch: the frames' texts joined by LF (JSON text never holds a raw LF). */
@@ -80,7 +122,8 @@ function checkFrame(f: Record<string, unknown>): Frame {
     case 'resume':
       return ok(isNat(f['seq']) && isNat(f['to']));
     case 'snapshot':
-      return ok(isNat(f['seq']) && obj(f['state']));
+      if (!(isNat(f['seq']) && isNat(f['part']) && isNat(f['parts']) && (f['part'] as number) < (f['parts'] as number) && obj(f['state']))) return ok(false);
+      return { ...(f as unknown as Frame & { type: 'snapshot' }), state: decodeSnapshot(f['state'] as WireSnapshot) };
     case 'entry':
       return ok(isNat(f['seq']) && isNat(f['at']) && obj(f['cmd']) && isNat(f['from']) && isNat(f['req']));
     case 'ack':

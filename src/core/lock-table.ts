@@ -141,6 +141,15 @@ function setChange(lock: string, e: LockEntry): LockChange {
   return { kind: 'set', lock, owner: e.owner, token: e.token, expiresAt: e.expiresAt };
 }
 
+/**
+ * The waiters of every lock that has none: one shared, frozen array instead
+ * of an empty one per lock (most locks never have a waiter; a million empty
+ * arrays cost memory and a good part of loading a snapshot). Replaced by a
+ * lock's own array when the first waiter comes; frozen so that a push onto
+ * it is an error, not a waiter shared by every lock.
+ */
+const NO_WAITERS: Waiter[] = Object.freeze([]) as unknown as Waiter[];
+
 /** Grant a free (absent) lock to `client`. */
 function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number, waiters: Waiter[]): LockEntry {
   const entry: LockEntry = {
@@ -172,7 +181,7 @@ function free(state: TableState, out: Outcome, lock: string, entry: LockEntry, n
   if (entry.expiresAt === null) dropSession(state, entry.owner, lock);
   state.locks.delete(lock);
   out.changed = true;
-  const next = entry.waiters.shift();
+  const next = entry.waiters.length === 0 ? undefined : entry.waiters.shift();
   if (next === undefined) {
     out.changes.push({ kind: 'del', lock });
     return;
@@ -188,7 +197,7 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       const entry = state.locks.get(cmd.lock);
       if (entry === undefined) {
         const out = outcome(null, true);
-        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, []);
+        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, NO_WAITERS);
         out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: e.token };
         return out;
       }
@@ -202,7 +211,7 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       const entry = state.locks.get(cmd.lock);
       if (entry === undefined) {
         const out = outcome(null, true);
-        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, []);
+        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, NO_WAITERS);
         out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: e.token };
         return out;
       }
@@ -217,6 +226,7 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       if (cmd.timeout === 0 || state.waiting.has(cmd.client)) {
         return outcome({ op: 'acquire', ok: false, owner: entry.owner }, false);
       }
+      if (entry.waiters === NO_WAITERS) entry.waiters = [];
       entry.waiters.push({ client: cmd.client, ttl: cmd.ttl, deadline: cmd.timeout === null ? null : now + cmd.timeout });
       state.waiting.set(cmd.client, cmd.lock);
       const out = outcome(null, true);
@@ -303,27 +313,74 @@ export function validate(state: TableState, lock: string, token: number): Valida
   return { valid: false, owner: e.owner, token: e.token };
 }
 
-/** A plain, JSON-safe copy of the state, for resync and (later) disk snapshots. */
+/**
+ * A copy of the state in columns, for resync, failover and disk snapshots.
+ * Columns because a million locks must copy out of the Map, cross a link
+ * and load again in well under a second (issue 5 §6): one array of names
+ * and one Float64Array of numbers cost a fraction of a million small
+ * tuples to build, encode (codec/frame.ts) and decode. A snapshot can be
+ * cut into parts (snapshotPart) that load one after another into one state.
+ */
 export interface Snapshot {
   nextToken: number;
-  /** [lock, owner, token, expiresAt, waiters as [client, ttl, deadline]], in table order. */
-  locks: Array<[string, ClientId, number, number | null, Array<[ClientId, number | null, number | null]>]>;
+  /** Lock names, in table order. */
+  names: string[];
+  /**
+   * For names[i]: owner at 3i, token at 3i+1, lease deadline at 3i+2 (NaN
+   * for a session lock). Ids, tokens and ms times are safe integers, which
+   * a double holds exactly.
+   */
+  nums: Float64Array;
+  /** The locks with waiters: [i, waiters as [client, ttl, deadline]], i ascending. */
+  waiters: Array<[number, Array<[ClientId, number | null, number | null]>]>;
 }
 
 export function snapshot(state: TableState): Snapshot {
-  const locks: Snapshot['locks'] = [];
+  const n = state.locks.size;
+  const names = new Array<string>(n);
+  const nums = new Float64Array(3 * n);
+  const waiters: Snapshot['waiters'] = [];
+  let i = 0;
   for (const [name, e] of state.locks) {
-    locks.push([name, e.owner, e.token, e.expiresAt, e.waiters.map((w) => [w.client, w.ttl, w.deadline])]);
+    names[i] = name;
+    nums[3 * i] = e.owner;
+    nums[3 * i + 1] = e.token;
+    nums[3 * i + 2] = e.expiresAt ?? NaN;
+    if (e.waiters.length > 0) waiters.push([i, e.waiters.map((w) => [w.client, w.ttl, w.deadline])]);
+    i++;
   }
-  return { nextToken: state.nextToken, locks };
+  return { nextToken: state.nextToken, names, nums, waiters };
 }
 
-export function restore(snap: Snapshot): TableState {
-  const state = createState(snap.nextToken);
-  for (const [name, owner, token, expiresAt, waiters] of snap.locks) {
-    state.locks.set(name, { owner, token, expiresAt, waiters: waiters.map(([client, ttl, deadline]) => ({ client, ttl, deadline })) });
+/** Locks [from, to) of a snapshot, as a snapshot of their own (indexes from 0). */
+export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
+  const waiters: Snapshot['waiters'] = [];
+  for (const [i, ws] of s.waiters) if (i >= from && i < to) waiters.push([i - from, ws]);
+  return { nextToken: s.nextToken, names: s.names.slice(from, to), nums: s.nums.subarray(3 * from, 3 * to), waiters };
+}
+
+/** A state from a snapshot, or, given `into`, that state with the snapshot's locks added (parts load in order). */
+export function restore(snap: Snapshot, into: TableState = createState(snap.nextToken)): TableState {
+  const state = into;
+  state.nextToken = snap.nextToken;
+  const { names, nums } = snap;
+  const locks = state.locks;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const owner = nums[3 * i] as number;
+    const expires = nums[3 * i + 2] as number;
+    const expiresAt = Number.isNaN(expires) ? null : expires;
+    locks.set(name, { owner, token: nums[3 * i + 1] as number, expiresAt, waiters: NO_WAITERS });
     if (expiresAt === null) addSession(state, owner, name);
-    for (const [client] of waiters) state.waiting.set(client, name);
+  }
+  for (const [i, ws] of snap.waiters) {
+    const name = names[i] as string;
+    const e = locks.get(name) as LockEntry;
+    if (e.waiters === NO_WAITERS) e.waiters = [];
+    for (const [client, ttl, deadline] of ws) {
+      e.waiters.push({ client, ttl, deadline });
+      state.waiting.set(client, name);
+    }
   }
   return state;
 }

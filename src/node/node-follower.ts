@@ -27,7 +27,7 @@
  *
  * Threading: the follower's worker thread.
  */
-import { apply, restore, type ClientId, type Command, type Reply } from '../core/lock-table.js';
+import { apply, restore, type ClientId, type Command, type Reply, type TableState } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import type { Transport } from '../transport/transport.js';
 import type { ClientConnection, Ticket } from './connection.js';
@@ -72,6 +72,8 @@ export class Follower extends NodeBase {
   private hasState = false;
   /** After `resume`: the leader's seq then; in-flight writes are re-sent once applied up to it. */
   private resumeTo: number | null = null;
+  /** A snapshot arriving in parts: its seq, the next part expected, the state so far. */
+  private incoming: { seq: number; next: number; state: TableState; t0: number } | null = null;
   private nextReq = 1;
   private readonly inflight = new Map<number, Inflight>();
   /** Request id of each client's forwarded acquire that may wait (one per client: LP-9). */
@@ -169,23 +171,41 @@ export class Follower extends NodeBase {
     const before = this.seq;
     for (const f of frames) {
       switch (f.type) {
-        case 'snapshot':
+        case 'snapshot': {
+          // Parts load one after another into a new state; the old one (if
+          // any) serves until the last part is in, then is replaced.
+          if (f.part === 0) {
+            this.incoming = { seq: f.seq, next: 0, state: restore(f.state), t0: Date.now() };
+          } else if (this.incoming === null || this.incoming.seq !== f.seq || this.incoming.next !== f.part) {
+            this.log.line('error', `snapshot part ${f.part} of ${f.parts} at seq ${f.seq} out of order; asking for a new snapshot`);
+            this.incoming = null;
+            this.hasState = false;
+            this.start();
+            break;
+          } else {
+            restore(f.state, this.incoming.state);
+          }
+          this.incoming.next = f.part + 1;
+          if (f.part + 1 < f.parts) break;
+          const loaded = this.incoming;
+          this.incoming = null;
           if (this.hasState) {
             // Entries between our state and this snapshot are skipped: any
             // write sent before may be among them, so its result is unknown.
             this.failInflight(ERR_RESYNC, (w) => w.sent);
           }
-          this.state = restore(f.state);
+          this.state = loaded.state;
           this.seq = f.seq;
           this.ring.reset(f.seq);
           this.synced = true;
           this.hasState = true;
           this.resumeTo = null;
-          this.log.line('repl', `snapshot at seq ${f.seq}: ${this.state.locks.size} locks`);
+          this.log.line('repl', `snapshot at seq ${f.seq}: ${this.state.locks.size} locks${f.parts > 1 ? ` (${f.parts} parts, loaded in ${Date.now() - loaded.t0} ms)` : ''}`);
           this.onSynced?.();
           this.onSynced = null;
           this.resynced();
           break;
+        }
         case 'resume':
           if (f.seq !== this.seq) {
             this.log.line('error', `leader resumed at seq ${f.seq}, but this replica is at ${this.seq}; asking for a snapshot`);

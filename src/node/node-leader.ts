@@ -15,7 +15,7 @@
  * the order they arrive on this thread; entries reach each follower in
  * sequence order over its FIFO link.
  */
-import { apply, restore, snapshot, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
+import { apply, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -43,7 +43,16 @@ interface FollowerLink {
   acked: number;
   /** Replaced by a newer link of the same follower: its close ends no sessions. */
   superseded: boolean;
+  /**
+   * While a snapshot goes out in parts: the frames for this link made
+   * meanwhile, sent after its last part (the follower applies entries only
+   * on top of the whole snapshot). Null otherwise.
+   */
+  held: Array<Frame | Wire> | null;
 }
+
+/** Locks per snapshot part: small enough that encoding one is a short pause for the leader's clients. */
+export const SNAPSHOT_PART = 50_000;
 
 /**
  * Where a reply goes: a local connection, a follower's forwarded request, or
@@ -113,7 +122,7 @@ export class Leader extends NodeBase {
    * write is answered that it might lack (the supervisor names every link).
    */
   attachFollower(transport: Transport, name: string | null = null): void {
-    const link: FollowerLink = { transport, name, index: name === null ? null : followerIndex(name), acked: 0, superseded: false };
+    const link: FollowerLink = { transport, name, index: name === null ? null : followerIndex(name), acked: 0, superseded: false, held: null };
     this.links.add(link);
     transport.onFrames((frames) => this.onFrames(link, frames));
     transport.onClose((reason) => {
@@ -141,13 +150,12 @@ export class Leader extends NodeBase {
           const tail = f.seq === null ? null : this.ring.after(f.seq);
           if (f.seq !== null && tail !== null) {
             link.acked = f.seq;
-            link.transport.send({ v: 1, type: 'resume', seq: f.seq, to: this.seq });
-            for (const e of tail) link.transport.send(e);
+            this.send(link, { v: 1, type: 'resume', seq: f.seq, to: this.seq });
+            for (const e of tail) this.send(link, e);
             this.log.line('repl', `${f.node} linked; resumed from its seq ${f.seq} with ${tail.length} entries`);
           } else {
             link.acked = this.seq;
-            link.transport.send({ v: 1, type: 'snapshot', seq: this.seq, state: snapshot(this.state) });
-            this.log.line('repl', `${f.node} linked; snapshot at seq ${this.seq} (${this.state.locks.size} locks)`);
+            this.sendSnapshot(link);
           }
           break;
         }
@@ -178,7 +186,7 @@ export class Leader extends NodeBase {
       const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd, from: fwd?.link.index ?? 0, req: fwd?.req ?? 0 });
       this.ring.push(this.seq, entry);
       if (this.store !== null) this.logEntry(this.seq, entry);
-      for (const link of this.links) if (link.name !== null) link.transport.send(entry);
+      for (const link of this.links) if (link.name !== null) this.send(link, entry);
       for (const c of out.changes) {
         if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
         if (c.kind === 'set' && c.expiresAt !== null) this.timers.add(c.expiresAt, { kind: 'expire', lock: c.lock, token: c.token });
@@ -213,6 +221,42 @@ export class Leader extends NodeBase {
     for (const client of [...gone].sort((a, b) => a - b)) this.execute({ op: 'disconnect', client }, null);
   }
 
+  /** Every frame to a follower goes through here, to wait behind a snapshot in parts. */
+  private send(link: FollowerLink, frame: Frame | Wire): void {
+    if (link.held !== null) link.held.push(frame);
+    else link.transport.send(frame);
+  }
+
+  /**
+   * The table at this seq, to a follower that cannot resume. The columns are
+   * copied out now (one pass over the Map, the only pause for other
+   * clients that grows with the table); the parts are then encoded and sent
+   * one per turn, so a million locks do not stop the leader for the whole
+   * encoding. Frames made meanwhile wait in `held` and follow the last part.
+   */
+  private sendSnapshot(link: FollowerLink): void {
+    const t0 = Date.now();
+    const snap = snapshot(this.state);
+    const seq = this.seq;
+    const count = snap.names.length;
+    const parts = Math.max(1, Math.ceil(count / SNAPSHOT_PART));
+    link.held = [];
+    this.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts` : ''})`);
+    const sendPart = (part: number): void => {
+      if (!this.links.has(link) || this.stopping) return; // the link closed meanwhile
+      link.transport.send({ v: 1, type: 'snapshot', seq, part, parts, state: snapshotPart(snap, part * SNAPSHOT_PART, (part + 1) * SNAPSHOT_PART) });
+      if (part + 1 < parts) {
+        setImmediate(sendPart, part + 1);
+        return;
+      }
+      const held = link.held ?? [];
+      link.held = null;
+      for (const frame of held) link.transport.send(frame);
+      if (parts > 1) this.log.line('repl', `${link.name ?? 'follower'}: snapshot of ${count} locks sent in ${Date.now() - t0} ms`);
+    };
+    sendPart(0);
+  }
+
   private supersede(old: FollowerLink): void {
     old.superseded = true;
     this.links.delete(old);
@@ -235,7 +279,7 @@ export class Leader extends NodeBase {
       return;
     }
     if (this.log.requests) this.log.line('reply', `Response ${origin.client} via ${origin.link.name ?? 'follower'}: ${formatReply(reply)}`);
-    if (!logged || origin.link.index === null) origin.link.transport.send({ v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
+    if (!logged || origin.link.index === null) this.send(origin.link, { v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
   }
 
   private onDeadline(d: Deadline): void {
@@ -260,7 +304,7 @@ export class Leader extends NodeBase {
     queueMicrotask(() => {
       this.commitQueued = false;
       const frame = encodeFrame({ v: 1, type: 'commit', seq: this.commitSeq });
-      for (const link of this.links) if (link.name !== null) link.transport.send(frame);
+      for (const link of this.links) if (link.name !== null) this.send(link, frame);
     });
   }
 

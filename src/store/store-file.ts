@@ -19,7 +19,7 @@ import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSy
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Snapshot } from '../core/lock-table.js';
-import { decodeFrame, type Frame } from '../codec/frame.js';
+import { decodeFrame, decodeSnapshot, encodeSnapshot, type Frame, type WireSnapshot } from '../codec/frame.js';
 import type { FsyncMode, Restored, Store } from './store.js';
 
 /** The data directory cannot be used; the message says why and what to do. */
@@ -77,8 +77,8 @@ export class FileStore implements Store {
     for (const s of numbered(files, 'snap-', '.json').reverse()) {
       const json = unrecord(readFileSync(join(this.dir, `snap-${s}.json`), 'utf8').replace(/\n$/, ''));
       if (json === null) continue; // unreadable: an older one and more log will do
-      const snap = JSON.parse(json) as { seq: number; state: Snapshot };
-      snapshot = { seq: snap.seq, state: snap.state };
+      const snap = JSON.parse(json) as { seq: number; state: WireSnapshot };
+      snapshot = { seq: snap.seq, state: decodeSnapshot(snap.state) };
       break;
     }
     let seq = snapshot?.seq ?? 0;
@@ -178,7 +178,7 @@ export class FileStore implements Store {
     this.flush();
     const name = `snap-${seq}.json`;
     const tmp = join(this.dir, `${name}.tmp`);
-    writeFileSync(tmp, record(JSON.stringify({ seq, state })));
+    writeFileSync(tmp, record(JSON.stringify({ seq, state: encodeSnapshot(state) })));
     const tfd = openSync(tmp, 'r');
     fsyncSync(tfd);
     closeSync(tfd);

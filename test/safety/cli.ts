@@ -1,7 +1,7 @@
 /**
- * `npm run chaos [-- --seconds N] [--chaos SPEC] [--clients N] [--locks N]`:
- * the safety harness for as long as asked, then a summary; exit status 1 on
- * any violation.
+ * `npm run chaos [-- --seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N]`:
+ * the safety harness for as long as asked (N seconds, or until N grants,
+ * whichever comes first), then a summary; exit status 1 on any violation.
  */
 import { summary } from './checker.js';
 import { around, DEFAULT_CHAOS, runSafety } from './run.js';
@@ -22,10 +22,12 @@ const num = (name: string, def: number): number => {
 };
 
 const seconds = num('seconds', 60);
+const grants = value('grants') === undefined ? undefined : num('grants', 1);
 const chaos = value('chaos') ?? DEFAULT_CHAOS;
-process.stderr.write(`chaos: ${seconds}s against leader + ${num('followers', 2)} followers under ${chaos}\n`);
+process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers under ${chaos}\n`);
 const r = await runSafety({
   seconds,
+  grants,
   chaos,
   followers: num('followers', 2),
   clients: num('clients', 24),

@@ -15,7 +15,7 @@ export const DEFAULT_CHAOS = 'kill-follower@1500ms,kill-leader@4s,delay@2s:5ms,d
 
 export interface SafetyOptions {
   /** Stop after this many grants, or this many seconds, whichever first. */
-  grants?: number;
+  grants?: number | undefined;
   seconds: number;
   chaos?: string;
   followers?: number;

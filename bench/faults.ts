@@ -1,0 +1,158 @@
+/**
+ * Fault benches (issue 5 §6), each in its own process, started by run.ts;
+ * prints one JSON object on stdout. The cluster runs in this process, as
+ * `dlock up` runs it, so the bench can kill a node's worker the way chaos
+ * and the TUI do.
+ *
+ *   --what failover --trials K --locks N
+ *     N leases held (they survive failover), then K times: kill the leader
+ *     and at once send a write on a client of each follower; the time from
+ *     the kill to that write's success reply, on the follower that is still
+ *     a follower afterwards (the other is promoted). This is what a client
+ *     sees: the dead leader noticed, a follower promoted and the other
+ *     relinked, the held write re-sent and answered.
+ *   --what resync --trials K --locks N
+ *     N locks held, then K times: kill a follower; the time from the kill to
+ *     its replacement on the same port serving a correct `check` (worker
+ *     started, snapshot of N locks sent by the leader, decoded and loaded,
+ *     port bound).
+ */
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Cluster } from '../src/cluster.js';
+import { fillLocks } from './fill.js';
+
+export interface FaultResult {
+  what: 'failover' | 'resync';
+  locks: number;
+  /** Client-observed ms per trial (see above). */
+  ms: number[];
+  medianMs: number;
+  maxMs: number;
+  /** The supervisor's own figure per trial: failover detect to promoted, or restart start to serving. */
+  supervisorMs: number[];
+}
+
+const argv = process.argv.slice(2);
+const value = (name: string, def: string): string => {
+  const i = argv.indexOf(`--${name}`);
+  return i === -1 ? def : (argv[i + 1] ?? def);
+};
+const what = value('what', 'failover');
+const trials = Number(value('trials', '5'));
+const locks = Number(value('locks', '0'));
+if (what !== 'failover' && what !== 'resync') throw new Error(`--what must be failover or resync, got ${what}`);
+
+/** A line client with one request outstanding. */
+class Client {
+  private buf = '';
+  private waiting: ((line: string) => void) | null = null;
+  private constructor(private readonly s: Socket) {
+    s.setNoDelay(true);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) !== -1) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        const w = this.waiting;
+        this.waiting = null;
+        w?.(line);
+      }
+    });
+  }
+  static open(port: number): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const s = connect({ port, host: '127.0.0.1' });
+      const c = new Client(s);
+      c.waiting = () => resolve(c); // the greeting
+      s.once('error', reject);
+    });
+  }
+  ask(line: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.waiting = resolve;
+      this.s.once('close', () => reject(new Error(`connection closed before the answer to "${line}"`)));
+      this.s.write(`${line}\n`);
+    });
+  }
+  close(): void {
+    this.s.destroy();
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : (s[(s.length - 1) >> 1] as number);
+};
+
+/** Resolve when `cond` holds, checked on every cluster event and every 5 ms. */
+async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const supervisor: number[] = [];
+const cluster = await Cluster.start({
+  followers: 2,
+  port: 0,
+  host: '127.0.0.1',
+  logRequests: false,
+  onEvent: (ev) => {
+    if (ev.type !== 'log' || ev.node !== 'cluster') return;
+    for (const l of ev.lines) {
+      const m = / promoted to leader in (\d+) ms| restarted on \S+ in (\d+) ms/.exec(l.text);
+      if (m !== null) supervisor.push(Number(m[1] ?? m[2]));
+    }
+  },
+});
+const ms: number[] = [];
+try {
+  const leaderPort = (): number => cluster.nodes.find((n) => n.role === 'leader')?.port as number;
+  // Leases (on the leader) survive a failover and a follower restart alike.
+  const filler = await fillLocks(leaderPort(), locks, { prefix: 'f', ttlMs: 3_600_000 });
+  for (let t = 0; t < trials; t++) {
+    await until(() => cluster.settled && cluster.nodes.length === 3, 'the cluster to settle');
+    if (what === 'failover') {
+      const followers = cluster.nodes.filter((n) => n.role === 'follower');
+      const clients = await Promise.all(followers.map((f) => Client.open(f.port)));
+      const leader = cluster.nodes.find((n) => n.role === 'leader')?.name as string;
+      const t0 = performance.now();
+      const killed = cluster.kill(leader);
+      const answered = await Promise.all(
+        clients.map(async (c, i) => {
+          const reply = await c.ask(`preempt trial${t}-${i}`);
+          if (!reply.startsWith('PreemptLock Success')) throw new Error(`write during failover answered "${reply}"`);
+          return performance.now() - t0;
+        }),
+      );
+      await killed;
+      await until(() => cluster.settled, 'the failover to finish');
+      // The client whose node stayed a follower wrote *through a follower*.
+      const stayed = followers.findIndex((f) => cluster.nodes.find((n) => n.name === f.name)?.role === 'follower');
+      ms.push(answered[stayed === -1 ? 0 : stayed] as number);
+      for (const c of clients) c.close();
+    } else {
+      const f = cluster.nodes.filter((n) => n.role === 'follower').at(-1);
+      if (f === undefined) throw new Error('no follower');
+      const t0 = performance.now();
+      await cluster.kill(f.name);
+      // Settled once the new worker has its snapshot and listens (its handshake).
+      await until(() => cluster.settled, 'the restart');
+      const c = await Client.open(f.port);
+      const reply = await c.ask(`check f${locks - 1}`);
+      ms.push(performance.now() - t0);
+      c.close();
+      if (locks > 0 && !reply.startsWith('CheckLock:Lock:')) throw new Error(`the restarted follower answered "${reply}"`);
+    }
+  }
+  filler.destroy();
+} finally {
+  await cluster.close();
+}
+const result: FaultResult = { what, locks, ms: ms.map((x) => Math.round(x * 10) / 10), medianMs: Math.round(median(ms) * 10) / 10, maxMs: Math.round(Math.max(...ms) * 10) / 10, supervisorMs: supervisor };
+process.stdout.write(`${JSON.stringify(result)}\n`);
