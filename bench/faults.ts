@@ -15,7 +15,9 @@
  *     N locks held, then K times: kill a follower; the time from the kill to
  *     its replacement on the same port serving a correct `check` (worker
  *     started, snapshot of N locks sent by the leader, decoded and loaded,
- *     port bound).
+ *     port bound), and the slowest answer a client of the leader writing
+ *     one request at a time got meanwhile (a follower loading a snapshot
+ *     does not hold writes back: node-leader.ts).
  */
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -31,6 +33,8 @@ export interface FaultResult {
   maxMs: number;
   /** The supervisor's own figure per trial: failover detect to promoted, or restart start to serving. */
   supervisorMs: number[];
+  /** Resync: the slowest write answered by the leader during each trial, ms. */
+  writeStallMs: number[];
 }
 
 const argv = process.argv.slice(2);
@@ -47,9 +51,11 @@ if (what !== 'failover' && what !== 'resync') throw new Error(`--what must be fa
 class Client {
   private buf = '';
   private waiting: ((line: string) => void) | null = null;
+  private failing: ((err: Error) => void) | null = null;
   private constructor(private readonly s: Socket) {
     s.setNoDelay(true);
     s.setEncoding('utf8');
+    s.on('close', () => this.failing?.(new Error('connection closed before an answer')));
     s.on('data', (d: string) => {
       this.buf += d;
       let nl: number;
@@ -73,7 +79,7 @@ class Client {
   ask(line: string): Promise<string> {
     return new Promise((resolve, reject) => {
       this.waiting = resolve;
-      this.s.once('close', () => reject(new Error(`connection closed before the answer to "${line}"`)));
+      this.failing = (err) => reject(new Error(`${err.message} to "${line}"`));
       this.s.write(`${line}\n`);
     });
   }
@@ -111,6 +117,7 @@ const cluster = await Cluster.start({
   },
 });
 const ms: number[] = [];
+const stalls: number[] = [];
 try {
   const leaderPort = (): number => cluster.nodes.find((n) => n.role === 'leader')?.port as number;
   // Leases (on the leader) survive a failover and a follower restart alike.
@@ -139,6 +146,19 @@ try {
     } else {
       const f = cluster.nodes.filter((n) => n.role === 'follower').at(-1);
       if (f === undefined) throw new Error('no follower');
+      // Meanwhile a client of the leader writes one request at a time: its
+      // slowest answer is how long the resync held writes up.
+      const writer = await Client.open(leaderPort());
+      let writing = true;
+      let slowest = 0;
+      const writes = (async (): Promise<void> => {
+        for (let k = 0; writing; k++) {
+          const w0 = performance.now();
+          const reply = await writer.ask(k % 2 === 0 ? `preempt w${t}` : `release w${t}`);
+          if (!/Success/.test(reply)) throw new Error(`a write during the resync answered "${reply}"`);
+          slowest = Math.max(slowest, performance.now() - w0);
+        }
+      })();
       const t0 = performance.now();
       await cluster.kill(f.name);
       // Settled once the new worker has its snapshot and listens (its handshake).
@@ -147,6 +167,12 @@ try {
       const reply = await c.ask(`check f${locks - 1}`);
       ms.push(performance.now() - t0);
       c.close();
+      // Until the new follower counts and has caught up, then stop.
+      await new Promise((r) => setTimeout(r, 100));
+      writing = false;
+      await writes;
+      writer.close();
+      stalls.push(Math.round(slowest * 10) / 10);
       if (locks > 0 && !reply.startsWith('CheckLock:Lock:')) throw new Error(`the restarted follower answered "${reply}"`);
     }
   }
@@ -154,5 +180,5 @@ try {
 } finally {
   await cluster.close();
 }
-const result: FaultResult = { what, locks, ms: ms.map((x) => Math.round(x * 10) / 10), medianMs: Math.round(median(ms) * 10) / 10, maxMs: Math.round(Math.max(...ms) * 10) / 10, supervisorMs: supervisor };
+const result: FaultResult = { what, locks, ms: ms.map((x) => Math.round(x * 10) / 10), medianMs: Math.round(median(ms) * 10) / 10, maxMs: Math.round(Math.max(...ms) * 10) / 10, supervisorMs: supervisor, writeStallMs: stalls };
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -324,7 +324,7 @@ for (const l of libs) {
   table += `client library ${l.label}, ${l.conns} clients: ${l.cyclesPerSec} acquire+release cycles/s, p50 ${l.p50us} µs, p99 ${l.p99us} µs${vs}\n`;
 }
 for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
-for (const f of faults) table += `${f.name}: median ${f.medianMs} ms, max ${f.maxMs} ms over ${f.ms.length} trial(s) [${f.ms.join(', ')}]; supervisor's own figure ${f.supervisorMs.join(', ')} ms\n`;
+for (const f of faults) table += `${f.name}: median ${f.medianMs} ms, max ${f.maxMs} ms over ${f.ms.length} trial(s) [${f.ms.join(', ')}]; supervisor's own figure ${f.supervisorMs.join(', ')} ms${f.writeStallMs.length > 0 ? `; slowest write on the leader meanwhile ${f.writeStallMs.join(', ')} ms` : ''}\n`;
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
 table += `failover: from killing the leader's worker to a write sent at that moment through a follower being answered; resync: from killing a follower's worker to its replacement answering a check\n`;
 table += `cpu µs/req: the server process's CPU time (user + system, every thread) per request, over the load generator's run\n`;

@@ -200,7 +200,7 @@ describe('follower replication', () => {
 });
 
 describe('leader replication', () => {
-  it('holds its own client\'s reply until every follower acknowledged the entry', async () => {
+  it('holds its own client\'s reply until every follower that has its snapshot acknowledged the entry', async () => {
     const lines: string[] = [];
     const leader = new Leader({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
     closers.push(() => leader.close());
@@ -214,18 +214,24 @@ describe('leader replication', () => {
     const port = await leader.listen('127.0.0.1', 0);
     const c = await LineClient.open(port);
     closers.push(() => c.close());
+    // Still loading its snapshot, it holds nothing back (a learner) ...
+    expect(await c.ask('preempt early')).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    // ... and from its acknowledgement of the snapshot on, it does.
+    followerEnd.send({ v: 1, type: 'ack', seq: 0 });
+    await eventually(() => lines.some((l) => l === 'follower-1 has its snapshot; it counts toward commits from seq 0'), 'counted');
+    got.length = 0;
     c.write('preempt h\nping\n');
     await eventually(() => got.some((x) => x.type === 'entry'), 'the entry');
-    expect(got.find((x) => x.type === 'entry')).toMatchObject({ seq: 1, cmd: { op: 'preempt', lock: 'h' } });
+    expect(got.find((x) => x.type === 'entry')).toMatchObject({ seq: 2, cmd: { op: 'preempt', lock: 'h' } });
     expect(c.pending).toEqual([]);
-    followerEnd.send({ v: 1, type: 'ack', seq: 1 });
-    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    followerEnd.send({ v: 1, type: 'ack', seq: 2 });
+    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=2`);
     expect(await c.next()).toBe('PONG');
-    await eventually(() => got.some((x) => x.type === 'commit' && x.seq === 1), 'commit 1 to the follower');
+    await eventually(() => got.some((x) => x.type === 'commit' && x.seq === 2), 'commit 2 to the follower');
     // a follower that goes away no longer holds commits back
     followerEnd.close();
     await eventually(() => lines.some((l) => /follower-1 link closed/.test(l)), 'link loss noticed');
-    expect(await c.ask('preempt h2')).toBe(`PreemptLock Success owner=${c.id} token=2`);
+    expect(await c.ask('preempt h2')).toBe(`PreemptLock Success owner=${c.id} token=3`);
   });
 
   it('names a forwarded write\'s origin in its entry instead of sending a reply frame; a write that changes nothing gets a reply frame', async () => {

@@ -169,6 +169,9 @@ export class Follower extends NodeBase {
   private onFrames(link: Transport, frames: Frame[]): void {
     if (link !== this.link) return; // a link replaced since
     const before = this.seq;
+    // A loaded snapshot is acknowledged even at an unchanged seq: the
+    // leader counts this follower toward commits from that ack.
+    let snapshotLoaded = false;
     for (const f of frames) {
       switch (f.type) {
         case 'snapshot': {
@@ -196,6 +199,7 @@ export class Follower extends NodeBase {
           }
           this.state = loaded.state;
           this.seq = f.seq;
+          snapshotLoaded = true;
           this.ring.reset(f.seq);
           this.synced = true;
           this.hasState = true;
@@ -244,7 +248,7 @@ export class Follower extends NodeBase {
       this.resumeTo = null;
       this.resynced();
     }
-    if (this.seq !== before && this.synced) this.link.send({ v: 1, type: 'ack', seq: this.seq });
+    if ((this.seq !== before || snapshotLoaded) && this.synced) this.link.send({ v: 1, type: 'ack', seq: this.seq });
   }
 
   /**

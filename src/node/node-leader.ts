@@ -4,9 +4,14 @@
  * For every write (its own clients' or forwarded by a follower) it runs the
  * pure state machine, and if the state changed gives the command the next
  * sequence number and sends it as an `entry` to every follower. A reply that
- * reflects sequence number s is released only when every linked follower has
- * acknowledged s (the commit index), so no client learns of a write a
- * follower does not have yet. With no followers, commit = last sequence.
+ * reflects sequence number s is released only when every follower that has
+ * its state has acknowledged s (the commit index), so no client learns of a
+ * write such a follower does not have yet, and any of them can take over
+ * (issue 5: the replication rule). A follower still loading a snapshot does
+ * not count until it acknowledges it, as a Raft learner does not vote: a
+ * follower restarting next to a million locks must not stop every write
+ * for the second its snapshot takes. With no follower counting, commit =
+ * last sequence.
  *
  * Lease expiry and acquire timeouts are decided here alone, by timers that
  * turn into ordinary logged `expire` / `timeout` commands.
@@ -41,6 +46,15 @@ interface FollowerLink {
   /** Node index from the name (follower-i is i); decides its clients' ids. */
   index: number | null;
   acked: number;
+  /**
+   * Whether it holds back the commit index. A follower counts once it has
+   * its state: at once when it resumes from its own, after acknowledging
+   * the snapshot otherwise. So loading a big snapshot (a second for a
+   * million locks) does not stop every write; see recomputeCommit.
+   */
+  counts: boolean;
+  /** The snapshot seq it must acknowledge to count; null when none is owed. */
+  snapshotSeq: number | null;
   /** Replaced by a newer link of the same follower: its close ends no sessions. */
   superseded: boolean;
   /**
@@ -117,12 +131,14 @@ export class Leader extends NodeBase {
   }
 
   /**
-   * Link a follower (its MessagePort, or any transport). Given its `name`,
-   * it counts toward the commit index from now on, before its hello, so no
-   * write is answered that it might lack (the supervisor names every link).
+   * Link a follower (its MessagePort, or any transport). It counts toward
+   * the commit index once it has its state (see FollowerLink.counts), or,
+   * with `countsNow` (the surviving replicas relinked at failover, which
+   * have their state already), from now on, before its hello: a new leader
+   * answers nothing they might lack.
    */
-  attachFollower(transport: Transport, name: string | null = null): void {
-    const link: FollowerLink = { transport, name, index: name === null ? null : followerIndex(name), acked: 0, superseded: false, held: null };
+  attachFollower(transport: Transport, name: string | null = null, countsNow = false): void {
+    const link: FollowerLink = { transport, name, index: name === null ? null : followerIndex(name), acked: 0, counts: countsNow, snapshotSeq: null, superseded: false, held: null };
     this.links.add(link);
     transport.onFrames((frames) => this.onFrames(link, frames));
     transport.onClose((reason) => {
@@ -150,17 +166,26 @@ export class Leader extends NodeBase {
           const tail = f.seq === null ? null : this.ring.after(f.seq);
           if (f.seq !== null && tail !== null) {
             link.acked = f.seq;
+            link.counts = true;
             this.send(link, { v: 1, type: 'resume', seq: f.seq, to: this.seq });
             for (const e of tail) this.send(link, e);
             this.log.line('repl', `${f.node} linked; resumed from its seq ${f.seq} with ${tail.length} entries`);
           } else {
-            link.acked = this.seq;
+            // It counts once it acknowledges this seq (below, ack), unless it
+            // counted already (relinked at failover): then commits wait for it.
+            link.acked = 0;
+            if (!link.counts) link.snapshotSeq = this.seq;
             this.sendSnapshot(link);
           }
           break;
         }
         case 'ack':
           if (f.seq > link.acked) link.acked = f.seq;
+          if (!link.counts && link.snapshotSeq !== null && link.acked >= link.snapshotSeq) {
+            link.counts = true;
+            link.snapshotSeq = null;
+            this.log.line('repl', `${link.name ?? 'follower'} has its snapshot; it counts toward commits from seq ${link.acked}`);
+          }
           break;
         case 'forward':
           if (this.log.requests && f.req !== 0 && 'client' in f.cmd) {
@@ -287,14 +312,14 @@ export class Leader extends NodeBase {
   }
 
   /**
-   * Commit = the lowest sequence number every linked follower has. The
+   * Commit = the lowest sequence number every counting follower has. The
    * commit frame goes out with whatever else this turn sends on each link
    * (the transport batches per turn), at most once per turn.
    */
   private recomputeCommit(): void {
     // Answered only once on disk (with a data dir) and on every follower.
     let commit = this.store === null ? this.seq : this.durable;
-    for (const link of this.links) if (link.name !== null && link.acked < commit) commit = link.acked;
+    for (const link of this.links) if (link.counts && link.acked < commit) commit = link.acked;
     if (commit <= this.commitSeq) return;
     this.advanceCommit(commit);
     if (this.commitQueued) return;
@@ -329,7 +354,7 @@ export class Leader extends NodeBase {
       l.log.line('info', `took over the log in ${store.dir} at seq ${l.seq}`);
     }
     l.log.line('warn', `promoted to leader at seq ${h.seq} (${l.state.locks.size} locks, next token ${l.state.nextToken})`);
-    for (const { name, transport } of followers) l.attachFollower(transport, name);
+    for (const { name, transport } of followers) l.attachFollower(transport, name, true);
     l.dropClientsOf(deadIndex, 'the old leader');
     l.armTimers();
     for (const w of h.waiting) l.waiting.set(w.client, { conn: w.conn, ticket: w.ticket });
