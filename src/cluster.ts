@@ -105,6 +105,8 @@ interface Member {
    * stands for a bug in the worker and does count.
    */
   injected?: boolean;
+  /** Ended by restart(): logged as a restart asked for, not as a crash. */
+  restartRequested?: boolean;
 }
 
 /** Delay before restarting a follower that died soon after its last start, by how many times in a row. */
@@ -231,7 +233,8 @@ export class Cluster {
     const name = member.info.name;
     this.opts.onEvent({ type: 'state', node: name, state: 'down', address: null });
     const why = exit.error === null ? `exit code ${exit.code}` : exit.error.message;
-    this.notice('error', `${name} stopped unexpectedly: ${why}`);
+    if (member.restartRequested === true) this.notice('warn', `${name} stopped for a restart on request${member.info.role === 'leader' ? '; a follower takes over' : ''}`);
+    else this.notice('error', `${name} stopped unexpectedly: ${why}`);
     if (member.info.role === 'follower') {
       this.scheduleRestart(member);
       return;
@@ -347,6 +350,20 @@ export class Cluster {
   async kill(name: string): Promise<void> {
     const m = this.member(name);
     m.injected = true;
+    await m.handle.terminate();
+  }
+
+  /**
+   * Restart a node by hand (the TUI's palette): its worker is ended and the
+   * supervisor does what it does for a death, logged as asked for: a
+   * follower comes back on its port at once with a fresh snapshot; the
+   * leader hands over to a follower (failover) and a new follower is
+   * started. Its connections end either way [LP-8].
+   */
+  async restart(name: string): Promise<void> {
+    const m = this.member(name);
+    m.injected = true;
+    m.restartRequested = true;
     await m.handle.terminate();
   }
 

@@ -217,7 +217,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
     }
   });
 
-  it('kills from the palette and the explorer: a follower restarts, the leader fails over, and the explorer shows it', async () => {
+  it('kills and restarts from the palette and the explorer: a follower restarts, the leader fails over, and the explorer shows it', async () => {
     const t = new Tmux(160, 48);
     const clients: LineClient[] = [];
     try {
@@ -245,6 +245,10 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // the lease survived, and the new follower has it from its snapshot
       await t.until(/follower-3 · lock map \(1\)[^]*tui-kept +20001/, "follower-3's lock map");
       expect(await c.ask('check tui-kept')).toMatch(/^CheckLock:Lock:20001 token=1 ttl=\d+$/);
+      // A restart asked for from the palette: logged as such, not as a crash.
+      await t.palette('restart node: follower-3');
+      await t.until(/follower-3 stopped for a restart on request[^]*follower-3 restarted on 127\.0\.0\.1:\d+ in \d+ ms/, 'the restart in OUTPUT');
+      await t.until(/● follower-3 up/, 'follower-3 up again');
       t.keys('q');
       expect(await t.exitStatus()).toBe(0);
     } finally {

@@ -440,6 +440,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     mode.panelTab = 'terminal';
   });
   act({ id: 'explorer.kill', title: 'Kill the selected node (a follower restarts; the leader fails over)', keys: ['k'], scope: 'explorer', hint: 'kill' }, () => kill(focus.node));
+  act({ id: 'explorer.restart', title: 'Restart the selected node (the leader hands over to a follower)', keys: ['r'], scope: 'explorer', hint: 'restart' }, () => restart(focus.node));
   act({ id: 'panel.switch', title: 'Switch panel: TERMINAL / OUTPUT', keys: ['C-o'], scope: 'panel', hint: 'terminal/output' }, () => {
     mode.panelTab = mode.panelTab === 'terminal' ? 'output' : 'terminal';
   });
@@ -477,10 +478,22 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     cluster.kill(name).catch((err: unknown) => model.note('error', `kill ${name} failed: ${(err as Error).message}`));
   }
 
+  /** A restart asked for by hand: as kill, but logged as asked for. */
+  function restart(name: string): void {
+    if (cluster === null) return;
+    if (!cluster.nodes.some((n) => n.name === name)) {
+      model.note('warn', `${name} is not running`);
+      return;
+    }
+    model.note('warn', `restarting ${name}…`);
+    cluster.restart(name).catch((err: unknown) => model.note('error', `restart ${name} failed: ${(err as Error).message}`));
+  }
+
   function registerNodeActions(): void {
     keymap.unregister('node.');
     for (const name of model.names()) {
       act({ id: `node.kill.${name}`, title: `Kill node: ${name} (a follower restarts; the leader fails over)`, keys: [], scope: 'global' }, () => kill(name));
+      act({ id: `node.restart.${name}`, title: `Restart node: ${name} (the leader hands over to a follower)`, keys: [], scope: 'global' }, () => restart(name));
       act({ id: `node.focus.${name}`, title: `Focus node: ${name}`, keys: [], scope: 'global' }, () => {
         focus.node = name;
         focus.part = 'editor';
