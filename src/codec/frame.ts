@@ -21,7 +21,8 @@
  *                   `from`/`req` name the forward it is the result of
  *                   (follower index and request id; 0/0 for none)
  *   F->L ack        F has applied every entry up to `seq`
- *   L->F commit     every follower has `seq`: replies up to it may be sent
+ *   L->F commit     every follower that counts (has its state) has `seq`:
+ *                   replies up to it may be sent
  *   F->L forward    a client write (req > 0 expects a reply; 0 does not)
  *   L->F reply      the result of forward `req`, valid as of `seq`, sent only
  *                   when the write changed nothing (so no entry carries it)
