@@ -13,6 +13,14 @@ import { FSYNC_MODES, type FsyncMode } from './store/store.js';
 
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
 
+/** --auth-token, else DLOCK_AUTH_TOKEN (so the token need not show in `ps`), else none. */
+const authToken = (flag: string | undefined): string | null => flag ?? process.env['DLOCK_AUTH_TOKEN'] ?? null;
+
+/** Addresses only this machine can reach: binding them without a token is fine. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 await yargs(hideBin(process.argv))
   .scriptName('dlock')
   .usage('$0 <command> [options]')
@@ -30,16 +38,24 @@ await yargs(hideBin(process.argv))
         .option('fsync', { choices: FSYNC_MODES, default: 'batch' as FsyncMode, describe: 'with --data-dir: always (each write), batch (one per batch), off' })
         .option('chaos', { type: 'string', describe: 'inject faults on a schedule, e.g. kill-follower@3s,kill-leader@10s,delay@5s:20ms,drop-client@1s' })
         .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: the clock in µs, so tokens never go back across restarts)' })
+        .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+        .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
         .check((a) => {
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
           if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
+          const token = authToken(a['auth-token']);
+          if (token !== null && (token === '' || /\s/.test(token))) throw new Error('--auth-token (or DLOCK_AUTH_TOKEN) must be one word: not empty, no whitespace');
+          // Issue 6: anyone who can reach the port could take or release any lock.
+          if (token === null && !a.insecure && !isLoopback(a.host)) {
+            throw new Error(`refusing to listen on ${a.host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);
+          }
           return true;
         }),
     async (a) => {
-      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos) };
+      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']) };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
         const { runTui } = await import('../ui/tui.js');
@@ -56,12 +72,13 @@ await yargs(hideBin(process.argv))
       y
         .option('port', portOption(9001, 'node to connect to: 9001 is the leader, 9002 follower-1, …'))
         .option('host', { type: 'string', default: '127.0.0.1' })
+        .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
         .check((a) => {
           if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be a port number from 1 to 65535');
           return true;
         }),
     async (a) => {
-      process.exitCode = await repl({ host: a.host, port: a.port });
+      process.exitCode = await repl({ host: a.host, port: a.port, authToken: authToken(a['auth-token']) });
     },
   )
   .demandCommand(1, 'name a command: up or client')

@@ -65,6 +65,8 @@ export interface ClusterOptions {
    * could have issued (it would have needed a million grants a second).
    */
   firstToken?: number;
+  /** [LP-15] Clients must send `auth <token>` first (issue 6); null: no token. */
+  authToken?: string | null;
 }
 
 /** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
@@ -138,7 +140,7 @@ export class Cluster {
     }
     const dataDir = options.dataDir ?? null;
     if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir });
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null });
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
@@ -191,6 +193,7 @@ export class Cluster {
       events: eventsRemote,
       logRequests: this.opts.logRequests,
       firstToken: this.opts.firstToken,
+      authToken: this.opts.authToken,
       dataDir: this.opts.dataDir,
       fsync: this.opts.fsync,
       ...(link === undefined ? {} : { link }),

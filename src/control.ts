@@ -26,6 +26,8 @@ export interface NodeWorkerData {
   logRequests: boolean;
   /** The first fencing token of an empty table. */
   firstToken: number;
+  /** [LP-15] The token clients must send first; null: none. */
+  authToken: string | null;
   /** The leader's log (issue 5 §3); a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;

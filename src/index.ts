@@ -10,6 +10,7 @@ export {
   ProtocolError,
   LockNotAcquiredError,
   LockLostError,
+  AuthError,
   type ConnectOptions,
   type PreemptResult,
   type AcquireResult,

@@ -20,6 +20,8 @@ export interface UpOptions {
   chaos: ChaosAction[] | null;
   fsync: FsyncMode;
   firstToken: number | undefined;
+  /** --auth-token or DLOCK_AUTH_TOKEN (null: none). */
+  authToken: string | null;
 }
 
 /** Start the --chaos schedule, if any; its events are cluster notices. */
@@ -40,6 +42,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     onEvent,
     dataDir: opts.dataDir,
     fsync: opts.fsync,
+    authToken: opts.authToken,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
   };
 }

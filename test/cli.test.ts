@@ -2,47 +2,13 @@
  * The `dlock` command as a user runs it: child processes, real TCP, real
  * `nc`, and the interactive client's prompt in a real terminal (tmux).
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, run, up, type Running } from './helpers/dlock-process.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
-const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-
-interface Running {
-  child: ChildProcessWithoutNullStreams;
-  out: () => string;
-  err: () => string;
-  exit: Promise<number | null>;
-}
-
-function run(args: string[], input?: string): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe' });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  if (input !== undefined) child.stdin.end(input);
-  return { child, out: () => out, err: () => err, exit };
-}
-
-/** Start `dlock up` headless on free ports; resolve with its node ports. */
-async function up(extra: string[] = []): Promise<{ proc: Running; ports: Record<string, number> }> {
-  // --first-token 1 so tests can name tokens (the default seeds them from the clock).
-  const proc = run(['up', '--port', '0', '--followers', '2', '--first-token', '1', ...extra]);
-  await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 15_000);
-  const line = /^ready (.*)$/m.exec(proc.out())?.[1];
-  if (line === undefined) throw new Error(`dlock up did not get ready:\n${proc.out()}\n${proc.err()}`);
-  const ports: Record<string, number> = {};
-  for (const part of line.split(' ')) {
-    const [name, addr] = part.split('=');
-    ports[name as string] = Number(addr?.split(':')[1]);
-  }
-  return { proc, ports };
-}
 
 describe('dlock up (headless)', () => {
   let proc: Running;

@@ -61,7 +61,7 @@ function valid(): string {
     case 5:
       return `validate ${names()} ${int(1e6) + 1}`;
     case 6:
-      return pick(['ping', 'PING', 'whoami', 'help', 'Check fz-a']);
+      return pick(['ping', 'PING', 'whoami', 'help', 'Check fz-a', 'auth anything']); // no token on this node: any is accepted
     case 7:
       return `\t preempt   ${names()}  \r`; // extra blanks and a CR [LP-2]
     default:
@@ -98,7 +98,7 @@ function broken(): Buffer {
     case 10:
       return t([0xff, 0xfe, 0xfd]);
     case 11:
-      return t(`${pick(['lock', 'get', 'SET', 'auth', 'preemptx', 'releaseall', '\u00a0ping'])} fz-a`);
+      return t(`${pick(['lock', 'get', 'SET', 'authx', 'preemptx', 'releaseall', '\u00a0ping'])} fz-a`);
     case 12:
       return t(`validate ${names()} ${pick(['0', '-3', 'x', '99999999999999999999', '1.0'])}`);
     case 13:

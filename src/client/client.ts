@@ -66,6 +66,14 @@ export interface ConnectOptions {
   host?: string;
   /** Give up connecting after this many ms (default 5000). */
   connectTimeoutMs?: number;
+  /** Sent as `auth <token>` right after the greeting [LP-15]; connect() fails with AuthError if refused. */
+  authToken?: string | null;
+}
+
+/** The node refused the auth token [LP-15]. */
+export class AuthError extends Error {
+  override readonly name = 'AuthError';
+  readonly code = 'ERR_DLOCK_AUTH';
 }
 
 interface Waiting {
@@ -79,6 +87,17 @@ export async function connect(opts: ConnectOptions): Promise<DlockClient> {
   socket.setNoDelay(true);
   const client = new DlockClient(socket);
   await client.ready(opts.connectTimeoutMs ?? 5000, `${host}:${opts.port}`);
+  if (opts.authToken !== undefined && opts.authToken !== null) {
+    if (opts.authToken === '' || /\s/.test(opts.authToken)) {
+      await client.close();
+      throw new TypeError('the auth token must be one word: not empty, no whitespace');
+    }
+    const reply = await client.raw(`auth ${opts.authToken}`);
+    if (reply !== 'Auth Success') {
+      await client.close();
+      throw new AuthError(`${host}:${opts.port} refused the auth token (${reply})`);
+    }
+  }
   return client;
 }
 

@@ -18,6 +18,8 @@ export interface ReplOptions {
   output?: NodeJS.WritableStream;
   /** Show the prompt (default: when input is a terminal). */
   prompt?: boolean;
+  /** --auth-token / DLOCK_AUTH_TOKEN: sent first [LP-15]. */
+  authToken?: string | null;
 }
 
 export const PROMPT = 'distributeLock:> ';
@@ -28,7 +30,7 @@ export async function repl(opts: ReplOptions): Promise<number> {
   const interactive = opts.prompt ?? Boolean((input as NodeJS.ReadStream).isTTY);
   let client: DlockClient;
   try {
-    client = await connect({ host: opts.host, port: opts.port });
+    client = await connect({ host: opts.host, port: opts.port, authToken: opts.authToken ?? null });
   } catch (err) {
     process.stderr.write(`dlock client: ${(err as Error).message}\n`);
     return 1;

@@ -27,7 +27,8 @@
 import type { Socket } from 'node:net';
 import type { ClientId, Command, Reply } from '../core/lock-table.js';
 import { RequestParser, type Parsed } from '../protocol/parser.js';
-import { BYE, formatError, formatGreeting, formatReply, HELP_LINE, PONG } from '../protocol/reply.js';
+import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, HELP_LINE, PONG } from '../protocol/reply.js';
+import { MAX_AUTH_FAILURES } from './auth.js';
 import type { Request } from '../protocol/request.js';
 import type { Engine } from './engine.js';
 
@@ -61,6 +62,9 @@ export class ClientConnection {
   private writePaused = false;
   private queuePaused = false;
   private ending = false;
+  /** [LP-15] Whether this connection may do more than auth, ping, help, quit. */
+  private authed: boolean;
+  private authFailures = 0;
   closed = false;
   readonly remote: string;
 
@@ -70,6 +74,7 @@ export class ClientConnection {
     private engine: Engine,
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.authed = engine.auth === null;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => {
@@ -156,7 +161,30 @@ export class ClientConnection {
   /** Start one request; false when it must wait for earlier writes. */
   private dispatch(t: Ticket, req: Request): boolean {
     const e = this.engine;
+    // [LP-15] Decided here, in request order, so `auth` then pipelined
+    // requests work, and nothing before a successful auth reaches the table.
+    if (!this.authed && req.verb !== 'auth' && req.verb !== 'ping' && req.verb !== 'help' && req.verb !== 'quit') {
+      t.text = formatError(AUTH_REQUIRED);
+      t.req = null;
+      return true;
+    }
     switch (req.verb) {
+      case 'auth':
+        if (e.auth === null || e.auth.check(req.secret)) {
+          // With no token configured any token is accepted, so clients may always send one.
+          this.authed = true;
+          this.authFailures = 0;
+          t.text = AUTH_SUCCESS;
+        } else {
+          this.authFailures++;
+          t.text = AUTH_FAILED;
+          e.log.line('warn', `client ${this.id} (${this.remote}): wrong auth token (${this.authFailures} of ${MAX_AUTH_FAILURES})${this.authFailures >= MAX_AUTH_FAILURES ? '; closing' : ''}`);
+          if (this.authFailures >= MAX_AUTH_FAILURES) {
+            t.close = true;
+            this.stopReading();
+          }
+        }
+        break;
       case 'check':
       case 'validate':
         if (this.writesInFlight > 0) return false; // [LP-11] see this connection's writes

@@ -9,6 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { check, createState, validate, type Command, type TableState } from '../core/lock-table.js';
 import { formatCheck, formatValidate } from '../protocol/reply.js';
 import type { Request } from '../protocol/request.js';
+import { AuthGate } from './auth.js';
 import { ClientIdAllocator } from './client-ids.js';
 import { ClientConnection, type Ticket } from './connection.js';
 import type { Engine } from './engine.js';
@@ -23,6 +24,8 @@ export interface NodeOptions {
   idCounter: Int32Array;
   /** The first fencing token of a table that starts empty (the leader's; see Cluster). */
   firstToken?: number;
+  /** Clients must send `auth <token>` first [LP-15]; null or absent: no token. */
+  authToken?: string | null;
 }
 
 export interface NodeStats {
@@ -70,6 +73,7 @@ export abstract class NodeBase implements Engine {
   private commitIndex = 0;
   address: string | null = null;
   readonly counters = { requests: 0 };
+  readonly auth: AuthGate | null;
   /** Set when close() begins: link losses after this are expected, not faults. */
   protected stopping = false;
 
@@ -79,6 +83,7 @@ export abstract class NodeBase implements Engine {
     this.log = opts.log;
     this.state = createState(opts.firstToken ?? 1);
     this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
+    this.auth = opts.authToken === undefined || opts.authToken === null ? null : new AuthGate(opts.authToken);
   }
 
   get commitSeq(): number {

@@ -42,6 +42,10 @@ export function formatError(message: string): string {
 }
 
 export const PONG = 'PONG';
+/** [LP-15] */
+export const AUTH_SUCCESS = 'Auth Success';
+export const AUTH_FAILED = 'Auth Failed';
+export const AUTH_REQUIRED = 'authentication required';
 export const BYE = 'Bye';
 export { HELP_LINE };
 

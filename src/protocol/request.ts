@@ -17,6 +17,8 @@ export type Request =
   | { verb: 'renew'; lock: string; ttl: number }
   | { verb: 'check'; lock: string }
   | { verb: 'validate'; lock: string; token: number }
+  /** [LP-15] `secret` is never logged or echoed. */
+  | { verb: 'auth'; secret: string }
   | { verb: 'whoami' }
   | { verb: 'ping' }
   | { verb: 'help' }
@@ -31,7 +33,7 @@ interface OptionSpec {
 
 interface VerbSpec {
   /** Positional arguments, in order. */
-  args: ReadonlyArray<'lock' | 'token'>;
+  args: ReadonlyArray<'lock' | 'token' | 'secret'>;
   options: Readonly<Record<string, OptionSpec>>;
   usage: string;
 }
@@ -45,6 +47,7 @@ export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
   renew: { args: ['lock'], options: { ttl: { min: 1, required: true } }, usage: 'renew <lock> ttl=<ms>' },
   check: { args: ['lock'], options: {}, usage: 'check <lock>' },
   validate: { args: ['lock', 'token'], options: {}, usage: 'validate <lock> <token>' },
+  auth: { args: ['secret'], options: {}, usage: 'auth <token>' },
   whoami: { args: [], options: {}, usage: 'whoami' },
   ping: { args: [], options: {}, usage: 'ping' },
   help: { args: [], options: {}, usage: 'help' },
@@ -114,6 +117,8 @@ export function parseRequest(line: string): Request | ParseError | null {
       continue;
     }
     const eq = word.indexOf('=');
+    // [LP-15] never echo what may be part of a secret
+    if (verb === 'auth') return { error: `auth takes one word, the token; usage: ${spec.usage}` };
     if (eq <= 0) return { error: `unexpected argument ${quote(word)}; usage: ${spec.usage}` };
     const key = word.slice(0, eq);
     const opt = Object.hasOwn(spec.options, key) ? spec.options[key] : undefined;
@@ -130,7 +135,7 @@ export function parseRequest(line: string): Request | ParseError | null {
     options.set(key, value);
   }
   if (positional.length < spec.args.length) {
-    const missing = spec.args[positional.length] === 'lock' ? 'a lock name' : 'a token';
+    const missing = spec.args[positional.length] === 'lock' ? 'a lock name' : spec.args[positional.length] === 'secret' ? 'the auth token' : 'a token';
     return { error: `${verb} needs ${missing}; usage: ${spec.usage}` };
   }
   for (const [key, opt] of Object.entries(spec.options)) {
@@ -162,6 +167,8 @@ export function parseRequest(line: string): Request | ParseError | null {
       }
       return { verb, lock, token };
     }
+    case 'auth':
+      return { verb, secret: positional[0] as string };
     case 'whoami':
     case 'ping':
     case 'help':

@@ -1,0 +1,42 @@
+/**
+ * `dlock` as a child process, as a user runs it: its output collected, its
+ * exit awaited, and `dlock up` waited for until its ready line.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { eventually } from './line-client.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+export interface Running {
+  child: ChildProcessWithoutNullStreams;
+  out: () => string;
+  err: () => string;
+  exit: Promise<number | null>;
+}
+
+export function run(args: string[], input?: string, env: NodeJS.ProcessEnv = process.env): Running {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', env });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  if (input !== undefined) child.stdin.end(input);
+  return { child, out: () => out, err: () => err, exit };
+}
+
+/** Start `dlock up` headless on free ports; resolve with its node ports. */
+export async function up(extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<{ proc: Running; ports: Record<string, number> }> {
+  // --first-token 1 so tests can name tokens (the default seeds them from the clock).
+  const proc = run(['up', '--port', '0', '--followers', '2', '--first-token', '1', ...extra], undefined, env);
+  await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 15_000);
+  const line = /^ready (.*)$/m.exec(proc.out())?.[1];
+  if (line === undefined) throw new Error(`dlock up did not get ready:\n${proc.out()}\n${proc.err()}`);
+  const ports: Record<string, number> = {};
+  for (const part of line.split(' ')) {
+    const [name, addr] = part.split('=');
+    ports[name as string] = Number(addr?.split(':')[1]);
+  }
+  return { proc, ports };
+}
