@@ -398,11 +398,23 @@ export class Cluster {
     await m.handle.exited;
   }
 
-  /** Stop every node: followers first, so the leader's link loss is not logged as a fault. */
-  async close(): Promise<void> {
+  /**
+   * Stop every node: followers first, so the leader's link loss is not
+   * logged as a fault. With `drainMs` (SIGTERM: issue 6 §6) every node
+   * first stops accepting and reading and answers what it has read, for up
+   * to that long; with a data dir the leader's log then holds every write
+   * it answered and closes cleanly.
+   */
+  async close(drainMs = 0): Promise<void> {
     this.closing = true;
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
+    if (drainMs > 0) {
+      // Every node at once: a follower's writes need the leader to answer them.
+      const left = await Promise.allSettled(this.members.map((m) => m.handle.call('drain', (r) => r.drain(drainMs), drainMs + this.opts.callTimeoutMs)));
+      const open = left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
+      this.notice(open === 0 ? 'info' : 'warn', `every request read was answered${open === 0 ? '' : `; ${open} connection(s) closed with requests still owed`}`);
+    }
     this.ids?.stop();
     const order = [...this.members].reverse();
     for (const m of order) {

@@ -24,6 +24,9 @@ export interface UpOptions {
   authToken: string | null;
 }
 
+/** On SIGTERM / SIGINT, how long requests already read may take to be answered. */
+export const SHUTDOWN_DRAIN_MS = 5000;
+
 /** Start the --chaos schedule, if any; its events are cluster notices. */
 export function startChaos(cluster: Cluster, opts: UpOptions): Chaos | null {
   if (opts.chaos === null) return null;
@@ -67,9 +70,9 @@ export async function up(opts: UpOptions): Promise<number> {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      process.stdout.write(`cluster: ${signal}, shutting down\n`);
+      process.stdout.write(`cluster: ${signal}, shutting down: no new connections or requests; answering what was received\n`);
       chaos?.stop();
-      cluster.close().then(
+      cluster.close(SHUTDOWN_DRAIN_MS).then(
         () => resolve(0),
         (err: unknown) => {
           process.stderr.write(`dlock up: shutdown failed: ${(err as Error).message}\n`);

@@ -84,6 +84,9 @@ const api: NodeControl = {
   },
   stats: () => node.stats(),
   locks: (limit?: number) => node.lockMap(limit),
+  drain(ms: number) {
+    return node.drain(ms);
+  },
   async shutdown() {
     await node.close();
     log.flush();

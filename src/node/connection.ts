@@ -62,6 +62,8 @@ export class ClientConnection {
   private writePaused = false;
   private queuePaused = false;
   private ending = false;
+  /** Shutting down: answer what was read, then close (drain()). */
+  private draining = false;
   /** [LP-15] Whether this connection may do more than auth, ping, help, quit. */
   private authed: boolean;
   private authFailures = 0;
@@ -259,7 +261,7 @@ export class ClientConnection {
     }
     // Close after quit / a fatal error, or once a half-closed client has
     // every reply [LP-2, LP-8].
-    if (close || (this.inputDone && this.queue.length === 0 && this.socket.readableEnded)) {
+    if (close || (this.inputDone && this.queue.length === 0 && (this.socket.readableEnded || this.draining))) {
       this.end();
       return;
     }
@@ -281,6 +283,13 @@ export class ClientConnection {
   /** Bytes and replies this connection holds for its client (LP-13 bound). */
   get buffered(): { bytes: number; replies: number } {
     return { bytes: this.socket.writableLength, replies: this.queue.length };
+  }
+
+  /** Graceful shutdown: read nothing more, answer what was read, then close. */
+  drain(): void {
+    this.draining = true;
+    this.stopReading();
+    this.flush();
   }
 
   /** Close at once (node shutdown). */

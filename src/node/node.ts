@@ -232,6 +232,24 @@ export abstract class NodeBase implements Engine {
     return c.id;
   }
 
+  /**
+   * Graceful shutdown (issue 6 §6): stop accepting connections and reading
+   * requests; every request already read is answered, then its connection
+   * is closed [LP-8]. Resolves once every connection has closed, or after
+   * `ms` with the number still open (a waiting acquire, or a client that
+   * does not read its replies); close() then drops them.
+   */
+  async drain(ms: number): Promise<number> {
+    const servers = this.servers;
+    this.servers = [];
+    for (const server of servers) server.close();
+    for (const c of this.connections) c.drain();
+    const deadline = Date.now() + ms;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (this.connections.size > 0) this.log.line('warn', `shutdown: ${this.connections.size} connection(s) still had requests owed after ${ms} ms; closing them`);
+    return this.connections.size;
+  }
+
   /** Stop listening and drop every client. */
   async close(): Promise<void> {
     const servers = this.servers;
