@@ -108,6 +108,7 @@ const cluster = await Cluster.start({
   port: 0,
   host: '127.0.0.1',
   logRequests: false,
+  limits: { maxLocksPerClient: Math.max(locks, 1) }, // one connection fills the table
   onEvent: (ev) => {
     if (ev.type !== 'log' || ev.node !== 'cluster') return;
     for (const l of ev.lines) {

@@ -145,7 +145,8 @@ interface ClusterProc {
 function startCluster(followers: number): Promise<ClusterProc> {
   return new Promise((resolve, reject) => {
     const prof = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
-    const child: ChildProcess = spawn(process.execPath, [...prof, CLI, 'up', '--quiet', '--no-tui', '--port', '0', '--followers', String(followers)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The memory bench fills a million locks from one connection: above the default per-client limit.
+    const child: ChildProcess = spawn(process.execPath, [...prof, CLI, 'up', '--quiet', '--no-tui', '--port', '0', '--followers', String(followers), '--max-locks-per-client', '10000000'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       if (out.length < 1 << 16) out += d;

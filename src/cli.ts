@@ -9,6 +9,7 @@ import { repl } from './client/repl.js';
 import { MAX_NODE_INDEX } from './node/client-ids.js';
 import { up } from './up.js';
 import { parseChaos } from './chaos.js';
+import { DEFAULT_LIMITS } from './node/limits.js';
 import { FSYNC_MODES, type FsyncMode } from './store/store.js';
 
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
@@ -40,12 +41,21 @@ await yargs(hideBin(process.argv))
         .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: the clock in µs, so tokens never go back across restarts)' })
         .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
+        .option('max-clients', { type: 'number', default: DEFAULT_LIMITS.maxClients, describe: 'client connections per node' })
+        .option('max-locks-per-client', { type: 'number', default: DEFAULT_LIMITS.maxLocksPerClient, describe: 'locks one client may hold' })
+        .option('max-waiters', { type: 'number', default: DEFAULT_LIMITS.maxWaitersPerLock, describe: 'clients waiting in acquire on one lock' })
+        .option('line-timeout', { type: 'number', default: DEFAULT_LIMITS.lineTimeoutMs, describe: 'ms a request line may take from its first byte to its end' })
+        .option('slow-client-timeout', { type: 'number', default: DEFAULT_LIMITS.slowClientMs, describe: 'ms a client may leave its replies unread before it is dropped' })
         .check((a) => {
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
           if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
+          for (const k of ['max-clients', 'max-locks-per-client', 'max-waiters', 'line-timeout', 'slow-client-timeout'] as const) {
+            const v = a[k];
+            if (!Number.isSafeInteger(v) || v < 1) throw new Error(`--${k} must be a whole number of at least 1, got ${v}`);
+          }
           const token = authToken(a['auth-token']);
           if (token !== null && (token === '' || /\s/.test(token))) throw new Error('--auth-token (or DLOCK_AUTH_TOKEN) must be one word: not empty, no whitespace');
           // Issue 6: anyone who can reach the port could take or release any lock.
@@ -55,7 +65,8 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']) };
+      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
+        limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] } };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
         const { runTui } = await import('../ui/tui.js');

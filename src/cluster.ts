@@ -31,6 +31,7 @@
  * Threading: main thread. Events from nodes (`NodeEvent`) are delivered on
  * the main thread, per node in order.
  */
+import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
 import { existsSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
@@ -67,6 +68,8 @@ export interface ClusterOptions {
   firstToken?: number;
   /** [LP-15] Clients must send `auth <token>` first (issue 6); null: no token. */
   authToken?: string | null;
+  /** Resource limits of every node (issue 6 §2); missing ones: DEFAULT_LIMITS. */
+  limits?: Partial<Limits>;
 }
 
 /** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
@@ -140,7 +143,7 @@ export class Cluster {
     }
     const dataDir = options.dataDir ?? null;
     if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null });
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {} });
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
@@ -194,6 +197,7 @@ export class Cluster {
       logRequests: this.opts.logRequests,
       firstToken: this.opts.firstToken,
       authToken: this.opts.authToken,
+      limits: { ...DEFAULT_LIMITS, ...this.opts.limits },
       dataDir: this.opts.dataDir,
       fsync: this.opts.fsync,
       ...(link === undefined ? {} : { link }),

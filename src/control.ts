@@ -4,6 +4,7 @@
  * posts. comlink carries only these control calls; client requests and
  * replication never go through it.
  */
+import type { Limits } from './node/limits.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { LogLine } from './node/node-log.js';
 import type { FsyncMode } from './store/store.js';
@@ -28,6 +29,8 @@ export interface NodeWorkerData {
   firstToken: number;
   /** [LP-15] The token clients must send first; null: none. */
   authToken: string | null;
+  /** Resource limits (issue 6 §2). */
+  limits: Limits;
   /** The leader's log (issue 5 §3); a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;

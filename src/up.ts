@@ -3,6 +3,7 @@
  * line once every node listens, SIGINT/SIGTERM close it cleanly with exit
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
+import type { Limits } from './node/limits.js';
 import { headlessView } from '../ui/headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
@@ -22,6 +23,8 @@ export interface UpOptions {
   firstToken: number | undefined;
   /** --auth-token or DLOCK_AUTH_TOKEN (null: none). */
   authToken: string | null;
+  /** --max-clients, --max-locks-per-client, --max-waiters, --line-timeout, --slow-client-timeout. */
+  limits: Limits;
 }
 
 /** On SIGTERM / SIGINT, how long requests already read may take to be answered. */
@@ -46,6 +49,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     dataDir: opts.dataDir,
     fsync: opts.fsync,
     authToken: opts.authToken,
+    limits: opts.limits,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
   };
 }

@@ -10,6 +10,7 @@ import { newIdCounter } from '../src/node/client-ids.js';
 import { Follower } from '../src/node/node-follower.js';
 import { Leader, SNAPSHOT_PART } from '../src/node/node-leader.js';
 import { fillLocks } from '../bench/fill.js';
+import { DEFAULT_LIMITS } from '../src/node/limits.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { MemoryTransport } from '../src/transport/transport-memory.js';
 import { eventually, LineClient } from './helpers/line-client.js';
@@ -257,7 +258,8 @@ describe('leader replication', () => {
 describe('snapshot in parts', () => {
   it('a follower joining a leader with more locks than one part loads every part, and the writes made meanwhile follow it', async () => {
     const leaderLines: string[] = [];
-    const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter() });
+    // One client fills the table: above the default per-client limit.
+    const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter(), limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 1_000_000 } });
     closers.push(() => leader.close());
     const port = await leader.listen('127.0.0.1', 0);
     const filler = await fillLocks(port, 2 * SNAPSHOT_PART + 10, { prefix: 'p' });

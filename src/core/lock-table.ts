@@ -51,6 +51,8 @@ export interface TableState {
   sessions: Map<ClientId, Set<string>>;
   /** The lock each waiting client waits on. */
   waiting: Map<ClientId, string>;
+  /** How many locks each client holds (sessions and leases), for the per-client limit (issue 6). */
+  owned: Map<ClientId, number>;
 }
 
 /** Commands that change the table. They are what the log replicates. */
@@ -80,7 +82,12 @@ export type Reply =
   | { op: 'release'; ok: true }
   | { op: 'release'; ok: false; owner: ClientId | null }
   | { op: 'renew'; ok: true; token: number }
-  | { op: 'renew'; ok: false; owner: ClientId | null };
+  | { op: 'renew'; ok: false; owner: ClientId | null }
+  /**
+   * Not from apply(): the leader refused a write before applying it, as a
+   * resource limit says (issue 6 §2); sent as `Error: <message>`.
+   */
+  | { op: 'refused'; message: string };
 
 /** How a lock changed, for replication logs (`UpdateLockmap` / `RemoveLockmap`). */
 export type LockChange =
@@ -114,7 +121,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new Map(), nextToken: firstToken, sessions: new Map(), waiting: new Map() };
+  return { locks: new Map(), nextToken: firstToken, sessions: new Map(), waiting: new Map(), owned: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -159,6 +166,7 @@ function grant(state: TableState, out: Outcome, lock: string, client: ClientId, 
     waiters,
   };
   state.locks.set(lock, entry);
+  state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
   if (ttl === null) addSession(state, client, lock);
   out.changes.push(setChange(lock, entry));
   out.changed = true;
@@ -180,6 +188,9 @@ function lease(state: TableState, out: Outcome, lock: string, entry: LockEntry, 
 function free(state: TableState, out: Outcome, lock: string, entry: LockEntry, now: number): void {
   if (entry.expiresAt === null) dropSession(state, entry.owner, lock);
   state.locks.delete(lock);
+  const owned = (state.owned.get(entry.owner) ?? 1) - 1;
+  if (owned === 0) state.owned.delete(entry.owner);
+  else state.owned.set(entry.owner, owned);
   out.changed = true;
   const next = entry.waiters.length === 0 ? undefined : entry.waiters.shift();
   if (next === undefined) {
@@ -371,6 +382,7 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
     const expires = nums[3 * i + 2] as number;
     const expiresAt = Number.isNaN(expires) ? null : expires;
     locks.set(name, { owner, token: nums[3 * i + 1] as number, expiresAt, waiters: NO_WAITERS });
+    state.owned.set(owner, (state.owned.get(owner) ?? 0) + 1);
     if (expiresAt === null) addSession(state, owner, name);
   }
   for (const [i, ws] of snap.waiters) {

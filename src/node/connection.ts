@@ -29,10 +29,13 @@ import type { ClientId, Command, Reply } from '../core/lock-table.js';
 import { RequestParser, type Parsed } from '../protocol/parser.js';
 import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, HELP_LINE, PONG } from '../protocol/reply.js';
 import { MAX_AUTH_FAILURES } from './auth.js';
+import { LINE_TIMEOUT } from './limits.js';
 import type { Request } from '../protocol/request.js';
 import type { Engine } from './engine.js';
 
 const HIGH_WATER = 1024;
+/** Requests dispatched between flushes (see pump). */
+const PUMP_BATCH = 256;
 const LOW_WATER = 256;
 
 /** A request's place in the reply queue. */
@@ -64,6 +67,10 @@ export class ClientConnection {
   private ending = false;
   /** Shutting down: answer what was read, then close (drain()). */
   private draining = false;
+  /** Armed while replies cannot be written (the client does not read): drops it after --slow-client-timeout. */
+  private slowTimer: NodeJS.Timeout | null = null;
+  /** Armed when a line begins and is not yet ended: closes the connection --line-timeout later. */
+  private lineTimer: NodeJS.Timeout | null = null;
   /** [LP-15] Whether this connection may do more than auth, ping, help, quit. */
   private authed: boolean;
   private authFailures = 0;
@@ -86,6 +93,9 @@ export class ClientConnection {
     });
     socket.on('drain', () => {
       this.writePaused = false;
+      if (this.slowTimer !== null) clearTimeout(this.slowTimer);
+      this.slowTimer = null;
+      this.pump(); // requests held while the client was not reading
       this.maybeResume();
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -100,12 +110,27 @@ export class ClientConnection {
     if (!this.socket.write(text.endsWith('\n') ? text : `${text}\n`) && !this.writePaused) {
       this.writePaused = true;
       this.socket.pause();
+      // [LP-13] paused, and past a bound dropped: a client that never reads
+      // must not hold its connection, its locks and its buffers forever.
+      this.slowTimer ??= setTimeout(() => {
+        this.engine.log.line('warn', `client ${this.id} (${this.remote}) read none of its replies for ${this.engine.limits.slowClientMs} ms (${this.socket.writableLength} bytes waiting); dropping it`);
+        this.socket.destroy();
+      }, this.engine.limits.slowClientMs);
     }
   }
 
   private onData(chunk: Buffer): void {
     if (this.inputDone) return;
     this.parser.push(chunk, this.onParsed);
+    // Issue 6 §2: a line must end within --line-timeout of its first byte,
+    // so half a line (or one trickled a byte at a time) cannot hold a
+    // connection open.
+    const partial = this.parser.pending > 0 && !this.inputDone;
+    if (partial && this.lineTimer === null) this.lineTimer = setTimeout(() => this.onLineTimeout(), this.engine.limits.lineTimeoutMs);
+    else if (!partial && this.lineTimer !== null) {
+      clearTimeout(this.lineTimer);
+      this.lineTimer = null;
+    }
     this.pump();
     if (this.queue.length > HIGH_WATER && !this.queuePaused) {
       this.queuePaused = true;
@@ -140,6 +165,16 @@ export class ClientConnection {
     }
   };
 
+  private onLineTimeout(): void {
+    this.lineTimer = null;
+    if (this.inputDone || this.closed || this.parser.pending === 0) return;
+    // Like a line too long [LP-13]: answer in order, then close.
+    this.engine.log.line('warn', `client ${this.id}: ${LINE_TIMEOUT} (${this.parser.pending} bytes, a line must end within ${this.engine.limits.lineTimeoutMs} ms); closing`);
+    this.queue.push({ text: formatError(LINE_TIMEOUT), seq: 0, close: true, req: null, blocking: false });
+    this.stopReading();
+    this.flush();
+  }
+
   private stopReading(): void {
     this.inputDone = true;
     this.socket.pause();
@@ -151,10 +186,20 @@ export class ClientConnection {
     // submit(), and that answer must not restart this loop under itself.
     if (this.pumping) return;
     this.pumping = true;
-    while (this.next < this.queue.length && this.blockedBy === null) {
-      const t = this.queue[this.next] as Ticket;
-      if (t.req !== null && !this.dispatch(t, t.req)) break;
-      this.next++;
+    // In batches, flushing after each and stopping while the client does
+    // not read (issue 6 §2): one 64 KiB chunk of `help` is 13,000 requests
+    // and 3 MB of replies, which must not be made before they can be sent.
+    // Requests left in the queue are dispatched on `drain`.
+    for (let more = true; more && !this.writePaused && !this.closed; ) {
+      let n = 0;
+      while (this.next < this.queue.length && this.blockedBy === null && n < PUMP_BATCH) {
+        const t = this.queue[this.next] as Ticket;
+        if (t.req !== null && !this.dispatch(t, t.req)) break;
+        this.next++;
+        n++;
+      }
+      more = n === PUMP_BATCH;
+      this.flush();
     }
     this.pumping = false;
     this.flush();
@@ -300,6 +345,10 @@ export class ClientConnection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.slowTimer !== null) clearTimeout(this.slowTimer);
+    this.slowTimer = null;
+    if (this.lineTimer !== null) clearTimeout(this.lineTimer);
+    this.lineTimer = null;
     this.queue.length = 0;
     this.engine.closed(this); // [LP-8] release session locks, withdraw waiters
   }

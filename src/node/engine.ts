@@ -11,6 +11,7 @@
 import type { Command } from '../core/lock-table.js';
 import type { Request } from '../protocol/request.js';
 import type { AuthGate } from './auth.js';
+import type { Limits } from './limits.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import type { NodeLog } from './node-log.js';
 
@@ -19,6 +20,8 @@ export interface Engine {
   readonly log: NodeLog;
   /** Requests received (well-formed or not), for ops/s in views. */
   readonly counters: { requests: number };
+  /** Resource limits (issue 6 §2). */
+  readonly limits: Limits;
   /** The token clients must give first [LP-15], or null when none is needed. */
   readonly auth: AuthGate | null;
   /** Replies reflecting sequence numbers up to this may be sent. */

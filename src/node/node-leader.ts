@@ -30,6 +30,7 @@ import { nodeOfClient } from './client-ids.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { TimerHeap } from './timer-heap.js';
+import { tooManyLocks, tooManyWaiters } from './limits.js';
 import { EntryRing } from './entry-ring.js';
 import type { Follower } from './node-follower.js';
 
@@ -202,6 +203,11 @@ export class Leader extends NodeBase {
 
   /** Apply one command, replicate it if it changed anything, route replies. */
   private execute(cmd: Command, origin: Origin): void {
+    const refused = this.refusal(cmd);
+    if (refused !== null) {
+      this.deliver(origin, { op: 'refused', message: refused }, false);
+      return;
+    }
     const now = Date.now();
     const out = apply(this.state, cmd, now);
     if (out.changed) {
@@ -230,6 +236,27 @@ export class Leader extends NodeBase {
     }
     if (cmd.op === 'disconnect') this.waiting.delete(cmd.client);
     for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply, true);
+  }
+
+  /**
+   * A write the limits refuse before it is applied (issue 6 §2): a new lock
+   * for a client that holds --max-locks-per-client already (an acquire that
+   * would wait counts: it may be granted later), or one more waiter on a
+   * lock with --max-waiters. Decided here, on the authoritative table, so
+   * the limits hold exactly, whichever node the writes come through; a
+   * refused write changes nothing and is not logged.
+   */
+  private refusal(cmd: Command): string | null {
+    if (cmd.op !== 'preempt' && cmd.op !== 'acquire') return null;
+    const e = this.state.locks.get(cmd.lock);
+    if (e !== undefined && e.owner === cmd.client) return null; // its own lock: nothing new
+    if (e === undefined || cmd.op === 'acquire') {
+      if ((this.state.owned.get(cmd.client) ?? 0) >= this.limits.maxLocksPerClient) return tooManyLocks(this.limits.maxLocksPerClient);
+    }
+    if (cmd.op === 'acquire' && e !== undefined && cmd.timeout !== 0 && e.waiters.length >= this.limits.maxWaitersPerLock) {
+      return tooManyWaiters(this.limits.maxWaitersPerLock);
+    }
+    return null;
   }
 
   /**

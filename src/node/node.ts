@@ -6,10 +6,12 @@
  * Threading: one node per thread (its worker); everything runs on it.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { getHeapStatistics } from 'node:v8';
 import { check, createState, validate, type Command, type TableState } from '../core/lock-table.js';
-import { formatCheck, formatValidate } from '../protocol/reply.js';
+import { formatCheck, formatError, formatValidate } from '../protocol/reply.js';
 import type { Request } from '../protocol/request.js';
 import { AuthGate } from './auth.js';
+import { DEFAULT_LIMITS, tooManyClients, type Limits } from './limits.js';
 import { ClientIdAllocator } from './client-ids.js';
 import { ClientConnection, type Ticket } from './connection.js';
 import type { Engine } from './engine.js';
@@ -26,6 +28,8 @@ export interface NodeOptions {
   firstToken?: number;
   /** Clients must send `auth <token>` first [LP-15]; null or absent: no token. */
   authToken?: string | null;
+  /** Resource limits (issue 6 §2); absent: DEFAULT_LIMITS. */
+  limits?: Limits;
 }
 
 export interface NodeStats {
@@ -43,6 +47,8 @@ export interface NodeStats {
   /** Reply bytes waiting in client sockets, and replies owed, over all clients. */
   bufferedBytes: number;
   owedReplies: number;
+  /** This node's V8 heap in use, bytes (its own isolate: issue 6 memory bounds). */
+  heapUsed: number;
   /** Leader only: each follower's acknowledged sequence number. */
   followers?: Record<string, number>;
 }
@@ -74,6 +80,10 @@ export abstract class NodeBase implements Engine {
   address: string | null = null;
   readonly counters = { requests: 0 };
   readonly auth: AuthGate | null;
+  readonly limits: Limits;
+  /** Connections refused by --max-clients since the last log line about it. */
+  private refusedClients = 0;
+  private refusedLogAt = 0;
   /** Set when close() begins: link losses after this are expected, not faults. */
   protected stopping = false;
 
@@ -84,6 +94,7 @@ export abstract class NodeBase implements Engine {
     this.state = createState(opts.firstToken ?? 1);
     this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
     this.auth = opts.authToken === undefined || opts.authToken === null ? null : new AuthGate(opts.authToken);
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
   }
 
   get commitSeq(): number {
@@ -144,6 +155,20 @@ export abstract class NodeBase implements Engine {
   }
 
   private accept(socket: Socket): void {
+    if (this.connections.size >= this.limits.maxClients) {
+      // No greeting and no id: this connection never was a client [LP-14].
+      socket.on('error', (err: NodeJS.ErrnoException) => this.log.line('warn', `refused connection: socket error ${err.code ?? err.message}`));
+      socket.end(`${formatError(tooManyClients(this.limits.maxClients))}\n`);
+      this.refusedClients++;
+      // One line a second at most: a flood of refused connects must not flood the log.
+      const now = Date.now();
+      if (now - this.refusedLogAt >= 1000) {
+        this.log.line('warn', `refused ${this.refusedClients} connection(s): ${this.connections.size} clients, the limit (--max-clients)`);
+        this.refusedClients = 0;
+        this.refusedLogAt = now;
+      }
+      return;
+    }
     const id = this.ids.next();
     const conn = new ClientConnection(id, socket, this);
     this.connections.add(conn);
@@ -196,6 +221,7 @@ export abstract class NodeBase implements Engine {
       bufferedBytes,
       owedReplies,
       requests: this.counters.requests,
+      heapUsed: getHeapStatistics().used_heap_size,
     };
   }
 

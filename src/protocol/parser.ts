@@ -39,6 +39,11 @@ export class RequestParser {
     this.splitter = new LineSplitter(maxLine);
   }
 
+  /** Bytes of a line begun and not yet ended (for the idle-line timeout). */
+  get pending(): number {
+    return this.spent ? 0 : this.splitter.pending;
+  }
+
   /** Feed a chunk; `emit` is called synchronously for each item, in order. */
   push(chunk: Buffer, emit: (item: Parsed) => void): void {
     if (this.spent) return; // after a fatal item nothing more is read [LP-13]

@@ -18,6 +18,8 @@ export function formatReply(r: Reply): string {
       return r.ok ? 'ReleaseLock Success' : `ReleaseLock Failed owner=${who(r.owner)}`;
     case 'renew':
       return r.ok ? `RenewLock Success token=${r.token}` : `RenewLock Failed owner=${who(r.owner)}`;
+    case 'refused':
+      return formatError(r.message);
   }
 }
 
