@@ -3,6 +3,7 @@
  * The `dlock` command (yargs): `dlock up` starts the cluster, `dlock client`
  * is the interactive client.
  */
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from './client/repl.js';
@@ -16,6 +17,22 @@ const portOption = (def: number, what: string) => ({ type: 'number' as const, de
 
 /** --auth-token, else DLOCK_AUTH_TOKEN (so the token need not show in `ps`), else none. */
 const authToken = (flag: string | undefined): string | null => flag ?? process.env['DLOCK_AUTH_TOKEN'] ?? null;
+
+/** A PEM file for a TLS flag, or a clear error and exit 1. */
+function readPem(path: string, flag: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    process.stderr.write(`dlock: ${flag} ${path}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  if (!/-----BEGIN [A-Z ]+-----/.test(text)) {
+    process.stderr.write(`dlock: ${flag} ${path}: not a PEM file\n`);
+    process.exit(1);
+  }
+  return text;
+}
 
 /** Addresses only this machine can reach: binding them without a token is fine. */
 function isLoopback(host: string): boolean {
@@ -41,6 +58,8 @@ await yargs(hideBin(process.argv))
         .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: the clock in µs, so tokens never go back across restarts)' })
         .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
+        .option('tls-cert', { type: 'string', describe: 'serve clients over TLS: certificate (PEM file); needs --tls-key' })
+        .option('tls-key', { type: 'string', describe: 'serve clients over TLS: private key (PEM file); needs --tls-cert' })
         .option('max-clients', { type: 'number', default: DEFAULT_LIMITS.maxClients, describe: 'client connections per node' })
         .option('max-locks-per-client', { type: 'number', default: DEFAULT_LIMITS.maxLocksPerClient, describe: 'locks one client may hold' })
         .option('max-waiters', { type: 'number', default: DEFAULT_LIMITS.maxWaitersPerLock, describe: 'clients waiting in acquire on one lock' })
@@ -56,6 +75,7 @@ await yargs(hideBin(process.argv))
             const v = a[k];
             if (!Number.isSafeInteger(v) || v < 1) throw new Error(`--${k} must be a whole number of at least 1, got ${v}`);
           }
+          if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
           const token = authToken(a['auth-token']);
           if (token !== null && (token === '' || /\s/.test(token))) throw new Error('--auth-token (or DLOCK_AUTH_TOKEN) must be one word: not empty, no whitespace');
           // Issue 6: anyone who can reach the port could take or release any lock.
@@ -66,6 +86,7 @@ await yargs(hideBin(process.argv))
         }),
     async (a) => {
       const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
+        tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
         limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] } };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
@@ -84,12 +105,15 @@ await yargs(hideBin(process.argv))
         .option('port', portOption(9001, 'node to connect to: 9001 is the leader, 9002 follower-1, …'))
         .option('host', { type: 'string', default: '127.0.0.1' })
         .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+        .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
+        .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file), e.g. a self-signed server certificate' })
         .check((a) => {
           if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be a port number from 1 to 65535');
           return true;
         }),
     async (a) => {
-      process.exitCode = await repl({ host: a.host, port: a.port, authToken: authToken(a['auth-token']) });
+      const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
+      process.exitCode = await repl({ host: a.host, port: a.port, authToken: authToken(a['auth-token']), tls });
     },
   )
   .demandCommand(1, 'name a command: up or client')

@@ -70,6 +70,8 @@ export interface ClusterOptions {
   authToken?: string | null;
   /** Resource limits of every node (issue 6 §2); missing ones: DEFAULT_LIMITS. */
   limits?: Partial<Limits>;
+  /** Every node serves clients over TLS with this PEM certificate and key (issue 6 §4). */
+  tls?: { cert: string; key: string } | null;
 }
 
 /** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
@@ -143,7 +145,7 @@ export class Cluster {
     }
     const dataDir = options.dataDir ?? null;
     if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {} });
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null });
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
@@ -198,6 +200,7 @@ export class Cluster {
       firstToken: this.opts.firstToken,
       authToken: this.opts.authToken,
       limits: { ...DEFAULT_LIMITS, ...this.opts.limits },
+      tls: this.opts.tls,
       dataDir: this.opts.dataDir,
       fsync: this.opts.fsync,
       ...(link === undefined ? {} : { link }),

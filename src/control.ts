@@ -31,6 +31,8 @@ export interface NodeWorkerData {
   authToken: string | null;
   /** Resource limits (issue 6 §2). */
   limits: Limits;
+  /** Serve clients over TLS (PEM certificate and key); null: plain TCP. */
+  tls: { cert: string; key: string } | null;
   /** The leader's log (issue 5 §3); a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;

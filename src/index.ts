@@ -12,6 +12,7 @@ export {
   LockLostError,
   AuthError,
   type ConnectOptions,
+  type TlsClientOptions,
   type PreemptResult,
   type AcquireResult,
   type ReleaseResult,

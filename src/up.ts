@@ -25,6 +25,8 @@ export interface UpOptions {
   authToken: string | null;
   /** --max-clients, --max-locks-per-client, --max-waiters, --line-timeout, --slow-client-timeout. */
   limits: Limits;
+  /** --tls-cert and --tls-key, read (null: plain TCP). */
+  tls: { cert: string; key: string } | null;
 }
 
 /** On SIGTERM / SIGINT, how long requests already read may take to be answered. */
@@ -50,6 +52,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     fsync: opts.fsync,
     authToken: opts.authToken,
     limits: opts.limits,
+    tls: opts.tls,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
   };
 }

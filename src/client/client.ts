@@ -13,6 +13,7 @@
  *
  * Threading: one connection, one thread; not for sharing across workers.
  */
+import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-table.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
@@ -68,6 +69,15 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** Sent as `auth <token>` right after the greeting [LP-15]; connect() fails with AuthError if refused. */
   authToken?: string | null;
+  /** Connect over TLS (issue 6 §4); the server's certificate is verified unless told otherwise. */
+  tls?: TlsClientOptions | null;
+}
+
+export interface TlsClientOptions {
+  /** Trust this CA (PEM), e.g. a self-signed server certificate; default: the system's CAs. */
+  ca?: string | Buffer;
+  /** The name to check the certificate against; default: the host. */
+  servername?: string;
 }
 
 /** The node refused the auth token [LP-15]. */
@@ -83,7 +93,11 @@ interface Waiting {
 
 export async function connect(opts: ConnectOptions): Promise<DlockClient> {
   const host = opts.host ?? '127.0.0.1';
-  const socket = netConnect({ host, port: opts.port });
+  const tls = opts.tls ?? null;
+  const socket: Socket =
+    tls === null
+      ? netConnect({ host, port: opts.port })
+      : tlsConnect({ host, port: opts.port, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) });
   socket.setNoDelay(true);
   const client = new DlockClient(socket);
   await client.ready(opts.connectTimeoutMs ?? 5000, `${host}:${opts.port}`);

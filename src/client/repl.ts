@@ -9,7 +9,7 @@
  */
 import { createInterface } from 'node:readline';
 import { timestamp } from '../../ui/headless.js';
-import { connect, ConnectionClosedError, type DlockClient } from './client.js';
+import { connect, ConnectionClosedError, type DlockClient, type TlsClientOptions } from './client.js';
 
 export interface ReplOptions {
   host: string;
@@ -20,6 +20,8 @@ export interface ReplOptions {
   prompt?: boolean;
   /** --auth-token / DLOCK_AUTH_TOKEN: sent first [LP-15]. */
   authToken?: string | null;
+  /** --tls / --tls-ca: connect over TLS. */
+  tls?: TlsClientOptions | null;
 }
 
 export const PROMPT = 'distributeLock:> ';
@@ -30,7 +32,7 @@ export async function repl(opts: ReplOptions): Promise<number> {
   const interactive = opts.prompt ?? Boolean((input as NodeJS.ReadStream).isTTY);
   let client: DlockClient;
   try {
-    client = await connect({ host: opts.host, port: opts.port, authToken: opts.authToken ?? null });
+    client = await connect({ host: opts.host, port: opts.port, authToken: opts.authToken ?? null, tls: opts.tls ?? null });
   } catch (err) {
     process.stderr.write(`dlock client: ${(err as Error).message}\n`);
     return 1;

@@ -6,6 +6,7 @@
  * Threading: one node per thread (its worker); everything runs on it.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { getHeapStatistics } from 'node:v8';
 import { check, createState, validate, type Command, type TableState } from '../core/lock-table.js';
 import { formatCheck, formatError, formatValidate } from '../protocol/reply.js';
@@ -30,6 +31,8 @@ export interface NodeOptions {
   authToken?: string | null;
   /** Resource limits (issue 6 §2); absent: DEFAULT_LIMITS. */
   limits?: Limits;
+  /** Serve clients over TLS with this certificate and key (PEM); absent or null: plain TCP. */
+  tls?: { cert: string; key: string } | null;
 }
 
 export interface NodeStats {
@@ -81,6 +84,7 @@ export abstract class NodeBase implements Engine {
   readonly counters = { requests: 0 };
   readonly auth: AuthGate | null;
   readonly limits: Limits;
+  private readonly tls: { cert: string; key: string } | null;
   /** Connections refused by --max-clients since the last log line about it. */
   private refusedClients = 0;
   private refusedLogAt = 0;
@@ -95,6 +99,7 @@ export abstract class NodeBase implements Engine {
     this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
     this.auth = opts.authToken === undefined || opts.authToken === null ? null : new AuthGate(opts.authToken);
     this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.tls = opts.tls ?? null;
   }
 
   get commitSeq(): number {
@@ -113,8 +118,12 @@ export abstract class NodeBase implements Engine {
    */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      const server = createServer({ allowHalfOpen: true });
-      server.on('connection', (socket: Socket) => this.accept(socket));
+      // TLS (issue 6 §4): the same connection code on a TLSSocket, after its handshake.
+      const server: Server =
+        this.tls === null ? createServer({ allowHalfOpen: true }) : createTlsServer({ allowHalfOpen: true, cert: this.tls.cert, key: this.tls.key, minVersion: 'TLSv1.2' });
+      server.on(this.tls === null ? 'connection' : 'secureConnection', (socket: Socket) => this.accept(socket));
+      // A failed handshake is that client's problem: logged, the server carries on [LP-14].
+      if (this.tls !== null) server.on('tlsClientError', (err: Error) => this.log.line('warn', `TLS handshake failed: ${err.message}`));
       server.once('error', reject);
       server.listen({ host, port, exclusive: true }, () => {
         server.off('error', reject);
@@ -140,8 +149,9 @@ export abstract class NodeBase implements Engine {
     next.address = this.address;
     next.counters.requests = this.counters.requests;
     for (const server of this.servers) {
-      server.removeAllListeners('connection');
-      server.on('connection', (socket: Socket) => next.accept(socket));
+      const event = this.tls === null ? 'connection' : 'secureConnection';
+      server.removeAllListeners(event);
+      server.on(event, (socket: Socket) => next.accept(socket));
       next.servers.push(server);
     }
     this.servers = [];
