@@ -5,27 +5,21 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, connect } from '../src/client/client.js';
-import { Cluster } from '../src/cluster.js';
+import type { Cluster } from '../src/cluster.js';
 import { MAX_AUTH_FAILURES } from '../src/node/auth.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { run, up } from './helpers/dlock-process.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
 const TOKEN = 's3cr3t-Tok3n';
+let t: TestCluster;
 let cluster: Cluster;
-const logs: string[] = [];
-const port = (name: string): number => cluster.nodes.find((n) => n.name === name)?.port as number;
+let logs: string[];
+const port = (name: string): number => t.port(name);
 
 beforeAll(async () => {
-  cluster = await Cluster.start({
-    followers: 1,
-    port: 0,
-    host: '127.0.0.1',
-    firstToken: 1,
-    authToken: TOKEN,
-    onEvent: (ev) => {
-      if (ev.type === 'log') for (const l of ev.lines) logs.push(`${ev.node}: ${l.text}`);
-    },
-  });
+  t = await startCluster(1, 0, { authToken: TOKEN });
+  ({ cluster, all: logs } = t);
 });
 afterAll(async () => {
   await cluster.close();

@@ -7,27 +7,23 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../src/cluster.js';
+import type { Cluster } from '../src/cluster.js';
 import { tooManyClients, tooManyLocks, tooManyWaiters } from '../src/node/limits.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
-const logs: string[] = [];
+let t: TestCluster;
 let cluster: Cluster;
-const port = (name: string): number => cluster.nodes.find((n) => n.name === name)?.port as number;
+let logs: string[];
+const port = (name: string): number => t.port(name);
 const MAX_CLIENTS = 1100;
 
 beforeAll(async () => {
-  cluster = await Cluster.start({
-    followers: 1,
-    port: 0,
-    host: '127.0.0.1',
-    firstToken: 1,
+  t = await startCluster(1, 0, {
     logRequests: false,
     limits: { maxClients: MAX_CLIENTS, maxLocksPerClient: 3, maxWaitersPerLock: 2, lineTimeoutMs: 400, slowClientMs: 1500 },
-    onEvent: (ev) => {
-      if (ev.type === 'log') for (const l of ev.lines) logs.push(`${ev.node}: ${l.text}`);
-    },
   });
+  ({ cluster, all: logs } = t);
 });
 afterAll(async () => {
   await cluster.close();

@@ -467,27 +467,22 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     );
   });
 
-  /** Fault injection by hand (issue 5): end a node's worker as a crash would. */
-  function kill(name: string): void {
+  /**
+   * By hand (issue 5): `kill` ends a node's worker as a crash would;
+   * `restart` does the same but is logged as asked for. Either way a
+   * follower comes back and a dead leader is replaced (failover).
+   */
+  function stopNode(name: string, how: 'kill' | 'restart'): void {
     if (cluster === null) return;
     if (!cluster.nodes.some((n) => n.name === name)) {
       model.note('warn', `${name} is not running`);
       return;
     }
-    model.note('warn', `killing ${name}…`);
-    cluster.kill(name).catch((err: unknown) => model.note('error', `kill ${name} failed: ${(err as Error).message}`));
+    model.note('warn', `${how === 'kill' ? 'killing' : 'restarting'} ${name}…`);
+    (how === 'kill' ? cluster.kill(name) : cluster.restart(name)).catch((err: unknown) => model.note('error', `${how} ${name} failed: ${(err as Error).message}`));
   }
-
-  /** A restart asked for by hand: as kill, but logged as asked for. */
-  function restart(name: string): void {
-    if (cluster === null) return;
-    if (!cluster.nodes.some((n) => n.name === name)) {
-      model.note('warn', `${name} is not running`);
-      return;
-    }
-    model.note('warn', `restarting ${name}…`);
-    cluster.restart(name).catch((err: unknown) => model.note('error', `restart ${name} failed: ${(err as Error).message}`));
-  }
+  const kill = (name: string): void => stopNode(name, 'kill');
+  const restart = (name: string): void => stopNode(name, 'restart');
 
   function registerNodeActions(): void {
     keymap.unregister('node.');
