@@ -248,6 +248,10 @@ function checkInvariants(s: TableState): void {
     expect(set.size).toBeGreaterThan(0);
     for (const name of set) expect(s.locks.get(name)?.owner).toBe(client);
   }
+  // The per-client counts behind --max-locks-per-client (issue 6) match the table.
+  const owned = new Map<number, number>();
+  for (const e of s.locks.values()) owned.set(e.owner, (owned.get(e.owner) ?? 0) + 1);
+  expect(new Map([...s.owned].sort())).toEqual(new Map([...owned].sort()));
 }
 
 describe('properties', () => {
@@ -297,6 +301,7 @@ describe('properties', () => {
       expect(snapshot(into)).toEqual(whole);
       expect(into.sessions).toEqual(s.sessions);
       expect(into.waiting).toEqual(s.waiting);
+      expect(into.owned).toEqual(s.owned);
     }
   });
 
