@@ -198,3 +198,56 @@ describe('requests and errors [LP-12]', () => {
     );
   });
 });
+
+describe('stopping and resuming [LP-13]', () => {
+  const verbsOf = (items: Parsed[]): string[] => items.map((p) => (p.kind === 'request' ? p.request.verb : p.kind));
+
+  it('stops after the item its consumer refuses more than, keeps the rest and later chunks in order, and resumes', () => {
+    const p = new RequestParser();
+    const got: Parsed[] = [];
+    const upTo = (n: number) => (item: Parsed): boolean => {
+      got.push(item);
+      return got.length < n;
+    };
+    p.push(Buffer.from('ping\nwhoami\nhelp\nbogus\ncheck a\nping\nqu'), upTo(2));
+    expect(verbsOf(got)).toEqual(['ping', 'whoami']);
+    expect(p.backlogged).toBe(true);
+    p.push(Buffer.from('it\nping\n'), upTo(99)); // still stopped: kept behind the rest
+    expect(verbsOf(got)).toEqual(['ping', 'whoami']);
+    p.resume(upTo(4));
+    expect(verbsOf(got)).toEqual(['ping', 'whoami', 'help', 'error']);
+    p.resume(upTo(99));
+    expect(verbsOf(got)).toEqual(['ping', 'whoami', 'help', 'error', 'check', 'ping', 'quit', 'ping']);
+    expect(p.backlogged).toBe(false);
+  });
+
+  it('fed one byte at a time and stopped after every item, it yields the same items', () => {
+    const text = 'preempt a ttl=5\r\n\nacquire b timeout=0\nrelease a\nnope\ncheck b\nvalidate a 7\n';
+    const whole: Parsed[] = [];
+    new RequestParser().push(Buffer.from(text), (i) => void whole.push(i));
+    const p = new RequestParser();
+    const got: Parsed[] = [];
+    const one = (item: Parsed): boolean => {
+      got.push(item);
+      return false; // one item, then stop
+    };
+    for (const byte of Buffer.from(text)) {
+      p.push(Buffer.from([byte]), one);
+      while (p.backlogged) p.resume(one);
+    }
+    expect(got).toEqual(whole);
+  });
+
+  it('a line too long in the kept bytes is still fatal, once reached', () => {
+    const p = new RequestParser();
+    const got: Parsed[] = [];
+    p.push(Buffer.from(`ping\n${'x'.repeat(MAX_LINE_BYTES + 1)}\nping\n`), (i) => {
+      got.push(i);
+      return false;
+    });
+    expect(verbsOf(got)).toEqual(['ping']);
+    p.resume((i) => void got.push(i));
+    expect(got.at(-1)).toEqual({ kind: 'fatal', message: 'line too long' });
+    expect(p.backlogged).toBe(false);
+  });
+});

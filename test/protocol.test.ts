@@ -37,7 +37,8 @@ describe('LP-1 ports', () => {
     // Find a base with three free ports by letting the OS pick, then retry on a clash.
     let cluster: Cluster | null = null;
     for (let attempt = 0; cluster === null && attempt < 5; attempt++) {
-      const base = 20000 + Math.floor(Math.random() * 40000);
+      // Below the ephemeral range (32768-60999 on Linux), where other tests' client sockets live.
+      const base = 20000 + Math.floor(Math.random() * 12000);
       try {
         cluster = await Cluster.start({ followers: 2, port: base, host: '127.0.0.1' });
       } catch (err) {

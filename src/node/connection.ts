@@ -13,9 +13,10 @@
  *  - a reply is sent once the engine's commit index covers the sequence
  *    number it reflects (the write is on every follower).
  *
- * Backpressure both ways [LP-13]: reading pauses while more than
- * HIGH_WATER replies are owed or while the socket's write buffer is full
- * (write() returned false), and resumes on `drain` / below LOW_WATER.
+ * Backpressure both ways [LP-13]: parsing stops (the rest of the chunk
+ * kept in the parser) and reading pauses once HIGH_WATER requests are
+ * queued, or while the socket's write buffer is full (write() returned
+ * false); both resume on `drain` / below LOW_WATER.
  * Replies produced by one flush go out in a single write (no write per line).
  *
  * [LP-14] Whatever a client sends ends here: bad input is answered or
@@ -33,10 +34,13 @@ import { LINE_TIMEOUT } from './limits.js';
 import type { Request } from '../protocol/request.js';
 import type { Engine } from './engine.js';
 
-const HIGH_WATER = 1024;
+// Requests a connection queues before it stops parsing and reading [LP-13]:
+// with --max-clients 10,000 the queues of clients that never read stay in
+// the hundreds of MB, not the GBs (issue 6 §2).
+const HIGH_WATER = 256;
 /** Requests dispatched between flushes (see pump). */
 const PUMP_BATCH = 256;
-const LOW_WATER = 256;
+const LOW_WATER = 64;
 
 /** A request's place in the reply queue. */
 export interface Ticket {
@@ -65,6 +69,9 @@ export class ClientConnection {
   private writePaused = false;
   private queuePaused = false;
   private ending = false;
+  /** The client half-closed (FIN); input is done once the parser's backlog is parsed too. */
+  private peerEnded = false;
+  private resumeQueued = false;
   /** Shutting down: answer what was read, then close (drain()). */
   private draining = false;
   /** Armed while replies cannot be written (the client does not read): drops it after --slow-client-timeout. */
@@ -87,8 +94,10 @@ export class ClientConnection {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => {
-      // Half-close [LP-2]: answer what was received, then close.
-      this.inputDone = true;
+      // Half-close [LP-2]: answer what was received, then close; bytes
+      // received but not yet parsed (the parser's backlog) are requests too.
+      this.peerEnded = true;
+      if (!this.parser.backlogged) this.inputDone = true;
       this.flush();
     });
     socket.on('drain', () => {
@@ -122,6 +131,10 @@ export class ClientConnection {
   private onData(chunk: Buffer): void {
     if (this.inputDone) return;
     this.parser.push(chunk, this.onParsed);
+    this.afterParse();
+  }
+
+  private afterParse(): void {
     // Issue 6 §2: a line must end within --line-timeout of its first byte,
     // so half a line (or one trickled a byte at a time) cannot hold a
     // connection open.
@@ -131,15 +144,23 @@ export class ClientConnection {
       clearTimeout(this.lineTimer);
       this.lineTimer = null;
     }
-    this.pump();
-    if (this.queue.length > HIGH_WATER && !this.queuePaused) {
+    // [LP-13] The parser stopped at HIGH_WATER queued requests (onParsed):
+    // read nothing more until the queue is down to LOW_WATER.
+    if ((this.parser.backlogged || this.queue.length >= HIGH_WATER) && !this.queuePaused) {
       this.queuePaused = true;
       this.socket.pause();
     }
+    this.pump();
   }
 
-  private readonly onParsed = (p: Parsed): void => {
-    if (this.inputDone) return; // after quit or a fatal error nothing more is taken
+  /** One parsed item; false tells the parser to stop (and keep the rest) because the queue is full. */
+  private readonly onParsed = (p: Parsed): boolean => {
+    if (this.inputDone) return false; // after quit or a fatal error nothing more is taken
+    this.take(p);
+    return !this.inputDone && this.queue.length < HIGH_WATER;
+  };
+
+  private take(p: Parsed): void {
     this.engine.counters.requests++;
     const log = this.engine.log;
     switch (p.kind) {
@@ -163,7 +184,7 @@ export class ClientConnection {
         this.stopReading();
         return;
     }
-  };
+  }
 
   private onLineTimeout(): void {
     this.lineTimer = null;
@@ -315,7 +336,21 @@ export class ClientConnection {
 
   private maybeResume(): void {
     if (this.queuePaused && this.queue.length < LOW_WATER) this.queuePaused = false;
-    if (!this.writePaused && !this.queuePaused && !this.inputDone && this.socket.isPaused()) this.socket.resume();
+    if (this.writePaused || this.queuePaused || this.inputDone || this.closed) return;
+    if (this.parser.backlogged) {
+      // Parse what was kept, on a later turn: other connections get theirs first.
+      if (this.resumeQueued) return;
+      this.resumeQueued = true;
+      setImmediate(() => {
+        this.resumeQueued = false;
+        if (this.closed || this.inputDone) return;
+        this.parser.resume(this.onParsed);
+        if (this.peerEnded && !this.parser.backlogged) this.inputDone = true;
+        this.afterParse();
+      });
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
   }
 
   /** Finish sending, then close. */
@@ -323,6 +358,10 @@ export class ClientConnection {
     if (this.ending) return;
     this.ending = true;
     this.socket.end();
+    // Read (and drop: onData ignores it once input is done) whatever the
+    // client still sends, so its FIN is seen and the socket closes; a
+    // paused socket with unread bytes would stay half-open for good.
+    this.socket.resume();
   }
 
   /** Bytes and replies this connection holds for its client (LP-13 bound). */

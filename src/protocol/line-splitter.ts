@@ -20,6 +20,12 @@ export class LineSplitter {
   private readonly parts: Buffer[] = [];
   private partLen = 0;
   private spent = false;
+  /**
+   * Bytes received but not yet split because the consumer asked to stop
+   * (its onLine returned false): they are split on resume(). Bounded by
+   * what arrives before the consumer pauses its socket (issue 6 §2).
+   */
+  private backlog: Buffer | null = null;
 
   constructor(readonly maxLine: number) {}
 
@@ -29,8 +35,13 @@ export class LineSplitter {
    * chunk: copy it to keep it. Returns `too-long` once a line exceeds the cap;
    * lines before it in the same chunk have been emitted.
    */
-  push(chunk: Buffer, onLine: (line: Buffer) => void): SplitStatus {
+  push(chunk: Buffer, onLine: (line: Buffer) => boolean | void): SplitStatus {
     if (this.spent) return 'too-long';
+    if (this.backlog !== null) {
+      // Still stopped: keep the order, split later.
+      this.backlog = Buffer.concat([this.backlog, chunk]);
+      return 'ok';
+    }
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(LF, start);
@@ -47,7 +58,11 @@ export class LineSplitter {
       start = nl + 1;
       const end = line.length > 0 && line[line.length - 1] === CR ? line.length - 1 : line.length;
       if (end > this.maxLine) return this.fail();
-      onLine(end === line.length ? line : line.subarray(0, end));
+      if (onLine(end === line.length ? line : line.subarray(0, end)) === false) {
+        // The consumer has enough for now: keep the rest (a copy: the chunk may be reused).
+        if (start < chunk.length) this.backlog = Buffer.from(chunk.subarray(start));
+        return 'ok';
+      }
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
@@ -62,6 +77,19 @@ export class LineSplitter {
     return 'ok';
   }
 
+  /** Whether bytes wait for resume(). */
+  get backlogged(): boolean {
+    return this.backlog !== null;
+  }
+
+  /** Split what was kept when the consumer stopped, as push() would. */
+  resume(onLine: (line: Buffer) => boolean | void): SplitStatus {
+    const b = this.backlog;
+    if (b === null || this.spent) return this.spent ? 'too-long' : 'ok';
+    this.backlog = null;
+    return this.push(b, onLine);
+  }
+
   /** Bytes of the current partial line (no line end seen yet). */
   get pending(): number {
     return this.partLen;
@@ -71,6 +99,7 @@ export class LineSplitter {
     this.spent = true;
     this.parts.length = 0;
     this.partLen = 0;
+    this.backlog = null;
     return 'too-long';
   }
 }

@@ -24,15 +24,12 @@ export const LINE_TOO_LONG = 'line too long';
 export class RequestParser {
   private readonly splitter: LineSplitter;
   private spent = false;
-  private emit: (item: Parsed) => void = () => {};
-  private readonly onLine = (line: Buffer): void => {
-    if (!isUtf8(line)) {
-      this.emit({ kind: 'error', message: 'request is not valid UTF-8 text' });
-      return;
-    }
+  private emit: (item: Parsed) => boolean | void = () => {};
+  private readonly onLine = (line: Buffer): boolean | void => {
+    if (!isUtf8(line)) return this.emit({ kind: 'error', message: 'request is not valid UTF-8 text' });
     const parsed = parseRequest(line.toString('utf8'));
     if (parsed === null) return; // blank line: not a request [LP-2]
-    this.emit('error' in parsed ? { kind: 'error', message: parsed.error } : { kind: 'request', request: parsed });
+    return this.emit('error' in parsed ? { kind: 'error', message: parsed.error } : { kind: 'request', request: parsed });
   };
 
   constructor(maxLine = MAX_LINE_BYTES) {
@@ -44,13 +41,35 @@ export class RequestParser {
     return this.spent ? 0 : this.splitter.pending;
   }
 
-  /** Feed a chunk; `emit` is called synchronously for each item, in order. */
-  push(chunk: Buffer, emit: (item: Parsed) => void): void {
+  /**
+   * Feed a chunk; `emit` is called synchronously for each item, in order.
+   * When `emit` returns false the parser stops after that item and keeps
+   * the rest of the bytes (and any later chunks) until resume(): so a
+   * connection takes only as many requests as it will queue, and a 64 KiB
+   * chunk of tiny requests cannot become 13,000 queued items at once.
+   */
+  push(chunk: Buffer, emit: (item: Parsed) => boolean | void): void {
     if (this.spent) return; // after a fatal item nothing more is read [LP-13]
     this.emit = emit;
-    if (this.splitter.push(chunk, this.onLine) === 'too-long') {
+    this.check(this.splitter.push(chunk, this.onLine));
+  }
+
+  /** Go on with the bytes kept when `emit` last returned false. */
+  resume(emit: (item: Parsed) => boolean | void): void {
+    if (this.spent) return;
+    this.emit = emit;
+    this.check(this.splitter.resume(this.onLine));
+  }
+
+  /** Whether bytes wait for resume(). */
+  get backlogged(): boolean {
+    return !this.spent && this.splitter.backlogged;
+  }
+
+  private check(status: 'ok' | 'too-long'): void {
+    if (status === 'too-long') {
       this.spent = true;
-      emit({ kind: 'fatal', message: LINE_TOO_LONG });
+      this.emit({ kind: 'fatal', message: LINE_TOO_LONG });
     }
   }
 }
