@@ -109,14 +109,19 @@ describe('limits', () => {
   });
 
   it('max clients per node: one more is told why and closed, with no id; a freed place is taken again', async () => {
-    const before = (await cluster.stats('follower-1')).clients;
-    const held = await Promise.all(Array.from({ length: MAX_CLIENTS - before }, () => rawClient(port('follower-1'))));
+    const probe = await LineClient.open(port('follower-1'));
+    probe.close();
+    await eventually(async () => (await cluster.stats('follower-1')).clients === 0, 'the probe gone');
+    const before = 0;
+    const held = await Promise.all(Array.from({ length: MAX_CLIENTS }, () => rawClient(port('follower-1'))));
     const extra = await rawOpen(port('follower-1'));
     expect(extra).toBe(`Error: ${tooManyClients(MAX_CLIENTS)}\n`);
     await eventually(() => logs.some((l) => /^follower-1: refused \d+ connection\(s\): 1100 clients, the limit \(--max-clients\)$/.test(l)), 'the log line');
     (held.pop() as Socket).destroy();
     await eventually(async () => (await cluster.stats('follower-1')).clients < MAX_CLIENTS, 'a place freed');
     const again = await LineClient.open(port('follower-1'));
+    // [LP-4] ids are given in order; the refused connection took none.
+    expect(again.id).toBe(probe.id + MAX_CLIENTS + 1);
     expect(await again.ask('ping')).toBe('PONG');
     again.close();
     for (const s of held) s.destroy();

@@ -88,6 +88,20 @@ describe('LP-2 framing', () => {
     const d = await client();
     await eventually(async () => (await d.ask('check lp2-half')) === 'CheckLock:Free', 'lp2-half to be released');
   });
+
+  it('a client that pipelines far more than a connection queues, then half-closes, still gets every reply in order', async () => {
+    // 3000 requests: the node parses 256 ahead and keeps the rest of the
+    // bytes (LP-13); the FIN must not end its input before those are parsed.
+    const c = await client('follower-1');
+    let batch = '';
+    for (let i = 0; i < 3000; i++) batch += i % 2 === 0 ? 'ping\n' : `check lp2-many-${i}\n`;
+    c.write(batch);
+    c.socket.end();
+    await c.waitClosed(20_000);
+    const replies = c.pending;
+    expect(replies).toHaveLength(3000);
+    for (const [i, r] of replies.entries()) expect(r).toBe(i % 2 === 0 ? 'PONG' : 'CheckLock:Free');
+  });
 });
 
 describe('LP-3 greeting, LP-4 client ids', () => {
