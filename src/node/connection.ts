@@ -372,8 +372,16 @@ export class ClientConnection {
   /** Graceful shutdown: read nothing more, answer what was read, then close. */
   drain(): void {
     this.draining = true;
+    // Bytes already read but kept unparsed (backpressure, see onParsed) are
+    // requests in flight too: take them now, at most one read chunk's worth.
+    if (!this.inputDone && this.parser.backlogged) {
+      this.parser.resume((p) => {
+        this.take(p);
+        return !this.inputDone; // a quit or a fatal error in them ends the input as usual
+      });
+    }
     this.stopReading();
-    this.flush();
+    this.pump();
   }
 
   /** Close at once (node shutdown). */
