@@ -353,15 +353,11 @@ export class ClientConnection {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** Finish sending, then close. */
+  /** Finish sending, then close (onData ignores what still comes: input is done). */
   private end(): void {
     if (this.ending) return;
     this.ending = true;
-    this.socket.end();
-    // Read (and drop: onData ignores it once input is done) whatever the
-    // client still sends, so its FIN is seen and the socket closes; a
-    // paused socket with unread bytes would stay half-open for good.
-    this.socket.resume();
+    endAndDiscard(this.socket);
   }
 
   /** Bytes and replies this connection holds for its client (LP-13 bound). */
@@ -399,6 +395,18 @@ export class ClientConnection {
     this.queue.length = 0;
     this.engine.closed(this); // [LP-8] release session locks, withdraw waiters
   }
+}
+
+/**
+ * End our side of a socket we read no more from (after `last`, if given),
+ * and read and drop whatever the peer still sends, so that its FIN is seen
+ * and the socket closes: a paused socket with unread bytes stays half-open
+ * for good (issue 6 §2: no leaked handles).
+ */
+export function endAndDiscard(socket: Socket, last?: string): void {
+  if (last === undefined) socket.end();
+  else socket.end(last);
+  socket.resume();
 }
 
 export function toCommand(client: ClientId, req: Request): Command {

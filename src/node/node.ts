@@ -14,7 +14,7 @@ import type { Request } from '../protocol/request.js';
 import { AuthGate } from './auth.js';
 import { DEFAULT_LIMITS, tooManyClients, type Limits } from './limits.js';
 import { ClientIdAllocator } from './client-ids.js';
-import { ClientConnection, type Ticket } from './connection.js';
+import { ClientConnection, endAndDiscard, type Ticket } from './connection.js';
 import type { Engine } from './engine.js';
 import type { NodeLog } from './node-log.js';
 
@@ -168,7 +168,7 @@ export abstract class NodeBase implements Engine {
     if (this.connections.size >= this.limits.maxClients) {
       // No greeting and no id: this connection never was a client [LP-14].
       socket.on('error', (err: NodeJS.ErrnoException) => this.log.line('warn', `refused connection: socket error ${err.code ?? err.message}`));
-      socket.end(`${formatError(tooManyClients(this.limits.maxClients))}\n`);
+      endAndDiscard(socket, `${formatError(tooManyClients(this.limits.maxClients))}\n`);
       this.refusedClients++;
       // One line a second at most: a flood of refused connects must not flood the log.
       const now = Date.now();
