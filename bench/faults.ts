@@ -19,7 +19,7 @@
  *     one request at a time got meanwhile (a follower loading a snapshot
  *     does not hold writes back: node-leader.ts).
  */
-import { connect, type Socket } from 'node:net';
+import { connect as dlockConnect } from '../src/client/client.js';
 import { performance } from 'node:perf_hooks';
 import { Cluster } from '../src/cluster.js';
 import { fillLocks } from './fill.js';
@@ -47,46 +47,8 @@ const trials = Number(value('trials', '5'));
 const locks = Number(value('locks', '0'));
 if (what !== 'failover' && what !== 'resync') throw new Error(`--what must be failover or resync, got ${what}`);
 
-/** A line client with one request outstanding. */
-class Client {
-  private buf = '';
-  private waiting: ((line: string) => void) | null = null;
-  private failing: ((err: Error) => void) | null = null;
-  private constructor(private readonly s: Socket) {
-    s.setNoDelay(true);
-    s.setEncoding('utf8');
-    s.on('close', () => this.failing?.(new Error('connection closed before an answer')));
-    s.on('data', (d: string) => {
-      this.buf += d;
-      let nl: number;
-      while ((nl = this.buf.indexOf('\n')) !== -1) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 1);
-        const w = this.waiting;
-        this.waiting = null;
-        w?.(line);
-      }
-    });
-  }
-  static open(port: number): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ port, host: '127.0.0.1' });
-      const c = new Client(s);
-      c.waiting = () => resolve(c); // the greeting
-      s.once('error', reject);
-    });
-  }
-  ask(line: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.waiting = resolve;
-      this.failing = (err) => reject(new Error(`${err.message} to "${line}"`));
-      this.s.write(`${line}\n`);
-    });
-  }
-  close(): void {
-    this.s.destroy();
-  }
-}
+/** The project's client: raw() sends one line and resolves with its reply line. */
+const open = (port: number) => dlockConnect({ port });
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -127,13 +89,13 @@ try {
     await until(() => cluster.settled && cluster.nodes.length === 3, 'the cluster to settle');
     if (what === 'failover') {
       const followers = cluster.nodes.filter((n) => n.role === 'follower');
-      const clients = await Promise.all(followers.map((f) => Client.open(f.port)));
+      const clients = await Promise.all(followers.map((f) => open(f.port)));
       const leader = cluster.nodes.find((n) => n.role === 'leader')?.name as string;
       const t0 = performance.now();
       const killed = cluster.kill(leader);
       const answered = await Promise.all(
         clients.map(async (c, i) => {
-          const reply = await c.ask(`preempt trial${t}-${i}`);
+          const reply = await c.raw(`preempt trial${t}-${i}`);
           if (!reply.startsWith('PreemptLock Success')) throw new Error(`write during failover answered "${reply}"`);
           return performance.now() - t0;
         }),
@@ -143,19 +105,19 @@ try {
       // The client whose node stayed a follower wrote *through a follower*.
       const stayed = followers.findIndex((f) => cluster.nodes.find((n) => n.name === f.name)?.role === 'follower');
       ms.push(answered[stayed === -1 ? 0 : stayed] as number);
-      for (const c of clients) c.close();
+      for (const c of clients) c.destroy();
     } else {
       const f = cluster.nodes.filter((n) => n.role === 'follower').at(-1);
       if (f === undefined) throw new Error('no follower');
       // Meanwhile a client of the leader writes one request at a time: its
       // slowest answer is how long the resync held writes up.
-      const writer = await Client.open(leaderPort());
+      const writer = await open(leaderPort());
       let writing = true;
       let slowest = 0;
       const writes = (async (): Promise<void> => {
         for (let k = 0; writing; k++) {
           const w0 = performance.now();
-          const reply = await writer.ask(k % 2 === 0 ? `preempt w${t}` : `release w${t}`);
+          const reply = await writer.raw(k % 2 === 0 ? `preempt w${t}` : `release w${t}`);
           if (!/Success/.test(reply)) throw new Error(`a write during the resync answered "${reply}"`);
           slowest = Math.max(slowest, performance.now() - w0);
         }
@@ -164,15 +126,15 @@ try {
       await cluster.kill(f.name);
       // Settled once the new worker has its snapshot and listens (its handshake).
       await until(() => cluster.settled, 'the restart');
-      const c = await Client.open(f.port);
-      const reply = await c.ask(`check f${locks - 1}`);
+      const c = await open(f.port);
+      const reply = await c.raw(`check f${locks - 1}`);
       ms.push(performance.now() - t0);
-      c.close();
+      c.destroy();
       // Until the new follower counts and has caught up, then stop.
       await new Promise((r) => setTimeout(r, 100));
       writing = false;
       await writes;
-      writer.close();
+      writer.destroy();
       stalls.push(Math.round(slowest * 10) / 10);
       if (locks > 0 && !reply.startsWith('CheckLock:Lock:')) throw new Error(`the restarted follower answered "${reply}"`);
     }

@@ -31,10 +31,10 @@
  * Threading: main thread. Events from nodes (`NodeEvent`) are delivered on
  * the main thread, per node in order.
  */
-import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
 import { existsSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
+import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
 import { MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { LockRow, NodeStats } from './node/node.js';
@@ -371,10 +371,8 @@ export class Cluster {
    * started. Its connections end either way [LP-8].
    */
   async restart(name: string): Promise<void> {
-    const m = this.member(name);
-    m.injected = true;
-    m.restartRequested = true;
-    await m.handle.terminate();
+    this.member(name).restartRequested = true;
+    await this.kill(name);
   }
 
   /** No failover or restart under way and every node up (chaos waits for this before killing). */

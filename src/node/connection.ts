@@ -104,8 +104,7 @@ export class ClientConnection {
       this.writePaused = false;
       if (this.slowTimer !== null) clearTimeout(this.slowTimer);
       this.slowTimer = null;
-      this.pump(); // requests held while the client was not reading
-      this.maybeResume();
+      this.pump(); // requests held while the client was not reading; its flush resumes reading
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.engine.log.line('warn', `client ${this.id} socket error: ${err.code ?? err.message}`);

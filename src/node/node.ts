@@ -85,6 +85,8 @@ export abstract class NodeBase implements Engine {
   readonly auth: AuthGate | null;
   readonly limits: Limits;
   private readonly tls: { cert: string; key: string } | null;
+  /** Set while drain() waits for the last connection to close. */
+  private allClosed: (() => void) | null = null;
   /** Connections refused by --max-clients since the last log line about it. */
   private refusedClients = 0;
   private refusedLogAt = 0;
@@ -100,6 +102,11 @@ export abstract class NodeBase implements Engine {
     this.auth = opts.authToken === undefined || opts.authToken === null ? null : new AuthGate(opts.authToken);
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.tls = opts.tls ?? null;
+  }
+
+  /** A TLS server's sockets are clients once their handshake is done. */
+  private get acceptEvent(): 'connection' | 'secureConnection' {
+    return this.tls === null ? 'connection' : 'secureConnection';
   }
 
   get commitSeq(): number {
@@ -121,7 +128,7 @@ export abstract class NodeBase implements Engine {
       // TLS (issue 6 §4): the same connection code on a TLSSocket, after its handshake.
       const server: Server =
         this.tls === null ? createServer({ allowHalfOpen: true }) : createTlsServer({ allowHalfOpen: true, cert: this.tls.cert, key: this.tls.key, minVersion: 'TLSv1.2' });
-      server.on(this.tls === null ? 'connection' : 'secureConnection', (socket: Socket) => this.accept(socket));
+      server.on(this.acceptEvent, (socket: Socket) => this.accept(socket));
       // A failed handshake is that client's problem: logged, the server carries on [LP-14].
       if (this.tls !== null) server.on('tlsClientError', (err: Error) => this.log.line('warn', `TLS handshake failed: ${err.message}`));
       server.once('error', reject);
@@ -149,9 +156,8 @@ export abstract class NodeBase implements Engine {
     next.address = this.address;
     next.counters.requests = this.counters.requests;
     for (const server of this.servers) {
-      const event = this.tls === null ? 'connection' : 'secureConnection';
-      server.removeAllListeners(event);
-      server.on(event, (socket: Socket) => next.accept(socket));
+      server.removeAllListeners(this.acceptEvent);
+      server.on(this.acceptEvent, (socket: Socket) => next.accept(socket));
       next.servers.push(server);
     }
     this.servers = [];
@@ -207,6 +213,7 @@ export abstract class NodeBase implements Engine {
     this.commitWaiters.delete(conn);
     this.log.line('conn', `Disconnect client_id=${conn.id} (${conn.remote})`);
     this.disconnect(conn);
+    if (this.connections.size === 0) this.allClosed?.();
   }
 
   stats(): NodeStats {
@@ -280,8 +287,17 @@ export abstract class NodeBase implements Engine {
     this.servers = [];
     for (const server of servers) server.close();
     for (const c of this.connections) c.drain();
-    const deadline = Date.now() + ms;
-    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (this.connections.size > 0) {
+      // Resolved by closed() when the last one goes, or by the deadline.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => this.allClosed?.(), ms);
+        this.allClosed = () => {
+          clearTimeout(timer);
+          this.allClosed = null;
+          resolve();
+        };
+      });
+    }
     if (this.connections.size > 0) this.log.line('warn', `shutdown: ${this.connections.size} connection(s) still had requests owed after ${ms} ms; closing them`);
     return this.connections.size;
   }
