@@ -133,6 +133,7 @@ describe('limits', () => {
     const bystander = await LineClient.open(port(node));
     expect(await bystander.ask('preempt lim-by')).toMatch(/^PreemptLock Success/);
     const base = await cluster.stats(node);
+    const followerBase = await cluster.stats('follower-1');
     const readers = await Promise.all(Array.from({ length: 1000 }, () => rawClient(port(node))));
     // Each asks for replies it never reads: 200 help replies (~60 KB) each,
     // which loopback's kernel buffers absorb, and 20 of them 50,000 (~13 MB),
@@ -179,6 +180,13 @@ describe('limits', () => {
     await eventually(async () => (await cluster.stats('leader')).clients === base.clients && (await cluster.stats('follower-1')).clients === 0, 'every churned connection gone', 10_000);
     // Their session locks go with them (released through the leader, so a moment after the close).
     await eventually(async () => (await cluster.stats('leader')).locks === base.locks, 'the churned locks released', 10_000);
+    // And every per-client entry on both nodes (sessions, waits, lock counts, in-flight forwards):
+    // a leak shows here without waiting for a GC.
+    await eventually(
+      async () => (await cluster.stats('leader')).clientEntries === base.clientEntries && (await cluster.stats('follower-1')).clientEntries === followerBase.clientEntries,
+      'per-client entries back to where they were',
+      10_000,
+    );
     expect((await cluster.stats('leader')).waiters).toBe(0);
     expect(await bystander.ask('ping')).toBe('PONG');
     bystander.close();

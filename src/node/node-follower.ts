@@ -99,6 +99,10 @@ export class Follower extends NodeBase {
     this.attach(link);
   }
 
+  protected roleClientEntries(): number {
+    return this.inflight.size + this.waitingReq.size;
+  }
+
   get applied(): number {
     return this.seq;
   }

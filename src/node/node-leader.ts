@@ -464,6 +464,10 @@ export class Leader extends NodeBase {
     }
   };
 
+  protected roleClientEntries(): number {
+    return this.waiting.size;
+  }
+
   override stats(): NodeStats {
     const s = super.stats();
     s.followers = {};

@@ -52,6 +52,12 @@ export interface NodeStats {
   owedReplies: number;
   /** This node's V8 heap in use, bytes (its own isolate: issue 6 memory bounds). */
   heapUsed: number;
+  /**
+   * Entries this node keeps per client (session sets, waits, lock counts,
+   * commit waiters, in-flight forwards): when clients go, it comes back
+   * down, so a leak shows here without waiting for a GC (issue 6 §2).
+   */
+  clientEntries: number;
   /** Leader only: each follower's acknowledged sequence number. */
   followers?: Record<string, number>;
 }
@@ -115,6 +121,8 @@ export abstract class NodeBase implements Engine {
 
   abstract readonly role: 'leader' | 'follower';
   abstract get applied(): number;
+  /** The role's own per-client entries, for NodeStats.clientEntries. */
+  protected abstract roleClientEntries(): number;
   abstract submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void;
   protected abstract disconnect(conn: ClientConnection): void;
 
@@ -239,6 +247,7 @@ export abstract class NodeBase implements Engine {
       owedReplies,
       requests: this.counters.requests,
       heapUsed: getHeapStatistics().used_heap_size,
+      clientEntries: this.state.sessions.size + this.state.waiting.size + this.state.owned.size + this.commitWaiters.size + this.roleClientEntries(),
     };
   }
 
