@@ -7,11 +7,12 @@
  *
  *   node dist/bench/libs.js --system dlock --ports 9001 --conns 16 --seconds 3
  *   node dist/bench/libs.js --system live-mutex --ports 6970 --conns 16 --seconds 3
- *   node dist/bench/libs.js --broker --port 6970     (live-mutex's broker, its own process)
+ *   node dist/bench/libs.js --broker     (live-mutex's broker, its own process; prints `ready PORT`)
  */
 import * as hdr from 'hdr-histogram-js';
 import lm from 'live-mutex';
 import { connect } from '../src/client/client.js';
+import { freePort } from './free-port.js';
 
 export interface LibResult {
   system: 'dlock' | 'live-mutex';
@@ -108,10 +109,23 @@ async function run(): Promise<LibResult> {
 }
 
 if (argv.includes('--broker')) {
-  const broker = new lm.Broker({ port: Number(arg('port')), host: '127.0.0.1', noDelay: true });
-  broker.emitter.on('warning', () => {}); // its chatter is not ours to print
-  await broker.ensure();
-  process.stdout.write('ready\n');
+  // live-mutex cannot listen on port 0 (it reads 0 as "use 6970"), so take a
+  // port the kernel just freed and retry on another if something grabbed it
+  // meanwhile: under load (CI, many loopback connections) a fixed or random
+  // port was seen taken, and the broker then swallowed the error and exited 0.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const broker = new lm.Broker({ port, host: '127.0.0.1', noDelay: true });
+    broker.emitter.on('warning', () => {}); // its chatter is not ours to print
+    try {
+      await broker.ensure();
+      process.stdout.write(`ready ${port}\n`);
+      break;
+    } catch (err: unknown) {
+      process.stderr.write(`live-mutex broker: cannot listen on ${port}: ${String(err)}\n`);
+      if (attempt === 5) process.exit(1);
+    }
+  }
   process.once('SIGTERM', () => process.exit(0));
 } else {
   const r = await run();

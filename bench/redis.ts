@@ -4,7 +4,8 @@
  * bench then says so and runs dlock alone).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './free-port.js';
 
 export interface Redis {
   port: number;
@@ -14,17 +15,6 @@ export interface Redis {
   /** SHA1 of a loaded script, for EVALSHA. */
   load(script: string): Promise<string>;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Send inline commands, return the first line of each reply (enough for PING, SCRIPT LOAD, INFO lines we read). */
@@ -50,6 +40,11 @@ function ask(port: number, command: string): Promise<string> {
       resolve(first);
     });
     s.on('error', reject);
+    // Something else may hold the port and never answer: don't wait forever.
+    s.setTimeout(2_000, () => {
+      s.destroy();
+      reject(new Error(`no answer to ${command.split(' ')[0]} within 2 s`));
+    });
     s.write(`${command}\r\n`);
   });
 }
@@ -58,23 +53,39 @@ export async function startRedis(): Promise<Redis | null> {
   const which = spawnSync('sh', ['-c', 'command -v redis-server']);
   if (which.status !== 0) return null;
   const version = /v=(\S+)/.exec(spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? '?';
-  const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: 'ignore' });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      if ((await ask(port, 'PING')) === '+PONG') break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`redis-server did not answer on port ${port}: ${(err as Error).message}`);
+  let port = 0;
+  let child: ChildProcess | null = null;
+  // The port can be taken between freePort() and redis-server's bind (seen
+  // under CI load): redis-server then exits, and we try another port.
+  for (let attempt = 1; child === null; attempt++) {
+    port = await freePort();
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (c.exitCode !== null || c.signalCode !== null) {
+        if (attempt === 5) throw new Error(`redis-server exited (${c.exitCode ?? c.signalCode}) on port ${port}: ${err.trim()}`);
+        break;
       }
+      try {
+        if ((await ask(port, 'PING')) === '+PONG') {
+          child = c;
+          break;
+        }
+      } catch (e) {
+        if (Date.now() > deadline) {
+          c.kill('SIGKILL');
+          throw new Error(`redis-server did not answer on port ${port}: ${(e as Error).message}`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
   }
+  const server = child;
   return {
     port,
-    pid: child.pid as number,
+    pid: server.pid as number,
     version,
     load: async (script) => {
       const sha = await ask(port, `SCRIPT LOAD "${script.replace(/"/g, '\\"')}"`);
@@ -83,12 +94,12 @@ export async function startRedis(): Promise<Redis | null> {
     },
     stop: () =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) {
+        if (server.exitCode !== null) {
           resolve();
           return;
         }
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
+        server.once('exit', () => resolve());
+        server.kill('SIGTERM');
       }),
   };
 }

@@ -247,11 +247,17 @@ function libRun(args: string[]): Promise<LibResult> {
 }
 
 async function liveMutexBroker(): Promise<{ port: number; stop: () => void }> {
-  const port = 20000 + Math.floor(Math.random() * 30000);
-  const child = spawn(process.execPath, [LIBS, '--broker', '--port', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`live-mutex broker exited with ${code}`)));
+  const child = spawn(process.execPath, [LIBS, '--broker'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /^ready (\d+)$/m.exec(out);
+      if (m !== null) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`live-mutex broker exited with ${code} before it was ready\n${err}`)));
   });
   return { port, stop: () => child.kill('SIGTERM') };
 }

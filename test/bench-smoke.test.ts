@@ -14,7 +14,7 @@ describe('npm run bench --smoke', () => {
     const run = fileURLToPath(new URL('../dist/bench/run.js', import.meta.url));
     const r = spawnSync(process.execPath, [run, '--smoke'], { encoding: 'utf8', timeout: 90_000 });
     expect(r.stderr).not.toMatch(/completed no request|got errors/);
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0); // the bench's own words on why, in the failure
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis +cpu µs\/req$/);
     const rows = lines.filter((l) => /^(check|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
