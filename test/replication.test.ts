@@ -279,7 +279,7 @@ describe('snapshot in parts', () => {
     expect(await c.next()).toMatch(/^PreemptLock Success/);
     expect(await c.next()).toBe('ReleaseLock Success');
     await eventually(() => lines.some((l) => /^snapshot at seq \d+: \d+ locks \(3 parts, loaded in \d+ ms\)$/.test(l)), 'the follower logged the parts');
-    await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 3 parts\)$/.test(l)), 'the leader logged the parts');
+    await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 3 parts, copied in \d+ ms\)$/.test(l)), 'the leader logged the parts');
     await eventually(() => f.applied === leader.applied, 'the follower caught up');
     const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
     expect(rows(f)).toEqual(rows(leader));

@@ -18,6 +18,8 @@
  * LP-10 (owners only).
  */
 
+import { StringMap, StringSet, type LazyRows } from './string-map.js';
+
 export type ClientId = number;
 
 /** A queued `acquire` (LP-9). A client waits on at most one lock at a time. */
@@ -44,11 +46,12 @@ export interface LockEntry {
 }
 
 export interface TableState {
-  locks: Map<string, LockEntry>;
+  /** By name; a StringMap, not a Map, so that a million-lock snapshot loads fast (string-map.ts). */
+  locks: StringMap<LockEntry>;
   /** The next fencing token to grant; only ever increases (LP-7). */
   nextToken: number;
   /** Session (non-lease) locks of each client, released on disconnect (LP-8). */
-  sessions: Map<ClientId, Set<string>>;
+  sessions: Map<ClientId, StringSet>;
   /** The lock each waiting client waits on. */
   waiting: Map<ClientId, string>;
   /** How many locks each client holds (sessions and leases), for the per-client limit (issue 6). */
@@ -121,7 +124,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new Map(), nextToken: firstToken, sessions: new Map(), waiting: new Map(), owned: new Map() };
+  return { locks: new StringMap(), nextToken: firstToken, sessions: new Map(), waiting: new Map(), owned: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -131,7 +134,7 @@ function outcome(reply: Reply | null, changed: boolean): Outcome {
 function addSession(state: TableState, client: ClientId, lock: string): void {
   let set = state.sessions.get(client);
   if (set === undefined) {
-    set = new Set();
+    set = new StringSet();
     state.sessions.set(client, set);
   }
   set.add(lock);
@@ -347,20 +350,27 @@ export interface Snapshot {
 }
 
 export function snapshot(state: TableState): Snapshot {
-  const n = state.locks.size;
-  const names = new Array<string>(n);
-  const nums = new Float64Array(3 * n);
+  const names = state.locks.keyArray();
+  const nums = new Float64Array(3 * names.length);
   const waiters: Snapshot['waiters'] = [];
-  let i = 0;
-  for (const [name, e] of state.locks) {
-    names[i] = name;
-    nums[3 * i] = e.owner;
-    nums[3 * i + 1] = e.token;
-    nums[3 * i + 2] = e.expiresAt ?? NaN;
-    if (e.waiters.length > 0) waiters.push([i, e.waiters.map((w) => [w.client, w.ttl, w.deadline])]);
-    i++;
-  }
+  const copy: SnapshotCopy = { nums, waiters, i: 0 };
+  state.locks.forEach(copyRow, copy);
   return { nextToken: state.nextToken, names, nums, waiters };
+}
+
+interface SnapshotCopy {
+  nums: Float64Array;
+  waiters: Snapshot['waiters'];
+  i: number;
+}
+
+/** One lock's numbers into the snapshot's column; one function for every copy (see StringMap#forEach). */
+function copyRow(this: SnapshotCopy, e: LockEntry): void {
+  const i = this.i++;
+  this.nums[3 * i] = e.owner;
+  this.nums[3 * i + 1] = e.token;
+  this.nums[3 * i + 2] = e.expiresAt ?? NaN;
+  if (e.waiters.length > 0) this.waiters.push([i, e.waiters.map((w) => [w.client, w.ttl, w.deadline])]);
 }
 
 /** Locks [from, to) of a snapshot, as a snapshot of their own (indexes from 0). */
@@ -370,12 +380,35 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   return { nextToken: s.nextToken, names: s.names.slice(from, to), nums: s.nums.subarray(3 * from, 3 * to), waiters };
 }
 
-/** A state from a snapshot, or, given `into`, that state with the snapshot's locks added (parts load in order). */
-export function restore(snap: Snapshot, into: TableState = createState(snap.nextToken)): TableState {
+/**
+ * The locks of a snapshot (part) as the table's lazy values: a million
+ * entry objects, each with two boxed doubles (token and deadline are past
+ * 2^31), cost a loading follower about 200 ms and the GC more; built when a
+ * lock is first read, only the locks a follower is asked about (or, once
+ * promoted, walks) are ever built. Holds the part's numbers column until
+ * every row of it is built or gone.
+ */
+class SnapshotRows implements LazyRows<LockEntry> {
+  constructor(private readonly nums: Float64Array) {}
+
+  build(i: number): LockEntry {
+    const expires = this.nums[3 * i + 2] as number;
+    return { owner: this.nums[3 * i] as number, token: this.nums[3 * i + 1] as number, expiresAt: Number.isNaN(expires) ? null : expires, waiters: NO_WAITERS };
+  }
+}
+
+/**
+ * A state from a snapshot, or, given `into`, that state with the snapshot's
+ * locks added (parts load in order). `expected`: how many locks the whole
+ * snapshot holds, when known, so that the index is sized once for all the
+ * parts instead of growing (and rehashing) part by part.
+ */
+export function restore(snap: Snapshot, into: TableState = createState(snap.nextToken), expected = 0): TableState {
   const state = into;
   state.nextToken = snap.nextToken;
   const { names, nums } = snap;
   const locks = state.locks;
+  locks.reserve(Math.max(expected, locks.size + names.length));
   // Per-client counts in runs: a client's locks tend to sit together, and
   // one Map update per lock would cost a sixth of the load (issue 5 §6).
   let runOwner = -1;
@@ -383,19 +416,19 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   const countRun = (): void => {
     if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
   };
+  // Entries are built when first read (see SnapshotRows).
+  const rows = new SnapshotRows(nums);
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
     const owner = nums[3 * i] as number;
-    const expires = nums[3 * i + 2] as number;
-    const expiresAt = Number.isNaN(expires) ? null : expires;
-    locks.set(name, { owner, token: nums[3 * i + 1] as number, expiresAt, waiters: NO_WAITERS });
+    locks.setLazy(name, rows, i);
     if (owner !== runOwner) {
       countRun();
       runOwner = owner;
       run = 0;
     }
     run++;
-    if (expiresAt === null) addSession(state, owner, name);
+    if (Number.isNaN(nums[3 * i + 2] as number)) addSession(state, owner, name);
   }
   countRun();
   for (const [i, ws] of snap.waiters) {

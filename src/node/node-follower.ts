@@ -182,7 +182,8 @@ export class Follower extends NodeBase {
           // Parts load one after another into a new state; the old one (if
           // any) serves until the last part is in, then is replaced.
           if (f.part === 0) {
-            this.incoming = { seq: f.seq, next: 0, state: restore(f.state), t0: Date.now() };
+            // Every part but the last is as long as the first: size the table for all of them.
+            this.incoming = { seq: f.seq, next: 0, state: restore(f.state, undefined, f.parts * f.state.names.length), t0: Date.now() };
           } else if (this.incoming === null || this.incoming.seq !== f.seq || this.incoming.next !== f.part) {
             this.log.line('error', `snapshot part ${f.part} of ${f.parts} at seq ${f.seq} out of order; asking for a new snapshot`);
             this.incoming = null;

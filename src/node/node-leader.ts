@@ -293,7 +293,7 @@ export class Leader extends NodeBase {
     const count = snap.names.length;
     const parts = Math.max(1, Math.ceil(count / SNAPSHOT_PART));
     link.held = [];
-    this.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts` : ''})`);
+    this.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts, copied in ${Date.now() - t0} ms` : ''})`);
     const sendPart = (part: number): void => {
       if (!this.links.has(link) || this.stopping) return; // the link closed meanwhile
       link.transport.send({ v: 1, type: 'snapshot', seq, part, parts, state: snapshotPart(snap, part * SNAPSHOT_PART, (part + 1) * SNAPSHOT_PART) });
