@@ -28,13 +28,24 @@ class Doubles implements LazyRows<number> {
 }
 
 describe('StringMap', () => {
-  it('behaves as a Map: same values, same size, same insertion order, after every step', () => {
+  it('behaves as a Map (and StringSet as a Set): same values, same size, same insertion order, after every step', () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 400 }), fc.integer(), (ops, seed) => {
         const m = new StringMap<number>(seed);
         const model = new Map<string, number>();
         const lazy = new Doubles();
+        const set = new StringSet(); // the valueless map, against a Set
+        const modelSet = new Set<string>();
         for (const o of ops) {
+          if (o.op === 'set' || o.op === 'lazy') {
+            set.add(o.key);
+            modelSet.add(o.key);
+          } else if (o.op === 'delete') {
+            expect(set.delete(o.key)).toBe(modelSet.delete(o.key));
+          } else {
+            expect(set.has(o.key)).toBe(modelSet.has(o.key));
+          }
+          expect(set.size).toBe(modelSet.size);
           if (o.op === 'set') {
             m.set(o.key, o.value);
             model.set(o.key, o.value);
@@ -51,6 +62,7 @@ describe('StringMap', () => {
           expect(m.size).toBe(model.size);
         }
         expect([...m]).toEqual([...model]);
+        expect([...set]).toEqual([...modelSet]);
         expect([...m.keys()]).toEqual([...model.keys()]);
         const each: Array<[string, number]> = [];
         m.forEach((v, k) => each.push([k, v]));

@@ -83,7 +83,15 @@ export class StringMap<V> implements Iterable<[string, V]> {
   /** Bumped when dense positions move (compaction): live iterators then throw. */
   private shape = 0;
 
-  constructor(seed: number = THREAD_SEED) {
+  /**
+   * `valueless`: a set's map (StringSet) stores no values and no rows, and
+   * reads every value as `true`: 12 bytes a key less, which at a million
+   * session locks is 12 MB on every node.
+   */
+  constructor(
+    seed: number = THREAD_SEED,
+    private readonly valueless = false,
+  ) {
     this.seed = seed;
   }
 
@@ -100,7 +108,7 @@ export class StringMap<V> implements Iterable<[string, V]> {
     // growth copies the array; at a million entries that shows).
     if (this.keysAt.length < dense) {
       this.keysAt.length = dense;
-      this.valsAt.length = dense;
+      if (!this.valueless) this.valsAt.length = dense;
     }
   }
 
@@ -131,8 +139,10 @@ export class StringMap<V> implements Iterable<[string, V]> {
     for (let e = index[i] as number; e !== 0; e = index[i] as number) {
       const p = e - 1;
       if (hashes[p] === h && keysAt[p] === key) {
-        this.valsAt[p] = value;
-        this.rows[p] = row1;
+        if (!this.valueless) {
+          this.valsAt[p] = value;
+          this.rows[p] = row1;
+        }
         return;
       }
       i = (i + 1) & mask;
@@ -148,15 +158,18 @@ export class StringMap<V> implements Iterable<[string, V]> {
     const p = this.end++;
     if (p >= this.hashes.length) this.growHashes(p + 1);
     this.keysAt[p] = key;
-    this.valsAt[p] = value;
     (this.hashes as Int32Array)[p] = h;
-    (this.rows as Int32Array)[p] = row1;
+    if (!this.valueless) {
+      this.valsAt[p] = value;
+      (this.rows as Int32Array)[p] = row1;
+    }
     (this.index as Int32Array)[i] = p + 1;
     this.live++;
   }
 
   /** The value at dense position p, built now if it was lazy. */
   private valueAt(p: number): V {
+    if (this.valueless) return true as V;
     const row1 = this.rows[p] as number;
     if (row1 === 0) return this.valsAt[p] as V;
     const v = (this.valsAt[p] as LazyRows<V>).build(row1 - 1);
@@ -174,8 +187,10 @@ export class StringMap<V> implements Iterable<[string, V]> {
       const p = e - 1;
       if (hashes[p] === h && keysAt[p] === key) {
         keysAt[p] = undefined;
-        this.valsAt[p] = undefined;
-        this.rows[p] = 0;
+        if (!this.valueless) {
+          this.valsAt[p] = undefined;
+          this.rows[p] = 0;
+        }
         this.live--;
         this.holes++;
         break;
@@ -281,6 +296,7 @@ export class StringMap<V> implements Iterable<[string, V]> {
     const hashes = new Int32Array(cap);
     hashes.set(this.hashes.subarray(0, this.end));
     this.hashes = hashes;
+    if (this.valueless) return;
     const rows = new Int32Array(cap);
     rows.set(this.rows.subarray(0, this.end));
     this.rows = rows;
@@ -308,14 +324,16 @@ export class StringMap<V> implements Iterable<[string, V]> {
     for (let p = 0; p < this.end; p++) {
       if (keysAt[p] === undefined) continue;
       keysAt[q] = keysAt[p];
-      valsAt[q] = valsAt[p];
       hashes[q] = hashes[p] as number;
-      rows[q] = rows[p] as number;
+      if (!this.valueless) {
+        valsAt[q] = valsAt[p];
+        rows[q] = rows[p] as number;
+      }
       q++;
     }
-    rows.fill(0, q, this.end);
+    if (!this.valueless) rows.fill(0, q, this.end);
     keysAt.length = q;
-    valsAt.length = q;
+    if (!this.valueless) valsAt.length = q;
     this.end = q;
     this.holes = 0;
     this.shape++;
@@ -333,7 +351,7 @@ function capacityFor(n: number): number {
 
 /** A set of strings on StringMap: the subset of `Set` the lock table uses. */
 export class StringSet implements Iterable<string> {
-  private readonly map = new StringMap<true>();
+  private readonly map = new StringMap<true>(undefined, true);
 
   get size(): number {
     return this.map.size;
