@@ -1,7 +1,8 @@
 /**
- * A loopback port the kernel says is free now, for servers that cannot be
- * told to listen on port 0 and report the port (redis-server, live-mutex).
- * Another process may take it before the server binds it: callers retry.
+ * Loopback ports for servers that cannot be told to listen on port 0 and
+ * report the port (redis-server, live-mutex): take one the kernel just
+ * freed, and since another process may take it before the server binds it
+ * (seen under CI load), try again on another.
  */
 import { type AddressInfo, createServer } from 'node:net';
 
@@ -14,4 +15,20 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Start a server with `start(port)` on a free port; `start` resolves null
+ * when that port turned out to be taken (say why in `taken`), and the next
+ * free port is tried, `attempts` times in all.
+ */
+export async function onFreePort<T>(what: string, start: (port: number) => Promise<T | null>, attempts = 5): Promise<{ port: number; server: T }> {
+  const tried: number[] = [];
+  for (let i = 0; i < attempts; i++) {
+    const port = await freePort();
+    const server = await start(port);
+    if (server !== null) return { port, server };
+    tried.push(port);
+  }
+  throw new Error(`${what} could not listen on any of the free ports ${tried.join(', ')}`);
 }

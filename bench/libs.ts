@@ -12,7 +12,7 @@
 import * as hdr from 'hdr-histogram-js';
 import lm from 'live-mutex';
 import { connect } from '../src/client/client.js';
-import { freePort } from './free-port.js';
+import { onFreePort } from './free-port.js';
 
 export interface LibResult {
   system: 'dlock' | 'live-mutex';
@@ -109,23 +109,20 @@ async function run(): Promise<LibResult> {
 }
 
 if (argv.includes('--broker')) {
-  // live-mutex cannot listen on port 0 (it reads 0 as "use 6970"), so take a
-  // port the kernel just freed and retry on another if something grabbed it
-  // meanwhile: under load (CI, many loopback connections) a fixed or random
-  // port was seen taken, and the broker then swallowed the error and exited 0.
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+  // live-mutex cannot listen on port 0 (it reads 0 as "use 6970"). When its
+  // port is taken it swallows the error and exits 0 (seen under CI load),
+  // so each try is awaited here and a refusal means the next free port.
+  const { port } = await onFreePort('live-mutex broker', async (port) => {
     const broker = new lm.Broker({ port, host: '127.0.0.1', noDelay: true });
     broker.emitter.on('warning', () => {}); // its chatter is not ours to print
     try {
-      await broker.ensure();
-      process.stdout.write(`ready ${port}\n`);
-      break;
+      return await broker.ensure();
     } catch (err: unknown) {
       process.stderr.write(`live-mutex broker: cannot listen on ${port}: ${String(err)}\n`);
-      if (attempt === 5) process.exit(1);
+      return null;
     }
-  }
+  });
+  process.stdout.write(`ready ${port}\n`);
   process.once('SIGTERM', () => process.exit(0));
 } else {
   const r = await run();

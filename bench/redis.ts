@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import { freePort } from './free-port.js';
+import { onFreePort } from './free-port.js';
 
 export interface Redis {
   port: number;
@@ -49,40 +49,32 @@ function ask(port: number, command: string): Promise<string> {
   });
 }
 
+/** redis-server on `port` once it answers PING; null when it exited first (the port was taken). */
+async function startOn(port: number): Promise<ChildProcess | null> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      process.stderr.write(`redis-server exited on port ${port}: ${err.trim()}\n`);
+      return null;
+    }
+    const pong = await ask(port, 'PING').catch((e: unknown) => {
+      if (Date.now() <= deadline) return null;
+      child.kill('SIGKILL');
+      throw new Error(`redis-server did not answer on port ${port}: ${(e as Error).message}`);
+    });
+    if (pong === '+PONG') return child;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export async function startRedis(): Promise<Redis | null> {
   const which = spawnSync('sh', ['-c', 'command -v redis-server']);
   if (which.status !== 0) return null;
   const version = /v=(\S+)/.exec(spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? '?';
-  let port = 0;
-  let child: ChildProcess | null = null;
-  // The port can be taken between freePort() and redis-server's bind (seen
-  // under CI load): redis-server then exits, and we try another port.
-  for (let attempt = 1; child === null; attempt++) {
-    port = await freePort();
-    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (c.exitCode !== null || c.signalCode !== null) {
-        if (attempt === 5) throw new Error(`redis-server exited (${c.exitCode ?? c.signalCode}) on port ${port}: ${err.trim()}`);
-        break;
-      }
-      try {
-        if ((await ask(port, 'PING')) === '+PONG') {
-          child = c;
-          break;
-        }
-      } catch (e) {
-        if (Date.now() > deadline) {
-          c.kill('SIGKILL');
-          throw new Error(`redis-server did not answer on port ${port}: ${(e as Error).message}`);
-        }
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  const server = child;
+  const { port, server } = await onFreePort('redis-server', startOn);
   return {
     port,
     pid: server.pid as number,

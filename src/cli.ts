@@ -11,6 +11,7 @@ import { MAX_NODE_INDEX } from './node/client-ids.js';
 import { up } from './up.js';
 import { parseChaos } from './chaos.js';
 import { DEFAULT_LIMITS } from './node/limits.js';
+import { isTokenWord, TOKEN_RULE } from './protocol/request.js';
 import { FSYNC_MODES, type FsyncMode } from './store/store.js';
 
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
@@ -77,7 +78,7 @@ await yargs(hideBin(process.argv))
           }
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
           const token = authToken(a['auth-token']);
-          if (token !== null && (token === '' || /\s/.test(token))) throw new Error('--auth-token (or DLOCK_AUTH_TOKEN) must be one word: not empty, no whitespace');
+          if (token !== null && !isTokenWord(token)) throw new Error(`--auth-token (or DLOCK_AUTH_TOKEN) ${TOKEN_RULE}`);
           // Issue 6: anyone who can reach the port could take or release any lock.
           if (token === null && !a.insecure && !isLoopback(a.host)) {
             throw new Error(`refusing to listen on ${a.host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);

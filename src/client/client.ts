@@ -18,7 +18,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-table.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { parseCheck, parseGreeting, parseLockReply, parseValidate } from '../protocol/reply.js';
-import { lockNameError, MAX_LINE_BYTES } from '../protocol/request.js';
+import { isTokenWord, lockNameError, MAX_LINE_BYTES, TOKEN_RULE } from '../protocol/request.js';
 
 export type PreemptResult = Extract<Reply, { op: 'preempt' }>;
 export type AcquireResult = Extract<Reply, { op: 'acquire' }>;
@@ -102,9 +102,9 @@ export async function connect(opts: ConnectOptions): Promise<DlockClient> {
   const client = new DlockClient(socket);
   await client.ready(opts.connectTimeoutMs ?? 5000, `${host}:${opts.port}`);
   if (opts.authToken !== undefined && opts.authToken !== null) {
-    if (opts.authToken === '' || /\s/.test(opts.authToken)) {
+    if (!isTokenWord(opts.authToken)) {
       await client.close();
-      throw new TypeError('the auth token must be one word: not empty, no whitespace');
+      throw new TypeError(`the auth token ${TOKEN_RULE}`);
     }
     const reply = await client.raw(`auth ${opts.authToken}`);
     if (reply !== 'Auth Success') {

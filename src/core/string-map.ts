@@ -8,8 +8,8 @@
  * machines (V8 grows and rehashes its OrderedHashMap in the old space),
  * which alone spent the budget. This table hashes in JS into an
  * open-addressing index (an Int32Array, linear probing, load <= 1/2) and
- * keeps keys and values in dense arrays; loading 1M names into it takes
- * about 150 ms on the same machine, and `reserve()` sizes the index once
+ * keeps keys and values in dense arrays; loading 1M names into it took
+ * 280-400 ms on the same machine, and `reserve()` sizes the index once
  * before a bulk load.
  *
  * Layout: `keys[p]`, `vals[p]`, `hashes[p]` for dense position p (insertion
@@ -103,7 +103,7 @@ export class StringMap<V> implements Iterable<[string, V]> {
   reserve(n: number): void {
     if (2 * n > this.index.length) this.rehash(capacityFor(n));
     const dense = n + this.holes;
-    if (this.hashes.length < dense) this.growHashes(dense);
+    if (this.hashes.length < dense) this.growPositions(dense);
     // Grown once to their final length rather than push by push (each
     // growth copies the array; at a million entries that shows).
     if (this.keysAt.length < dense) {
@@ -113,12 +113,12 @@ export class StringMap<V> implements Iterable<[string, V]> {
   }
 
   get(key: string): V | undefined {
-    const p = this.find(key, hashOf(key, this.seed));
-    return p === -1 ? undefined : this.valueAt(p);
+    const slot = this.slotOf(key, hashOf(key, this.seed));
+    return slot === -1 ? undefined : this.valueAt((this.index[slot] as number) - 1);
   }
 
   has(key: string): boolean {
-    return this.find(key, hashOf(key, this.seed)) !== -1;
+    return this.slotOf(key, hashOf(key, this.seed)) !== -1;
   }
 
   set(key: string, value: V): this {
@@ -134,36 +134,26 @@ export class StringMap<V> implements Iterable<[string, V]> {
 
   private put(key: string, value: V | LazyRows<V>, row1: number): void {
     const h = hashOf(key, this.seed);
-    const { index, mask, hashes, keysAt } = this;
-    let i = h & mask;
-    for (let e = index[i] as number; e !== 0; e = index[i] as number) {
-      const p = e - 1;
-      if (hashes[p] === h && keysAt[p] === key) {
-        if (!this.valueless) {
-          this.valsAt[p] = value;
-          this.rows[p] = row1;
-        }
-        return;
-      }
-      i = (i + 1) & mask;
+    const slot = this.slotOf(key, h);
+    if (slot !== -1) {
+      if (this.valueless) return;
+      const p = (this.index[slot] as number) - 1;
+      this.valsAt[p] = value;
+      this.rows[p] = row1;
+      return;
     }
-    // A new key. Growing or compacting moves slots: find the free one again.
-    if (2 * (this.live + 1) > this.index.length) {
-      this.rehash(capacityFor(this.live + 1));
-      i = this.freeSlot(h);
-    } else if (this.holes >= MIN_HOLES_TO_COMPACT && this.holes > this.live) {
-      this.compact();
-      i = this.freeSlot(h);
-    }
+    // A new key: grow or squeeze first (both move slots), then take a free slot.
+    if (2 * (this.live + 1) > this.index.length) this.rehash(capacityFor(this.live + 1));
+    else if (this.holes >= MIN_HOLES_TO_COMPACT && this.holes > this.live) this.compact();
     const p = this.end++;
-    if (p >= this.hashes.length) this.growHashes(p + 1);
+    if (p >= this.hashes.length) this.growPositions(p + 1);
     this.keysAt[p] = key;
     (this.hashes as Int32Array)[p] = h;
     if (!this.valueless) {
       this.valsAt[p] = value;
       (this.rows as Int32Array)[p] = row1;
     }
-    (this.index as Int32Array)[i] = p + 1;
+    (this.index as Int32Array)[this.freeSlot(h)] = p + 1;
     this.live++;
   }
 
@@ -179,24 +169,17 @@ export class StringMap<V> implements Iterable<[string, V]> {
   }
 
   delete(key: string): boolean {
-    const h = hashOf(key, this.seed);
-    const { index, mask, hashes, keysAt } = this;
-    let i = h & mask;
-    for (let e = index[i] as number; ; e = index[i] as number) {
-      if (e === 0) return false;
-      const p = e - 1;
-      if (hashes[p] === h && keysAt[p] === key) {
-        keysAt[p] = undefined;
-        if (!this.valueless) {
-          this.valsAt[p] = undefined;
-          this.rows[p] = 0;
-        }
-        this.live--;
-        this.holes++;
-        break;
-      }
-      i = (i + 1) & mask;
+    let i = this.slotOf(key, hashOf(key, this.seed));
+    if (i === -1) return false;
+    const { index, mask, hashes } = this;
+    const p = (index[i] as number) - 1;
+    this.keysAt[p] = undefined;
+    if (!this.valueless) {
+      this.valsAt[p] = undefined;
+      this.rows[p] = 0;
     }
+    this.live--;
+    this.holes++;
     // Backward-shift deletion: move later entries of this probe run into the
     // gap unless their home slot lies cyclically in (gap, their slot].
     let j = i;
@@ -231,11 +214,7 @@ export class StringMap<V> implements Iterable<[string, V]> {
     }
   }
 
-  /**
-   * The keys in insertion order, as a new array. One bulk copy when there
-   * are no holes: a million stores one by one into a new array run through
-   * the GC's write barrier while it marks, and were seen to take 400 ms.
-   */
+  /** The keys in insertion order, as a new array: one bulk copy when there are no holes. */
   keyArray(): string[] {
     if (this.holes === 0) return this.keysAt.slice(0, this.end) as string[];
     const out = new Array<string>(this.live);
@@ -270,13 +249,13 @@ export class StringMap<V> implements Iterable<[string, V]> {
     return this.entries();
   }
 
-  /** Dense position of `key`, or -1. */
-  private find(key: string, h: number): number {
+  /** The index slot holding `key` (its dense position is index[slot] - 1), or -1. */
+  private slotOf(key: string, h: number): number {
     const { index, mask, hashes, keysAt } = this;
     let i = h & mask;
     for (let e = index[i] as number; e !== 0; e = index[i] as number) {
       const p = e - 1;
-      if (hashes[p] === h && keysAt[p] === key) return p;
+      if (hashes[p] === h && keysAt[p] === key) return i;
       i = (i + 1) & mask;
     }
     return -1;
@@ -290,7 +269,7 @@ export class StringMap<V> implements Iterable<[string, V]> {
   }
 
   /** Grow the per-position typed arrays (hashes, rows) to hold `n` positions. */
-  private growHashes(n: number): void {
+  private growPositions(n: number): void {
     let cap = this.hashes.length;
     while (cap < n) cap *= 2;
     const hashes = new Int32Array(cap);
@@ -331,7 +310,6 @@ export class StringMap<V> implements Iterable<[string, V]> {
       }
       q++;
     }
-    if (!this.valueless) rows.fill(0, q, this.end);
     keysAt.length = q;
     if (!this.valueless) valsAt.length = q;
     this.end = q;

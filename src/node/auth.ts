@@ -10,6 +10,7 @@
  * Threading: any; the gate holds only the token's digest.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { isTokenWord, TOKEN_RULE } from '../protocol/request.js';
 
 export const MAX_AUTH_FAILURES = 3;
 
@@ -19,7 +20,7 @@ export class AuthGate {
   private readonly want: Buffer;
 
   constructor(token: string) {
-    if (token === '' || /\s/.test(token)) throw new AuthTokenError('the auth token must be one word: not empty, no whitespace');
+    if (!isTokenWord(token)) throw new AuthTokenError(`the auth token ${TOKEN_RULE}`);
     this.want = digest(token);
   }
 

@@ -281,7 +281,7 @@ export class Leader extends NodeBase {
 
   /**
    * The table at this seq, to a follower that cannot resume. The columns are
-   * copied out now (one pass over the Map, the only pause for other
+   * copied out now (one pass over the table, the only pause for other
    * clients that grows with the table); the parts are then encoded and sent
    * one per turn, so a million locks do not stop the leader for the whole
    * encoding. Frames made meanwhile wait in `held` and follow the last part.

@@ -74,6 +74,13 @@ export function quote(word: string): string {
 // eslint-disable-next-line no-control-regex
 const BAD_NAME_CHAR = /[\u0000-\u001f\u007f-\u009f\s]/u;
 
+/**
+ * [LP-15] An auth token must travel as one word of `auth <token>`: the
+ * rule for a node's --auth-token and a client's token alike.
+ */
+export const TOKEN_RULE = 'must be one word: not empty, no whitespace';
+export const isTokenWord = (token: string): boolean => token !== '' && !/\s/.test(token);
+
 export function lockNameError(name: string): string | null {
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes < 1 || bytes > MAX_LOCK_BYTES || BAD_NAME_CHAR.test(name)) {
