@@ -1,84 +1,85 @@
 /**
  * StringMap (src/core/string-map.ts) against the Map it stands in for:
- * random sets, lazy sets, deletes and reads on a few colliding-prone keys,
+ * random adds, bulk loads, deletes and reads on a few colliding-prone keys,
  * with enough deletes to force compaction, compared after every step in
- * content and in insertion order.
+ * content (each key's row of numbers) and in insertion order.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { StringMap, StringSet, type LazyRows } from '../src/core/string-map.js';
+import { StringMap, StringSet } from '../src/core/string-map.js';
 
-type Op = { op: 'set' | 'lazy'; key: string; value: number } | { op: 'delete' | 'get'; key: string };
+type Op = { op: 'set'; key: string; a: number; b: number } | { op: 'load'; keys: string[]; a: number } | { op: 'delete' | 'get'; key: string };
 
 const keyArb = fc.oneof(fc.constantFrom('', 'a', 'b', 'ab', 'ba', 'é', '\u{1F512}'), fc.integer({ min: 0, max: 3000 }).map((i) => `k${i}`));
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), key: keyArb, value: fc.integer() }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('lazy' as const), key: keyArb, value: fc.integer() }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), key: keyArb, a: fc.integer(), b: fc.double() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('load' as const), keys: fc.uniqueArray(keyArb, { maxLength: 40 }), a: fc.integer() }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('delete' as const), key: keyArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('get' as const), key: keyArb }) },
 );
 
-/** A lazy source that builds row r as r * 2 and counts what it built. */
-class Doubles implements LazyRows<number> {
-  built = 0;
-  build(row: number): number {
-    this.built++;
-    return row * 2;
-  }
+/** The map's content as [key, row] in insertion order, through every reading API. */
+function rowsOf(m: StringMap): Array<[string, number[]]> {
+  const viaEach: Array<[string, number[]]> = [];
+  m.forEach((k, p) => viaEach.push([k, [m.num(p, 0), m.num(p, 1)]]));
+  const keys = m.keyArray();
+  const nums = m.numArray();
+  expect(keys.map((k, i) => [k, [nums[2 * i], nums[2 * i + 1]]])).toEqual(viaEach);
+  expect([...m.keys()]).toEqual(keys);
+  for (const [k] of viaEach) expect(m.keyAt(m.find(k))).toBe(k);
+  return viaEach;
 }
 
 describe('StringMap', () => {
-  it('behaves as a Map (and StringSet as a Set): same values, same size, same insertion order, after every step', () => {
+  it('behaves as a Map of rows (and StringSet as a Set): same rows, same size, same insertion order, after every step', () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 400 }), fc.integer(), (ops, seed) => {
-        const m = new StringMap<number>(seed);
-        const model = new Map<string, number>();
-        const lazy = new Doubles();
-        const set = new StringSet(); // the valueless map, against a Set
+        const m = new StringMap(2, seed);
+        const model = new Map<string, number[]>();
+        const set = new StringSet(); // the map with no columns, against a Set
         const modelSet = new Set<string>();
         for (const o of ops) {
-          if (o.op === 'set' || o.op === 'lazy') {
+          if (o.op === 'set') {
+            const p = m.add(o.key);
+            m.setNum(p, 0, o.a);
+            m.setNum(p, 1, o.b);
+            model.set(o.key, [o.a, o.b]);
             set.add(o.key);
             modelSet.add(o.key);
-          } else if (o.op === 'delete') {
-            expect(set.delete(o.key)).toBe(modelSet.delete(o.key));
-          } else {
-            expect(set.has(o.key)).toBe(modelSet.has(o.key));
-          }
-          expect(set.size).toBe(modelSet.size);
-          if (o.op === 'set') {
-            m.set(o.key, o.value);
-            model.set(o.key, o.value);
-          } else if (o.op === 'lazy') {
-            const row = Math.abs(o.value % 1000);
-            m.setLazy(o.key, lazy, row);
-            model.set(o.key, row * 2);
+          } else if (o.op === 'load') {
+            // A bulk load takes absent keys only (a snapshot's).
+            const keys = o.keys.filter((k) => !model.has(k));
+            m.load(keys, Float64Array.from(keys.flatMap((_, i) => [o.a + i, -i])));
+            keys.forEach((k, i) => model.set(k, [o.a + i, -i]));
           } else if (o.op === 'delete') {
             expect(m.delete(o.key)).toBe(model.delete(o.key));
+            expect(set.delete(o.key)).toBe(modelSet.delete(o.key));
           } else {
-            expect(m.get(o.key)).toBe(model.get(o.key));
-            expect(m.has(o.key)).toBe(model.has(o.key));
+            const p = m.find(o.key);
+            const row = model.get(o.key);
+            expect(p === -1 ? undefined : [m.num(p, 0), m.num(p, 1)]).toEqual(row);
+            expect(m.has(o.key)).toBe(row !== undefined);
+            expect(set.has(o.key)).toBe(modelSet.has(o.key));
           }
           expect(m.size).toBe(model.size);
+          expect(set.size).toBe(modelSet.size);
         }
-        expect([...m]).toEqual([...model]);
+        expect(rowsOf(m)).toEqual([...model]);
         expect([...set]).toEqual([...modelSet]);
-        expect([...m.keys()]).toEqual([...model.keys()]);
-        const each: Array<[string, number]> = [];
-        m.forEach((v, k) => each.push([k, v]));
-        expect(each).toEqual([...model]);
       }),
       { numRuns: 200 },
     );
   });
 
-  it('keeps order and content through growth, mass deletes and compaction', () => {
-    const m = new StringMap<number>();
-    const model = new Map<string, number>();
+  it('keeps order and rows through growth, mass deletes and compaction; a new key starts at zeros', () => {
+    const m = new StringMap(2);
+    const model = new Map<string, number[]>();
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 20_000; i++) {
-        m.set(`r${round}-${i}`, i);
-        model.set(`r${round}-${i}`, i);
+        const p = m.add(`r${round}-${i}`);
+        m.setNum(p, 0, i);
+        m.setNum(p, 1, round);
+        model.set(`r${round}-${i}`, [i, round]);
       }
       // Delete 9 of 10: holes outnumber live entries, so the next inserts compact.
       for (let i = 0; i < 20_000; i++) {
@@ -88,45 +89,44 @@ describe('StringMap', () => {
       }
       expect(m.size).toBe(model.size);
     }
-    expect([...m]).toEqual([...model]);
-    for (const [k, v] of model) expect(m.get(k)).toBe(v);
-    expect(m.get('r0-1')).toBeUndefined();
+    expect(rowsOf(m)).toEqual([...model]);
+    expect(m.find('r0-1')).toBe(-1);
+    // The rows of deleted and compacted-away keys are not inherited.
+    const p = m.add('fresh');
+    expect([m.num(p, 0), m.num(p, 1)]).toEqual([0, 0]);
   });
 
-  it('builds a lazy value once, on first read, and never for a key deleted or overwritten first', () => {
-    const m = new StringMap<number>();
-    const src = new Doubles();
-    m.reserve(3);
-    m.setLazy('a', src, 1).setLazy('b', src, 2).setLazy('c', src, 3);
-    expect(src.built).toBe(0);
-    expect(m.has('a')).toBe(true);
-    expect(src.built).toBe(0);
-    expect(m.get('a')).toBe(2);
-    expect(m.get('a')).toBe(2);
-    expect(src.built).toBe(1);
-    m.delete('b');
-    m.set('c', 99);
-    expect([...m]).toEqual([
-      ['a', 2],
-      ['c', 99],
-    ]);
-    expect(src.built).toBe(1);
+  it('ranksOf gives positions their index in keyArray(), holes or not', () => {
+    const m = new StringMap(1);
+    for (let i = 0; i < 10; i++) m.add(`k${i}`);
+    expect(m.ranksOf([m.find('k7'), m.find('k2')])).toEqual([7, 2]);
+    m.delete('k0');
+    m.delete('k5');
+    const keys = m.keyArray();
+    expect(m.ranksOf([m.find('k9'), m.find('k1'), m.find('k6')])).toEqual([keys.indexOf('k9'), keys.indexOf('k1'), keys.indexOf('k6')]);
+  });
+
+  it('a bulk load refuses a key already present, and rows of the wrong length', () => {
+    const m = new StringMap(1);
+    m.add('a');
+    expect(() => m.load(['b', 'a'], new Float64Array(2))).toThrow(/"a" loaded twice/);
+    expect(() => m.load(['c'], new Float64Array(2))).toThrow(/1 keys need 1 numbers, got 2/);
   });
 
   it('a deletion during iteration is allowed; an insert that compacts under an iterator throws', () => {
-    const m = new StringMap<number>();
-    for (let i = 0; i < 10; i++) m.set(`k${i}`, i);
+    const m = new StringMap(0);
+    for (let i = 0; i < 10; i++) m.add(`k${i}`);
     const seen: string[] = [];
-    for (const [k] of m) {
+    for (const k of m.keys()) {
       seen.push(k);
       m.delete(`k${Number(k.slice(1)) + 1}`);
     }
     expect(seen).toEqual(['k0', 'k2', 'k4', 'k6', 'k8']);
-    const big = new StringMap<number>();
-    for (let i = 0; i < 5000; i++) big.set(`x${i}`, i);
+    const big = new StringMap(0);
+    for (let i = 0; i < 5000; i++) big.add(`x${i}`);
     for (let i = 0; i < 4000; i++) big.delete(`x${i}`);
     expect(() => {
-      for (const [k] of big) big.set(`${k}-new`, 0); // the first new key compacts (4000 holes > 1000 live)
+      for (const k of big.keys()) big.add(`${k}-new`); // the first new key compacts (4000 holes > 1000 live)
     }).toThrow(/inserted while iterating/);
   });
 

@@ -18,7 +18,10 @@
  * LP-10 (owners only).
  */
 
-import { StringMap, StringSet, type LazyRows } from './string-map.js';
+import { LockMap, ROW_WIDTH } from './lock-map.js';
+import { StringSet } from './string-map.js';
+
+export type { LockView } from './lock-map.js';
 
 export type ClientId = number;
 
@@ -35,19 +38,9 @@ export interface Waiter {
   readonly deadline: number | null;
 }
 
-export interface LockEntry {
-  owner: ClientId;
-  /** Fencing token of the current grant (LP-7). */
-  token: number;
-  /** Leader-clock ms at which the lease ends, or null for a session lock (LP-8). */
-  expiresAt: number | null;
-  /** FIFO of waiting acquires (LP-9); only held locks have waiters. */
-  waiters: Waiter[];
-}
-
 export interface TableState {
-  /** By name; a StringMap, not a Map, so that a million-lock snapshot loads fast (string-map.ts). */
-  locks: StringMap<LockEntry>;
+  /** Held locks by name, with their waiters (lock-map.ts: rows of numbers, not an object per lock). */
+  locks: LockMap;
   /** The next fencing token to grant; only ever increases (LP-7). */
   nextToken: number;
   /** Session (non-lease) locks of each client, released on disconnect (LP-8). */
@@ -124,7 +117,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new StringMap(), nextToken: firstToken, sessions: new Map(), waiting: new Map(), owned: new Map() };
+  return { locks: new LockMap(), nextToken: firstToken, sessions: new Map(), waiting: new Map(), owned: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -147,121 +140,112 @@ function dropSession(state: TableState, client: ClientId, lock: string): void {
   if (set.size === 0) state.sessions.delete(client);
 }
 
-function setChange(lock: string, e: LockEntry): LockChange {
-  return { kind: 'set', lock, owner: e.owner, token: e.token, expiresAt: e.expiresAt };
+/** Lock change of the lock at position p, as it now is. */
+function setChange(locks: LockMap, lock: string, p: number): LockChange {
+  return { kind: 'set', lock, owner: locks.owner(p), token: locks.token(p), expiresAt: locks.expiresAt(p) };
 }
 
-/**
- * The waiters of every lock that has none: one shared, frozen array instead
- * of an empty one per lock (most locks never have a waiter; a million empty
- * arrays cost memory and a good part of loading a snapshot). Replaced by a
- * lock's own array when the first waiter comes; frozen so that a push onto
- * it is an error, not a waiter shared by every lock.
- */
-const NO_WAITERS: Waiter[] = Object.freeze([]) as unknown as Waiter[];
-
-/** Grant a free (absent) lock to `client`. */
-function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number, waiters: Waiter[]): LockEntry {
-  const entry: LockEntry = {
-    owner: client,
-    token: state.nextToken++,
-    expiresAt: ttl === null ? null : now + ttl,
-    waiters,
-  };
-  state.locks.set(lock, entry);
+/** Grant a free (absent) lock to `client`; its token. Waiters queued on `lock` stay queued behind the new owner. */
+function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number): number {
+  const token = state.nextToken++;
+  const expiresAt = ttl === null ? null : now + ttl;
+  state.locks.insert(lock, client, token, expiresAt);
   state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
   if (ttl === null) addSession(state, client, lock);
-  out.changes.push(setChange(lock, entry));
+  out.changes.push({ kind: 'set', lock, owner: client, token, expiresAt });
   out.changed = true;
-  return entry;
+  return token;
 }
 
-/** Make the owner's grant a lease ending `ttl` ms from now (LP-6, LP-8 renew). */
-function lease(state: TableState, out: Outcome, lock: string, entry: LockEntry, ttl: number, now: number): void {
-  if (entry.expiresAt === null) dropSession(state, entry.owner, lock);
-  entry.expiresAt = now + ttl;
-  out.changes.push(setChange(lock, entry));
+/** Make the owner's grant (at position p) a lease ending `ttl` ms from now (LP-6, LP-8 renew). */
+function lease(state: TableState, out: Outcome, lock: string, p: number, ttl: number, now: number): void {
+  const locks = state.locks;
+  if (locks.expiresAt(p) === null) dropSession(state, locks.owner(p), lock);
+  locks.setExpiresAt(p, now + ttl);
+  out.changes.push(setChange(locks, lock, p));
   out.changed = true;
 }
 
 /**
- * Free `lock` held by `entry`: hand it to the first waiter (LP-9, a new token
- * per LP-7) or remove it.
+ * Free `lock` (held, at position p): hand it to the first waiter (LP-9, a
+ * new token per LP-7) or remove it.
  */
-function free(state: TableState, out: Outcome, lock: string, entry: LockEntry, now: number): void {
-  if (entry.expiresAt === null) dropSession(state, entry.owner, lock);
-  state.locks.delete(lock);
-  const owned = (state.owned.get(entry.owner) ?? 1) - 1;
-  if (owned === 0) state.owned.delete(entry.owner);
-  else state.owned.set(entry.owner, owned);
+function free(state: TableState, out: Outcome, lock: string, p: number, now: number): void {
+  const locks = state.locks;
+  const owner = locks.owner(p);
+  if (locks.expiresAt(p) === null) dropSession(state, owner, lock);
+  locks.delete(lock);
+  const owned = (state.owned.get(owner) ?? 1) - 1;
+  if (owned === 0) state.owned.delete(owner);
+  else state.owned.set(owner, owned);
   out.changed = true;
-  const next = entry.waiters.length === 0 ? undefined : entry.waiters.shift();
+  const next = locks.dequeue(lock);
   if (next === undefined) {
     out.changes.push({ kind: 'del', lock });
     return;
   }
   state.waiting.delete(next.client);
-  const granted = grant(state, out, lock, next.client, next.ttl, now, entry.waiters);
-  out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token: granted.token } });
+  const token = grant(state, out, lock, next.client, next.ttl, now);
+  out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token } });
 }
 
 export function apply(state: TableState, cmd: Command, now: number): Outcome {
+  const locks = state.locks;
   switch (cmd.op) {
     case 'preempt': {
-      const entry = state.locks.get(cmd.lock);
-      if (entry === undefined) {
+      const p = locks.find(cmd.lock);
+      if (p === -1) {
         const out = outcome(null, true);
-        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, NO_WAITERS);
-        out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: e.token };
+        out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now) };
         return out;
       }
-      if (entry.owner !== cmd.client) return outcome({ op: 'preempt', ok: false, owner: entry.owner }, false);
+      const owner = locks.owner(p);
+      if (owner !== cmd.client) return outcome({ op: 'preempt', ok: false, owner }, false);
       // [LP-6] The owner asking again succeeds with the same token; ttl re-leases.
-      const out = outcome({ op: 'preempt', ok: true, owner: cmd.client, token: entry.token }, false);
-      if (cmd.ttl !== null) lease(state, out, cmd.lock, entry, cmd.ttl, now);
+      const out = outcome({ op: 'preempt', ok: true, owner, token: locks.token(p) }, false);
+      if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
       return out;
     }
     case 'acquire': {
-      const entry = state.locks.get(cmd.lock);
-      if (entry === undefined) {
+      const p = locks.find(cmd.lock);
+      if (p === -1) {
         const out = outcome(null, true);
-        const e = grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, NO_WAITERS);
-        out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: e.token };
+        out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now) };
         return out;
       }
-      if (entry.owner === cmd.client) {
-        const out = outcome({ op: 'acquire', ok: true, owner: cmd.client, token: entry.token }, false);
-        if (cmd.ttl !== null) lease(state, out, cmd.lock, entry, cmd.ttl, now);
+      const owner = locks.owner(p);
+      if (owner === cmd.client) {
+        const out = outcome({ op: 'acquire', ok: true, owner, token: locks.token(p) }, false);
+        if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
         return out;
       }
       // timeout=0: do not wait [LP-9]. A client already waiting cannot queue
       // twice (its connection holds later requests behind the first acquire),
       // so a second one is refused rather than silently double-queued.
-      if (cmd.timeout === 0 || state.waiting.has(cmd.client)) {
-        return outcome({ op: 'acquire', ok: false, owner: entry.owner }, false);
-      }
-      if (entry.waiters === NO_WAITERS) entry.waiters = [];
-      entry.waiters.push({ client: cmd.client, ttl: cmd.ttl, deadline: cmd.timeout === null ? null : now + cmd.timeout });
+      if (cmd.timeout === 0 || state.waiting.has(cmd.client)) return outcome({ op: 'acquire', ok: false, owner }, false);
+      locks.enqueue(cmd.lock, { client: cmd.client, ttl: cmd.ttl, deadline: cmd.timeout === null ? null : now + cmd.timeout });
       state.waiting.set(cmd.client, cmd.lock);
       const out = outcome(null, true);
       out.waits = { client: cmd.client, lock: cmd.lock };
       return out;
     }
     case 'release': {
-      const entry = state.locks.get(cmd.lock);
-      if (entry === undefined) return outcome({ op: 'release', ok: false, owner: null }, false);
+      const p = locks.find(cmd.lock);
+      if (p === -1) return outcome({ op: 'release', ok: false, owner: null }, false);
       // [LP-10] only the owner releases.
-      if (entry.owner !== cmd.client) return outcome({ op: 'release', ok: false, owner: entry.owner }, false);
+      const owner = locks.owner(p);
+      if (owner !== cmd.client) return outcome({ op: 'release', ok: false, owner }, false);
       const out = outcome({ op: 'release', ok: true }, true);
-      free(state, out, cmd.lock, entry, now);
+      free(state, out, cmd.lock, p, now);
       return out;
     }
     case 'renew': {
-      const entry = state.locks.get(cmd.lock);
-      if (entry === undefined) return outcome({ op: 'renew', ok: false, owner: null }, false);
-      if (entry.owner !== cmd.client) return outcome({ op: 'renew', ok: false, owner: entry.owner }, false);
-      const out = outcome({ op: 'renew', ok: true, token: entry.token }, false);
-      lease(state, out, cmd.lock, entry, cmd.ttl, now);
+      const p = locks.find(cmd.lock);
+      if (p === -1) return outcome({ op: 'renew', ok: false, owner: null }, false);
+      const owner = locks.owner(p);
+      if (owner !== cmd.client) return outcome({ op: 'renew', ok: false, owner }, false);
+      const out = outcome({ op: 'renew', ok: true, token: locks.token(p) }, false);
+      lease(state, out, cmd.lock, p, cmd.ttl, now);
       return out;
     }
     case 'disconnect': {
@@ -269,39 +253,38 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       const waitingOn = state.waiting.get(cmd.client);
       if (waitingOn !== undefined) {
         state.waiting.delete(cmd.client);
-        const entry = state.locks.get(waitingOn);
-        if (entry !== undefined) entry.waiters = entry.waiters.filter((w) => w.client !== cmd.client);
+        locks.withdraw(waitingOn, cmd.client);
         out.changed = true;
       }
       const held = state.sessions.get(cmd.client);
       if (held !== undefined) {
         // Sorted: the release order decides which waiter gets which token, so
         // it must not depend on how this set was built (a replica restored
-        // from a snapshot rebuilds it).
+        // from a snapshot rebuilds it). Each lock is found afresh: a free()
+        // that regrants inserts, which may move positions.
         for (const lock of [...held].sort()) {
-          const entry = state.locks.get(lock);
-          if (entry !== undefined && entry.owner === cmd.client) free(state, out, lock, entry, now);
+          const p = locks.find(lock);
+          if (p !== -1 && locks.owner(p) === cmd.client) free(state, out, lock, p, now);
         }
         state.sessions.delete(cmd.client);
       }
       return out;
     }
     case 'expire': {
-      const entry = state.locks.get(cmd.lock);
-      if (entry === undefined || entry.token !== cmd.token || entry.expiresAt === null || entry.expiresAt > now) {
-        return outcome(null, false); // renewed, released or regranted since the timer was armed
-      }
+      const p = locks.find(cmd.lock);
+      if (p === -1 || locks.token(p) !== cmd.token) return outcome(null, false); // released or regranted since the timer was armed
+      const expiresAt = locks.expiresAt(p);
+      if (expiresAt === null || expiresAt > now) return outcome(null, false); // renewed since
       const out = outcome(null, true);
-      free(state, out, cmd.lock, entry, now);
+      free(state, out, cmd.lock, p, now);
       return out;
     }
     case 'timeout': {
       if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already
       state.waiting.delete(cmd.client);
-      const entry = state.locks.get(cmd.lock);
-      if (entry === undefined) return outcome({ op: 'acquire', ok: false, owner: null }, true);
-      entry.waiters = entry.waiters.filter((w) => w.client !== cmd.client);
-      return outcome({ op: 'acquire', ok: false, owner: entry.owner }, true);
+      locks.withdraw(cmd.lock, cmd.client);
+      const p = locks.find(cmd.lock);
+      return outcome({ op: 'acquire', ok: false, owner: p === -1 ? null : locks.owner(p) }, true);
     }
   }
 }
@@ -312,28 +295,33 @@ export type CheckResult =
   | { held: true; owner: ClientId; token: number; ttlLeft: number | null };
 
 export function check(state: TableState, lock: string, now: number): CheckResult {
-  const e = state.locks.get(lock);
-  if (e === undefined) return { held: false };
-  return { held: true, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now) };
+  const { locks } = state;
+  const p = locks.find(lock);
+  if (p === -1) return { held: false };
+  const expiresAt = locks.expiresAt(p);
+  return { held: true, owner: locks.owner(p), token: locks.token(p), ttlLeft: expiresAt === null ? null : Math.max(0, expiresAt - now) };
 }
 
 /** `validate` (LP-7): Valid only while `token` is the current grant's token. */
 export type ValidateResult = { valid: true } | { valid: false; owner: ClientId | null; token: number | null };
 
 export function validate(state: TableState, lock: string, token: number): ValidateResult {
-  const e = state.locks.get(lock);
-  if (e === undefined) return { valid: false, owner: null, token: null };
-  if (e.token === token) return { valid: true };
-  return { valid: false, owner: e.owner, token: e.token };
+  const { locks } = state;
+  const p = locks.find(lock);
+  if (p === -1) return { valid: false, owner: null, token: null };
+  if (locks.token(p) === token) return { valid: true };
+  return { valid: false, owner: locks.owner(p), token: locks.token(p) };
 }
 
 /**
  * A copy of the state in columns, for resync, failover and disk snapshots.
- * Columns because a million locks must copy out of the Map, cross a link
- * and load again in well under a second (issue 5 §6): one array of names
- * and one Float64Array of numbers cost a fraction of a million small
- * tuples to build, encode (codec/frame.ts) and decode. A snapshot can be
- * cut into parts (snapshotPart) that load one after another into one state.
+ * Columns because a million locks must copy out of the table, cross a link
+ * and load again in well under a second (issue 5 §6): they are the
+ * table's own layout (lock-map.ts), so a copy is two bulk copies, and one
+ * array of names and one Float64Array of numbers cost a fraction of a
+ * million small tuples to encode (codec/frame.ts) and decode. A snapshot
+ * can be cut into parts (snapshotPart) that load one after another into
+ * one state.
  */
 export interface Snapshot {
   nextToken: number;
@@ -350,51 +338,16 @@ export interface Snapshot {
 }
 
 export function snapshot(state: TableState): Snapshot {
-  const names = state.locks.keyArray();
-  const nums = new Float64Array(3 * names.length);
-  const waiters: Snapshot['waiters'] = [];
-  const copy: SnapshotCopy = { nums, waiters, i: 0 };
-  state.locks.forEach(copyRow, copy);
+  const { names, nums } = state.locks.columns();
+  const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
   return { nextToken: state.nextToken, names, nums, waiters };
-}
-
-interface SnapshotCopy {
-  nums: Float64Array;
-  waiters: Snapshot['waiters'];
-  i: number;
-}
-
-/** One lock's numbers into the snapshot's column; one function for every copy (see StringMap#forEach). */
-function copyRow(this: SnapshotCopy, e: LockEntry): void {
-  const i = this.i++;
-  this.nums[3 * i] = e.owner;
-  this.nums[3 * i + 1] = e.token;
-  this.nums[3 * i + 2] = e.expiresAt ?? NaN;
-  if (e.waiters.length > 0) this.waiters.push([i, e.waiters.map((w) => [w.client, w.ttl, w.deadline])]);
 }
 
 /** Locks [from, to) of a snapshot, as a snapshot of their own (indexes from 0). */
 export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   const waiters: Snapshot['waiters'] = [];
   for (const [i, ws] of s.waiters) if (i >= from && i < to) waiters.push([i - from, ws]);
-  return { nextToken: s.nextToken, names: s.names.slice(from, to), nums: s.nums.subarray(3 * from, 3 * to), waiters };
-}
-
-/**
- * The locks of a snapshot (part) as the table's lazy values: a million
- * entry objects, each with two boxed doubles (token and deadline are past
- * 2^31), cost a loading follower about 200 ms and the GC more; built when a
- * lock is first read, only the locks a follower is asked about (or, once
- * promoted, walks) are ever built. Holds the part's numbers column until
- * every row of it is built or gone.
- */
-class SnapshotRows implements LazyRows<LockEntry> {
-  constructor(private readonly nums: Float64Array) {}
-
-  build(i: number): LockEntry {
-    const expires = this.nums[3 * i + 2] as number;
-    return { owner: this.nums[3 * i] as number, token: this.nums[3 * i + 1] as number, expiresAt: Number.isNaN(expires) ? null : expires, waiters: NO_WAITERS };
-  }
+  return { nextToken: s.nextToken, names: s.names.slice(from, to), nums: s.nums.subarray(ROW_WIDTH * from, ROW_WIDTH * to), waiters };
 }
 
 /**
@@ -409,34 +362,26 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   const { names, nums } = snap;
   const locks = state.locks;
   locks.reserve(Math.max(expected, locks.size + names.length));
+  locks.load(names, nums);
   // Per-client counts in runs: a client's locks tend to sit together, and
   // one Map update per lock would cost a sixth of the load (issue 5 §6).
   let runOwner = -1;
   let run = 0;
-  const countRun = (): void => {
-    if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
-  };
-  // Entries are built when first read (see SnapshotRows).
-  const rows = new SnapshotRows(nums);
   for (let i = 0; i < names.length; i++) {
-    const name = names[i] as string;
-    const owner = nums[3 * i] as number;
-    locks.setLazy(name, rows, i);
+    const owner = nums[ROW_WIDTH * i] as number;
     if (owner !== runOwner) {
-      countRun();
+      if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
       runOwner = owner;
       run = 0;
     }
     run++;
-    if (Number.isNaN(nums[3 * i + 2] as number)) addSession(state, owner, name);
+    if (Number.isNaN(nums[ROW_WIDTH * i + 2] as number)) addSession(state, owner, names[i] as string);
   }
-  countRun();
+  if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
   for (const [i, ws] of snap.waiters) {
     const name = names[i] as string;
-    const e = locks.get(name) as LockEntry;
-    if (e.waiters === NO_WAITERS) e.waiters = [];
     for (const [client, ttl, deadline] of ws) {
-      e.waiters.push({ client, ttl, deadline });
+      locks.enqueue(name, { client, ttl, deadline });
       state.waiting.set(client, name);
     }
   }

@@ -1,23 +1,31 @@
 /**
- * A string-keyed hash map (and set) for the lock table: the subset of `Map`
- * the table uses, in insertion order like `Map`, built on typed arrays.
+ * A string-keyed hash table whose values are rows of numbers in columns:
+ * what the lock table keeps per lock (owner, token, lease end), and, with
+ * no columns, a set of strings (StringSet). Insertion order, like `Map`.
  *
- * Why not `Map`: a follower that restarts loads the leader's table from a
- * snapshot, and issue 5 §6 wants that under 1 s for a million locks. A
- * million `Map.set` calls with string keys took 650-1000 ms on our 2-core
- * machines (V8 grows and rehashes its OrderedHashMap in the old space),
- * which alone spent the budget. This table hashes in JS into an
- * open-addressing index (an Int32Array, linear probing, load <= 1/2) and
- * keeps keys and values in dense arrays; loading 1M names into it took
- * 280-400 ms on the same machine, and `reserve()` sizes the index once
- * before a bulk load.
+ * Why not `Map` with an object per value: a follower that restarts loads
+ * the leader's table from a snapshot, and issue 5 §6 wants that under 1 s
+ * for a million locks.
+ *  - A million `Map.set` calls with string keys took 650-1000 ms on our
+ *    2-core machines (V8 grows and rehashes its OrderedHashMap in the old
+ *    space); this table hashes in JS into an open-addressing index and
+ *    `reserve()` sizes it once before a bulk load.
+ *  - A million value objects (each with two boxed doubles: tokens and
+ *    times are past 2^31) are three million objects for the GC to mark.
+ *    On the leader, copying them out for a snapshot took 60 ms when the
+ *    heap was quiet and 330-600 ms while the GC was marking them. Here the
+ *    numbers sit in one Float64Array, so a snapshot copies them in one
+ *    `slice` and the GC never looks inside.
  *
- * Layout: `keys[p]`, `vals[p]`, `hashes[p]` for dense position p (insertion
- * order; a deleted entry leaves a hole, `keys[p] === undefined`), and
- * `index[slot]` = p + 1, or 0 for an empty slot. Deletion shifts later
- * entries of the probe run back (Knuth's Algorithm R), so the index holds
- * no tombstones. Holes are squeezed out on an insert once they outnumber
- * the live entries.
+ * Layout: for dense position p (insertion order), `keysAt[p]` (undefined:
+ * a hole left by a delete), `hashes[p]`, and `nums[width*p + c]` for column
+ * c; `index[slot]` = p + 1, or 0 for an empty slot (linear probing, load
+ * <= 1/2). Deletion shifts later entries of the probe run back (Knuth's
+ * Algorithm R), so the index holds no tombstones. Holes are squeezed out
+ * on an insert once they outnumber the live entries; that moves positions.
+ *
+ * Positions: a position from find() or add() stays valid until the next
+ * add() of a new key (which may compact) or the deletion of its key.
  *
  * Hash flooding: lock names come from untrusted clients, so the hash is
  * seeded from a random value per thread (like V8's own string hash seed); the
@@ -25,11 +33,6 @@
  * stays deterministic (iteration is insertion order). It is not a keyed
  * PRF (SipHash): a client able to time lookups could still hunt for
  * collisions, as with V8's `Map`.
- *
- * Lazy values (setLazy): a bulk load can leave a value unbuilt, as row
- * `row` of a shared source, and it is built on first read. A follower
- * loading a million locks then makes no million entry objects (nor the two
- * boxed doubles each of them holds); it builds the few it is asked about.
  *
  * Threading: none; one owner. Ordering: iteration is insertion order.
  * Deleting during iteration is allowed (the iterator skips the hole);
@@ -57,23 +60,15 @@ function hashOf(s: string, seed: number): number {
   return h ^ (h >>> 16);
 }
 
-/** Where a lazy value comes from: a shared source that builds row `row`'s value on demand. */
-export interface LazyRows<V> {
-  build(row: number): V;
-}
-
 const MIN_CAPACITY = 16;
 /** Holes are squeezed out once there are more than this many and more holes than live entries. */
 const MIN_HOLES_TO_COMPACT = 1024;
 
-export class StringMap<V> implements Iterable<[string, V]> {
-  private readonly seed: number;
+export class StringMap {
   private keysAt: Array<string | undefined> = [];
-  /** The value, or for a lazy one (rows[p] > 0) its LazyRows source. */
-  private valsAt: Array<V | LazyRows<V> | undefined> = [];
   private hashes = new Int32Array(MIN_CAPACITY);
-  /** Row + 1 of a lazy value at p in its source; 0 once built (or never lazy). */
-  private rows = new Int32Array(MIN_CAPACITY);
+  /** Row p is nums[width*p, width*p + width). */
+  private nums: Float64Array;
   private index = new Int32Array(MIN_CAPACITY);
   private mask = MIN_CAPACITY - 1;
   /** Dense positions in use (live + holes); the arrays may be longer (reserve). */
@@ -83,16 +78,13 @@ export class StringMap<V> implements Iterable<[string, V]> {
   /** Bumped when dense positions move (compaction): live iterators then throw. */
   private shape = 0;
 
-  /**
-   * `valueless`: a set's map (StringSet) stores no values and no rows, and
-   * reads every value as `true`: 12 bytes a key less, which at a million
-   * session locks is 12 MB on every node.
-   */
+  /** `width`: numbers per key (0 for a set). */
   constructor(
-    seed: number = THREAD_SEED,
-    private readonly valueless = false,
+    readonly width: number,
+    private readonly seed: number = THREAD_SEED,
   ) {
-    this.seed = seed;
+    if (!Number.isInteger(width) || width < 0) throw new RangeError(`width must be a natural number, got ${width}`);
+    this.nums = new Float64Array(width * MIN_CAPACITY);
   }
 
   get size(): number {
@@ -104,44 +96,26 @@ export class StringMap<V> implements Iterable<[string, V]> {
     if (2 * n > this.index.length) this.rehash(capacityFor(n));
     const dense = n + this.holes;
     if (this.hashes.length < dense) this.growPositions(dense);
-    // Grown once to their final length rather than push by push (each
-    // growth copies the array; at a million entries that shows).
-    if (this.keysAt.length < dense) {
-      this.keysAt.length = dense;
-      if (!this.valueless) this.valsAt.length = dense;
-    }
+    // Grown once to its final length rather than push by push (each growth
+    // copies the array; at a million entries that shows).
+    if (this.keysAt.length < dense) this.keysAt.length = dense;
   }
 
-  get(key: string): V | undefined {
+  /** The position of `key`, or -1. */
+  find(key: string): number {
     const slot = this.slotOf(key, hashOf(key, this.seed));
-    return slot === -1 ? undefined : this.valueAt((this.index[slot] as number) - 1);
+    return slot === -1 ? -1 : (this.index[slot] as number) - 1;
   }
 
   has(key: string): boolean {
     return this.slotOf(key, hashOf(key, this.seed)) !== -1;
   }
 
-  set(key: string, value: V): this {
-    this.put(key, value, 0);
-    return this;
-  }
-
-  /** Set `key` to row `row` of `source`, built when first read (see LazyRows). */
-  setLazy(key: string, source: LazyRows<V>, row: number): this {
-    this.put(key, source, row + 1);
-    return this;
-  }
-
-  private put(key: string, value: V | LazyRows<V>, row1: number): void {
+  /** The position of `key`, added (its numbers 0) if absent. */
+  add(key: string): number {
     const h = hashOf(key, this.seed);
     const slot = this.slotOf(key, h);
-    if (slot !== -1) {
-      if (this.valueless) return;
-      const p = (this.index[slot] as number) - 1;
-      this.valsAt[p] = value;
-      this.rows[p] = row1;
-      return;
-    }
+    if (slot !== -1) return (this.index[slot] as number) - 1;
     // A new key: grow or squeeze first (both move slots), then take a free slot.
     if (2 * (this.live + 1) > this.index.length) this.rehash(capacityFor(this.live + 1));
     else if (this.holes >= MIN_HOLES_TO_COMPACT && this.holes > this.live) this.compact();
@@ -149,23 +123,25 @@ export class StringMap<V> implements Iterable<[string, V]> {
     if (p >= this.hashes.length) this.growPositions(p + 1);
     this.keysAt[p] = key;
     (this.hashes as Int32Array)[p] = h;
-    if (!this.valueless) {
-      this.valsAt[p] = value;
-      (this.rows as Int32Array)[p] = row1;
-    }
+    // A hole's or a compacted-away row's numbers may be left here.
+    for (let c = 0; c < this.width; c++) (this.nums as Float64Array)[this.width * p + c] = 0;
     (this.index as Int32Array)[this.freeSlot(h)] = p + 1;
     this.live++;
+    return p;
   }
 
-  /** The value at dense position p, built now if it was lazy. */
-  private valueAt(p: number): V {
-    if (this.valueless) return true as V;
-    const row1 = this.rows[p] as number;
-    if (row1 === 0) return this.valsAt[p] as V;
-    const v = (this.valsAt[p] as LazyRows<V>).build(row1 - 1);
-    this.valsAt[p] = v;
-    this.rows[p] = 0;
-    return v;
+  /** Column `c` of the row at position `p`. */
+  num(p: number, c: number): number {
+    return this.nums[this.width * p + c] as number;
+  }
+
+  setNum(p: number, c: number, x: number): void {
+    this.nums[this.width * p + c] = x;
+  }
+
+  /** The key at a live position. */
+  keyAt(p: number): string {
+    return this.keysAt[p] as string;
   }
 
   delete(key: string): boolean {
@@ -174,10 +150,6 @@ export class StringMap<V> implements Iterable<[string, V]> {
     const { index, mask, hashes } = this;
     const p = (index[i] as number) - 1;
     this.keysAt[p] = undefined;
-    if (!this.valueless) {
-      this.valsAt[p] = undefined;
-      this.rows[p] = 0;
-    }
     this.live--;
     this.holes++;
     // Backward-shift deletion: move later entries of this probe run into the
@@ -198,18 +170,45 @@ export class StringMap<V> implements Iterable<[string, V]> {
   }
 
   /**
-   * Like Map#forEach (value, key; `this` = thisArg), in insertion order; the
-   * fastest way through. For a hot walk pass one module-level function and
-   * the walk's state as thisArg: a new closure per walk is a new call target
-   * each time, and V8 then throws away the optimized loop (seen: a
-   * snapshot copy of 1M locks went from 60 to 600 ms on its second run).
+   * Append `keys` (none of them present) with their rows `nums` (width
+   * numbers per key, in order): a snapshot's bulk load. Throws on a key
+   * already present, having added the keys before it.
    */
-  forEach<T = undefined>(fn: (this: T, value: V, key: string) => void, thisArg?: T): void {
+  load(keys: readonly string[], nums: Float64Array): void {
+    const n = keys.length;
+    if (nums.length !== this.width * n) throw new RangeError(`${n} keys need ${this.width * n} numbers, got ${nums.length}`);
+    this.reserve(this.live + n);
+    const from = this.end;
+    const { keysAt, hashes, index, mask, seed } = this;
+    for (let k = 0; k < n; k++) {
+      const key = keys[k] as string;
+      const h = hashOf(key, seed);
+      let i = h & mask;
+      for (let e = index[i] as number; e !== 0; e = index[i] as number) {
+        if (hashes[e - 1] === h && keysAt[e - 1] === key) throw new RangeError(`key ${JSON.stringify(key)} loaded twice`);
+        i = (i + 1) & mask;
+      }
+      const p = this.end++;
+      keysAt[p] = key;
+      hashes[p] = h;
+      index[i] = p + 1;
+      this.live++;
+    }
+    this.nums.set(nums, this.width * from);
+  }
+
+  /**
+   * Like Map#forEach (key, position; `this` = thisArg), in insertion order.
+   * For a hot walk pass one module-level function and the walk's state as
+   * thisArg: a new closure per walk is a new call target each time, and V8
+   * may then throw away the optimized loop.
+   */
+  forEach<T = undefined>(fn: (this: T, key: string, p: number) => void, thisArg?: T): void {
     const shape = this.shape;
     const { keysAt } = this;
     for (let p = 0; p < this.end; p++) {
       const k = keysAt[p];
-      if (k !== undefined) fn.call(thisArg as T, this.valueAt(p), k);
+      if (k !== undefined) fn.call(thisArg as T, k, p);
       if (this.shape !== shape) throw new Error('StringMap: a key was inserted while iterating');
     }
   }
@@ -226,27 +225,43 @@ export class StringMap<V> implements Iterable<[string, V]> {
     return out;
   }
 
-  *entries(): IterableIterator<[string, V]> {
+  /** The rows in insertion order (keyArray's order), as a new array: one bulk copy when there are no holes. */
+  numArray(): Float64Array {
+    const w = this.width;
+    if (this.holes === 0) return this.nums.slice(0, w * this.end);
+    const out = new Float64Array(w * this.live);
+    let q = 0;
+    for (let p = 0; p < this.end; p++) {
+      if (this.keysAt[p] === undefined) continue;
+      out.set(this.nums.subarray(w * p, w * p + w), w * q);
+      q++;
+    }
+    return out;
+  }
+
+  /** For live positions `ps`: their indexes in keyArray() (how many live keys come before each). */
+  ranksOf(ps: readonly number[]): number[] {
+    if (this.holes === 0) return [...ps];
+    const order = ps.map((p, k) => [p, k] as const).sort((a, b) => a[0] - b[0]);
+    const out = new Array<number>(ps.length);
+    let rank = 0;
+    let p = 0;
+    for (const [target, k] of order) {
+      for (; p < target; p++) if (this.keysAt[p] !== undefined) rank++;
+      out[k] = rank;
+    }
+    return out;
+  }
+
+  *keys(): IterableIterator<string> {
     const shape = this.shape;
     for (let p = 0; ; p++) {
       // Checked before the end: a compaction also shortens the arrays.
       if (this.shape !== shape) throw new Error('StringMap: a key was inserted while iterating');
       if (p >= this.end) return;
       const k = this.keysAt[p];
-      if (k !== undefined) yield [k, this.valueAt(p)];
+      if (k !== undefined) yield k;
     }
-  }
-
-  *keys(): IterableIterator<string> {
-    for (const [k] of this.entries()) yield k;
-  }
-
-  *values(): IterableIterator<V> {
-    for (const [, v] of this.entries()) yield v;
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, V]> {
-    return this.entries();
   }
 
   /** The index slot holding `key` (its dense position is index[slot] - 1), or -1. */
@@ -268,17 +283,17 @@ export class StringMap<V> implements Iterable<[string, V]> {
     return i;
   }
 
-  /** Grow the per-position typed arrays (hashes, rows) to hold `n` positions. */
+  /** Grow the per-position typed arrays (hashes, nums) to hold `n` positions. */
   private growPositions(n: number): void {
     let cap = this.hashes.length;
     while (cap < n) cap *= 2;
     const hashes = new Int32Array(cap);
     hashes.set(this.hashes.subarray(0, this.end));
     this.hashes = hashes;
-    if (this.valueless) return;
-    const rows = new Int32Array(cap);
-    rows.set(this.rows.subarray(0, this.end));
-    this.rows = rows;
+    if (this.width === 0) return;
+    const nums = new Float64Array(this.width * cap);
+    nums.set(this.nums.subarray(0, this.width * this.end));
+    this.nums = nums;
   }
 
   /** A new index of `capacity` slots (a power of two) over the dense arrays. */
@@ -298,20 +313,16 @@ export class StringMap<V> implements Iterable<[string, V]> {
 
   /** Squeeze the holes out of the dense arrays, keeping order, and reindex. */
   private compact(): void {
-    const { keysAt, valsAt, hashes, rows } = this;
+    const { keysAt, hashes, nums, width: w } = this;
     let q = 0;
     for (let p = 0; p < this.end; p++) {
       if (keysAt[p] === undefined) continue;
       keysAt[q] = keysAt[p];
       hashes[q] = hashes[p] as number;
-      if (!this.valueless) {
-        valsAt[q] = valsAt[p];
-        rows[q] = rows[p] as number;
-      }
+      if (w > 0) nums.copyWithin(w * q, w * p, w * p + w);
       q++;
     }
     keysAt.length = q;
-    if (!this.valueless) valsAt.length = q;
     this.end = q;
     this.holes = 0;
     this.shape++;
@@ -327,16 +338,16 @@ function capacityFor(n: number): number {
   return cap;
 }
 
-/** A set of strings on StringMap: the subset of `Set` the lock table uses. */
+/** A set of strings on StringMap (no columns): the subset of `Set` the lock table uses. */
 export class StringSet implements Iterable<string> {
-  private readonly map = new StringMap<true>(undefined, true);
+  private readonly map = new StringMap(0);
 
   get size(): number {
     return this.map.size;
   }
 
   add(key: string): this {
-    this.map.set(key, true);
+    this.map.add(key);
     return this;
   }
 

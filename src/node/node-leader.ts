@@ -248,12 +248,13 @@ export class Leader extends NodeBase {
    */
   private refusal(cmd: Command): string | null {
     if (cmd.op !== 'preempt' && cmd.op !== 'acquire') return null;
-    const e = this.state.locks.get(cmd.lock);
-    if (e !== undefined && e.owner === cmd.client) return null; // its own lock: nothing new
-    if (e === undefined || cmd.op === 'acquire') {
+    const { locks } = this.state;
+    const p = locks.find(cmd.lock);
+    if (p !== -1 && locks.owner(p) === cmd.client) return null; // its own lock: nothing new
+    if (p === -1 || cmd.op === 'acquire') {
       if ((this.state.owned.get(cmd.client) ?? 0) >= this.limits.maxLocksPerClient) return tooManyLocks(this.limits.maxLocksPerClient);
     }
-    if (cmd.op === 'acquire' && e !== undefined && cmd.timeout !== 0 && e.waiters.length >= this.limits.maxWaitersPerLock) {
+    if (cmd.op === 'acquire' && p !== -1 && cmd.timeout !== 0 && locks.waiters(cmd.lock).length >= this.limits.maxWaitersPerLock) {
       return tooManyWaiters(this.limits.maxWaitersPerLock);
     }
     return null;
