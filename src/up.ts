@@ -70,7 +70,6 @@ export async function up(opts: UpOptions): Promise<number> {
     process.stderr.write(`dlock up: could not start the cluster: ${e.message}${hint}\n`);
     return 1;
   }
-  process.stdout.write(`${cluster.readyLine()}\n`);
   const chaos = startChaos(cluster, opts);
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -89,5 +88,9 @@ export async function up(opts: UpOptions): Promise<number> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Only now: a supervisor may signal as soon as it reads this line, and a
+    // SIGTERM before the handlers exist kills the process uncleaned (seen
+    // in the auth test on a loaded machine: exit by signal, not 0).
+    process.stdout.write(`${cluster.readyLine()}\n`);
   });
 }
