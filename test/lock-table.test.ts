@@ -347,3 +347,59 @@ describe('properties', () => {
     );
   });
 });
+
+describe("the table's lease clock (nextLeaseEnd, dueLeases): what the leader expires by", () => {
+  /** Every lease in the table, by end time, from the read-only views. */
+  const leasesOf = (s: TableState): Array<[number, string, number]> =>
+    [...s.locks]
+      .filter(([, v]) => v.expiresAt !== null)
+      .map(([lock, v]) => [v.expiresAt as number, lock, v.token] as [number, string, number])
+      .sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : 1));
+
+  it('always names the first lease end, through grants, renewals, releases and expiries; due leases come out in end order', () => {
+    fc.assert(
+      fc.property(stepsArb, fc.boolean(), (steps, askEarly) => {
+        const s = createState();
+        // Asked from the start, the heap is kept up step by step; asked only
+        // at the end, it is built from the rows then. Both must agree with the views.
+        let now = 0;
+        for (const [cmd, dt] of steps) {
+          now += dt;
+          apply(s, cmd, now);
+          if (askEarly) expect(s.locks.nextLeaseEnd()).toBe(leasesOf(s)[0]?.[0] ?? Infinity);
+        }
+        const expected = leasesOf(s);
+        expect(s.locks.nextLeaseEnd()).toBe(expected[0]?.[0] ?? Infinity);
+        const cut = expected.length === 0 ? 0 : (expected[expected.length >> 1] as [number, string, number])[0];
+        const due = s.locks.dueLeases(cut);
+        expect(due.map(([, token]) => token).sort((a, b) => a - b)).toEqual(
+          expected
+            .filter(([at]) => at <= cut)
+            .map(([, , token]) => token)
+            .sort((a, b) => a - b),
+        );
+        const ends = due.map(([lock]) => s.locks.get(lock)?.expiresAt as number);
+        expect(ends).toEqual([...ends].sort((a, b) => a - b));
+        // Taken off: what is left starts after the cut.
+        expect(s.locks.nextLeaseEnd()).toBe(expected.find(([at]) => at > cut)?.[0] ?? Infinity);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps the right leases when positions move (a compaction) and when renewals leave stale entries behind', () => {
+    const s = createState();
+    for (let i = 0; i < 3000; i++) apply(s, { op: 'preempt', client: A, lock: `m${i}`, ttl: 10_000 + i }, 0);
+    expect(s.locks.nextLeaseEnd()).toBe(10_000); // builds the heap
+    // Release most (holes outnumber live locks), then a grant compacts: positions move.
+    for (let i = 0; i < 2900; i++) apply(s, { op: 'release', client: A, lock: `m${i}` }, 1);
+    apply(s, { op: 'preempt', client: B, lock: 'fresh', ttl: 50_000 }, 1);
+    expect(s.locks.nextLeaseEnd()).toBe(12_900);
+    // Renewing pushes new entries; the old ones must not fire.
+    for (let k = 0; k < 5; k++) for (let i = 2900; i < 3000; i++) apply(s, { op: 'renew', client: A, lock: `m${i}`, ttl: 100_000 + k }, 2);
+    expect(s.locks.nextLeaseEnd()).toBe(50_001);
+    expect(s.locks.dueLeases(60_000)).toEqual([['fresh', 3001]]);
+    expect(s.locks.dueLeases(100_006).map(([lock]) => lock).sort()).toEqual(Array.from({ length: 100 }, (_, i) => `m${2900 + i}`).sort());
+    expect(s.locks.nextLeaseEnd()).toBe(Infinity);
+  });
+});

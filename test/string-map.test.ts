@@ -20,14 +20,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 /** The map's content as [key, row] in insertion order, through every reading API. */
 function rowsOf(m: StringMap): Array<[string, number[]]> {
-  const viaEach: Array<[string, number[]]> = [];
-  m.forEach((k, p) => viaEach.push([k, [m.num(p, 0), m.num(p, 1)]]));
-  const keys = m.keyArray();
+  const viaPositions: Array<[string, number[]]> = [...m.positions()].map((p) => [m.keyAt(p), [m.num(p, 0), m.num(p, 1)]]);
+  const { names, offsets } = m.joinedKeys();
   const nums = m.numArray();
-  expect(keys.map((k, i) => [k, [nums[2 * i], nums[2 * i + 1]]])).toEqual(viaEach);
-  expect([...m.keys()]).toEqual(keys);
-  for (const [k] of viaEach) expect(m.keyAt(m.find(k))).toBe(k);
-  return viaEach;
+  const keys = [...m.keys()];
+  expect(keys).toEqual(viaPositions.map(([k]) => k));
+  expect(offsets).toHaveLength(keys.length + 1);
+  expect(keys.map((_, i) => names.slice(offsets[i], (offsets[i + 1] as number) - 1))).toEqual(keys);
+  expect(keys.length === 0 ? '' : keys.join('\n')).toBe(names);
+  expect(keys.map((k, i) => [k, [nums[2 * i], nums[2 * i + 1]]])).toEqual(viaPositions);
+  for (const k of keys) expect(m.keyAt(m.find(k))).toBe(k);
+  return viaPositions;
 }
 
 describe('StringMap', () => {
@@ -49,7 +52,7 @@ describe('StringMap', () => {
           } else if (o.op === 'load') {
             // A bulk load takes absent keys only (a snapshot's).
             const keys = o.keys.filter((k) => !model.has(k));
-            m.load(keys, Float64Array.from(keys.flatMap((_, i) => [o.a + i, -i])));
+            m.load(keys.join('\n'), keys.length, Float64Array.from(keys.flatMap((_, i) => [o.a + i, -i])));
             keys.forEach((k, i) => model.set(k, [o.a + i, -i]));
           } else if (o.op === 'delete') {
             expect(m.delete(o.key)).toBe(model.delete(o.key));
@@ -96,21 +99,62 @@ describe('StringMap', () => {
     expect([m.num(p, 0), m.num(p, 1)]).toEqual([0, 0]);
   });
 
-  it('ranksOf gives positions their index in keyArray(), holes or not', () => {
+  it('ranksOf gives positions their index among the live keys, holes or not', () => {
     const m = new StringMap(1);
     for (let i = 0; i < 10; i++) m.add(`k${i}`);
     expect(m.ranksOf([m.find('k7'), m.find('k2')])).toEqual([7, 2]);
     m.delete('k0');
     m.delete('k5');
-    const keys = m.keyArray();
+    const keys = [...m.keys()];
     expect(m.ranksOf([m.find('k9'), m.find('k1'), m.find('k6')])).toEqual([keys.indexOf('k9'), keys.indexOf('k1'), keys.indexOf('k6')]);
   });
 
-  it('a bulk load refuses a key already present, and rows of the wrong length', () => {
+  it('a bulk load refuses a key already present or twice, a count the names do not hold, and rows of the wrong length', () => {
+    // A map a load threw on is to be thrown away: a fresh one per case.
+    const withA = (): StringMap => {
+      const m = new StringMap(1);
+      m.add('a');
+      return m;
+    };
+    expect(() => withA().load('b\na', 2, new Float64Array(2))).toThrow(/"a" loaded twice/);
+    expect(() => withA().load('c\nc', 2, new Float64Array(2))).toThrow(/"c" loaded twice/);
+    expect(() => withA().load('d\ne', 1, new Float64Array(1))).toThrow(/more than 1 keys/);
+    expect(() => withA().load('f', 2, new Float64Array(2))).toThrow(/2 keys expected in the names, found 1/);
+    expect(() => withA().load('g', 1, new Float64Array(2))).toThrow(/1 keys need 1 numbers, got 2/);
+    const m = withA();
+    expect(m.load('', 1, new Float64Array([5]))).toBe(m.find(''));
+    expect(m.num(m.find(''), 0)).toBe(5);
+    expect([...m.keys()]).toEqual(['a', '']);
+  });
+
+  it('a bulk load into a big, holed table indexes every key (the sorted sweep) and keeps the rows in order', () => {
     const m = new StringMap(1);
-    m.add('a');
-    expect(() => m.load(['b', 'a'], new Float64Array(2))).toThrow(/"a" loaded twice/);
-    expect(() => m.load(['c'], new Float64Array(2))).toThrow(/1 keys need 1 numbers, got 2/);
+    for (let i = 0; i < 3000; i++) m.setNum(m.add(`old${i}`), 0, -i);
+    for (let i = 0; i < 3000; i += 3) m.delete(`old${i}`);
+    const names = Array.from({ length: 5000 }, (_, i) => `new${i}`);
+    const first = m.load(names.join('\n'), names.length, Float64Array.from(names, (_, i) => i));
+    names.forEach((k, i) => {
+      expect(m.find(k)).toBe(first + i);
+      expect(m.num(first + i, 0)).toBe(i);
+    });
+    for (let i = 0; i < 3000; i++) expect(m.has(`old${i}`)).toBe(i % 3 !== 0);
+    expect(m.size).toBe(2000 + 5000);
+  });
+
+  it('keys keep every UTF-16 code unit, lone surrogates too, through add, load, addAllFrom and joinedKeys', () => {
+    const odd = ['\uD800', 'x\uDC00y', '\u{1F512}', 'é', 'long-'.repeat(40)];
+    const m = new StringMap(0);
+    for (const k of odd) m.add(k);
+    const loaded = new StringMap(0);
+    loaded.load(odd.join('\n'), odd.length, new Float64Array(0));
+    const copied = new StringMap(0, 12345); // another seed: addAllFrom rehashes
+    copied.addAllFrom(loaded, [...loaded.positions()]);
+    for (const t of [m, loaded, copied]) {
+      expect([...t.keys()]).toEqual(odd);
+      expect(t.joinedKeys().names).toBe(odd.join('\n'));
+      for (const k of odd) expect(t.has(k)).toBe(true);
+      expect(t.has('\uDC00')).toBe(false);
+    }
   });
 
   it('a deletion during iteration is allowed; an insert that compacts under an iterator throws', () => {

@@ -82,8 +82,8 @@ export interface WireSnapshot {
 export function encodeSnapshot(s: Snapshot): WireSnapshot {
   return {
     nextToken: s.nextToken,
-    count: s.names.length,
-    names: s.names.join('\n'),
+    count: s.count,
+    names: s.names,
     nums: Buffer.from(s.nums.buffer, s.nums.byteOffset, s.nums.byteLength).toString('base64'),
     waiters: s.waiters,
   };
@@ -93,13 +93,22 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   if (typeof w !== 'object' || w === null || !isNat(w.nextToken) || !isNat(w.count) || typeof w.names !== 'string' || typeof w.nums !== 'string' || !Array.isArray(w.waiters)) {
     throw new CodecError('malformed snapshot');
   }
-  const names = w.count === 0 ? [] : w.names.split('\n');
-  const bytes = Buffer.from(w.nums, 'base64');
-  if (names.length !== w.count || bytes.length !== 24 * w.count) throw new CodecError(`snapshot of ${w.count} locks holds ${names.length} names and ${bytes.length / 24} rows of numbers`);
-  // A copy, aligned for Float64Array (a base64 decode may land at any offset).
+  const names = countNames(w.names);
+  const bytes = Buffer.byteLength(w.nums, 'base64');
+  if (names !== w.count || bytes !== 24 * w.count) throw new CodecError(`snapshot of ${w.count} locks holds ${names} names and ${bytes / 24} rows of numbers`);
+  // Decoded straight into the Float64Array's own memory (aligned, as a
+  // Buffer's slice of a pool may not be), with no copy in between.
   const nums = new Float64Array(3 * w.count);
-  new Uint8Array(nums.buffer).set(bytes);
-  return { nextToken: w.nextToken, names, nums, waiters: w.waiters };
+  if (Buffer.from(nums.buffer).write(w.nums, 'base64') !== bytes) throw new CodecError('snapshot numbers are not base64');
+  return { nextToken: w.nextToken, count: w.count, names: w.names, nums, waiters: w.waiters };
+}
+
+/** How many names LF-joined `names` holds: lines, counted without splitting (no string per name). */
+function countNames(names: string): number {
+  if (names === '') return 0;
+  let n = 1;
+  for (let at = names.indexOf('\n'); at !== -1; at = names.indexOf('\n', at + 1)) n++;
+  return n;
 }
 
 /** A batch: the frames' texts joined by LF (JSON text never holds a raw LF). */

@@ -15,7 +15,8 @@
  * until the next insert() or the lock's delete() (StringMap).
  */
 import type { ClientId, Waiter } from './lock-table.js';
-import { StringMap } from './string-map.js';
+import { LeaseHeap } from './lease-heap.js';
+import { StringMap, type JoinedKeys, type StringSet } from './string-map.js';
 
 /** A held lock, as read: a copy, not the table's own. */
 export interface LockView {
@@ -41,6 +42,23 @@ export class LockMap implements Iterable<[string, LockView]> {
   private readonly rows = new StringMap(ROW_WIDTH);
   /** Waiters by lock; only held locks with at least one waiter have an entry. */
   private readonly queues = new Map<string, Waiter[]>();
+  /**
+   * Leases by end time, for the leader to expire them (nextLeaseEnd,
+   * dueLeases): every lease's (end, stamp, position), plus stale entries
+   * of leases renewed or freed since, skipped when they reach the top. An
+   * entry is a lease's latest when its stamp is the one in `stamps` at its
+   * position (a lease renewed back to an earlier end has two entries with
+   * that end; only the stamp tells them apart).
+   * Built from the rows when first asked for, so a follower, which never
+   * asks until it leads, never keeps one; dropped (to be rebuilt) when
+   * positions move or stale entries outnumber the table.
+   */
+  private readonly leases = new LeaseHeap();
+  /** rows.moves when `leases` was built; -1 while it is not. */
+  private leasesBuiltAt = -1;
+  /** By position: the stamp of its lease's latest heap entry. */
+  private stamps = new Float64Array(16);
+  private lastStamp = 0;
 
   get size(): number {
     return this.rows.size;
@@ -67,6 +85,7 @@ export class LockMap implements Iterable<[string, LockView]> {
 
   setExpiresAt(p: number, at: number | null): void {
     this.rows.setNum(p, EXPIRES, at ?? NaN);
+    if (at !== null) this.noteLease(p, at);
   }
 
   /** Hold `lock` (absent) for `owner`; its waiters, if any, stay queued (a regrant to the first of them). */
@@ -75,6 +94,7 @@ export class LockMap implements Iterable<[string, LockView]> {
     this.rows.setNum(p, OWNER, owner);
     this.rows.setNum(p, TOKEN, token);
     this.rows.setNum(p, EXPIRES, expiresAt ?? NaN);
+    if (expiresAt !== null) this.noteLease(p, expiresAt);
     return p;
   }
 
@@ -111,6 +131,75 @@ export class LockMap implements Iterable<[string, LockView]> {
     else this.queues.set(lock, rest);
   }
 
+  // --- leases by end time (the leader's expiry clock) ---
+
+  /** When the first lease ends (leader-clock ms), or Infinity when none is held. */
+  nextLeaseEnd(): number {
+    this.cleanLeases();
+    return this.leases.size === 0 ? Infinity : this.leases.topAt();
+  }
+
+  /** The leases ending at or before `now`, by end time, as [lock, token], taken off the heap. */
+  dueLeases(now: number): Array<[string, number]> {
+    const due: Array<[string, number]> = [];
+    for (this.cleanLeases(); this.leases.size > 0 && this.leases.topAt() <= now; this.cleanLeases()) {
+      const p = this.leases.topPos();
+      due.push([this.rows.keyAt(p), this.rows.num(p, TOKEN)]);
+      this.leases.pop();
+    }
+    return due;
+  }
+
+  /** How many of the locks are leases (a pass over the rows). */
+  leaseCount(): number {
+    const { rows } = this;
+    let n = 0;
+    for (let p = 0; p < rows.extent; p++) if (rows.isLive(p) && !Number.isNaN(rows.num(p, EXPIRES))) n++;
+    return n;
+  }
+
+  private noteLease(p: number, at: number): void {
+    if (this.leasesBuiltAt === -1) return;
+    if (this.leasesBuiltAt !== this.rows.moves || this.leases.size > 2 * this.rows.size + 1024) {
+      this.leasesBuiltAt = -1; // positions moved, or mostly stale entries: rebuilt when next asked for
+      this.leases.clear();
+      return;
+    }
+    this.pushLease(p, at);
+  }
+
+  private pushLease(p: number, at: number): void {
+    if (p >= this.stamps.length) {
+      let cap = this.stamps.length;
+      while (cap <= p) cap *= 2;
+      const stamps = new Float64Array(cap);
+      stamps.set(this.stamps);
+      this.stamps = stamps;
+    }
+    const stamp = ++this.lastStamp;
+    this.stamps[p] = stamp;
+    this.leases.push(at, stamp, p);
+  }
+
+  /** Build the heap if it is not, then drop stale entries off its top. */
+  private cleanLeases(): void {
+    const { rows, leases } = this;
+    if (this.leasesBuiltAt !== rows.moves) {
+      leases.clear();
+      for (let p = 0; p < rows.extent; p++) {
+        const at = rows.num(p, EXPIRES);
+        if (rows.isLive(p) && !Number.isNaN(at)) this.pushLease(p, at);
+      }
+      this.leasesBuiltAt = rows.moves;
+    }
+    // Stale: the lock was freed (a hole) or the lease renewed (a later stamp).
+    while (leases.size > 0) {
+      const p = leases.topPos();
+      if (rows.isLive(p) && this.stamps[p] === leases.topStamp() && rows.num(p, EXPIRES) === leases.topAt()) return;
+      leases.pop();
+    }
+  }
+
   // --- views ---
 
   get(lock: string): LockView | undefined {
@@ -127,7 +216,10 @@ export class LockMap implements Iterable<[string, LockView]> {
   }
 
   *entries(): IterableIterator<[string, LockView]> {
-    for (const lock of this.rows.keys()) yield [lock, this.view(lock, this.rows.find(lock))];
+    for (const p of this.rows.positions()) {
+      const lock = this.rows.keyAt(p);
+      yield [lock, this.view(lock, p)];
+    }
   }
 
   *values(): IterableIterator<LockView> {
@@ -144,9 +236,9 @@ export class LockMap implements Iterable<[string, LockView]> {
 
   // --- snapshots ---
 
-  /** Every lock's name and row, in table order: two bulk copies (StringMap). */
-  columns(): { names: string[]; nums: Float64Array } {
-    return { names: this.rows.keyArray(), nums: this.rows.numArray() };
+  /** Every lock's name (joined) and row, in table order: two bulk copies (StringMap). */
+  columns(): JoinedKeys & { nums: Float64Array } {
+    return { ...this.rows.joinedKeys(), nums: this.rows.numArray() };
   }
 
   /** The queues, each with its lock's index in columns() order, ascending. */
@@ -156,12 +248,32 @@ export class LockMap implements Iterable<[string, LockView]> {
     return locks.map((l, k) => [ranks[k] as number, this.queues.get(l) as Waiter[]] as [number, Waiter[]]).sort((a, b) => a[0] - b[0]);
   }
 
-  /** Add locks (none held yet) with their rows in columns() layout: a snapshot's bulk load. */
-  load(names: readonly string[], nums: Float64Array): void {
-    this.rows.load(names, nums);
+  /**
+   * Add `count` locks (none held yet; names joined by LF) with their rows
+   * in columns() layout: a snapshot's bulk load. Returns the position of
+   * the first; the others follow it.
+   */
+  load(names: string, count: number, nums: Float64Array): number {
+    return this.rows.load(names, count, nums);
   }
 
-  reserve(n: number): void {
-    this.rows.reserve(n);
+  /** Every queue of waiters, by lock (no order promised). */
+  queueEntries(): IterableIterator<[string, readonly Waiter[]]> {
+    return this.queues.entries();
+  }
+
+  /** The name of the lock at position p. */
+  nameAt(p: number): string {
+    return this.rows.keyAt(p);
+  }
+
+  /** Add the names of the locks at positions `ps` (none in `set` yet) to `set`, without making strings of them. */
+  addNamesTo(set: StringSet, ps: readonly number[]): void {
+    set.addAllFrom(this.rows, ps);
+  }
+
+  /** Room for `n` locks in all and `chars` more name characters (StringMap#reserve). */
+  reserve(n: number, chars = 0): void {
+    this.rows.reserve(n, chars);
   }
 }

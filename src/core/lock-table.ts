@@ -124,13 +124,17 @@ function outcome(reply: Reply | null, changed: boolean): Outcome {
   return { reply, changed, wakes: [], changes: [], waits: null };
 }
 
-function addSession(state: TableState, client: ClientId, lock: string): void {
+function sessionOf(state: TableState, client: ClientId): StringSet {
   let set = state.sessions.get(client);
   if (set === undefined) {
     set = new StringSet();
     state.sessions.set(client, set);
   }
-  set.add(lock);
+  return set;
+}
+
+function addSession(state: TableState, client: ClientId, lock: string): void {
+  sessionOf(state, client).add(lock);
 }
 
 function dropSession(state: TableState, client: ClientId, lock: string): void {
@@ -325,10 +329,12 @@ export function validate(state: TableState, lock: string, token: number): Valida
  */
 export interface Snapshot {
   nextToken: number;
-  /** Lock names, in table order. */
-  names: string[];
+  /** How many locks. */
+  count: number;
+  /** Their names in table order, joined by LF (a lock name holds no whitespace [LP-12]). */
+  names: string;
   /**
-   * For names[i]: owner at 3i, token at 3i+1, lease deadline at 3i+2 (NaN
+   * For lock i: owner at 3i, token at 3i+1, lease deadline at 3i+2 (NaN
    * for a session lock). Ids, tokens and ms times are safe integers, which
    * a double holds exactly.
    */
@@ -337,17 +343,45 @@ export interface Snapshot {
   waiters: Array<[number, Array<[ClientId, number | null, number | null]>]>;
 }
 
+/**
+ * Where each name of a snapshot starts in `names` (count + 1 offsets, the
+ * last names.length + 1), for cutting it into parts. Kept beside the
+ * snapshot rather than in it: it is not part of what a snapshot says.
+ */
+const nameOffsets = new WeakMap<Snapshot, Int32Array>();
+
+function offsetsOf(s: Snapshot): Int32Array {
+  let offsets = nameOffsets.get(s);
+  if (offsets === undefined) {
+    offsets = new Int32Array(s.count + 1);
+    let at = 0;
+    for (let i = 1; i < s.count; i++) {
+      at = s.names.indexOf('\n', at) + 1;
+      offsets[i] = at;
+    }
+    offsets[s.count] = s.names.length + 1;
+    nameOffsets.set(s, offsets);
+  }
+  return offsets;
+}
+
 export function snapshot(state: TableState): Snapshot {
-  const { names, nums } = state.locks.columns();
+  const { names, offsets, nums } = state.locks.columns();
   const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
-  return { nextToken: state.nextToken, names, nums, waiters };
+  const snap: Snapshot = { nextToken: state.nextToken, count: offsets.length - 1, names, nums, waiters };
+  nameOffsets.set(snap, offsets);
+  return snap;
 }
 
 /** Locks [from, to) of a snapshot, as a snapshot of their own (indexes from 0). */
 export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
+  const end = Math.min(to, s.count);
+  const start = Math.min(from, end);
   const waiters: Snapshot['waiters'] = [];
-  for (const [i, ws] of s.waiters) if (i >= from && i < to) waiters.push([i - from, ws]);
-  return { nextToken: s.nextToken, names: s.names.slice(from, to), nums: s.nums.subarray(ROW_WIDTH * from, ROW_WIDTH * to), waiters };
+  for (const [i, ws] of s.waiters) if (i >= start && i < end) waiters.push([i - start, ws]);
+  const offsets = offsetsOf(s);
+  const names = start === end ? '' : s.names.slice(offsets[start], (offsets[end] as number) - 1);
+  return { nextToken: s.nextToken, count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters };
 }
 
 /**
@@ -359,27 +393,38 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
 export function restore(snap: Snapshot, into: TableState = createState(snap.nextToken), expected = 0): TableState {
   const state = into;
   state.nextToken = snap.nextToken;
-  const { names, nums } = snap;
+  const { count, nums } = snap;
   const locks = state.locks;
-  locks.reserve(Math.max(expected, locks.size + names.length));
-  locks.load(names, nums);
+  // The names of the parts to come are guessed from this one's (a little
+  // more, as names tend to grow: f999 then f1000); the arena doubles if short.
+  const total = Math.max(expected, locks.size + count);
+  const chars = count === 0 ? 0 : Math.ceil(((snap.names.length + 1) * (total - locks.size) * 1.1) / count);
+  locks.reserve(total, chars);
+  const first = locks.load(snap.names, count, nums);
   // Per-client counts in runs: a client's locks tend to sit together, and
   // one Map update per lock would cost a sixth of the load (issue 5 §6).
+  // Session locks are gathered by owner and go into each owner's set in
+  // one bulk add (a set sized once, indexed in one sweep).
   let runOwner = -1;
   let run = 0;
-  for (let i = 0; i < names.length; i++) {
+  let runSessions: number[] = [];
+  const sessions = new Map<ClientId, number[]>();
+  for (let i = 0; i < count; i++) {
     const owner = nums[ROW_WIDTH * i] as number;
     if (owner !== runOwner) {
       if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
       runOwner = owner;
       run = 0;
+      runSessions = sessions.get(owner) ?? [];
+      sessions.set(owner, runSessions);
     }
     run++;
-    if (Number.isNaN(nums[ROW_WIDTH * i + 2] as number)) addSession(state, owner, names[i] as string);
+    if (Number.isNaN(nums[ROW_WIDTH * i + 2] as number)) runSessions.push(first + i);
   }
   if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
+  for (const [owner, ps] of sessions) if (ps.length > 0) locks.addNamesTo(sessionOf(state, owner), ps);
   for (const [i, ws] of snap.waiters) {
-    const name = names[i] as string;
+    const name = locks.nameAt(first + i);
     for (const [client, ttl, deadline] of ws) {
       locks.enqueue(name, { client, ttl, deadline });
       state.waiting.set(client, name);

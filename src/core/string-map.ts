@@ -2,27 +2,41 @@
  * A string-keyed hash table whose values are rows of numbers in columns:
  * what the lock table keeps per lock (owner, token, lease end), and, with
  * no columns, a set of strings (StringSet). Insertion order, like `Map`.
+ * The keys themselves are not kept as JS strings but as UTF-16 code units
+ * in one Uint16Array (the arena).
  *
- * Why not `Map` with an object per value: a follower that restarts loads
- * the leader's table from a snapshot, and issue 5 §6 wants that under 1 s
- * for a million locks.
- *  - A million `Map.set` calls with string keys took 650-1000 ms on our
- *    2-core machines (V8 grows and rehashes its OrderedHashMap in the old
- *    space); this table hashes in JS into an open-addressing index and
- *    `reserve()` sizes it once before a bulk load.
- *  - A million value objects (each with two boxed doubles: tokens and
- *    times are past 2^31) are three million objects for the GC to mark.
- *    On the leader, copying them out for a snapshot took 60 ms when the
- *    heap was quiet and 330-600 ms while the GC was marking them. Here the
- *    numbers sit in one Float64Array, so a snapshot copies them in one
- *    `slice` and the GC never looks inside.
+ * Why, all for issue 5 §6 (a follower restarted with a million locks
+ * serves again within a second; it loads the leader's table from a
+ * snapshot, which the leader copies out first):
+ *  - `Map.set` with string keys: a million took 650-1000 ms on our 2-core
+ *    machines (V8 grows and rehashes its OrderedHashMap in the old space).
+ *    Here the hash is computed in JS into an open-addressing index that
+ *    `reserve()` sizes once before a bulk load.
+ *  - An object per value, each with two boxed doubles (tokens and times
+ *    are past 2^31): three million objects for the GC to mark, and a copy
+ *    that walks them one by one. Here the numbers are rows of one
+ *    Float64Array, copied out with one `slice`.
+ *  - A JS string per key: a million strings to split out of a snapshot,
+ *    scavenge, promote and mark, on every node. A snapshot copy's large
+ *    allocations were seen to set off a full GC of the leader's heap that
+ *    took 100-450 ms, nearly all of it marking these strings. Here a
+ *    snapshot's names (joined by LF) load by one pass over their
+ *    characters into the arena, and leave it the same way, with no string
+ *    per key in between; a key becomes a string again only when asked for
+ *    (keys(), keyAt()).
  *
- * Layout: for dense position p (insertion order), `keysAt[p]` (undefined:
- * a hole left by a delete), `hashes[p]`, and `nums[width*p + c]` for column
- * c; `index[slot]` = p + 1, or 0 for an empty slot (linear probing, load
- * <= 1/2). Deletion shifts later entries of the probe run back (Knuth's
- * Algorithm R), so the index holds no tombstones. Holes are squeezed out
- * on an insert once they outnumber the live entries; that moves positions.
+ * Layout: for dense position p (insertion order), `meta[3p]` = hash,
+ * `meta[3p+1]` = where its characters start in the arena, `meta[3p+2]` =
+ * its length, or -1 for a hole left by a delete (the three side by side:
+ * a probe reads them together); the arena holds each key followed by LF,
+ * so a table without holes is already its keys joined by LF. `nums[width*p
+ * + c]` is column c of the row. `index[2*slot]` = p + 1, or 0 for an empty
+ * slot, and `index[2*slot+1]` = its hash, so that a probe compares hashes
+ * without reaching into `meta` (a cache miss per step at a million keys:
+ * it made a bulk load twice as slow); linear probing, load <= 1/2. Deletion shifts later entries of the
+ * probe run back (Knuth's Algorithm R), so the index holds no tombstones.
+ * Holes, and their characters in the arena, are squeezed out on an insert
+ * once they outnumber the live entries; that moves positions.
  *
  * Positions: a position from find() or add() stays valid until the next
  * add() of a new key (which may compact) or the deletion of its key.
@@ -40,6 +54,7 @@
  * the dense arrays were compacted under it.
  */
 
+import { Buffer } from 'node:buffer';
 import { getRandomValues } from 'node:crypto';
 
 /**
@@ -49,10 +64,12 @@ import { getRandomValues } from 'node:crypto';
  */
 const THREAD_SEED = getRandomValues(new Int32Array(1))[0] as number;
 
-/** FNV-1a over UTF-16 code units from a seeded basis, then murmur3's fmix32 so every bit of the slot depends on every unit. */
-function hashOf(s: string, seed: number): number {
-  let h = seed ^ 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+const FNV_PRIME = 0x01000193;
+const FNV_BASIS = 0x811c9dc5;
+const LF = 10;
+
+/** murmur3's fmix32, so every bit of the slot depends on every unit. */
+function mix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -60,16 +77,50 @@ function hashOf(s: string, seed: number): number {
   return h ^ (h >>> 16);
 }
 
+/** FNV-1a over UTF-16 code units from a seeded basis, then mix(). load() computes the same over arena units. */
+function hashOf(s: string, seed: number): number {
+  let h = seed ^ FNV_BASIS;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
+  return mix(h);
+}
+
+/** Arena units [from, to) as a string (exact for any code units, lone surrogates too). */
+function decode(chars: Uint16Array, from: number, to: number): string {
+  if (to - from <= 64) return String.fromCharCode.apply(null, chars.subarray(from, to) as unknown as number[]);
+  return Buffer.from(chars.buffer, chars.byteOffset + 2 * from, 2 * (to - from)).toString('utf16le');
+}
+
+/** Units [0, to) of an arena with no unit above 0xFF, as a one-byte string. */
+function decodeNarrow(chars: Uint16Array, to: number): string {
+  const bytes = Buffer.allocUnsafe(to);
+  for (let i = 0; i < to; i++) bytes[i] = chars[i] as number;
+  return bytes.toString('latin1');
+}
+
 const MIN_CAPACITY = 16;
 /** Holes are squeezed out once there are more than this many and more holes than live entries. */
 const MIN_HOLES_TO_COMPACT = 1024;
 
+/** A table's keys joined by LF, in order, and where each starts: key i is names.slice(offsets[i], offsets[i + 1] - 1). */
+export interface JoinedKeys {
+  names: string;
+  /** count + 1 offsets; the last is names.length + 1. */
+  offsets: Int32Array;
+}
+
 export class StringMap {
-  private keysAt: Array<string | undefined> = [];
-  private hashes = new Int32Array(MIN_CAPACITY);
+  /** Per position: hash, arena start, length (-1: a hole). */
+  private meta = new Int32Array(3 * MIN_CAPACITY);
   /** Row p is nums[width*p, width*p + width). */
   private nums: Float64Array;
-  private index = new Int32Array(MIN_CAPACITY);
+  /** Every key's code units, each followed by LF, in position order. */
+  private chars = new Uint16Array(4 * MIN_CAPACITY);
+  /** Arena units in use (live keys and holes' leftovers). */
+  private used = 0;
+  /** Whether any key has a unit above 0xFF: if not, joinedKeys() makes a one-byte string (half the size to encode, copy and parse). */
+  private wide = false;
+  /** [p + 1, hash] per slot (see Layout). */
+  private index = new Int32Array(2 * MIN_CAPACITY);
   private mask = MIN_CAPACITY - 1;
   /** Dense positions in use (live + holes); the arrays may be longer (reserve). */
   private end = 0;
@@ -91,20 +142,36 @@ export class StringMap {
     return this.live;
   }
 
-  /** Make room for `n` entries in all, so that a bulk load rehashes at most once. */
-  reserve(n: number): void {
-    if (2 * n > this.index.length) this.rehash(capacityFor(n));
+  /** Positions in use, live or holes: every live position is below it. */
+  get extent(): number {
+    return this.end;
+  }
+
+  /** Changes whenever positions move (a compaction): a position kept from before is then meaningless. */
+  get moves(): number {
+    return this.shape;
+  }
+
+  /** Whether position p (below extent) holds a key rather than a hole. */
+  isLive(p: number): boolean {
+    return (this.meta[3 * p + 2] as number) >= 0;
+  }
+
+  /**
+   * Make room for `n` entries in all, so that a bulk load rehashes at most
+   * once, and for `chars` more key characters (each key's length + 1).
+   */
+  reserve(n: number, chars = 0): void {
+    if (2 * n > this.mask + 1) this.rehash(capacityFor(n));
     const dense = n + this.holes;
-    if (this.hashes.length < dense) this.growPositions(dense);
-    // Grown once to its final length rather than push by push (each growth
-    // copies the array; at a million entries that shows).
-    if (this.keysAt.length < dense) this.keysAt.length = dense;
+    if (3 * dense > this.meta.length) this.growPositions(dense);
+    if (chars > 0) this.reserveChars(this.used + chars, true);
   }
 
   /** The position of `key`, or -1. */
   find(key: string): number {
     const slot = this.slotOf(key, hashOf(key, this.seed));
-    return slot === -1 ? -1 : (this.index[slot] as number) - 1;
+    return slot === -1 ? -1 : (this.index[2 * slot] as number) - 1;
   }
 
   has(key: string): boolean {
@@ -115,19 +182,60 @@ export class StringMap {
   add(key: string): number {
     const h = hashOf(key, this.seed);
     const slot = this.slotOf(key, h);
-    if (slot !== -1) return (this.index[slot] as number) - 1;
-    // A new key: grow or squeeze first (both move slots), then take a free slot.
-    if (2 * (this.live + 1) > this.index.length) this.rehash(capacityFor(this.live + 1));
-    else if (this.holes >= MIN_HOLES_TO_COMPACT && this.holes > this.live) this.compact();
-    const p = this.end++;
-    if (p >= this.hashes.length) this.growPositions(p + 1);
-    this.keysAt[p] = key;
-    (this.hashes as Int32Array)[p] = h;
-    // A hole's or a compacted-away row's numbers may be left here.
-    for (let c = 0; c < this.width; c++) (this.nums as Float64Array)[this.width * p + c] = 0;
-    (this.index as Int32Array)[this.freeSlot(h)] = p + 1;
-    this.live++;
+    if (slot !== -1) return (this.index[2 * slot] as number) - 1;
+    const p = this.append(h, key.length);
+    const { chars } = this;
+    const start = this.used - key.length - 1;
+    let any = 0;
+    for (let i = 0; i < key.length; i++) {
+      const c = key.charCodeAt(i);
+      chars[start + i] = c;
+      any |= c;
+    }
+    if (any > 0xff) this.wide = true;
     return p;
+  }
+
+  /**
+   * Add the keys at positions `ps` of `from` (none of them present here,
+   * nor twice), in that order, copying their characters (no string is
+   * made), with one sweep of the index
+   * (indexRange). Throws like load() on a key already present, leaving the
+   * map unusable.
+   */
+  addAllFrom(from: StringMap, ps: readonly number[]): void {
+    const n = ps.length;
+    let total = 0;
+    for (let k = 0; k < n; k++) total += (from.meta[3 * (ps[k] as number) + 2] as number) + 1;
+    this.reserve(this.live + n);
+    this.reserveChars(this.used + total);
+    const first = this.end;
+    const { meta, chars, seed } = this;
+    const src = from.chars;
+    const rehash = from.seed !== seed;
+    let used = this.used;
+    for (let k = 0; k < n; k++) {
+      const m = 3 * (ps[k] as number);
+      const start = from.meta[m + 1] as number;
+      const len = from.meta[m + 2] as number;
+      let h = from.meta[m] as number;
+      if (rehash) {
+        h = seed ^ FNV_BASIS;
+        for (let i = 0; i < len; i++) h = Math.imul(h ^ (src[start + i] as number), FNV_PRIME);
+        h = mix(h);
+      }
+      // A loop, not set(subarray()): a view object per key costs more than copying a name.
+      for (let i = 0; i <= len; i++) chars[used + i] = src[start + i] as number;
+      const q = 3 * (first + k);
+      meta[q] = h;
+      meta[q + 1] = used;
+      meta[q + 2] = len;
+      used += len + 1;
+    }
+    this.used = used;
+    if (from.wide) this.wide = true;
+    this.nums.fill(0, this.width * first, this.width * (first + n));
+    this.indexRange(first, first + n);
   }
 
   /** Column `c` of the row at position `p`. */
@@ -139,17 +247,18 @@ export class StringMap {
     this.nums[this.width * p + c] = x;
   }
 
-  /** The key at a live position. */
+  /** The key at a live position, as a string. */
   keyAt(p: number): string {
-    return this.keysAt[p] as string;
+    const start = this.meta[3 * p + 1] as number;
+    return decode(this.chars, start, start + (this.meta[3 * p + 2] as number));
   }
 
   delete(key: string): boolean {
     let i = this.slotOf(key, hashOf(key, this.seed));
     if (i === -1) return false;
-    const { index, mask, hashes } = this;
-    const p = (index[i] as number) - 1;
-    this.keysAt[p] = undefined;
+    const { index, mask, meta } = this;
+    const p = (index[2 * i] as number) - 1;
+    meta[3 * p + 2] = -1;
     this.live--;
     this.holes++;
     // Backward-shift deletion: move later entries of this probe run into the
@@ -157,89 +266,195 @@ export class StringMap {
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      const e = index[j] as number;
+      const e = index[2 * j] as number;
       if (e === 0) break;
-      const home = (hashes[e - 1] as number) & mask;
+      const h = index[2 * j + 1] as number;
+      const home = h & mask;
       const stays = i <= j ? i < home && home <= j : i < home || home <= j;
       if (stays) continue;
-      index[i] = e;
+      index[2 * i] = e;
+      index[2 * i + 1] = h;
       i = j;
     }
-    index[i] = 0;
+    index[2 * i] = 0;
     return true;
   }
 
   /**
-   * Append `keys` (none of them present) with their rows `nums` (width
-   * numbers per key, in order): a snapshot's bulk load. Throws on a key
-   * already present, having added the keys before it.
+   * Append `count` keys, given joined by LF (so none may hold an LF, and
+   * none may be present already), with their rows `nums` (width numbers per
+   * key, in order): a snapshot's bulk load. One pass over the characters,
+   * straight into the arena with no string per key, then one sweep of the
+   * index (indexRange). Returns the position of the first key; the others
+   * follow it. Throws on a key already present or a count that does not
+   * match; the map is then unusable, to be thrown away (a snapshot that
+   * does this is corrupt, and whatever loads it gives up on it).
    */
-  load(keys: readonly string[], nums: Float64Array): void {
-    const n = keys.length;
-    if (nums.length !== this.width * n) throw new RangeError(`${n} keys need ${this.width * n} numbers, got ${nums.length}`);
-    this.reserve(this.live + n);
-    const from = this.end;
-    const { keysAt, hashes, index, mask, seed } = this;
-    for (let k = 0; k < n; k++) {
-      const key = keys[k] as string;
-      const h = hashOf(key, seed);
-      let i = h & mask;
-      for (let e = index[i] as number; e !== 0; e = index[i] as number) {
-        if (hashes[e - 1] === h && keysAt[e - 1] === key) throw new RangeError(`key ${JSON.stringify(key)} loaded twice`);
-        i = (i + 1) & mask;
-      }
-      const p = this.end++;
-      keysAt[p] = key;
-      hashes[p] = h;
-      index[i] = p + 1;
-      this.live++;
+  load(names: string, count: number, nums: Float64Array): number {
+    if (nums.length !== this.width * count) throw new RangeError(`${count} keys need ${this.width * count} numbers, got ${nums.length}`);
+    if (count === 0) {
+      if (names !== '') throw new RangeError('0 keys expected in the names, found some');
+      return this.end;
     }
+    this.reserve(this.live + count);
+    this.reserveChars(this.used + names.length + 1);
+    const from = this.end;
+    const { chars, meta, seed } = this;
+    let used = this.used;
+    let p = this.end;
+    let start = used;
+    let h = seed ^ FNV_BASIS;
+    let any = 0;
+    // One more turn than there are characters: the end of the string ends the last key.
+    for (let i = 0; i <= names.length; i++) {
+      const c = i < names.length ? names.charCodeAt(i) : LF;
+      chars[used++] = c;
+      any |= c;
+      if (c !== LF) {
+        h = Math.imul(h ^ c, FNV_PRIME);
+        continue;
+      }
+      if (p - from === count) throw new RangeError(`more than ${count} keys in the names`);
+      meta[3 * p] = mix(h);
+      meta[3 * p + 1] = start;
+      meta[3 * p + 2] = used - 1 - start;
+      p++;
+      start = used;
+      h = seed ^ FNV_BASIS;
+    }
+    if (p - from !== count) throw new RangeError(`${count} keys expected in the names, found ${p - from}`);
+    if (any > 0xff) this.wide = true;
+    this.used = used;
+    this.indexRange(from, p);
     this.nums.set(nums, this.width * from);
+    return from;
   }
 
   /**
-   * Like Map#forEach (key, position; `this` = thisArg), in insertion order.
-   * For a hot walk pass one module-level function and the walk's state as
-   * thisArg: a new closure per walk is a new call target each time, and V8
-   * may then throw away the optimized loop.
+   * Index the new positions [from, to) and make them live. In the order
+   * they came, each insert would start at a random slot of an index of
+   * tens of MB, a cache and TLB miss apiece: most of a bulk load's time
+   * (12-16 ms per 50k keys into a million-key index). Sorted by slot first
+   * (sweep), the inserts go through the index once from start to end (7-11 ms).
    */
-  forEach<T = undefined>(fn: (this: T, key: string, p: number) => void, thisArg?: T): void {
-    const shape = this.shape;
-    const { keysAt } = this;
-    for (let p = 0; p < this.end; p++) {
-      const k = keysAt[p];
-      if (k !== undefined) fn.call(thisArg as T, k, p);
-      if (this.shape !== shape) throw new Error('StringMap: a key was inserted while iterating');
+  private indexRange(from: number, to: number): void {
+    this.sweep(from, to, true);
+    this.end = to;
+    this.live += to - from;
+  }
+
+  /**
+   * Insert the live positions of [from, to) into the index in slot order
+   * (a counting sort on the slot's top bits). `check`: throw on a key
+   * already there (a bulk load's keys come from outside this map).
+   */
+  private sweep(from: number, to: number, check: boolean): void {
+    const { meta, index, mask, chars } = this;
+    const slotBits = 31 - Math.clz32(mask + 1);
+    const bits = Math.max(0, Math.min(16, slotBits - 2));
+    const shift = slotBits - bits;
+    // counts[b + 1]: keys whose slot falls in bucket b; then, summed, where bucket b starts in `order`.
+    const counts = new Int32Array((1 << bits) + 1);
+    let n = 0;
+    for (let p = from; p < to; p++) {
+      if ((meta[3 * p + 2] as number) < 0) continue;
+      const b = (((meta[3 * p] as number) & mask) >>> shift) + 1;
+      counts[b] = (counts[b] as number) + 1;
+      n++;
+    }
+    for (let b = 0; b < 1 << bits; b++) counts[b + 1] = (counts[b + 1] as number) + (counts[b] as number);
+    // [position, hash] pairs by bucket: the sweep then reads them in order
+    // rather than each hash from meta, at random.
+    const order = new Int32Array(2 * n);
+    for (let p = from; p < to; p++) {
+      if ((meta[3 * p + 2] as number) < 0) continue;
+      const h = meta[3 * p] as number;
+      const b = (h & mask) >>> shift;
+      const at = counts[b] as number;
+      order[2 * at] = p;
+      order[2 * at + 1] = h;
+      counts[b] = at + 1;
+    }
+    for (let k = 0; k < n; k++) {
+      const p = order[2 * k] as number;
+      const h = order[2 * k + 1] as number;
+      let s = h & mask;
+      if (check) {
+        const start = meta[3 * p + 1] as number;
+        const len = meta[3 * p + 2] as number;
+        for (let e = index[2 * s] as number; e !== 0; e = index[2 * s] as number) {
+          const m = 3 * (e - 1);
+          if (index[2 * s + 1] === h && meta[m + 2] === len && sameUnits(chars, meta[m + 1] as number, start, len)) {
+            throw new RangeError(`key ${JSON.stringify(decode(chars, start, start + len))} loaded twice`);
+          }
+          s = (s + 1) & mask;
+        }
+      } else {
+        while (index[2 * s] !== 0) s = (s + 1) & mask;
+      }
+      index[2 * s] = p + 1;
+      index[2 * s + 1] = h;
     }
   }
 
-  /** The keys in insertion order, as a new array: one bulk copy when there are no holes. */
-  keyArray(): string[] {
-    if (this.holes === 0) return this.keysAt.slice(0, this.end) as string[];
-    const out = new Array<string>(this.live);
-    let q = 0;
-    for (let p = 0; p < this.end; p++) {
-      const k = this.keysAt[p];
-      if (k !== undefined) out[q++] = k;
+  /** The keys in insertion order, joined (see JoinedKeys): one decode of the arena when there are no holes. */
+  joinedKeys(): JoinedKeys {
+    const { meta, live } = this;
+    const offsets = new Int32Array(live + 1);
+    let chars = this.chars;
+    let used = this.used;
+    if (this.holes === 0) {
+      for (let p = 0; p < this.end; p++) offsets[p] = meta[3 * p + 1] as number;
+    } else {
+      // Only the live keys' characters, in order, copied run by run of live
+      // positions (a set() per key would make a view object per key).
+      let n = 0;
+      for (let p = 0; p < this.end; p++) if ((meta[3 * p + 2] as number) >= 0) n += (meta[3 * p + 2] as number) + 1;
+      chars = new Uint16Array(n);
+      used = 0;
+      let q = 0;
+      this.eachRun((from, to) => {
+        const start = meta[3 * from + 1] as number;
+        const stop = (meta[3 * (to - 1) + 1] as number) + (meta[3 * (to - 1) + 2] as number) + 1;
+        for (let p = from; p < to; p++) offsets[q++] = used + (meta[3 * p + 1] as number) - start;
+        chars.set(this.chars.subarray(start, stop), used);
+        used += stop - start;
+      });
     }
-    return out;
+    offsets[live] = used;
+    return { names: live === 0 ? '' : this.wide ? decode(chars, 0, used - 1) : decodeNarrow(chars, used - 1), offsets };
   }
 
-  /** The rows in insertion order (keyArray's order), as a new array: one bulk copy when there are no holes. */
+  /** The rows in insertion order (joinedKeys()'s order), as a new array: one bulk copy when there are no holes, else one per run. */
   numArray(): Float64Array {
     const w = this.width;
     if (this.holes === 0) return this.nums.slice(0, w * this.end);
     const out = new Float64Array(w * this.live);
     let q = 0;
-    for (let p = 0; p < this.end; p++) {
-      if (this.keysAt[p] === undefined) continue;
-      out.set(this.nums.subarray(w * p, w * p + w), w * q);
-      q++;
-    }
+    this.eachRun((from, to) => {
+      out.set(this.nums.subarray(w * from, w * to), w * q);
+      q += to - from;
+    });
     return out;
   }
 
-  /** For live positions `ps`: their indexes in keyArray() (how many live keys come before each). */
+  /**
+   * Each maximal run [from, to) of live positions, in order. Within a run
+   * the arena holds the keys back to back (a key's characters follow the
+   * one before it), so a run copies in one piece.
+   */
+  private eachRun(fn: (from: number, to: number) => void): void {
+    const { meta } = this;
+    let p = 0;
+    while (p < this.end) {
+      while (p < this.end && (meta[3 * p + 2] as number) < 0) p++;
+      const from = p;
+      while (p < this.end && (meta[3 * p + 2] as number) >= 0) p++;
+      if (p > from) fn(from, p);
+    }
+  }
+
+  /** For live positions `ps`: their indexes in insertion order among the live keys. */
   ranksOf(ps: readonly number[]): number[] {
     if (this.holes === 0) return [...ps];
     const order = ps.map((p, k) => [p, k] as const).sort((a, b) => a[0] - b[0]);
@@ -247,30 +462,63 @@ export class StringMap {
     let rank = 0;
     let p = 0;
     for (const [target, k] of order) {
-      for (; p < target; p++) if (this.keysAt[p] !== undefined) rank++;
+      for (; p < target; p++) if ((this.meta[3 * p + 2] as number) >= 0) rank++;
       out[k] = rank;
     }
     return out;
   }
 
-  *keys(): IterableIterator<string> {
+  /** Each live position in insertion order. */
+  *positions(): IterableIterator<number> {
     const shape = this.shape;
     for (let p = 0; ; p++) {
       // Checked before the end: a compaction also shortens the arrays.
       if (this.shape !== shape) throw new Error('StringMap: a key was inserted while iterating');
       if (p >= this.end) return;
-      const k = this.keysAt[p];
-      if (k !== undefined) yield k;
+      if ((this.meta[3 * p + 2] as number) >= 0) yield p;
     }
   }
 
-  /** The index slot holding `key` (its dense position is index[slot] - 1), or -1. */
+  *keys(): IterableIterator<string> {
+    for (const p of this.positions()) yield this.keyAt(p);
+  }
+
+  /** A new key at the end (the caller writes its `len` characters before the LF): its position. */
+  private append(h: number, len: number): number {
+    // Grow or squeeze first (both move slots), then take a free slot.
+    if (2 * (this.live + 1) > this.mask + 1) this.rehash(capacityFor(this.live + 1));
+    else if (this.holes >= MIN_HOLES_TO_COMPACT && this.holes > this.live) this.compact();
+    const p = this.end++;
+    if (3 * p + 3 > this.meta.length) this.growPositions(p + 1);
+    this.reserveChars(this.used + len + 1);
+    const { meta, nums, width } = this;
+    meta[3 * p] = h;
+    meta[3 * p + 1] = this.used;
+    meta[3 * p + 2] = len;
+    this.used += len + 1;
+    this.chars[this.used - 1] = LF;
+    // A hole's or a compacted-away row's numbers may be left here.
+    for (let c = 0; c < width; c++) nums[width * p + c] = 0;
+    const slot = this.freeSlot(h);
+    this.index[2 * slot] = p + 1;
+    this.index[2 * slot + 1] = h;
+    this.live++;
+    return p;
+  }
+
+  /** The index slot holding `key` (its dense position is index[2 * slot] - 1), or -1. */
   private slotOf(key: string, h: number): number {
-    const { index, mask, hashes, keysAt } = this;
+    const { index, mask, meta, chars } = this;
+    const len = key.length;
     let i = h & mask;
-    for (let e = index[i] as number; e !== 0; e = index[i] as number) {
-      const p = e - 1;
-      if (hashes[p] === h && keysAt[p] === key) return i;
+    for (let e = index[2 * i] as number; e !== 0; e = index[2 * i] as number) {
+      const m = 3 * (e - 1);
+      if (index[2 * i + 1] === h && meta[m + 2] === len) {
+        const start = meta[m + 1] as number;
+        let k = 0;
+        while (k < len && chars[start + k] === key.charCodeAt(k)) k++;
+        if (k === len) return i;
+      }
       i = (i + 1) & mask;
     }
     return -1;
@@ -279,56 +527,72 @@ export class StringMap {
   /** The first empty slot of `h`'s probe run (the key is known absent). */
   private freeSlot(h: number): number {
     let i = h & this.mask;
-    while (this.index[i] !== 0) i = (i + 1) & this.mask;
+    while (this.index[2 * i] !== 0) i = (i + 1) & this.mask;
     return i;
   }
 
-  /** Grow the per-position typed arrays (hashes, nums) to hold `n` positions. */
+  /** Grow the per-position arrays (meta, nums) to hold `n` positions. */
   private growPositions(n: number): void {
-    let cap = this.hashes.length;
+    let cap = this.meta.length / 3;
     while (cap < n) cap *= 2;
-    const hashes = new Int32Array(cap);
-    hashes.set(this.hashes.subarray(0, this.end));
-    this.hashes = hashes;
+    const meta = new Int32Array(3 * cap);
+    meta.set(this.meta.subarray(0, 3 * this.end));
+    this.meta = meta;
     if (this.width === 0) return;
     const nums = new Float64Array(this.width * cap);
     nums.set(this.nums.subarray(0, this.width * this.end));
     this.nums = nums;
   }
 
-  /** A new index of `capacity` slots (a power of two) over the dense arrays. */
-  private rehash(capacity: number): void {
-    const index = new Int32Array(capacity);
-    const mask = capacity - 1;
-    const { keysAt, hashes } = this;
-    for (let p = 0; p < this.end; p++) {
-      if (keysAt[p] === undefined) continue;
-      let i = (hashes[p] as number) & mask;
-      while (index[i] !== 0) i = (i + 1) & mask;
-      index[i] = p + 1;
-    }
-    this.index = index;
-    this.mask = mask;
+  /** Room for `n` arena units; `exact`: no more (a reserve() for a known load), else doubled. */
+  private reserveChars(n: number, exact = false): void {
+    if (n <= this.chars.length) return;
+    let cap = this.chars.length;
+    while (cap < n) cap *= 2;
+    if (exact) cap = n;
+    const chars = new Uint16Array(cap);
+    chars.set(this.chars.subarray(0, this.used));
+    this.chars = chars;
   }
 
-  /** Squeeze the holes out of the dense arrays, keeping order, and reindex. */
+  /** A new index of `capacity` slots (a power of two) over the dense arrays. */
+  private rehash(capacity: number): void {
+    this.index = new Int32Array(2 * capacity);
+    this.mask = capacity - 1;
+    this.sweep(0, this.end, false);
+  }
+
+  /** Squeeze the holes (and their characters) out of the dense arrays, keeping order, and reindex. */
   private compact(): void {
-    const { keysAt, hashes, nums, width: w } = this;
+    const { meta, nums, chars, width: w } = this;
     let q = 0;
+    let used = 0;
     for (let p = 0; p < this.end; p++) {
-      if (keysAt[p] === undefined) continue;
-      keysAt[q] = keysAt[p];
-      hashes[q] = hashes[p] as number;
+      const len = meta[3 * p + 2] as number;
+      if (len < 0) continue;
+      const start = meta[3 * p + 1] as number;
+      // Moves only ever go left (q <= p, used <= start), so copyWithin is safe.
+      chars.copyWithin(used, start, start + len + 1);
+      meta[3 * q] = meta[3 * p] as number;
+      meta[3 * q + 1] = used;
+      meta[3 * q + 2] = len;
       if (w > 0) nums.copyWithin(w * q, w * p, w * p + w);
+      used += len + 1;
       q++;
     }
-    keysAt.length = q;
     this.end = q;
+    this.used = used;
     this.holes = 0;
     this.shape++;
     // Shrink the index too when most of the table went (load 1/4 after).
-    this.rehash(Math.min(this.index.length, capacityFor(2 * q)));
+    this.rehash(Math.min(this.mask + 1, capacityFor(2 * q)));
   }
+}
+
+/** Units [a, a + len) and [b, b + len) of one array are equal. */
+function sameUnits(units: Uint16Array, a: number, b: number, len: number): boolean {
+  for (let k = 0; k < len; k++) if (units[a + k] !== units[b + k]) return false;
+  return true;
 }
 
 /** The smallest power of two that holds `n` entries at load <= 1/2. */
@@ -348,6 +612,12 @@ export class StringSet implements Iterable<string> {
 
   add(key: string): this {
     this.map.add(key);
+    return this;
+  }
+
+  /** Add the keys at positions `ps` of `from`, none of them here yet, without making strings of them (a snapshot's load). */
+  addAllFrom(from: StringMap, ps: readonly number[]): this {
+    this.map.addAllFrom(from, ps);
     return this;
   }
 

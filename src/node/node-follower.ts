@@ -183,7 +183,7 @@ export class Follower extends NodeBase {
           // any) serves until the last part is in, then is replaced.
           if (f.part === 0) {
             // Every part but the last is as long as the first: size the table for all of them.
-            this.incoming = { seq: f.seq, next: 0, state: restore(f.state, undefined, f.parts * f.state.names.length), t0: Date.now() };
+            this.incoming = { seq: f.seq, next: 0, state: restore(f.state, undefined, f.parts * f.state.count), t0: Date.now() };
           } else if (this.incoming === null || this.incoming.seq !== f.seq || this.incoming.next !== f.part) {
             this.log.line('error', `snapshot part ${f.part} of ${f.parts} at seq ${f.seq} out of order; asking for a new snapshot`);
             this.incoming = null;

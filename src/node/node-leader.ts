@@ -76,7 +76,8 @@ export const SNAPSHOT_PART = 50_000;
  */
 type Origin = { conn: ClientConnection; ticket: Ticket } | { link: FollowerLink; req: number; client: ClientId } | null;
 
-type Deadline = { kind: 'expire'; lock: string; token: number } | { kind: 'timeout'; client: ClientId; lock: string };
+/** An acquire's timeout: the waiting client and its lock. */
+type Deadline = { client: ClientId; lock: string };
 
 export function describeChange(c: LockChange): string {
   return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ` lease until ${new Date(c.expiresAt).toISOString().slice(11, 23)}`}` : c.lock;
@@ -106,7 +107,11 @@ export class Leader extends NodeBase {
   private readonly links = new Set<FollowerLink>();
   /** Clients waiting in acquire, and where their reply goes. */
   private readonly waiting = new Map<ClientId, Origin>();
-  private readonly timers = new TimerHeap<Deadline>((d) => this.onDeadline(d));
+  /** Acquire timeouts (few: one per waiting acquire). Lease ends come from the table itself (armLeases). */
+  private readonly timers = new TimerHeap<Deadline>((d) => this.execute({ op: 'timeout', client: d.client, lock: d.lock }, null));
+  /** The one timer for the first lease end, and the end it is armed for. */
+  private leaseTimer: NodeJS.Timeout | null = null;
+  private leaseArmedFor = Infinity;
   private commitQueued = false;
   /** The newest entries, for followers that resume instead of taking a snapshot. */
   private ring = new EntryRing();
@@ -220,7 +225,7 @@ export class Leader extends NodeBase {
       for (const link of this.links) if (link.name !== null) this.send(link, entry);
       for (const c of out.changes) {
         if (this.log.requests) this.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
-        if (c.kind === 'set' && c.expiresAt !== null) this.timers.add(c.expiresAt, { kind: 'expire', lock: c.lock, token: c.token });
+        if (c.kind === 'set' && c.expiresAt !== null && c.expiresAt < this.leaseArmedFor) this.armLeases();
       }
       // With no follower linked the write is committed at once.
       this.recomputeCommit();
@@ -232,7 +237,7 @@ export class Leader extends NodeBase {
     }
     if (out.waits !== null && cmd.op === 'acquire') {
       this.waiting.set(cmd.client, origin);
-      if (cmd.timeout !== null) this.timers.add(now + cmd.timeout, { kind: 'timeout', client: cmd.client, lock: cmd.lock });
+      if (cmd.timeout !== null) this.timers.add(now + cmd.timeout, { client: cmd.client, lock: cmd.lock });
     }
     if (cmd.op === 'disconnect') this.waiting.delete(cmd.client);
     for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply, true);
@@ -291,7 +296,7 @@ export class Leader extends NodeBase {
     const t0 = Date.now();
     const snap = snapshot(this.state);
     const seq = this.seq;
-    const count = snap.names.length;
+    const count = snap.count;
     const parts = Math.max(1, Math.ceil(count / SNAPSHOT_PART));
     link.held = [];
     this.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts, copied in ${Date.now() - t0} ms` : ''})`);
@@ -335,9 +340,28 @@ export class Leader extends NodeBase {
     if (!logged || origin.link.index === null) this.send(origin.link, { v: 1, type: 'reply', req: origin.req, seq: this.seq, reply });
   }
 
-  private onDeadline(d: Deadline): void {
-    this.execute(d.kind === 'expire' ? { op: 'expire', lock: d.lock, token: d.token } : { op: 'timeout', client: d.client, lock: d.lock }, null);
+  /**
+   * Arm the lease timer for the table's first lease end. The table keeps
+   * its leases by end time (lock-map.ts), so a million leases cost no
+   * timer objects here, only this one Node timer.
+   */
+  private armLeases(): void {
+    if (this.stopping) return;
+    const next = this.state.locks.nextLeaseEnd();
+    if (next === this.leaseArmedFor) return;
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    this.leaseArmedFor = next;
+    if (next !== Infinity) this.leaseTimer = setTimeout(this.expireLeases, Math.max(0, next - Date.now()));
   }
+
+  /** The leader decides expiry (issue 5 §2): every lease due now ends, each as a logged `expire`. */
+  private readonly expireLeases = (): void => {
+    this.leaseTimer = null;
+    this.leaseArmedFor = Infinity;
+    for (const [lock, token] of this.state.locks.dueLeases(Date.now())) this.execute({ op: 'expire', lock, token }, null);
+    this.armLeases();
+  };
 
   /**
    * Commit = the lowest sequence number every counting follower has. The
@@ -418,8 +442,7 @@ export class Leader extends NodeBase {
     this.store = store;
     this.durable = this.seq;
     this.ring.reset(this.seq);
-    let leases = 0;
-    for (const e of this.state.locks.values()) if (e.expiresAt !== null) leases++;
+    const leases = this.state.locks.leaseCount();
     this.log.line(
       'info',
       `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `snapshot at seq ${r.snapshot.seq}`} + ${r.entries.length} entries: seq ${this.seq}, ${this.state.locks.size} locks (${leases} leases), next token ${this.state.nextToken}`,
@@ -436,9 +459,9 @@ export class Leader extends NodeBase {
 
   /** Lease expiry and acquire timeouts from the table (after a restore or a promotion). */
   private armTimers(): void {
-    for (const [lock, e] of this.state.locks) {
-      if (e.expiresAt !== null) this.timers.add(e.expiresAt, { kind: 'expire', lock, token: e.token });
-      for (const w of e.waiters) if (w.deadline !== null) this.timers.add(w.deadline, { kind: 'timeout', client: w.client, lock });
+    this.armLeases();
+    for (const [lock, waiters] of this.state.locks.queueEntries()) {
+      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock });
     }
   }
 
@@ -479,6 +502,8 @@ export class Leader extends NodeBase {
   override async close(): Promise<void> {
     this.stopping = true;
     this.timers.stop();
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
     for (const link of this.links) link.transport.close();
     await super.close();
     this.store?.close(); // everything answered is on disk already; this writes the rest

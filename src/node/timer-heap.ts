@@ -1,8 +1,8 @@
 /**
  * Deadlines on one Node timer: a binary min-heap of (at, item) with a single
- * setTimeout armed for the earliest. The leader keeps one lease timer per
- * lease and one per waiting acquire; a million leases as a million Timeout
- * objects would cost far more memory than heap slots.
+ * setTimeout armed for the earliest. The leader keeps one per waiting
+ * acquire (its timeout); a Timeout object each would cost more. Lease ends
+ * are not kept here but in the table (core/lease-heap.ts), as numbers.
  *
  * Entries are never removed early: the handler checks whether the deadline
  * still matters (the lock table ignores stale expire/timeout commands).
@@ -29,7 +29,8 @@ export class TimerHeap<T> {
 
   add(at: number, item: T): void {
     const h = this.heap;
-    h.push({ at, item });
+    const slot = { at, item };
+    h.push(slot);
     let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
@@ -37,7 +38,7 @@ export class TimerHeap<T> {
       h[i] = h[p] as Slot<T>;
       i = p;
     }
-    h[i] = { at, item };
+    h[i] = slot;
     if (at < this.armedFor) this.arm();
   }
 
