@@ -116,8 +116,20 @@ describe('StringMap', () => {
       m.add('a');
       return m;
     };
-    expect(() => withA().load('b\na', 2, new Float64Array(2))).toThrow(/"a" loaded twice/);
-    expect(() => withA().load('c\nc', 2, new Float64Array(2))).toThrow(/"c" loaded twice/);
+    // A duplicate shows when the loaded keys join the index: at the first lookup after the load(s).
+    const loadThenFind = (names: string, count: number): (() => void) => () => {
+      const m = withA();
+      m.load(names, count, new Float64Array(count));
+      m.find('z');
+    };
+    expect(loadThenFind('b\na', 2)).toThrow(/"a" loaded twice/);
+    expect(loadThenFind('c\nc', 2)).toThrow(/"c" loaded twice/);
+    expect(() => {
+      const m = withA();
+      m.load('d', 1, new Float64Array(1));
+      m.load('d', 1, new Float64Array(1)); // in another part
+      m.has('d');
+    }).toThrow(/"d" loaded twice/);
     expect(() => withA().load('d\ne', 1, new Float64Array(1))).toThrow(/more than 1 keys/);
     expect(() => withA().load('f', 2, new Float64Array(2))).toThrow(/2 keys expected in the names, found 1/);
     expect(() => withA().load('g', 1, new Float64Array(2))).toThrow(/1 keys need 1 numbers, got 2/);

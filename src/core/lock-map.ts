@@ -272,6 +272,11 @@ export class LockMap implements Iterable<[string, LockView]> {
     set.addAllFrom(this.rows, ps);
   }
 
+  /** Index the locks bulk-loaded since the last lookup now (StringMap#settle) rather than at the next lookup. */
+  settle(): void {
+    this.rows.settle();
+  }
+
   /** Room for `n` locks in all and `chars` more name characters (StringMap#reserve). */
   reserve(n: number, chars = 0): void {
     this.rows.reserve(n, chars);

@@ -124,6 +124,12 @@ export class StringMap {
   private mask = MIN_CAPACITY - 1;
   /** Dense positions in use (live + holes); the arrays may be longer (reserve). */
   private end = 0;
+  /**
+   * Positions below this are in the index; [indexed, end) were bulk-added
+   * and wait for the first lookup (settle), so that a snapshot loaded in
+   * parts is indexed in one sweep at the end rather than one per part.
+   */
+  private indexed = 0;
   private live = 0;
   private holes = 0;
   /** Bumped when dense positions move (compaction): live iterators then throw. */
@@ -199,9 +205,7 @@ export class StringMap {
   /**
    * Add the keys at positions `ps` of `from` (none of them present here,
    * nor twice), in that order, copying their characters (no string is
-   * made), with one sweep of the index
-   * (indexRange). Throws like load() on a key already present, leaving the
-   * map unusable.
+   * made); indexed like load()'s keys, and with its errors.
    */
   addAllFrom(from: StringMap, ps: readonly number[]): void {
     const n = ps.length;
@@ -235,7 +239,7 @@ export class StringMap {
     this.used = used;
     if (from.wide) this.wide = true;
     this.nums.fill(0, this.width * first, this.width * (first + n));
-    this.indexRange(first, first + n);
+    this.addPending(first, first + n);
   }
 
   /** Column `c` of the row at position `p`. */
@@ -284,11 +288,13 @@ export class StringMap {
    * Append `count` keys, given joined by LF (so none may hold an LF, and
    * none may be present already), with their rows `nums` (width numbers per
    * key, in order): a snapshot's bulk load. One pass over the characters,
-   * straight into the arena with no string per key, then one sweep of the
-   * index (indexRange). Returns the position of the first key; the others
-   * follow it. Throws on a key already present or a count that does not
-   * match; the map is then unusable, to be thrown away (a snapshot that
-   * does this is corrupt, and whatever loads it gives up on it).
+   * straight into the arena with no string per key; the keys join the
+   * index in one sweep at the next lookup (settle), however many loads
+   * come before it. Returns the position of the first key; the others
+   * follow it. Throws on a count that does not match, and (here or at
+   * that lookup) on a key already present or loaded twice; the map is
+   * then unusable, to be thrown away (a snapshot that does this is
+   * corrupt, and whatever loads it gives up on it).
    */
   load(names: string, count: number, nums: Float64Array): number {
     if (nums.length !== this.width * count) throw new RangeError(`${count} keys need ${this.width * count} numbers, got ${nums.length}`);
@@ -325,33 +331,44 @@ export class StringMap {
     if (p - from !== count) throw new RangeError(`${count} keys expected in the names, found ${p - from}`);
     if (any > 0xff) this.wide = true;
     this.used = used;
-    this.indexRange(from, p);
+    this.addPending(from, p);
     this.nums.set(nums, this.width * from);
     return from;
   }
 
-  /**
-   * Index the new positions [from, to) and make them live. In the order
-   * they came, each insert would start at a random slot of an index of
-   * tens of MB, a cache and TLB miss apiece: most of a bulk load's time
-   * (12-16 ms per 50k keys into a million-key index). Sorted by slot first
-   * (sweep), the inserts go through the index once from start to end (7-11 ms).
-   */
-  private indexRange(from: number, to: number): void {
-    this.sweep(from, to, true);
+  /** Make bulk-added positions [from, to) live; they join the index at the next lookup (settle). */
+  private addPending(from: number, to: number): void {
     this.end = to;
     this.live += to - from;
   }
 
   /**
-   * Insert the live positions of [from, to) into the index in slot order
-   * (a counting sort on the slot's top bits). `check`: throw on a key
+   * Index the bulk-added positions, all in one sweep: in the order they
+   * came, each insert would start at a random slot of an index of tens of
+   * MB, a cache and TLB miss apiece (per 50k-key part into a million-key
+   * index, 12-16 ms; sorted per part, 7-11 ms; a million sorted at once,
+   * 35-70 ms in all). Any lookup does this first; call it to choose when.
+   */
+  settle(): void {
+    if (this.indexed === this.end) return;
+    this.sweep(this.indexed, this.end, true);
+    this.indexed = this.end;
+  }
+
+  /**
+   * Insert the live positions of [from, to) into the index in slot order,
+   * roughly (a counting sort on the slot's top bits). `check`: throw on a key
    * already there (a bulk load's keys come from outside this map).
    */
   private sweep(from: number, to: number, check: boolean): void {
     const { meta, index, mask, chars } = this;
+    // Buckets of 2^13 slots (64 KB of index): inserts within one hit the
+    // cache, and with at most 2^8 buckets for a 2M-slot index the scatter
+    // below writes to few enough places at once to stay in cache too (a
+    // finer sort, 2^16 buckets, missed the cache on every write of a
+    // million-key scatter: 170-740 ms under load against 35-70 alone).
     const slotBits = 31 - Math.clz32(mask + 1);
-    const bits = Math.max(0, Math.min(16, slotBits - 2));
+    const bits = Math.max(0, slotBits - 13);
     const shift = slotBits - bits;
     // counts[b + 1]: keys whose slot falls in bucket b; then, summed, where bucket b starts in `order`.
     const counts = new Int32Array((1 << bits) + 1);
@@ -380,12 +397,16 @@ export class StringMap {
       const h = order[2 * k + 1] as number;
       let s = h & mask;
       if (check) {
-        const start = meta[3 * p + 1] as number;
-        const len = meta[3 * p + 2] as number;
         for (let e = index[2 * s] as number; e !== 0; e = index[2 * s] as number) {
-          const m = 3 * (e - 1);
-          if (index[2 * s + 1] === h && meta[m + 2] === len && sameUnits(chars, meta[m + 1] as number, start, len)) {
-            throw new RangeError(`key ${JSON.stringify(decode(chars, start, start + len))} loaded twice`);
+          // p's own row is read only on a hash match: in slot order the
+          // rows come at random, and a read of each would miss the cache.
+          if (index[2 * s + 1] === h) {
+            const m = 3 * (e - 1);
+            const start = meta[3 * p + 1] as number;
+            const len = meta[3 * p + 2] as number;
+            if (meta[m + 2] === len && sameUnits(chars, meta[m + 1] as number, start, len)) {
+              throw new RangeError(`key ${JSON.stringify(decode(chars, start, start + len))} loaded twice`);
+            }
           }
           s = (s + 1) & mask;
         }
@@ -502,12 +523,14 @@ export class StringMap {
     const slot = this.freeSlot(h);
     this.index[2 * slot] = p + 1;
     this.index[2 * slot + 1] = h;
+    this.indexed = this.end; // settled by the slotOf() before this
     this.live++;
     return p;
   }
 
   /** The index slot holding `key` (its dense position is index[2 * slot] - 1), or -1. */
   private slotOf(key: string, h: number): number {
+    if (this.indexed !== this.end) this.settle();
     const { index, mask, meta, chars } = this;
     const len = key.length;
     let i = h & mask;
@@ -558,8 +581,13 @@ export class StringMap {
   /** A new index of `capacity` slots (a power of two) over the dense arrays. */
   private rehash(capacity: number): void {
     this.index = new Int32Array(2 * capacity);
+    // Touch every page of the new index now: the OS maps them on first
+    // write, and a bulk load's keys come in at the first lookup (settle),
+    // where a follower has nothing to overlap the faults with; a reserve()
+    // before the load is where it still waits for the parts that follow.
+    this.index.fill(0);
     this.mask = capacity - 1;
-    this.sweep(0, this.end, false);
+    this.sweep(0, this.indexed, false); // pending positions stay pending
   }
 
   /** Squeeze the holes (and their characters) out of the dense arrays, keeping order, and reindex. */
@@ -581,6 +609,7 @@ export class StringMap {
       q++;
     }
     this.end = q;
+    this.indexed = q; // only ever from append(), on a settled map
     this.used = used;
     this.holes = 0;
     this.shape++;

@@ -197,6 +197,9 @@ export class Follower extends NodeBase {
           if (f.part + 1 < f.parts) break;
           const loaded = this.incoming;
           this.incoming = null;
+          // The parts' names join the table's index in one sweep, here
+          // rather than at the first client's check (string-map.ts).
+          loaded.state.locks.settle();
           if (this.hasState) {
             // Entries between our state and this snapshot are skipped: any
             // write sent before may be among them, so its result is unknown.
