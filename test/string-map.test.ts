@@ -186,6 +186,22 @@ describe('StringMap', () => {
     }).toThrow(/inserted while iterating/);
   });
 
+  it('clear() empties a map for reuse: no key, row or character of before is seen again', () => {
+    const m = new StringMap(1);
+    m.setNum(m.add('gone'), 0, 7);
+    m.add('\u{1F512}');
+    expect(m.small).toBe(true);
+    m.clear();
+    expect(m.size).toBe(0);
+    expect(m.has('gone')).toBe(false);
+    expect([...m.keys()]).toEqual([]);
+    const p = m.add('new');
+    expect(m.num(p, 0)).toBe(0);
+    expect(m.joinedKeys().names).toBe('new');
+    for (let i = 0; i < 100; i++) m.add(`grow${i}`);
+    expect(m.small).toBe(false);
+  });
+
   it('StringSet is a set of strings', () => {
     const s = new StringSet();
     s.add('x').add('y').add('x');

@@ -148,6 +148,23 @@ export class StringMap {
     return this.live;
   }
 
+  /** Whether it never grew past its first arrays (so clear() keeps it small). */
+  get small(): boolean {
+    return this.mask + 1 === MIN_CAPACITY && this.chars.length === 4 * MIN_CAPACITY;
+  }
+
+  /** Remove every key, keeping the arrays (see StringSet's reuse in lock-table.ts). */
+  clear(): void {
+    this.index.fill(0);
+    this.end = 0;
+    this.indexed = 0;
+    this.live = 0;
+    this.holes = 0;
+    this.used = 0;
+    this.wide = false;
+    this.shape++;
+  }
+
   /** Positions in use, live or holes: every live position is below it. */
   get extent(): number {
     return this.end;
@@ -656,6 +673,15 @@ export class StringSet implements Iterable<string> {
 
   delete(key: string): boolean {
     return this.map.delete(key);
+  }
+
+  /** Whether it is still as small as a new one (worth keeping for reuse once empty). */
+  get small(): boolean {
+    return this.map.small;
+  }
+
+  clear(): void {
+    this.map.clear();
   }
 
   [Symbol.iterator](): IterableIterator<string> {
