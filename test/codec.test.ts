@@ -41,16 +41,22 @@ describe('codec', () => {
     expect(() => decodeFrame('[1]')).toThrow(CodecError);
   });
 
-  it('carries a snapshot as names and base64 numbers, and rejects one whose columns disagree', () => {
+  it('carries a snapshot as JSON with its names, then TAB and its numbers in base64; rejects one whose columns disagree', () => {
     const text = encodeFrame({ v: 1, type: 'snapshot', seq: 3, part: 1, parts: 2, state: snapshot(state) });
-    const raw = JSON.parse(text) as { state: { names: string; nums: string; count: number } };
+    const [json, nums, ...more] = text.split('\t');
+    expect(more).toEqual([]);
+    const raw = JSON.parse(json as string) as { state: { names: string; count: number } };
     expect(raw.state.names).toBe('l\u00e9\u{1F512}');
     expect(raw.state.count).toBe(1);
-    expect(Buffer.from(raw.state.nums, 'base64')).toHaveLength(24);
-    const broken = JSON.stringify({ ...raw, state: { ...raw.state, count: 2 } });
-    expect(() => decodeFrame(broken)).toThrow(/snapshot of 2 locks holds 1 names and 1 rows/);
-    expect(() => decodeFrame(JSON.stringify({ ...raw, part: 2 }))).toThrow(/malformed snapshot frame/);
-    expect(() => decodeFrame(JSON.stringify({ ...raw, state: { ...raw.state, nums: 7 } }))).toThrow(/malformed snapshot$/);
+    expect(Buffer.from(nums as string, 'base64')).toHaveLength(24);
+    expect(text).not.toContain('\n'); // a batch splits frames on LF
+    const frame = (header: object, payload: string | null = nums as string): string => `${JSON.stringify(header)}${payload === null ? '' : `\t${payload}`}`;
+    expect(decodeFrame(frame(raw))).toEqual(decodeFrame(text));
+    expect(() => decodeFrame(frame({ ...raw, state: { ...raw.state, count: 2 } }))).toThrow(/snapshot of 2 locks holds 1 names and 1 rows/);
+    expect(() => decodeFrame(frame({ ...raw, part: 2 }))).toThrow(/malformed snapshot frame/);
+    expect(() => decodeFrame(frame(raw, 'AAAA'))).toThrow(/1 names and 0.125 rows/);
+    expect(() => decodeFrame(frame(raw, null))).toThrow(/snapshot frame without its numbers/);
+    expect(() => decodeFrame(frame({ v: 1, type: 'ack', seq: 1 }, 'AAAA'))).toThrow(/ack frame with a payload/);
   });
 });
 
