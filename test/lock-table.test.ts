@@ -241,21 +241,32 @@ function checkInvariants(s: TableState): void {
       expect(waitingSeen.has(c)).toBe(false); // waits on one lock at most
       waitingSeen.set(c, name);
     }
-    expect(s.sessions.get(e.owner)?.has(name) ?? false).toBe(e.expiresAt === null);
   }
   expect(new Map([...s.waiting].sort())).toEqual(new Map([...waitingSeen].sort()));
-  for (const [client, set] of s.sessions) {
-    expect(set.size).toBeGreaterThan(0);
-    for (const name of set) expect(s.locks.get(name)?.owner).toBe(client);
-  }
+  // Each client's session locks (kept as it goes) are exactly its locks without a lease [LP-8].
+  expect(sessionsOf(s)).toEqual(sessionsFromViews(s));
+  for (const c of s.locks.sessionOwners()) expect(s.locks.sessionCount(c)).toBe(s.locks.sessionLocks(c).length);
   // The per-client counts behind --max-locks-per-client (issue 6) match the table.
   const owned = new Map<number, number>();
   for (const e of s.locks.values()) owned.set(e.owner, (owned.get(e.owner) ?? 0) + 1);
   expect(new Map([...s.owned].sort())).toEqual(new Map([...owned].sort()));
 }
 
-/** Each client's session locks, sorted (the sets' hash layout differs by seed). */
-const sessionsOf = (st: TableState): Map<number, string[]> => new Map([...st.sessions].map(([c, set]) => [c, [...set].sort()]));
+/** Each client's session locks as the table lists them, sorted. */
+const sessionsOf = (st: TableState): Map<number, string[]> =>
+  new Map(
+    st.locks
+      .sessionOwners()
+      .sort((a, b) => a - b)
+      .map((c) => [c, st.locks.sessionLocks(c).sort()]),
+  );
+
+/** The same, worked out from the locks themselves: the ones without a lease, by owner. */
+function sessionsFromViews(st: TableState): Map<number, string[]> {
+  const by = new Map<number, string[]>();
+  for (const [name, e] of st.locks) if (e.expiresAt === null) by.set(e.owner, [...(by.get(e.owner) ?? []), name]);
+  return new Map([...by].sort((a, b) => a[0] - b[0]).map(([c, names]) => [c, names.sort()]));
+}
 
 describe('properties', () => {
   it('[LP-7] every grant carries a token larger than all before it; invariants hold after every step', () => {
@@ -345,6 +356,34 @@ describe('properties', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("each client's session locks, as the table keeps them [LP-8]", () => {
+  it('stay right through churn, leases taken, positions moving (compaction) and a bulk load', () => {
+    const s = createState();
+    // Client A takes and releases one lock at a time: its list fills with stale entries.
+    for (let i = 0; i < 500; i++) {
+      apply(s, { op: 'preempt', client: A, lock: `one${i}`, ttl: null }, 0);
+      apply(s, { op: 'release', client: A, lock: `one${i}` }, 0);
+    }
+    // B holds many; most are released, some become leases, and a grant then compacts the table.
+    for (let i = 0; i < 3000; i++) apply(s, { op: 'preempt', client: B, lock: `b${i}`, ttl: null }, 0);
+    expect(s.locks.sessionCount(B)).toBe(3000);
+    for (let i = 0; i < 2900; i++) apply(s, { op: 'release', client: B, lock: `b${i}` }, 0);
+    for (let i = 2900; i < 2950; i++) apply(s, { op: 'renew', client: B, lock: `b${i}`, ttl: 100 }, 0);
+    apply(s, { op: 'preempt', client: C, lock: 'c0', ttl: null }, 0); // holes > live: compacts
+    expect(sessionsOf(s)).toEqual(sessionsFromViews(s));
+    expect(s.locks.sessionCount(B)).toBe(50);
+    expect(s.locks.sessionOwners().sort()).toEqual([B, C]);
+    // A disconnect releases exactly the session locks, in name order, and keeps the leases.
+    const out = apply(s, { op: 'disconnect', client: B }, 1);
+    expect(out.changes.map((c) => c.lock)).toEqual(Array.from({ length: 50 }, (_, i) => `b${2950 + i}`).sort());
+    expect(s.locks.sessionCount(B)).toBe(0);
+    expect(s.locks.size).toBe(50 + 1);
+    // A replica loaded from a snapshot lists the same.
+    const replica = restore(viaCodec(snapshot(s)));
+    expect(sessionsOf(replica)).toEqual(sessionsOf(s));
   });
 });
 

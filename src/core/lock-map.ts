@@ -1,7 +1,9 @@
 /**
  * The lock table's storage: each held lock's owner, token and lease end as
- * one row of numbers in a StringMap (string-map.ts says why columns), and
- * the FIFO of waiters of the few locks that have any, by name.
+ * one row of numbers in a StringMap (string-map.ts says why columns), the
+ * FIFO of waiters of the few locks that have any, by name, and two indexes
+ * derived from the rows: leases by end time (for the leader's expiry
+ * clock) and each client's session locks (for its disconnect [LP-8]).
  *
  * Two faces:
  *  - positions, for apply() in lock-table.ts: find() a lock, read and
@@ -16,7 +18,7 @@
  */
 import type { ClientId, Waiter } from './lock-table.js';
 import { LeaseHeap } from './lease-heap.js';
-import { StringMap, type JoinedKeys, type StringSet } from './string-map.js';
+import { StringMap, type JoinedKeys } from './string-map.js';
 
 /** A held lock, as read: a copy, not the table's own. */
 export interface LockView {
@@ -37,6 +39,12 @@ const EXPIRES = 2;
 export const ROW_WIDTH = 3;
 
 const NO_WAITERS: readonly Waiter[] = Object.freeze([]);
+
+/** A client's session locks: positions, some stale (see LockMap's `sessions`), and how many are not. */
+interface SessionList {
+  ps: number[];
+  live: number;
+}
 
 export class LockMap implements Iterable<[string, LockView]> {
   private readonly rows = new StringMap(ROW_WIDTH);
@@ -59,6 +67,21 @@ export class LockMap implements Iterable<[string, LockView]> {
   /** By position: the stamp of its lease's latest heap entry. */
   private stamps = new Float64Array(16);
   private lastStamp = 0;
+  /**
+   * Each client's session locks, as positions in the rows: a session lock
+   * granted appends its position; one released or turned into a lease
+   * leaves its position behind, stale (the row no longer says session
+   * lock of this client), and only the count goes down; a list is
+   * filtered when stale entries outnumber live ones. Positions, not names,
+   * so that a million session locks are a million numbers here, not a
+   * second table of names: loading a snapshot of them then costs nothing
+   * here (the lists are built from the rows when first asked for), where a
+   * set of names per client doubled the load. Rebuilt from the rows, in
+   * one pass, whenever positions move (rows.moves).
+   */
+  private readonly sessions = new Map<ClientId, SessionList>();
+  /** rows.moves when `sessions` was built; -1 while it is not (after a bulk load). */
+  private sessionsBuiltAt = 0;
 
   get size(): number {
     return this.rows.size;
@@ -83,9 +106,11 @@ export class LockMap implements Iterable<[string, LockView]> {
     return Number.isNaN(at) ? null : at;
   }
 
-  setExpiresAt(p: number, at: number | null): void {
-    this.rows.setNum(p, EXPIRES, at ?? NaN);
-    if (at !== null) this.noteLease(p, at);
+  /** A lease's new end; a session lock given one becomes a lease (never the other way). */
+  setExpiresAt(p: number, at: number): void {
+    if (Number.isNaN(this.rows.num(p, EXPIRES))) this.sessionGone(this.owner(p));
+    this.rows.setNum(p, EXPIRES, at);
+    this.noteLease(p, at);
   }
 
   /** Hold `lock` (absent) for `owner`; its waiters, if any, stay queued (a regrant to the first of them). */
@@ -95,12 +120,14 @@ export class LockMap implements Iterable<[string, LockView]> {
     this.rows.setNum(p, TOKEN, token);
     this.rows.setNum(p, EXPIRES, expiresAt ?? NaN);
     if (expiresAt !== null) this.noteLease(p, expiresAt);
+    else this.sessionAdded(owner, p);
     return p;
   }
 
-  /** Free `lock`; its queue is left for the caller to hand over (lock-table.ts free()). */
-  delete(lock: string): boolean {
-    return this.rows.delete(lock);
+  /** Free `lock`, held at position p; its queue is left for the caller to hand over (lock-table.ts free()). */
+  delete(lock: string, p: number): void {
+    if (Number.isNaN(this.rows.num(p, EXPIRES))) this.sessionGone(this.owner(p));
+    this.rows.delete(lock);
   }
 
   waiters(lock: string): readonly Waiter[] {
@@ -200,6 +227,87 @@ export class LockMap implements Iterable<[string, LockView]> {
     }
   }
 
+  // --- each client's session locks ---
+
+  /** How many session locks `client` holds. */
+  sessionCount(client: ClientId): number {
+    this.buildSessions();
+    return this.sessions.get(client)?.live ?? 0;
+  }
+
+  /** How many clients hold session locks. */
+  sessionOwnerCount(): number {
+    this.buildSessions();
+    return this.sessions.size;
+  }
+
+  /** The clients that hold session locks (no order promised). */
+  sessionOwners(): ClientId[] {
+    this.buildSessions();
+    return [...this.sessions.keys()];
+  }
+
+  /** The names of `client`'s session locks (no order promised). */
+  sessionLocks(client: ClientId): string[] {
+    this.buildSessions();
+    const list = this.sessions.get(client);
+    if (list === undefined) return [];
+    const names: string[] = [];
+    for (const p of list.ps) if (this.isSessionOf(p, client)) names.push(this.rows.keyAt(p));
+    return names;
+  }
+
+  /** Whether live position p is a session lock of `client`: what makes a list entry not stale. */
+  private isSessionOf(p: number, client: ClientId): boolean {
+    return this.rows.isLive(p) && this.rows.num(p, OWNER) === client && Number.isNaN(this.rows.num(p, EXPIRES));
+  }
+
+  private sessionAdded(owner: ClientId, p: number): void {
+    if (this.sessionsBuiltAt !== this.rows.moves) return; // rebuilt from the rows when next asked for
+    const list = this.sessions.get(owner);
+    if (list === undefined) {
+      this.sessions.set(owner, { ps: [p], live: 1 });
+      return;
+    }
+    list.ps.push(p);
+    list.live++;
+    // Mostly stale (a client that takes and releases locks one at a time): keep the live ones.
+    if (list.ps.length > 2 * list.live + 16) list.ps = list.ps.filter((q) => this.isSessionOf(q, owner));
+  }
+
+  /** One of `owner`'s session locks is going (released, or made a lease); called before its row changes. */
+  private sessionGone(owner: ClientId): void {
+    if (this.sessionsBuiltAt !== this.rows.moves) return;
+    const list = this.sessions.get(owner);
+    if (list === undefined) return;
+    if (--list.live === 0) this.sessions.delete(owner);
+  }
+
+  /** Build the lists from the rows, in one pass, if positions moved or a bulk load came since. */
+  private buildSessions(): void {
+    const { rows } = this;
+    if (this.sessionsBuiltAt === rows.moves) return;
+    this.sessions.clear();
+    let owner = NaN;
+    let list: SessionList | undefined;
+    for (let p = 0; p < rows.extent; p++) {
+      if (!rows.isLive(p) || !Number.isNaN(rows.num(p, EXPIRES))) continue;
+      const o = rows.num(p, OWNER);
+      // A client's locks tend to sit together: one Map lookup per run.
+      if (o !== owner) {
+        owner = o;
+        list = this.sessions.get(o);
+        if (list === undefined) {
+          list = { ps: [], live: 0 };
+          this.sessions.set(o, list);
+        }
+      }
+      (list as SessionList).ps.push(p);
+      (list as SessionList).live++;
+    }
+    this.sessionsBuiltAt = rows.moves;
+  }
+
   // --- views ---
 
   get(lock: string): LockView | undefined {
@@ -254,6 +362,7 @@ export class LockMap implements Iterable<[string, LockView]> {
    * the first; the others follow it.
    */
   load(names: string, count: number, nums: Float64Array): number {
+    this.sessionsBuiltAt = -1; // their session locks are listed when next asked for
     return this.rows.load(names, count, nums);
   }
 
@@ -267,10 +376,7 @@ export class LockMap implements Iterable<[string, LockView]> {
     return this.rows.keyAt(p);
   }
 
-  /** Add the names of the locks at positions `ps` (none in `set` yet) to `set`, without making strings of them. */
-  addNamesTo(set: StringSet, ps: readonly number[]): void {
-    set.addAllFrom(this.rows, ps);
-  }
+
 
   /** Index the locks bulk-loaded since the last lookup now (StringMap#settle) rather than at the next lookup. */
   settle(): void {

@@ -19,7 +19,6 @@
  */
 
 import { LockMap, ROW_WIDTH } from './lock-map.js';
-import { StringSet } from './string-map.js';
 
 export type { LockView } from './lock-map.js';
 
@@ -43,8 +42,6 @@ export interface TableState {
   locks: LockMap;
   /** The next fencing token to grant; only ever increases (LP-7). */
   nextToken: number;
-  /** Session (non-lease) locks of each client, released on disconnect (LP-8). */
-  sessions: Map<ClientId, StringSet>;
   /** The lock each waiting client waits on. */
   waiting: Map<ClientId, string>;
   /** How many locks each client holds (sessions and leases), for the per-client limit (issue 6). */
@@ -117,46 +114,11 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new LockMap(), nextToken: firstToken, sessions: new Map(), waiting: new Map(), owned: new Map() };
+  return { locks: new LockMap(), nextToken: firstToken, waiting: new Map(), owned: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
   return { reply, changed, wakes: [], changes: [], waits: null };
-}
-
-/**
- * Emptied small session sets, for the next client to reuse: a client
- * that preempts and releases one lock at a time empties its set each
- * time, and a new StringSet is five typed arrays to allocate, which made
- * that loop twice as slow. Module state, so per thread; a set's contents
- * never depend on its history, so the table stays deterministic.
- */
-const spareSets: StringSet[] = [];
-const MAX_SPARE_SETS = 256;
-
-function sessionOf(state: TableState, client: ClientId): StringSet {
-  let set = state.sessions.get(client);
-  if (set === undefined) {
-    set = spareSets.pop() ?? new StringSet();
-    state.sessions.set(client, set);
-  }
-  return set;
-}
-
-function addSession(state: TableState, client: ClientId, lock: string): void {
-  sessionOf(state, client).add(lock);
-}
-
-function dropSession(state: TableState, client: ClientId, lock: string): void {
-  const set = state.sessions.get(client);
-  if (set === undefined) return;
-  set.delete(lock);
-  if (set.size > 0) return;
-  state.sessions.delete(client);
-  if (set.small && spareSets.length < MAX_SPARE_SETS) {
-    set.clear();
-    spareSets.push(set);
-  }
 }
 
 /** Lock change of the lock at position p, as it now is. */
@@ -170,7 +132,6 @@ function grant(state: TableState, out: Outcome, lock: string, client: ClientId, 
   const expiresAt = ttl === null ? null : now + ttl;
   state.locks.insert(lock, client, token, expiresAt);
   state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
-  if (ttl === null) addSession(state, client, lock);
   out.changes.push({ kind: 'set', lock, owner: client, token, expiresAt });
   out.changed = true;
   return token;
@@ -179,7 +140,6 @@ function grant(state: TableState, out: Outcome, lock: string, client: ClientId, 
 /** Make the owner's grant (at position p) a lease ending `ttl` ms from now (LP-6, LP-8 renew). */
 function lease(state: TableState, out: Outcome, lock: string, p: number, ttl: number, now: number): void {
   const locks = state.locks;
-  if (locks.expiresAt(p) === null) dropSession(state, locks.owner(p), lock);
   locks.setExpiresAt(p, now + ttl);
   out.changes.push(setChange(locks, lock, p));
   out.changed = true;
@@ -192,8 +152,7 @@ function lease(state: TableState, out: Outcome, lock: string, p: number, ttl: nu
 function free(state: TableState, out: Outcome, lock: string, p: number, now: number): void {
   const locks = state.locks;
   const owner = locks.owner(p);
-  if (locks.expiresAt(p) === null) dropSession(state, owner, lock);
-  locks.delete(lock);
+  locks.delete(lock, p);
   const owned = (state.owned.get(owner) ?? 1) - 1;
   if (owned === 0) state.owned.delete(owner);
   else state.owned.set(owner, owned);
@@ -275,17 +234,14 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
         locks.withdraw(waitingOn, cmd.client);
         out.changed = true;
       }
-      const held = state.sessions.get(cmd.client);
-      if (held !== undefined) {
-        // Sorted: the release order decides which waiter gets which token, so
-        // it must not depend on how this set was built (a replica restored
-        // from a snapshot rebuilds it). Each lock is found afresh: a free()
-        // that regrants inserts, which may move positions.
-        for (const lock of [...held].sort()) {
-          const p = locks.find(lock);
-          if (p !== -1 && locks.owner(p) === cmd.client) free(state, out, lock, p, now);
-        }
-        state.sessions.delete(cmd.client);
+      const held = locks.sessionLocks(cmd.client);
+      // Sorted: the release order decides which waiter gets which token, so
+      // it must not depend on how the table was built (a replica restored
+      // from a snapshot rebuilds it). Each lock is found afresh: a free()
+      // that regrants inserts, which may move positions.
+      for (const lock of held.sort()) {
+        const p = locks.find(lock);
+        if (p !== -1 && locks.owner(p) === cmd.client) free(state, out, lock, p, now);
       }
       return out;
     }
@@ -418,26 +374,18 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   const first = locks.load(snap.names, count, nums);
   // Per-client counts in runs: a client's locks tend to sit together, and
   // one Map update per lock would cost a sixth of the load (issue 5 §6).
-  // Session locks are gathered by owner and go into each owner's set in
-  // one bulk add (a set sized once, indexed in one sweep).
   let runOwner = -1;
   let run = 0;
-  let runSessions: number[] = [];
-  const sessions = new Map<ClientId, number[]>();
   for (let i = 0; i < count; i++) {
     const owner = nums[ROW_WIDTH * i] as number;
     if (owner !== runOwner) {
       if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
       runOwner = owner;
       run = 0;
-      runSessions = sessions.get(owner) ?? [];
-      sessions.set(owner, runSessions);
     }
     run++;
-    if (Number.isNaN(nums[ROW_WIDTH * i + 2] as number)) runSessions.push(first + i);
   }
   if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
-  for (const [owner, ps] of sessions) if (ps.length > 0) locks.addNamesTo(sessionOf(state, owner), ps);
   for (const [i, ws] of snap.waiters) {
     const name = locks.nameAt(first + i);
     for (const [client, ttl, deadline] of ws) {

@@ -1,7 +1,7 @@
 /**
  * A string-keyed hash table whose values are rows of numbers in columns:
- * what the lock table keeps per lock (owner, token, lease end), and, with
- * no columns, a set of strings (StringSet). Insertion order, like `Map`.
+ * what the lock table keeps per lock (owner, token, lease end); with no
+ * columns, a set of strings. Insertion order, like `Map`.
  * The keys themselves are not kept as JS strings but as UTF-16 code units
  * in one Uint16Array (the arena).
  *
@@ -58,9 +58,9 @@ import { Buffer } from 'node:buffer';
 import { getRandomValues } from 'node:crypto';
 
 /**
- * One seed per thread, drawn once (like V8's per-isolate hash seed): maps
- * are made often (a session set per client), and a draw from the OS each
- * time was seen to cost more than the lock table's whole work.
+ * One seed per thread, drawn once (like V8's per-isolate hash seed): when
+ * every client had a map of its own session locks, a draw from the OS per
+ * map was seen to cost more than the lock table's whole work.
  */
 const THREAD_SEED = getRandomValues(new Int32Array(1))[0] as number;
 
@@ -148,23 +148,6 @@ export class StringMap {
     return this.live;
   }
 
-  /** Whether it never grew past its first arrays (so clear() keeps it small). */
-  get small(): boolean {
-    return this.mask + 1 === MIN_CAPACITY && this.chars.length === 4 * MIN_CAPACITY;
-  }
-
-  /** Remove every key, keeping the arrays (see StringSet's reuse in lock-table.ts). */
-  clear(): void {
-    this.index.fill(0);
-    this.end = 0;
-    this.indexed = 0;
-    this.live = 0;
-    this.holes = 0;
-    this.used = 0;
-    this.wide = false;
-    this.shape++;
-  }
-
   /** Positions in use, live or holes: every live position is below it. */
   get extent(): number {
     return this.end;
@@ -217,46 +200,6 @@ export class StringMap {
     }
     if (any > 0xff) this.wide = true;
     return p;
-  }
-
-  /**
-   * Add the keys at positions `ps` of `from` (none of them present here,
-   * nor twice), in that order, copying their characters (no string is
-   * made); indexed like load()'s keys, and with its errors.
-   */
-  addAllFrom(from: StringMap, ps: readonly number[]): void {
-    const n = ps.length;
-    let total = 0;
-    for (let k = 0; k < n; k++) total += (from.meta[3 * (ps[k] as number) + 2] as number) + 1;
-    this.reserve(this.live + n);
-    this.reserveChars(this.used + total);
-    const first = this.end;
-    const { meta, chars, seed } = this;
-    const src = from.chars;
-    const rehash = from.seed !== seed;
-    let used = this.used;
-    for (let k = 0; k < n; k++) {
-      const m = 3 * (ps[k] as number);
-      const start = from.meta[m + 1] as number;
-      const len = from.meta[m + 2] as number;
-      let h = from.meta[m] as number;
-      if (rehash) {
-        h = seed ^ FNV_BASIS;
-        for (let i = 0; i < len; i++) h = Math.imul(h ^ (src[start + i] as number), FNV_PRIME);
-        h = mix(h);
-      }
-      // A loop, not set(subarray()): a view object per key costs more than copying a name.
-      for (let i = 0; i <= len; i++) chars[used + i] = src[start + i] as number;
-      const q = 3 * (first + k);
-      meta[q] = h;
-      meta[q + 1] = used;
-      meta[q + 2] = len;
-      used += len + 1;
-    }
-    this.used = used;
-    if (from.wide) this.wide = true;
-    this.nums.fill(0, this.width * first, this.width * (first + n));
-    this.addPending(first, first + n);
   }
 
   /** Column `c` of the row at position `p`. */
@@ -646,45 +589,4 @@ function capacityFor(n: number): number {
   let cap = MIN_CAPACITY;
   while (cap < 2 * n) cap *= 2;
   return cap;
-}
-
-/** A set of strings on StringMap (no columns): the subset of `Set` the lock table uses. */
-export class StringSet implements Iterable<string> {
-  private readonly map = new StringMap(0);
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  add(key: string): this {
-    this.map.add(key);
-    return this;
-  }
-
-  /** Add the keys at positions `ps` of `from`, none of them here yet, without making strings of them (a snapshot's load). */
-  addAllFrom(from: StringMap, ps: readonly number[]): this {
-    this.map.addAllFrom(from, ps);
-    return this;
-  }
-
-  has(key: string): boolean {
-    return this.map.has(key);
-  }
-
-  delete(key: string): boolean {
-    return this.map.delete(key);
-  }
-
-  /** Whether it is still as small as a new one (worth keeping for reuse once empty). */
-  get small(): boolean {
-    return this.map.small;
-  }
-
-  clear(): void {
-    this.map.clear();
-  }
-
-  [Symbol.iterator](): IterableIterator<string> {
-    return this.map.keys();
-  }
 }

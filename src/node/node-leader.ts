@@ -274,7 +274,7 @@ export class Leader extends NodeBase {
    */
   private dropClientsOf(index: number, name: string): void {
     const gone = new Set<ClientId>();
-    for (const client of this.state.sessions.keys()) if (nodeOfClient(client) === index) gone.add(client);
+    for (const client of this.state.locks.sessionOwners()) if (nodeOfClient(client) === index) gone.add(client);
     for (const client of this.state.waiting.keys()) if (nodeOfClient(client) === index) gone.add(client);
     if (gone.size === 0) return;
     this.log.line('warn', `${name} is gone: ending the sessions of its ${gone.size} client(s)`);
@@ -459,9 +459,9 @@ export class Leader extends NodeBase {
       `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `snapshot at seq ${r.snapshot.seq}`} + ${r.entries.length} entries: seq ${this.seq}, ${this.state.locks.size} locks (${leases} leases), next token ${this.state.nextToken}`,
     );
     if (r.cut !== null) this.log.line('error', `cut ${r.cut.bytes} bytes of a torn or corrupt tail of ${r.cut.file} after seq ${r.cut.afterSeq}; entries in them are lost`);
-    const gone = [...new Set([...this.state.sessions.keys(), ...this.state.waiting.keys()])].sort((a, b) => a - b);
+    const gone = [...new Set([...this.state.locks.sessionOwners(), ...this.state.waiting.keys()])].sort((a, b) => a - b);
     let locks = 0;
-    for (const c of gone) locks += this.state.sessions.get(c)?.size ?? 0;
+    for (const c of gone) locks += this.state.locks.sessionCount(c);
     for (const client of gone) this.execute({ op: 'disconnect', client }, null);
     if (gone.length > 0) this.log.line('warn', `released ${locks} session lock(s) and withdrew the waiters of ${gone.length} client(s) from before the restart`);
     this.armTimers();

@@ -247,7 +247,7 @@ export abstract class NodeBase implements Engine {
       owedReplies,
       requests: this.counters.requests,
       heapUsed: getHeapStatistics().used_heap_size,
-      clientEntries: this.state.sessions.size + this.state.waiting.size + this.state.owned.size + this.commitWaiters.size + this.roleClientEntries(),
+      clientEntries: this.state.locks.sessionOwnerCount() + this.state.waiting.size + this.state.owned.size + this.commitWaiters.size + this.roleClientEntries(),
     };
   }
 
