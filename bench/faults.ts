@@ -11,8 +11,10 @@
  *     a follower afterwards (the other is promoted). This is what a client
  *     sees: the dead leader noticed, a follower promoted and the other
  *     relinked, the held write re-sent and answered.
- *   --what resync --trials K --locks N
- *     N locks held, then K times: kill a follower; the time from the kill to
+ *   --what resync --trials K --locks N [--kind lease|session]
+ *     N locks held (leases, or session locks of one connection to the
+ *     leader, which lives through a follower's restart), then K times:
+ *     kill a follower; the time from the kill to
  *     its replacement on the same port serving a correct `check` (worker
  *     started, snapshot of N locks sent by the leader, decoded and loaded,
  *     port bound), and the slowest answer a client of the leader writing
@@ -27,6 +29,8 @@ import { fillLocks } from './fill.js';
 export interface FaultResult {
   what: 'failover' | 'resync';
   locks: number;
+  /** What the N locks are: leases, or session locks (resync only). */
+  kind: 'lease' | 'session';
   /** Client-observed ms per trial (see above). */
   ms: number[];
   medianMs: number;
@@ -45,6 +49,10 @@ const value = (name: string, def: string): string => {
 const what = value('what', 'failover');
 const trials = Number(value('trials', '5'));
 const locks = Number(value('locks', '0'));
+const kind = value('kind', 'lease');
+if (kind !== 'lease' && kind !== 'session') throw new Error(`--kind must be lease or session, got ${kind}`);
+// Session locks end with the leader's connections at a failover [LP-8]: only a resync keeps them.
+if (kind === 'session' && what === 'failover') throw new Error('--kind session is for --what resync only');
 if (what !== 'failover' && what !== 'resync') throw new Error(`--what must be failover or resync, got ${what}`);
 
 /** The project's client: raw() sends one line and resolves with its reply line. */
@@ -83,8 +91,9 @@ const ms: number[] = [];
 const stalls: number[] = [];
 try {
   const leaderPort = (): number => cluster.nodes.find((n) => n.role === 'leader')?.port as number;
-  // Leases (on the leader) survive a failover and a follower restart alike.
-  const filler = await fillLocks(leaderPort(), locks, { prefix: 'f', ttlMs: 3_600_000 });
+  // Leases (on the leader) survive a failover and a follower restart alike;
+  // session locks of a connection to the leader, a follower's restart.
+  const filler = await fillLocks(leaderPort(), locks, kind === 'lease' ? { prefix: 'f', ttlMs: 3_600_000 } : { prefix: 'f' });
   for (let t = 0; t < trials; t++) {
     await until(() => cluster.settled && cluster.nodes.length === 3, 'the cluster to settle');
     if (what === 'failover') {
@@ -143,5 +152,5 @@ try {
 } finally {
   await cluster.close();
 }
-const result: FaultResult = { what, locks, ms: ms.map((x) => Math.round(x * 10) / 10), medianMs: Math.round(median(ms) * 10) / 10, maxMs: Math.round(Math.max(...ms) * 10) / 10, supervisorMs: supervisor, writeStallMs: stalls };
+const result: FaultResult = { what, locks, kind, ms: ms.map((x) => Math.round(x * 10) / 10), medianMs: Math.round(median(ms) * 10) / 10, maxMs: Math.round(Math.max(...ms) * 10) / 10, supervisorMs: supervisor, writeStallMs: stalls };
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -85,7 +85,7 @@ const pair = (d: Case, r: Case, headline = false): Case[] => [{ ...d, vs: r.name
 const LIBS_CASE = 'client library live-mutex';
 
 /** Fault benches (issue 5 §6), each in its own process (faults.ts). */
-const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: number; trials: number }> = smoke
+const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: number; trials: number; kind?: 'session' }> = smoke
   ? [
       { name: 'failover, empty table', what: 'failover', locks: 0, trials: 1 },
       { name: 'resync, 1000 locks', what: 'resync', locks: 1000, trials: 1 },
@@ -93,8 +93,9 @@ const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: num
   : [
       { name: 'failover, empty table', what: 'failover', locks: 0, trials: 5 },
       { name: 'failover, 100k leases', what: 'failover', locks: 100_000, trials: 5 },
-      { name: 'resync, 100k locks', what: 'resync', locks: 100_000, trials: 3 },
-      { name: 'resync, 1M locks', what: 'resync', locks: 1_000_000, trials: 3 },
+      { name: 'resync, 100k leases', what: 'resync', locks: 100_000, trials: 3 },
+      { name: 'resync, 1M leases', what: 'resync', locks: 1_000_000, trials: 3 },
+      { name: 'resync, 1M session locks', what: 'resync', locks: 1_000_000, trials: 3, kind: 'session' },
     ];
 
 let cases: Case[] = [
@@ -290,7 +291,8 @@ if (only === undefined || LIBS_CASE.includes(only)) {
 
 function faultRun(f: (typeof FAULT_CASES)[number]): Promise<FaultResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FAULTS, '--what', f.what, '--locks', String(f.locks), '--trials', String(f.trials)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const args = [FAULTS, '--what', f.what, '--locks', String(f.locks), '--trials', String(f.trials), '--kind', f.kind ?? 'lease'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as FaultResult) : reject(new Error(`faults.js ${f.name} exited with ${code}`))));
