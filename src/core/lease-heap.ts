@@ -28,18 +28,13 @@ export class LeaseHeap {
   push(at: number, stamp: number, pos: number): void {
     if (this.n === this.pos.length) this.grow();
     let i = this.n++;
-    const { at: A, stamp: T, pos: P } = this;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if ((A[parent] as number) <= at) break;
-      A[i] = A[parent] as number;
-      T[i] = T[parent] as number;
-      P[i] = P[parent] as number;
+      if ((this.at[parent] as number) <= at) break;
+      this.move(parent, i);
       i = parent;
     }
-    A[i] = at;
-    T[i] = stamp;
-    P[i] = pos;
+    this.place(i, at, stamp, pos);
   }
 
   /** The top entry's fields (the heap must not be empty). */
@@ -59,10 +54,8 @@ export class LeaseHeap {
   pop(): void {
     const last = --this.n;
     if (last === 0) return;
-    const { at: A, stamp: T, pos: P } = this;
+    const A = this.at;
     const at = A[last] as number;
-    const stamp = T[last] as number;
-    const pos = P[last] as number;
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
@@ -70,14 +63,23 @@ export class LeaseHeap {
       const r = l + 1;
       const c = r < last && (A[r] as number) < (A[l] as number) ? r : l;
       if ((A[c] as number) >= at) break;
-      A[i] = A[c] as number;
-      T[i] = T[c] as number;
-      P[i] = P[c] as number;
+      this.move(c, i);
       i = c;
     }
-    A[i] = at;
-    T[i] = stamp;
-    P[i] = pos;
+    this.place(i, at, this.stamp[last] as number, this.pos[last] as number);
+  }
+
+  /** Entry `from` into slot `to`. */
+  private move(from: number, to: number): void {
+    this.at[to] = this.at[from] as number;
+    this.stamp[to] = this.stamp[from] as number;
+    this.pos[to] = this.pos[from] as number;
+  }
+
+  private place(i: number, at: number, stamp: number, pos: number): void {
+    this.at[i] = at;
+    this.stamp[i] = stamp;
+    this.pos[i] = pos;
   }
 
   private grow(): void {
