@@ -442,3 +442,19 @@ describe("the table's lease clock (nextLeaseEnd, dueLeases): what the leader exp
     expect(s.locks.nextLeaseEnd()).toBe(Infinity);
   });
 });
+
+describe('a snapshot loaded into a table that already has its indexes', () => {
+  it('adds its leases to the lease clock and its session locks to their clients', () => {
+    const s = createState();
+    apply(s, { op: 'preempt', client: A, lock: 'here', ttl: 500 }, 0);
+    apply(s, { op: 'preempt', client: B, lock: 'mine', ttl: null }, 0);
+    expect(s.locks.nextLeaseEnd()).toBe(500); // both indexes built
+    expect(s.locks.sessionLocks(B)).toEqual(['mine']);
+    const other = createState();
+    apply(other, { op: 'preempt', client: C, lock: 'soon', ttl: 100 }, 0);
+    apply(other, { op: 'preempt', client: B, lock: 'also', ttl: null }, 0);
+    restore(viaCodec(snapshot(other)), s);
+    expect(s.locks.nextLeaseEnd()).toBe(100);
+    expect(s.locks.sessionLocks(B).sort()).toEqual(['also', 'mine']);
+  });
+});

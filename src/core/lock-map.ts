@@ -362,7 +362,10 @@ export class LockMap implements Iterable<[string, LockView]> {
    * the first; the others follow it.
    */
   load(names: string, count: number, nums: Float64Array): number {
-    this.sessionsBuiltAt = -1; // their session locks are listed when next asked for
+    // Their leases and session locks join the indexes when next asked for.
+    this.leasesBuiltAt = -1;
+    this.leases.clear();
+    this.sessionsBuiltAt = -1;
     return this.rows.load(names, count, nums);
   }
 
