@@ -426,6 +426,16 @@ describe("the table's lease clock (nextLeaseEnd, dueLeases): what the leader exp
     );
   });
 
+  it('a lease renewed back to an earlier end is due once, not once per time it had that end', () => {
+    const s = createState();
+    apply(s, { op: 'preempt', client: A, lock: 'back', ttl: 10 }, 0);
+    expect(s.locks.nextLeaseEnd()).toBe(10); // builds the heap: renewals now push entries
+    apply(s, { op: 'renew', client: A, lock: 'back', ttl: 20 }, 0);
+    apply(s, { op: 'renew', client: A, lock: 'back', ttl: 10 }, 0);
+    expect(s.locks.dueLeases(10)).toEqual([['back', 1]]);
+    expect(s.locks.nextLeaseEnd()).toBe(Infinity);
+  });
+
   it('keeps the right leases when positions move (a compaction) and when renewals leave stale entries behind', () => {
     const s = createState();
     for (let i = 0; i < 3000; i++) apply(s, { op: 'preempt', client: A, lock: `m${i}`, ttl: 10_000 + i }, 0);
