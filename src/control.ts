@@ -74,13 +74,13 @@ export interface NodeControl {
   promote(args: PromoteArgs): Promise<{ basePort: number | null; seq: number }>;
   stats(): NodeStats;
   locks(limit?: number): LockRow[];
-  /** Stop listening, drop clients, flush the log. */
   /**
    * Graceful shutdown, first step (issue 6 §6): stop accepting and reading,
    * answer what was received, close each connection once answered; resolves
    * with how many connections were still open after `ms`.
    */
   drain(ms: number): Promise<number>;
+  /** Stop listening, drop clients, flush the log. */
   shutdown(): Promise<void>;
   /** Fault injection: throw an uncaught error on the node's thread, as a bug would. */
   crash(reason: string): void;

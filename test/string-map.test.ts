@@ -8,13 +8,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StringMap } from '../src/core/string-map.js';
 
-type Op = { op: 'set'; key: string; a: number; b: number } | { op: 'load'; keys: string[]; a: number } | { op: 'delete' | 'get'; key: string };
+type Op = { op: 'set'; key: string; a: number; b: number } | { op: 'load'; keys: string[]; a: number } | { op: 'delete' | 'deleteAt' | 'get'; key: string };
 
 const keyArb = fc.oneof(fc.constantFrom('', 'a', 'b', 'ab', 'ba', 'é', '\u{1F512}'), fc.integer({ min: 0, max: 3000 }).map((i) => `k${i}`));
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), key: keyArb, a: fc.integer(), b: fc.double() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('load' as const), keys: fc.uniqueArray(keyArb, { maxLength: 40 }), a: fc.integer() }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('delete' as const), key: keyArb }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('deleteAt' as const), key: keyArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('get' as const), key: keyArb }) },
 );
 
@@ -54,6 +55,13 @@ describe('StringMap', () => {
             const keys = o.keys.filter((k) => !model.has(k));
             m.load(keys.join('\n'), keys.length, Float64Array.from(keys.flatMap((_, i) => [o.a + i, -i])));
             keys.forEach((k, i) => model.set(k, [o.a + i, -i]));
+          } else if (o.op === 'deleteAt') {
+            // By position, as the lock table frees a lock it has just found.
+            const p = m.find(o.key);
+            if (p !== -1) m.deleteAt(p);
+            expect(p !== -1).toBe(model.delete(o.key));
+            set.delete(o.key);
+            modelSet.delete(o.key);
           } else if (o.op === 'delete') {
             expect(m.delete(o.key)).toBe(model.delete(o.key));
             expect(set.delete(o.key)).toBe(modelSet.delete(o.key));

@@ -124,10 +124,10 @@ export class LockMap implements Iterable<[string, LockView]> {
     return p;
   }
 
-  /** Free `lock`, held at position p; its queue is left for the caller to hand over (lock-table.ts free()). */
-  delete(lock: string, p: number): void {
+  /** Free the lock at position p; its queue is left for the caller to hand over (lock-table.ts free()). */
+  deleteAt(p: number): void {
     if (Number.isNaN(this.rows.num(p, EXPIRES))) this.sessionGone(this.owner(p));
-    this.rows.delete(lock);
+    this.rows.deleteAt(p);
   }
 
   waiters(lock: string): readonly Waiter[] {

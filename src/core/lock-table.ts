@@ -152,7 +152,7 @@ function lease(state: TableState, out: Outcome, lock: string, p: number, ttl: nu
 function free(state: TableState, out: Outcome, lock: string, p: number, now: number): void {
   const locks = state.locks;
   const owner = locks.owner(p);
-  locks.delete(lock, p);
+  locks.deleteAt(p);
   const owned = (state.owned.get(owner) ?? 1) - 1;
   if (owned === 0) state.owned.delete(owner);
   else state.owned.set(owner, owned);

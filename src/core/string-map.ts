@@ -220,8 +220,30 @@ export class StringMap {
   }
 
   delete(key: string): boolean {
-    let i = this.slotOf(key, hashOf(key, this.seed));
+    const i = this.slotOf(key, hashOf(key, this.seed));
     if (i === -1) return false;
+    this.removeSlot(i);
+    return true;
+  }
+
+  /**
+   * Delete the key at live position p: found by its stored hash and
+   * position, so the key is neither hashed nor compared again (the lock
+   * table frees a lock it has just found).
+   */
+  deleteAt(p: number): void {
+    if (this.indexed !== this.end) this.settle();
+    const { index, mask } = this;
+    let i = (this.meta[3 * p] as number) & mask;
+    for (let e = index[2 * i] as number; e !== p + 1; e = index[2 * i] as number) {
+      if (e === 0) throw new RangeError(`StringMap.deleteAt: position ${p} holds no key`);
+      i = (i + 1) & mask;
+    }
+    this.removeSlot(i);
+  }
+
+  /** Empty index slot i and make its position a hole. */
+  private removeSlot(i: number): void {
     const { index, mask, meta } = this;
     const p = (index[2 * i] as number) - 1;
     meta[3 * p + 2] = -1;
@@ -243,7 +265,6 @@ export class StringMap {
       i = j;
     }
     index[2 * i] = 0;
-    return true;
   }
 
   /**

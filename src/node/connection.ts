@@ -210,19 +210,21 @@ export class ClientConnection {
     // not read (issue 6 §2): one 64 KiB chunk of `help` is 13,000 requests
     // and 3 MB of replies, which must not be made before they can be sent.
     // Requests left in the queue are dispatched on `drain`.
-    for (let more = true; more && !this.writePaused && !this.closed; ) {
+    // One flush per batch, the last one included (no second flush after).
+    for (;;) {
       let n = 0;
-      while (this.next < this.queue.length && this.blockedBy === null && n < PUMP_BATCH) {
-        const t = this.queue[this.next] as Ticket;
-        if (t.req !== null && !this.dispatch(t, t.req)) break;
-        this.next++;
-        n++;
+      if (!this.writePaused && !this.closed) {
+        while (this.next < this.queue.length && this.blockedBy === null && n < PUMP_BATCH) {
+          const t = this.queue[this.next] as Ticket;
+          if (t.req !== null && !this.dispatch(t, t.req)) break;
+          this.next++;
+          n++;
+        }
       }
-      more = n === PUMP_BATCH;
       this.flush();
+      if (n < PUMP_BATCH || this.writePaused || this.closed) break;
     }
     this.pumping = false;
-    this.flush();
   }
 
   /** Start one request; false when it must wait for earlier writes. */

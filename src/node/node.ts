@@ -53,7 +53,7 @@ export interface NodeStats {
   /** This node's V8 heap in use, bytes (its own isolate: issue 6 memory bounds). */
   heapUsed: number;
   /**
-   * Entries this node keeps per client (session sets, waits, lock counts,
+   * Entries this node keeps per client (session lists, waits, lock counts,
    * commit waiters, in-flight forwards): when clients go, it comes back
    * down, so a leak shows here without waiting for a GC (issue 6 §2).
    */
