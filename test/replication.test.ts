@@ -285,4 +285,39 @@ describe('snapshot in parts', () => {
     expect(rows(f)).toEqual(rows(leader));
     expect(rows(f)).toHaveLength(2 * SNAPSHOT_PART + 11); // the filler's, and during-2
   }, 60_000);
+
+  it('a follower back after its link closed gets the snapshot copied at the close, then the entries since, with no gap', async () => {
+    const leaderLines: string[] = [];
+    const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter(), limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 1_000_000 } });
+    closers.push(() => leader.close());
+    const port = await leader.listen('127.0.0.1', 0);
+    const filler = await fillLocks(port, SNAPSHOT_PART + 10, { prefix: 'q', ttlMs: 600_000 });
+    closers.push(() => void filler.destroy());
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    const follower = (): { f: Follower; lines: string[] } => {
+      const [leaderEnd, followerEnd] = MemoryTransport.pair();
+      leader.attachFollower(leaderEnd, 'follower-1');
+      const lines: string[] = [];
+      const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
+      closers.push(() => f.close());
+      f.start();
+      return { f, lines };
+    };
+    const first = follower();
+    await first.f.firstSync;
+    await first.f.close(); // its worker died: the leader copies the table for the next one
+    await eventually(() => leaderLines.some((l) => /^follower-1 link closed/.test(l)), 'the close noticed');
+    // Written after the copy: they must reach the new follower as entries after it.
+    expect(await c.ask('preempt after-close-1')).toMatch(/^PreemptLock Success/);
+    expect(await c.ask('release q0')).toMatch(/^ReleaseLock Failed/); // not its lock: changes nothing
+    expect(await c.ask('preempt after-close-2 ttl=60000')).toMatch(/^PreemptLock Success/);
+    const second = follower();
+    await second.f.firstSync;
+    await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 2 parts, copied in \d+ ms when a link closed, then 2 entries\)$/.test(l)), 'the copy made at the close was sent');
+    await eventually(() => second.f.applied === leader.applied, 'the follower caught up');
+    const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
+    expect(rows(second.f)).toEqual(rows(leader));
+    expect(rows(second.f)).toHaveLength(SNAPSHOT_PART + 12);
+  }, 60_000);
 });

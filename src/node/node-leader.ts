@@ -20,7 +20,7 @@
  * the order they arrive on this thread; entries reach each follower in
  * sequence order over its FIFO link.
  */
-import { apply, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply } from '../core/lock-table.js';
+import { apply, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -70,6 +70,8 @@ interface FollowerLink {
 export const SNAPSHOT_PART = 50_000;
 /** How long the leader encodes snapshot parts in one turn before it lets its other clients in. */
 const SNAPSHOT_SLICE_MS = 5;
+/** How long a snapshot copied when a follower's link closed waits for its replacement (see prepareSnapshot). */
+const READY_SNAPSHOT_MS = 10_000;
 
 /**
  * Where a reply goes: a local connection, a follower's forwarded request, or
@@ -114,6 +116,8 @@ export class Leader extends NodeBase {
   /** The one timer for the first lease end, and the end it is armed for. */
   private leaseTimer: NodeJS.Timeout | null = null;
   private leaseArmedFor = Infinity;
+  /** A snapshot copied when a follower's link closed, for its replacement; dropped when used or after READY_SNAPSHOT_MS. */
+  private ready: { seq: number; snap: Snapshot; copyMs: number; timer: NodeJS.Timeout } | null = null;
   private commitQueued = false;
   /** The newest entries, for followers that resume instead of taking a snapshot. */
   private ring = new EntryRing();
@@ -155,6 +159,7 @@ export class Leader extends NodeBase {
       if (!this.stopping && !link.superseded && link.index !== null) this.dropClientsOf(link.index, link.name ?? 'follower');
       // It no longer holds the commit index back.
       this.recomputeCommit();
+      if (!this.stopping && !link.superseded && link.name !== null) setImmediate(() => this.prepareSnapshot());
     });
   }
 
@@ -297,12 +302,17 @@ export class Leader extends NodeBase {
    */
   private sendSnapshot(link: FollowerLink): void {
     const t0 = Date.now();
-    const snap = snapshot(this.state);
-    const seq = this.seq;
+    // The one copied when the old link closed, if the ring still holds every
+    // entry since: those follow its parts, then what is made meanwhile.
+    const ready = this.takeReady();
+    const since = ready === null ? null : this.ring.after(ready.seq);
+    const reused = ready !== null && since !== null;
+    const { snap, seq, copyMs } = reused ? ready : { snap: snapshot(this.state), seq: this.seq, copyMs: Date.now() - t0 };
     const count = snap.count;
     const parts = Math.max(1, Math.ceil(count / SNAPSHOT_PART));
-    link.held = [];
-    this.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts, copied in ${Date.now() - t0} ms` : ''})`);
+    link.held = reused ? [...since] : [];
+    const when = reused ? ` when a link closed, then ${since.length} entries` : '';
+    this.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts, copied in ${copyMs} ms${when}` : ''})`);
     const sendParts = (first: number): void => {
       if (!this.links.has(link) || this.stopping) return; // the link closed meanwhile
       // As many parts as fit in a slice of this turn: a part encodes in
@@ -324,6 +334,34 @@ export class Leader extends NodeBase {
       if (parts > 1) this.log.line('repl', `${link.name ?? 'follower'}: snapshot of ${count} locks sent in ${Date.now() - t0} ms`);
     };
     sendParts(0);
+  }
+
+  /**
+   * A follower's link closed: its worker died, and the supervisor is
+   * starting another that will ask for a snapshot (issue 5 §1). Copy it now,
+   * while that worker boots, instead of after its hello: the copy (about
+   * 100 ms for a million locks here) then overlaps the boot rather than
+   * following it. As a Raft leader sends its latest snapshot and the log
+   * after it, sendSnapshot sends this one and the entries since, as long as
+   * the ring holds them all. Only for tables of more than one part: a
+   * smaller one copies in no time.
+   */
+  private prepareSnapshot(): void {
+    if (this.stopping || this.state.locks.size <= SNAPSHOT_PART) return;
+    this.takeReady();
+    const t0 = Date.now();
+    const snap = snapshot(this.state);
+    const timer = setTimeout(() => this.takeReady(), READY_SNAPSHOT_MS);
+    timer.unref();
+    this.ready = { seq: this.seq, snap, copyMs: Date.now() - t0, timer };
+  }
+
+  /** The ready snapshot, no longer kept. */
+  private takeReady(): { seq: number; snap: Snapshot; copyMs: number } | null {
+    const ready = this.ready;
+    if (ready !== null) clearTimeout(ready.timer);
+    this.ready = null;
+    return ready;
   }
 
   private supersede(old: FollowerLink): void {
@@ -515,6 +553,7 @@ export class Leader extends NodeBase {
     this.timers.stop();
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
     this.leaseTimer = null;
+    this.takeReady();
     for (const link of this.links) link.transport.close();
     await super.close();
     this.store?.close(); // everything answered is on disk already; this writes the rest
