@@ -256,22 +256,35 @@ describe('leader replication', () => {
 });
 
 describe('snapshot in parts', () => {
-  it('a follower joining a leader with more locks than one part loads every part, and the writes made meanwhile follow it', async () => {
+  /** A leader on a real port holding `n` locks (one client fills the table: above the default per-client limit), and a client of it. */
+  async function bigLeader(n: number, fill: { prefix: string; ttlMs?: number }): Promise<{ leader: Leader; leaderLines: string[]; c: LineClient }> {
     const leaderLines: string[] = [];
-    // One client fills the table: above the default per-client limit.
     const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter(), limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 1_000_000 } });
     closers.push(() => leader.close());
     const port = await leader.listen('127.0.0.1', 0);
-    const filler = await fillLocks(port, 2 * SNAPSHOT_PART + 10, { prefix: 'p' });
+    const filler = await fillLocks(port, n, fill);
     closers.push(() => void filler.destroy());
     const c = await LineClient.open(port);
     closers.push(() => c.close());
+    return { leader, leaderLines, c };
+  }
+
+  /** A new follower-1 linked to `leader` in memory, started. */
+  function joinFollower(leader: Leader): { f: Follower; lines: string[] } {
     const [leaderEnd, followerEnd] = MemoryTransport.pair();
     leader.attachFollower(leaderEnd, 'follower-1');
     const lines: string[] = [];
     const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
     closers.push(() => f.close());
     f.start();
+    return { f, lines };
+  }
+
+  const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
+
+  it('a follower joining a leader with more locks than one part loads every part, and the writes made meanwhile follow it', async () => {
+    const { leader, leaderLines, c } = await bigLeader(2 * SNAPSHOT_PART + 10, { prefix: 'p' });
+    const { f, lines } = joinFollower(leader);
     // Writes while the parts go out: held by the leader, answered once the follower has them.
     c.write('preempt during-1\npreempt during-2 ttl=60000\nrelease during-1\n');
     await f.firstSync;
@@ -281,30 +294,13 @@ describe('snapshot in parts', () => {
     await eventually(() => lines.some((l) => /^snapshot at seq \d+: \d+ locks \(3 parts, loaded in \d+ ms\)$/.test(l)), 'the follower logged the parts');
     await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 3 parts, copied in \d+ ms\)$/.test(l)), 'the leader logged the parts');
     await eventually(() => f.applied === leader.applied, 'the follower caught up');
-    const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
     expect(rows(f)).toEqual(rows(leader));
     expect(rows(f)).toHaveLength(2 * SNAPSHOT_PART + 11); // the filler's, and during-2
   }, 60_000);
 
   it('a follower back after its link closed gets the snapshot copied at the close, then the entries since, with no gap', async () => {
-    const leaderLines: string[] = [];
-    const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter(), limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 1_000_000 } });
-    closers.push(() => leader.close());
-    const port = await leader.listen('127.0.0.1', 0);
-    const filler = await fillLocks(port, SNAPSHOT_PART + 10, { prefix: 'q', ttlMs: 600_000 });
-    closers.push(() => void filler.destroy());
-    const c = await LineClient.open(port);
-    closers.push(() => c.close());
-    const follower = (): { f: Follower; lines: string[] } => {
-      const [leaderEnd, followerEnd] = MemoryTransport.pair();
-      leader.attachFollower(leaderEnd, 'follower-1');
-      const lines: string[] = [];
-      const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
-      closers.push(() => f.close());
-      f.start();
-      return { f, lines };
-    };
-    const first = follower();
+    const { leader, leaderLines, c } = await bigLeader(SNAPSHOT_PART + 10, { prefix: 'q', ttlMs: 600_000 });
+    const first = joinFollower(leader);
     await first.f.firstSync;
     await first.f.close(); // its worker died: the leader copies the table for the next one
     await eventually(() => leaderLines.some((l) => /^follower-1 link closed/.test(l)), 'the close noticed');
@@ -312,11 +308,10 @@ describe('snapshot in parts', () => {
     expect(await c.ask('preempt after-close-1')).toMatch(/^PreemptLock Success/);
     expect(await c.ask('release q0')).toMatch(/^ReleaseLock Failed/); // not its lock: changes nothing
     expect(await c.ask('preempt after-close-2 ttl=60000')).toMatch(/^PreemptLock Success/);
-    const second = follower();
+    const second = joinFollower(leader);
     await second.f.firstSync;
     await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 2 parts, copied in \d+ ms when a link closed, then 2 entries\)$/.test(l)), 'the copy made at the close was sent');
     await eventually(() => second.f.applied === leader.applied, 'the follower caught up');
-    const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
     expect(rows(second.f)).toEqual(rows(leader));
     expect(rows(second.f)).toHaveLength(SNAPSHOT_PART + 12);
   }, 60_000);
