@@ -182,11 +182,11 @@ export class Cluster {
    * Start node `index`'s worker and wait for its handshake. `previous` is the
    * member it replaces after a crash: same port, same id counter, same slot.
    */
-  private async startNode(index: number, link?: MessagePort, previous?: Member): Promise<Member> {
+  private async startNode(index: number, link?: MessagePort, previous?: Member, onPort?: number): Promise<Member> {
     const name = nodeName(index);
     const { port1: events, port2: eventsRemote } = new MessageChannel();
     events.on('message', (ev: NodeEvent) => this.opts.onEvent(ev));
-    const port = previous?.info.port ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
+    const port = previous?.info.port ?? onPort ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
     const idCounter = previous?.idCounter ?? this.counterFor(index);
     const data: NodeWorkerData = {
       role: index === 0 ? 'leader' : 'follower',
@@ -268,7 +268,7 @@ export class Cluster {
     const reports = await Promise.all(
       live.map((m) =>
         m.handle.call('detach', (r) => r.detach(), timeout).then(
-          (seq) => ({ m, seq }),
+          (r) => ({ m, ...r }),
           (err: unknown) => {
             this.notice('warn', `${m.info.name} did not report for failover: ${(err as Error).message}`);
             return null;
@@ -276,11 +276,20 @@ export class Cluster {
         ),
       ),
     );
-    const ready = reports.filter((r): r is { m: Member; seq: number } => r !== null).sort((a, b) => b.seq - a.seq || a.m.info.index - b.m.info.index);
-    const chosen = ready[0];
-    if (chosen === undefined) throw new Error('no follower could be promoted');
-    const others = ready.slice(1).map((r) => ({ m: r.m, ch: new MessageChannel() }));
-    const args: PromoteArgs = { deadIndex: dead.info.index, basePort: dead.info.port, followers: others.map((o) => ({ name: o.m.info.name, port: o.ch.port1 })) };
+    type Report = { m: Member; seq: number; voter: boolean };
+    const ready = reports.filter((r): r is Report => r !== null).sort((a, b) => b.seq - a.seq || a.m.info.index - b.m.info.index);
+    // The learner rule (issue 12 §3): only a voter, a follower the leader
+    // counted toward commits, holds every write that was answered. A
+    // learner (still loading its snapshot, or resyncing) may have an empty
+    // table and a token counter at the first token: promoted, it would
+    // grant held locks again and repeat tokens [LP-5, LP-7].
+    const chosen = ready.find((r) => r.voter);
+    if (chosen === undefined) {
+      await this.noVoterLeft(dead, ready.map((r) => r.m));
+      return;
+    }
+    const others = ready.filter((r) => r !== chosen).map((r) => ({ m: r.m, voter: r.voter, ch: new MessageChannel() }));
+    const args: PromoteArgs = { deadIndex: dead.info.index, basePort: dead.info.port, followers: others.map((o) => ({ name: o.m.info.name, port: o.ch.port1, counts: o.voter })) };
     const res = await chosen.m.handle.call('promote', (r) => r.promote(transfer(args, others.map((o) => o.ch.port1))), timeout);
     await Promise.all(others.map((o) => o.m.handle.call('relink', (r) => r.relink(transfer(o.ch.port2, [o.ch.port2])), timeout)));
     // The new leader heads the list (startFollower links to members[0]).
@@ -301,6 +310,33 @@ export class Cluster {
       const m = await this.startFollower(index);
       this.notice('info', `${m.info.name} started on ${m.info.host}:${m.info.port} to replace ${dead.info.name}`);
     }
+  }
+
+  /**
+   * The leader is gone and no follower that survives holds every answered
+   * write (issue 12 §3). Without a data dir nothing does, so no node takes
+   * writes: the cluster says so and does not guess. With one, the log on
+   * disk holds every answered write (a reply waits for its fsync), so a new
+   * leader restores from it, as after a restart; the learners are restarted
+   * to link to it, ending their connections [LP-8] as the restore ends
+   * every session it finds.
+   */
+  private async noVoterLeft(dead: Member, learners: Member[]): Promise<void> {
+    const names = learners.map((m) => m.info.name).join(', ');
+    if (this.opts.dataDir === null) {
+      this.notice('error', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}: no node takes writes now. Restart dlock; with --data-dir a restart restores the log`);
+      this.opts.onEvent({ type: 'state', node: dead.info.name, state: 'down', address: null });
+      return;
+    }
+    this.notice('warn', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}; restarting the leader from ${this.opts.dataDir}`);
+    this.members.splice(this.members.indexOf(dead), 1);
+    for (const m of learners) m.injected = true;
+    const leader = await this.startNode(0, undefined, undefined, dead.info.port);
+    this.members.splice(this.members.indexOf(leader), 1);
+    this.members.unshift(leader);
+    this.notice('info', `leader restored from ${this.opts.dataDir} on ${leader.info.host}:${leader.info.port}`);
+    // Their exits restart them (scheduleRestart), linked to this leader once the failover ends.
+    await Promise.all(learners.map((m) => m.handle.terminate()));
   }
 
   private scheduleRestart(dead: Member): void {

@@ -46,8 +46,11 @@ export interface PromoteArgs {
   deadIndex: number;
   /** The base port to take over, or null to keep only its own. */
   basePort: number | null;
-  /** The other followers' new links (ports transferred with the call). */
-  followers: Array<{ name: string; port: MessagePort }>;
+  /**
+   * The other followers' new links (ports transferred with the call);
+   * `counts`: it was a voter, so the new leader counts it toward commits at once.
+   */
+  followers: Array<{ name: string; port: MessagePort; counts: boolean }>;
 }
 
 /**
@@ -62,8 +65,13 @@ export interface NodeControl {
   start(): Promise<{ host: string; port: number }>;
   /** Leader only: link follower `name` through this port (transferred); it counts toward commits at once. */
   attachFollower(port: MessagePort, name: string): void;
-  /** Follower only, at failover: stop applying the dead leader's stream; resolves with the seq applied. */
-  detach(): number;
+  /**
+   * Follower only, at failover: stop applying the dead leader's stream;
+   * resolves with the seq applied and whether it was a voter (counted
+   * toward commits, so it holds every committed entry: only a voter may be
+   * promoted, issue 12 §3).
+   */
+  detach(): { seq: number; voter: boolean };
   /** Follower only, at failover: link to the new leader through this port (transferred) and resume. */
   relink(port: MessagePort): void;
   /**

@@ -275,10 +275,21 @@ describe('properties', () => {
         const s = createState();
         let now = 0;
         let maxToken = 0;
+        /** Each waiting client's deadline, as its acquire set it. */
+        const deadlines = new Map<number, number | null>();
         for (const [cmd, dt] of steps) {
           now += dt;
           const out = apply(s, cmd, now);
-          const fresh: number[] = out.wakes.map((w) => ('token' in w.reply ? w.reply.token : -1));
+          if (out.waits !== null && cmd.op === 'acquire') deadlines.set(cmd.client, cmd.timeout === null ? null : now + cmd.timeout);
+          for (const w of out.wakes) {
+            // [LP-9] a waiter is never granted at or after its deadline (issue 12 §1): it is answered as timed out.
+            const d = deadlines.get(w.client);
+            expect(d).not.toBeUndefined();
+            if (w.reply.op === 'acquire' && w.reply.ok) expect(d === null || (d as number) > now).toBe(true);
+            else expect(d !== null && (d as number) <= now).toBe(true);
+            deadlines.delete(w.client);
+          }
+          const fresh: number[] = out.wakes.flatMap((w) => ('token' in w.reply ? [w.reply.token] : []));
           const r = out.reply;
           if (r !== null && r.ok && (r.op === 'preempt' || r.op === 'acquire')) {
             if (r.token <= maxToken) {

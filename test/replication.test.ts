@@ -98,10 +98,18 @@ describe('follower replication', () => {
     // a round trip on the same connection would be stuck behind it, so ask on another
     const other = await LineClient.open(port);
     closers.push(() => other.close());
-    expect(await other.ask('check w')).toBe(`CheckLock:Lock:${c.id} token=1`); // applied on this replica
-    expect(c.pending).toEqual([]); // but not yet answered: not committed
+    const third = await LineClient.open(port);
+    closers.push(() => third.close());
+    other.write('check w\n');
+    // [LP-11] no dirty reads (issue 12 §2): `w` is applied here but not
+    // committed, so its check waits; a check of a lock no pending entry
+    // touched, sent after it on another connection, is answered at once.
+    expect(await third.ask('check elsewhere')).toBe('CheckLock:Free');
+    expect(other.pending).toEqual([]);
+    expect(c.pending).toEqual([]); // nor the write: not committed
     link.send({ v: 1, type: 'commit', seq: 1 });
     expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    expect(await other.next()).toBe(`CheckLock:Lock:${c.id} token=1`);
   });
 
   it('takes a reply frame for a write no entry carried (it changed nothing)', async () => {

@@ -67,7 +67,7 @@ const api: NodeControl = {
       node,
       opts,
       args.deadIndex,
-      args.followers.map((f) => ({ name: f.name, transport: new PortTransport(f.port) })),
+      args.followers.map((f) => ({ name: f.name, transport: new PortTransport(f.port), counts: f.counts })),
       openStore(),
     );
     node = leader;

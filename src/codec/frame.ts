@@ -25,6 +25,9 @@
  *   F->L ack        F has applied every entry up to `seq`
  *   L->F commit     every follower that counts (has its state) has `seq`:
  *                   replies up to it may be sent
+ *   L->F voter      from here on this follower counts toward commits: it
+ *                   holds every committed entry for as long as the link
+ *                   lives, so it may be promoted (the learner rule)
  *   F->L forward    a client write (req > 0 expects a reply; 0 does not)
  *   L->F reply      the result of forward `req`, valid as of `seq`, sent only
  *                   when the write changed nothing (so no entry carries it)
@@ -48,6 +51,7 @@ export type Frame =
   | { v: 1; type: 'entry'; seq: number; at: number; cmd: Command; from: number; req: number }
   | { v: 1; type: 'ack'; seq: number }
   | { v: 1; type: 'commit'; seq: number }
+  | { v: 1; type: 'voter' }
   | { v: 1; type: 'forward'; req: number; cmd: Command }
   | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply };
 
@@ -152,6 +156,8 @@ function checkFrame(f: Record<string, unknown>): Frame {
     case 'ack':
     case 'commit':
       return ok(isNat(f['seq']));
+    case 'voter':
+      return ok(true);
     case 'forward':
       return ok(isNat(f['req']) && obj(f['cmd']));
     case 'reply':

@@ -55,8 +55,14 @@ export type Command =
    * `timeout`: ms to wait, null for as long as the connection lives, 0 for
    * not at all [LP-9]. It is replicated so that whichever node leads can arm
    * the timer; the table itself only asks whether the client may wait.
+   * `deadline`: when the wait ends, in ms since the epoch, stamped by the
+   * node the client sent it to when it began to wait [LP-9]. It travels with
+   * the command, so a forward delayed on a link, or re-sent to a new leader
+   * after failover, keeps the client's deadline instead of starting a new
+   * one (issue 12 §1). Absent (log entries written before it existed): the
+   * applying node's `now` + timeout.
    */
-  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null }
+  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null }
   | { op: 'release'; client: ClientId; lock: string }
   | { op: 'renew'; client: ClientId; lock: string; ttl: number }
   /** The client's connection closed (LP-8). */
@@ -102,7 +108,7 @@ export interface Outcome {
   reply: Reply | null;
   /** True when the state changed: the command must be logged and replicated. */
   changed: boolean;
-  /** Waiters granted by this command, in grant order. */
+  /** Waiters this command answers: those granted, in grant order, then those whose deadline passed (see free). */
   wakes: Wake[];
   /** Lock changes, in order. */
   changes: LockChange[];
@@ -145,9 +151,20 @@ function lease(state: TableState, out: Outcome, lock: string, p: number, ttl: nu
   out.changed = true;
 }
 
+/** When an acquire's wait ends (see Command): its stamped deadline, else `now` + timeout. */
+export function deadlineOf(cmd: Extract<Command, { op: 'acquire' }>, now: number): number | null {
+  if (cmd.deadline !== undefined) return cmd.deadline;
+  return cmd.timeout === null ? null : now + cmd.timeout;
+}
+
 /**
- * Free `lock` (held, at position p): hand it to the first waiter (LP-9, a
- * new token per LP-7) or remove it.
+ * Free `lock` (held, at position p): hand it to the first waiter whose
+ * deadline has not passed (LP-9, a new token per LP-7) or remove it.
+ * Waiters whose deadline is due are answered as timed out instead of being
+ * granted: the leader's timer for them may not have fired yet (it runs on a
+ * busy thread, or on a new leader after failover), and a grant after the
+ * deadline is a reply the client stopped waiting for (issue 12 §1). Deciding
+ * it here, from `now`, gives every replica the same answer.
  */
 function free(state: TableState, out: Outcome, lock: string, p: number, now: number): void {
   const locks = state.locks;
@@ -157,14 +174,23 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   if (owned === 0) state.owned.delete(owner);
   else state.owned.set(owner, owned);
   out.changed = true;
-  const next = locks.dequeue(lock);
+  let next = locks.dequeue(lock);
+  let late: ClientId[] | null = null;
+  while (next !== undefined && next.deadline !== null && next.deadline <= now) {
+    state.waiting.delete(next.client);
+    (late ??= []).push(next.client);
+    next = locks.dequeue(lock);
+  }
+  let newOwner: ClientId | null = null;
   if (next === undefined) {
     out.changes.push({ kind: 'del', lock });
-    return;
+  } else {
+    state.waiting.delete(next.client);
+    const token = grant(state, out, lock, next.client, next.ttl, now);
+    newOwner = next.client;
+    out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token } });
   }
-  state.waiting.delete(next.client);
-  const token = grant(state, out, lock, next.client, next.ttl, now);
-  out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token } });
+  if (late !== null) for (const client of late) out.wakes.push({ client, reply: { op: 'acquire', ok: false, owner: newOwner } });
 }
 
 export function apply(state: TableState, cmd: Command, now: number): Outcome {
@@ -197,11 +223,14 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
         if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
         return out;
       }
-      // timeout=0: do not wait [LP-9]. A client already waiting cannot queue
-      // twice (its connection holds later requests behind the first acquire),
-      // so a second one is refused rather than silently double-queued.
-      if (cmd.timeout === 0 || state.waiting.has(cmd.client)) return outcome({ op: 'acquire', ok: false, owner }, false);
-      locks.enqueue(cmd.lock, { client: cmd.client, ttl: cmd.ttl, deadline: cmd.timeout === null ? null : now + cmd.timeout });
+      // timeout=0, or a deadline already past when the command is applied
+      // (a forward delayed on the way): do not wait [LP-9]. A client already
+      // waiting cannot queue twice (its connection holds later requests
+      // behind the first acquire), so a second one is refused rather than
+      // silently double-queued.
+      const deadline = deadlineOf(cmd, now);
+      if (cmd.timeout === 0 || (deadline !== null && deadline <= now) || state.waiting.has(cmd.client)) return outcome({ op: 'acquire', ok: false, owner }, false);
+      locks.enqueue(cmd.lock, { client: cmd.client, ttl: cmd.ttl, deadline });
       state.waiting.set(cmd.client, cmd.lock);
       const out = outcome(null, true);
       out.waits = { client: cmd.client, lock: cmd.lock };

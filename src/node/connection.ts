@@ -11,7 +11,9 @@
  *    connection has its result, so they see the connection's own writes
  *    [LP-11 read-your-writes];
  *  - a reply is sent once the engine's commit index covers the sequence
- *    number it reflects (the write is on every follower).
+ *    number it reflects (the write is on every follower); for a read, the
+ *    latest uncommitted change to the lock it shows, so no reply shows
+ *    state a failover could lose [LP-11].
  *
  * Backpressure both ways [LP-13]: parsing stops (the rest of the chunk
  * kept in the parser) and reading pauses once HIGH_WATER requests are
@@ -63,6 +65,8 @@ export class ClientConnection {
   private next = 0;
   private writesInFlight = 0;
   private blockedBy: Ticket | null = null;
+  /** The lock `blockedBy` waits for. */
+  private waitingOn: string | null = null;
   private pumping = false;
   /** No more requests will be read: quit, fatal error, or the client half-closed. */
   private inputDone = false;
@@ -98,6 +102,11 @@ export class ClientConnection {
       // received but not yet parsed (the parser's backlog) are requests too.
       this.peerEnded = true;
       if (!this.parser.backlogged) this.inputDone = true;
+      // [LP-9] A half-close ends a wait at once: the acquire is answered as
+      // a timeout, by the same replicated `timeout` command as its deadline,
+      // so a client that crashed while waiting (its kernel sent FIN) does not
+      // keep its session locks until the lock it waits for is granted.
+      if (this.waitingOn !== null) this.engine.endWait(this.id, this.waitingOn);
       this.flush();
     });
     socket.on('drain', () => {
@@ -258,6 +267,7 @@ export class ClientConnection {
       case 'validate':
         if (this.writesInFlight > 0) return false; // [LP-11] see this connection's writes
         t.text = e.read(req);
+        t.seq = e.readSeq(req.lock); // [LP-11] and leave only once what it shows is committed
         break;
       case 'whoami':
         t.text = formatGreeting(this.id, e.name);
@@ -275,8 +285,18 @@ export class ClientConnection {
       default: {
         t.req = null;
         this.writesInFlight++;
-        if (t.blocking) this.blockedBy = t;
-        e.submit(this, t, toCommand(this.id, req));
+        const cmd = toCommand(this.id, req, Date.now());
+        if (t.blocking) {
+          if (this.peerEnded && cmd.op === 'acquire') {
+            // [LP-2, LP-9] Read before the client half-closed, started after:
+            // it may take the lock if it is free, but it does not wait.
+            cmd.deadline = cmd.timeout = 0;
+          } else {
+            this.blockedBy = t;
+            this.waitingOn = req.lock;
+          }
+        }
+        e.submit(this, t, cmd);
         return true;
       }
     }
@@ -295,7 +315,10 @@ export class ClientConnection {
     t.text = typeof reply === 'string' ? reply : formatReply(reply);
     t.seq = seq;
     this.writesInFlight--;
-    if (this.blockedBy === t) this.blockedBy = null;
+    if (this.blockedBy === t) {
+      this.blockedBy = null;
+      this.waitingOn = null;
+    }
     if (!this.closed) this.pump();
   }
 
@@ -410,12 +433,13 @@ export function endAndDiscard(socket: Socket, last?: string): void {
   socket.resume();
 }
 
-export function toCommand(client: ClientId, req: Request): Command {
+/** The command for a write; an acquire's deadline counts from `now`, when it starts to wait [LP-9]. */
+export function toCommand(client: ClientId, req: Request, now: number): Command {
   switch (req.verb) {
     case 'preempt':
       return { op: 'preempt', client, lock: req.lock, ttl: req.ttl };
     case 'acquire':
-      return { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout };
+      return { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout, deadline: req.timeout === null ? null : now + req.timeout };
     case 'release':
       return { op: 'release', client, lock: req.lock };
     case 'renew':

@@ -8,7 +8,7 @@
  * reflects; the connection then waits for `commitSeq` to reach it.
  * Threading: all on the node's thread.
  */
-import type { Command } from '../core/lock-table.js';
+import type { ClientId, Command } from '../core/lock-table.js';
 import type { Request } from '../protocol/request.js';
 import type { AuthGate } from './auth.js';
 import type { Limits } from './limits.js';
@@ -28,8 +28,17 @@ export interface Engine {
   readonly commitSeq: number;
   /** Answer a read from this node's replica [LP-11]. */
   read(req: Extract<Request, { verb: 'check' | 'validate' }>): string;
+  /** The commit index a read of `lock` must wait for before its reply may leave: no dirty reads [LP-11]. */
+  readSeq(lock: string): number;
   /** Run a write; the answer arrives through `conn.resolve(ticket, …)`. */
   submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void;
+  /**
+   * End `client`'s wait for `lock` now (it half-closed: LP-9), as its
+   * deadline would: the acquire is answered through its own ticket, as a
+   * timeout, unless it was granted first. Ordered after the client's
+   * earlier writes.
+   */
+  endWait(client: ClientId, lock: string): void;
   /** Call `conn.flush()` when `commitSeq` next advances. */
   awaitCommit(conn: ClientConnection): void;
   /** The connection closed [LP-8]. */

@@ -70,6 +70,14 @@ export class Follower extends NodeBase {
   private synced = false;
   /** The state is a valid prefix of the log (it was synced once), so a new link may resume from it. */
   private hasState = false;
+  /**
+   * The leader counts this follower toward commits (it sent `voter`), so
+   * this replica holds every committed entry: the learner rule (issue 12
+   * §3). Only a voter may be promoted. Set by the frame, which follows every
+   * entry the leader had sent when it began to count this link; cleared
+   * whenever the state is thrown away for a new snapshot.
+   */
+  private voter = false;
   /** After `resume`: the leader's seq then; in-flight writes are re-sent once applied up to it. */
   private resumeTo: number | null = null;
   /** A snapshot arriving in parts: its seq, the next part expected, the state so far. */
@@ -115,13 +123,14 @@ export class Follower extends NodeBase {
 
   /** Ask the leader for state; call once the listener is up. */
   start(): void {
+    if (!this.hasState) this.voter = false;
     this.link.send({ v: 1, type: 'hello', node: this.name, incarnation: this.incarnation, seq: this.hasState ? this.seq : null });
   }
 
-  /** The leader is gone (supervisor, at failover): stop applying its stream; returns the seq applied. */
-  detach(): number {
+  /** The leader is gone (supervisor, at failover): stop applying its stream; returns the seq applied and whether it may be promoted. */
+  detach(): { seq: number; voter: boolean } {
     if (!this.link.closed) this.link.close();
-    return this.seq;
+    return { seq: this.seq, voter: this.voter && this.hasState };
   }
 
   /** Link to a new leader (failover): resume from this replica and re-send what is unanswered. */
@@ -158,6 +167,11 @@ export class Follower extends NodeBase {
     // [LP-8] the leader releases its session locks and withdraws its waiters.
     // Sent after the connection's forwarded writes on the same FIFO link.
     this.forward(0, { op: 'disconnect', client: conn.id });
+  }
+
+  endWait(client: ClientId, lock: string): void {
+    // After the acquire on the same FIFO link; its answer comes from the log.
+    this.forward(0, { op: 'timeout', client, lock });
   }
 
   private forward(req: number, cmd: Command): void {
@@ -207,6 +221,9 @@ export class Follower extends NodeBase {
           }
           this.state = loaded.state;
           this.seq = f.seq;
+          // A voter again only when the leader says so (its `voter` follows the parts).
+          this.voter = false;
+          this.loadedAt(f.seq);
           snapshotLoaded = true;
           this.ring.reset(f.seq);
           this.synced = true;
@@ -235,6 +252,7 @@ export class Follower extends NodeBase {
             this.synced = false;
             this.resumeTo = null;
             this.log.line('error', `replication gap: expected seq ${this.seq + 1}, got ${f.seq}; resyncing`);
+            this.voter = false;
             // A skipped entry may have carried an in-flight write's result.
             this.failInflight(ERR_RESYNC, (w) => w.sent);
             this.start();
@@ -244,6 +262,9 @@ export class Follower extends NodeBase {
           break;
         case 'commit':
           this.advanceCommit(f.seq);
+          break;
+        case 'voter':
+          this.voter = this.hasState;
           break;
         case 'reply':
           this.answer(f.req, f.reply, f.seq);
@@ -287,6 +308,7 @@ export class Follower extends NodeBase {
   private applyEntry(f: Extract<Frame, { type: 'entry' }>): void {
     const out = apply(this.state, f.cmd, f.at);
     this.seq = f.seq;
+    this.noteChanges(f.seq, out.changes);
     this.ring.push(f.seq, f);
     // Results for this follower's clients, derived from the log (see above).
     if (f.from === this.index && f.req !== 0) {

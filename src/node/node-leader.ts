@@ -20,7 +20,7 @@
  * the order they arrive on this thread; entries reach each follower in
  * sequence order over its FIFO link.
  */
-import { apply, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply, type Snapshot } from '../core/lock-table.js';
+import { apply, deadlineOf, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -142,6 +142,11 @@ export class Leader extends NodeBase {
     this.execute({ op: 'disconnect', client: conn.id }, null);
   }
 
+  endWait(client: ClientId, lock: string): void {
+    // The reply goes to the acquire's origin (execute: timeout).
+    this.execute({ op: 'timeout', client, lock }, null);
+  }
+
   /**
    * Link a follower (its MessagePort, or any transport). It counts toward
    * the commit index once it has its state (see FollowerLink.counts), or,
@@ -182,6 +187,7 @@ export class Leader extends NodeBase {
             link.counts = true;
             this.send(link, { v: 1, type: 'resume', seq: f.seq, to: this.seq });
             for (const e of tail) this.send(link, e);
+            this.sendCommitAndVoter(link);
             this.log.line('repl', `${f.node} linked; resumed from its seq ${f.seq} with ${tail.length} entries`);
           } else {
             // It counts once it acknowledges this seq (below, ack), unless it
@@ -197,6 +203,7 @@ export class Leader extends NodeBase {
           if (!link.counts && link.snapshotSeq !== null && link.acked >= link.snapshotSeq) {
             link.counts = true;
             link.snapshotSeq = null;
+            this.send(link, { v: 1, type: 'voter' });
             this.log.line('repl', `${link.name ?? 'follower'} has its snapshot; it counts toward commits from seq ${link.acked}`);
           }
           break;
@@ -228,6 +235,7 @@ export class Leader extends NodeBase {
       const fwd = origin !== null && 'link' in origin ? origin : null;
       const entry = encodeFrame({ v: 1, type: 'entry', seq: this.seq, at: now, cmd, from: fwd?.link.index ?? 0, req: fwd?.req ?? 0 });
       this.ring.push(this.seq, entry);
+      this.noteChanges(this.seq, out.changes);
       if (this.store !== null) this.logEntry(this.seq, entry);
       for (const link of this.links) if (link.name !== null) this.send(link, entry);
       for (const c of out.changes) {
@@ -244,7 +252,8 @@ export class Leader extends NodeBase {
     }
     if (out.waits !== null && cmd.op === 'acquire') {
       this.waiting.set(cmd.client, origin);
-      if (cmd.timeout !== null) this.timers.add(now + cmd.timeout, { client: cmd.client, lock: cmd.lock });
+      const deadline = deadlineOf(cmd, now);
+      if (deadline !== null) this.timers.add(deadline, { client: cmd.client, lock: cmd.lock });
     }
     if (cmd.op === 'disconnect') this.waiting.delete(cmd.client);
     for (const w of out.wakes) this.deliver(this.takeWaiter(w.client), w.reply, true);
@@ -331,9 +340,22 @@ export class Leader extends NodeBase {
       const held = link.held ?? [];
       link.held = null;
       for (const frame of held) link.transport.send(frame);
+      this.sendCommitAndVoter(link);
       if (parts > 1) this.log.line('repl', `${link.name ?? 'follower'}: snapshot of ${count} locks sent in ${Date.now() - t0} ms`);
     };
     sendParts(0);
+  }
+
+  /**
+   * After a snapshot or a resume, the commit index as it is now: the
+   * follower holds back its reads of state newer than its commit index
+   * (NodeBase.readSeq), and the leader sends `commit` only when it moves,
+   * which on an idle cluster may be never. And, if this link counts already
+   * (relinked at failover), `voter`: it follows every entry sent so far.
+   */
+  private sendCommitAndVoter(link: FollowerLink): void {
+    this.send(link, { v: 1, type: 'commit', seq: this.commitSeq });
+    if (link.counts) this.send(link, { v: 1, type: 'voter' });
   }
 
   /**
@@ -443,7 +465,7 @@ export class Leader extends NodeBase {
    * follower's own writes that the old leader's log did not hold, in order.
    * Tokens continue from the table's counter [LP-7].
    */
-  static promote(f: Follower, opts: NodeOptions, deadIndex: number, followers: Array<{ name: string; transport: Transport }>, store: Store | null = null): Leader {
+  static promote(f: Follower, opts: NodeOptions, deadIndex: number, followers: Array<{ name: string; transport: Transport; counts: boolean }>, store: Store | null = null): Leader {
     const l = new Leader(opts);
     const h = f.handOver(l);
     l.seq = h.seq;
@@ -455,10 +477,13 @@ export class Leader extends NodeBase {
       l.log.line('info', `took over the log in ${store.dir} at seq ${l.seq}`);
     }
     l.log.line('warn', `promoted to leader at seq ${h.seq} (${l.state.locks.size} locks, next token ${l.state.nextToken})`);
-    for (const { name, transport } of followers) l.attachFollower(transport, name, true);
+    for (const { name, transport, counts } of followers) l.attachFollower(transport, name, counts);
+    // Its own clients' waiting acquires first: ending the dead leader's
+    // sessions below can grant them, and a grant finds its reply's way here
+    // (issue 12 §1: a waiter woken at failover was granted and never told).
+    for (const w of h.waiting) l.waiting.set(w.client, { conn: w.conn, ticket: w.ticket });
     l.dropClientsOf(deadIndex, 'the old leader');
     l.armTimers();
-    for (const w of h.waiting) l.waiting.set(w.client, { conn: w.conn, ticket: w.ticket });
     for (const r of h.replay) l.execute(r.cmd, r.conn === null || r.ticket === null ? null : { conn: r.conn, ticket: r.ticket });
     if (h.replay.length > 0) l.log.line('repl', `applied ${h.replay.length} of its own write(s) the old leader's log did not hold`);
     l.recomputeCommit();

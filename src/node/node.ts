@@ -8,7 +8,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { getHeapStatistics } from 'node:v8';
-import { check, createState, validate, type Command, type TableState } from '../core/lock-table.js';
+import { check, createState, validate, type ClientId, type Command, type LockChange, type TableState } from '../core/lock-table.js';
 import { formatCheck, formatError, formatValidate } from '../protocol/reply.js';
 import type { Request } from '../protocol/request.js';
 import { AuthGate } from './auth.js';
@@ -86,6 +86,30 @@ export abstract class NodeBase implements Engine {
   protected readonly connections = new Set<ClientConnection>();
   private readonly commitWaiters = new Set<ClientConnection>();
   private commitIndex = 0;
+  /**
+   * Reads see committed state only [LP-11, issue 12 §2]. The table here is
+   * applied state: on the leader, writes not yet on every voter; on a
+   * follower, entries the leader has not yet committed. So each lock that
+   * an entry above the commit index changed is listed here with the seq of
+   * its latest change, and a read of it waits (as a write's reply does) for
+   * the commit index to reach that seq, by when the state it shows is
+   * committed. A read of any other lock is answered at once: in the common
+   * case, a lock nobody is writing this instant, reads cost nothing more.
+   * Like Raft's read index, but per lock: a read waits for the writes that
+   * touch what it shows, not for every write in flight.
+   *
+   * `uncommittedOrder` holds [lock, seq] pairs in seq order, so advancing
+   * the commit index drops what it covers from the front, in O(1) a change.
+   */
+  private readonly uncommitted = new Map<string, number>();
+  private uncommittedOrder: Array<string | number> = [];
+  private uncommittedHead = 0;
+  /**
+   * A follower's state loaded from a snapshot is the leader's applied state
+   * at the snapshot's seq, with no record of which locks were uncommitted
+   * then: until the commit index reaches that seq, every read waits for it.
+   */
+  private readFloor = 0;
   address: string | null = null;
   readonly counters = { requests: 0 };
   readonly auth: AuthGate | null;
@@ -124,6 +148,7 @@ export abstract class NodeBase implements Engine {
   /** The role's own per-client entries, for NodeStats.clientEntries. */
   protected abstract roleClientEntries(): number;
   abstract submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void;
+  abstract endWait(client: ClientId, lock: string): void;
   protected abstract disconnect(conn: ClientConnection): void;
 
   /**
@@ -161,6 +186,10 @@ export abstract class NodeBase implements Engine {
   protected moveTo(next: NodeBase): void {
     next.state = this.state;
     next.commitIndex = this.commitIndex;
+    for (const [lock, seq] of this.uncommitted) next.uncommitted.set(lock, seq);
+    next.uncommittedOrder = this.uncommittedOrder;
+    next.uncommittedHead = this.uncommittedHead;
+    next.readFloor = this.readFloor;
     next.address = this.address;
     next.counters.requests = this.counters.requests;
     for (const server of this.servers) {
@@ -199,6 +228,29 @@ export abstract class NodeBase implements Engine {
     this.log.line('conn', `Connect from ${conn.remote} client_id=${id}`);
   }
 
+  /** The seq a read of `lock` must wait for (see `uncommitted`); at most the applied seq. */
+  readSeq(lock: string): number {
+    const s = this.uncommitted.get(lock) ?? 0;
+    return this.readFloor > this.commitIndex && this.readFloor > s ? this.readFloor : s;
+  }
+
+  /** Lock changes made by the entry at `seq`, applied here and not yet committed. */
+  protected noteChanges(seq: number, changes: readonly LockChange[]): void {
+    if (seq <= this.commitIndex) return;
+    for (const c of changes) {
+      this.uncommitted.set(c.lock, seq);
+      this.uncommittedOrder.push(c.lock, seq);
+    }
+  }
+
+  /** The state was replaced by a snapshot at `seq`: reads wait for its commit. */
+  protected loadedAt(seq: number): void {
+    this.uncommitted.clear();
+    this.uncommittedOrder = [];
+    this.uncommittedHead = 0;
+    this.readFloor = seq;
+  }
+
   read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
     return req.verb === 'check' ? formatCheck(check(this.state, req.lock, Date.now())) : formatValidate(validate(this.state, req.lock, req.token));
   }
@@ -210,6 +262,22 @@ export abstract class NodeBase implements Engine {
   protected advanceCommit(seq: number): void {
     if (seq <= this.commitIndex) return;
     this.commitIndex = seq;
+    const order = this.uncommittedOrder;
+    let h = this.uncommittedHead;
+    while (h < order.length && (order[h + 1] as number) <= seq) {
+      const lock = order[h] as string;
+      if (this.uncommitted.get(lock) === order[h + 1]) this.uncommitted.delete(lock);
+      h += 2;
+    }
+    if (h === order.length) {
+      this.uncommittedOrder = [];
+      this.uncommittedHead = 0;
+    } else if (h > 4096 && h * 2 > order.length) {
+      this.uncommittedOrder = order.slice(h);
+      this.uncommittedHead = 0;
+    } else {
+      this.uncommittedHead = h;
+    }
     if (this.commitWaiters.size === 0) return;
     const waiting = [...this.commitWaiters];
     this.commitWaiters.clear();
