@@ -172,7 +172,7 @@ export class Cluster {
   /** Link a new channel to the leader and start follower `index` on it. */
   private async startFollower(index: number, previous?: Member): Promise<Member> {
     const leader = this.members[0];
-    if (leader === undefined || leader.handle.exit !== null) throw new Error('no leader to link a follower to');
+    if (leader === undefined || leader.info.role !== 'leader' || leader.handle.exit !== null) throw new Error('no leader to link a follower to');
     const { port1, port2 } = new MessageChannel();
     await leader.handle.call('link follower', (r) => r.attachFollower(transfer(port1, [port1]), nodeName(index)), this.opts.callTimeoutMs);
     return this.startNode(index, port2, previous);
@@ -225,7 +225,7 @@ export class Cluster {
   /** Start one more follower, linked to the leader, on the next port (or a free one). */
   async addFollower(): Promise<NodeInfo> {
     const leader = this.members[0];
-    if (leader === undefined || leader.handle.exit !== null) throw new Error('no leader to link a new follower to');
+    if (leader === undefined || leader.info.role !== 'leader' || leader.handle.exit !== null) throw new Error('no leader to link a new follower to');
     const index = Math.max(...this.members.map((m) => m.info.index)) + 1;
     if (index > MAX_NODE_INDEX) throw new RangeError(`at most ${MAX_NODE_INDEX} followers`);
     const m = await this.startFollower(index);
@@ -293,7 +293,7 @@ export class Cluster {
     const res = await chosen.m.handle.call('promote', (r) => r.promote(transfer(args, others.map((o) => o.ch.port1))), timeout);
     await Promise.all(others.map((o) => o.m.handle.call('relink', (r) => r.relink(transfer(o.ch.port2, [o.ch.port2])), timeout)));
     // The new leader heads the list (startFollower links to members[0]).
-    this.members.splice(this.members.indexOf(dead), 1);
+    this.forget(dead);
     this.members.splice(this.members.indexOf(chosen.m), 1);
     this.members.unshift(chosen.m);
     chosen.m.info.role = 'leader';
@@ -323,13 +323,12 @@ export class Cluster {
    */
   private async noVoterLeft(dead: Member, learners: Member[]): Promise<void> {
     const names = learners.map((m) => m.info.name).join(', ');
+    this.forget(dead);
     if (this.opts.dataDir === null) {
       this.notice('error', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}: no node takes writes now. Restart dlock; with --data-dir a restart restores the log`);
-      this.opts.onEvent({ type: 'state', node: dead.info.name, state: 'down', address: null });
       return;
     }
     this.notice('warn', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}; restarting the leader from ${this.opts.dataDir}`);
-    this.members.splice(this.members.indexOf(dead), 1);
     for (const m of learners) m.injected = true;
     const leader = await this.startNode(0, undefined, undefined, dead.info.port);
     this.members.splice(this.members.indexOf(leader), 1);
@@ -337,6 +336,12 @@ export class Cluster {
     this.notice('info', `leader restored from ${this.opts.dataDir} on ${leader.info.host}:${leader.info.port}`);
     // Their exits restart them (scheduleRestart), linked to this leader once the failover ends.
     await Promise.all(learners.map((m) => m.handle.terminate()));
+  }
+
+  /** A dead leader that nothing restarts under its name leaves the cluster; views show it as gone. */
+  private forget(dead: Member): void {
+    this.members.splice(this.members.indexOf(dead), 1);
+    this.opts.onEvent({ type: 'state', node: dead.info.name, state: 'gone', address: null });
   }
 
   private scheduleRestart(dead: Member): void {

@@ -38,8 +38,12 @@ export interface NodeWorkerData {
   fsync: FsyncMode;
 }
 
-/** `restarting`: the worker died and the supervisor is starting a new one in its place. */
-export type NodeState = 'starting' | 'up' | 'down' | 'restarting' | 'promoted';
+/**
+ * `restarting`: the worker died and the supervisor is starting a new one in
+ * its place. `gone`: a dead leader that no worker replaces under its name
+ * (a follower was promoted instead); it is no longer part of the cluster.
+ */
+export type NodeState = 'starting' | 'up' | 'down' | 'restarting' | 'promoted' | 'gone';
 
 export interface PromoteArgs {
   /** Index of the node that led (its clients' sessions end). */

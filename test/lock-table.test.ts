@@ -167,6 +167,32 @@ describe('acquire [LP-9]', () => {
     expect(stale).toMatchObject({ reply: null, changed: false });
   });
 
+  it('a waiter whose deadline has passed is answered as timed out, not granted, even before its timeout command (issue 12 §1)', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 0);
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 5, deadline: 5 }, 1);
+    run(s, { op: 'acquire', client: C, lock: 'l', ttl: null, timeout: 100, deadline: 100 }, 2);
+    // The release comes at 11 ms, before the leader's timer for B has run.
+    const out = run(s, { op: 'release', client: A, lock: 'l' }, 11);
+    expect(out.wakes.map((w) => w.reply)).toEqual([
+      { op: 'acquire', ok: true, owner: C, token: 2 },
+      { op: 'acquire', ok: false, owner: C },
+    ]);
+    expect(s.waiting.has(B)).toBe(false);
+    expect(run(s, { op: 'timeout', client: B, lock: 'l' }, 12)).toMatchObject({ reply: null, changed: false }); // its timer, late: nothing
+  });
+
+  it('the deadline travels in the command: applied after it, an acquire of a held lock does not wait [LP-9]', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 0);
+    // Stamped at 100 with timeout 200 where the client is; applied at 400.
+    const late = run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 200, deadline: 300 }, 400);
+    expect(late).toMatchObject({ reply: { op: 'acquire', ok: false, owner: A }, changed: false, waits: null });
+    const onTime = run(s, { op: 'acquire', client: C, lock: 'l', ttl: null, timeout: 200, deadline: 300 }, 250);
+    expect(onTime.waits).toEqual({ client: C, lock: 'l' });
+    expect(s.locks.get('l')?.waiters[0]?.deadline).toBe(300);
+  });
+
   it('a client cannot wait on two locks at once', () => {
     const s = createState();
     run(s, { op: 'preempt', client: A, lock: 'x', ttl: null });

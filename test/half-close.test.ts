@@ -1,0 +1,63 @@
+/**
+ * A half-close ends a wait [LP-2, LP-9 as amended] (issue 12 §4): a client
+ * that holds session locks, waits in `acquire` and then half-closes (as
+ * `printf … | nc` does, or a crashed client's kernel with its FIN) gets
+ * `AcquireLock Timeout owner=…` at once, then every later request it sent
+ * is answered, the connection closes, and its session locks are released
+ * [LP-8]. On the leader and on a follower alike.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { eventually, LineClient } from './helpers/line-client.js';
+
+let t: TestCluster;
+const clients: LineClient[] = [];
+beforeAll(async () => {
+  t = await startCluster(1);
+});
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await t.cluster.close();
+});
+
+async function open(port: number): Promise<LineClient> {
+  const c = await LineClient.open(port);
+  clients.push(c);
+  return c;
+}
+
+describe('half-close while an acquire waits', () => {
+  for (const node of ['leader', 'follower-1']) {
+    it(`on ${node}: the acquire is answered as a timeout at once, the rest answered, the connection closed, its session locks released`, async () => {
+      const holder = await open(t.port('leader'));
+      const x = await open(t.port(node));
+      const reader = await open(t.port(node));
+      const busy = `hc-busy-${node}`;
+      const mine = `hc-mine-${node}`;
+      expect(await holder.ask(`preempt ${busy}`)).toMatch(/^PreemptLock Success/);
+      expect(await x.ask(`preempt ${mine}`)).toMatch(/^PreemptLock Success/);
+      x.write(`acquire ${busy}\nping\n`);
+      await eventually(async () => (await t.cluster.locks('leader')).find((r) => r.lock === busy)?.waiters.length === 1, 'the wait');
+      x.socket.end(); // FIN: no more requests
+      // Before issue 12 nothing came back until `busy` was released, possibly never.
+      expect(await x.next(3000)).toBe(`AcquireLock Timeout owner=${holder.id}`);
+      expect(await x.next()).toBe('PONG');
+      await x.waitClosed();
+      await eventually(async () => (await reader.ask(`check ${mine}`)) === 'CheckLock:Free', 'its session lock released');
+      expect((await t.cluster.locks('leader')).find((r) => r.lock === busy)?.waiters).toEqual([]);
+      expect(await holder.ask(`check ${busy}`)).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} `));
+    });
+  }
+
+  it('an acquire read before the half-close but started after it does not wait: granted if free, else a timeout [LP-9]', async () => {
+    const holder = await open(t.port('leader'));
+    expect(await holder.ask('preempt hc-held')).toMatch(/^PreemptLock Success/);
+    const x = await open(t.port('follower-1'));
+    // The second acquire is read with the first, and starts only after the FIN.
+    x.socket.end('acquire hc-held timeout=60000\nacquire hc-free timeout=60000\nacquire hc-held\n');
+    expect(await x.next(3000)).toBe(`AcquireLock Timeout owner=${holder.id}`);
+    expect(await x.next(3000)).toMatch(new RegExp(`^AcquireLock Success owner=${x.id} token=\\d+$`));
+    expect(await x.next(3000)).toBe(`AcquireLock Timeout owner=${holder.id}`);
+    await x.waitClosed();
+  });
+});
