@@ -118,6 +118,14 @@ describe('dlock up lifecycle and errors', () => {
     await new Promise((resolve) => blocker.close(resolve));
   });
 
+  it('--data-dir where no directory can be made fails at once with the reason (issue 12 §7: it hung)', async () => {
+    const t0 = Date.now();
+    const proc = run(['up', '--no-tui', '--port', '0', '--data-dir', '/proc/dlock-cannot-be-here/data']);
+    expect(await proc.exit).toBe(1); // the test's own timeout catches a hang
+    expect(proc.err()).toMatch(/could not start the cluster: --data-dir \/proc\/dlock-cannot-be-here\/data cannot be used: ENOENT/);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
   it('bad flags are refused with the reason', async () => {
     const a = run(['up', '--followers', '-1']);
     expect(await a.exit).toBe(1);

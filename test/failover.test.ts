@@ -67,7 +67,9 @@ describe('the leader worker dies', () => {
     );
     expect(lead.port).toBe(basePort); // [LP-1] the leader is on the base port again
     const viaBase = await LineClient.open(basePort);
-    expect(viaBase.greeting).toMatch(new RegExp(`node: ${lead.name}$`));
+    expect(viaBase.greeting).toBe(`client_id: ${viaBase.id} node: ${lead.name} role: leader`); // its name says follower, so the greeting says its role
+    expect(await viaBase.ask('whoami')).toBe(viaBase.greeting);
+    expect(await onF1.ask('whoami')).toMatch(/^client_id: \d+ node: follower-\d$/); // [LP-3] as before on a follower
 
     for (const c of [onF1, onF2, viaBase]) {
       expect(await c.ask('check fo-session')).toBe('CheckLock:Free'); // [LP-8] the dead leader's client's session

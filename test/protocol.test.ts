@@ -169,6 +169,7 @@ describe('LP-6 idempotent preempt, LP-7 tokens', () => {
   it('every grant, on any lock through any node, has a larger token', async () => {
     const cs = await Promise.all(NODES.map((n) => client(n)));
     let last = 0;
+    let grants = 0;
     for (let i = 0; i < 30; i++) {
       const c = cs[i % 3] as LineClient;
       const r = await c.ask(`preempt lp7-${i % 4}`);
@@ -176,11 +177,15 @@ describe('LP-6 idempotent preempt, LP-7 tokens', () => {
         await (cs.find((x) => r.endsWith(`owner=${x.id}`)) as LineClient).ask(`release lp7-${i % 4}`);
         continue;
       }
+      // Each is a new grant (every lock is released after it), so its token
+      // is strictly larger: a repeated token fails here (issue 12 §7).
       const tok = Number(/token=(\d+)/.exec(r)?.[1]);
-      if (tok !== last) expect(tok).toBeGreaterThan(last);
+      expect(tok).toBeGreaterThan(last);
       last = tok;
+      grants++;
       expect(await c.ask(`release lp7-${i % 4}`)).toBe('ReleaseLock Success');
     }
+    expect(grants).toBe(30);
   });
 
   it('validate is Valid only for the current grant; Stale names the current owner and token', async () => {

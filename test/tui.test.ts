@@ -250,18 +250,43 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // The leader killed from the explorer (k): a follower is promoted.
       await t.clickUntil(5, 3, /k kill/, 'the explorer hints, with kill'); // focus the explorer
       t.keys('k'); // the selected node: the leader
-      const after = await t.until(/★ follower-1 promoted[^]*● follower-3 up/, 'the promoted follower and its replacement');
-      expect(after).toMatch(/✖ leader down/);
+      const after = await t.until(/★ follower-1 \(leader\) up[^]*● follower-3 up/, 'the promoted follower, with its role, and its replacement');
+      // issue 12 §6: the dead leader is shown as gone, not as a node with stale numbers, and is not counted
+      expect(after).toMatch(/⊘ leader gone/);
       expect(after).toMatch(/follower-1 promoted to leader in \d+ ms/); // OUTPUT
-      expect(after).toMatch(new RegExp(` leader 127\\.0\\.0\\.1:${ports['leader']} │ 3/4 up`)); // status bar: the base port again
+      await t.until(new RegExp(` leader 127\\.0\\.0\\.1:${ports['leader']} │ 3/3 up │ \\d+ clients │ 1 locks`), 'the status bar: the base port again, live nodes, the lock count');
+      expect(after).toMatch(/▾ dlock \(3 nodes\)/);
       // the lease survived, and the new follower has it from its snapshot
       await t.until(/follower-3 · lock map \(1\)[^]*tui-kept +20001/, "follower-3's lock map");
       expect(await c.ask('check tui-kept')).toMatch(/^CheckLock:Lock:20001 token=1 ttl=\d+$/);
+      // A lock taken through a surviving follower shows in the promoted
+      // leader's lock map and counts (they froze before issue 12).
+      const d = await LineClient.open(ports['follower-2'] as number);
+      clients.push(d);
+      expect(await d.ask('preempt tui-after')).toMatch(/^PreemptLock Success/);
+      await t.until(/follower-1 \(leader\) · lock map \(2\)[^]*tui-after +30\d+/, "the promoted leader's lock map");
+      await t.until(/│ 2 locks │/, 'the status bar lock count');
       // A restart asked for from the palette: logged as such, not as a crash.
       await t.palette('restart node: follower-3');
       await t.until(/follower-3 stopped for a restart on request[^]*follower-3 restarted on 127\.0\.0\.1:\d+ in \d+ ms/, 'the restart in OUTPUT');
       await t.until(/● follower-3 up/, 'follower-3 up again');
-      t.keys('q');
+
+      // TERMINAL: Ctrl+C cancels a waiting request, as in a shell; it does
+      // not stop the cluster (issue 12 §6). q types there, so the hints say ^C.
+      await t.palette('view: terminal');
+      await t.until(/\^C quit/, 'the terminal hints');
+      expect(t.screen()).not.toMatch(/ q quit/);
+      t.keys('-l', 'acquire tui-after');
+      t.keys('Enter');
+      await t.until(/Request: acquire tui-after/, 'the acquire sent');
+      await eventually(async () => (await t.screen()).includes('connected to') && (await d.ask('check tui-after')).startsWith('CheckLock:Lock:'), 'the acquire waiting');
+      t.keys('C-c');
+      await t.until(/\^C: cancelled the waiting request by closing this terminal's connection/, 'the cancel');
+      t.keys('-l', 'pin');
+      t.keys('C-c'); // no request waits: clears the line, and asks
+      await t.until(/\^C \(press Ctrl\+C again to stop the cluster and quit/, 'the question');
+      expect(t.screen()).not.toMatch(/distributeLock:> pin/);
+      t.keys('C-c');
       expect(await t.exitStatus()).toBe(0);
     } finally {
       for (const c of clients) c.close();

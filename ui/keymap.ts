@@ -29,6 +29,9 @@ export function keyLabel(key: string): string {
   return named[key] ?? (key.length === 1 ? key : key.toUpperCase());
 }
 
+/** A key that types a character (`q`, `k`), as opposed to Tab, arrows or Ctrl chords. */
+const isPrintable = (key: string): boolean => key.length === 1;
+
 export class Keymap {
   private readonly actions: Action[] = [];
 
@@ -53,14 +56,18 @@ export class Keymap {
 
   /**
    * Status bar hints for the focused part: its own actions, then global
-   * ones, each with its first key (the palette shows them all).
+   * ones, each with its first key that works there (the palette shows them
+   * all). While `typing` (the TERMINAL's input line has the focus), a
+   * printable key types itself, so `q` is not offered as quit there.
    */
-  hints(part: Part): string {
+  hints(part: Part, typing = false): string {
     const shown = [...this.actions.filter((a) => a.scope === part), ...this.actions.filter((a) => a.scope === 'global')];
-    return shown
-      .filter((a) => a.hint !== undefined && a.keys.length > 0)
-      .map((a) => `${keyLabel(a.keys[0] as string)} ${a.hint}`)
-      .join('  ');
+    const out: string[] = [];
+    for (const a of shown) {
+      const key = a.keys.find((k) => !typing || !isPrintable(k));
+      if (a.hint !== undefined && key !== undefined) out.push(`${keyLabel(key)} ${a.hint}`);
+    }
+    return out.join('  ');
   }
 
   /**

@@ -61,6 +61,9 @@ export interface NodeView {
   back: number;
 }
 
+/** A node that serves: up, or promoted to leader. */
+export const isLive = (state: NodeState): boolean => state === 'up' || state === 'promoted';
+
 const SPARKS = '▁▂▃▄▅▆▇█';
 
 export function sparkline(values: readonly number[], width: number): string {
@@ -98,6 +101,12 @@ export class ClusterModel {
       const v = this.node(ev.node);
       v.state = ev.state;
       if (ev.address !== null) v.address = ev.address;
+      // A dead node's numbers are no longer true: show none rather than stale ones (issue 12 §6).
+      if (!isLive(ev.state)) {
+        v.stats = null;
+        v.locks = [];
+      }
+      if (ev.state === 'gone') v.address = null;
       this.note(ev.state === 'down' ? 'error' : 'info', `${ev.node} ${ev.state}${ev.address === null ? '' : ` at ${ev.address}`}`);
       return;
     }
@@ -136,8 +145,21 @@ export class ClusterModel {
    * promoted follower keeps its name), else the one named `leader`.
    */
   leaderName(): string {
-    for (const v of this.nodes.values()) if (v.stats?.role === 'leader' && v.state !== 'down') return v.name;
+    for (const v of this.nodes.values()) if (isLive(v.state) && (v.state === 'promoted' || v.stats?.role === 'leader')) return v.name;
     return 'leader';
+  }
+
+  /** Nodes whose stats and lock maps are polled: those up, the promoted leader included. */
+  liveNames(): string[] {
+    return this.names().filter((n) => isLive(this.node(n).state));
+  }
+
+  /**
+   * A node's name as views show it: with its role when the name says
+   * otherwise (a follower promoted to leader keeps the name `follower-1`).
+   */
+  label(name: string): string {
+    return name !== 'leader' && name === this.leaderName() && isLive(this.node(name).state) ? `${name} (leader)` : name;
   }
 
   /** Sequence numbers a node is behind the leader. */
@@ -148,14 +170,18 @@ export class ClusterModel {
     return Math.max(0, leader.applied - s.applied);
   }
 
+  /** Counts for the status bar: nodes up of those in the cluster (gone ones are not), clients on live nodes, the leader's locks. */
   summary(): { leader: string; up: number; total: number; clients: number; locks: number } {
     let up = 0;
+    let total = 0;
     let clients = 0;
     for (const v of this.nodes.values()) {
-      if (v.state === 'up' || v.state === 'promoted') up++;
+      if (v.state === 'gone') continue;
+      total++;
+      if (isLive(v.state)) up++;
       clients += v.stats?.clients ?? 0;
     }
     const leader = this.nodes.get(this.leaderName());
-    return { leader: leader?.address ?? 'leader', up, total: this.nodes.size, clients, locks: leader?.stats?.locks ?? 0 };
+    return { leader: leader?.address ?? 'leader', up, total, clients, locks: leader?.stats?.locks ?? 0 };
   }
 }

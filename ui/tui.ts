@@ -25,7 +25,7 @@ import type { LogKind, LogLine } from '../src/node/node-log.js';
 import { timestamp } from './headless.js';
 import { Keymap, type Action } from './keymap.js';
 import { layout, PARTS, type Focus, type Layout, type Mode, type Rect } from './layout.js';
-import { ClusterModel, sparkline, type NodeView } from './model.js';
+import { ClusterModel, isLive, sparkline, type NodeView } from './model.js';
 import { clip, wrap } from './text.js';
 
 const RENDER_MS = 100;
@@ -45,7 +45,7 @@ const KIND_COLOR: Record<LogKind, string> = {
   error: 'red',
 };
 
-const STATE_ICON: Record<string, string> = { up: '{green-fg}●{/green-fg}', starting: '{yellow-fg}◌{/yellow-fg}', restarting: '{yellow-fg}↻{/yellow-fg}', promoted: '{cyan-fg}★{/cyan-fg}', down: '{red-fg}✖{/red-fg}' };
+const STATE_ICON: Record<string, string> = { up: '{green-fg}●{/green-fg}', starting: '{yellow-fg}◌{/yellow-fg}', restarting: '{yellow-fg}↻{/yellow-fg}', promoted: '{cyan-fg}★{/cyan-fg}', down: '{red-fg}✖{/red-fg}', gone: '{red-fg}⊘{/red-fg}' };
 
 const esc = (s: string): string => blessed.escape(s);
 const hhmmss = (t: number): string => timestamp(t).slice(11, 23);
@@ -89,7 +89,8 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   const widgets = new Map<string, NodeWidgets>();
 
   // ---- the embedded terminal (a dlock client attached to one node) ----
-  const term = { node: 'leader', client: null as DlockClient | null, input: '', lines: [] as string[], history: [] as string[], hist: -1, busy: false };
+  /** `pending`: requests sent and not yet answered; `interruptAt`: when Ctrl+C last cleared the line (a second one soon after quits). */
+  const term = { node: 'leader', client: null as DlockClient | null, input: '', lines: [] as string[], history: [] as string[], hist: -1, pending: 0, interruptAt: 0 };
   const termOut = (line: string): void => {
     term.lines.push(line);
     if (term.lines.length > 500) term.lines.splice(0, term.lines.length - 500);
@@ -136,12 +137,42 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     const c = term.client;
     if (c === null) return;
     termOut(`${timestamp(Date.now(), false)} Request: ${line}`);
+    term.pending++;
     try {
       const reply = await c.raw(line);
       termOut(`${timestamp(Date.now(), false)} Response: ${reply}`);
     } catch (err) {
       termOut(`(${(err as Error).message})`);
+    } finally {
+      term.pending--;
     }
+  };
+
+  /**
+   * Ctrl+C in the TERMINAL, as in a shell (issue 12 §6): a VS Code user
+   * presses it to cancel a command, not to stop the cluster. With a request
+   * waiting (an acquire), it cancels it the one way the protocol allows:
+   * closing this terminal's connection, which ends its session [LP-8], as
+   * Ctrl+C on `nc` does. Otherwise it clears the line; a second Ctrl+C
+   * within 2 s quits.
+   */
+  const interruptTerminal = (): void => {
+    const c = term.client;
+    if (term.pending > 0 && c !== null) {
+      term.client = null;
+      c.destroy();
+      termOut('^C: cancelled the waiting request by closing this terminal\'s connection (its session locks are released); Enter reconnects');
+      return;
+    }
+    const now = Date.now();
+    if (now - term.interruptAt < 2000) {
+      quit();
+      return;
+    }
+    term.interruptAt = now;
+    term.input = '';
+    term.hist = -1;
+    termOut('^C (press Ctrl+C again to stop the cluster and quit; q quits from the other parts)');
   };
 
   // ---- rendering ----
@@ -208,7 +239,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     const inner = pane.log.width - 2;
     const rows = pane.log.height - 2;
     const follow = v.paused ? ` {yellow-fg}paused ${v.back} back{/yellow-fg}` : '';
-    w.log.setLabel(` ${STATE_ICON[v.state] ?? ''} ${esc(v.name)} ${esc(v.address ?? '')} · log${follow} `);
+    w.log.setLabel(` ${STATE_ICON[v.state] ?? ''} ${esc(model.label(v.name))} ${esc(v.address ?? '')} · log${follow} `);
     w.log.setContent(logRows(v.log.window(rows, v.back), inner, rows).join('\n'));
     const lw = pane.locks.width - 2;
     // Owner and token columns as wide as the widest shown (tokens seeded from
@@ -233,7 +264,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
       return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(ownW)} ${tok(r.token).padStart(tokW)} ${ttl.padStart(7)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
     });
     const total = v.stats?.locks ?? v.locks.length;
-    w.locks.setLabel(` ${esc(v.name)} · lock map (${total}) `);
+    w.locks.setLabel(` ${esc(model.label(v.name))} · lock map (${v.state === 'gone' ? 'gone' : total}) `);
     w.locks.setContent([`{bold}${esc(clip(head, lw))}{/bold}`, ...rowsL].join('\n'));
   }
 
@@ -242,12 +273,13 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     if (l.sidebar === null) return;
     setBorder(sidebar, focus.part === 'explorer');
     const w = l.sidebar.width - 2;
-    const out: string[] = [`{bold}▾ dlock{/bold} (${model.nodes.size} nodes)`];
+    const out: string[] = [`{bold}▾ dlock{/bold} (${model.summary().total} nodes)`];
     for (const name of model.names()) {
       const v = model.node(name);
       const selected = name === focus.node;
       const lag = model.lag(name);
-      const nameLine = clip(`${name} ${v.state}`, w - 4);
+      // A promoted node is up; its star and its role say the rest.
+      const nameLine = clip(`${model.label(name)} ${v.state === 'promoted' ? 'up' : v.state}`, w - 4);
       out.push(`${selected ? '{inverse}' : ''} ${STATE_ICON[v.state] ?? ''} ${esc(nameLine)}${selected ? '{/inverse}' : ''}`);
       out.push(`   ${esc(clip(v.address ?? '-', w - 3))}`);
       const s = v.stats;
@@ -298,7 +330,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     const lead = wide ? ` leader ${s.leader} │` : '';
     const spark = wide ? ` ${sparkline(model.opsHistory, 10)}` : '';
     const left = `${lead} ${s.up}/${s.total} up │ ${s.clients} clients │ ${s.locks} locks │ ${model.opsPerSec} ops/s${spark} │ `;
-    status.setContent(esc(clip(left + keymap.hints(focus.part), l.status.width)));
+    status.setContent(esc(clip(left + keymap.hints(focus.part, typing()), l.status.width)));
   }
 
   function renderPalette(l: Layout): void {
@@ -508,6 +540,10 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   }
 
   // ---- keys: palette, then terminal input, then the keymap ----
+  /** Text keys go to the TERMINAL's input line, not to actions. */
+  function typing(): boolean {
+    return focus.part === 'panel' && mode.panelTab === 'terminal';
+  }
   const isText = (ch: string | undefined, key: blessed.Widgets.Events.IKeyEventArg): boolean =>
     ch !== undefined && ch.length > 0 && !key.ctrl && !key.meta && ch >= ' ' && ch !== '\x7f' && key.name !== 'tab' && key.name !== 'enter' && key.name !== 'return' && key.name !== 'escape';
 
@@ -532,7 +568,12 @@ export async function runTui(opts: TuiOptions): Promise<number> {
       schedule();
       return;
     }
-    if (focus.part === 'panel' && mode.panelTab === 'terminal') {
+    if (typing()) {
+      if (full === 'C-c') {
+        interruptTerminal();
+        schedule();
+        return;
+      }
       if (isText(ch, key)) {
         term.input += ch;
         schedule();
@@ -628,7 +669,8 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     if (polling || quitting !== null) return;
     polling = true;
     try {
-      const up = c.nodes.filter((n) => model.node(n.name).state === 'up');
+      // Every live node, the promoted leader too (issue 12 §6: it froze when only `up` was polled).
+      const up = c.nodes.filter((n) => isLive(model.node(n.name).state));
       const stats = await Promise.all(up.map((n) => c.stats(n.name).catch(() => null)));
       model.applyStats(
         stats.filter((s) => s !== null),

@@ -119,7 +119,7 @@ export class ClientConnection {
       this.engine.log.line('warn', `client ${this.id} socket error: ${err.code ?? err.message}`);
     });
     socket.on('close', () => this.onClose());
-    this.send(formatGreeting(id, engine.name)); // [LP-3] before anything else
+    this.send(formatGreeting(id, engine.name, engine.leads)); // [LP-3] before anything else
   }
 
   private send(text: string): void {
@@ -270,7 +270,7 @@ export class ClientConnection {
         t.seq = e.readSeq(req.lock); // [LP-11] and leave only once what it shows is committed
         break;
       case 'whoami':
-        t.text = formatGreeting(this.id, e.name);
+        t.text = formatGreeting(this.id, e.name, e.leads);
         break;
       case 'ping':
         t.text = PONG;

@@ -17,6 +17,8 @@ import type { NodeLog } from './node-log.js';
 
 export interface Engine {
   readonly name: string;
+  /** This node sequences writes (it leads); greetings say so when the name does not. */
+  readonly leads: boolean;
   readonly log: NodeLog;
   /** Requests received (well-formed or not), for ops/s in views. */
   readonly counters: { requests: number };

@@ -144,6 +144,9 @@ export abstract class NodeBase implements Engine {
   }
 
   abstract readonly role: 'leader' | 'follower';
+  get leads(): boolean {
+    return this.role === 'leader';
+  }
   abstract get applied(): number;
   /** The role's own per-client entries, for NodeStats.clientEntries. */
   protected abstract roleClientEntries(): number;

@@ -35,8 +35,13 @@ export function formatValidate(v: ValidateResult): string {
 }
 
 /** [LP-3] greeting, also the `whoami` reply. */
-export function formatGreeting(client: ClientId, node: string): string {
-  return `client_id: ${client} node: ${node}`;
+/**
+ * [LP-3] `client_id: <id> node: <name>`. A follower promoted to leader keeps
+ * its name, so its greeting adds the field ` role: leader` (issue 12 §7):
+ * the name alone would say follower. Other nodes' greetings are exactly LP-3's.
+ */
+export function formatGreeting(client: ClientId, node: string, leads = false): string {
+  return leads && node !== 'leader' ? `client_id: ${client} node: ${node} role: leader` : `client_id: ${client} node: ${node}`;
 }
 
 export function formatError(message: string): string {
@@ -53,7 +58,7 @@ export { HELP_LINE };
 
 // ---- parsing, for the client library ----
 
-const GREETING = /^client_id: (\d+) node: (\S+)$/;
+const GREETING = /^client_id: (\d+) node: (\S+)(?: role: \S+)?$/;
 const OWNER_TOKEN = /^(PreemptLock|AcquireLock) Success owner=(\d+) token=(\d+)$/;
 const FAILED = /^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed) owner=(\d+|none)$/;
 const RENEWED = /^RenewLock Success token=(\d+)$/;

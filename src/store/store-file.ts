@@ -16,7 +16,7 @@
  * an older snapshot with the logs that continue it.
  */
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Snapshot } from '../core/lock-table.js';
 import { decodeFrame, decodeSnapshot, encodeSnapshot, type Frame, type WireSnapshot } from '../codec/frame.js';
@@ -44,9 +44,23 @@ const numbered = (files: string[], prefix: string, suffix = ''): number[] =>
     .sort((a, b) => a - b);
 
 /** Make sure `dir` is a directory we can write, creating it if missing. */
+/**
+ * `mkdir -p`, one level at a time. Node's recursive mkdirSync retries
+ * forever where a parent exists but refuses new entries with ENOENT (under
+ * /proc, for one): `--data-dir /proc/x` hung instead of failing (issue 12 §7).
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
+    missing.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing) mkdirSync(d);
+}
+
 export function prepareDataDir(dir: string): void {
   try {
-    if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     if (!statSync(dir).isDirectory()) throw new StoreError(`--data-dir ${dir} is not a directory`);
     const probe = join(dir, `.probe-${process.pid}`);
     writeFileSync(probe, 'ok');

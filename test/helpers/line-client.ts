@@ -41,7 +41,7 @@ export class LineClient {
     const socket = connect({ port, host });
     const c = new LineClient(socket);
     c.greeting = await c.next();
-    const m = /^client_id: (\d+) node: \S+$/.exec(c.greeting);
+    const m = /^client_id: (\d+) node: \S+(?: role: leader)?$/.exec(c.greeting);
     if (m === null) throw new Error(`bad greeting ${JSON.stringify(c.greeting)}`);
     c.id = Number(m[1]);
     return c;
