@@ -10,6 +10,11 @@
  *
  * Scenarios, dlock's line protocol:
  *   check      `check bench-<i>` on a lock nobody holds
+ *   check-busy the read path's cost under writes (issue 12 §2): even
+ *              connections `preempt`/`release` bench-<i> as in cycle, each odd
+ *              one `check`s its neighbour's lock, which is always changing;
+ *              only the checks are counted and timed (a check of a lock
+ *              with an uncommitted change waits for its commit)
  *   cycle      `preempt bench-<i>` / `release bench-<i>`, each connection its own lock
  *   contended  every connection preempts one shared lock, releasing when it wins
  *   handoff    every connection `acquire`s one lock and releases it on grant; the
@@ -24,7 +29,7 @@
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
 
-export type Scenario = 'check' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle';
+export type Scenario = 'check' | 'check-busy' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle';
 
 /** The Lua compare-and-delete every Redis lock recipe releases with. */
 export const REDIS_RELEASE_LUA = 'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end';
@@ -91,6 +96,9 @@ class Conn {
     switch (this.opts.scenario) {
       case 'check':
         return `check ${lock}\n`;
+      case 'check-busy':
+        if (this.id % 2 === 1) return `check bench-${this.id - 1}\n`;
+        return this.step++ % 2 === 0 ? `preempt ${lock}\n` : `release ${lock}\n`;
       case 'cycle':
         return this.step++ % 2 === 0 ? `preempt ${lock}\n` : `release ${lock}\n`;
       case 'contended':
@@ -163,6 +171,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let errors = 0;
   const onReply = (us: number, line: string): void => {
     if (!measuring) return;
+    if (opts.scenario === 'check-busy' && !line.startsWith('CheckLock')) return; // the writers only make the load
     requests++;
     if (line.startsWith('Error') || line.startsWith('-')) errors++; // dlock `Error: …`, Redis `-ERR …`
     hist.recordValue(Math.max(1, us));

@@ -9,6 +9,8 @@
  *   npm run bench -- --seconds N       measured window per case (default 3)
  *   npm run bench -- --smoke           every default case for a moment (npm test)
  *   npm run bench -- --scenario failover   (or resync) only the fault benches (faults.ts)
+ *   npm run bench -- --cli PATH        bench another build's dist/src/cli.js (the previous
+ *                                      build, side by side: run both, alternately)
  *   npm run bench -- --profile DIR     also run dlock under --cpu-prof: keep one
  *                                      .cpuprofile per thread in DIR (open them in
  *                                      Chrome DevTools or speedscope for flame graphs)
@@ -33,7 +35,10 @@ import type { LibResult } from './libs.js';
 import { REDIS_RELEASE_LUA, type LoadResult, type Scenario } from './loadgen.js';
 import { startRedis, type Redis } from './redis.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const argv0 = process.argv.slice(2);
+const cliAt = argv0.indexOf('--cli');
+/** The dlock build under test: this one, or `--cli PATH` (another build's dist/src/cli.js). */
+const CLI = cliAt === -1 ? fileURLToPath(new URL('../src/cli.js', import.meta.url)) : (argv0[cliAt + 1] as string);
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 const LIBS = fileURLToPath(new URL('./libs.js', import.meta.url));
 const FAULTS = fileURLToPath(new URL('./faults.js', import.meta.url));
@@ -67,7 +72,7 @@ interface Case {
 }
 
 const dl = (scenario: Scenario, via: 'followers' | 'leader', conns: number, depth: number, followers = 2): Case => {
-  const what = { check: 'check', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '' }[scenario];
+  const what = { check: 'check', 'check-busy': 'check of locks being written', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '' }[scenario];
   const name = scenario === 'handoff' ? `handoff, ${conns - 1} waiters, via followers` : `${what} via ${via}${followers === 2 ? '' : ` (${followers} followers)`}, c${conns} d${depth}`;
   return { name, scenario, via, conns, depth, followers };
 };
@@ -103,6 +108,8 @@ let cases: Case[] = [
   ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
   ...pair(dl('check', 'followers', 50, 16), rd('redis-get', 50, 16), true),
   dl('check', 'leader', 50, 1),
+  dl('check-busy', 'followers', 50, 1),
+  dl('check-busy', 'leader', 50, 1),
   dl('cycle', 'leader', 50, 1),
   dl('contended', 'followers', 16, 1),
   dl('handoff', 'followers', 17, 1),

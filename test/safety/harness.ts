@@ -92,7 +92,7 @@ class Conn {
       });
       void c.next(timeoutMs).then((a) => {
         clearTimeout(timer);
-        const m = 'line' in a ? /^client_id: (\d+) node: \S+$/.exec(a.line) : null;
+        const m = 'line' in a ? /^client_id: (\d+) node: \S+(?: role: leader)?$/.exec(a.line) : null;
         if (m === null) {
           s.destroy();
           resolve(null);
