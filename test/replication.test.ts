@@ -112,6 +112,24 @@ describe('follower replication', () => {
     expect(await other.next()).toBe(`CheckLock:Lock:${c.id} token=1`);
   });
 
+  it('no leader in time: replies waiting for a commit that will not come are answered with errors [LP-2, LP-11]', async () => {
+    const { link, got, port } = await scriptedFollower(300);
+    const c = await LineClient.open(port);
+    const r = await LineClient.open(port);
+    closers.push(() => c.close(), () => r.close());
+    c.write('preempt nl\n');
+    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
+    const fwd = got.find((x) => x.type === 'forward');
+    if (fwd?.type !== 'forward') throw new Error('no forward');
+    link.send({ v: 1, type: 'entry', seq: 1, at: 5, cmd: fwd.cmd, from: 1, req: fwd.req }); // applied here, never committed
+    await eventually(() => got.some((x) => x.type === 'ack' && x.seq === 1), 'ack 1');
+    r.write('check nl\n');
+    link.close(); // the leader is gone, and no new one comes within 300 ms
+    expect(await c.next()).toBe('Error: leader link lost before the reply; the request may or may not have been applied');
+    expect(await r.next()).toBe("Error: leader lost before this lock's latest change was committed; it may or may not stand");
+    expect(await r.ask('check elsewhere')).toBe('CheckLock:Free'); // reads of committed state go on
+  });
+
   it('takes a reply frame for a write no entry carried (it changed nothing)', async () => {
     const { link, got, port } = await scriptedFollower();
     const c = await LineClient.open(port);

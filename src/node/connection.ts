@@ -56,6 +56,8 @@ export interface Ticket {
   req: Request | null;
   /** An acquire that may wait: later requests wait behind it [LP-9]. */
   blocking: boolean;
+  /** A check or validate: its reply shows state, and waits for that state's commit [LP-11]. */
+  read: boolean;
 }
 
 export class ClientConnection {
@@ -176,19 +178,19 @@ export class ClientConnection {
         const req = p.request;
         if (log.requests) log.line('req', `Request ${this.id}: ${describe(req)}`);
         const blocking = req.verb === 'acquire' && req.timeout !== 0;
-        this.queue.push({ text: null, seq: 0, close: false, req, blocking });
+        this.queue.push({ text: null, seq: 0, close: false, req, blocking, read: false });
         if (req.verb === 'quit') this.stopReading();
         return;
       }
       case 'error':
         // [LP-12] recoverable: answer, keep the connection, change nothing.
         if (log.requests) log.line('req', `Request ${this.id}: bad request (${p.message})`);
-        this.queue.push({ text: formatError(p.message), seq: 0, close: false, req: null, blocking: false });
+        this.queue.push({ text: formatError(p.message), seq: 0, close: false, req: null, blocking: false, read: false });
         return;
       case 'fatal':
         // [LP-13] answer in order, then close.
         log.line('warn', `client ${this.id}: ${p.message}; closing`);
-        this.queue.push({ text: formatError(p.message), seq: 0, close: true, req: null, blocking: false });
+        this.queue.push({ text: formatError(p.message), seq: 0, close: true, req: null, blocking: false, read: false });
         this.stopReading();
         return;
     }
@@ -199,7 +201,7 @@ export class ClientConnection {
     if (this.inputDone || this.closed || this.parser.pending === 0) return;
     // Like a line too long [LP-13]: answer in order, then close.
     this.engine.log.line('warn', `client ${this.id}: ${LINE_TIMEOUT} (${this.parser.pending} bytes, a line must end within ${this.engine.limits.lineTimeoutMs} ms); closing`);
-    this.queue.push({ text: formatError(LINE_TIMEOUT), seq: 0, close: true, req: null, blocking: false });
+    this.queue.push({ text: formatError(LINE_TIMEOUT), seq: 0, close: true, req: null, blocking: false, read: false });
     this.stopReading();
     this.flush();
   }
@@ -267,7 +269,8 @@ export class ClientConnection {
       case 'validate':
         if (this.writesInFlight > 0) return false; // [LP-11] see this connection's writes
         t.text = e.read(req);
-        t.seq = e.readSeq(req.lock); // [LP-11] and leave only once what it shows is committed
+        t.seq = e.readSeq(req.lock);
+        t.read = true; // [LP-11] and leave only once what it shows is committed
         break;
       case 'whoami':
         t.text = formatGreeting(this.id, e.name, e.leads);
@@ -320,6 +323,23 @@ export class ClientConnection {
       this.waitingOn = null;
     }
     if (!this.closed) this.pump();
+  }
+
+  /**
+   * The commit index will not reach what some replies wait for (the leader
+   * is gone and no new one came): answer them with an error instead, so
+   * that every request still gets its one reply [LP-2]. A write's result
+   * here was applied but never confirmed committed; a read showed state
+   * that may yet be lost [LP-11].
+   */
+  failUncommitted(readError: string, writeError: string): void {
+    const commit = this.engine.commitSeq;
+    for (const t of this.queue) {
+      if (t.text === null || t.seq <= commit) continue;
+      t.text = `Error: ${t.read ? readError : writeError}`;
+      t.seq = 0;
+    }
+    this.flush();
   }
 
   /** Send every reply at the head of the queue that is known and committed. */

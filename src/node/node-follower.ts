@@ -37,6 +37,7 @@ import { NodeBase, type NodeOptions } from './node.js';
 /** Named error text for writes that cannot reach the leader. */
 export const ERR_LEADER_UNAVAILABLE = 'leader unavailable; the request was not applied';
 export const ERR_LEADER_LOST = 'leader link lost before the reply; the request may or may not have been applied';
+export const ERR_READ_UNCOMMITTED = 'leader lost before this lock\'s latest change was committed; it may or may not stand';
 export const ERR_RESYNC = 'replication stream reset before the reply; the request may or may not have been applied';
 
 /** How long writes are held for a new leader after the link breaks, by default. */
@@ -368,6 +369,8 @@ export class Follower extends NodeBase {
     const n = this.inflight.size;
     this.failInflight(ERR_LEADER_UNAVAILABLE, (w) => !w.sent);
     this.failInflight(ERR_LEADER_LOST);
+    // Replies applied here but never committed: none will be sent as they are.
+    this.failUncommitted(ERR_READ_UNCOMMITTED, ERR_LEADER_LOST);
     this.log.line('error', `no new leader within ${this.leaderWaitMs} ms; failed ${n} held write(s)`);
   }
 

@@ -17,6 +17,7 @@ import { ClientIdAllocator } from './client-ids.js';
 import { ClientConnection, endAndDiscard, type Ticket } from './connection.js';
 import type { Engine } from './engine.js';
 import type { NodeLog } from './node-log.js';
+import { ReadIndex } from './read-index.js';
 
 export interface NodeOptions {
   name: string;
@@ -86,30 +87,8 @@ export abstract class NodeBase implements Engine {
   protected readonly connections = new Set<ClientConnection>();
   private readonly commitWaiters = new Set<ClientConnection>();
   private commitIndex = 0;
-  /**
-   * Reads see committed state only [LP-11, issue 12 §2]. The table here is
-   * applied state: on the leader, writes not yet on every voter; on a
-   * follower, entries the leader has not yet committed. So each lock that
-   * an entry above the commit index changed is listed here with the seq of
-   * its latest change, and a read of it waits (as a write's reply does) for
-   * the commit index to reach that seq, by when the state it shows is
-   * committed. A read of any other lock is answered at once: in the common
-   * case, a lock nobody is writing this instant, reads cost nothing more.
-   * Like Raft's read index, but per lock: a read waits for the writes that
-   * touch what it shows, not for every write in flight.
-   *
-   * `uncommittedOrder` holds [lock, seq] pairs in seq order, so advancing
-   * the commit index drops what it covers from the front, in O(1) a change.
-   */
-  private readonly uncommitted = new Map<string, number>();
-  private uncommittedOrder: Array<string | number> = [];
-  private uncommittedHead = 0;
-  /**
-   * A follower's state loaded from a snapshot is the leader's applied state
-   * at the snapshot's seq, with no record of which locks were uncommitted
-   * then: until the commit index reaches that seq, every read waits for it.
-   */
-  private readFloor = 0;
+  /** Which locks a read must wait for the commit index to show [LP-11] (read-index.ts). */
+  private readIndex = new ReadIndex();
   address: string | null = null;
   readonly counters = { requests: 0 };
   readonly auth: AuthGate | null;
@@ -189,10 +168,7 @@ export abstract class NodeBase implements Engine {
   protected moveTo(next: NodeBase): void {
     next.state = this.state;
     next.commitIndex = this.commitIndex;
-    for (const [lock, seq] of this.uncommitted) next.uncommitted.set(lock, seq);
-    next.uncommittedOrder = this.uncommittedOrder;
-    next.uncommittedHead = this.uncommittedHead;
-    next.readFloor = this.readFloor;
+    next.readIndex = this.readIndex;
     next.address = this.address;
     next.counters.requests = this.counters.requests;
     for (const server of this.servers) {
@@ -231,27 +207,19 @@ export abstract class NodeBase implements Engine {
     this.log.line('conn', `Connect from ${conn.remote} client_id=${id}`);
   }
 
-  /** The seq a read of `lock` must wait for (see `uncommitted`); at most the applied seq. */
+  /** The commit index a read of `lock` must wait for (read-index.ts); at most the applied seq. */
   readSeq(lock: string): number {
-    const s = this.uncommitted.get(lock) ?? 0;
-    return this.readFloor > this.commitIndex && this.readFloor > s ? this.readFloor : s;
+    return this.readIndex.seqFor(lock, this.commitIndex);
   }
 
-  /** Lock changes made by the entry at `seq`, applied here and not yet committed. */
+  /** Lock changes made by the entry at `seq`, applied here: reads of them wait for its commit. */
   protected noteChanges(seq: number, changes: readonly LockChange[]): void {
-    if (seq <= this.commitIndex) return;
-    for (const c of changes) {
-      this.uncommitted.set(c.lock, seq);
-      this.uncommittedOrder.push(c.lock, seq);
-    }
+    if (seq > this.commitIndex) this.readIndex.note(seq, changes);
   }
 
   /** The state was replaced by a snapshot at `seq`: reads wait for its commit. */
   protected loadedAt(seq: number): void {
-    this.uncommitted.clear();
-    this.uncommittedOrder = [];
-    this.uncommittedHead = 0;
-    this.readFloor = seq;
+    this.readIndex.loaded(seq);
   }
 
   read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
@@ -265,26 +233,17 @@ export abstract class NodeBase implements Engine {
   protected advanceCommit(seq: number): void {
     if (seq <= this.commitIndex) return;
     this.commitIndex = seq;
-    const order = this.uncommittedOrder;
-    let h = this.uncommittedHead;
-    while (h < order.length && (order[h + 1] as number) <= seq) {
-      const lock = order[h] as string;
-      if (this.uncommitted.get(lock) === order[h + 1]) this.uncommitted.delete(lock);
-      h += 2;
-    }
-    if (h === order.length) {
-      this.uncommittedOrder = [];
-      this.uncommittedHead = 0;
-    } else if (h > 4096 && h * 2 > order.length) {
-      this.uncommittedOrder = order.slice(h);
-      this.uncommittedHead = 0;
-    } else {
-      this.uncommittedHead = h;
-    }
+    this.readIndex.committed(seq);
     if (this.commitWaiters.size === 0) return;
     const waiting = [...this.commitWaiters];
     this.commitWaiters.clear();
     for (const c of waiting) c.flush(); // re-registers itself if still waiting
+  }
+
+  /** Every reply waiting for a commit that will not come gets an error (see ClientConnection.failUncommitted). */
+  protected failUncommitted(readError: string, writeError: string): void {
+    this.commitWaiters.clear();
+    for (const c of this.connections) c.failUncommitted(readError, writeError);
   }
 
   closed(conn: ClientConnection): void {
