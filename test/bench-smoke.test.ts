@@ -18,7 +18,7 @@ describe('npm run bench --smoke', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis +cpu µs\/req$/);
     const rows = lines.filter((l) => /^(check|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
-    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(7);
+    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(9); // check-busy (issue 12 §2) via followers and via the leader too
     // ops/s, p50, p99, p99.9, errors, the ratio to Redis (2 decimals) on paired
     // rows, and the server's CPU µs per request (1 decimal; from /proc, so Linux only)
     const cpu = process.platform === 'linux' ? ' +\\d+\\.\\d' : '( +\\d+\\.\\d)?';

@@ -29,7 +29,7 @@ describe('client library', () => {
     const b = await open('follower-2');
     expect(a.node).toBe('follower-1');
     expect(Math.floor(a.id / 10000)).toBe(2);
-    expect(await a.whoami()).toEqual({ client: a.id, node: 'follower-1' });
+    expect(await a.whoami()).toEqual({ client: a.id, node: 'follower-1', leads: false });
     await a.ping();
     expect(await a.help()).toMatch(/^preempt <lock>/);
 

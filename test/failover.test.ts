@@ -6,6 +6,7 @@
  * [LP-8]; the surviving followers' clients keep theirs, and their waiters.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../src/client/client.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
@@ -69,6 +70,9 @@ describe('the leader worker dies', () => {
     const viaBase = await LineClient.open(basePort);
     expect(viaBase.greeting).toBe(`client_id: ${viaBase.id} node: ${lead.name} role: leader`); // its name says follower, so the greeting says its role
     expect(await viaBase.ask('whoami')).toBe(viaBase.greeting);
+    const lib = await connect({ host: '127.0.0.1', port: basePort });
+    expect([lib.node, lib.leads, lib.nodeLabel]).toEqual([lead.name, true, `${lead.name} (leader)`]); // what dlock client and the TUI show
+    lib.destroy();
     expect(await (lead.name === 'follower-1' ? onF2 : onF1).ask('whoami')).toMatch(/^client_id: \d+ node: follower-\d$/); // [LP-3] as before on a follower
 
     for (const c of [onF1, onF2, viaBase]) {

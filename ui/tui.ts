@@ -112,7 +112,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     try {
       const c = await connect({ host: info.host, port: info.port, authToken: opts.authToken, tls: opts.tls === null ? null : { ca: opts.tls.cert } });
       term.client = c;
-      termOut(`connected to ${c.node} at ${info.host}:${info.port}, client_id: ${c.id}`);
+      termOut(`connected to ${c.nodeLabel} at ${info.host}:${info.port}, client_id: ${c.id}`);
       c.onClose(() => {
         if (term.client === c) {
           term.client = null;

@@ -132,6 +132,12 @@ export class DlockClient {
   /** Our client id and the node's name, from the greeting [LP-3]. */
   id = 0;
   node = '';
+  /** The greeting said ` role: leader`: a follower promoted to leader, whose name says follower. */
+  leads = false;
+  /** The node's name, with its role when the name does not say it: `follower-1 (leader)`. */
+  get nodeLabel(): string {
+    return this.leads ? `${this.node} (leader)` : this.node;
+  }
   private readonly splitter = new LineSplitter(MAX_LINE_BYTES * 4);
   private readonly waiting: Waiting[] = [];
   private greeted: ((line: string) => void) | null = null;
@@ -180,6 +186,7 @@ export class DlockClient {
         }
         this.id = g.client;
         this.node = g.node;
+        this.leads = g.leads;
         resolve();
       };
     });
@@ -280,7 +287,7 @@ export class DlockClient {
     await this.request('ping', (r) => (r === 'PONG' ? true : null));
   }
 
-  async whoami(): Promise<{ client: ClientId; node: string }> {
+  async whoami(): Promise<{ client: ClientId; node: string; leads: boolean }> {
     return this.request('whoami', parseGreeting);
   }
 

@@ -37,7 +37,7 @@ export async function repl(opts: ReplOptions): Promise<number> {
     process.stderr.write(`dlock client: ${(err as Error).message}\n`);
     return 1;
   }
-  out.write(`connected to ${client.node} at ${opts.host}:${opts.port}\nclient_id: ${client.id}\n`);
+  out.write(`connected to ${client.nodeLabel} at ${opts.host}:${opts.port}\nclient_id: ${client.id}\n`);
 
   const rl = createInterface({ input, terminal: false });
   const prompt = (): void => {

@@ -58,16 +58,17 @@ export { HELP_LINE };
 
 // ---- parsing, for the client library ----
 
-const GREETING = /^client_id: (\d+) node: (\S+)(?: role: \S+)?$/;
+const GREETING = /^client_id: (\d+) node: (\S+)(?: role: (\S+))?$/;
 const OWNER_TOKEN = /^(PreemptLock|AcquireLock) Success owner=(\d+) token=(\d+)$/;
 const FAILED = /^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed) owner=(\d+|none)$/;
 const RENEWED = /^RenewLock Success token=(\d+)$/;
 const CHECK = /^CheckLock:Lock:(\d+) token=(\d+)(?: ttl=(\d+))?$/;
 const STALE = /^ValidateLock Stale owner=(?:none|(\d+) token=(\d+))$/;
 
-export function parseGreeting(line: string): { client: ClientId; node: string } | null {
+/** A greeting's fields; `leads` when it says ` role: leader` (a promoted follower, see formatGreeting). */
+export function parseGreeting(line: string): { client: ClientId; node: string; leads: boolean } | null {
   const m = GREETING.exec(line);
-  return m === null ? null : { client: Number(m[1]), node: m[2] as string };
+  return m === null ? null : { client: Number(m[1]), node: m[2] as string, leads: m[3] === 'leader' };
 }
 
 const ownerOf = (text: string | undefined): ClientId | null => (text === undefined || text === 'none' ? null : Number(text));
