@@ -19,6 +19,7 @@ const FRAMES: Frame[] = [
   { v: 1, type: 'entry', seq: 5, at: 1, cmd: { op: 'expire', lock: 'x', token: 9 }, from: 0, req: 0 },
   { v: 1, type: 'ack', seq: 5 },
   { v: 1, type: 'commit', seq: 5 },
+  { v: 1, type: 'voter' },
   { v: 1, type: 'forward', req: 0, cmd: { op: 'disconnect', client: 30001 } },
   { v: 1, type: 'reply', req: 7, seq: 5, reply: { op: 'release', ok: false, owner: null } },
 ];

@@ -7,24 +7,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { LineClient } from './helpers/line-client.js';
+import { ClientPool, LineClient } from './helpers/line-client.js';
 
 const DELAY = 400;
 let t: TestCluster;
-const clients: LineClient[] = [];
+const pool = new ClientPool();
+const open = (port: number): Promise<LineClient> => pool.open(port);
 beforeAll(async () => {
   t = await startCluster(1);
 });
 afterAll(async () => {
-  for (const c of clients) c.close();
+  pool.closeAll();
   await t.cluster.close();
 });
-
-async function open(port: number): Promise<LineClient> {
-  const c = await LineClient.open(port);
-  clients.push(c);
-  return c;
-}
 
 /** The reply and when it came, ms after `t0`. */
 async function timed(c: LineClient, line: string, t0: number): Promise<{ reply: string; ms: number }> {

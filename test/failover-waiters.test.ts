@@ -11,21 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { eventually, LineClient } from './helpers/line-client.js';
+import { ClientPool, eventually, LineClient } from './helpers/line-client.js';
 
 let t: TestCluster | null = null;
-const clients: LineClient[] = [];
+const pool = new ClientPool();
+const open = (port: number): Promise<LineClient> => pool.open(port);
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
+  pool.closeAll();
   await t?.cluster.close();
   t = null;
 });
-
-async function open(port: number): Promise<LineClient> {
-  const c = await LineClient.open(port);
-  clients.push(c);
-  return c;
-}
 
 const leaderNow = (c: TestCluster): string => {
   const l = c.cluster.nodes.find((n) => n.role === 'leader');

@@ -8,23 +8,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { eventually, LineClient } from './helpers/line-client.js';
+import { ClientPool, eventually, LineClient } from './helpers/line-client.js';
 
 let t: TestCluster;
-const clients: LineClient[] = [];
+const pool = new ClientPool();
+const open = (port: number): Promise<LineClient> => pool.open(port);
 beforeAll(async () => {
   t = await startCluster(1);
 });
 afterAll(async () => {
-  for (const c of clients) c.close();
+  pool.closeAll();
   await t.cluster.close();
 });
-
-async function open(port: number): Promise<LineClient> {
-  const c = await LineClient.open(port);
-  clients.push(c);
-  return c;
-}
 
 describe('half-close while an acquire waits', () => {
   for (const node of ['leader', 'follower-1']) {

@@ -14,23 +14,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { eventually, LineClient } from './helpers/line-client.js';
+import { ClientPool, eventually, LineClient } from './helpers/line-client.js';
 
 let t: TestCluster | null = null;
 const dirs: string[] = [];
-const clients: LineClient[] = [];
+const pool = new ClientPool();
+const open = (port: number): Promise<LineClient> => pool.open(port);
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
+  pool.closeAll();
   await t?.cluster.close();
   t = null;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-async function open(port: number): Promise<LineClient> {
-  const c = await LineClient.open(port);
-  clients.push(c);
-  return c;
-}
 
 /** A lease held on the leader; follower-1 restarted and still waiting for its snapshot when the leader dies. */
 async function leaderDiesWhileFollowerLearns(tc: TestCluster): Promise<{ token: number; holder: number }> {

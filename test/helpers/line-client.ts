@@ -108,3 +108,18 @@ export async function eventually(probe: () => Promise<boolean> | boolean, what: 
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Clients a test file opens, to close together after each test or at the end. */
+export class ClientPool {
+  private readonly clients: LineClient[] = [];
+
+  async open(port: number): Promise<LineClient> {
+    const c = await LineClient.open(port);
+    this.clients.push(c);
+    return c;
+  }
+
+  closeAll(): void {
+    for (const c of this.clients.splice(0)) c.close();
+  }
+}
