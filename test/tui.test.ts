@@ -256,6 +256,8 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       expect(after).toMatch(/follower-1 promoted to leader in \d+ ms/); // OUTPUT
       await t.until(new RegExp(` leader 127\\.0\\.0\\.1:${ports['leader']} │ 3/3 up │ \\d+ clients │ 1 locks`), 'the status bar: the base port again, live nodes, the lock count');
       expect(after).toMatch(/▾ dlock \(3 nodes\)/);
+      // Its pane's label fits its box: the top-right corner is there before the next pane's.
+      expect(after).toMatch(/┌─ ★ follower-1 \(leader\) [^\n┌]*┐┌─ ● follower-2 /);
       // the lease survived, and the new follower has it from its snapshot
       await t.until(/follower-3 · lock map \(1\)[^]*tui-kept +20001/, "follower-3's lock map");
       expect(await c.ask('check tui-kept')).toMatch(/^CheckLock:Lock:20001 token=1 ttl=\d+$/);
