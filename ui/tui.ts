@@ -241,8 +241,8 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     const paused = v.paused ? ` paused ${v.back} back` : '';
     // Clipped to the box: a label longer than its top border breaks the box
     // (a promoted follower's `follower-1 (leader)` did in a narrow pane).
-    // The icon and the spaces around the label take 4 columns, the corners 2.
-    const title = clip(`${model.label(v.name)} ${v.address ?? ''} · log`, Math.max(1, pane.log.width - 6 - paused.length));
+    // The icon and the spaces around it take 4 columns; the corners and a rule before the right one, 4.
+    const title = clip(`${model.label(v.name)} ${v.address ?? ''} · log`, Math.max(1, pane.log.width - 8 - paused.length));
     w.log.setLabel(` ${STATE_ICON[v.state] ?? ''} ${esc(title)}${paused === '' ? '' : `{yellow-fg}${esc(paused)}{/yellow-fg}`} `);
     w.log.setContent(logRows(v.log.window(rows, v.back), inner, rows).join('\n'));
     const lw = pane.locks.width - 2;
@@ -268,7 +268,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
       return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(ownW)} ${tok(r.token).padStart(tokW)} ${ttl.padStart(7)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
     });
     const total = v.stats?.locks ?? v.locks.length;
-    w.locks.setLabel(` ${esc(clip(`${model.label(v.name)} · lock map (${v.state === 'gone' ? 'gone' : total})`, Math.max(1, pane.locks.width - 4)))} `);
+    w.locks.setLabel(` ${esc(clip(`${model.label(v.name)} · lock map (${v.state === 'gone' ? 'gone' : total})`, Math.max(1, pane.locks.width - 6)))} `);
     w.locks.setContent([`{bold}${esc(clip(head, lw))}{/bold}`, ...rowsL].join('\n'));
   }
 
