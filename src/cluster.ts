@@ -261,7 +261,7 @@ export class Cluster {
     const timeout = this.opts.callTimeoutMs;
     const live = this.members.filter((m) => m !== dead && m.info.role === 'follower' && m.handle.exit === null);
     if (live.length === 0) {
-      this.notice('error', 'the leader is gone and no follower is up to take over');
+      await this.noVoterLeft(dead, []);
       return;
     }
     // Every follower stops applying the old stream, so the seqs compared are final.
@@ -325,7 +325,7 @@ export class Cluster {
     const names = learners.map((m) => m.info.name).join(', ');
     this.forget(dead);
     if (this.opts.dataDir === null) {
-      this.notice('error', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}: no node takes writes now. Restart dlock; with --data-dir a restart restores the log`);
+      this.notice('error', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}: no node takes writes now. Restart dlock (with --data-dir the log is restored)`);
       return;
     }
     this.notice('warn', `the leader is gone and no follower that has its state survives${names === '' ? '' : ` (${names} still loading it)`}; restarting the leader from ${this.opts.dataDir}`);

@@ -52,6 +52,19 @@ describe('a learner is never promoted', () => {
     expect(t.cluster.nodes.some((n) => n.role === 'leader')).toBe(false);
   });
 
+  it('with a data dir and no follower at all: the leader restarts from disk with its leases', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-learner-'));
+    dirs.push(dir);
+    t = await startCluster(0, 0, { dataDir: dir });
+    const a = await open(t.port('leader'));
+    const granted = await a.ask('preempt lr-alone ttl=600000');
+    await t.cluster.kill('leader');
+    // Before: 'no follower is up to take over', and nothing served again.
+    await t.logged('cluster', /^leader restored from .* on 127\.0\.0\.1:\d+$/, 10_000);
+    const b = await open(t.port('leader'));
+    expect(await b.ask('check lr-alone')).toMatch(new RegExp(`^CheckLock:Lock:${a.id} token=${/token=(\d+)/.exec(granted)?.[1]} ttl=\\d+$`));
+  });
+
   it('with a data dir: a leader restores from disk, with the lease and the token counter; the learner relinks to it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dlock-learner-'));
     dirs.push(dir);
