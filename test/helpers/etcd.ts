@@ -1,0 +1,129 @@
+/**
+ * Real etcd members for tests (issue 13: no mock etcd): Debian's
+ * etcd-server, started on free loopback ports with data directories in a
+ * temp dir, one member or a cluster of several. Members can be killed
+ * (SIGKILL) and started again on the same ports and data, to lose and
+ * regain quorum.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually } from './line-client.js';
+
+export const hasEtcd = spawnSync('sh', ['-c', 'command -v etcd']).status === 0;
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+interface Member {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  dir: string;
+  proc: ChildProcess | null;
+  log: string;
+}
+
+export class EtcdCluster {
+  private constructor(
+    private readonly members: Member[],
+    private readonly root: string,
+  ) {}
+
+  /** Client URLs of every member, for the etcd3 client's `hosts`. */
+  get endpoints(): string[] {
+    return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+  }
+
+  static async start(size = 1): Promise<EtcdCluster> {
+    const root = mkdtempSync(join(tmpdir(), 'dlock-etcd-'));
+    const members: Member[] = [];
+    for (let i = 0; i < size; i++) members.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dir: join(root, `m${i}`), proc: null, log: '' });
+    const c = new EtcdCluster(members, root);
+    for (const m of members) c.spawn(m, 'new');
+    try {
+      await Promise.all(members.map((m) => c.healthy(m)));
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+    return c;
+  }
+
+  private spawn(m: Member, state: 'new' | 'existing'): void {
+    const peers = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const args = [
+      '--name', m.name,
+      '--data-dir', m.dir,
+      '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+      '--initial-cluster', peers,
+      '--initial-cluster-state', state,
+      '--initial-cluster-token', `dlock-test-${process.pid}`,
+      // Loopback: short heartbeats and elections keep the tests quick.
+      '--heartbeat-interval', '50',
+      '--election-timeout', '500',
+    ];
+    const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      m.log = (m.log + d).slice(-20_000);
+    });
+    m.proc = proc;
+  }
+
+  /** Wait until the member answers /health with true. */
+  private async healthy(m: Member, timeoutMs = 15_000): Promise<void> {
+    try {
+      await eventually(
+        async () => {
+          if (m.proc?.exitCode !== null) throw new Error(`etcd ${m.name} exited: ${m.log.slice(-2000)}`);
+          try {
+            const r = await fetch(`http://127.0.0.1:${m.clientPort}/health`);
+            return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+          } catch (err) {
+            if ((err as Error).name !== 'TypeError') throw err; // not listening yet: fetch failed
+            return false;
+          }
+        },
+        `etcd ${m.name} healthy`,
+        timeoutMs,
+        50,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${m.log.slice(-2000)}`);
+    }
+  }
+
+  /** SIGKILL member `i`, as a crash would. */
+  async kill(i: number): Promise<void> {
+    const m = this.members[i] as Member;
+    const p = m.proc;
+    if (p === null || p.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGKILL');
+    });
+    m.proc = null;
+  }
+
+  /** Start member `i` again with its data, and wait until the cluster says it is healthy. */
+  async restart(i: number): Promise<void> {
+    const m = this.members[i] as Member;
+    this.spawn(m, 'existing');
+    await this.healthy(m);
+  }
+
+  async stop(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) await this.kill(i);
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
