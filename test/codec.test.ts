@@ -20,6 +20,8 @@ const FRAMES: Frame[] = [
   { v: 1, type: 'ack', seq: 5 },
   { v: 1, type: 'commit', seq: 5 },
   { v: 1, type: 'voter' },
+  { v: 1, type: 'ping' },
+  { v: 1, type: 'auth', token: 's3cret' },
   { v: 1, type: 'forward', req: 0, cmd: { op: 'disconnect', client: 30001 } },
   { v: 1, type: 'reply', req: 7, seq: 5, reply: { op: 'release', ok: false, owner: null } },
 ];

@@ -25,6 +25,10 @@
  *   F->L ack        F has applied every entry up to `seq`
  *   L->F commit     every follower that counts (has its state) has `seq`:
  *                   replies up to it may be sent
+ *   ping            either way, on a TCP link: the sender is alive (heartbeat);
+ *                   never handed to the link's owner (transport-tcp.ts)
+ *   auth            the first frame on a TCP link, from the side that
+ *                   connected: the cluster's auth token (transport-tcp.ts)
  *   L->F voter      from here on this follower counts toward commits: it
  *                   holds every committed entry for as long as the link
  *                   lives, so it may be promoted (the learner rule)
@@ -52,6 +56,8 @@ export type Frame =
   | { v: 1; type: 'ack'; seq: number }
   | { v: 1; type: 'commit'; seq: number }
   | { v: 1; type: 'voter' }
+  | { v: 1; type: 'ping' }
+  | { v: 1; type: 'auth'; token: string }
   | { v: 1; type: 'forward'; req: number; cmd: Command }
   | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply };
 
@@ -157,7 +163,10 @@ function checkFrame(f: Record<string, unknown>): Frame {
     case 'commit':
       return ok(isNat(f['seq']));
     case 'voter':
+    case 'ping':
       return ok(true);
+    case 'auth':
+      return ok(typeof f['token'] === 'string');
     case 'forward':
       return ok(isNat(f['req']) && obj(f['cmd']));
     case 'reply':
