@@ -1,0 +1,210 @@
+/**
+ * Node membership and liveness on etcd (issue 13, design point 2).
+ *
+ * Keys, under `/dlock/<cluster>/`:
+ *   names/<name>    the node's index, given once by the cluster and kept for
+ *                   good: a node that restarts under its name keeps it
+ *   next-index      the next index to give
+ *   ids/<index>     the end of the client-id ordinals reserved by that index
+ *                   (blocks, as ids-file.ts does on disk): ids are unique
+ *                   cluster-wide and never reused, across restarts [LP-4]
+ *   live/<name>     {index, address, link}, under the node's own etcd lease
+ *
+ * A node is alive while its lease is. When the lease expires (the process or
+ * host died, or it was partitioned away from etcd), its live key goes and
+ * every watcher sees it leave; the leader then ends its clients' sessions
+ * [LP-8]. A node that cannot renew its lease must stop serving *before* the
+ * lease can expire on etcd's side, or a client could still believe in a
+ * session lock the leader has released: fail-stop, as ZooKeeper session
+ * expiry or Chubby's jeopardy. `onJeopardy` fires once the last renewal
+ * that etcd confirmed was sent more than ttl − margin ago.
+ *
+ * Clock assumption: the rates of the node's and etcd's clocks differ by far
+ * less than the margin over one ttl (no assumption on their offsets).
+ *
+ * Threading: the thread that made it.
+ */
+import type { Etcd3, IKeyValue, Lease, Namespace, Watcher } from 'etcd3';
+
+/** Client-id ordinals reserved per block: a crash wastes at most one block's rest. */
+export const ID_BLOCK = 100_000;
+export const DEFAULT_NODE_TTL_S = 3;
+
+/** Another live process already uses this node name. */
+export class NameInUseError extends Error {
+  override readonly name = 'NameInUseError';
+  readonly code = 'ERR_NAME_IN_USE';
+}
+
+export interface MemberInfo {
+  name: string;
+  index: number;
+  /** Where clients connect. */
+  address: string;
+  /** Where other nodes link (transport-tcp.ts). */
+  link: string;
+}
+
+export interface JoinResult {
+  index: number;
+  /** Client ordinals from here on are this node's (up to `reservedTo`). */
+  firstOrdinal: number;
+  reservedTo: number;
+}
+
+export class EtcdMembership {
+  private readonly ns: Namespace;
+  private lease: Lease | null = null;
+  private index = -1;
+  private reservedTo = 0;
+  /** When the last keepalive that etcd confirmed was sent. */
+  private renewedFrom = 0;
+  private firedAt = 0;
+  private jeopardyTimer: NodeJS.Timeout | null = null;
+  private watcher: Watcher | null = null;
+
+  constructor(
+    client: Etcd3,
+    cluster: string,
+    readonly name: string,
+    private readonly ttlS = DEFAULT_NODE_TTL_S,
+  ) {
+    this.ns = client.namespace(`/dlock/${cluster}/`);
+  }
+
+  /**
+   * Join: take (or get back) this name's index, reserve a block of client
+   * ordinals, and go live under a new lease. `onJeopardy` fires (once) if
+   * the lease can no longer be renewed in time: stop serving at once.
+   */
+  async join(info: Omit<MemberInfo, 'name' | 'index'>, onJeopardy: (why: string) => void): Promise<JoinResult> {
+    this.index = await this.indexOf();
+    const [from, to] = await this.reserve(ID_BLOCK);
+    this.reservedTo = to;
+    const lease = this.ns.lease(this.ttlS);
+    this.lease = lease;
+    const value = JSON.stringify({ name: this.name, index: this.index, ...info } satisfies MemberInfo);
+    const leaseId = await lease.grant();
+    this.renewedFrom = Date.now();
+    const r = await this.ns
+      .if(`live/${this.name}`, 'Create', '==', 0)
+      .then(this.ns.put(`live/${this.name}`).value(value).lease(leaseId))
+      .commit();
+    if (!r.succeeded) {
+      await lease.revoke();
+      this.lease = null;
+      throw new NameInUseError(`a live node already uses the name ${this.name} in this cluster`);
+    }
+    lease.on('keepaliveFired', () => {
+      this.firedAt = Date.now();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      this.renewedFrom = this.firedAt;
+    });
+    const ttlMs = this.ttlS * 1000;
+    const margin = Math.max(300, ttlMs / 3);
+    let fired = false;
+    const jeopardy = (why: string): void => {
+      if (fired) return;
+      fired = true;
+      if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);
+      this.jeopardyTimer = null;
+      onJeopardy(why);
+    };
+    lease.on('lost', (err: Error) => jeopardy(`etcd lease lost: ${err.message}`));
+    this.jeopardyTimer = setInterval(() => {
+      const since = Date.now() - this.renewedFrom;
+      if (since > ttlMs - margin) jeopardy(`no etcd lease renewal confirmed for ${since} ms (ttl ${ttlMs} ms)`);
+    }, 100);
+    this.jeopardyTimer.unref();
+    return { index: this.index, firstOrdinal: from, reservedTo: to };
+  }
+
+  /** This name's index: the one it had, or the next free one (a txn, so two joins never share one). */
+  private async indexOf(): Promise<number> {
+    for (;;) {
+      const had = await this.ns.get(`names/${this.name}`).string();
+      if (had !== null) return Number(had);
+      const next = await this.ns.get('next-index').exec();
+      const kv = next.kvs[0];
+      const n = kv === undefined ? 0 : Number(kv.value.toString());
+      const r = await this.ns
+        .if('next-index', 'Mod', '==', kv === undefined ? 0 : kv.mod_revision)
+        .and(`names/${this.name}`, 'Create', '==', 0)
+        .then(this.ns.put('next-index').value(String(n + 1)), this.ns.put(`names/${this.name}`).value(String(n)))
+        .commit();
+      if (r.succeeded) return n;
+      // Another join won the race: read again.
+    }
+  }
+
+  /** Reserve `n` more client ordinals for this index: [from, to). */
+  async reserve(n: number): Promise<[number, number]> {
+    for (;;) {
+      const got = await this.ns.get(`ids/${this.index}`).exec();
+      const kv = got.kvs[0];
+      const from = kv === undefined ? 0 : Number(kv.value.toString());
+      const r = await this.ns
+        .if(`ids/${this.index}`, 'Mod', '==', kv === undefined ? 0 : kv.mod_revision)
+        .then(this.ns.put(`ids/${this.index}`).value(String(from + n)))
+        .commit();
+      if (r.succeeded) {
+        this.reservedTo = from + n;
+        return [from, from + n];
+      }
+    }
+  }
+
+  /**
+   * Called with the ordinals used so far: reserves the next block when less
+   * than half of this one is left, so a restart always starts above every
+   * id handed out (a crash wastes at most the rest of a block; ids jump,
+   * never repeat).
+   */
+  async extend(used: number): Promise<void> {
+    if (used > this.reservedTo - ID_BLOCK / 2) await this.reserve(ID_BLOCK);
+  }
+
+  /** The nodes alive now, and every change after (each call gives the whole set). */
+  async watch(onChange: (live: MemberInfo[]) => void): Promise<void> {
+    const live = new Map<string, MemberInfo>();
+    const now = await this.ns.getAll().prefix('live/').exec();
+    for (const kv of now.kvs) addMember(live, kv);
+    onChange([...live.values()]);
+    const w = await this.ns.watch().prefix('live/').startRevision(String(Number(now.header.revision) + 1)).create();
+    this.watcher = w;
+    w.on('put', (kv: IKeyValue) => {
+      addMember(live, kv);
+      onChange([...live.values()]);
+    });
+    w.on('delete', (kv: IKeyValue) => {
+      const key = kv.key.toString();
+      live.delete(key.slice(key.lastIndexOf('live/') + 'live/'.length));
+      onChange([...live.values()]);
+    });
+  }
+
+  /** Leave on purpose: the live key goes at once. */
+  async leave(): Promise<void> {
+    if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);
+    this.jeopardyTimer = null;
+    await this.watcher?.cancel();
+    this.watcher = null;
+    const lease = this.lease;
+    this.lease = null;
+    if (lease !== null && !lease.revoked()) await lease.revoke();
+  }
+
+  /** Stop renewing without revoking: what a crash looks like to etcd (tests). */
+  abandon(): void {
+    if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);
+    this.jeopardyTimer = null;
+    this.lease?.release();
+    this.lease = null;
+  }
+}
+
+function addMember(live: Map<string, MemberInfo>, kv: IKeyValue): void {
+  const m = JSON.parse(kv.value.toString()) as MemberInfo;
+  live.set(m.name, m);
+}
