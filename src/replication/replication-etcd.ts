@@ -38,6 +38,12 @@ export class DeposedError extends Error {
   readonly code = 'ERR_DEPOSED';
 }
 
+/** The log no longer holds the entries a tail needs (compacted behind a snapshot): load the snapshot. */
+export class LogGapError extends Error {
+  override readonly name = 'LogGapError';
+  readonly code = 'ERR_LOG_GAP';
+}
+
 /** etcd refused or failed an append for another reason (no quorum, unreachable): whether it applied is unknown. */
 export class LogUnavailableError extends Error {
   override readonly name = 'LogUnavailableError';
@@ -211,29 +217,46 @@ export class EtcdLog {
   }
 
   /**
-   * Every batch written after `afterRevision`, in order, each once: what
-   * the range read finds, then what the watch brings. `onError` is told if
-   * the tail cannot go on (the revision was compacted: load a snapshot).
+   * Every entry from seq `from.nextSeq` on, in batches written after
+   * `from.revision`, in order, each once: what a range read finds, then
+   * what the watch brings. `onError` is told once, and the tail stops, if
+   * the log cannot give them: entries missing (LogGapError: compacted
+   * behind a snapshot, load it) or the watch failed (its revision
+   * compacted, or etcd gone for good).
    */
-  async tail(afterRevision: number, onBatch: (b: Batch) => void, onError: (err: Error) => void): Promise<void> {
-    const caught = await this.ns.getAll().prefix('log/').minModRevision(String(afterRevision + 1)).sort('Key', 'Ascend').exec();
-    let seen = afterRevision;
-    for (const kv of caught.kvs) {
-      const revision = Number(kv.mod_revision);
-      if (revision <= seen) continue;
-      seen = revision;
-      onBatch({ revision, entries: decodeEntries(kv) });
-    }
-    const from = Math.max(seen, Number(caught.header.revision)) + 1;
-    const watcher = await this.ns.watch().prefix('log/').only('put').startRevision(String(from)).create();
-    this.watchers.push(watcher);
-    watcher.on('put', (kv: IKeyValue) => {
+  async tail(from: { revision: number; nextSeq: number }, onBatch: (b: Batch) => void, onError: (err: Error) => void): Promise<void> {
+    let seen = from.revision;
+    let next = from.nextSeq;
+    let failed = false;
+    const take = (kv: IKeyValue): void => {
+      if (failed) return;
       const revision = Number(kv.mod_revision);
       if (revision <= seen) return; // a resumed watch may replay
       seen = revision;
-      onBatch({ revision, entries: decodeEntries(kv) });
+      const all = decodeEntries(kv);
+      const entries = all.filter((e) => e.seq >= next);
+      const first = entries[0];
+      if (first === undefined) return;
+      if (first.seq !== next) {
+        failed = true;
+        onError(new LogGapError(`the log holds seq ${first.seq} next, not ${next}: it was compacted behind a snapshot`));
+        return;
+      }
+      next = (entries[entries.length - 1] as LogEntry).seq + 1;
+      onBatch({ revision, entries });
+    };
+    const caught = await this.ns.getAll().prefix('log/').minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').exec();
+    for (const kv of caught.kvs) take(kv);
+    if (failed) return;
+    const start = Math.max(seen, Number(caught.header.revision)) + 1;
+    const watcher = await this.ns.watch().prefix('log/').only('put').startRevision(String(start)).create();
+    this.watchers.push(watcher);
+    watcher.on('put', take);
+    watcher.on('error', (err: Error) => {
+      if (failed) return;
+      failed = true;
+      onError(err);
     });
-    watcher.on('error', (err: Error) => onError(err));
   }
 
   /** Give up leadership (if held) and close the client. */
