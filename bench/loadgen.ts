@@ -24,12 +24,15 @@
  *   redis-get    `GET bench-<i>` on a missing key (`$-1`), against `check`
  *   redis-cycle  `SET bench-<i> <token> NX PX 30000` / `EVALSHA <sha> 1 bench-<i> <token>`
  *                (compare-and-delete), against preempt/release
+ *   redis-cycle-wait  the same, each write followed by `WAIT <replicas> 0`, against a
+ *                Redis with replicas: answered once every replica has it, as dlock
+ *                answers a write once every follower has it; the WAITs are not counted
  * Requests are counted, not cycles (except handoff: grants).
  */
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
 
-export type Scenario = 'check' | 'check-busy' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle';
+export type Scenario = 'check' | 'check-busy' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle' | 'redis-cycle-wait';
 
 /** The Lua compare-and-delete every Redis lock recipe releases with. */
 export const REDIS_RELEASE_LUA = 'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end';
@@ -44,6 +47,8 @@ export interface LoadOptions {
   durationMs: number;
   /** redis-cycle: SHA1 of REDIS_RELEASE_LUA, loaded by the caller. */
   sha?: string;
+  /** redis-cycle-wait: how many replicas WAIT waits for. */
+  replicas?: number;
 }
 
 export interface LoadResult {
@@ -67,6 +72,8 @@ class Conn {
   private greeted = false;
   private step = 0;
   private readonly sentAt: number[] = [];
+  /** Per request sent: whether its reply counts (a WAIT's does not). */
+  private readonly counted: boolean[] = [];
   private won = false;
   /** Redis: the next line is the payload of a bulk reply, not a reply. */
   private skipLine = false;
@@ -113,6 +120,11 @@ class Conn {
         return `GET get-${this.id}\r\n`; // keys no other scenario sets: always the miss, like `check` of a free lock
       case 'redis-cycle':
         return this.step++ % 2 === 0 ? `SET ${lock} t${this.id} NX PX 30000\r\n` : `EVALSHA ${this.opts.sha ?? ''} 1 ${lock} t${this.id}\r\n`;
+      case 'redis-cycle-wait': {
+        const s = this.step++ % 4;
+        if (s % 2 === 1) return `WAIT ${this.opts.replicas ?? 0} 0\r\n`;
+        return s === 0 ? `SET ${lock} t${this.id} NX PX 30000\r\n` : `EVALSHA ${this.opts.sha ?? ''} 1 ${lock} t${this.id}\r\n`;
+      }
     }
   }
 
@@ -120,8 +132,10 @@ class Conn {
     let out = '';
     const now = Number(process.hrtime.bigint() / 1000n);
     for (let i = 0; i < n; i++) {
-      out += this.next();
+      const line = this.next();
+      out += line;
       this.sentAt.push(now);
+      this.counted.push(!line.startsWith('WAIT'));
     }
     this.socket.write(out);
   }
@@ -146,6 +160,7 @@ class Conn {
       // RESP bulk string `$<n>` with n >= 0: its payload follows on the next line.
       if (line.charCodeAt(0) === 36 /* $ */ && line.charCodeAt(1) !== 45 /* - */) this.skipLine = true;
       const sent = this.sentAt.shift() ?? 0;
+      const counts = this.counted.shift() ?? true;
       const now = Number(process.hrtime.bigint() / 1000n);
       if (this.opts.scenario === 'contended') this.won = line.startsWith('PreemptLock Success') || (this.won && !line.startsWith('ReleaseLock'));
       if (this.opts.scenario === 'handoff') {
@@ -153,7 +168,7 @@ class Conn {
         this.won = granted;
         // A grant right after someone's release: that gap is the handoff.
         if (granted && handoffReleasedAt > 0) this.onReply(now - handoffReleasedAt, line);
-      } else {
+      } else if (counts) {
         this.onReply(now - sent, line);
       }
       replies++;
@@ -218,6 +233,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     warmupMs: Number(arg('warmup', '0.5')) * 1000,
     durationMs: Number(arg('seconds', '3')) * 1000,
     sha: arg('sha', ''),
+    replicas: Number(arg('replicas', '0')),
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

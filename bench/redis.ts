@@ -1,14 +1,20 @@
 /**
  * redis-server for side-by-side runs: started by the bench on a free port,
  * persistence off, bound to loopback; null when it is not installed (the
- * bench then says so and runs dlock alone).
+ * bench then says so and runs dlock alone). With `replicas`, that many more
+ * redis-servers replicate it (`--replicaof`), for the like-for-like
+ * comparison with dlock's replicated writes: `WAIT <replicas> 0` after each
+ * write answers once every replica has it (issue 13's bench).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { onFreePort } from './free-port.js';
 
 export interface Redis {
   port: number;
+  /** How many replicas follow it (0: none). */
+  replicas: number;
   /** redis-server's process id (its CPU time is measured beside dlock's). */
   pid: number;
   version: string;
@@ -50,8 +56,11 @@ function ask(port: number, command: string): Promise<string> {
 }
 
 /** redis-server on `port` once it answers PING; null when it exited first (the port was taken). */
-async function startOn(port: number): Promise<ChildProcess | null> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function startOn(port: number, extra: string[] = []): Promise<ChildProcess | null> {
+  // Replication without files (diskless sync and load), and the working
+  // directory the system's temp dir: no dump.rdb left in the repository.
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'on-empty-db', ...extra];
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmpdir() });
   let err = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
   const deadline = Date.now() + 10_000;
@@ -70,13 +79,39 @@ async function startOn(port: number): Promise<ChildProcess | null> {
   }
 }
 
-export async function startRedis(): Promise<Redis | null> {
+const stopChild = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve();
+      return;
+    }
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+
+export async function startRedis(replicas = 0): Promise<Redis | null> {
   const which = spawnSync('sh', ['-c', 'command -v redis-server']);
   if (which.status !== 0) return null;
   const version = /v=(\S+)/.exec(spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? '?';
-  const { port, server } = await onFreePort('redis-server', startOn);
+  const { port, server } = await onFreePort('redis-server', (p) => startOn(p));
+  const followers: ChildProcess[] = [];
+  try {
+    for (let i = 0; i < replicas; i++) followers.push((await onFreePort('redis-server replica', (p) => startOn(p, ['--replicaof', '127.0.0.1', String(port)]))).server);
+    // Replicating once the primary counts them all as online.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const info = await askAll(port, 'INFO replication');
+      if ((info.match(/^slave\d+:.*state=online/gm) ?? []).length >= replicas) break;
+      if (Date.now() > deadline) throw new Error(`redis replicas not online after 15 s:\n${info}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch (err) {
+    await Promise.all([server, ...followers].map(stopChild));
+    throw err;
+  }
   return {
     port,
+    replicas,
     pid: server.pid as number,
     version,
     load: async (script) => {
@@ -84,14 +119,31 @@ export async function startRedis(): Promise<Redis | null> {
       if (!/^[0-9a-f]{40}$/.test(sha)) throw new Error(`SCRIPT LOAD failed: ${sha}`);
       return sha;
     },
-    stop: () =>
-      new Promise((resolve) => {
-        if (server.exitCode !== null) {
-          resolve();
-          return;
-        }
-        server.once('exit', () => resolve());
-        server.kill('SIGTERM');
-      }),
+    stop: async () => {
+      await Promise.all([...followers, server].map(stopChild));
+    },
   };
+}
+
+/** A command's whole reply text (INFO's bulk string), read until the connection has been quiet for a moment. */
+function askAll(port: number, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      const m = /^\$(\d+)\r\n/.exec(buf);
+      if (m !== null && Buffer.byteLength(buf) >= m[0].length + Number(m[1]) + 2) {
+        s.destroy();
+        resolve(buf.slice(m[0].length));
+      }
+    });
+    s.on('error', reject);
+    s.setTimeout(2_000, () => {
+      s.destroy();
+      reject(new Error(`no answer to ${command} within 2 s`));
+    });
+    s.write(`${command}\r\n`);
+  });
 }

@@ -60,8 +60,8 @@ const profileDir = value('profile');
 interface Case {
   name: string;
   scenario: Scenario;
-  /** Where the connections go. */
-  via: 'followers' | 'leader' | 'redis';
+  /** Where the connections go ('redis-replicated': the Redis with two replicas). */
+  via: 'followers' | 'leader' | 'redis' | 'redis-replicated';
   conns: number;
   depth: number;
   /** Cluster size for dlock cases. */
@@ -72,7 +72,7 @@ interface Case {
 }
 
 const dl = (scenario: Scenario, via: 'followers' | 'leader', conns: number, depth: number, followers = 2): Case => {
-  const what = { check: 'check', 'check-busy': 'check of locks being written', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '' }[scenario];
+  const what = { check: 'check', 'check-busy': 'check of locks being written', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '', 'redis-cycle-wait': '' }[scenario];
   const name = scenario === 'handoff' ? `handoff, ${conns - 1} waiters, via followers` : `${what} via ${via}${followers === 2 ? '' : ` (${followers} followers)`}, c${conns} d${depth}`;
   return { name, scenario, via, conns, depth, followers };
 };
@@ -85,6 +85,11 @@ const rd = (scenario: 'redis-get' | 'redis-cycle', conns: number, depth: number)
   followers: 0,
 });
 const pair = (d: Case, r: Case, headline = false): Case[] => [{ ...d, vs: r.name, headline }, r];
+/** Replicas of the Redis that WAITs: as many as dlock's default followers. */
+const REDIS_REPLICAS = 2;
+/** dlock's replicated write against Redis's (issue 13): each answers once every replica has the write. */
+const REDIS_WAIT: Case = { name: `redis SET NX PX + release, each + WAIT ${REDIS_REPLICAS}, c50 d1`, scenario: 'redis-cycle-wait', via: 'redis-replicated', conns: 50, depth: 1, followers: 0 };
+const WAIT_PARTNER = 'preempt+release via followers, c50 d1';
 
 /** What --scenario matches to pick the client-library comparison. */
 const LIBS_CASE = 'client library live-mutex';
@@ -106,6 +111,7 @@ const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: num
 let cases: Case[] = [
   ...pair(dl('check', 'followers', 50, 1), rd('redis-get', 50, 1), true),
   ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
+  REDIS_WAIT,
   ...pair(dl('check', 'followers', 50, 16), rd('redis-get', 50, 16), true),
   dl('check', 'leader', 50, 1),
   dl('check-busy', 'followers', 50, 1),
@@ -133,7 +139,7 @@ if (full) {
 cases = cases.filter((c, i) => cases.findIndex((x) => x.name === c.name) === i);
 if (only !== undefined) {
   const picked = cases.filter((c) => c.name.includes(only));
-  const partners = picked.flatMap((c) => cases.filter((x) => x.name === c.vs));
+  const partners = picked.flatMap((c) => cases.filter((x) => x.name === c.vs || (c.name === WAIT_PARTNER && x === REDIS_WAIT)));
   cases = cases.filter((c) => picked.includes(c) || partners.includes(c));
   if (cases.length === 0 && !'memory'.includes(only) && !LIBS_CASE.includes(only) && !FAULT_CASES.some((f) => f.name.includes(only))) {
     process.stderr.write(`bench: no scenario matches "${only}"\n`);
@@ -179,7 +185,7 @@ function startCluster(followers: number): Promise<ClusterProc> {
 
 function load(ports: number[], c: Case, sha?: string): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const args = [LOADGEN, '--ports', ports.join(','), '--scenario', c.scenario, '--conns', String(c.conns), '--depth', String(c.depth), '--seconds', String(seconds), '--warmup', String(warmup)];
+    const args = [LOADGEN, '--ports', ports.join(','), '--scenario', c.scenario, '--conns', String(c.conns), '--depth', String(c.depth), '--seconds', String(seconds), '--warmup', String(warmup), '--replicas', String(REDIS_REPLICAS)];
     if (sha !== undefined) args.push('--sha', sha);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -210,18 +216,22 @@ async function memory(n: number): Promise<{ locks: number; rssBefore: number; rs
 const redis: Redis | null = await startRedis();
 if (redis === null) process.stderr.write('bench: redis-server is not installed (apt-get install redis-server); running dlock alone, no ratios\n');
 const sha = redis === null ? undefined : await redis.load(REDIS_RELEASE_LUA);
+// The replicated Redis only when a case needs it (the script loaded there too: EVALSHA is per server).
+const redisRepl: Redis | null = redis !== null && cases.includes(REDIS_WAIT) ? await startRedis(REDIS_REPLICAS) : null;
+const shaRepl = redisRepl === null ? undefined : await redisRepl.load(REDIS_RELEASE_LUA);
 
 const rows: Array<{ c: Case; r: LoadResult; cpu: CpuTimes | null }> = [];
-const todo = cases.filter((c) => c.via !== 'redis' || redis !== null);
+const todo = cases.filter((c) => (c.via !== 'redis' || redis !== null) && (c.via !== 'redis-replicated' || redisRepl !== null));
 const clusters = new Map<number, ClusterProc>();
 try {
   for (const [i, c] of todo.entries()) {
     process.stderr.write(`[${i + 1}/${todo.length}] ${c.name} (${seconds}s)…\n`);
     let ports: number[];
     let pid: number;
-    if (c.via === 'redis') {
-      ports = [(redis as Redis).port];
-      pid = (redis as Redis).pid;
+    if (c.via === 'redis' || c.via === 'redis-replicated') {
+      const r = (c.via === 'redis' ? redis : redisRepl) as Redis;
+      ports = [r.port];
+      pid = r.pid; // the primary's CPU: the replicas' is not counted
     } else {
       let cl = clusters.get(c.followers);
       if (cl === undefined) {
@@ -235,12 +245,13 @@ try {
       ports = c.via === 'leader' ? [cl.leader] : cl.followers;
       pid = cl.pid;
     }
-    const { result, cores } = await cpuDuring(pid, () => load(ports, c, sha));
+    const { result, cores } = await cpuDuring(pid, () => load(ports, c, c.via === 'redis-replicated' ? shaRepl : sha));
     rows.push({ c, r: result, cpu: cores });
   }
 } finally {
   for (const cl of clusters.values()) await cl.stop();
   await redis?.stop();
+  await redisRepl?.stop();
 }
 
 // ---- client libraries: dlock vs live-mutex ----
@@ -341,6 +352,11 @@ for (const l of libs) {
 }
 for (const m of mem) table += `memory: ${m.locks} locks, leader + 2 followers: RSS ${(m.rssBefore / 2 ** 20).toFixed(0)} MiB -> ${(m.rssAfter / 2 ** 20).toFixed(0)} MiB, ${m.bytesPerLock} bytes per lock\n`;
 for (const f of faults) table += `${f.name}: median ${f.medianMs} ms, max ${f.maxMs} ms over ${f.ms.length} trial(s) [${f.ms.join(', ')}]; supervisor's own figure ${f.supervisorMs.join(', ')} ms${f.writeStallMs.length > 0 ? `; slowest write on the leader meanwhile ${f.writeStallMs.join(', ')} ms` : ''}\n`;
+const waitRow = byName.get(REDIS_WAIT.name);
+const dlRow = byName.get(WAIT_PARTNER);
+if (waitRow !== undefined && dlRow !== undefined && waitRow.opsPerSec > 0) {
+  table += `replicated writes, each answered once every replica has it: dlock ${WAIT_PARTNER} ${dlRow.opsPerSec} req/s vs Redis + ${REDIS_REPLICAS} replicas with WAIT ${waitRow.opsPerSec} req/s: ${(dlRow.opsPerSec / waitRow.opsPerSec).toFixed(2)}x\n`;
+}
 table += `handoff latencies are from a release being sent to the next waiter's grant; ops/s there are grants/s\n`;
 table += `failover: from killing the leader's worker to a write sent at that moment through a follower being answered; resync: from killing a follower's worker to its replacement answering a check\n`;
 table += `cpu µs/req: the server process's CPU time (user + system, every thread) per request, over the load generator's run\n`;

@@ -32,7 +32,8 @@ describe('npm run bench --smoke', () => {
     expect(r.stdout).toMatch(/^resync, 1000 locks: median \d+(\.\d)? ms, max \d+(\.\d)? ms over 1 trial\(s\) \[[\d.]+\]; supervisor's own figure \d+ ms; slowest write on the leader meanwhile [\d.]+ ms$/m);
     expect(r.stdout).toMatch(/^memory: 2000 locks, leader \+ 2 followers: RSS \d+ MiB -> \d+ MiB, -?\d+ bytes per lock$/m);
     if (hasRedis) {
-      expect(rows.filter((l) => l.startsWith('redis'))).toHaveLength(3);
+      expect(rows.filter((l) => l.startsWith('redis'))).toHaveLength(4); // and Redis with 2 replicas and WAIT (issue 13)
+      expect(r.stdout).toMatch(/^replicated writes, each answered once every replica has it: dlock preempt\+release via followers, c50 d1 [1-9]\d* req\/s vs Redis \+ 2 replicas with WAIT [1-9]\d* req\/s: \d+\.\d\dx$/m);
       // the three headline dlock rows carry a ratio to their Redis partner
       expect(rows.filter((l) => / \d+\.\d\d( +\d+\.\d)?$/.test(l.trimEnd()))).toHaveLength(3);
     } else {
