@@ -77,8 +77,9 @@ export class EtcdMembership {
    * ordinals, and go live under a new lease. `onJeopardy` fires (once) if
    * the lease can no longer be renewed in time: stop serving at once.
    */
-  async join(info: Omit<MemberInfo, 'name' | 'index'>, onJeopardy: (why: string) => void): Promise<JoinResult> {
-    this.index = await this.indexOf();
+  async join(info: Omit<MemberInfo, 'name' | 'index'>, onJeopardy: (why: string) => void, fixedIndex?: number): Promise<JoinResult> {
+    // One process's nodes (dlock up --etcd) have their indexes by name already (leader 0, follower-i i).
+    this.index = fixedIndex ?? (await this.indexOf());
     const [from, to] = await this.reserve(ID_BLOCK);
     this.reservedTo = to;
     const lease = this.ns.lease(this.ttlS);

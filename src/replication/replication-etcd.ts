@@ -27,7 +27,7 @@
  * Threading: the thread that made it. Ordering: append() resolves in call
  * order; tail handlers run in revision order.
  */
-import { Etcd3, type Campaign, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
+import { Etcd3, type Campaign, type ElectionObserver, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
 import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
 import type { LogEntry } from './replication.js';
@@ -63,7 +63,7 @@ export interface EtcdLogOptions {
   hosts: string[];
   /** Keys live under /dlock/<cluster>/. */
   cluster: string;
-  /** This node's name: the value of its election key. */
+  /** The value of this node's election key (what observers learn of the leader: its name and link address). */
   node: string;
   electionTtlS?: number;
 }
@@ -91,11 +91,15 @@ export class EtcdLog {
   private queue: Pending[] = [];
   private inFlight = false;
   private watchers: Watcher[] = [];
+  private observers: ElectionObserver[] = [];
   private closed = false;
 
   private readonly prefix: string;
+  /** This node's election value (opts.node, or setValue's). */
+  private value: string;
 
   constructor(private readonly opts: EtcdLogOptions) {
+    this.value = opts.node;
     this.client = new Etcd3({ hosts: opts.hosts });
     this.prefix = `/dlock/${opts.cluster}/`;
     this.ns = this.client.namespace(this.prefix);
@@ -111,7 +115,7 @@ export class EtcdLog {
    * `onLost` fires once if the election lease is lost while leading.
    */
   async lead(onLost: (err: Error) => void): Promise<{ lastSeq: number; revision: number }> {
-    const campaign = this.ns.election('election', this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S).campaign(this.opts.node);
+    const campaign = this.ns.election('election', this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S).campaign(this.value);
     this.campaign = campaign;
     campaign.on('error', (err: Error) => {
       if (this.guard === null) return;
@@ -259,6 +263,29 @@ export class EtcdLog {
     });
   }
 
+  /** The value the next campaign announces (a node's name and link address). */
+  setValue(value: string): void {
+    this.value = value;
+  }
+
+  /** The leader's election value now (undefined: none) and at every change; `onError` if observing fails. */
+  async observeLeader(onChange: (value: string | undefined) => void, onError: (err: Error) => void): Promise<void> {
+    const obs = await this.ns.election('election', this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S).observe();
+    this.observers.push(obs);
+    obs.on('change', onChange);
+    obs.on('error', onError);
+    onChange(obs.leader());
+  }
+
+  /** Stop leading (if this node does) so another node can; a later lead() campaigns again. */
+  async resign(): Promise<void> {
+    this.guard = null;
+    this.failQueue(new DeposedError('resigned'));
+    const c = this.campaign;
+    this.campaign = null;
+    await c?.resign().catch((err: unknown) => void err);
+  }
+
   /** Give up leadership (if held) and close the client. */
   async close(): Promise<void> {
     this.closed = true;
@@ -266,6 +293,8 @@ export class EtcdLog {
     this.failQueue(new DeposedError('closing'));
     await Promise.all(this.watchers.map((w) => w.cancel()));
     this.watchers = [];
+    await Promise.all(this.observers.map((o) => o.cancel()));
+    this.observers = [];
     await this.campaign?.resign().catch((err: unknown) => void err);
     this.client.close();
   }

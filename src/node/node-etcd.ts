@@ -1,0 +1,505 @@
+/**
+ * A node on etcd (issue 13, step 2): role-less.
+ *
+ * Every node, the leader too, applies the committed log from etcd in order
+ * (EtcdLog.tail) through the pure lock table, with each entry's time, and
+ * answers its own clients from it: a write's reply, a waiter's grant or
+ * timeout, all derived from the entries, as followers do in-process. So
+ * everything a node shows is committed [LP-11]: its commit index is what it
+ * has applied.
+ *
+ * Leading is a role, not a class: the node that holds etcd's election
+ * sequences writes. It stamps each proposal with its clock and appends it
+ * (guarded by its election key, group commit), and it alone runs the
+ * timers that become `expire` and `timeout` commands. Other nodes forward
+ * their clients' writes to it over a TCP link (transport-tcp.ts), learning
+ * its link address from the election's value.
+ *
+ * Exactly once: every proposal carries its origin's index and a request id
+ * that only rises (from the clock in µs at start, so a restarted node never
+ * reuses one). Every node skips an entry whose request id is not above the
+ * last one applied from that origin, so a write re-sent to a new leader
+ * after failover is applied once, identically everywhere.
+ *
+ * Liveness (EtcdMembership): each node is live under its own etcd lease.
+ * The leader ends the sessions [LP-8] of a node whose lease expired; a node
+ * that cannot renew its lease in time stops serving first (fail-stop).
+ *
+ * Leases across failover: a new leader fires no expiry before its takeover
+ * time plus a grace of twice the election TTL, so it never ends a lease
+ * earlier than the old leader would have, given clocks whose offsets
+ * differ by less than that (the clock assumption; Chubby's new master
+ * does the same).
+ *
+ * Not yet: snapshots (a node reads the log from its start), the resource
+ * limits' refusals (issue 6 §2), and TLS on the node links.
+ *
+ * Threading: the node's worker thread.
+ */
+import type { Server } from 'node:net';
+import { apply, deadlineOf, type ClientId, type Command, type Reply } from '../core/lock-table.js';
+import type { Frame } from '../codec/frame.js';
+import { EtcdMembership, type MemberInfo } from '../replication/etcd-members.js';
+import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog } from '../replication/replication-etcd.js';
+import type { LogEntry } from '../replication/replication.js';
+import { TcpTransport } from '../transport/transport-tcp.js';
+import { nodeOfClient } from './client-ids.js';
+import type { ClientConnection, Ticket } from './connection.js';
+import { NodeBase, type NodeOptions } from './node.js';
+import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './node-follower.js';
+import { TimerHeap } from './timer-heap.js';
+
+export interface EtcdNodeOptions extends NodeOptions {
+  etcd: string[];
+  cluster: string;
+  /** Address the node-link listener binds (forwarded writes come in there). */
+  linkHost: string;
+  electionTtlS?: number;
+  nodeTtlS?: number;
+  /** How long writes wait for a leader before they fail, ms. */
+  leaderWaitMs?: number;
+}
+
+interface Proposal {
+  cmd: Command;
+  req: number;
+}
+
+interface Own {
+  conn: ClientConnection;
+  ticket: Ticket;
+  cmd: Command;
+  /** Handed to a leader at least once. */
+  sent: boolean;
+}
+
+/** The election value: who leads and where its link listens. */
+interface LeaderInfo {
+  name: string;
+  index: number;
+  link: string;
+}
+
+export class EtcdNode extends NodeBase {
+  private readonly etcdLog: EtcdLog;
+  private readonly members: EtcdMembership;
+  private seq = 0;
+  private nextReq = Date.now() * 1000;
+  /** Proposals of this node not yet seen in the log, in order (re-sent to each new leader). */
+  private readonly pending = new Map<number, Proposal>();
+  /** This node's clients' writes awaiting their entry. */
+  private readonly own = new Map<number, Own>();
+  private readonly waitingReq = new Map<ClientId, number>();
+  /** Highest request id applied per origin node: the exactly-once rule. */
+  private readonly appliedReq = new Map<number, number>();
+  private leading = false;
+  /** Leading and caught up with the log: proposals are appended. */
+  private sequencing = false;
+  private leadTo = 0;
+  private takeoverAt = 0;
+  /** Proposals that reached this node as leader before it caught up. */
+  private held: Array<Proposal & { from: number }> = [];
+  private link: TcpTransport | null = null;
+  private linkTo: string | null = null;
+  private linkServer: Server | null = null;
+  private linkAddress = '';
+  private readonly followerLinks = new Map<TcpTransport, number | null>();
+  private leaderless: NodeJS.Timeout | null = null;
+  private readonly timers = new TimerHeap<{ client: ClientId; lock: string }>((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock }));
+  private leaseTimer: NodeJS.Timeout | null = null;
+  /** Expire commands proposed and not yet applied, by token. */
+  private readonly expiring = new Set<number>();
+  private live = new Set<number>();
+  private onCaughtUp: (() => void) | null = null;
+  readonly firstSync = new Promise<void>((resolve) => {
+    this.onCaughtUp = resolve;
+  });
+
+  constructor(private readonly eopts: EtcdNodeOptions) {
+    super(eopts);
+    this.etcdLog = new EtcdLog({ hosts: eopts.etcd, cluster: eopts.cluster, node: '', electionTtlS: eopts.electionTtlS ?? DEFAULT_ELECTION_TTL_S });
+    this.members = new EtcdMembership(this.etcdLog.client, eopts.cluster, eopts.name, eopts.nodeTtlS);
+  }
+
+  get role(): 'leader' | 'follower' {
+    return this.leading ? 'leader' : 'follower';
+  }
+
+  get applied(): number {
+    return this.seq;
+  }
+
+  protected roleClientEntries(): number {
+    return this.own.size + this.waitingReq.size;
+  }
+
+  /**
+   * Join: the link listener, membership, the log from its start (caught up
+   * before this resolves), the leader's link, and the campaign.
+   */
+  async start(): Promise<void> {
+    this.linkServer = await TcpTransport.listen(this.eopts.linkHost, 0, { authToken: this.eopts.authToken ?? null }, (t) => this.acceptLink(t));
+    const addr = this.linkServer.address();
+    this.linkAddress = `${this.eopts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+    await this.members.join({ address: '', link: this.linkAddress }, (why) => this.jeopardy(why), this.index);
+    // Caught up once tail() returns: what its range read found is applied.
+    await this.etcdLog.tail(
+      { revision: 0, nextSeq: 1 },
+      (b) => this.applyBatch(b.entries),
+      (err) => this.fatal(`the log cannot be followed: ${err.message}`),
+    );
+    this.onCaughtUp?.();
+    this.onCaughtUp = null;
+    await this.members.watch((m) => this.membersChanged(m));
+    await this.etcdLog.observeLeader(
+      (v) => this.leaderChanged(v),
+      (err) => this.logLine('error', `observing the election failed: ${err.message}`),
+    );
+    void this.campaign();
+  }
+
+  private logLine(kind: 'info' | 'warn' | 'error' | 'repl', text: string): void {
+    this.log.line(kind, text);
+  }
+
+  // ---- applying the log (every node) ----
+
+  private applyBatch(entries: readonly LogEntry[]): void {
+    for (const e of entries) this.applyEntry(e);
+    this.advanceCommit(this.seq); // everything applied here is committed in etcd
+    if (this.leading) {
+      if (!this.sequencing && this.seq >= this.leadTo) this.startSequencing();
+      if (this.sequencing) this.armLeases();
+    }
+  }
+
+  private applyEntry(e: LogEntry): void {
+    this.seq = e.seq;
+    if (e.req !== 0) {
+      // Exactly once: a request re-sent after failover may be in the log twice.
+      if (e.req <= (this.appliedReq.get(e.from) ?? 0)) return;
+      this.appliedReq.set(e.from, e.req);
+    }
+    const out = apply(this.state, e.cmd, e.at);
+    if (e.from === this.index && e.req !== 0) {
+      this.pending.delete(e.req);
+      const w = this.own.get(e.req);
+      if (w !== undefined && out.reply !== null) this.answer(e.req, out.reply);
+    }
+    if (e.cmd.op === 'timeout' && out.reply !== null) this.answerWaiter(e.cmd.client, out.reply);
+    for (const w of out.wakes) this.answerWaiter(w.client, w.reply);
+    if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
+    if (this.sequencing && out.waits !== null && e.cmd.op === 'acquire') {
+      const deadline = deadlineOf(e.cmd, e.at);
+      if (deadline !== null) this.timers.add(deadline, out.waits);
+    }
+    if (this.log.requests) {
+      for (const c of out.changes) this.logLine('repl', c.kind === 'set' ? `UpdateLockmap ${c.lock} ${c.owner}` : `RemoveLockmap ${c.lock}`);
+    }
+  }
+
+  private answer(req: number, reply: Reply | string): void {
+    const w = this.own.get(req);
+    if (w === undefined) return;
+    this.own.delete(req);
+    if (w.cmd.op === 'acquire' && this.waitingReq.get(w.cmd.client) === req) this.waitingReq.delete(w.cmd.client);
+    w.conn.resolve(w.ticket, reply, typeof reply === 'string' ? 0 : this.seq);
+  }
+
+  private answerWaiter(client: ClientId, reply: Reply): void {
+    const req = this.waitingReq.get(client);
+    if (req !== undefined) this.answer(req, reply);
+  }
+
+  // ---- this node's clients ----
+
+  submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
+    const req = this.propose(cmd);
+    this.own.set(req, { conn, ticket, cmd, sent: this.pendingSent });
+    if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
+  }
+
+  endWait(client: ClientId, lock: string): void {
+    this.propose({ op: 'timeout', client, lock });
+  }
+
+  protected disconnect(conn: ClientConnection): void {
+    const req = this.waitingReq.get(conn.id);
+    if (req !== undefined) {
+      this.waitingReq.delete(conn.id);
+      this.own.delete(req);
+    }
+    this.propose({ op: 'disconnect', client: conn.id }); // [LP-8]
+  }
+
+  /** Whether the last proposal went to a leader at once. */
+  private pendingSent = false;
+
+  /** A proposal of this node: kept until its entry is applied, sent to whoever leads. */
+  private propose(cmd: Command): number {
+    const req = this.nextReq++;
+    const p = { cmd, req };
+    this.pending.set(req, p);
+    this.pendingSent = this.forward(p);
+    return req;
+  }
+
+  /** Hand a proposal to the leader: this node, or over its link. False when there is none now. */
+  private forward(p: Proposal): boolean {
+    if (this.leading) {
+      this.sequence(p.cmd, this.index, p.req);
+      return true;
+    }
+    if (this.link !== null && !this.link.closed) {
+      this.link.send({ v: 1, type: 'forward', req: p.req, cmd: p.cmd });
+      return true;
+    }
+    this.awaitLeader();
+    return false;
+  }
+
+  /** No leader to send to: hold the writes for a while, then fail them with named errors. */
+  private awaitLeader(): void {
+    if (this.leaderless !== null) return;
+    const ms = this.eopts.leaderWaitMs ?? 5000;
+    this.leaderless = setTimeout(() => {
+      this.leaderless = null;
+      if (this.leading || (this.link !== null && !this.link.closed)) return;
+      for (const [req, w] of this.own) {
+        this.pending.delete(req);
+        this.answer(req, `Error: ${w.sent ? ERR_LEADER_LOST : ERR_LEADER_UNAVAILABLE}`);
+      }
+      this.logLine('error', `no leader within ${ms} ms; failed the writes held`);
+    }, ms);
+  }
+
+  /** A new way to the leader: send every proposal not yet in the log, in order (duplicates are skipped when applied). */
+  private resend(): void {
+    if (this.leaderless !== null) clearTimeout(this.leaderless);
+    this.leaderless = null;
+    for (const p of this.pending.values()) {
+      this.forward(p);
+      const w = this.own.get(p.req);
+      if (w !== undefined) w.sent = true;
+    }
+  }
+
+  // ---- the leader's link and the election ----
+
+  private leaderChanged(value: string | undefined): void {
+    const info = value === undefined || value === '' ? null : (JSON.parse(value) as LeaderInfo);
+    if (info === null || info.name === this.name) {
+      if (this.link !== null) this.link.close();
+      this.link = null;
+      this.linkTo = null;
+      return;
+    }
+    if (this.linkTo === info.link && this.link !== null && !this.link.closed) return;
+    this.link?.close();
+    this.link = null;
+    this.linkTo = info.link;
+    const [host, port] = [info.link.slice(0, info.link.lastIndexOf(':')), Number(info.link.slice(info.link.lastIndexOf(':') + 1))];
+    TcpTransport.connect(host, port, { authToken: this.eopts.authToken ?? null }).then(
+      (t) => {
+        if (this.linkTo !== info.link) {
+          t.close(); // the leader changed meanwhile
+          return;
+        }
+        this.link = t;
+        t.onFrames((frames) => this.onLeaderFrames(frames));
+        t.onClose((why) => {
+          if (this.link === t) this.link = null;
+          this.logLine('warn', `link to the leader ${info.name} closed: ${why}`);
+        });
+        t.send({ v: 1, type: 'hello', node: this.name, incarnation: String(this.index), seq: this.seq });
+        this.logLine('repl', `linked to the leader ${info.name} at ${info.link}`);
+        this.resend();
+      },
+      (err: unknown) => this.logLine('warn', `cannot link to the leader ${info.name} at ${info.link}: ${(err as Error).message}`),
+    );
+  }
+
+  private onLeaderFrames(frames: Frame[]): void {
+    for (const f of frames) this.logLine('warn', `unexpected ${f.type} frame from the leader`);
+  }
+
+  /** Links from other nodes: their forwarded writes. */
+  private acceptLink(t: TcpTransport): void {
+    this.followerLinks.set(t, null);
+    t.onClose(() => this.followerLinks.delete(t));
+    t.onFrames((frames) => {
+      for (const f of frames) {
+        if (f.type === 'hello') {
+          this.followerLinks.set(t, Number(f.incarnation));
+        } else if (f.type === 'forward') {
+          const from = this.followerLinks.get(t);
+          if (from === null || from === undefined) {
+            t.close();
+            return;
+          }
+          // A node that is not (or no longer) the leader drops it: its
+          // origin re-sends it to the leader it learns of from the election.
+          if (this.leading) this.sequence(f.cmd, from, f.req);
+        } else {
+          this.logLine('warn', `unexpected ${f.type} frame on a node link`);
+        }
+      }
+    });
+  }
+
+  private async campaign(): Promise<void> {
+    const value: LeaderInfo = { name: this.name, index: this.index, link: this.linkAddress };
+    this.etcdLog.setValue(JSON.stringify(value));
+    let end: { lastSeq: number };
+    try {
+      end = await this.etcdLog.lead((err) => this.deposed(`election lease lost: ${err.message}`));
+    } catch (err) {
+      if (this.stopping) return;
+      this.logLine('warn', `campaign failed: ${(err as Error).message}; trying again`);
+      setTimeout(() => void this.campaign(), 500).unref();
+      return;
+    }
+    if (this.stopping) return;
+    this.leading = true;
+    this.takeoverAt = Date.now();
+    this.leadTo = end.lastSeq;
+    this.logLine('warn', `elected leader; the log ends at seq ${end.lastSeq}`);
+    if (this.seq >= this.leadTo) this.startSequencing();
+  }
+
+  /** Caught up as leader: take proposals, arm the timers, end the sessions of nodes that are gone. */
+  private startSequencing(): void {
+    this.sequencing = true;
+    this.link?.close();
+    this.link = null;
+    for (const [lock, waiters] of this.state.locks.queueEntries()) {
+      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock });
+    }
+    this.armLeases();
+    this.dropDeadNodes();
+    const held = this.held;
+    this.held = [];
+    for (const p of held) this.sequence(p.cmd, p.from, p.req);
+    this.resend();
+  }
+
+  private deposed(why: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.sequencing = false;
+    this.timers.stop();
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    this.expiring.clear();
+    this.held = [];
+    this.logLine('warn', `no longer the leader: ${why}`);
+    if (!this.stopping) void this.campaign();
+  }
+
+  /** As leader: stamp and append. Its entry, applied by every node, answers its origin. */
+  private sequence(cmd: Command, from = this.index, req = 0): void {
+    if (!this.sequencing) {
+      if (this.leading) this.held.push({ cmd, from, req });
+      return;
+    }
+    this.etcdLog.append([{ at: Date.now(), cmd, from, req }]).then(
+      () => undefined,
+      (err: unknown) => {
+        if (err instanceof DeposedError) this.deposed(err.message);
+        else this.deposed(`append failed: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  // ---- the leader's timers ----
+
+  /** Lease ends from the table; none fires before takeover + grace (see the file comment). */
+  private armLeases(): void {
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    const next = this.state.locks.nextLeaseEnd();
+    if (next === Infinity) return;
+    const grace = this.takeoverAt + 2000 * (this.eopts.electionTtlS ?? 2);
+    const at = Math.max(next, grace);
+    this.leaseTimer = setTimeout(() => {
+      this.leaseTimer = null;
+      if (!this.sequencing) return;
+      for (const [lock, token] of this.state.locks.dueLeases(Date.now())) {
+        if (this.expiring.has(token)) continue;
+        this.expiring.add(token);
+        this.sequence({ op: 'expire', lock, token });
+      }
+      // Re-armed when the next batch is applied.
+    }, Math.max(0, at - Date.now()));
+  }
+
+  // ---- liveness ----
+
+  private membersChanged(members: MemberInfo[]): void {
+    const before = this.live;
+    this.live = new Set(members.map((m) => m.index));
+    if (!this.sequencing) return;
+    for (const i of before) if (!this.live.has(i)) this.dropClientsOf(i);
+  }
+
+  /** At takeover: the sessions of every node not live now (the old leader's, for one) end [LP-8]. */
+  private dropDeadNodes(): void {
+    const indexes = new Set<number>();
+    for (const c of this.state.locks.sessionOwners()) indexes.add(nodeOfClient(c));
+    for (const c of this.state.waiting.keys()) indexes.add(nodeOfClient(c));
+    for (const i of indexes) if (!this.live.has(i)) this.dropClientsOf(i);
+  }
+
+  private dropClientsOf(index: number): void {
+    const gone = new Set<ClientId>();
+    for (const c of this.state.locks.sessionOwners()) if (nodeOfClient(c) === index) gone.add(c);
+    for (const c of this.state.waiting.keys()) if (nodeOfClient(c) === index) gone.add(c);
+    if (gone.size === 0) return;
+    this.logLine('warn', `node ${index} is gone: ending the sessions of its ${gone.size} client(s)`);
+    for (const client of [...gone].sort((a, b) => a - b)) this.sequence({ op: 'disconnect', client });
+  }
+
+  /** Fail-stop: this node can no longer show it is alive; its clients must not believe in sessions the leader will end. */
+  private jeopardy(why: string): void {
+    this.logLine('error', `stopping: ${why}`);
+    this.fatal(why);
+  }
+
+  private fatal(why: string): void {
+    // The worker's one place for failure (the supervisor restarts it).
+    setImmediate(() => {
+      throw new Error(`node stopped: ${why}`);
+    });
+  }
+
+  /**
+   * Stop as a crash would (tests, fault injection): connections dropped, no
+   * goodbye to etcd, so this node's leases there run out as a dead
+   * process's would.
+   */
+  async crashForTest(): Promise<void> {
+    this.stopping = true;
+    this.timers.stop();
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    if (this.leaderless !== null) clearTimeout(this.leaderless);
+    this.members.abandon();
+    this.etcdLog.client.close();
+    this.link?.close();
+    for (const t of this.followerLinks.keys()) t.close();
+    this.linkServer?.close();
+    await super.close();
+  }
+
+  override async close(): Promise<void> {
+    this.stopping = true;
+    this.timers.stop();
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    if (this.leaderless !== null) clearTimeout(this.leaderless);
+    this.link?.close();
+    for (const t of this.followerLinks.keys()) t.close();
+    await new Promise<void>((resolve) => (this.linkServer === null ? resolve() : this.linkServer.close(() => resolve())));
+    await super.close();
+    await this.members.leave().catch((err: unknown) => this.logLine('warn', `leaving: ${(err as Error).message}`));
+    await this.etcdLog.close();
+  }
+}
