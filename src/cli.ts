@@ -66,11 +66,19 @@ await yargs(hideBin(process.argv))
         .option('max-waiters', { type: 'number', default: DEFAULT_LIMITS.maxWaitersPerLock, describe: 'clients waiting in acquire on one lock' })
         .option('line-timeout', { type: 'number', default: DEFAULT_LIMITS.lineTimeoutMs, describe: 'ms a request line may take from its first byte to its end' })
         .option('slow-client-timeout', { type: 'number', default: DEFAULT_LIMITS.slowClientMs, describe: 'ms a client may leave its replies unread before it is dropped' })
+        .option('etcd', { type: 'string', describe: 'keep the log and elect the leader on etcd: its client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
+        .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
         .check((a) => {
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
           if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
+          if (a.etcd !== undefined) {
+            const urls = a.etcd.split(',').filter((u) => u !== '');
+            if (urls.length === 0 || !urls.every((u) => /^https?:\/\/[^/\s]+$/.test(u))) throw new Error(`--etcd takes etcd client URLs, comma-separated (http://HOST:PORT), got ${JSON.stringify(a.etcd)}`);
+            if (a['data-dir'] !== undefined) throw new Error('--etcd and --data-dir: with etcd, the log is etcd\'s; give one or the other');
+            if (!/^[A-Za-z0-9_.-]{1,64}$/.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+          }
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
           for (const k of ['max-clients', 'max-locks-per-client', 'max-waiters', 'line-timeout', 'slow-client-timeout'] as const) {
             const v = a[k];
@@ -86,7 +94,8 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
+      const etcd = a.etcd === undefined ? null : { hosts: a.etcd.split(',').filter((u) => u !== ''), cluster: a.cluster };
+      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
         limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] } };
       // The TUI needs a terminal on both ends; otherwise log to stdout.

@@ -72,6 +72,12 @@ export interface ClusterOptions {
   limits?: Partial<Limits>;
   /** Every node serves clients over TLS with this PEM certificate and key (issue 6 §4). */
   tls?: { cert: string; key: string } | null;
+  /**
+   * Run the nodes on etcd (issue 13): the log and the leader's election are
+   * etcd's; every node is role-less (node-etcd.ts) and a dead one is
+   * restarted like a follower. Null: the in-process primary/backup.
+   */
+  etcd?: { hosts: string[]; cluster: string } | null;
 }
 
 /** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
@@ -79,7 +85,8 @@ export const clockToken = (): number => Date.now() * 1000;
 
 export interface NodeInfo {
   name: string;
-  role: 'leader' | 'follower';
+  /** On etcd, `node`: role-less (who leads is etcd's election's to say; see stats). */
+  role: 'leader' | 'follower' | 'node';
   index: number;
   host: string;
   port: number;
@@ -144,15 +151,17 @@ export class Cluster {
       throw new RangeError(`port must leave room for ${options.followers + 1} ports below 65536, got ${options.port}`);
     }
     const dataDir = options.dataDir ?? null;
+    const etcd = options.etcd ?? null;
+    if (etcd !== null && dataDir !== null) throw new RangeError('--data-dir and --etcd: with etcd, the log is etcd\'s; give one or the other');
     if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null });
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd });
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
     }
     try {
       await cluster.startNode(0);
-      for (let i = 1; i <= options.followers; i++) await cluster.startFollower(i);
+      for (let i = 1; i <= options.followers; i++) await (etcd === null ? cluster.startFollower(i) : cluster.startNode(i));
     } catch (err) {
       await cluster.close();
       throw err;
@@ -189,7 +198,7 @@ export class Cluster {
     const port = previous?.info.port ?? onPort ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
     const idCounter = previous?.idCounter ?? this.counterFor(index);
     const data: NodeWorkerData = {
-      role: index === 0 ? 'leader' : 'follower',
+      role: this.opts.etcd !== null ? 'etcd' : index === 0 ? 'leader' : 'follower',
       name,
       index,
       host: this.opts.host,
@@ -203,6 +212,7 @@ export class Cluster {
       tls: this.opts.tls,
       dataDir: this.opts.dataDir,
       fsync: this.opts.fsync,
+      etcd: this.opts.etcd,
       ...(link === undefined ? {} : { link }),
     };
     const transferList = link === undefined ? [eventsRemote] : [eventsRemote, link];
@@ -210,7 +220,7 @@ export class Cluster {
     const handle = new WorkerHandle<NodeControl>(name, workerFile(), { workerData: data, transferList }, (exit) => {
       if (member !== null) this.onExit(member, exit);
     });
-    member = { info: { name, role: data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: Date.now(), quickDeaths: previous?.quickDeaths ?? 0 };
+    member = { info: { name, role: data.role === 'etcd' ? 'node' : data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: Date.now(), quickDeaths: previous?.quickDeaths ?? 0 };
     const slot = previous === undefined ? -1 : this.members.indexOf(previous);
     if (slot === -1) this.members.push(member);
     else this.members[slot] = member;
@@ -245,7 +255,8 @@ export class Cluster {
     const why = exit.error === null ? `exit code ${exit.code}` : exit.error.message;
     if (member.restartRequested === true) this.notice('warn', `${name} stopped for a restart on request${member.info.role === 'leader' ? '; a follower takes over' : ''}`);
     else this.notice('error', `${name} stopped unexpectedly: ${why}`);
-    if (member.info.role === 'follower') {
+    // On etcd every node is restarted alike; etcd's election picks the leader.
+    if (member.info.role !== 'leader') {
       this.scheduleRestart(member);
       return;
     }
@@ -355,7 +366,7 @@ export class Cluster {
       this.restartTimers.delete(timer);
       const t0 = Date.now();
       // During a failover, wait for the new leader to link to.
-      (this.failingOver ?? Promise.resolve()).then(() => this.startFollower(dead.info.index, dead)).then(
+      (this.failingOver ?? Promise.resolve()).then(() => (this.opts.etcd === null ? this.startFollower(dead.info.index, dead) : this.startNode(dead.info.index, undefined, dead))).then(
         (m) => this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Date.now() - t0} ms`),
         (err: unknown) => {
           if (this.closing) return;

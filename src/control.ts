@@ -11,7 +11,8 @@ import type { FsyncMode } from './store/store.js';
 import type { LockRow, NodeStats } from './node/node.js';
 
 export interface NodeWorkerData {
-  role: 'leader' | 'follower';
+  /** `etcd`: a role-less node on etcd (node-etcd.ts); whoever holds the election leads. */
+  role: 'leader' | 'follower' | 'etcd';
   name: string;
   /** 0 for the leader, i for follower-i [LP-4]. */
   index: number;
@@ -36,6 +37,8 @@ export interface NodeWorkerData {
   /** The leader's log (issue 5 §3); a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;
+  /** The log and election on etcd (issue 13): its client URLs and the cluster's key prefix; null: in-process. */
+  etcd: { hosts: string[]; cluster: string } | null;
 }
 
 /**

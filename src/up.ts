@@ -27,6 +27,8 @@ export interface UpOptions {
   limits: Limits;
   /** --tls-cert and --tls-key, read (null: plain TCP). */
   tls: { cert: string; key: string } | null;
+  /** --etcd URLs and --cluster (null: the in-process log). */
+  etcd?: { hosts: string[]; cluster: string } | null;
 }
 
 /** On SIGTERM / SIGINT, how long requests already read may take to be answered. */
@@ -53,6 +55,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     authToken: opts.authToken,
     limits: opts.limits,
     tls: opts.tls,
+    etcd: opts.etcd ?? null,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
   };
 }

@@ -12,6 +12,7 @@ import { expose, nodeEndpoint } from '../src/comlink.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from '../src/control.js';
 import { Leader } from '../src/node/node-leader.js';
 import { Follower } from '../src/node/node-follower.js';
+import { EtcdNode } from '../src/node/node-etcd.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { PortTransport } from '../src/transport/transport-port.js';
 import { linkDelay } from '../src/transport/transport.js';
@@ -27,8 +28,11 @@ const log = new NodeLog((lines) => {
 
 const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter, firstToken: data.firstToken, authToken: data.authToken, limits: data.limits, tls: data.tls };
 const openStore = (): FileStore | null => (data.dataDir === null ? null : new FileStore(data.dataDir, data.fsync));
-let node: Leader | Follower;
-if (data.role === 'leader') {
+let node: Leader | Follower | EtcdNode;
+if (data.role === 'etcd') {
+  if (data.etcd === null) throw new Error(`${data.name}: an etcd node started without etcd endpoints`);
+  node = new EtcdNode({ ...opts, etcd: data.etcd.hosts, cluster: data.etcd.cluster, linkHost: data.host });
+} else if (data.role === 'leader') {
   node = new Leader(opts);
 } else {
   if (data.link === undefined) throw new Error(`${data.name}: follower started without a link to the leader`);
@@ -38,7 +42,9 @@ if (data.role === 'leader') {
 
 const api: NodeControl = {
   async start() {
-    if (node instanceof Follower) {
+    if (node instanceof EtcdNode) {
+      await node.start();
+    } else if (node instanceof Follower) {
       node.start();
       await node.firstSync;
     } else {

@@ -104,6 +104,13 @@ export class EtcdNode extends NodeBase {
   private linkServer: Server | null = null;
   private linkAddress = '';
   private readonly followerLinks = new Map<TcpTransport, number | null>();
+  /**
+   * As leader: forwards from a node index this node has not yet seen join,
+   * held until it has. A node's earlier run's leave is seen before its new
+   * run's join (one watch, in etcd's order), so the sessions the leader
+   * ends at that leave are all the earlier run's, never the new one's.
+   */
+  private heldForwards = new Map<number, Proposal[]>();
   private leaderless: NodeJS.Timeout | null = null;
   private readonly timers = new TimerHeap<{ client: ClientId; lock: string }>((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock }));
   private leaseTimer: NodeJS.Timeout | null = null;
@@ -156,6 +163,30 @@ export class EtcdNode extends NodeBase {
       (err) => this.logLine('error', `observing the election failed: ${err.message}`),
     );
     void this.campaign();
+    await this.endOwnPastSessions();
+  }
+
+  /**
+   * Clients of this node's index still in the table belong to an earlier
+   * run of this node (its connections died with it): end their sessions
+   * [LP-8] before taking clients, which would share the index. The leader
+   * does it too when it sees that run leave, but if no leader saw it (it
+   * died and came back while none led), nobody else would.
+   */
+  private async endOwnPastSessions(): Promise<void> {
+    const mine = (): ClientId[] => [...new Set([...this.state.locks.sessionOwners(), ...this.state.waiting.keys()])].filter((c) => nodeOfClient(c) === this.index);
+    const past = mine().sort((a, b) => a - b);
+    if (past.length === 0) return;
+    this.logLine('warn', `ending the sessions of ${past.length} client(s) of this node's earlier run`);
+    for (const client of past) this.propose({ op: 'disconnect', client });
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (mine().length === 0 || this.stopping) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 20);
+    });
   }
 
   private logLine(kind: 'info' | 'warn' | 'error' | 'repl', text: string): void {
@@ -339,7 +370,13 @@ export class EtcdNode extends NodeBase {
           }
           // A node that is not (or no longer) the leader drops it: its
           // origin re-sends it to the leader it learns of from the election.
-          if (this.leading) this.sequence(f.cmd, from, f.req);
+          if (!this.leading) continue;
+          if (this.live.has(from)) this.sequence(f.cmd, from, f.req);
+          else {
+            const held = this.heldForwards.get(from) ?? [];
+            held.push({ cmd: f.cmd, req: f.req });
+            this.heldForwards.set(from, held);
+          }
         } else {
           this.logLine('warn', `unexpected ${f.type} frame on a node link`);
         }
@@ -392,6 +429,7 @@ export class EtcdNode extends NodeBase {
     this.leaseTimer = null;
     this.expiring.clear();
     this.held = [];
+    this.heldForwards.clear();
     this.logLine('warn', `no longer the leader: ${why}`);
     if (!this.stopping) void this.campaign();
   }
@@ -438,8 +476,13 @@ export class EtcdNode extends NodeBase {
   private membersChanged(members: MemberInfo[]): void {
     const before = this.live;
     this.live = new Set(members.map((m) => m.index));
-    if (!this.sequencing) return;
-    for (const i of before) if (!this.live.has(i)) this.dropClientsOf(i);
+    if (!this.leading) return;
+    if (this.sequencing) for (const i of before) if (!this.live.has(i)) this.dropClientsOf(i);
+    for (const [i, held] of this.heldForwards) {
+      if (!this.live.has(i)) continue;
+      this.heldForwards.delete(i);
+      for (const p of held) this.sequence(p.cmd, i, p.req);
+    }
   }
 
   /** At takeover: the sessions of every node not live now (the old leader's, for one) end [LP-8]. */

@@ -87,14 +87,21 @@ export class EtcdMembership {
     const value = JSON.stringify({ name: this.name, index: this.index, ...info } satisfies MemberInfo);
     const leaseId = await lease.grant();
     this.renewedFrom = Date.now();
-    const r = await this.ns
-      .if(`live/${this.name}`, 'Create', '==', 0)
-      .then(this.ns.put(`live/${this.name}`).value(value).lease(leaseId))
-      .commit();
-    if (!r.succeeded) {
-      await lease.revoke();
-      this.lease = null;
-      throw new NameInUseError(`a live node already uses the name ${this.name} in this cluster`);
+    // A run of this name that died leaves its key until its lease expires:
+    // wait that long (and a little) before calling the name taken.
+    const deadline = Date.now() + this.ttlS * 1000 + 2000;
+    for (;;) {
+      const r = await this.ns
+        .if(`live/${this.name}`, 'Create', '==', 0)
+        .then(this.ns.put(`live/${this.name}`).value(value).lease(leaseId))
+        .commit();
+      if (r.succeeded) break;
+      if (Date.now() > deadline) {
+        await lease.revoke();
+        this.lease = null;
+        throw new NameInUseError(`a live node already uses the name ${this.name} in this cluster`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     lease.on('keepaliveFired', () => {
       this.firedAt = Date.now();
