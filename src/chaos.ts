@@ -102,7 +102,8 @@ export class Chaos {
         case 'kill-follower':
         case 'kill-leader': {
           if (this.killing || !c.settled) return; // a node is down or a failover runs: let it recover first
-          const target = a.kind === 'kill-leader' ? c.nodes.find((n) => n.role === 'leader') : this.pick(c.nodes.filter((n) => n.role === 'follower'));
+          const roles = await c.roles();
+          const target = a.kind === 'kill-leader' ? roles.find((n) => n.role === 'leader') : this.pick(roles.filter((n) => n.role === 'follower'));
           if (target === undefined) return;
           this.count(a.kind);
           this.note(`chaos: killing ${target.name}`);

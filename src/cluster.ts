@@ -226,7 +226,9 @@ export class Cluster {
     else this.members[slot] = member;
     if (previous === undefined) this.opts.onEvent({ type: 'state', node: name, state: 'starting', address: null });
     this.starting++;
-    const bound = await handle.call('start', (r) => r.start(), this.opts.callTimeoutMs).finally(() => this.starting--);
+    // On etcd a start may wait for its name's earlier run to expire and catch up from the log: give it longer.
+    const startMs = this.opts.etcd === null ? this.opts.callTimeoutMs : Math.max(this.opts.callTimeoutMs, 60_000);
+    const bound = await handle.call('start', (r) => r.start(), startMs).finally(() => this.starting--);
     member.info.port = bound.port;
     this.opts.onEvent({ type: 'state', node: name, state: 'up', address: `${this.opts.host}:${bound.port}` });
     return member;
@@ -384,6 +386,21 @@ export class Cluster {
 
   get nodes(): NodeInfo[] {
     return this.members.map((m) => ({ ...m.info }));
+  }
+
+  /**
+   * Every node with the role it has now: the supervisor's word in process;
+   * on etcd, each node's own (it leads while it holds etcd's election), or
+   * null for a node that does not answer.
+   */
+  async roles(): Promise<Array<{ name: string; role: 'leader' | 'follower' | null }>> {
+    if (this.opts.etcd === null) return this.members.map((m) => ({ name: m.info.name, role: m.info.role === 'leader' ? 'leader' : 'follower' }));
+    return Promise.all(
+      this.members.map(async (m) => {
+        const s = await m.handle.call('stats', (r) => r.stats(), this.opts.callTimeoutMs).catch(() => null);
+        return { name: m.info.name, role: s === null ? null : s.role };
+      }),
+    );
   }
 
   /** `ready leader=HOST:PORT follower-1=HOST:PORT …` */

@@ -104,6 +104,17 @@ describe.skipIf(!hasEtcd)('EtcdLog on one etcd member', () => {
     expect(aLost || !a.leads).toBe(true);
   });
 
+  it('a late reader catches up in pages (more batches than one page holds), in order, then follows the watch', async () => {
+    const leader = open('p', 'pages');
+    await leader.lead(() => {});
+    for (let i = 1; i <= 20; i++) await leader.append([entry(i)]); // one batch each
+    const late = await reader(open('pr', 'pages'));
+    expect(late.batches.length).toBe(20);
+    expect(late.entries.map((e) => e.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    await leader.append([entry(21)]);
+    await eventually(() => late.entries.length === 21, 'the watched 21st');
+  });
+
   it('a follower cannot append at all', async () => {
     const f = open('f', 'nolead');
     await expect(f.append([entry(1)])).rejects.toBeInstanceOf(DeposedError);

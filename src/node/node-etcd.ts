@@ -37,7 +37,9 @@
  * Threading: the node's worker thread.
  */
 import type { Server } from 'node:net';
-import { apply, deadlineOf, type ClientId, type Command, type Reply } from '../core/lock-table.js';
+import { apply, deadlineOf, snapshot, type ClientId, type Command, type Reply } from '../core/lock-table.js';
+import { compactBehind, loadSnapshot, saveSnapshot } from '../replication/etcd-snapshot.js';
+import type { Batch } from '../replication/replication-etcd.js';
 import type { Frame } from '../codec/frame.js';
 import { EtcdMembership, type MemberInfo } from '../replication/etcd-members.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog } from '../replication/replication-etcd.js';
@@ -48,6 +50,9 @@ import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions } from './node.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './node-follower.js';
 import { TimerHeap } from './timer-heap.js';
+
+/** The leader snapshots the table (and compacts the log behind it) every this many entries. */
+export const SNAPSHOT_EVERY_ENTRIES = 20_000;
 
 export interface EtcdNodeOptions extends NodeOptions {
   etcd: string[];
@@ -101,6 +106,8 @@ export class EtcdNode extends NodeBase {
   private held: Array<Proposal & { from: number }> = [];
   private link: TcpTransport | null = null;
   private linkTo: string | null = null;
+  /** The election's last value seen. */
+  private leaderValue: string | undefined = undefined;
   private linkServer: Server | null = null;
   private linkAddress = '';
   private readonly followerLinks = new Map<TcpTransport, number | null>();
@@ -117,6 +124,10 @@ export class EtcdNode extends NodeBase {
   /** Expire commands proposed and not yet applied, by token. */
   private readonly expiring = new Set<number>();
   private live = new Set<number>();
+  /** The last batch applied (for a snapshot's meta), the last snapshot's seq, and whether one is being written. */
+  private lastBatch = { revision: 0, batch: 0 };
+  private snapSeq = 0;
+  private snapshotting = false;
   private onCaughtUp: (() => void) | null = null;
   readonly firstSync = new Promise<void>((resolve) => {
     this.onCaughtUp = resolve;
@@ -149,10 +160,25 @@ export class EtcdNode extends NodeBase {
     const addr = this.linkServer.address();
     this.linkAddress = `${this.eopts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
     await this.members.join({ address: '', link: this.linkAddress }, (why) => this.jeopardy(why), this.index);
+    // The latest snapshot, then the log after it (issue 13: a node that
+    // joins or restarts does not replay the log from its start).
+    const snap = await loadSnapshot(this.etcdLog.client, this.eopts.cluster);
+    let from = { revision: 0, nextSeq: 1 };
+    if (snap !== null) {
+      this.state = snap.state;
+      this.seq = snap.meta.seq;
+      this.snapSeq = snap.meta.seq;
+      this.lastBatch = { revision: snap.meta.revision, batch: snap.meta.batch };
+      for (const [origin, req] of snap.meta.extra ?? []) this.appliedReq.set(origin, req);
+      this.loadedAt(snap.meta.seq);
+      this.advanceCommit(snap.meta.seq);
+      from = { revision: snap.meta.revision, nextSeq: snap.meta.seq + 1 };
+      this.logLine('repl', `snapshot at seq ${snap.meta.seq}: ${this.state.locks.size} locks`);
+    }
     // Caught up once tail() returns: what its range read found is applied.
     await this.etcdLog.tail(
-      { revision: 0, nextSeq: 1 },
-      (b) => this.applyBatch(b.entries),
+      from,
+      (b) => this.applyBatch(b),
       (err) => this.fatal(`the log cannot be followed: ${err.message}`),
     );
     this.onCaughtUp?.();
@@ -195,12 +221,38 @@ export class EtcdNode extends NodeBase {
 
   // ---- applying the log (every node) ----
 
-  private applyBatch(entries: readonly LogEntry[]): void {
-    for (const e of entries) this.applyEntry(e);
+  private applyBatch(b: Batch): void {
+    for (const e of b.entries) this.applyEntry(e);
+    this.lastBatch = { revision: b.revision, batch: b.batch };
     this.advanceCommit(this.seq); // everything applied here is committed in etcd
     if (this.leading) {
       if (!this.sequencing && this.seq >= this.leadTo) this.startSequencing();
-      if (this.sequencing) this.armLeases();
+      if (this.sequencing) {
+        this.armLeases();
+        if (this.seq - this.snapSeq >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting) void this.takeSnapshot();
+      }
+    }
+  }
+
+  /**
+   * As leader: the table as of the last batch applied, into etcd, then the
+   * log behind it compacted. The copy is made now (synchronously); the
+   * writes go on while the node serves.
+   */
+  private async takeSnapshot(): Promise<void> {
+    this.snapshotting = true;
+    const t0 = Date.now();
+    const meta = { seq: this.seq, revision: this.lastBatch.revision, batch: this.lastBatch.batch, extra: [...this.appliedReq] };
+    const snap = snapshot(this.state);
+    try {
+      const saved = await saveSnapshot(this.etcdLog.client, this.eopts.cluster, snap, meta);
+      const gone = await compactBehind(this.etcdLog.client, this.eopts.cluster, saved);
+      this.snapSeq = meta.seq;
+      this.logLine('repl', `snapshot at seq ${meta.seq} written (${snap.count} locks, ${saved.parts} part(s), ${Date.now() - t0} ms); ${gone} log batch(es) behind it removed`);
+    } catch (err) {
+      this.logLine('warn', `snapshot at seq ${meta.seq} not written: ${(err as Error).message}`);
+    } finally {
+      this.snapshotting = false;
     }
   }
 
@@ -317,8 +369,21 @@ export class EtcdNode extends NodeBase {
 
   // ---- the leader's link and the election ----
 
+  /**
+   * The election's value changed (or a link to the leader closed: `value`
+   * is then the last one seen). Another node leads: what this node held as
+   * a would-be leader is dropped and the links to it closed, so their
+   * nodes send it all again, in order, to the leader; and this node links
+   * to that leader and sends it every proposal of its own not yet in the
+   * log, in order. Order matters: an origin's requests must reach the log
+   * in request order for the exactly-once rule (a request id not above the
+   * last applied is a duplicate), so nothing is ever dropped silently: a
+   * link that lost something is closed, and a new link re-sends it all.
+   */
   private leaderChanged(value: string | undefined): void {
+    this.leaderValue = value;
     const info = value === undefined || value === '' ? null : (JSON.parse(value) as LeaderInfo);
+    if (info !== null && info.name !== this.name) this.notLeading();
     if (info === null || info.name === this.name) {
       if (this.link !== null) this.link.close();
       this.link = null;
@@ -339,8 +404,12 @@ export class EtcdNode extends NodeBase {
         this.link = t;
         t.onFrames((frames) => this.onLeaderFrames(frames));
         t.onClose((why) => {
-          if (this.link === t) this.link = null;
+          if (this.link !== t) return;
+          this.link = null;
+          this.linkTo = null;
           this.logLine('warn', `link to the leader ${info.name} closed: ${why}`);
+          // Link again to whoever leads now, and send what is pending again.
+          if (!this.stopping) setTimeout(() => this.relink(), 100).unref();
         });
         t.send({ v: 1, type: 'hello', node: this.name, incarnation: String(this.index), seq: this.seq });
         this.logLine('repl', `linked to the leader ${info.name} at ${info.link}`);
@@ -348,6 +417,22 @@ export class EtcdNode extends NodeBase {
       },
       (err: unknown) => this.logLine('warn', `cannot link to the leader ${info.name} at ${info.link}: ${(err as Error).message}`),
     );
+  }
+
+  private relink(): void {
+    if (this.stopping || this.leading || (this.link !== null && !this.link.closed) || this.linkTo !== null) return;
+    this.leaderChanged(this.leaderValue);
+  }
+
+  /**
+   * This node is not the leader (another is, or it was deposed): forwards
+   * it held as a would-be leader are dropped, and the links that brought
+   * them closed, so that their origins send them again, in order.
+   */
+  private notLeading(): void {
+    if (this.leading) return;
+    this.held = []; // this node's own are in `pending`, sent again to the leader
+    for (const t of this.followerLinks.keys()) t.close();
   }
 
   private onLeaderFrames(frames: Frame[]): void {
@@ -368,9 +453,13 @@ export class EtcdNode extends NodeBase {
             t.close();
             return;
           }
-          // A node that is not (or no longer) the leader drops it: its
-          // origin re-sends it to the leader it learns of from the election.
-          if (!this.leading) continue;
+          // Not (yet) the leader: hold it. If this node is elected, it goes
+          // to the log in order; if another is, notLeading() drops it and
+          // closes this link, so its origin sends it again to that one.
+          if (!this.leading) {
+            this.held.push({ cmd: f.cmd, from, req: f.req });
+            continue;
+          }
           if (this.live.has(from)) this.sequence(f.cmd, from, f.req);
           else {
             const held = this.heldForwards.get(from) ?? [];
@@ -430,6 +519,8 @@ export class EtcdNode extends NodeBase {
     this.expiring.clear();
     this.held = [];
     this.heldForwards.clear();
+    // What was sent here and not appended is lost here: the links close, and their origins send it all again.
+    for (const t of this.followerLinks.keys()) t.close();
     this.logLine('warn', `no longer the leader: ${why}`);
     if (!this.stopping) void this.campaign();
   }

@@ -84,9 +84,18 @@ export class EtcdMembership {
     this.reservedTo = to;
     const lease = this.ns.lease(this.ttlS);
     this.lease = lease;
+    // Renewals are counted from the start: joining may wait for an earlier
+    // run's key to expire, and the lease is renewed meanwhile.
+    lease.on('keepaliveFired', () => {
+      this.firedAt = Date.now();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      this.renewedFrom = this.firedAt;
+    });
     const value = JSON.stringify({ name: this.name, index: this.index, ...info } satisfies MemberInfo);
+    const granting = Date.now();
     const leaseId = await lease.grant();
-    this.renewedFrom = Date.now();
+    this.renewedFrom = Math.max(this.renewedFrom, granting);
     // A run of this name that died leaves its key until its lease expires:
     // wait that long (and a little) before calling the name taken.
     const deadline = Date.now() + this.ttlS * 1000 + 2000;
@@ -103,12 +112,6 @@ export class EtcdMembership {
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    lease.on('keepaliveFired', () => {
-      this.firedAt = Date.now();
-    });
-    lease.on('keepaliveSucceeded', () => {
-      this.renewedFrom = this.firedAt;
-    });
     const ttlMs = this.ttlS * 1000;
     const margin = Math.max(300, ttlMs / 3);
     let fired = false;

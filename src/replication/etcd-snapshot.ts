@@ -34,6 +34,12 @@ export interface SnapshotMeta {
   /** The log batch holding `seq`. */
   batch: number;
   parts: number;
+  /**
+   * What else a node's state holds beside the table, as [key, value] pairs
+   * (node-etcd.ts: the last request id applied per origin, for
+   * exactly-once). Absent: none.
+   */
+  extra?: Array<[number, number]>;
 }
 
 const nsOf = (client: Etcd3, cluster: string): Namespace => client.namespace(`/dlock/${cluster}/`);

@@ -27,7 +27,7 @@
  * Threading: the thread that made it. Ordering: append() resolves in call
  * order; tail handlers run in revision order.
  */
-import { Etcd3, type Campaign, type ElectionObserver, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
+import { Etcd3, Range, type Campaign, type ElectionObserver, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
 import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
 import type { LogEntry } from './replication.js';
@@ -56,6 +56,8 @@ export const MAX_BATCH_BYTES = 512 * 1024;
 export const DEFAULT_ELECTION_TTL_S = 2;
 
 const BATCH_DIGITS = 16;
+/** Batches per page when catching up: 100 of the largest (512 KiB) stay under the 64 MiB reply cap set below. */
+const TAIL_PAGE = 100;
 const batchKey = (n: number): string => `log/${String(n).padStart(BATCH_DIGITS, '0')}`;
 
 export interface EtcdLogOptions {
@@ -71,6 +73,8 @@ export interface EtcdLogOptions {
 /** A batch read from the log: its entries and the etcd revision that wrote it. */
 export interface Batch {
   revision: number;
+  /** Its number in the log (the key's). */
+  batch: number;
   entries: LogEntry[];
 }
 
@@ -100,7 +104,9 @@ export class EtcdLog {
 
   constructor(private readonly opts: EtcdLogOptions) {
     this.value = opts.node;
-    this.client = new Etcd3({ hosts: opts.hosts });
+    // A watch reply can carry several batches when this node lags: allow
+    // more than gRPC's default 4 MiB (reads page themselves, see tail()).
+    this.client = new Etcd3({ hosts: opts.hosts, grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 } });
     this.prefix = `/dlock/${opts.cluster}/`;
     this.ns = this.client.namespace(this.prefix);
   }
@@ -247,12 +253,26 @@ export class EtcdLog {
         return;
       }
       next = (entries[entries.length - 1] as LogEntry).seq + 1;
-      onBatch({ revision, entries });
+      const key = kv.key.toString();
+      onBatch({ revision, batch: Number(key.slice(-BATCH_DIGITS)), entries });
     };
-    const caught = await this.ns.getAll().prefix('log/').minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').exec();
-    for (const kv of caught.kvs) take(kv);
+    // Catch up in pages of TAIL_PAGE batches, all read at the first page's
+    // revision: one reply of a whole long log would pass any gRPC cap.
+    const end = `${this.prefix}log0`; // '0' follows '/': the end of log/
+    let startKey = `${this.prefix}log/`;
+    let at: string | null = null;
+    for (;;) {
+      let q = this.client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
+      if (at !== null) q = q.revision(at);
+      const page = await q.exec();
+      at ??= page.header.revision;
+      for (const kv of page.kvs) take(kv);
+      const last = page.kvs[page.kvs.length - 1];
+      if (failed || !page.more || last === undefined) break;
+      startKey = `${last.key.toString()}\u0000`;
+    }
     if (failed) return;
-    const start = Math.max(seen, Number(caught.header.revision)) + 1;
+    const start = Math.max(seen, Number(at)) + 1;
     const watcher = await this.ns.watch().prefix('log/').only('put').startRevision(String(start)).create();
     this.watchers.push(watcher);
     watcher.on('put', take);

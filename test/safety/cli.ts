@@ -1,8 +1,9 @@
 /**
- * `npm run chaos [-- --seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N]`:
+ * `npm run chaos [-- --seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd]`:
  * the safety harness for as long as asked (N seconds, or until N grants,
  * whichever comes first), then a summary; exit status 1 on any violation.
  */
+import { EtcdCluster } from '../helpers/etcd.js';
 import { summary } from './checker.js';
 import { around, DEFAULT_CHAOS, runSafety } from './run.js';
 
@@ -24,8 +25,11 @@ const num = (name: string, def: number): number => {
 const seconds = num('seconds', 60);
 const grants = value('grants') === undefined ? undefined : num('grants', 1);
 const chaos = value('chaos') ?? DEFAULT_CHAOS;
-process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers under ${chaos}\n`);
+process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers${argv.includes('--etcd') ? ' on etcd' : ''} under ${chaos}\n`);
+// --etcd: start a local etcd member (Debian's etcd-server) and run the cluster on it.
+const etcd = argv.includes('--etcd') ? await EtcdCluster.start(1) : null;
 const r = await runSafety({
+  etcd: etcd === null ? null : { hosts: etcd.endpoints, cluster: 'chaos' },
   seconds,
   grants,
   chaos,
@@ -46,4 +50,5 @@ process.stdout.write(
     r.report.violations === 0 ? 'OK: no violations' : `FAILED: ${r.report.violations} violations`,
   ].join('\n') + '\n',
 );
+await etcd?.stop();
 process.exitCode = r.report.violations === 0 ? 0 : 1;

@@ -21,6 +21,8 @@ export interface SafetyOptions {
   followers?: number;
   clients?: number;
   locks?: number;
+  /** Run the cluster on etcd (dlock up --etcd): its client URLs and key prefix. */
+  etcd?: { hosts: string[]; cluster: string } | null;
   onProgress?: (line: string) => void;
 }
 
@@ -54,6 +56,7 @@ export function around(r: SafetyResult, beforeMs = 1500, afterMs = 300): string[
 export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
   let failovers = 0;
   let restarts = 0;
+  let started = false;
   const timeline: SafetyResult['timeline'] = [];
   // Log lines carry Date.now(); the harness uses performance.now().
   const skew = Date.now() - performance.now();
@@ -63,9 +66,12 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     host: '127.0.0.1',
     // SAFETY_LOG=1: every request and change in the timeline, to explain a violation.
     logRequests: process.env.SAFETY_LOG === '1',
+    etcd: o.etcd ?? null,
     onEvent: (ev) => {
       if (ev.type !== 'log') return;
       for (const l of ev.lines) timeline.push({ at: l.t - skew, node: ev.node, text: l.text });
+      // On etcd a failover is a node's election after the first.
+      for (const l of ev.lines) if (/^elected leader;/.test(l.text) && started) failovers++;
       if (ev.node !== 'cluster') return;
       for (const l of ev.lines) {
         if (/ promoted to leader in /.test(l.text)) failovers++;
@@ -73,8 +79,16 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
       }
     },
   });
+  started = true;
   const chaos = new Chaos(cluster, parseChaos(o.chaos ?? DEFAULT_CHAOS), (text) => cluster.notice('warn', text));
   const t0 = performance.now();
+  /** The supervisor's and nodes' last log lines but the per-connection ones, to explain a run that could not finish. */
+  const lastLines = (): string =>
+    timeline
+      .filter((l) => !/^(Connect from|Disconnect client_id)/.test(l.text))
+      .slice(-40)
+      .map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`)
+      .join('\n');
   const elapsed = (): number => (performance.now() - t0) / 1000;
   // Ports of every node as it is now: after a failover the new ones are there too.
   const ports = (): number[] => cluster.nodes.map((n) => n.port);
@@ -95,10 +109,12 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     // Let restarts and failovers finish before the final check.
     const deadline = performance.now() + 30_000;
     while (!cluster.settled) {
-      if (performance.now() > deadline) throw new Error('the cluster did not settle within 30 s after the faults stopped');
+      if (performance.now() > deadline) throw new Error(`the cluster did not settle within 30 s after the faults stopped; the last log lines:\n${lastLines()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    const leasesChecked = await harness.finalCheck(ports());
+    const leasesChecked = await harness.finalCheck(ports()).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; the last log lines:\n${lastLines()}`);
+    });
     const replicas = await replicasAgree(cluster);
     harness.history.diverged = replicas.diffs;
     return { report: check(harness.history), counters: harness.counters, faults: { ...chaos.counts }, failovers, restarts, leasesChecked, replicas: { locks: replicas.locks, nodes: replicas.nodes }, seconds: elapsed(), timeline };
@@ -122,7 +138,8 @@ async function replicasAgree(cluster: Cluster): Promise<{ diffs: string[]; locks
     const tables = await Promise.all(
       cluster.nodes.map(async (n) => ({ name: n.name, rows: (await cluster.locks(n.name, 100_000)).map((r) => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`) })),
     );
-    const leader = tables.find((t) => cluster.nodes.find((n) => n.name === t.name)?.role === 'leader');
+    const roles = await cluster.roles();
+    const leader = tables.find((t) => roles.find((n) => n.name === t.name)?.role === 'leader');
     if (leader === undefined) return { diffs: ['no leader at the end'], locks: 0, nodes: tables.length };
     const diffs: string[] = [];
     for (const t of tables) {
