@@ -25,14 +25,22 @@
  * The leader ends the sessions [LP-8] of a node whose lease expired; a node
  * that cannot renew its lease in time stops serving first (fail-stop).
  *
- * Leases across failover: a new leader fires no expiry before its takeover
- * time plus a grace of twice the election TTL, so it never ends a lease
- * earlier than the old leader would have, given clocks whose offsets
- * differ by less than that (the clock assumption; Chubby's new master
- * does the same).
+ * Leases across failover: a lease ends at the time in the table, read on
+ * the leader's clock; the entry that set it carries the old leader's. So a
+ * new leader fires no expiry before its takeover plus a grace
+ * (`leaseGraceMs`, default 500 ms): with clock offsets between nodes below
+ * the grace (the clock assumption; NTP keeps hosts well inside it), it
+ * never ends a lease before the old leader would have, as Chubby's new
+ * master extends leases by a grace. (A grace of the election TTL's
+ * multiple, tried first, let leases pile up when the leader was killed
+ * every 5 s: each leader's expiry window was too short.)
  *
- * Not yet: snapshots (a node reads the log from its start), the resource
- * limits' refusals (issue 6 §2), and TLS on the node links.
+ * Snapshots: the leader writes one every SNAPSHOT_EVERY_ENTRIES entries
+ * (with the exactly-once state) and compacts the log behind it; a node
+ * starts from the latest and the log after it.
+ *
+ * Not yet: the resource limits' refusals (issue 6 §2), and TLS on the
+ * node links.
  *
  * Threading: the node's worker thread.
  */
@@ -51,6 +59,9 @@ import { NodeBase, type NodeOptions } from './node.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './node-follower.js';
 import { TimerHeap } from './timer-heap.js';
 
+/** See leaseGraceMs. */
+export const LEASE_GRACE_MS = 500;
+
 /** The leader snapshots the table (and compacts the log behind it) every this many entries. */
 export const SNAPSHOT_EVERY_ENTRIES = 20_000;
 
@@ -63,6 +74,8 @@ export interface EtcdNodeOptions extends NodeOptions {
   nodeTtlS?: number;
   /** How long writes wait for a leader before they fail, ms. */
   leaderWaitMs?: number;
+  /** After taking over, no lease expires before this long: the bound on clock offsets between nodes, ms. */
+  leaseGraceMs?: number;
 }
 
 interface Proposal {
@@ -548,7 +561,7 @@ export class EtcdNode extends NodeBase {
     this.leaseTimer = null;
     const next = this.state.locks.nextLeaseEnd();
     if (next === Infinity) return;
-    const grace = this.takeoverAt + 2000 * (this.eopts.electionTtlS ?? 2);
+    const grace = this.takeoverAt + (this.eopts.leaseGraceMs ?? LEASE_GRACE_MS);
     const at = Math.max(next, grace);
     this.leaseTimer = setTimeout(() => {
       this.leaseTimer = null;

@@ -1,0 +1,33 @@
+/**
+ * The safety checker against the cluster on etcd (issue 13): the same
+ * harness and checker as test/safety.test.ts, the nodes role-less on a real
+ * etcd member, the leader's and followers' workers killed (a new leader by
+ * election), links delayed, clients dropped. A bounded run: `npm run chaos
+ * -- --etcd` runs it as long as asked.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { summary } from './safety/checker.js';
+import { around, runSafety } from './safety/run.js';
+import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
+
+describe.skipIf(!hasEtcd)('a bounded chaos run on etcd', () => {
+  let etcd: EtcdCluster;
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+  });
+  afterAll(async () => {
+    await etcd.stop();
+  });
+
+  it('at least 5k grants under leader and follower kills, link delays and dropped clients: no violations', async () => {
+    const r = await runSafety({ grants: 5000, seconds: 90, followers: 2, clients: 24, locks: 24, chaos: 'kill-follower@1500ms,kill-leader@2s,delay@2s:5ms,drop-client@700ms', etcd: { hosts: etcd.endpoints, cluster: 'safety' } });
+    process.stdout.write(`safety on etcd: ${r.seconds.toFixed(1)} s, faults ${JSON.stringify(r.faults)}, elections after the first ${r.failovers}, restarts ${r.restarts}\n${summary(r.report)}\n`);
+    expect(r.report.violations, [summary(r.report), ...around(r)].join('\n')).toBe(0);
+    expect(r.report.grants).toBeGreaterThanOrEqual(5000);
+    // The faults happened: a leader was killed and another elected, nodes restarted.
+    expect(r.faults['kill-leader'] ?? 0).toBeGreaterThanOrEqual(1);
+    expect(r.failovers).toBeGreaterThanOrEqual(1);
+    expect(r.restarts).toBeGreaterThanOrEqual(1);
+    expect(r.replicas.nodes).toBe(3);
+  }, 150_000);
+});
