@@ -9,6 +9,7 @@ import { hideBin } from 'yargs/helpers';
 import { repl } from './client/repl.js';
 import { MAX_NODE_INDEX } from './node/client-ids.js';
 import { up } from './up.js';
+import { clockToken } from './cluster.js';
 import { parseChaos } from './chaos.js';
 import { DEFAULT_LIMITS } from './node/limits.js';
 import { isTokenWord, TOKEN_RULE } from './protocol/request.js';
@@ -36,6 +37,15 @@ function readPem(path: string, flag: string): string {
 }
 
 /** Addresses only this machine can reach: binding them without a token is fine. */
+/** `--etcd`'s URLs, or an error saying what it takes. */
+function etcdUrls(value: string): string[] {
+  const urls = value.split(',').filter((u) => u !== '');
+  if (urls.length === 0 || !urls.every((u) => /^https?:\/\/[^/\s]+$/.test(u))) throw new Error(`--etcd takes etcd client URLs, comma-separated (http://HOST:PORT), got ${JSON.stringify(value)}`);
+  return urls;
+}
+
+const CLUSTER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
@@ -74,10 +84,9 @@ await yargs(hideBin(process.argv))
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
           if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
           if (a.etcd !== undefined) {
-            const urls = a.etcd.split(',').filter((u) => u !== '');
-            if (urls.length === 0 || !urls.every((u) => /^https?:\/\/[^/\s]+$/.test(u))) throw new Error(`--etcd takes etcd client URLs, comma-separated (http://HOST:PORT), got ${JSON.stringify(a.etcd)}`);
+            etcdUrls(a.etcd);
             if (a['data-dir'] !== undefined) throw new Error('--etcd and --data-dir: with etcd, the log is etcd\'s; give one or the other');
-            if (!/^[A-Za-z0-9_.-]{1,64}$/.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+            if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           }
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
           for (const k of ['max-clients', 'max-locks-per-client', 'max-waiters', 'line-timeout', 'slow-client-timeout'] as const) {
@@ -94,7 +103,7 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const etcd = a.etcd === undefined ? null : { hosts: a.etcd.split(',').filter((u) => u !== ''), cluster: a.cluster };
+      const etcd = a.etcd === undefined ? null : { hosts: etcdUrls(a.etcd), cluster: a.cluster };
       const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
         limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] } };
@@ -105,6 +114,38 @@ await yargs(hideBin(process.argv))
       } else {
         process.exitCode = await up(opts);
       }
+    },
+  )
+  .command(
+    'node',
+    'run one node as its own process, on etcd (a cluster across hosts)',
+    (y) =>
+      y
+        .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
+        .option('name', { type: 'string', demandOption: true, describe: 'this node\'s name, unique in the cluster; a restart under the same name keeps its index' })
+        .option('host', { type: 'string', default: '127.0.0.1', describe: 'address it binds, for clients and for the other nodes' })
+        .option('port', portOption(0, 'client port; 0 picks a free one (printed on the ready line)'))
+        .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
+        .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request, reply and replicated lock change' })
+        .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first, and nodes link with it (default: $DLOCK_AUTH_TOKEN)' })
+        .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
+        .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: the clock in µs); a cluster that has one keeps it' })
+        .check((a) => {
+          etcdUrls(a.etcd);
+          if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(a.name)) throw new Error('--name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit');
+          if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+          if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
+          if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
+          const token = authToken(a['auth-token']);
+          if (token !== null && !isTokenWord(token)) throw new Error(`--auth-token (or DLOCK_AUTH_TOKEN) ${TOKEN_RULE}`);
+          if (token === null && !a.insecure && !isLoopback(a.host)) {
+            throw new Error(`refusing to listen on ${a.host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);
+          }
+          return true;
+        }),
+    async (a) => {
+      const { runNode } = await import('./node-main.js');
+      process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken() });
     },
   )
   .command(

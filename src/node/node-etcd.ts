@@ -45,7 +45,7 @@
  * Threading: the node's worker thread.
  */
 import type { Server } from 'node:net';
-import { apply, deadlineOf, snapshot, type ClientId, type Command, type Reply } from '../core/lock-table.js';
+import { apply, createState, deadlineOf, snapshot, type ClientId, type Command, type Reply } from '../core/lock-table.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from '../replication/etcd-snapshot.js';
 import type { Batch } from '../replication/replication-etcd.js';
 import type { Frame } from '../codec/frame.js';
@@ -76,6 +76,8 @@ export interface EtcdNodeOptions extends NodeOptions {
   leaderWaitMs?: number;
   /** After taking over, no lease expires before this long: the bound on clock offsets between nodes, ms. */
   leaseGraceMs?: number;
+  /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
+  reserveIds?: boolean;
 }
 
 interface Proposal {
@@ -152,6 +154,11 @@ export class EtcdNode extends NodeBase {
     this.members = new EtcdMembership(this.etcdLog.client, eopts.cluster, eopts.name, eopts.nodeTtlS);
   }
 
+  /** Where other nodes link to this one (host:port), once started. */
+  get linkEndpoint(): string {
+    return this.linkAddress;
+  }
+
   get role(): 'leader' | 'follower' {
     return this.leading ? 'leader' : 'follower';
   }
@@ -175,6 +182,8 @@ export class EtcdNode extends NodeBase {
     await this.members.join({ address: '', link: this.linkAddress }, (why) => this.jeopardy(why), this.index);
     // The latest snapshot, then the log after it (issue 13: a node that
     // joins or restarts does not replay the log from its start).
+    // An empty table starts at the cluster's first token, which etcd keeps.
+    this.state = createState(await this.etcdLog.firstToken(this.eopts.firstToken ?? 1));
     const snap = await loadSnapshot(this.etcdLog.client, this.eopts.cluster);
     let from = { revision: 0, nextSeq: 1 };
     if (snap !== null) {
@@ -203,7 +212,15 @@ export class EtcdNode extends NodeBase {
     );
     void this.campaign();
     await this.endOwnPastSessions();
+    if (this.eopts.reserveIds === true) {
+      this.reserveTimer = setInterval(() => {
+        this.members.extend(Atomics.load(this.eopts.idCounter, 0)).catch((err: unknown) => this.logLine('warn', `reserving client ids: ${(err as Error).message}`));
+      }, 1000);
+      this.reserveTimer.unref();
+    }
   }
+
+  private reserveTimer: NodeJS.Timeout | null = null;
 
   /**
    * Clients of this node's index still in the table belong to an earlier
@@ -639,6 +656,7 @@ export class EtcdNode extends NodeBase {
 
   override async close(): Promise<void> {
     this.stopping = true;
+    if (this.reserveTimer !== null) clearInterval(this.reserveTimer);
     this.timers.stop();
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
     if (this.leaderless !== null) clearTimeout(this.leaderless);

@@ -78,9 +78,17 @@ export class EtcdMembership {
    * the lease can no longer be renewed in time: stop serving at once.
    */
   async join(info: Omit<MemberInfo, 'name' | 'index'>, onJeopardy: (why: string) => void, fixedIndex?: number): Promise<JoinResult> {
-    // One process's nodes (dlock up --etcd) have their indexes by name already (leader 0, follower-i i).
-    this.index = fixedIndex ?? (await this.indexOf());
-    const [from, to] = await this.reserve(ID_BLOCK);
+    // Given an index (one process's nodes have theirs by name: leader 0,
+    // follower-i i; a `dlock node` has it from prepare()), no ids are
+    // reserved here: the caller counts them (and extend() reserves).
+    let from = 0;
+    let to = 0;
+    if (fixedIndex === undefined) {
+      this.index = await this.indexOf();
+      [from, to] = await this.reserve(ID_BLOCK);
+    } else {
+      this.index = fixedIndex;
+    }
     this.reservedTo = to;
     const lease = this.ns.lease(this.ttlS);
     this.lease = lease;
@@ -129,6 +137,16 @@ export class EtcdMembership {
     }, 100);
     this.jeopardyTimer.unref();
     return { index: this.index, firstOrdinal: from, reservedTo: to };
+  }
+
+  /**
+   * Before a `dlock node` exists: its index (kept for its name) and a block
+   * of client ordinals, without going live.
+   */
+  async prepare(): Promise<{ index: number; firstOrdinal: number }> {
+    this.index = await this.indexOf();
+    const [from] = await this.reserve(ID_BLOCK);
+    return { index: this.index, firstOrdinal: from };
   }
 
   /** This name's index: the one it had, or the next free one (a txn, so two joins never share one). */

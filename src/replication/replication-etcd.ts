@@ -283,6 +283,21 @@ export class EtcdLog {
     });
   }
 
+  /**
+   * The cluster's first fencing token: the one stored in etcd, or, for a
+   * new cluster, `proposed`, stored now (a txn: the first node to ask sets
+   * it). Every node replays the log from an empty table that starts there,
+   * so all must agree, across processes and across restarts [LP-7].
+   */
+  async firstToken(proposed: number): Promise<number> {
+    const r = await this.ns.if('first-token', 'Create', '==', 0).then(this.ns.put('first-token').value(String(proposed))).else(this.ns.get('first-token')).commit();
+    if (r.succeeded) return proposed;
+    const kv = r.responses[0]?.response_range?.kvs?.[0];
+    const stored = kv === undefined ? NaN : Number(kv.value.toString());
+    if (!Number.isSafeInteger(stored) || stored < 1) throw new Error(`the cluster's first token in etcd is unreadable: ${kv?.value.toString() ?? 'missing'}`);
+    return stored;
+  }
+
   /** The value the next campaign announces (a node's name and link address). */
   setValue(value: string): void {
     this.value = value;

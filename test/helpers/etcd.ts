@@ -74,6 +74,12 @@ export class EtcdCluster {
       '--election-timeout', '500',
     ];
     const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // If this process ends without stop() (a run that threw), its etcd members go with it.
+    const reap = (): void => {
+      proc.kill('SIGKILL');
+    };
+    process.once('exit', reap);
+    proc.once('exit', () => process.off('exit', reap));
     proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
       m.log = (m.log + d).slice(-20_000);
     });

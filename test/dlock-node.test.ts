@@ -1,0 +1,109 @@
+/**
+ * `dlock node` (issue 13, step 3): every node its own process, on a real
+ * etcd member. The walkthrough across three processes; `kill -9` of the
+ * leader's process: another node takes over within the node-lease TTL
+ * plus a second, no acknowledged grant is lost and tokens still rise;
+ * `kill -9` of a follower's process: its clients' session locks are
+ * released once its lease expires, and leases survive [LP-5, LP-7, LP-8].
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run, type Running } from './helpers/dlock-process.js';
+import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
+import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
+
+interface Node {
+  name: string;
+  proc: Running;
+  port: number;
+}
+
+describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
+  let etcd: EtcdCluster;
+  const nodes: Node[] = [];
+  const pool = new ClientPool();
+
+  async function start(name: string): Promise<Node> {
+    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'procs', '--first-token', '1']);
+    await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 20_000);
+    const m = /^ready node=(\S+) index=(\d+) address=127\.0\.0\.1:(\d+) link=127\.0\.0\.1:\d+ first-client=\d+$/m.exec(proc.out());
+    if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);
+    const n = { name, proc, port: Number(m[3]) };
+    nodes.push(n);
+    return n;
+  }
+
+  /** The node that says it leads (its greeting names its role: formatGreeting). */
+  async function leader(): Promise<Node | undefined> {
+    for (const n of nodes.filter((x) => x.proc.child.exitCode === null && x.proc.child.signalCode === null)) {
+      const c = await pool.open(n.port);
+      const me = await c.ask('whoami');
+      c.close();
+      if (/ role: leader$/.test(me)) return n;
+    }
+    return undefined;
+  }
+
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+    for (const name of ['n1', 'n2', 'n3']) await start(name);
+  }, 60_000);
+  afterAll(async () => {
+    pool.closeAll();
+    for (const n of nodes) if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
+    await etcd.stop();
+  });
+
+  it('the walkthrough across three processes', async () => {
+    const [a, b, c] = (await Promise.all(nodes.map((n) => pool.open(n.port)))) as [LineClient, LineClient, LineClient];
+    // Indexes are given in join order: n1 0, n2 1, n3 2, so the ids are the walkthrough's.
+    expect([a.id, b.id, c.id]).toEqual([10001, 20001, 30001]);
+    expect(await a.ask('preempt lock01')).toBe('PreemptLock Success owner=10001 token=1');
+    expect(await b.ask('check lock01')).toBe('CheckLock:Lock:10001 token=1');
+    expect(await b.ask('preempt lock01')).toBe('PreemptLock Failed owner=10001');
+    expect(await b.ask('preempt lock02')).toBe('PreemptLock Success owner=20001 token=2');
+    expect(await b.ask('release lock02')).toBe('ReleaseLock Success');
+    expect(await c.ask('preempt lock02')).toBe('PreemptLock Success owner=30001 token=3');
+    expect(await c.ask('preempt lock03 ttl=60000')).toBe('PreemptLock Success owner=30001 token=4');
+    expect(await a.ask('check lock03')).toMatch(/^CheckLock:Lock:30001 token=4 ttl=\d+$/);
+  });
+
+  it('kill -9 of the leader\'s process: another takes over within the node ttl + 1 s; nothing acknowledged is lost; tokens rise', async () => {
+    const lead = await leader();
+    expect(lead).toBeDefined();
+    const onLead = await pool.open((lead as Node).port);
+    expect(await onLead.ask('preempt k-session')).toMatch(/^PreemptLock Success/);
+    const granted = await onLead.ask('preempt k-lease ttl=60000');
+    const other = nodes.find((n) => n !== lead && n.proc.child.exitCode === null) as Node;
+    const w = await pool.open(other.port);
+    const t0 = Date.now();
+    (lead as Node).proc.child.kill('SIGKILL');
+    const after = await w.ask('preempt k-after', 15_000);
+    const took = Date.now() - t0;
+    expect(after).toMatch(new RegExp(`^PreemptLock Success owner=${w.id} token=(\\d+)$`));
+    expect(Number(/token=(\d+)/.exec(after)?.[1])).toBeGreaterThan(Number(/token=(\d+)/.exec(granted)?.[1])); // [LP-7]
+    expect(took).toBeLessThan(3000 + 1000); // the node lease's ttl (3 s) and a second
+    const leaseToken = Number(/token=(\d+)/.exec(granted)?.[1]);
+    expect(await w.ask('check k-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onLead.id} token=${leaseToken} ttl=\\d+$`)); // the lease survives
+    expect(await w.ask('check lock03')).toMatch(/^CheckLock:Lock:30001 token=4 /); // acknowledged before: kept
+    // Its client's session lock ends once its etcd lease has expired [LP-8].
+    await eventually(async () => (await w.ask('check k-session')) === 'CheckLock:Free', 'the dead node\'s session lock released', 10_000, 100);
+  });
+
+  it('kill -9 of a follower\'s process: its session locks are released once its lease expires; leases survive', async () => {
+    const lead = await leader();
+    const follower = nodes.find((n) => n !== lead && n.proc.child.exitCode === null && n.proc.child.signalCode === null) as Node;
+    const onF = await pool.open(follower.port);
+    expect(await onF.ask('preempt f-session')).toMatch(/^PreemptLock Success/);
+    expect(await onF.ask('preempt f-lease ttl=60000')).toMatch(/^PreemptLock Success/);
+    const viewer = await pool.open((lead as Node).port);
+    follower.proc.child.kill('SIGKILL');
+    await eventually(async () => (await viewer.ask('check f-session')) === 'CheckLock:Free', 'the session lock released', 10_000, 100);
+    expect(await viewer.ask('check f-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onF.id} `));
+    // Back under its name: it keeps its index, and its new clients' ids are new [LP-4].
+    const back = await start(follower.name);
+    const again = await pool.open(back.port);
+    expect(again.id).not.toBe(onF.id);
+    expect(Math.floor(again.id / 10000) === Math.floor(onF.id / 10000) || again.id > 1_000_000).toBe(true);
+    expect(await again.ask('check f-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onF.id} `));
+  }, 40_000);
+});
