@@ -149,6 +149,31 @@ await yargs(hideBin(process.argv))
     },
   )
   .command(
+    'status',
+    'print a cluster on etcd: each node\'s name, address, role, applied seq and liveness, and who leads',
+    (y) =>
+      y
+        .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' })
+        .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' })
+        .option('json', { type: 'boolean', default: false, describe: 'print it as one JSON object' })
+        .check((a) => {
+          etcdUrls(a.etcd);
+          if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+          return true;
+        }),
+    async (a) => {
+      const { clusterStatus, formatStatus } = await import('./status.js');
+      try {
+        const s = await clusterStatus(etcdUrls(a.etcd), a.cluster);
+        process.stdout.write(`${a.json ? JSON.stringify(s) : formatStatus(s)}\n`);
+        process.exitCode = 0;
+      } catch (err) {
+        process.stderr.write(`dlock status: cannot read the cluster from etcd at ${a.etcd}: ${(err as Error).message}\n`);
+        process.exitCode = 2;
+      }
+    },
+  )
+  .command(
     'client',
     'interactive client (reads requests from stdin when piped)',
     (y) =>

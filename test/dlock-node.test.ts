@@ -67,6 +67,29 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     expect(await a.ask('check lock03')).toMatch(/^CheckLock:Lock:30001 token=4 ttl=\d+$/);
   });
 
+  it('dlock status prints every node with its role, applied seq and liveness, and who leads', async () => {
+    const lead = (await leader()) as Node;
+    let out = '';
+    await eventually(
+      async () => {
+        const st = run(['status', '--etcd', etcd.endpoints.join(','), '--cluster', 'procs']);
+        expect(await st.exit).toBe(0);
+        out = st.out();
+        // Every node has published the whole log as applied.
+        const end = /the log ends at seq (\d+)/.exec(out)?.[1];
+        return end !== undefined && nodes.every((n) => new RegExp(`^${n.name} +\\d +127\\.0\\.0\\.1:${n.port} +127\\.0\\.0\\.1:\\d+ +(leader|follower) +${end} +yes$`, 'm').test(out));
+      },
+      'every node in dlock status, caught up',
+      10_000,
+      200,
+    );
+    expect(out).toMatch(new RegExp(`^cluster procs: leader ${lead.name}; the log ends at seq [1-9]\\d*\n`));
+    expect(out).toMatch(new RegExp(`^${lead.name} .* leader +\\d+ +yes$`, 'm'));
+    const bad = run(['status', '--etcd', 'http://127.0.0.1:1', '--cluster', 'procs']);
+    expect(await bad.exit).toBe(2);
+    expect(bad.err()).toMatch(/^dlock status: cannot read the cluster from etcd at http:\/\/127\.0\.0\.1:1: /);
+  }, 30_000);
+
   it('kill -9 of the leader\'s process: another takes over within the node ttl + 1 s; nothing acknowledged is lost; tokens rise', async () => {
     const lead = await leader();
     expect(lead).toBeDefined();
@@ -99,6 +122,9 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     follower.proc.child.kill('SIGKILL');
     await eventually(async () => (await viewer.ask('check f-session')) === 'CheckLock:Free', 'the session lock released', 10_000, 100);
     expect(await viewer.ask('check f-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onF.id} `));
+    const st = run(['status', '--etcd', etcd.endpoints.join(','), '--cluster', 'procs']);
+    expect(await st.exit).toBe(0);
+    expect(st.out()).toMatch(new RegExp(`^${follower.name} +\\d +- +- +- +- +no$`, 'm')); // gone, as etcd sees it
     // Back under its name: it keeps its index, and its new clients' ids are new [LP-4].
     const back = await start(follower.name);
     const again = await pool.open(back.port);

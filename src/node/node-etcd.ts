@@ -212,6 +212,11 @@ export class EtcdNode extends NodeBase {
     );
     void this.campaign();
     await this.endOwnPastSessions();
+    // What `dlock status` shows: applied seq, role, client address; once a second when it changed.
+    this.publishTimer = setInterval(() => {
+      this.members.publish(this.seq, this.leading, this.address ?? '').catch((err: unknown) => this.logLine('warn', `publishing status: ${(err as Error).message}`));
+    }, 1000);
+    this.publishTimer.unref();
     if (this.eopts.reserveIds === true) {
       this.reserveTimer = setInterval(() => {
         this.members.extend(Atomics.load(this.eopts.idCounter, 0)).catch((err: unknown) => this.logLine('warn', `reserving client ids: ${(err as Error).message}`));
@@ -221,6 +226,7 @@ export class EtcdNode extends NodeBase {
   }
 
   private reserveTimer: NodeJS.Timeout | null = null;
+  private publishTimer: NodeJS.Timeout | null = null;
 
   /**
    * Clients of this node's index still in the table belong to an earlier
@@ -643,6 +649,8 @@ export class EtcdNode extends NodeBase {
    */
   async crashForTest(): Promise<void> {
     this.stopping = true;
+    if (this.publishTimer !== null) clearInterval(this.publishTimer);
+    if (this.reserveTimer !== null) clearInterval(this.reserveTimer);
     this.timers.stop();
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
     if (this.leaderless !== null) clearTimeout(this.leaderless);
@@ -657,6 +665,7 @@ export class EtcdNode extends NodeBase {
   override async close(): Promise<void> {
     this.stopping = true;
     if (this.reserveTimer !== null) clearInterval(this.reserveTimer);
+    if (this.publishTimer !== null) clearInterval(this.publishTimer);
     this.timers.stop();
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
     if (this.leaderless !== null) clearTimeout(this.leaderless);

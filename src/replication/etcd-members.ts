@@ -43,6 +43,9 @@ export interface MemberInfo {
   address: string;
   /** Where other nodes link (transport-tcp.ts). */
   link: string;
+  /** As last published (publish()): the seq it has applied, and whether it leads. */
+  applied?: number;
+  leads?: boolean;
 }
 
 export interface JoinResult {
@@ -62,6 +65,8 @@ export class EtcdMembership {
   private firedAt = 0;
   private jeopardyTimer: NodeJS.Timeout | null = null;
   private watcher: Watcher | null = null;
+  private info: MemberInfo | null = null;
+  private leaseId = '';
 
   constructor(
     client: Etcd3,
@@ -100,9 +105,11 @@ export class EtcdMembership {
     lease.on('keepaliveSucceeded', () => {
       this.renewedFrom = this.firedAt;
     });
-    const value = JSON.stringify({ name: this.name, index: this.index, ...info } satisfies MemberInfo);
+    this.info = { name: this.name, index: this.index, ...info };
+    const value = JSON.stringify(this.info);
     const granting = Date.now();
     const leaseId = await lease.grant();
+    this.leaseId = leaseId;
     this.renewedFrom = Math.max(this.renewedFrom, granting);
     // A run of this name that died leaves its key until its lease expires:
     // wait that long (and a little) before calling the name taken.
@@ -211,6 +218,18 @@ export class EtcdMembership {
       live.delete(key.slice(key.lastIndexOf('live/') + 'live/'.length));
       onChange([...live.values()]);
     });
+  }
+
+  /**
+   * Publish this node's progress in its live key (for `dlock status`):
+   * under the same lease, so it goes when the node does. No-op when nothing
+   * changed.
+   */
+  async publish(applied: number, leads: boolean, address: string): Promise<void> {
+    const info = this.info;
+    if (info === null || this.lease === null || (info.applied === applied && info.leads === leads && info.address === address)) return;
+    this.info = { ...info, address, applied, leads };
+    await this.ns.put(`live/${this.name}`).value(JSON.stringify(this.info)).lease(this.leaseId).exec();
   }
 
   /** Leave on purpose: the live key goes at once. */

@@ -1,0 +1,69 @@
+/**
+ * `dlock status --etcd URL…`: a cluster on etcd as etcd sees it (issue 13):
+ * each node's name, index, client address, role, applied seq and liveness,
+ * who leads, and where the log ends. Read-only; it never joins.
+ *
+ * Liveness is etcd's: a node is live while its lease is (etcd-members.ts).
+ * A node's role and applied seq are what it last published (once a second);
+ * the leader is the election's.
+ */
+import { Etcd3 } from 'etcd3';
+import type { MemberInfo } from './replication/etcd-members.js';
+
+export interface ClusterStatus {
+  cluster: string;
+  leader: string | null;
+  /** The last seq in the log (0: empty), from its last batch. */
+  logSeq: number;
+  nodes: Array<{ name: string; index: number; live: boolean; address: string; link: string; role: 'leader' | 'follower' | null; applied: number | null }>;
+}
+
+export async function clusterStatus(hosts: string[], cluster: string): Promise<ClusterStatus> {
+  const client = new Etcd3({ hosts, dialTimeout: 3000 });
+  try {
+    const ns = client.namespace(`/dlock/${cluster}/`);
+    const [names, live, leaderValue, last] = await Promise.all([
+      ns.getAll().prefix('names/').strings(),
+      ns.getAll().prefix('live/').strings(),
+      ns.election('election').leader(),
+      ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).strings(),
+    ]);
+    const leader = leaderValue === undefined ? null : ((JSON.parse(leaderValue) as { name: string }).name ?? null);
+    const lastBatch = Object.values(last)[0];
+    const logSeq = lastBatch === undefined ? 0 : Number(/"seq":(\d+)/.exec(lastBatch.split('\n').at(-1) ?? '')?.[1] ?? 0);
+    const byName = new Map<string, MemberInfo>();
+    for (const v of Object.values(live)) {
+      const m = JSON.parse(v) as MemberInfo;
+      byName.set(m.name, m);
+    }
+    const nodes: ClusterStatus['nodes'] = Object.entries(names).map(([key, index]) => {
+      const name = key.slice(key.lastIndexOf('names/') + 'names/'.length);
+      const m = byName.get(name);
+      return {
+        name,
+        index: Number(index),
+        live: m !== undefined,
+        address: m?.address ?? '-',
+        link: m?.link ?? '-',
+        role: m === undefined ? null : name === leader ? 'leader' : 'follower',
+        applied: m?.applied ?? null,
+      };
+    });
+    // Nodes of `dlock up --etcd` have their indexes by name, not from names/.
+    for (const m of byName.values()) {
+      if (!nodes.some((n) => n.name === m.name)) nodes.push({ name: m.name, index: m.index, live: true, address: m.address, link: m.link, role: m.name === leader ? 'leader' : 'follower', applied: m.applied ?? null });
+    }
+    nodes.sort((a, b) => a.index - b.index);
+    return { cluster, leader, logSeq, nodes };
+  } finally {
+    client.close();
+  }
+}
+
+export function formatStatus(s: ClusterStatus): string {
+  const head = `cluster ${s.cluster}: ${s.leader === null ? 'no leader' : `leader ${s.leader}`}; the log ends at seq ${s.logSeq}`;
+  const rows = [['NAME', 'INDEX', 'ADDRESS', 'LINK', 'ROLE', 'APPLIED', 'LIVE']];
+  for (const n of s.nodes) rows.push([n.name, String(n.index), n.address || '-', n.link, n.role ?? '-', n.applied === null ? '-' : String(n.applied), n.live ? 'yes' : 'no']);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
+  return [head, ...rows.map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd())].join('\n');
+}
