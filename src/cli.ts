@@ -46,6 +46,19 @@ function etcdUrls(value: string): string[] {
 
 const CLUSTER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/**
+ * The auth token of a node that listens (dlock up, dlock node): a valid
+ * word, and required off loopback unless --insecure (issue 6: anyone who
+ * can reach the port could take or release any lock).
+ */
+function checkListenToken(flag: string | undefined, host: string, insecure: boolean): void {
+  const token = authToken(flag);
+  if (token !== null && !isTokenWord(token)) throw new Error(`--auth-token (or DLOCK_AUTH_TOKEN) ${TOKEN_RULE}`);
+  if (token === null && !insecure && !isLoopback(host)) {
+    throw new Error(`refusing to listen on ${host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);
+  }
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
@@ -94,12 +107,7 @@ await yargs(hideBin(process.argv))
             if (!Number.isSafeInteger(v) || v < 1) throw new Error(`--${k} must be a whole number of at least 1, got ${v}`);
           }
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
-          const token = authToken(a['auth-token']);
-          if (token !== null && !isTokenWord(token)) throw new Error(`--auth-token (or DLOCK_AUTH_TOKEN) ${TOKEN_RULE}`);
-          // Issue 6: anyone who can reach the port could take or release any lock.
-          if (token === null && !a.insecure && !isLoopback(a.host)) {
-            throw new Error(`refusing to listen on ${a.host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);
-          }
+          checkListenToken(a['auth-token'], a.host, a.insecure);
           return true;
         }),
     async (a) => {
@@ -136,11 +144,7 @@ await yargs(hideBin(process.argv))
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
-          const token = authToken(a['auth-token']);
-          if (token !== null && !isTokenWord(token)) throw new Error(`--auth-token (or DLOCK_AUTH_TOKEN) ${TOKEN_RULE}`);
-          if (token === null && !a.insecure && !isLoopback(a.host)) {
-            throw new Error(`refusing to listen on ${a.host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);
-          }
+          checkListenToken(a['auth-token'], a.host, a.insecure);
           return true;
         }),
     async (a) => {
