@@ -15,8 +15,9 @@ export interface Running {
   exit: Promise<number | null>;
 }
 
-export function run(args: string[], input?: string, env: NodeJS.ProcessEnv = process.env): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', env });
+/** `netns`: run it on a test host, inside that network namespace (helpers/netns.ts). */
+export function run(args: string[], input?: string, env: NodeJS.ProcessEnv = process.env, netns?: string): Running {
+  const child = netns === undefined ? spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', env }) : spawn('ip', ['netns', 'exec', netns, process.execPath, CLI, ...args], { stdio: 'pipe', env });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));

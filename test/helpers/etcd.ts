@@ -24,6 +24,7 @@ async function freePort(): Promise<number> {
 
 interface Member {
   name: string;
+  host: string;
   clientPort: number;
   peerPort: number;
   dir: string;
@@ -39,13 +40,14 @@ export class EtcdCluster {
 
   /** Client URLs of every member, for the etcd3 client's `hosts`. */
   get endpoints(): string[] {
-    return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+    return this.members.map((m) => `http://${m.host}:${m.clientPort}`);
   }
 
-  static async start(size = 1): Promise<EtcdCluster> {
+  /** `host`: the address members listen on (a test bridge's, for nodes in network namespaces). */
+  static async start(size = 1, host = '127.0.0.1'): Promise<EtcdCluster> {
     const root = mkdtempSync(join(tmpdir(), 'dlock-etcd-'));
     const members: Member[] = [];
-    for (let i = 0; i < size; i++) members.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dir: join(root, `m${i}`), proc: null, log: '' });
+    for (let i = 0; i < size; i++) members.push({ name: `m${i}`, host, clientPort: await freePort(), peerPort: await freePort(), dir: join(root, `m${i}`), proc: null, log: '' });
     const c = new EtcdCluster(members, root);
     for (const m of members) c.spawn(m, 'new');
     try {
@@ -58,14 +60,14 @@ export class EtcdCluster {
   }
 
   private spawn(m: Member, state: 'new' | 'existing'): void {
-    const peers = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const peers = this.members.map((x) => `${x.name}=http://${x.host}:${x.peerPort}`).join(',');
     const args = [
       '--name', m.name,
       '--data-dir', m.dir,
-      '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
-      '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+      '--listen-client-urls', `http://${m.host}:${m.clientPort}`,
+      '--advertise-client-urls', `http://${m.host}:${m.clientPort}`,
+      '--listen-peer-urls', `http://${m.host}:${m.peerPort}`,
+      '--initial-advertise-peer-urls', `http://${m.host}:${m.peerPort}`,
       '--initial-cluster', peers,
       '--initial-cluster-state', state,
       '--initial-cluster-token', `dlock-test-${process.pid}`,
@@ -93,7 +95,7 @@ export class EtcdCluster {
         async () => {
           if (m.proc?.exitCode !== null) throw new Error(`etcd ${m.name} exited: ${m.log.slice(-2000)}`);
           try {
-            const r = await fetch(`http://127.0.0.1:${m.clientPort}/health`);
+            const r = await fetch(`http://${m.host}:${m.clientPort}/health`);
             return r.ok && ((await r.json()) as { health?: string }).health === 'true';
           } catch (err) {
             if ((err as Error).name !== 'TypeError') throw err; // not listening yet: fetch failed

@@ -119,6 +119,12 @@ export class ClientPool {
     return c;
   }
 
+  async openAt(port: number, host: string): Promise<LineClient> {
+    const c = await LineClient.open(port, host);
+    this.clients.push(c);
+    return c;
+  }
+
   closeAll(): void {
     for (const c of this.clients.splice(0)) c.close();
   }

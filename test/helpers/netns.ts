@@ -1,0 +1,90 @@
+/**
+ * Separate hosts for tests (issue 13): Linux network namespaces, each with
+ * a veth pair to a bridge in this namespace, made and removed by the test.
+ * Traffic stays on this machine: the bridge's subnet exists only between
+ * these namespaces. A partition is a host's link set down.
+ *
+ * Needs root and iproute2 (CI runs as root); `canMakeHosts` says whether
+ * this machine can.
+ */
+import { spawnSync } from 'node:child_process';
+
+const sh = (args: string[]): { ok: boolean; err: string } => {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  return { ok: r.status === 0, err: r.stderr };
+};
+
+function probe(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const name = `dlprobe${process.pid % 10000}`;
+  if (!sh(['netns', 'add', name]).ok) return false;
+  sh(['netns', 'del', name]);
+  return true;
+}
+
+export const canMakeHosts = spawnSync('sh', ['-c', 'command -v ip']).status === 0 && probe();
+
+export interface Host {
+  /** The namespace's name (for `ip netns exec`). */
+  ns: string;
+  /** Its address on the bridge. */
+  addr: string;
+}
+
+/** A bridge and `count` hosts on a /24 of its own; `subnet` is its first three octets. */
+export class Hosts {
+  readonly hosts: Host[] = [];
+  private readonly bridge: string;
+
+  constructor(
+    private readonly tag: string,
+    readonly subnet: string,
+  ) {
+    this.bridge = `${tag}br`;
+  }
+
+  /** The bridge's own address: this namespace, as the hosts see it. */
+  get gateway(): string {
+    return `${this.subnet}.1`;
+  }
+
+  private must(args: string[]): void {
+    const r = sh(args);
+    if (!r.ok) throw new Error(`ip ${args.join(' ')}: ${r.err}`);
+  }
+
+  make(count: number): this {
+    this.must(['link', 'add', this.bridge, 'type', 'bridge']);
+    this.must(['addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
+    this.must(['link', 'set', this.bridge, 'up']);
+    for (let i = 0; i < count; i++) {
+      const ns = `${this.tag}${i}`;
+      const addr = `${this.subnet}.${10 + i}`;
+      this.must(['netns', 'add', ns]);
+      this.must(['link', 'add', `${ns}h`, 'type', 'veth', 'peer', 'name', `${ns}c`]);
+      this.must(['link', 'set', `${ns}c`, 'netns', ns]);
+      this.must(['link', 'set', `${ns}h`, 'master', this.bridge]);
+      this.must(['link', 'set', `${ns}h`, 'up']);
+      this.must(['netns', 'exec', ns, 'ip', 'addr', 'add', `${addr}/24`, 'dev', `${ns}c`]);
+      this.must(['netns', 'exec', ns, 'ip', 'link', 'set', `${ns}c`, 'up']);
+      this.must(['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+      this.hosts.push({ ns, addr });
+    }
+    return this;
+  }
+
+  /** Cut host `i` off (its link down), or join it again. */
+  link(i: number, up: boolean): void {
+    const h = this.hosts[i] as Host;
+    this.must(['link', 'set', `${h.ns}h`, up ? 'up' : 'down']);
+  }
+
+  /** Remove every namespace, link and the bridge (tolerates what is already gone). */
+  remove(): void {
+    for (const h of this.hosts) {
+      sh(['link', 'del', `${h.ns}h`]);
+      sh(['netns', 'del', h.ns]);
+    }
+    sh(['link', 'del', this.bridge]);
+  }
+}
