@@ -112,10 +112,15 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
       if (performance.now() > deadline) throw new Error(`the cluster did not settle within 30 s after the faults stopped; the last log lines:\n${lastLines()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    // Replicas first: on etcd a node answers once a write is in etcd, and
+    // another node may apply it a few ms later (LP-11 asks read-your-writes
+    // of the node that answered, not of every node at once). A lease must
+    // then be on every node once they have caught up; one that is still
+    // missing after that was lost.
+    const replicas = await replicasAgree(cluster);
     const leasesChecked = await harness.finalCheck(ports()).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}; the last log lines:\n${lastLines()}`);
     });
-    const replicas = await replicasAgree(cluster);
     harness.history.diverged = replicas.diffs;
     return { report: check(harness.history), counters: harness.counters, faults: { ...chaos.counts }, failovers, restarts, leasesChecked, replicas: { locks: replicas.locks, nodes: replicas.nodes }, seconds: elapsed(), timeline };
   } finally {
