@@ -23,7 +23,11 @@ export interface Redis {
   stop(): Promise<void>;
 }
 
-/** Send inline commands, return the first line of each reply (enough for PING, SCRIPT LOAD, INFO lines we read). */
+/**
+ * Send one inline command and return its reply: a status or integer line as
+ * is (`+PONG`), or a bulk string's whole value, read to the length its
+ * `$N` header gives (SCRIPT LOAD's SHA, INFO's many lines).
+ */
 function ask(port: number, command: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = connect({ port, host: '127.0.0.1' });
@@ -34,12 +38,13 @@ function ask(port: number, command: string): Promise<string> {
       const nl = buf.indexOf('\r\n');
       if (nl === -1) return;
       const first = buf.slice(0, nl);
-      // bulk string: the value is on the next line
-      if (first.startsWith('$') && first !== '$-1') {
-        const next = buf.indexOf('\r\n', nl + 2);
-        if (next === -1) return;
+      const bulk = /^\$(\d+)$/.exec(first);
+      if (bulk !== null) {
+        const len = Number(bulk[1]);
+        const body = Buffer.from(buf.slice(nl + 2));
+        if (body.length < len) return;
         s.destroy();
-        resolve(buf.slice(nl + 2, next));
+        resolve(body.subarray(0, len).toString('utf8'));
         return;
       }
       s.destroy();
@@ -100,7 +105,7 @@ export async function startRedis(replicas = 0): Promise<Redis | null> {
     // Replicating once the primary counts them all as online.
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const info = await askAll(port, 'INFO replication');
+      const info = await ask(port, 'INFO replication');
       if ((info.match(/^slave\d+:.*state=online/gm) ?? []).length >= replicas) break;
       if (Date.now() > deadline) throw new Error(`redis replicas not online after 15 s:\n${info}`);
       await new Promise((r) => setTimeout(r, 50));
@@ -123,27 +128,4 @@ export async function startRedis(replicas = 0): Promise<Redis | null> {
       await Promise.all([...followers, server].map(stopChild));
     },
   };
-}
-
-/** A command's whole reply text (INFO's bulk string), read until the connection has been quiet for a moment. */
-function askAll(port: number, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    let buf = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      buf += d;
-      const m = /^\$(\d+)\r\n/.exec(buf);
-      if (m !== null && Buffer.byteLength(buf) >= m[0].length + Number(m[1]) + 2) {
-        s.destroy();
-        resolve(buf.slice(m[0].length));
-      }
-    });
-    s.on('error', reject);
-    s.setTimeout(2_000, () => {
-      s.destroy();
-      reject(new Error(`no answer to ${command} within 2 s`));
-    });
-    s.write(`${command}\r\n`);
-  });
 }

@@ -17,7 +17,7 @@ import type { Limits } from './node/limits.js';
 import { NodeLog } from './node/node-log.js';
 import { EtcdNode } from './node/node-etcd.js';
 import { EtcdMembership } from './replication/etcd-members.js';
-import { SHUTDOWN_DRAIN_MS } from './up.js';
+import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from './up.js';
 
 export interface NodeMainOptions {
   etcd: string[];
@@ -63,25 +63,12 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     return 1;
   }
   log.flush();
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      process.stdout.write(`${o.name}: ${signal}, shutting down: answering what was received, then leaving the cluster\n`);
-      node
-        .drain(SHUTDOWN_DRAIN_MS)
-        .then(() => node.close())
-        .then(
-          () => resolve(0),
-          (err: unknown) => {
-            process.stderr.write(`dlock node: shutdown failed: ${(err as Error).message}\n`);
-            resolve(1);
-          },
-        );
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.stdout.write(`ready node=${o.name} index=${prepared.index} address=${o.host}:${port} link=${node.linkEndpoint} first-client=${clientIdFor(prepared.index, prepared.firstOrdinal + 1)}\n`);
-  });
+  return serveUntilSignal(
+    { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster' },
+    async () => {
+      await node.drain(SHUTDOWN_DRAIN_MS);
+      await node.close();
+    },
+    `ready node=${o.name} index=${prepared.index} address=${o.host}:${port} link=${node.linkEndpoint} first-client=${clientIdFor(prepared.index, prepared.firstOrdinal + 1)}`,
+  );
 }

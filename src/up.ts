@@ -74,26 +74,41 @@ export async function up(opts: UpOptions): Promise<number> {
     return 1;
   }
   const chaos = startChaos(cluster, opts);
+  return serveUntilSignal(
+    { who: 'cluster', command: 'dlock up', doing: 'no new connections or requests; answering what was received' },
+    () => {
+      chaos?.stop();
+      return cluster.close(SHUTDOWN_DRAIN_MS);
+    },
+    cluster.readyLine(),
+  );
+}
+
+/**
+ * Print `ready`, then run until SIGINT or SIGTERM and `shutdown()` once;
+ * resolves with the exit status (0, or 1 if the shutdown failed). The
+ * handlers are installed before the ready line: a supervisor may signal as
+ * soon as it reads it, and a SIGTERM before the handlers exist kills the
+ * process uncleaned (seen in the auth test on a loaded machine: exit by
+ * signal, not 0). Shared by `dlock up` and `dlock node`.
+ */
+export function serveUntilSignal(say: { who: string; command: string; doing: string }, shutdown: () => Promise<void>, ready: string): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      process.stdout.write(`cluster: ${signal}, shutting down: no new connections or requests; answering what was received\n`);
-      chaos?.stop();
-      cluster.close(SHUTDOWN_DRAIN_MS).then(
+      process.stdout.write(`${say.who}: ${signal}, shutting down: ${say.doing}\n`);
+      shutdown().then(
         () => resolve(0),
         (err: unknown) => {
-          process.stderr.write(`dlock up: shutdown failed: ${(err as Error).message}\n`);
+          process.stderr.write(`${say.command}: shutdown failed: ${(err as Error).message}\n`);
           resolve(1);
         },
       );
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
-    // Only now: a supervisor may signal as soon as it reads this line, and a
-    // SIGTERM before the handlers exist kills the process uncleaned (seen
-    // in the auth test on a loaded machine: exit by signal, not 0).
-    process.stdout.write(`${cluster.readyLine()}\n`);
+    process.stdout.write(`${ready}\n`);
   });
 }

@@ -333,8 +333,8 @@ export class EtcdNode extends NodeBase {
   // ---- this node's clients ----
 
   submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
-    const req = this.propose(cmd);
-    this.own.set(req, { conn, ticket, cmd, sent: this.pendingSent });
+    const { req, sent } = this.propose(cmd);
+    this.own.set(req, { conn, ticket, cmd, sent });
     if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
   }
 
@@ -351,16 +351,12 @@ export class EtcdNode extends NodeBase {
     this.propose({ op: 'disconnect', client: conn.id }); // [LP-8]
   }
 
-  /** Whether the last proposal went to a leader at once. */
-  private pendingSent = false;
-
-  /** A proposal of this node: kept until its entry is applied, sent to whoever leads. */
-  private propose(cmd: Command): number {
+  /** A proposal of this node: kept until its entry is applied, sent to whoever leads; whether it went at once. */
+  private propose(cmd: Command): { req: number; sent: boolean } {
     const req = this.nextReq++;
     const p = { cmd, req };
     this.pending.set(req, p);
-    this.pendingSent = this.forward(p);
-    return req;
+    return { req, sent: this.forward(p) };
   }
 
   /** Hand a proposal to the leader: this node, or over its link. False when there is none now. */
@@ -648,29 +644,24 @@ export class EtcdNode extends NodeBase {
    * process's would.
    */
   async crashForTest(): Promise<void> {
-    this.stopping = true;
-    if (this.publishTimer !== null) clearInterval(this.publishTimer);
-    if (this.reserveTimer !== null) clearInterval(this.reserveTimer);
-    this.timers.stop();
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    if (this.leaderless !== null) clearTimeout(this.leaderless);
+    this.stopLocal();
     this.members.abandon();
     this.etcdLog.client.close();
-    this.link?.close();
-    for (const t of this.followerLinks.keys()) t.close();
     this.linkServer?.close();
     await super.close();
   }
 
-  override async close(): Promise<void> {
+  /** What both ways of stopping share: no more timers, no more node links. */
+  private stopLocal(): void {
     this.stopping = true;
-    if (this.reserveTimer !== null) clearInterval(this.reserveTimer);
-    if (this.publishTimer !== null) clearInterval(this.publishTimer);
+    for (const t of [this.publishTimer, this.reserveTimer, this.leaseTimer, this.leaderless]) if (t !== null) clearTimeout(t);
     this.timers.stop();
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    if (this.leaderless !== null) clearTimeout(this.leaderless);
     this.link?.close();
     for (const t of this.followerLinks.keys()) t.close();
+  }
+
+  override async close(): Promise<void> {
+    this.stopLocal();
     await new Promise<void>((resolve) => (this.linkServer === null ? resolve() : this.linkServer.close(() => resolve())));
     await super.close();
     await this.members.leave().catch((err: unknown) => this.logLine('warn', `leaving: ${(err as Error).message}`));
