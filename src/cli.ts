@@ -4,6 +4,7 @@
  * is the interactive client.
  */
 import { readFileSync } from 'node:fs';
+import { DEFAULT_NODE_TTL_S } from './replication/etcd-members.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from './client/repl.js';
@@ -138,8 +139,10 @@ await yargs(hideBin(process.argv))
         .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first, and nodes link with it (default: $DLOCK_AUTH_TOKEN)' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
         .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: the clock in µs); a cluster that has one keeps it' })
+        .option('node-ttl', { type: 'number', default: DEFAULT_NODE_TTL_S, describe: 'seconds: this node\'s etcd lease; when it dies, its clients\' session locks end this long after, and it stops serving if it cannot renew within ttl − margin' })
         .check((a) => {
           etcdUrls(a.etcd);
+          if (!Number.isInteger(a['node-ttl']) || a['node-ttl'] < 2 || a['node-ttl'] > 600) throw new Error('--node-ttl must be a whole number of seconds from 2 to 600');
           if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(a.name)) throw new Error('--name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit');
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
@@ -149,7 +152,7 @@ await yargs(hideBin(process.argv))
         }),
     async (a) => {
       const { runNode } = await import('./node-main.js');
-      process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken() });
+      process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'] });
     },
   )
   .command(

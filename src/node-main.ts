@@ -8,14 +8,17 @@
  * Prints one `ready node=NAME index=I address=HOST:PORT link=HOST:PORT` line
  * once it serves clients; SIGTERM/SIGINT answer what was read, leave the
  * cluster and exit 0. A node that can no longer renew its etcd lease stops
- * (exit 1) before etcd could expire it: fail-stop.
+ * serving before etcd could expire it (fail-stop: its clients are answered
+ * and closed), then rejoins as a new run of the same name once etcd answers.
  */
 import { Etcd3 } from 'etcd3';
 import { headlessView } from '../ui/headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { Limits } from './node/limits.js';
 import { NodeLog } from './node/node-log.js';
-import { EtcdNode } from './node/node-etcd.js';
+import { createServer, type Server } from 'node:net';
+import { endAndDiscard } from './node/connection.js';
+import { ERR_NODE_STOPPED, EtcdNode } from './node/node-etcd.js';
 import { EtcdMembership } from './replication/etcd-members.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from './up.js';
 
@@ -29,6 +32,8 @@ export interface NodeMainOptions {
   authToken: string | null;
   limits: Limits;
   firstToken: number;
+  /** The node's etcd lease, seconds (EtcdMembership). */
+  nodeTtlS: number;
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {
@@ -51,24 +56,119 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   }
   const idCounter = newIdCounter();
   Atomics.store(idCounter, 0, prepared.firstOrdinal);
-  const node = new EtcdNode({ name: o.name, index: prepared.index, log, idCounter, firstToken: o.firstToken, authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true });
+  const index = prepared.index;
+  const make = (): EtcdNode =>
+    new EtcdNode({
+      name: o.name, index, log, idCounter, firstToken: o.firstToken, authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true, nodeTtlS: o.nodeTtlS,
+      onStop: (why) => void rejoin(why),
+    });
+  // The node serving now (null while rejoining), and what answers its port meanwhile.
+  let current: EtcdNode | null = make();
+  let refusing: Server | null = null;
+  let shuttingDown = false;
   let port: number;
   try {
-    await node.start();
-    port = await node.listen(o.host, o.port);
+    await current.start();
+    port = await current.listen(o.host, o.port);
   } catch (err) {
     log.flush();
     process.stderr.write(`dlock node: could not start: ${(err as Error).message}\n`);
-    await node.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
+    await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
     return 1;
   }
   log.flush();
+
+  /**
+   * The node fail-stopped (it lost etcd: jeopardy; see EtcdNode.failStop).
+   * The process stays: its port refuses clients with the reason, and a new
+   * node (same name and index, a new etcd lease) starts as soon as etcd
+   * answers, as a restarted process would, and then serves on the port
+   * again (issue 13: service resumes when quorum returns).
+   */
+  async function rejoin(why: string): Promise<void> {
+    current = null;
+    if (shuttingDown) return;
+    const since = Date.now();
+    log.line('warn', `rejoining the cluster once etcd answers (stopped: ${why})`);
+    log.flush();
+    refusing = await refuseClients(o.host, port, `Error: ${ERR_NODE_STOPPED}; it rejoins the cluster once etcd answers: retry or use another node\n`).catch((err: unknown) => {
+      log.line('error', `cannot hold port ${port} while rejoining: ${(err as Error).message}`);
+      return null;
+    });
+    while (!shuttingDown) {
+      const node = make();
+      const started = await withDeadline(node.start(), REJOIN_ATTEMPT_MS).then(
+        () => true,
+        async (err: unknown) => {
+          log.line('warn', `rejoining: ${(err as Error).message}; trying again`);
+          await node.abandon();
+          return false;
+        },
+      );
+      if (!started) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        continue;
+      }
+      if (shuttingDown) {
+        await node.close();
+        return;
+      }
+      await closeServer(refusing);
+      refusing = null;
+      try {
+        await node.listen(o.host, port);
+      } catch (err) {
+        log.line('error', `rejoined, but cannot listen on port ${port} again: ${(err as Error).message}`);
+        await node.abandon();
+        continue;
+      }
+      current = node;
+      log.line('warn', `rejoined the cluster after ${Date.now() - since} ms; serving on ${o.host}:${port}`);
+      log.flush();
+      return;
+    }
+  }
+
   return serveUntilSignal(
     { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster' },
     async () => {
+      shuttingDown = true;
+      await closeServer(refusing);
+      const node = current;
+      if (node === null) return;
       await node.drain(SHUTDOWN_DRAIN_MS);
       await node.close();
     },
-    `ready node=${o.name} index=${prepared.index} address=${o.host}:${port} link=${node.linkEndpoint} first-client=${clientIdFor(prepared.index, prepared.firstOrdinal + 1)}`,
+    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${current.linkEndpoint} first-client=${clientIdFor(index, prepared.firstOrdinal + 1)}`,
   );
+}
+
+/** One rejoin attempt: etcd may accept the connection and not answer (no quorum). */
+const REJOIN_ATTEMPT_MS = 20_000;
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`etcd did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** While no node serves the port: every connection gets `line` and is closed (no greeting, no id: never a client). */
+function refuseClients(host: string, port: number, line: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer((socket) => {
+      socket.on('error', (err: Error) => void err); // the client went first; nothing to answer
+      endAndDiscard(socket, line);
+    });
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+function closeServer(server: Server | null): Promise<void> {
+  return new Promise((resolve) => (server === null ? resolve() : server.close(() => resolve())));
 }

@@ -25,7 +25,8 @@ export async function clusterStatus(hosts: string[], cluster: string): Promise<C
     const [names, live, leaderValue, last] = await Promise.all([
       ns.getAll().prefix('names/').strings(),
       ns.getAll().prefix('live/').strings(),
-      ns.election('election').leader(),
+      // The election's leader: the oldest key under election/ (etcd-election.ts).
+      ns.getAll().prefix('election/').sort('Create', 'Ascend').limit(1).strings().then((kv) => Object.values(kv)[0]),
       ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).strings(),
     ]);
     const leader = leaderValue === undefined ? null : ((JSON.parse(leaderValue) as { name: string }).name ?? null);

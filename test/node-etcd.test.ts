@@ -52,6 +52,7 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     await eventually(() => leaderName() !== undefined, 'a leader elected', 10_000);
   });
   afterAll(async () => {
+    if (process.env.DLOCK_TEST_DUMP !== undefined) for (const [n, l] of logs) console.log(`--- ${n}\n${l.filter((x) => !/^(Request|Response|UpdateLockmap|RemoveLockmap|Connect|Disconnect)/.test(x)).join('\n')}`);
     pool.closeAll();
     for (const n of nodes.values()) await n.close();
     await etcd.stop();
@@ -94,7 +95,7 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     // The leader's process goes away: its etcd lease and election key expire.
     const dead = nodes.get(old) as EtcdNode;
     nodes.delete(old);
-    await dead.crashForTest();
+    await dead.abandon();
     const tokens: number[] = [];
     for (let i = 0; i < N; i++) {
       const grant = await burst.next(15_000);

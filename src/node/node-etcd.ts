@@ -49,7 +49,7 @@ import { apply, createState, deadlineOf, snapshot, type ClientId, type Command, 
 import { compactBehind, loadSnapshot, saveSnapshot } from '../replication/etcd-snapshot.js';
 import type { Batch } from '../replication/replication-etcd.js';
 import type { Frame } from '../codec/frame.js';
-import { EtcdMembership, type MemberInfo } from '../replication/etcd-members.js';
+import { DEFAULT_NODE_TTL_S, EtcdMembership, type MemberInfo } from '../replication/etcd-members.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog } from '../replication/replication-etcd.js';
 import type { LogEntry } from '../replication/replication.js';
 import { TcpTransport } from '../transport/transport-tcp.js';
@@ -62,8 +62,34 @@ import { TimerHeap } from './timer-heap.js';
 /** See leaseGraceMs. */
 export const LEASE_GRACE_MS = 500;
 
+/**
+ * A read is refused once this node's last lease renewal that etcd
+ * confirmed is older than this (etcd unreachable, or without quorum): its
+ * replica may then lag the log by that long [LP-11]. Renewals are sent
+ * every third of the node TTL, so a healthy node's stays under a third;
+ * jeopardy stops the node at two thirds. Half the TTL lies between.
+ */
+export const READ_CONTACT_FRACTION = 0.5;
+
+/** A write or read this node will not answer: it lost etcd (see EtcdNode.failStop). */
+export const ERR_NODE_STOPPED = 'this node lost contact with etcd (unreachable, or without quorum) and stopped serving';
+
 /** The leader snapshots the table (and compacts the log behind it) every this many entries. */
 export const SNAPSHOT_EVERY_ENTRIES = 20_000;
+
+/**
+ * Writes wait this long for a leader before they fail with a named error,
+ * ms: a failover takes the election TTL (2 s), plus as long again when
+ * etcd's own Raft leader changed meanwhile (its new leader extends every
+ * lease, the dead leader's election key's too), plus the link.
+ */
+const LEADER_WAIT_MS = 10_000;
+
+/** A link to the leader that could not be made is tried again after this long, ms. */
+const LINK_RETRY_MS = 250;
+
+/** How long a fail-stopping node lets its clients read the errors it answered before it drops them, ms. */
+const FAIL_STOP_DRAIN_MS = 200;
 
 export interface EtcdNodeOptions extends NodeOptions {
   etcd: string[];
@@ -78,6 +104,14 @@ export interface EtcdNodeOptions extends NodeOptions {
   leaseGraceMs?: number;
   /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
   reserveIds?: boolean;
+  /**
+   * Called once when the node has fail-stopped (failStop): its clients
+   * answered and closed, its listeners closed, its etcd client closed. The
+   * host starts a new node in its place (`dlock node` rejoins once etcd
+   * answers). Absent: thrown on the node's thread, where the worker's
+   * supervisor handles it as any crash.
+   */
+  onStop?: (why: string) => void;
 }
 
 interface Proposal {
@@ -143,6 +177,10 @@ export class EtcdNode extends NodeBase {
   private lastBatch = { revision: 0, batch: 0 };
   private snapSeq = 0;
   private snapshotting = false;
+  /** failStop() ran: nothing more is served. */
+  private failed = false;
+  /** start() finished; before, a fail-stop only makes start() throw. */
+  private started = false;
   private onCaughtUp: (() => void) | null = null;
   readonly firstSync = new Promise<void>((resolve) => {
     this.onCaughtUp = resolve;
@@ -206,20 +244,19 @@ export class EtcdNode extends NodeBase {
     this.onCaughtUp?.();
     this.onCaughtUp = null;
     await this.members.watch((m) => this.membersChanged(m));
-    await this.etcdLog.observeLeader(
-      (v) => this.leaderChanged(v),
-      (err) => this.logLine('error', `observing the election failed: ${err.message}`),
-    );
+    await this.etcdLog.observeLeader((v) => this.leaderChanged(v));
     void this.campaign();
     await this.endOwnPastSessions();
+    if (this.stopping) throw new Error(`stopped while starting${this.failed ? ' (lost etcd)' : ''}`);
+    this.started = true;
     // What `dlock status` shows: applied seq, role, client address; once a second when it changed.
     this.publishTimer = setInterval(() => {
-      this.members.publish(this.seq, this.leading, this.address ?? '').catch((err: unknown) => this.logLine('warn', `publishing status: ${(err as Error).message}`));
+      this.members.publish(this.seq, this.leading, this.address ?? '').catch((err: unknown) => this.warnUnlessStopping(`publishing status: ${(err as Error).message}`));
     }, 1000);
     this.publishTimer.unref();
     if (this.eopts.reserveIds === true) {
       this.reserveTimer = setInterval(() => {
-        this.members.extend(Atomics.load(this.eopts.idCounter, 0)).catch((err: unknown) => this.logLine('warn', `reserving client ids: ${(err as Error).message}`));
+        this.members.extend(Atomics.load(this.eopts.idCounter, 0)).catch((err: unknown) => this.warnUnlessStopping(`reserving client ids: ${(err as Error).message}`));
       }, 1000);
       this.reserveTimer.unref();
     }
@@ -253,6 +290,11 @@ export class EtcdNode extends NodeBase {
 
   private logLine(kind: 'info' | 'warn' | 'error' | 'repl', text: string): void {
     this.log.line(kind, text);
+  }
+
+  /** A call to etcd that failed: news while serving; expected once stopped (its client is closed). */
+  private warnUnlessStopping(text: string): void {
+    if (!this.stopping) this.logLine('warn', text);
   }
 
   // ---- applying the log (every node) ----
@@ -332,7 +374,25 @@ export class EtcdNode extends NodeBase {
 
   // ---- this node's clients ----
 
+  /**
+   * Reads come from this node's replica [LP-11], which follows etcd's log:
+   * while the node cannot show it is in contact with etcd, the replica may
+   * lag by as long, so the read is refused, saying how long (issue 13:
+   * reads either say how stale they may be or are refused).
+   */
+  override read(req: Parameters<NodeBase['read']>[0]): string {
+    if (this.failed) return `Error: ${ERR_NODE_STOPPED}`;
+    const ago = this.members.confirmedAgoMs();
+    const limit = (this.eopts.nodeTtlS ?? DEFAULT_NODE_TTL_S) * 1000 * READ_CONTACT_FRACTION;
+    if (ago > limit) return `Error: no contact with etcd for ${ago} ms (unreachable, or without quorum): this node's replica may be that stale; read through another node or retry`;
+    return super.read(req);
+  }
+
   submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
+    if (this.failed) {
+      conn.resolve(ticket, `Error: ${ERR_NODE_STOPPED}; the request was not applied`, 0);
+      return;
+    }
     const { req, sent } = this.propose(cmd);
     this.own.set(req, { conn, ticket, cmd, sent });
     if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
@@ -343,6 +403,9 @@ export class EtcdNode extends NodeBase {
   }
 
   protected disconnect(conn: ClientConnection): void {
+    // Stopped: the leader ends this node's sessions when its lease expires
+    // (and a rejoining run ends any left, endOwnPastSessions).
+    if (this.failed) return;
     const req = this.waitingReq.get(conn.id);
     if (req !== undefined) {
       this.waitingReq.delete(conn.id);
@@ -375,8 +438,8 @@ export class EtcdNode extends NodeBase {
 
   /** No leader to send to: hold the writes for a while, then fail them with named errors. */
   private awaitLeader(): void {
-    if (this.leaderless !== null) return;
-    const ms = this.eopts.leaderWaitMs ?? 5000;
+    if (this.leaderless !== null || this.stopping) return;
+    const ms = this.eopts.leaderWaitMs ?? LEADER_WAIT_MS;
     this.leaderless = setTimeout(() => {
       this.leaderless = null;
       if (this.leading || (this.link !== null && !this.link.closed)) return;
@@ -415,8 +478,12 @@ export class EtcdNode extends NodeBase {
   private leaderChanged(value: string | undefined): void {
     this.leaderValue = value;
     const info = value === undefined || value === '' ? null : (JSON.parse(value) as LeaderInfo);
-    if (info !== null && info.name !== this.name) this.notLeading();
-    if (info === null || info.name === this.name) {
+    // This run, by its link address: an earlier run of this node's name
+    // (its election key lingers until its lease expires) is another node,
+    // one this run cannot reach.
+    const self = info !== null && info.link === this.linkAddress;
+    if (info !== null && !self) this.notLeading();
+    if (info === null || self) {
       if (this.link !== null) this.link.close();
       this.link = null;
       this.linkTo = null;
@@ -447,7 +514,14 @@ export class EtcdNode extends NodeBase {
         this.logLine('repl', `linked to the leader ${info.name} at ${info.link}`);
         this.resend();
       },
-      (err: unknown) => this.logLine('warn', `cannot link to the leader ${info.name} at ${info.link}: ${(err as Error).message}`),
+      (err: unknown) => {
+        this.logLine('warn', `cannot link to the leader ${info.name} at ${info.link}: ${(err as Error).message}`);
+        if (this.linkTo !== info.link) return;
+        // Try again while it is still the leader named (a leader that died
+        // keeps its election key until its lease expires; then the value changes).
+        this.linkTo = null;
+        if (!this.stopping) setTimeout(() => this.relink(), LINK_RETRY_MS).unref();
+      },
     );
   }
 
@@ -517,7 +591,10 @@ export class EtcdNode extends NodeBase {
       setTimeout(() => void this.campaign(), 500).unref();
       return;
     }
-    if (this.stopping) return;
+    if (this.stopping) {
+      await this.etcdLog.resign(); // stopped while campaigning: let another lead
+      return;
+    }
     this.leading = true;
     this.takeoverAt = Date.now();
     this.leadTo = end.lastSeq;
@@ -627,26 +704,65 @@ export class EtcdNode extends NodeBase {
 
   /** Fail-stop: this node can no longer show it is alive; its clients must not believe in sessions the leader will end. */
   private jeopardy(why: string): void {
-    this.logLine('error', `stopping: ${why}`);
     this.fatal(why);
   }
 
   private fatal(why: string): void {
-    // The worker's one place for failure (the supervisor restarts it).
-    setImmediate(() => {
-      throw new Error(`node stopped: ${why}`);
-    });
+    void this.failStop(why);
   }
 
   /**
-   * Stop as a crash would (tests, fault injection): connections dropped, no
-   * goodbye to etcd, so this node's leases there run out as a dead
-   * process's would.
+   * Stop serving, as one place for every fatal fault (jeopardy, a log that
+   * cannot be followed). Every request in flight is answered with a named
+   * error first (a write sent to the leader may or may not have been
+   * applied: its entry may still land), later requests on the open
+   * connections are refused, and the connections are closed once those
+   * replies are written [LP-8]: their sessions are over, and the leader
+   * ends them in the table when this node's lease expires. Then the
+   * listeners and the etcd client close, without revoking the lease (etcd
+   * may be unreachable), and onStop is told.
    */
-  async crashForTest(): Promise<void> {
+  private async failStop(why: string): Promise<void> {
+    if (this.failed || this.stopping) return;
+    this.failed = true;
+    this.logLine('error', `stopping: ${why}`);
+    if (!this.started) {
+      await this.abandon(); // start() throws; its caller decides
+      return;
+    }
+    for (const [req, w] of this.own) this.answer(req, `Error: ${ERR_NODE_STOPPED}; ${w.sent ? 'the request may or may not have been applied' : 'the request was not applied'}`);
+    this.pending.clear();
+    this.failUncommitted(ERR_NODE_STOPPED, `${ERR_NODE_STOPPED}; the request may or may not have been applied`);
+    this.leading = false;
+    this.sequencing = false;
     this.stopLocal();
     this.members.abandon();
-    this.etcdLog.client.close();
+    // At once, not after a goodbye etcd may not answer: a campaign still
+    // waiting must not win for a node that has stopped.
+    this.etcdLog.abandon();
+    await this.drain(FAIL_STOP_DRAIN_MS);
+    await new Promise<void>((resolve) => (this.linkServer === null ? resolve() : this.linkServer.close(() => resolve())));
+    await super.close();
+    const onStop = this.eopts.onStop;
+    if (onStop !== undefined) onStop(why);
+    else {
+      // The worker's one place for failure (the supervisor restarts it).
+      setImmediate(() => {
+        throw new Error(`node stopped: ${why}`);
+      });
+    }
+  }
+
+  /**
+   * Stop as a crash would (tests, fault injection, a start that did not
+   * finish): connections dropped, no goodbye to etcd (which may be
+   * unreachable), so this node's leases there run out as a dead process's
+   * would.
+   */
+  async abandon(): Promise<void> {
+    this.stopLocal();
+    this.members.abandon();
+    this.etcdLog.abandon();
     this.linkServer?.close();
     await super.close();
   }

@@ -19,16 +19,28 @@
  * expiry or Chubby's jeopardy. `onJeopardy` fires once the last renewal
  * that etcd confirmed was sent more than ttl − margin ago.
  *
+ * Renewals: LeaseKeeper (etcd-lease.ts), not the etcd3 client's loop,
+ * with which a healthy node fail-stopped when one etcd member of three
+ * went (issue 13: losing one member costs at most one election).
+ *
  * Clock assumption: the rates of the node's and etcd's clocks differ by far
  * less than the margin over one ttl (no assumption on their offsets).
  *
  * Threading: the thread that made it.
  */
 import type { Etcd3, IKeyValue, Lease, Namespace, Watcher } from 'etcd3';
+import { LeaseKeeper } from './etcd-lease.js';
 
 /** Client-id ordinals reserved per block: a crash wastes at most one block's rest. */
 export const ID_BLOCK = 100_000;
-export const DEFAULT_NODE_TTL_S = 3;
+/**
+ * A node's lease, seconds. Ten, as Consul's shortest session TTL and near
+ * Chubby's 12 s: it must outlast etcd choosing a new Raft leader (about
+ * its election timeout, 1 s by default, and more on a loaded machine) plus
+ * the renewals lost meanwhile, or every node fail-stops when etcd's leader
+ * goes. With 5 s, that happened in the partition test.
+ */
+export const DEFAULT_NODE_TTL_S = 10;
 
 /** Another live process already uses this node name. */
 export class NameInUseError extends Error {
@@ -60,10 +72,8 @@ export class EtcdMembership {
   private lease: Lease | null = null;
   private index = -1;
   private reservedTo = 0;
-  /** When the last keepalive that etcd confirmed was sent. */
-  private renewedFrom = 0;
-  private firedAt = 0;
   private jeopardyTimer: NodeJS.Timeout | null = null;
+  private keeper: LeaseKeeper | null = null;
   private watcher: Watcher | null = null;
   private info: MemberInfo | null = null;
   private leaseId = '';
@@ -95,22 +105,20 @@ export class EtcdMembership {
       this.index = fixedIndex;
     }
     this.reservedTo = to;
-    const lease = this.ns.lease(this.ttlS);
+    const lease = this.ns.lease(this.ttlS, { autoKeepAlive: false });
     this.lease = lease;
-    // Renewals are counted from the start: joining may wait for an earlier
-    // run's key to expire, and the lease is renewed meanwhile.
-    lease.on('keepaliveFired', () => {
-      this.firedAt = Date.now();
-    });
-    lease.on('keepaliveSucceeded', () => {
-      this.renewedFrom = this.firedAt;
-    });
     this.info = { name: this.name, index: this.index, ...info };
     const value = JSON.stringify(this.info);
     const granting = Date.now();
     const leaseId = await lease.grant();
     this.leaseId = leaseId;
-    this.renewedFrom = Math.max(this.renewedFrom, granting);
+    // Renewals are counted from the start: joining may wait for an earlier
+    // run's key to expire, and the lease is renewed meanwhile.
+    let lost: string | null = null;
+    const keeper = new LeaseKeeper(lease, this.ttlS, granting, (why) => {
+      lost = why;
+    });
+    this.keeper = keeper;
     // A run of this name that died leaves its key until its lease expires:
     // wait that long (and a little) before calling the name taken.
     const deadline = Date.now() + this.ttlS * 1000 + 2000;
@@ -121,6 +129,7 @@ export class EtcdMembership {
         .commit();
       if (r.succeeded) break;
       if (Date.now() > deadline) {
+        this.stopRenewing();
         await lease.revoke();
         this.lease = null;
         throw new NameInUseError(`a live node already uses the name ${this.name} in this cluster`);
@@ -128,19 +137,23 @@ export class EtcdMembership {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const ttlMs = this.ttlS * 1000;
-    const margin = Math.max(300, ttlMs / 3);
+    // The margin covers stopping (the node answers, then drops its clients
+    // within FAIL_STOP_DRAIN_MS, node-etcd.ts), this timer's period, and the
+    // clocks' rates; etcd itself expires a lease only after its lessor's
+    // next check (every 500 ms) and a Raft round.
+    const margin = Math.min(Math.max(600, ttlMs / 5), ttlMs / 3);
     let fired = false;
     const jeopardy = (why: string): void => {
       if (fired) return;
       fired = true;
-      if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);
-      this.jeopardyTimer = null;
+      this.stopRenewing();
       onJeopardy(why);
     };
     lease.on('lost', (err: Error) => jeopardy(`etcd lease lost: ${err.message}`));
     this.jeopardyTimer = setInterval(() => {
-      const since = Date.now() - this.renewedFrom;
-      if (since > ttlMs - margin) jeopardy(`no etcd lease renewal confirmed for ${since} ms (ttl ${ttlMs} ms)`);
+      const since = Date.now() - keeper.renewedFrom();
+      if (lost !== null) jeopardy(lost);
+      else if (since > ttlMs - margin) jeopardy(`no etcd lease renewal confirmed for ${since} ms (ttl ${ttlMs} ms)`);
     }, 100);
     this.jeopardyTimer.unref();
     return { index: this.index, firstOrdinal: from, reservedTo: to };
@@ -232,10 +245,21 @@ export class EtcdMembership {
     await this.ns.put(`live/${this.name}`).value(JSON.stringify(this.info)).lease(this.leaseId).exec();
   }
 
-  /** Leave on purpose: the live key goes at once. */
-  async leave(): Promise<void> {
+  private stopRenewing(): void {
     if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);
     this.jeopardyTimer = null;
+    this.keeper?.stop();
+    this.keeper = null;
+  }
+
+  /** How long ago the last lease renewal that etcd confirmed was sent, ms (0 before join). */
+  confirmedAgoMs(): number {
+    return this.keeper === null ? 0 : Date.now() - this.keeper.renewedFrom();
+  }
+
+  /** Leave on purpose: the live key goes at once. */
+  async leave(): Promise<void> {
+    this.stopRenewing();
     await this.watcher?.cancel();
     this.watcher = null;
     const lease = this.lease;
@@ -245,8 +269,7 @@ export class EtcdMembership {
 
   /** Stop renewing without revoking: what a crash looks like to etcd (tests). */
   abandon(): void {
-    if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);
-    this.jeopardyTimer = null;
+    this.stopRenewing();
     this.lease?.release();
     this.lease = null;
   }

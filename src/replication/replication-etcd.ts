@@ -27,9 +27,11 @@
  * Threading: the thread that made it. Ordering: append() resolves in call
  * order; tail handlers run in revision order.
  */
-import { Etcd3, Range, type Campaign, type ElectionObserver, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
+import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
+import { Candidate, LeaderObserver } from './etcd-election.js';
 import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
+import { nodeEtcdClient } from './etcd-client.js';
 import type { LogEntry } from './replication.js';
 
 /** This node is not (or no longer) the leader: its append was refused by etcd. */
@@ -54,6 +56,16 @@ export class LogUnavailableError extends Error {
 export const MAX_BATCH_BYTES = 512 * 1024;
 /** Election lease TTL, seconds: a dead leader is replaced within about this long. */
 export const DEFAULT_ELECTION_TTL_S = 2;
+/**
+ * An append txn not answered within this long has an unknown outcome, as
+ * one that failed: the leader steps down rather than wait. Without it, a
+ * txn sent to an etcd member that died (or lost quorum) could hold every
+ * write behind it for as long as the gRPC channel takes to give up, while
+ * the leader's lease, renewed through a live member, kept it leading.
+ * (A gRPC deadline on the call itself does not do: the etcd3 client's
+ * retries reuse it and fail at once.)
+ */
+export const APPEND_TIMEOUT_MS = 5000;
 
 const BATCH_DIGITS = 16;
 /** Batches per page when catching up: 100 of the largest (512 KiB) stay under the 64 MiB reply cap set below. */
@@ -68,6 +80,8 @@ export interface EtcdLogOptions {
   /** The value of this node's election key (what observers learn of the leader: its name and link address). */
   node: string;
   electionTtlS?: number;
+  /** See APPEND_TIMEOUT_MS. */
+  appendTimeoutMs?: number;
 }
 
 /** A batch read from the log: its entries and the etcd revision that wrote it. */
@@ -87,7 +101,7 @@ interface Pending {
 export class EtcdLog {
   readonly client: Etcd3;
   private readonly ns: Namespace;
-  private campaign: Campaign | null = null;
+  private campaign: Candidate | null = null;
   /** While leading: the election key (relative to the cluster's prefix) and its create revision (the fencing token of every append). */
   private guard: { key: string; createRevision: string } | null = null;
   private nextBatch = 1;
@@ -95,7 +109,7 @@ export class EtcdLog {
   private queue: Pending[] = [];
   private inFlight = false;
   private watchers: Watcher[] = [];
-  private observers: ElectionObserver[] = [];
+  private observers: LeaderObserver[] = [];
   private closed = false;
 
   private readonly prefix: string;
@@ -104,9 +118,7 @@ export class EtcdLog {
 
   constructor(private readonly opts: EtcdLogOptions) {
     this.value = opts.node;
-    // A watch reply can carry several batches when this node lags: allow
-    // more than gRPC's default 4 MiB (reads page themselves, see tail()).
-    this.client = new Etcd3({ hosts: opts.hosts, grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 } });
+    this.client = nodeEtcdClient(opts.hosts);
     this.prefix = `/dlock/${opts.cluster}/`;
     this.ns = this.client.namespace(this.prefix);
   }
@@ -121,19 +133,14 @@ export class EtcdLog {
    * `onLost` fires once if the election lease is lost while leading.
    */
   async lead(onLost: (err: Error) => void): Promise<{ lastSeq: number; revision: number }> {
-    const campaign = this.ns.election('election', this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S).campaign(this.value);
-    this.campaign = campaign;
-    campaign.on('error', (err: Error) => {
-      if (this.guard === null) return;
+    const candidate = new Candidate(this.ns, this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S, this.value);
+    this.campaign = candidate;
+    const won = await candidate.campaign((why) => {
+      if (this.guard === null || this.campaign !== candidate) return;
       this.guard = null;
-      this.failQueue(new DeposedError(`leadership lost: ${err.message}`));
-      onLost(err);
+      this.failQueue(new DeposedError(`leadership lost: ${why}`));
+      onLost(new DeposedError(why));
     });
-    await campaign.wait();
-    const key = await campaign.getCampaignKey(); // the whole key, the cluster's prefix included
-    const own = await this.client.get(key).exec();
-    const kv = own.kvs[0];
-    if (kv === undefined) throw new DeposedError('elected, but the election key is already gone');
     // The log's end, read after winning: a deposed leader's last append
     // either landed before this read or was refused by its guard.
     const last = await this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).exec();
@@ -145,7 +152,7 @@ export class EtcdLog {
       lastSeq = entries.length === 0 ? 0 : (entries[entries.length - 1] as LogEntry).seq;
     }
     this.nextSeq = lastSeq + 1;
-    this.guard = { key: key.slice(this.prefix.length), createRevision: kv.create_revision };
+    this.guard = { key: won.key, createRevision: won.createRevision };
     return { lastSeq, revision: Number(last.header.revision) };
   }
 
@@ -184,12 +191,23 @@ export class EtcdLog {
     }
     const batch = this.nextBatch;
     const first = this.nextSeq;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const r = await this.ns
+      const txn = this.ns
         .if(batchKey(batch), 'Create', '==', 0)
         .and(guard.key, 'Create', '==', guard.createRevision)
         .then(this.ns.put(batchKey(batch)).value(lines.join('\n')))
         .commit();
+      const ms = this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS;
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`etcd did not answer within ${ms} ms`)), ms);
+      });
+      // The txn may still land after the deadline; it is guarded by this
+      // leader's election key, which is gone (resigned or expired) before
+      // any other node can lead, so a late landing comes before the next
+      // leader reads the log's end, or it is refused.
+      txn.catch((err: unknown) => void err);
+      const r = await Promise.race([txn, late]);
       if (!r.succeeded) {
         this.guard = null;
         const err = new DeposedError('append refused: this node no longer holds the election key');
@@ -215,6 +233,7 @@ export class EtcdLog {
       await this.campaign?.resign().catch((resignErr: unknown) => void resignErr);
       return;
     } finally {
+      clearTimeout(timer);
       this.inFlight = false;
     }
     if (this.queue.length > 0) void this.flush();
@@ -303,13 +322,11 @@ export class EtcdLog {
     this.value = value;
   }
 
-  /** The leader's election value now (undefined: none) and at every change; `onError` if observing fails. */
-  async observeLeader(onChange: (value: string | undefined) => void, onError: (err: Error) => void): Promise<void> {
-    const obs = await this.ns.election('election', this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S).observe();
+  /** The leader's election value now (undefined: none) and at every change (polled: etcd-election.ts). */
+  async observeLeader(onChange: (value: string | undefined) => void): Promise<void> {
+    const obs = new LeaderObserver(this.ns, onChange);
     this.observers.push(obs);
-    obs.on('change', onChange);
-    obs.on('error', onError);
-    onChange(obs.leader());
+    await obs.start();
   }
 
   /** Stop leading (if this node does) so another node can; a later lead() campaigns again. */
@@ -321,6 +338,22 @@ export class EtcdLog {
     await c?.resign().catch((err: unknown) => void err);
   }
 
+  /**
+   * Stop as a crash would: the client closed at once (watches, campaign and
+   * election lease with it), nothing asked of etcd, which may not answer.
+   * The election key, if held, goes when its lease expires.
+   */
+  abandon(): void {
+    this.closed = true;
+    this.guard = null;
+    this.failQueue(new DeposedError('closing'));
+    // The campaign's lease stops being renewed now: its key goes when its
+    // TTL runs out, as a crashed process's would.
+    this.campaign?.release();
+    this.campaign = null;
+    this.client.close();
+  }
+
   /** Give up leadership (if held) and close the client. */
   async close(): Promise<void> {
     this.closed = true;
@@ -328,7 +361,7 @@ export class EtcdLog {
     this.failQueue(new DeposedError('closing'));
     await Promise.all(this.watchers.map((w) => w.cancel()));
     this.watchers = [];
-    await Promise.all(this.observers.map((o) => o.cancel()));
+    for (const o of this.observers) o.cancel();
     this.observers = [];
     await this.campaign?.resign().catch((err: unknown) => void err);
     this.client.close();

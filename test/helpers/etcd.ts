@@ -25,6 +25,8 @@ async function freePort(): Promise<number> {
 interface Member {
   name: string;
   host: string;
+  /** The network namespace it runs in (helpers/netns.ts); undefined: this one. */
+  netns: string | undefined;
   clientPort: number;
   peerPort: number;
   dir: string;
@@ -43,11 +45,19 @@ export class EtcdCluster {
     return this.members.map((m) => `http://${m.host}:${m.clientPort}`);
   }
 
-  /** `host`: the address members listen on (a test bridge's, for nodes in network namespaces). */
-  static async start(size = 1, host = '127.0.0.1'): Promise<EtcdCluster> {
+  /**
+   * `host`: the address members listen on (a test bridge's, for nodes in
+   * network namespaces), or one per member with the namespace it runs in
+   * (an etcd member on each test host). Ports are picked free here, which
+   * holds for a namespace of its own too.
+   */
+  static async start(size = 1, host: string | Array<{ addr: string; ns: string }> = '127.0.0.1'): Promise<EtcdCluster> {
     const root = mkdtempSync(join(tmpdir(), 'dlock-etcd-'));
     const members: Member[] = [];
-    for (let i = 0; i < size; i++) members.push({ name: `m${i}`, host, clientPort: await freePort(), peerPort: await freePort(), dir: join(root, `m${i}`), proc: null, log: '' });
+    for (let i = 0; i < size; i++) {
+      const at = typeof host === 'string' ? { addr: host, ns: undefined } : (host[i] as { addr: string; ns: string });
+      members.push({ name: `m${i}`, host: at.addr, netns: at.ns, clientPort: await freePort(), peerPort: await freePort(), dir: join(root, `m${i}`), proc: null, log: '' });
+    }
     const c = new EtcdCluster(members, root);
     for (const m of members) c.spawn(m, 'new');
     try {
@@ -71,11 +81,13 @@ export class EtcdCluster {
       '--initial-cluster', peers,
       '--initial-cluster-state', state,
       '--initial-cluster-token', `dlock-test-${process.pid}`,
-      // Loopback: short heartbeats and elections keep the tests quick.
-      '--heartbeat-interval', '50',
-      '--election-timeout', '500',
+      // etcd's defaults (100 ms, 1 s): shorter ones made elections flap
+      // when the tests load this 2-core machine, and every node then
+      // fail-stopped for want of a leader to renew its lease.
+      '--heartbeat-interval', '100',
+      '--election-timeout', '1000',
     ];
-    const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = m.netns === undefined ? spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn('ip', ['netns', 'exec', m.netns, 'etcd', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     // If this process ends without stop() (a run that threw), its etcd members go with it.
     const reap = (): void => {
       proc.kill('SIGKILL');
@@ -109,6 +121,23 @@ export class EtcdCluster {
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${m.log.slice(-2000)}`);
     }
+  }
+
+  /** Which member is etcd's Raft leader now (asked of every member that answers), or -1. */
+  async leader(): Promise<number> {
+    const ids: string[] = [];
+    let leader = '';
+    for (const m of this.members) {
+      if (m.proc === null) {
+        ids.push('');
+        continue;
+      }
+      const r = await fetch(`http://${m.host}:${m.clientPort}/v3/maintenance/status`, { method: 'POST', body: '{}' });
+      const st = (await r.json()) as { header?: { member_id?: string }; leader?: string };
+      ids.push(st.header?.member_id ?? '');
+      if (st.leader !== undefined && st.leader !== '0') leader = st.leader;
+    }
+    return leader === '' ? -1 : ids.indexOf(leader);
   }
 
   /** SIGKILL member `i`, as a crash would. */
