@@ -9,6 +9,8 @@
  *   npm run bench -- --seconds N       measured window per case (default 3)
  *   npm run bench -- --smoke           every default case for a moment (npm test)
  *   npm run bench -- --scenario failover   (or resync) only the fault benches (faults.ts)
+ *   npm run bench -- --scenario etcd   dlock nodes on a 3-member etcd against etcd's own
+ *                                      lock recipe, txn pairs and gets; failover, rejoin (etcd.ts)
  *   npm run bench -- --cli PATH        bench another build's dist/src/cli.js (the previous
  *                                      build, side by side: run both, alternately)
  *   npm run bench -- --profile DIR     also run dlock under --cpu-prof: keep one
@@ -137,6 +139,13 @@ if (full) {
 }
 // One run per name, in first-seen order.
 cases = cases.filter((c, i) => cases.findIndex((x) => x.name === c.name) === i);
+// dlock across processes on a 3-member etcd, against etcd itself (bench/etcd.ts): its own run.
+if (only === 'etcd') {
+  const { runEtcdBench } = await import('./etcd.js');
+  const ok = await runEtcdBench({ seconds, warmup, conns: 50, trials: smoke ? 1 : 3, quick: smoke });
+  process.exit(ok ? 0 : 1);
+}
+
 if (only !== undefined) {
   const picked = cases.filter((c) => c.name.includes(only));
   const partners = picked.flatMap((c) => cases.filter((x) => x.name === c.vs || (c.name === WAIT_PARTNER && x === REDIS_WAIT)));

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const hasRedis = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+const hasEtcd = spawnSync('sh', ['-c', 'command -v etcd']).status === 0;
 
 describe('npm run bench --smoke', () => {
   it('runs every default scenario against a real cluster (and Redis when installed) and prints the table', () => {
@@ -40,4 +41,19 @@ describe('npm run bench --smoke', () => {
       expect(r.stderr).toMatch(/redis-server is not installed/);
     }
   });
+
+  it.skipIf(!hasEtcd)('--scenario etcd: dlock nodes on a 3-member etcd against etcd\'s lock recipe, txn pairs and gets; failover and rejoin times', () => {
+    const run = fileURLToPath(new URL('../dist/bench/run.js', import.meta.url));
+    const r = spawnSync(process.execPath, [run, '--scenario', 'etcd', '--smoke'], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^dlock preempt\+release through the nodes \(pairs\/s\) +[1-9]\d* +\d+\/\d+ per request *$/m);
+    expect(r.stdout).toMatch(/^etcd lock recipe, acquire\+release \(pairs\/s\) +[1-9]\d* +\d+\/\d+ per pair +\d+\.\d$/m);
+    expect(r.stdout).toMatch(/^etcd bare txn create-if-absent \+ delete \(pairs\/s\) +[1-9]\d* +\d+\/\d+ per pair +\d+\.\d$/m);
+    expect(r.stdout).toMatch(/^dlock check through the nodes \(reads\/s\) +[1-9]\d* /m);
+    expect(r.stdout).toMatch(/^etcd linearizable get \(reads\/s\) +[1-9]\d* +\d+\/\d+ +\d+\.\d$/m);
+    expect(r.stdout).toMatch(/^errors: 0; 50 connections each/m);
+    expect(r.stdout).toMatch(/^failover \(leader's process killed -9 → first write answered via another node\): median \d+ ms of \d+ ms$/m);
+    expect(r.stdout).toMatch(/^rejoin after kill -9: not measured \(--smoke\)$/m);
+    expect(r.stdout).toMatch(/^rejoin after a clean stop .*: median \d+ ms of \d+ ms$/m);
+  }, 150_000);
 });

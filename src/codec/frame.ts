@@ -35,6 +35,12 @@
  *   F->L forward    a client write (req > 0 expects a reply; 0 does not)
  *   L->F reply      the result of forward `req`, valid as of `seq`, sent only
  *                   when the write changed nothing (so no entry carries it)
+ *   O->N observe    an observer (`dlock tui --etcd`, the chaos harness) on a
+ *                   node's TCP link port, after `auth`: send views, each
+ *                   with at most `locks` lock map rows
+ *   N->O view       every VIEW_MS: the node's stats, its lock map (sorted
+ *                   while small, NodeBase.lockMap) and its log lines since
+ *                   the last view
  *
  * Replies are derived from the log: a follower answers its own clients'
  * writes, the grants of their waiting acquires and their timeouts from its
@@ -59,7 +65,25 @@ export type Frame =
   | { v: 1; type: 'ping' }
   | { v: 1; type: 'auth'; token: string }
   | { v: 1; type: 'forward'; req: number; cmd: Command }
-  | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply };
+  | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply }
+  | { v: 1; type: 'observe'; locks: number }
+  | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] };
+
+/** A lock map row in a `view` frame (NodeBase.lockMap's LockRow). */
+export interface ViewLock {
+  lock: string;
+  owner: number;
+  token: number;
+  ttlLeft: number | null;
+  waiters: number[];
+}
+
+/** A log line in a `view` frame (NodeLog's LogLine). */
+export interface ViewLogLine {
+  t: number;
+  kind: string;
+  text: string;
+}
 
 export type FrameType = Frame['type'];
 
@@ -171,6 +195,10 @@ function checkFrame(f: Record<string, unknown>): Frame {
       return ok(isNat(f['req']) && obj(f['cmd']));
     case 'reply':
       return ok(isNat(f['req']) && isNat(f['seq']) && obj(f['reply']));
+    case 'observe':
+      return ok(isNat(f['locks']));
+    case 'view':
+      return ok(obj(f['stats']) && Array.isArray(f['locks']) && Array.isArray(f['log']));
     default:
       throw new CodecError(`unknown frame type ${JSON.stringify(f['type'])}`);
   }

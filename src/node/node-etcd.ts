@@ -85,6 +85,12 @@ export const SNAPSHOT_EVERY_ENTRIES = 20_000;
  */
 const LEADER_WAIT_MS = 10_000;
 
+/** An observer's views: how often, ms; at most this many lock rows and log lines each; skipped above this many bytes unread. */
+const VIEW_MS = 500;
+const VIEW_LOCKS_MAX = 100_000;
+const VIEW_LOG_MAX = 2000;
+const VIEW_BACKLOG_MAX = 4 * 1024 * 1024;
+
 /** A link to the leader that could not be made is tried again after this long, ms. */
 const LINK_RETRY_MS = 250;
 
@@ -572,10 +578,49 @@ export class EtcdNode extends NodeBase {
             held.push({ cmd: f.cmd, req: f.req });
             this.heldForwards.set(from, held);
           }
+        } else if (f.type === 'observe') {
+          // Not a forwarding link: leadership changes do not close it.
+          this.followerLinks.delete(t);
+          this.observe(t, f.locks);
         } else {
           this.logLine('warn', `unexpected ${f.type} frame on a node link`);
         }
       }
+    });
+  }
+
+  /**
+   * An observer on a node link (after its auth): `dlock tui --etcd`, the
+   * chaos harness. Every VIEW_MS it gets a `view` frame: this node's
+   * stats, its lock map (at most `locks` rows) and its log lines since the
+   * last view (at most VIEW_LOG_MAX; older ones are dropped, and said so).
+   * A view is skipped while the observer has not read the last ones
+   * (backpressure: the link's backlog), so a slow observer costs this node
+   * a bounded buffer, never its clients' time.
+   */
+  private observe(t: TcpTransport, locks: number): void {
+    let lines: Array<{ t: number; kind: string; text: string }> = [];
+    let dropped = 0;
+    const untap = this.log.tap((batch) => {
+      lines.push(...batch);
+      if (lines.length > VIEW_LOG_MAX) {
+        dropped += lines.length - VIEW_LOG_MAX;
+        lines = lines.slice(-VIEW_LOG_MAX);
+      }
+    });
+    const send = (): void => {
+      if (t.closed || t.backlog > VIEW_BACKLOG_MAX) return;
+      const log = dropped === 0 ? lines : [{ t: Date.now(), kind: 'warn', text: `(${dropped} log lines not shown: the observer fell behind)` }, ...lines];
+      lines = [];
+      dropped = 0;
+      t.send({ v: 1, type: 'view', stats: { ...this.stats(), role: this.role, leads: this.leading, link: this.linkAddress }, locks: this.lockMap(Math.min(locks, VIEW_LOCKS_MAX)), log });
+    };
+    const timer = setInterval(send, VIEW_MS);
+    timer.unref();
+    send();
+    t.onClose(() => {
+      clearInterval(timer);
+      untap();
     });
   }
 

@@ -24,6 +24,7 @@ export type LogSink = (lines: LogLine[]) => void;
 export class NodeLog {
   private buf: LogLine[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private readonly taps = new Set<LogSink>();
 
   /**
    * @param requests log every request, reply and replicated lock change
@@ -52,5 +53,12 @@ export class NodeLog {
     const lines = this.buf;
     this.buf = [];
     this.sink(lines);
+    for (const tap of this.taps) tap(lines);
   };
+
+  /** Also hand every batch to `tap` (an observer of a node on etcd), until the returned function is called. */
+  tap(tap: LogSink): () => void {
+    this.taps.add(tap);
+    return () => this.taps.delete(tap);
+  }
 }

@@ -2,6 +2,11 @@
  * `npm run chaos [-- --seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd]`:
  * the safety harness for as long as asked (N seconds, or until N grants,
  * whichever comes first), then a summary; exit status 1 on any violation.
+ *
+ * `npm run chaos -- --procs [--seconds N] [--grants N]`: three `dlock node`
+ * processes on a 3-member etcd instead (procs.ts), with process kills
+ * (-9) of the leader and of any node and, as root, hosts cut off by
+ * network partitions.
  */
 import { EtcdCluster } from '../helpers/etcd.js';
 import { summary } from './checker.js';
@@ -23,6 +28,31 @@ const num = (name: string, def: number): number => {
 };
 
 const seconds = num('seconds', 60);
+if (argv.includes('--procs')) {
+  const { runSafetyProcs } = await import('./procs.js');
+  process.stderr.write(`chaos: ${seconds}s${value('grants') === undefined ? '' : ` or ${value('grants')} grants`} against three dlock node processes on a 3-member etcd, with kills and partitions\n`);
+  const r = await runSafetyProcs({
+    seconds,
+    grants: value('grants') === undefined ? undefined : num('grants', 1),
+    faults: ['kill-leader', 'partition', 'kill-node', 'partition'],
+    clients: num('clients', 24),
+    locks: num('locks', 24),
+    onProgress: (line) => process.stderr.write(`${line}\n`),
+  });
+  const c = r.counters;
+  process.stdout.write(
+    [
+      `${r.seconds.toFixed(1)} s, ${c.requests} requests, ${c.connects} connections`,
+      summary(r.report),
+      `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, error replies ${c.errors}`,
+      `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`,
+      `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes`,
+      ...(r.report.violations === 0 ? [] : ['log around the first violation:', ...around(r)]),
+      r.report.violations === 0 ? 'OK: no violations' : `FAILED: ${r.report.violations} violations`,
+    ].join('\n') + '\n',
+  );
+  process.exit(r.report.violations === 0 ? 0 : 1);
+}
 const grants = value('grants') === undefined ? undefined : num('grants', 1);
 const chaos = value('chaos') ?? DEFAULT_CHAOS;
 process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers${argv.includes('--etcd') ? ' on etcd' : ''} under ${chaos}\n`);

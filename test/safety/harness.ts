@@ -21,6 +21,8 @@ export interface HarnessOptions {
   /** Ports to connect to (any node); asked again at every reconnect. */
   ports: () => number[];
   host?: string;
+  /** Nodes on separate (namespace) hosts: the address of the node on `port` (ports are unique across them). */
+  hostOf?: (port: number) => string;
   clients: number;
   locks: number;
   /** Stop starting new operations once this says so. */
@@ -170,7 +172,7 @@ export class Harness {
       const ports = this.opts.ports();
       const port = ports[this.int(ports.length)];
       if (port !== undefined) {
-        const c = await Conn.open(this.host, port, 2000);
+        const c = await Conn.open(this.opts.hostOf?.(port) ?? this.host, port, 2000);
         if (c !== null) {
           this.counters.connects++;
           return c;
@@ -319,7 +321,7 @@ export class Harness {
     for (const h of this.history.holds) if ((latest.get(h.lock)?.start ?? -1) < h.start) latest.set(h.lock, h);
     let checked = 0;
     for (const port of ports) {
-      const c = await Conn.open(this.host, port, 5000);
+      const c = await Conn.open(this.opts.hostOf?.(port) ?? this.host, port, 5000);
       if (c === null) throw new Error(`final check: cannot connect to port ${port}`);
       for (const h of latest.values()) {
         if (!h.lease || h.how === 'release' || h.end === Infinity || h.end < performance.now() + marginMs) continue;

@@ -1,0 +1,192 @@
+/**
+ * Observing nodes on etcd from outside (issue 13: `dlock tui --etcd`; the
+ * chaos harness across processes): each node serves `view` frames on its
+ * TCP link port to an observer that authenticated there (the cluster's
+ * auth token, as between nodes), EtcdNode.observe.
+ *
+ * - `viewOnce(link, …)`: one view of one node (the chaos harness compares
+ *   every node's lock table at the end of a run).
+ * - `ClusterObserver`: every live node of a cluster, as etcd lists them
+ *   (live/ keys), followed as they come and go, each node's views handed
+ *   to `onView` as they arrive.
+ *
+ * Threading: the thread that made it. Ordering: one node's views arrive in
+ * the order it sent them; nothing is ordered across nodes.
+ */
+import { Etcd3 } from 'etcd3';
+import type { Frame } from './codec/frame.js';
+import type { MemberInfo } from './replication/etcd-members.js';
+import { TcpTransport } from './transport/transport-tcp.js';
+
+export type View = Extract<Frame, { type: 'view' }>;
+
+/** Views can hold a large lock map: accept frames up to this size. */
+const VIEW_FRAME_MAX = 64 * 1024 * 1024;
+
+function split(link: string): { host: string; port: number } {
+  const at = link.lastIndexOf(':');
+  return { host: link.slice(0, at), port: Number(link.slice(at + 1)) };
+}
+
+/** Open an observer link to the node whose link listens at `link` (host:port). */
+export async function observeNode(link: string, authToken: string | null, locks: number, onView: (v: View) => void, onClose: (why: string) => void): Promise<TcpTransport> {
+  const { host, port } = split(link);
+  const t = await TcpTransport.connect(host, port, { authToken, maxFrameBytes: VIEW_FRAME_MAX });
+  t.onFrames((frames) => {
+    for (const f of frames) if (f.type === 'view') onView(f);
+  });
+  t.onClose(onClose);
+  t.send({ v: 1, type: 'observe', locks });
+  return t;
+}
+
+/** One view of one node, or an error after `timeoutMs`. */
+export function viewOnce(link: string, authToken: string | null, locks: number, timeoutMs = 5000): Promise<View> {
+  return new Promise((resolve, reject) => {
+    let t: TcpTransport | null = null;
+    const timer = setTimeout(() => {
+      t?.close();
+      reject(new Error(`no view from the node at ${link} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    observeNode(
+      link,
+      authToken,
+      locks,
+      (v) => {
+        clearTimeout(timer);
+        resolve(v); // first: closing calls the close handler below, which must find it settled
+        t?.close();
+      },
+      (why) => {
+        clearTimeout(timer);
+        reject(new Error(`the link to ${link} closed before a view: ${why}`)); // a no-op once resolved
+      },
+    ).then(
+      (x) => {
+        t = x;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err as Error);
+      },
+    );
+  });
+}
+
+export interface ObservedNode {
+  name: string;
+  /** Where its clients connect, and where it links (as registered in etcd). */
+  address: string;
+  link: string;
+  /** The last view, if any yet. */
+  view: View | null;
+  /** The observer link is open. */
+  linked: boolean;
+}
+
+/**
+ * Every live node of `cluster`: membership polled from etcd every
+ * POLL_MS, an observer link to each node (made again when it closes while
+ * the node is still listed), `onChange` after each view or membership
+ * change.
+ */
+export class ClusterObserver {
+  readonly nodes = new Map<string, ObservedNode>();
+  private readonly client: Etcd3;
+  private readonly links = new Map<string, TcpTransport>();
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** The last error reading etcd (null: the last read worked). */
+  etcdError: string | null = null;
+
+  constructor(
+    hosts: string[],
+    private readonly cluster: string,
+    private readonly authToken: string | null,
+    private readonly locks: number,
+    private readonly onChange: () => void,
+  ) {
+    this.client = new Etcd3({ hosts, dialTimeout: 3000 });
+  }
+
+  async start(): Promise<void> {
+    await this.poll();
+    this.timer = setInterval(() => void this.poll(), POLL_MS);
+  }
+
+  private async poll(): Promise<void> {
+    let live: Record<string, string>;
+    try {
+      live = await this.client.namespace(`/dlock/${this.cluster}/`).getAll().prefix('live/').strings();
+      this.etcdError = null;
+    } catch (err) {
+      this.etcdError = (err as Error).message;
+      this.onChange();
+      return;
+    }
+    if (this.closed) return;
+    const seen = new Set<string>();
+    for (const value of Object.values(live)) {
+      const m = JSON.parse(value) as MemberInfo;
+      seen.add(m.name);
+      const known = this.nodes.get(m.name);
+      if (known !== undefined && known.link !== m.link) {
+        this.links.get(m.name)?.close(); // a new run of that node
+        this.links.delete(m.name);
+      }
+      const node: ObservedNode = known !== undefined && known.link === m.link ? { ...known, address: m.address } : { name: m.name, address: m.address, link: m.link, view: null, linked: false };
+      this.nodes.set(m.name, node);
+      if (!this.links.has(m.name)) this.link(node);
+    }
+    for (const name of [...this.nodes.keys()]) {
+      if (seen.has(name)) continue;
+      this.links.get(name)?.close();
+      this.links.delete(name);
+      this.nodes.delete(name);
+    }
+    this.onChange();
+  }
+
+  private link(node: ObservedNode): void {
+    const placeholder = null as unknown as TcpTransport; // reserved while connecting
+    this.links.set(node.name, placeholder);
+    observeNode(
+      node.link,
+      this.authToken,
+      this.locks,
+      (v) => {
+        const n = this.nodes.get(node.name);
+        if (n === undefined || n.link !== node.link) return;
+        n.view = v;
+        n.linked = true;
+        this.onChange();
+      },
+      () => {
+        if (this.links.get(node.name) !== undefined) this.links.delete(node.name);
+        const n = this.nodes.get(node.name);
+        if (n !== undefined) n.linked = false;
+        this.onChange();
+      },
+    ).then(
+      (t) => {
+        if (this.closed || this.links.get(node.name) !== placeholder) t.close();
+        else this.links.set(node.name, t);
+      },
+      () => {
+        // Not reachable now (starting, stopping): the next poll tries again.
+        if (this.links.get(node.name) === placeholder) this.links.delete(node.name);
+      },
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    for (const t of this.links.values()) t?.close();
+    this.links.clear();
+    this.client.close();
+  }
+}
+
+/** How often the observer reads the cluster's membership from etcd, ms. */
+const POLL_MS = 1000;

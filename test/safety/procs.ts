@@ -1,0 +1,285 @@
+/**
+ * The safety run across processes (issue 13): three `dlock node`
+ * processes on a 3-member etcd, the harness's clients against them, and
+ * faults a machine room has: a node's process killed (-9) and started
+ * again under its name, the leader's too, and, where this machine can make
+ * hosts (root, `ip netns`), a host cut off by setting its link down, its
+ * etcd member with it, then joined again. Then the faults stop, every node
+ * serves again, the nodes' lock tables are compared (each node's view, as
+ * `dlock tui --etcd` reads it, src/observe.ts), every lease that must
+ * still be held is asked of every node, and the checker decides.
+ *
+ * Used by `npm run chaos -- --procs` (cli.ts) and test/safety-procs.test.ts.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { connect } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Etcd3 } from 'etcd3';
+import { viewOnce } from '../../src/observe.js';
+import type { MemberInfo } from '../../src/replication/etcd-members.js';
+import { EtcdCluster } from '../helpers/etcd.js';
+import { canMakeHosts, Hosts } from '../helpers/netns.js';
+import { check } from './checker.js';
+import { Harness } from './harness.js';
+import type { SafetyResult } from './run.js';
+
+/** The built CLI: beside this file when it runs built (npm run chaos), under dist/ when vitest runs the source. */
+const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../src/cli.js' : '../../dist/src/cli.js', import.meta.url));
+
+export type ProcFault = 'kill-leader' | 'kill-node' | 'partition';
+
+export interface ProcsOptions {
+  seconds: number;
+  grants?: number | undefined;
+  /** Faults in turn, one at a time: the next waits until every node serves again, then `gapMs`. */
+  faults?: ProcFault[];
+  gapMs?: number;
+  /** How long a host stays cut off, ms. */
+  partitionMs?: number;
+  /** The nodes' etcd lease, s (--node-ttl): shorter than the default so a killed node is back sooner. */
+  nodeTtlS?: number;
+  clients?: number;
+  locks?: number;
+  onProgress?: (line: string) => void;
+}
+
+interface ProcNode {
+  name: string;
+  host: string;
+  port: number;
+  netns: string | undefined;
+  proc: ChildProcessWithoutNullStreams | null;
+  link: string;
+  out: string;
+}
+
+/** The first line a new connection gets: a greeting means the node serves. */
+function serves(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    let buf = '';
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 2000);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      if (buf.includes('\n')) done(buf.startsWith('client_id: '));
+    });
+    s.on('error', () => done(false));
+    s.on('close', () => done(false));
+  });
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Every live node's link address, by name, from its live key in etcd. */
+async function etcdLinks(endpoints: string[]): Promise<Map<string, string>> {
+  const client = new Etcd3({ hosts: endpoints });
+  try {
+    const live = await client.namespace('/dlock/chaos/').getAll().prefix('live/').strings();
+    return new Map(Object.values(live).map((v) => [(JSON.parse(v) as MemberInfo).name, (JSON.parse(v) as MemberInfo).link]));
+  } finally {
+    client.close();
+  }
+}
+
+export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
+  const partitions = canMakeHosts && (o.faults ?? []).includes('partition');
+  const hosts = partitions ? new Hosts(`dlc${process.pid % 1000}`, `10.232.${process.pid % 200}`).make(3) : null;
+  const timeline: SafetyResult['timeline'] = [];
+  const skew = Date.now() - performance.now();
+  const faults: Record<string, number> = {};
+  let failovers = 0;
+  let restarts = 0;
+  let etcd: EtcdCluster | null = null;
+  const nodes: ProcNode[] = [];
+  try {
+    etcd = await EtcdCluster.start(3, hosts === null ? '127.0.0.1' : hosts.hosts);
+    const endpoints = etcd.endpoints.join(',');
+    for (let i = 0; i < 3; i++) {
+      const h = hosts?.hosts[i];
+      nodes.push({ name: `p${i}`, host: h?.addr ?? '127.0.0.1', port: h === undefined ? 0 : 9301 + i, netns: h?.ns, proc: null, link: '', out: '' });
+    }
+    const quiet = process.env.SAFETY_LOG === '1' ? [] : ['--quiet'];
+    const spawnNode = (n: ProcNode): Promise<void> => {
+      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), '--first-token', '1', '--node-ttl', String(o.nodeTtlS ?? 5), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
+      const proc = n.netns === undefined ? spawn(process.execPath, args, { stdio: 'pipe' }) : spawn('ip', ['netns', 'exec', n.netns, process.execPath, ...args], { stdio: 'pipe' });
+      n.proc = proc;
+      n.out = '';
+      let partial = '';
+      const onData = (d: string): void => {
+        if (n.out.length < 1 << 16) n.out += d;
+        partial += d;
+        const lines = partial.split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) {
+          const m = /^\S+ +(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (.*)$/.exec(l);
+          const at = m === null ? performance.now() : Date.parse(`${(m[1] as string).replace(' ', 'T')}Z`) - skew;
+          const text = m === null ? l : (m[2] as string);
+          timeline.push({ at, node: n.name, text });
+          if (/^elected leader;/.test(text)) failovers++;
+        }
+      };
+      proc.stdout.setEncoding('utf8').on('data', onData);
+      proc.stderr.setEncoding('utf8').on('data', onData);
+      return new Promise((resolve, reject) => {
+        const check = setInterval(() => {
+          const m = /^ready node=\S+ index=\d+ address=[\d.]+:(\d+) link=(\S+)/m.exec(n.out);
+          if (m !== null) {
+            clearInterval(check);
+            n.port = Number(m[1]);
+            n.link = m[2] as string;
+            resolve();
+          } else if (proc.exitCode !== null) {
+            clearInterval(check);
+            reject(new Error(`dlock node ${n.name} exited with ${proc.exitCode}:\n${n.out.slice(-2000)}`));
+          }
+        }, 20);
+      });
+    };
+    for (const n of nodes) await spawnNode(n);
+    failovers = 0; // the first election is not a failover
+
+    const allServe = async (): Promise<boolean> => (await Promise.all(nodes.map((n) => serves(n.host, n.port)))).every(Boolean);
+    const settle = async (ms: number): Promise<void> => {
+      const deadline = performance.now() + ms;
+      while (!(await allServe())) {
+        if (performance.now() > deadline) throw new Error(`the nodes did not all serve within ${ms} ms; the last log lines:\n${lastLines()}`);
+        await pause(200);
+      }
+    };
+    const lastLines = (): string =>
+      timeline
+        .slice(-40)
+        .map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`)
+        .join('\n');
+    const leader = async (): Promise<ProcNode | undefined> => {
+      for (const n of nodes) {
+        const me = await new Promise<string>((resolve) => {
+          const s = connect({ host: n.host, port: n.port });
+          let buf = '';
+          s.setEncoding('utf8');
+          s.on('data', (d: string) => {
+            buf += d;
+            if (buf.split('\n').length > 2) {
+              s.destroy();
+              resolve(buf.split('\n')[1] as string);
+            } else if (buf.endsWith('\n') && buf.split('\n').length === 2) s.write('whoami\n');
+          });
+          s.on('error', () => resolve(''));
+          s.setTimeout(2000, () => {
+            s.destroy();
+            resolve('');
+          });
+        });
+        if (me.endsWith(' role: leader')) return n;
+      }
+      return undefined;
+    };
+    const kill = async (n: ProcNode): Promise<void> => {
+      const p = n.proc;
+      if (p === null) return;
+      await new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        // In a namespace, `ip netns exec` execs node itself: this is its pid.
+        p.kill('SIGKILL');
+      });
+      timeline.push({ at: performance.now(), node: 'chaos', text: `killed ${n.name} (-9)` });
+      restarts++;
+      await spawnNode(n);
+    };
+
+    const t0 = performance.now();
+    const elapsed = (): number => (performance.now() - t0) / 1000;
+    const ports = (): number[] => nodes.map((n) => n.port);
+    const byPort = new Map<number, string>();
+    const harness: Harness = new Harness({
+      ports,
+      hostOf: (port) => byPort.get(port) ?? nodes.find((n) => n.port === port)?.host ?? '127.0.0.1',
+      clients: o.clients ?? 24,
+      locks: o.locks ?? 24,
+      // A client whose node's host is cut off gets nothing for the cut's
+      // length, and TCP's retransmission backoff adds as long again after
+      // the link is back: an answer that late is the network's, not a hang.
+      hangMs: hosts === null ? 10_000 : 10_000 + 3 * (o.partitionMs ?? 6000),
+      stop: (): boolean => elapsed() >= o.seconds || (o.grants !== undefined && harness.counters.grants >= o.grants),
+    });
+    for (const n of nodes) byPort.set(n.port, n.host);
+    let stopped = false;
+    const schedule = o.faults ?? ['kill-leader', 'kill-node'];
+    const chaos = (async (): Promise<void> => {
+      for (let k = 0; !stopped; k++) {
+        await pause(o.gapMs ?? 2000);
+        if (stopped) return;
+        await settle(120_000);
+        if (stopped) return;
+        const f = schedule[k % schedule.length] as ProcFault;
+        faults[f] = (faults[f] ?? 0) + 1;
+        if (f === 'kill-leader') {
+          const l = await leader();
+          if (l !== undefined) await kill(l);
+        } else if (f === 'kill-node') {
+          await kill(nodes[Math.floor(Math.random() * nodes.length)] as ProcNode);
+        } else if (hosts !== null) {
+          const i = Math.floor(Math.random() * nodes.length);
+          timeline.push({ at: performance.now(), node: 'chaos', text: `cut ${nodes[i]?.name}'s host off for ${o.partitionMs ?? 6000} ms` });
+          hosts.link(i, false);
+          await pause(o.partitionMs ?? 6000);
+          hosts.link(i, true);
+          timeline.push({ at: performance.now(), node: 'chaos', text: `${nodes[i]?.name}'s host joined again` });
+        }
+      }
+    })();
+    const progress = setInterval(() => {
+      const c = harness.counters;
+      o.onProgress?.(`${elapsed().toFixed(0)}s: ${c.grants} grants, ${c.releases} releases, ${c.cuts} cut by faults, ${harness.history.hangs.length + harness.history.lost.length} problems; faults ${JSON.stringify(faults)}; failovers ${failovers}`);
+    }, 1000);
+    try {
+      await harness.run();
+    } finally {
+      stopped = true;
+      clearInterval(progress);
+    }
+    await chaos;
+    hosts?.hosts.forEach((_h, i) => hosts.link(i, true));
+    await settle(120_000);
+    // Replicas: every node's table (owner, token, waiters of every lock) must become the leader's.
+    const deadline = performance.now() + 10_000;
+    let diffs: string[] = [];
+    let locks = 0;
+    // Each node's link as etcd lists it now: a node that rejoined after a fail-stop links on a new port.
+    const live = await etcdLinks(etcd.endpoints);
+    for (;;) {
+      const views = await Promise.all(nodes.map(async (n) => ({ n, v: await viewOnce(live.get(n.name) ?? n.link, null, 1_000_000) })));
+      const rows = views.map(({ n, v }) => ({ name: n.name, leads: v.stats['leads'] === true, rows: v.locks.map((r) => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`) }));
+      const lead = rows.find((r) => r.leads) ?? rows[0];
+      diffs = [];
+      if (lead !== undefined) {
+        locks = lead.rows.length;
+        for (const t of rows) {
+          if (t === lead) continue;
+          const mine = new Set(t.rows);
+          const theirs = new Set(lead.rows);
+          for (const r of lead.rows) if (!mine.has(r)) diffs.push(`${t.name} lacks "${r}" that ${lead.name} has`);
+          for (const r of t.rows) if (!theirs.has(r)) diffs.push(`${t.name} has "${r}" that ${lead.name} does not`);
+        }
+      }
+      if (diffs.length === 0 || performance.now() > deadline) break;
+      await pause(200);
+    }
+    const leasesChecked = await harness.finalCheck(ports()).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; the last log lines:\n${lastLines()}`);
+    });
+    harness.history.diverged = diffs;
+    return { report: check(harness.history), counters: harness.counters, faults, failovers, restarts, leasesChecked, replicas: { locks, nodes: nodes.length }, seconds: elapsed(), timeline };
+  } finally {
+    for (const n of nodes) n.proc?.kill('SIGKILL');
+    await etcd?.stop();
+    hosts?.remove();
+  }
+}
