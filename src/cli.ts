@@ -181,6 +181,27 @@ await yargs(hideBin(process.argv))
     },
   )
   .command(
+    'tui',
+    'watch a cluster on etcd in the VS Code-style view: each node\'s state, lock map and log (the nodes keep running when it quits)',
+    (y) =>
+      y
+        .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' })
+        .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' })
+        .option('auth-token', { type: 'string', describe: 'the cluster\'s token: views are served to an observer that sends it, and the terminal sends it as a client (default: $DLOCK_AUTH_TOKEN)' })
+        .check((a) => {
+          etcdUrls(a.etcd);
+          if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+          if (!process.stdout.isTTY) throw new Error('dlock tui needs a terminal (for a plain listing: dlock status)');
+          return true;
+        }),
+    async (a) => {
+      const { runView } = await import('../ui/tui.js');
+      const { EtcdSource } = await import('../ui/source-etcd.js');
+      const token = authToken(a['auth-token']);
+      process.exitCode = await runView(new EtcdSource({ etcd: etcdUrls(a.etcd), cluster: a.cluster, authToken: token }), { authToken: token, tls: null }, 'dlock tui');
+    },
+  )
+  .command(
     'client',
     'interactive client (reads requests from stdin when piped)',
     (y) =>

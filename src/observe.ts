@@ -84,97 +84,114 @@ export interface ObservedNode {
   linked: boolean;
 }
 
+export interface ObserverHandlers {
+  /** A view of `node` arrived (node.view is it). */
+  view(node: ObservedNode, v: View): void;
+  /** A node joined (or a new run of it), or left the membership; or its client address changed (published a moment after it joins). */
+  joined(node: ObservedNode): void;
+  moved(node: ObservedNode): void;
+  left(name: string): void;
+  /** Reading etcd failed (null: it works again). */
+  etcd(error: string | null): void;
+}
+
 /**
  * Every live node of `cluster`: membership polled from etcd every
- * POLL_MS, an observer link to each node (made again when it closes while
- * the node is still listed), `onChange` after each view or membership
- * change.
+ * POLL_MS, an observer link to each node (made again at the next poll when
+ * it closed while the node is still listed).
  */
 export class ClusterObserver {
   readonly nodes = new Map<string, ObservedNode>();
   private readonly client: Etcd3;
   private readonly links = new Map<string, TcpTransport>();
+  /** Nodes whose observer link is being made. */
+  private readonly connecting = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  /** The last error reading etcd (null: the last read worked). */
-  etcdError: string | null = null;
+  private etcdError: string | null = null;
 
   constructor(
     hosts: string[],
     private readonly cluster: string,
     private readonly authToken: string | null,
     private readonly locks: number,
-    private readonly onChange: () => void,
+    private readonly on: ObserverHandlers,
   ) {
     this.client = new Etcd3({ hosts, dialTimeout: 3000 });
   }
 
+  /** Resolves after the first read of the membership; rejects if etcd cannot be read then. */
   async start(): Promise<void> {
-    await this.poll();
-    this.timer = setInterval(() => void this.poll(), POLL_MS);
+    await this.poll(true);
+    this.timer = setInterval(() => void this.poll(false), POLL_MS);
   }
 
-  private async poll(): Promise<void> {
+  private async poll(first: boolean): Promise<void> {
     let live: Record<string, string>;
     try {
       live = await this.client.namespace(`/dlock/${this.cluster}/`).getAll().prefix('live/').strings();
-      this.etcdError = null;
     } catch (err) {
-      this.etcdError = (err as Error).message;
-      this.onChange();
+      if (first) throw err;
+      const e = (err as Error).message;
+      if (e !== this.etcdError) this.on.etcd(e);
+      this.etcdError = e;
       return;
     }
+    if (this.etcdError !== null) this.on.etcd(null);
+    this.etcdError = null;
     if (this.closed) return;
     const seen = new Set<string>();
     for (const value of Object.values(live)) {
       const m = JSON.parse(value) as MemberInfo;
       seen.add(m.name);
       const known = this.nodes.get(m.name);
-      if (known !== undefined && known.link !== m.link) {
+      if (known === undefined || known.link !== m.link) {
         this.links.get(m.name)?.close(); // a new run of that node
         this.links.delete(m.name);
+        const node: ObservedNode = { name: m.name, address: m.address, link: m.link, view: null, linked: false };
+        this.nodes.set(m.name, node);
+        this.on.joined(node);
+      } else if (known.address !== m.address) {
+        known.address = m.address;
+        this.on.moved(known);
       }
-      const node: ObservedNode = known !== undefined && known.link === m.link ? { ...known, address: m.address } : { name: m.name, address: m.address, link: m.link, view: null, linked: false };
-      this.nodes.set(m.name, node);
-      if (!this.links.has(m.name)) this.link(node);
+      if (!this.links.has(m.name) && !this.connecting.has(m.name)) this.link(this.nodes.get(m.name) as ObservedNode);
     }
     for (const name of [...this.nodes.keys()]) {
       if (seen.has(name)) continue;
       this.links.get(name)?.close();
       this.links.delete(name);
       this.nodes.delete(name);
+      this.on.left(name);
     }
-    this.onChange();
   }
 
   private link(node: ObservedNode): void {
-    const placeholder = null as unknown as TcpTransport; // reserved while connecting
-    this.links.set(node.name, placeholder);
+    this.connecting.add(node.name);
     observeNode(
       node.link,
       this.authToken,
       this.locks,
       (v) => {
-        const n = this.nodes.get(node.name);
-        if (n === undefined || n.link !== node.link) return;
-        n.view = v;
-        n.linked = true;
-        this.onChange();
+        if (this.nodes.get(node.name) !== node) return;
+        node.view = v;
+        node.linked = true;
+        this.on.view(node, v);
       },
       () => {
-        if (this.links.get(node.name) !== undefined) this.links.delete(node.name);
-        const n = this.nodes.get(node.name);
-        if (n !== undefined) n.linked = false;
-        this.onChange();
+        node.linked = false;
+        if (this.links.get(node.name) !== undefined && this.nodes.get(node.name) === node) this.links.delete(node.name);
       },
     ).then(
       (t) => {
-        if (this.closed || this.links.get(node.name) !== placeholder) t.close();
+        this.connecting.delete(node.name);
+        if (this.closed || this.nodes.get(node.name) !== node) t.close();
         else this.links.set(node.name, t);
       },
-      () => {
-        // Not reachable now (starting, stopping): the next poll tries again.
-        if (this.links.get(node.name) === placeholder) this.links.delete(node.name);
+      (err: unknown) => {
+        // Not reachable now (starting, stopping, rejoining): the next poll tries again.
+        this.connecting.delete(node.name);
+        void err;
       },
     );
   }
@@ -182,7 +199,7 @@ export class ClusterObserver {
   close(): void {
     this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
-    for (const t of this.links.values()) t?.close();
+    for (const t of this.links.values()) t.close();
     this.links.clear();
     this.client.close();
   }

@@ -16,12 +16,12 @@
  * which also writes the status bar hints and fills the palette.
  */
 import blessed from 'blessed';
-import { Cluster } from '../src/cluster.js';
 import { connect, type DlockClient } from '../src/client/client.js';
 import type { NodeEvent } from '../src/control.js';
-import { clusterOptions, startChaos, type UpOptions } from '../src/up.js';
-import type { Chaos } from '../src/chaos.js';
+import type { UpOptions } from '../src/up.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
+import { ClusterSource } from './source-cluster.js';
+import type { ViewSource } from './source.js';
 import { timestamp } from './headless.js';
 import { Keymap, type Action } from './keymap.js';
 import { layout, PARTS, type Focus, type Layout, type Mode, type Rect } from './layout.js';
@@ -34,6 +34,17 @@ const PROMPT = 'distributeLock:> ';
 
 /** The same options as headless `dlock up`. */
 export type TuiOptions = UpOptions;
+
+/** What the terminal needs to connect to a node as a client. */
+export interface TermOptions {
+  authToken: string | null;
+  tls: { cert: string } | null;
+}
+
+/** `dlock up` in a terminal: the one-process cluster, started and owned by the view. */
+export function runTui(opts: TuiOptions): Promise<number> {
+  return runView(new ClusterSource(opts), { authToken: opts.authToken, tls: opts.tls === null ? null : { cert: opts.tls.cert } }, 'dlock up');
+}
 
 const KIND_COLOR: Record<LogKind, string> = {
   info: 'gray',
@@ -67,7 +78,11 @@ interface NodeWidgets {
   locks: blessed.Widgets.BoxElement;
 }
 
-export async function runTui(opts: TuiOptions): Promise<number> {
+/**
+ * The view over a source (ui/source.ts): the one-process cluster, or nodes
+ * on etcd (`dlock tui --etcd`). `command` names it in error messages.
+ */
+export async function runView(source: ViewSource, opts: TermOptions, command: string): Promise<number> {
   // Draw box lines as UTF-8 rather than ACS: readable in any UTF-8 terminal
   // and in `tmux capture-pane`.
   process.env['NCURSES_NO_UTF8_ACS'] ??= '1';
@@ -85,7 +100,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   const panel = box({ border: { type: 'line' }, clickable: true });
   const status = box({ style: { bg: 'blue', fg: 'white' } });
   const palette = box({ border: { type: 'line' }, label: ' Command Palette ', hidden: true, style: { bg: 'black', border: { fg: 'cyan' } } });
-  const splash = box({ top: 'center', left: 'center', width: 40, height: 3, border: { type: 'line' }, content: ' Starting the cluster…' });
+  const splash = box({ top: 'center', left: 'center', width: 40, height: 3, border: { type: 'line' }, content: source.starting });
   const widgets = new Map<string, NodeWidgets>();
 
   // ---- the embedded terminal (a dlock client attached to one node) ----
@@ -97,14 +112,14 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     schedule();
   };
 
-  let cluster: Cluster | null = null;
-  let chaos: Chaos | null = null;
+  let started = false;
   const attach = async (node: string): Promise<void> => {
     term.client?.destroy();
     term.client = null;
     term.node = node;
     // `leader` means whichever node leads now (after failover, a promoted follower).
-    const info = cluster?.nodes.find((n) => n.name === node) ?? (node === 'leader' ? cluster?.nodes.find((n) => n.role === 'leader') : undefined);
+    const nodes = source.nodes();
+    const info = nodes.find((n) => n.name === node) ?? (node === 'leader' ? nodes.find((n) => n.role === 'leader') : undefined);
     if (info === undefined) {
       termOut(`(no node ${node})`);
       return;
@@ -429,16 +444,15 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   const quit = (): void => {
     quitting ??= (async () => {
       clearInterval(poller);
-      chaos?.stop();
       term.client?.destroy();
       model.note('info', 'shutting down');
       render();
       let code = 0;
       try {
-        await cluster?.close();
+        await source.close();
       } catch (err) {
         code = 1;
-        process.stderr.write(`dlock up: shutdown failed: ${(err as Error).message}\n`);
+        process.stderr.write(`${command}: shutdown failed: ${(err as Error).message}\n`);
       }
       closed = true;
       screen.destroy();
@@ -452,7 +466,7 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   act({ id: 'palette', title: 'Show command palette', keys: ['C-p', 'f1'], scope: 'global', hint: 'palette' }, () => {
     Object.assign(paletteState, { open: true, query: '', index: 0 });
   });
-  act({ id: 'quit', title: 'Quit (stop the cluster)', keys: ['q', 'C-c'], scope: 'global', hint: 'quit' }, quit);
+  act({ id: 'quit', title: source.quitTitle, keys: ['q', 'C-c'], scope: 'global', hint: 'quit' }, quit);
   act({ id: 'editor.scroll-up', title: 'Scroll log up', keys: ['pageup', 'up'], scope: 'editor', hint: 'scroll' }, () => scroll(focus.node, paneRows()));
   act({ id: 'editor.scroll-down', title: 'Scroll log down', keys: ['pagedown', 'down'], scope: 'editor' }, () => scroll(focus.node, -paneRows()));
   act({ id: 'editor.node-prev', title: 'Previous node', keys: ['left'], scope: 'editor' }, () => moveNode(-1));
@@ -490,10 +504,11 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     mode.panelTab = 'terminal';
     focus.part = 'panel';
   });
-  act({ id: 'cluster.add-follower', title: 'Cluster: add a follower', keys: [], scope: 'global' }, () => {
-    if (cluster === null) return;
+  const control = source.control;
+  if (control !== null) act({ id: 'cluster.add-follower', title: 'Cluster: add a follower', keys: [], scope: 'global' }, () => {
+    if (!started) return;
     model.note('info', 'adding a follower…');
-    cluster.addFollower().then(
+    control.addFollower().then(
       (n) => {
         model.note('info', `added ${n.name} at ${n.host}:${n.port}`);
         registerNodeActions();
@@ -509,13 +524,13 @@ export async function runTui(opts: TuiOptions): Promise<number> {
    * follower comes back and a dead leader is replaced (failover).
    */
   function stopNode(name: string, how: 'kill' | 'restart'): void {
-    if (cluster === null) return;
-    if (!cluster.nodes.some((n) => n.name === name)) {
-      model.note('warn', `${name} is not running`);
+    if (control === null) {
+      model.note('warn', `${how} ${name}: not from this view (the nodes are other processes, on their own hosts)`);
       return;
     }
+    if (!started) return;
     model.note('warn', `${how === 'kill' ? 'killing' : 'restarting'} ${name}…`);
-    (how === 'kill' ? cluster.kill(name) : cluster.restart(name)).catch((err: unknown) => model.note('error', `${how} ${name} failed: ${(err as Error).message}`));
+    (how === 'kill' ? control.kill(name) : control.restart(name)).catch((err: unknown) => model.note('error', `${how} ${name} failed: ${(err as Error).message}`));
   }
   const kill = (name: string): void => stopNode(name, 'kill');
   const restart = (name: string): void => stopNode(name, 'restart');
@@ -641,29 +656,29 @@ export async function runTui(opts: TuiOptions): Promise<number> {
   process.once('SIGTERM', quit);
   process.once('SIGINT', quit);
 
-  // ---- start the cluster ----
+  // ---- start the cluster (or attach to it) ----
   screen.render();
   const onEvent = (ev: NodeEvent): void => {
     const known = model.nodes.has(ev.node);
     model.onEvent(ev);
-    // A node the supervisor started (a replacement after failover) gets its palette actions.
-    if (!known && ev.node !== 'cluster' && cluster !== null) registerNodeActions();
+    // A node the supervisor started (a replacement after failover), or one that joined on etcd, gets its palette actions.
+    if (!known && ev.node !== 'cluster' && started) registerNodeActions();
     schedule();
   };
+  let readyLine: string;
   try {
-    cluster = await Cluster.start(clusterOptions(opts, onEvent));
+    readyLine = await source.start(onEvent);
   } catch (err) {
     closed = true;
     screen.destroy();
     const e = err as Error;
     const inUse = /\bEADDRINUSE\b/.test(e.message) ? ' (a port is in use: pick another base with --port, or --port 0 for free ports)' : '';
-    process.stderr.write(`dlock up: could not start the cluster: ${e.message}${inUse}\n`);
+    process.stderr.write(`${command}: could not start the cluster: ${e.message}${inUse}\n`);
     return 1;
   }
-  const c = cluster;
-  model.note('info', c.readyLine());
+  started = true;
+  model.note('info', readyLine);
   registerNodeActions();
-  chaos = startChaos(c, opts);
   // The terminal connects on first use, not now: a client connection takes a
   // client id, and the README's walkthrough expects nc to get 10001.
   termOut('type a request and Enter to connect to the leader (or attach to another node from the palette)');
@@ -673,19 +688,9 @@ export async function runTui(opts: TuiOptions): Promise<number> {
     if (polling || quitting !== null) return;
     polling = true;
     try {
-      // Every live node, the promoted leader too (issue 12 §6: it froze when only `up` was polled).
-      const up = c.nodes.filter((n) => isLive(model.node(n.name).state));
-      const stats = await Promise.all(up.map((n) => c.stats(n.name).catch(() => null)));
-      model.applyStats(
-        stats.filter((s) => s !== null),
-        Date.now(),
-      );
-      await Promise.all(
-        up.map(async (n) => {
-          const rows = await c.locks(n.name, 200).catch(() => null);
-          if (rows !== null) model.node(n.name).locks = rows;
-        }),
-      );
+      const got = await source.poll((name) => isLive(model.node(name).state), 200);
+      model.applyStats(got.stats, Date.now());
+      for (const [name, rows] of got.locks) model.node(name).locks = rows;
     } finally {
       polling = false;
     }

@@ -166,6 +166,8 @@ export class EtcdNode extends NodeBase {
   private linkServer: Server | null = null;
   private linkAddress = '';
   private readonly followerLinks = new Map<TcpTransport, number | null>();
+  /** Observer links (views: observe()). */
+  private readonly observers = new Set<TcpTransport>();
   /**
    * As leader: forwards from a node index this node has not yet seen join,
    * held until it has. A node's earlier run's leave is seen before its new
@@ -579,8 +581,10 @@ export class EtcdNode extends NodeBase {
             this.heldForwards.set(from, held);
           }
         } else if (f.type === 'observe') {
-          // Not a forwarding link: leadership changes do not close it.
+          // Not a forwarding link: leadership changes do not close it (stopping does).
           this.followerLinks.delete(t);
+          this.observers.add(t);
+          t.onClose(() => this.observers.delete(t));
           this.observe(t, f.locks);
         } else {
           this.logLine('warn', `unexpected ${f.type} frame on a node link`);
@@ -819,6 +823,8 @@ export class EtcdNode extends NodeBase {
     this.timers.stop();
     this.link?.close();
     for (const t of this.followerLinks.keys()) t.close();
+    // Open links hold the link server's close() until they end.
+    for (const t of this.observers) t.close();
   }
 
   override async close(): Promise<void> {

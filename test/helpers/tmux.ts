@@ -1,0 +1,99 @@
+/**
+ * tmux for TUI tests: a private server (its own socket), one session of a
+ * fixed size, the command under test in its pane, and the screen as text.
+ */
+import { spawnSync } from 'node:child_process';
+import { eventually } from './line-client.js';
+
+export const hasTmux = spawnSync('sh', ['-c', 'command -v tmux']).status === 0;
+
+export class Tmux {
+  private readonly sock = `dlock-tui-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+  constructor(cols: number, rows: number) {
+    this.run('-f', '/dev/null', 'new-session', '-d', '-s', 't', '-x', String(cols), '-y', String(rows));
+    this.run('set-option', '-t', 't', 'remain-on-exit', 'on');
+  }
+
+  run(...args: string[]): string {
+    const r = spawnSync('tmux', ['-L', this.sock, ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  start(cmd: string): void {
+    this.run('respawn-pane', '-k', '-t', 't', cmd);
+  }
+
+  screen(): string {
+    return this.run('capture-pane', '-p', '-t', 't');
+  }
+
+  keys(...keys: string[]): void {
+    this.run('send-keys', '-t', 't', ...keys);
+  }
+
+  /** Wait until the screen matches; the error shows the screen. */
+  async until(re: RegExp, what: string, timeoutMs = 10_000): Promise<string> {
+    try {
+      await eventually(() => re.test(this.screen()), what, timeoutMs, 50);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${this.screen()}`);
+    }
+    return this.screen();
+  }
+
+  /**
+   * A mouse click at 1-based (x, y), as an xterm SGR press and release.
+   * Sent separately: blessed reads one mouse sequence per input chunk.
+   */
+  click(x: number, y: number): void {
+    this.run('send-keys', '-t', 't', '-l', `\u001b[<0;${x};${y}M`);
+    this.run('send-keys', '-t', 't', '-l', `\u001b[<0;${x};${y}m`);
+  }
+
+  /**
+   * Click until the screen shows `re`: blessed reads one mouse sequence per
+   * input chunk, and on a loaded machine tmux can deliver the press and the
+   * release in one chunk, which loses the click. A lost click is sent again.
+   */
+  async clickUntil(x: number, y: number, re: RegExp, what: string): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      this.click(x, y);
+      try {
+        return await this.until(re, what, attempt < 3 ? 2000 : 10_000);
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
+  }
+
+  /** Open the palette, type `query`, wait until it shows, and run the first match. */
+  async palette(query: string): Promise<void> {
+    this.keys('C-p');
+    await this.until(/Command Palette/, 'the palette');
+    this.keys(query);
+    await this.until(new RegExp(`> ${query}`), `the query "${query}"`);
+    this.keys('Enter');
+  }
+
+  /** The exit status of the pane's command once it has ended (tmux keeps the pane: remain-on-exit). */
+  async exitStatus(timeoutMs = 10_000): Promise<number> {
+    let status = '';
+    await eventually(
+      () => {
+        const [dead, code] = this.run('display-message', '-p', '-t', 't', '#{pane_dead}:#{pane_dead_status}').trim().split(':');
+        status = code ?? '';
+        return dead === '1';
+      },
+      'the program to exit',
+      timeoutMs,
+      50,
+    );
+    return Number(status);
+  }
+
+  kill(): void {
+    spawnSync('tmux', ['-L', this.sock, 'kill-server']);
+  }
+}
