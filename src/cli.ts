@@ -139,10 +139,15 @@ await yargs(hideBin(process.argv))
         .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first, and nodes link with it (default: $DLOCK_AUTH_TOKEN)' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
         .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: the clock in µs); a cluster that has one keeps it' })
+        .option('tls-cert', { type: 'string', describe: 'serve clients and link to the other nodes over TLS: certificate (PEM file); needs --tls-key' })
+        .option('tls-key', { type: 'string', describe: 'TLS private key (PEM file); needs --tls-cert' })
+        .option('tls-ca', { type: 'string', describe: 'with --tls-cert: trust the nodes whose certificate this CA signed (PEM file; default: --tls-cert itself, one certificate for the cluster)' })
         .option('node-ttl', { type: 'number', default: DEFAULT_NODE_TTL_S, describe: 'seconds: this node\'s etcd lease; when it dies, its clients\' session locks end this long after, and it stops serving if it cannot renew within ttl − margin' })
         .check((a) => {
           etcdUrls(a.etcd);
           if (!Number.isInteger(a['node-ttl']) || a['node-ttl'] < 2 || a['node-ttl'] > 600) throw new Error('--node-ttl must be a whole number of seconds from 2 to 600');
+          if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
+          if (a['tls-ca'] !== undefined && a['tls-cert'] === undefined) throw new Error('--tls-ca goes with --tls-cert and --tls-key');
           if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(a.name)) throw new Error('--name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit');
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
@@ -152,7 +157,8 @@ await yargs(hideBin(process.argv))
         }),
     async (a) => {
       const { runNode } = await import('./node-main.js');
-      process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'] });
+      process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'],
+        tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') } });
     },
   )
   .command(
@@ -188,6 +194,7 @@ await yargs(hideBin(process.argv))
         .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' })
         .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' })
         .option('auth-token', { type: 'string', describe: 'the cluster\'s token: views are served to an observer that sends it, and the terminal sends it as a client (default: $DLOCK_AUTH_TOKEN)' })
+        .option('tls-ca', { type: 'string', describe: 'the nodes run with --tls-cert: trust this CA certificate (PEM file; for one self-signed certificate, that certificate)' })
         .check((a) => {
           etcdUrls(a.etcd);
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
@@ -198,7 +205,8 @@ await yargs(hideBin(process.argv))
       const { runView } = await import('../ui/tui.js');
       const { EtcdSource } = await import('../ui/source-etcd.js');
       const token = authToken(a['auth-token']);
-      process.exitCode = await runView(new EtcdSource({ etcd: etcdUrls(a.etcd), cluster: a.cluster, authToken: token }), { authToken: token, tls: null }, 'dlock tui');
+      const ca = a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca');
+      process.exitCode = await runView(new EtcdSource({ etcd: etcdUrls(a.etcd), cluster: a.cluster, authToken: token, tlsCa: ca }), { authToken: token, tls: ca === null ? null : { cert: ca } }, 'dlock tui');
     },
   )
   .command(

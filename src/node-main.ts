@@ -34,6 +34,8 @@ export interface NodeMainOptions {
   firstToken: number;
   /** The node's etcd lease, seconds (EtcdMembership). */
   nodeTtlS: number;
+  /** Clients and node links over TLS (certificate and key, PEM); `ca`: whom links trust (default: the certificate). */
+  tls: { cert: string; key: string; ca: string | null } | null;
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {
@@ -60,6 +62,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   const make = (): EtcdNode =>
     new EtcdNode({
       name: o.name, index, log, idCounter, firstToken: o.firstToken, authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true, nodeTtlS: o.nodeTtlS,
+      tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key }, tlsCa: o.tls?.ca ?? null,
       onStop: (why) => void rejoin(why),
     });
   // The node serving now (null while rejoining), and what answers its port meanwhile.

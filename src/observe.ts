@@ -29,9 +29,9 @@ function split(link: string): { host: string; port: number } {
 }
 
 /** Open an observer link to the node whose link listens at `link` (host:port). */
-export async function observeNode(link: string, authToken: string | null, locks: number, onView: (v: View) => void, onClose: (why: string) => void): Promise<TcpTransport> {
+export async function observeNode(link: string, authToken: string | null, locks: number, onView: (v: View) => void, onClose: (why: string) => void, tlsCa: string | null = null): Promise<TcpTransport> {
   const { host, port } = split(link);
-  const t = await TcpTransport.connect(host, port, { authToken, maxFrameBytes: VIEW_FRAME_MAX });
+  const t = await TcpTransport.connect(host, port, { authToken, maxFrameBytes: VIEW_FRAME_MAX, tls: tlsCa === null ? null : { ca: tlsCa } });
   t.onFrames((frames) => {
     for (const f of frames) if (f.type === 'view') onView(f);
   });
@@ -40,8 +40,8 @@ export async function observeNode(link: string, authToken: string | null, locks:
   return t;
 }
 
-/** One view of one node, or an error after `timeoutMs`. */
-export function viewOnce(link: string, authToken: string | null, locks: number, timeoutMs = 5000): Promise<View> {
+/** One view of one node, or an error after `timeoutMs`. `tlsCa`: the node links over TLS; trust this CA (PEM). */
+export function viewOnce(link: string, authToken: string | null, locks: number, timeoutMs = 5000, tlsCa: string | null = null): Promise<View> {
   return new Promise((resolve, reject) => {
     let t: TcpTransport | null = null;
     const timer = setTimeout(() => {
@@ -61,6 +61,7 @@ export function viewOnce(link: string, authToken: string | null, locks: number, 
         clearTimeout(timer);
         reject(new Error(`the link to ${link} closed before a view: ${why}`)); // a no-op once resolved
       },
+      tlsCa,
     ).then(
       (x) => {
         t = x;
@@ -116,6 +117,7 @@ export class ClusterObserver {
     private readonly authToken: string | null,
     private readonly locks: number,
     private readonly on: ObserverHandlers,
+    private readonly tlsCa: string | null = null,
   ) {
     this.client = new Etcd3({ hosts, dialTimeout: 3000 });
   }
@@ -182,6 +184,7 @@ export class ClusterObserver {
         node.linked = false;
         if (this.links.get(node.name) !== undefined && this.nodes.get(node.name) === node) this.links.delete(node.name);
       },
+      this.tlsCa,
     ).then(
       (t) => {
         this.connecting.delete(node.name);

@@ -15,6 +15,8 @@ export interface EtcdSourceOptions {
   etcd: string[];
   cluster: string;
   authToken: string | null;
+  /** The nodes link (and serve clients) over TLS: trust this CA (PEM). */
+  tlsCa: string | null;
 }
 
 const KINDS = new Set<string>(['info', 'conn', 'req', 'reply', 'repl', 'warn', 'error']);
@@ -48,7 +50,7 @@ export class EtcdSource implements ViewSource {
         if (v.log.length > 0) onEvent({ type: 'log', node: n.name, lines: v.log.map((l) => ({ t: l.t, kind: (KINDS.has(l.kind) ? l.kind : 'info') as LogKind, text: l.text })) });
       },
       etcd: (error) => note(error === null ? 'info' : 'error', error === null ? 'etcd answers again' : `cannot read the cluster from etcd: ${error}`),
-    });
+    }, this.opts.tlsCa);
     this.observer = observer;
     await observer.start();
     return `attached to cluster ${this.opts.cluster} on etcd at ${this.opts.etcd.join(',')}: ${observer.nodes.size} live node(s)`;

@@ -39,8 +39,11 @@
  * (with the exactly-once state) and compacts the log behind it; a node
  * starts from the latest and the log after it.
  *
- * Not yet: the resource limits' refusals (issue 6 §2), and TLS on the
- * node links.
+ * Node links are TLS when the node serves clients over TLS (the same
+ * certificate; peers trusted by --tls-ca, or by that certificate).
+ *
+ * Not yet: the resource limits' refusals (issue 6 §2: --max-locks-per-client,
+ * --max-waiters); connection limits and line limits hold as in process.
  *
  * Threading: the node's worker thread.
  */
@@ -110,6 +113,13 @@ export interface EtcdNodeOptions extends NodeOptions {
   leaseGraceMs?: number;
   /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
   reserveIds?: boolean;
+  /**
+   * With `tls` (the client listener's certificate and key): node links are
+   * TLS too, on the same certificate, and a node trusts the peers whose
+   * certificate this CA (PEM) signed; absent: the certificate itself (one
+   * self-signed certificate for the whole cluster).
+   */
+  tlsCa?: string | null;
   /**
    * Called once when the node has fail-stopped (failStop): its clients
    * answered and closed, its listeners closed, its etcd client closed. The
@@ -222,7 +232,7 @@ export class EtcdNode extends NodeBase {
    * before this resolves), the leader's link, and the campaign.
    */
   async start(): Promise<void> {
-    this.linkServer = await TcpTransport.listen(this.eopts.linkHost, 0, { authToken: this.eopts.authToken ?? null }, (t) => this.acceptLink(t));
+    this.linkServer = await TcpTransport.listen(this.eopts.linkHost, 0, { authToken: this.eopts.authToken ?? null, tls: this.eopts.tls ?? null }, (t) => this.acceptLink(t));
     const addr = this.linkServer.address();
     this.linkAddress = `${this.eopts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
     await this.members.join({ address: '', link: this.linkAddress }, (why) => this.jeopardy(why), this.index);
@@ -502,7 +512,8 @@ export class EtcdNode extends NodeBase {
     this.link = null;
     this.linkTo = info.link;
     const [host, port] = [info.link.slice(0, info.link.lastIndexOf(':')), Number(info.link.slice(info.link.lastIndexOf(':') + 1))];
-    TcpTransport.connect(host, port, { authToken: this.eopts.authToken ?? null }).then(
+    const tls = this.eopts.tls === undefined || this.eopts.tls === null ? null : { ca: this.eopts.tlsCa ?? this.eopts.tls.cert };
+    TcpTransport.connect(host, port, { authToken: this.eopts.authToken ?? null, tls }).then(
       (t) => {
         if (this.linkTo !== info.link) {
           t.close(); // the leader changed meanwhile
