@@ -19,6 +19,7 @@ import { NodeLog } from './node/node-log.js';
 import { createServer, type Server } from 'node:net';
 import { endAndDiscard } from './node/connection.js';
 import { ERR_NODE_STOPPED, EtcdNode } from './node/node-etcd.js';
+import { withDeadline } from './replication/deadline.js';
 import { EtcdMembership } from './replication/etcd-members.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from './up.js';
 
@@ -100,7 +101,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     });
     while (!shuttingDown) {
       const node = make();
-      const started = await withDeadline(node.start(), REJOIN_ATTEMPT_MS).then(
+      const started = await withDeadline(node.start(), REJOIN_ATTEMPT_MS, 'rejoining').then(
         () => true,
         async (err: unknown) => {
           log.line('warn', `rejoining: ${(err as Error).message}; trying again`);
@@ -148,14 +149,6 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
 
 /** One rejoin attempt: etcd may accept the connection and not answer (no quorum). */
 const REJOIN_ATTEMPT_MS = 20_000;
-
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`etcd did not answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
 
 /** While no node serves the port: every connection gets `line` and is closed (no greeting, no id: never a client). */
 function refuseClients(host: string, port: number, line: string): Promise<Server> {

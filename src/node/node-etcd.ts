@@ -50,7 +50,7 @@
 import type { Server } from 'node:net';
 import { apply, createState, deadlineOf, snapshot, type ClientId, type Command, type Reply } from '../core/lock-table.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from '../replication/etcd-snapshot.js';
-import type { Batch } from '../replication/replication-etcd.js';
+import type { Batch, TailHandle } from '../replication/replication-etcd.js';
 import type { Frame } from '../codec/frame.js';
 import { DEFAULT_NODE_TTL_S, EtcdMembership, type MemberInfo } from '../replication/etcd-members.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog } from '../replication/replication-etcd.js';
@@ -93,6 +93,10 @@ const VIEW_MS = 500;
 const VIEW_LOCKS_MAX = 100_000;
 const VIEW_LOG_MAX = 2000;
 const VIEW_BACKLOG_MAX = 4 * 1024 * 1024;
+
+/** The tail watchdog (watchTail): how often it asks where the log ends, and how long the log may be ahead with nothing applied, ms. */
+const TAIL_CHECK_MS = 1000;
+const TAIL_STALL_MS = 2000;
 
 /** A link to the leader that could not be made is tried again after this long, ms. */
 const LINK_RETRY_MS = 250;
@@ -207,7 +211,7 @@ export class EtcdNode extends NodeBase {
   constructor(private readonly eopts: EtcdNodeOptions) {
     super(eopts);
     this.etcdLog = new EtcdLog({ hosts: eopts.etcd, cluster: eopts.cluster, node: '', electionTtlS: eopts.electionTtlS ?? DEFAULT_ELECTION_TTL_S });
-    this.members = new EtcdMembership(this.etcdLog.client, eopts.cluster, eopts.name, eopts.nodeTtlS);
+    this.members = new EtcdMembership(this.etcdLog.client, eopts.cluster, eopts.name, eopts.nodeTtlS, eopts.etcd);
   }
 
   /** Where other nodes link to this one (host:port), once started. */
@@ -254,11 +258,13 @@ export class EtcdNode extends NodeBase {
       this.logLine('repl', `snapshot at seq ${snap.meta.seq}: ${this.state.locks.size} locks`);
     }
     // Caught up once tail() returns: what its range read found is applied.
-    await this.etcdLog.tail(
+    this.tailHandle = await this.etcdLog.tail(
       from,
       (b) => this.applyBatch(b),
       (err) => this.fatal(`the log cannot be followed: ${err.message}`),
     );
+    this.tailTimer = setInterval(() => void this.watchTail(), TAIL_CHECK_MS);
+    this.tailTimer.unref();
     this.onCaughtUp?.();
     this.onCaughtUp = null;
     await this.members.watch((m) => this.membersChanged(m));
@@ -281,6 +287,56 @@ export class EtcdNode extends NodeBase {
   }
 
   private reserveTimer: NodeJS.Timeout | null = null;
+  private tailTimer: NodeJS.Timeout | null = null;
+  private tailHandle: TailHandle | null = null;
+  /** The tail watchdog: the batch this node was at when it first saw etcd's log ahead of it, and when. */
+  private behind: { batch: number; since: number } | null = null;
+  private checkingTail = false;
+
+  /**
+   * The tail's watchdog. A watch is one stream on one etcd member; behind
+   * a partition that member sends nothing, not even an error (no RST), and
+   * this node would apply nothing more, its clients' writes unanswered,
+   * until TCP gave up, minutes (seen by hand across namespaces: a follower
+   * answered after 78 s). So every TAIL_CHECK_MS it asks etcd (a read that
+   * needs a leader, on whichever member the client picks) where the log
+   * ends; when the log has been ahead of this node for TAIL_STALL_MS with
+   * no batch applied meanwhile, it drops that tail and follows the log
+   * again from what it has applied. Batches a dropped tail would still
+   * deliver are not delivered (TailHandle.cancel), and applyBatch skips
+   * what it has applied, so two tails never apply an entry twice.
+   */
+  private async watchTail(): Promise<void> {
+    if (this.stopping || this.checkingTail) return;
+    this.checkingTail = true;
+    try {
+      const end = await this.etcdLog.lastBatch().catch(() => null); // no answer now: ask again at the next check
+      const at = this.lastBatch.batch;
+      if (end === null || end <= at) {
+        this.behind = null;
+        return;
+      }
+      if (this.behind === null || this.behind.batch !== at) {
+        this.behind = { batch: at, since: Date.now() };
+        return;
+      }
+      if (Date.now() - this.behind.since < TAIL_STALL_MS) return;
+      this.logLine('warn', `the log's tail stalled at batch ${at} (etcd's log ends at ${end}): following it again`);
+      this.behind = null;
+      this.tailHandle?.cancel();
+      this.tailHandle = null;
+      this.tailHandle = await this.etcdLog.tail(
+        { revision: this.lastBatch.revision, nextSeq: this.seq + 1 },
+        (b) => this.applyBatch(b),
+        (err) => this.fatal(`the log cannot be followed: ${err.message}`),
+      );
+    } catch (err) {
+      // The new tail's reads failed (etcd unreachable from here too): the next check tries again.
+      this.warnUnlessStopping(`following the log again failed: ${(err as Error).message}`);
+    } finally {
+      this.checkingTail = false;
+    }
+  }
   private publishTimer: NodeJS.Timeout | null = null;
 
   /**
@@ -318,7 +374,14 @@ export class EtcdNode extends NodeBase {
   // ---- applying the log (every node) ----
 
   private applyBatch(b: Batch): void {
-    for (const e of b.entries) this.applyEntry(e);
+    // A batch from a tail that was replaced may repeat entries (watchTail): skip what is applied.
+    const entries = b.entries.filter((e) => e.seq > this.seq);
+    if (entries.length === 0) return;
+    if ((entries[0] as LogEntry).seq !== this.seq + 1) {
+      this.fatal(`the log skipped from seq ${this.seq} to ${(entries[0] as LogEntry).seq}`);
+      return;
+    }
+    for (const e of entries) this.applyEntry(e);
     this.lastBatch = { revision: b.revision, batch: b.batch };
     this.advanceCommit(this.seq); // everything applied here is committed in etcd
     if (this.leading) {
@@ -830,7 +893,8 @@ export class EtcdNode extends NodeBase {
   /** What both ways of stopping share: no more timers, no more node links. */
   private stopLocal(): void {
     this.stopping = true;
-    for (const t of [this.publishTimer, this.reserveTimer, this.leaseTimer, this.leaderless]) if (t !== null) clearTimeout(t);
+    for (const t of [this.publishTimer, this.reserveTimer, this.leaseTimer, this.leaderless, this.tailTimer]) if (t !== null) clearTimeout(t);
+    this.tailHandle?.cancel();
     this.timers.stop();
     this.link?.close();
     for (const t of this.followerLinks.keys()) t.close();

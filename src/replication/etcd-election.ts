@@ -18,26 +18,20 @@
  * calls come in the order its polls were answered.
  */
 import type { Lease, Namespace } from 'etcd3';
+import { withDeadline } from './deadline.js';
 import { LeaseKeeper } from './etcd-lease.js';
 
 /** How often a candidate and an observer look again, ms. */
 export const POLL_MS = 200;
 /** A poll not answered within this long counts as failed (tried again at the next poll), ms. */
 const POLL_DEADLINE_MS = 1000;
+/** Any other call to etcd here, ms. */
+export const CALL_DEADLINE_MS = 3000;
 
 /** The campaign ended without this candidate leading (resigned, or its lease lost). */
 export class NotCandidateError extends Error {
   override readonly name = 'NotCandidateError';
   readonly code = 'ERR_NOT_CANDIDATE';
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: etcd did not answer within ${ms} ms`)), ms);
-  });
-  p.catch((err: unknown) => void err); // answered after the deadline: nobody waits for it
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -54,6 +48,8 @@ export class Candidate {
     private readonly ns: Namespace,
     private readonly ttlS: number,
     private readonly value: string,
+    /** etcd's client URLs, for renewals (LeaseKeeper). */
+    private readonly endpoints: readonly string[],
   ) {}
 
   /**
@@ -68,16 +64,22 @@ export class Candidate {
     const lease = this.ns.lease(this.ttlS, { autoKeepAlive: false });
     this.lease = lease;
     const granting = Date.now();
-    this.leaseId = await lease.grant();
+    // Deadlines on every call: one stuck on a member behind a partition
+    // must not leave this node campaigning forever (or, worse, holding the
+    // election key, renewed, while it waits).
+    this.leaseId = await withDeadline(lease.grant(), CALL_DEADLINE_MS, 'granting the election lease');
     if (this.ended !== null) throw new NotCandidateError(this.ended);
-    this.keeper = new LeaseKeeper(lease, this.ttlS, granting, (why) => this.end(why));
+    this.keeper = new LeaseKeeper([...this.endpoints], this.leaseId, this.ttlS, granting, (why) => this.end(why));
     this.watchdog = setInterval(() => {
       const since = Date.now() - (this.keeper?.renewedFrom() ?? 0);
       if (since > this.ttlS * 1000) this.end(`no election lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)`);
     }, 100);
     this.watchdog.unref();
     const key = `election/${this.leaseId}`;
-    const r = await this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value(this.value).lease(this.leaseId)).else(this.ns.get(key)).commit();
+    const r = await withDeadline(this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value(this.value).lease(this.leaseId)).else(this.ns.get(key)).commit(), CALL_DEADLINE_MS, 'entering the election').catch((err: unknown) => {
+      this.release(); // its key, if the txn landed after all, goes with the lease
+      throw err;
+    });
     const createRevision = r.succeeded ? r.header.revision : (r.responses[0]?.response_range?.kvs?.[0]?.create_revision ?? '');
     if (createRevision === '') throw new NotCandidateError('the election key vanished as it was made');
     const before = String(BigInt(createRevision) - 1n);

@@ -3,49 +3,61 @@
  * node's liveness (etcd-members.ts) and for its election key
  * (etcd-election.ts).
  *
- * Not the etcd3 client's keepalive loop: that one renews every third of
- * the TTL over one stream, bound to one member. When that member dies,
- * loses its Raft leader or is cut off by a partition (no RST: the stream
- * just hangs), a renewal can be missing for the whole TTL, and a healthy
- * node lost its lease when one etcd member of three went. Here, a renewal
- * goes out every sixth of the TTL, each on a new stream (on whichever
- * member the client picks), several in flight when some hang, and one that
- * fails fast (a member down, "no leader") is tried again within
- * RENEW_RETRY_MS.
+ * Not the etcd3 client's keepalive: that renews over one gRPC stream bound
+ * to one member, and its channels to a member cut off by a partition hang
+ * (no RST) until gRPC's keepalive and reconnect backoff give up, seconds
+ * to minutes. Healthy nodes on the majority side of a partition
+ * fail-stopped for want of a renewal while two members of three answered
+ * (seen across network namespaces, on every other cut). Here each renewal
+ * goes to every member at once, over etcd's HTTP gateway
+ * (POST /v3/lease/keepalive, the same LeaseKeepAlive RPC, which members
+ * forward to their leader), each request with its own deadline and the
+ * require-leader header; one answer is enough. One round every sixth of
+ * the TTL, and one every BURST_MS while the last confirmed renewal is
+ * late.
  *
- * `renewedFrom()` is when the last renewal that etcd confirmed was *sent*:
+ * `renewedFrom()` is when the last round that etcd confirmed was *sent*:
  * etcd received it after that, so the lease lives at least TTL past it (a
  * lower bound that needs no clock agreement with etcd, only similar rates).
  *
  * Threading: the thread that made it. Callbacks run on it.
  */
-import type { Lease } from 'etcd3';
 
-/** Renewals in flight at most (one that hangs on a dead member must not stop the next). */
-const MAX_RENEWALS_IN_FLIGHT = 3;
-/** A renewal that failed is tried again after this long, ms. */
-const RENEW_RETRY_MS = 100;
+/** While renewals are late, a round goes out this often, ms. */
+const BURST_MS = 250;
+
+interface KeepAliveReply {
+  result?: { TTL?: string; ID?: string };
+  error?: { message?: string };
+}
 
 export class LeaseKeeper {
   private renewed: number;
-  private inFlight = 0;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private inFlight = 0;
 
   /**
-   * Start renewing `lease` (granted, made with autoKeepAlive: false) of
-   * `ttlS` seconds. `grantedAt`: when its grant was sent. `onLost` is told
-   * once if etcd says the lease no longer exists (renewing cannot help).
+   * Start renewing lease `id` of `ttlS` seconds through the etcd members at
+   * `endpoints` (client URLs). `grantedAt`: when its grant was sent.
+   * `onLost` is told once if etcd says the lease no longer exists.
    */
   constructor(
-    private readonly lease: Lease,
+    private readonly endpoints: string[],
+    private readonly id: string,
     ttlS: number,
     grantedAt: number,
     private readonly onLost: (why: string) => void,
   ) {
     this.renewed = grantedAt;
     const everyMs = (ttlS * 1000) / 6;
-    this.timer = setInterval(() => this.renew(everyMs), everyMs);
+    let ticks = 0;
+    const roundEvery = Math.max(1, Math.round(everyMs / BURST_MS));
+    this.timer = setInterval(() => {
+      ticks++;
+      const late = Date.now() - this.renewed > everyMs * 1.5;
+      if (late || ticks % roundEvery === 0) this.round(everyMs);
+    }, Math.min(everyMs, BURST_MS));
     this.timer.unref();
   }
 
@@ -54,39 +66,31 @@ export class LeaseKeeper {
     return this.renewed;
   }
 
-  private renew(everyMs: number): void {
-    if (this.inFlight >= MAX_RENEWALS_IN_FLIGHT || this.stopped) return;
-    this.inFlight++;
+  private round(deadlineMs: number): void {
+    if (this.stopped || this.inFlight > this.endpoints.length * 4) return;
     const sent = Date.now();
-    // A renewal that hangs stops counting as in flight after a period, so
-    // later ones go out; if it is answered after all, it still counts.
-    let counted = true;
-    const settle = (): void => {
-      if (!counted) return;
-      counted = false;
-      this.inFlight--;
-    };
-    const late = setTimeout(settle, everyMs);
-    this.lease
-      .keepaliveOnce()
-      .then(
-        () => {
-          this.renewed = Math.max(this.renewed, sent);
-        },
-        (err: Error) => {
-          if (this.stopped) return;
-          if (err.name === 'EtcdLeaseInvalidError') {
+    for (const url of this.endpoints) {
+      this.inFlight++;
+      fetch(`${url.replace(/\/+$/, '')}/v3/lease/keepalive`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'Grpc-Metadata-hasleader': 'true' },
+        body: JSON.stringify({ ID: this.id }),
+        signal: AbortSignal.timeout(Math.ceil(deadlineMs)),
+      })
+        .then(async (r) => {
+          if (!r.ok) return; // no leader there, or it is shutting down: another member answers
+          const body = (await r.json()) as KeepAliveReply;
+          const ttl = Number(body.result?.TTL ?? 0);
+          if (ttl > 0) this.renewed = Math.max(this.renewed, sent);
+          else if (body.result !== undefined && !this.stopped) {
+            // Answered by the leader: the lease is gone (expired or revoked). No renewal can help.
             this.stop();
-            this.onLost(`etcd lease lost: ${err.message}`);
-          } else {
-            setTimeout(() => this.renew(everyMs), RENEW_RETRY_MS).unref();
+            this.onLost(`etcd lease ${this.id} has expired or was revoked`);
           }
-        },
-      )
-      .finally(() => {
-        clearTimeout(late);
-        settle();
-      });
+        })
+        .catch((err: unknown) => void err) // unreachable, cut off, too slow: the other members, or the next round
+        .finally(() => this.inFlight--);
+    }
   }
 
   /** Stop renewing (the lease then expires on its own, as a crashed process's would, unless revoked). */

@@ -83,6 +83,8 @@ export class EtcdMembership {
     cluster: string,
     readonly name: string,
     private readonly ttlS = DEFAULT_NODE_TTL_S,
+    /** etcd's client URLs, for renewals (LeaseKeeper); join() needs them. */
+    private readonly endpoints: readonly string[] = [],
   ) {
     this.ns = client.namespace(`/dlock/${cluster}/`);
   }
@@ -115,7 +117,8 @@ export class EtcdMembership {
     // Renewals are counted from the start: joining may wait for an earlier
     // run's key to expire, and the lease is renewed meanwhile.
     let lost: string | null = null;
-    const keeper = new LeaseKeeper(lease, this.ttlS, granting, (why) => {
+    if (this.endpoints.length === 0) throw new Error('EtcdMembership.join needs etcd\'s endpoints (to renew its lease)');
+    const keeper = new LeaseKeeper([...this.endpoints], leaseId, this.ttlS, granting, (why) => {
       lost = why;
     });
     this.keeper = keeper;

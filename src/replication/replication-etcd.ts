@@ -28,9 +28,10 @@
  * order; tail handlers run in revision order.
  */
 import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
-import { Candidate, LeaderObserver } from './etcd-election.js';
+import { CALL_DEADLINE_MS, Candidate, LeaderObserver } from './etcd-election.js';
 import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
+import { EtcdDeadlineError, withDeadline } from './deadline.js';
 import { nodeEtcdClient } from './etcd-client.js';
 import type { LogEntry } from './replication.js';
 
@@ -66,6 +67,8 @@ export const DEFAULT_ELECTION_TTL_S = 2;
  * retries reuse it and fail at once.)
  */
 export const APPEND_TIMEOUT_MS = 5000;
+/** One try of an append (appendBatch); then the same txn again, ms. */
+const APPEND_ATTEMPT_MS = 1500;
 
 const BATCH_DIGITS = 16;
 /** Batches per page when catching up: 100 of the largest (512 KiB) stay under the 64 MiB reply cap set below. */
@@ -83,6 +86,14 @@ export interface EtcdLogOptions {
   /** See APPEND_TIMEOUT_MS. */
   appendTimeoutMs?: number;
 }
+
+/** A tail of the log (tail()): cancel() stops it; nothing it would deliver after that is delivered. */
+export interface TailHandle {
+  cancel(): void;
+}
+
+/** A read of the log (a page, the watch's creation, its end) not answered within this long fails, ms. */
+const TAIL_READ_TIMEOUT_MS = 5000;
 
 /** A batch read from the log: its entries and the etcd revision that wrote it. */
 export interface Batch {
@@ -133,7 +144,7 @@ export class EtcdLog {
    * `onLost` fires once if the election lease is lost while leading.
    */
   async lead(onLost: (err: Error) => void): Promise<{ lastSeq: number; revision: number }> {
-    const candidate = new Candidate(this.ns, this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S, this.value);
+    const candidate = new Candidate(this.ns, this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S, this.value, this.opts.hosts);
     this.campaign = candidate;
     const won = await candidate.campaign((why) => {
       if (this.guard === null || this.campaign !== candidate) return;
@@ -142,8 +153,12 @@ export class EtcdLog {
       onLost(new DeposedError(why));
     });
     // The log's end, read after winning: a deposed leader's last append
-    // either landed before this read or was refused by its guard.
-    const last = await this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).exec();
+    // either landed before this read or was refused by its guard. With a
+    // deadline: a leader stuck here would hold the election, renewed.
+    const last = await withDeadline(this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).exec(), CALL_DEADLINE_MS, 'reading the log\'s end after winning').catch(async (err: unknown) => {
+      await candidate.resign().catch((e: unknown) => void e);
+      throw err;
+    });
     const top = last.kvs[0];
     let lastSeq = 0;
     if (top !== undefined) {
@@ -191,24 +206,9 @@ export class EtcdLog {
     }
     const batch = this.nextBatch;
     const first = this.nextSeq;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const txn = this.ns
-        .if(batchKey(batch), 'Create', '==', 0)
-        .and(guard.key, 'Create', '==', guard.createRevision)
-        .then(this.ns.put(batchKey(batch)).value(lines.join('\n')))
-        .commit();
-      const ms = this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS;
-      const late = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`etcd did not answer within ${ms} ms`)), ms);
-      });
-      // The txn may still land after the deadline; it is guarded by this
-      // leader's election key, which is gone (resigned or expired) before
-      // any other node can lead, so a late landing comes before the next
-      // leader reads the log's end, or it is refused.
-      txn.catch((err: unknown) => void err);
-      const r = await Promise.race([txn, late]);
-      if (!r.succeeded) {
+      const r = await this.appendBatch(guard, batch, lines.join('\n'));
+      if (r === null) {
         this.guard = null;
         const err = new DeposedError('append refused: this node no longer holds the election key');
         for (const p of taken) p.reject(err);
@@ -219,7 +219,7 @@ export class EtcdLog {
       this.nextSeq = seq;
       let at = first;
       for (const p of taken) {
-        p.resolve({ revision: Number(r.header.revision), seqs: [at, at + p.entries.length - 1] });
+        p.resolve({ revision: r.revision, seqs: [at, at + p.entries.length - 1] });
         at += p.entries.length;
       }
     } catch (err) {
@@ -233,10 +233,46 @@ export class EtcdLog {
       await this.campaign?.resign().catch((resignErr: unknown) => void resignErr);
       return;
     } finally {
-      clearTimeout(timer);
       this.inFlight = false;
     }
     if (this.queue.length > 0) void this.flush();
+  }
+
+  /**
+   * One batch into the log: a txn guarded by the election key, on
+   * whichever member the client picks. Resolves with the revision that
+   * wrote it, or null if the guard refused it (this node no longer leads).
+   *
+   * A txn not answered within APPEND_ATTEMPT_MS is sent again, the same
+   * txn, likely to another member: one sent to a member cut off by a
+   * partition hangs (no RST), and stepping down for it cost an election
+   * each time. Sending it again is safe: if the first one landed, the
+   * second is refused (the batch key exists), and reading the key back
+   * tells it was ours (the same lines) rather than another leader's. Past
+   * APPEND_TIMEOUT_MS in all, it throws: the outcome is unknown.
+   */
+  private async appendBatch(guard: { key: string; createRevision: string }, batch: number, value: string): Promise<{ revision: number } | null> {
+    const deadline = Date.now() + (this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS);
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new LogUnavailableError(`appending batch ${batch}: etcd did not answer within ${this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS} ms`);
+      const txn = this.ns.if(batchKey(batch), 'Create', '==', 0).and(guard.key, 'Create', '==', guard.createRevision).then(this.ns.put(batchKey(batch)).value(value)).else(this.ns.get(batchKey(batch))).commit();
+      // The txn may still land after the deadline; it is guarded by this
+      // leader's election key, which is gone (resigned or expired) before
+      // any other node can lead, so a late landing comes before the next
+      // leader reads the log's end, or it is refused.
+      let r;
+      try {
+        r = await withDeadline(txn, Math.min(APPEND_ATTEMPT_MS, left), `appending batch ${batch}`);
+      } catch (err) {
+        if (err instanceof EtcdDeadlineError) continue;
+        throw err;
+      }
+      if (r.succeeded) return { revision: Number(r.header.revision) };
+      const kv = r.responses[0]?.response_range?.kvs?.[0];
+      if (kv !== undefined && kv.value.toString() === value) return { revision: Number(kv.mod_revision) }; // an earlier try landed
+      return null;
+    }
   }
 
   private failQueue(err: Error): void {
@@ -253,12 +289,25 @@ export class EtcdLog {
    * behind a snapshot, load it) or the watch failed (its revision
    * compacted, or etcd gone for good).
    */
-  async tail(from: { revision: number; nextSeq: number }, onBatch: (b: Batch) => void, onError: (err: Error) => void): Promise<void> {
+  async tail(from: { revision: number; nextSeq: number }, onBatch: (b: Batch) => void, onError: (err: Error) => void): Promise<TailHandle> {
     let seen = from.revision;
     let next = from.nextSeq;
     let failed = false;
+    let cancelled = false;
+    let watcher: Watcher | null = null;
+    const handle: TailHandle = {
+      cancel: () => {
+        cancelled = true;
+        const w = watcher;
+        watcher = null;
+        if (w !== null) {
+          this.watchers = this.watchers.filter((x) => x !== w);
+          w.cancel().catch((err: unknown) => void err); // its stream may be the one that hung
+        }
+      },
+    };
     const take = (kv: IKeyValue): void => {
-      if (failed) return;
+      if (failed || cancelled) return;
       const revision = Number(kv.mod_revision);
       if (revision <= seen) return; // a resumed watch may replay
       seen = revision;
@@ -283,23 +332,37 @@ export class EtcdLog {
     for (;;) {
       let q = this.client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
       if (at !== null) q = q.revision(at);
-      const page = await q.exec();
+      const page = await withDeadline(q.exec(), TAIL_READ_TIMEOUT_MS, 'reading the log');
+      if (cancelled) return handle;
       at ??= page.header.revision;
       for (const kv of page.kvs) take(kv);
       const last = page.kvs[page.kvs.length - 1];
       if (failed || !page.more || last === undefined) break;
       startKey = `${last.key.toString()}\u0000`;
     }
-    if (failed) return;
+    if (failed) return handle;
     const start = Math.max(seen, Number(at)) + 1;
-    const watcher = await this.ns.watch().prefix('log/').only('put').startRevision(String(start)).create();
-    this.watchers.push(watcher);
-    watcher.on('put', take);
-    watcher.on('error', (err: Error) => {
-      if (failed) return;
+    const w = await withDeadline(this.ns.watch().prefix('log/').only('put').startRevision(String(start)).create(), TAIL_READ_TIMEOUT_MS, 'watching the log');
+    if (cancelled) {
+      w.cancel().catch((err: unknown) => void err);
+      return handle;
+    }
+    watcher = w;
+    this.watchers.push(w);
+    w.on('put', take);
+    w.on('error', (err: Error) => {
+      if (failed || cancelled) return;
       failed = true;
       onError(err);
     });
+    return handle;
+  }
+
+  /** The number of the log's last batch now (0: none), as a member with a leader says; rejects after a deadline. */
+  async lastBatch(): Promise<number> {
+    const keys = await withDeadline(this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).keys(), 1500, 'reading the log\'s end');
+    const top = keys[0];
+    return top === undefined ? 0 : Number(top.slice(-BATCH_DIGITS));
   }
 
   /**
