@@ -73,9 +73,13 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('a partition between hosts', () => {
     await eventually(() => /stopping: (no etcd lease renewal confirmed for \d+ ms|etcd lease lost)/.test(cut.proc.out()), 'the partitioned leader to stop serving', 15_000, 50);
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(cut.proc.child.exitCode).toBeNull(); // it waits to rejoin
-    // The majority side elects another leader and goes on.
+    // The majority side elects another leader and goes on: a write through
+    // each of its nodes is answered (a node whose watch of the log, or whose
+    // lease renewals, sat on the cut-off etcd member used to stall).
     const after = await w.ask('preempt p-after', 15_000);
     expect(after).toMatch(new RegExp(`^PreemptLock Success owner=${w.id} token=\\d+$`));
+    const third = await client((leadIndex + 2) % nodes.length);
+    expect(await third.ask('preempt p-third', 15_000)).toMatch(new RegExp(`^PreemptLock Success owner=${third.id} token=\\d+$`));
     await eventually(async () => (await w.ask('check p-session')) === 'CheckLock:Free', "the cut-off node's session lock released", 20_000, 100);
     expect(await w.ask('check p-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onLead.id} `));
     // The link comes back: the old connection is closed, and the node
