@@ -88,7 +88,11 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('a partition between hosts', () => {
     await onLead.waitClosed(15_000);
     await eventually(() => /rejoined the cluster after \d+ ms/.test(cut.proc.out()), 'the cut-off node to rejoin', 30_000, 100);
     const back = await client(leadIndex);
-    expect(await back.ask('check p-after')).toBe(`CheckLock:Lock:${w.id} token=${/token=(\d+)/.exec(after)?.[1]}`);
+    // Its reads wait for its contact with etcd to be recent again (half the
+    // node ttl): until then they are refused, saying how stale they may be.
+    let seen = '';
+    await eventually(async () => !(seen = await back.ask('check p-after')).startsWith('Error: no contact with etcd'), 'reads served again', 15_000, 200);
+    expect(seen).toBe(`CheckLock:Lock:${w.id} token=${/token=(\d+)/.exec(after)?.[1]}`);
     expect(await back.ask('check p-session')).toBe('CheckLock:Free');
     expect(await back.ask('preempt p-back')).toMatch(new RegExp(`^PreemptLock Success owner=${back.id} token=\\d+$`));
   }, 120_000);

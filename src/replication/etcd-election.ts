@@ -70,9 +70,14 @@ export class Candidate {
     this.leaseId = await withDeadline(lease.grant(), CALL_DEADLINE_MS, 'granting the election lease');
     if (this.ended !== null) throw new NotCandidateError(this.ended);
     this.keeper = new LeaseKeeper([...this.endpoints], this.leaseId, this.ttlS, granting, (why) => this.end(why));
+    // Give up after twice the TTL without a confirmed renewal: by then the
+    // key has expired, unless etcd changed leaders meanwhile (a new etcd
+    // leader extends every lease), which a TTL alone did not outlast under
+    // partitions. Safety does not rest on this: a leader whose key is gone
+    // cannot append (the guard), so it only decides how soon to try again.
     this.watchdog = setInterval(() => {
       const since = Date.now() - (this.keeper?.renewedFrom() ?? 0);
-      if (since > this.ttlS * 1000) this.end(`no election lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)`);
+      if (since > 2 * this.ttlS * 1000) this.end(`no election lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)`);
     }, 100);
     this.watchdog.unref();
     const key = `election/${this.leaseId}`;

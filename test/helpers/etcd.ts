@@ -86,6 +86,10 @@ export class EtcdCluster {
       // fail-stopped for want of a leader to renew its lease.
       '--heartbeat-interval', '100',
       '--election-timeout', '1000',
+      // A member that was cut off does not depose the leader when it comes
+      // back (Raft's pre-vote; etcd 3.4 has it off by default): the README
+      // asks the same of an operator's etcd.
+      '--pre-vote',
     ];
     const proc = m.netns === undefined ? spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn('ip', ['netns', 'exec', m.netns, 'etcd', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     // If this process ends without stop() (a run that threw), its etcd members go with it.
