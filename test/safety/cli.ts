@@ -9,8 +9,7 @@
  * network partitions.
  */
 import { EtcdCluster } from '../helpers/etcd.js';
-import { summary } from './checker.js';
-import { around, DEFAULT_CHAOS, runSafety } from './run.js';
+import { DEFAULT_CHAOS, report, runSafety } from './run.js';
 
 const argv = process.argv.slice(2);
 const value = (name: string): string | undefined => {
@@ -39,18 +38,7 @@ if (argv.includes('--procs')) {
     locks: num('locks', 24),
     onProgress: (line) => process.stderr.write(`${line}\n`),
   });
-  const c = r.counters;
-  process.stdout.write(
-    [
-      `${r.seconds.toFixed(1)} s, ${c.requests} requests, ${c.connects} connections`,
-      summary(r.report),
-      `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, error replies ${c.errors}`,
-      `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`,
-      `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes`,
-      ...(r.report.violations === 0 ? [] : ['log around the first violation:', ...around(r)]),
-      r.report.violations === 0 ? 'OK: no violations' : `FAILED: ${r.report.violations} violations`,
-    ].join('\n') + '\n',
-  );
+  process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`));
   process.exit(r.report.violations === 0 ? 0 : 1);
 }
 const grants = value('grants') === undefined ? undefined : num('grants', 1);
@@ -68,17 +56,6 @@ const r = await runSafety({
   locks: num('locks', 24),
   onProgress: (line) => process.stderr.write(`${line}\n`),
 });
-const c = r.counters;
-process.stdout.write(
-  [
-    `${r.seconds.toFixed(1)} s, ${c.requests} requests, ${c.connects} connections`,
-    summary(r.report),
-    `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, error replies ${c.errors}`,
-    `faults injected ${JSON.stringify(r.faults)}; failovers ${r.failovers}; follower restarts ${r.restarts}`,
-    `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes`,
-    ...(r.report.violations === 0 ? [] : ['log around the first violation:', ...around(r)]),
-    r.report.violations === 0 ? 'OK: no violations' : `FAILED: ${r.report.violations} violations`,
-  ].join('\n') + '\n',
-);
+process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; failovers ${r.failovers}; follower restarts ${r.restarts}`));
 await etcd?.stop();
 process.exitCode = r.report.violations === 0 ? 0 : 1;

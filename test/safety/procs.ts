@@ -22,7 +22,7 @@ import { EtcdCluster } from '../helpers/etcd.js';
 import { canMakeHosts, Hosts } from '../helpers/netns.js';
 import { check } from './checker.js';
 import { Harness } from './harness.js';
-import type { SafetyResult } from './run.js';
+import { tableDiffs, tableRow, type SafetyResult } from './run.js';
 
 /** The built CLI: beside this file when it runs built (npm run chaos), under dist/ when vitest runs the source. */
 const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../src/cli.js' : '../../dist/src/cli.js', import.meta.url));
@@ -256,19 +256,10 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     const live = await etcdLinks(etcd.endpoints);
     for (;;) {
       const views = await Promise.all(nodes.map(async (n) => ({ n, v: await viewOnce(live.get(n.name) ?? n.link, null, 1_000_000) })));
-      const rows = views.map(({ n, v }) => ({ name: n.name, leads: v.stats['leads'] === true, rows: v.locks.map((r) => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`) }));
+      const rows = views.map(({ n, v }) => ({ name: n.name, leads: v.stats['leads'] === true, rows: v.locks.map(tableRow) }));
       const lead = rows.find((r) => r.leads) ?? rows[0];
-      diffs = [];
-      if (lead !== undefined) {
-        locks = lead.rows.length;
-        for (const t of rows) {
-          if (t === lead) continue;
-          const mine = new Set(t.rows);
-          const theirs = new Set(lead.rows);
-          for (const r of lead.rows) if (!mine.has(r)) diffs.push(`${t.name} lacks "${r}" that ${lead.name} has`);
-          for (const r of t.rows) if (!theirs.has(r)) diffs.push(`${t.name} has "${r}" that ${lead.name} does not`);
-        }
-      }
+      diffs = lead === undefined ? ['no node answered'] : tableDiffs(rows, lead);
+      locks = lead?.rows.length ?? 0;
       if (diffs.length === 0 || performance.now() > deadline) break;
       await pause(200);
     }

@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { Chaos, parseChaos } from '../../src/chaos.js';
 import { Cluster } from '../../src/cluster.js';
-import { check, type Report } from './checker.js';
+import { check, summary, type Report } from './checker.js';
 import { Harness, type Counters } from './harness.js';
 
 export const DEFAULT_CHAOS = 'kill-follower@1500ms,kill-leader@4s,delay@2s:5ms,drop-client@700ms';
@@ -137,23 +137,48 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
  * a replica with a gap or a duplicate never does. Returns the differences
  * still seen at the end (none when they agree).
  */
+/** One row of a node's lock table, as compared across nodes. */
+export const tableRow = (r: { lock: string; owner: number; token: number; waiters: number[] }): string => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`;
+
+/** How every table differs from the leader's (none when they agree). */
+export function tableDiffs(tables: Array<{ name: string; rows: string[] }>, leader: { name: string; rows: string[] }): string[] {
+  const diffs: string[] = [];
+  const theirs = new Set(leader.rows);
+  for (const t of tables) {
+    if (t === leader) continue;
+    const mine = new Set(t.rows);
+    for (const r of leader.rows) if (!mine.has(r)) diffs.push(`${t.name} lacks "${r}" that ${leader.name} has`);
+    for (const r of t.rows) if (!theirs.has(r)) diffs.push(`${t.name} has "${r}" that ${leader.name} does not`);
+  }
+  return diffs;
+}
+
+/** The summary `npm run chaos` prints; `extra`: the run's own line about faults. */
+export function report(r: SafetyResult, faults: string): string {
+  const c = r.counters;
+  return (
+    [
+      `${r.seconds.toFixed(1)} s, ${c.requests} requests, ${c.connects} connections`,
+      summary(r.report),
+      `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, error replies ${c.errors}`,
+      faults,
+      `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes`,
+      ...(r.report.violations === 0 ? [] : ['log around the first violation:', ...around(r)]),
+      r.report.violations === 0 ? 'OK: no violations' : `FAILED: ${r.report.violations} violations`,
+    ].join('\n') + '\n'
+  );
+}
+
 async function replicasAgree(cluster: Cluster): Promise<{ diffs: string[]; locks: number; nodes: number }> {
   const deadline = performance.now() + 5000;
   for (;;) {
     const tables = await Promise.all(
-      cluster.nodes.map(async (n) => ({ name: n.name, rows: (await cluster.locks(n.name, 100_000)).map((r) => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`) })),
+      cluster.nodes.map(async (n) => ({ name: n.name, rows: (await cluster.locks(n.name, 100_000)).map(tableRow) })),
     );
     const roles = await cluster.roles();
     const leader = tables.find((t) => roles.find((n) => n.name === t.name)?.role === 'leader');
     if (leader === undefined) return { diffs: ['no leader at the end'], locks: 0, nodes: tables.length };
-    const diffs: string[] = [];
-    for (const t of tables) {
-      if (t === leader) continue;
-      const mine = new Set(t.rows);
-      const theirs = new Set(leader.rows);
-      for (const r of leader.rows) if (!mine.has(r)) diffs.push(`${t.name} lacks "${r}" that ${leader.name} has`);
-      for (const r of t.rows) if (!theirs.has(r)) diffs.push(`${t.name} has "${r}" that ${leader.name} does not`);
-    }
+    const diffs = tableDiffs(tables, leader);
     if (diffs.length === 0 || performance.now() > deadline) return { diffs, locks: leader.rows.length, nodes: tables.length };
     await new Promise((r) => setTimeout(r, 100));
   }
