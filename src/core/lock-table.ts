@@ -50,7 +50,11 @@ export interface TableState {
 
 /** Commands that change the table. They are what the log replicates. */
 export type Command =
-  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null }
+  /**
+   * `limits`: stamped by the node that sequences it on etcd (EtcdNode), so
+   * that every node applying the entry refuses it alike (writeRefusal).
+   */
+  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits }
   /**
    * `timeout`: ms to wait, null for as long as the connection lives, 0 for
    * not at all [LP-9]. It is replicated so that whichever node leads can arm
@@ -62,7 +66,7 @@ export type Command =
    * one (issue 12 §1). Absent (log entries written before it existed): the
    * applying node's `now` + timeout.
    */
-  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null }
+  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits }
   | { op: 'release'; client: ClientId; lock: string }
   | { op: 'renew'; client: ClientId; lock: string; ttl: number }
   /** The client's connection closed (LP-8). */
@@ -83,8 +87,9 @@ export type Reply =
   | { op: 'renew'; ok: true; token: number }
   | { op: 'renew'; ok: false; owner: ClientId | null }
   /**
-   * Not from apply(): the leader refused a write before applying it, as a
-   * resource limit says (issue 6 §2); sent as `Error: <message>`.
+   * A resource limit refused the write (issue 6 §2; writeRefusal); sent as
+   * `Error: <message>`. In process the leader decides it before applying;
+   * on etcd, apply() does, from the limits stamped in the command.
    */
   | { op: 'refused'; message: string };
 
@@ -193,8 +198,44 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   if (late !== null) for (const client of late) out.wakes.push({ client, reply: { op: 'acquire', ok: false, owner: newOwner } });
 }
 
+/** What one client may hold and how many may wait on one lock (issue 6 §2: --max-locks-per-client, --max-waiters). */
+export interface WriteLimits {
+  maxLocksPerClient: number;
+  maxWaitersPerLock: number;
+}
+
+/** The words of a limit's refusal, one place (tests and the README quote them). */
+export const tooManyLocks = (max: number): string => `this client holds ${max} locks, the limit; release some first`;
+export const tooManyWaiters = (max: number): string => `${max} clients already wait on this lock, the limit; try again later`;
+
+/**
+ * Whether the limits refuse a write before it changes anything: a new lock
+ * for a client that holds `maxLocksPerClient` already (an acquire that
+ * would wait counts: it may be granted later), or one more waiter on a
+ * lock with `maxWaitersPerLock`. Null: it may go ahead. Decided on the
+ * table the write applies to, so the limits hold exactly, whichever node
+ * the writes come through.
+ */
+export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimits): string | null {
+  if (cmd.op !== 'preempt' && cmd.op !== 'acquire') return null;
+  const { locks } = state;
+  const p = locks.find(cmd.lock);
+  if (p !== -1 && locks.owner(p) === cmd.client) return null; // its own lock: nothing new
+  if (p === -1 || cmd.op === 'acquire') {
+    if ((state.owned.get(cmd.client) ?? 0) >= limits.maxLocksPerClient) return tooManyLocks(limits.maxLocksPerClient);
+  }
+  if (cmd.op === 'acquire' && p !== -1 && cmd.timeout !== 0 && locks.waiters(cmd.lock).length >= limits.maxWaitersPerLock) {
+    return tooManyWaiters(limits.maxWaitersPerLock);
+  }
+  return null;
+}
+
 export function apply(state: TableState, cmd: Command, now: number): Outcome {
   const locks = state.locks;
+  if ((cmd.op === 'preempt' || cmd.op === 'acquire') && cmd.limits !== undefined) {
+    const refused = writeRefusal(state, cmd, cmd.limits);
+    if (refused !== null) return outcome({ op: 'refused', message: refused }, false);
+  }
   switch (cmd.op) {
     case 'preempt': {
       const p = locks.find(cmd.lock);

@@ -29,6 +29,5 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
 
 /** Messages, one place, so tests and the README quote the same words. */
 export const tooManyClients = (max: number): string => `too many connections to this node (limit ${max}); try another node or later`;
-export const tooManyLocks = (max: number): string => `this client holds ${max} locks, the limit; release some first`;
-export const tooManyWaiters = (max: number): string => `${max} clients already wait on this lock, the limit; try again later`;
+export { tooManyLocks, tooManyWaiters } from '../core/lock-table.js';
 export const LINE_TIMEOUT = 'incomplete line timed out';

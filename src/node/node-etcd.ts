@@ -42,8 +42,9 @@
  * Node links are TLS when the node serves clients over TLS (the same
  * certificate; peers trusted by --tls-ca, or by that certificate).
  *
- * Not yet: the resource limits' refusals (issue 6 §2: --max-locks-per-client,
- * --max-waiters); connection limits and line limits hold as in process.
+ * Resource limits (issue 6 §2): the leader stamps --max-locks-per-client
+ * and --max-waiters into each preempt and acquire it sequences, and
+ * apply() refuses one they forbid, on every node alike.
  *
  * Threading: the node's worker thread.
  */
@@ -243,26 +244,20 @@ export class EtcdNode extends NodeBase {
     // The latest snapshot, then the log after it (issue 13: a node that
     // joins or restarts does not replay the log from its start).
     // An empty table starts at the cluster's first token, which etcd keeps.
-    this.state = createState(await this.etcdLog.firstToken(this.eopts.firstToken ?? 1));
-    const snap = await loadSnapshot(this.etcdLog.client, this.eopts.cluster);
-    let from = { revision: 0, nextSeq: 1 };
-    if (snap !== null) {
-      this.state = snap.state;
-      this.seq = snap.meta.seq;
-      this.snapSeq = snap.meta.seq;
-      this.lastBatch = { revision: snap.meta.revision, batch: snap.meta.batch };
-      for (const [origin, req] of snap.meta.extra ?? []) this.appliedReq.set(origin, req);
-      this.loadedAt(snap.meta.seq);
-      this.advanceCommit(snap.meta.seq);
-      from = { revision: snap.meta.revision, nextSeq: snap.meta.seq + 1 };
-      this.logLine('repl', `snapshot at seq ${snap.meta.seq}: ${this.state.locks.size} locks`);
+    this.firstTokenOfCluster = await this.etcdLog.firstToken(this.eopts.firstToken ?? 1);
+    // The leader may write a snapshot and compact etcd's history while this
+    // node reads the log after the one it loaded (a page pinned to a
+    // revision, or the watch, then finds it compacted): load the newer one
+    // and read on from it.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.loadAndTail();
+        break;
+      } catch (err) {
+        if (attempt >= 5 || !/compacted/i.test((err as Error).message) || this.stopping) throw err;
+        this.logLine('warn', `the log was compacted while this node read it (${(err as Error).message}): loading the newer snapshot`);
+      }
     }
-    // Caught up once tail() returns: what its range read found is applied.
-    this.tailHandle = await this.etcdLog.tail(
-      from,
-      (b) => this.applyBatch(b),
-      (err) => this.fatal(`the log cannot be followed: ${err.message}`),
-    );
     this.tailTimer = setInterval(() => void this.watchTail(), TAIL_CHECK_MS);
     this.tailTimer.unref();
     this.onCaughtUp?.();
@@ -286,6 +281,38 @@ export class EtcdNode extends NodeBase {
     }
   }
 
+
+  /** The latest snapshot (or the empty table), then the log after it, until caught up; the tail follows on. */
+  private async loadAndTail(): Promise<void> {
+    this.tailHandle?.cancel();
+    this.tailHandle = null;
+    this.state = createState(this.firstTokenOfCluster);
+    this.seq = 0;
+    this.snapSeq = 0;
+    this.lastBatch = { revision: 0, batch: 0 };
+    this.appliedReq.clear();
+    const snap = await loadSnapshot(this.etcdLog.client, this.eopts.cluster);
+    let from = { revision: 0, nextSeq: 1 };
+    if (snap !== null) {
+      this.state = snap.state;
+      this.seq = snap.meta.seq;
+      this.snapSeq = snap.meta.seq;
+      this.lastBatch = { revision: snap.meta.revision, batch: snap.meta.batch };
+      for (const [origin, req] of snap.meta.extra ?? []) this.appliedReq.set(origin, req);
+      this.loadedAt(snap.meta.seq);
+      this.advanceCommit(snap.meta.seq);
+      from = { revision: snap.meta.revision, nextSeq: snap.meta.seq + 1 };
+      this.logLine('repl', `snapshot at seq ${snap.meta.seq}: ${this.state.locks.size} locks`);
+    }
+    // Caught up once tail() returns: what its range read found is applied.
+    this.tailHandle = await this.etcdLog.tail(
+      from,
+      (b) => this.applyBatch(b),
+      (err) => this.fatal(`the log cannot be followed: ${err.message}`),
+    );
+  }
+
+  private firstTokenOfCluster = 1;
   private reserveTimer: NodeJS.Timeout | null = null;
   private tailTimer: NodeJS.Timeout | null = null;
   private tailHandle: TailHandle | null = null;
@@ -331,8 +358,10 @@ export class EtcdNode extends NodeBase {
         (err) => this.fatal(`the log cannot be followed: ${err.message}`),
       );
     } catch (err) {
+      // Compacted past what this node applied (a snapshot was written meanwhile): start again from it.
+      if (/compacted/i.test((err as Error).message)) this.fatal(`the log was compacted past this node's seq ${this.seq}: ${(err as Error).message}`);
       // The new tail's reads failed (etcd unreachable from here too): the next check tries again.
-      this.warnUnlessStopping(`following the log again failed: ${(err as Error).message}`);
+      else this.warnUnlessStopping(`following the log again failed: ${(err as Error).message}`);
     } finally {
       this.checkingTail = false;
     }
@@ -763,7 +792,11 @@ export class EtcdNode extends NodeBase {
       if (this.leading) this.held.push({ cmd, from, req });
       return;
     }
-    this.etcdLog.append([{ at: Date.now(), cmd, from, req }]).then(
+    // The limits go with the command (issue 6 §2): every node applying the
+    // entry refuses it alike, on the table as of that entry, so they hold
+    // exactly (apply, writeRefusal).
+    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: this.limits.maxLocksPerClient, maxWaitersPerLock: this.limits.maxWaitersPerLock } } : cmd;
+    this.etcdLog.append([{ at: Date.now(), cmd: stamped, from, req }]).then(
       () => undefined,
       (err: unknown) => {
         if (err instanceof DeposedError) this.deposed(err.message);

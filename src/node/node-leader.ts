@@ -20,7 +20,7 @@
  * the order they arrive on this thread; entries reach each follower in
  * sequence order over its FIFO link.
  */
-import { apply, deadlineOf, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply, type Snapshot } from '../core/lock-table.js';
+import { apply, deadlineOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -30,7 +30,6 @@ import { nodeOfClient } from './client-ids.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { TimerHeap } from './timer-heap.js';
-import { tooManyLocks, tooManyWaiters } from './limits.js';
 import { EntryRing } from './entry-ring.js';
 import type { Follower } from './node-follower.js';
 
@@ -268,17 +267,7 @@ export class Leader extends NodeBase {
    * refused write changes nothing and is not logged.
    */
   private refusal(cmd: Command): string | null {
-    if (cmd.op !== 'preempt' && cmd.op !== 'acquire') return null;
-    const { locks } = this.state;
-    const p = locks.find(cmd.lock);
-    if (p !== -1 && locks.owner(p) === cmd.client) return null; // its own lock: nothing new
-    if (p === -1 || cmd.op === 'acquire') {
-      if ((this.state.owned.get(cmd.client) ?? 0) >= this.limits.maxLocksPerClient) return tooManyLocks(this.limits.maxLocksPerClient);
-    }
-    if (cmd.op === 'acquire' && p !== -1 && cmd.timeout !== 0 && locks.waiters(cmd.lock).length >= this.limits.maxWaitersPerLock) {
-      return tooManyWaiters(this.limits.maxWaitersPerLock);
-    }
-    return null;
+    return writeRefusal(this.state, cmd, this.limits);
   }
 
   /**

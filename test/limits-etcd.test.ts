@@ -1,0 +1,78 @@
+/**
+ * Resource limits on etcd (issue 6 §2, issue 13): --max-locks-per-client and
+ * --max-waiters hold on nodes whose log is on etcd, through the leader and
+ * through a follower, exactly: the leader stamps them into each preempt
+ * and acquire, and every node's apply() refuses alike [LP-12].
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tooManyLocks, tooManyWaiters } from '../src/core/lock-table.js';
+import { newIdCounter } from '../src/node/client-ids.js';
+import { DEFAULT_LIMITS } from '../src/node/limits.js';
+import { EtcdNode } from '../src/node/node-etcd.js';
+import { NodeLog } from '../src/node/node-log.js';
+import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
+import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
+
+describe.skipIf(!hasEtcd)('limits on etcd', () => {
+  let etcd: EtcdCluster;
+  const nodes: EtcdNode[] = [];
+  const ports: number[] = [];
+  const pool = new ClientPool();
+
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+    for (const [index, name] of ['a', 'b'].entries()) {
+      const n = new EtcdNode({
+        name,
+        index,
+        log: new NodeLog(() => undefined, false),
+        idCounter: newIdCounter(),
+        firstToken: 1,
+        limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 3, maxWaitersPerLock: 2 },
+        etcd: etcd.endpoints,
+        cluster: 'limits',
+        linkHost: '127.0.0.1',
+      });
+      await n.start();
+      ports.push(await n.listen('127.0.0.1', 0));
+      nodes.push(n);
+    }
+    await eventually(() => nodes.some((n) => n.role === 'leader'), 'a leader', 10_000);
+  }, 30_000);
+  afterAll(async () => {
+    pool.closeAll();
+    for (const n of nodes) await n.close();
+    await etcd?.stop();
+  });
+
+  it('locks per client, through either node: a clear error, and nothing else changes', async () => {
+    for (const port of ports) {
+      const c = await pool.open(port);
+      const tag = `p${port}`;
+      for (let i = 0; i < 3; i++) expect(await c.ask(`preempt ${tag}-${i}${i === 0 ? ' ttl=60000' : ''}`)).toMatch(/^PreemptLock Success/);
+      expect(await c.ask(`preempt ${tag}-3`)).toBe(`Error: ${tooManyLocks(3)}`);
+      expect(await c.ask(`acquire ${tag}-3 timeout=100`)).toBe(`Error: ${tooManyLocks(3)}`);
+      expect(await c.ask(`check ${tag}-3`)).toBe('CheckLock:Free');
+      expect(await c.ask(`preempt ${tag}-1`)).toMatch(/^PreemptLock Success/); // its own: nothing new
+      expect(await c.ask(`release ${tag}-2`)).toBe('ReleaseLock Success');
+      expect(await c.ask(`preempt ${tag}-3`)).toMatch(/^PreemptLock Success/);
+    }
+  });
+
+  it('waiters per lock: the third is refused; a no-wait acquire is not a waiter', async () => {
+    const owner = await pool.open(ports[1] as number);
+    expect(await owner.ask('preempt lim-w')).toMatch(/^PreemptLock Success/);
+    const waiters: LineClient[] = [];
+    for (const port of ports) {
+      const w = await pool.open(port);
+      w.write('acquire lim-w timeout=60000\n');
+      waiters.push(w);
+    }
+    await eventually(() => nodes.every((n) => n.lockMap().find((r) => r.lock === 'lim-w')?.waiters.length === 2), 'two waiters, on every node');
+    const third = await pool.open(ports[0] as number);
+    expect(await third.ask('acquire lim-w timeout=60000')).toBe(`Error: ${tooManyWaiters(2)}`);
+    expect(await third.ask('acquire lim-w timeout=0')).toBe(`AcquireLock Timeout owner=${owner.id}`);
+    expect(await owner.ask('release lim-w')).toBe('ReleaseLock Success');
+    expect(await (waiters[0] as LineClient).next()).toMatch(/^AcquireLock Success/);
+  });
+});
