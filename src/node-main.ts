@@ -5,7 +5,7 @@
  * in etcd under its name, etcd's election decides whether it leads, and
  * other nodes reach it over its TCP link port.
  *
- * Prints one `ready node=NAME index=I address=HOST:PORT link=HOST:PORT` line
+ * Prints one `ready node=NAME index=I address=HOST:PORT link=HOST:PORT first-client=ID role=ROLE` line
  * once it serves clients; SIGTERM/SIGINT answer what was read, leave the
  * cluster and exit 0. A node that can no longer renew its etcd lease stops
  * serving before etcd could expire it (fail-stop: its clients are answered
@@ -143,7 +143,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
       await node.drain(SHUTDOWN_DRAIN_MS);
       await node.close();
     },
-    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${current.linkEndpoint} first-client=${clientIdFor(index, prepared.firstOrdinal + 1)}`,
+    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${current.linkEndpoint} first-client=${clientIdFor(index, prepared.firstOrdinal + 1)} role=${await current.settledRole()}`,
   );
 }
 

@@ -25,7 +25,7 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
   async function start(name: string): Promise<Node> {
     const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'procs', '--first-token', '1']);
     await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 20_000);
-    const m = /^ready node=(\S+) index=(\d+) address=127\.0\.0\.1:(\d+) link=127\.0\.0\.1:\d+ first-client=\d+$/m.exec(proc.out());
+    const m = /^ready node=(\S+) index=(\d+) address=127\.0\.0\.1:(\d+) link=127\.0\.0\.1:\d+ first-client=\d+ role=(leader|follower)$/m.exec(proc.out());
     if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);
     const n = { name, proc, port: Number(m[3]) };
     nodes.push(n);
@@ -56,6 +56,8 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
 
   it('the walkthrough across three processes', async () => {
     const [a, b, c] = (await Promise.all(nodes.map((n) => pool.open(n.port)))) as [LineClient, LineClient, LineClient];
+    // The ready line names the role: n1, started first, leads.
+    expect(nodes.map((n) => / role=(leader|follower)$/m.exec(n.proc.out())?.[1])).toEqual(['leader', 'follower', 'follower']);
     // Indexes are given in join order: n1 0, n2 1, n3 2, so the ids are the walkthrough's.
     expect([a.id, b.id, c.id]).toEqual([10001, 20001, 30001]);
     expect(await a.ask('preempt lock01')).toBe('PreemptLock Success owner=10001 token=1');

@@ -220,6 +220,20 @@ export class EtcdNode extends NodeBase {
     return this.linkAddress;
   }
 
+  /**
+   * The role once the election has settled (this node leads, or another
+   * does), or as it is after `timeoutMs`: for the ready line.
+   */
+  async settledRole(timeoutMs = 3000): Promise<'leader' | 'follower'> {
+    const until = Date.now() + timeoutMs;
+    const other = (): boolean => {
+      const v = this.leaderValue;
+      return v !== undefined && v !== '' && (JSON.parse(v) as LeaderInfo).link !== this.linkAddress;
+    };
+    while (!this.leading && !other() && Date.now() < until && !this.stopping) await new Promise((resolve) => setTimeout(resolve, 20));
+    return this.role;
+  }
+
   get role(): 'leader' | 'follower' {
     return this.leading ? 'leader' : 'follower';
   }
