@@ -47,6 +47,16 @@ function etcdUrls(value: string): string[] {
 
 const CLUSTER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** --etcd and --cluster as the commands that read a cluster on etcd (status, tui) take them. */
+const ETCD_OPTION = { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' } as const;
+const CLUSTER_OPTION = { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' } as const;
+
+function checkEtcdCluster(a: { etcd: string; cluster: string }): true {
+  etcdUrls(a.etcd);
+  if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+  return true;
+}
+
 /**
  * The auth token of a node that listens (dlock up, dlock node): a valid
  * word, and required off loopback unless --insecure (issue 6: anyone who
@@ -166,14 +176,10 @@ await yargs(hideBin(process.argv))
     'print a cluster on etcd: each node\'s name, address, role, applied seq and liveness, and who leads',
     (y) =>
       y
-        .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' })
-        .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' })
+        .option('etcd', ETCD_OPTION)
+        .option('cluster', CLUSTER_OPTION)
         .option('json', { type: 'boolean', default: false, describe: 'print it as one JSON object' })
-        .check((a) => {
-          etcdUrls(a.etcd);
-          if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
-          return true;
-        }),
+        .check(checkEtcdCluster),
     async (a) => {
       const { clusterStatus, formatStatus } = await import('./status.js');
       try {
@@ -191,13 +197,12 @@ await yargs(hideBin(process.argv))
     'watch a cluster on etcd in the VS Code-style view: each node\'s state, lock map and log (the nodes keep running when it quits)',
     (y) =>
       y
-        .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' })
-        .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' })
+        .option('etcd', ETCD_OPTION)
+        .option('cluster', CLUSTER_OPTION)
         .option('auth-token', { type: 'string', describe: 'the cluster\'s token: views are served to an observer that sends it, and the terminal sends it as a client (default: $DLOCK_AUTH_TOKEN)' })
         .option('tls-ca', { type: 'string', describe: 'the nodes run with --tls-cert: trust this CA certificate (PEM file; for one self-signed certificate, that certificate)' })
         .check((a) => {
-          etcdUrls(a.etcd);
-          if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
+          checkEtcdCluster(a);
           if (!process.stdout.isTTY) throw new Error('dlock tui needs a terminal (for a plain listing: dlock status)');
           return true;
         }),

@@ -2,7 +2,7 @@
  * Observing nodes on etcd from outside (issue 13: `dlock tui --etcd`; the
  * chaos harness across processes): each node serves `view` frames on its
  * TCP link port to an observer that authenticated there (the cluster's
- * auth token, as between nodes), EtcdNode.observe.
+ * auth token, as between nodes): src/node/views.ts.
  *
  * - `viewOnce(link, …)`: one view of one node (the chaos harness compares
  *   every node's lock table at the end of a run).

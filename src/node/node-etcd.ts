@@ -62,6 +62,7 @@ import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions } from './node.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './node-follower.js';
 import { TimerHeap } from './timer-heap.js';
+import { serveViews } from './views.js';
 
 /** See leaseGraceMs. */
 export const LEASE_GRACE_MS = 500;
@@ -88,12 +89,6 @@ export const SNAPSHOT_EVERY_ENTRIES = 20_000;
  * lease, the dead leader's election key's too), plus the link.
  */
 const LEADER_WAIT_MS = 10_000;
-
-/** An observer's views: how often, ms; at most this many lock rows and log lines each; skipped above this many bytes unread. */
-const VIEW_MS = 500;
-const VIEW_LOCKS_MAX = 100_000;
-const VIEW_LOG_MAX = 2000;
-const VIEW_BACKLOG_MAX = 4 * 1024 * 1024;
 
 /** The tail watchdog (watchTail): how often it asks where the log ends, and how long the log may be ahead with nothing applied, ms. */
 const TAIL_CHECK_MS = 1000;
@@ -181,7 +176,7 @@ export class EtcdNode extends NodeBase {
   private linkServer: Server | null = null;
   private linkAddress = '';
   private readonly followerLinks = new Map<TcpTransport, number | null>();
-  /** Observer links (views: observe()). */
+  /** Observer links (views.ts). */
   private readonly observers = new Set<TcpTransport>();
   /**
    * As leader: forwards from a node index this node has not yet seen join,
@@ -702,46 +697,11 @@ export class EtcdNode extends NodeBase {
           this.followerLinks.delete(t);
           this.observers.add(t);
           t.onClose(() => this.observers.delete(t));
-          this.observe(t, f.locks);
+          serveViews(t, f.locks, { log: this.log, stats: () => ({ ...this.stats(), role: this.role, leads: this.leading, link: this.linkAddress }), lockMap: (n) => this.lockMap(n) });
         } else {
           this.logLine('warn', `unexpected ${f.type} frame on a node link`);
         }
       }
-    });
-  }
-
-  /**
-   * An observer on a node link (after its auth): `dlock tui --etcd`, the
-   * chaos harness. Every VIEW_MS it gets a `view` frame: this node's
-   * stats, its lock map (at most `locks` rows) and its log lines since the
-   * last view (at most VIEW_LOG_MAX; older ones are dropped, and said so).
-   * A view is skipped while the observer has not read the last ones
-   * (backpressure: the link's backlog), so a slow observer costs this node
-   * a bounded buffer, never its clients' time.
-   */
-  private observe(t: TcpTransport, locks: number): void {
-    let lines: Array<{ t: number; kind: string; text: string }> = [];
-    let dropped = 0;
-    const untap = this.log.tap((batch) => {
-      lines.push(...batch);
-      if (lines.length > VIEW_LOG_MAX) {
-        dropped += lines.length - VIEW_LOG_MAX;
-        lines = lines.slice(-VIEW_LOG_MAX);
-      }
-    });
-    const send = (): void => {
-      if (t.closed || t.backlog > VIEW_BACKLOG_MAX) return;
-      const log = dropped === 0 ? lines : [{ t: Date.now(), kind: 'warn', text: `(${dropped} log lines not shown: the observer fell behind)` }, ...lines];
-      lines = [];
-      dropped = 0;
-      t.send({ v: 1, type: 'view', stats: { ...this.stats(), role: this.role, leads: this.leading, link: this.linkAddress }, locks: this.lockMap(Math.min(locks, VIEW_LOCKS_MAX)), log });
-    };
-    const timer = setInterval(send, VIEW_MS);
-    timer.unref();
-    send();
-    t.onClose(() => {
-      clearInterval(timer);
-      untap();
     });
   }
 
