@@ -27,7 +27,7 @@
  * Threading: the thread that made it. Ordering: append() resolves in call
  * order; tail handlers run in revision order.
  */
-import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
+import { Range, type Etcd3, type IKeyValue, type Namespace } from 'etcd3';
 import { CALL_DEADLINE_MS, Candidate, LeaderObserver } from './etcd-election.js';
 import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
@@ -119,7 +119,8 @@ export class EtcdLog {
   private nextSeq = 1;
   private queue: Pending[] = [];
   private inFlight = false;
-  private watchers: Watcher[] = [];
+  /** The clients of the tails (tail()). */
+  private readonly tailClients = new Set<Etcd3>();
   private observers: LeaderObserver[] = [];
   private closed = false;
 
@@ -294,16 +295,20 @@ export class EtcdLog {
     let next = from.nextSeq;
     let failed = false;
     let cancelled = false;
-    let watcher: Watcher | null = null;
+    // A client of its own: the etcd3 client sends every watch of a client
+    // over one gRPC stream, to one member. A tail that stalled because
+    // that member was cut off would, on the same client, watch again over
+    // the same stuck stream (seen: a write unanswered for 30 s behind a
+    // partition). A new client opens a new channel, to a member picked
+    // anew; cancel() closes it.
+    const client = nodeEtcdClient(this.opts.hosts);
+    this.tailClients.add(client);
+    const ns = client.namespace(this.prefix);
     const handle: TailHandle = {
       cancel: () => {
         cancelled = true;
-        const w = watcher;
-        watcher = null;
-        if (w !== null) {
-          this.watchers = this.watchers.filter((x) => x !== w);
-          w.cancel().catch((err: unknown) => void err); // its stream may be the one that hung
-        }
+        this.tailClients.delete(client);
+        client.close(); // its watch with it
       },
     };
     const take = (kv: IKeyValue): void => {
@@ -324,37 +329,37 @@ export class EtcdLog {
       const key = kv.key.toString();
       onBatch({ revision, batch: Number(key.slice(-BATCH_DIGITS)), entries });
     };
-    // Catch up in pages of TAIL_PAGE batches, all read at the first page's
-    // revision: one reply of a whole long log would pass any gRPC cap.
-    const end = `${this.prefix}log0`; // '0' follows '/': the end of log/
-    let startKey = `${this.prefix}log/`;
-    let at: string | null = null;
-    for (;;) {
-      let q = this.client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
-      if (at !== null) q = q.revision(at);
-      const page = await withDeadline(q.exec(), TAIL_READ_TIMEOUT_MS, 'reading the log');
-      if (cancelled) return handle;
-      at ??= page.header.revision;
-      for (const kv of page.kvs) take(kv);
-      const last = page.kvs[page.kvs.length - 1];
-      if (failed || !page.more || last === undefined) break;
-      startKey = `${last.key.toString()}\u0000`;
+    try {
+      // Catch up in pages of TAIL_PAGE batches, all read at the first page's
+      // revision: one reply of a whole long log would pass any gRPC cap.
+      const end = `${this.prefix}log0`; // '0' follows '/': the end of log/
+      let startKey = `${this.prefix}log/`;
+      let at: string | null = null;
+      for (;;) {
+        let q = client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
+        if (at !== null) q = q.revision(at);
+        const page = await withDeadline(q.exec(), TAIL_READ_TIMEOUT_MS, 'reading the log');
+        if (cancelled) return handle;
+        at ??= page.header.revision;
+        for (const kv of page.kvs) take(kv);
+        const last = page.kvs[page.kvs.length - 1];
+        if (failed || !page.more || last === undefined) break;
+        startKey = `${last.key.toString()}\u0000`;
+      }
+      if (failed) return handle;
+      const start = Math.max(seen, Number(at)) + 1;
+      const w = await withDeadline(ns.watch().prefix('log/').only('put').startRevision(String(start)).create(), TAIL_READ_TIMEOUT_MS, 'watching the log');
+      if (cancelled) return handle; // its client is closed, the watch with it
+      w.on('put', take);
+      w.on('error', (err: Error) => {
+        if (failed || cancelled) return;
+        failed = true;
+        onError(err);
+      });
+    } catch (err) {
+      handle.cancel(); // its client too
+      throw err;
     }
-    if (failed) return handle;
-    const start = Math.max(seen, Number(at)) + 1;
-    const w = await withDeadline(this.ns.watch().prefix('log/').only('put').startRevision(String(start)).create(), TAIL_READ_TIMEOUT_MS, 'watching the log');
-    if (cancelled) {
-      w.cancel().catch((err: unknown) => void err);
-      return handle;
-    }
-    watcher = w;
-    this.watchers.push(w);
-    w.on('put', take);
-    w.on('error', (err: Error) => {
-      if (failed || cancelled) return;
-      failed = true;
-      onError(err);
-    });
     return handle;
   }
 
@@ -410,6 +415,8 @@ export class EtcdLog {
     this.closed = true;
     this.guard = null;
     this.failQueue(new DeposedError('closing'));
+    for (const c of this.tailClients) c.close();
+    this.tailClients.clear();
     // The campaign's lease stops being renewed now: its key goes when its
     // TTL runs out, as a crashed process's would.
     this.campaign?.release();
@@ -422,8 +429,8 @@ export class EtcdLog {
     this.closed = true;
     this.guard = null;
     this.failQueue(new DeposedError('closing'));
-    await Promise.all(this.watchers.map((w) => w.cancel()));
-    this.watchers = [];
+    for (const c of this.tailClients) c.close();
+    this.tailClients.clear();
     for (const o of this.observers) o.cancel();
     this.observers = [];
     await this.campaign?.resign().catch((err: unknown) => void err);
