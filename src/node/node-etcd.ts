@@ -361,11 +361,13 @@ export class EtcdNode extends NodeBase {
       this.behind = null;
       this.tailHandle?.cancel();
       this.tailHandle = null;
-      this.tailHandle = await this.etcdLog.tail(
+      const handle = await this.etcdLog.tail(
         { revision: this.lastBatch.revision, nextSeq: this.seq + 1 },
         (b) => this.applyBatch(b),
         (err) => this.fatal(`the log cannot be followed: ${err.message}`),
       );
+      if (this.stopping) handle.cancel(); // stopped meanwhile
+      else this.tailHandle = handle;
     } catch (err) {
       // Compacted past what this node applied (a snapshot was written meanwhile): start again from it.
       if (/compacted/i.test((err as Error).message)) this.fatal(`the log was compacted past this node's seq ${this.seq}: ${(err as Error).message}`);

@@ -27,7 +27,7 @@
  * Threading: the thread that made it. Ordering: append() resolves in call
  * order; tail handlers run in revision order.
  */
-import { Range, type Etcd3, type IKeyValue, type Namespace } from 'etcd3';
+import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
 import { CALL_DEADLINE_MS, Candidate, LeaderObserver } from './etcd-election.js';
 import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
@@ -119,8 +119,8 @@ export class EtcdLog {
   private nextSeq = 1;
   private queue: Pending[] = [];
   private inFlight = false;
-  /** The clients of the tails (tail()). */
-  private readonly tailClients = new Set<Etcd3>();
+  /** The tails (tail()) not cancelled, each with an etcd client of its own. */
+  private readonly tails = new Set<TailHandle>();
   private observers: LeaderObserver[] = [];
   private closed = false;
 
@@ -302,15 +302,31 @@ export class EtcdLog {
     // partition). A new client opens a new channel, to a member picked
     // anew; cancel() closes it.
     const client = nodeEtcdClient(this.opts.hosts);
-    this.tailClients.add(client);
     const ns = client.namespace(this.prefix);
+    let watch: Watcher | null = null;
     const handle: TailHandle = {
       cancel: () => {
+        if (cancelled) return;
         cancelled = true;
-        this.tailClients.delete(client);
-        client.close(); // its watch with it
+        this.tails.delete(handle);
+        // The watch first: closing the client leaves a live stream's
+        // channel open (seen: a stopped node whose process did not exit).
+        // Its cancel may never be answered (a cut-off member): close the
+        // client after a second anyway.
+        const w = watch;
+        if (w === null) client.close();
+        else {
+          const late = setTimeout(() => client.close(), 1000);
+          w.cancel()
+            .catch((err: unknown) => void err)
+            .finally(() => {
+              clearTimeout(late);
+              client.close();
+            });
+        }
       },
     };
+    this.tails.add(handle);
     const take = (kv: IKeyValue): void => {
       if (failed || cancelled) return;
       const revision = Number(kv.mod_revision);
@@ -339,6 +355,7 @@ export class EtcdLog {
         let q = client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
         if (at !== null) q = q.revision(at);
         const page = await withDeadline(q.exec(), TAIL_READ_TIMEOUT_MS, 'reading the log');
+        if (this.closed) handle.cancel(); // closed meanwhile: its client would keep the process alive
         if (cancelled) return handle;
         at ??= page.header.revision;
         for (const kv of page.kvs) take(kv);
@@ -349,7 +366,15 @@ export class EtcdLog {
       if (failed) return handle;
       const start = Math.max(seen, Number(at)) + 1;
       const w = await withDeadline(ns.watch().prefix('log/').only('put').startRevision(String(start)).create(), TAIL_READ_TIMEOUT_MS, 'watching the log');
-      if (cancelled) return handle; // its client is closed, the watch with it
+      if (cancelled) {
+        w.cancel().catch((err: unknown) => void err); // cancelled while it was made; its client is closing
+        return handle;
+      }
+      watch = w;
+      if (this.closed) {
+        handle.cancel();
+        return handle;
+      }
       w.on('put', take);
       w.on('error', (err: Error) => {
         if (failed || cancelled) return;
@@ -415,8 +440,7 @@ export class EtcdLog {
     this.closed = true;
     this.guard = null;
     this.failQueue(new DeposedError('closing'));
-    for (const c of this.tailClients) c.close();
-    this.tailClients.clear();
+    for (const t of [...this.tails]) t.cancel();
     // The campaign's lease stops being renewed now: its key goes when its
     // TTL runs out, as a crashed process's would.
     this.campaign?.release();
@@ -429,8 +453,7 @@ export class EtcdLog {
     this.closed = true;
     this.guard = null;
     this.failQueue(new DeposedError('closing'));
-    for (const c of this.tailClients) c.close();
-    this.tailClients.clear();
+    for (const t of [...this.tails]) t.cancel();
     for (const o of this.observers) o.cancel();
     this.observers = [];
     await this.campaign?.resign().catch((err: unknown) => void err);
