@@ -48,6 +48,16 @@ describe('the checker', () => {
     expect(twice.repeatedTokens).toEqual([10]);
   });
 
+  it('a lease granted earlier whose grant reached its client after its own deadline was never held: not out of order', () => {
+    // Token 9 was issued before 11, but its reply arrived at 20, when its lease (sent at 1, ttl 4) had ended at 5.
+    const late = check(history([hold('a', 1, 11, 6, 9), hold('a', 2, 9, 20, 5, 'deadline', true)]));
+    expect(late.tokenOrder).toHaveLength(0);
+    expect(late.violations).toBe(0);
+    // One that was held (its deadline after its arrival) still counts.
+    const held = check(history([hold('a', 1, 11, 6, 9), hold('a', 2, 9, 20, 25, 'deadline', true)]));
+    expect(held.tokenOrder).toHaveLength(1);
+  });
+
   it('counts replicas that disagree at the end as violations', () => {
     const r = check(history([], { diverged: ['follower-1 lacks "a owner=1 token=10 waiters=" that leader has'] }));
     expect(r.violations).toBe(1);
