@@ -28,8 +28,13 @@
  *
  * Threading: the thread that made it.
  */
-import type { Etcd3, IKeyValue, Lease, Namespace, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, Lease, Namespace } from 'etcd3';
+import { withDeadline } from './deadline.js';
 import { LeaseKeeper } from './etcd-lease.js';
+
+/** How often the live nodes are read, and how long one read may take, ms. */
+const MEMBERS_POLL_MS = 300;
+const MEMBERS_POLL_DEADLINE_MS = 1000;
 
 /** Client-id ordinals reserved per block: a crash wastes at most one block's rest. */
 export const ID_BLOCK = 100_000;
@@ -74,7 +79,7 @@ export class EtcdMembership {
   private reservedTo = 0;
   private jeopardyTimer: NodeJS.Timeout | null = null;
   private keeper: LeaseKeeper | null = null;
-  private watcher: Watcher | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
   private info: MemberInfo | null = null;
   private leaseId = '';
 
@@ -217,23 +222,49 @@ export class EtcdMembership {
     if (used > this.reservedTo - ID_BLOCK / 2) await this.reserve(ID_BLOCK);
   }
 
-  /** The nodes alive now, and every change after (each call gives the whole set). */
+  /**
+   * The nodes alive now, and every change after (each call gives the whole
+   * set). Polled every MEMBERS_POLL_MS, each read with a deadline, not
+   * watched: a watch is one stream to one etcd member, and behind a
+   * partition the leader never saw a cut-off node leave, so its clients'
+   * session locks stayed (seen in CI: over 20 s). A name whose link
+   * changed between two reads (a new run of that node) is reported gone,
+   * then back: an earlier run's leave always comes before its new run's
+   * join, as with the watch.
+   */
   async watch(onChange: (live: MemberInfo[]) => void): Promise<void> {
-    const live = new Map<string, MemberInfo>();
-    const now = await this.ns.getAll().prefix('live/').exec();
-    for (const kv of now.kvs) addMember(live, kv);
+    let live = new Map<string, MemberInfo>();
+    const read = async (): Promise<Map<string, MemberInfo>> => {
+      const r = await withDeadline(this.ns.getAll().prefix('live/').exec(), MEMBERS_POLL_DEADLINE_MS, 'reading the live nodes');
+      const m = new Map<string, MemberInfo>();
+      for (const kv of r.kvs) addMember(m, kv);
+      return m;
+    };
+    live = await read();
     onChange([...live.values()]);
-    const w = await this.ns.watch().prefix('live/').startRevision(String(Number(now.header.revision) + 1)).create();
-    this.watcher = w;
-    w.on('put', (kv: IKeyValue) => {
-      addMember(live, kv);
-      onChange([...live.values()]);
-    });
-    w.on('delete', (kv: IKeyValue) => {
-      const key = kv.key.toString();
-      live.delete(key.slice(key.lastIndexOf('live/') + 'live/'.length));
-      onChange([...live.values()]);
-    });
+    let polling = false;
+    this.pollTimer = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      read()
+        .then((now) => {
+          if (this.pollTimer === null) return;
+          const rerun = [...now.values()].filter((m) => live.has(m.name) && live.get(m.name)?.link !== m.link);
+          if (rerun.length > 0) {
+            const without = new Map(live);
+            for (const m of rerun) without.delete(m.name);
+            onChange([...without.values()]);
+          }
+          const changed = now.size !== live.size || [...now].some(([name, m]) => JSON.stringify(live.get(name)) !== JSON.stringify(m));
+          live = now;
+          if (changed || rerun.length > 0) onChange([...live.values()]);
+        })
+        .catch((err: unknown) => void err) // no answer this time (a member cut off): the next poll
+        .finally(() => {
+          polling = false;
+        });
+    }, MEMBERS_POLL_MS);
+    this.pollTimer.unref();
   }
 
   /**
@@ -263,8 +294,8 @@ export class EtcdMembership {
   /** Leave on purpose: the live key goes at once. */
   async leave(): Promise<void> {
     this.stopRenewing();
-    await this.watcher?.cancel();
-    this.watcher = null;
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
     const lease = this.lease;
     this.lease = null;
     if (lease !== null && !lease.revoked()) await lease.revoke();
@@ -273,6 +304,8 @@ export class EtcdMembership {
   /** Stop renewing without revoking: what a crash looks like to etcd (tests). */
   abandon(): void {
     this.stopRenewing();
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
     this.lease?.release();
     this.lease = null;
   }
