@@ -19,7 +19,7 @@
  *     started, snapshot of N locks sent by the leader, decoded and loaded,
  *     port bound), and the slowest answer a client of the leader writing
  *     one request at a time got meanwhile (a follower loading a snapshot
- *     does not hold writes back: node-leader.ts).
+ *     does not hold writes back: replication/port-primary.ts).
  */
 import { connect as dlockConnect } from '../src/client/client.js';
 import { performance } from 'node:perf_hooks';

@@ -82,8 +82,9 @@ export interface NodeControl {
   /** Follower only, at failover: link to the new leader through this port (transferred) and resume. */
   relink(port: MessagePort): void;
   /**
-   * Follower only, at failover: become the leader (Leader.promote), link the
-   * surviving followers' ports, and also listen on the base port [LP-1].
+   * Follower only, at failover: its replication becomes the primary in
+   * place (PortReplication.lead: nothing handed over), links the surviving
+   * followers' ports, and also listen on the base port [LP-1].
    * Resolves with the base port bound, or null if it could not be.
    */
   promote(args: PromoteArgs): Promise<{ basePort: number | null; seq: number }>;

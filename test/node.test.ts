@@ -6,11 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { apply } from '../src/core/lock-table.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { SORTED_LOCK_MAP_MAX } from '../src/node/node.js';
-import { Leader } from '../src/node/node-leader.js';
+import { primaryNode, type PortNode } from './helpers/port-node.js';
 import { NodeLog } from '../src/node/node-log.js';
 
-function leader(): Leader {
-  return new Leader({ name: 'leader', index: 0, log: new NodeLog(() => {}), idCounter: newIdCounter() });
+function leader(): PortNode {
+  return primaryNode({ name: 'leader', index: 0, log: new NodeLog(() => {}), idCounter: newIdCounter() });
 }
 
 describe('lock map and stats for views', () => {

@@ -7,8 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createState, snapshot, apply } from '../src/core/lock-table.js';
 import type { Frame } from '../src/codec/frame.js';
 import { newIdCounter } from '../src/node/client-ids.js';
-import { Follower } from '../src/node/node-follower.js';
-import { Leader, SNAPSHOT_PART } from '../src/node/node-leader.js';
+import { SNAPSHOT_PART } from '../src/replication/port-primary.js';
+import { backupNode, primaryNode, type PortNode } from './helpers/port-node.js';
 import { fillLocks } from '../bench/fill.js';
 import { DEFAULT_LIMITS } from '../src/node/limits.js';
 import { NodeLog } from '../src/node/node-log.js';
@@ -25,17 +25,17 @@ function log(into: string[]): NodeLog {
 }
 
 /** A follower whose leader is the test: returns the follower and the leader's end of the link. */
-async function scriptedFollower(leaderWaitMs?: number): Promise<{ f: Follower; link: MemoryTransport; got: Frame[]; lines: string[]; port: number }> {
+async function scriptedFollower(leaderWaitMs?: number): Promise<{ f: PortNode; link: MemoryTransport; got: Frame[]; lines: string[]; port: number }> {
   const [leaderEnd, followerEnd] = MemoryTransport.pair();
   const got: Frame[] = [];
   leaderEnd.onFrames((frames) => got.push(...frames));
   leaderEnd.onClose(() => {});
   const lines: string[] = [];
-  const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test', leaderWaitMs);
-  f.start();
+  const f = backupNode({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test', leaderWaitMs);
+  f.replication.backup.start();
   await eventually(() => got.some((x) => x.type === 'hello'), 'hello');
   leaderEnd.send({ v: 1, type: 'snapshot', seq: 0, part: 0, parts: 1, state: snapshot(createState()) });
-  await f.firstSync;
+  await f.replication.backup.firstSync;
   const port = await f.listen('127.0.0.1', 0);
   closers.push(() => f.close());
   return { f, link: leaderEnd, got, lines, port };
@@ -211,7 +211,7 @@ describe('follower replication', () => {
     const got2: Frame[] = [];
     newLeader.onFrames((frames) => got2.push(...frames));
     newLeader.onClose(() => {});
-    f.relink(followerEnd);
+    f.replication.backup.relink(followerEnd);
     await eventually(() => got2.some((x) => x.type === 'hello'), 'hello to the new leader');
     expect(got2.find((x) => x.type === 'hello')).toMatchObject({ node: 'follower-1', seq: 1 });
     newLeader.send({ v: 1, type: 'resume', seq: 1, to: 2 });
@@ -229,10 +229,10 @@ describe('follower replication', () => {
 describe('leader replication', () => {
   it('holds its own client\'s reply until every follower that has its snapshot acknowledged the entry', async () => {
     const lines: string[] = [];
-    const leader = new Leader({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
+    const leader = primaryNode({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
     closers.push(() => leader.close());
     const [leaderEnd, followerEnd] = MemoryTransport.pair();
-    leader.attachFollower(leaderEnd);
+    leader.replication.primary.attachFollower(leaderEnd);
     const got: Frame[] = [];
     followerEnd.onFrames((frames) => got.push(...frames));
     followerEnd.onClose(() => {});
@@ -262,10 +262,10 @@ describe('leader replication', () => {
   });
 
   it('names a forwarded write\'s origin in its entry instead of sending a reply frame; a write that changes nothing gets a reply frame', async () => {
-    const leader = new Leader({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
+    const leader = primaryNode({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
     closers.push(() => leader.close());
     const [leaderEnd, followerEnd] = MemoryTransport.pair();
-    leader.attachFollower(leaderEnd);
+    leader.replication.primary.attachFollower(leaderEnd);
     const got: Frame[] = [];
     followerEnd.onFrames((frames) => got.push(...frames));
     followerEnd.onClose(() => {});
@@ -281,11 +281,40 @@ describe('leader replication', () => {
   });
 });
 
+describe('primary sequencing', () => {
+  it('logs the entry that grants a waiting acquire before the writes the grant lets in after it [LP-9]', async () => {
+    // A waiting acquire holds back its connection's later lines [LP-9];
+    // the grant's reply lets the next one in within the same call, so its
+    // entry must not overtake the grant's (the fuzz test found it: a
+    // backup saw seq 17 before 16 and resynced, failing writes).
+    const leader = primaryNode({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
+    closers.push(() => leader.close());
+    const [leaderEnd, followerEnd] = MemoryTransport.pair();
+    leader.replication.primary.attachFollower(leaderEnd);
+    const got: Frame[] = [];
+    followerEnd.onFrames((frames) => got.push(...frames));
+    followerEnd.onClose(() => {});
+    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x', seq: null });
+    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    const port = await leader.listen('127.0.0.1', 0);
+    const [holder, waiter] = [await LineClient.open(port), await LineClient.open(port)];
+    closers.push(() => holder.close(), () => waiter.close());
+    expect(await holder.ask('preempt x')).toMatch(/^PreemptLock Success/);
+    waiter.write('acquire x\npreempt y\n');
+    await eventually(() => got.filter((x) => x.type === 'entry').length === 2, 'the acquire waits');
+    expect(await holder.ask('release x')).toMatch(/^ReleaseLock Success/);
+    expect(await waiter.next()).toMatch(/^AcquireLock Success/);
+    expect(await waiter.next()).toMatch(/^PreemptLock Success/);
+    await eventually(() => got.filter((x) => x.type === 'entry').length === 4, 'four entries');
+    expect(got.flatMap((x) => (x.type === 'entry' ? [`${x.seq} ${x.cmd.op}`] : []))).toEqual(['1 preempt', '2 acquire', '3 release', '4 preempt']);
+  });
+});
+
 describe('snapshot in parts', () => {
   /** A leader on a real port holding `n` locks (one client fills the table: above the default per-client limit), and a client of it. */
-  async function bigLeader(n: number, fill: { prefix: string; ttlMs?: number }): Promise<{ leader: Leader; leaderLines: string[]; c: LineClient }> {
+  async function bigLeader(n: number, fill: { prefix: string; ttlMs?: number }): Promise<{ leader: PortNode; leaderLines: string[]; c: LineClient }> {
     const leaderLines: string[] = [];
-    const leader = new Leader({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter(), limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 1_000_000 } });
+    const leader = primaryNode({ name: 'leader', index: 0, log: log(leaderLines), idCounter: newIdCounter(), limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 1_000_000 } });
     closers.push(() => leader.close());
     const port = await leader.listen('127.0.0.1', 0);
     const filler = await fillLocks(port, n, fill);
@@ -296,24 +325,24 @@ describe('snapshot in parts', () => {
   }
 
   /** A new follower-1 linked to `leader` in memory, started. */
-  function joinFollower(leader: Leader): { f: Follower; lines: string[] } {
+  function joinFollower(leader: PortNode): { f: PortNode; lines: string[] } {
     const [leaderEnd, followerEnd] = MemoryTransport.pair();
-    leader.attachFollower(leaderEnd, 'follower-1');
+    leader.replication.primary.attachFollower(leaderEnd, 'follower-1');
     const lines: string[] = [];
-    const f = new Follower({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd, 'test');
+    const f = backupNode({ name: 'follower-1', index: 1, log: log(lines), idCounter: newIdCounter() }, followerEnd);
     closers.push(() => f.close());
-    f.start();
+    f.replication.backup.start();
     return { f, lines };
   }
 
-  const rows = (n: Leader | Follower): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
+  const rows = (n: PortNode): string[] => n.lockMap(1_000_000).map((r) => `${r.lock} ${r.owner} ${r.token} ${r.ttlLeft === null ? 's' : 'l'}`);
 
   it('a follower joining a leader with more locks than one part loads every part, and the writes made meanwhile follow it', async () => {
     const { leader, leaderLines, c } = await bigLeader(2 * SNAPSHOT_PART + 10, { prefix: 'p' });
     const { f, lines } = joinFollower(leader);
     // Writes while the parts go out: held by the leader, answered once the follower has them.
     c.write('preempt during-1\npreempt during-2 ttl=60000\nrelease during-1\n');
-    await f.firstSync;
+    await f.replication.backup.firstSync;
     expect(await c.next()).toMatch(/^PreemptLock Success/);
     expect(await c.next()).toMatch(/^PreemptLock Success/);
     expect(await c.next()).toBe('ReleaseLock Success');
@@ -327,7 +356,7 @@ describe('snapshot in parts', () => {
   it('a follower back after its link closed gets the snapshot copied at the close, then the entries since, with no gap', async () => {
     const { leader, leaderLines, c } = await bigLeader(SNAPSHOT_PART + 10, { prefix: 'q', ttlMs: 600_000 });
     const first = joinFollower(leader);
-    await first.f.firstSync;
+    await first.f.replication.backup.firstSync;
     await first.f.close(); // its worker died: the leader copies the table for the next one
     await eventually(() => leaderLines.some((l) => /^follower-1 link closed/.test(l)), 'the close noticed');
     // Written after the copy: they must reach the new follower as entries after it.
@@ -335,7 +364,7 @@ describe('snapshot in parts', () => {
     expect(await c.ask('release q0')).toMatch(/^ReleaseLock Failed/); // not its lock: changes nothing
     expect(await c.ask('preempt after-close-2 ttl=60000')).toMatch(/^PreemptLock Success/);
     const second = joinFollower(leader);
-    await second.f.firstSync;
+    await second.f.replication.backup.firstSync;
     await eventually(() => leaderLines.some((l) => /^follower-1 linked; snapshot at seq \d+ \(\d+ locks in 2 parts, copied in \d+ ms when a link closed, then 2 entries\)$/.test(l)), 'the copy made at the close was sent');
     await eventually(() => second.f.applied === leader.applied, 'the follower caught up');
     expect(rows(second.f)).toEqual(rows(leader));

@@ -10,8 +10,8 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { nanoid } from 'nanoid';
 import { expose, nodeEndpoint } from '../src/comlink.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from '../src/control.js';
-import { Leader } from '../src/node/node-leader.js';
-import { Follower } from '../src/node/node-follower.js';
+import { ReplicaNode } from '../src/node/replica-node.js';
+import { PortReplication } from '../src/replication/replication-port.js';
 import { EtcdNode } from '../src/node/node-etcd.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { PortTransport } from '../src/transport/transport-port.js';
@@ -28,65 +28,64 @@ const log = new NodeLog((lines) => {
 
 const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter, firstToken: data.firstToken, authToken: data.authToken, limits: data.limits, tls: data.tls };
 const openStore = (): FileStore | null => (data.dataDir === null ? null : new FileStore(data.dataDir, data.fsync));
-let node: Leader | Follower | EtcdNode;
+let node: ReplicaNode | EtcdNode;
+let port: PortReplication | null = null;
 if (data.role === 'etcd') {
   if (data.etcd === null) throw new Error(`${data.name}: an etcd node started without etcd endpoints`);
   node = new EtcdNode({ ...opts, etcd: data.etcd.hosts, cluster: data.etcd.cluster, linkHost: data.host });
-} else if (data.role === 'leader') {
-  node = new Leader(opts);
 } else {
-  if (data.link === undefined) throw new Error(`${data.name}: follower started without a link to the leader`);
-  // A fresh id per worker start: lets the leader tell a restarted follower from the old one.
-  node = new Follower(opts, new PortTransport(data.link), nanoid(10));
+  const link = data.link;
+  if (data.role === 'follower' && link === undefined) throw new Error(`${data.name}: follower started without a link to the leader`);
+  node = new ReplicaNode(opts, (replica) => {
+    // A fresh id per worker start: lets the primary tell a restarted backup from the old one.
+    port = new PortReplication(replica, link === undefined ? { primary: true } : { primary: false, link: new PortTransport(link), incarnation: nanoid(10) });
+    return port;
+  });
 }
+
+/** The in-process replication, for the supervisor's control calls; throws on an etcd node. */
+const portOf = (): PortReplication => {
+  if (port === null) throw new Error(`${data.name} is an etcd node`);
+  return port;
+};
 
 const api: NodeControl = {
   async start() {
     if (node instanceof EtcdNode) {
       await node.start();
-    } else if (node instanceof Follower) {
-      node.start();
-      await node.firstSync;
-    } else {
+    } else if (portOf().leads) {
       const store = openStore();
-      if (store !== null) node.restoreFrom(store);
+      if (store !== null) portOf().primary.restoreFrom(store);
+    } else {
+      portOf().backup.start();
+      await portOf().backup.firstSync;
     }
     const port = await node.listen(data.host, data.port);
     log.flush();
     return { host: data.host, port };
   },
-  attachFollower(port: MessagePort, name: string) {
-    if (!(node instanceof Leader)) throw new Error(`${data.name} is not the leader`);
-    node.attachFollower(new PortTransport(port), name);
+  attachFollower(link: MessagePort, name: string) {
+    portOf().primary.attachFollower(new PortTransport(link), name);
   },
   detach() {
-    if (!(node instanceof Follower)) throw new Error(`${data.name} is not a follower`);
-    return node.detach();
+    return portOf().backup.detach();
   },
-  relink(port: MessagePort) {
-    if (!(node instanceof Follower)) throw new Error(`${data.name} is not a follower`);
-    node.relink(new PortTransport(port));
+  relink(link: MessagePort) {
+    portOf().backup.relink(new PortTransport(link));
   },
   async promote(args: PromoteArgs) {
-    if (!(node instanceof Follower)) throw new Error(`${data.name} is not a follower`);
-    const leader = Leader.promote(
-      node,
-      opts,
-      args.deadIndex,
-      args.followers.map((f) => ({ name: f.name, transport: new PortTransport(f.port), counts: f.counts })),
-      openStore(),
-    );
-    node = leader;
+    // The same node, its replication now the primary: nothing handed over.
+    portOf().lead({ deadIndex: args.deadIndex, followers: args.followers.map((f) => ({ name: f.name, transport: new PortTransport(f.port), counts: f.counts })), store: openStore() });
     let basePort: number | null = null;
     if (args.basePort !== null) {
       try {
-        basePort = await leader.listen(data.host, args.basePort); // [LP-1] the leader's port
+        basePort = await node.listen(data.host, args.basePort); // [LP-1] the leader's port
       } catch (err) {
-        log.line('error', `could not take the base port ${args.basePort}: ${(err as Error).message}; serving on ${leader.address ?? '?'} only`);
+        log.line('error', `could not take the base port ${args.basePort}: ${(err as Error).message}; serving on ${node.address ?? '?'} only`);
       }
     }
     log.flush();
-    return { basePort, seq: leader.applied };
+    return { basePort, seq: node.applied };
   },
   stats: () => node.stats(),
   locks: (limit?: number) => node.lockMap(limit),

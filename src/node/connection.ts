@@ -93,7 +93,7 @@ export class ClientConnection {
   constructor(
     readonly id: ClientId,
     private readonly socket: Socket,
-    private engine: Engine,
+    private readonly engine: Engine,
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     this.authed = engine.auth === null;
@@ -305,11 +305,6 @@ export class ClientConnection {
     }
     t.req = null;
     return true;
-  }
-
-  /** Serve this connection from another engine from now on (a follower promoted to leader in its thread). */
-  rebind(engine: Engine): void {
-    this.engine = engine;
   }
 
   /** The engine's answer to a write. Safe to call after the connection closed. */

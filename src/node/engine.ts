@@ -1,6 +1,6 @@
 /**
  * What a client connection needs from the node it is on. Implemented by
- * NodeBase and its two roles, node-leader.ts and node-follower.ts.
+ * NodeBase: ReplicaNode (replica-node.ts) and EtcdNode (node-etcd.ts).
  *
  * Ordering: `submit` calls from one connection are applied by the leader in
  * call order. `resolve` for a ticket is called exactly once (possibly

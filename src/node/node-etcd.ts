@@ -60,7 +60,7 @@ import { TcpTransport } from '../transport/transport-tcp.js';
 import { nodeOfClient } from './client-ids.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions } from './node.js';
-import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './node-follower.js';
+import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from '../replication/port-backup.js';
 import { TimerHeap } from './timer-heap.js';
 import { serveViews } from './views.js';
 

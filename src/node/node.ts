@@ -160,32 +160,6 @@ export abstract class NodeBase implements Engine {
     });
   }
 
-  /**
-   * Give listeners, connections, table and commit index to `next`, which
-   * takes this node's place in the same thread (a follower promoted to
-   * leader). Connections keep their sockets, ids and queued replies.
-   */
-  protected moveTo(next: NodeBase): void {
-    next.state = this.state;
-    next.commitIndex = this.commitIndex;
-    next.readIndex = this.readIndex;
-    next.address = this.address;
-    next.counters.requests = this.counters.requests;
-    for (const server of this.servers) {
-      server.removeAllListeners(this.acceptEvent);
-      server.on(this.acceptEvent, (socket: Socket) => next.accept(socket));
-      next.servers.push(server);
-    }
-    this.servers = [];
-    for (const c of this.connections) {
-      c.rebind(next);
-      next.connections.add(c);
-    }
-    this.connections.clear();
-    for (const c of this.commitWaiters) next.commitWaiters.add(c);
-    this.commitWaiters.clear();
-  }
-
   private accept(socket: Socket): void {
     if (this.connections.size >= this.limits.maxClients) {
       // No greeting and no id: this connection never was a client [LP-14].
@@ -241,7 +215,7 @@ export abstract class NodeBase implements Engine {
   }
 
   /** Every reply waiting for a commit that will not come gets an error (see ClientConnection.failUncommitted). */
-  protected failUncommitted(readError: string, writeError: string): void {
+  failUncommitted(readError: string, writeError: string): void {
     this.commitWaiters.clear();
     for (const c of this.connections) c.failUncommitted(readError, writeError);
   }

@@ -1,36 +1,48 @@
 /**
  * The replication seam (issue 13, design point 1): what a role-less node
- * needs from whatever decides the order of writes.
+ * needs from whatever decides the order of writes, and what that gives the
+ * node in return.
  *
- *   propose(command, origin)   a write, from this node's client or a forward
- *   committed entries          every node, the sequencer too, applies these
- *                              to its replica through the pure lock table
- *                              (core/lock-table.ts) with the entry's time,
- *                              and answers its own clients from them
+ *   node -> replication   propose(command, origin): a write of this node's
+ *                         client, or a disconnect / end of wait (req 0)
+ *   replication -> node   the Replica interface below: committed entries
+ *                         to apply, answers for proposals that have no
+ *                         entry of their own, snapshots, the commit index
+ *
+ * Every node is role-less (node/replica-node.ts): it applies entries to its
+ * replica through the pure lock table (core/lock-table.ts) with the entry's
+ * time, and answers its own clients from them, whichever node sequences.
+ * "Leader" is a role inside a replication: the one that orders writes.
  *
  * Implementations:
- *  - the in-process primary/backup over MessagePorts: today node-leader.ts
- *    and node-follower.ts, which still split the roles into two classes;
- *    moving them behind this interface (replication-port.ts) is the next
- *    step of issue 13;
- *  - etcd (replication-etcd.ts): leadership by etcd's election, the log
- *    under the cluster's key prefix, each append guarded by the leader's
- *    election key, so a deposed leader cannot append. Its first part,
- *    EtcdLog, is there: campaign, guarded group-commit appends, and the
- *    ordered tail of the log from any revision.
+ *  - replication-port.ts: the in-process primary/backup over MessagePorts
+ *    (the one-process `dlock up`). The primary applies a write first and
+ *    logs it only if it changed the table (passive replication); backups
+ *    apply the entries it sends. Failover makes a backup the primary in
+ *    place: no state is handed over, the node keeps its table, its
+ *    connections and its proposals, which it sends to itself instead.
+ *  - replication-etcd.ts: leadership by etcd's election, the log under the
+ *    cluster's key prefix, each append guarded by the leader's election
+ *    key; every node, the leader too, applies the log as etcd orders it.
+ *    Today EtcdNode (node/node-etcd.ts) drives EtcdLog directly.
  *
  * Guarantees every implementation gives:
- *  - ordering: committed entries are delivered in log order, each once,
- *    with gap-free, rising `seq`; every node sees the same sequence;
- *  - durability: an entry is delivered as committed only once the log
- *    holds it durably (in-process: on every counting replica; etcd: in
- *    etcd's Raft log, on a quorum), so a reply derived from it never shows
- *    state a failover could lose [LP-11];
+ *  - ordering: entries reach Replica.applyEntry / execute in log order,
+ *    each once, with gap-free, rising `seq`; every node sees the same
+ *    sequence. A proposal's origin hears its result once: from its entry,
+ *    or from Replica.answer, never both;
+ *  - durability: Replica.commit(s) is called only once the log holds
+ *    everything up to s durably (in-process: on every counting replica and
+ *    the data dir; etcd: on a quorum), and replies wait for it, so no reply
+ *    shows state a failover could lose [LP-11];
  *  - fencing: a node that has stopped sequencing (deposed, partitioned)
  *    cannot get another entry committed;
- *  - threading: used from the one thread that made it; handlers run there.
+ *  - threading: used from the one thread that made it; every Replica call
+ *    is made on that thread.
  */
-import type { Command } from '../core/lock-table.js';
+import type { Command, Outcome, Reply, TableState } from '../core/lock-table.js';
+import type { Limits } from '../node/limits.js';
+import type { NodeLog } from '../node/node-log.js';
 
 /** One committed command, as every node applies it. */
 export interface LogEntry {
@@ -39,23 +51,62 @@ export interface LogEntry {
   /** The sequencer's clock when it appended the entry (ms since the epoch): the lock table's `now`. */
   at: number;
   cmd: Command;
-  /** Node index of the origin (0: the sequencer's own, or none), and its request id (0: no reply owed). */
+  /** Node index of the origin, and its request id (0: no reply owed). */
   from: number;
   req: number;
 }
 
-/** Where a proposal came from, so that its origin can tell its reply when the entry commits. */
+/** Where a proposal came from: its node's index and its request id there (0: no reply owed). */
 export interface Origin {
   from: number;
   req: number;
 }
 
+/** What a replication drives: a node's replica and the clients it answers (node/replica-node.ts). */
+export interface Replica {
+  readonly name: string;
+  /** This node's index: the `from` of its own proposals and the node part of its client ids [LP-4]. */
+  readonly index: number;
+  readonly log: NodeLog;
+  readonly limits: Limits;
+  /** The table, read by a sequencer deciding what to log (limits, lease ends, sessions); changed only through the calls below. */
+  readonly state: TableState;
+  /** Sequence number of the last entry applied. */
+  readonly seq: number;
+  readonly commitSeq: number;
+  /** Apply the next committed entry (seq = this.seq + 1), answering this node's clients from it. */
+  applyEntry(e: LogEntry): Outcome;
+  /**
+   * Primary/backup only: apply `cmd` as the primary, before it is logged.
+   * If it changed the table it takes the next seq and `logged` is called
+   * with it, to log the entry; only then are replies derived, since a reply
+   * can make a connection submit its next pipelined write at once, whose
+   * entry must follow this one. A write that changed nothing keeps the seq
+   * and its origin is answered at the current one.
+   */
+  execute(cmd: Command, at: number, origin: Origin, logged: (seq: number, out: Outcome) => void): Outcome;
+  /** Answer this node's proposal `req` without an entry: it changed nothing (reflecting `seq`), or it failed (a string, seq 0). */
+  answer(req: number, reply: Reply | string, seq: number): void;
+  /** Fail every proposal still owed an answer, except those `keep` names. */
+  failOwn(error: string, keep?: (req: number) => boolean): void;
+  /** Replies derived from entries past the commit index will never be sent as they are: fail them (ClientConnection.failUncommitted). */
+  failUncommitted(readError: string, writeError: string): void;
+  /** The table is now `state`, as of `seq` (a snapshot, a restore). */
+  load(state: TableState, seq: number): void;
+  /** Everything up to `seq` is committed: replies reflecting it may go. */
+  commit(seq: number): void;
+}
+
+/** A replication, as the node sees it (see the file comment for the guarantees). */
 export interface Replication {
-  /** Propose a write. It commits (an entry naming `origin`) or the origin is told it failed; never both. */
+  /** This node sequences writes now. */
+  readonly leads: boolean;
+  /** Propose a write of this node; origin.from is this node's index. */
   propose(cmd: Command, origin: Origin): void;
-  /** Committed entries, in order. Set once, before `start`. */
-  onCommitted(handler: (entries: readonly LogEntry[]) => void): void;
-  /** This node began (true) or stopped (false) sequencing writes. */
-  onRole(handler: (leads: boolean) => void): void;
+  /** Per-client entries the replication keeps (held proposals, links): for NodeStats.clientEntries. */
+  clientEntries(): number;
+  /** Leader only: each follower's acknowledged sequence number, for views. */
+  followerAcks(): Record<string, number> | undefined;
+  /** Stop: timers, links. The node closes its clients itself. */
   close(): Promise<void>;
 }

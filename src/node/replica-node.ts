@@ -1,0 +1,180 @@
+/**
+ * A role-less node (issue 13, design point 1): a replica of the lock table
+ * that applies committed entries through the pure state machine and
+ * answers its own clients from them, whichever node sequences the writes.
+ * What orders the writes is its Replication (replication/replication.ts);
+ * leading is that replication's role, not this class's.
+ *
+ * Replies to this node's writes come from the log: the entry naming this
+ * node and the request (`from`, `req`) gives its result, a grant of a
+ * waiting acquire comes from the entry that frees the lock (its `wakes`),
+ * and an acquire's timeout from the `timeout` entry, exactly as every other
+ * node computes them (the table is deterministic). A write that changed
+ * nothing has no entry; the replication answers it (Replica.answer). Each
+ * reply carries the seq it reflects, and its connection sends it only once
+ * the commit index reaches that seq [LP-11].
+ *
+ * Exactly once: request ids rise per node (from the clock at start, so a
+ * restarted node's ids stay above its earlier run's), and an entry whose
+ * request id is not above the last applied from its node is a duplicate (a
+ * write re-sent after failover that the old leader's log already held):
+ * it takes its seq and changes nothing.
+ *
+ * Threading: the node's thread; the replication calls in on it.
+ */
+import { apply, type ClientId, type Command, type Outcome, type Reply, type TableState } from '../core/lock-table.js';
+import type { LogEntry, Origin, Replica, Replication } from '../replication/replication.js';
+import type { ClientConnection, Ticket } from './connection.js';
+import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
+
+/** A write of this node's client, owed a reply. */
+interface Own {
+  conn: ClientConnection;
+  ticket: Ticket;
+  cmd: Command;
+}
+
+/** Applying an entry out of order: the replication broke its ordering guarantee. */
+export class ReplicaOrderError extends Error {
+  override name = 'ReplicaOrderError';
+}
+
+const NOTHING: Outcome = { reply: null, changed: false, wakes: [], changes: [], waits: null };
+
+export class ReplicaNode extends NodeBase implements Replica {
+  readonly replication: Replication;
+  private applied_ = 0;
+  private nextReq = Date.now() * 1000;
+  /** This node's clients' writes owed a reply, by request id. */
+  private readonly own = new Map<number, Own>();
+  /** The request id of each client's acquire that may wait (one per client: LP-9). */
+  private readonly waitingReq = new Map<ClientId, number>();
+  /** Highest request id applied, per origin node: the exactly-once rule. */
+  private readonly appliedReq = new Map<number, number>();
+
+  /** @param replication makes this node's replication; called once, here. */
+  constructor(opts: NodeOptions, replication: (replica: ReplicaNode) => Replication) {
+    super(opts);
+    this.replication = replication(this);
+  }
+
+  get seq(): number {
+    return this.applied_;
+  }
+
+  get applied(): number {
+    return this.applied_;
+  }
+
+  get role(): 'leader' | 'follower' {
+    return this.replication.leads ? 'leader' : 'follower';
+  }
+
+  protected roleClientEntries(): number {
+    return this.own.size + this.waitingReq.size + this.replication.clientEntries();
+  }
+
+  // ---- this node's clients ----
+
+  submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
+    const req = this.nextReq++;
+    this.own.set(req, { conn, ticket, cmd });
+    if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
+    this.replication.propose(cmd, { from: this.index, req });
+  }
+
+  endWait(client: ClientId, lock: string): void {
+    // After the acquire, in proposal order; its answer comes from the log.
+    this.replication.propose({ op: 'timeout', client, lock }, { from: this.index, req: 0 });
+  }
+
+  protected disconnect(conn: ClientConnection): void {
+    // Its waiting acquire will never be answered now: nothing to wait for.
+    const req = this.waitingReq.get(conn.id);
+    if (req !== undefined) {
+      this.waitingReq.delete(conn.id);
+      this.own.delete(req);
+    }
+    // [LP-8] its session locks are released and its waiters withdrawn, in
+    // order after its earlier writes.
+    this.replication.propose({ op: 'disconnect', client: conn.id }, { from: this.index, req: 0 });
+  }
+
+  // ---- Replica: what the replication calls ----
+
+  applyEntry(e: LogEntry): Outcome {
+    if (e.seq !== this.applied_ + 1) throw new ReplicaOrderError(`${this.name}: entry ${e.seq} applied after ${this.applied_}`);
+    this.applied_ = e.seq;
+    if (e.req !== 0) {
+      if (e.req <= (this.appliedReq.get(e.from) ?? 0)) return NOTHING; // a duplicate (see the file comment)
+      this.appliedReq.set(e.from, e.req);
+    }
+    const out = apply(this.state, e.cmd, e.at);
+    this.noteChanges(e.seq, out.changes);
+    this.derive(e.cmd, e, out, e.seq);
+    return out;
+  }
+
+  execute(cmd: Command, at: number, origin: Origin, logged: (seq: number, out: Outcome) => void): Outcome {
+    const out = apply(this.state, cmd, at);
+    const seq = out.changed ? ++this.applied_ : this.applied_;
+    if (out.changed) {
+      this.noteChanges(seq, out.changes);
+      logged(seq, out);
+    }
+    this.derive(cmd, origin, out, seq);
+    return out;
+  }
+
+  /** Replies for this node's clients from an applied command (see the file comment). */
+  private derive(cmd: Command, origin: Origin, out: Outcome, seq: number): void {
+    if (origin.from === this.index && origin.req !== 0 && out.reply !== null) this.answer(origin.req, out.reply, seq);
+    // A timeout's reply is the waiting acquire's; a wake's is the woken one's.
+    if (cmd.op === 'timeout' && out.reply !== null) this.answerWaiter(cmd.client, out.reply, seq);
+    for (const w of out.wakes) this.answerWaiter(w.client, w.reply, seq);
+  }
+
+  answer(req: number, reply: Reply | string, seq: number): void {
+    const w = this.own.get(req);
+    if (w === undefined) return;
+    this.own.delete(req);
+    if (w.cmd.op === 'acquire' && this.waitingReq.get(w.cmd.client) === req) this.waitingReq.delete(w.cmd.client);
+    w.conn.resolve(w.ticket, reply, typeof reply === 'string' ? 0 : seq);
+  }
+
+  private answerWaiter(client: ClientId, reply: Reply, seq: number): void {
+    const req = this.waitingReq.get(client);
+    if (req !== undefined) this.answer(req, reply, seq);
+  }
+
+  failOwn(error: string, keep?: (req: number) => boolean): void {
+    for (const req of [...this.own.keys()]) if (keep === undefined || !keep(req)) this.answer(req, `Error: ${error}`, 0);
+  }
+
+  /** @param appliedReq the exactly-once marks as of the snapshot, where the log keeps them (etcd) */
+  load(state: TableState, seq: number, appliedReq: Iterable<[number, number]> = []): void {
+    this.state = state;
+    this.applied_ = seq;
+    this.appliedReq.clear();
+    for (const [from, req] of appliedReq) this.appliedReq.set(from, req);
+    this.loadedAt(seq);
+  }
+
+  commit(seq: number): void {
+    this.advanceCommit(seq);
+  }
+
+  override stats(): NodeStats {
+    const s = super.stats();
+    const acks = this.replication.followerAcks();
+    if (acks !== undefined) s.followers = acks;
+    return s;
+  }
+
+  /** Clients first (their disconnects still reach the log and the data dir), then the replication. */
+  override async close(): Promise<void> {
+    this.stopping = true;
+    await super.close();
+    await this.replication.close();
+  }
+}
