@@ -1,7 +1,9 @@
 /**
- * What the leader and a follower share: the TCP listener, the client
- * connections, client ids, reads from the local replica, and waking
- * connections whose replies wait for the commit index.
+ * What every node has, whatever orders its writes: the TCP listener, the
+ * client connections, client ids, reads from the local replica, and waking
+ * connections whose replies wait for the commit index. The role-less node
+ * that applies entries and answers from them is ReplicaNode
+ * (replica-node.ts); this base knows nothing of replication.
  *
  * Threading: one node per thread (its worker); everything runs on it.
  */
@@ -21,7 +23,7 @@ import { ReadIndex } from './read-index.js';
 
 export interface NodeOptions {
   name: string;
-  /** 0 for the leader, i for follower-i; decides client ids [LP-4]. */
+  /** The node's index: 0 for the first leader, i for follower-i (on etcd, from its registration); decides client ids [LP-4]. */
   index: number;
   log: NodeLog;
   /** Shared client ordinal counter (see client-ids.ts). */

@@ -66,6 +66,10 @@ export class ReplicaNode extends NodeBase implements Replica {
     return this.applied_;
   }
 
+  get owed(): number {
+    return this.own.size;
+  }
+
   get role(): 'leader' | 'follower' {
     return this.replication.leads ? 'leader' : 'follower';
   }
@@ -77,7 +81,7 @@ export class ReplicaNode extends NodeBase implements Replica {
   // ---- this node's clients ----
 
   submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
-    const req = this.nextReq++;
+    const req = this.nextRequestId();
     this.own.set(req, { conn, ticket, cmd });
     if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
     this.replication.propose(cmd, { from: this.index, req });
@@ -101,6 +105,14 @@ export class ReplicaNode extends NodeBase implements Replica {
   }
 
   // ---- Replica: what the replication calls ----
+
+  nextRequestId(): number {
+    return this.nextReq++;
+  }
+
+  appliedRequests(): Array<[number, number]> {
+    return [...this.appliedReq];
+  }
 
   applyEntry(e: LogEntry): Outcome {
     if (e.seq !== this.applied_ + 1) throw new ReplicaOrderError(`${this.name}: entry ${e.seq} applied after ${this.applied_}`);
@@ -151,7 +163,6 @@ export class ReplicaNode extends NodeBase implements Replica {
     for (const req of [...this.own.keys()]) if (keep === undefined || !keep(req)) this.answer(req, `Error: ${error}`, 0);
   }
 
-  /** @param appliedReq the exactly-once marks as of the snapshot, where the log keeps them (etcd) */
   load(state: TableState, seq: number, appliedReq: Iterable<[number, number]> = []): void {
     this.state = state;
     this.applied_ = seq;

@@ -282,7 +282,7 @@ export class PortBackup {
       this.replica.failOwn(ERR_LEADER_LOST);
       return;
     }
-    this.replica.log.line('error', `leader link closed: ${reason}; holding ${this.pending.size} write(s) for up to ${this.leaderWaitMs} ms for a new leader`);
+    this.replica.log.line('error', `leader link closed: ${reason}; holding ${this.replica.owed} write(s) for up to ${this.leaderWaitMs} ms for a new leader`);
     if (this.leaderless !== null) clearTimeout(this.leaderless);
     this.leaderless = setTimeout(() => this.giveUp(), this.leaderWaitMs);
   }
@@ -290,7 +290,7 @@ export class PortBackup {
   /** No new primary in time: fail what was held. */
   private giveUp(): void {
     this.leaderless = null;
-    const n = this.pending.size;
+    const n = this.replica.owed;
     const unsent = [...this.pending].filter(([, h]) => !h.sent).map(([req]) => req);
     this.pending.clear();
     this.outbox = [];

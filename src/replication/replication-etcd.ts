@@ -1,471 +1,794 @@
 /**
- * The log and the leadership on etcd (issue 13, design point 2): etcd's
- * Raft decides, dlock does not run a consensus protocol of its own.
+ * The replication on etcd (issue 13): the seam's second implementation
+ * (replication.ts), for nodes that run as separate processes.
  *
- * Keys, under `/dlock/<cluster>/`:
- *   election/<lease id>   the candidates (etcd's election recipe, as in
- *                         client/v3/concurrency): the oldest key leads
- *   log/<batch number>    one batch of entries (codec frames, one a line),
- *                         batch numbers zero-padded so keys sort in order
+ * Every node, the leader too, applies the committed log from etcd in order
+ * (EtcdLog.tail) through its Replica, with each entry's time; the Replica
+ * answers its own clients from the entries (node/replica-node.ts). So
+ * everything a node shows is committed [LP-11]: its commit index is what it
+ * has applied.
  *
- * Appends are guarded (Lamport's fencing, Chubby's sequencer): each is a
- * txn that succeeds only while this node's election key still exists with
- * the create revision it had when elected, and the batch key does not exist
- * yet. A leader whose election lease expired (dead, slow, or partitioned
- * away) is deposed by etcd itself: its key is gone, its txn fails, and it
- * learns it from that failure, never by appending.
+ * Leading is a role of this replication: the node that holds etcd's
+ * election sequences writes. It stamps each proposal with its clock and
+ * appends it (guarded by its election key, group commit), and it alone runs
+ * the timers that become `expire` and `timeout` commands. Other nodes
+ * forward their proposals to it over a TCP link (transport-tcp.ts), learning
+ * its link address from the election's value. Unlike the primary/backup
+ * engine, every proposal is appended, one that changes nothing too: its
+ * entry carries its answer.
  *
- * Group commit: one append txn in flight; entries appended meanwhile fill
- * the next batch, sent when the txn returns. So a busy leader makes few
- * large txns rather than one per write (issue 13: etcd takes ~580 16 KB
- * puts/s here, which carries ~150k small commands/s in batches).
+ * Exactly once: every proposal carries its origin's index and a request id
+ * that only rises (ReplicaNode: from the clock at start, so a restarted node
+ * never reuses one). Every node skips an entry whose request id is not above
+ * the last one applied from that origin (Replica.applyEntry), so a write
+ * re-sent to a new leader after failover is applied once, identically
+ * everywhere.
  *
- * Reading: `tail(after)` delivers every batch after a revision, in revision
- * order, each once: a range read to catch up, then a watch from the
- * revision after it.
+ * Liveness (EtcdMembership): each node is live under its own etcd lease.
+ * The leader ends the sessions [LP-8] of a node whose lease expired; a node
+ * that cannot renew its lease in time stops serving first (fail-stop:
+ * hooks.fatal, EtcdNode.failStop).
  *
- * Threading: the thread that made it. Ordering: append() resolves in call
- * order; tail handlers run in revision order.
+ * Leases across failover: a lease ends at the time in the table, read on
+ * the leader's clock; the entry that set it carries the old leader's. So a
+ * new leader fires no expiry before its takeover plus a grace
+ * (`leaseGraceMs`, default 500 ms): with clock offsets between nodes below
+ * the grace (the clock assumption; NTP keeps hosts well inside it), it
+ * never ends a lease before the old leader would have, as Chubby's new
+ * master extends leases by a grace. (A grace of the election TTL's
+ * multiple, tried first, let leases pile up when the leader was killed
+ * every 5 s: each leader's expiry window was too short.)
+ *
+ * Snapshots: the leader writes one every SNAPSHOT_EVERY_ENTRIES entries
+ * (with the exactly-once state) and compacts the log behind it; a node
+ * starts from the latest and the log after it.
+ *
+ * Node links are TLS when the node serves clients over TLS (the same
+ * certificate; peers trusted by --tls-ca, or by that certificate).
+ *
+ * Resource limits (issue 6 §2): the leader stamps --max-locks-per-client
+ * and --max-waiters into each preempt and acquire it sequences, and
+ * apply() refuses one they forbid, on every node alike.
+ *
+ * Threading: the node's worker thread (or `dlock node`'s main thread).
  */
-import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
-import { CALL_DEADLINE_MS, Candidate, LeaderObserver } from './etcd-election.js';
-import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
-import type { Command } from '../core/lock-table.js';
-import { EtcdDeadlineError, withDeadline } from './deadline.js';
-import { nodeEtcdClient } from './etcd-client.js';
-import type { LogEntry } from './replication.js';
+import type { Server } from 'node:net';
+import { createState, deadlineOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
+import type { Frame } from '../codec/frame.js';
+import { TcpTransport } from '../transport/transport-tcp.js';
+import { nodeOfClient } from '../node/client-ids.js';
+import type { LockRow } from '../node/node.js';
+import { TimerHeap } from '../node/timer-heap.js';
+import { serveViews } from '../node/views.js';
+import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
+import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHandle } from './etcd-log.js';
+import { EtcdMembership, type MemberInfo } from './etcd-members.js';
+import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
+import type { LogEntry, Origin, Replica, Replication } from './replication.js';
 
-/** This node is not (or no longer) the leader: its append was refused by etcd. */
-export class DeposedError extends Error {
-  override readonly name = 'DeposedError';
-  readonly code = 'ERR_DEPOSED';
-}
-
-/** The log no longer holds the entries a tail needs (compacted behind a snapshot): load the snapshot. */
-export class LogGapError extends Error {
-  override readonly name = 'LogGapError';
-  readonly code = 'ERR_LOG_GAP';
-}
-
-/** etcd refused or failed an append for another reason (no quorum, unreachable): whether it applied is unknown. */
-export class LogUnavailableError extends Error {
-  override readonly name = 'LogUnavailableError';
-  readonly code = 'ERR_LOG_UNAVAILABLE';
-}
-
-/** etcd's request limit is 1.5 MiB by default; a batch stays well under it. */
-export const MAX_BATCH_BYTES = 512 * 1024;
-/** Election lease TTL, seconds: a dead leader is replaced within about this long. */
-export const DEFAULT_ELECTION_TTL_S = 2;
+/** See leaseGraceMs. */
+export const LEASE_GRACE_MS = 500;
+/** The leader snapshots the table (and compacts the log behind it) every this many entries. */
+export const SNAPSHOT_EVERY_ENTRIES = 20_000;
 /**
- * An append txn not answered within this long has an unknown outcome, as
- * one that failed: the leader steps down rather than wait. Without it, a
- * txn sent to an etcd member that died (or lost quorum) could hold every
- * write behind it for as long as the gRPC channel takes to give up, while
- * the leader's lease, renewed through a live member, kept it leading.
- * (A gRPC deadline on the call itself does not do: the etcd3 client's
- * retries reuse it and fail at once.)
+ * Writes wait this long for a leader before they fail with a named error,
+ * ms: a failover takes the election TTL (2 s), plus as long again when
+ * etcd's own Raft leader changed meanwhile (its new leader extends every
+ * lease, the dead leader's election key's too), plus the link.
  */
-export const APPEND_TIMEOUT_MS = 5000;
-/** One try of an append (appendBatch); then the same txn again, ms. */
-const APPEND_ATTEMPT_MS = 1500;
+const LEADER_WAIT_MS = 10_000;
+/** The tail watchdog (watchTail): how often it asks where the log ends, and how long the log may be ahead with nothing applied, ms. */
+const TAIL_CHECK_MS = 1000;
+const TAIL_STALL_MS = 2000;
+/** A link to the leader that could not be made is tried again after this long, ms. */
+const LINK_RETRY_MS = 250;
 
-const BATCH_DIGITS = 16;
-/** Batches per page when catching up: 100 of the largest (512 KiB) stay under the 64 MiB reply cap set below. */
-const TAIL_PAGE = 100;
-const batchKey = (n: number): string => `log/${String(n).padStart(BATCH_DIGITS, '0')}`;
-
-export interface EtcdLogOptions {
-  /** etcd client URLs. */
-  hosts: string[];
-  /** Keys live under /dlock/<cluster>/. */
+export interface EtcdReplicationOptions {
+  etcd: string[];
   cluster: string;
-  /** The value of this node's election key (what observers learn of the leader: its name and link address). */
-  node: string;
+  /** Address the node-link listener binds (forwarded writes come in there). */
+  linkHost: string;
   electionTtlS?: number;
-  /** See APPEND_TIMEOUT_MS. */
-  appendTimeoutMs?: number;
+  nodeTtlS?: number;
+  /** How long writes wait for a leader before they fail, ms. */
+  leaderWaitMs?: number;
+  /** After taking over, no lease expires before this long: the bound on clock offsets between nodes, ms. */
+  leaseGraceMs?: number;
+  /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
+  reserveIds?: boolean;
+  /** The node's client-id counter (client-ids.ts), for those reservations. */
+  idCounter: Int32Array;
+  /** An empty cluster's first token (etcd keeps the first node's). */
+  firstToken?: number;
+  /** The token between nodes (and for observers); null: none. */
+  authToken?: string | null;
+  /** The client listener's certificate and key: node links are TLS too, on it. */
+  tls?: { cert: string; key: string } | null;
+  /** The CA that signed peers' certificates; absent: the certificate itself. */
+  tlsCa?: string | null;
 }
 
-/** A tail of the log (tail()): cancel() stops it; nothing it would deliver after that is delivered. */
-export interface TailHandle {
-  cancel(): void;
+/** What the replication needs from its node beyond the Replica interface. */
+export interface EtcdNodeHooks {
+  /** The node's client address, for `dlock status`. */
+  clientAddress(): string;
+  /** What an observer is shown (views.ts). */
+  stats(): Record<string, unknown>;
+  lockMap(limit: number): LockRow[];
+  /** A fault this node cannot serve through: it must stop (EtcdNode.failStop). Called at most once per fault; may be called again. */
+  fatal(why: string): void;
 }
 
-/** A read of the log (a page, the watch's creation, its end) not answered within this long fails, ms. */
-const TAIL_READ_TIMEOUT_MS = 5000;
-
-/** A batch read from the log: its entries and the etcd revision that wrote it. */
-export interface Batch {
-  revision: number;
-  /** Its number in the log (the key's). */
-  batch: number;
-  entries: LogEntry[];
+/** A proposal of this node not yet seen in the log; `sent`: handed to a leader at least once; `owed`: a client waits for its reply. */
+interface Proposal {
+  cmd: Command;
+  req: number;
+  sent: boolean;
+  owed: boolean;
 }
 
-interface Pending {
-  entries: Array<Omit<LogEntry, 'seq'>>;
-  resolve: (r: { revision: number; seqs: [number, number] }) => void;
-  reject: (err: Error) => void;
+/** The election value: who leads and where its link listens. */
+interface LeaderInfo {
+  name: string;
+  index: number;
+  link: string;
 }
 
-export class EtcdLog {
-  readonly client: Etcd3;
-  private readonly ns: Namespace;
-  private campaign: Candidate | null = null;
-  /** While leading: the election key (relative to the cluster's prefix) and its create revision (the fencing token of every append). */
-  private guard: { key: string; createRevision: string } | null = null;
-  private nextBatch = 1;
-  private nextSeq = 1;
-  private queue: Pending[] = [];
-  private inFlight = false;
-  /** The tails (tail()) not cancelled, each with an etcd client of its own. */
-  private readonly tails = new Set<TailHandle>();
-  private observers: LeaderObserver[] = [];
-  private closed = false;
+export class EtcdReplication implements Replication {
+  private readonly etcdLog: EtcdLog;
+  private readonly members: EtcdMembership;
+  /** Proposals of this node not yet seen in the log, in order (re-sent to each new leader). */
+  private readonly pending = new Map<number, Proposal>();
+  private leading = false;
+  /** Leading and caught up with the log: proposals are appended. */
+  private sequencing = false;
+  private leadTo = 0;
+  private takeoverAt = 0;
+  /** Proposals that reached this node as leader before it caught up. */
+  private held: Array<{ cmd: Command; req: number; from: number }> = [];
+  private link: TcpTransport | null = null;
+  private linkTo: string | null = null;
+  /** The election's last value seen. */
+  private leaderValue: string | undefined = undefined;
+  private linkServer: Server | null = null;
+  private linkAddress = '';
+  private readonly followerLinks = new Map<TcpTransport, number | null>();
+  /** Observer links (views.ts). */
+  private readonly observers = new Set<TcpTransport>();
+  /**
+   * As leader: forwards from a node index this node has not yet seen join,
+   * held until it has. A node's earlier run's leave is seen before its new
+   * run's join (membership is read in etcd's order), so the sessions the
+   * leader ends at that leave are all the earlier run's, never the new one's.
+   */
+  private heldForwards = new Map<number, Array<{ cmd: Command; req: number }>>();
+  private leaderless: NodeJS.Timeout | null = null;
+  private readonly timers = new TimerHeap<{ client: ClientId; lock: string }>((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock }));
+  private leaseTimer: NodeJS.Timeout | null = null;
+  /** Expire commands proposed and not yet applied, by token. */
+  private readonly expiring = new Set<number>();
+  private live = new Set<number>();
+  /** The last batch applied (for a snapshot's meta), the last snapshot's seq, and whether one is being written. */
+  private lastBatch = { revision: 0, batch: 0 };
+  private snapSeq = 0;
+  private snapshotting = false;
+  private closing = false;
+  /** abandon() ran: nothing is said to etcd any more (close() then only waits for the link server). */
+  private abandoned = false;
+  private firstTokenOfCluster = 1;
+  private reserveTimer: NodeJS.Timeout | null = null;
+  private tailTimer: NodeJS.Timeout | null = null;
+  private publishTimer: NodeJS.Timeout | null = null;
+  private tailHandle: TailHandle | null = null;
+  /** The tail watchdog: the batch this node was at when it first saw etcd's log ahead of it, and when. */
+  private behind: { batch: number; since: number } | null = null;
+  private checkingTail = false;
 
-  private readonly prefix: string;
-  /** This node's election value (opts.node, or setValue's). */
-  private value: string;
-
-  constructor(private readonly opts: EtcdLogOptions) {
-    this.value = opts.node;
-    this.client = nodeEtcdClient(opts.hosts);
-    this.prefix = `/dlock/${opts.cluster}/`;
-    this.ns = this.client.namespace(this.prefix);
+  constructor(
+    private readonly replica: Replica,
+    private readonly opts: EtcdReplicationOptions,
+    private readonly hooks: EtcdNodeHooks,
+  ) {
+    this.etcdLog = new EtcdLog({ hosts: opts.etcd, cluster: opts.cluster, node: '', electionTtlS: opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S });
+    this.members = new EtcdMembership(this.etcdLog.client, opts.cluster, replica.name, opts.nodeTtlS, opts.etcd);
   }
 
   get leads(): boolean {
-    return this.guard !== null;
+    return this.leading;
+  }
+
+  /** Where other nodes link to this one (host:port), once started. */
+  get linkEndpoint(): string {
+    return this.linkAddress;
+  }
+
+  /** How long ago this node last showed it is in contact with etcd (its lease renewed), ms. */
+  contactAgoMs(): number {
+    return this.members.confirmedAgoMs();
   }
 
   /**
-   * Campaign for leadership; resolves once elected, with the log's end
-   * (the last batch and seq), from which this leader numbers its appends.
-   * `onLost` fires once if the election lease is lost while leading.
+   * Whether another node leads as far as this one knows (the election's
+   * value names another link): for the ready line's settled role.
    */
-  async lead(onLost: (err: Error) => void): Promise<{ lastSeq: number; revision: number }> {
-    const candidate = new Candidate(this.ns, this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S, this.value, this.opts.hosts);
-    this.campaign = candidate;
-    const won = await candidate.campaign((why) => {
-      if (this.guard === null || this.campaign !== candidate) return;
-      this.guard = null;
-      this.failQueue(new DeposedError(`leadership lost: ${why}`));
-      onLost(new DeposedError(why));
-    });
-    // The log's end, read after winning: a deposed leader's last append
-    // either landed before this read or was refused by its guard. With a
-    // deadline: a leader stuck here would hold the election, renewed.
-    const last = await withDeadline(this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).exec(), CALL_DEADLINE_MS, 'reading the log\'s end after winning').catch(async (err: unknown) => {
-      await candidate.resign().catch((e: unknown) => void e);
-      throw err;
-    });
-    const top = last.kvs[0];
-    let lastSeq = 0;
-    if (top !== undefined) {
-      this.nextBatch = Number(top.key.toString().slice(-BATCH_DIGITS)) + 1;
-      const entries = decodeEntries(top);
-      lastSeq = entries.length === 0 ? 0 : (entries[entries.length - 1] as LogEntry).seq;
-    }
-    this.nextSeq = lastSeq + 1;
-    this.guard = { key: won.key, createRevision: won.createRevision };
-    return { lastSeq, revision: Number(last.header.revision) };
+  otherLeads(): boolean {
+    const v = this.leaderValue;
+    return v !== undefined && v !== '' && (JSON.parse(v) as LeaderInfo).link !== this.linkAddress;
+  }
+
+  clientEntries(): number {
+    return this.pending.size;
+  }
+
+  followerAcks(): undefined {
+    return undefined;
   }
 
   /**
-   * Append entries (group commit). Resolves once etcd holds them durably,
-   * with the revision and the seqs they got; rejects with DeposedError if
-   * this node no longer leads, LogUnavailableError if etcd failed.
+   * Join: the link listener, membership, the log from its start (caught up
+   * before this resolves), the leader's link, and the campaign.
    */
-  append(entries: Array<Omit<LogEntry, 'seq'>>): Promise<{ revision: number; seqs: [number, number] }> {
-    if (this.guard === null) return Promise.reject(new DeposedError('not the leader'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ entries, resolve, reject });
-      if (!this.inFlight) void this.flush();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const guard = this.guard;
-    if (guard === null || this.queue.length === 0 || this.closed) return;
-    this.inFlight = true;
-    // Take proposals until the batch is full; the rest wait for the next txn.
-    const taken: Pending[] = [];
-    const lines: string[] = [];
-    let bytes = 0;
-    let seq = this.nextSeq;
-    while (this.queue.length > 0) {
-      const p = this.queue[0] as Pending;
-      const encoded = p.entries.map((e, i) => encodeFrame({ v: 1, type: 'entry', seq: seq + i, at: e.at, cmd: e.cmd, from: e.from, req: e.req }));
-      const size = encoded.reduce((n, s) => n + s.length + 1, 0);
-      if (taken.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
-      this.queue.shift();
-      taken.push(p);
-      lines.push(...encoded);
-      bytes += size;
-      seq += p.entries.length;
-    }
-    const batch = this.nextBatch;
-    const first = this.nextSeq;
-    try {
-      const r = await this.appendBatch(guard, batch, lines.join('\n'));
-      if (r === null) {
-        this.guard = null;
-        const err = new DeposedError('append refused: this node no longer holds the election key');
-        for (const p of taken) p.reject(err);
-        this.failQueue(err);
-        return;
-      }
-      this.nextBatch = batch + 1;
-      this.nextSeq = seq;
-      let at = first;
-      for (const p of taken) {
-        p.resolve({ revision: r.revision, seqs: [at, at + p.entries.length - 1] });
-        at += p.entries.length;
-      }
-    } catch (err) {
-      // Unknown outcome: the txn may have applied. This leader cannot go on
-      // numbering from a guess, so it steps down; the next leader reads the
-      // log's end and the origins learn the outcome from the log.
-      this.guard = null;
-      const e = new LogUnavailableError(`append failed: ${(err as Error).message}`);
-      for (const p of taken) p.reject(e);
-      this.failQueue(e);
-      await this.campaign?.resign().catch((resignErr: unknown) => void resignErr);
-      return;
-    } finally {
-      this.inFlight = false;
-    }
-    if (this.queue.length > 0) void this.flush();
-  }
-
-  /**
-   * One batch into the log: a txn guarded by the election key, on
-   * whichever member the client picks. Resolves with the revision that
-   * wrote it, or null if the guard refused it (this node no longer leads).
-   *
-   * A txn not answered within APPEND_ATTEMPT_MS is sent again, the same
-   * txn, likely to another member: one sent to a member cut off by a
-   * partition hangs (no RST), and stepping down for it cost an election
-   * each time. Sending it again is safe: if the first one landed, the
-   * second is refused (the batch key exists), and reading the key back
-   * tells it was ours (the same lines) rather than another leader's. Past
-   * APPEND_TIMEOUT_MS in all, it throws: the outcome is unknown.
-   */
-  private async appendBatch(guard: { key: string; createRevision: string }, batch: number, value: string): Promise<{ revision: number } | null> {
-    const deadline = Date.now() + (this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS);
-    for (;;) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new LogUnavailableError(`appending batch ${batch}: etcd did not answer within ${this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS} ms`);
-      const txn = this.ns.if(batchKey(batch), 'Create', '==', 0).and(guard.key, 'Create', '==', guard.createRevision).then(this.ns.put(batchKey(batch)).value(value)).else(this.ns.get(batchKey(batch))).commit();
-      // The txn may still land after the deadline; it is guarded by this
-      // leader's election key, which is gone (resigned or expired) before
-      // any other node can lead, so a late landing comes before the next
-      // leader reads the log's end, or it is refused.
-      let r;
+  async start(): Promise<void> {
+    this.linkServer = await TcpTransport.listen(this.opts.linkHost, 0, { authToken: this.opts.authToken ?? null, tls: this.opts.tls ?? null }, (t) => this.acceptLink(t));
+    const addr = this.linkServer.address();
+    this.linkAddress = `${this.opts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+    await this.members.join({ address: '', link: this.linkAddress }, (why) => this.hooks.fatal(why), this.replica.index);
+    // The latest snapshot, then the log after it (issue 13: a node that
+    // joins or restarts does not replay the log from its start).
+    // An empty table starts at the cluster's first token, which etcd keeps.
+    this.firstTokenOfCluster = await this.etcdLog.firstToken(this.opts.firstToken ?? 1);
+    // The leader may write a snapshot and compact etcd's history while this
+    // node reads the log after the one it loaded (a page pinned to a
+    // revision, or the watch, then finds it compacted): load the newer one
+    // and read on from it.
+    for (let attempt = 1; ; attempt++) {
       try {
-        r = await withDeadline(txn, Math.min(APPEND_ATTEMPT_MS, left), `appending batch ${batch}`);
+        await this.loadAndTail();
+        break;
       } catch (err) {
-        if (err instanceof EtcdDeadlineError) continue;
-        throw err;
+        if (attempt >= 5 || !/compacted/i.test((err as Error).message) || this.closing) throw err;
+        this.replica.log.line('warn', `the log was compacted while this node read it (${(err as Error).message}): loading the newer snapshot`);
       }
-      if (r.succeeded) return { revision: Number(r.header.revision) };
-      const kv = r.responses[0]?.response_range?.kvs?.[0];
-      if (kv !== undefined && kv.value.toString() === value) return { revision: Number(kv.mod_revision) }; // an earlier try landed
-      return null;
+    }
+    this.tailTimer = setInterval(() => void this.watchTail(), TAIL_CHECK_MS);
+    this.tailTimer.unref();
+    await this.members.watch((m) => this.membersChanged(m));
+    await this.etcdLog.observeLeader((v) => this.leaderChanged(v));
+    void this.campaign();
+    await this.endOwnPastSessions();
+    if (this.closing) throw new Error('stopped while starting');
+    // What `dlock status` shows: applied seq, role, client address; once a second when it changed.
+    this.publishTimer = setInterval(() => {
+      this.members.publish(this.replica.seq, this.leading, this.hooks.clientAddress()).catch((err: unknown) => this.warnUnlessClosing(`publishing status: ${(err as Error).message}`));
+    }, 1000);
+    this.publishTimer.unref();
+    if (this.opts.reserveIds === true) {
+      this.reserveTimer = setInterval(() => {
+        this.members.extend(Atomics.load(this.opts.idCounter, 0)).catch((err: unknown) => this.warnUnlessClosing(`reserving client ids: ${(err as Error).message}`));
+      }, 1000);
+      this.reserveTimer.unref();
     }
   }
 
-  private failQueue(err: Error): void {
-    const q = this.queue;
-    this.queue = [];
-    for (const p of q) p.reject(err);
+  /** The latest snapshot (or the empty table), then the log after it, until caught up; the tail follows on. */
+  private async loadAndTail(): Promise<void> {
+    this.tailHandle?.cancel();
+    this.tailHandle = null;
+    this.replica.load(createState(this.firstTokenOfCluster), 0);
+    this.snapSeq = 0;
+    this.lastBatch = { revision: 0, batch: 0 };
+    const snap = await loadSnapshot(this.etcdLog.client, this.opts.cluster);
+    let from = { revision: 0, nextSeq: 1 };
+    if (snap !== null) {
+      this.replica.load(snap.state, snap.meta.seq, snap.meta.extra ?? []);
+      this.snapSeq = snap.meta.seq;
+      this.lastBatch = { revision: snap.meta.revision, batch: snap.meta.batch };
+      this.replica.commit(snap.meta.seq);
+      from = { revision: snap.meta.revision, nextSeq: snap.meta.seq + 1 };
+      this.replica.log.line('repl', `snapshot at seq ${snap.meta.seq}: ${snap.state.locks.size} locks`);
+    }
+    // Caught up once tail() returns: what its range read found is applied.
+    this.tailHandle = await this.etcdLog.tail(
+      from,
+      (b) => this.applyBatch(b),
+      (err) => this.hooks.fatal(`the log cannot be followed: ${err.message}`),
+    );
   }
 
   /**
-   * Every entry from seq `from.nextSeq` on, in batches written after
-   * `from.revision`, in order, each once: what a range read finds, then
-   * what the watch brings. `onError` is told once, and the tail stops, if
-   * the log cannot give them: entries missing (LogGapError: compacted
-   * behind a snapshot, load it) or the watch failed (its revision
-   * compacted, or etcd gone for good).
+   * The tail's watchdog. A watch is one stream on one etcd member; behind
+   * a partition that member sends nothing, not even an error (no RST), and
+   * this node would apply nothing more, its clients' writes unanswered,
+   * until TCP gave up, minutes (seen by hand across namespaces: a follower
+   * answered after 78 s). So every TAIL_CHECK_MS it asks etcd (a read that
+   * needs a leader, on whichever member the client picks) where the log
+   * ends; when the log has been ahead of this node for TAIL_STALL_MS with
+   * no batch applied meanwhile, it drops that tail and follows the log
+   * again from what it has applied. Batches a dropped tail would still
+   * deliver are not delivered (TailHandle.cancel), and applyBatch skips
+   * what it has applied, so two tails never apply an entry twice.
    */
-  async tail(from: { revision: number; nextSeq: number }, onBatch: (b: Batch) => void, onError: (err: Error) => void): Promise<TailHandle> {
-    let seen = from.revision;
-    let next = from.nextSeq;
-    let failed = false;
-    let cancelled = false;
-    // A client of its own: the etcd3 client sends every watch of a client
-    // over one gRPC stream, to one member. A tail that stalled because
-    // that member was cut off would, on the same client, watch again over
-    // the same stuck stream (seen: a write unanswered for 30 s behind a
-    // partition). A new client opens a new channel, to a member picked
-    // anew; cancel() closes it.
-    const client = nodeEtcdClient(this.opts.hosts);
-    const ns = client.namespace(this.prefix);
-    let watch: Watcher | null = null;
-    const handle: TailHandle = {
-      cancel: () => {
-        if (cancelled) return;
-        cancelled = true;
-        this.tails.delete(handle);
-        // The watch first: closing the client leaves a live stream's
-        // channel open (seen: a stopped node whose process did not exit).
-        // Its cancel may never be answered (a cut-off member): close the
-        // client after a second anyway.
-        const w = watch;
-        if (w === null) client.close();
-        else {
-          const late = setTimeout(() => client.close(), 1000);
-          w.cancel()
-            .catch((err: unknown) => void err)
-            .finally(() => {
-              clearTimeout(late);
-              client.close();
-            });
-        }
-      },
-    };
-    this.tails.add(handle);
-    const take = (kv: IKeyValue): void => {
-      if (failed || cancelled) return;
-      const revision = Number(kv.mod_revision);
-      if (revision <= seen) return; // a resumed watch may replay
-      seen = revision;
-      const all = decodeEntries(kv);
-      const entries = all.filter((e) => e.seq >= next);
-      const first = entries[0];
-      if (first === undefined) return;
-      if (first.seq !== next) {
-        failed = true;
-        onError(new LogGapError(`the log holds seq ${first.seq} next, not ${next}: it was compacted behind a snapshot`));
+  private async watchTail(): Promise<void> {
+    if (this.closing || this.checkingTail) return;
+    this.checkingTail = true;
+    try {
+      const end = await this.etcdLog.lastBatch().catch(() => null); // no answer now: ask again at the next check
+      const at = this.lastBatch.batch;
+      if (end === null || end <= at) {
+        this.behind = null;
         return;
       }
-      next = (entries[entries.length - 1] as LogEntry).seq + 1;
-      const key = kv.key.toString();
-      onBatch({ revision, batch: Number(key.slice(-BATCH_DIGITS)), entries });
-    };
-    try {
-      // Catch up in pages of TAIL_PAGE batches, all read at the first page's
-      // revision: one reply of a whole long log would pass any gRPC cap.
-      const end = `${this.prefix}log0`; // '0' follows '/': the end of log/
-      let startKey = `${this.prefix}log/`;
-      let at: string | null = null;
-      for (;;) {
-        let q = client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
-        if (at !== null) q = q.revision(at);
-        const page = await withDeadline(q.exec(), TAIL_READ_TIMEOUT_MS, 'reading the log');
-        if (this.closed) handle.cancel(); // closed meanwhile: its client would keep the process alive
-        if (cancelled) return handle;
-        at ??= page.header.revision;
-        for (const kv of page.kvs) take(kv);
-        const last = page.kvs[page.kvs.length - 1];
-        if (failed || !page.more || last === undefined) break;
-        startKey = `${last.key.toString()}\u0000`;
+      if (this.behind === null || this.behind.batch !== at) {
+        this.behind = { batch: at, since: Date.now() };
+        return;
       }
-      if (failed) return handle;
-      const start = Math.max(seen, Number(at)) + 1;
-      const w = await withDeadline(ns.watch().prefix('log/').only('put').startRevision(String(start)).create(), TAIL_READ_TIMEOUT_MS, 'watching the log');
-      if (cancelled) {
-        w.cancel().catch((err: unknown) => void err); // cancelled while it was made; its client is closing
-        return handle;
-      }
-      watch = w;
-      if (this.closed) {
-        handle.cancel();
-        return handle;
-      }
-      w.on('put', take);
-      w.on('error', (err: Error) => {
-        if (failed || cancelled) return;
-        failed = true;
-        onError(err);
-      });
+      if (Date.now() - this.behind.since < TAIL_STALL_MS) return;
+      this.replica.log.line('warn', `the log's tail stalled at batch ${at} (etcd's log ends at ${end}): following it again`);
+      this.behind = null;
+      this.tailHandle?.cancel();
+      this.tailHandle = null;
+      const handle = await this.etcdLog.tail(
+        { revision: this.lastBatch.revision, nextSeq: this.replica.seq + 1 },
+        (b) => this.applyBatch(b),
+        (err) => this.hooks.fatal(`the log cannot be followed: ${err.message}`),
+      );
+      if (this.closing) handle.cancel(); // stopped meanwhile
+      else this.tailHandle = handle;
     } catch (err) {
-      handle.cancel(); // its client too
-      throw err;
+      // Compacted past what this node applied (a snapshot was written meanwhile): start again from it.
+      if (/compacted/i.test((err as Error).message)) this.hooks.fatal(`the log was compacted past this node's seq ${this.replica.seq}: ${(err as Error).message}`);
+      // The new tail's reads failed (etcd unreachable from here too): the next check tries again.
+      else this.warnUnlessClosing(`following the log again failed: ${(err as Error).message}`);
+    } finally {
+      this.checkingTail = false;
     }
-    return handle;
-  }
-
-  /** The number of the log's last batch now (0: none), as a member with a leader says; rejects after a deadline. */
-  async lastBatch(): Promise<number> {
-    const keys = await withDeadline(this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).keys(), 1500, 'reading the log\'s end');
-    const top = keys[0];
-    return top === undefined ? 0 : Number(top.slice(-BATCH_DIGITS));
   }
 
   /**
-   * The cluster's first fencing token: the one stored in etcd, or, for a
-   * new cluster, `proposed`, stored now (a txn: the first node to ask sets
-   * it). Every node replays the log from an empty table that starts there,
-   * so all must agree, across processes and across restarts [LP-7].
+   * Clients of this node's index still in the table belong to an earlier
+   * run of this node (its connections died with it): end their sessions
+   * [LP-8] before taking clients, which would share the index. The leader
+   * does it too when it sees that run leave, but if no leader saw it (it
+   * died and came back while none led), nobody else would.
    */
-  async firstToken(proposed: number): Promise<number> {
-    const r = await this.ns.if('first-token', 'Create', '==', 0).then(this.ns.put('first-token').value(String(proposed))).else(this.ns.get('first-token')).commit();
-    if (r.succeeded) return proposed;
-    const kv = r.responses[0]?.response_range?.kvs?.[0];
-    const stored = kv === undefined ? NaN : Number(kv.value.toString());
-    if (!Number.isSafeInteger(stored) || stored < 1) throw new Error(`the cluster's first token in etcd is unreadable: ${kv?.value.toString() ?? 'missing'}`);
-    return stored;
+  private async endOwnPastSessions(): Promise<void> {
+    const state = (): Replica['state'] => this.replica.state;
+    const mine = (): ClientId[] => [...new Set([...state().locks.sessionOwners(), ...state().waiting.keys()])].filter((c) => nodeOfClient(c) === this.replica.index);
+    const past = mine().sort((a, b) => a - b);
+    if (past.length === 0) return;
+    this.replica.log.line('warn', `ending the sessions of ${past.length} client(s) of this node's earlier run`);
+    for (const client of past) this.propose({ op: 'disconnect', client }, { from: this.replica.index, req: 0 });
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (mine().length === 0 || this.closing) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 20);
+    });
   }
 
-  /** The value the next campaign announces (a node's name and link address). */
-  setValue(value: string): void {
-    this.value = value;
+  /** A call to etcd that failed: news while serving; expected once stopped (its client is closed). */
+  private warnUnlessClosing(text: string): void {
+    if (!this.closing) this.replica.log.line('warn', text);
   }
 
-  /** The leader's election value now (undefined: none) and at every change (polled: etcd-election.ts). */
-  async observeLeader(onChange: (value: string | undefined) => void): Promise<void> {
-    const obs = new LeaderObserver(this.ns, onChange);
-    this.observers.push(obs);
-    await obs.start();
+  // ---- applying the log (every node) ----
+
+  private applyBatch(b: Batch): void {
+    // A batch from a tail that was replaced may repeat entries (watchTail): skip what is applied.
+    const entries = b.entries.filter((e) => e.seq > this.replica.seq);
+    if (entries.length === 0) return;
+    if ((entries[0] as LogEntry).seq !== this.replica.seq + 1) {
+      this.hooks.fatal(`the log skipped from seq ${this.replica.seq} to ${(entries[0] as LogEntry).seq}`);
+      return;
+    }
+    for (const e of entries) this.applyEntry(e);
+    this.lastBatch = { revision: b.revision, batch: b.batch };
+    this.replica.commit(this.replica.seq); // everything applied here is committed in etcd
+    if (this.leading) {
+      if (!this.sequencing && this.replica.seq >= this.leadTo) this.startSequencing();
+      if (this.sequencing) {
+        this.armLeases();
+        if (this.replica.seq - this.snapSeq >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting) void this.takeSnapshot();
+      }
+    }
   }
 
-  /** Stop leading (if this node does) so another node can; a later lead() campaigns again. */
-  async resign(): Promise<void> {
-    this.guard = null;
-    this.failQueue(new DeposedError('resigned'));
-    const c = this.campaign;
-    this.campaign = null;
-    await c?.resign().catch((err: unknown) => void err);
+  private applyEntry(e: LogEntry): void {
+    if (e.from === this.replica.index && e.req !== 0) this.pending.delete(e.req); // in the log now
+    const out = this.replica.applyEntry(e);
+    if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
+    if (this.sequencing && out.waits !== null && e.cmd.op === 'acquire') {
+      const deadline = deadlineOf(e.cmd, e.at);
+      if (deadline !== null) this.timers.add(deadline, out.waits);
+    }
+    if (this.replica.log.requests) {
+      for (const c of out.changes) this.replica.log.line('repl', c.kind === 'set' ? `UpdateLockmap ${c.lock} ${c.owner}` : `RemoveLockmap ${c.lock}`);
+    }
   }
 
   /**
-   * Stop as a crash would: the client closed at once (watches, campaign and
-   * election lease with it), nothing asked of etcd, which may not answer.
-   * The election key, if held, goes when its lease expires.
+   * As leader: the table as of the last batch applied, into etcd, then the
+   * log behind it compacted. The copy is made now (synchronously); the
+   * writes go on while the node serves.
+   */
+  private async takeSnapshot(): Promise<void> {
+    this.snapshotting = true;
+    const t0 = Date.now();
+    const meta = { seq: this.replica.seq, revision: this.lastBatch.revision, batch: this.lastBatch.batch, extra: this.replica.appliedRequests() };
+    const snap = snapshot(this.replica.state);
+    try {
+      const saved = await saveSnapshot(this.etcdLog.client, this.opts.cluster, snap, meta);
+      const gone = await compactBehind(this.etcdLog.client, this.opts.cluster, saved);
+      this.snapSeq = meta.seq;
+      this.replica.log.line('repl', `snapshot at seq ${meta.seq} written (${snap.count} locks, ${saved.parts} part(s), ${Date.now() - t0} ms); ${gone} log batch(es) behind it removed`);
+    } catch (err) {
+      this.replica.log.line('warn', `snapshot at seq ${meta.seq} not written: ${(err as Error).message}`);
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  // ---- this node's proposals ----
+
+  /** A proposal of this node: kept until its entry is applied, sent to whoever leads. */
+  propose(cmd: Command, origin: Origin): void {
+    // Disconnects and ends of wait (req 0) get a request id too: the
+    // exactly-once rule keeps them from being applied twice after a re-send.
+    const req = origin.req !== 0 ? origin.req : this.replica.nextRequestId();
+    const p: Proposal = { cmd, req, sent: false, owed: origin.req !== 0 };
+    this.pending.set(req, p);
+    this.forward(p);
+  }
+
+  /** Hand a proposal to the leader: this node, or over its link; held when there is none now. */
+  private forward(p: Proposal): void {
+    if (this.leading) {
+      p.sent = true;
+      this.sequence(p.cmd, this.replica.index, p.req);
+    } else if (this.link !== null && !this.link.closed) {
+      p.sent = true;
+      this.link.send({ v: 1, type: 'forward', req: p.req, cmd: p.cmd });
+    } else {
+      this.awaitLeader();
+    }
+  }
+
+  /** No leader to send to: hold the writes for a while, then fail them with named errors. */
+  private awaitLeader(): void {
+    if (this.leaderless !== null || this.closing) return;
+    const ms = this.opts.leaderWaitMs ?? LEADER_WAIT_MS;
+    this.leaderless = setTimeout(() => {
+      this.leaderless = null;
+      if (this.leading || (this.link !== null && !this.link.closed)) return;
+      this.failPending(ERR_LEADER_UNAVAILABLE, ERR_LEADER_LOST);
+      this.replica.log.line('error', `no leader within ${ms} ms; failed the writes held`);
+    }, ms);
+  }
+
+  /**
+   * Every reply owed fails, and its write is no longer proposed: `unsent`
+   * for a write no leader ever had, `sent` for one that may yet be in the
+   * log (a waiting acquire too: its grant may be). Disconnects and ends of
+   * wait stay pending for the next leader: a client's session must still
+   * end [LP-8] when there is one.
+   */
+  failPending(unsent: string, sent: string): void {
+    const never: number[] = [];
+    for (const p of [...this.pending.values()]) {
+      if (!p.owed) continue;
+      this.pending.delete(p.req);
+      if (!p.sent) never.push(p.req);
+    }
+    for (const req of never) this.replica.answer(req, `Error: ${unsent}`, 0);
+    this.replica.failOwn(sent);
+  }
+
+  /** A new way to the leader: send every proposal not yet in the log, in order (duplicates are skipped when applied). */
+  private resend(): void {
+    if (this.leaderless !== null) clearTimeout(this.leaderless);
+    this.leaderless = null;
+    for (const p of this.pending.values()) this.forward(p);
+  }
+
+  // ---- the leader's link and the election ----
+
+  /**
+   * The election's value changed (or a link to the leader closed: `value`
+   * is then the last one seen). Another node leads: what this node held as
+   * a would-be leader is dropped and the links to it closed, so their
+   * nodes send it all again, in order, to the leader; and this node links
+   * to that leader and sends it every proposal of its own not yet in the
+   * log, in order. Order matters: an origin's requests must reach the log
+   * in request order for the exactly-once rule (a request id not above the
+   * last applied is a duplicate), so nothing is ever dropped silently: a
+   * link that lost something is closed, and a new link re-sends it all.
+   */
+  private leaderChanged(value: string | undefined): void {
+    this.leaderValue = value;
+    const info = value === undefined || value === '' ? null : (JSON.parse(value) as LeaderInfo);
+    // This run, by its link address: an earlier run of this node's name
+    // (its election key lingers until its lease expires) is another node,
+    // one this run cannot reach.
+    const self = info !== null && info.link === this.linkAddress;
+    if (info !== null && !self) this.notLeading();
+    if (info === null || self) {
+      if (this.link !== null) this.link.close();
+      this.link = null;
+      this.linkTo = null;
+      return;
+    }
+    if (this.linkTo === info.link && this.link !== null && !this.link.closed) return;
+    this.link?.close();
+    this.link = null;
+    this.linkTo = info.link;
+    const [host, port] = [info.link.slice(0, info.link.lastIndexOf(':')), Number(info.link.slice(info.link.lastIndexOf(':') + 1))];
+    const tls = this.opts.tls === undefined || this.opts.tls === null ? null : { ca: this.opts.tlsCa ?? this.opts.tls.cert };
+    TcpTransport.connect(host, port, { authToken: this.opts.authToken ?? null, tls }).then(
+      (t) => {
+        if (this.linkTo !== info.link) {
+          t.close(); // the leader changed meanwhile
+          return;
+        }
+        this.link = t;
+        t.onFrames((frames) => this.onLeaderFrames(frames));
+        t.onClose((why) => {
+          if (this.link !== t) return;
+          this.link = null;
+          this.linkTo = null;
+          this.replica.log.line('warn', `link to the leader ${info.name} closed: ${why}`);
+          // Link again to whoever leads now, and send what is pending again.
+          if (!this.closing) setTimeout(() => this.relink(), 100).unref();
+        });
+        t.send({ v: 1, type: 'hello', node: this.replica.name, incarnation: String(this.replica.index), seq: this.replica.seq });
+        this.replica.log.line('repl', `linked to the leader ${info.name} at ${info.link}`);
+        this.resend();
+      },
+      (err: unknown) => {
+        this.replica.log.line('warn', `cannot link to the leader ${info.name} at ${info.link}: ${(err as Error).message}`);
+        if (this.linkTo !== info.link) return;
+        // Try again while it is still the leader named (a leader that died
+        // keeps its election key until its lease expires; then the value changes).
+        this.linkTo = null;
+        if (!this.closing) setTimeout(() => this.relink(), LINK_RETRY_MS).unref();
+      },
+    );
+  }
+
+  private relink(): void {
+    if (this.closing || this.leading || (this.link !== null && !this.link.closed) || this.linkTo !== null) return;
+    this.leaderChanged(this.leaderValue);
+  }
+
+  /**
+   * This node is not the leader (another is, or it was deposed): forwards
+   * it held as a would-be leader are dropped, and the links that brought
+   * them closed, so that their origins send them again, in order.
+   */
+  private notLeading(): void {
+    if (this.leading) return;
+    this.held = []; // this node's own are in `pending`, sent again to the leader
+    for (const t of this.followerLinks.keys()) t.close();
+  }
+
+  private onLeaderFrames(frames: Frame[]): void {
+    for (const f of frames) this.replica.log.line('warn', `unexpected ${f.type} frame from the leader`);
+  }
+
+  /** Links from other nodes: their forwarded writes, or an observer's views. */
+  private acceptLink(t: TcpTransport): void {
+    this.followerLinks.set(t, null);
+    t.onClose(() => this.followerLinks.delete(t));
+    t.onFrames((frames) => {
+      for (const f of frames) {
+        if (f.type === 'hello') {
+          this.followerLinks.set(t, Number(f.incarnation));
+        } else if (f.type === 'forward') {
+          const from = this.followerLinks.get(t);
+          if (from === null || from === undefined) {
+            t.close();
+            return;
+          }
+          // Not (yet) the leader: hold it. If this node is elected, it goes
+          // to the log in order; if another is, notLeading() drops it and
+          // closes this link, so its origin sends it again to that one.
+          if (!this.leading) {
+            this.held.push({ cmd: f.cmd, from, req: f.req });
+            continue;
+          }
+          if (this.live.has(from)) this.sequence(f.cmd, from, f.req);
+          else {
+            const held = this.heldForwards.get(from) ?? [];
+            held.push({ cmd: f.cmd, req: f.req });
+            this.heldForwards.set(from, held);
+          }
+        } else if (f.type === 'observe') {
+          // Not a forwarding link: leadership changes do not close it (stopping does).
+          this.followerLinks.delete(t);
+          this.observers.add(t);
+          t.onClose(() => this.observers.delete(t));
+          serveViews(t, f.locks, {
+            log: this.replica.log,
+            stats: () => ({ ...this.hooks.stats(), role: this.leading ? 'leader' : 'follower', leads: this.leading, link: this.linkAddress }),
+            lockMap: (n) => this.hooks.lockMap(n),
+          });
+        } else {
+          this.replica.log.line('warn', `unexpected ${f.type} frame on a node link`);
+        }
+      }
+    });
+  }
+
+  private async campaign(): Promise<void> {
+    const value: LeaderInfo = { name: this.replica.name, index: this.replica.index, link: this.linkAddress };
+    this.etcdLog.setValue(JSON.stringify(value));
+    let end: { lastSeq: number };
+    try {
+      end = await this.etcdLog.lead((err) => this.deposed(`election lease lost: ${err.message}`));
+    } catch (err) {
+      if (this.closing) return;
+      this.replica.log.line('warn', `campaign failed: ${(err as Error).message}; trying again`);
+      setTimeout(() => void this.campaign(), 500).unref();
+      return;
+    }
+    if (this.closing) {
+      await this.etcdLog.resign(); // stopped while campaigning: let another lead
+      return;
+    }
+    this.leading = true;
+    this.takeoverAt = Date.now();
+    this.leadTo = end.lastSeq;
+    this.replica.log.line('warn', `elected leader; the log ends at seq ${end.lastSeq}`);
+    if (this.replica.seq >= this.leadTo) this.startSequencing();
+  }
+
+  /** Caught up as leader: take proposals, arm the timers, end the sessions of nodes that are gone. */
+  private startSequencing(): void {
+    this.sequencing = true;
+    this.link?.close();
+    this.link = null;
+    for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
+      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock });
+    }
+    this.armLeases();
+    this.dropDeadNodes();
+    const held = this.held;
+    this.held = [];
+    for (const p of held) this.sequence(p.cmd, p.from, p.req);
+    this.resend();
+  }
+
+  private deposed(why: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.sequencing = false;
+    this.timers.stop();
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    this.expiring.clear();
+    this.held = [];
+    this.heldForwards.clear();
+    // What was sent here and not appended is lost here: the links close, and their origins send it all again.
+    for (const t of this.followerLinks.keys()) t.close();
+    this.replica.log.line('warn', `no longer the leader: ${why}`);
+    if (!this.closing) void this.campaign();
+  }
+
+  /** As leader: stamp and append. Its entry, applied by every node, answers its origin. */
+  private sequence(cmd: Command, from = this.replica.index, req = 0): void {
+    if (!this.sequencing) {
+      if (this.leading) this.held.push({ cmd, from, req });
+      return;
+    }
+    // The limits go with the command (issue 6 §2): every node applying the
+    // entry refuses it alike, on the table as of that entry, so they hold
+    // exactly (apply, writeRefusal).
+    const limits = this.replica.limits;
+    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock } } : cmd;
+    this.etcdLog.append([{ at: Date.now(), cmd: stamped, from, req }]).then(
+      () => undefined,
+      (err: unknown) => {
+        if (err instanceof DeposedError) this.deposed(err.message);
+        else this.deposed(`append failed: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  // ---- the leader's timers ----
+
+  /** Lease ends from the table; none fires before takeover + grace (see the file comment). */
+  private armLeases(): void {
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    const next = this.replica.state.locks.nextLeaseEnd();
+    if (next === Infinity) return;
+    const grace = this.takeoverAt + (this.opts.leaseGraceMs ?? LEASE_GRACE_MS);
+    const at = Math.max(next, grace);
+    this.leaseTimer = setTimeout(() => {
+      this.leaseTimer = null;
+      if (!this.sequencing) return;
+      for (const [lock, token] of this.replica.state.locks.dueLeases(Date.now())) {
+        if (this.expiring.has(token)) continue;
+        this.expiring.add(token);
+        this.sequence({ op: 'expire', lock, token });
+      }
+      // Re-armed when the next batch is applied.
+    }, Math.max(0, at - Date.now()));
+  }
+
+  // ---- liveness ----
+
+  private membersChanged(members: MemberInfo[]): void {
+    const before = this.live;
+    this.live = new Set(members.map((m) => m.index));
+    if (!this.leading) return;
+    if (this.sequencing) for (const i of before) if (!this.live.has(i)) this.dropClientsOf(i);
+    for (const [i, held] of this.heldForwards) {
+      if (!this.live.has(i)) continue;
+      this.heldForwards.delete(i);
+      for (const p of held) this.sequence(p.cmd, i, p.req);
+    }
+  }
+
+  /** At takeover: the sessions of every node not live now (the old leader's, for one) end [LP-8]. */
+  private dropDeadNodes(): void {
+    const indexes = new Set<number>();
+    for (const c of this.replica.state.locks.sessionOwners()) indexes.add(nodeOfClient(c));
+    for (const c of this.replica.state.waiting.keys()) indexes.add(nodeOfClient(c));
+    for (const i of indexes) if (!this.live.has(i)) this.dropClientsOf(i);
+  }
+
+  private dropClientsOf(index: number): void {
+    const gone = new Set<ClientId>();
+    for (const c of this.replica.state.locks.sessionOwners()) if (nodeOfClient(c) === index) gone.add(c);
+    for (const c of this.replica.state.waiting.keys()) if (nodeOfClient(c) === index) gone.add(c);
+    if (gone.size === 0) return;
+    this.replica.log.line('warn', `node ${index} is gone: ending the sessions of its ${gone.size} client(s)`);
+    for (const client of [...gone].sort((a, b) => a - b)) this.sequence({ op: 'disconnect', client });
+  }
+
+  // ---- stopping ----
+
+  /**
+   * Stop as a crash would (fail-stop, tests, a start that did not finish):
+   * no timers, no node links, no goodbye to etcd, which may be unreachable,
+   * so this node's leases there run out as a dead process's would. At once:
+   * a campaign still waiting must not win for a node that has stopped.
    */
   abandon(): void {
-    this.closed = true;
-    this.guard = null;
-    this.failQueue(new DeposedError('closing'));
-    for (const t of [...this.tails]) t.cancel();
-    // The campaign's lease stops being renewed now: its key goes when its
-    // TTL runs out, as a crashed process's would.
-    this.campaign?.release();
-    this.campaign = null;
-    this.client.close();
+    this.stopLocal();
+    this.leading = false;
+    this.sequencing = false;
+    this.abandoned = true;
+    this.members.abandon();
+    this.etcdLog.abandon();
   }
 
-  /** Give up leadership (if held) and close the client. */
+  /** Stop taking links, resolved once the link server has closed (open links hold it: stopLocal closes them). */
+  closeLinkServer(): Promise<void> {
+    return new Promise<void>((resolve) => (this.linkServer === null ? resolve() : this.linkServer.close(() => resolve())));
+  }
+
+  /** What every way of stopping shares: no more timers, no more node links. */
+  private stopLocal(): void {
+    this.closing = true;
+    for (const t of [this.publishTimer, this.reserveTimer, this.leaseTimer, this.leaderless, this.tailTimer]) if (t !== null) clearTimeout(t);
+    this.tailHandle?.cancel();
+    this.timers.stop();
+    this.link?.close();
+    for (const t of this.followerLinks.keys()) t.close();
+    // Open links hold the link server's close() until they end.
+    for (const t of this.observers) t.close();
+  }
+
+  /** A clean stop: links closed, then this node leaves etcd (its election and membership keys go at once). */
   async close(): Promise<void> {
-    this.closed = true;
-    this.guard = null;
-    this.failQueue(new DeposedError('closing'));
-    for (const t of [...this.tails]) t.cancel();
-    for (const o of this.observers) o.cancel();
-    this.observers = [];
-    await this.campaign?.resign().catch((err: unknown) => void err);
-    this.client.close();
+    this.stopLocal();
+    await this.closeLinkServer();
+    if (this.abandoned) return;
+    await this.members.leave().catch((err: unknown) => this.replica.log.line('warn', `leaving: ${(err as Error).message}`));
+    await this.etcdLog.close();
   }
 }
 
-function decodeEntries(kv: IKeyValue): LogEntry[] {
-  const out: LogEntry[] = [];
-  for (const f of decodeBatch(kv.value.toString()) as Frame[]) {
-    if (f.type !== 'entry') throw new Error(`log batch ${kv.key.toString()} holds a ${f.type} frame`);
-    out.push({ seq: f.seq, at: f.at, cmd: f.cmd as Command, from: f.from, req: f.req });
-  }
-  return out;
-}

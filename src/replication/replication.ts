@@ -22,9 +22,9 @@
  *    place: no state is handed over, the node keeps its table, its
  *    connections and its proposals, which it sends to itself instead.
  *  - replication-etcd.ts: leadership by etcd's election, the log under the
- *    cluster's key prefix, each append guarded by the leader's election
- *    key; every node, the leader too, applies the log as etcd orders it.
- *    Today EtcdNode (node/node-etcd.ts) drives EtcdLog directly.
+ *    cluster's key prefix (etcd-log.ts), each append guarded by the
+ *    leader's election key; every node, the leader too, applies the log as
+ *    etcd orders it. Every proposal is appended, and its entry answers it.
  *
  * Guarantees every implementation gives:
  *  - ordering: entries reach Replica.applyEntry / execute in log order,
@@ -74,6 +74,8 @@ export interface Replica {
   /** Sequence number of the last entry applied. */
   readonly seq: number;
   readonly commitSeq: number;
+  /** This node's clients' writes still owed a reply (waiting acquires too). */
+  readonly owed: number;
   /** Apply the next committed entry (seq = this.seq + 1), answering this node's clients from it. */
   applyEntry(e: LogEntry): Outcome;
   /**
@@ -91,8 +93,12 @@ export interface Replica {
   failOwn(error: string, keep?: (req: number) => boolean): void;
   /** Replies derived from entries past the commit index will never be sent as they are: fail them (ClientConnection.failUncommitted). */
   failUncommitted(readError: string, writeError: string): void;
-  /** The table is now `state`, as of `seq` (a snapshot, a restore). */
-  load(state: TableState, seq: number): void;
+  /** The table is now `state`, as of `seq` (a snapshot, a restore), with the exactly-once marks where the log keeps them (etcd's snapshots). */
+  load(state: TableState, seq: number, appliedReq?: Iterable<[number, number]>): void;
+  /** A new request id of this node, above every earlier one (also for proposals owed no reply: the exactly-once rule sees them). */
+  nextRequestId(): number;
+  /** The exactly-once marks (origin node → highest request id applied), for a snapshot. */
+  appliedRequests(): Array<[number, number]>;
   /** Everything up to `seq` is committed: replies reflecting it may go. */
   commit(seq: number): void;
 }
