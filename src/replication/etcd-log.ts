@@ -69,6 +69,9 @@ export const DEFAULT_ELECTION_TTL_S = 2;
 export const APPEND_TIMEOUT_MS = 5000;
 /** One try of an append (appendBatch); then the same txn again, ms. */
 const APPEND_ATTEMPT_MS = 1500;
+/** etcd's answers that mean "no leader here now, ask again" (gRPC UNAVAILABLE), and the pause before asking, ms. */
+const RETRYABLE = /\bUNAVAILABLE\b|no leader|leader changed/i;
+const RETRY_PAUSE_MS = 100;
 
 const BATCH_DIGITS = 16;
 /** Batches per page when catching up: 100 of the largest (512 KiB) stay under the 64 MiB reply cap set below. */
@@ -247,7 +250,10 @@ export class EtcdLog {
    * A txn not answered within APPEND_ATTEMPT_MS is sent again, the same
    * txn, likely to another member: one sent to a member cut off by a
    * partition hangs (no RST), and stepping down for it cost an election
-   * each time. Sending it again is safe: if the first one landed, the
+   * each time. The same for a txn etcd refuses because its member has no
+   * leader (etcd's own election, after losing a member; issue 13: losing
+   * one member costs at most one election, etcd's, not ours too). Sending
+   * it again is safe: if the first one landed, the
    * second is refused (the batch key exists), and reading the key back
    * tells it was ours (the same lines) rather than another leader's. Past
    * APPEND_TIMEOUT_MS in all, it throws: the outcome is unknown.
@@ -267,6 +273,13 @@ export class EtcdLog {
         r = await withDeadline(txn, Math.min(APPEND_ATTEMPT_MS, left), `appending batch ${batch}`);
       } catch (err) {
         if (err instanceof EtcdDeadlineError) continue;
+        // The member has no Raft leader this moment (it lost its leader, or
+        // an election is on): etcd refuses at once. Sending again after a
+        // pause is safe for the reason above, and costs no election of ours.
+        if (RETRYABLE.test((err as Error).message)) {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - Date.now()))));
+          continue;
+        }
         throw err;
       }
       if (r.succeeded) return { revision: Number(r.header.revision) };
