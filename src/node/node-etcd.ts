@@ -61,7 +61,8 @@ export class EtcdNode extends ReplicaNode {
         lockMap: (n) => node.lockMap(n),
         fatal: (why) => void node.failStop(why),
       });
-    });
+      // Request ids from the clock in µs: a restarted node's stay above its earlier run's (the exactly-once rule).
+    }, Date.now() * 1000);
   }
 
   private get etcd(): EtcdReplication {

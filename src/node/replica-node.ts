@@ -14,16 +14,16 @@
  * reply carries the seq it reflects, and its connection sends it only once
  * the commit index reaches that seq [LP-11].
  *
- * Exactly once: request ids rise per node (from the clock at start, so a
- * restarted node's ids stay above its earlier run's), and an entry whose
- * request id is not above the last applied from its node is a duplicate (a
- * write re-sent after failover that the old leader's log already held):
- * it takes its seq and changes nothing.
+ * Request ids rise per node, from `firstRequestId` (1: small integers,
+ * cheap to key maps by and to encode). Where the log can hold a write
+ * twice (etcd: one re-sent after failover), its replication filters the
+ * duplicates by origin and request id, so there they start from the clock
+ * (EtcdNode), above any earlier run's.
  *
  * Threading: the node's thread; the replication calls in on it.
  */
 import { apply, type ClientId, type Command, type Outcome, type Reply, type TableState } from '../core/lock-table.js';
-import type { LogEntry, Origin, Replica, Replication } from '../replication/replication.js';
+import type { LogEntry, Replica, Replication } from '../replication/replication.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 
@@ -39,22 +39,20 @@ export class ReplicaOrderError extends Error {
   override name = 'ReplicaOrderError';
 }
 
-const NOTHING: Outcome = { reply: null, changed: false, wakes: [], changes: [], waits: null };
-
 export class ReplicaNode extends NodeBase implements Replica {
   readonly replication: Replication;
   private applied_ = 0;
-  private nextReq = Date.now() * 1000;
+  private nextReq: number;
   /** This node's clients' writes owed a reply, by request id. */
   private readonly own = new Map<number, Own>();
   /** The request id of each client's acquire that may wait (one per client: LP-9). */
   private readonly waitingReq = new Map<ClientId, number>();
-  /** Highest request id applied, per origin node: the exactly-once rule. */
-  private readonly appliedReq = new Map<number, number>();
 
   /** @param replication makes this node's replication; called once, here. */
-  constructor(opts: NodeOptions, replication: (replica: ReplicaNode) => Replication) {
+  /** @param firstRequestId where this node's request ids start (see the file comment) */
+  constructor(opts: NodeOptions, replication: (replica: ReplicaNode) => Replication, firstRequestId = 1) {
     super(opts);
+    this.nextReq = firstRequestId;
     this.replication = replication(this);
   }
 
@@ -84,12 +82,12 @@ export class ReplicaNode extends NodeBase implements Replica {
     const req = this.nextRequestId();
     this.own.set(req, { conn, ticket, cmd });
     if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
-    this.replication.propose(cmd, { from: this.index, req });
+    this.replication.propose(cmd, req);
   }
 
   endWait(client: ClientId, lock: string): void {
     // After the acquire, in proposal order; its answer comes from the log.
-    this.replication.propose({ op: 'timeout', client, lock }, { from: this.index, req: 0 });
+    this.replication.propose({ op: 'timeout', client, lock }, 0);
   }
 
   protected disconnect(conn: ClientConnection): void {
@@ -101,7 +99,7 @@ export class ReplicaNode extends NodeBase implements Replica {
     }
     // [LP-8] its session locks are released and its waiters withdrawn, in
     // order after its earlier writes.
-    this.replication.propose({ op: 'disconnect', client: conn.id }, { from: this.index, req: 0 });
+    this.replication.propose({ op: 'disconnect', client: conn.id }, 0);
   }
 
   // ---- Replica: what the replication calls ----
@@ -110,37 +108,30 @@ export class ReplicaNode extends NodeBase implements Replica {
     return this.nextReq++;
   }
 
-  appliedRequests(): Array<[number, number]> {
-    return [...this.appliedReq];
-  }
 
   applyEntry(e: LogEntry): Outcome {
     if (e.seq !== this.applied_ + 1) throw new ReplicaOrderError(`${this.name}: entry ${e.seq} applied after ${this.applied_}`);
     this.applied_ = e.seq;
-    if (e.req !== 0) {
-      if (e.req <= (this.appliedReq.get(e.from) ?? 0)) return NOTHING; // a duplicate (see the file comment)
-      this.appliedReq.set(e.from, e.req);
-    }
     const out = apply(this.state, e.cmd, e.at);
     this.noteChanges(e.seq, out.changes);
-    this.derive(e.cmd, e, out, e.seq);
+    this.derive(e.cmd, e.from, e.req, out, e.seq);
     return out;
   }
 
-  execute(cmd: Command, at: number, origin: Origin, logged: (seq: number, out: Outcome) => void): Outcome {
+  execute(cmd: Command, at: number, from: number, req: number, logged: (seq: number, out: Outcome) => void): Outcome {
     const out = apply(this.state, cmd, at);
     const seq = out.changed ? ++this.applied_ : this.applied_;
     if (out.changed) {
       this.noteChanges(seq, out.changes);
       logged(seq, out);
     }
-    this.derive(cmd, origin, out, seq);
+    this.derive(cmd, from, req, out, seq);
     return out;
   }
 
   /** Replies for this node's clients from an applied command (see the file comment). */
-  private derive(cmd: Command, origin: Origin, out: Outcome, seq: number): void {
-    if (origin.from === this.index && origin.req !== 0 && out.reply !== null) this.answer(origin.req, out.reply, seq);
+  private derive(cmd: Command, from: number, req: number, out: Outcome, seq: number): void {
+    if (from === this.index && req !== 0 && out.reply !== null) this.answer(req, out.reply, seq);
     // A timeout's reply is the waiting acquire's; a wake's is the woken one's.
     if (cmd.op === 'timeout' && out.reply !== null) this.answerWaiter(cmd.client, out.reply, seq);
     for (const w of out.wakes) this.answerWaiter(w.client, w.reply, seq);
@@ -163,11 +154,14 @@ export class ReplicaNode extends NodeBase implements Replica {
     for (const req of [...this.own.keys()]) if (keep === undefined || !keep(req)) this.answer(req, `Error: ${error}`, 0);
   }
 
-  load(state: TableState, seq: number, appliedReq: Iterable<[number, number]> = []): void {
+  skip(seq: number): void {
+    if (seq !== this.applied_ + 1) throw new ReplicaOrderError(`${this.name}: entry ${seq} skipped after ${this.applied_}`);
+    this.applied_ = seq;
+  }
+
+  load(state: TableState, seq: number): void {
     this.state = state;
     this.applied_ = seq;
-    this.appliedReq.clear();
-    for (const [from, req] of appliedReq) this.appliedReq.set(from, req);
     this.loadedAt(seq);
   }
 

@@ -26,7 +26,7 @@ import { restore, type Command, type TableState } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import type { Transport } from '../transport/transport.js';
 import type { EntryRing } from '../node/entry-ring.js';
-import type { Origin, Replica } from './replication.js';
+import type { Replica } from './replication.js';
 
 /** Named error text for writes that cannot reach the leader. */
 export const ERR_LEADER_UNAVAILABLE = 'leader unavailable; the request was not applied';
@@ -37,10 +37,10 @@ export const ERR_RESYNC = 'replication stream reset before the reply; the reques
 /** How long writes are held for a new leader after the link breaks, by default. */
 export const LEADER_WAIT_MS = 5000;
 
-/** A proposal not yet in the log, in proposal order; `sent`: handed to a primary (which may have applied it). */
+/** A proposal not yet in the log, in proposal order; `req`: its request id (0: no reply owed); `sent`: handed to a primary (which may have applied it). */
 export interface Held {
   cmd: Command;
-  origin: Origin;
+  req: number;
   sent: boolean;
 }
 
@@ -119,20 +119,20 @@ export class PortBackup {
     return this.synced && this.resumeTo === null && !this.link.closed;
   }
 
-  propose(cmd: Command, origin: Origin): void {
-    if (!this.usable && this.leaderless === null && origin.req !== 0) {
-      this.replica.answer(origin.req, `Error: ${ERR_LEADER_UNAVAILABLE}`, 0);
+  propose(cmd: Command, req: number): void {
+    if (!this.usable && this.leaderless === null && req !== 0) {
+      this.replica.answer(req, `Error: ${ERR_LEADER_UNAVAILABLE}`, 0);
       return;
     }
-    const h: Held = { cmd, origin, sent: false };
-    if (origin.req !== 0) this.pending.set(origin.req, h);
+    const h: Held = { cmd, req, sent: false };
+    if (req !== 0) this.pending.set(req, h);
     if (!this.usable) this.outbox.push(h);
     else this.send(h);
   }
 
   private send(h: Held): void {
     h.sent = true;
-    this.link.send({ v: 1, type: 'forward', req: h.origin.req, cmd: h.cmd });
+    this.link.send({ v: 1, type: 'forward', req: h.req, cmd: h.cmd });
   }
 
   private onFrames(link: Transport, frames: Frame[]): void {
@@ -257,7 +257,7 @@ export class PortBackup {
     const outbox = this.outbox;
     this.outbox = [];
     for (const h of outbox) {
-      if (h.origin.req !== 0 && !this.pending.has(h.origin.req)) continue; // answered meanwhile
+      if (h.req !== 0 && !this.pending.has(h.req)) continue; // answered meanwhile
       this.send(h);
     }
     if (resent + outbox.length > 0) this.replica.log.line('repl', `re-sent ${resent} write(s) the leader had not applied, and ${outbox.length} held meanwhile`);

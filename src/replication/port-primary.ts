@@ -22,7 +22,7 @@
  * they arrive on this thread; entries reach each backup in seq order over
  * its FIFO link.
  */
-import { deadlineOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Reply, type Snapshot } from '../core/lock-table.js';
+import { deadlineOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -31,7 +31,7 @@ import type { Transport } from '../transport/transport.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import { TimerHeap } from '../node/timer-heap.js';
 import type { EntryRing } from '../node/entry-ring.js';
-import type { Origin, Replica } from './replication.js';
+import type { Replica } from './replication.js';
 
 /** Entries between snapshots on disk, at least (see flushStore). */
 export const SNAPSHOT_EVERY = 100_000;
@@ -122,8 +122,8 @@ export class PortPrimary {
   ) {}
 
   /** A proposal of this node. */
-  propose(cmd: Command, origin: Origin): void {
-    this.execute(cmd, { local: origin.req });
+  propose(cmd: Command, req: number): void {
+    this.execute(cmd, { local: req });
   }
 
   /**
@@ -216,20 +216,13 @@ export class PortPrimary {
     const fwd = 'link' in source ? source : null;
     // A forward's origin is its backup's index; one from a link with no
     // index (not a follower-i) is answered by reply frames only.
-    const origin: Origin = 'link' in source ? { from: source.link.index ?? -1, req: source.req } : { from: this.replica.index, req: source.local };
-    const out = this.replica.execute(cmd, now, origin, (seq, applied) => {
-      // Encoded once for every backup; names the proposal it answers.
-      const entry = encodeFrame({ v: 1, type: 'entry', seq, at: now, cmd, from: Math.max(0, origin.from), req: origin.from < 0 ? 0 : origin.req });
-      this.ring.push(seq, entry);
-      if (this.store !== null) this.logEntry(seq, entry);
-      for (const link of this.links) if (link.name !== null) this.send(link, entry);
-      for (const c of applied.changes) {
-        if (this.replica.log.requests) this.replica.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
-        if (c.kind === 'set' && c.expiresAt !== null && c.expiresAt < this.leaseArmedFor) this.armLeases();
-      }
-      // With no backup linked the write is committed at once.
-      this.recomputeCommit();
-    });
+    const from = fwd === null ? this.replica.index : (fwd.link.index ?? -1);
+    const req = 'local' in source ? source.local : source.req;
+    this.curCmd = cmd;
+    this.curAt = now;
+    this.curFrom = Math.max(0, from);
+    this.curReq = from < 0 ? 0 : req;
+    const out = this.replica.execute(cmd, now, from, req, this.logEntryOf);
     // Replies a backup derives from the entry need no frame; the log shows them all.
     if (fwd !== null && out.reply !== null && cmd.op !== 'timeout') {
       if (!out.changed || fwd.link.index === null) this.deliver(fwd, out.reply);
@@ -244,6 +237,31 @@ export class PortPrimary {
       if (deadline !== null) this.timers.add(deadline, { client: cmd.client, lock: cmd.lock });
     }
   }
+
+  /**
+   * What execute() is applying, for logEntryOf, which the replica calls
+   * back before anything else can run (before replies, which may let a
+   * pipelined write in): so it is the command of this call, not a later one.
+   */
+  private curCmd: Command = { op: 'disconnect', client: 0 };
+  private curAt = 0;
+  private curFrom = 0;
+  private curReq = 0;
+
+  /** The entry for the command execute() just applied, which changed the table and took `seq`: logged, sent to every backup. */
+  private readonly logEntryOf = (seq: number, applied: Outcome): void => {
+    // Encoded once for every backup; names the proposal it answers.
+    const entry = encodeFrame({ v: 1, type: 'entry', seq, at: this.curAt, cmd: this.curCmd, from: this.curFrom, req: this.curReq });
+    this.ring.push(seq, entry);
+    if (this.store !== null) this.logEntry(seq, entry);
+    for (const link of this.links) if (link.name !== null) this.send(link, entry);
+    for (const c of applied.changes) {
+      if (this.replica.log.requests) this.replica.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
+      if (c.kind === 'set' && c.expiresAt !== null && c.expiresAt < this.leaseArmedFor) this.armLeases();
+    }
+    // With no backup linked the write is committed at once.
+    this.recomputeCommit();
+  };
 
   /** A reply the log does not carry: a refusal, or a write that changed nothing. */
   private deliver(source: Source, reply: Reply): void {

@@ -18,11 +18,11 @@
  * entry carries its answer.
  *
  * Exactly once: every proposal carries its origin's index and a request id
- * that only rises (ReplicaNode: from the clock at start, so a restarted node
+ * that only rises (EtcdNode starts them from the clock, so a restarted node
  * never reuses one). Every node skips an entry whose request id is not above
- * the last one applied from that origin (Replica.applyEntry), so a write
+ * the last one applied from that origin (applyEntry here), so a write
  * re-sent to a new leader after failover is applied once, identically
- * everywhere.
+ * everywhere. The marks go into each snapshot.
  *
  * Liveness (EtcdMembership): each node is live under its own etcd lease.
  * The leader ends the sessions [LP-8] of a node whose lease expired; a node
@@ -64,7 +64,7 @@ import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHandle } from './etcd-log.js';
 import { EtcdMembership, type MemberInfo } from './etcd-members.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
-import type { LogEntry, Origin, Replica, Replication } from './replication.js';
+import type { LogEntry, Replica, Replication } from './replication.js';
 
 /** See leaseGraceMs. */
 export const LEASE_GRACE_MS = 500;
@@ -172,6 +172,8 @@ export class EtcdReplication implements Replication {
   private lastBatch = { revision: 0, batch: 0 };
   private snapSeq = 0;
   private snapshotting = false;
+  /** Highest request id applied, per origin node: the exactly-once rule (see the file comment). */
+  private readonly appliedReq = new Map<number, number>();
   private closing = false;
   /** abandon() ran: nothing is said to etcd any more (close() then only waits for the link server). */
   private abandoned = false;
@@ -275,12 +277,14 @@ export class EtcdReplication implements Replication {
     this.tailHandle?.cancel();
     this.tailHandle = null;
     this.replica.load(createState(this.firstTokenOfCluster), 0);
+    this.appliedReq.clear();
     this.snapSeq = 0;
     this.lastBatch = { revision: 0, batch: 0 };
     const snap = await loadSnapshot(this.etcdLog.client, this.opts.cluster);
     let from = { revision: 0, nextSeq: 1 };
     if (snap !== null) {
-      this.replica.load(snap.state, snap.meta.seq, snap.meta.extra ?? []);
+      this.replica.load(snap.state, snap.meta.seq);
+      for (const [origin, req] of snap.meta.extra ?? []) this.appliedReq.set(origin, req);
       this.snapSeq = snap.meta.seq;
       this.lastBatch = { revision: snap.meta.revision, batch: snap.meta.batch };
       this.replica.commit(snap.meta.seq);
@@ -357,7 +361,7 @@ export class EtcdReplication implements Replication {
     const past = mine().sort((a, b) => a - b);
     if (past.length === 0) return;
     this.replica.log.line('warn', `ending the sessions of ${past.length} client(s) of this node's earlier run`);
-    for (const client of past) this.propose({ op: 'disconnect', client }, { from: this.replica.index, req: 0 });
+    for (const client of past) this.propose({ op: 'disconnect', client }, 0);
     await new Promise<void>((resolve) => {
       const check = setInterval(() => {
         if (mine().length === 0 || this.closing) {
@@ -397,6 +401,13 @@ export class EtcdReplication implements Replication {
 
   private applyEntry(e: LogEntry): void {
     if (e.from === this.replica.index && e.req !== 0) this.pending.delete(e.req); // in the log now
+    if (e.req !== 0) {
+      if (e.req <= (this.appliedReq.get(e.from) ?? 0)) {
+        this.replica.skip(e.seq); // a duplicate (see the file comment)
+        return;
+      }
+      this.appliedReq.set(e.from, e.req);
+    }
     const out = this.replica.applyEntry(e);
     if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
     if (this.sequencing && out.waits !== null && e.cmd.op === 'acquire') {
@@ -416,7 +427,7 @@ export class EtcdReplication implements Replication {
   private async takeSnapshot(): Promise<void> {
     this.snapshotting = true;
     const t0 = Date.now();
-    const meta = { seq: this.replica.seq, revision: this.lastBatch.revision, batch: this.lastBatch.batch, extra: this.replica.appliedRequests() };
+    const meta = { seq: this.replica.seq, revision: this.lastBatch.revision, batch: this.lastBatch.batch, extra: [...this.appliedReq] };
     const snap = snapshot(this.replica.state);
     try {
       const saved = await saveSnapshot(this.etcdLog.client, this.opts.cluster, snap, meta);
@@ -433,11 +444,11 @@ export class EtcdReplication implements Replication {
   // ---- this node's proposals ----
 
   /** A proposal of this node: kept until its entry is applied, sent to whoever leads. */
-  propose(cmd: Command, origin: Origin): void {
+  propose(cmd: Command, owedReq: number): void {
     // Disconnects and ends of wait (req 0) get a request id too: the
     // exactly-once rule keeps them from being applied twice after a re-send.
-    const req = origin.req !== 0 ? origin.req : this.replica.nextRequestId();
-    const p: Proposal = { cmd, req, sent: false, owed: origin.req !== 0 };
+    const req = owedReq !== 0 ? owedReq : this.replica.nextRequestId();
+    const p: Proposal = { cmd, req, sent: false, owed: owedReq !== 0 };
     this.pending.set(req, p);
     this.forward(p);
   }

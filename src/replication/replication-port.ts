@@ -23,7 +23,7 @@ import type { Transport } from '../transport/transport.js';
 import { EntryRing } from '../node/entry-ring.js';
 import { PortBackup, LEADER_WAIT_MS } from './port-backup.js';
 import { PortPrimary } from './port-primary.js';
-import type { Origin, Replica, Replication } from './replication.js';
+import type { Replica, Replication } from './replication.js';
 
 /** How a node's replication starts: as the primary, or as a backup on a link to it. */
 export type PortStart = { primary: true } | { primary: false; link: Transport; incarnation: string; leaderWaitMs?: number };
@@ -41,6 +41,8 @@ export interface LeadArgs {
 export class PortReplication implements Replication {
   private readonly ring = new EntryRing();
   private mode: { primary: PortPrimary } | { backup: PortBackup };
+  /** The primary side while leading (the hot path's one check); null while a backup. */
+  private primaryNow: PortPrimary | null;
 
   constructor(
     private readonly replica: Replica,
@@ -49,6 +51,7 @@ export class PortReplication implements Replication {
     this.mode = start.primary
       ? { primary: new PortPrimary(replica, this.ring) }
       : { backup: new PortBackup(replica, start.link, this.ring, start.incarnation, start.leaderWaitMs ?? LEADER_WAIT_MS) };
+    this.primaryNow = 'primary' in this.mode ? this.mode.primary : null;
   }
 
   get leads(): boolean {
@@ -67,9 +70,9 @@ export class PortReplication implements Replication {
     return this.mode.backup;
   }
 
-  propose(cmd: Command, origin: Origin): void {
-    if ('primary' in this.mode) this.mode.primary.propose(cmd, origin);
-    else this.mode.backup.propose(cmd, origin);
+  propose(cmd: Command, req: number): void {
+    if (this.primaryNow !== null) this.primaryNow.propose(cmd, req);
+    else this.backup.propose(cmd, req);
   }
 
   /**
@@ -85,13 +88,14 @@ export class PortReplication implements Replication {
     const owed = backup.detachForLead();
     const primary = new PortPrimary(this.replica, this.ring);
     this.mode = { primary };
+    this.primaryNow = primary;
     const state = this.replica.state;
     if (args.store !== null) primary.adoptStore(args.store);
     this.replica.log.line('warn', `promoted to leader at seq ${this.replica.seq} (${state.locks.size} locks, next token ${state.nextToken})`);
     for (const { name, transport, counts } of args.followers) primary.attachFollower(transport, name, counts);
     primary.dropClientsOf(args.deadIndex, 'the old leader');
     primary.armTimers();
-    for (const h of owed) primary.propose(h.cmd, h.origin);
+    for (const h of owed) primary.propose(h.cmd, h.req);
     if (owed.length > 0) this.replica.log.line('repl', `applied ${owed.length} of its own write(s) the old leader's log did not hold`);
     primary.recomputeCommit();
   }

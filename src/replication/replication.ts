@@ -24,7 +24,9 @@
  *  - replication-etcd.ts: leadership by etcd's election, the log under the
  *    cluster's key prefix (etcd-log.ts), each append guarded by the
  *    leader's election key; every node, the leader too, applies the log as
- *    etcd orders it. Every proposal is appended, and its entry answers it.
+ *    etcd orders it. Every proposal is appended, and its entry answers it;
+ *    a write re-sent after failover may be in the log twice, so the
+ *    replication skips duplicates by origin and request id (exactly once).
  *
  * Guarantees every implementation gives:
  *  - ordering: entries reach Replica.applyEntry / execute in log order,
@@ -56,12 +58,6 @@ export interface LogEntry {
   req: number;
 }
 
-/** Where a proposal came from: its node's index and its request id there (0: no reply owed). */
-export interface Origin {
-  from: number;
-  req: number;
-}
-
 /** What a replication drives: a node's replica and the clients it answers (node/replica-node.ts). */
 export interface Replica {
   readonly name: string;
@@ -84,21 +80,22 @@ export interface Replica {
    * with it, to log the entry; only then are replies derived, since a reply
    * can make a connection submit its next pipelined write at once, whose
    * entry must follow this one. A write that changed nothing keeps the seq
-   * and its origin is answered at the current one.
+   * and its origin is answered at the current one. `from`, `req`: the
+   * origin node's index (-1: none that derives replies) and request id.
    */
-  execute(cmd: Command, at: number, origin: Origin, logged: (seq: number, out: Outcome) => void): Outcome;
+  execute(cmd: Command, at: number, from: number, req: number, logged: (seq: number, out: Outcome) => void): Outcome;
   /** Answer this node's proposal `req` without an entry: it changed nothing (reflecting `seq`), or it failed (a string, seq 0). */
   answer(req: number, reply: Reply | string, seq: number): void;
   /** Fail every proposal still owed an answer, except those `keep` names. */
   failOwn(error: string, keep?: (req: number) => boolean): void;
   /** Replies derived from entries past the commit index will never be sent as they are: fail them (ClientConnection.failUncommitted). */
   failUncommitted(readError: string, writeError: string): void;
-  /** The table is now `state`, as of `seq` (a snapshot, a restore), with the exactly-once marks where the log keeps them (etcd's snapshots). */
-  load(state: TableState, seq: number, appliedReq?: Iterable<[number, number]>): void;
-  /** A new request id of this node, above every earlier one (also for proposals owed no reply: the exactly-once rule sees them). */
+  /** The next entry (seq = this.seq + 1) is a duplicate the replication filtered out: it takes its seq and changes nothing. */
+  skip(seq: number): void;
+  /** The table is now `state`, as of `seq` (a snapshot, a restore). */
+  load(state: TableState, seq: number): void;
+  /** A new request id of this node, above every earlier one (for proposals owed no reply too, where the replication needs ids on every proposal). */
   nextRequestId(): number;
-  /** The exactly-once marks (origin node → highest request id applied), for a snapshot. */
-  appliedRequests(): Array<[number, number]>;
   /** Everything up to `seq` is committed: replies reflecting it may go. */
   commit(seq: number): void;
 }
@@ -107,8 +104,8 @@ export interface Replica {
 export interface Replication {
   /** This node sequences writes now. */
   readonly leads: boolean;
-  /** Propose a write of this node; origin.from is this node's index. */
-  propose(cmd: Command, origin: Origin): void;
+  /** Propose a write of this node, as its request `req` (0: no reply owed). */
+  propose(cmd: Command, req: number): void;
   /** Per-client entries the replication keeps (held proposals, links): for NodeStats.clientEntries. */
   clientEntries(): number;
   /** Leader only: each follower's acknowledged sequence number, for views. */
