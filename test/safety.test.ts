@@ -58,6 +58,13 @@ describe('the checker', () => {
     expect(held.tokenOrder).toHaveLength(1);
   });
 
+  it('nor does such a grant overlap the holder after it (seen across processes: the grant arrived while the next holder held)', () => {
+    // Token 9's reply arrived at 7, inside token 11's hold, but its lease had ended at 5.
+    const late = check(history([hold('a', 1, 11, 6, 9), hold('a', 2, 9, 7, 5, 'deadline', true)]));
+    expect(late.overlaps).toHaveLength(0);
+    expect(late.violations).toBe(0);
+  });
+
   it('counts replicas that disagree at the end as violations', () => {
     const r = check(history([], { diverged: ['follower-1 lacks "a owner=1 token=10 waiters=" that leader has'] }));
     expect(r.violations).toBe(1);
@@ -66,7 +73,7 @@ describe('the checker', () => {
 
   it('counts lost grants and hangs as violations', () => {
     const h = hold('a', 1, 10, 0, 5);
-    const r = check(history([h], { lost: [{ hold: h, why: 'gone' }], hangs: [{ client: 2, request: 'acquire a', waitedMs: 10_000 }] }));
+    const r = check(history([h], { lost: [{ hold: h, why: 'gone' }], hangs: [{ client: 2, request: 'acquire a', waitedMs: 10_000, at: 1 }] }));
     expect(r.violations).toBe(2);
     expect(summary(r)).toMatch(/lost: a client 1 token 10 .*: gone\n {2}hang: client 2 acquire a \(10000 ms\)/);
   });

@@ -189,7 +189,7 @@ export class Harness {
     const t0 = performance.now();
     const a = await c.ask(line, this.hangMs);
     if ('hang' in a) {
-      this.history.hangs.push({ client: c.id, request: line, waitedMs: Math.round(performance.now() - t0) });
+      this.history.hangs.push({ client: c.id, request: line, waitedMs: Math.round(performance.now() - t0), at: t0 });
       c.close();
     }
     return a;

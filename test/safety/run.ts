@@ -44,7 +44,12 @@ export interface SafetyResult {
 export function around(r: SafetyResult, beforeMs = 1500, afterMs = 300): string[] {
   const rep = r.report;
   const first = rep.overlaps[0]?.a ?? rep.tokenOrder[0]?.a ?? rep.lost[0]?.hold;
-  if (first === undefined) return [];
+  if (first === undefined) {
+    // A hang: everything the nodes logged from its request on, about its client or not.
+    const hang = rep.hangs[0];
+    if (hang === undefined) return [];
+    return r.timeline.filter((l) => l.at >= hang.at - beforeMs && l.at <= hang.at + hang.waitedMs).map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`);
+  }
   const to = (rep.overlaps[0]?.b.start ?? first.end) + afterMs;
   // Per-request lines only about the lock or its holders; everything else (faults, failovers) in full.
   const about = new RegExp(`\\b(${first.lock}|${first.client}|${rep.overlaps[0]?.b.client ?? first.client})\\b`);
