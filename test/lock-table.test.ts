@@ -167,6 +167,21 @@ describe('acquire [LP-9]', () => {
     expect(stale).toMatchObject({ reply: null, changed: false });
   });
 
+  it('the timer of an earlier wait does not end a later wait of the same client on the same lock [LP-9]', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 0);
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 1000, deadline: 1000 }, 0); // waits until 1000
+    run(s, { op: 'release', client: A, lock: 'l' }, 100); // B granted
+    run(s, { op: 'release', client: B, lock: 'l' }, 200);
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 300);
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 5000, deadline: 5400 }, 400); // waits until 5400
+    // The first wait's timer fires at 1000: the second wait goes on.
+    expect(run(s, { op: 'timeout', client: B, lock: 'l', deadline: 1000 }, 1000)).toMatchObject({ reply: null, changed: false });
+    expect(s.waiting.get(B)).toBe('l');
+    expect(run(s, { op: 'timeout', client: B, lock: 'l', deadline: 5400 }, 5400).reply).toEqual({ op: 'acquire', ok: false, owner: A });
+    expect(s.waiting.has(B)).toBe(false);
+  });
+
   it('a waiter whose deadline has passed is answered as timed out, not granted, even before its timeout command (issue 12 §1)', () => {
     const s = createState();
     run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 0);

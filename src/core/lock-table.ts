@@ -73,8 +73,14 @@ export type Command =
   | { op: 'disconnect'; client: ClientId }
   /** The leader's lease timer for the grant with `token` fired (leader decides expiry). */
   | { op: 'expire'; lock: string; token: number }
-  /** The leader's timer for `client`'s acquire on `lock` fired (LP-9 timeout). */
-  | { op: 'timeout'; client: ClientId; lock: string };
+  /**
+   * The leader's timer for `client`'s acquire on `lock` fired (LP-9
+   * timeout): `deadline` is the wait's, so a timer left from an earlier
+   * wait of the same client on the same lock (granted since, then a new
+   * wait) ends nothing. Without it (a half-close ends the wait at once;
+   * entries from before it existed) the wait ends whatever its deadline.
+   */
+  | { op: 'timeout'; client: ClientId; lock: string; deadline?: number };
 
 /** Replies of the state machine, formatted into protocol lines elsewhere. */
 export type Reply =
@@ -326,6 +332,7 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
     }
     case 'timeout': {
       if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already
+      if (cmd.deadline !== undefined && locks.waiters(cmd.lock).find((w) => w.client === cmd.client)?.deadline !== cmd.deadline) return outcome(null, false); // another wait's timer
       state.waiting.delete(cmd.client);
       locks.withdraw(cmd.lock, cmd.client);
       const p = locks.find(cmd.lock);

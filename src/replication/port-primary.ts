@@ -74,8 +74,8 @@ interface BackupLink {
 /** Where a write came from: this node (a request id, 0: none), or a backup's forward. */
 type Source = { local: number } | { link: BackupLink; req: number; client: ClientId };
 
-/** An acquire's timeout: the waiting client and its lock. */
-type Deadline = { client: ClientId; lock: string };
+/** An acquire's timeout: the waiting client, its lock, and the wait's deadline (a later wait's is another). */
+type Deadline = { client: ClientId; lock: string; deadline: number };
 
 export function describeChange(c: LockChange): string {
   return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ` lease until ${new Date(c.expiresAt).toISOString().slice(11, 23)}`}` : c.lock;
@@ -102,7 +102,7 @@ export function describeCommand(cmd: Command): string {
 export class PortPrimary {
   private readonly links = new Set<BackupLink>();
   /** Acquire timeouts (few: one per waiting acquire). Lease ends come from the table itself (armLeases). */
-  private readonly timers = new TimerHeap<Deadline>((d) => this.execute({ op: 'timeout', client: d.client, lock: d.lock }, { local: 0 }));
+  private readonly timers = new TimerHeap<Deadline>((d) => this.execute({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }, { local: 0 }));
   /** The one timer for the first lease end, and the end it is armed for. */
   private leaseTimer: NodeJS.Timeout | null = null;
   private leaseArmedFor = Infinity;
@@ -234,7 +234,7 @@ export class PortPrimary {
     }
     if (out.waits !== null && cmd.op === 'acquire') {
       const deadline = deadlineOf(cmd, now);
-      if (deadline !== null) this.timers.add(deadline, { client: cmd.client, lock: cmd.lock });
+      if (deadline !== null) this.timers.add(deadline, { client: cmd.client, lock: cmd.lock, deadline });
     }
   }
 
@@ -425,7 +425,7 @@ export class PortPrimary {
   armTimers(): void {
     this.armLeases();
     for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
-      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock });
+      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
     }
   }
 

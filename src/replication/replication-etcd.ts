@@ -163,7 +163,7 @@ export class EtcdReplication implements Replication {
    */
   private heldForwards = new Map<number, Array<{ cmd: Command; req: number }>>();
   private leaderless: NodeJS.Timeout | null = null;
-  private readonly timers = new TimerHeap<{ client: ClientId; lock: string }>((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock }));
+  private readonly timers = new TimerHeap<{ client: ClientId; lock: string; deadline: number }>((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }));
   private leaseTimer: NodeJS.Timeout | null = null;
   /** Expire commands proposed and not yet applied, by token. */
   private readonly expiring = new Set<number>();
@@ -412,7 +412,7 @@ export class EtcdReplication implements Replication {
     if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
     if (this.sequencing && out.waits !== null && e.cmd.op === 'acquire') {
       const deadline = deadlineOf(e.cmd, e.at);
-      if (deadline !== null) this.timers.add(deadline, out.waits);
+      if (deadline !== null) this.timers.add(deadline, { ...out.waits, deadline });
     }
     if (this.replica.log.requests) {
       for (const c of out.changes) this.replica.log.line('repl', c.kind === 'set' ? `UpdateLockmap ${c.lock} ${c.owner}` : `RemoveLockmap ${c.lock}`);
@@ -660,7 +660,7 @@ export class EtcdReplication implements Replication {
     this.link?.close();
     this.link = null;
     for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
-      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock });
+      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
     }
     this.armLeases();
     this.dropDeadNodes();
