@@ -182,6 +182,36 @@ describe('acquire [LP-9]', () => {
     expect(s.waiting.has(B)).toBe(false);
   });
 
+  it('resumable clients [LP-16]: a resume needs the right hash, ends the old connection\'s sessions, and makes its disconnect stale', () => {
+    const s = createState();
+    run(s, { op: 'session', client: A, hash: 'h-a' });
+    run(s, { op: 'preempt', client: A, lock: 'sess', ttl: null });
+    run(s, { op: 'preempt', client: A, lock: 'lease', ttl: 60_000 });
+    expect(run(s, { op: 'resume', client: B, target: A, hash: 'h-x', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+    expect(run(s, { op: 'resume', client: C, target: 99, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+    run(s, { op: 'preempt', client: C, lock: 'c-own', ttl: null });
+    expect(run(s, { op: 'resume', client: C, target: A, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: true });
+    // A's old connection is still open: resuming ends its session lock, not its lease.
+    const ok = run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 });
+    expect(ok.reply).toEqual({ op: 'resume', ok: true, client: A, gen: 1 });
+    expect(check(s, 'sess', 1000)).toEqual({ held: false });
+    expect(check(s, 'lease', 1000)).toMatchObject({ held: true, owner: A });
+    run(s, { op: 'preempt', client: A, lock: 'sess2', ttl: null });
+    // The old connection's close (generation 0) ends nothing of the new one's.
+    expect(run(s, { op: 'disconnect', client: A })).toMatchObject({ changed: false });
+    expect(check(s, 'sess2', 1000)).toMatchObject({ held: true, owner: A });
+    // The new one's close does; the secret stays while a lease is held, and goes with the last one.
+    run(s, { op: 'disconnect', client: A, gen: 1 });
+    expect(check(s, 'sess2', 1000)).toEqual({ held: false });
+    expect(s.sessions.get(A)).toMatchObject({ open: false, gen: 1, node: 2 });
+    // It survives a snapshot, through the codec.
+    const copy = restore(viaCodec(snapshot(s)));
+    expect(copy.sessions.get(A)).toEqual(s.sessions.get(A));
+    run(s, { op: 'release', client: A, lock: 'lease' });
+    expect(s.sessions.has(A)).toBe(false);
+    expect(run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+  });
+
   it('a waiter whose deadline has passed is answered as timed out, not granted, even before its timeout command (issue 12 §1)', () => {
     const s = createState();
     run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 0);

@@ -80,6 +80,17 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     }
   });
 
+  it('a client resumes on another node [LP-16]: the secret\'s hash is in the log, its lease is its own again', async () => {
+    const a = await pool.open(ports.get('follower-1') as number);
+    const m = /^Session client_id=(\d+) secret=(\S+)$/.exec(await a.ask('session'));
+    if (m === null) throw new Error('no session reply');
+    expect(await a.ask('preempt rs-lease ttl=60000')).toMatch(/^PreemptLock Success/);
+    a.close();
+    const b = await pool.open(ports.get('follower-2') as number);
+    expect(await b.ask(`resume ${m[1]} ${m[2]}`)).toBe(`Resume Success client_id=${m[1]}`);
+    expect(await b.ask('release rs-lease')).toBe('ReleaseLock Success');
+  });
+
   it('the leader stops: another is elected; writes in flight are answered once; its clients\' session locks end, leases stay', async () => {
     const old = leaderName() as string;
     const onOld = await pool.open(ports.get(old) as number);

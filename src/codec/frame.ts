@@ -124,6 +124,7 @@ export interface WireSnapshot {
   names: string;
   nums: string;
   waiters: Snapshot['waiters'];
+  sessions?: Snapshot['sessions'];
 }
 
 export function encodeSnapshot(s: Snapshot): WireSnapshot {
@@ -133,6 +134,7 @@ export function encodeSnapshot(s: Snapshot): WireSnapshot {
     names: s.names,
     nums: Buffer.from(s.nums.buffer, s.nums.byteOffset, s.nums.byteLength).toString('base64'),
     waiters: s.waiters,
+    ...(s.sessions === undefined || s.sessions.length === 0 ? {} : { sessions: s.sessions }),
   };
 }
 
@@ -147,7 +149,11 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   // Buffer's slice of a pool may not be), with no copy in between.
   const nums = new Float64Array(3 * w.count);
   if (Buffer.from(nums.buffer).write(w.nums, 'base64') !== bytes) throw new CodecError('snapshot numbers are not base64');
-  return { nextToken: w.nextToken, count: w.count, names: w.names, nums, waiters: w.waiters };
+  const sessions = w.sessions ?? [];
+  const session = (x: unknown): boolean =>
+    Array.isArray(x) && x.length === 5 && isNat(x[0]) && typeof x[1] === 'string' && isNat(x[2]) && (x[3] === null || isNat(x[3])) && typeof x[4] === 'boolean';
+  if (!Array.isArray(sessions) || !sessions.every(session)) throw new CodecError('malformed snapshot sessions');
+  return { nextToken: w.nextToken, count: w.count, names: w.names, nums, waiters: w.waiters, sessions };
 }
 
 /** How many names LF-joined `names` holds: lines, counted without splitting (no string per name). */

@@ -15,7 +15,8 @@
  *
  * Rules implemented here: LP-5 (one owner), LP-6 (idempotent grant), LP-7
  * (tokens only go up), LP-8 (session locks vs leases), LP-9 (FIFO waiters),
- * LP-10 (owners only).
+ * LP-10 (owners only), LP-16 (resuming a client: the secret's hash is
+ * replicated here, so a client can resume on any node).
  */
 
 import { LockMap, ROW_WIDTH } from './lock-map.js';
@@ -37,6 +38,24 @@ export interface Waiter {
   readonly deadline: number | null;
 }
 
+/**
+ * A client that asked for a secret (`session`, LP-16). `hash`: SHA-256 of
+ * the secret, hex; the secret itself never enters the log. `gen`: how many
+ * times it was resumed: its connection now is the one greeted or resumed
+ * as generation `gen`, and a disconnect of an older one changes nothing
+ * (that connection is no longer the client). `node`: the node whose
+ * connection is the client since its last resume (null: the node its id
+ * names), whose loss ends its sessions [LP-8]. `open`: whether a
+ * connection is the client now; a closed client's entry is dropped once it
+ * holds no locks (nothing left to resume).
+ */
+export interface ClientSession {
+  hash: string;
+  gen: number;
+  node: number | null;
+  open: boolean;
+}
+
 export interface TableState {
   /** Held locks by name, with their waiters (lock-map.ts: rows of numbers, not an object per lock). */
   locks: LockMap;
@@ -46,6 +65,8 @@ export interface TableState {
   waiting: Map<ClientId, string>;
   /** How many locks each client holds (sessions and leases), for the per-client limit (issue 6). */
   owned: Map<ClientId, number>;
+  /** Clients that can be resumed [LP-16]. */
+  sessions: Map<ClientId, ClientSession>;
 }
 
 /** Commands that change the table. They are what the log replicates. */
@@ -69,8 +90,21 @@ export type Command =
   | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits }
   | { op: 'release'; client: ClientId; lock: string }
   | { op: 'renew'; client: ClientId; lock: string; ttl: number }
-  /** The client's connection closed (LP-8). */
-  | { op: 'disconnect'; client: ClientId }
+  /**
+   * The client's connection closed (LP-8). `gen`: the generation that
+   * connection was (LP-16: 0 for one greeted, absent in older entries);
+   * a disconnect of a generation the client has moved on from is stale.
+   */
+  | { op: 'disconnect'; client: ClientId; gen?: number }
+  /** `session` [LP-16]: `client`'s secret is the one hashing to `hash`. */
+  | { op: 'session'; client: ClientId; hash: string }
+  /**
+   * `resume target secret` [LP-16] on the connection greeted as `client`,
+   * on node `node`: if `hash` is target's, that connection becomes
+   * `target` (a new generation), and target's former connection's
+   * sessions end as if it had closed (LP-8).
+   */
+  | { op: 'resume'; client: ClientId; target: ClientId; hash: string; node: number }
   /** The leader's lease timer for the grant with `token` fired (leader decides expiry). */
   | { op: 'expire'; lock: string; token: number }
   /**
@@ -92,6 +126,11 @@ export type Reply =
   | { op: 'release'; ok: false; owner: ClientId | null }
   | { op: 'renew'; ok: true; token: number }
   | { op: 'renew'; ok: false; owner: ClientId | null }
+  | { op: 'session'; client: ClientId }
+  /** `gen`: the generation the connection now is (its disconnect carries it). */
+  | { op: 'resume'; ok: true; client: ClientId; gen: number }
+  /** `busy`: the connection holds or waits on locks as the client it was greeted as, so it cannot become another. */
+  | { op: 'resume'; ok: false; busy: boolean }
   /**
    * A resource limit refused the write (issue 6 §2; writeRefusal); sent as
    * `Error: <message>`. In process the leader decides it before applying;
@@ -131,7 +170,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new LockMap(), nextToken: firstToken, waiting: new Map(), owned: new Map() };
+  return { locks: new LockMap(), nextToken: firstToken, waiting: new Map(), owned: new Map(), sessions: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -182,8 +221,11 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   const owner = locks.owner(p);
   locks.deleteAt(p);
   const owned = (state.owned.get(owner) ?? 1) - 1;
-  if (owned === 0) state.owned.delete(owner);
-  else state.owned.set(owner, owned);
+  if (owned === 0) {
+    state.owned.delete(owner);
+    // A closed client with nothing left to resume for [LP-16].
+    if (state.sessions.get(owner)?.open === false) state.sessions.delete(owner);
+  } else state.owned.set(owner, owned);
   out.changed = true;
   let next = locks.dequeue(lock);
   let late: ClientId[] | null = null;
@@ -234,6 +276,63 @@ export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimit
     return tooManyWaiters(limits.maxWaitersPerLock);
   }
   return null;
+}
+
+/**
+ * A connection of `client` is over [LP-8]: its waiting acquire is
+ * withdrawn and its session locks released (leases stay).
+ */
+function endConnection(state: TableState, client: ClientId, now: number): Outcome {
+  const locks = state.locks;
+  const out = outcome(null, false);
+  const waitingOn = state.waiting.get(client);
+  if (waitingOn !== undefined) {
+    state.waiting.delete(client);
+    locks.withdraw(waitingOn, client);
+    out.changed = true;
+  }
+  const held = locks.sessionLocks(client);
+  // Sorted: the release order decides which waiter gets which token, so
+  // it must not depend on how the table was built (a replica restored
+  // from a snapshot rebuilds it). Each lock is found afresh: a free()
+  // that regrants inserts, which may move positions.
+  for (const lock of held.sort()) {
+    const p = locks.find(lock);
+    if (p !== -1 && locks.owner(p) === client) free(state, out, lock, p, now);
+  }
+  return out;
+}
+
+/** Two secret hashes compared in constant time [LP-16] (no early exit on the first difference). */
+function sameHash(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ (i < b.length ? b.charCodeAt(i) : 0);
+  return diff === 0;
+}
+
+/** The node whose connection is `client` now [LP-16]: where it resumed, else the one its id names (client-ids.ts). */
+export function homeOf(state: TableState, client: ClientId, nodeOfId: (c: ClientId) => number): number {
+  return state.sessions.get(client)?.node ?? nodeOfId(client);
+}
+
+/**
+ * The clients whose connection is on node `index` and who have something
+ * a connection's end would change: session locks, a wait, or a resumable
+ * session still open [LP-8, LP-16]. Ascending, so every node ends them in
+ * the same order.
+ */
+export function clientsOf(state: TableState, index: number, nodeOfId: (c: ClientId) => number): ClientId[] {
+  const gone = new Set<ClientId>();
+  for (const c of state.locks.sessionOwners()) if (homeOf(state, c, nodeOfId) === index) gone.add(c);
+  for (const c of state.waiting.keys()) if (homeOf(state, c, nodeOfId) === index) gone.add(c);
+  for (const [c, s] of state.sessions) if (s.open && homeOf(state, c, nodeOfId) === index) gone.add(c);
+  return [...gone].sort((a, b) => a - b);
+}
+
+/** The disconnect that ends `client`'s current connection (its generation, LP-16). */
+export function disconnectOf(state: TableState, client: ClientId): Command {
+  const gen = state.sessions.get(client)?.gen ?? 0;
+  return gen === 0 ? { op: 'disconnect', client } : { op: 'disconnect', client, gen };
 }
 
 export function apply(state: TableState, cmd: Command, now: number): Outcome {
@@ -303,22 +402,40 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       return out;
     }
     case 'disconnect': {
-      const out = outcome(null, false);
-      const waitingOn = state.waiting.get(cmd.client);
-      if (waitingOn !== undefined) {
-        state.waiting.delete(cmd.client);
-        locks.withdraw(waitingOn, cmd.client);
+      // [LP-16] a connection the client has moved on from (resumed elsewhere) ends nothing.
+      const session = state.sessions.get(cmd.client);
+      if ((cmd.gen ?? 0) !== (session?.gen ?? 0)) return outcome(null, false);
+      const out = endConnection(state, cmd.client, now);
+      if (session !== undefined) {
         out.changed = true;
+        // Its leases stay resumable; with none, there is nothing to resume.
+        if ((state.owned.get(cmd.client) ?? 0) === 0) state.sessions.delete(cmd.client);
+        else session.open = false;
       }
-      const held = locks.sessionLocks(cmd.client);
-      // Sorted: the release order decides which waiter gets which token, so
-      // it must not depend on how the table was built (a replica restored
-      // from a snapshot rebuilds it). Each lock is found afresh: a free()
-      // that regrants inserts, which may move positions.
-      for (const lock of held.sort()) {
-        const p = locks.find(lock);
-        if (p !== -1 && locks.owner(p) === cmd.client) free(state, out, lock, p, now);
-      }
+      return out;
+    }
+    case 'session': {
+      const s = state.sessions.get(cmd.client);
+      if (s === undefined) state.sessions.set(cmd.client, { hash: cmd.hash, gen: 0, node: null, open: true });
+      else s.hash = cmd.hash;
+      return outcome({ op: 'session', client: cmd.client }, true);
+    }
+    case 'resume': {
+      const s = state.sessions.get(cmd.target);
+      if (s === undefined || cmd.target === cmd.client || !sameHash(s.hash, cmd.hash)) return outcome({ op: 'resume', ok: false, busy: false }, false);
+      // The connection must come as it was greeted, holding and awaiting
+      // nothing: what it held as that client would be left with no owner.
+      if ((state.owned.get(cmd.client) ?? 0) > 0 || state.waiting.has(cmd.client)) return outcome({ op: 'resume', ok: false, busy: true }, false);
+      // The target's former connection, if still open, is the client no more:
+      // its sessions end [LP-8], as if it had closed; its leases stay.
+      const out = s.open ? endConnection(state, cmd.target, now) : outcome(null, false);
+      s.gen++;
+      s.node = cmd.node;
+      s.open = true;
+      // The id the connection was greeted with is retired [LP-4]: nothing resumes it.
+      state.sessions.delete(cmd.client);
+      out.reply = { op: 'resume', ok: true, client: cmd.target, gen: s.gen };
+      out.changed = true;
       return out;
     }
     case 'expire': {
@@ -389,6 +506,8 @@ export interface Snapshot {
   nums: Float64Array;
   /** The locks with waiters: [i, waiters as [client, ttl, deadline]], i ascending. */
   waiters: Array<[number, Array<[ClientId, number | null, number | null]>]>;
+  /** Resumable clients [LP-16] as [client, hash, gen, node, open]; in the first part only. Absent in snapshots written before them. */
+  sessions?: Array<[ClientId, string, number, number | null, boolean]>;
 }
 
 /**
@@ -416,7 +535,8 @@ function offsetsOf(s: Snapshot): Int32Array {
 export function snapshot(state: TableState): Snapshot {
   const { names, offsets, nums } = state.locks.columns();
   const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
-  const snap: Snapshot = { nextToken: state.nextToken, count: offsets.length - 1, names, nums, waiters };
+  const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => [c, s.hash, s.gen, s.node, s.open]);
+  const snap: Snapshot = { nextToken: state.nextToken, count: offsets.length - 1, names, nums, waiters, sessions };
   nameOffsets.set(snap, offsets);
   return snap;
 }
@@ -429,7 +549,7 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   for (const [i, ws] of s.waiters) if (i >= start && i < end) waiters.push([i - start, ws]);
   const offsets = offsetsOf(s);
   const names = start === end ? '' : s.names.slice(offsets[start], (offsets[end] as number) - 1);
-  return { nextToken: s.nextToken, count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters };
+  return { nextToken: s.nextToken, count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [] };
 }
 
 /**
@@ -463,6 +583,7 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
     run++;
   }
   if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
+  for (const [client, hash, gen, node, open] of snap.sessions ?? []) state.sessions.set(client, { hash, gen, node, open });
   for (const [i, ws] of snap.waiters) {
     const name = locks.nameAt(first + i);
     for (const [client, ttl, deadline] of ws) {

@@ -27,10 +27,11 @@
  *
  * Threading: the node's thread. Every callback runs on it.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ClientId, Command, Reply } from '../core/lock-table.js';
 import { RequestParser, type Parsed } from '../protocol/parser.js';
-import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, HELP_LINE, PONG } from '../protocol/reply.js';
+import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, formatSession, HELP_LINE, PONG } from '../protocol/reply.js';
 import { MAX_AUTH_FAILURES } from './auth.js';
 import { LINE_TIMEOUT } from './limits.js';
 import type { Request } from '../protocol/request.js';
@@ -58,7 +59,16 @@ export interface Ticket {
   blocking: boolean;
   /** A check or validate: its reply shows state, and waits for that state's commit [LP-11]. */
   read: boolean;
+  /** A `session`'s new secret [LP-16]: it goes into this reply only, never into the log or a log line. */
+  secret?: string | undefined;
+  /** The reply as log lines show it, when it differs (a `session` reply, without its secret). */
+  logged?: string | undefined;
 }
+
+/** SHA-256 of a secret, hex: what the table keeps of it [LP-16]. */
+export const secretHash = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
+/** A new secret [LP-16]: 144 random bits (at least 128), as 24 URL-safe characters. */
+export const newSecret = (): string => randomBytes(18).toString('base64url');
 
 export class ClientConnection {
   private readonly parser = new RequestParser();
@@ -90,8 +100,16 @@ export class ClientConnection {
   closed = false;
   readonly remote: string;
 
+  /**
+   * The generation of the client this connection is [LP-16]: 0 as
+   * greeted, the table's count after a `resume`. Its disconnect carries it,
+   * so the close of a connection the client has moved on from ends nothing.
+   */
+  gen = 0;
+
   constructor(
-    readonly id: ClientId,
+    /** The client this connection is: as greeted, or the one it resumed [LP-16]. */
+    public id: ClientId,
     private readonly socket: Socket,
     private readonly engine: Engine,
   ) {
@@ -275,6 +293,22 @@ export class ClientConnection {
       case 'whoami':
         t.text = formatGreeting(this.id, e.name, e.leads);
         break;
+      case 'session': {
+        // [LP-16] the secret stays here; the log carries its hash.
+        t.secret = newSecret();
+        t.req = null;
+        this.writesInFlight++;
+        e.submit(this, t, { op: 'session', client: this.id, hash: secretHash(t.secret) });
+        return true;
+      }
+      case 'resume':
+        // [LP-16] Later requests wait for the answer: they are made as the
+        // client this connection is once it is answered.
+        t.req = null;
+        this.writesInFlight++;
+        this.blockedBy = t;
+        e.submit(this, t, { op: 'resume', client: this.id, target: req.client, hash: secretHash(req.secret), node: e.index });
+        return true;
       case 'ping':
         t.text = PONG;
         break;
@@ -312,12 +346,34 @@ export class ClientConnection {
     if (t.text !== null) return;
     t.text = typeof reply === 'string' ? reply : formatReply(reply);
     t.seq = seq;
+    if (typeof reply !== 'string') this.resolved(t, reply);
     this.writesInFlight--;
     if (this.blockedBy === t) {
       this.blockedBy = null;
       this.waitingOn = null;
     }
     if (!this.closed) this.pump();
+  }
+
+  /** What a `session` or `resume` answer does to this connection [LP-16]. */
+  private resolved(t: Ticket, reply: Reply): void {
+    if (reply.op === 'session' && t.secret !== undefined) {
+      t.logged = `${t.text} secret=…`;
+      t.text = formatSession(reply.client, t.secret);
+      t.secret = undefined;
+    } else if (reply.op === 'resume' && reply.ok) {
+      this.engine.log.line('conn', `client ${this.id} (${this.remote}) resumed client ${reply.client}`);
+      this.id = reply.client;
+      this.gen = reply.gen;
+    } else if (reply.op === 'resume' && !reply.busy) {
+      // A wrong or unknown pair counts as a failed auth [LP-15].
+      this.authFailures++;
+      this.engine.log.line('warn', `client ${this.id} (${this.remote}): resume refused (${this.authFailures} of ${MAX_AUTH_FAILURES})${this.authFailures >= MAX_AUTH_FAILURES ? '; closing' : ''}`);
+      if (this.authFailures >= MAX_AUTH_FAILURES) {
+        t.close = true;
+        this.stopReading();
+      }
+    }
   }
 
   /**
@@ -353,7 +409,7 @@ export class ClientConnection {
       }
       out += `${t.text}\n`;
       sent++;
-      if (log.requests) log.line('reply', `Response ${this.id}: ${t.text}`);
+      if (log.requests) log.line('reply', `Response ${this.id}: ${t.logged ?? t.text}`);
       if (t.close) {
         close = true;
         break;

@@ -17,6 +17,8 @@ import type { NodeLog } from './node-log.js';
 
 export interface Engine {
   readonly name: string;
+  /** This node's index: where a resumed client now lives [LP-16]. */
+  readonly index: number;
   /** This node sequences writes (it leads); greetings say so when the name does not. */
   readonly leads: boolean;
   readonly log: NodeLog;

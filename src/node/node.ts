@@ -281,6 +281,20 @@ export abstract class NodeBase implements Engine {
     });
   }
 
+  /**
+   * `client` resumed as generation `gen` [LP-16]: a connection of this node
+   * that was that client before is the client no more, and is closed (its
+   * sessions ended with the resume, in the table; its disconnect, of an
+   * older generation, changes nothing).
+   */
+  protected superseded(client: ClientId, gen: number): void {
+    for (const c of this.connections) {
+      if (c.id !== client || c.gen >= gen) continue;
+      this.log.line('conn', `client ${client} resumed on another connection: closing ${c.remote}`);
+      c.destroy();
+    }
+  }
+
   /** Fault injection (--chaos drop-client): close one connection at random, as a network would. */
   dropRandomClient(): number | null {
     const all = [...this.connections];

@@ -98,8 +98,8 @@ export class ReplicaNode extends NodeBase implements Replica {
       this.own.delete(req);
     }
     // [LP-8] its session locks are released and its waiters withdrawn, in
-    // order after its earlier writes.
-    this.replication.propose({ op: 'disconnect', client: conn.id }, 0);
+    // order after its earlier writes; as the generation it is [LP-16].
+    this.replication.propose(conn.gen === 0 ? { op: 'disconnect', client: conn.id } : { op: 'disconnect', client: conn.id, gen: conn.gen }, 0);
   }
 
   // ---- Replica: what the replication calls ----
@@ -135,6 +135,7 @@ export class ReplicaNode extends NodeBase implements Replica {
     // A timeout's reply is the waiting acquire's; a wake's is the woken one's.
     if (cmd.op === 'timeout' && out.reply !== null) this.answerWaiter(cmd.client, out.reply, seq);
     for (const w of out.wakes) this.answerWaiter(w.client, w.reply, seq);
+    if (cmd.op === 'resume' && out.reply?.op === 'resume' && out.reply.ok) this.superseded(cmd.target, out.reply.gen);
   }
 
   answer(req: number, reply: Reply | string, seq: number): void {

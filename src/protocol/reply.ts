@@ -18,10 +18,22 @@ export function formatReply(r: Reply): string {
       return r.ok ? 'ReleaseLock Success' : `ReleaseLock Failed owner=${who(r.owner)}`;
     case 'renew':
       return r.ok ? `RenewLock Success token=${r.token}` : `RenewLock Failed owner=${who(r.owner)}`;
+    case 'session':
+      // The secret goes to its connection only (ClientConnection adds it): never in a log line.
+      return `Session client_id=${r.client}`;
+    case 'resume':
+      if (r.ok) return `Resume Success client_id=${r.client}`;
+      return r.busy ? formatError(RESUME_BUSY) : RESUME_FAILED;
     case 'refused':
       return formatError(r.message);
   }
 }
+
+/** [LP-16] */
+export const RESUME_FAILED = 'Resume Failed';
+export const RESUME_BUSY = 'resume must come first on its connection: this one holds or waits on locks as the client it was greeted as';
+/** The `session` reply with its secret, for its own connection only. */
+export const formatSession = (client: ClientId, secret: string): string => `Session client_id=${client} secret=${secret}`;
 
 export function formatCheck(c: CheckResult): string {
   if (!c.held) return 'CheckLock:Free';

@@ -20,6 +20,10 @@ export type Request =
   /** [LP-15] `secret` is never logged or echoed. */
   | { verb: 'auth'; secret: string }
   | { verb: 'whoami' }
+  /** [LP-16] this connection's secret, to resume it as this client from another connection. */
+  | { verb: 'session' }
+  /** [LP-16] become client `client` again; `secret` is never logged or echoed. */
+  | { verb: 'resume'; client: number; secret: string }
   | { verb: 'ping' }
   | { verb: 'help' }
   | { verb: 'quit' };
@@ -33,7 +37,7 @@ interface OptionSpec {
 
 interface VerbSpec {
   /** Positional arguments, in order. */
-  args: ReadonlyArray<'lock' | 'token' | 'secret'>;
+  args: ReadonlyArray<'lock' | 'token' | 'secret' | 'client'>;
   options: Readonly<Record<string, OptionSpec>>;
   usage: string;
 }
@@ -49,6 +53,8 @@ export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
   validate: { args: ['lock', 'token'], options: {}, usage: 'validate <lock> <token>' },
   auth: { args: ['secret'], options: {}, usage: 'auth <token>' },
   whoami: { args: [], options: {}, usage: 'whoami' },
+  session: { args: [], options: {}, usage: 'session' },
+  resume: { args: ['client', 'secret'], options: {}, usage: 'resume <client_id> <secret>' },
   ping: { args: [], options: {}, usage: 'ping' },
   help: { args: [], options: {}, usage: 'help' },
   quit: { args: [], options: {}, usage: 'quit' },
@@ -124,8 +130,9 @@ export function parseRequest(line: string): Request | ParseError | null {
       continue;
     }
     const eq = word.indexOf('=');
-    // [LP-15] never echo what may be part of a secret
+    // [LP-15, LP-16] never echo what may be part of a secret
     if (verb === 'auth') return { error: `auth takes one word, the token; usage: ${spec.usage}` };
+    if (verb === 'resume') return { error: `resume takes two words, the client id and its secret; usage: ${spec.usage}` };
     if (eq <= 0) return { error: `unexpected argument ${quote(word)}; usage: ${spec.usage}` };
     const key = word.slice(0, eq);
     const opt = Object.hasOwn(spec.options, key) ? spec.options[key] : undefined;
@@ -142,7 +149,8 @@ export function parseRequest(line: string): Request | ParseError | null {
     options.set(key, value);
   }
   if (positional.length < spec.args.length) {
-    const missing = spec.args[positional.length] === 'lock' ? 'a lock name' : spec.args[positional.length] === 'secret' ? 'the auth token' : 'a token';
+    const arg = spec.args[positional.length];
+    const missing = arg === 'lock' ? 'a lock name' : arg === 'secret' ? (verb === 'resume' ? 'the secret' : 'the auth token') : arg === 'client' ? 'a client id' : 'a token';
     return { error: `${verb} needs ${missing}; usage: ${spec.usage}` };
   }
   for (const [key, opt] of Object.entries(spec.options)) {
@@ -176,6 +184,13 @@ export function parseRequest(line: string): Request | ParseError | null {
     }
     case 'auth':
       return { verb, secret: positional[0] as string };
+    case 'resume': {
+      const idText = positional[0] as string;
+      const client = wholeNumber(idText);
+      if (client === null || client < 1) return { error: `client id must be a positive whole number, got ${quote(idText)}; usage: ${spec.usage}` };
+      return { verb, client, secret: positional[1] as string };
+    }
+    case 'session':
     case 'whoami':
     case 'ping':
     case 'help':

@@ -22,7 +22,7 @@
  * they arrive on this thread; entries reach each backup in seq order over
  * its FIFO link.
  */
-import { deadlineOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
+import { clientsOf, deadlineOf, disconnectOf, homeOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -96,6 +96,10 @@ export function describeCommand(cmd: Command): string {
       return `expire ${cmd.lock} token=${cmd.token}`;
     case 'timeout':
       return `timeout ${cmd.lock}`;
+    case 'session':
+      return 'session'; // never the hash
+    case 'resume':
+      return `resume ${cmd.target}`;
   }
 }
 
@@ -280,7 +284,7 @@ export class PortPrimary {
 
   /** The same line for a waiting acquire answered by a later entry (a grant, a timeout), when the waiter is a backup's client. */
   private logWaiter(client: ClientId, reply: Reply): void {
-    const index = nodeOfClient(client);
+    const index = homeOf(this.replica.state, client, nodeOfClient);
     if (index === this.replica.index) return;
     for (const link of this.links) if (link.index === index) return this.logResponse(client, link, reply);
   }
@@ -291,13 +295,10 @@ export class PortPrimary {
    * disconnected. Leases survive. Client ids name their node (client-ids.ts).
    */
   dropClientsOf(index: number, name: string): void {
-    const state = this.replica.state;
-    const gone = new Set<ClientId>();
-    for (const client of state.locks.sessionOwners()) if (nodeOfClient(client) === index) gone.add(client);
-    for (const client of state.waiting.keys()) if (nodeOfClient(client) === index) gone.add(client);
-    if (gone.size === 0) return;
-    this.replica.log.line('warn', `${name} is gone: ending the sessions of its ${gone.size} client(s)`);
-    for (const client of [...gone].sort((a, b) => a - b)) this.execute({ op: 'disconnect', client }, { local: 0 });
+    const gone = clientsOf(this.replica.state, index, nodeOfClient);
+    if (gone.length === 0) return;
+    this.replica.log.line('warn', `${name} is gone: ending the sessions of its ${gone.length} client(s)`);
+    for (const client of gone) this.execute(disconnectOf(this.replica.state, client), { local: 0 });
   }
 
   /** Every frame to a backup goes through here, to wait behind a snapshot in parts. */
@@ -487,10 +488,10 @@ export class PortPrimary {
       `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `snapshot at seq ${r.snapshot.seq}`} + ${r.entries.length} entries: seq ${this.replica.seq}, ${state.locks.size} locks (${state.locks.leaseCount()} leases), next token ${state.nextToken}`,
     );
     if (r.cut !== null) this.replica.log.line('error', `cut ${r.cut.bytes} bytes of a torn or corrupt tail of ${r.cut.file} after seq ${r.cut.afterSeq}; entries in them are lost`);
-    const gone = [...new Set([...state.locks.sessionOwners(), ...state.waiting.keys()])].sort((a, b) => a - b);
+    const gone = [...new Set([...state.locks.sessionOwners(), ...state.waiting.keys(), ...[...state.sessions].filter(([, s]) => s.open).map(([c]) => c)])].sort((a, b) => a - b);
     let locks = 0;
     for (const c of gone) locks += state.locks.sessionCount(c);
-    for (const client of gone) this.execute({ op: 'disconnect', client }, { local: 0 });
+    for (const client of gone) this.execute(disconnectOf(state, client), { local: 0 });
     if (gone.length > 0) this.replica.log.line('warn', `released ${locks} session lock(s) and withdrew the waiters of ${gone.length} client(s) from before the restart`);
     this.armTimers();
     this.recomputeCommit();

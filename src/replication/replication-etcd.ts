@@ -53,7 +53,7 @@
  * Threading: the node's worker thread (or `dlock node`'s main thread).
  */
 import type { Server } from 'node:net';
-import { createState, deadlineOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
+import { clientsOf, createState, deadlineOf, disconnectOf, homeOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import { TcpTransport } from '../transport/transport-tcp.js';
 import { nodeOfClient } from '../node/client-ids.js';
@@ -356,12 +356,11 @@ export class EtcdReplication implements Replication {
    * died and came back while none led), nobody else would.
    */
   private async endOwnPastSessions(): Promise<void> {
-    const state = (): Replica['state'] => this.replica.state;
-    const mine = (): ClientId[] => [...new Set([...state().locks.sessionOwners(), ...state().waiting.keys()])].filter((c) => nodeOfClient(c) === this.replica.index);
-    const past = mine().sort((a, b) => a - b);
+    const mine = (): ClientId[] => clientsOf(this.replica.state, this.replica.index, nodeOfClient);
+    const past = mine();
     if (past.length === 0) return;
     this.replica.log.line('warn', `ending the sessions of ${past.length} client(s) of this node's earlier run`);
-    for (const client of past) this.propose({ op: 'disconnect', client }, 0);
+    for (const client of past) this.propose(disconnectOf(this.replica.state, client), 0);
     await new Promise<void>((resolve) => {
       const check = setInterval(() => {
         if (mine().length === 0 || this.closing) {
@@ -744,19 +743,19 @@ export class EtcdReplication implements Replication {
 
   /** At takeover: the sessions of every node not live now (the old leader's, for one) end [LP-8]. */
   private dropDeadNodes(): void {
+    const state = this.replica.state;
     const indexes = new Set<number>();
-    for (const c of this.replica.state.locks.sessionOwners()) indexes.add(nodeOfClient(c));
-    for (const c of this.replica.state.waiting.keys()) indexes.add(nodeOfClient(c));
+    for (const c of state.locks.sessionOwners()) indexes.add(homeOf(state, c, nodeOfClient));
+    for (const c of state.waiting.keys()) indexes.add(homeOf(state, c, nodeOfClient));
+    for (const [c, s] of state.sessions) if (s.open) indexes.add(homeOf(state, c, nodeOfClient));
     for (const i of indexes) if (!this.live.has(i)) this.dropClientsOf(i);
   }
 
   private dropClientsOf(index: number): void {
-    const gone = new Set<ClientId>();
-    for (const c of this.replica.state.locks.sessionOwners()) if (nodeOfClient(c) === index) gone.add(c);
-    for (const c of this.replica.state.waiting.keys()) if (nodeOfClient(c) === index) gone.add(c);
-    if (gone.size === 0) return;
-    this.replica.log.line('warn', `node ${index} is gone: ending the sessions of its ${gone.size} client(s)`);
-    for (const client of [...gone].sort((a, b) => a - b)) this.sequence({ op: 'disconnect', client });
+    const gone = clientsOf(this.replica.state, index, nodeOfClient);
+    if (gone.length === 0) return;
+    this.replica.log.line('warn', `node ${index} is gone: ending the sessions of its ${gone.length} client(s)`);
+    for (const client of gone) this.sequence(disconnectOf(this.replica.state, client));
   }
 
   // ---- stopping ----
