@@ -62,15 +62,35 @@ export class LockLostError extends Error {
   readonly code = 'ERR_DLOCK_LOST';
 }
 
+/** One node of the cluster. */
+export interface NodeAddress {
+  host?: string;
+  port: number;
+}
+
 export interface ConnectOptions {
   port: number;
   host?: string;
+  /** More nodes of the cluster: connect() tries them in turn after the first, and a reconnect goes round them all. */
+  nodes?: NodeAddress[];
   /** Give up connecting after this many ms (default 5000). */
   connectTimeoutMs?: number;
   /** Sent as `auth <token>` right after the greeting [LP-15]; connect() fails with AuthError if refused. */
   authToken?: string | null;
   /** Connect over TLS (issue 6 §4); the server's certificate is verified unless told otherwise. */
   tls?: TlsClientOptions | null;
+  /**
+   * Survive a broken connection [LP-16]: the client asks for its secret
+   * (`session`) at once, and when its connection breaks it connects again,
+   * to the next node if need be, and resumes as the same client, so its
+   * leases stay its own (session locks do not: they ended with the
+   * connection). Requests in flight at the break reject with
+   * ConnectionClosedError (their outcome is unknown); requests made while
+   * it reconnects wait for it. It gives up after `giveUpAfterMs` (default
+   * 30 s), or at once if the cluster no longer knows the client (it held no
+   * lease), and is then closed for good (onClose). Default: off.
+   */
+  reconnect?: boolean | { giveUpAfterMs?: number };
 }
 
 export interface TlsClientOptions {
@@ -91,28 +111,42 @@ interface Waiting {
   reject: (err: Error) => void;
 }
 
-export async function connect(opts: ConnectOptions): Promise<DlockClient> {
-  const host = opts.host ?? '127.0.0.1';
-  const tls = opts.tls ?? null;
+/** A request made while the client reconnects: sent once it has resumed. */
+interface Held extends Waiting {
+  line: string;
+}
+
+const RECONNECT_GIVE_UP_MS = 30_000;
+
+/** Every node to try, the first one first. */
+function addressesOf(opts: ConnectOptions): Array<{ host: string; port: number }> {
+  return [{ host: opts.host ?? '127.0.0.1', port: opts.port }, ...(opts.nodes ?? []).map((n) => ({ host: n.host ?? '127.0.0.1', port: n.port }))];
+}
+
+function dial(addr: { host: string; port: number }, tls: TlsClientOptions | null): Socket {
   const socket: Socket =
     tls === null
-      ? netConnect({ host, port: opts.port })
-      : tlsConnect({ host, port: opts.port, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) });
+      ? netConnect({ host: addr.host, port: addr.port })
+      : tlsConnect({ host: addr.host, port: addr.port, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) });
   socket.setNoDelay(true);
-  const client = new DlockClient(socket);
-  await client.ready(opts.connectTimeoutMs ?? 5000, `${host}:${opts.port}`);
-  if (opts.authToken !== undefined && opts.authToken !== null) {
-    if (!isTokenWord(opts.authToken)) {
-      await client.close();
-      throw new TypeError(`the auth token ${TOKEN_RULE}`);
-    }
-    const reply = await client.raw(`auth ${opts.authToken}`);
-    if (reply !== 'Auth Success') {
-      await client.close();
-      throw new AuthError(`${host}:${opts.port} refused the auth token (${reply})`);
+  return socket;
+}
+
+export async function connect(opts: ConnectOptions): Promise<DlockClient> {
+  if (opts.authToken !== undefined && opts.authToken !== null && !isTokenWord(opts.authToken)) throw new TypeError(`the auth token ${TOKEN_RULE}`);
+  const addrs = addressesOf(opts);
+  let last: Error | null = null;
+  for (let i = 0; i < addrs.length; i++) {
+    const client = new DlockClient(opts, i);
+    try {
+      await client.open();
+      return client;
+    } catch (err) {
+      if (err instanceof AuthError || err instanceof TypeError) throw err;
+      last = err as Error;
     }
   }
-  return client;
+  throw last ?? new ConnectionClosedError('no node to connect to');
 }
 
 function lockArg(lock: string): string {
@@ -129,7 +163,7 @@ function msArg(name: string, value: number, min: number): string {
 }
 
 export class DlockClient {
-  /** Our client id and the node's name, from the greeting [LP-3]. */
+  /** Our client id and the node's name, from the greeting [LP-3] (after a reconnect: the id resumed, the new node). */
   id = 0;
   node = '';
   /** The greeting said ` role: leader`: a follower promoted to leader, whose name says follower. */
@@ -138,58 +172,174 @@ export class DlockClient {
   get nodeLabel(): string {
     return this.leads ? `${this.node} (leader)` : this.node;
   }
-  private readonly splitter = new LineSplitter(MAX_LINE_BYTES * 4);
+  private socket: Socket | null = null;
+  private splitter = new LineSplitter(MAX_LINE_BYTES * 4);
   private readonly waiting: Waiting[] = [];
   private greeted: ((line: string) => void) | null = null;
   private closedError: Error | null = null;
   private readonly closeListeners = new Set<(err: Error) => void>();
+  private readonly reconnectListeners = new Set<() => void>();
+  private resolveClosed: () => void = () => {};
   private readonly closedPromise: Promise<void>;
+  /** [LP-16] this client's secret, when it may reconnect. */
+  private secret: string | null = null;
+  /** While reconnecting: the requests made meanwhile. */
+  private held: Held[] | null = null;
+  /** close() was called: a close is not a break to recover from. */
+  private deliberate = false;
+  private readonly addrs: Array<{ host: string; port: number }>;
 
   /** @internal use connect() */
-  constructor(private readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      const status = this.splitter.push(chunk, (line) => this.onLine(line.toString('utf8')));
-      if (status === 'too-long') this.socket.destroy(new ProtocolError('reply line too long'));
-    });
+  constructor(
+    private readonly opts: ConnectOptions,
+    /** The node of `addrs` this client is (or was last) connected to. */
+    private at: number,
+  ) {
+    this.addrs = addressesOf(opts);
     this.closedPromise = new Promise((resolve) => {
-      socket.on('error', (err) => {
-        this.closedError ??= new ConnectionClosedError(`connection error: ${err.message}`);
-      });
-      socket.on('close', () => {
-        const err = this.closedError ?? new ConnectionClosedError('connection closed');
-        this.closedError = err;
-        for (const w of this.waiting.splice(0)) w.reject(err);
-        for (const l of this.closeListeners) l(err);
-        resolve();
-      });
+      this.resolveClosed = resolve;
     });
   }
 
-  /** @internal wait for the greeting */
-  ready(timeoutMs: number, where: string): Promise<void> {
-    return new Promise((resolve, reject) => {
+  /** @internal connect to addrs[at]: greeting, auth, and the secret if it may reconnect. */
+  async open(): Promise<void> {
+    const g = await this.handshake(this.addrs[this.at] as { host: string; port: number });
+    this.id = g.client;
+    this.node = g.node;
+    this.leads = g.leads;
+    if (this.opts.reconnect !== undefined && this.opts.reconnect !== false) {
+      try {
+        this.secret = (await this.session()).secret;
+      } catch (err) {
+        this.socket?.destroy();
+        throw err;
+      }
+    }
+  }
+
+  /** A new socket to `addr`, greeted and authenticated; this client's socket from then on. */
+  private async handshake(addr: { host: string; port: number }): Promise<{ client: ClientId; node: string; leads: boolean }> {
+    const where = `${addr.host}:${addr.port}`;
+    const socket = dial(addr, this.opts.tls ?? null);
+    this.attach(socket);
+    const timeoutMs = this.opts.connectTimeoutMs ?? 5000;
+    const g = await new Promise<{ client: ClientId; node: string; leads: boolean }>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.socket.destroy();
+        socket.destroy();
         reject(new ConnectionClosedError(`no greeting from ${where} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.closeListeners.add((err) => {
+      const early = (): void => {
         clearTimeout(timer);
-        reject(new ConnectionClosedError(`cannot connect to ${where}: ${err.message}`));
-      });
+        reject(new ConnectionClosedError(`cannot connect to ${where}: ${this.socketError ?? 'connection closed'}`));
+      };
+      socket.once('close', early);
       this.greeted = (line) => {
         clearTimeout(timer);
-        const g = parseGreeting(line);
-        if (g === null) {
-          this.socket.destroy();
+        socket.off('close', early);
+        const parsed = parseGreeting(line);
+        if (parsed === null) {
+          socket.destroy();
           reject(new ProtocolError(`unexpected greeting from ${where}: ${JSON.stringify(line)}`));
           return;
         }
-        this.id = g.client;
-        this.node = g.node;
-        this.leads = g.leads;
-        resolve();
+        resolve(parsed);
       };
     });
+    const token = this.opts.authToken;
+    if (token !== undefined && token !== null) {
+      const reply = await this.send(`auth ${token}`);
+      if (reply !== 'Auth Success') {
+        socket.destroy();
+        throw new AuthError(`${where} refused the auth token (${reply})`);
+      }
+    }
+    return g;
+  }
+
+  private socketError: string | null = null;
+
+  /** Read replies from `socket`; a close of the current socket is a break (or the end). */
+  private attach(socket: Socket): void {
+    this.socket = socket;
+    this.splitter = new LineSplitter(MAX_LINE_BYTES * 4);
+    this.socketError = null;
+    socket.on('data', (chunk: Buffer) => {
+      if (socket !== this.socket) return;
+      const status = this.splitter.push(chunk, (line) => this.onLine(line.toString('utf8')));
+      if (status === 'too-long') socket.destroy(new ProtocolError('reply line too long'));
+    });
+    socket.on('error', (err) => {
+      if (socket === this.socket) this.socketError = err.message;
+    });
+    socket.on('close', () => {
+      if (socket !== this.socket) return;
+      this.onBreak(new ConnectionClosedError(this.socketError === null ? 'connection closed' : `connection error: ${this.socketError}`));
+    });
+  }
+
+  /** The current socket closed: what was in flight fails; then reconnect, or close for good. */
+  private onBreak(err: Error): void {
+    for (const w of this.waiting.splice(0)) w.reject(err);
+    if (this.held !== null) return; // a reconnect's own handshake failed: the loop goes on
+    if (this.deliberate || this.secret === null) {
+      this.end(err);
+      return;
+    }
+    this.held = [];
+    void this.reconnect(err);
+  }
+
+  /** Closed for good: every request waiting fails, onClose listeners are told once. */
+  private end(err: Error): void {
+    if (this.closedError !== null) return;
+    this.closedError = err;
+    for (const h of this.held ?? []) h.reject(err);
+    this.held = null;
+    for (const l of this.closeListeners) l(err);
+    this.resolveClosed();
+  }
+
+  /**
+   * [LP-16] Connect again, going round the nodes from the next one, and
+   * resume as this client; backing off from 50 ms to 1 s between tries.
+   */
+  private async reconnect(cause: Error): Promise<void> {
+    const r = this.opts.reconnect;
+    const giveUp = Date.now() + (typeof r === 'object' && r.giveUpAfterMs !== undefined ? r.giveUpAfterMs : RECONNECT_GIVE_UP_MS);
+    const me = this.id;
+    let pause = 50;
+    let last: Error = cause;
+    while (!this.deliberate && Date.now() < giveUp) {
+      this.at = (this.at + 1) % this.addrs.length;
+      try {
+        const g = await this.handshake(this.addrs[this.at] as { host: string; port: number });
+        const reply = await this.send(`resume ${me} ${this.secret as string}`);
+        if (reply !== `Resume Success client_id=${me}`) {
+          // The cluster no longer knows this client (it held no lease), or refused: nothing to resume.
+          this.socket?.destroy();
+          last = new ConnectionClosedError(`connection lost (${cause.message}), and client ${me} could not be resumed: ${reply}`);
+          break;
+        }
+        this.node = g.node;
+        this.leads = g.leads;
+        const held = this.held ?? [];
+        this.held = null;
+        for (const h of held) this.write(h);
+        for (const l of this.reconnectListeners) l();
+        return;
+      } catch (err) {
+        if (err instanceof AuthError) {
+          last = err;
+          break;
+        }
+        last = err as Error;
+        this.socket?.destroy();
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(pause * 2, 1000);
+      }
+    }
+    this.socket?.destroy();
+    this.end(last instanceof ConnectionClosedError || last instanceof AuthError ? last : new ConnectionClosedError(`connection lost and not resumed: ${last.message}`));
   }
 
   private onLine(line: string): void {
@@ -201,17 +351,18 @@ export class DlockClient {
     }
     const w = this.waiting.shift();
     if (w === undefined) {
-      this.socket.destroy(new ProtocolError(`unsolicited reply: ${JSON.stringify(line)}`));
+      this.socket?.destroy(new ProtocolError(`unsolicited reply: ${JSON.stringify(line)}`));
       return;
     }
     w.resolve(line);
   }
 
+  /** Closed for good (a reconnecting client is not). */
   get closed(): boolean {
     return this.closedError !== null;
   }
 
-  /** Call `listener` once when the connection closes (at once if it has). */
+  /** Call `listener` once when the client is closed for good (at once if it is). */
   onClose(listener: (err: Error) => void): () => void {
     if (this.closedError !== null) {
       listener(this.closedError);
@@ -219,6 +370,12 @@ export class DlockClient {
     }
     this.closeListeners.add(listener);
     return () => this.closeListeners.delete(listener);
+  }
+
+  /** Call `listener` each time the client has reconnected and resumed [LP-16] (see ConnectOptions.reconnect). */
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
   }
 
   /**
@@ -230,9 +387,20 @@ export class DlockClient {
     if (line.trim() === '') return Promise.reject(new TypeError('a blank line is not a request and gets no reply'));
     if (this.closedError !== null) return Promise.reject(this.closedError);
     return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.socket.write(`${line}\n`);
+      const h: Held = { line, resolve, reject };
+      if (this.held !== null) this.held.push(h); // reconnecting: sent once resumed
+      else this.write(h);
     });
+  }
+
+  /** A line on the current socket, past any reconnect's queue (the handshake's own requests). */
+  private send(line: string): Promise<string> {
+    return new Promise((resolve, reject) => this.write({ line, resolve, reject }));
+  }
+
+  private write(h: Held): void {
+    this.waiting.push({ resolve: h.resolve, reject: h.reject });
+    this.socket?.write(`${h.line}\n`);
   }
 
   private async request<T>(line: string, parse: (reply: string) => T | null): Promise<T> {
@@ -297,39 +465,74 @@ export class DlockClient {
 
   /** Say `quit`, wait for `Bye` and the close. Session locks are released [LP-8]. */
   async close(): Promise<void> {
-    if (this.closedError === null) {
+    this.deliberate = true;
+    if (this.closedError === null && this.held === null) {
       try {
         await this.raw('quit');
       } catch (err) {
         if (!(err instanceof ConnectionClosedError)) throw err;
       }
     }
+    if (this.held !== null) this.end(new ConnectionClosedError('closed while reconnecting'));
     await this.closedPromise;
   }
 
-  /** Drop the connection without goodbye. */
+  /** Drop the connection without goodbye (a reconnecting client reconnects: that is what it is for). */
   destroy(): void {
-    this.socket.destroy();
+    this.socket?.destroy();
+  }
+
+  /** Close for good, without goodbye: no reconnect. */
+  abort(): void {
+    this.deliberate = true;
+    this.socket?.destroy();
+  }
+
+  /** [LP-16] This connection's secret, to resume it as this client from another connection. */
+  async session(): Promise<{ client: ClientId; secret: string }> {
+    return this.request('session', (r) => {
+      const m = /^Session client_id=(\d+) secret=(\S+)$/.exec(r);
+      return m === null ? null : { client: Number(m[1]), secret: m[2] as string };
+    });
+  }
+
+  /** [LP-16] Become `client` again (this connection's first write); false when the pair is refused. */
+  async resume(client: ClientId, secret: string): Promise<boolean> {
+    if (!Number.isSafeInteger(client) || client < 1) throw new RangeError(`client must be a positive integer, got ${client}`);
+    if (!isTokenWord(secret)) throw new TypeError('the secret must be one word');
+    const ok = await this.request(`resume ${client} ${secret}`, (r) => (r === `Resume Success client_id=${client}` ? true : r === 'Resume Failed' ? false : null));
+    if (ok) this.id = client;
+    return ok;
   }
 
   /**
    * Hold `lock` as a lease and keep renewing it: acquire with `ttl` (waiting
    * up to `timeout` ms, default forever), then renew every ttl/3. The lease is
-   * lost when a renew fails (someone else holds it, or it expired) or the
-   * connection closes; `onLost` is then called once and `lost` resolves.
+   * lost when a renew is refused (someone else holds it, or it expired),
+   * when it cannot be renewed before its end, or when the client closes for
+   * good; `onLost` is then called once and `lost` resolves. With
+   * `reconnect` (ConnectOptions), a broken connection is not a loss: the
+   * client reconnects and resumes [LP-16], and renewing goes on, as long as
+   * that happens before the lease's end (counted from when the last renew
+   * that succeeded was sent, so never later than the cluster's).
    */
   async keepLease(lock: string, opts: { ttl: number; timeout?: number; onLost?: (err: LockLostError) => void }): Promise<KeptLease> {
+    const sent = Date.now();
     const got = await this.acquire(lock, opts.timeout === undefined ? { ttl: opts.ttl } : { ttl: opts.ttl, timeout: opts.timeout });
     if (!got.ok) throw new LockNotAcquiredError(lock, got.owner);
-    return new KeptLease(this, lock, got.token, opts.ttl, opts.onLost);
+    return new KeptLease(this, lock, got.token, opts.ttl, sent, opts.onLost);
   }
 }
 
 export class KeptLease {
   private timer: NodeJS.Timeout | null = null;
+  /** Fires at the lease's end as this client knows it, unless a renew succeeds first. */
+  private endTimer: NodeJS.Timeout | null = null;
   private done = false;
+  private renewing = false;
   private settle: (err: LockLostError | null) => void = () => {};
   private readonly unlisten: () => void;
+  private readonly unlistenReconnect: () => void;
   /** Resolves with the reason when the lease is lost, or null after release(). */
   readonly lost: Promise<LockLostError | null>;
 
@@ -338,32 +541,62 @@ export class KeptLease {
     readonly lock: string,
     readonly token: number,
     private readonly ttl: number,
+    /** When the request that set the lease's current end was sent (ms since the epoch). */
+    since: number,
     private readonly onLost?: (err: LockLostError) => void,
   ) {
     this.lost = new Promise((resolve) => {
       this.settle = resolve;
     });
     this.unlisten = client.onClose((err) => this.fail(`connection closed: ${err.message}`));
-    this.schedule();
+    // Resumed after a break: renew at once, the lease may be near its end.
+    this.unlistenReconnect = client.onReconnect(() => {
+      if (this.timer !== null) clearTimeout(this.timer);
+      this.timer = null;
+      void this.renew();
+    });
+    if (Date.now() - since < this.ttl / 3) {
+      this.armEnd(since);
+      this.schedule();
+    } else {
+      // The acquire waited in the queue: granted at some time since it was
+      // sent, unknown here, so its end is not known either. Renewing now
+      // sets it from now (the end timer is armed when that succeeds).
+      void this.renew();
+    }
   }
 
   private schedule(): void {
     this.timer = setTimeout(() => void this.renew(), Math.max(1, Math.floor(this.ttl / 3)));
   }
 
+  private armEnd(since: number): void {
+    if (this.endTimer !== null) clearTimeout(this.endTimer);
+    this.endTimer = setTimeout(() => this.fail(`not renewed before its end (${this.ttl} ms after the last renew)`), Math.max(0, since + this.ttl - Date.now()));
+  }
+
   private async renew(): Promise<void> {
-    if (this.done) return;
+    if (this.done || this.renewing) return;
+    this.renewing = true;
+    const sent = Date.now();
     let r: RenewResult;
     try {
       r = await this.client.renew(this.lock, this.ttl);
     } catch (err) {
+      this.renewing = false;
+      // A break: with reconnect on, the client resumes and onReconnect renews; else it closes (onClose).
+      if (err instanceof ConnectionClosedError && !this.client.closed) return;
       this.fail(`renew failed: ${(err as Error).message}`);
       return;
     }
+    this.renewing = false;
     if (this.done) return;
     if (!r.ok) this.fail(`renew refused: lock ${this.lock} is held by ${r.owner ?? 'nobody'}`);
     else if (r.token !== this.token) this.fail(`lock ${this.lock} was granted again (token ${r.token}, ours ${this.token})`);
-    else this.schedule();
+    else {
+      this.armEnd(sent);
+      this.schedule();
+    }
   }
 
   private fail(reason: string): void {
@@ -377,7 +610,9 @@ export class KeptLease {
   private finish(): void {
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.endTimer !== null) clearTimeout(this.endTimer);
     this.unlisten();
+    this.unlistenReconnect();
   }
 
   /** Stop renewing and release the lock. */
