@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `dlock` command (yargs): `dlock up` starts the cluster, `dlock client`
- * is the interactive client.
+ * The `dlock` command (yargs): `dlock up` starts the cluster, `dlock node`
+ * one node across hosts, `dlock client` sends requests (one, or
+ * interactively), `dlock lock` holds a lock while a command runs.
  */
 import { readFileSync } from 'node:fs';
 import { DEFAULT_NODE_TTL_S } from './replication/etcd-members.js';
@@ -35,6 +36,19 @@ function readPem(path: string, flag: string): string {
     process.exit(1);
   }
   return text;
+}
+
+/** $DLOCK_PORT as a number (NaN if it is not one: the command's check says so), else `def`. */
+const envPort = (def: number): number => (process.env['DLOCK_PORT'] === undefined ? def : Number(process.env['DLOCK_PORT']));
+
+/** --nodes HOST:PORT,…, or an error saying what it takes. */
+function nodeList(value: string): Array<{ host: string; port: number }> {
+  return value.split(',').map((hp) => {
+    const at = hp.lastIndexOf(':');
+    const port = Number(hp.slice(at + 1));
+    if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--nodes takes HOST:PORT, comma-separated, got ${JSON.stringify(hp)}`);
+    return { host: hp.slice(0, at), port };
+  });
 }
 
 /** Addresses only this machine can reach: binding them without a token is fine. */
@@ -215,26 +229,84 @@ await yargs(hideBin(process.argv))
     },
   )
   .command(
-    'client',
-    'interactive client (reads requests from stdin when piped)',
+    'client [request..]',
+    'the client: one request and exit (a script\'s), or interactive (reads requests from stdin when piped)',
     (y) =>
       y
-        .option('port', portOption(9001, 'node to connect to: 9001 is the leader, 9002 follower-1, …'))
-        .option('host', { type: 'string', default: '127.0.0.1' })
+        .positional('request', { type: 'string', array: true, describe: 'one request, e.g. "check lock01": print the reply and exit 0 (success), 1 (Failed, Timeout, Stale) or 2 (Error, or no node)' })
+        .option('port', { type: 'number', default: envPort(9001), describe: 'node to connect to: 9001 is the leader, 9002 follower-1, … (default: $DLOCK_PORT, else 9001)' })
+        .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
+        .option('json', { type: 'boolean', default: false, describe: 'print each reply as a JSON object' })
         .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
         .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
         .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file), e.g. a self-signed server certificate' })
         .check((a) => {
-          if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be a port number from 1 to 65535');
+          if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
           return true;
         }),
     async (a) => {
       const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
-      process.exitCode = await repl({ host: a.host, port: a.port, authToken: authToken(a['auth-token']), tls });
+      const conn = { host: a.host, port: a.port, authToken: authToken(a['auth-token']), tls };
+      const words = (a.request ?? []).map(String);
+      if (words.length > 0) {
+        const { oneShot } = await import('./client/oneshot.js');
+        process.exitCode = await oneShot({ ...conn, words, json: a.json });
+      } else {
+        process.exitCode = await repl({ ...conn, json: a.json });
+      }
     },
   )
-  .demandCommand(1, 'name a command: up or client')
+  .command(
+    'lock <name>',
+    'hold a lock while a command runs: dlock lock NAME [--ttl MS] [--timeout MS] -- COMMAND [ARGS…]',
+    (y) =>
+      y
+        .positional('name', { type: 'string', describe: 'the lock' })
+        .option('ttl', { type: 'number', default: 10_000, describe: 'lease length, ms; renewed every third of it while the command runs' })
+        .option('timeout', { type: 'number', describe: 'ms to wait for the lock (default: as long as it takes); exit 1 if not acquired' })
+        .option('grace', { type: 'number', default: 5000, describe: 'if the lock is lost: ms between SIGTERM and SIGKILL to the command' })
+        .option('port', { type: 'number', default: envPort(9001), describe: 'node to connect to (default: $DLOCK_PORT, else 9001)' })
+        .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
+        .option('nodes', { type: 'string', describe: 'the cluster\'s other nodes, HOST:PORT comma-separated: reconnect there if the first is lost' })
+        .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+        .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
+        .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file)' })
+        .check((a) => {
+          const command = (a['--'] as unknown[] | undefined) ?? [];
+          if (command.length === 0) throw new Error('name the command to run after --, e.g. dlock lock jobs -- ./run.sh');
+          if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 86_400_000) throw new Error('--ttl must be a whole number of ms from 1 to 86400000');
+          if (a.timeout !== undefined && (!Number.isInteger(a.timeout) || a.timeout < 0 || a.timeout > 86_400_000)) throw new Error('--timeout must be a whole number of ms from 0 to 86400000');
+          if (!Number.isInteger(a.grace) || a.grace < 0) throw new Error('--grace must be a whole number of ms');
+          if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
+          if (a.nodes !== undefined) nodeList(a.nodes);
+          return true;
+        }),
+    async (a) => {
+      const { lockCommand } = await import('./client/lock-command.js');
+      const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
+      process.exitCode = await lockCommand({
+        host: a.host,
+        port: a.port,
+        nodes: a.nodes === undefined ? [] : nodeList(a.nodes),
+        authToken: authToken(a['auth-token']),
+        tls,
+        lock: a.name as string,
+        ttl: a.ttl,
+        timeout: a.timeout,
+        graceMs: a.grace,
+        command: ((a['--'] as unknown[] | undefined) ?? []).map(String),
+      });
+    },
+  )
+  .demandCommand(1, 'name a command: up, node, status, tui, client or lock')
+  .parserConfiguration({ 'populate--': true })
   .strict()
+  // A usage error is its one line and where to read more, not the whole help (issue 14 §3).
+  .fail((msg, err) => {
+    const command = process.argv.slice(2).find((w) => !w.startsWith('-'));
+    process.stderr.write(`dlock: ${msg ?? err?.message ?? 'bad usage'}\nRun 'dlock ${command === undefined ? '' : `${command} `}--help' for usage.\n`);
+    process.exit(2);
+  })
   .help()
   .alias('h', 'help')
   .version()

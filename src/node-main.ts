@@ -12,7 +12,7 @@
  * and closed), then rejoins as a new run of the same name once etcd answers.
  */
 import { Etcd3 } from 'etcd3';
-import { headlessView } from '../ui/headless.js';
+import { headlessView } from './headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { Limits } from './node/limits.js';
 import { NodeLog } from './node/node-log.js';

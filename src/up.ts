@@ -4,7 +4,7 @@
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
 import type { Limits } from './node/limits.js';
-import { headlessView } from '../ui/headless.js';
+import { headlessView } from './headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import type { NodeEvent } from './control.js';

@@ -92,10 +92,10 @@ describe('dlock with an auth token', () => {
     const env = { ...process.env };
     delete env['DLOCK_AUTH_TOKEN'];
     const refused = run(['up', '--no-tui', '--port', '0', '--host', '0.0.0.0'], undefined, env);
-    expect(await refused.exit).toBe(1);
+    expect(await refused.exit).toBe(2); // a usage error
     expect(refused.err()).toMatch(/refusing to listen on 0\.0\.0\.0 without --auth-token \(or DLOCK_AUTH_TOKEN\): anyone who can reach it could take any lock; add --insecure to do it anyway/);
     const bad = run(['up', '--no-tui', '--port', '0', '--auth-token', 'a b'], undefined, env);
-    expect(await bad.exit).toBe(1);
+    expect(await bad.exit).toBe(2);
     expect(bad.err()).toMatch(/--auth-token \(or DLOCK_AUTH_TOKEN\) must be one word/);
     const insecure = await up(['--no-tui', '--host', '0.0.0.0', '--insecure'], env);
     insecure.proc.child.kill('SIGTERM');
@@ -113,7 +113,7 @@ describe('dlock with an auth token', () => {
       expect(await client.exit).toBe(0);
       expect(client.out()).toMatch(/PreemptLock Success owner=\d+ token=1/);
       const wrong = run(['client', '--port', String(ports['leader']), '--auth-token', 'nope'], 'ping\n', env);
-      expect(await wrong.exit).toBe(1);
+      expect(await wrong.exit).toBe(2); // no node to ask: refused
       expect(wrong.err()).toMatch(/refused the auth token \(Auth Failed\)/);
     } finally {
       proc.child.kill('SIGTERM');

@@ -37,9 +37,9 @@ describe('--chaos SPEC', () => {
     }
   });
 
-  it('dlock up refuses a bad spec before starting anything, with exit status 1', () => {
+  it('dlock up refuses a bad spec before starting anything, with exit status 2 (a usage error)', () => {
     const r = spawnSync(process.execPath, [CLI, 'up', '--no-tui', '--port', '0', '--chaos', 'kill-follower@soon'], { encoding: 'utf8', timeout: 10_000 });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--chaos item "kill-follower@soon": "soon" is not a duration/);
     expect(r.stdout).not.toMatch(/ready/);
   });

@@ -86,6 +86,45 @@ describe('dlock up (headless)', () => {
     }
   });
 
+  it.skipIf(!has('tmux'))('dlock client in a terminal edits the line, keeps history, and prints a late reply above the line being typed', async () => {
+    const sock = `dlock-test-edit-${process.pid}`;
+    const tmux = (...args: string[]): string => {
+      const r = spawnSync('tmux', ['-L', sock, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const other = await LineClient.open(ports['leader'] as number);
+    expect(await other.ask('preempt tmux-held')).toMatch(/^PreemptLock Success/);
+    tmux('-f', '/dev/null', 'new-session', '-d', '-s', 'c', '-x', '120', '-y', '30');
+    try {
+      tmux('set-option', '-t', 'c', 'remain-on-exit', 'on');
+      tmux('respawn-pane', '-k', '-t', 'c', `${process.execPath} ${CLI} client --port ${ports['leader']}`);
+      const screen = (): string => tmux('capture-pane', '-p', '-t', 'c');
+      await eventually(() => /distributeLock:>$/m.test(screen()), 'the prompt');
+      // Editing: a stray x removed at the start (Home, Delete), the end typed on (End).
+      tmux('send-keys', '-t', 'c', 'xpreempt tmux-ed', 'Home', 'DC', 'End', 'it', 'Enter');
+      await eventually(() => /Request: preempt tmux-edit\n.*Response: PreemptLock Success/m.test(screen()), 'the edited request answered');
+      // History: Up brings it back; Ctrl+U clears it again.
+      tmux('send-keys', '-t', 'c', 'Up');
+      await eventually(() => /distributeLock:> preempt tmux-edit$/m.test(screen()), 'the last line from history');
+      tmux('send-keys', '-t', 'c', 'C-u');
+      await eventually(() => /distributeLock:>$/m.test(screen()), 'the line cleared');
+      // A reply that comes while a line is being typed goes above it.
+      tmux('send-keys', '-t', 'c', 'acquire tmux-held', 'Enter');
+      tmux('send-keys', '-t', 'c', 'pin');
+      await eventually(() => /distributeLock:> pin$/m.test(screen()), 'the half-typed line');
+      expect(await other.ask('release tmux-held')).toBe('ReleaseLock Success');
+      await eventually(() => /Response: AcquireLock Success owner=1000\d token=\d+\ndistributeLock:> pin$/m.test(screen()), 'the late reply above the typed line');
+      tmux('send-keys', '-t', 'c', 'g', 'Enter');
+      await eventually(() => /Request: ping\n.*Response: PONG/m.test(screen()), 'the finished line sent');
+      tmux('send-keys', '-t', 'c', 'quit', 'Enter');
+      await eventually(() => /Response: Bye/.test(screen()), 'Bye');
+    } finally {
+      other.close();
+      spawnSync('tmux', ['-L', sock, 'kill-server']);
+    }
+  });
+
   it('SIGTERM closes it cleanly with status 0', async () => {
     proc.child.kill('SIGTERM');
     expect(await proc.exit).toBe(0);
@@ -127,23 +166,25 @@ describe('dlock up lifecycle and errors', () => {
   });
 
   it('bad flags are refused with the reason', async () => {
+    // Usage errors: exit status 2, the reason, and where to read more (not the whole help).
     const a = run(['up', '--followers', '-1']);
-    expect(await a.exit).toBe(1);
+    expect(await a.exit).toBe(2);
     expect(a.err()).toMatch(/--followers must be a whole number from 0 to 98/);
     const b = run(['up', '--port', '70000']);
-    expect(await b.exit).toBe(1);
+    expect(await b.exit).toBe(2);
     expect(b.err()).toMatch(/--port must be/);
     const c = run(['frobnicate']);
-    expect(await c.exit).toBe(1);
+    expect(await c.exit).toBe(2);
+    expect(c.err()).toBe("dlock: Unknown argument: frobnicate\nRun 'dlock frobnicate --help' for usage.\n");
   });
 
-  it('dlock client to a port with no node says so and exits 1', async () => {
+  it('dlock client to a port with no node says so and exits 2', async () => {
     const probe = createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const port = (probe.address() as AddressInfo).port;
     await new Promise((resolve) => probe.close(resolve)); // now nothing listens there
     const c = run(['client', '--port', String(port)], 'ping\n');
-    expect(await c.exit).toBe(1);
+    expect(await c.exit).toBe(2);
     expect(c.err()).toMatch(/dlock client: cannot connect to 127\.0\.0\.1:\d+/);
   });
 

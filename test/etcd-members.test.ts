@@ -70,7 +70,8 @@ describe.skipIf(!hasEtcd)('EtcdMembership', () => {
     doomed.abandon();
     await eventually(() => live.length === 1, 'doomed to leave', 5000, 20);
     expect(live).toEqual(['observer']);
-    expect(Date.now() - t0).toBeLessThan(1000 + 1500); // its ttl, plus etcd's lease checks
+    // Its ttl, plus etcd's lease checks and a poll (300 ms); 2.7 s was seen with every test running at once on 2 cores.
+    expect(Date.now() - t0).toBeLessThan(1000 + 3000);
     await watcher.leave();
   });
 

@@ -3,7 +3,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { headlessView } from '../ui/headless.js';
+import { headlessView } from '../src/headless.js';
 
 describe('headless view', () => {
   it('prefixes lines with the node and a time', () => {

@@ -83,14 +83,14 @@ describe.skipIf(!hasOpenssl)('dlock up over TLS', () => {
     expect(await c.exit).toBe(0);
     expect(c.out()).toMatch(/PreemptLock Success owner=\d+ token=\d+/);
     const noCa = run(['client', '--port', String(ports['follower-2']), '--tls'], 'ping\n');
-    expect(await noCa.exit).toBe(1);
+    expect(await noCa.exit).toBe(2); // no node it could trust: as one it cannot reach
     expect(noCa.err()).toMatch(/self[- ]signed certificate/);
     writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
     const junk = run(['up', '--no-tui', '--port', '0', '--tls-cert', join(dir, 'junk.pem'), '--tls-key', key]);
     expect(await junk.exit).toBe(1);
     expect(junk.err()).toMatch(/--tls-cert .*junk\.pem: not a PEM file/);
     const half = run(['up', '--no-tui', '--port', '0', '--tls-cert', cert]);
-    expect(await half.exit).toBe(1);
+    expect(await half.exit).toBe(2); // a usage error
     expect(half.err()).toMatch(/--tls-cert and --tls-key go together/);
   });
 });

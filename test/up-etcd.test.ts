@@ -72,12 +72,12 @@ describe.skipIf(!hasEtcd)('dlock up --etcd', () => {
     expect(await back.ask('check ue-after')).toBe(`CheckLock:Lock:${w.id} token=${/token=(\d+)/.exec(await w.ask('check ue-after'))?.[1]}`);
   });
 
-  it('dlock up --etcd refuses bad URLs and --data-dir with a clear error', async () => {
+  it('dlock up --etcd refuses bad URLs and --data-dir with a clear error (a usage error: exit status 2)', async () => {
     const bad = run(['up', '--no-tui', '--etcd', 'localhost:2379']);
-    expect(await bad.exit).toBe(1);
+    expect(await bad.exit).toBe(2);
     expect(bad.err()).toMatch(/--etcd takes etcd client URLs, comma-separated \(http:\/\/HOST:PORT\)/);
     const both = run(['up', '--no-tui', '--etcd', 'http://127.0.0.1:2379', '--data-dir', '/tmp/x']);
-    expect(await both.exit).toBe(1);
+    expect(await both.exit).toBe(2);
     expect(both.err()).toMatch(/--etcd and --data-dir/);
   });
 });

@@ -22,7 +22,7 @@ import type { UpOptions } from '../src/up.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
 import { ClusterSource } from './source-cluster.js';
 import type { ViewSource } from './source.js';
-import { timestamp } from './headless.js';
+import { timestamp } from '../src/headless.js';
 import { Keymap, type Action } from './keymap.js';
 import { layout, PARTS, type Focus, type Layout, type Mode, type Rect } from './layout.js';
 import { ClusterModel, isLive, sparkline, type NodeView } from './model.js';
