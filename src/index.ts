@@ -12,6 +12,8 @@ export {
   LockLostError,
   AuthError,
   type ConnectOptions,
+  type NodeAddress,
+  type KeepLeaseOptions,
   type TlsClientOptions,
   type PreemptResult,
   type AcquireResult,

@@ -32,10 +32,19 @@ export class ServerError extends Error {
   readonly code = 'ERR_DLOCK_SERVER';
 }
 
-/** The connection closed before the reply came. */
+/**
+ * The connection closed before the reply came, or could not be made.
+ * `code` is the system error's (ECONNREFUSED, ECONNRESET, …) when one
+ * caused it, with that error as `cause`; else ERR_DLOCK_CLOSED.
+ */
 export class ConnectionClosedError extends Error {
   override readonly name = 'ConnectionClosedError';
-  readonly code = 'ERR_DLOCK_CLOSED';
+  readonly code: string;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    const sys = (options?.cause as NodeJS.ErrnoException | undefined)?.code;
+    this.code = typeof sys === 'string' ? sys : 'ERR_DLOCK_CLOSED';
+  }
 }
 
 /** The node sent something this client does not understand. */
@@ -230,7 +239,8 @@ export class DlockClient {
       }, timeoutMs);
       const early = (): void => {
         clearTimeout(timer);
-        reject(new ConnectionClosedError(`cannot connect to ${where}: ${this.socketError ?? 'connection closed'}`));
+        const cause = this.socketError;
+        reject(new ConnectionClosedError(`cannot connect to ${where}: ${cause?.message ?? 'connection closed'}`, cause === null ? undefined : { cause }));
       };
       socket.once('close', early);
       this.greeted = (line) => {
@@ -256,7 +266,8 @@ export class DlockClient {
     return g;
   }
 
-  private socketError: string | null = null;
+  /** The current socket's error, if it had one: the cause of its close. */
+  private socketError: Error | null = null;
 
   /** Read replies from `socket`; a close of the current socket is a break (or the end). */
   private attach(socket: Socket): void {
@@ -269,11 +280,12 @@ export class DlockClient {
       if (status === 'too-long') socket.destroy(new ProtocolError('reply line too long'));
     });
     socket.on('error', (err) => {
-      if (socket === this.socket) this.socketError = err.message;
+      if (socket === this.socket) this.socketError = err;
     });
     socket.on('close', () => {
       if (socket !== this.socket) return;
-      this.onBreak(new ConnectionClosedError(this.socketError === null ? 'connection closed' : `connection error: ${this.socketError}`));
+      const cause = this.socketError;
+      this.onBreak(cause === null ? new ConnectionClosedError('connection closed') : new ConnectionClosedError(`connection error: ${cause.message}`, { cause }));
     });
   }
 
@@ -362,15 +374,23 @@ export class DlockClient {
     return this.closedError !== null;
   }
 
-  /** Call `listener` once when the client is closed for good (at once if it is). */
-  onClose(listener: (err: Error) => void): () => void {
+  /**
+   * Call `listener` once when the client is closed for good (at once if it
+   * is): with the error that closed it, or null after close() (a deliberate
+   * close is not an error).
+   */
+  onClose(listener: (err: Error | null) => void): () => void {
+    const wrapped = (err: Error): void => listener(this.deliberate && this.quitOk ? null : err);
     if (this.closedError !== null) {
-      listener(this.closedError);
+      wrapped(this.closedError);
       return () => {};
     }
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
+    this.closeListeners.add(wrapped);
+    return () => this.closeListeners.delete(wrapped);
   }
+
+  /** close() said `quit` and was answered: the close that follows is the one asked for. */
+  private quitOk = false;
 
   /** Call `listener` each time the client has reconnected and resumed [LP-16] (see ConnectOptions.reconnect). */
   onReconnect(listener: () => void): () => void {
@@ -467,6 +487,7 @@ export class DlockClient {
   async close(): Promise<void> {
     this.deliberate = true;
     if (this.closedError === null && this.held === null) {
+      this.quitOk = true;
       try {
         await this.raw('quit');
       } catch (err) {
@@ -482,10 +503,32 @@ export class DlockClient {
     this.socket?.destroy();
   }
 
-  /** Close for good, without goodbye: no reconnect. */
+  /** Close for good, without goodbye: no reconnect (onClose is told null: it was asked for). */
   abort(): void {
     this.deliberate = true;
+    this.quitOk = true;
     this.socket?.destroy();
+  }
+
+  /** `Symbol.asyncDispose`: `await using c = await connect(…)` closes it at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.closed) await this.close();
+  }
+
+  /**
+   * Run `fn` holding `lock` as a lease kept by keepLease (same options),
+   * and release it in `finally`, whatever `fn` does. `fn` gets the fencing
+   * token (pass it to what you write to) and an AbortSignal that fires if
+   * the lock is lost while `fn` runs (its reason: the LockLostError):
+   * stop writing then. Resolves with what `fn` resolves with.
+   */
+  async withLock<T>(lock: string, fn: (held: { token: number; signal: AbortSignal }) => Promise<T> | T, opts: KeepLeaseOptions): Promise<T> {
+    const lease = await this.keepLease(lock, opts);
+    try {
+      return await fn({ token: lease.token, signal: lease.signal });
+    } finally {
+      if (!lease.signal.aborted) await lease.release();
+    }
   }
 
   /** [LP-16] This connection's secret, to resume it as this client from another connection. */
@@ -516,15 +559,78 @@ export class DlockClient {
    * that happens before the lease's end (counted from when the last renew
    * that succeeded was sent, so never later than the cluster's).
    */
-  async keepLease(lock: string, opts: { ttl: number; timeout?: number; onLost?: (err: LockLostError) => void }): Promise<KeptLease> {
-    const sent = Date.now();
-    const got = await this.acquire(lock, opts.timeout === undefined ? { ttl: opts.ttl } : { ttl: opts.ttl, timeout: opts.timeout });
-    if (!got.ok) throw new LockNotAcquiredError(lock, got.owner);
-    return new KeptLease(this, lock, got.token, opts.ttl, sent, opts.onLost);
+  async keepLease(lock: string, opts: KeepLeaseOptions): Promise<KeptLease> {
+    const retries = opts.retry?.retries ?? 0;
+    const delayMs = opts.retry?.delayMs ?? 200;
+    const jitterMs = opts.retry?.jitterMs ?? Math.floor(delayMs / 2);
+    for (let attempt = 0; ; attempt++) {
+      opts.signal?.throwIfAborted();
+      const sent = Date.now();
+      const got = await this.acquireUntil(lock, opts.ttl, opts.timeout, opts.signal);
+      if (got.ok) return new KeptLease(this, lock, got.token, opts.ttl, sent, opts.onLost);
+      if (attempt >= retries) throw new LockNotAcquiredError(lock, got.owner);
+      await pause(delayMs + Math.floor(Math.random() * (jitterMs + 1)), opts.signal);
+    }
+  }
+
+  /**
+   * acquire, cancellable by `signal`. The protocol has no way to take back
+   * a waiting acquire but closing the connection, so with a signal the wait
+   * is made of acquires of at most CANCEL_SLICE_MS each: an abort takes
+   * effect within that, and each slice queues again, behind those that came
+   * meanwhile (without a signal the wait keeps its place: LP-9).
+   */
+  private async acquireUntil(lock: string, ttl: number, timeout: number | undefined, signal: AbortSignal | undefined): Promise<AcquireResult> {
+    if (signal === undefined) return this.acquire(lock, timeout === undefined ? { ttl } : { ttl, timeout });
+    const until = timeout === undefined ? Infinity : Date.now() + timeout;
+    for (;;) {
+      signal.throwIfAborted();
+      const slice = Math.max(0, Math.min(CANCEL_SLICE_MS, until - Date.now()));
+      const got = await this.acquire(lock, { ttl, timeout: slice });
+      if (got.ok || Date.now() >= until) return got;
+    }
   }
 }
 
+/** The longest a cancellable acquire waits before it asks again (see acquireUntil). */
+const CANCEL_SLICE_MS = 1000;
+
+/** Wait `ms`, or reject with the signal's reason when it aborts first. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted === true) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export interface KeepLeaseOptions {
+  /** Lease length, ms; renewed every third of it. */
+  ttl: number;
+  /** ms to wait for the lock (each try); absent: as long as it takes [LP-9]. */
+  timeout?: number;
+  /** Try again this many times after a try that did not get it, `delayMs` (+ up to `jitterMs` at random) apart. Default: no retry. */
+  retry?: { retries: number; delayMs?: number; jitterMs?: number };
+  /** Cancels the wait (rejects with its reason); see acquireUntil for what that costs the wait's place. */
+  signal?: AbortSignal;
+  /** Told once if the lease is lost (LockLostError); also KeptLease.lost and KeptLease.signal. */
+  onLost?: (err: LockLostError) => void;
+}
+
 export class KeptLease {
+  private readonly aborter = new AbortController();
+  /** Aborts, with the LockLostError as its reason, when the lease is lost. */
+  readonly signal: AbortSignal = this.aborter.signal;
   private timer: NodeJS.Timeout | null = null;
   /** Fires at the lease's end as this client knows it, unless a renew succeeds first. */
   private endTimer: NodeJS.Timeout | null = null;
@@ -548,7 +654,7 @@ export class KeptLease {
     this.lost = new Promise((resolve) => {
       this.settle = resolve;
     });
-    this.unlisten = client.onClose((err) => this.fail(`connection closed: ${err.message}`));
+    this.unlisten = client.onClose((err) => this.fail(err === null ? 'the client was closed' : `connection closed: ${err.message}`));
     // Resumed after a break: renew at once, the lease may be near its end.
     this.unlistenReconnect = client.onReconnect(() => {
       if (this.timer !== null) clearTimeout(this.timer);
@@ -603,6 +709,7 @@ export class KeptLease {
     if (this.done) return;
     this.finish();
     const err = new LockLostError(`lease on ${this.lock} lost: ${reason}`);
+    this.aborter.abort(err);
     this.onLost?.(err);
     this.settle(err);
   }
@@ -621,5 +728,10 @@ export class KeptLease {
     this.finish();
     this.settle(null);
     return this.client.release(this.lock);
+  }
+
+  /** `await using lease = await c.keepLease(…)`: released at the end of the block (if still held). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.done) await this.release();
   }
 }
