@@ -116,7 +116,15 @@ await yargs(hideBin(process.argv))
         .option('slow-client-timeout', { type: 'number', default: DEFAULT_LIMITS.slowClientMs, describe: 'ms a client may leave its replies unread before it is dropped' })
         .option('etcd', { type: 'string', describe: 'keep the log and elect the leader on etcd: its client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
         .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
+        .option('http-port', { type: 'number', describe: 'serve the admin API (/health, /metrics, /locks, /clients, revoke) on this port; 0 picks a free one' })
+        .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'address the admin API binds' })
+        .option('admin-token', { type: 'string', describe: 'Bearer token for /locks, /clients and revoke (default: $DLOCK_ADMIN_TOKEN; without one they are refused)' })
+        .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'headless log lines: text, or one JSON object per line' })
         .check((a) => {
+          if (a['http-port'] !== undefined && (!Number.isInteger(a['http-port']) || a['http-port'] < 0 || a['http-port'] > 65535)) throw new Error('--http-port must be a port number from 0 to 65535');
+          const admin = a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'];
+          if (admin !== undefined && !isTokenWord(admin)) throw new Error(`--admin-token (or DLOCK_ADMIN_TOKEN) ${TOKEN_RULE}`);
+          if (a['http-port'] !== undefined && !isLoopback(a['http-host']) && admin === undefined && !a.insecure) throw new Error(`refusing to serve the admin API on ${a['http-host']} without --admin-token: add one, or --insecure`);
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
@@ -139,7 +147,9 @@ await yargs(hideBin(process.argv))
       const etcd = a.etcd === undefined ? null : { hosts: etcdUrls(a.etcd), cluster: a.cluster };
       const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
-        limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] } };
+        limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] },
+        admin: a['http-port'] === undefined ? null : { host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null },
+        logFormat: a['log-format'] };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
         const { runTui } = await import('../ui/tui.js');
@@ -254,6 +264,29 @@ await yargs(hideBin(process.argv))
       } else {
         process.exitCode = await repl({ ...conn, json: a.json });
       }
+    },
+  )
+  .command(
+    'admin <action> [lock]',
+    'the admin API from the shell: dlock admin locks [--prefix P] | clients | revoke LOCK',
+    (y) =>
+      y
+        .positional('action', { choices: ['locks', 'clients', 'revoke', 'health'] as const, describe: 'what to do' })
+        .positional('lock', { type: 'string', describe: 'with revoke: the lock to force-release' })
+        .option('http-port', { type: 'number', default: 9080, describe: 'the admin API\'s port (dlock up --http-port)' })
+        .option('http-host', { type: 'string', default: '127.0.0.1' })
+        .option('admin-token', { type: 'string', describe: 'default: $DLOCK_ADMIN_TOKEN' })
+        .option('prefix', { type: 'string', default: '', describe: 'with locks: only names starting with this' })
+        .option('limit', { type: 'number', default: 1000, describe: 'with locks, clients: at most this many' })
+        .option('json', { type: 'boolean', default: false, describe: 'print the API\'s JSON as is' })
+        .check((a) => {
+          if (a.action === 'revoke' && (a.lock === undefined || a.lock === '')) throw new Error('revoke needs the lock: dlock admin revoke LOCK');
+          if (!Number.isInteger(a['http-port']) || a['http-port'] < 1 || a['http-port'] > 65535) throw new Error('--http-port must be a port number from 1 to 65535');
+          return true;
+        }),
+    async (a) => {
+      const { adminCommand } = await import('./admin/admin-command.js');
+      process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null, prefix: a.prefix, limit: a.limit, json: a.json });
     },
   )
   .command(

@@ -313,6 +313,7 @@ export class Cluster {
     if (res.basePort !== null) chosen.m.info.port = res.basePort;
     const name = chosen.m.info.name;
     this.opts.onEvent({ type: 'state', node: name, state: 'promoted', address: `${chosen.m.info.host}:${chosen.m.info.port}` });
+    this.counts.failovers++;
     this.notice('warn', `${name} promoted to leader in ${Date.now() - t0} ms at seq ${res.seq}; ${others.length} follower(s) relinked${res.basePort === null ? '; the base port could not be taken' : ''}`);
     // Keep N followers: a new one on the lowest follower index not in use
     // (indexes stay bounded however many failovers; ids stay unique, as each
@@ -369,7 +370,10 @@ export class Cluster {
       const t0 = Date.now();
       // During a failover, wait for the new leader to link to.
       (this.failingOver ?? Promise.resolve()).then(() => (this.opts.etcd === null ? this.startFollower(dead.info.index, dead) : this.startNode(dead.info.index, undefined, dead))).then(
-        (m) => this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Date.now() - t0} ms`),
+        (m) => {
+          this.counts.restarts++;
+          this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Date.now() - t0} ms`);
+        },
         (err: unknown) => {
           if (this.closing) return;
           this.notice('error', `${name} could not be restarted: ${(err as Error).message}`);
@@ -420,6 +424,22 @@ export class Cluster {
 
   locks(name: string, limit?: number): Promise<LockRow[]> {
     return this.member(name).handle.call('locks', (r) => r.locks(limit), this.opts.callTimeoutMs);
+  }
+
+  /** Failovers done and nodes restarted since start (the admin API's metrics). */
+  readonly counts = { failovers: 0, restarts: 0 };
+
+  /** The admin API: a node's metrics (NodeMetrics.json), its clients, and a revoke made through it. */
+  metricsOf(name: string): Promise<unknown[]> {
+    return this.member(name).handle.call('metrics', (r) => r.metrics(), this.opts.callTimeoutMs);
+  }
+
+  clientsOf(name: string): Promise<Array<{ client: number; remote: string; locks: number; waiting: string | null }>> {
+    return this.member(name).handle.call('clients', (r) => r.clients(), this.opts.callTimeoutMs);
+  }
+
+  revoke(name: string, lock: string): Promise<{ owner: number | null; token: number | null } | string> {
+    return this.member(name).handle.call<{ owner: number | null; token: number | null } | string>('revoke', (r) => r.revoke(lock), this.opts.callTimeoutMs);
   }
 
   /**

@@ -90,6 +90,12 @@ export interface NodeControl {
   promote(args: PromoteArgs): Promise<{ basePort: number | null; seq: number }>;
   stats(): NodeStats;
   locks(limit?: number): LockRow[];
+  /** The admin API (issue 14 §2): this node's Prometheus metrics as JSON, for the main thread to merge. */
+  metrics(): Promise<unknown[]>;
+  /** The admin API: the clients connected to this node. */
+  clients(): Array<{ client: number; remote: string; locks: number; waiting: string | null }>;
+  /** The admin API: force-release `lock` (logged and replicated); the grant revoked, or an error text. */
+  revoke(lock: string): Promise<{ owner: number | null; token: number | null } | string>;
   /**
    * Graceful shutdown, first step (issue 6 §6): stop accepting and reading,
    * answer what was received, close each connection once answered; resolves

@@ -31,11 +31,17 @@ export const HEADLESS_MAX_BUFFERED = 8 << 20;
  * waiting, lines are dropped, and once the output drains one line says how
  * many were lost.
  */
-export function headlessView(out: NodeJS.WritableStream & { writableLength?: number } = process.stdout, maxBuffered = HEADLESS_MAX_BUFFERED): (ev: NodeEvent) => void {
+/** One log line as a JSON object (--log-format json): time (ISO 8601), node, kind, text. */
+export function formatJsonLine(node: string, line: LogLine): string {
+  return JSON.stringify({ time: new Date(line.t).toISOString(), node, kind: line.kind, msg: line.text });
+}
+
+export function headlessView(out: NodeJS.WritableStream & { writableLength?: number } = process.stdout, maxBuffered = HEADLESS_MAX_BUFFERED, format: 'text' | 'json' = 'text'): (ev: NodeEvent) => void {
   let dropped = 0;
+  const fmt = format === 'json' ? formatJsonLine : formatLogLine;
   out.on('drain', () => {
     if (dropped === 0) return;
-    out.write(`${'cluster'.padEnd(10)} ${timestamp(Date.now())} ${dropped} log lines dropped: the output was not being read fast enough\n`);
+    out.write(`${fmt('cluster', { t: Date.now(), kind: 'warn', text: `${dropped} log lines dropped: the output was not being read fast enough` })}\n`);
     dropped = 0;
   });
   return (ev) => {
@@ -45,7 +51,7 @@ export function headlessView(out: NodeJS.WritableStream & { writableLength?: num
       return;
     }
     let text = '';
-    for (const line of ev.lines) text += `${formatLogLine(ev.node, line)}\n`;
+    for (const line of ev.lines) text += `${fmt(ev.node, line)}\n`;
     out.write(text);
   };
 }

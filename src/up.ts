@@ -9,6 +9,9 @@ import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import type { NodeEvent } from './control.js';
 import type { FsyncMode } from './store/store.js';
+import type { Server } from 'node:http';
+import { serveAdmin } from './admin/admin-http.js';
+import { ClusterAdmin } from './admin/admin-cluster.js';
 
 export interface UpOptions {
   followers: number;
@@ -29,6 +32,21 @@ export interface UpOptions {
   tls: { cert: string; key: string } | null;
   /** --etcd URLs and --cluster (null: the in-process log). */
   etcd?: { hosts: string[]; cluster: string } | null;
+  /** --http-port, --http-host, --admin-token: the admin API (null: none). */
+  admin?: { host: string; port: number; token: string | null } | null;
+  /** --log-format: text (default) or json, one object per line. */
+  logFormat?: 'text' | 'json';
+}
+
+/** Serve the admin API for `cluster`, if asked; its address for the ready line. */
+export async function startAdmin(cluster: Cluster, opts: UpOptions): Promise<{ server: Server; address: string } | null> {
+  const a = opts.admin ?? null;
+  if (a === null) return null;
+  const server = await serveAdmin(new ClusterAdmin(cluster), { host: a.host, port: a.port, adminToken: a.token, log: (kind, text) => cluster.notice(kind, text) });
+  const addr = server.address();
+  const address = `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}`;
+  cluster.notice('info', `admin API on http://${address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
+  return { server, address };
 }
 
 /** On SIGTERM / SIGINT, how long requests already read may take to be answered. */
@@ -61,7 +79,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
 }
 
 export async function up(opts: UpOptions): Promise<number> {
-  const view = headlessView();
+  const view = headlessView(undefined, undefined, opts.logFormat ?? 'text');
   let cluster: Cluster;
   try {
     cluster = await Cluster.start(clusterOptions(opts, view));
@@ -73,14 +91,23 @@ export async function up(opts: UpOptions): Promise<number> {
     process.stderr.write(`dlock up: could not start the cluster: ${e.message}${hint}\n`);
     return 1;
   }
+  let admin: Awaited<ReturnType<typeof startAdmin>>;
+  try {
+    admin = await startAdmin(cluster, opts);
+  } catch (err) {
+    process.stderr.write(`dlock up: could not serve the admin API: ${(err as Error).message}\n`);
+    await cluster.close(SHUTDOWN_DRAIN_MS);
+    return 1;
+  }
   const chaos = startChaos(cluster, opts);
   return serveUntilSignal(
     { who: 'cluster', command: 'dlock up', doing: 'no new connections or requests; answering what was received' },
-    () => {
+    async () => {
       chaos?.stop();
-      return cluster.close(SHUTDOWN_DRAIN_MS);
+      admin?.server.close();
+      await cluster.close(SHUTDOWN_DRAIN_MS);
     },
-    cluster.readyLine(),
+    `${cluster.readyLine()}${admin === null ? '' : ` http=${admin.address}`}`,
   );
 }
 

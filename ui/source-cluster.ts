@@ -8,7 +8,8 @@ import type { Chaos } from '../src/chaos.js';
 import { Cluster } from '../src/cluster.js';
 import type { NodeEvent } from '../src/control.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
-import { clusterOptions, startChaos, type UpOptions } from '../src/up.js';
+import { clusterOptions, startAdmin, startChaos, type UpOptions } from '../src/up.js';
+import type { Server } from 'node:http';
 import type { SourceControl, SourceNode, ViewSource } from './source.js';
 
 export class ClusterSource implements ViewSource {
@@ -16,6 +17,7 @@ export class ClusterSource implements ViewSource {
   readonly quitTitle = 'Quit (stop the cluster)';
   private cluster: Cluster | null = null;
   private chaos: Chaos | null = null;
+  private admin: Server | null = null;
   readonly control: SourceControl;
 
   constructor(private readonly opts: UpOptions) {
@@ -32,8 +34,10 @@ export class ClusterSource implements ViewSource {
 
   async start(onEvent: (ev: NodeEvent) => void): Promise<string> {
     this.cluster = await Cluster.start(clusterOptions(this.opts, onEvent));
+    const admin = await startAdmin(this.cluster, this.opts);
+    this.admin = admin?.server ?? null;
     this.chaos = startChaos(this.cluster, this.opts);
-    return this.cluster.readyLine();
+    return `${this.cluster.readyLine()}${admin === null ? '' : ` http=${admin.address}`}`;
   }
 
   nodes(): SourceNode[] {
@@ -52,6 +56,7 @@ export class ClusterSource implements ViewSource {
 
   async close(): Promise<void> {
     this.chaos?.stop();
+    this.admin?.close();
     await this.cluster?.close();
   }
 }

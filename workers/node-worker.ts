@@ -89,6 +89,16 @@ const api: NodeControl = {
   },
   stats: () => node.stats(),
   locks: (limit?: number) => node.lockMap(limit),
+  metrics: () => node.metrics.json(),
+  clients: () => node.clientList(),
+  async revoke(lock: string) {
+    log.line('warn', `admin: revoke ${lock}`);
+    const r = await node.admin({ op: 'revoke', lock });
+    if (typeof r === 'string') return r;
+    if (r.op !== 'revoke') throw new Error(`revoke answered ${r.op}`);
+    log.line('warn', r.owner === null ? `admin: revoke ${lock}: it was not held` : `admin: revoked ${lock} from client ${r.owner} (token ${r.token})`);
+    return { owner: r.owner, token: r.token };
+  },
   drain(ms: number) {
     return node.drain(ms);
   },

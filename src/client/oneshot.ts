@@ -11,7 +11,7 @@
  * A session lock taken this way ends when the command exits (LP-8): one-shot
  * `preempt` and `acquire` want `ttl=`.
  */
-import { parseCheck, parseGreeting, parseLockReply, parseValidate } from '../protocol/reply.js';
+import { parseCheck, parseGreeting, parseLockReply, parseValidate, replyResult } from '../protocol/reply.js';
 import { connect, type ConnectOptions } from './client.js';
 
 export const EXIT_OK = 0;
@@ -20,9 +20,8 @@ export const EXIT_ERROR = 2;
 
 /** What a reply line means for the exit status. */
 export function exitCodeOf(reply: string): number {
-  if (reply.startsWith('Error:')) return EXIT_ERROR;
-  if (/^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed|ValidateLock Stale|Auth Failed|Resume Failed)\b/.test(reply)) return EXIT_NO;
-  return EXIT_OK;
+  const r = replyResult(reply);
+  return r === 'error' ? EXIT_ERROR : r === 'no' ? EXIT_NO : EXIT_OK;
 }
 
 /** The reply as an object: the line, whether it is a success, and its fields where the line has them. */

@@ -105,6 +105,12 @@ export type Command =
    * sessions end as if it had closed (LP-8).
    */
   | { op: 'resume'; client: ClientId; target: ClientId; hash: string; node: number }
+  /**
+   * An operator's force-release (the admin API's revoke): `lock` is freed
+   * whoever holds it, and handed to its next waiter with a new token
+   * (LP-7), so the former owner's renew and release fail from then on.
+   */
+  | { op: 'revoke'; lock: string }
   /** The leader's lease timer for the grant with `token` fired (leader decides expiry). */
   | { op: 'expire'; lock: string; token: number }
   /**
@@ -127,6 +133,8 @@ export type Reply =
   | { op: 'renew'; ok: true; token: number }
   | { op: 'renew'; ok: false; owner: ClientId | null }
   | { op: 'session'; client: ClientId }
+  /** `owner`/`token`: the grant revoked; null when the lock was not held. */
+  | { op: 'revoke'; owner: ClientId | null; token: number | null }
   /** `gen`: the generation the connection now is (its disconnect carries it). */
   | { op: 'resume'; ok: true; client: ClientId; gen: number }
   /** `busy`: the connection holds or waits on locks as the client it was greeted as, so it cannot become another. */
@@ -436,6 +444,13 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       state.sessions.delete(cmd.client);
       out.reply = { op: 'resume', ok: true, client: cmd.target, gen: s.gen };
       out.changed = true;
+      return out;
+    }
+    case 'revoke': {
+      const p = locks.find(cmd.lock);
+      if (p === -1) return outcome({ op: 'revoke', owner: null, token: null }, false);
+      const out = outcome({ op: 'revoke', owner: locks.owner(p), token: locks.token(p) }, true);
+      free(state, out, cmd.lock, p, now);
       return out;
     }
     case 'expire': {

@@ -31,7 +31,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ClientId, Command, Reply } from '../core/lock-table.js';
 import { RequestParser, type Parsed } from '../protocol/parser.js';
-import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, formatSession, HELP_LINE, PONG } from '../protocol/reply.js';
+import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, formatSession, HELP_LINE, PONG, replyResult } from '../protocol/reply.js';
 import { MAX_AUTH_FAILURES } from './auth.js';
 import { LINE_TIMEOUT } from './limits.js';
 import type { Request } from '../protocol/request.js';
@@ -61,6 +61,9 @@ export interface Ticket {
   read: boolean;
   /** A `session`'s new secret [LP-16]: it goes into this reply only, never into the log or a log line. */
   secret?: string | undefined;
+  /** The request's verb (`invalid` for a line that did not parse), and when it was read: for metrics. */
+  verb?: string;
+  t0?: number;
   /** The reply as log lines show it, when it differs (a `session` reply, without its secret). */
   logged?: string | undefined;
 }
@@ -196,7 +199,7 @@ export class ClientConnection {
         const req = p.request;
         if (log.requests) log.line('req', `Request ${this.id}: ${describe(req)}`);
         const blocking = req.verb === 'acquire' && req.timeout !== 0;
-        this.queue.push({ text: null, seq: 0, close: false, req, blocking, read: false });
+        this.queue.push({ text: null, seq: 0, close: false, req, blocking, read: false, verb: req.verb, t0: performance.now() });
         if (req.verb === 'quit') this.stopReading();
         return;
       }
@@ -409,6 +412,7 @@ export class ClientConnection {
       }
       out += `${t.text}\n`;
       sent++;
+      this.engine.metrics.answered(t.verb ?? 'invalid', replyResult(t.text), t.t0 === undefined ? 0 : performance.now() - t.t0);
       if (log.requests) log.line('reply', `Response ${this.id}: ${t.logged ?? t.text}`);
       if (t.close) {
         close = true;

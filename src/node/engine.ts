@@ -14,6 +14,7 @@ import type { AuthGate } from './auth.js';
 import type { Limits } from './limits.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import type { NodeLog } from './node-log.js';
+import type { NodeMetrics } from './metrics.js';
 
 export interface Engine {
   readonly name: string;
@@ -22,6 +23,8 @@ export interface Engine {
   /** This node sequences writes (it leads); greetings say so when the name does not. */
   readonly leads: boolean;
   readonly log: NodeLog;
+  /** Prometheus metrics (metrics.ts): each reply is counted and timed. */
+  readonly metrics: NodeMetrics;
   /** Requests received (well-formed or not), for ops/s in views. */
   readonly counters: { requests: number };
   /** Resource limits (issue 6 §2). */

@@ -20,6 +20,7 @@ import { ClientConnection, endAndDiscard, type Ticket } from './connection.js';
 import type { Engine } from './engine.js';
 import type { NodeLog } from './node-log.js';
 import { ReadIndex } from './read-index.js';
+import { NodeMetrics } from './metrics.js';
 
 export interface NodeOptions {
   name: string;
@@ -93,6 +94,7 @@ export abstract class NodeBase implements Engine {
   private readIndex = new ReadIndex();
   address: string | null = null;
   readonly counters = { requests: 0 };
+  readonly metrics: NodeMetrics;
   readonly auth: AuthGate | null;
   readonly limits: Limits;
   private readonly tls: { cert: string; key: string } | null;
@@ -113,6 +115,18 @@ export abstract class NodeBase implements Engine {
     this.auth = opts.authToken === undefined || opts.authToken === null ? null : new AuthGate(opts.authToken);
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.tls = opts.tls ?? null;
+    this.metrics = new NodeMetrics(opts.name, () => {
+      const s = this.stats();
+      return { locks: s.locks, waiters: s.waiters, clients: s.clients, applied: s.applied, commit: s.commit, followers: s.followers };
+    });
+  }
+
+  /**
+   * The clients connected here, for the admin API: id, address, the locks
+   * it holds (sessions and leases) and the lock it waits on.
+   */
+  clientList(): Array<{ client: number; remote: string; locks: number; waiting: string | null }> {
+    return [...this.connections].map((c) => ({ client: c.id, remote: c.remote, locks: this.state.owned.get(c.id) ?? 0, waiting: this.state.waiting.get(c.id) ?? null }));
   }
 
   /** A TLS server's sockets are clients once their handshake is done. */

@@ -27,10 +27,9 @@ import type { LogEntry, Replica, Replication } from '../replication/replication.
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 
-/** A write of this node's client, owed a reply. */
+/** A write of this node's client (or of an operator, through the admin API), owed a reply. */
 interface Own {
-  conn: ClientConnection;
-  ticket: Ticket;
+  answer: (reply: Reply | string, seq: number) => void;
   cmd: Command;
 }
 
@@ -80,7 +79,7 @@ export class ReplicaNode extends NodeBase implements Replica {
 
   submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
     const req = this.nextRequestId();
-    this.own.set(req, { conn, ticket, cmd });
+    this.own.set(req, { answer: (reply, seq) => conn.resolve(ticket, reply, seq), cmd });
     if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
     this.replication.propose(cmd, req);
   }
@@ -143,7 +142,30 @@ export class ReplicaNode extends NodeBase implements Replica {
     if (w === undefined) return;
     this.own.delete(req);
     if (w.cmd.op === 'acquire' && this.waitingReq.get(w.cmd.client) === req) this.waitingReq.delete(w.cmd.client);
-    w.conn.resolve(w.ticket, reply, typeof reply === 'string' ? 0 : seq);
+    w.answer(reply, typeof reply === 'string' ? 0 : seq);
+  }
+
+  /** Commit waits of admin writes: resolved once the commit index reaches their seq [LP-11]. */
+  private adminWaits: Array<{ seq: number; done: () => void; fail: (err: string) => void }> = [];
+
+  /**
+   * An operator's write (the admin API: revoke), as this node's own
+   * proposal; resolves with its reply once what it reflects is committed,
+   * as a client's reply is sent then [LP-11]. A string reply is a failure
+   * (`Error: …`), as a client would get.
+   */
+  admin(cmd: Command): Promise<Reply | string> {
+    return new Promise((resolve) => {
+      const req = this.nextRequestId();
+      this.own.set(req, {
+        cmd,
+        answer: (reply, seq) => {
+          if (typeof reply === 'string' || seq <= this.commitSeq) resolve(reply);
+          else this.adminWaits.push({ seq, done: () => resolve(reply), fail: resolve });
+        },
+      });
+      this.replication.propose(cmd, req);
+    });
   }
 
   private answerWaiter(client: ClientId, reply: Reply, seq: number): void {
@@ -166,8 +188,20 @@ export class ReplicaNode extends NodeBase implements Replica {
     this.loadedAt(seq);
   }
 
+  /** Admin writes waiting for a commit that will not come fail too (see NodeBase.failUncommitted). */
+  override failUncommitted(readError: string, writeError: string): void {
+    super.failUncommitted(readError, writeError);
+    const waits = this.adminWaits;
+    this.adminWaits = [];
+    for (const w of waits) w.fail(`Error: ${writeError}`);
+  }
+
   commit(seq: number): void {
     this.advanceCommit(seq);
+    if (this.adminWaits.length === 0) return;
+    const due = this.adminWaits.filter((w) => w.seq <= seq);
+    this.adminWaits = this.adminWaits.filter((w) => w.seq > seq);
+    for (const w of due) w.done();
   }
 
   override stats(): NodeStats {

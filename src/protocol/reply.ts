@@ -24,9 +24,22 @@ export function formatReply(r: Reply): string {
     case 'resume':
       if (r.ok) return `Resume Success client_id=${r.client}`;
       return r.busy ? formatError(RESUME_BUSY) : RESUME_FAILED;
+    case 'revoke':
+      return r.owner === null ? 'Revoke none' : `Revoke owner=${r.owner} token=${r.token}`;
     case 'refused':
       return formatError(r.message);
   }
+}
+
+/**
+ * What a reply line says, for exit statuses and metrics: ok, no (the lock
+ * said no: Failed, Timeout, Stale, a refused token or resume), or error
+ * (an `Error:` reply).
+ */
+export function replyResult(reply: string): 'ok' | 'no' | 'error' {
+  if (reply.startsWith('Error:')) return 'error';
+  if (/^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed|ValidateLock Stale|Auth Failed|Resume Failed)\b/.test(reply)) return 'no';
+  return 'ok';
 }
 
 /** [LP-16] */

@@ -100,6 +100,8 @@ export function describeCommand(cmd: Command): string {
       return 'session'; // never the hash
     case 'resume':
       return `resume ${cmd.target}`;
+    case 'revoke':
+      return `revoke ${cmd.lock} (admin)`;
   }
 }
 
