@@ -89,7 +89,7 @@ const api: NodeControl = {
   },
   stats: () => node.stats(),
   locks: (limit?: number) => node.lockMap(limit),
-  metrics: () => node.metrics.json(),
+  metrics: () => Promise.resolve(node.metrics.json()),
   clients: () => node.clientList(),
   async revoke(lock: string) {
     log.line('warn', `admin: revoke ${lock}`);

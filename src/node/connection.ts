@@ -64,6 +64,8 @@ export interface Ticket {
   /** The request's verb (`invalid` for a line that did not parse), and when it was read: for metrics. */
   verb?: string;
   t0?: number;
+  /** What the reply says, when known without reading it (a write's reply object): for metrics. */
+  result?: 'ok' | 'no' | 'error';
   /** The reply as log lines show it, when it differs (a `session` reply, without its secret). */
   logged?: string | undefined;
 }
@@ -349,7 +351,10 @@ export class ClientConnection {
     if (t.text !== null) return;
     t.text = typeof reply === 'string' ? reply : formatReply(reply);
     t.seq = seq;
-    if (typeof reply !== 'string') this.resolved(t, reply);
+    if (typeof reply !== 'string') {
+      t.result = reply.op === 'refused' || (reply.op === 'resume' && !reply.ok && reply.busy) ? 'error' : 'ok' in reply && !reply.ok ? 'no' : 'ok';
+      if (reply.op === 'session' || reply.op === 'resume') this.resolved(t, reply);
+    } else t.result = 'error';
     this.writesInFlight--;
     if (this.blockedBy === t) {
       this.blockedBy = null;
@@ -404,6 +409,7 @@ export class ClientConnection {
     let out = '';
     let sent = 0;
     let close = false;
+    const now = performance.now();
     for (const t of this.queue) {
       if (t.text === null) break;
       if (t.seq > commit) {
@@ -412,7 +418,7 @@ export class ClientConnection {
       }
       out += `${t.text}\n`;
       sent++;
-      this.engine.metrics.answered(t.verb ?? 'invalid', replyResult(t.text), t.t0 === undefined ? 0 : performance.now() - t.t0);
+      this.engine.metrics.answered(t.verb ?? 'invalid', t.result ?? replyResult(t.text), t.t0 === undefined ? 0 : now - t.t0);
       if (log.requests) log.line('reply', `Response ${this.id}: ${t.logged ?? t.text}`);
       if (t.close) {
         close = true;

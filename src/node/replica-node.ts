@@ -27,9 +27,11 @@ import type { LogEntry, Replica, Replication } from '../replication/replication.
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 
-/** A write of this node's client (or of an operator, through the admin API), owed a reply. */
+/** A write of this node's client (its connection and ticket), or of an operator through the admin API (`done`), owed a reply. */
 interface Own {
-  answer: (reply: Reply | string, seq: number) => void;
+  conn: ClientConnection | null;
+  ticket: Ticket | null;
+  done: ((reply: Reply | string, seq: number) => void) | null;
   cmd: Command;
 }
 
@@ -79,7 +81,7 @@ export class ReplicaNode extends NodeBase implements Replica {
 
   submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {
     const req = this.nextRequestId();
-    this.own.set(req, { answer: (reply, seq) => conn.resolve(ticket, reply, seq), cmd });
+    this.own.set(req, { conn, ticket, done: null, cmd });
     if (cmd.op === 'acquire' && cmd.timeout !== 0) this.waitingReq.set(cmd.client, req);
     this.replication.propose(cmd, req);
   }
@@ -142,7 +144,9 @@ export class ReplicaNode extends NodeBase implements Replica {
     if (w === undefined) return;
     this.own.delete(req);
     if (w.cmd.op === 'acquire' && this.waitingReq.get(w.cmd.client) === req) this.waitingReq.delete(w.cmd.client);
-    w.answer(reply, typeof reply === 'string' ? 0 : seq);
+    const at = typeof reply === 'string' ? 0 : seq;
+    if (w.conn !== null && w.ticket !== null) w.conn.resolve(w.ticket, reply, at);
+    else w.done?.(reply, at);
   }
 
   /** Commit waits of admin writes: resolved once the commit index reaches their seq [LP-11]. */
@@ -159,7 +163,9 @@ export class ReplicaNode extends NodeBase implements Replica {
       const req = this.nextRequestId();
       this.own.set(req, {
         cmd,
-        answer: (reply, seq) => {
+        conn: null,
+        ticket: null,
+        done: (reply, seq) => {
           if (typeof reply === 'string' || seq <= this.commitSeq) resolve(reply);
           else this.adminWaits.push({ seq, done: () => resolve(reply), fail: resolve });
         },

@@ -52,7 +52,7 @@
  *
  * Threading: the node's worker thread (or `dlock node`'s main thread).
  */
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { clientsOf, createState, deadlineOf, disconnectOf, homeOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import { TcpTransport } from '../transport/transport-tcp.js';
@@ -82,6 +82,8 @@ const TAIL_CHECK_MS = 1000;
 const TAIL_STALL_MS = 2000;
 /** A link to the leader that could not be made is tried again after this long, ms. */
 const LINK_RETRY_MS = 250;
+/** How long closing waits for the node-link listener's connections to end, ms. */
+const LINK_CLOSE_MS = 2000;
 
 export interface EtcdReplicationOptions {
   etcd: string[];
@@ -151,6 +153,7 @@ export class EtcdReplication implements Replication {
   /** The election's last value seen. */
   private leaderValue: string | undefined = undefined;
   private linkServer: Server | null = null;
+  private readonly linkSockets = new Set<Socket>();
   private linkAddress = '';
   private readonly followerLinks = new Map<TcpTransport, number | null>();
   /** Observer links (views.ts). */
@@ -232,6 +235,11 @@ export class EtcdReplication implements Replication {
    */
   async start(): Promise<void> {
     this.linkServer = await TcpTransport.listen(this.opts.linkHost, 0, { authToken: this.opts.authToken ?? null, tls: this.opts.tls ?? null }, (t) => this.acceptLink(t));
+    // Every socket the link listener takes, to drop what is left at close (closeLinkServer).
+    this.linkServer.on('connection', (s: Socket) => {
+      this.linkSockets.add(s);
+      s.once('close', () => this.linkSockets.delete(s));
+    });
     const addr = this.linkServer.address();
     this.linkAddress = `${this.opts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
     await this.members.join({ address: '', link: this.linkAddress }, (why) => this.hooks.fatal(why), this.replica.index);
@@ -588,6 +596,11 @@ export class EtcdReplication implements Replication {
 
   /** Links from other nodes: their forwarded writes, or an observer's views. */
   private acceptLink(t: TcpTransport): void {
+    // Stopping: a link taken now would hold the link server's close() open for good.
+    if (this.closing) {
+      t.close();
+      return;
+    }
     this.followerLinks.set(t, null);
     t.onClose(() => this.followerLinks.delete(t));
     t.onFrames((frames) => {
@@ -775,9 +788,26 @@ export class EtcdReplication implements Replication {
     this.etcdLog.abandon();
   }
 
-  /** Stop taking links, resolved once the link server has closed (open links hold it: stopLocal closes them). */
+  /**
+   * Stop taking links, resolved once the link server has closed (open links
+   * hold it: stopLocal closes them), or after LINK_CLOSE_MS with those still
+   * open dropped (a peer mid-handshake is not among the links to close).
+   */
   closeLinkServer(): Promise<void> {
-    return new Promise<void>((resolve) => (this.linkServer === null ? resolve() : this.linkServer.close(() => resolve())));
+    const server = this.linkServer;
+    if (server === null) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.replica.log.line('warn', `the node-link listener still had connections after ${LINK_CLOSE_MS} ms; dropping them`);
+        for (const s of this.linkSockets) s.destroy();
+        resolve();
+      }, LINK_CLOSE_MS);
+      timer.unref();
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** What every way of stopping shares: no more timers, no more node links. */
