@@ -41,6 +41,20 @@ async function scriptedFollower(leaderWaitMs?: number): Promise<{ f: PortNode; l
   return { f, link: leaderEnd, got, lines, port };
 }
 
+/** A primary whose one follower is the test: it said hello as `name` and has its snapshot. */
+async function scriptedLeader(name: string): Promise<{ leader: PortNode; followerEnd: MemoryTransport; got: Frame[] }> {
+  const leader = primaryNode({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
+  closers.push(() => leader.close());
+  const [leaderEnd, followerEnd] = MemoryTransport.pair();
+  leader.replication.primary.attachFollower(leaderEnd);
+  const got: Frame[] = [];
+  followerEnd.onFrames((frames) => got.push(...frames));
+  followerEnd.onClose(() => {});
+  followerEnd.send({ v: 1, type: 'hello', node: name, incarnation: 'x', seq: null });
+  await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+  return { leader, followerEnd, got };
+}
+
 describe('follower replication', () => {
   it('applies entries in order and acknowledges the last one', async () => {
     const { f, link, got } = await scriptedFollower();
@@ -262,15 +276,7 @@ describe('leader replication', () => {
   });
 
   it('names a forwarded write\'s origin in its entry instead of sending a reply frame; a write that changes nothing gets a reply frame', async () => {
-    const leader = primaryNode({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
-    closers.push(() => leader.close());
-    const [leaderEnd, followerEnd] = MemoryTransport.pair();
-    leader.replication.primary.attachFollower(leaderEnd);
-    const got: Frame[] = [];
-    followerEnd.onFrames((frames) => got.push(...frames));
-    followerEnd.onClose(() => {});
-    followerEnd.send({ v: 1, type: 'hello', node: 'follower-2', incarnation: 'x', seq: null });
-    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    const { followerEnd, got } = await scriptedLeader('follower-2');
     followerEnd.send({ v: 1, type: 'forward', req: 7, cmd: { op: 'preempt', client: 30001, lock: 'k', ttl: null } });
     followerEnd.send({ v: 1, type: 'forward', req: 8, cmd: { op: 'preempt', client: 30002, lock: 'k', ttl: null } });
     await eventually(() => got.some((x) => x.type === 'reply'), 'the reply frame');
@@ -287,15 +293,7 @@ describe('primary sequencing', () => {
     // the grant's reply lets the next one in within the same call, so its
     // entry must not overtake the grant's (the fuzz test found it: a
     // backup saw seq 17 before 16 and resynced, failing writes).
-    const leader = primaryNode({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
-    closers.push(() => leader.close());
-    const [leaderEnd, followerEnd] = MemoryTransport.pair();
-    leader.replication.primary.attachFollower(leaderEnd);
-    const got: Frame[] = [];
-    followerEnd.onFrames((frames) => got.push(...frames));
-    followerEnd.onClose(() => {});
-    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x', seq: null });
-    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    const { leader, got } = await scriptedLeader('follower-1');
     const port = await leader.listen('127.0.0.1', 0);
     const [holder, waiter] = [await LineClient.open(port), await LineClient.open(port)];
     closers.push(() => holder.close(), () => waiter.close());
