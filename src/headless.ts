@@ -36,22 +36,72 @@ export function formatJsonLine(node: string, line: LogLine): string {
   return JSON.stringify({ time: new Date(line.t).toISOString(), node, kind: line.kind, msg: line.text });
 }
 
-export function headlessView(out: NodeJS.WritableStream & { writableLength?: number } = process.stdout, maxBuffered = HEADLESS_MAX_BUFFERED, format: 'text' | 'json' = 'text'): (ev: NodeEvent) => void {
+/** What the headless view is: called with node events; `note` prints a line of its own; `flush` writes what it holds. */
+export interface HeadlessView {
+  (ev: NodeEvent): void;
+  /** A line of the process itself (`cluster`, or the node's name), timestamped like the rest. */
+  note(node: string, kind: LogLine['kind'], text: string): void;
+  /** Write every line still held back for ordering (at exit). */
+  flush(): void;
+}
+
+/**
+ * How long lines are held back so that lines from different nodes come out
+ * in time order: each node's thread sends its lines in batches, so a line
+ * stamped earlier on one node can reach this thread after a later one of
+ * another (issue 14 §6). Lines are written once they are this old, sorted.
+ */
+export const HEADLESS_ORDER_MS = 100;
+
+export function headlessView(
+  out: NodeJS.WritableStream & { writableLength?: number } = process.stdout,
+  maxBuffered = HEADLESS_MAX_BUFFERED,
+  format: 'text' | 'json' = 'text',
+  holdMs = HEADLESS_ORDER_MS,
+): HeadlessView {
   let dropped = 0;
   const fmt = format === 'json' ? formatJsonLine : formatLogLine;
+  let held: Array<{ node: string; line: LogLine }> = [];
+  let timer: NodeJS.Timeout | null = null;
   out.on('drain', () => {
     if (dropped === 0) return;
     out.write(`${fmt('cluster', { t: Date.now(), kind: 'warn', text: `${dropped} log lines dropped: the output was not being read fast enough` })}\n`);
     dropped = 0;
   });
-  return (ev) => {
-    if (ev.type !== 'log') return; // state changes show up as log lines already
+  /** Write the held lines stamped before `cutoff`, in time order (stable: one node's stay in its order). */
+  const release = (cutoff: number): void => {
+    const due = held.filter((h) => h.line.t <= cutoff);
+    if (due.length === 0) return;
+    held = held.filter((h) => h.line.t > cutoff);
+    due.sort((a, b) => a.line.t - b.line.t);
     if ((out.writableLength ?? 0) > maxBuffered) {
-      dropped += ev.lines.length;
+      dropped += due.length;
       return;
     }
     let text = '';
-    for (const line of ev.lines) text += `${fmt(ev.node, line)}\n`;
+    for (const h of due) text += `${fmt(h.node, h.line)}\n`;
     out.write(text);
   };
+  const schedule = (): void => {
+    if (timer !== null || held.length === 0) return;
+    timer = setTimeout(() => {
+      timer = null;
+      release(Date.now() - holdMs);
+      schedule();
+    }, holdMs);
+    timer.unref();
+  };
+  const view = ((ev: NodeEvent) => {
+    if (ev.type !== 'log') return; // state changes show up as log lines already
+    for (const line of ev.lines) held.push({ node: ev.node, line });
+    release(Date.now() - holdMs);
+    schedule();
+  }) as HeadlessView;
+  view.note = (node, kind, text) => view({ type: 'log', node, lines: [{ t: Date.now(), kind, text }] });
+  view.flush = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    release(Infinity);
+  };
+  return view;
 }

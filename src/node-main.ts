@@ -134,7 +134,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   }
 
   return serveUntilSignal(
-    { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster' },
+    { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster', view },
     async () => {
       shuttingDown = true;
       await closeServer(refusing);

@@ -4,7 +4,7 @@
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
 import type { Limits } from './node/limits.js';
-import { headlessView } from './headless.js';
+import { headlessView, type HeadlessView } from './headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import type { NodeEvent } from './control.js';
@@ -101,7 +101,7 @@ export async function up(opts: UpOptions): Promise<number> {
   }
   const chaos = startChaos(cluster, opts);
   return serveUntilSignal(
-    { who: 'cluster', command: 'dlock up', doing: 'no new connections or requests; answering what was received' },
+    { who: 'cluster', command: 'dlock up', doing: 'no new connections or requests; answering what was received', view },
     async () => {
       chaos?.stop();
       admin?.server.close();
@@ -119,23 +119,31 @@ export async function up(opts: UpOptions): Promise<number> {
  * process uncleaned (seen in the auth test on a loaded machine: exit by
  * signal, not 0). Shared by `dlock up` and `dlock node`.
  */
-export function serveUntilSignal(say: { who: string; command: string; doing: string }, shutdown: () => Promise<void>, ready: string): Promise<number> {
+export function serveUntilSignal(say: { who: string; command: string; doing: string; view?: HeadlessView }, shutdown: () => Promise<void>, ready: string): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
+    // Through the view, timestamped and in order with the nodes' lines; what it holds is written before exit.
+    const done = (status: number): void => {
+      say.view?.flush();
+      resolve(status);
+    };
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      process.stdout.write(`${say.who}: ${signal}, shutting down: ${say.doing}\n`);
+      const text = `${signal}, shutting down: ${say.doing}`;
+      if (say.view !== undefined) say.view.note(say.who, 'warn', text);
+      else process.stdout.write(`${say.who}: ${text}\n`);
       shutdown().then(
-        () => resolve(0),
+        () => done(0),
         (err: unknown) => {
           process.stderr.write(`${say.command}: shutdown failed: ${(err as Error).message}\n`);
-          resolve(1);
+          done(1);
         },
       );
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    say.view?.flush(); // the nodes' lines so far (listening on …) before the ready line
     process.stdout.write(`${ready}\n`);
   });
 }

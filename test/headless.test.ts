@@ -30,3 +30,21 @@ describe('headless view', () => {
     expect(written + Number(m?.[1])).toBe(1000);
   });
 });
+
+describe('headless view, ordering', () => {
+  it('writes the lines of different nodes in time order, even when a later one arrives first (issue 14 §6)', async () => {
+    const out = new PassThrough();
+    out.setEncoding('utf8');
+    let text = '';
+    out.on('data', (d: string) => (text += d));
+    const view = headlessView(out, undefined, 'text', 50);
+    const now = Date.now();
+    view({ type: 'log', node: 'follower-2', lines: [{ t: now - 20, kind: 'repl', text: 'second' }] });
+    view({ type: 'log', node: 'leader', lines: [{ t: now - 30, kind: 'repl', text: 'first' }] });
+    view.note('cluster', 'warn', 'third');
+    view.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(text.split('\n').filter((l) => l !== '').map((l) => l.split(' ').pop())).toEqual(['first', 'second', 'third']);
+    expect(text).toMatch(/^cluster +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} third$/m); // its own lines are timestamped too
+  });
+});

@@ -23,6 +23,7 @@ import type { LogKind, LogLine } from '../src/node/node-log.js';
 import { ClusterSource } from './source-cluster.js';
 import type { ViewSource } from './source.js';
 import { timestamp } from '../src/headless.js';
+import { plural } from '../src/text.js';
 import { Keymap, type Action } from './keymap.js';
 import { layout, PARTS, type Focus, type Layout, type Mode, type Rect } from './layout.js';
 import { ClusterModel, isLive, sparkline, type NodeView } from './model.js';
@@ -348,7 +349,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     const wide = l.status.width >= 120;
     const lead = wide ? ` leader ${s.leader} │` : '';
     const spark = wide ? ` ${sparkline(model.opsHistory, 10)}` : '';
-    const left = `${lead} ${s.up}/${s.total} up │ ${s.clients} clients │ ${s.locks} locks │ ${model.opsPerSec} ops/s${spark} │ `;
+    const left = `${lead} ${s.up}/${s.total} up │ ${plural(s.clients, 'client')} │ ${plural(s.locks, 'lock')} │ ${model.opsPerSec} ops/s${spark} │ `;
     status.setContent(esc(clip(left + keymap.hints(focus.part, typing()), l.status.width)));
   }
 

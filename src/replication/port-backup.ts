@@ -27,6 +27,7 @@ import type { Frame } from '../codec/frame.js';
 import type { Transport } from '../transport/transport.js';
 import type { EntryRing } from '../node/entry-ring.js';
 import type { Replica } from './replication.js';
+import { plural } from '../text.js';
 
 /** Named error text for writes that cannot reach the leader. */
 export const ERR_LEADER_UNAVAILABLE = 'leader unavailable; the request was not applied';
@@ -224,7 +225,7 @@ export class PortBackup {
     this.synced = true;
     this.hasState = true;
     this.resumeTo = null;
-    this.replica.log.line('repl', `snapshot at seq ${f.seq}: ${loaded.state.locks.size} locks${f.parts > 1 ? ` (${f.parts} parts, loaded in ${Date.now() - loaded.t0} ms)` : ''}`);
+    this.replica.log.line('repl', `snapshot at seq ${f.seq}: ${plural(loaded.state.locks.size, 'lock')}${f.parts > 1 ? ` (${f.parts} parts, loaded in ${Date.now() - loaded.t0} ms)` : ''}`);
     this.onSynced?.();
     this.onSynced = null;
     this.resynced();

@@ -30,6 +30,7 @@ import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import { TimerHeap } from '../node/timer-heap.js';
+import { plural } from '../text.js';
 import type { EntryRing } from '../node/entry-ring.js';
 import type { Replica } from './replication.js';
 
@@ -299,7 +300,7 @@ export class PortPrimary {
   dropClientsOf(index: number, name: string): void {
     const gone = clientsOf(this.replica.state, index, nodeOfClient);
     if (gone.length === 0) return;
-    this.replica.log.line('warn', `${name} is gone: ending the sessions of its ${gone.length} client(s)`);
+    this.replica.log.line('warn', `${name} is gone: ending the sessions of its ${plural(gone.length, 'client')}`);
     for (const client of gone) this.execute(disconnectOf(this.replica.state, client), { local: 0 });
   }
 
@@ -329,7 +330,7 @@ export class PortPrimary {
     const parts = Math.max(1, Math.ceil(count / SNAPSHOT_PART));
     link.held = reused ? [...since] : [];
     const when = reused ? ` when a link closed, then ${since.length} entries` : '';
-    this.replica.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${count} locks${parts > 1 ? ` in ${parts} parts, copied in ${copyMs} ms${when}` : ''})`);
+    this.replica.log.line('repl', `${link.name ?? 'follower'} linked; snapshot at seq ${seq} (${plural(count, 'lock')}${parts > 1 ? ` in ${parts} parts, copied in ${copyMs} ms${when}` : ''})`);
     const sendParts = (first: number): void => {
       if (!this.links.has(link) || this.closing) return; // the link closed meanwhile
       // As many parts as fit in a slice of this turn: a part encodes in

@@ -59,6 +59,7 @@ import { TcpTransport } from '../transport/transport-tcp.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import type { LockRow } from '../node/node.js';
 import { TimerHeap } from '../node/timer-heap.js';
+import { plural } from '../text.js';
 import { serveViews } from '../node/views.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHandle } from './etcd-log.js';
@@ -297,7 +298,7 @@ export class EtcdReplication implements Replication {
       this.lastBatch = { revision: snap.meta.revision, batch: snap.meta.batch };
       this.replica.commit(snap.meta.seq);
       from = { revision: snap.meta.revision, nextSeq: snap.meta.seq + 1 };
-      this.replica.log.line('repl', `snapshot at seq ${snap.meta.seq}: ${snap.state.locks.size} locks`);
+      this.replica.log.line('repl', `snapshot at seq ${snap.meta.seq}: ${plural(snap.state.locks.size, 'lock')}`);
     }
     // Caught up once tail() returns: what its range read found is applied.
     this.tailHandle = await this.etcdLog.tail(
@@ -367,7 +368,7 @@ export class EtcdReplication implements Replication {
     const mine = (): ClientId[] => clientsOf(this.replica.state, this.replica.index, nodeOfClient);
     const past = mine();
     if (past.length === 0) return;
-    this.replica.log.line('warn', `ending the sessions of ${past.length} client(s) of this node's earlier run`);
+    this.replica.log.line('warn', `ending the sessions of ${plural(past.length, 'client')} of this node's earlier run`);
     for (const client of past) this.propose(disconnectOf(this.replica.state, client), 0);
     await new Promise<void>((resolve) => {
       const check = setInterval(() => {
@@ -767,7 +768,7 @@ export class EtcdReplication implements Replication {
   private dropClientsOf(index: number): void {
     const gone = clientsOf(this.replica.state, index, nodeOfClient);
     if (gone.length === 0) return;
-    this.replica.log.line('warn', `node ${index} is gone: ending the sessions of its ${gone.length} client(s)`);
+    this.replica.log.line('warn', `node ${index} is gone: ending the sessions of its ${plural(gone.length, 'client')}`);
     for (const client of gone) this.sequence(disconnectOf(this.replica.state, client));
   }
 

@@ -21,6 +21,7 @@ import type { Command } from '../core/lock-table.js';
 import type { Store } from '../store/store.js';
 import type { Transport } from '../transport/transport.js';
 import { EntryRing } from '../node/entry-ring.js';
+import { plural } from '../text.js';
 import { PortBackup, LEADER_WAIT_MS } from './port-backup.js';
 import { PortPrimary } from './port-primary.js';
 import type { Replica, Replication } from './replication.js';
@@ -91,7 +92,7 @@ export class PortReplication implements Replication {
     this.primaryNow = primary;
     const state = this.replica.state;
     if (args.store !== null) primary.adoptStore(args.store);
-    this.replica.log.line('warn', `promoted to leader at seq ${this.replica.seq} (${state.locks.size} locks, next token ${state.nextToken})`);
+    this.replica.log.line('warn', `promoted to leader at seq ${this.replica.seq} (${plural(state.locks.size, 'lock')}, next token ${state.nextToken})`);
     for (const { name, transport, counts } of args.followers) primary.attachFollower(transport, name, counts);
     primary.dropClientsOf(args.deadIndex, 'the old leader');
     primary.armTimers();
