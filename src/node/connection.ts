@@ -60,14 +60,22 @@ export interface Ticket {
   /** A check or validate: its reply shows state, and waits for that state's commit [LP-11]. */
   read: boolean;
   /** A `session`'s new secret [LP-16]: it goes into this reply only, never into the log or a log line. */
-  secret?: string | undefined;
+  secret: string | undefined;
   /** The request's verb (`invalid` for a line that did not parse), and when it was read: for metrics. */
-  verb?: string;
-  t0?: number;
+  verb: string;
+  t0: number;
   /** What the reply says, when known without reading it (a write's reply object): for metrics. */
-  result?: 'ok' | 'no' | 'error';
+  result: 'ok' | 'no' | 'error' | undefined;
   /** The reply as log lines show it, when it differs (a `session` reply, without its secret). */
-  logged?: string | undefined;
+  logged: string | undefined;
+}
+
+/**
+ * A ticket with every field set, so all tickets share one shape (the flush
+ * loop reads them on every reply).
+ */
+function ticket(text: string | null, close: boolean, req: Request | null, blocking: boolean, verb: string): Ticket {
+  return { text, seq: 0, close, req, blocking, read: false, secret: undefined, verb, t0: performance.now(), result: undefined, logged: undefined };
 }
 
 /** SHA-256 of a secret, hex: what the table keeps of it [LP-16]. */
@@ -201,19 +209,19 @@ export class ClientConnection {
         const req = p.request;
         if (log.requests) log.line('req', `Request ${this.id}: ${describe(req)}`);
         const blocking = req.verb === 'acquire' && req.timeout !== 0;
-        this.queue.push({ text: null, seq: 0, close: false, req, blocking, read: false, verb: req.verb, t0: performance.now() });
+        this.queue.push(ticket(null, false, req, blocking, req.verb));
         if (req.verb === 'quit') this.stopReading();
         return;
       }
       case 'error':
         // [LP-12] recoverable: answer, keep the connection, change nothing.
         if (log.requests) log.line('req', `Request ${this.id}: bad request (${p.message})`);
-        this.queue.push({ text: formatError(p.message), seq: 0, close: false, req: null, blocking: false, read: false });
+        this.queue.push(ticket(formatError(p.message), false, null, false, 'invalid'));
         return;
       case 'fatal':
         // [LP-13] answer in order, then close.
         log.line('warn', `client ${this.id}: ${p.message}; closing`);
-        this.queue.push({ text: formatError(p.message), seq: 0, close: true, req: null, blocking: false, read: false });
+        this.queue.push(ticket(formatError(p.message), true, null, false, 'invalid'));
         this.stopReading();
         return;
     }
@@ -224,7 +232,7 @@ export class ClientConnection {
     if (this.inputDone || this.closed || this.parser.pending === 0) return;
     // Like a line too long [LP-13]: answer in order, then close.
     this.engine.log.line('warn', `client ${this.id}: ${LINE_TIMEOUT} (${this.parser.pending} bytes, a line must end within ${this.engine.limits.lineTimeoutMs} ms); closing`);
-    this.queue.push({ text: formatError(LINE_TIMEOUT), seq: 0, close: true, req: null, blocking: false, read: false });
+    this.queue.push(ticket(formatError(LINE_TIMEOUT), true, null, false, 'invalid'));
     this.stopReading();
     this.flush();
   }
@@ -418,7 +426,7 @@ export class ClientConnection {
       }
       out += `${t.text}\n`;
       sent++;
-      this.engine.metrics.answered(t.verb ?? 'invalid', t.result ?? replyResult(t.text), t.t0 === undefined ? 0 : now - t.t0);
+      this.engine.metrics.answered(t.verb, t.result ?? replyResult(t.text), now - t.t0);
       if (log.requests) log.line('reply', `Response ${this.id}: ${t.logged ?? t.text}`);
       if (t.close) {
         close = true;
