@@ -7,7 +7,7 @@
  * released once its lease expires, and leases survive [LP-5, LP-7, LP-8].
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run, type Running } from './helpers/dlock-process.js';
+import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
 
@@ -20,6 +20,7 @@ interface Node {
 describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
   let etcd: EtcdCluster;
   const nodes: Node[] = [];
+  dumpOnFailure(() => nodes);
   const pool = new ClientPool();
 
   async function start(name: string): Promise<Node> {
@@ -48,7 +49,6 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     for (const name of ['n1', 'n2', 'n3']) await start(name);
   }, 60_000);
   afterAll(async () => {
-    if (process.env.DLOCK_TEST_DUMP !== undefined) for (const n of nodes) console.log(`--- ${n.name} exit=${n.proc.child.exitCode}\n${n.proc.out()}\n${n.proc.err()}`);
     pool.closeAll();
     for (const n of nodes) if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
     await etcd.stop();

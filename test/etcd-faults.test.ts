@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
-import { run, type Running } from './helpers/dlock-process.js';
+import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { ClientPool, eventually } from './helpers/line-client.js';
 
@@ -61,6 +61,7 @@ function firstLine(port: number): Promise<{ line: string; closed: boolean }> {
 describe.skipIf(!hasEtcd)('etcd faults: three dlock node processes on a 3-member etcd', () => {
   let etcd: EtcdCluster;
   const nodes: Node[] = [];
+  dumpOnFailure(() => nodes);
   const pool = new ClientPool();
 
   beforeAll(async () => {
@@ -74,7 +75,6 @@ describe.skipIf(!hasEtcd)('etcd faults: three dlock node processes on a 3-member
     }
   }, 60_000);
   afterAll(async () => {
-    if (process.env.DLOCK_TEST_DUMP !== undefined) for (const n of nodes) console.log(`--- ${n.name} exit=${n.proc.child.exitCode}\n${n.proc.out()}\n${n.proc.err()}`);
     pool.closeAll();
     for (const n of nodes) if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
     await etcd?.stop();

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { beforeEach } from 'vitest';
 import { eventually } from './line-client.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
@@ -40,4 +41,19 @@ export async function up(extra: string[] = [], env?: NodeJS.ProcessEnv): Promise
     ports[name as string] = Number(addr?.split(':')[1]);
   }
   return { proc, ports };
+}
+
+/**
+ * Print each process's output when a test in this file fails (always with
+ * DLOCK_TEST_DUMP=1): CI keeps only the console, and a failure across
+ * processes cannot be explained from the assertion alone.
+ */
+export function dumpOnFailure(procs: () => Iterable<{ name: string; proc: Running }>): void {
+  const dump = (): void => {
+    for (const n of procs()) console.log(`--- ${n.name} exit=${n.proc.child.exitCode}\n${n.proc.out()}\n${n.proc.err()}`);
+  };
+  beforeEach((ctx) => {
+    if (process.env.DLOCK_TEST_DUMP !== undefined) ctx.onTestFinished(dump);
+    else ctx.onTestFailed(dump);
+  });
 }
