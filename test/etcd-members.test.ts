@@ -75,6 +75,33 @@ describe.skipIf(!hasEtcd)('EtcdMembership', () => {
     await watcher.leave();
   });
 
+  it('a new run that replaced its earlier one between two reads is not reported as leaving', async () => {
+    // The leader ends the sessions of a node that leaves, by its index: a
+    // leave reported after the new run took clients ended theirs (chaos
+    // --procs: an acquire withdrawn and never answered). The new run ends
+    // its earlier run's sessions itself (replication-etcd.ts).
+    const watcher = new EtcdMembership(client(), 'rerun', 'observer', 2, etcd.endpoints);
+    const node = new EtcdMembership(client(), 'rerun', 'n', 2, etcd.endpoints);
+    await watcher.join(info(1), () => {});
+    await node.join(info(2), () => {});
+    const seen: Array<Record<string, string>> = [];
+    await watcher.watch((m) => seen.push(Object.fromEntries(m.map((x) => [x.name, x.link]))));
+    expect(seen).toEqual([{ observer: info(1).link, n: info(2).link }]);
+    // The new run's key replaces the earlier run's in one write (under its
+    // own lease), so no read can fall between them.
+    const raw = client();
+    const lease = raw.lease(5, { autoKeepAlive: false });
+    const id = await lease.grant();
+    node.abandon();
+    const key = '/dlock/rerun/live/n';
+    const before = JSON.parse((await raw.get(key).string()) ?? '{}') as MemberInfo;
+    await raw.put(key).value(JSON.stringify({ ...before, link: '127.0.0.1:9' })).lease(id).exec();
+    await eventually(() => seen.some((s) => s['n'] === '127.0.0.1:9'), 'the new run seen', 5000, 20);
+    expect(seen.every((s) => s['n'] !== undefined)).toBe(true); // never reported gone
+    await lease.revoke();
+    await watcher.leave();
+  });
+
   it('fail-stop: with etcd gone, jeopardy fires before the lease could have expired there', async () => {
     const own = await EtcdCluster.start(1);
     const c = new Etcd3({ hosts: own.endpoints });

@@ -9,6 +9,7 @@ import type { Frame } from '../src/codec/frame.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { SNAPSHOT_PART } from '../src/replication/port-primary.js';
 import { backupNode, primaryNode, type PortNode } from './helpers/port-node.js';
+import { ERR_SESSION_ENDED } from '../src/node/replica-node.js';
 import { fillLocks } from '../bench/fill.js';
 import { DEFAULT_LIMITS } from '../src/node/limits.js';
 import { NodeLog } from '../src/node/node-log.js';
@@ -180,6 +181,31 @@ describe('follower replication', () => {
     link.send({ v: 1, type: 'commit', seq: 5 });
     expect(await b.next()).toBe('AcquireLock Timeout owner=10001');
     expect(await a.next()).toBe(`AcquireLock Success owner=${a.id} token=2`);
+  });
+
+  it('a disconnect the cluster commits for a client still connected here answers its waiting acquire with an error and closes it [LP-8]', async () => {
+    // The leader ends the sessions of clients it takes for gone (a node's
+    // earlier run leaving, seen late): the table releases their session
+    // locks and withdraws their waits. A connection still open here must
+    // not wait for ever (chaos --procs saw an acquire unanswered for 28 s),
+    // nor go on as if it held its session locks.
+    const { link, got, port, lines } = await scriptedFollower();
+    const a = await LineClient.open(port);
+    const other = await LineClient.open(port);
+    closers.push(() => a.close(), () => other.close());
+    a.write('acquire busy\n');
+    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
+    const fa = got.find((x) => x.type === 'forward');
+    if (fa?.type !== 'forward') throw new Error('no forward');
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'busy', ttl: null }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: fa.cmd, from: 1, req: fa.req }); // a waits
+    link.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: { op: 'disconnect', client: a.id }, from: 0, req: 0 });
+    link.send({ v: 1, type: 'commit', seq: 3 });
+    expect(await a.next()).toBe(`Error: ${ERR_SESSION_ENDED}`);
+    await a.waitClosed(5000);
+    expect(lines.some((l) => l.includes(`client ${a.id}'s session was ended by the cluster`))).toBe(true);
+    // Only that client: the other connection is served as before.
+    expect(await other.ask('check busy')).toBe('CheckLock:Lock:10001 token=1');
   });
 
   it('fails in-flight writes with a named error when a gap resets the stream (a skipped entry may have carried the result)', async () => {

@@ -27,6 +27,9 @@ import type { LogEntry, Replica, Replication } from '../replication/replication.
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 
+/** The reply to a waiting acquire whose session the cluster ended while its connection was open (see sessionEnded). */
+export const ERR_SESSION_ENDED = "this client's session was ended by the cluster (its node was taken for gone): its session locks are released and its wait is withdrawn [LP-8]; the connection closes";
+
 /** A write of this node's client (its connection and ticket), or of an operator through the admin API (`done`), owed a reply. */
 interface Own {
   conn: ClientConnection | null;
@@ -137,6 +140,27 @@ export class ReplicaNode extends NodeBase implements Replica {
     if (cmd.op === 'timeout' && out.reply !== null) this.answerWaiter(cmd.client, out.reply, seq);
     for (const w of out.wakes) this.answerWaiter(w.client, w.reply, seq);
     if (cmd.op === 'resume' && out.reply?.op === 'resume' && out.reply.ok) this.superseded(cmd.target, out.reply.gen);
+    if (cmd.op === 'disconnect') this.sessionEnded(cmd.client, cmd.gen ?? 0, seq);
+  }
+
+  /**
+   * A committed disconnect of a connection still open here: not its own
+   * (a connection that closes leaves `connections` before its disconnect
+   * is proposed), so the cluster ended its session, e.g. a leader that
+   * took this node's earlier run for gone. Its session locks are released
+   * and its waiter withdrawn [LP-8]: the connection must not go on as if
+   * it held them, and its waiting acquire would never be answered. That
+   * acquire gets an error, what was read is answered, and the connection
+   * closes.
+   */
+  private sessionEnded(client: ClientId, gen: number, seq: number): void {
+    for (const c of this.connections) {
+      if (c.id !== client || c.gen !== gen) continue;
+      this.log.line('warn', `client ${client}'s session was ended by the cluster: closing ${c.remote}`);
+      const req = this.waitingReq.get(client);
+      if (req !== undefined) this.answer(req, `Error: ${ERR_SESSION_ENDED}`, seq);
+      c.drain();
+    }
   }
 
   answer(req: number, reply: Reply | string, seq: number): void {

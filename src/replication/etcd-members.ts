@@ -227,10 +227,14 @@ export class EtcdMembership {
    * set). Polled every MEMBERS_POLL_MS, each read with a deadline, not
    * watched: a watch is one stream to one etcd member, and behind a
    * partition the leader never saw a cut-off node leave, so its clients'
-   * session locks stayed (seen in CI: over 20 s). A name whose link
-   * changed between two reads (a new run of that node) is reported gone,
-   * then back: an earlier run's leave always comes before its new run's
-   * join, as with the watch.
+   * session locks stayed (seen in CI: over 20 s).
+   *
+   * A new run of a node that replaced its earlier one between two reads
+   * is not reported as that node leaving: the leader ends the sessions of
+   * a node that left by its index, and by then the new run may have
+   * clients of its own (chaos --procs saw one's waiting acquire withdrawn
+   * and never answered). The earlier run's sessions are ended by the new
+   * run itself before it takes clients (EtcdReplication.endOwnPastSessions).
    */
   async watch(onChange: (live: MemberInfo[]) => void): Promise<void> {
     let live = new Map<string, MemberInfo>();
@@ -249,15 +253,9 @@ export class EtcdMembership {
       read()
         .then((now) => {
           if (this.pollTimer === null) return;
-          const rerun = [...now.values()].filter((m) => live.has(m.name) && live.get(m.name)?.link !== m.link);
-          if (rerun.length > 0) {
-            const without = new Map(live);
-            for (const m of rerun) without.delete(m.name);
-            onChange([...without.values()]);
-          }
           const changed = now.size !== live.size || [...now].some(([name, m]) => JSON.stringify(live.get(name)) !== JSON.stringify(m));
           live = now;
-          if (changed || rerun.length > 0) onChange([...live.values()]);
+          if (changed) onChange([...live.values()]);
         })
         .catch((err: unknown) => void err) // no answer this time (a member cut off): the next poll
         .finally(() => {
