@@ -25,6 +25,9 @@ function explorerPorts(screen: string): Record<string, number> {
 
 const count = (s: string, re: RegExp): number => (s.match(new RegExp(re.source, 'g')) ?? []).length;
 
+/** SGR sequences that set black text (30), the colour that vanishes on dark themes, in `ansi` (tmux capture-pane -e). */
+const blackText = (ansi: string): string[] => (ansi.match(/\u001b\[[0-9;]*m/g) ?? []).filter((sgr) => sgr.slice(2, -1).split(';').includes('30'));
+
 describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
   it('160x48: explorer, lock maps and logs of every node, the palette, and q exits 0', async () => {
     const t = new Tmux(160, 48);
@@ -72,7 +75,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/Response: CheckLock:Lock:20001 token=1/, 'the reply in the terminal');
 
       // The mouse: a click focuses the part under it (the hints follow).
-      await t.clickUntil(5, 10, /↑ select {2}Enter open {2}t terminal here/, 'the explorer focused by a click');
+      await t.clickUntil(5, 10, /↑ select {2}Enter open {2}t attach/, 'the explorer focused by a click');
       await t.clickUntil(60, 44, /\^O terminal\/output {2}Tab next part/, 'the panel focused by a click');
       await t.clickUntil(140, 10, /PgUp scroll {2}→ next node/, 'the editor focused by a click'); // follower-2's pane
       t.keys('Enter'); // zoom the clicked node
@@ -198,6 +201,98 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/\^C \(press Ctrl\+C again to stop the cluster and quit/, 'the question');
       expect(t.screen()).not.toMatch(/distributeLock:> pin/);
       t.keys('C-c');
+      expect(await t.exitStatus()).toBe(0);
+    } finally {
+      for (const c of clients) c.close();
+      t.kill();
+    }
+  });
+
+  it('issue 14 §6 at 80x24: no black text, an editable input line, whole replies, tokens and names, hints, palette keys, a warning before attaching elsewhere', async () => {
+    const t = new Tmux(80, 24);
+    const clients: LineClient[] = [];
+    const token = '1764512345678901'; // 16 digits, as tokens seeded from the clock have
+    const name = 'before-deploy-migration-lock';
+    try {
+      t.start(`${process.execPath} ${CLI} up --followers 2 --port 0 --first-token ${token}`);
+      const first = await t.until(/● follower-2 up/, 'three nodes up');
+      const ports = explorerPorts(first);
+      // Secondary text is gray (SGR 90) in tmux's 256 colours, never black (30).
+      expect(blackText(t.screenAnsi())).toEqual([]);
+      expect(t.screenAnsi()).toMatch(/\u001b\[90m/);
+      // The status bar keeps next part, the palette and quit at 80 columns,
+      // and the focused part's first hints: the counts give way.
+      expect(first.trimEnd().split('\n').at(-1)).toMatch(/^ 3\/3 up │ PgUp scroll {2}→ next node {2}Tab next part {2}\^P palette {2}q quit$/);
+
+      // The TERMINAL's input line edits: Home, typing mid-line, End, Ctrl+W, Ctrl+U.
+      t.keys('Tab');
+      await t.until(/\^C quit/, 'the terminal focused');
+      t.keys('-l', `eempt ${name} x9`); // 37 columns: the input's room at 80x24 is 38
+      await t.until(/distributeLock:> eempt/, 'the text typed');
+      t.keys('Home');
+      t.keys('-l', 'pr');
+      await t.until(new RegExp(`distributeLock:> preempt ${name} x +│`), 'typed at the start of the line (the end scrolls out)');
+      t.keys('End', 'C-w'); // the word before the cursor: x9
+      await t.until(new RegExp(`distributeLock:> preempt ${name} +│`), 'Ctrl+W deleted the last word');
+      t.keys('Left', 'Left', 'Left', 'Left', 'Right', 'BSpace', 'BSpace');
+      await t.until(/distributeLock:> preempt before-deploy-migration-ck +│/, '← → and Backspace');
+      t.keys('-l', 'lo');
+      t.keys('Enter');
+      // The reply is wrapped, not cut: the 16-digit token whole on a row.
+      await t.until(new RegExp(`Response: PreemptLock Success[^]*owner=10001 token=${token}`), 'the whole reply');
+      t.keys('-l', 'garbage');
+      await t.until(/distributeLock:> garbage/, 'more text');
+      t.keys('C-u');
+      await t.until(/distributeLock:> +│/, 'Ctrl+U cleared the line');
+
+      // The lock map: the name and the token whole (too wide for one row, each lock takes two).
+      const map = await t.until(new RegExp(`│${name} +│\\n[^\\n]*│ +owner=10001 token=${token} session +│`), 'the lock map, nothing cut');
+      expect(map).toMatch(/leader · lock map \(1\)/);
+      // The log wraps between words: the token stays whole.
+      expect(map).toMatch(new RegExp(`token=${token}`));
+      expect(map).not.toMatch(/…/);
+      expect(blackText(t.screenAnsi())).toEqual([]);
+
+      // The palette: whole titles, keys spelled out.
+      t.keys('C-p');
+      const pal = await t.until(/Command Palette/, 'the palette');
+      expect(pal).toMatch(/Show command palette +Ctrl\+P \/ F1│/);
+      expect(pal).toMatch(/Focus previous part +Shift\+Tab│/);
+      t.keys('-l', 'kill the');
+      await t.until(/│Kill the selected node \(a follower restarts; the leader fails over\) +k│/, 'the longest title, whole');
+      t.keys('Escape');
+      await t.until(/^(?![^]*Command Palette)/, 'the palette closed');
+
+      // Attaching to another node: it says what will be lost, and waits for y.
+      t.keys('Tab'); // the explorer
+      await t.until(/ 3\/3 up │ ↑ select {2}Enter open {2}t attach {2}Tab next part {2}\^P palette {2}q quit/, 'the explorer focused, its hints');
+      t.keys('Down', 't');
+      await t.until(/Attach to follower-1\? y: yes \(ends this session\) · any other key: no/, 'the question in the status bar');
+      const warned = t.screen();
+      expect(warned).toMatch(/Attaching to follower-1 closes this terminal's/);
+      expect(warned).toMatch(/client 10001/);
+      expect(warned).toMatch(/1 session lock/);
+      expect(warned).toMatch(/Press y to attach, any other key to stay\./);
+      t.keys('n');
+      await t.until(/\(stayed on leader\)/, 'no: it stays');
+      const c = await LineClient.open(ports['follower-2'] as number);
+      clients.push(c);
+      expect(await c.ask(`check ${name}`)).toBe(`CheckLock:Lock:10001 token=${token}`);
+      t.keys('t');
+      await t.until(/Attach to follower-1\?/, 'asked again');
+      t.keys('y');
+      await t.until(/TERMINAL \(follower-1\)[^]*connected to follower-1 at 127\.0\.0\.1:\d+, client_id:/, 'attached');
+      await eventually(async () => (await c.ask(`check ${name}`)) === 'CheckLock:Free', 'the session lock released [LP-8]');
+      t.keys('q');
+      expect(await t.exitStatus()).toBe(0);
+
+      // An 8-colour terminal: secondary text keeps the default colour (blessed would draw gray as black).
+      t.start(`env TERM=xterm ${process.execPath} ${CLI} up --followers 2 --port 0`);
+      await t.until(/● follower-2 up/, 'three nodes up, 8 colours');
+      const ansi = t.screenAnsi();
+      expect(blackText(ansi)).toEqual([]);
+      expect(ansi).not.toMatch(/\u001b\[90m/);
+      t.keys('q');
       expect(await t.exitStatus()).toBe(0);
     } finally {
       for (const c of clients) c.close();

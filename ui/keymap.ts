@@ -29,6 +29,19 @@ export function keyLabel(key: string): string {
   return named[key] ?? (key.length === 1 ? key : key.toUpperCase());
 }
 
+/**
+ * How a key is written in the palette, spelled out as VS Code does:
+ * C-p → Ctrl+P, S-tab → Shift+Tab, f1 → F1, pageup → Page Up.
+ */
+export function keyName(key: string): string {
+  const chord = (k: string): string => (k.length === 1 ? k.toUpperCase() : keyName(k));
+  if (key.startsWith('C-')) return `Ctrl+${chord(key.slice(2))}`;
+  if (key.startsWith('S-')) return `Shift+${chord(key.slice(2))}`;
+  if (key.startsWith('M-')) return `Alt+${chord(key.slice(2))}`;
+  const named: Record<string, string> = { tab: 'Tab', enter: 'Enter', escape: 'Esc', pageup: 'Page Up', pagedown: 'Page Down', up: '↑', down: '↓', left: '←', right: '→', home: 'Home', end: 'End' };
+  return named[key] ?? (/^f\d+$/.test(key) ? key.toUpperCase() : key);
+}
+
 /** A key that types a character (`q`, `k`), as opposed to Tab, arrows or Ctrl chords. */
 const isPrintable = (key: string): boolean => key.length === 1;
 
@@ -55,19 +68,25 @@ export class Keymap {
   }
 
   /**
-   * Status bar hints for the focused part: its own actions, then global
-   * ones, each with its first key that works there (the palette shows them
-   * all). While `typing` (the TERMINAL's input line has the focus), a
-   * printable key types itself, so `q` is not offered as quit there.
+   * Status bar hints for the focused part, fitted to `width` columns: its
+   * own actions, then global ones, each with its first key that works
+   * there (the palette shows them all). The global ones (next part, the
+   * palette, quit) are always kept: the part's own are dropped from the
+   * end when they do not fit. While `typing` (the TERMINAL's input line has
+   * the focus), a printable key types itself, so `q` is not offered as quit
+   * there.
    */
-  hints(part: Part, typing = false): string {
-    const shown = [...this.actions.filter((a) => a.scope === part), ...this.actions.filter((a) => a.scope === 'global')];
-    const out: string[] = [];
-    for (const a of shown) {
+  hints(part: Part, typing = false, width = Infinity): string {
+    const hint = (a: Action): string | null => {
       const key = a.keys.find((k) => !typing || !isPrintable(k));
-      if (a.hint !== undefined && key !== undefined) out.push(`${keyLabel(key)} ${a.hint}`);
-    }
-    return out.join('  ');
+      return a.hint !== undefined && key !== undefined ? `${keyLabel(key)} ${a.hint}` : null;
+    };
+    const own = this.actions.filter((a) => a.scope === part).map(hint).filter((h) => h !== null);
+    const global = this.actions.filter((a) => a.scope === 'global').map(hint).filter((h) => h !== null);
+    const joined = (xs: string[]): string => xs.join('  ');
+    const kept = [...own];
+    while (kept.length > 0 && joined([...kept, ...global]).length > width) kept.pop();
+    return joined([...kept, ...global]);
   }
 
   /**

@@ -11,9 +11,10 @@ export function clip(s: string, n: number): string {
 }
 
 /**
- * `text` as rows of at most `width`: broken at a space when there is one in
- * the back half of the row, else hard; continuation rows indented by two.
- * At most `max` rows; the last one is clipped.
+ * `text` as rows of at most `width`: broken at the last space that fits (a
+ * word, a number or a token is never split while it fits on a row of its
+ * own), else hard; continuation rows indented by two. At most `max` rows;
+ * the last one is clipped.
  */
 export function wrap(text: string, width: number, max: number): string[] {
   const rows: string[] = [];
@@ -21,7 +22,7 @@ export function wrap(text: string, width: number, max: number): string[] {
   let room = width;
   while (rest.length > room && rows.length < max - 1) {
     let cut = rest.lastIndexOf(' ', room);
-    if (cut < room / 2) cut = room;
+    if (cut <= 0) cut = room;
     rows.push(rows.length === 0 ? rest.slice(0, cut) : `  ${rest.slice(0, cut)}`);
     rest = rest.slice(cut).trimStart();
     room = width - 2;

@@ -11,12 +11,13 @@
  * every line (blessed issue 338), which a busy node would turn into a
  * render storm.
  *
- * Keys go through one dispatcher: the palette when open, else the terminal
- * input for text keys when it has the focus, else the keymap (ui/keymap.ts),
- * which also writes the status bar hints and fills the palette.
+ * Keys go through one dispatcher: the palette when open, else a question
+ * the TERMINAL asked (attach elsewhere?), else the TERMINAL's input line
+ * (ui/terminal.ts) for text and editing keys when it has the focus, else
+ * the keymap (ui/keymap.ts), which also writes the status bar hints and
+ * fills the palette.
  */
 import blessed from 'blessed';
-import { connect, type DlockClient } from '../src/client/client.js';
 import type { NodeEvent } from '../src/control.js';
 import type { UpOptions } from '../src/up.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
@@ -25,30 +26,29 @@ import type { ViewSource } from './source.js';
 import { timestamp } from '../src/headless.js';
 import { plural } from '../src/text.js';
 import { Keymap, type Action } from './keymap.js';
+import { lockMapText } from './lockmap.js';
+import { paletteEntry, paletteRow, paletteWidth } from './palette.js';
+import { isText, Terminal, type TermOptions } from './terminal.js';
+import { terminalColors, theme } from './theme.js';
 import { layout, PARTS, type Focus, type Layout, type Mode, type Rect } from './layout.js';
 import { ClusterModel, isLive, sparkline, type NodeView } from './model.js';
 import { clip, wrap } from './text.js';
 
+export type { TermOptions } from './terminal.js';
+
 const RENDER_MS = 100;
 const POLL_MS = 500;
-const PROMPT = 'distributeLock:> ';
 
 /** The same options as headless `dlock up`. */
 export type TuiOptions = UpOptions;
-
-/** What the terminal needs to connect to a node as a client. */
-export interface TermOptions {
-  authToken: string | null;
-  tls: { cert: string } | null;
-}
 
 /** `dlock up` in a terminal: the one-process cluster, started and owned by the view. */
 export function runTui(opts: TuiOptions): Promise<number> {
   return runView(new ClusterSource(opts), { authToken: opts.authToken, tls: opts.tls === null ? null : { cert: opts.tls.cert } }, 'dlock up');
 }
 
-const KIND_COLOR: Record<LogKind, string> = {
-  info: 'gray',
+/** Log line colours by kind; info lines are secondary text (ui/theme.ts). */
+const KIND_COLOR: Record<Exclude<LogKind, 'info'>, string> = {
   conn: 'cyan',
   req: 'white',
   reply: 'green',
@@ -88,6 +88,12 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   // and in `tmux capture-pane`.
   process.env['NCURSES_NO_UTF8_ACS'] ??= '1';
   const screen = blessed.screen({ smartCSR: true, fullUnicode: true, title: 'dlock', autoPadding: false, warnings: false });
+  // blessed reduces colours to what it read from terminfo, which it can
+  // misread (ui/theme.ts); its typings leave the count out.
+  const tput = screen.tput as unknown as { colors: number };
+  const th = theme(terminalColors(tput.colors, process.env));
+  tput.colors = th.colors;
+  const paint = (kind: LogKind, text: string): string => (kind === 'info' ? th.dim(text) : `{${KIND_COLOR[kind]}-fg}${text}{/}`);
   const model = new ClusterModel();
   const keymap = new Keymap();
   const focus: Focus = { part: 'editor', node: 'leader' };
@@ -97,99 +103,27 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   // wrap: false — lines are clipped to the pane here, never re-flowed by blessed.
   const box = (o: blessed.Widgets.BoxOptions): blessed.Widgets.BoxElement => blessed.box({ parent: screen, tags: true, wrap: false, ...o } as blessed.Widgets.BoxOptions);
   const sidebar = box({ border: { type: 'line' }, label: ' CLUSTER ', clickable: true });
-  const tabs = box({ clickable: true, style: { bg: 'black' } });
+  const tabs = box({ clickable: true });
   const panel = box({ border: { type: 'line' }, clickable: true });
   const status = box({ style: { bg: 'blue', fg: 'white' } });
-  const palette = box({ border: { type: 'line' }, label: ' Command Palette ', hidden: true, style: { bg: 'black', border: { fg: 'cyan' } } });
+  const palette = box({ border: { type: 'line' }, label: ' Command Palette ', hidden: true, style: { border: { fg: 'cyan' } } });
   const splash = box({ top: 'center', left: 'center', width: 40, height: 3, border: { type: 'line' }, content: source.starting });
   const widgets = new Map<string, NodeWidgets>();
 
   // ---- the embedded terminal (a dlock client attached to one node) ----
-  /** `pending`: requests sent and not yet answered; `interruptAt`: when Ctrl+C last cleared the line (a second one soon after quits). */
-  const term = { node: 'leader', client: null as DlockClient | null, input: '', lines: [] as string[], history: [] as string[], hist: -1, pending: 0, interruptAt: 0 };
-  const termOut = (line: string): void => {
-    term.lines.push(line);
-    if (term.lines.length > 500) term.lines.splice(0, term.lines.length - 500);
-    schedule();
-  };
-
   let started = false;
-  const attach = async (node: string): Promise<void> => {
-    term.client?.destroy();
-    term.client = null;
-    term.node = node;
-    // `leader` means whichever node leads now (after failover, a promoted follower).
-    const nodes = source.nodes();
-    const info = nodes.find((n) => n.name === node) ?? (node === 'leader' ? nodes.find((n) => n.role === 'leader') : undefined);
-    if (info === undefined) {
-      termOut(`(no node ${node})`);
-      return;
-    }
-    try {
-      const c = await connect({ host: info.host, port: info.port, authToken: opts.authToken, tls: opts.tls === null ? null : { ca: opts.tls.cert } });
-      term.client = c;
-      termOut(`connected to ${c.nodeLabel} at ${info.host}:${info.port}, client_id: ${c.id}`);
-      c.onClose(() => {
-        if (term.client === c) {
-          term.client = null;
-          termOut('(connection closed; Enter reconnects)');
-        }
-      });
-    } catch (err) {
-      termOut(`(cannot connect to ${node}: ${(err as Error).message})`);
-    }
-  };
-
-  const submit = async (): Promise<void> => {
-    const line = term.input;
-    term.input = '';
-    term.hist = -1;
-    if (line.trim() === '') {
-      schedule();
-      return;
-    }
-    term.history.push(line);
-    if (term.client === null) await attach(term.node);
-    const c = term.client;
-    if (c === null) return;
-    termOut(`${timestamp(Date.now(), false)} Request: ${line}`);
-    term.pending++;
-    try {
-      const reply = await c.raw(line);
-      termOut(`${timestamp(Date.now(), false)} Response: ${reply}`);
-    } catch (err) {
-      termOut(`(${(err as Error).message})`);
-    } finally {
-      term.pending--;
-    }
-  };
-
-  /**
-   * Ctrl+C in the TERMINAL, as in a shell (issue 12 §6): a VS Code user
-   * presses it to cancel a command, not to stop the cluster. With a request
-   * waiting (an acquire), it cancels it the one way the protocol allows:
-   * closing this terminal's connection, which ends its session [LP-8], as
-   * Ctrl+C on `nc` does. Otherwise it clears the line; a second Ctrl+C
-   * within 2 s quits.
-   */
-  const interruptTerminal = (): void => {
-    const c = term.client;
-    if (term.pending > 0 && c !== null) {
-      term.client = null;
-      c.destroy();
-      termOut('^C: cancelled the waiting request by closing this terminal\'s connection (its session locks are released); Enter reconnects');
-      return;
-    }
-    const now = Date.now();
-    if (now - term.interruptAt < 2000) {
-      quit();
-      return;
-    }
-    term.interruptAt = now;
-    term.input = '';
-    term.hist = -1;
-    termOut('^C (press Ctrl+C again to stop the cluster and quit; q quits from the other parts)');
-  };
+  const term = new Terminal(
+    {
+      nodes: () => source.nodes(),
+      sessionLocks: (node, id) => {
+        const name = node === 'leader' ? (model.leaderName() ?? node) : node;
+        return model.node(name).locks.filter((r) => r.owner === id && r.ttlLeft === null).map((r) => r.lock);
+      },
+      changed: () => schedule(),
+      quit: () => quit(),
+    },
+    opts,
+  );
 
   // ---- rendering ----
   let scheduled: NodeJS.Timeout | null = null;
@@ -218,15 +152,10 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     return w;
   };
 
-  const borderColor = (active: boolean): string => (active ? 'cyan' : 'gray');
   const setBorder = (el: blessed.Widgets.BoxElement, active: boolean): void => {
-    (el.style as { border?: { fg?: string } }).border = { fg: borderColor(active) };
+    const fg = th.border(active);
+    (el.style as { border?: { fg?: string } }).border = fg === null ? {} : { fg };
   };
-
-  function logLine(l: LogLine, width: number): string {
-    const text = clip(`${hhmmss(l.t)} ${l.text}`, width);
-    return `{${KIND_COLOR[l.kind]}-fg}${esc(text)}{/}`;
-  }
 
   /**
    * The newest log lines that fit `rows` rows of `width`, each wrapped
@@ -239,8 +168,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       const l = lines[i] as LogLine;
       const text = `${hhmmss(l.t)} ${l.text}`;
       const parts = wrap(text, width, rows);
-      const color = KIND_COLOR[l.kind];
-      out.unshift(...parts.map((p) => `{${color}-fg}${esc(p)}{/}`));
+      out.unshift(...parts.map((p) => paint(l.kind, esc(p))));
     }
     return out.slice(-rows);
   }
@@ -262,30 +190,10 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     w.log.setLabel(` ${STATE_ICON[v.state] ?? ''} ${esc(title)}${paused === '' ? '' : `{yellow-fg}${esc(paused)}{/yellow-fg}`} `);
     w.log.setContent(logRows(v.log.window(rows, v.back), inner, rows).join('\n'));
     const lw = pane.locks.width - 2;
-    // Owner and token columns as wide as the widest shown (tokens seeded from
-    // the clock have 16 digits), ttl 7 ("session"), then waiters; the lock
-    // name takes the rest. A token that still does not fit keeps its last
-    // digits (the ones that change), after an ellipsis.
-    const shown = v.locks.slice(0, Math.max(0, pane.locks.height - 3));
-    const ownW = Math.max(5, ...shown.map((r) => String(r.owner).length));
-    let tokW = Math.max(5, ...shown.map((r) => String(r.token).length));
-    let nameW = lw - (ownW + tokW + 7 + 4 + 4);
-    if (nameW < 6) {
-      tokW = Math.max(7, tokW - (6 - nameW));
-      nameW = 6;
-    }
-    const tok = (t: number): string => {
-      const s = String(t);
-      return s.length <= tokW ? s : `…${s.slice(s.length - tokW + 1)}`;
-    };
-    const head = `${'LOCK'.padEnd(nameW)} ${'OWNER'.padStart(ownW)} ${'TOKEN'.padStart(tokW)} ${'TTL'.padStart(7)} WAIT`;
-    const rowsL = shown.map((r) => {
-      const ttl = r.ttlLeft === null ? 'session' : `${(r.ttlLeft / 1000).toFixed(1)}s`;
-      return esc(clip(`${clip(r.lock, nameW).padEnd(nameW)} ${String(r.owner).padStart(ownW)} ${tok(r.token).padStart(tokW)} ${ttl.padStart(7)} ${r.waiters.length === 0 ? '' : r.waiters.join(',')}`, lw));
-    });
     const total = v.stats?.locks ?? v.locks.length;
+    const map = lockMapText(v.locks, lw, Math.max(0, pane.locks.height - 2), Math.max(total, v.locks.length));
     w.locks.setLabel(` ${esc(clip(`${model.label(v.name)} · lock map (${v.state === 'gone' ? 'gone' : total})`, Math.max(1, pane.locks.width - 6)))} `);
-    w.locks.setContent([`{bold}${esc(clip(head, lw))}{/bold}`, ...rowsL].join('\n'));
+    w.locks.setContent([...map.head.map((h) => `{bold}${esc(clip(h, lw))}{/bold}`), ...map.body.map((r) => esc(clip(r, lw)))].join('\n'));
   }
 
   function renderSidebar(l: Layout): void {
@@ -306,7 +214,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       const narrow = w < 26;
       const parts = narrow ? [`${s?.clients ?? 0} cl`, `${s?.locks ?? 0} lk`] : [`clients ${s?.clients ?? 0}`, `locks ${s?.locks ?? 0}`];
       if (name !== model.leaderName()) parts.push(`lag ${lag ?? '-'}`);
-      out.push(`   {gray-fg}${esc(clip(parts.join(' '), w - 3))}{/gray-fg}`);
+      out.push(`   ${th.dim(esc(clip(parts.join(' '), w - 3)))}`);
     }
     sidebar.setContent(out.join('\n'));
   }
@@ -315,7 +223,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     place(tabs, l.tabs);
     const items = ['ALL', ...model.names()];
     const active = mode.zoom ? focus.node : 'ALL';
-    tabs.setContent(items.map((t) => (t === active ? `{black-fg}{white-bg} ${esc(t)} {/}` : ` ${esc(t)} `)).join('{gray-fg}│{/gray-fg}'));
+    tabs.setContent(items.map((t) => (t === active ? `{inverse} ${esc(t)} {/inverse}` : th.dim(` ${esc(t)} `))).join(th.dim('│')));
   }
 
   function renderPanel(l: Layout): void {
@@ -323,7 +231,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     if (l.panel === null) return;
     setBorder(panel, focus.part === 'panel');
     const t = mode.panelTab;
-    const tab = (name: string, on: boolean): string => (on ? `{bold}{underline}${name}{/underline}{/bold}` : `{gray-fg}${name}{/gray-fg}`);
+    const tab = (name: string, on: boolean): string => (on ? `{bold}{underline}${name}{/underline}{/bold}` : th.dim(name));
     panel.setLabel(` ${tab(`TERMINAL (${term.node})`, t === 'terminal')}  ${tab('OUTPUT', t === 'output')} `);
     const w = l.panel.width - 2;
     const h = l.panel.height - 2;
@@ -331,15 +239,15 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       panel.setContent(
         model.output
           .window(h)
-          .map((x) => logLine(x, w))
+          .map((x) => paint(x.kind, esc(clip(`${hhmmss(x.t)} ${x.text}`, w))))
           .join('\n'),
       );
       return;
     }
-    const cursor = focus.part === 'panel' ? '{inverse} {/inverse}' : '';
-    const prompt = `${esc(clip(PROMPT + term.input, w - 1))}${cursor}`;
-    const body = term.lines.slice(-(h - 1)).map((x) => esc(clip(x, w)));
-    panel.setContent([...body, prompt].join('\n'));
+    const r = term.rows(w, h);
+    const p = r.prompt;
+    const prompt = focus.part === 'panel' ? `${esc(p.before)}{inverse}${esc(p.at)}{/inverse}${esc(p.after)}` : esc(p.before + p.at + p.after);
+    panel.setContent([...r.body.map(esc), prompt].join('\n'));
   }
 
   function renderStatus(l: Layout): void {
@@ -349,8 +257,24 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     const wide = l.status.width >= 120;
     const lead = wide ? ` leader ${s.leader} │` : '';
     const spark = wide ? ` ${sparkline(model.opsHistory, 10)}` : '';
-    const left = `${lead} ${s.up}/${s.total} up │ ${plural(s.clients, 'client')} │ ${plural(s.locks, 'lock')} │ ${model.opsPerSec} ops/s${spark} │ `;
-    status.setContent(esc(clip(left + keymap.hints(focus.part, typing()), l.status.width)));
+    const width = l.status.width;
+    const question = term.question();
+    if (question !== null) {
+      status.setContent(`{bold}${esc(clip(` ${question}`, width))}{/bold}`);
+      return;
+    }
+    // The hints for next part, the palette and quit are always shown
+    // (keymap.hints); the counts give way to the part's own hints.
+    const up = ` ${s.up}/${s.total} up │ `;
+    const counts = `${plural(s.clients, 'client')} │ ${plural(s.locks, 'lock')} │ `;
+    const lefts = [`${lead}${up}${counts}${model.opsPerSec} ops/s${spark} │ `, `${up}${counts}`, up];
+    // The longest left part that shows as many hints as any.
+    const shown = lefts.map((left) => {
+      const hints = keymap.hints(focus.part, typing(), width - left.length);
+      return { line: left + hints, hints: hints.split('  ').length };
+    });
+    const most = Math.max(...shown.map((x) => x.hints));
+    status.setContent(esc(clip(shown.find((x) => x.hints === most)?.line ?? '', width)));
   }
 
   function renderPalette(l: Layout): void {
@@ -358,7 +282,8 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       palette.hide();
       return;
     }
-    const width = Math.min(70, l.cols - 4);
+    // As wide as the longest entry of all (the box does not jump while filtering).
+    const width = paletteWidth(keymap.all().map(paletteEntry), l.cols);
     const height = Math.min(16, l.rows - 4);
     place(palette, { left: Math.floor((l.cols - width) / 2), top: 1, width, height });
     palette.setFront();
@@ -369,11 +294,12 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     const visible = height - 3;
     const start = Math.max(0, paletteState.index - visible + 1);
     matches.slice(start, start + visible).forEach((a, i) => {
-      const keys = a.keys.length > 0 ? ` {gray-fg}${esc(a.keys.join(' '))}{/gray-fg}` : '';
-      const text = `${esc(clip(a.title, inner - 12))}${keys}`;
-      lines.push(start + i === paletteState.index ? `{inverse}${text}{/inverse}` : text);
+      const row = paletteRow(paletteEntry(a), inner);
+      const selected = start + i === paletteState.index;
+      // The selected row is inverse whole; the others show their keys as secondary text.
+      lines.push(selected ? `{inverse}${esc(row.title + row.gap + row.keys)}{/inverse}` : `${esc(row.title)}${row.gap}${th.dim(esc(row.keys))}`);
     });
-    if (matches.length === 0) lines.push('{gray-fg}no matching command{/gray-fg}');
+    if (matches.length === 0) lines.push(th.dim('no matching command'));
     palette.setContent(lines.join('\n'));
   }
 
@@ -445,7 +371,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   const quit = (): void => {
     quitting ??= (async () => {
       clearInterval(poller);
-      term.client?.destroy();
+      term.destroy();
       model.note('info', 'shutting down');
       render();
       let code = 0;
@@ -486,8 +412,8 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     mode.zoom = true;
     focus.part = 'editor';
   });
-  act({ id: 'explorer.attach', title: 'Attach the terminal to the selected node', keys: ['t'], scope: 'explorer', hint: 'terminal here' }, () => {
-    void attach(focus.node);
+  act({ id: 'explorer.attach', title: 'Attach the terminal to the selected node', keys: ['t'], scope: 'explorer', hint: 'attach' }, () => {
+    term.attach(focus.node);
     mode.panelTab = 'terminal';
   });
   act({ id: 'explorer.kill', title: 'Kill the selected node (a follower restarts; the leader fails over)', keys: ['k'], scope: 'explorer', hint: 'kill' }, () => kill(focus.node));
@@ -547,7 +473,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
         mode.zoom = true;
       });
       act({ id: `node.attach.${name}`, title: `Attach terminal to ${name}`, keys: [], scope: 'global' }, () => {
-        void attach(name);
+        term.attach(name);
         mode.panelTab = 'terminal';
         focus.part = 'panel';
       });
@@ -564,8 +490,6 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   function typing(): boolean {
     return focus.part === 'panel' && mode.panelTab === 'terminal';
   }
-  const isText = (ch: string | undefined, key: blessed.Widgets.Events.IKeyEventArg): boolean =>
-    ch !== undefined && ch.length > 0 && !key.ctrl && !key.meta && ch >= ' ' && ch !== '\x7f' && key.name !== 'tab' && key.name !== 'enter' && key.name !== 'return' && key.name !== 'escape';
 
   screen.on('keypress', (ch: string | undefined, key: blessed.Widgets.Events.IKeyEventArg) => {
     if (closed || quitting !== null) return;
@@ -588,37 +512,16 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       schedule();
       return;
     }
-    if (typing()) {
-      if (full === 'C-c') {
-        interruptTerminal();
-        schedule();
-        return;
-      }
-      if (isText(ch, key)) {
-        term.input += ch;
-        schedule();
-        return;
-      }
-      if (full === 'backspace') {
-        term.input = term.input.slice(0, -1);
-        schedule();
-        return;
-      }
-      if (key.name === 'enter') {
-        void submit();
-        schedule();
-        return;
-      }
-      if (full === 'up' || full === 'down') {
-        const h = term.history;
-        if (h.length > 0) {
-          term.hist = full === 'up' ? (term.hist === -1 ? h.length - 1 : Math.max(0, term.hist - 1)) : term.hist === -1 ? -1 : term.hist + 1;
-          if (term.hist >= h.length) term.hist = -1;
-          term.input = term.hist === -1 ? '' : (h[term.hist] ?? '');
-        }
-        schedule();
-        return;
-      }
+    // An attach waiting for y: this key answers it (Enter arrives as
+    // 'return' then 'enter': the second one answers).
+    if (term.question() !== null) {
+      if (full !== 'return') term.answer(ch);
+      schedule();
+      return;
+    }
+    if (typing() && term.key(ch, key)) {
+      schedule();
+      return;
     }
     const a = keymap.forKey(full, focus.part);
     if (a !== undefined) {
@@ -682,7 +585,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   registerNodeActions();
   // The terminal connects on first use, not now: a client connection takes a
   // client id, and the README's walkthrough expects nc to get 10001.
-  termOut('type a request and Enter to connect to the leader (or attach to another node from the palette)');
+  term.write('type a request and Enter to connect to the leader (or attach to another node from the palette)');
 
   let polling = false;
   const poll = async (): Promise<void> => {

@@ -29,6 +29,11 @@ export class Tmux {
     return this.run('capture-pane', '-p', '-t', 't');
   }
 
+  /** The screen with its SGR colour sequences (capture-pane -e). */
+  screenAnsi(): string {
+    return this.run('capture-pane', '-e', '-p', '-t', 't');
+  }
+
   keys(...keys: string[]): void {
     this.run('send-keys', '-t', 't', ...keys);
   }
