@@ -84,6 +84,29 @@ function checkListenToken(flag: string | undefined, host: string, insecure: bool
   }
 }
 
+/** The admin API's options, the same on `dlock up` and `dlock node`. */
+const HTTP_PORT_OPTION = { type: 'number', describe: 'serve the admin API (/health, /metrics, /locks, /clients, revoke) on this port; 0 picks a free one' } as const;
+const HTTP_HOST_OPTION = { type: 'string', default: '127.0.0.1', describe: 'address the admin API binds' } as const;
+const ADMIN_TOKEN_OPTION = { type: 'string', describe: 'Bearer token for /locks, /clients and revoke (default: $DLOCK_ADMIN_TOKEN; without one they are refused)' } as const;
+const LOG_FORMAT_OPTION = { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'headless log lines: text, or one JSON object per line' };
+
+interface AdminFlags {
+  'http-port'?: number | undefined;
+  'http-host': string;
+  'admin-token'?: string | undefined;
+  insecure: boolean;
+}
+
+function checkAdmin(a: AdminFlags): void {
+  if (a['http-port'] !== undefined && (!Number.isInteger(a['http-port']) || a['http-port'] < 0 || a['http-port'] > 65535)) throw new Error('--http-port must be a port number from 0 to 65535');
+  const admin = a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'];
+  if (admin !== undefined && !isTokenWord(admin)) throw new Error(`--admin-token (or DLOCK_ADMIN_TOKEN) ${TOKEN_RULE}`);
+  if (a['http-port'] !== undefined && !isLoopback(a['http-host']) && admin === undefined && !a.insecure) throw new Error(`refusing to serve the admin API on ${a['http-host']} without --admin-token: add one, or --insecure`);
+}
+
+const adminOf = (a: AdminFlags): { host: string; port: number; token: string | null } | null =>
+  a['http-port'] === undefined ? null : { host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null };
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
@@ -116,15 +139,12 @@ await yargs(hideBin(process.argv))
         .option('slow-client-timeout', { type: 'number', default: DEFAULT_LIMITS.slowClientMs, describe: 'ms a client may leave its replies unread before it is dropped' })
         .option('etcd', { type: 'string', describe: 'keep the log and elect the leader on etcd: its client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
         .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
-        .option('http-port', { type: 'number', describe: 'serve the admin API (/health, /metrics, /locks, /clients, revoke) on this port; 0 picks a free one' })
-        .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'address the admin API binds' })
-        .option('admin-token', { type: 'string', describe: 'Bearer token for /locks, /clients and revoke (default: $DLOCK_ADMIN_TOKEN; without one they are refused)' })
-        .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'headless log lines: text, or one JSON object per line' })
+        .option('http-port', HTTP_PORT_OPTION)
+        .option('http-host', HTTP_HOST_OPTION)
+        .option('admin-token', ADMIN_TOKEN_OPTION)
+        .option('log-format', LOG_FORMAT_OPTION)
         .check((a) => {
-          if (a['http-port'] !== undefined && (!Number.isInteger(a['http-port']) || a['http-port'] < 0 || a['http-port'] > 65535)) throw new Error('--http-port must be a port number from 0 to 65535');
-          const admin = a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'];
-          if (admin !== undefined && !isTokenWord(admin)) throw new Error(`--admin-token (or DLOCK_ADMIN_TOKEN) ${TOKEN_RULE}`);
-          if (a['http-port'] !== undefined && !isLoopback(a['http-host']) && admin === undefined && !a.insecure) throw new Error(`refusing to serve the admin API on ${a['http-host']} without --admin-token: add one, or --insecure`);
+          checkAdmin(a);
           if (!Number.isInteger(a.followers) || a.followers < 0 || a.followers > MAX_NODE_INDEX) throw new Error(`--followers must be a whole number from 0 to ${MAX_NODE_INDEX}`);
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
@@ -148,7 +168,7 @@ await yargs(hideBin(process.argv))
       const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
         limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] },
-        admin: a['http-port'] === undefined ? null : { host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null },
+        admin: adminOf(a),
         logFormat: a['log-format'] };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
@@ -177,8 +197,13 @@ await yargs(hideBin(process.argv))
         .option('tls-key', { type: 'string', describe: 'TLS private key (PEM file); needs --tls-cert' })
         .option('tls-ca', { type: 'string', describe: 'with --tls-cert: trust the nodes whose certificate this CA signed (PEM file; default: --tls-cert itself, one certificate for the cluster)' })
         .option('node-ttl', { type: 'number', default: DEFAULT_NODE_TTL_S, describe: 'seconds: this node\'s etcd lease; when it dies, its clients\' session locks end this long after, and it stops serving if it cannot renew within ttl − margin' })
+        .option('http-port', HTTP_PORT_OPTION)
+        .option('http-host', HTTP_HOST_OPTION)
+        .option('admin-token', ADMIN_TOKEN_OPTION)
+        .option('log-format', LOG_FORMAT_OPTION)
         .check((a) => {
           etcdUrls(a.etcd);
+          checkAdmin(a);
           if (!Number.isInteger(a['node-ttl']) || a['node-ttl'] < 2 || a['node-ttl'] > 600) throw new Error('--node-ttl must be a whole number of seconds from 2 to 600');
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
           if (a['tls-ca'] !== undefined && a['tls-cert'] === undefined) throw new Error('--tls-ca goes with --tls-cert and --tls-key');
@@ -192,7 +217,8 @@ await yargs(hideBin(process.argv))
     async (a) => {
       const { runNode } = await import('./node-main.js');
       process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'],
-        tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') } });
+        tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
+        admin: adminOf(a), logFormat: a['log-format'] });
     },
   )
   .command(

@@ -12,6 +12,9 @@
  * and closed), then rejoins as a new run of the same name once etcd answers.
  */
 import { Etcd3 } from 'etcd3';
+import type { Server as HttpServer } from 'node:http';
+import { serveAdmin } from './admin/admin-http.js';
+import { NodeAdmin } from './admin/admin-node.js';
 import { headlessView } from './headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { Limits } from './node/limits.js';
@@ -37,10 +40,14 @@ export interface NodeMainOptions {
   nodeTtlS: number;
   /** Clients and node links over TLS (certificate and key, PEM); `ca`: whom links trust (default: the certificate). */
   tls: { cert: string; key: string; ca: string | null } | null;
+  /** --http-port, --http-host, --admin-token: the admin API (null: none). */
+  admin?: { host: string; port: number; token: string | null } | null;
+  /** --log-format: text (default) or json, one object per line. */
+  logFormat?: 'text' | 'json';
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {
-  const view = headlessView();
+  const view = headlessView(undefined, undefined, o.logFormat ?? 'text');
   const log = new NodeLog((lines) => view({ type: 'log', node: o.name, lines }), !o.quiet);
   // Index and client-id block from etcd, before the node exists (ids are made from its index).
   const client = new Etcd3({ hosts: o.etcd });
@@ -79,6 +86,22 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     process.stderr.write(`dlock node: could not start: ${(err as Error).message}\n`);
     await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
     return 1;
+  }
+  // The admin API answers for whichever run serves (none while rejoining: /health says 503 and why).
+  let admin: { server: HttpServer; address: string } | null = null;
+  if (o.admin !== undefined && o.admin !== null) {
+    const a = o.admin;
+    try {
+      const server = await serveAdmin(new NodeAdmin(o.name, () => current), { host: a.host, port: a.port, adminToken: a.token, log: (kind, text) => log.line(kind, text) });
+      const addr = server.address();
+      admin = { server, address: `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}` };
+      log.line('info', `admin API on http://${admin.address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
+    } catch (err) {
+      log.flush();
+      process.stderr.write(`dlock node: could not serve the admin API: ${(err as Error).message}\n`);
+      await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
+      return 1;
+    }
   }
   log.flush();
 
@@ -137,13 +160,14 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster', view },
     async () => {
       shuttingDown = true;
+      admin?.server.close();
       await closeServer(refusing);
       const node = current;
       if (node === null) return;
       await node.drain(SHUTDOWN_DRAIN_MS);
       await node.close();
     },
-    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${current.linkEndpoint} first-client=${clientIdFor(index, prepared.firstOrdinal + 1)} role=${await current.settledRole()}`,
+    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${current.linkEndpoint} first-client=${clientIdFor(index, prepared.firstOrdinal + 1)} role=${await current.settledRole()}${admin === null ? '' : ` http=${admin.address}`}`,
   );
 }
 

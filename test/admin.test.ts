@@ -53,6 +53,9 @@ describe('the admin API', () => {
     expect(text).toMatch(/^dlock_locks\{node="leader"\} [1-9]\d*$/m);
     expect(text).toMatch(/^dlock_follower_lag_entries\{follower="follower-1",node="leader"\} \d+$/m);
     expect(text).toMatch(/^dlock_failovers_total 0$/m);
+    // Commit latency: the leader's entries wait for every follower's ack.
+    expect(text).toMatch(/^dlock_commit_latency_seconds_count\{node="leader"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^dlock_commit_latency_seconds_bucket\{le="\+Inf",node="leader"\} [1-9]\d*$/m);
   });
 
   it('everything else needs the admin token, compared as a whole', async () => {

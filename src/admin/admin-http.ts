@@ -41,6 +41,11 @@ export interface AdminSource {
   revoke(lock: string): Promise<{ owner: number | null; token: number | null } | string>;
 }
 
+/** What the source cannot answer now (no leader, a node rejoining): 503, as /health says, rather than 500. */
+export class UnavailableError extends Error {
+  override readonly name = 'UnavailableError';
+}
+
 export interface AdminOptions {
   host: string;
   port: number;
@@ -126,7 +131,7 @@ export function serveAdmin(source: AdminSource, o: AdminOptions): Promise<Server
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       o.log('warn', `admin API: ${req.method ?? '?'} ${req.url ?? '?'} failed: ${(err as Error).message}`);
-      if (!res.headersSent) send(res, 500, { error: (err as Error).message });
+      if (!res.headersSent) send(res, err instanceof UnavailableError ? 503 : 500, { error: (err as Error).message });
       else res.end();
     });
   });

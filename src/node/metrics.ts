@@ -1,6 +1,6 @@
 /**
  * A node's Prometheus metrics (issue 14 §2): requests by verb and result,
- * request latency, and, read when scraped, what the node holds (locks,
+ * request latency, commit latency, and, read when scraped, what the node holds (locks,
  * waiters, clients) and how far its replication is (applied and committed
  * seq; on the leader each follower's lag).
  *
@@ -52,6 +52,15 @@ interface PerVerb {
 
 export class NodeMetrics {
   private readonly verbs = new Map<string, PerVerb>();
+  /** Commit latency, per bucket (not cumulative), the last one +Inf. */
+  private readonly commitBuckets = new Float64Array(LATENCY_BUCKETS.length + 1);
+  private commitSum = 0;
+  private commitCount = 0;
+  /**
+   * The entry being timed from its apply here to its commit: one at a time,
+   * so a sample per commit round, and nothing per write beyond a compare.
+   */
+  private timing: { seq: number; t: number } | null = null;
 
   constructor(
     readonly node: string,
@@ -72,6 +81,24 @@ export class NodeMetrics {
     v.count++;
   }
 
+  /** Entry `seq` was applied here; `commit`: the commit index now. */
+  entryApplied(seq: number, commit: number): void {
+    if (this.timing === null && seq > commit) this.timing = { seq, t: performance.now() };
+  }
+
+  /** The commit index reached `seq`. */
+  committed(seq: number): void {
+    const timing = this.timing;
+    if (timing === null || seq < timing.seq) return;
+    this.timing = null;
+    const s = (performance.now() - timing.t) / 1000;
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && s > (LATENCY_BUCKETS[i] as number)) i++;
+    this.commitBuckets[i] = (this.commitBuckets[i] as number) + 1;
+    this.commitSum += s;
+    this.commitCount++;
+  }
+
   /** Everything, in prom-client's JSON form, each series labelled with this node. */
   json(): MetricJson[] {
     const node = this.node;
@@ -87,6 +114,20 @@ export class NodeMetrics {
       }
       latency.values.push({ value: t.sum, metricName: `${name}_sum`, labels: { verb, node } }, { value: t.count, metricName: `${name}_count`, labels: { verb, node } });
     }
+    const cname = 'dlock_commit_latency_seconds';
+    const commit: MetricJson = {
+      name: cname,
+      help: 'From a log entry applied on this node to the commit index covering it: every follower has it (in process), or etcd has it (on etcd; a follower applies only committed entries). Sampled: one entry per commit round.',
+      type: 'histogram',
+      aggregator: 'sum',
+      values: [],
+    };
+    let cumulative = 0;
+    for (let i = 0; i <= LATENCY_BUCKETS.length; i++) {
+      cumulative += this.commitBuckets[i] as number;
+      commit.values.push({ value: cumulative, metricName: `${cname}_bucket`, labels: { le: i < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[i] as number) : '+Inf', node } });
+    }
+    commit.values.push({ value: this.commitSum, metricName: `${cname}_sum`, labels: { node } }, { value: this.commitCount, metricName: `${cname}_count`, labels: { node } });
     const o = this.observe();
     const gauge = (n: string, help: string, value: number): MetricJson => ({ name: n, help, type: 'gauge', aggregator: 'sum', values: [{ value, labels: { node } }] });
     const lag: MetricJson = { name: 'dlock_follower_lag_entries', help: 'On the leader: entries each follower has yet to acknowledge (replication lag).', type: 'gauge', aggregator: 'sum', values: [] };
@@ -94,6 +135,7 @@ export class NodeMetrics {
     return [
       requests,
       latency,
+      commit,
       gauge('dlock_locks', "Locks held in this node's replica.", o.locks),
       gauge('dlock_waiters', "Clients waiting in acquire, in this node's replica.", o.waiters),
       gauge('dlock_clients', 'Client connections to this node.', o.clients),

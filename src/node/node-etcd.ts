@@ -84,6 +84,21 @@ export class EtcdNode extends ReplicaNode {
     return this.role;
   }
 
+  /**
+   * Whether this node serves (the admin API's /health): it has started
+   * (its state loaded from etcd), it can show recent contact with etcd
+   * (the bound its reads are refused past), and a leader is elected.
+   */
+  health(): { ok: boolean; reason: string } {
+    if (this.failed || this.stopping) return { ok: false, reason: 'stopped serving' };
+    if (!this.started) return { ok: false, reason: 'starting: loading its state from etcd' };
+    const ago = this.etcd.contactAgoMs();
+    const limit = (this.eopts.nodeTtlS ?? DEFAULT_NODE_TTL_S) * 1000 * READ_CONTACT_FRACTION;
+    if (ago > limit) return { ok: false, reason: `no contact with etcd for ${ago} ms (unreachable, or without quorum)` };
+    if (!this.etcd.leads && !this.etcd.otherLeads()) return { ok: false, reason: 'no leader elected' };
+    return { ok: true, reason: `has its state (seq ${this.applied}) and ${this.etcd.leads ? 'leads' : 'a leader leads'}` };
+  }
+
   /** Join the cluster: membership, the log (caught up before this resolves), the leader's link, the campaign. */
   async start(): Promise<void> {
     await this.etcd.start();

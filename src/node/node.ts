@@ -205,6 +205,7 @@ export abstract class NodeBase implements Engine {
   /** Lock changes made by the entry at `seq`, applied here: reads of them wait for its commit. */
   protected noteChanges(seq: number, changes: readonly LockChange[]): void {
     if (seq > this.commitIndex) this.readIndex.note(seq, changes);
+    this.metrics.entryApplied(seq, this.commitIndex);
   }
 
   /** The state was replaced by a snapshot at `seq`: reads wait for its commit. */
@@ -224,6 +225,7 @@ export abstract class NodeBase implements Engine {
     if (seq <= this.commitIndex) return;
     this.commitIndex = seq;
     this.readIndex.committed(seq);
+    this.metrics.committed(seq);
     if (this.commitWaiters.size === 0) return;
     const waiting = [...this.commitWaiters];
     this.commitWaiters.clear();

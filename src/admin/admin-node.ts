@@ -1,0 +1,63 @@
+/**
+ * The admin API's view of one `dlock node` process (issue 14 §2, on etcd):
+ * the node serving now, which is null while it rejoins after a fail-stop
+ * (then /health answers 503 with the reason, and the rest fail).
+ *
+ * Locks come from this node's replica (committed entries of etcd's log);
+ * clients are this node's own; a revoke is this node's proposal, answered
+ * once committed, as a client's write is [LP-11].
+ *
+ * Threading: the process's main thread, the node's.
+ */
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { EtcdNode } from '../node/node-etcd.js';
+import type { LockRow } from '../node/node.js';
+import { UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
+
+/** Locks listed per request at most (the lock map's sorted listing). */
+const LOCKS_MAX = 1_000_000;
+
+export class NodeAdmin implements AdminSource {
+  constructor(
+    private readonly name: string,
+    /** The node serving now; null while it rejoins. */
+    private readonly current: () => EtcdNode | null,
+  ) {}
+
+  private node(): EtcdNode {
+    const n = this.current();
+    if (n === null) throw new UnavailableError(`${this.name} is not serving: it rejoins the cluster once etcd answers`);
+    return n;
+  }
+
+  health(): Promise<{ ok: boolean; reason: string; nodes: Array<{ name: string; role: string; up: boolean }> }> {
+    const n = this.current();
+    if (n === null) return Promise.resolve({ ok: false, reason: 'stopped (lost etcd): rejoining the cluster once etcd answers', nodes: [{ name: this.name, role: 'none', up: false }] });
+    const h = n.health();
+    return Promise.resolve({ ...h, nodes: [{ name: this.name, role: h.ok ? n.role : 'none', up: h.ok }] });
+  }
+
+  async metrics(): Promise<{ contentType: string; text: string }> {
+    const json = this.node().metrics.json() as unknown as Array<MetricObjectWithValues<MetricValue<string>>>;
+    const registry = AggregatorRegistry.aggregate([json]);
+    return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  locks(): Promise<LockRow[]> {
+    // By name, for paging (the lock map lists large tables in table order).
+    return Promise.resolve(this.node().lockMap(LOCKS_MAX).sort((a, b) => (a.lock < b.lock ? -1 : a.lock > b.lock ? 1 : 0)));
+  }
+
+  clients(): Promise<ClientRow[]> {
+    return Promise.resolve(this.node().clientList().map((c) => ({ node: this.name, ...c })));
+  }
+
+  async revoke(lock: string): Promise<{ owner: number | null; token: number | null } | string> {
+    const n = this.current();
+    if (n === null) return `Error: ${this.name} is not serving: it rejoins the cluster once etcd answers; retry or use another node`;
+    const r = await n.admin({ op: 'revoke', lock });
+    if (typeof r === 'string') return r;
+    if (r.op !== 'revoke') throw new Error(`revoke answered ${r.op}`);
+    return { owner: r.owner, token: r.token };
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The admin API on `dlock node` (issue 14 §2, across hosts): the same
+ * endpoints as `dlock up`'s, for one node process on a real etcd member,
+ * with real requests. /health is 200 while the node has its state and a
+ * leader, and 503 with the reason when it has lost etcd, until it has
+ * rejoined.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
+import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
+import { eventually, LineClient } from './helpers/line-client.js';
+
+const TOKEN = 'node-admin-token';
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
+  let etcd: EtcdCluster;
+  const nodes: Array<{ name: string; proc: Running }> = [];
+  dumpOnFailure(() => nodes);
+  const open: LineClient[] = [];
+  let base = '';
+  let port = 0;
+  const get = async (path: string, headers: Record<string, string> = auth): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const r = await fetch(`${base}${path}`, { headers });
+    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+  };
+
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+    // A short node ttl: it stops serving within 2 s of losing etcd.
+    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'a1', '--cluster', 'admin', '--first-token', '1', '--node-ttl', '3', '--http-port', '0', '--admin-token', TOKEN, '--log-format', 'json']);
+    nodes.push({ name: 'a1', proc });
+    await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 20_000);
+    const m = /^ready node=a1 index=\d+ address=127\.0\.0\.1:(\d+) link=\S+ first-client=\d+ role=leader http=(127\.0\.0\.1:\d+)$/m.exec(proc.out());
+    if (m === null) throw new Error(`no ready line with http=:\n${proc.out()}\n${proc.err()}`);
+    port = Number(m[1]);
+    base = `http://${m[2]}`;
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of open) c.close();
+    for (const n of nodes) if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
+    await etcd?.stop();
+  });
+
+  it('health, metrics (commit latency included), locks, clients and revoke, as on dlock up', async () => {
+    const h = await get('/health', {});
+    expect(h.status).toBe(200);
+    expect(h.body).toMatchObject({ ok: true, nodes: [{ name: 'a1', role: 'leader', up: true }] });
+    const c = await LineClient.open(port);
+    open.push(c);
+    expect(await c.ask('preempt admin-lock')).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/^dlock_requests_total\{verb="preempt",result="ok",node="a1"\} 1$/m);
+    // The leader's entry waited for etcd's txn: a commit latency was sampled.
+    expect(text).toMatch(/^dlock_commit_latency_seconds_count\{node="a1"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^dlock_locks\{node="a1"\} 1$/m);
+    expect((await get('/locks', {})).status).toBe(401); // the token is needed, as on dlock up
+    expect((await get('/locks?prefix=admin')).body).toMatchObject({ locks: [{ lock: 'admin-lock', owner: c.id, token: 1 }], next: null });
+    expect((await get('/clients')).body).toMatchObject({ clients: [{ node: 'a1', client: c.id, locks: 1, waiting: null }] });
+    const r = await fetch(`${base}/locks/admin-lock/revoke`, { method: 'POST', headers: auth });
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ lock: 'admin-lock', revoked: true, owner: c.id, token: 1 });
+    expect(await c.ask('release admin-lock')).toBe('ReleaseLock Failed owner=none');
+    expect(await c.ask('preempt admin-lock')).toBe(`PreemptLock Success owner=${c.id} token=2`); // a higher token [LP-7]
+    const logged = (): Array<{ msg: string }> => nodes[0]!.proc.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string });
+    await eventually(() => logged().some((l) => /admin API: revoke admin-lock/.test(l.msg)), 'the revoke in the JSON log');
+  });
+
+  it('/health is 503 with the reason once the node has lost etcd, and 200 again once it has rejoined', async () => {
+    await etcd.kill(0); // the only member: no etcd at all
+    let h = { status: 0, body: {} as Record<string, unknown> };
+    await eventually(async () => (h = await get('/health', {})).status === 503, '/health to say 503', 10_000, 100);
+    expect(h.body['ok']).toBe(false);
+    expect(String(h.body['reason'])).toMatch(/^(no contact with etcd for \d+ ms|stopped( serving|\b.*rejoining))/);
+    // Stopped, it answers what it can no longer serve with 503 too, not 500.
+    await eventually(async () => (await get('/locks')).status === 503, '/locks to say 503 while rejoining', 10_000, 100);
+    expect(String((await get('/locks')).body['error'])).toMatch(/a1 is not serving: it rejoins the cluster once etcd answers/);
+    await etcd.restart(0);
+    await eventually(async () => (h = await get('/health', {})).status === 200, '/health 200 again', 30_000, 200);
+    expect(h.body).toMatchObject({ ok: true, nodes: [{ name: 'a1', up: true }] });
+  }, 60_000);
+});
