@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { EtcdCluster, hasEtcd } from '../test/helpers/etcd.js';
 import type { LoadResult } from './loadgen.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../ui/cli.js', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 const ETCD_LOAD = fileURLToPath(new URL('./etcd-load.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));

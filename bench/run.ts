@@ -11,7 +11,7 @@
  *   npm run bench -- --scenario failover   (or resync) only the fault benches (faults.ts)
  *   npm run bench -- --scenario etcd   dlock nodes on a 3-member etcd against etcd's own
  *                                      lock recipe, txn pairs and gets; failover, rejoin (etcd.ts)
- *   npm run bench -- --cli PATH        bench another build's dist/src/cli.js (the previous
+ *   npm run bench -- --cli PATH        bench another build's dist/ui/cli.js (the previous
  *                                      build, side by side: run both, alternately)
  *   npm run bench -- --profile DIR     also run dlock under --cpu-prof: keep one
  *                                      .cpuprofile per thread in DIR (open them in
@@ -39,8 +39,8 @@ import { startRedis, type Redis } from './redis.js';
 
 const argv0 = process.argv.slice(2);
 const cliAt = argv0.indexOf('--cli');
-/** The dlock build under test: this one, or `--cli PATH` (another build's dist/src/cli.js). */
-const CLI = cliAt === -1 ? fileURLToPath(new URL('../src/cli.js', import.meta.url)) : (argv0[cliAt + 1] as string);
+/** The dlock build under test: this one, or `--cli PATH` (another build's dist/ui/cli.js, or dist/src/cli.js before it moved). */
+const CLI = cliAt === -1 ? fileURLToPath(new URL('../ui/cli.js', import.meta.url)) : (argv0[cliAt + 1] as string);
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 const LIBS = fileURLToPath(new URL('./libs.js', import.meta.url));
 const FAULTS = fileURLToPath(new URL('./faults.js', import.meta.url));

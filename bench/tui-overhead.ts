@@ -13,7 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { LoadResult, Scenario } from './loadgen.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../ui/cli.js', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 
 const argv = process.argv.slice(2);

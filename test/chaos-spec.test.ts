@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ChaosSpecError, parseChaos, parseDuration } from '../src/chaos.js';
 
-const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/ui/cli.js', import.meta.url));
 
 describe('--chaos SPEC', () => {
   it('parses every action with its period and argument', () => {

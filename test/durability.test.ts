@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventually, LineClient } from './helpers/line-client.js';
 
-const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/ui/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'dlock-data-'));
 const procs: ChildProcessWithoutNullStreams[] = [];
 afterAll(() => {

@@ -11,7 +11,7 @@ describe('npm pack', () => {
     const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
     const files = (JSON.parse(r.stdout) as Array<{ files: Array<{ path: string }> }>)[0]?.files.map((f) => f.path) ?? [];
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/src/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/workers/node-worker.js', 'dist/ui/tui.js']));
+    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/ui/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/workers/node-worker.js', 'dist/ui/tui.js']));
     expect(files.filter((f) => /^dist\/(test|bench)\//.test(f))).toEqual([]);
     expect(files.filter((f) => /^(src|test|bench|ui|workers)\//.test(f))).toEqual([]); // sources stay in the repository
   });

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { eventually, LineClient } from './helpers/line-client.js';
 import { hasTmux, Tmux } from './helpers/tmux.js';
 
-const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/ui/cli.js', import.meta.url));
 
 /** Node addresses as the explorer shows them. */
 function explorerPorts(screen: string): Record<string, number> {

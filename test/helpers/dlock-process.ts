@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeEach } from 'vitest';
 import { eventually } from './line-client.js';
 
-export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/ui/cli.js', import.meta.url));
 
 export interface Running {
   child: ChildProcessWithoutNullStreams;

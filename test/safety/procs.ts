@@ -25,7 +25,7 @@ import { Harness } from './harness.js';
 import { tableDiffs, tableRow, type SafetyResult } from './run.js';
 
 /** The built CLI: beside this file when it runs built (npm run chaos), under dist/ when vitest runs the source. */
-const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../src/cli.js' : '../../dist/src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../ui/cli.js' : '../../dist/ui/cli.js', import.meta.url));
 
 export type ProcFault = 'kill-leader' | 'kill-node' | 'partition';
 

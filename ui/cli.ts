@@ -5,17 +5,17 @@
  * interactively), `dlock lock` holds a lock while a command runs.
  */
 import { readFileSync } from 'node:fs';
-import { DEFAULT_NODE_TTL_S } from './replication/etcd-members.js';
+import { DEFAULT_NODE_TTL_S } from '../src/replication/etcd-members.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { repl } from './client/repl.js';
-import { MAX_NODE_INDEX } from './node/client-ids.js';
-import { up } from './up.js';
-import { clockToken } from './cluster.js';
-import { parseChaos } from './chaos.js';
-import { DEFAULT_LIMITS } from './node/limits.js';
-import { isTokenWord, TOKEN_RULE } from './protocol/request.js';
-import { FSYNC_MODES, type FsyncMode } from './store/store.js';
+import { repl } from '../src/client/repl.js';
+import { MAX_NODE_INDEX } from '../src/node/client-ids.js';
+import { up } from '../src/up.js';
+import { clockToken } from '../src/cluster.js';
+import { parseChaos } from '../src/chaos.js';
+import { DEFAULT_LIMITS } from '../src/node/limits.js';
+import { isTokenWord, TOKEN_RULE } from '../src/protocol/request.js';
+import { FSYNC_MODES, type FsyncMode } from '../src/store/store.js';
 
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
 
@@ -172,7 +172,7 @@ await yargs(hideBin(process.argv))
         logFormat: a['log-format'] };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
-        const { runTui } = await import('../ui/tui.js');
+        const { runTui } = await import('./tui.js');
         process.exitCode = await runTui(opts);
       } else {
         process.exitCode = await up(opts);
@@ -215,7 +215,7 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const { runNode } = await import('./node-main.js');
+      const { runNode } = await import('../src/node-main.js');
       process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'],
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
         admin: adminOf(a), logFormat: a['log-format'] });
@@ -231,7 +231,7 @@ await yargs(hideBin(process.argv))
         .option('json', { type: 'boolean', default: false, describe: 'print it as one JSON object' })
         .check(checkEtcdCluster),
     async (a) => {
-      const { clusterStatus, formatStatus } = await import('./status.js');
+      const { clusterStatus, formatStatus } = await import('../src/status.js');
       try {
         const s = await clusterStatus(etcdUrls(a.etcd), a.cluster);
         process.stdout.write(`${a.json ? JSON.stringify(s) : formatStatus(s)}\n`);
@@ -257,8 +257,8 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const { runView } = await import('../ui/tui.js');
-      const { EtcdSource } = await import('../ui/source-etcd.js');
+      const { runView } = await import('./tui.js');
+      const { EtcdSource } = await import('./source-etcd.js');
       const token = authToken(a['auth-token']);
       const ca = a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca');
       process.exitCode = await runView(new EtcdSource({ etcd: etcdUrls(a.etcd), cluster: a.cluster, authToken: token, tlsCa: ca }), { authToken: token, tls: ca === null ? null : { cert: ca } }, 'dlock tui');
@@ -285,7 +285,7 @@ await yargs(hideBin(process.argv))
       const conn = { host: a.host, port: a.port, authToken: authToken(a['auth-token']), tls };
       const words = (a.request ?? []).map(String);
       if (words.length > 0) {
-        const { oneShot } = await import('./client/oneshot.js');
+        const { oneShot } = await import('../src/client/oneshot.js');
         process.exitCode = await oneShot({ ...conn, words, json: a.json });
       } else {
         process.exitCode = await repl({ ...conn, json: a.json });
@@ -311,7 +311,7 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const { adminCommand } = await import('./admin/admin-command.js');
+      const { adminCommand } = await import('../src/admin/admin-command.js');
       process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null, prefix: a.prefix, limit: a.limit, json: a.json });
     },
   )
@@ -341,7 +341,7 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const { lockCommand } = await import('./client/lock-command.js');
+      const { lockCommand } = await import('../src/client/lock-command.js');
       const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
       process.exitCode = await lockCommand({
         host: a.host,
