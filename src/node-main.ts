@@ -67,11 +67,14 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   const idCounter = newIdCounter();
   Atomics.store(idCounter, 0, prepared.firstOrdinal);
   const index = prepared.index;
+  /** Across runs, for the admin API's metrics. */
+  const counts = { elections: 0, rejoins: 0 };
   const make = (): EtcdNode =>
     new EtcdNode({
       name: o.name, index, log, idCounter, firstToken: o.firstToken, authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true, nodeTtlS: o.nodeTtlS,
       tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key }, tlsCa: o.tls?.ca ?? null,
       onStop: (why) => void rejoin(why),
+      onElected: () => void counts.elections++,
     });
   // The node serving now (null while rejoining), and what answers its port meanwhile.
   let current: EtcdNode | null = make();
@@ -92,7 +95,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   if (o.admin !== undefined && o.admin !== null) {
     const a = o.admin;
     try {
-      const server = await serveAdmin(new NodeAdmin(o.name, () => current), { host: a.host, port: a.port, adminToken: a.token, log: (kind, text) => log.line(kind, text) });
+      const server = await serveAdmin(new NodeAdmin(o.name, () => current, counts), { host: a.host, port: a.port, adminToken: a.token, log: (kind, text) => log.line(kind, text) });
       const addr = server.address();
       admin = { server, address: `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}` };
       log.line('info', `admin API on http://${admin.address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
@@ -150,6 +153,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
         continue;
       }
       current = node;
+      counts.rejoins++;
       log.line('warn', `rejoined the cluster after ${Date.now() - since} ms; serving on ${o.host}:${port}`);
       log.flush();
       return;

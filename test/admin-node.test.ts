@@ -42,7 +42,7 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     await etcd?.stop();
   });
 
-  it('health, metrics (commit latency included), locks, clients and revoke, as on dlock up', async () => {
+  it('health, metrics (commit latency, elections and rejoins included), locks, clients and revoke, as on dlock up', async () => {
     const h = await get('/health', {});
     expect(h.status).toBe(200);
     expect(h.body).toMatchObject({ ok: true, nodes: [{ name: 'a1', role: 'leader', up: true }] });
@@ -54,6 +54,8 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     // The leader's entry waited for etcd's txn: a commit latency was sampled.
     expect(text).toMatch(/^dlock_commit_latency_seconds_count\{node="a1"\} [1-9]\d*$/m);
     expect(text).toMatch(/^dlock_locks\{node="a1"\} 1$/m);
+    expect(text).toMatch(/^dlock_leader_elections_total\{node="a1"\} 1$/m);
+    expect(text).toMatch(/^dlock_node_rejoins_total\{node="a1"\} 0$/m);
     expect((await get('/locks', {})).status).toBe(401); // the token is needed, as on dlock up
     expect((await get('/locks?prefix=admin')).body).toMatchObject({ locks: [{ lock: 'admin-lock', owner: c.id, token: 1 }], next: null });
     expect((await get('/clients')).body).toMatchObject({ clients: [{ node: 'a1', client: c.id, locks: 1, waiting: null }] });
@@ -78,5 +80,8 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     await etcd.restart(0);
     await eventually(async () => (h = await get('/health', {})).status === 200, '/health 200 again', 30_000, 200);
     expect(h.body).toMatchObject({ ok: true, nodes: [{ name: 'a1', up: true }] });
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/^dlock_node_rejoins_total\{node="a1"\} 1$/m);
+    expect(text).toMatch(/^dlock_leader_elections_total\{node="a1"\} 2$/m); // it leads again, alone
   }, 60_000);
 });

@@ -3,13 +3,17 @@
  * the node serving now, which is null while it rejoins after a fail-stop
  * (then /health answers 503 with the reason, and the rest fail).
  *
+ * Its metrics are the node's (counters restart with each run, as a
+ * restarted process's would) and the process's own: elections won and
+ * rejoins.
+ *
  * Locks come from this node's replica (committed entries of etcd's log);
  * clients are this node's own; a revoke is this node's proposal, answered
  * once committed, as a client's write is [LP-11].
  *
  * Threading: the process's main thread, the node's.
  */
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { EtcdNode } from '../node/node-etcd.js';
 import type { LockRow } from '../node/node.js';
 import { UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
@@ -17,12 +21,27 @@ import { UnavailableError, type AdminSource, type ClientRow } from './admin-http
 /** Locks listed per request at most (the lock map's sorted listing). */
 const LOCKS_MAX = 1_000_000;
 
+/** What the process counts across its node's runs (node-main.ts). */
+export interface NodeCounts {
+  /** Times this process's node won the election. */
+  elections: number;
+  /** Times it stopped (lost etcd) and rejoined as a new run. */
+  rejoins: number;
+}
+
 export class NodeAdmin implements AdminSource {
+  private readonly own = new Registry();
+
   constructor(
     private readonly name: string,
     /** The node serving now; null while it rejoins. */
     private readonly current: () => EtcdNode | null,
-  ) {}
+    counts: NodeCounts,
+  ) {
+    const labels = { node: name };
+    new Gauge({ name: 'dlock_leader_elections_total', help: 'Times this node won the leader election on etcd, since the process started (a takeover after a failover among them).', labelNames: ['node'], registers: [this.own], collect() { this.set(labels, counts.elections); } });
+    new Gauge({ name: 'dlock_node_rejoins_total', help: 'Times this node stopped serving (it lost etcd) and rejoined as a new run, since the process started.', labelNames: ['node'], registers: [this.own], collect() { this.set(labels, counts.rejoins); } });
+  }
 
   private node(): EtcdNode {
     const n = this.current();
@@ -39,7 +58,7 @@ export class NodeAdmin implements AdminSource {
 
   async metrics(): Promise<{ contentType: string; text: string }> {
     const json = this.node().metrics.json() as unknown as Array<MetricObjectWithValues<MetricValue<string>>>;
-    const registry = AggregatorRegistry.aggregate([json]);
+    const registry = Registry.merge([AggregatorRegistry.aggregate([json]), this.own]);
     return { contentType: registry.contentType, text: await registry.metrics() };
   }
 

@@ -42,6 +42,8 @@ export interface EtcdNodeOptions extends NodeOptions, Omit<EtcdReplicationOption
    * supervisor handles it as any crash.
    */
   onStop?: (why: string) => void;
+  /** Called each time this node wins the election. */
+  onElected?: () => void;
 }
 
 export class EtcdNode extends ReplicaNode {
@@ -54,12 +56,13 @@ export class EtcdNode extends ReplicaNode {
     // The factory runs inside super(): `replica` is this node.
     super(eopts, (replica) => {
       const node = replica as EtcdNode;
-      const { onStop: _onStop, ...repl } = eopts;
+      const { onStop: _onStop, onElected, ...repl } = eopts;
       return new EtcdReplication(replica, { ...repl, idCounter: eopts.idCounter, authToken: eopts.authToken ?? null, tls: eopts.tls ?? null, ...(eopts.firstToken === undefined ? {} : { firstToken: eopts.firstToken }) }, {
         clientAddress: () => node.address ?? '',
         stats: () => ({ ...node.stats() }),
         lockMap: (n) => node.lockMap(n),
         fatal: (why) => void node.failStop(why),
+        elected: () => onElected?.(),
       });
       // Request ids from the clock in µs: a restarted node's stay above its earlier run's (the exactly-once rule).
     }, Date.now() * 1000);

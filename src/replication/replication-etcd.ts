@@ -120,6 +120,8 @@ export interface EtcdNodeHooks {
   lockMap(limit: number): LockRow[];
   /** A fault this node cannot serve through: it must stop (EtcdNode.failStop). Called at most once per fault; may be called again. */
   fatal(why: string): void;
+  /** This node won the election (for the admin API's count). */
+  elected?(): void;
 }
 
 /** A proposal of this node not yet seen in the log; `sent`: handed to a leader at least once; `owed`: a client waits for its reply. */
@@ -664,6 +666,7 @@ export class EtcdReplication implements Replication {
     this.takeoverAt = Date.now();
     this.leadTo = end.lastSeq;
     this.replica.log.line('warn', `elected leader; the log ends at seq ${end.lastSeq}`);
+    this.hooks.elected?.();
     if (this.replica.seq >= this.leadTo) this.startSequencing();
   }
 
