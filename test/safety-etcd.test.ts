@@ -26,6 +26,7 @@ describe.skipIf(!hasEtcd)('a bounded chaos run on etcd', () => {
     process.stdout.write(`safety on etcd: ${r.seconds.toFixed(1)} s, faults ${JSON.stringify(r.faults)}, elections after the first ${r.failovers}, restarts ${r.restarts}\n${summary(r.report)}\n`);
     expect(r.report.violations, [summary(r.report), ...around(r)].join('\n')).toBe(0);
     expect(r.report.grants).toBeGreaterThanOrEqual(5000);
+    expect(r.counters.resumes).toBeGreaterThan(0); // clients came back for their leases [LP-16]
     // The faults happened: a leader was killed and another elected, nodes restarted.
     expect(r.faults['kill-leader'] ?? 0).toBeGreaterThanOrEqual(1);
     expect(r.failovers).toBeGreaterThanOrEqual(1);

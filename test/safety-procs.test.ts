@@ -18,6 +18,7 @@ describe.skipIf(!hasEtcd)('a bounded chaos run across processes', () => {
     process.stdout.write(`safety across processes: ${r.seconds.toFixed(1)} s, faults ${JSON.stringify(r.faults)}, elections after the first ${r.failovers}, restarts ${r.restarts}\n${summary(r.report)}\n`);
     expect(r.report.violations, [summary(r.report), ...around(r)].join('\n')).toBe(0);
     expect(r.report.grants).toBeGreaterThanOrEqual(5000);
+    expect(r.counters.resumes).toBeGreaterThan(0); // clients came back for their leases [LP-16]
     // The faults happened: the leader's process was killed and another node elected.
     expect(r.faults['kill-leader'] ?? 0).toBeGreaterThanOrEqual(1);
     expect(r.failovers).toBeGreaterThanOrEqual(1);

@@ -86,6 +86,7 @@ describe('a bounded chaos run', () => {
     process.stdout.write(`safety: ${r.seconds.toFixed(1)} s, faults ${JSON.stringify(r.faults)}, failovers ${r.failovers}, restarts ${r.restarts}\n${summary(r.report)}\n`);
     expect(r.report.violations, [summary(r.report), ...around(r)].join('\n')).toBe(0);
     expect(r.report.grants).toBeGreaterThanOrEqual(10_000);
+    expect(r.counters.resumes).toBeGreaterThan(0); // clients came back for their leases [LP-16]
     // The faults happened: otherwise this proves nothing about them.
     expect(r.failovers).toBeGreaterThanOrEqual(1);
     expect(r.restarts).toBeGreaterThanOrEqual(1);

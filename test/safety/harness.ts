@@ -7,6 +7,12 @@
  * into a History for checker.ts; `finalCheck` then asks every node about
  * the leases that must still be held.
  *
+ * Some clients open a session (LP-16) when they connect; when such a
+ * client's connection breaks under a lease it holds, it connects again
+ * (to any node) and resumes as the same client, then carries on with
+ * that lease: a renew or release that fails while the lease is held, or a
+ * `Resume Failed` then, is the lease lost.
+ *
  * Client rules that keep the record honest: a reply that is an error
  * ("may or may not have been applied") leaves the client unsure whether it
  * holds the lock, so it closes its connection (which releases a session
@@ -41,6 +47,8 @@ export interface Counters {
   cuts: number;
   errors: number;
   connects: number;
+  /** Resumes that made a new connection the client it had been (LP-16). */
+  resumes: number;
 }
 
 type Answer = { line: string } | { closed: true } | { hang: true };
@@ -49,6 +57,8 @@ type Answer = { line: string } | { closed: true } | { hang: true };
 class Conn {
   id = 0;
   port = 0;
+  /** The client's LP-16 session, if it asked for one: how it comes back. */
+  session: { id: number; secret: string } | null = null;
   closed = false;
   closedAt = 0;
   private buf = '';
@@ -148,7 +158,7 @@ export const LEASE_SLACK_MS = 5;
 
 export class Harness {
   readonly history: History = { holds: [], lost: [], hangs: [] };
-  readonly counters: Counters = { requests: 0, grants: 0, releases: 0, renews: 0, disconnects: 0, cuts: 0, errors: 0, connects: 0 };
+  readonly counters: Counters = { requests: 0, grants: 0, releases: 0, renews: 0, disconnects: 0, cuts: 0, errors: 0, connects: 0, resumes: 0 };
   private readonly host: string;
   private readonly hangMs: number;
   private readonly random: () => number;
@@ -197,27 +207,72 @@ export class Harness {
 
   private async client(): Promise<void> {
     while (!this.opts.stop()) {
-      const c = await this.connect();
+      let c = await this.connect();
       if (c === null) return;
-      for (let ops = 0; ops < 40 && !c.closed && !this.opts.stop(); ops++) await this.operation(c);
+      if (this.random() < 0.4) await this.openSession(c);
+      for (let ops = 0; ops < 40 && !c.closed && !this.opts.stop(); ops++) c = await this.operation(c);
       if (!c.closed) c.close();
     }
   }
 
-  private async operation(c: Conn): Promise<void> {
+  /** Ask for an LP-16 session: the secret to resume with. */
+  private async openSession(c: Conn): Promise<void> {
+    const a = await this.ask(c, 'session');
+    if (!('line' in a)) return;
+    const m = /^Session client_id=(\d+) secret=(\S+)$/.exec(a.line);
+    if (m === null) {
+      if (a.line.startsWith('Error:')) this.unsure(c);
+      return;
+    }
+    if (Number(m[1]) !== c.id) throw new Error(`client ${c.id} got a session for client ${m[1]}`);
+    c.session = { id: c.id, secret: m[2] as string };
+  }
+
+  /**
+   * The connection under a lease broke: come back as the same client on a
+   * new connection, to any node [LP-16]. The new connection, or null (no
+   * session, no node, or the resume did not succeed). A `Resume Failed`
+   * while the lease is held is the lease lost: the session lives while
+   * its client holds a lease.
+   */
+  private async resume(c: Conn, hold: Hold, deadline: number): Promise<Conn | null> {
+    const s = c.session;
+    if (s === null || this.opts.stop()) return null;
+    const n = await this.connect();
+    if (n === null) return null;
+    const sent = performance.now();
+    const a = await this.ask(n, `resume ${s.id} ${s.secret}`);
+    const answered = performance.now();
+    hold.trail?.push(`resume via ${n.port} @${sent.toFixed(1)}: ${'line' in a ? `${a.line} (answered @${answered.toFixed(1)})` : 'closed'}`);
+    if (!('line' in a)) return null;
+    if (a.line === `Resume Success client_id=${s.id}`) {
+      this.counters.resumes++;
+      n.id = s.id;
+      n.session = s;
+      return n;
+    }
+    if (a.line === 'Resume Failed' && answered < deadline) this.lostIt(hold, deadline, 'resume answered "Resume Failed" while the lease was held');
+    else if (a.line.startsWith('Error:')) this.counters.errors++;
+    n.close();
+    return null;
+  }
+
+  private async operation(first: Conn): Promise<Conn> {
+    let c = first;
     const lock = `s${this.int(this.opts.locks)}`;
-    const lease = this.random() < 0.35;
+    // A client with a session takes leases more often: they are what it resumes for.
+    const lease = this.random() < (c.session === null ? 0.35 : 0.7);
     // Mostly short leases, some that outlive the run (checked at the end).
     const ttl = lease ? (this.random() < 0.95 ? 300 + this.int(700) : 3000 + this.int(2000)) : null;
     const opt = ttl === null ? '' : ` ttl=${ttl}`;
     const verb = this.random() < 0.5 ? `acquire ${lock} timeout=${20 + this.int(200)}${opt}` : `preempt ${lock}${opt}`;
     const sent = performance.now();
     const a = await this.ask(c, verb);
-    if (!('line' in a)) return;
+    if (!('line' in a)) return c;
     const m = /^(?:Acquire|Preempt)Lock Success owner=(\d+) token=(\d+)$/.exec(a.line);
     if (m === null) {
       if (a.line.startsWith('Error:')) this.unsure(c);
-      return;
+      return c;
     }
     if (Number(m[1]) !== c.id) throw new Error(`client ${c.id} was granted ${lock} as owner ${m[1]}`);
     this.counters.grants++;
@@ -240,7 +295,19 @@ export class Harness {
         if (r.line === `RenewLock Success token=${hold.token}`) deadline = renewed;
         else if (r.line.startsWith('Error:')) return this.endUnsure(c, hold, Math.min(deadline, renewed));
         else if (performance.now() < deadline) this.lostIt(hold, deadline, `renew answered "${r.line}" before the lease deadline`);
-      } else return this.cut(c, hold, Math.min(deadline, renewed));
+      } else {
+        // Applied or not, the lease ends at one of the two deadlines.
+        deadline = Math.min(deadline, renewed);
+        const n = await this.resume(c, hold, deadline);
+        if (n === null) return this.cut(c, hold, deadline);
+        c = n;
+      }
+    }
+    if (c.closed && lease) {
+      // Broken while held (a fault): a client with a session comes back for its lease.
+      const n = await this.resume(c, hold, deadline);
+      if (n === null) return this.cut(c, hold, deadline);
+      c = n;
     }
     if (this.random() < 0.05) {
       // Drop the connection while holding: a session lock ends now (the
@@ -250,8 +317,14 @@ export class Harness {
       const t = performance.now();
       hold.trail?.push(`client closed @${t.toFixed(1)}`);
       c.close();
-      this.end(hold, lease ? deadline : t, lease ? 'deadline' : 'release');
-      return;
+      // With a session it comes straight back for its lease, racing its old
+      // connection's disconnect to the leader [LP-16].
+      const n = lease ? await this.resume(c, hold, deadline) : null;
+      if (n === null) {
+        this.end(hold, lease ? deadline : t, lease ? 'deadline' : 'release');
+        return c;
+      }
+      c = n;
     }
     const rs = performance.now();
     const r = await this.ask(c, `release ${lock}`);
@@ -262,7 +335,7 @@ export class Harness {
     if (r.line === 'ReleaseLock Success') {
       this.end(hold, Math.min(rs, deadline), rs < deadline ? 'release' : 'deadline');
     } else if (r.line.startsWith('Error:')) {
-      this.endUnsure(c, hold, deadline, rs);
+      return this.endUnsure(c, hold, deadline, rs);
     } else {
       // Not the owner any more. Fine once the lease may have run out: the
       // answer reflects the table at some moment between the release's
@@ -273,6 +346,7 @@ export class Harness {
       if (answered < deadline) this.lostIt(hold, deadline, `release answered "${r.line}" before ${lease ? 'the lease deadline' : 'the connection closed'}`);
       else this.end(hold, deadline, 'deadline');
     }
+    return c;
   }
 
   private end(hold: Hold, at: number, how: Hold['how']): void {
@@ -286,11 +360,12 @@ export class Harness {
   }
 
   /** The connection closed under the client (a fault): a session lock ended then, a lease lives on. */
-  private cut(c: Conn, hold: Hold, deadline: number, releaseSent = Infinity): void {
+  private cut(c: Conn, hold: Hold, deadline: number, releaseSent = Infinity): Conn {
     this.counters.cuts++;
     hold.trail?.push(`connection cut @${c.closedAt.toFixed(1)}`);
     if (hold.lease) this.end(hold, Math.min(deadline, releaseSent), 'deadline');
     else this.end(hold, Math.min(c.closedAt || performance.now(), releaseSent), releaseSent < Infinity ? 'release' : 'cut');
+    return c;
   }
 
   /**
@@ -299,12 +374,13 @@ export class Harness {
    * happened to it; after a renew a lease runs to the earlier of its old
    * deadline and the one the renew asked for (the caller passes that).
    */
-  private endUnsure(c: Conn, hold: Hold, deadline: number, releaseSent = Infinity): void {
+  private endUnsure(c: Conn, hold: Hold, deadline: number, releaseSent = Infinity): Conn {
     this.counters.errors++;
     const t = Math.min(performance.now(), releaseSent);
     c.close();
     if (releaseSent < Infinity || !hold.lease) this.end(hold, Math.min(t, deadline), 'release');
     else this.end(hold, deadline, 'deadline');
+    return c;
   }
 
   private unsure(c: Conn): void {

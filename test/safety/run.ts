@@ -165,7 +165,7 @@ export function report(r: SafetyResult, faults: string): string {
     [
       `${r.seconds.toFixed(1)} s, ${c.requests} requests, ${c.connects} connections`,
       summary(r.report),
-      `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, error replies ${c.errors}`,
+      `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, resumed after a break (LP-16) ${c.resumes}, error replies ${c.errors}`,
       faults,
       `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes`,
       ...(r.report.violations === 0 ? [] : ['log around the first violation:', ...around(r)]),
