@@ -19,7 +19,7 @@ import { headlessView } from './headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
 import type { Limits } from './node/limits.js';
 import { NodeLog } from './node/node-log.js';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { endAndDiscard } from './node/connection.js';
 import { ERR_NODE_STOPPED, EtcdNode } from './node/node-etcd.js';
 import { withDeadline } from './replication/deadline.js';
@@ -178,13 +178,20 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
 /** One rejoin attempt: etcd may accept the connection and not answer (no quorum). */
 const REJOIN_ATTEMPT_MS = 20_000;
 
+/** Each refusing server's open sockets (closeServer destroys them). */
+const sockets = new WeakMap<Server, Set<Socket>>();
+
 /** While no node serves the port: every connection gets `line` and is closed (no greeting, no id: never a client). */
 function refuseClients(host: string, port: number, line: string): Promise<Server> {
   return new Promise((resolve, reject) => {
+    const open = new Set<Socket>();
     const server = createServer((socket) => {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
       socket.on('error', (err: Error) => void err); // the client went first; nothing to answer
       endAndDiscard(socket, line);
     });
+    sockets.set(server, open);
     server.once('error', reject);
     server.listen({ host, port, exclusive: true }, () => {
       server.off('error', reject);
@@ -193,6 +200,15 @@ function refuseClients(host: string, port: number, line: string): Promise<Server
   });
 }
 
+/**
+ * Close a server and every socket it still has: a peer that went away
+ * without a FIN (its host cut off) would otherwise hold close() for good,
+ * and with it the rejoin waiting to take the port back.
+ */
 function closeServer(server: Server | null): Promise<void> {
-  return new Promise((resolve) => (server === null ? resolve() : server.close(() => resolve())));
+  if (server === null) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    for (const socket of sockets.get(server) ?? []) socket.destroy();
+  });
 }

@@ -5,6 +5,7 @@
  * leader, and 503 with the reason when it has lost etcd, until it has
  * rejoined.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
@@ -68,7 +69,7 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     await eventually(() => logged().some((l) => /admin API: revoke admin-lock/.test(l.msg)), 'the revoke in the JSON log');
   });
 
-  it('/health is 503 with the reason once the node has lost etcd, and 200 again once it has rejoined', async () => {
+  it('/health is 503 with the reason once the node has lost etcd, and 200 again once it has rejoined (a peer that never closes does not hold it up)', async () => {
     await etcd.kill(0); // the only member: no etcd at all
     let h = { status: 0, body: {} as Record<string, unknown> };
     await eventually(async () => (h = await get('/health', {})).status === 503, '/health to say 503', 10_000, 100);
@@ -77,11 +78,23 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     // Stopped, it answers what it can no longer serve with 503 too, not 500.
     await eventually(async () => (await get('/locks')).status === 503, '/locks to say 503 while rejoining', 10_000, 100);
     expect(String((await get('/locks')).body['error'])).toMatch(/a1 is not serving: it rejoins the cluster once etcd answers/);
+    // A peer that never closes its side (as one whose host was cut off):
+    // it must not keep the node from taking its port back.
+    const silent = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    silent.on('error', () => {});
+    let said = '';
+    silent.setEncoding('utf8').on('data', (d: string) => (said += d));
+    await eventually(() => said.includes('\n'), 'the stopped node\'s answer');
+    expect(said).toMatch(/^Error: this node lost contact with etcd/);
     await etcd.restart(0);
     await eventually(async () => (h = await get('/health', {})).status === 200, '/health 200 again', 30_000, 200);
     expect(h.body).toMatchObject({ ok: true, nodes: [{ name: 'a1', up: true }] });
     const text = await (await fetch(`${base}/metrics`)).text();
     expect(text).toMatch(/^dlock_node_rejoins_total\{node="a1"\} 1$/m);
+    const back = await LineClient.open(port);
+    open.push(back);
+    expect(await back.ask('check admin-lock')).toMatch(/^CheckLock:/);
+    silent.destroy();
     expect(text).toMatch(/^dlock_leader_elections_total\{node="a1"\} 2$/m); // it leads again, alone
   }, 60_000);
 });

@@ -153,10 +153,16 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
         await pause(200);
       }
     };
+    /** The last lines of each node (and of the fault schedule): one quiet node is not hidden by the others' chatter. */
     const lastLines = (): string =>
-      timeline
-        .slice(-40)
-        .map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`)
+      [...nodes.map((n) => n.name), 'chaos']
+        .flatMap((name) => [
+          `  --- ${name}${nodes.find((n) => n.name === name)?.proc?.exitCode != null ? ' (exited)' : ''}:`,
+          ...timeline
+            .filter((l) => l.node === name)
+            .slice(-15)
+            .map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`),
+        ])
         .join('\n');
     const leader = async (): Promise<ProcNode | undefined> => {
       for (const n of nodes) {
