@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeSnapshot, encodeSnapshot } from '../src/codec/frame.js';
-import { apply, check, createState, restore, snapshot, snapshotPart, validate, type Command, type Outcome, type Snapshot, type TableState } from '../src/core/lock-table.js';
+import { apply, check, createState, restore, snapshot, snapshotPart, SUPERSEDED, validate, type Command, type Outcome, type Snapshot, type TableState } from '../src/core/lock-table.js';
 
 /** A snapshot as a link or a snapshot file carries it. */
 const viaCodec = (s: Snapshot): Snapshot => decodeSnapshot(JSON.parse(JSON.stringify(encodeSnapshot(s))));
@@ -210,6 +210,28 @@ describe('acquire [LP-9]', () => {
     run(s, { op: 'release', client: A, lock: 'lease' });
     expect(s.sessions.has(A)).toBe(false);
     expect(run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+  });
+
+  it('a write from the connection a client was resumed away from is refused; the resumed one acts for it [LP-16]', () => {
+    const s = createState();
+    run(s, { op: 'session', client: A, hash: 'h-a' });
+    expect(run(s, { op: 'preempt', client: A, lock: 'lease', ttl: 60_000, gen: 0 }).reply).toMatchObject({ op: 'preempt', ok: true });
+    run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 });
+    // The old connection (generation 0) is still open until its node applies the resume: its writes no longer act for A.
+    for (const cmd of [
+      { op: 'release', client: A, lock: 'lease', gen: 0 },
+      { op: 'renew', client: A, lock: 'lease', ttl: 5, gen: 0 },
+      { op: 'preempt', client: A, lock: 'other', ttl: null, gen: 0 },
+      { op: 'acquire', client: A, lock: 'other', ttl: null, timeout: null, gen: 0 },
+    ] as const) {
+      expect(run(s, cmd)).toMatchObject({ changed: false, reply: { op: 'refused', message: SUPERSEDED } });
+    }
+    expect(check(s, 'lease', 1000)).toMatchObject({ held: true, owner: A });
+    expect(check(s, 'other', 1000)).toEqual({ held: false });
+    // The resumed connection (generation 1) does; a write with no generation (a client without a session) is as before.
+    expect(run(s, { op: 'renew', client: A, lock: 'lease', ttl: 60_000, gen: 1 }).reply).toMatchObject({ op: 'renew', ok: true });
+    expect(run(s, { op: 'release', client: A, lock: 'lease', gen: 1 }).reply).toEqual({ op: 'release', ok: true });
+    expect(run(s, { op: 'preempt', client: C, lock: 'c', ttl: null }).reply).toMatchObject({ op: 'preempt', ok: true });
   });
 
   it('a waiter whose deadline has passed is answered as timed out, not granted, even before its timeout command (issue 12 §1)', () => {

@@ -208,6 +208,28 @@ describe('follower replication', () => {
     expect(await other.ask('check busy')).toBe('CheckLock:Lock:10001 token=1');
   });
 
+  it('a connection with a session stamps its writes with its generation; one without does not [LP-16]', async () => {
+    // The table refuses a stamped write from a generation its client has
+    // moved on from (resumed elsewhere; lock-table.test.ts).
+    const { link, got, port } = await scriptedFollower();
+    const a = await LineClient.open(port);
+    const b = await LineClient.open(port);
+    closers.push(() => a.close(), () => b.close());
+    a.write('session\n');
+    await eventually(() => got.some((x) => x.type === 'forward' && x.cmd.op === 'session'), 'the session forward');
+    const fs = got.find((x) => x.type === 'forward' && x.cmd.op === 'session');
+    if (fs?.type !== 'forward') throw new Error('no forward');
+    link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: fs.cmd, from: 1, req: fs.req });
+    link.send({ v: 1, type: 'commit', seq: 1 });
+    expect(await a.next()).toMatch(new RegExp(`^Session client_id=${a.id} secret=\\S+$`));
+    a.write('preempt stamped\n');
+    b.write('preempt plain\n');
+    await eventually(() => got.filter((x) => x.type === 'forward' && x.cmd.op === 'preempt').length === 2, 'both preempts forwarded');
+    const cmds = got.flatMap((x) => (x.type === 'forward' && x.cmd.op === 'preempt' ? [x.cmd] : []));
+    expect(cmds.find((c) => c.client === a.id)).toMatchObject({ lock: 'stamped', gen: 0 });
+    expect(cmds.find((c) => c.client === b.id)).not.toHaveProperty('gen');
+  });
+
   it('fails in-flight writes with a named error when a gap resets the stream (a skipped entry may have carried the result)', async () => {
     const { link, got, port } = await scriptedFollower();
     const c = await LineClient.open(port);

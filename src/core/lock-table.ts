@@ -75,7 +75,7 @@ export type Command =
    * `limits`: stamped by the node that sequences it on etcd (EtcdNode), so
    * that every node applying the entry refuses it alike (writeRefusal).
    */
-  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits }
+  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number }
   /**
    * `timeout`: ms to wait, null for as long as the connection lives, 0 for
    * not at all [LP-9]. It is replicated so that whichever node leads can arm
@@ -87,9 +87,9 @@ export type Command =
    * one (issue 12 §1). Absent (log entries written before it existed): the
    * applying node's `now` + timeout.
    */
-  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits }
-  | { op: 'release'; client: ClientId; lock: string }
-  | { op: 'renew'; client: ClientId; lock: string; ttl: number }
+  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits; gen?: number }
+  | { op: 'release'; client: ClientId; lock: string; gen?: number }
+  | { op: 'renew'; client: ClientId; lock: string; ttl: number; gen?: number }
   /**
    * The client's connection closed (LP-8). `gen`: the generation that
    * connection was (LP-16: 0 for one greeted, absent in older entries);
@@ -343,8 +343,19 @@ export function disconnectOf(state: TableState, client: ClientId): Command {
   return gen === 0 ? { op: 'disconnect', client } : { op: 'disconnect', client, gen };
 }
 
+/** The refusal of a write from a connection its client has moved on from [LP-16] (see apply). */
+export const SUPERSEDED = "this connection's client was resumed on another connection (LP-16): this one no longer acts for it and is closed";
+
 export function apply(state: TableState, cmd: Command, now: number): Outcome {
   const locks = state.locks;
+  // [LP-16] A write stamped with its connection's generation (a client
+  // with a session) from a generation the client has moved on from: the
+  // client was resumed elsewhere, and this connection is no longer it. Its
+  // node closes it when it applies the resume; a write it sent meanwhile
+  // must not act for the client (release its lease, take a lock for it).
+  if (cmd.op === 'preempt' || cmd.op === 'acquire' || cmd.op === 'release' || cmd.op === 'renew') {
+    if (cmd.gen !== undefined && cmd.gen !== (state.sessions.get(cmd.client)?.gen ?? 0)) return outcome({ op: 'refused', message: SUPERSEDED }, false);
+  }
   if ((cmd.op === 'preempt' || cmd.op === 'acquire') && cmd.limits !== undefined) {
     const refused = writeRefusal(state, cmd, cmd.limits);
     if (refused !== null) return outcome({ op: 'refused', message: refused }, false);

@@ -119,6 +119,12 @@ export class ClientConnection {
    * so the close of a connection the client has moved on from ends nothing.
    */
   gen = 0;
+  /**
+   * This connection asked for a session or resumed one [LP-16]: its writes
+   * carry its generation, so that once its client is resumed elsewhere the
+   * table refuses them (lock-table.ts, SUPERSEDED).
+   */
+  private sessioned = false;
 
   constructor(
     /** The client this connection is: as greeted, or the one it resumed [LP-16]. */
@@ -309,6 +315,7 @@ export class ClientConnection {
       case 'session': {
         // [LP-16] the secret stays here; the log carries its hash.
         t.secret = newSecret();
+        this.sessioned = true;
         t.req = null;
         this.writesInFlight++;
         e.submit(this, t, { op: 'session', client: this.id, hash: secretHash(t.secret) });
@@ -336,6 +343,7 @@ export class ClientConnection {
         t.req = null;
         this.writesInFlight++;
         const cmd = toCommand(this.id, req, Date.now());
+        if (this.sessioned) cmd.gen = this.gen;
         if (t.blocking) {
           if (this.peerEnded && cmd.op === 'acquire') {
             // [LP-2, LP-9] Read before the client half-closed, started after:
@@ -381,6 +389,7 @@ export class ClientConnection {
       this.engine.log.line('conn', `client ${this.id} (${this.remote}) resumed client ${reply.client}`);
       this.id = reply.client;
       this.gen = reply.gen;
+      this.sessioned = true;
     } else if (reply.op === 'resume' && !reply.busy) {
       // A wrong or unknown pair counts as a failed auth [LP-15].
       this.authFailures++;
@@ -523,7 +532,7 @@ export function endAndDiscard(socket: Socket, last?: string): void {
 }
 
 /** The command for a write; an acquire's deadline counts from `now`, when it starts to wait [LP-9]. */
-export function toCommand(client: ClientId, req: Request, now: number): Command {
+export function toCommand(client: ClientId, req: Request, now: number): Extract<Command, { op: 'preempt' | 'acquire' | 'release' | 'renew' }> {
   switch (req.verb) {
     case 'preempt':
       return { op: 'preempt', client, lock: req.lock, ttl: req.ttl };
