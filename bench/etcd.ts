@@ -106,9 +106,14 @@ function ask(port: number, line: string): Promise<string> {
   });
 }
 
+/** A failover that takes longer than this fails the bench (it is seconds: the election key's TTL, then a campaign). */
+const FAILOVER_LIMIT_MS = 60_000;
+
 async function leaderOf(nodes: Node[]): Promise<Node> {
+  const until = Date.now() + FAILOVER_LIMIT_MS;
   for (;;) {
     for (const n of nodes) if ((await ask(n.port, 'whoami')).endsWith(' role: leader')) return n;
+    if (Date.now() > until) throw new Error(`no node says it leads within ${FAILOVER_LIMIT_MS} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -155,9 +160,13 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
       const other = nodes.find((n) => n !== lead) as Node;
       const t0 = Date.now();
       await kill(lead, 'SIGKILL');
+      // Asked again every 10 ms: a tight loop of connections would take the
+      // CPU the surviving nodes need to elect a leader on a 2-core machine.
       for (let k = 0; ; k++) {
         const r = await ask(other.port, `preempt failover-${t}-${k}`);
         if (r.startsWith('PreemptLock Success')) break;
+        if (Date.now() - t0 > FAILOVER_LIMIT_MS) throw new Error(`no write answered through ${other.name} within ${FAILOVER_LIMIT_MS} ms of the leader's kill; the last answer: ${JSON.stringify(r)}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
       }
       failovers.push(Date.now() - t0);
       nodes.splice(nodes.indexOf(lead), 1);
