@@ -43,7 +43,12 @@ interface Node {
   name: string;
   child: ChildProcessWithoutNullStreams;
   port: number;
+  /** The last of what it wrote (stdout and stderr), for an error that says why. */
+  tail: () => string;
 }
+
+/** Each step of the failover and rejoin trials (a start, a stop) fails after this, with the node's output. */
+const STEP_LIMIT_MS = 30_000;
 
 function child(args: string[]): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
@@ -60,17 +65,29 @@ function startNode(etcd: string[], name: string): Promise<{ node: Node; ms: numb
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [CLI, 'node', '--etcd', etcd.join(','), '--name', name, '--cluster', 'bench', '--quiet'], { stdio: 'pipe' });
     let out = '';
-    let err = '';
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+    let log = '';
+    const tail = (): string => log.slice(-3000);
+    const keep = (d: string): void => void (log = (log + d).slice(-8000));
+    const timer = setTimeout(() => {
+      c.kill('SIGKILL');
+      reject(new Error(`dlock node ${name} was not ready within ${STEP_LIMIT_MS} ms:\n${tail()}`));
+    }, STEP_LIMIT_MS);
+    c.stderr.setEncoding('utf8').on('data', keep);
     c.stdout.setEncoding('utf8').on('data', (d: string) => {
-      if (out.length < 1 << 16) out += d;
+      keep(d);
+      if (out === ' ') return;
+      out += d;
       const m = /^ready node=\S+ index=\d+ address=[\d.]+:(\d+)/m.exec(out);
-      if (m !== null && out !== ' ') {
+      if (m !== null) {
         out = ' ';
-        resolve({ node: { name, child: c, port: Number(m[1]) }, ms: Date.now() - t0 });
+        clearTimeout(timer);
+        resolve({ node: { name, child: c, port: Number(m[1]), tail }, ms: Date.now() - t0 });
       }
     });
-    c.once('exit', (code) => reject(new Error(`dlock node ${name} exited with ${code} before it was ready: ${err}`)));
+    c.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`dlock node ${name} exited with ${code} before it was ready:\n${tail()}`));
+    });
   });
 }
 
@@ -118,9 +135,17 @@ async function leaderOf(nodes: Node[]): Promise<Node> {
   }
 }
 
+/** Stop a node with `signal`; one that has not exited within STEP_LIMIT_MS is an error (and is killed). */
 const kill = (n: Node, signal: NodeJS.Signals): Promise<void> =>
-  new Promise((resolve) => {
-    n.child.once('exit', () => resolve());
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      n.child.kill('SIGKILL');
+      reject(new Error(`dlock node ${n.name} did not exit within ${STEP_LIMIT_MS} ms of ${signal}:\n${n.tail()}`));
+    }, STEP_LIMIT_MS);
+    n.child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
     n.child.kill(signal);
   });
 

@@ -67,6 +67,8 @@ import { EtcdMembership, type MemberInfo } from './etcd-members.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
 import type { LogEntry, Replica, Replication } from './replication.js';
 
+/** How long a starting node waits for its earlier run's sessions to end (endOwnPastSessions). */
+const PAST_SESSIONS_MS = 20_000;
 /** See leaseGraceMs. */
 export const LEASE_GRACE_MS = 500;
 /** The leader snapshots the table (and compacts the log behind it) every this many entries. */
@@ -372,11 +374,18 @@ export class EtcdReplication implements Replication {
     if (past.length === 0) return;
     this.replica.log.line('warn', `ending the sessions of ${plural(past.length, 'client')} of this node's earlier run`);
     for (const client of past) this.propose(disconnectOf(this.replica.state, client), 0);
-    await new Promise<void>((resolve) => {
+    // Bounded: a start that cannot end them (no leader takes the writes)
+    // fails with the reason instead of never getting ready.
+    const until = Date.now() + PAST_SESSIONS_MS;
+    await new Promise<void>((resolve, reject) => {
       const check = setInterval(() => {
-        if (mine().length === 0 || this.closing) {
+        const left = mine();
+        if (left.length === 0 || this.closing) {
           clearInterval(check);
           resolve();
+        } else if (Date.now() > until) {
+          clearInterval(check);
+          reject(new Error(`the sessions of ${plural(left.length, 'client')} of this node's earlier run (${left.slice(0, 5).join(', ')}) were not ended within ${PAST_SESSIONS_MS} ms: ${this.leading ? 'this node leads' : 'no leader took the writes'}`));
         }
       }, 20);
     });

@@ -15,7 +15,15 @@
  *    next holder may start a moment before; those are counted as
  *    `sessionCuts`, and a lease never gets that allowance;
  *  - token order [LP-7]: a lock's grants, in time order, do not carry
- *    strictly increasing tokens, or a token repeats across locks;
+ *    strictly increasing tokens, or a token repeats across locks. One
+ *    exception again: a session lock whose connection a fault cut may have
+ *    been granted, and ended with its session on the server, long before
+ *    its grant reached the client (a reply sent just before a host was cut
+ *    off arrives when the link is back, after TCP's retransmission
+ *    backoff: 8 s late was seen); its token is then below later ones. Its
+ *    client sees the connection close at once; a fenced resource refuses
+ *    the old token (what fencing is for). Counted as `lateSessionGrants`;
+ *    a lease never gets that allowance (it has the deadline rule below);
  *  - lost [LP-5, LP-8]: a grant the client was told of is gone while it
  *    should still hold (found by the final check, or a release/renew by
  *    the owner on a live connection that fails before its lease deadline);
@@ -52,6 +60,7 @@ export interface Report {
   leases: number;
   overlaps: Array<{ a: Hold; b: Hold }>;
   sessionCuts: number;
+  lateSessionGrants: number;
   tokenOrder: Array<{ lock: string; a: Hold; b: Hold }>;
   repeatedTokens: number[];
   lost: History['lost'];
@@ -70,6 +79,8 @@ export function check(h: History): Report {
   const overlaps: Report['overlaps'] = [];
   const tokenOrder: Report['tokenOrder'] = [];
   let sessionCuts = 0;
+  let lateSessionGrants = 0;
+  const cutSession = (x: Hold): boolean => x.how === 'cut' && !x.lease;
   for (const [lock, list] of byLock) {
     list.sort((a, b) => a.start - b.start || a.token - b.token);
     // Only grants that were held at all count, for overlaps and token
@@ -94,7 +105,9 @@ export function check(h: History): Report {
     for (let i = 0; i + 1 < held.length; i++) {
       const a = held[i] as Hold;
       const next = held[i + 1] as Hold;
-      if (next.token <= a.token) tokenOrder.push({ lock, a, b: next });
+      if (next.token > a.token) continue;
+      if (cutSession(a) || cutSession(next)) lateSessionGrants++;
+      else tokenOrder.push({ lock, a, b: next });
     }
   }
   const seen = new Set<number>();
@@ -108,6 +121,7 @@ export function check(h: History): Report {
     leases: h.holds.filter((x) => x.lease).length,
     overlaps,
     sessionCuts,
+    lateSessionGrants,
     tokenOrder,
     repeatedTokens: repeated,
     lost: h.lost,
@@ -122,6 +136,7 @@ export function summary(r: Report): string {
     `grants ${r.grants} (${r.leases} leases)`,
     `violations ${r.violations}: overlaps ${r.overlaps.length}, token order ${r.tokenOrder.length}, repeated tokens ${r.repeatedTokens.length}, lost ${r.lost.length}, hangs ${r.hangs.length}, replicas diverged ${r.diverged.length}`,
     `session locks cut by faults (their next holder may start before the client sees the close; not a violation): ${r.sessionCuts}`,
+    `session grants that reached a client whose connection a fault then cut, below a later token (a reply delayed across a cut; not a violation): ${r.lateSessionGrants}`,
   ];
   const show = (x: Hold): string => `${x.lock} client ${x.client} token ${x.token} [${x.start.toFixed(1)}, ${x.end.toFixed(1)}] ${x.how}${x.lease ? ' lease' : ''}${x.trail === undefined ? '' : ` (${x.trail.join('; ')})`}`;
   for (const o of r.overlaps.slice(0, 5)) lines.push(`  overlap: ${show(o.a)} / ${show(o.b)}`);

@@ -364,7 +364,9 @@ export class Harness {
     this.counters.cuts++;
     hold.trail?.push(`connection cut @${c.closedAt.toFixed(1)}`);
     if (hold.lease) this.end(hold, Math.min(deadline, releaseSent), 'deadline');
-    else this.end(hold, Math.min(c.closedAt || performance.now(), releaseSent), releaseSent < Infinity ? 'release' : 'cut');
+    // A session lock: the client stopped using it at the earlier of the cut
+    // and its release; the server may have ended it before (see checker.ts).
+    else this.end(hold, Math.min(c.closedAt || performance.now(), releaseSent), 'cut');
     return c;
   }
 
