@@ -323,6 +323,38 @@ describe('leader replication', () => {
     expect(await c.ask('preempt h2')).toBe(`PreemptLock Success owner=${c.id} token=3`);
   });
 
+  it('an admin revoke is answered only once its entry is committed, as a client\'s write is [LP-11]', async () => {
+    const lines: string[] = [];
+    const leader = primaryNode({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
+    closers.push(() => leader.close());
+    const [leaderEnd, followerEnd] = MemoryTransport.pair();
+    leader.replication.primary.attachFollower(leaderEnd);
+    const got: Frame[] = [];
+    followerEnd.onFrames((frames) => got.push(...frames));
+    followerEnd.onClose(() => {});
+    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x', seq: null });
+    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    followerEnd.send({ v: 1, type: 'ack', seq: 0 });
+    await eventually(() => lines.some((l) => l === 'follower-1 has its snapshot; it counts toward commits from seq 0'), 'counted');
+    const port = await leader.listen('127.0.0.1', 0);
+    const c = await LineClient.open(port);
+    closers.push(() => c.close());
+    c.write('preempt held\n');
+    await eventually(() => got.some((x) => x.type === 'entry' && x.seq === 1), 'the preempt entry');
+    followerEnd.send({ v: 1, type: 'ack', seq: 1 });
+    expect(await c.next()).toBe(`PreemptLock Success owner=${c.id} token=1`);
+    let answered: unknown = null;
+    const revoked = leader.admin({ op: 'revoke', lock: 'held' }).then((r) => (answered = r));
+    await eventually(() => got.some((x) => x.type === 'entry' && x.seq === 2), 'the revoke entry');
+    expect(got.find((x) => x.type === 'entry' && x.seq === 2)).toMatchObject({ cmd: { op: 'revoke', lock: 'held' } });
+    // Logged and applied on the leader, not yet on every follower: not answered.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(answered).toBeNull();
+    followerEnd.send({ v: 1, type: 'ack', seq: 2 });
+    await revoked;
+    expect(answered).toEqual({ op: 'revoke', owner: c.id, token: 1 });
+  });
+
   it('names a forwarded write\'s origin in its entry instead of sending a reply frame; a write that changes nothing gets a reply frame', async () => {
     const { followerEnd, got } = await scriptedLeader('follower-2');
     followerEnd.send({ v: 1, type: 'forward', req: 7, cmd: { op: 'preempt', client: 30001, lock: 'k', ttl: null } });
