@@ -6,6 +6,7 @@
  * flight are answered exactly once, tokens rise, leases survive, and the
  * old leader's clients' session locks end [LP-5, LP-7, LP-8].
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { DEFAULT_LIMITS } from '../src/node/limits.js';
@@ -124,5 +125,34 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     await eventually(async () => (await viewer.ask('check fo-session')) === 'CheckLock:Free', "the old leader's client's session lock ended", 10_000, 50);
     expect(await viewer.ask('check fo-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onOld.id} token=\\d+ ttl=\\d+$`));
     expect(await viewer.ask('preempt fo-after')).toMatch(new RegExp(`^PreemptLock Success owner=${viewer.id} token=${(tokens.at(-1) as number) + 1}$`));
+  });
+
+  it('a node that stops while it links to a leader leaves no link open (dlock node exits after SIGTERM)', async () => {
+    // Seen under load (the etcd bench): after SIGTERM a follower linked to
+    // the new leader while it stopped; a leader change seen during close()
+    // (its leader watch still runs) started a link that nothing closed, and
+    // the process never exited. Driven here through the hook the node's
+    // leader watch calls, toward a stand-in leader's port.
+    const open = new Set<Socket>();
+    const standIn = createServer((s) => {
+      open.add(s);
+      s.resume(); // read, so the node's FIN is seen
+      s.on('error', () => {});
+      s.on('close', () => open.delete(s));
+    });
+    await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
+    const link = `127.0.0.1:${(standIn.address() as AddressInfo).port}`;
+    const lines: string[] = [];
+    const n = new EtcdNode({ name: 'stopping', index: 5, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), true, 1), idCounter: newIdCounter(), firstToken: 1, limits: DEFAULT_LIMITS, etcd: etcd.endpoints, cluster: 'stop-while-linking', linkHost: '127.0.0.1', electionTtlS: 1, nodeTtlS: 1 });
+    await n.start();
+    const hook = (n as unknown as { replication: { leaderChanged(v: string): void } }).replication;
+    hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link })); // a link under way when the node stops
+    await n.close();
+    await eventually(() => open.size === 0, 'no link left open to the stand-in leader', 5000, 20);
+    // Once stopped, a leader change starts no link (this failed before the fix).
+    hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(open.size).toBe(0);
+    standIn.close();
   });
 });

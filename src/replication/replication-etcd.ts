@@ -537,6 +537,7 @@ export class EtcdReplication implements Replication {
    */
   private leaderChanged(value: string | undefined): void {
     this.leaderValue = value;
+    if (this.closing) return; // stopping: no new link
     const info = value === undefined || value === '' ? null : (JSON.parse(value) as LeaderInfo);
     // This run, by its link address: an earlier run of this node's name
     // (its election key lingers until its lease expires) is another node,
@@ -557,8 +558,11 @@ export class EtcdReplication implements Replication {
     const tls = this.opts.tls === undefined || this.opts.tls === null ? null : { ca: this.opts.tlsCa ?? this.opts.tls.cert };
     TcpTransport.connect(host, port, { authToken: this.opts.authToken ?? null, tls }).then(
       (t) => {
-        if (this.linkTo !== info.link) {
-          t.close(); // the leader changed meanwhile
+        // The leader changed meanwhile, or this node began to stop: an open
+        // link installed now would outlive close() and keep the process
+        // from exiting (dlock node hung after SIGTERM under load).
+        if (this.closing || this.linkTo !== info.link) {
+          t.close();
           return;
         }
         this.link = t;
