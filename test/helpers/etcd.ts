@@ -52,6 +52,19 @@ export class EtcdCluster {
    * holds for a namespace of its own too.
    */
   static async start(size = 1, host: string | Array<{ addr: string; ns: string }> = '127.0.0.1'): Promise<EtcdCluster> {
+    // A port found free here can be taken by another process before etcd
+    // binds it (tests and benches start clusters side by side): then start
+    // again on other ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await EtcdCluster.startOnce(size, host);
+      } catch (err) {
+        if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(size: number, host: string | Array<{ addr: string; ns: string }>): Promise<EtcdCluster> {
     const root = mkdtempSync(join(tmpdir(), 'dlock-etcd-'));
     const members: Member[] = [];
     for (let i = 0; i < size; i++) {
