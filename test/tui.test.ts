@@ -251,7 +251,12 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // The log wraps between words: the token stays whole.
       expect(map).toMatch(new RegExp(`token=${token}`));
       expect(map).not.toMatch(/…/);
-      expect(blackText(t.screenAnsi())).toEqual([]);
+      const colored = t.screenAnsi();
+      expect(blackText(colored)).toEqual([]);
+      // Nor white text (it vanishes on a light theme): requests in the log keep the terminal's colour.
+      const requestRow = colored.split('\n').find((l) => l.includes('Request 10001: preempt'));
+      expect(requestRow).toBeDefined();
+      expect(requestRow).not.toMatch(/\u001b\[(?:[0-9;]*;)?37(?:;[0-9;]*)?m/);
 
       // The palette: whole titles, keys spelled out.
       t.keys('C-p');

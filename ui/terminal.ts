@@ -125,7 +125,11 @@ export class Terminal {
     return this.editor.key(full);
   }
 
-  /** The panel's rows: output wrapped to `width`, newest last, then the prompt; `cursor`: where to draw it in the prompt row. */
+  /**
+   * The panel's rows: output wrapped to `width`, newest last, and the
+   * prompt row in three parts, the character under the cursor in the
+   * middle (the renderer draws it in inverse).
+   */
   rows(width: number, height: number): { body: string[]; prompt: { before: string; at: string; after: string } } {
     const body: string[] = [];
     for (let i = this.lines.length - 1; i >= 0 && body.length < height - 1; i--) body.unshift(...wrap(this.lines[i] as string, width, height));

@@ -47,10 +47,12 @@ export function runTui(opts: TuiOptions): Promise<number> {
   return runView(new ClusterSource(opts), { authToken: opts.authToken, tls: opts.tls === null ? null : { cert: opts.tls.cert } }, 'dlock up');
 }
 
-/** Log line colours by kind; info lines are secondary text (ui/theme.ts). */
-const KIND_COLOR: Record<Exclude<LogKind, 'info'>, string> = {
+/**
+ * Log line colours by kind; info lines are secondary text, requests the
+ * terminal's own colour (white would vanish on a light theme; ui/theme.ts).
+ */
+const KIND_COLOR: Record<Exclude<LogKind, 'info' | 'req'>, string> = {
   conn: 'cyan',
-  req: 'white',
   reply: 'green',
   repl: 'magenta',
   warn: 'yellow',
@@ -93,7 +95,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   const tput = screen.tput as unknown as { colors: number };
   const th = theme(terminalColors(tput.colors, process.env));
   tput.colors = th.colors;
-  const paint = (kind: LogKind, text: string): string => (kind === 'info' ? th.dim(text) : `{${KIND_COLOR[kind]}-fg}${text}{/}`);
+  const paint = (kind: LogKind, text: string): string => (kind === 'info' ? th.dim(text) : kind === 'req' ? text : `{${KIND_COLOR[kind]}-fg}${text}{/}`);
   const model = new ClusterModel();
   const keymap = new Keymap();
   const focus: Focus = { part: 'editor', node: 'leader' };
