@@ -203,7 +203,7 @@ describe('follower replication', () => {
     link.send({ v: 1, type: 'commit', seq: 3 });
     expect(await a.next()).toBe(`Error: ${ERR_SESSION_ENDED}`);
     await a.waitClosed(5000);
-    expect(lines.some((l) => l.includes(`client ${a.id}'s session was ended by the cluster`))).toBe(true);
+    await eventually(() => lines.some((l) => l.includes(`client ${a.id}'s session was ended by the cluster`)), 'the log line (logs are batched)');
     // Only that client: the other connection is served as before.
     expect(await other.ask('check busy')).toBe('CheckLock:Lock:10001 token=1');
   });
