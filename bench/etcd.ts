@@ -64,6 +64,10 @@ function startNode(etcd: string[], name: string): Promise<{ node: Node; ms: numb
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [CLI, 'node', '--etcd', etcd.join(','), '--name', name, '--cluster', 'bench', '--quiet'], { stdio: 'pipe' });
+    // If the bench ends without stopping it (a step that failed, a signal), the node goes with it.
+    const reap = (): void => void c.kill('SIGKILL');
+    process.once('exit', reap);
+    c.once('exit', () => process.off('exit', reap));
     let out = '';
     let log = '';
     const tail = (): string => log.slice(-3000);

@@ -37,6 +37,11 @@ import type { LibResult } from './libs.js';
 import { REDIS_RELEASE_LUA, type LoadResult, type Scenario } from './loadgen.js';
 import { startRedis, type Redis } from './redis.js';
 
+// Stopped by a signal (a test's time limit, Ctrl+C): exit through 'exit',
+// where the etcd members and dlock node processes it started are killed,
+// instead of leaving them running.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => process.exit(signal === 'SIGTERM' ? 143 : 130));
+
 const argv0 = process.argv.slice(2);
 const cliAt = argv0.indexOf('--cli');
 /** The dlock build under test: this one, or `--cli PATH` (another build's dist/ui/cli.js, or dist/src/cli.js before it moved). */
