@@ -13,7 +13,7 @@
  */
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
-import { serveAdmin } from './admin/admin-http.js';
+import { startAdmin, type AdminListen } from './admin/admin-http.js';
 import { NodeAdmin } from './admin/admin-node.js';
 import { headlessView } from './headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
@@ -41,7 +41,7 @@ export interface NodeMainOptions {
   /** Clients and node links over TLS (certificate and key, PEM); `ca`: whom links trust (default: the certificate). */
   tls: { cert: string; key: string; ca: string | null } | null;
   /** --http-port, --http-host, --admin-token: the admin API (null: none). */
-  admin?: { host: string; port: number; token: string | null } | null;
+  admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */
   logFormat?: 'text' | 'json';
 }
@@ -95,10 +95,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   if (o.admin !== undefined && o.admin !== null) {
     const a = o.admin;
     try {
-      const server = await serveAdmin(new NodeAdmin(o.name, () => current, counts), { host: a.host, port: a.port, adminToken: a.token, log: (kind, text) => log.line(kind, text) });
-      const addr = server.address();
-      admin = { server, address: `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}` };
-      log.line('info', `admin API on http://${admin.address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
+      admin = await startAdmin(new NodeAdmin(o.name, () => current, counts), a, (kind, text) => log.line(kind, text));
     } catch (err) {
       log.flush();
       process.stderr.write(`dlock node: could not serve the admin API: ${(err as Error).message}\n`);

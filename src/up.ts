@@ -10,7 +10,7 @@ import { Cluster, type ClusterOptions } from './cluster.js';
 import type { NodeEvent } from './control.js';
 import type { FsyncMode } from './store/store.js';
 import type { Server } from 'node:http';
-import { serveAdmin } from './admin/admin-http.js';
+import { startAdmin as serveAdminAt, type AdminListen } from './admin/admin-http.js';
 import { ClusterAdmin } from './admin/admin-cluster.js';
 
 export interface UpOptions {
@@ -33,20 +33,16 @@ export interface UpOptions {
   /** --etcd URLs and --cluster (null: the in-process log). */
   etcd?: { hosts: string[]; cluster: string } | null;
   /** --http-port, --http-host, --admin-token: the admin API (null: none). */
-  admin?: { host: string; port: number; token: string | null } | null;
+  admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */
   logFormat?: 'text' | 'json';
 }
 
 /** Serve the admin API for `cluster`, if asked; its address for the ready line. */
-export async function startAdmin(cluster: Cluster, opts: UpOptions): Promise<{ server: Server; address: string } | null> {
+export function startAdmin(cluster: Cluster, opts: UpOptions): Promise<{ server: Server; address: string } | null> {
   const a = opts.admin ?? null;
-  if (a === null) return null;
-  const server = await serveAdmin(new ClusterAdmin(cluster), { host: a.host, port: a.port, adminToken: a.token, log: (kind, text) => cluster.notice(kind, text) });
-  const addr = server.address();
-  const address = `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}`;
-  cluster.notice('info', `admin API on http://${address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
-  return { server, address };
+  if (a === null) return Promise.resolve(null);
+  return serveAdminAt(new ClusterAdmin(cluster), a, (kind, text) => cluster.notice(kind, text));
 }
 
 /** On SIGTERM / SIGINT, how long requests already read may take to be answered. */

@@ -42,9 +42,17 @@ async function scriptedFollower(leaderWaitMs?: number): Promise<{ f: PortNode; l
   return { f, link: leaderEnd, got, lines, port };
 }
 
+/** The first forward frame (of `op`, if given) the follower sent, once it has. */
+async function forwarded(got: Frame[], op?: string): Promise<Extract<Frame, { type: 'forward' }>> {
+  const find = (): Extract<Frame, { type: 'forward' }> | undefined => got.find((x): x is Extract<Frame, { type: 'forward' }> => x.type === 'forward' && (op === undefined || x.cmd.op === op));
+  await eventually(() => find() !== undefined, `a forward${op === undefined ? '' : ` of ${op}`}`);
+  return find() as Extract<Frame, { type: 'forward' }>;
+}
+
 /** A primary whose one follower is the test: it said hello as `name` and has its snapshot. */
-async function scriptedLeader(name: string): Promise<{ leader: PortNode; followerEnd: MemoryTransport; got: Frame[] }> {
-  const leader = primaryNode({ name: 'leader', index: 0, log: log([]), idCounter: newIdCounter() });
+async function scriptedLeader(name: string): Promise<{ leader: PortNode; followerEnd: MemoryTransport; got: Frame[]; lines: string[] }> {
+  const lines: string[] = [];
+  const leader = primaryNode({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
   closers.push(() => leader.close());
   const [leaderEnd, followerEnd] = MemoryTransport.pair();
   leader.replication.primary.attachFollower(leaderEnd);
@@ -53,7 +61,7 @@ async function scriptedLeader(name: string): Promise<{ leader: PortNode; followe
   followerEnd.onClose(() => {});
   followerEnd.send({ v: 1, type: 'hello', node: name, incarnation: 'x', seq: null });
   await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
-  return { leader, followerEnd, got };
+  return { leader, followerEnd, got, lines };
 }
 
 describe('follower replication', () => {
@@ -194,9 +202,7 @@ describe('follower replication', () => {
     const other = await LineClient.open(port);
     closers.push(() => a.close(), () => other.close());
     a.write('acquire busy\n');
-    await eventually(() => got.some((x) => x.type === 'forward'), 'the forward');
-    const fa = got.find((x) => x.type === 'forward');
-    if (fa?.type !== 'forward') throw new Error('no forward');
+    const fa = await forwarded(got);
     link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: { op: 'preempt', client: 10001, lock: 'busy', ttl: null }, from: 0, req: 0 });
     link.send({ v: 1, type: 'entry', seq: 2, at: 2, cmd: fa.cmd, from: 1, req: fa.req }); // a waits
     link.send({ v: 1, type: 'entry', seq: 3, at: 3, cmd: { op: 'disconnect', client: a.id }, from: 0, req: 0 });
@@ -216,9 +222,7 @@ describe('follower replication', () => {
     const b = await LineClient.open(port);
     closers.push(() => a.close(), () => b.close());
     a.write('session\n');
-    await eventually(() => got.some((x) => x.type === 'forward' && x.cmd.op === 'session'), 'the session forward');
-    const fs = got.find((x) => x.type === 'forward' && x.cmd.op === 'session');
-    if (fs?.type !== 'forward') throw new Error('no forward');
+    const fs = await forwarded(got, 'session');
     link.send({ v: 1, type: 'entry', seq: 1, at: 1, cmd: fs.cmd, from: 1, req: fs.req });
     link.send({ v: 1, type: 'commit', seq: 1 });
     expect(await a.next()).toMatch(new RegExp(`^Session client_id=${a.id} secret=\\S+$`));
@@ -324,16 +328,7 @@ describe('leader replication', () => {
   });
 
   it('an admin revoke is answered only once its entry is committed, as a client\'s write is [LP-11]', async () => {
-    const lines: string[] = [];
-    const leader = primaryNode({ name: 'leader', index: 0, log: log(lines), idCounter: newIdCounter() });
-    closers.push(() => leader.close());
-    const [leaderEnd, followerEnd] = MemoryTransport.pair();
-    leader.replication.primary.attachFollower(leaderEnd);
-    const got: Frame[] = [];
-    followerEnd.onFrames((frames) => got.push(...frames));
-    followerEnd.onClose(() => {});
-    followerEnd.send({ v: 1, type: 'hello', node: 'follower-1', incarnation: 'x', seq: null });
-    await eventually(() => got.some((x) => x.type === 'snapshot'), 'snapshot');
+    const { leader, followerEnd, got, lines } = await scriptedLeader('follower-1');
     followerEnd.send({ v: 1, type: 'ack', seq: 0 });
     await eventually(() => lines.some((l) => l === 'follower-1 has its snapshot; it counts toward commits from seq 0'), 'counted');
     const port = await leader.listen('127.0.0.1', 0);

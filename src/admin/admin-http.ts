@@ -34,7 +34,7 @@ export interface AdminSource {
   health(): Promise<{ ok: boolean; reason: string; nodes: Array<{ name: string; role: string; up: boolean }> }>;
   /** Prometheus text exposition. */
   metrics(): Promise<{ contentType: string; text: string }>;
-  /** Every lock, sorted by name (the API pages it). */
+  /** Every lock, up to LOCKS_MAX (the API sorts them by name and pages them). */
   locks(): Promise<LockRow[]>;
   clients(): Promise<ClientRow[]>;
   /** The grant revoked (owner null: the lock was not held), or an error text. */
@@ -53,6 +53,9 @@ export interface AdminOptions {
   adminToken: string | null;
   log: (kind: 'info' | 'warn', text: string) => void;
 }
+
+/** Locks a source lists for one request at most. */
+export const LOCKS_MAX = 1_000_000;
 
 const PAGE_DEFAULT = 100;
 const PAGE_MAX = 1000;
@@ -117,7 +120,8 @@ export function serveAdmin(source: AdminSource, o: AdminOptions): Promise<Server
     if (req.method !== 'GET') return send(res, 405, { error: 'use GET' });
     if (path === '/locks') {
       const prefix = url.searchParams.get('prefix') ?? '';
-      const all = (await source.locks()).filter((l) => l.lock.startsWith(prefix));
+      // By name, for paging (a node's lock map lists large tables in table order).
+      const all = (await source.locks()).filter((l) => l.lock.startsWith(prefix)).sort((a, b) => (a.lock < b.lock ? -1 : a.lock > b.lock ? 1 : 0));
       const p = page(all, (l) => l.lock, url);
       if (typeof p === 'string') return send(res, 400, { error: p });
       return send(res, 200, { locks: p.rows, next: p.next });
@@ -142,4 +146,24 @@ export function serveAdmin(source: AdminSource, o: AdminOptions): Promise<Server
       resolve(server);
     });
   });
+}
+
+/** Where to serve it: --http-host, --http-port, --admin-token. */
+export interface AdminListen {
+  host: string;
+  port: number;
+  token: string | null;
+}
+
+/**
+ * Serve the admin API for `source` as `dlock up` and `dlock node` do, and
+ * log where (and what it refuses without a token); its address is for the
+ * ready line (` http=HOST:PORT`).
+ */
+export async function startAdmin(source: AdminSource, a: AdminListen, log: AdminOptions['log']): Promise<{ server: Server; address: string }> {
+  const server = await serveAdmin(source, { host: a.host, port: a.port, adminToken: a.token, log });
+  const addr = server.address();
+  const address = `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}`;
+  log('info', `admin API on http://${address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
+  return { server, address };
 }

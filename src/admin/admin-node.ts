@@ -16,10 +16,7 @@
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { EtcdNode } from '../node/node-etcd.js';
 import type { LockRow } from '../node/node.js';
-import { UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
-
-/** Locks listed per request at most (the lock map's sorted listing). */
-const LOCKS_MAX = 1_000_000;
+import { LOCKS_MAX, UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
 
 /** What the process counts across its node's runs (node-main.ts). */
 export interface NodeCounts {
@@ -63,8 +60,7 @@ export class NodeAdmin implements AdminSource {
   }
 
   locks(): Promise<LockRow[]> {
-    // By name, for paging (the lock map lists large tables in table order).
-    return Promise.resolve(this.node().lockMap(LOCKS_MAX).sort((a, b) => (a.lock < b.lock ? -1 : a.lock > b.lock ? 1 : 0)));
+    return Promise.resolve(this.node().lockMap(LOCKS_MAX));
   }
 
   clients(): Promise<ClientRow[]> {

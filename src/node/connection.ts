@@ -387,9 +387,11 @@ export class ClientConnection {
       t.secret = undefined;
     } else if (reply.op === 'resume' && reply.ok) {
       this.engine.log.line('conn', `client ${this.id} (${this.remote}) resumed client ${reply.client}`);
+      const from = this.id;
       this.id = reply.client;
       this.gen = reply.gen;
       this.sessioned = true;
+      this.engine.renamed(this, from);
     } else if (reply.op === 'resume' && !reply.busy) {
       // A wrong or unknown pair counts as a failed auth [LP-15].
       this.authFailures++;

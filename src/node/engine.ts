@@ -50,4 +50,6 @@ export interface Engine {
   awaitCommit(conn: ClientConnection): void;
   /** The connection closed [LP-8]. */
   closed(conn: ClientConnection): void;
+  /** The connection is client `conn.id` now, no longer `from` (a resume, LP-16). */
+  renamed(conn: ClientConnection, from: ClientId): void;
 }

@@ -41,21 +41,42 @@ export interface MetricJson {
   values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
 }
 
+/** Seconds in LATENCY_BUCKETS: per bucket (not cumulative, the last +Inf), sum and count. Adding is a few number operations. */
+class Histogram {
+  private readonly buckets = new Float64Array(LATENCY_BUCKETS.length + 1);
+  private sum = 0;
+  private count = 0;
+
+  observe(s: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && s > (LATENCY_BUCKETS[i] as number)) i++;
+    this.buckets[i] = (this.buckets[i] as number) + 1;
+    this.sum += s;
+    this.count++;
+  }
+
+  /** Its series as prom-client's JSON gives them: cumulative buckets, sum and count, each with `labels`. */
+  values(name: string, labels: Record<string, string | number>): MetricJson['values'] {
+    const out: MetricJson['values'] = [];
+    let cumulative = 0;
+    for (let i = 0; i <= LATENCY_BUCKETS.length; i++) {
+      cumulative += this.buckets[i] as number;
+      out.push({ value: cumulative, metricName: `${name}_bucket`, labels: { le: i < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[i] as number) : '+Inf', ...labels } });
+    }
+    out.push({ value: this.sum, metricName: `${name}_sum`, labels }, { value: this.count, metricName: `${name}_count`, labels });
+    return out;
+  }
+}
+
 interface PerVerb {
   /** Replies by result: ok, no, error. */
   results: Float64Array;
-  /** Latency per bucket (not cumulative), the last one +Inf. */
-  buckets: Float64Array;
-  sum: number;
-  count: number;
+  latency: Histogram;
 }
 
 export class NodeMetrics {
   private readonly verbs = new Map<string, PerVerb>();
-  /** Commit latency, per bucket (not cumulative), the last one +Inf. */
-  private readonly commitBuckets = new Float64Array(LATENCY_BUCKETS.length + 1);
-  private commitSum = 0;
-  private commitCount = 0;
+  private readonly commitLatency = new Histogram();
   /**
    * The entry being timed from its apply here to its commit: one at a time,
    * so a sample per commit round, and nothing per write beyond a compare.
@@ -70,15 +91,10 @@ export class NodeMetrics {
   /** One reply sent: its verb, what it said, and how long since its request was read (ms). */
   answered(verb: string, result: Result, ms: number): void {
     let v = this.verbs.get(verb);
-    if (v === undefined) this.verbs.set(verb, (v = { results: new Float64Array(3), buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    if (v === undefined) this.verbs.set(verb, (v = { results: new Float64Array(3), latency: new Histogram() }));
     const r = result === 'ok' ? 0 : result === 'no' ? 1 : 2;
     v.results[r] = (v.results[r] as number) + 1;
-    const s = ms / 1000;
-    let i = 0;
-    while (i < LATENCY_BUCKETS.length && s > (LATENCY_BUCKETS[i] as number)) i++;
-    v.buckets[i] = (v.buckets[i] as number) + 1;
-    v.sum += s;
-    v.count++;
+    v.latency.observe(ms / 1000);
   }
 
   /** Entry `seq` was applied here; `commit`: the commit index now. */
@@ -91,12 +107,7 @@ export class NodeMetrics {
     const timing = this.timing;
     if (timing === null || seq < timing.seq) return;
     this.timing = null;
-    const s = (performance.now() - timing.t) / 1000;
-    let i = 0;
-    while (i < LATENCY_BUCKETS.length && s > (LATENCY_BUCKETS[i] as number)) i++;
-    this.commitBuckets[i] = (this.commitBuckets[i] as number) + 1;
-    this.commitSum += s;
-    this.commitCount++;
+    this.commitLatency.observe((performance.now() - timing.t) / 1000);
   }
 
   /** Everything, in prom-client's JSON form, each series labelled with this node. */
@@ -106,28 +117,15 @@ export class NodeMetrics {
     for (const [verb, v] of this.verbs) RESULTS.forEach((result, i) => void requests.values.push({ value: v.results[i] as number, labels: { verb, result, node } }));
     const name = 'dlock_request_duration_seconds';
     const latency: MetricJson = { name, help: 'From a request read to its reply written (a write: committed on every replica), by verb.', type: 'histogram', aggregator: 'sum', values: [] };
-    for (const [verb, t] of this.verbs) {
-      let cumulative = 0;
-      for (let i = 0; i <= LATENCY_BUCKETS.length; i++) {
-        cumulative += t.buckets[i] as number;
-        latency.values.push({ value: cumulative, metricName: `${name}_bucket`, labels: { le: i < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[i] as number) : '+Inf', verb, node } });
-      }
-      latency.values.push({ value: t.sum, metricName: `${name}_sum`, labels: { verb, node } }, { value: t.count, metricName: `${name}_count`, labels: { verb, node } });
-    }
+    for (const [verb, v] of this.verbs) latency.values.push(...v.latency.values(name, { verb, node }));
     const cname = 'dlock_commit_latency_seconds';
     const commit: MetricJson = {
       name: cname,
       help: 'From a log entry applied on this node to the commit index covering it: every follower has it (in process), or etcd has it (on etcd; a follower applies only committed entries). Sampled: one entry per commit round.',
       type: 'histogram',
       aggregator: 'sum',
-      values: [],
+      values: this.commitLatency.values(cname, { node }),
     };
-    let cumulative = 0;
-    for (let i = 0; i <= LATENCY_BUCKETS.length; i++) {
-      cumulative += this.commitBuckets[i] as number;
-      commit.values.push({ value: cumulative, metricName: `${cname}_bucket`, labels: { le: i < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[i] as number) : '+Inf', node } });
-    }
-    commit.values.push({ value: this.commitSum, metricName: `${cname}_sum`, labels: { node } }, { value: this.commitCount, metricName: `${cname}_count`, labels: { node } });
     const o = this.observe();
     const gauge = (n: string, help: string, value: number): MetricJson => ({ name: n, help, type: 'gauge', aggregator: 'sum', values: [{ value, labels: { node } }] });
     const lag: MetricJson = { name: 'dlock_follower_lag_entries', help: 'On the leader: entries each follower has yet to acknowledge (replication lag).', type: 'gauge', aggregator: 'sum', values: [] };

@@ -95,9 +95,8 @@ export class EtcdNode extends ReplicaNode {
   health(): { ok: boolean; reason: string } {
     if (this.failed || this.stopping) return { ok: false, reason: 'stopped serving' };
     if (!this.started) return { ok: false, reason: 'starting: loading its state from etcd' };
-    const ago = this.etcd.contactAgoMs();
-    const limit = (this.eopts.nodeTtlS ?? DEFAULT_NODE_TTL_S) * 1000 * READ_CONTACT_FRACTION;
-    if (ago > limit) return { ok: false, reason: `no contact with etcd for ${ago} ms (unreachable, or without quorum)` };
+    const ago = this.staleFor();
+    if (ago !== null) return { ok: false, reason: `no contact with etcd for ${ago} ms (unreachable, or without quorum)` };
     if (!this.etcd.leads && !this.etcd.otherLeads()) return { ok: false, reason: 'no leader elected' };
     return { ok: true, reason: `has its state (seq ${this.applied}) and ${this.etcd.leads ? 'leads' : 'a leader leads'}` };
   }
@@ -117,10 +116,15 @@ export class EtcdNode extends ReplicaNode {
    */
   override read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
     if (this.failed) return `Error: ${ERR_NODE_STOPPED}`;
-    const ago = this.etcd.contactAgoMs();
-    const limit = (this.eopts.nodeTtlS ?? DEFAULT_NODE_TTL_S) * 1000 * READ_CONTACT_FRACTION;
-    if (ago > limit) return `Error: no contact with etcd for ${ago} ms (unreachable, or without quorum): this node's replica may be that stale; read through another node or retry`;
+    const ago = this.staleFor();
+    if (ago !== null) return `Error: no contact with etcd for ${ago} ms (unreachable, or without quorum): this node's replica may be that stale; read through another node or retry`;
     return super.read(req);
+  }
+
+  /** How long since this node's last contact with etcd, ms, once that is past what reads allow (half the node ttl); else null. */
+  private staleFor(): number | null {
+    const ago = this.etcd.contactAgoMs();
+    return ago > (this.eopts.nodeTtlS ?? DEFAULT_NODE_TTL_S) * 1000 * READ_CONTACT_FRACTION ? ago : null;
   }
 
   override submit(conn: ClientConnection, ticket: Ticket, cmd: Command): void {

@@ -88,6 +88,12 @@ export abstract class NodeBase implements Engine {
   /** Listeners: its own port, and the base port too once promoted to leader [LP-1]. */
   private servers: Server[] = [];
   protected readonly connections = new Set<ClientConnection>();
+  /**
+   * Open connections by client id: usually one, two for a moment after a
+   * resume (the old one closes when the resume is applied), so that a
+   * committed disconnect or resume finds its connection without a scan.
+   */
+  private readonly byClient = new Map<ClientId, Set<ClientConnection>>();
   private readonly commitWaiters = new Set<ClientConnection>();
   private commitIndex = 0;
   /** Which locks a read must wait for the commit index to show [LP-11] (read-index.ts). */
@@ -194,6 +200,7 @@ export abstract class NodeBase implements Engine {
     const id = this.ids.next();
     const conn = new ClientConnection(id, socket, this);
     this.connections.add(conn);
+    this.indexConnection(conn, id);
     this.log.line('conn', `Connect from ${conn.remote} client_id=${id}`);
   }
 
@@ -240,6 +247,7 @@ export abstract class NodeBase implements Engine {
 
   closed(conn: ClientConnection): void {
     this.connections.delete(conn);
+    this.unindexConnection(conn, conn.id);
     this.commitWaiters.delete(conn);
     this.log.line('conn', `Disconnect client_id=${conn.id} (${conn.remote})`);
     this.disconnect(conn);
@@ -297,6 +305,29 @@ export abstract class NodeBase implements Engine {
     });
   }
 
+  renamed(conn: ClientConnection, from: ClientId): void {
+    this.unindexConnection(conn, from);
+    this.indexConnection(conn, conn.id);
+  }
+
+  /** This node's open connections that are `client` now (a copy: closing one changes the index). */
+  protected connectionsOf(client: ClientId): ClientConnection[] {
+    return [...(this.byClient.get(client) ?? [])];
+  }
+
+  private indexConnection(conn: ClientConnection, id: ClientId): void {
+    let set = this.byClient.get(id);
+    if (set === undefined) this.byClient.set(id, (set = new Set()));
+    set.add(conn);
+  }
+
+  private unindexConnection(conn: ClientConnection, id: ClientId): void {
+    const set = this.byClient.get(id);
+    if (set === undefined) return;
+    set.delete(conn);
+    if (set.size === 0) this.byClient.delete(id);
+  }
+
   /**
    * `client` resumed as generation `gen` [LP-16]: a connection of this node
    * that was that client before is the client no more, and is closed (its
@@ -304,8 +335,8 @@ export abstract class NodeBase implements Engine {
    * older generation, changes nothing).
    */
   protected superseded(client: ClientId, gen: number): void {
-    for (const c of this.connections) {
-      if (c.id !== client || c.gen >= gen) continue;
+    for (const c of this.connectionsOf(client)) {
+      if (c.gen >= gen) continue;
       this.log.line('conn', `client ${client} resumed on another connection: closing ${c.remote}`);
       c.destroy();
     }

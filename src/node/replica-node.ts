@@ -154,8 +154,8 @@ export class ReplicaNode extends NodeBase implements Replica {
    * closes.
    */
   private sessionEnded(client: ClientId, gen: number, seq: number): void {
-    for (const c of this.connections) {
-      if (c.id !== client || c.gen !== gen) continue;
+    for (const c of this.connectionsOf(client)) {
+      if (c.gen !== gen) continue;
       this.log.line('warn', `client ${client}'s session was ended by the cluster: closing ${c.remote}`);
       const req = this.waitingReq.get(client);
       if (req !== undefined) this.answer(req, `Error: ${ERR_SESSION_ENDED}`, seq);
