@@ -36,12 +36,13 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
 import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
-import { MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
+import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from './node/client-ids.js';
 import type { LockRow, NodeStats } from './node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
 import { IdReservations } from './store/ids-file.js';
 import { prepareDataDir } from './store/store-file.js';
 import type { FsyncMode } from './store/store.js';
+import type { EtcdAccess } from './replication/etcd-access.js';
 
 export interface ClusterOptions {
   followers: number;
@@ -77,7 +78,7 @@ export interface ClusterOptions {
    * etcd's; every node is role-less (node-etcd.ts) and a dead one is
    * restarted like a follower. Null: the in-process primary/backup.
    */
-  etcd?: { hosts: string[]; cluster: string } | null;
+  etcd?: { access: EtcdAccess; cluster: string } | null;
 }
 
 /** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
@@ -108,7 +109,7 @@ interface Member {
   handle: WorkerHandle<NodeControl>;
   events: MessagePort;
   /** Client ordinal counter of this node's index; kept across restarts [LP-4]. */
-  idCounter: Int32Array;
+  idCounter: IdCounter;
   /** When this worker started, and how many quick deaths in a row led to it. */
   startedAt: number;
   quickDeaths: number;
@@ -133,7 +134,7 @@ export class Cluster {
   /** Client-id counters kept across restarts (with a data dir). */
   private ids: IdReservations | null = null;
   /** Each node index's counter, kept when its node goes, so a new node of that index never reuses an id [LP-4]. */
-  private readonly counters = new Map<number, Int32Array>();
+  private readonly counters = new Map<number, IdCounter>();
   private closing = false;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
   /** Set while a failover runs: restarts wait for it (they need the new leader). */
@@ -169,7 +170,7 @@ export class Cluster {
     return cluster;
   }
 
-  private counterFor(index: number): Int32Array {
+  private counterFor(index: number): IdCounter {
     let c = this.counters.get(index);
     if (c === undefined) {
       c = this.ids?.counter(index) ?? newIdCounter();

@@ -5,9 +5,11 @@
  * replication never go through it.
  */
 import type { Limits } from './node/limits.js';
+import type { IdCounter } from './node/client-ids.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { LogLine } from './node/node-log.js';
 import type { FsyncMode } from './store/store.js';
+import type { EtcdAccess } from './replication/etcd-access.js';
 import type { LockRow, NodeStats } from './node/node.js';
 
 export interface NodeWorkerData {
@@ -19,7 +21,7 @@ export interface NodeWorkerData {
   host: string;
   port: number;
   /** Shared client ordinal counter; survives a worker restart. */
-  idCounter: Int32Array;
+  idCounter: IdCounter;
   /** Where the node posts its events (NodeEvent). */
   events: MessagePort;
   /** Follower only: its end of the link to the leader. */
@@ -37,8 +39,8 @@ export interface NodeWorkerData {
   /** The leader's log (issue 5 §3); a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;
-  /** The log and election on etcd (issue 13): its client URLs and the cluster's key prefix; null: in-process. */
-  etcd: { hosts: string[]; cluster: string } | null;
+  /** The log and election on etcd (issue 13): how to reach it and the cluster's key prefix; null: in-process. */
+  etcd: { access: EtcdAccess; cluster: string } | null;
 }
 
 /**

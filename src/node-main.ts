@@ -16,18 +16,20 @@ import type { Server as HttpServer } from 'node:http';
 import { startAdmin, type AdminListen } from './admin/admin-http.js';
 import { NodeAdmin } from './admin/admin-node.js';
 import { headlessView } from './headless.js';
-import { clientIdFor, MAX_NODE_INDEX, newIdCounter } from './node/client-ids.js';
+import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalsUsed } from './node/client-ids.js';
 import type { Limits } from './node/limits.js';
 import { NodeLog } from './node/node-log.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { endAndDiscard } from './node/connection.js';
 import { ERR_NODE_STOPPED, EtcdNode } from './node/node-etcd.js';
 import { withDeadline } from './replication/deadline.js';
+import { describeEtcd, etcd3Options, etcdErrorHint, etcdErrorText, type EtcdAccess } from './replication/etcd-access.js';
 import { EtcdMembership } from './replication/etcd-members.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from './up.js';
 
 export interface NodeMainOptions {
-  etcd: string[];
+  /** How to reach etcd (URLs, TLS, auth). */
+  etcd: EtcdAccess;
   cluster: string;
   name: string;
   host: string;
@@ -38,8 +40,10 @@ export interface NodeMainOptions {
   firstToken: number;
   /** The node's etcd lease, seconds (EtcdMembership). */
   nodeTtlS: number;
-  /** Clients and node links over TLS (certificate and key, PEM); `ca`: whom links trust (default: the certificate). */
+  /** Clients and node links over TLS (certificate and key, PEM); `ca`: the CA that signed every node's certificate (links are mutual TLS). */
   tls: { cert: string; key: string; ca: string | null } | null;
+  /** The secret nodes prove to each other (--cluster-secret-file); null: the one kept in etcd. */
+  clusterSecret?: string | null;
   /** --http-port, --http-host, --admin-token: the admin API (null: none). */
   admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */
@@ -50,12 +54,14 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   const view = headlessView(undefined, undefined, o.logFormat ?? 'text');
   const log = new NodeLog((lines) => view({ type: 'log', node: o.name, lines }), !o.quiet);
   // Index and client-id block from etcd, before the node exists (ids are made from its index).
-  const client = new Etcd3({ hosts: o.etcd });
+  // With a deadline: an etcd that takes the connection and never answers
+  // (no quorum, a TLS peer that stalls) is an error here, not a hang.
+  const client = new Etcd3({ ...etcd3Options(o.etcd), dialTimeout: PREPARE_MS });
   let prepared: { index: number; firstOrdinal: number };
   try {
-    prepared = await new EtcdMembership(client, o.cluster, o.name).prepare();
+    prepared = await withDeadline(new EtcdMembership(client, o.cluster, o.name).prepare(), PREPARE_MS, 'registering this node');
   } catch (err) {
-    process.stderr.write(`dlock node: cannot register with etcd at ${o.etcd.join(',')}: ${(err as Error).message}\n`);
+    process.stderr.write(`dlock node: cannot register with etcd at ${describeEtcd(o.etcd)}: ${etcdErrorText(o.etcd, err as Error)}\n`);
     return 1;
   } finally {
     client.close();
@@ -65,7 +71,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     return 1;
   }
   const idCounter = newIdCounter();
-  Atomics.store(idCounter, 0, prepared.firstOrdinal);
+  setOrdinalsUsed(idCounter, prepared.firstOrdinal);
   const index = prepared.index;
   /** Across runs, for the admin API's metrics. */
   const counts = { elections: 0, rejoins: 0 };
@@ -73,6 +79,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     new EtcdNode({
       name: o.name, index, log, idCounter, firstToken: o.firstToken, authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true, nodeTtlS: o.nodeTtlS,
       tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key }, tlsCa: o.tls?.ca ?? null,
+      clusterSecret: o.clusterSecret ?? null, adminToken: o.admin?.token ?? null,
       onStop: (why) => void rejoin(why),
       onElected: () => void counts.elections++,
     });
@@ -86,7 +93,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     port = await current.listen(o.host, o.port);
   } catch (err) {
     log.flush();
-    process.stderr.write(`dlock node: could not start: ${(err as Error).message}\n`);
+    process.stderr.write(`dlock node: could not start: ${(err as Error).message}${etcdErrorHint(o.etcd, err as Error)}\n`);
     await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
     return 1;
   }
@@ -171,6 +178,9 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     `ready node=${o.name} index=${index} address=${o.host}:${port} link=${current.linkEndpoint} first-client=${clientIdFor(index, prepared.firstOrdinal + 1)} role=${await current.settledRole()}${admin === null ? '' : ` http=${admin.address}`}`,
   );
 }
+
+/** Registering at start (prepare()): etcd may accept the connection and not answer (no quorum), ms. */
+const PREPARE_MS = 30_000;
 
 /** One rejoin attempt: etcd may accept the connection and not answer (no quorum). */
 const REJOIN_ATTEMPT_MS = 20_000;

@@ -1,8 +1,9 @@
 /**
- * Observing nodes on etcd from outside (issue 13: `dlock tui --etcd`; the
- * chaos harness across processes): each node serves `view` frames on its
- * TCP link port to an observer that authenticated there (the cluster's
- * auth token, as between nodes): src/node/views.ts.
+ * Observing nodes on etcd from outside (`dlock tui --etcd`; the chaos
+ * harness across processes): each node serves `view` frames on its TCP
+ * link port to an observer that authenticated there in the `observer` role
+ * (transport/link-auth.ts: the cluster secret, or the node's admin token;
+ * never a client's token): src/node/views.ts.
  *
  * - `viewOnce(link, …)`: one view of one node (the chaos harness compares
  *   every node's lock table at the end of a run).
@@ -15,8 +16,33 @@
  */
 import { Etcd3 } from 'etcd3';
 import type { Frame } from './codec/frame.js';
-import type { MemberInfo } from './replication/etcd-members.js';
+import { etcd3Options, type EtcdAccess } from './replication/etcd-access.js';
+import { parseMember } from './replication/etcd-members.js';
 import { TcpTransport } from './transport/transport-tcp.js';
+
+/**
+ * How an observer proves itself to a node's link port: a secret the
+ * observer role takes (the cluster secret or that node's admin token), and
+ * over TLS the cluster's CA with this observer's own certificate and key
+ * (links are mutual TLS).
+ */
+export interface ObserverAuth {
+  secret: string;
+  tls: { ca: string; cert?: string; key?: string } | null;
+}
+
+/** The cluster has no secret in etcd to observe with (it was started with --cluster-secret-file): the caller must give one. */
+export class NoClusterSecretError extends Error {
+  override readonly name = 'NoClusterSecretError';
+  readonly code = 'ERR_NO_CLUSTER_SECRET';
+}
+
+/** The cluster secret kept in etcd (replication/etcd-secret.ts), read only: never made here. */
+export async function readClusterSecret(client: Etcd3, cluster: string): Promise<string> {
+  const secret = await client.namespace(`/dlock/${cluster}/`).get('secret').string();
+  if (secret === null) throw new NoClusterSecretError(`the cluster ${cluster} keeps no secret in etcd (its nodes have --cluster-secret-file): give the same file, or the nodes' --admin-token`);
+  return secret;
+}
 
 export type View = Extract<Frame, { type: 'view' }>;
 
@@ -29,9 +55,9 @@ function split(link: string): { host: string; port: number } {
 }
 
 /** Open an observer link to the node whose link listens at `link` (host:port). */
-export async function observeNode(link: string, authToken: string | null, locks: number, onView: (v: View) => void, onClose: (why: string) => void, tlsCa: string | null = null): Promise<TcpTransport> {
+export async function observeNode(link: string, auth: ObserverAuth, locks: number, onView: (v: View) => void, onClose: (why: string) => void): Promise<TcpTransport> {
   const { host, port } = split(link);
-  const t = await TcpTransport.connect(host, port, { authToken, maxFrameBytes: VIEW_FRAME_MAX, tls: tlsCa === null ? null : { ca: tlsCa } });
+  const t = await TcpTransport.connect(host, port, { role: 'observer', secret: auth.secret, maxFrameBytes: VIEW_FRAME_MAX, tls: auth.tls });
   t.onFrames((frames) => {
     for (const f of frames) if (f.type === 'view') onView(f);
   });
@@ -40,8 +66,8 @@ export async function observeNode(link: string, authToken: string | null, locks:
   return t;
 }
 
-/** One view of one node, or an error after `timeoutMs`. `tlsCa`: the node links over TLS; trust this CA (PEM). */
-export function viewOnce(link: string, authToken: string | null, locks: number, timeoutMs = 5000, tlsCa: string | null = null): Promise<View> {
+/** One view of one node, or an error after `timeoutMs`. */
+export function viewOnce(link: string, auth: ObserverAuth, locks: number, timeoutMs = 5000): Promise<View> {
   return new Promise((resolve, reject) => {
     let t: TcpTransport | null = null;
     const timer = setTimeout(() => {
@@ -50,7 +76,7 @@ export function viewOnce(link: string, authToken: string | null, locks: number, 
     }, timeoutMs);
     observeNode(
       link,
-      authToken,
+      auth,
       locks,
       (v) => {
         clearTimeout(timer);
@@ -61,7 +87,6 @@ export function viewOnce(link: string, authToken: string | null, locks: number, 
         clearTimeout(timer);
         reject(new Error(`the link to ${link} closed before a view: ${why}`)); // a no-op once resolved
       },
-      tlsCa,
     ).then(
       (x) => {
         t = x;
@@ -112,18 +137,23 @@ export class ClusterObserver {
   private etcdError: string | null = null;
 
   constructor(
-    hosts: string[],
+    /** How to reach etcd (URLs, TLS, auth); only live/ under the cluster's prefix is read. */
+    etcd: EtcdAccess,
     private readonly cluster: string,
-    private readonly authToken: string | null,
+    /** `secret` null: the cluster secret kept in etcd, read at start (readClusterSecret). */
+    private readonly auth: { secret: string | null; tls: ObserverAuth['tls'] },
     private readonly locks: number,
     private readonly on: ObserverHandlers,
-    private readonly tlsCa: string | null = null,
   ) {
-    this.client = new Etcd3({ hosts, dialTimeout: 3000 });
+    this.client = new Etcd3({ ...etcd3Options(etcd), dialTimeout: 3000 });
   }
 
-  /** Resolves after the first read of the membership; rejects if etcd cannot be read then. */
+  /** The secret links are opened with (resolved at start). */
+  private secret = '';
+
+  /** Resolves after the first read of the membership; rejects if etcd cannot be read then, or holds no secret when none was given. */
   async start(): Promise<void> {
+    this.secret = this.auth.secret ?? (await readClusterSecret(this.client, this.cluster));
     await this.poll(true);
     this.timer = setInterval(() => void this.poll(false), POLL_MS);
   }
@@ -144,7 +174,8 @@ export class ClusterObserver {
     if (this.closed) return;
     const seen = new Set<string>();
     for (const value of Object.values(live)) {
-      const m = JSON.parse(value) as MemberInfo;
+      const m = parseMember(value);
+      if (m === null) continue; // not a member's key: no node to observe there
       seen.add(m.name);
       const known = this.nodes.get(m.name);
       if (known === undefined || known.link !== m.link) {
@@ -172,7 +203,7 @@ export class ClusterObserver {
     this.connecting.add(node.name);
     observeNode(
       node.link,
-      this.authToken,
+      { secret: this.secret, tls: this.auth.tls },
       this.locks,
       (v) => {
         if (this.nodes.get(node.name) !== node) return;
@@ -184,7 +215,6 @@ export class ClusterObserver {
         node.linked = false;
         if (this.links.get(node.name) !== undefined && this.nodes.get(node.name) === node) this.links.delete(node.name);
       },
-      this.tlsCa,
     ).then(
       (t) => {
         this.connecting.delete(node.name);

@@ -8,7 +8,9 @@
  * the leader is the election's.
  */
 import { Etcd3 } from 'etcd3';
-import type { MemberInfo } from './replication/etcd-members.js';
+import { etcd3Options, type EtcdAccess } from './replication/etcd-access.js';
+import { parseMember, type MemberInfo } from './replication/etcd-members.js';
+import { parseLeaderInfo } from './replication/etcd-election.js';
 
 export interface ClusterStatus {
   cluster: string;
@@ -18,8 +20,9 @@ export interface ClusterStatus {
   nodes: Array<{ name: string; index: number; live: boolean; address: string; link: string; role: 'leader' | 'follower' | null; applied: number | null }>;
 }
 
-export async function clusterStatus(hosts: string[], cluster: string): Promise<ClusterStatus> {
-  const client = new Etcd3({ hosts, dialTimeout: 3000 });
+/** `etcd`: how to reach it (URLs, TLS, auth); the reads need only read access to /dlock/<cluster>/. */
+export async function clusterStatus(etcd: EtcdAccess, cluster: string): Promise<ClusterStatus> {
+  const client = new Etcd3({ ...etcd3Options(etcd), dialTimeout: 3000 });
   try {
     const ns = client.namespace(`/dlock/${cluster}/`);
     const [names, live, leaderValue, last] = await Promise.all([
@@ -29,13 +32,14 @@ export async function clusterStatus(hosts: string[], cluster: string): Promise<C
       ns.getAll().prefix('election/').sort('Create', 'Ascend').limit(1).strings().then((kv) => Object.values(kv)[0]),
       ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).strings(),
     ]);
-    const leader = leaderValue === undefined ? null : ((JSON.parse(leaderValue) as { name: string }).name ?? null);
+    // Checked, as every byte from etcd: a value that is not a leader's names nobody.
+    const leader = parseLeaderInfo(leaderValue)?.name ?? null;
     const lastBatch = Object.values(last)[0];
     const logSeq = lastBatch === undefined ? 0 : Number(/"seq":(\d+)/.exec(lastBatch.split('\n').at(-1) ?? '')?.[1] ?? 0);
     const byName = new Map<string, MemberInfo>();
     for (const v of Object.values(live)) {
-      const m = JSON.parse(v) as MemberInfo;
-      byName.set(m.name, m);
+      const m = parseMember(v);
+      if (m !== null) byName.set(m.name, m); // a live key that is not a member's shows no node
     }
     const nodes: ClusterStatus['nodes'] = Object.entries(names).map(([key, index]) => {
       const name = key.slice(key.lastIndexOf('names/') + 'names/'.length);

@@ -9,6 +9,7 @@ import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import type { NodeEvent } from './control.js';
 import type { FsyncMode } from './store/store.js';
+import type { EtcdAccess } from './replication/etcd-access.js';
 import type { Server } from 'node:http';
 import { startAdmin as serveAdminAt, type AdminListen } from './admin/admin-http.js';
 import { ClusterAdmin } from './admin/admin-cluster.js';
@@ -30,8 +31,8 @@ export interface UpOptions {
   limits: Limits;
   /** --tls-cert and --tls-key, read (null: plain TCP). */
   tls: { cert: string; key: string } | null;
-  /** --etcd URLs and --cluster (null: the in-process log). */
-  etcd?: { hosts: string[]; cluster: string } | null;
+  /** --etcd URLs with the --etcd-* TLS and auth flags, and --cluster (null: the in-process log). */
+  etcd?: { access: EtcdAccess; cluster: string } | null;
   /** --http-port, --http-host, --admin-token: the admin API (null: none). */
   admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */

@@ -15,13 +15,16 @@ const FRAMES: Frame[] = [
   { v: 1, type: 'hello', node: 'follower-2', incarnation: 'def', seq: 41 },
   { v: 1, type: 'resume', seq: 41, to: 44 },
   { v: 1, type: 'snapshot', seq: 3, part: 0, parts: 1, state: snapshot(state) },
-  { v: 1, type: 'entry', seq: 4, at: 1_700_000_000_000, cmd: { op: 'acquire', client: 20001, lock: 'a b\nc', ttl: 5, timeout: null }, from: 0, req: 0 },
+  { v: 1, type: 'entry', seq: 4, at: 1_700_000_000_000, cmd: { op: 'acquire', client: 20001, lock: 'a-b\u00e9c', ttl: 5, timeout: null }, from: 0, req: 0 },
   { v: 1, type: 'entry', seq: 5, at: 1, cmd: { op: 'expire', lock: 'x', token: 9 }, from: 0, req: 0 },
   { v: 1, type: 'ack', seq: 5 },
   { v: 1, type: 'commit', seq: 5 },
   { v: 1, type: 'voter' },
   { v: 1, type: 'ping' },
-  { v: 1, type: 'auth', token: 's3cret' },
+  { v: 1, type: 'challenge', nonce: 'n'.repeat(32) },
+  { v: 1, type: 'auth', role: 'node', nonce: 'c'.repeat(32), proof: 'p'.repeat(43) },
+  { v: 1, type: 'welcome', proof: 'q'.repeat(43) },
+  { v: 1, type: 'view', stats: { name: 'n1' }, locks: [{ lock: 'l', owner: 10001, token: 3, ttlLeft: null, waiters: [20001] }], log: [{ t: 1, kind: 'warn', text: 'a line\nwith an LF' }] },
   { v: 1, type: 'forward', req: 0, cmd: { op: 'disconnect', client: 30001 } },
   { v: 1, type: 'reply', req: 7, seq: 5, reply: { op: 'release', ok: false, owner: null } },
 ];
@@ -30,7 +33,7 @@ describe('codec', () => {
   it('round-trips every frame type, alone and in a batch', () => {
     for (const f of FRAMES) expect(decodeFrame(encodeFrame(f))).toEqual(f);
     const batch = encodeBatch(FRAMES);
-    expect(batch.split('\n')).toHaveLength(FRAMES.length); // one line per frame, even with LF in a lock name
+    expect(batch.split('\n')).toHaveLength(FRAMES.length); // one line per frame, even with LF in a log line
     expect(decodeBatch(batch)).toEqual(FRAMES);
     expect(decodeBatch('')).toEqual([]);
   });

@@ -35,7 +35,7 @@ describe.skipIf(!hasEtcd)('EtcdLog on one etcd member', () => {
   let etcd: EtcdCluster;
   const logs: EtcdLog[] = [];
   const open = (node: string, cluster: string): EtcdLog => {
-    const l = new EtcdLog({ hosts: etcd.endpoints, cluster, node, electionTtlS: 1 });
+    const l = new EtcdLog({ etcd: etcd.access, cluster, node, electionTtlS: 1 });
     logs.push(l);
     return l;
   };
@@ -125,7 +125,7 @@ describe.skipIf(!hasEtcd)('EtcdLog on three etcd members', () => {
   it('an append while etcd has no leader is sent again, not failed: it lands once quorum is back', async () => {
     const etcd = await EtcdCluster.start(3);
     // A long election lease and append budget: the fault outlasts the etcd3 client's own retries.
-    const leader = new EtcdLog({ hosts: etcd.endpoints, cluster: 'nl', node: 'n1', electionTtlS: 10, appendTimeoutMs: 15_000 });
+    const leader = new EtcdLog({ etcd: etcd.access, cluster: 'nl', node: 'n1', electionTtlS: 10, appendTimeoutMs: 15_000 });
     try {
       await leader.lead(() => {});
       await leader.append([entry(1)]);
@@ -149,8 +149,8 @@ describe.skipIf(!hasEtcd)('EtcdLog on three etcd members', () => {
 
   it('losing one member, etcd\'s own leader (the worst case): appends and reads go on; with it back, nothing is missing', async () => {
     const etcd = await EtcdCluster.start(3);
-    const leader = new EtcdLog({ hosts: etcd.endpoints, cluster: 'ha', node: 'n1', electionTtlS: 2 });
-    const follower = new EtcdLog({ hosts: etcd.endpoints, cluster: 'ha', node: 'n2', electionTtlS: 2 });
+    const leader = new EtcdLog({ etcd: etcd.access, cluster: 'ha', node: 'n1', electionTtlS: 2 });
+    const follower = new EtcdLog({ etcd: etcd.access, cluster: 'ha', node: 'n2', electionTtlS: 2 });
     try {
       await leader.lead(() => {});
       const seen = await reader(follower);

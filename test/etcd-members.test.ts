@@ -29,36 +29,36 @@ describe.skipIf(!hasEtcd)('EtcdMembership', () => {
   });
 
   it('gives each name an index once; a restart under its name keeps it and its client ids go on above the last block [LP-4]', async () => {
-    const a = new EtcdMembership(client(), 'idx', 'node-a', undefined, etcd.endpoints);
-    const b = new EtcdMembership(client(), 'idx', 'node-b', undefined, etcd.endpoints);
+    const a = new EtcdMembership(client(), 'idx', 'node-a', undefined, etcd.access);
+    const b = new EtcdMembership(client(), 'idx', 'node-b', undefined, etcd.access);
     const [ja, jb] = await Promise.all([a.join(info(1), () => {}), b.join(info(2), () => {})]);
     expect(new Set([ja.index, jb.index])).toEqual(new Set([0, 1]));
     expect(ja.firstOrdinal).toBe(0);
     await a.leave();
-    const again = new EtcdMembership(client(), 'idx', 'node-a', undefined, etcd.endpoints);
+    const again = new EtcdMembership(client(), 'idx', 'node-a', undefined, etcd.access);
     const j2 = await again.join(info(1), () => {});
     expect(j2.index).toBe(ja.index);
     expect(j2.firstOrdinal).toBe(ID_BLOCK); // above every ordinal the first run could have used
     await again.extend(ID_BLOCK + ID_BLOCK / 2 + 1); // past half the block: the next is reserved
-    const third = new EtcdMembership(client(), 'idx', 'node-c', undefined, etcd.endpoints);
+    const third = new EtcdMembership(client(), 'idx', 'node-c', undefined, etcd.access);
     expect((await third.join(info(3), () => {})).index).toBe(2);
     await Promise.all([again.leave(), b.leave(), third.leave()]);
-    const fourth = new EtcdMembership(client(), 'idx', 'node-a', undefined, etcd.endpoints);
+    const fourth = new EtcdMembership(client(), 'idx', 'node-a', undefined, etcd.access);
     expect((await fourth.join(info(1), () => {})).firstOrdinal).toBe(3 * ID_BLOCK);
     await fourth.leave();
   });
 
   it('a second live process under one name is refused', async () => {
-    const a = new EtcdMembership(client(), 'dup', 'same', undefined, etcd.endpoints);
+    const a = new EtcdMembership(client(), 'dup', 'same', undefined, etcd.access);
     await a.join(info(1), () => {});
-    const b = new EtcdMembership(client(), 'dup', 'same', undefined, etcd.endpoints);
+    const b = new EtcdMembership(client(), 'dup', 'same', undefined, etcd.access);
     await expect(b.join(info(2), () => {})).rejects.toBeInstanceOf(NameInUseError);
     await a.leave();
   });
 
   it('a node that stops renewing (a crash) is seen leaving once its lease expires', async () => {
-    const watcher = new EtcdMembership(client(), 'live', 'observer', 2, etcd.endpoints);
-    const doomed = new EtcdMembership(client(), 'live', 'doomed', 1, etcd.endpoints);
+    const watcher = new EtcdMembership(client(), 'live', 'observer', 2, etcd.access);
+    const doomed = new EtcdMembership(client(), 'live', 'doomed', 1, etcd.access);
     await watcher.join(info(1), () => {});
     await doomed.join(info(2), () => {});
     let live: string[] = [];
@@ -80,8 +80,8 @@ describe.skipIf(!hasEtcd)('EtcdMembership', () => {
     // leave reported after the new run took clients ended theirs (chaos
     // --procs: an acquire withdrawn and never answered). The new run ends
     // its earlier run's sessions itself (replication-etcd.ts).
-    const watcher = new EtcdMembership(client(), 'rerun', 'observer', 2, etcd.endpoints);
-    const node = new EtcdMembership(client(), 'rerun', 'n', 2, etcd.endpoints);
+    const watcher = new EtcdMembership(client(), 'rerun', 'observer', 2, etcd.access);
+    const node = new EtcdMembership(client(), 'rerun', 'n', 2, etcd.access);
     await watcher.join(info(1), () => {});
     await node.join(info(2), () => {});
     const seen: Array<Record<string, string>> = [];
@@ -106,7 +106,7 @@ describe.skipIf(!hasEtcd)('EtcdMembership', () => {
     const own = await EtcdCluster.start(1);
     const c = new Etcd3({ hosts: own.endpoints });
     try {
-      const m = new EtcdMembership(c, 'jeop', 'n', 2, own.endpoints);
+      const m = new EtcdMembership(c, 'jeop', 'n', 2, own.access);
       let why: string | null = null;
       let at = 0;
       await m.join(info(1), (w) => {

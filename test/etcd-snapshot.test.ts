@@ -49,7 +49,7 @@ describe.skipIf(!hasEtcd)('snapshots in etcd', () => {
   });
 
   it('after compaction: a joining node loads the snapshot and follows on; an old reader gets LogGapError; a new leader numbers on', async () => {
-    const leader = new EtcdLog({ hosts: etcd.endpoints, cluster: 'cmp', node: 'a', electionTtlS: 1 });
+    const leader = new EtcdLog({ etcd: etcd.access, cluster: 'cmp', node: 'a', electionTtlS: 1 });
     logs.push(leader);
     await leader.lead(() => {});
     // 40 batches, one entry each, applied to the leader's own table as it goes.
@@ -65,7 +65,7 @@ describe.skipIf(!hasEtcd)('snapshots in etcd', () => {
     for (let i = 41; i <= 45; i++) await leader.append([{ at: 1000 + i, cmd: preempt(i), from: 0, req: 0 }]);
 
     // A joining node: snapshot, then the log from its revision.
-    const joiner = new EtcdLog({ hosts: etcd.endpoints, cluster: 'cmp', node: 'b', electionTtlS: 1 });
+    const joiner = new EtcdLog({ etcd: etcd.access, cluster: 'cmp', node: 'b', electionTtlS: 1 });
     logs.push(joiner);
     const snap = await loadSnapshot(client, 'cmp');
     const got: LogEntry[] = [];
@@ -80,7 +80,7 @@ describe.skipIf(!hasEtcd)('snapshots in etcd', () => {
 
     // A node that needs seq 1 from the start: the log cannot give it, and says so.
     let gap: Error | null = null;
-    const old = new EtcdLog({ hosts: etcd.endpoints, cluster: 'cmp', node: 'c', electionTtlS: 1 });
+    const old = new EtcdLog({ etcd: etcd.access, cluster: 'cmp', node: 'c', electionTtlS: 1 });
     logs.push(old);
     await old.tail({ revision: 0, nextSeq: 1 }, () => {
       throw new Error('handed entries across a gap');
@@ -91,7 +91,7 @@ describe.skipIf(!hasEtcd)('snapshots in etcd', () => {
 
     // The leader goes; the next one finds the log's end past the compaction.
     await leader.close();
-    const next = new EtcdLog({ hosts: etcd.endpoints, cluster: 'cmp', node: 'd', electionTtlS: 1 });
+    const next = new EtcdLog({ etcd: etcd.access, cluster: 'cmp', node: 'd', electionTtlS: 1 });
     logs.push(next);
     expect((await next.lead(() => {})).lastSeq).toBe(45);
     expect((await next.append([{ at: 2000, cmd: preempt(46), from: 0, req: 0 }])).seqs).toEqual([46, 46]);

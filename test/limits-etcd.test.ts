@@ -5,7 +5,7 @@
  * and acquire, and every node's apply() refuses alike [LP-12].
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tooManyLocks, tooManyWaiters } from '../src/core/lock-table.js';
+import { tooManyLocks, tooManyLocksInCluster, tooManyWaiters } from '../src/core/lock-table.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { DEFAULT_LIMITS } from '../src/node/limits.js';
 import { EtcdNode } from '../src/node/node-etcd.js';
@@ -29,7 +29,7 @@ describe.skipIf(!hasEtcd)('limits on etcd', () => {
         idCounter: newIdCounter(),
         firstToken: 1,
         limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 3, maxWaitersPerLock: 2 },
-        etcd: etcd.endpoints,
+        etcd: etcd.access,
         cluster: 'limits',
         linkHost: '127.0.0.1',
       });
@@ -74,5 +74,43 @@ describe.skipIf(!hasEtcd)('limits on etcd', () => {
     expect(await third.ask('acquire lim-w timeout=0')).toBe(`AcquireLock Timeout owner=${owner.id}`);
     expect(await owner.ask('release lim-w')).toBe('ReleaseLock Success');
     expect(await (waiters[0] as LineClient).next()).toMatch(/^AcquireLock Success/);
+  });
+});
+
+describe.skipIf(!hasEtcd)('the cluster-wide lock cap on etcd (--max-locks)', () => {
+  let etcd: EtcdCluster;
+  const nodes: EtcdNode[] = [];
+  const ports: number[] = [];
+  const pool = new ClientPool();
+
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+    for (const [index, name] of ['a', 'b'].entries()) {
+      const n = new EtcdNode({ name, index, log: new NodeLog(() => undefined, false), idCounter: newIdCounter(), firstToken: 1, limits: { ...DEFAULT_LIMITS, maxLocks: 3 }, etcd: etcd.access, cluster: 'caps', linkHost: '127.0.0.1' });
+      await n.start();
+      ports.push(await n.listen('127.0.0.1', 0));
+      nodes.push(n);
+    }
+    await eventually(() => nodes.some((n) => n.role === 'leader'), 'a leader', 10_000);
+  }, 30_000);
+  afterAll(async () => {
+    pool.closeAll();
+    for (const n of nodes) await n.close();
+    await etcd?.stop();
+  });
+
+  it('counts every client\'s locks, leases that outlive their connection too; one more is refused with the named error through either node', async () => {
+    // Three clients that each take a lease and go: their leases stay, and count.
+    for (const [i, port] of [ports[0], ports[1], ports[0]].entries()) {
+      const c = await pool.open(port as number);
+      expect(await c.ask(`preempt cap-${i} ttl=600000`)).toMatch(/^PreemptLock Success/);
+      c.close();
+    }
+    for (const port of ports) {
+      const c = await pool.open(port);
+      expect(await c.ask('preempt cap-new')).toBe(`Error: ${tooManyLocksInCluster(3)}`);
+      expect(await c.ask('check cap-new')).toBe('CheckLock:Free');
+    }
+    await eventually(() => nodes.every((n) => n.lockMap().length === 3), 'three locks on every node');
   });
 });

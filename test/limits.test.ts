@@ -8,7 +8,8 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../src/cluster.js';
-import { tooManyClients, tooManyLocks, tooManyWaiters } from '../src/node/limits.js';
+import { tooManyClients, tooManyLocks, tooManyLocksInCluster, tooManyWaiters } from '../src/node/limits.js';
+import { up } from './helpers/dlock-process.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
@@ -215,3 +216,25 @@ function rawOpen(p: number): Promise<string> {
     s.on('error', reject);
   });
 }
+
+describe('the cluster-wide lock cap (--max-locks)', () => {
+  it('dlock up --max-locks 2: leases left by clients that went count; one more, through any node, is refused with the named error', async () => {
+    const { proc, ports } = await up(['--no-tui', '--quiet', '--max-locks', '2']);
+    try {
+      for (const [i, name] of ['leader', 'follower-1'].entries()) {
+        const c = await LineClient.open(ports[name] as number);
+        expect(await c.ask(`preempt cap-${i} ttl=600000`)).toMatch(/^PreemptLock Success/);
+        c.close();
+      }
+      for (const name of ['leader', 'follower-1', 'follower-2']) {
+        const c = await LineClient.open(ports[name] as number);
+        expect(await c.ask('preempt cap-more')).toBe(`Error: ${tooManyLocksInCluster(2)}`);
+        expect(await c.ask('preempt cap-0')).toMatch(/^PreemptLock Failed owner=/); // a held lock: not a new one, no refusal
+        c.close();
+      }
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exit;
+    }
+  });
+});

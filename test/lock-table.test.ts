@@ -10,6 +10,10 @@ import { apply, check, createState, restore, snapshot, snapshotPart, SUPERSEDED,
 /** A snapshot as a link or a snapshot file carries it. */
 const viaCodec = (s: Snapshot): Snapshot => decodeSnapshot(JSON.parse(JSON.stringify(encodeSnapshot(s))));
 
+/** Secret hashes as the table keeps them (SHA-256, hex): two different ones. */
+const HA = 'a'.repeat(64);
+const HX = 'b'.repeat(64);
+
 const A = 10001;
 const B = 20001;
 const C = 30001;
@@ -184,15 +188,15 @@ describe('acquire [LP-9]', () => {
 
   it('resumable clients [LP-16]: a resume needs the right hash, ends the old connection\'s sessions, and makes its disconnect stale', () => {
     const s = createState();
-    run(s, { op: 'session', client: A, hash: 'h-a' });
+    run(s, { op: 'session', client: A, hash: HA });
     run(s, { op: 'preempt', client: A, lock: 'sess', ttl: null });
     run(s, { op: 'preempt', client: A, lock: 'lease', ttl: 60_000 });
-    expect(run(s, { op: 'resume', client: B, target: A, hash: 'h-x', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
-    expect(run(s, { op: 'resume', client: C, target: 99, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+    expect(run(s, { op: 'resume', client: B, target: A, hash: HX, node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+    expect(run(s, { op: 'resume', client: C, target: 99, hash: HA, node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
     run(s, { op: 'preempt', client: C, lock: 'c-own', ttl: null });
-    expect(run(s, { op: 'resume', client: C, target: A, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: true });
+    expect(run(s, { op: 'resume', client: C, target: A, hash: HA, node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: true });
     // A's old connection is still open: resuming ends its session lock, not its lease.
-    const ok = run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 });
+    const ok = run(s, { op: 'resume', client: B, target: A, hash: HA, node: 2 });
     expect(ok.reply).toEqual({ op: 'resume', ok: true, client: A, gen: 1 });
     expect(check(s, 'sess', 1000)).toEqual({ held: false });
     expect(check(s, 'lease', 1000)).toMatchObject({ held: true, owner: A });
@@ -209,14 +213,14 @@ describe('acquire [LP-9]', () => {
     expect(copy.sessions.get(A)).toEqual(s.sessions.get(A));
     run(s, { op: 'release', client: A, lock: 'lease' });
     expect(s.sessions.has(A)).toBe(false);
-    expect(run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
+    expect(run(s, { op: 'resume', client: B, target: A, hash: HA, node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
   });
 
   it('a write from the connection a client was resumed away from is refused; the resumed one acts for it [LP-16]', () => {
     const s = createState();
-    run(s, { op: 'session', client: A, hash: 'h-a' });
+    run(s, { op: 'session', client: A, hash: HA });
     expect(run(s, { op: 'preempt', client: A, lock: 'lease', ttl: 60_000, gen: 0 }).reply).toMatchObject({ op: 'preempt', ok: true });
-    run(s, { op: 'resume', client: B, target: A, hash: 'h-a', node: 2 });
+    run(s, { op: 'resume', client: B, target: A, hash: HA, node: 2 });
     // The old connection (generation 0) is still open until its node applies the resume: its writes no longer act for A.
     for (const cmd of [
       { op: 'release', client: A, lock: 'lease', gen: 0 },

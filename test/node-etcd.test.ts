@@ -34,7 +34,7 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
       idCounter: newIdCounter(),
       firstToken: 1,
       limits: DEFAULT_LIMITS,
-      etcd: etcd.endpoints,
+      etcd: etcd.access,
       cluster,
       linkHost: '127.0.0.1',
       electionTtlS: 1,
@@ -143,7 +143,7 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
     const link = `127.0.0.1:${(standIn.address() as AddressInfo).port}`;
     const lines: string[] = [];
-    const n = new EtcdNode({ name: 'stopping', index: 5, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), true, 1), idCounter: newIdCounter(), firstToken: 1, limits: DEFAULT_LIMITS, etcd: etcd.endpoints, cluster: 'stop-while-linking', linkHost: '127.0.0.1', electionTtlS: 1, nodeTtlS: 1 });
+    const n = new EtcdNode({ name: 'stopping', index: 5, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), true, 1), idCounter: newIdCounter(), firstToken: 1, limits: DEFAULT_LIMITS, etcd: etcd.access, cluster: 'stop-while-linking', linkHost: '127.0.0.1', electionTtlS: 1, nodeTtlS: 1 });
     await n.start();
     const hook = (n as unknown as { replication: { leaderChanged(v: string): void } }).replication;
     hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link })); // a link under way when the node stops

@@ -1,12 +1,14 @@
 /**
- * TLS between `dlock node` processes (issue 13: TLS plus the auth token
- * between nodes): with --tls-cert/--tls-key a node serves clients over TLS
- * and its node links are TLS on the same certificate, so a write through a
- * follower reaches the leader over TLS; views are served over TLS to an
- * observer that trusts the certificate, and not to a plain one.
+ * TLS between `dlock node` processes: with --tls-cert/--tls-key/--tls-ca a
+ * node serves clients over TLS and its node links are mutual TLS (each
+ * side presents a certificate the CA signed), with the cluster secret from
+ * --cluster-secret-file proved inside; a write through a follower reaches
+ * the leader that way. Views go to an observer with a certificate and the
+ * secret; not to plain TCP, not to TLS without a certificate, not to the
+ * clients' token.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +20,7 @@ import { eventually } from './helpers/line-client.js';
 
 const hasOpenssl = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
 const TOKEN = 'node-tls-token';
+const SECRET = 'node-tls-cluster-secret-0123456789';
 
 describe.skipIf(!hasEtcd || !hasOpenssl)('dlock node over TLS', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dlock-node-tls-'));
@@ -26,12 +29,14 @@ describe.skipIf(!hasEtcd || !hasOpenssl)('dlock node over TLS', () => {
   let etcd: EtcdCluster;
   const nodes: Array<{ name: string; proc: Running; port: number; link: string }> = [];
 
+  const secretFile = join(dir, 'cluster-secret');
   beforeAll(async () => {
+    writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
     const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
     etcd = await EtcdCluster.start(1);
     for (const name of ['s1', 's2']) {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'tls', '--auth-token', TOKEN, '--tls-cert', cert, '--tls-key', key, '--first-token', '1']);
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'tls', '--auth-token', TOKEN, '--tls-cert', cert, '--tls-key', key, '--tls-ca', cert, '--cluster-secret-file', secretFile, '--first-token', '1']);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
       const m = /address=127\.0\.0\.1:(\d+) link=(\S+)/.exec(proc.out());
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);
@@ -44,17 +49,21 @@ describe.skipIf(!hasEtcd || !hasOpenssl)('dlock node over TLS', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a write through either node is forwarded over a TLS link and answered; views go to a TLS observer only', async () => {
+  it('a write through either node is forwarded over a mutual-TLS link and answered; views go to an observer with a certificate and the secret only', async () => {
     const ca = readFileSync(cert);
+    const observer = { secret: SECRET, tls: { ca: ca.toString(), cert: ca.toString(), key: readFileSync(key, 'utf8') } };
     for (const n of nodes) {
       const c = await connect({ port: n.port, tls: { ca }, authToken: TOKEN });
       expect((await c.preempt(`tls-${n.name}`)).ok).toBe(true);
       await c.close();
     }
     // Both session locks end with their connections, once s1 has applied that.
-    await eventually(async () => (await viewOnce(nodes[0]!.link, TOKEN, 10, 5000, ca.toString())).locks.length === 0, 'the locks released, seen in a view over TLS', 5000, 50);
-    expect((await viewOnce(nodes[0]!.link, TOKEN, 10, 5000, ca.toString())).stats['name']).toBe('s1');
-    await expect(viewOnce(nodes[0]!.link, TOKEN, 10, 3000)).rejects.toThrow(/closed before a view|no view/);
+    await eventually(async () => (await viewOnce(nodes[0]!.link, observer, 10, 5000)).locks.length === 0, 'the locks released, seen in a view over TLS', 5000, 50);
+    expect((await viewOnce(nodes[0]!.link, observer, 10, 5000)).stats['name']).toBe('s1');
+    // Plain TCP, TLS without a certificate, or the clients' token: no view.
+    await expect(viewOnce(nodes[0]!.link, { secret: SECRET, tls: null }, 10, 3000)).rejects.toThrow();
+    await expect(viewOnce(nodes[0]!.link, { secret: SECRET, tls: { ca: ca.toString() } }, 10, 3000)).rejects.toThrow();
+    await expect(viewOnce(nodes[0]!.link, { ...observer, secret: TOKEN }, 10, 3000)).rejects.toThrow(/did not prove|closed/);
     for (const n of nodes) expect(n.proc.out()).not.toMatch(/cannot link to the leader/);
   });
 });

@@ -22,7 +22,7 @@ describe.skipIf(!hasEtcd)('a bounded chaos run on etcd', () => {
   it('at least 5k grants under leader and follower kills, link delays and dropped clients: no violations', async () => {
     // The leader is killed first, a second in (kills wait until the cluster
     // has recovered from the last, and 5,000 grants take about 10 s here).
-    const r = await runSafety({ grants: 5000, seconds: 90, followers: 2, clients: 24, locks: 24, chaos: 'kill-leader@1s,kill-follower@3s,delay@2s:5ms,drop-client@700ms', etcd: { hosts: etcd.endpoints, cluster: 'safety' } });
+    const r = await runSafety({ grants: 5000, seconds: 90, followers: 2, clients: 24, locks: 24, chaos: 'kill-leader@1s,kill-follower@3s,delay@2s:5ms,drop-client@700ms', etcd: { access: etcd.access, cluster: 'safety' } });
     process.stdout.write(`safety on etcd: ${r.seconds.toFixed(1)} s, faults ${JSON.stringify(r.faults)}, elections after the first ${r.failovers}, restarts ${r.restarts}\n${summary(r.report)}\n`);
     expect(r.report.violations, [summary(r.report), ...around(r)].join('\n')).toBe(0);
     expect(r.report.grants).toBeGreaterThanOrEqual(5000);

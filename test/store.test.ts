@@ -154,11 +154,11 @@ describe('IdReservations', () => {
     const dir = tempDir();
     const a = new IdReservations(dir);
     const c0 = a.counter(0);
-    expect(Atomics.load(c0, 0)).toBe(0);
-    Atomics.add(c0, 0, 1234); // 1234 clients of the leader, then a crash (no stop)
+    expect(Atomics.load(c0, 0)).toBe(0n);
+    Atomics.add(c0, 0, 1234n); // 1234 clients of the leader, then a crash (no stop)
     const b = new IdReservations(dir);
-    expect(Atomics.load(b.counter(0), 0)).toBe(ID_BLOCK);
-    expect(Atomics.load(b.counter(3), 0)).toBe(0); // a node index never used before
+    expect(Atomics.load(b.counter(0), 0)).toBe(BigInt(ID_BLOCK));
+    expect(Atomics.load(b.counter(3), 0)).toBe(0n); // a node index never used before
     writeFileSync(join(dir, 'ids.json'), '{');
     expect(() => new IdReservations(dir)).toThrow(/ids\.json is unreadable.*client ids could repeat/);
   });

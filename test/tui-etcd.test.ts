@@ -10,7 +10,8 @@ import { CLI, run, type Running } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 import { hasTmux, Tmux } from './helpers/tmux.js';
-import { viewOnce } from '../src/observe.js';
+import { Etcd3 } from 'etcd3';
+import { readClusterSecret, viewOnce } from '../src/observe.js';
 
 const TOKEN = 'tui-etcd-token';
 
@@ -36,10 +37,13 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
     await etcd?.stop();
   });
 
-  it('a node serves views only to an observer with the cluster\'s token', async () => {
+  it('a node serves views only to an observer that proves the cluster secret (kept in etcd here), never to the clients\' token', async () => {
     const link = /link=(\S+)/.exec(nodes[0]!.proc.out())?.[1] as string;
-    await expect(viewOnce(link, 'wrong-token', 10, 3000)).rejects.toThrow(/closed before a view|no view/);
-    const v = await viewOnce(link, TOKEN, 10, 3000);
+    await expect(viewOnce(link, { secret: 'wrong-secret', tls: null }, 10, 3000)).rejects.toThrow(/did not prove|closed|no view/);
+    await expect(viewOnce(link, { secret: TOKEN, tls: null }, 10, 3000)).rejects.toThrow(/did not prove|closed|no view/);
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    const secret = await readClusterSecret(client, 'view').finally(() => client.close());
+    const v = await viewOnce(link, { secret, tls: null }, 10, 3000);
     expect(v.stats['name']).toBe('t1');
     expect(Array.isArray(v.locks)).toBe(true);
   });

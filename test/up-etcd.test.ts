@@ -17,7 +17,7 @@ describe.skipIf(!hasEtcd)('dlock up --etcd', () => {
   const pool = new ClientPool();
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
-    t = await startCluster(2, 0, { etcd: { hosts: etcd.endpoints, cluster: 'up' } });
+    t = await startCluster(2, 0, { etcd: { access: etcd.access, cluster: 'up' } });
   });
   afterAll(async () => {
     pool.closeAll();

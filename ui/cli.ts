@@ -5,6 +5,8 @@
  * interactively), `dlock lock` holds a lock while a command runs.
  */
 import { readFileSync } from 'node:fs';
+import { readSecretFile } from '../src/secrets.js';
+import { MIN_CLUSTER_SECRET } from '../src/transport/link-auth.js';
 import { DEFAULT_NODE_TTL_S } from '../src/replication/etcd-members.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -13,14 +15,18 @@ import { MAX_NODE_INDEX } from '../src/node/client-ids.js';
 import { up } from '../src/up.js';
 import { clockToken } from '../src/cluster.js';
 import { parseChaos } from '../src/chaos.js';
-import { DEFAULT_LIMITS } from '../src/node/limits.js';
+import { checkLimitFlags, LIMIT_OPTIONS, limitsOf } from './limit-flags.js';
+import { ADMIN_TOKEN_FILE_OPTION, adminTokenOf, AUTH_TOKEN_FILE_OPTION, authTokenOf, checkTokenFlags } from './secret-flags.js';
+import { allowedHostsOf, HTTP_ALLOWED_HOST_OPTION } from './admin-flags.js';
 import { isTokenWord, TOKEN_RULE } from '../src/protocol/request.js';
 import { FSYNC_MODES, type FsyncMode } from '../src/store/store.js';
+import { describeEtcd, etcdErrorText } from '../src/replication/etcd-access.js';
+import { checkEtcdFlagsNeedEtcd, ETCD_ACCESS_OPTIONS, etcdAccessOf, type EtcdFlags } from './etcd-flags.js';
 
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
 
-/** --auth-token, else DLOCK_AUTH_TOKEN (so the token need not show in `ps`), else none. */
-const authToken = (flag: string | undefined): string | null => flag ?? process.env['DLOCK_AUTH_TOKEN'] ?? null;
+/** --auth-token-file, else --auth-token, else DLOCK_AUTH_TOKEN (so the token need not show in `ps`), else none (secret-flags.ts). */
+const authToken = authTokenOf;
 
 /** A PEM file for a TLS flag, or a clear error and exit 1. */
 function readPem(path: string, flag: string): string {
@@ -38,6 +44,18 @@ function readPem(path: string, flag: string): string {
   return text;
 }
 
+/** --cluster-secret-file's secret (a clear error and exit 1 if it cannot be used; a warning if others may read it). */
+function clusterSecretFile(path: string): string {
+  try {
+    const f = readSecretFile(path, '--cluster-secret-file', MIN_CLUSTER_SECRET);
+    if (f.warning !== null) process.stderr.write(`dlock: warning: ${f.warning}\n`);
+    return f.secret;
+  } catch (err) {
+    process.stderr.write(`dlock: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
 /** $DLOCK_PORT as a number (NaN if it is not one: the command's check says so), else `def`. */
 const envPort = (def: number): number => (process.env['DLOCK_PORT'] === undefined ? def : Number(process.env['DLOCK_PORT']));
 
@@ -51,22 +69,14 @@ function nodeList(value: string): Array<{ host: string; port: number }> {
   });
 }
 
-/** Addresses only this machine can reach: binding them without a token is fine. */
-/** `--etcd`'s URLs, or an error saying what it takes. */
-function etcdUrls(value: string): string[] {
-  const urls = value.split(',').filter((u) => u !== '');
-  if (urls.length === 0 || !urls.every((u) => /^https?:\/\/[^/\s]+$/.test(u))) throw new Error(`--etcd takes etcd client URLs, comma-separated (http://HOST:PORT), got ${JSON.stringify(value)}`);
-  return urls;
-}
-
 const CLUSTER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** --etcd and --cluster as the commands that read a cluster on etcd (status, tui) take them. */
 const ETCD_OPTION = { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' } as const;
 const CLUSTER_OPTION = { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' } as const;
 
-function checkEtcdCluster(a: { etcd: string; cluster: string }): true {
-  etcdUrls(a.etcd);
+function checkEtcdCluster(a: EtcdFlags & { cluster: string }): true {
+  etcdAccessOf(a);
   if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
   return true;
 }
@@ -76,8 +86,7 @@ function checkEtcdCluster(a: { etcd: string; cluster: string }): true {
  * word, and required off loopback unless --insecure (issue 6: anyone who
  * can reach the port could take or release any lock).
  */
-function checkListenToken(flag: string | undefined, host: string, insecure: boolean): void {
-  const token = authToken(flag);
+function checkListenToken(token: string | null, host: string, insecure: boolean): void {
   if (token !== null && !isTokenWord(token)) throw new Error(`--auth-token (or DLOCK_AUTH_TOKEN) ${TOKEN_RULE}`);
   if (token === null && !insecure && !isLoopback(host)) {
     throw new Error(`refusing to listen on ${host} without --auth-token (or DLOCK_AUTH_TOKEN): anyone who can reach it could take any lock; add --insecure to do it anyway`);
@@ -94,19 +103,24 @@ interface AdminFlags {
   'http-port'?: number | undefined;
   'http-host': string;
   'admin-token'?: string | undefined;
+  'admin-token-file'?: string | undefined;
+  'http-allowed-host'?: Array<string | number> | undefined;
   insecure: boolean;
 }
 
 function checkAdmin(a: AdminFlags): void {
+  checkTokenFlags(a);
+  allowedHostsOf(a);
   if (a['http-port'] !== undefined && (!Number.isInteger(a['http-port']) || a['http-port'] < 0 || a['http-port'] > 65535)) throw new Error('--http-port must be a port number from 0 to 65535');
-  const admin = a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'];
+  const admin = adminTokenOf(a) ?? undefined;
   if (admin !== undefined && !isTokenWord(admin)) throw new Error(`--admin-token (or DLOCK_ADMIN_TOKEN) ${TOKEN_RULE}`);
   if (a['http-port'] !== undefined && !isLoopback(a['http-host']) && admin === undefined && !a.insecure) throw new Error(`refusing to serve the admin API on ${a['http-host']} without --admin-token: add one, or --insecure`);
 }
 
-const adminOf = (a: AdminFlags): { host: string; port: number; token: string | null } | null =>
-  a['http-port'] === undefined ? null : { host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null };
+const adminOf = (a: AdminFlags): { host: string; port: number; token: string | null; allowedHosts: string[] } | null =>
+  a['http-port'] === undefined ? null : { host: a['http-host'], port: a['http-port'], token: adminTokenOf(a), allowedHosts: allowedHostsOf(a) };
 
+/** Addresses only this machine can reach: binding them without a token is fine. */
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
@@ -129,19 +143,19 @@ await yargs(hideBin(process.argv))
         .option('chaos', { type: 'string', describe: 'inject faults on a schedule, e.g. kill-follower@3s,kill-leader@10s,delay@5s:20ms,drop-client@1s' })
         .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: the clock in µs, so tokens never go back across restarts)' })
         .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+        .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
         .option('tls-cert', { type: 'string', describe: 'serve clients over TLS: certificate (PEM file); needs --tls-key' })
         .option('tls-key', { type: 'string', describe: 'serve clients over TLS: private key (PEM file); needs --tls-cert' })
-        .option('max-clients', { type: 'number', default: DEFAULT_LIMITS.maxClients, describe: 'client connections per node' })
-        .option('max-locks-per-client', { type: 'number', default: DEFAULT_LIMITS.maxLocksPerClient, describe: 'locks one client may hold' })
-        .option('max-waiters', { type: 'number', default: DEFAULT_LIMITS.maxWaitersPerLock, describe: 'clients waiting in acquire on one lock' })
-        .option('line-timeout', { type: 'number', default: DEFAULT_LIMITS.lineTimeoutMs, describe: 'ms a request line may take from its first byte to its end' })
-        .option('slow-client-timeout', { type: 'number', default: DEFAULT_LIMITS.slowClientMs, describe: 'ms a client may leave its replies unread before it is dropped' })
+        .options(LIMIT_OPTIONS)
         .option('etcd', { type: 'string', describe: 'keep the log and elect the leader on etcd: its client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
         .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
+        .options(ETCD_ACCESS_OPTIONS)
         .option('http-port', HTTP_PORT_OPTION)
         .option('http-host', HTTP_HOST_OPTION)
         .option('admin-token', ADMIN_TOKEN_OPTION)
+        .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
+        .option('http-allowed-host', HTTP_ALLOWED_HOST_OPTION)
         .option('log-format', LOG_FORMAT_OPTION)
         .check((a) => {
           checkAdmin(a);
@@ -149,25 +163,23 @@ await yargs(hideBin(process.argv))
           if (!Number.isInteger(a.port) || a.port < 0 || a.port + a.followers > 65535) throw new Error('--port must be 0, or a port that leaves room for every follower below 65536');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
           if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
+          checkEtcdFlagsNeedEtcd(a);
           if (a.etcd !== undefined) {
-            etcdUrls(a.etcd);
+            etcdAccessOf({ ...a, etcd: a.etcd });
             if (a['data-dir'] !== undefined) throw new Error('--etcd and --data-dir: with etcd, the log is etcd\'s; give one or the other');
             if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           }
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
-          for (const k of ['max-clients', 'max-locks-per-client', 'max-waiters', 'line-timeout', 'slow-client-timeout'] as const) {
-            const v = a[k];
-            if (!Number.isSafeInteger(v) || v < 1) throw new Error(`--${k} must be a whole number of at least 1, got ${v}`);
-          }
+          checkLimitFlags(a);
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
-          checkListenToken(a['auth-token'], a.host, a.insecure);
+          checkListenToken(authToken(a), a.host, a.insecure);
           return true;
         }),
     async (a) => {
-      const etcd = a.etcd === undefined ? null : { hosts: etcdUrls(a.etcd), cluster: a.cluster };
-      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a['auth-token']),
+      const etcd = a.etcd === undefined ? null : { access: etcdAccessOf({ ...a, etcd: a.etcd }), cluster: a.cluster };
+      const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a),
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
-        limits: { maxClients: a['max-clients'], maxLocksPerClient: a['max-locks-per-client'], maxWaitersPerLock: a['max-waiters'], lineTimeoutMs: a['line-timeout'], slowClientMs: a['slow-client-timeout'] },
+        limits: limitsOf(a),
         admin: adminOf(a),
         logFormat: a['log-format'] };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
@@ -189,35 +201,44 @@ await yargs(hideBin(process.argv))
         .option('host', { type: 'string', default: '127.0.0.1', describe: 'address it binds, for clients and for the other nodes' })
         .option('port', portOption(0, 'client port; 0 picks a free one (printed on the ready line)'))
         .option('cluster', { type: 'string', default: 'default', describe: 'the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
+        .options(ETCD_ACCESS_OPTIONS)
         .option('quiet', { type: 'boolean', default: false, describe: 'do not log each request, reply and replicated lock change' })
-        .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first, and nodes link with it (default: $DLOCK_AUTH_TOKEN)' })
+        .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN); never the cluster secret' })
+        .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
+        .options(LIMIT_OPTIONS)
+        .option('cluster-secret-file', { type: 'string', describe: 'the secret nodes prove to each other on their links, from this file (one word, at least 16 characters; the same on every node); default: one the cluster keeps in etcd' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
         .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: the clock in µs); a cluster that has one keeps it' })
         .option('tls-cert', { type: 'string', describe: 'serve clients and link to the other nodes over TLS: certificate (PEM file); needs --tls-key' })
         .option('tls-key', { type: 'string', describe: 'TLS private key (PEM file); needs --tls-cert' })
-        .option('tls-ca', { type: 'string', describe: 'with --tls-cert: trust the nodes whose certificate this CA signed (PEM file; default: --tls-cert itself, one certificate for the cluster)' })
+        .option('tls-ca', { type: 'string', describe: 'with --tls-cert (required): the CA that signed every node\'s certificate; node links are mutual TLS, and a peer without such a certificate is refused (PEM file)' })
         .option('node-ttl', { type: 'number', default: DEFAULT_NODE_TTL_S, describe: 'seconds: this node\'s etcd lease; when it dies, its clients\' session locks end this long after, and it stops serving if it cannot renew within ttl − margin' })
         .option('http-port', HTTP_PORT_OPTION)
         .option('http-host', HTTP_HOST_OPTION)
         .option('admin-token', ADMIN_TOKEN_OPTION)
+        .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
+        .option('http-allowed-host', HTTP_ALLOWED_HOST_OPTION)
         .option('log-format', LOG_FORMAT_OPTION)
         .check((a) => {
-          etcdUrls(a.etcd);
+          etcdAccessOf(a);
           checkAdmin(a);
+          checkLimitFlags(a);
           if (!Number.isInteger(a['node-ttl']) || a['node-ttl'] < 2 || a['node-ttl'] > 600) throw new Error('--node-ttl must be a whole number of seconds from 2 to 600');
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
           if (a['tls-ca'] !== undefined && a['tls-cert'] === undefined) throw new Error('--tls-ca goes with --tls-cert and --tls-key');
+          if (a['tls-cert'] !== undefined && a['tls-ca'] === undefined) throw new Error('--tls-cert needs --tls-ca: node links are mutual TLS, and each node checks its peers\' certificates against the CA that signed them (for one self-signed certificate, that certificate)');
           if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(a.name)) throw new Error('--name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit');
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
-          checkListenToken(a['auth-token'], a.host, a.insecure);
+          checkListenToken(authToken(a), a.host, a.insecure);
           return true;
         }),
     async (a) => {
       const { runNode } = await import('../src/node-main.js');
-      process.exitCode = await runNode({ etcd: etcdUrls(a.etcd), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a['auth-token']), limits: DEFAULT_LIMITS, firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'],
+      process.exitCode = await runNode({ etcd: etcdAccessOf(a), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a), limits: limitsOf(a), firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'],
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
+        clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']),
         admin: adminOf(a), logFormat: a['log-format'] });
     },
   )
@@ -228,16 +249,17 @@ await yargs(hideBin(process.argv))
       y
         .option('etcd', ETCD_OPTION)
         .option('cluster', CLUSTER_OPTION)
+        .options(ETCD_ACCESS_OPTIONS)
         .option('json', { type: 'boolean', default: false, describe: 'print it as one JSON object' })
         .check(checkEtcdCluster),
     async (a) => {
       const { clusterStatus, formatStatus } = await import('../src/status.js');
       try {
-        const s = await clusterStatus(etcdUrls(a.etcd), a.cluster);
+        const s = await clusterStatus(etcdAccessOf(a), a.cluster);
         process.stdout.write(`${a.json ? JSON.stringify(s) : formatStatus(s)}\n`);
         process.exitCode = 0;
       } catch (err) {
-        process.stderr.write(`dlock status: cannot read the cluster from etcd at ${a.etcd}: ${(err as Error).message}\n`);
+        process.stderr.write(`dlock status: cannot read the cluster from etcd at ${describeEtcd(etcdAccessOf(a))}: ${etcdErrorText(etcdAccessOf(a), err as Error)}\n`);
         process.exitCode = 2;
       }
     },
@@ -249,19 +271,31 @@ await yargs(hideBin(process.argv))
       y
         .option('etcd', ETCD_OPTION)
         .option('cluster', CLUSTER_OPTION)
-        .option('auth-token', { type: 'string', describe: 'the cluster\'s token: views are served to an observer that sends it, and the terminal sends it as a client (default: $DLOCK_AUTH_TOKEN)' })
-        .option('tls-ca', { type: 'string', describe: 'the nodes run with --tls-cert: trust this CA certificate (PEM file; for one self-signed certificate, that certificate)' })
+        .options(ETCD_ACCESS_OPTIONS)
+        .option('auth-token', { type: 'string', describe: 'the clients\' token: the terminal sends it as a client (default: $DLOCK_AUTH_TOKEN)' })
+        .option('cluster-secret-file', { type: 'string', describe: 'views are asked with the nodes\' cluster secret from this file (default: the nodes\' --admin-token if given, else the secret the cluster keeps in etcd)' })
+        .option('admin-token', { type: 'string', describe: 'views are asked with the nodes\' admin token (default: $DLOCK_ADMIN_TOKEN)' })
+        .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
+        .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
+        .option('tls-ca', { type: 'string', describe: 'the nodes run with --tls-cert: the CA that signed their certificates (PEM file)' })
+        .option('tls-cert', { type: 'string', describe: 'with --tls-ca: this observer\'s certificate, signed by that CA (node links are mutual TLS); needs --tls-key' })
+        .option('tls-key', { type: 'string', describe: 'with --tls-cert: its private key (PEM file)' })
         .check((a) => {
+          checkTokenFlags(a);
           checkEtcdCluster(a);
+          if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
+          if (a['tls-cert'] !== undefined && a['tls-ca'] === undefined) throw new Error('--tls-cert needs --tls-ca: the CA that signed the nodes\' certificates');
           if (!process.stdout.isTTY) throw new Error('dlock tui needs a terminal (for a plain listing: dlock status)');
           return true;
         }),
     async (a) => {
       const { runView } = await import('./tui.js');
       const { EtcdSource } = await import('./source-etcd.js');
-      const token = authToken(a['auth-token']);
+      const token = authToken(a);
       const ca = a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca');
-      process.exitCode = await runView(new EtcdSource({ etcd: etcdUrls(a.etcd), cluster: a.cluster, authToken: token, tlsCa: ca }), { authToken: token, tls: ca === null ? null : { cert: ca } }, 'dlock tui');
+      const own = a['tls-cert'] === undefined || a['tls-key'] === undefined ? {} : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') };
+      const secret = a['cluster-secret-file'] !== undefined ? clusterSecretFile(a['cluster-secret-file']) : adminTokenOf(a);
+      process.exitCode = await runView(new EtcdSource({ etcd: etcdAccessOf(a), cluster: a.cluster, observer: { secret, tls: ca === null ? null : { ca, ...own } } }), { authToken: token, tls: ca === null ? null : { cert: ca } }, 'dlock tui');
     },
   )
   .command(
@@ -274,15 +308,17 @@ await yargs(hideBin(process.argv))
         .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
         .option('json', { type: 'boolean', default: false, describe: 'print each reply as a JSON object' })
         .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+        .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
         .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
         .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file), e.g. a self-signed server certificate' })
         .check((a) => {
+          checkTokenFlags(a);
           if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
           return true;
         }),
     async (a) => {
       const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
-      const conn = { host: a.host, port: a.port, authToken: authToken(a['auth-token']), tls };
+      const conn = { host: a.host, port: a.port, authToken: authToken(a), tls };
       const words = (a.request ?? []).map(String);
       if (words.length > 0) {
         const { oneShot } = await import('../src/client/oneshot.js');
@@ -302,17 +338,19 @@ await yargs(hideBin(process.argv))
         .option('http-port', { type: 'number', default: 9080, describe: 'the admin API\'s port (dlock up --http-port)' })
         .option('http-host', { type: 'string', default: '127.0.0.1' })
         .option('admin-token', { type: 'string', describe: 'default: $DLOCK_ADMIN_TOKEN' })
+        .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
         .option('prefix', { type: 'string', default: '', describe: 'with locks: only names starting with this' })
         .option('limit', { type: 'number', default: 1000, describe: 'with locks, clients: at most this many' })
         .option('json', { type: 'boolean', default: false, describe: 'print the API\'s JSON as is' })
         .check((a) => {
+          checkTokenFlags(a);
           if (a.action === 'revoke' && (a.lock === undefined || a.lock === '')) throw new Error('revoke needs the lock: dlock admin revoke LOCK');
           if (!Number.isInteger(a['http-port']) || a['http-port'] < 1 || a['http-port'] > 65535) throw new Error('--http-port must be a port number from 1 to 65535');
           return true;
         }),
     async (a) => {
       const { adminCommand } = await import('../src/admin/admin-command.js');
-      process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: a['http-host'], port: a['http-port'], token: a['admin-token'] ?? process.env['DLOCK_ADMIN_TOKEN'] ?? null, prefix: a.prefix, limit: a.limit, json: a.json });
+      process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: a['http-host'], port: a['http-port'], token: adminTokenOf(a), prefix: a.prefix, limit: a.limit, json: a.json });
     },
   )
   .command(
@@ -328,9 +366,11 @@ await yargs(hideBin(process.argv))
         .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
         .option('nodes', { type: 'string', describe: 'the cluster\'s other nodes, HOST:PORT comma-separated: reconnect there if the first is lost' })
         .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+        .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
         .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
         .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file)' })
         .check((a) => {
+          checkTokenFlags(a);
           const command = (a['--'] as unknown[] | undefined) ?? [];
           if (command.length === 0) throw new Error('name the command to run after --, e.g. dlock lock jobs -- ./run.sh');
           if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 86_400_000) throw new Error('--ttl must be a whole number of ms from 1 to 86400000');
@@ -347,7 +387,7 @@ await yargs(hideBin(process.argv))
         host: a.host,
         port: a.port,
         nodes: a.nodes === undefined ? [] : nodeList(a.nodes),
-        authToken: authToken(a['auth-token']),
+        authToken: authToken(a),
         tls,
         lock: a.name as string,
         ttl: a.ttl,

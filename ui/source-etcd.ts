@@ -8,15 +8,16 @@
 import type { NodeEvent } from '../src/control.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
 import type { LogKind } from '../src/node/node-log.js';
-import { ClusterObserver, type ObservedNode } from '../src/observe.js';
+import { ClusterObserver, type ObservedNode, type ObserverAuth } from '../src/observe.js';
+import { describeEtcd, type EtcdAccess } from '../src/replication/etcd-access.js';
 import type { SourceNode, ViewSource } from './source.js';
 
 export interface EtcdSourceOptions {
-  etcd: string[];
+  /** How to reach etcd (URLs, TLS, auth). */
+  etcd: EtcdAccess;
   cluster: string;
-  authToken: string | null;
-  /** The nodes link (and serve clients) over TLS: trust this CA (PEM). */
-  tlsCa: string | null;
+  /** What views are asked with (src/observe.ts): the cluster secret or the nodes' admin token; null: the secret kept in etcd. */
+  observer: { secret: string | null; tls: ObserverAuth['tls'] };
 }
 
 const KINDS = new Set<string>(['info', 'conn', 'req', 'reply', 'repl', 'warn', 'error']);
@@ -36,7 +37,7 @@ export class EtcdSource implements ViewSource {
 
   async start(onEvent: (ev: NodeEvent) => void): Promise<string> {
     const note = (level: 'info' | 'warn' | 'error', text: string): void => onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind: level, text }] });
-    const observer = new ClusterObserver(this.opts.etcd, this.opts.cluster, this.opts.authToken, 200, {
+    const observer = new ClusterObserver(this.opts.etcd, this.opts.cluster, this.opts.observer, 200, {
       joined: (n: ObservedNode) => {
         onEvent({ type: 'state', node: n.name, state: 'up', address: n.address });
         note('info', `${n.name} is live${n.address === '' ? '' : ` at ${n.address}`}`);
@@ -50,10 +51,10 @@ export class EtcdSource implements ViewSource {
         if (v.log.length > 0) onEvent({ type: 'log', node: n.name, lines: v.log.map((l) => ({ t: l.t, kind: (KINDS.has(l.kind) ? l.kind : 'info') as LogKind, text: l.text })) });
       },
       etcd: (error) => note(error === null ? 'info' : 'error', error === null ? 'etcd answers again' : `cannot read the cluster from etcd: ${error}`),
-    }, this.opts.tlsCa);
+    });
     this.observer = observer;
     await observer.start();
-    return `attached to cluster ${this.opts.cluster} on etcd at ${this.opts.etcd.join(',')}: ${observer.nodes.size} live node(s)`;
+    return `attached to cluster ${this.opts.cluster} on etcd at ${describeEtcd(this.opts.etcd)}: ${observer.nodes.size} live node(s)`;
   }
 
   nodes(): SourceNode[] {

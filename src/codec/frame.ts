@@ -27,8 +27,13 @@
  *                   replies up to it may be sent
  *   ping            either way, on a TCP link: the sender is alive (heartbeat);
  *                   never handed to the link's owner (transport-tcp.ts)
- *   auth            the first frame on a TCP link, from the side that
- *                   connected: the cluster's auth token (transport-tcp.ts)
+ *   challenge       A->C the first frame on a TCP link, from the side that
+ *                   accepted: a fresh nonce (transport-tcp.ts, link-auth.ts)
+ *   auth            C->A the connecting side's role (`node` or `observer`),
+ *                   its own nonce and its proof: an HMAC of both nonces
+ *                   under the role's secret; the secret never crosses the link
+ *   welcome         A->C the accepting side's proof, under the same secret:
+ *                   the connecting side sends nothing else before it checks it
  *   L->F voter      from here on this follower counts toward commits: it
  *                   holds every committed entry for as long as the link
  *                   lives, so it may be promoted (the learner rule)
@@ -50,6 +55,7 @@
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
+import { commandError } from '../core/command-check.js';
 import { Buffer } from 'node:buffer';
 
 export const CODEC_VERSION = 1;
@@ -63,11 +69,20 @@ export type Frame =
   | { v: 1; type: 'commit'; seq: number }
   | { v: 1; type: 'voter' }
   | { v: 1; type: 'ping' }
-  | { v: 1; type: 'auth'; token: string }
+  | { v: 1; type: 'challenge'; nonce: string }
+  | { v: 1; type: 'auth'; role: LinkRole; nonce: string; proof: string }
+  | { v: 1; type: 'welcome'; proof: string }
   | { v: 1; type: 'forward'; req: number; cmd: Command }
   | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply }
   | { v: 1; type: 'observe'; locks: number }
   | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] };
+
+/**
+ * Who the connecting side of a TCP link is: another node (it may send
+ * `hello` and `forward`) or an observer (it may send `observe`). Proved by
+ * the link handshake, with the secret of that role (link-auth.ts).
+ */
+export type LinkRole = 'node' | 'observer';
 
 /** A lock map row in a `view` frame (NodeBase.lockMap's LockRow). */
 export interface ViewLock {
@@ -151,10 +166,28 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   if (Buffer.from(nums.buffer).write(w.nums, 'base64') !== bytes) throw new CodecError('snapshot numbers are not base64');
   const sessions = w.sessions ?? [];
   const session = (x: unknown): boolean =>
-    Array.isArray(x) && x.length === 5 && isNat(x[0]) && typeof x[1] === 'string' && isNat(x[2]) && (x[3] === null || isNat(x[3])) && typeof x[4] === 'boolean';
+    Array.isArray(x) && x.length === 5 && isNat(x[0]) && typeof x[1] === 'string' && /^[0-9a-f]{64}$/.test(x[1]) && isNat(x[2]) && (x[3] === null || isNat(x[3])) && typeof x[4] === 'boolean';
   if (!Array.isArray(sessions) || !sessions.every(session)) throw new CodecError('malformed snapshot sessions');
+  // Every row the table will trust: names as LP-12 allows them (no empty
+  // one, no whitespace or control character but the LF between them),
+  // owners and tokens positive whole numbers, lease ends whole or NaN
+  // (a session lock); waiters on locks the part holds, each well-formed.
+  if (w.count > 0 && (BAD_NAMES.test(w.names) || w.names.startsWith('\n') || w.names.endsWith('\n') || w.names.includes('\n\n'))) throw new CodecError('snapshot lock names are not lock names');
+  for (let i = 0; i < nums.length; i += 3) {
+    const expires = nums[i + 2] as number;
+    if (!isPositiveInt(nums[i]) || !isPositiveInt(nums[i + 1]) || !(Number.isNaN(expires) || Number.isSafeInteger(expires))) throw new CodecError(`snapshot row ${i / 3} is not an owner, a token and a lease end`);
+  }
+  if (!(w.nextToken >= 1)) throw new CodecError('snapshot nextToken must be at least 1');
+  const waiter = (x: unknown): boolean => Array.isArray(x) && x.length === 3 && isPositiveInt(x[0]) && (x[1] === null || isPositiveInt(x[1])) && (x[2] === null || isNat(x[2]));
+  const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
+  if (!w.waiters.every(queue)) throw new CodecError('malformed snapshot waiters');
   return { nextToken: w.nextToken, count: w.count, names: w.names, nums, waiters: w.waiters, sessions };
 }
+
+/** What a snapshot's LF-joined names may not hold: whitespace or control characters other than the LFs (LP-12). */
+// eslint-disable-next-line no-control-regex
+const BAD_NAMES = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]|[^\S\n]/u;
+const isPositiveInt = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 1;
 
 /** How many names LF-joined `names` holds: lines, counted without splitting (no string per name). */
 function countNames(names: string): number {
@@ -171,46 +204,115 @@ export function encodeBatch(frames: readonly (Frame | Wire)[]): string {
 
 const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
-/** Check the fields each type needs; the payload objects come from our own encoder. */
-function checkFrame(f: Record<string, unknown>): Frame {
-  if (f['v'] !== CODEC_VERSION) throw new CodecError(`unsupported frame version ${JSON.stringify(f['v'])}, expected ${CODEC_VERSION}`);
+/** A link handshake's nonce: 32 to 64 base64url characters (link-auth.ts makes 32). */
+const NONCE = /^[A-Za-z0-9_-]{32,64}$/;
+/** An HMAC-SHA256 proof, base64url. */
+const PROOF = /^[A-Za-z0-9_-]{43}$/;
+/** A node's name as `dlock node --name` allows it; an incarnation is a short word. */
+const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const INCARNATION = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Check every field of a frame, by type and range: it comes from a socket
+ * or a MessagePort, and nothing past the decoder re-checks it. A command
+ * (`entry`, `forward`) is checked whole (command-check.ts) unless
+ * `checkCommands` is false: the log's reader checks each entry's command
+ * when it applies it, so that one bad entry is skipped rather than its
+ * whole batch refused.
+ */
+function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
+  if (f['v'] !== CODEC_VERSION) throw new CodecError(`unsupported frame version ${JSON.stringify(f['v'])?.slice(0, 20)}, expected ${CODEC_VERSION}`);
   const ok = (cond: boolean): Frame => {
-    if (!cond) throw new CodecError(`malformed ${String(f['type'])} frame`);
+    if (!cond) throw new CodecError(`malformed ${String(f['type']).slice(0, 20)} frame`);
     return f as unknown as Frame;
   };
   const obj = (x: unknown): boolean => typeof x === 'object' && x !== null;
+  const command = (x: unknown): boolean => {
+    if (!checkCommands) return obj(x);
+    const e = commandError(x);
+    if (e !== null) throw new CodecError(`malformed ${String(f['type'])} frame: ${e}`);
+    return true;
+  };
   switch (f['type']) {
     case 'hello':
-      return ok(typeof f['node'] === 'string' && typeof f['incarnation'] === 'string' && (f['seq'] === null || isNat(f['seq'])));
+      return ok(typeof f['node'] === 'string' && NODE_NAME.test(f['node']) && typeof f['incarnation'] === 'string' && INCARNATION.test(f['incarnation']) && (f['seq'] === null || isNat(f['seq'])));
     case 'resume':
       return ok(isNat(f['seq']) && isNat(f['to']));
     case 'snapshot':
       if (!(isNat(f['seq']) && isNat(f['part']) && isNat(f['parts']) && (f['part'] as number) < (f['parts'] as number) && obj(f['state']))) return ok(false);
       return { ...(f as unknown as Frame & { type: 'snapshot' }), state: decodeSnapshot(f['state'] as WireSnapshot) };
     case 'entry':
-      return ok(isNat(f['seq']) && isNat(f['at']) && obj(f['cmd']) && isNat(f['from']) && isNat(f['req']));
+      return ok(isNat(f['seq']) && f['seq'] >= 1 && isNat(f['at']) && isNat(f['from']) && isNat(f['req']) && command(f['cmd']));
     case 'ack':
     case 'commit':
       return ok(isNat(f['seq']));
     case 'voter':
     case 'ping':
       return ok(true);
+    case 'challenge':
+      return ok(typeof f['nonce'] === 'string' && NONCE.test(f['nonce']));
     case 'auth':
-      return ok(typeof f['token'] === 'string');
+      return ok((f['role'] === 'node' || f['role'] === 'observer') && typeof f['nonce'] === 'string' && NONCE.test(f['nonce']) && typeof f['proof'] === 'string' && PROOF.test(f['proof']));
+    case 'welcome':
+      return ok(typeof f['proof'] === 'string' && PROOF.test(f['proof']));
     case 'forward':
-      return ok(isNat(f['req']) && obj(f['cmd']));
+      return ok(isNat(f['req']) && command(f['cmd']));
     case 'reply':
-      return ok(isNat(f['req']) && isNat(f['seq']) && obj(f['reply']));
+      return ok(isNat(f['req']) && isNat(f['seq']) && isReply(f['reply']));
     case 'observe':
       return ok(isNat(f['locks']));
     case 'view':
-      return ok(obj(f['stats']) && Array.isArray(f['locks']) && Array.isArray(f['log']));
+      return ok(obj(f['stats']) && !Array.isArray(f['stats']) && Array.isArray(f['locks']) && f['locks'].every(isViewLock) && Array.isArray(f['log']) && f['log'].every(isViewLogLine));
     default:
       throw new CodecError(`unknown frame type ${JSON.stringify(f['type'])}`);
   }
 }
 
-export function decodeFrame(text: string): Frame {
+const isId = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 1;
+const isIdOrNull = (x: unknown): boolean => x === null || isId(x);
+
+/** A lock table reply (lock-table.ts Reply), field by field. */
+function isReply(x: unknown): boolean {
+  if (typeof x !== 'object' || x === null) return false;
+  const r = x as Record<string, unknown>;
+  switch (r['op']) {
+    case 'preempt':
+    case 'acquire':
+      return r['ok'] === true ? isId(r['owner']) && isId(r['token']) : r['ok'] === false && (r['op'] === 'acquire' ? isIdOrNull(r['owner']) : isId(r['owner']));
+    case 'release':
+      return r['ok'] === true || (r['ok'] === false && isIdOrNull(r['owner']));
+    case 'renew':
+      return r['ok'] === true ? isId(r['token']) : r['ok'] === false && isIdOrNull(r['owner']);
+    case 'session':
+      return isId(r['client']);
+    case 'revoke':
+      return isIdOrNull(r['owner']) && isIdOrNull(r['token']);
+    case 'resume':
+      return r['ok'] === true ? isId(r['client']) && isNat(r['gen']) : r['ok'] === false && typeof r['busy'] === 'boolean';
+    case 'refused':
+      return typeof r['message'] === 'string' && r['message'].length <= 1000 && !/[\r\n]/.test(r['message']);
+    default:
+      return false;
+  }
+}
+
+function isViewLock(x: unknown): boolean {
+  if (typeof x !== 'object' || x === null) return false;
+  const l = x as Record<string, unknown>;
+  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat);
+}
+
+function isViewLogLine(x: unknown): boolean {
+  if (typeof x !== 'object' || x === null) return false;
+  const l = x as Record<string, unknown>;
+  return typeof l['t'] === 'number' && Number.isFinite(l['t']) && typeof l['kind'] === 'string' && typeof l['text'] === 'string';
+}
+
+/**
+ * One frame from its text. Throws CodecError (never anything else) for
+ * text that is not a well-formed frame. `checkCommands`: see checkFrame.
+ */
+export function decodeFrame(text: string, checkCommands = true): Frame {
   const tab = text.indexOf('\t');
   let raw: unknown;
   try {
@@ -223,16 +325,16 @@ export function decodeFrame(text: string): Frame {
   // Only a snapshot has a payload (its numbers), and it must have one.
   if ((f['type'] === 'snapshot') !== (tab !== -1)) throw new CodecError(tab === -1 ? 'snapshot frame without its numbers' : `${String(f['type'])} frame with a payload`);
   if (tab !== -1 && typeof f['state'] === 'object' && f['state'] !== null) (f['state'] as Record<string, unknown>)['nums'] = text.slice(tab + 1);
-  return checkFrame(f);
+  return checkFrame(f, checkCommands);
 }
 
-export function decodeBatch(text: string): Frame[] {
+export function decodeBatch(text: string, checkCommands = true): Frame[] {
   const frames: Frame[] = [];
   let start = 0;
   while (start <= text.length) {
     let nl = text.indexOf('\n', start);
     if (nl === -1) nl = text.length;
-    if (nl > start) frames.push(decodeFrame(text.slice(start, nl)));
+    if (nl > start) frames.push(decodeFrame(text.slice(start, nl), checkCommands));
     start = nl + 1;
   }
   return frames;

@@ -254,15 +254,25 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   if (late !== null) for (const client of late) out.wakes.push({ client, reply: { op: 'acquire', ok: false, owner: newOwner } });
 }
 
-/** What one client may hold and how many may wait on one lock (issue 6 §2: --max-locks-per-client, --max-waiters). */
+/**
+ * What one client may hold, how many may wait on one lock, and how many
+ * locks the whole cluster may hold (--max-locks-per-client, --max-waiters,
+ * --max-locks). The per-client limit counts by client id, sessions and
+ * leases alike, across that client's connections (a resumed client is one
+ * client [LP-16]); the cluster's bounds what clients that come and go can
+ * leave behind in leases, before the table's memory or the log's store
+ * fills. `maxLocks` is absent in entries written before it existed.
+ */
 export interface WriteLimits {
   maxLocksPerClient: number;
   maxWaitersPerLock: number;
+  maxLocks?: number;
 }
 
 /** The words of a limit's refusal, one place (tests and the README quote them). */
 export const tooManyLocks = (max: number): string => `this client holds ${max} locks, the limit; release some first`;
 export const tooManyWaiters = (max: number): string => `${max} clients already wait on this lock, the limit; try again later`;
+export const tooManyLocksInCluster = (max: number): string => `the cluster holds ${max} locks, its limit (--max-locks); try again once some are released`;
 
 /**
  * Whether the limits refuse a write before it changes anything: a new lock
@@ -280,6 +290,8 @@ export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimit
   if (p === -1 || cmd.op === 'acquire') {
     if ((state.owned.get(cmd.client) ?? 0) >= limits.maxLocksPerClient) return tooManyLocks(limits.maxLocksPerClient);
   }
+  // A new lock: the cluster's bound. (A wait adds no lock until it is granted, and a grant then takes a freed one's place.)
+  if (p === -1 && limits.maxLocks !== undefined && locks.size >= limits.maxLocks) return tooManyLocksInCluster(limits.maxLocks);
   if (cmd.op === 'acquire' && p !== -1 && cmd.timeout !== 0 && locks.waiters(cmd.lock).length >= limits.maxWaitersPerLock) {
     return tooManyWaiters(limits.maxWaitersPerLock);
   }
@@ -481,6 +493,11 @@ export function apply(state: TableState, cmd: Command, now: number): Outcome {
       const p = locks.find(cmd.lock);
       return outcome({ op: 'acquire', ok: false, owner: p === -1 ? null : locks.owner(p) }, true);
     }
+    default:
+      // An op this table does not know changes nothing, on every replica
+      // alike, and never throws: callers check commands first
+      // (command-check.ts), this is the table's own guard.
+      return outcome(null, false);
   }
 }
 

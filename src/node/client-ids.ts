@@ -9,7 +9,9 @@
  * never collide between nodes or ranges (documented in the README).
  *
  * The counter k lives in a SharedArrayBuffer owned by the main thread, so a
- * node's worker that restarts keeps counting instead of reusing ids.
+ * node's worker that restarts keeps counting instead of reusing ids. It is
+ * a 64-bit integer (BigInt64Array): it never wraps, and every id made from
+ * it is a safe integer (ClientIdAllocator checks), past 2^31 as below it.
  * Threading: Atomics make concurrent allocation safe, though only one thread
  * (the node's worker) allocates from a given counter.
  */
@@ -20,7 +22,9 @@ export function clientIdFor(nodeIndex: number, k: number): number {
     throw new RangeError(`node index must be 0..${MAX_NODE_INDEX}, got ${nodeIndex}`);
   }
   if (!Number.isSafeInteger(k) || k < 1) throw new RangeError(`client ordinal must be >= 1, got ${k}`);
-  return k <= 9999 ? (nodeIndex + 1) * 10000 + k : k * 1000 + (nodeIndex + 1);
+  const id = k <= 9999 ? (nodeIndex + 1) * 10000 + k : k * 1000 + (nodeIndex + 1);
+  if (!Number.isSafeInteger(id)) throw new RangeError(`client ordinal ${k} makes an id past 2^53`);
+  return id;
 }
 
 /** The node index a client id was given by (inverse of clientIdFor). */
@@ -28,17 +32,31 @@ export function nodeOfClient(id: number): number {
   return id < 1_000_000 ? Math.floor(id / 10000) - 1 : (id % 1000) - 1;
 }
 
-export function newIdCounter(): Int32Array {
-  return new Int32Array(new SharedArrayBuffer(4));
+/** A node's client ordinal counter: the ordinals handed out so far (the next is one more). */
+export type IdCounter = BigInt64Array;
+
+export function newIdCounter(): IdCounter {
+  return new BigInt64Array(new SharedArrayBuffer(8));
+}
+
+/** The ordinals a counter has handed out, as a Number (exact: below 2^53, see clientIdFor). */
+export function ordinalsUsed(counter: IdCounter): number {
+  return Number(Atomics.load(counter, 0));
+}
+
+/** Start a counter at `used` ordinals (a reservation's start; before any client connects). */
+export function setOrdinalsUsed(counter: IdCounter, used: number): void {
+  if (!Number.isSafeInteger(used) || used < 0) throw new RangeError(`client ordinal counter must start at a whole number >= 0, got ${used}`);
+  Atomics.store(counter, 0, BigInt(used));
 }
 
 export class ClientIdAllocator {
   constructor(
     readonly nodeIndex: number,
-    private readonly counter: Int32Array,
+    private readonly counter: IdCounter,
   ) {}
 
   next(): number {
-    return clientIdFor(this.nodeIndex, Atomics.add(this.counter, 0, 1) + 1);
+    return clientIdFor(this.nodeIndex, Number(Atomics.add(this.counter, 0, 1n)) + 1);
   }
 }

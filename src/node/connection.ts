@@ -33,7 +33,8 @@ import type { ClientId, Command, Reply } from '../core/lock-table.js';
 import { RequestParser, type Parsed } from '../protocol/parser.js';
 import { AUTH_FAILED, AUTH_REQUIRED, AUTH_SUCCESS, BYE, formatError, formatGreeting, formatReply, formatSession, HELP_LINE, PONG, replyResult } from '../protocol/reply.js';
 import { MAX_AUTH_FAILURES } from './auth.js';
-import { LINE_TIMEOUT } from './limits.js';
+import { authBlocked, authTimedOut, LINE_TIMEOUT } from './limits.js';
+import { sourceOf } from './log-throttle.js';
 import type { Request } from '../protocol/request.js';
 import type { Engine } from './engine.js';
 
@@ -107,6 +108,8 @@ export class ClientConnection {
   private slowTimer: NodeJS.Timeout | null = null;
   /** Armed when a line begins and is not yet ended: closes the connection --line-timeout later. */
   private lineTimer: NodeJS.Timeout | null = null;
+  /** Armed from the greeting until a successful auth, when a token is needed: closes the connection --auth-timeout later [LP-14, LP-15]. */
+  private authTimer: NodeJS.Timeout | null = null;
   /** [LP-15] Whether this connection may do more than auth, ping, help, quit. */
   private authed: boolean;
   private authFailures = 0;
@@ -131,6 +134,8 @@ export class ClientConnection {
     public id: ClientId,
     private readonly socket: Socket,
     private readonly engine: Engine,
+    /** The peer's address without its port: whom --max-clients-per-source and the auth throttle count [LP-14, LP-15]. */
+    readonly source: string = sourceOf(socket.remoteAddress),
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     this.authed = engine.auth === null;
@@ -158,6 +163,7 @@ export class ClientConnection {
       this.engine.log.line('warn', `client ${this.id} socket error: ${err.code ?? err.message}`);
     });
     socket.on('close', () => this.onClose());
+    if (!this.authed) this.authTimer = setTimeout(() => this.onAuthTimeout(), engine.limits.authTimeoutMs);
     this.send(formatGreeting(id, engine.name, engine.leads)); // [LP-3] before anything else
   }
 
@@ -243,9 +249,84 @@ export class ClientConnection {
     this.flush();
   }
 
+  /**
+   * [LP-14, LP-15] No successful auth within --auth-timeout of the greeting:
+   * one `Error:` line, then close, so an idle connection holds no
+   * --max-clients slot for long. Requests read and not yet started are
+   * dropped unanswered (before an auth they could only be refused).
+   */
+  private onAuthTimeout(): void {
+    this.authTimer = null;
+    if (this.authed || this.closed || this.ending) return;
+    const ms = this.engine.limits.authTimeoutMs;
+    this.engine.log.line('warn', `client ${this.id} (${this.remote}): authentication timed out after ${ms} ms; closing`);
+    if (this.writePaused) {
+      // It reads none of its replies: the line could not reach it, and waiting for it to read would keep the slot.
+      this.socket.destroy();
+      return;
+    }
+    this.queue.length = this.next;
+    this.queue.push(ticket(formatError(authTimedOut(ms)), true, null, false, 'invalid'));
+    this.stopReading();
+    this.flush();
+  }
+
   private stopReading(): void {
     this.inputDone = true;
     this.socket.pause();
+  }
+
+  /**
+   * [LP-15] `t`'s reply is the connection's last: every request queued
+   * after it is dropped unanswered and never runs (they are not dispatched
+   * yet: dispatch goes in queue order and `t` is the newest dispatched, or
+   * the one all later requests wait behind), nothing more is read, and the
+   * connection closes once the replies up to `t` are sent.
+   */
+  private closeAfter(t: Ticket): void {
+    t.close = true;
+    const i = this.queue.indexOf(t);
+    if (i !== -1) {
+      this.queue.length = i + 1;
+      if (this.next > i + 1) this.next = i + 1;
+    }
+    this.stopReading();
+  }
+
+  /**
+   * A wrong token, or a wrong `resume` pair [LP-15, LP-16], answered by
+   * `t`: counted on this connection and for its source across connections
+   * (AuthThrottle). The third on the connection, or the one that blocks
+   * the source, closes it (closeAfter). Logged as the throttle says: a
+   * line or two per source per window, however many guesses.
+   */
+  private authFailed(t: Ticket, what: string): void {
+    const throttle = this.engine.authThrottle;
+    this.authFailures++;
+    const f = throttle.failed(this.source);
+    const closing = this.authFailures >= MAX_AUTH_FAILURES || f.blocked;
+    if (f.log) {
+      const blocked = f.blocked ? `; ${this.source} is refused for ${Math.ceil(throttle.retryAfterMs(this.source) / 1000)} s` : '';
+      const unlogged = f.unlogged > 0 ? ` (${f.unlogged} not logged)` : '';
+      this.engine.log.line('warn', `client ${this.id} (${this.remote}): ${what}: failure ${f.count} from ${this.source} in this window${unlogged}, ${this.authFailures} of ${MAX_AUTH_FAILURES} on this connection${blocked}${closing ? '; closing' : ''}`);
+    }
+    if (closing) this.closeAfter(t);
+  }
+
+  /**
+   * [LP-15] The source failed too often lately: this `auth` or `resume` is
+   * refused without checking it, even with the right token or pair, until
+   * the source's window ends; so guessing gains nothing from more
+   * connections. The refusal counts as an attempt (the throttle's
+   * contract) and closes the connection.
+   */
+  private refuseBlocked(t: Ticket): void {
+    const throttle = this.engine.authThrottle;
+    const retryMs = throttle.retryAfterMs(this.source);
+    const f = throttle.failed(this.source);
+    if (f.log) this.engine.log.line('warn', `client ${this.id} (${this.remote}): refused without a check: ${this.source} is blocked for ${Math.ceil(retryMs / 1000)} s more; closing`);
+    t.text = formatError(authBlocked(retryMs));
+    this.closeAfter(t);
   }
 
   /** Dispatch queued requests as far as the ordering rules allow, then flush. */
@@ -287,19 +368,18 @@ export class ClientConnection {
     }
     switch (req.verb) {
       case 'auth':
-        if (e.auth === null || e.auth.check(req.secret)) {
+        if (e.auth !== null && !e.authThrottle.allowed(this.source)) {
+          this.refuseBlocked(t);
+        } else if (e.auth === null || e.auth.check(req.secret)) {
           // With no token configured any token is accepted, so clients may always send one.
           this.authed = true;
           this.authFailures = 0;
+          if (this.authTimer !== null) clearTimeout(this.authTimer);
+          this.authTimer = null;
           t.text = AUTH_SUCCESS;
         } else {
-          this.authFailures++;
           t.text = AUTH_FAILED;
-          e.log.line('warn', `client ${this.id} (${this.remote}): wrong auth token (${this.authFailures} of ${MAX_AUTH_FAILURES})${this.authFailures >= MAX_AUTH_FAILURES ? '; closing' : ''}`);
-          if (this.authFailures >= MAX_AUTH_FAILURES) {
-            t.close = true;
-            this.stopReading();
-          }
+          this.authFailed(t, 'wrong auth token');
         }
         break;
       case 'check':
@@ -322,6 +402,11 @@ export class ClientConnection {
         return true;
       }
       case 'resume':
+        // [LP-16] A resume is a guess at a secret, throttled as `auth` is [LP-15].
+        if (!e.authThrottle.allowed(this.source)) {
+          this.refuseBlocked(t);
+          break;
+        }
         // [LP-16] Later requests wait for the answer: they are made as the
         // client this connection is once it is answered.
         t.req = null;
@@ -393,13 +478,9 @@ export class ClientConnection {
       this.sessioned = true;
       this.engine.renamed(this, from);
     } else if (reply.op === 'resume' && !reply.busy) {
-      // A wrong or unknown pair counts as a failed auth [LP-15].
-      this.authFailures++;
-      this.engine.log.line('warn', `client ${this.id} (${this.remote}): resume refused (${this.authFailures} of ${MAX_AUTH_FAILURES})${this.authFailures >= MAX_AUTH_FAILURES ? '; closing' : ''}`);
-      if (this.authFailures >= MAX_AUTH_FAILURES) {
-        t.close = true;
-        this.stopReading();
-      }
+      // A wrong or unknown pair counts as a failed auth [LP-15, LP-16]:
+      // later requests waited behind it, so none of them has run.
+      this.authFailed(t, 'resume refused');
     }
   }
 
@@ -516,6 +597,8 @@ export class ClientConnection {
     this.slowTimer = null;
     if (this.lineTimer !== null) clearTimeout(this.lineTimer);
     this.lineTimer = null;
+    if (this.authTimer !== null) clearTimeout(this.authTimer);
+    this.authTimer = null;
     this.queue.length = 0;
     this.engine.closed(this); // [LP-8] release session locks, withdraw waiters
   }

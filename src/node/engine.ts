@@ -10,7 +10,7 @@
  */
 import type { ClientId, Command } from '../core/lock-table.js';
 import type { Request } from '../protocol/request.js';
-import type { AuthGate } from './auth.js';
+import type { AuthGate, AuthThrottle } from './auth.js';
 import type { Limits } from './limits.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import type { NodeLog } from './node-log.js';
@@ -31,6 +31,11 @@ export interface Engine {
   readonly limits: Limits;
   /** The token clients must give first [LP-15], or null when none is needed. */
   readonly auth: AuthGate | null;
+  /**
+   * Failed `auth` and `resume` per source address, across every connection
+   * of this node [LP-15, LP-16]: a blocked source is refused without a check.
+   */
+  readonly authThrottle: AuthThrottle;
   /** Replies reflecting sequence numbers up to this may be sent. */
   readonly commitSeq: number;
   /** Answer a read from this node's replica [LP-11]. */

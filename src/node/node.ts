@@ -13,9 +13,10 @@ import { getHeapStatistics } from 'node:v8';
 import { check, createState, validate, type ClientId, type Command, type LockChange, type TableState } from '../core/lock-table.js';
 import { formatCheck, formatError, formatValidate } from '../protocol/reply.js';
 import type { Request } from '../protocol/request.js';
-import { AuthGate } from './auth.js';
-import { DEFAULT_LIMITS, tooManyClients, type Limits } from './limits.js';
-import { ClientIdAllocator } from './client-ids.js';
+import { AuthGate, AuthThrottle } from './auth.js';
+import { DEFAULT_LIMITS, tooManyClients, tooManyFromSource, type Limits } from './limits.js';
+import { LogThrottle, sourceOf } from './log-throttle.js';
+import { ClientIdAllocator, type IdCounter } from './client-ids.js';
 import { ClientConnection, endAndDiscard, type Ticket } from './connection.js';
 import type { Engine } from './engine.js';
 import type { NodeLog } from './node-log.js';
@@ -28,7 +29,7 @@ export interface NodeOptions {
   index: number;
   log: NodeLog;
   /** Shared client ordinal counter (see client-ids.ts). */
-  idCounter: Int32Array;
+  idCounter: IdCounter;
   /** The first fencing token of a table that starts empty (the leader's; see Cluster). */
   firstToken?: number;
   /** Clients must send `auth <token>` first [LP-15]; null or absent: no token. */
@@ -78,6 +79,15 @@ export interface LockRow {
 /** Above this many locks, lockMap() lists in table order instead of sorting. */
 export const SORTED_LOCK_MAP_MAX = 10_000;
 
+/**
+ * A TLS client must finish its handshake within this long of connecting,
+ * or its socket is destroyed [LP-14]: Node's default is 120 s, in which a
+ * connect that sends nothing holds a descriptor.
+ */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** At most one log line per source address per this long about its failed handshakes or refused connects [LP-14]. */
+const SOURCE_LOG_INTERVAL_MS = 10_000;
+
 export abstract class NodeBase implements Engine {
   readonly name: string;
   /** 0 for the leader, i for follower-i. */
@@ -102,13 +112,20 @@ export abstract class NodeBase implements Engine {
   readonly counters = { requests: 0 };
   readonly metrics: NodeMetrics;
   readonly auth: AuthGate | null;
+  /** Failed `auth` and `resume` per source address, across this node's connections [LP-15, LP-16]. */
+  readonly authThrottle = new AuthThrottle();
   readonly limits: Limits;
   private readonly tls: { cert: string; key: string } | null;
   /** Set while drain() waits for the last connection to close. */
   private allClosed: (() => void) | null = null;
   /** Connections refused by --max-clients since the last log line about it. */
   private refusedClients = 0;
-  private refusedLogAt = 0;
+  private refusedLogAt = -Infinity;
+  /** Open connections per source address (ClientConnection.source), for --max-clients-per-source. */
+  private readonly perSource = new Map<string, number>();
+  /** Log lines about refused connects and failed TLS handshakes: one per source per interval. */
+  private readonly sourceRefusedLog = new LogThrottle(SOURCE_LOG_INTERVAL_MS);
+  private readonly handshakeLog = new LogThrottle(SOURCE_LOG_INTERVAL_MS);
   /** Set when close() begins: link losses after this are expected, not faults. */
   protected stopping = false;
 
@@ -119,7 +136,7 @@ export abstract class NodeBase implements Engine {
     this.state = createState(opts.firstToken ?? 1);
     this.ids = new ClientIdAllocator(opts.index, opts.idCounter);
     this.auth = opts.authToken === undefined || opts.authToken === null ? null : new AuthGate(opts.authToken);
-    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits }; // a limit not given keeps its default
     this.tls = opts.tls ?? null;
     this.metrics = new NodeMetrics(opts.name, () => {
       const s = this.stats();
@@ -164,10 +181,20 @@ export abstract class NodeBase implements Engine {
     return new Promise((resolve, reject) => {
       // TLS (issue 6 §4): the same connection code on a TLSSocket, after its handshake.
       const server: Server =
-        this.tls === null ? createServer({ allowHalfOpen: true }) : createTlsServer({ allowHalfOpen: true, cert: this.tls.cert, key: this.tls.key, minVersion: 'TLSv1.2' });
+        this.tls === null
+          ? createServer({ allowHalfOpen: true })
+          : // Not half-open until the handshake is done: a peer's FIN before
+            // it is a handshake error at once (ECONNRESET, below), not a
+            // socket left open until the deadline. accept() makes each
+            // client half-open [LP-2].
+            createTlsServer({ allowHalfOpen: false, cert: this.tls.cert, key: this.tls.key, minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS });
       server.on(this.acceptEvent, (socket: Socket) => this.accept(socket));
-      // A failed handshake is that client's problem: logged, the server carries on [LP-14].
-      if (this.tls !== null) server.on('tlsClientError', (err: Error) => this.log.line('warn', `TLS handshake failed: ${err.message}`));
+      // A failed handshake (a bad one, a connect closed before it, or none
+      // within the deadline) is that client's problem [LP-14]: its socket is
+      // destroyed here (with a listener, Node leaves that to us, and an
+      // undestroyed one holds its descriptor in CLOSE-WAIT for good), and
+      // the log gets a line per source per interval, not per connect.
+      if (this.tls !== null) server.on('tlsClientError', (err: Error, socket: Socket) => this.handshakeFailed(err, socket));
       server.once('error', reject);
       server.listen({ host, port, exclusive: true }, () => {
         server.off('error', reject);
@@ -182,14 +209,32 @@ export abstract class NodeBase implements Engine {
     });
   }
 
+  private handshakeFailed(err: Error, socket: Socket): void {
+    const source = sourceOf(socket.remoteAddress); // before destroy(): a destroyed socket has no peer address
+    socket.destroy();
+    const due = this.handshakeLog.event(source);
+    if (due === null) return;
+    const more = due.suppressed > 0 ? ` (${due.suppressed} more from it since the last line)` : '';
+    this.log.line('warn', `TLS handshake from ${source} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}${more}; at most a line per ${SOURCE_LOG_INTERVAL_MS / 1000} s per source`);
+  }
+
+  /** Refuse a connection before it is a client: no greeting and no id [LP-14]; `why` is its one line. */
+  private refuse(socket: Socket, why: string): void {
+    socket.on('error', (err: NodeJS.ErrnoException) => this.log.line('warn', `refused connection: socket error ${err.code ?? err.message}`));
+    endAndDiscard(socket, `${formatError(why)}\n`);
+  }
+
   private accept(socket: Socket): void {
+    // [LP-2] A client's half-close ends its input only: its replies still go
+    // out. A TLS socket becomes half-open here, after its handshake (read on
+    // each 'end', so set before any can be emitted: 'secureConnection' comes
+    // before the first byte after the handshake is read).
+    socket.allowHalfOpen = true;
     if (this.connections.size >= this.limits.maxClients) {
-      // No greeting and no id: this connection never was a client [LP-14].
-      socket.on('error', (err: NodeJS.ErrnoException) => this.log.line('warn', `refused connection: socket error ${err.code ?? err.message}`));
-      endAndDiscard(socket, `${formatError(tooManyClients(this.limits.maxClients))}\n`);
+      this.refuse(socket, tooManyClients(this.limits.maxClients));
       this.refusedClients++;
       // One line a second at most: a flood of refused connects must not flood the log.
-      const now = Date.now();
+      const now = performance.now();
       if (now - this.refusedLogAt >= 1000) {
         this.log.line('warn', `refused ${this.refusedClients} connection(s): ${this.connections.size} clients, the limit (--max-clients)`);
         this.refusedClients = 0;
@@ -197,8 +242,18 @@ export abstract class NodeBase implements Engine {
       }
       return;
     }
+    const source = sourceOf(socket.remoteAddress);
+    const fromSource = this.perSource.get(source) ?? 0;
+    if (fromSource >= this.limits.maxClientsPerSource) {
+      // As --max-clients: one line, no greeting, no id [LP-14].
+      this.refuse(socket, tooManyFromSource(source, this.limits.maxClientsPerSource));
+      const due = this.sourceRefusedLog.event(source);
+      if (due !== null) this.log.line('warn', `refused ${due.suppressed + 1} connection(s) from ${source}: ${fromSource} open, the limit (--max-clients-per-source); at most a line per ${SOURCE_LOG_INTERVAL_MS / 1000} s per source`);
+      return;
+    }
+    this.perSource.set(source, fromSource + 1);
     const id = this.ids.next();
-    const conn = new ClientConnection(id, socket, this);
+    const conn = new ClientConnection(id, socket, this, source);
     this.connections.add(conn);
     this.indexConnection(conn, id);
     this.log.line('conn', `Connect from ${conn.remote} client_id=${id}`);
@@ -247,6 +302,9 @@ export abstract class NodeBase implements Engine {
 
   closed(conn: ClientConnection): void {
     this.connections.delete(conn);
+    const n = (this.perSource.get(conn.source) ?? 1) - 1;
+    if (n <= 0) this.perSource.delete(conn.source);
+    else this.perSource.set(conn.source, n);
     this.unindexConnection(conn, conn.id);
     this.commitWaiters.delete(conn);
     this.log.line('conn', `Disconnect client_id=${conn.id} (${conn.remote})`);

@@ -25,8 +25,8 @@ export interface Viewed {
   lockMap(limit: number): LockRow[];
 }
 
-/** Serve views on `t` until it closes. */
-export function serveViews(t: TcpTransport, locks: number, node: Viewed): void {
+/** Serve views on `t`; the caller calls the function returned when `t` closes (it owns the link's close handler). */
+export function serveViews(t: TcpTransport, locks: number, node: Viewed): () => void {
   let lines: Array<{ t: number; kind: string; text: string }> = [];
   let dropped = 0;
   const untap = node.log.tap((batch) => {
@@ -46,8 +46,8 @@ export function serveViews(t: TcpTransport, locks: number, node: Viewed): void {
   const timer = setInterval(send, VIEW_MS);
   timer.unref();
   send();
-  t.onClose(() => {
+  return () => {
     clearInterval(timer);
     untap();
-  });
+  };
 }

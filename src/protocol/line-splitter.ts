@@ -27,7 +27,8 @@ export class LineSplitter {
    */
   private backlog: Buffer | null = null;
 
-  constructor(readonly maxLine: number) {}
+  /** The cap; a consumer may raise it between lines (a node link does once its peer authenticated). */
+  constructor(public maxLine: number) {}
 
   /**
    * Feed a chunk; `onLine` is called for every complete line (without its line

@@ -6,9 +6,10 @@
  * the error messages ("usage: …") and the `help` reply are all derived from it.
  */
 
+import { BAD_NAME_CHAR, MAX_LOCK_BYTES, MAX_MS } from '../core/command-check.js';
+
+export { MAX_LOCK_BYTES, MAX_MS }; // [LP-12]: the lock table's own rule (core/command-check.ts)
 export const MAX_LINE_BYTES = 4096; // [LP-13]
-export const MAX_LOCK_BYTES = 255; // [LP-12]
-export const MAX_MS = 86_400_000; // ttl and timeout upper bound
 
 export type Request =
   | { verb: 'preempt'; lock: string; ttl: number | null }
@@ -75,10 +76,9 @@ export function quote(word: string): string {
   return JSON.stringify(shown);
 }
 
-// Control characters: C0, DEL and C1 [LP-12]. Whitespace never reaches here
-// because words are split on it; other Unicode spaces count as whitespace too.
-// eslint-disable-next-line no-control-regex
-const BAD_NAME_CHAR = /[\u0000-\u001f\u007f-\u009f\s]/u;
+// Control characters (C0, DEL and C1) and whitespace are refused by
+// BAD_NAME_CHAR [LP-12]; whitespace never reaches here because words are
+// split on it, but other Unicode spaces count as whitespace too.
 
 /**
  * [LP-15] An auth token must travel as one word of `auth <token>`: the

@@ -29,14 +29,22 @@
  * - Replies up to 64 MiB: a watch reply can carry several batches when a
  *   node lags (reads page themselves, see EtcdLog.tail).
  *
+ * - TLS and user auth as `access` says (etcd-access.ts).
+ *
  * The etcd3 client has no option for the metadata, so its authenticator's
  * getMetadata is wrapped; if a new version of the client changes that
- * shape, this throws at start rather than silently losing the guard.
+ * shape, this throws at start rather than silently losing the guard. With
+ * user auth the authenticator's metadata carries the token (`token`): the
+ * wrapper adds `hasleader` to a copy of it, and calls the authenticator
+ * again for every call, so a token it dropped (etcd answered "invalid auth
+ * token", e.g. after an etcd restart: the etcd3 client then authenticates
+ * again and retries) is never reused from here.
  *
  * Threading: the thread that made it.
  */
 import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
+import { etcd3Options, type EtcdAccess } from './etcd-access.js';
 
 /** gRPC metadata etcd reads as "require a leader" (etcd's rpctypes.MetadataRequireLeaderKey). */
 const REQUIRE_LEADER = 'hasleader';
@@ -55,9 +63,9 @@ interface Authenticator {
 export const ETCD_KEEPALIVE_MS = 5000;
 export const ETCD_KEEPALIVE_TIMEOUT_MS = 1500;
 
-export function nodeEtcdClient(hosts: string[]): Etcd3 {
+export function nodeEtcdClient(access: EtcdAccess): Etcd3 {
   const client = new Etcd3({
-    hosts,
+    ...etcd3Options(access),
     faultHandling: { host: () => noop },
     grpcOptions: {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,

@@ -19,7 +19,9 @@
  */
 import type { Lease, Namespace } from 'etcd3';
 import { withDeadline } from './deadline.js';
-import { LeaseKeeper } from './etcd-lease.js';
+import type { EtcdAccess } from './etcd-access.js';
+import { lastFailure, LeaseKeeper } from './etcd-lease.js';
+import { jsonObject } from './etcd-value.js';
 
 /** How often a candidate and an observer look again, ms. */
 export const POLL_MS = 200;
@@ -48,8 +50,8 @@ export class Candidate {
     private readonly ns: Namespace,
     private readonly ttlS: number,
     private readonly value: string,
-    /** etcd's client URLs, for renewals (LeaseKeeper). */
-    private readonly endpoints: readonly string[],
+    /** How to reach etcd's members, for renewals (LeaseKeeper). */
+    private readonly access: EtcdAccess,
   ) {}
 
   /**
@@ -69,7 +71,7 @@ export class Candidate {
     // election key, renewed, while it waits).
     this.leaseId = await withDeadline(lease.grant(), CALL_DEADLINE_MS, 'granting the election lease');
     if (this.ended !== null) throw new NotCandidateError(this.ended);
-    this.keeper = new LeaseKeeper([...this.endpoints], this.leaseId, this.ttlS, granting, (why) => this.end(why));
+    this.keeper = new LeaseKeeper(this.access, this.leaseId, this.ttlS, granting, (why) => this.end(why));
     // Give up after twice the TTL without a confirmed renewal: by then the
     // key has expired, unless etcd changed leaders meanwhile (a new etcd
     // leader extends every lease), which a TTL alone did not outlast under
@@ -77,7 +79,7 @@ export class Candidate {
     // cannot append (the guard), so it only decides how soon to try again.
     this.watchdog = setInterval(() => {
       const since = Date.now() - (this.keeper?.renewedFrom() ?? 0);
-      if (since > 2 * this.ttlS * 1000) this.end(`no election lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)`);
+      if (since > 2 * this.ttlS * 1000) this.end(`no election lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)${lastFailure(this.keeper)}`);
     }, 100);
     this.watchdog.unref();
     const key = `election/${this.leaseId}`;
@@ -175,4 +177,28 @@ export class LeaderObserver {
     this.timer = null;
     this.last = null;
   }
+}
+
+/** The election value (a node's, set by its campaign): who leads and where its link listens. */
+export interface LeaderInfo {
+  name: string;
+  index: number;
+  link: string;
+}
+
+/**
+ * An election value as etcd holds it, checked (any byte from etcd is):
+ * null for none, or for one that is not a LeaderInfo (then nobody is
+ * known to lead, and the caller says so).
+ */
+export function parseLeaderInfo(value: string | undefined): LeaderInfo | null {
+  if (value === undefined || value === '') return null;
+  const v = jsonObject(value);
+  if (v === null) return null;
+  const link = v['link'];
+  if (typeof v['name'] !== 'string' || !Number.isSafeInteger(v['index']) || (v['index'] as number) < 0 || typeof link !== 'string') return null;
+  const at = link.lastIndexOf(':');
+  const port = Number(link.slice(at + 1));
+  if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) return null;
+  return { name: v['name'], index: v['index'] as number, link };
 }

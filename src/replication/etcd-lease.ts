@@ -20,15 +20,28 @@
  * etcd received it after that, so the lease lives at least TTL past it (a
  * lower bound that needs no clock agreement with etcd, only similar rates).
  *
+ * A secured etcd (etcd-access.ts): over https, with the CA and the client
+ * certificate (etcd-gateway.ts). No auth token is sent: etcd does not
+ * check auth on LeaseKeepAlive (tested on etcd 3.4 in
+ * test/etcd-secure.test.ts: renewals without a token, and with a bogus
+ * one, keep a lease granted by a user alive). A lease ID is itself the
+ * capability to renew it, and leaving the token out keeps renewals free of
+ * token expiry and of the authenticate round trip.
+ *
  * Threading: the thread that made it. Callbacks run on it.
  */
+
+import type { EtcdAccess } from './etcd-access.js';
+import { gatewayPost } from './etcd-gateway.js';
 
 /** While renewals are late, a round goes out this often, ms. */
 const BURST_MS = 250;
 
+/** A streaming RPC's answer through the gateway: `result`, or `error` (a unary RPC's error has `message` at the top). */
 interface KeepAliveReply {
   result?: { TTL?: string; ID?: string };
-  error?: { message?: string };
+  error?: { message?: string } | string;
+  message?: string;
 }
 
 export class LeaseKeeper {
@@ -36,14 +49,16 @@ export class LeaseKeeper {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private inFlight = 0;
+  /** Why the last renewal that failed did (for the message when renewals stop being confirmed). */
+  private failure: string | null = null;
 
   /**
-   * Start renewing lease `id` of `ttlS` seconds through the etcd members at
-   * `endpoints` (client URLs). `grantedAt`: when its grant was sent.
+   * Start renewing lease `id` of `ttlS` seconds through the etcd members
+   * `access` names. `grantedAt`: when its grant was sent.
    * `onLost` is told once if etcd says the lease no longer exists.
    */
   constructor(
-    private readonly endpoints: string[],
+    private readonly access: EtcdAccess,
     private readonly id: string,
     ttlS: number,
     grantedAt: number,
@@ -66,29 +81,42 @@ export class LeaseKeeper {
     return this.renewed;
   }
 
+  /** Why the last renewal that failed since the last confirmed one failed (an error, or etcd's answer); null: none has. */
+  lastFailure(): string | null {
+    return this.failure;
+  }
+
   private round(deadlineMs: number): void {
-    if (this.stopped || this.inFlight > this.endpoints.length * 4) return;
+    const endpoints = this.access.endpoints;
+    if (this.stopped || this.inFlight > endpoints.length * 4) return;
     const sent = Date.now();
-    for (const url of this.endpoints) {
+    for (const url of endpoints) {
       this.inFlight++;
-      fetch(`${url.replace(/\/+$/, '')}/v3/lease/keepalive`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'Grpc-Metadata-hasleader': 'true' },
-        body: JSON.stringify({ ID: this.id }),
-        signal: AbortSignal.timeout(Math.ceil(deadlineMs)),
-      })
-        .then(async (r) => {
-          if (!r.ok) return; // no leader there, or it is shutting down: another member answers
-          const body = (await r.json()) as KeepAliveReply;
+      gatewayPost(this.access, url, '/v3/lease/keepalive', { ID: this.id }, deadlineMs, { 'Grpc-Metadata-hasleader': 'true' })
+        .then((r) => {
+          const body = r.body as KeepAliveReply | null;
+          if (r.status < 200 || r.status > 299 || body === null) {
+            // No leader there, or it is shutting down: another member answers.
+            const why = body?.message ?? (typeof body?.error === 'object' ? body.error.message : body?.error);
+            this.failure = `${url}: HTTP ${r.status}${why === undefined ? '' : ` ${why}`}`;
+            return;
+          }
           const ttl = Number(body.result?.TTL ?? 0);
-          if (ttl > 0) this.renewed = Math.max(this.renewed, sent);
+          if (body.result === undefined) this.failure = `${url}: ${JSON.stringify(body.error ?? body).slice(0, 200)}`; // a stream's error, sent with status 200
+          if (ttl > 0) {
+            this.renewed = Math.max(this.renewed, sent);
+            this.failure = null; // what failed before this renewal no longer explains a late one
+          }
           else if (body.result !== undefined && !this.stopped) {
             // Answered by the leader: the lease is gone (expired or revoked). No renewal can help.
             this.stop();
             this.onLost(`etcd lease ${this.id} has expired or was revoked`);
           }
         })
-        .catch((err: unknown) => void err) // unreachable, cut off, too slow: the other members, or the next round
+        .catch((err: unknown) => {
+          // Unreachable, cut off, too slow, TLS refused: the other members, or the next round.
+          this.failure = `${url}: ${(err as Error).message}`;
+        })
         .finally(() => this.inFlight--);
     }
   }
@@ -99,4 +127,10 @@ export class LeaseKeeper {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
   }
+}
+
+/** `keeper`'s last renewal failure as the end of a message ('; the last renewal failed: …'), or ''. */
+export function lastFailure(keeper: LeaseKeeper | null): string {
+  const f = keeper?.lastFailure() ?? null;
+  return f === null ? '' : `; the last renewal failed: ${f}`;
 }

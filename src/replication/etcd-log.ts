@@ -29,9 +29,10 @@
  */
 import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
 import { CALL_DEADLINE_MS, Candidate, LeaderObserver } from './etcd-election.js';
-import { decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
+import { CodecError, decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
 import { EtcdDeadlineError, withDeadline } from './deadline.js';
+import type { EtcdAccess } from './etcd-access.js';
 import { nodeEtcdClient } from './etcd-client.js';
 import type { LogEntry } from './replication.js';
 
@@ -74,13 +75,15 @@ const RETRYABLE = /\bUNAVAILABLE\b|no leader|leader changed/i;
 const RETRY_PAUSE_MS = 100;
 
 const BATCH_DIGITS = 16;
+/** How many batches back a new leader looks for the last one that decodes. */
+const LEAD_LOOKBACK = 16;
 /** Batches per page when catching up: 100 of the largest (512 KiB) stay under the 64 MiB reply cap set below. */
 const TAIL_PAGE = 100;
 const batchKey = (n: number): string => `log/${String(n).padStart(BATCH_DIGITS, '0')}`;
 
 export interface EtcdLogOptions {
-  /** etcd client URLs. */
-  hosts: string[];
+  /** How to reach etcd (URLs, TLS, auth). */
+  etcd: EtcdAccess;
   /** Keys live under /dlock/<cluster>/. */
   cluster: string;
   /** The value of this node's election key (what observers learn of the leader: its name and link address). */
@@ -125,6 +128,8 @@ export class EtcdLog {
   /** The tails (tail()) not cancelled, each with an etcd client of its own. */
   private readonly tails = new Set<TailHandle>();
   private observers: LeaderObserver[] = [];
+  /** Told of each batch a tail skipped because it does not decode (the replication logs it). */
+  onBadBatch: ((why: string) => void) | null = null;
   private closed = false;
 
   private readonly prefix: string;
@@ -133,7 +138,7 @@ export class EtcdLog {
 
   constructor(private readonly opts: EtcdLogOptions) {
     this.value = opts.node;
-    this.client = nodeEtcdClient(opts.hosts);
+    this.client = nodeEtcdClient(opts.etcd);
     this.prefix = `/dlock/${opts.cluster}/`;
     this.ns = this.client.namespace(this.prefix);
   }
@@ -148,7 +153,7 @@ export class EtcdLog {
    * `onLost` fires once if the election lease is lost while leading.
    */
   async lead(onLost: (err: Error) => void): Promise<{ lastSeq: number; revision: number }> {
-    const candidate = new Candidate(this.ns, this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S, this.value, this.opts.hosts);
+    const candidate = new Candidate(this.ns, this.opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S, this.value, this.opts.etcd);
     this.campaign = candidate;
     const won = await candidate.campaign((why) => {
       if (this.guard === null || this.campaign !== candidate) return;
@@ -159,16 +164,33 @@ export class EtcdLog {
     // The log's end, read after winning: a deposed leader's last append
     // either landed before this read or was refused by its guard. With a
     // deadline: a leader stuck here would hold the election, renewed.
-    const last = await withDeadline(this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(1).exec(), CALL_DEADLINE_MS, 'reading the log\'s end after winning').catch(async (err: unknown) => {
+    const last = await withDeadline(this.ns.getAll().prefix('log/').sort('Key', 'Descend').limit(LEAD_LOOKBACK).exec(), CALL_DEADLINE_MS, 'reading the log\'s end after winning').catch(async (err: unknown) => {
       await candidate.resign().catch((e: unknown) => void e);
       throw err;
     });
     const top = last.kvs[0];
     let lastSeq = 0;
     if (top !== undefined) {
+      // Appends go after the last batch key, whatever it holds; entries are
+      // numbered on from the last batch that decodes (a batch that does not
+      // was skipped by every node: see tail()).
       this.nextBatch = Number(top.key.toString().slice(-BATCH_DIGITS)) + 1;
-      const entries = decodeEntries(top);
-      lastSeq = entries.length === 0 ? 0 : (entries[entries.length - 1] as LogEntry).seq;
+      for (const kv of last.kvs) {
+        let entries: LogEntry[];
+        try {
+          entries = decodeEntries(kv);
+        } catch (err) {
+          if (!(err instanceof BadBatchError)) throw err;
+          continue;
+        }
+        if (entries.length === 0) continue;
+        lastSeq = (entries[entries.length - 1] as LogEntry).seq;
+        break;
+      }
+      if (lastSeq === 0 && last.kvs.length === LEAD_LOOKBACK) {
+        await candidate.resign().catch((e: unknown) => void e);
+        throw new BadBatchError(`none of the log's last ${LEAD_LOOKBACK} batches decodes: this node cannot tell where the log ends`);
+      }
     }
     this.nextSeq = lastSeq + 1;
     this.guard = { key: won.key, createRevision: won.createRevision };
@@ -305,6 +327,8 @@ export class EtcdLog {
    */
   async tail(from: { revision: number; nextSeq: number }, onBatch: (b: Batch) => void, onError: (err: Error) => void): Promise<TailHandle> {
     let seen = from.revision;
+    /** The batch last taken at revision `seen` (a leader writes one batch a revision; a txn by hand may write several). */
+    let seenBatch = -1;
     let next = from.nextSeq;
     let failed = false;
     let cancelled = false;
@@ -314,7 +338,7 @@ export class EtcdLog {
     // the same stuck stream (seen: a write unanswered for 30 s behind a
     // partition). A new client opens a new channel, to a member picked
     // anew; cancel() closes it.
-    const client = nodeEtcdClient(this.opts.hosts);
+    const client = nodeEtcdClient(this.opts.etcd);
     const ns = client.namespace(this.prefix);
     let watch: Watcher | null = null;
     const handle: TailHandle = {
@@ -343,9 +367,23 @@ export class EtcdLog {
     const take = (kv: IKeyValue): void => {
       if (failed || cancelled) return;
       const revision = Number(kv.mod_revision);
-      if (revision <= seen) return; // a resumed watch may replay
+      const number = Number(kv.key.toString().slice(-BATCH_DIGITS));
+      // A resumed watch may replay: what was taken is not taken again.
+      if (revision < seen || (revision === seen && number <= seenBatch)) return;
       seen = revision;
-      const all = decodeEntries(kv);
+      seenBatch = number;
+      let all: LogEntry[];
+      try {
+        all = decodeEntries(kv);
+      } catch (err) {
+        // A batch no leader wrote (it does not decode): it holds no entry
+        // anyone applied, so every node skips it alike, and the log goes on
+        // from the next. If it took the place of real entries, the next
+        // batch's seqs show the gap, and that is the LogGapError below.
+        if (!(err instanceof BadBatchError)) throw err;
+        this.onBadBatch?.(err.message);
+        return;
+      }
       const entries = all.filter((e) => e.seq >= next);
       const first = entries[0];
       if (first === undefined) return;
@@ -355,8 +393,15 @@ export class EtcdLog {
         return;
       }
       next = (entries[entries.length - 1] as LogEntry).seq + 1;
-      const key = kv.key.toString();
-      onBatch({ revision, batch: Number(key.slice(-BATCH_DIGITS)), entries });
+      try {
+        onBatch({ revision, batch: number, entries });
+      } catch (err) {
+        // A fault applying it (a bug: every command was checked first) must
+        // not escape into etcd's watch and take the process down with it:
+        // the tail stops, and its owner is told, as for any failed tail.
+        failed = true;
+        onError(err as Error);
+      }
     };
     try {
       // Catch up in pages of TAIL_PAGE batches, all read at the first page's
@@ -365,7 +410,9 @@ export class EtcdLog {
       let startKey = `${this.prefix}log/`;
       let at: string | null = null;
       for (;;) {
-        let q = client.getAll().inRange(new Range(startKey, end)).minModRevision(String(from.revision + 1)).sort('Key', 'Ascend').limit(TAIL_PAGE);
+        // From `from.revision` itself: another batch of that revision (a txn
+        // written by hand) may follow the one applied; seqs filter the rest.
+        let q = client.getAll().inRange(new Range(startKey, end)).minModRevision(String(Math.max(1, from.revision))).sort('Key', 'Ascend').limit(TAIL_PAGE);
         if (at !== null) q = q.revision(at);
         const page = await withDeadline(q.exec(), TAIL_READ_TIMEOUT_MS, 'reading the log');
         if (this.closed) handle.cancel(); // closed meanwhile: its client would keep the process alive
@@ -474,10 +521,31 @@ export class EtcdLog {
   }
 }
 
+/** A log batch that is not one (not entry frames, or seqs that do not follow each other): a key written by hand, or damaged. */
+export class BadBatchError extends Error {
+  override readonly name = 'BadBatchError';
+  readonly code = 'ERR_BAD_BATCH';
+}
+
+/**
+ * A batch's entries. Every frame's envelope is checked here (type, seq,
+ * time, origin, request id); each command is checked when it is applied
+ * (replication-etcd.ts), so that one bad command skips its entry only.
+ * Throws BadBatchError when the batch as a whole cannot be read.
+ */
 function decodeEntries(kv: IKeyValue): LogEntry[] {
   const out: LogEntry[] = [];
-  for (const f of decodeBatch(kv.value.toString()) as Frame[]) {
-    if (f.type !== 'entry') throw new Error(`log batch ${kv.key.toString()} holds a ${f.type} frame`);
+  let frames: Frame[];
+  try {
+    frames = decodeBatch(kv.value.toString(), false);
+  } catch (err) {
+    if (err instanceof CodecError) throw new BadBatchError(`log batch ${kv.key.toString()} does not decode: ${err.message}`);
+    throw err;
+  }
+  for (const f of frames) {
+    if (f.type !== 'entry') throw new BadBatchError(`log batch ${kv.key.toString()} holds a ${f.type} frame`);
+    const last = out[out.length - 1];
+    if (last !== undefined && f.seq !== last.seq + 1) throw new BadBatchError(`log batch ${kv.key.toString()} skips from seq ${last.seq} to ${f.seq}`);
     out.push({ seq: f.seq, at: f.at, cmd: f.cmd as Command, from: f.from, req: f.req });
   }
   return out;

@@ -30,7 +30,9 @@
  */
 import type { Etcd3, IKeyValue, Lease, Namespace } from 'etcd3';
 import { withDeadline } from './deadline.js';
-import { LeaseKeeper } from './etcd-lease.js';
+import { jsonObject } from './etcd-value.js';
+import type { EtcdAccess } from './etcd-access.js';
+import { lastFailure, LeaseKeeper } from './etcd-lease.js';
 
 /** How often the live nodes are read, and how long one read may take, ms. */
 const MEMBERS_POLL_MS = 300;
@@ -88,8 +90,8 @@ export class EtcdMembership {
     cluster: string,
     readonly name: string,
     private readonly ttlS = DEFAULT_NODE_TTL_S,
-    /** etcd's client URLs, for renewals (LeaseKeeper); join() needs them. */
-    private readonly endpoints: readonly string[] = [],
+    /** How to reach etcd's members, for renewals (LeaseKeeper); join() needs it. */
+    private readonly access: EtcdAccess | null = null,
   ) {
     this.ns = client.namespace(`/dlock/${cluster}/`);
   }
@@ -110,6 +112,7 @@ export class EtcdMembership {
       [from, to] = await this.reserve(ID_BLOCK);
     } else {
       this.index = fixedIndex;
+      await this.register(fixedIndex);
     }
     this.reservedTo = to;
     const lease = this.ns.lease(this.ttlS, { autoKeepAlive: false });
@@ -122,8 +125,8 @@ export class EtcdMembership {
     // Renewals are counted from the start: joining may wait for an earlier
     // run's key to expire, and the lease is renewed meanwhile.
     let lost: string | null = null;
-    if (this.endpoints.length === 0) throw new Error('EtcdMembership.join needs etcd\'s endpoints (to renew its lease)');
-    const keeper = new LeaseKeeper([...this.endpoints], leaseId, this.ttlS, granting, (why) => {
+    if (this.access === null) throw new Error('EtcdMembership.join needs how to reach etcd (to renew its lease)');
+    const keeper = new LeaseKeeper(this.access, leaseId, this.ttlS, granting, (why) => {
       lost = why;
     });
     this.keeper = keeper;
@@ -161,7 +164,7 @@ export class EtcdMembership {
     this.jeopardyTimer = setInterval(() => {
       const since = Date.now() - keeper.renewedFrom();
       if (lost !== null) jeopardy(lost);
-      else if (since > ttlMs - margin) jeopardy(`no etcd lease renewal confirmed for ${since} ms (ttl ${ttlMs} ms)`);
+      else if (since > ttlMs - margin) jeopardy(`no etcd lease renewal confirmed for ${since} ms (ttl ${ttlMs} ms)${lastFailure(keeper)}`);
     }, 100);
     this.jeopardyTimer.unref();
     return { index: this.index, firstOrdinal: from, reservedTo: to };
@@ -175,6 +178,20 @@ export class EtcdMembership {
     this.index = await this.indexOf();
     const [from] = await this.reserve(ID_BLOCK);
     return { index: this.index, firstOrdinal: from };
+  }
+
+  /**
+   * A node with its index by name (one process's nodes: leader 0,
+   * follower-i i) registers it under names/ as every node does, so that a
+   * leader can check the index a node's link claims (replication-etcd.ts).
+   * A name registered with another index is another cluster's layout
+   * sharing this prefix: refused.
+   */
+  private async register(index: number): Promise<void> {
+    const r = await this.ns.if(`names/${this.name}`, 'Create', '==', 0).then(this.ns.put(`names/${this.name}`).value(String(index))).else(this.ns.get(`names/${this.name}`)).commit();
+    if (r.succeeded) return;
+    const had = r.responses[0]?.response_range?.kvs?.[0]?.value.toString();
+    if (had !== String(index)) throw new NameInUseError(`the name ${this.name} is registered in this cluster with index ${had ?? '?'}, not ${index}: is another layout using the cluster name?`);
   }
 
   /** This name's index: the one it had, or the next free one (a txn, so two joins never share one). */
@@ -310,6 +327,21 @@ export class EtcdMembership {
 }
 
 function addMember(live: Map<string, MemberInfo>, kv: IKeyValue): void {
-  const m = JSON.parse(kv.value.toString()) as MemberInfo;
-  live.set(m.name, m);
+  const m = parseMember(kv.value.toString());
+  // A live key that is not a member's (written by hand, another version):
+  // not a node this one can link to or end the sessions of; left out.
+  if (m !== null && `live/${m.name}` === kv.key.toString().slice(kv.key.toString().lastIndexOf('live/'))) live.set(m.name, m);
+}
+
+/** A live key's value, checked field by field (any byte from etcd is); null when it is not a member's. */
+export function parseMember(text: string): MemberInfo | null {
+  const m = jsonObject(text);
+  if (m === null) return null;
+  const index = m['index'];
+  if (typeof m['name'] !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(m['name'])) return null;
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index > 998) return null;
+  if (typeof m['address'] !== 'string' || typeof m['link'] !== 'string' || m['address'].length > 300 || m['link'].length > 300) return null;
+  if (m['applied'] !== undefined && !(typeof m['applied'] === 'number' && Number.isSafeInteger(m['applied']) && m['applied'] >= 0)) return null;
+  if (m['leads'] !== undefined && typeof m['leads'] !== 'boolean') return null;
+  return { name: m['name'], index, address: m['address'], link: m['link'], ...(m['applied'] === undefined ? {} : { applied: m['applied'] as number }), ...(m['leads'] === undefined ? {} : { leads: m['leads'] as boolean }) };
 }

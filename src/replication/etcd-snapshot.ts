@@ -21,6 +21,7 @@
  */
 import { Range, type Etcd3, type Namespace } from 'etcd3';
 import { decodeFrame, encodeFrame } from '../codec/frame.js';
+import { jsonObject } from './etcd-value.js';
 import { restore, snapshotPart, type Snapshot, type TableState } from '../core/lock-table.js';
 
 /** A part's encoded size at most; etcd's default request limit is 1.5 MiB. */
@@ -77,7 +78,7 @@ export async function loadSnapshot(client: Etcd3, cluster: string): Promise<{ me
   const ns = nsOf(client, cluster);
   const latest = await ns.get('snap/latest').string();
   if (latest === null) return null;
-  const meta = JSON.parse(latest) as SnapshotMeta;
+  const meta = parseMeta(latest);
   let state: TableState | undefined;
   for (let i = 0; i < meta.parts; i++) {
     const text = await ns.get(`snap/${pad(meta.seq)}/${pad(i)}`).string();
@@ -89,6 +90,22 @@ export async function loadSnapshot(client: Etcd3, cluster: string): Promise<{ me
   if (state === undefined) throw new Error(`snapshot at seq ${meta.seq} has no parts`);
   state.locks.settle();
   return { meta, state };
+}
+
+/** A snapshot's meta as etcd holds it, checked field by field (any byte from etcd is). */
+export class SnapshotMetaError extends Error {
+  override readonly name = 'SnapshotMetaError';
+  readonly code = 'ERR_SNAPSHOT_META';
+}
+
+function parseMeta(text: string): SnapshotMeta {
+  const nat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const m = jsonObject(text);
+  if (m === null) throw new SnapshotMetaError(`snap/latest is not a JSON object: ${text.slice(0, 100)}`);
+  const extra = m['extra'];
+  if (!nat(m['seq']) || !nat(m['revision']) || !nat(m['batch']) || !nat(m['parts']) || m['parts'] < 1 || m['parts'] > 100_000) throw new SnapshotMetaError(`snap/latest lacks a seq, revision, batch or parts count: ${text.slice(0, 100)}`);
+  if (extra !== undefined && !(Array.isArray(extra) && extra.every((p: unknown) => Array.isArray(p) && p.length === 2 && nat(p[0]) && nat(p[1])))) throw new SnapshotMetaError('snap/latest has a malformed extra');
+  return { seq: m['seq'], revision: m['revision'], batch: m['batch'], parts: m['parts'], ...(extra === undefined ? {} : { extra: extra as Array<[number, number]> }) };
 }
 
 /**

@@ -43,8 +43,17 @@
  * (with the exactly-once state) and compacts the log behind it; a node
  * starts from the latest and the log after it.
  *
- * Node links are TLS when the node serves clients over TLS (the same
- * certificate; peers trusted by --tls-ca, or by that certificate).
+ * Node links (transport-tcp.ts, link-auth.ts): a node proves the cluster
+ * secret (from --cluster-secret-file, else kept in etcd: etcd-secret.ts),
+ * never a client's token, and over TLS also a certificate the cluster's CA
+ * signed. The leader takes from a node's link only `hello`, naming the
+ * node and the index it registered in etcd (checked there), then
+ * `forward`s of that node's own clients (forward-check.ts); from an
+ * observer's link only `observe`. Anything else closes the link, logged.
+ *
+ * Every entry applied is checked first (core/command-check.ts): one the
+ * table cannot apply, however it got into the log, is skipped with a
+ * logged error on every node alike, and takes its seq.
  *
  * Resource limits (issue 6 §2): the leader stamps --max-locks-per-client
  * and --max-waiters into each preempt and acquire it sequences, and
@@ -63,7 +72,14 @@ import { plural } from '../text.js';
 import { serveViews } from '../node/views.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHandle } from './etcd-log.js';
+import { parseLeaderInfo, type LeaderInfo } from './etcd-election.js';
 import { EtcdMembership, type MemberInfo } from './etcd-members.js';
+import { clusterSecretFromEtcd } from './etcd-secret.js';
+import { forwardError } from './forward-check.js';
+import { withDeadline } from './deadline.js';
+import { commandError } from '../core/command-check.js';
+import { checkClusterSecret } from '../transport/link-auth.js';
+import type { EtcdAccess } from './etcd-access.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
 import type { LogEntry, Replica, Replication } from './replication.js';
 
@@ -89,7 +105,8 @@ const LINK_RETRY_MS = 250;
 const LINK_CLOSE_MS = 2000;
 
 export interface EtcdReplicationOptions {
-  etcd: string[];
+  /** How to reach etcd (URLs, TLS, auth). */
+  etcd: EtcdAccess;
   cluster: string;
   /** Address the node-link listener binds (forwarded writes come in there). */
   linkHost: string;
@@ -102,15 +119,34 @@ export interface EtcdReplicationOptions {
   /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
   reserveIds?: boolean;
   /** The node's client-id counter (client-ids.ts), for those reservations. */
-  idCounter: Int32Array;
+  idCounter: BigInt64Array;
   /** An empty cluster's first token (etcd keeps the first node's). */
   firstToken?: number;
-  /** The token between nodes (and for observers); null: none. */
+  /** The secret nodes prove on their links (link-auth.ts); null: the one kept in etcd (etcd-secret.ts). */
+  clusterSecret?: string | null;
+  /** The clients' auth token: never the cluster secret (checked at start). */
   authToken?: string | null;
-  /** The client listener's certificate and key: node links are TLS too, on it. */
+  /** The admin token: observers (`dlock tui --etcd`) may prove it instead of the cluster secret. */
+  adminToken?: string | null;
+  /** The client listener's certificate and key: node links are mutual TLS too, with it. */
   tls?: { cert: string; key: string } | null;
-  /** The CA that signed peers' certificates; absent: the certificate itself. */
+  /** The CA that signed every node's certificate: required with `tls`. */
   tlsCa?: string | null;
+}
+
+/** Link TLS without the CA that signs the nodes' certificates: mutual TLS cannot check a peer. */
+export class LinkTlsError extends Error {
+  override readonly name = 'LinkTlsError';
+  readonly code = 'ERR_LINK_TLS';
+}
+
+/** What the leader knows of a node's link: its index once its hello was checked, frames waiting for that check, resumes it forwarded. */
+interface NodeLink {
+  name: string;
+  index: number | null;
+  checking: boolean;
+  waiting: Frame[];
+  resumed: Set<ClientId>;
 }
 
 /** What the replication needs from its node beyond the Replica interface. */
@@ -134,13 +170,6 @@ interface Proposal {
   owed: boolean;
 }
 
-/** The election value: who leads and where its link listens. */
-interface LeaderInfo {
-  name: string;
-  index: number;
-  link: string;
-}
-
 export class EtcdReplication implements Replication {
   private readonly etcdLog: EtcdLog;
   private readonly members: EtcdMembership;
@@ -160,7 +189,13 @@ export class EtcdReplication implements Replication {
   private linkServer: Server | null = null;
   private readonly linkSockets = new Set<Socket>();
   private linkAddress = '';
-  private readonly followerLinks = new Map<TcpTransport, number | null>();
+  private readonly followerLinks = new Map<TcpTransport, NodeLink>();
+  /** The secret nodes prove (resolved at start). */
+  private clusterSecret = '';
+  /** Names and the index each registered in etcd (names/), as read: an index stays with its name for good. */
+  private readonly registered = new Map<string, number>();
+  /** An election value that was not one was logged (once per value). */
+  private badLeaderValue: string | null = null;
   /** Observer links (views.ts). */
   private readonly observers = new Set<TcpTransport>();
   /**
@@ -199,8 +234,9 @@ export class EtcdReplication implements Replication {
     private readonly opts: EtcdReplicationOptions,
     private readonly hooks: EtcdNodeHooks,
   ) {
-    this.etcdLog = new EtcdLog({ hosts: opts.etcd, cluster: opts.cluster, node: '', electionTtlS: opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S });
+    this.etcdLog = new EtcdLog({ etcd: opts.etcd, cluster: opts.cluster, node: '', electionTtlS: opts.electionTtlS ?? DEFAULT_ELECTION_TTL_S });
     this.members = new EtcdMembership(this.etcdLog.client, opts.cluster, replica.name, opts.nodeTtlS, opts.etcd);
+    this.etcdLog.onBadBatch = (why) => this.replica.log.line('error', `${why}: skipped (no leader wrote it)`);
   }
 
   get leads(): boolean {
@@ -222,8 +258,8 @@ export class EtcdReplication implements Replication {
    * value names another link): for the ready line's settled role.
    */
   otherLeads(): boolean {
-    const v = this.leaderValue;
-    return v !== undefined && v !== '' && (JSON.parse(v) as LeaderInfo).link !== this.linkAddress;
+    const info = parseLeaderInfo(this.leaderValue);
+    return info !== null && info.link !== this.linkAddress;
   }
 
   clientEntries(): number {
@@ -239,7 +275,22 @@ export class EtcdReplication implements Replication {
    * before this resolves), the leader's link, and the campaign.
    */
   async start(): Promise<void> {
-    this.linkServer = await TcpTransport.listen(this.opts.linkHost, 0, { authToken: this.opts.authToken ?? null, tls: this.opts.tls ?? null }, (t) => this.acceptLink(t));
+    const tls = this.opts.tls ?? null;
+    const ca = this.opts.tlsCa ?? null;
+    if (tls !== null && ca === null) throw new LinkTlsError('node links over TLS need the CA that signed every node\'s certificate (--tls-ca)');
+    this.clusterSecret = this.opts.clusterSecret ?? (await clusterSecretFromEtcd(this.etcdLog.client.namespace(`/dlock/${this.opts.cluster}/`)));
+    checkClusterSecret(this.clusterSecret, this.opts.authToken ?? null);
+    const admin = this.opts.adminToken ?? null;
+    this.linkServer = await TcpTransport.listen(
+      this.opts.linkHost,
+      0,
+      {
+        keys: { node: this.clusterSecret, observer: admin === null || admin === this.clusterSecret ? [this.clusterSecret] : [this.clusterSecret, admin] },
+        tls: tls === null || ca === null ? null : { cert: tls.cert, key: tls.key, ca },
+        log: (kind, text) => this.replica.log.line(kind, text),
+      },
+      (t) => this.acceptLink(t),
+    );
     // Every socket the link listener takes, to drop what is left at close (closeLinkServer).
     this.linkServer.on('connection', (s: Socket) => {
       this.linkSockets.add(s);
@@ -279,7 +330,7 @@ export class EtcdReplication implements Replication {
     this.publishTimer.unref();
     if (this.opts.reserveIds === true) {
       this.reserveTimer = setInterval(() => {
-        this.members.extend(Atomics.load(this.opts.idCounter, 0)).catch((err: unknown) => this.warnUnlessClosing(`reserving client ids: ${(err as Error).message}`));
+        this.members.extend(Number(Atomics.load(this.opts.idCounter, 0))).catch((err: unknown) => this.warnUnlessClosing(`reserving client ids: ${(err as Error).message}`));
       }, 1000);
       this.reserveTimer.unref();
     }
@@ -420,6 +471,17 @@ export class EtcdReplication implements Replication {
 
   private applyEntry(e: LogEntry): void {
     if (e.from === this.replica.index && e.req !== 0) this.pending.delete(e.req); // in the log now
+    // The second check of every command (the link's decoder made the
+    // first): an entry the table cannot apply, however it got into the log,
+    // is skipped alike on every node and takes its seq. Its origin, if it
+    // was this node, is answered with the reason.
+    const problem = commandError(e.cmd);
+    if (problem !== null) {
+      this.replica.log.line('error', `log entry ${e.seq} skipped: not a command the lock table can apply (${problem})`);
+      this.replica.skip(e.seq);
+      if (e.from === this.replica.index && e.req !== 0) this.replica.answer(e.req, `Error: the write was logged malformed and skipped (${problem})`, e.seq);
+      return;
+    }
     if (e.req !== 0) {
       if (e.req <= (this.appliedReq.get(e.from) ?? 0)) {
         this.replica.skip(e.seq); // a duplicate (see the file comment)
@@ -538,7 +600,11 @@ export class EtcdReplication implements Replication {
   private leaderChanged(value: string | undefined): void {
     this.leaderValue = value;
     if (this.closing) return; // stopping: no new link
-    const info = value === undefined || value === '' ? null : (JSON.parse(value) as LeaderInfo);
+    const info = parseLeaderInfo(value);
+    if (info === null && value !== undefined && value !== '' && this.badLeaderValue !== value) {
+      this.badLeaderValue = value;
+      this.replica.log.line('error', `the election's value in etcd is not a leader's (${JSON.stringify(value.slice(0, 80))}): no leader known`);
+    }
     // This run, by its link address: an earlier run of this node's name
     // (its election key lingers until its lease expires) is another node,
     // one this run cannot reach.
@@ -555,8 +621,9 @@ export class EtcdReplication implements Replication {
     this.link = null;
     this.linkTo = info.link;
     const [host, port] = [info.link.slice(0, info.link.lastIndexOf(':')), Number(info.link.slice(info.link.lastIndexOf(':') + 1))];
-    const tls = this.opts.tls === undefined || this.opts.tls === null ? null : { ca: this.opts.tlsCa ?? this.opts.tls.cert };
-    TcpTransport.connect(host, port, { authToken: this.opts.authToken ?? null, tls }).then(
+    const own = this.opts.tls ?? null;
+    const tls = own === null ? null : { ca: this.opts.tlsCa ?? '', cert: own.cert, key: own.key };
+    TcpTransport.connect(host, port, { role: 'node', secret: this.clusterSecret, tls }).then(
       (t) => {
         // The leader changed meanwhile, or this node began to stop: an open
         // link installed now would outlive close() and keep the process
@@ -610,51 +677,116 @@ export class EtcdReplication implements Replication {
     for (const f of frames) this.replica.log.line('warn', `unexpected ${f.type} frame from the leader`);
   }
 
-  /** Links from other nodes: their forwarded writes, or an observer's views. */
+  /**
+   * Links that authenticated (transport-tcp.ts): a node's, which forwards
+   * its clients' writes, or an observer's, which is served views. Each
+   * role may send only its own frames; anything else closes the link.
+   */
   private acceptLink(t: TcpTransport): void {
     // Stopping: a link taken now would hold the link server's close() open for good.
     if (this.closing) {
       t.close();
       return;
     }
-    this.followerLinks.set(t, null);
+    if (t.role === 'observer') {
+      this.acceptObserver(t);
+      return;
+    }
+    const link: NodeLink = { name: '', index: null, checking: false, waiting: [], resumed: new Set() };
+    this.followerLinks.set(t, link);
     t.onClose(() => this.followerLinks.delete(t));
+    t.onFrames((frames) => this.onNodeFrames(t, link, frames));
+  }
+
+  /** A node link's frames: `hello` first (its name and index, checked against etcd), then `forward`s. */
+  private onNodeFrames(t: TcpTransport, link: NodeLink, frames: Frame[]): void {
+    for (const f of frames) {
+      if (t.closed) return;
+      if (link.index === null) {
+        if (link.checking) {
+          link.waiting.push(f); // handled, in order, once the hello is checked
+          continue;
+        }
+        if (f.type !== 'hello') return this.refuseLink(t, `${f.type} frame before hello`);
+        if (!/^\d{1,3}$/.test(f.incarnation)) return this.refuseLink(t, `hello from ${f.node} names no node index`);
+        const index = Number(f.incarnation);
+        link.name = f.node;
+        link.checking = true;
+        this.checkNode(f.node, index).then(
+          (problem) => {
+            if (t.closed) return;
+            if (problem !== null) return this.refuseLink(t, problem);
+            link.index = index;
+            link.checking = false;
+            const waiting = link.waiting;
+            link.waiting = [];
+            this.onNodeFrames(t, link, waiting);
+          },
+          (err: unknown) => this.refuseLink(t, `cannot check node ${f.node} in etcd now: ${(err as Error).message}`),
+        );
+        continue;
+      }
+      if (f.type !== 'forward') return this.refuseLink(t, `node ${link.name} sent a ${f.type} frame, which nodes do not send to a leader`);
+      const from = link.index;
+      const problem = forwardError(this.replica.state, f.cmd, from, link.resumed);
+      if (problem !== null) return this.refuseLink(t, `node ${link.name} (index ${from}) forwarded ${f.cmd.op}: ${problem}`);
+      if (f.cmd.op === 'resume') link.resumed.add(f.cmd.target);
+      // Not (yet) the leader: hold it. If this node is elected, it goes
+      // to the log in order; if another is, notLeading() drops it and
+      // closes this link, so its origin sends it again to that one.
+      if (!this.leading) {
+        this.held.push({ cmd: f.cmd, from, req: f.req });
+        continue;
+      }
+      if (this.live.has(from)) this.sequence(f.cmd, from, f.req);
+      else {
+        const held = this.heldForwards.get(from) ?? [];
+        held.push({ cmd: f.cmd, req: f.req });
+        this.heldForwards.set(from, held);
+      }
+    }
+  }
+
+  /**
+   * Whether `name` registered in etcd with `index` (null) or why not: a node
+   * link names the node it is, and the leader takes that node's writes
+   * only. A name's index never changes once given, so a match is kept.
+   */
+  private async checkNode(name: string, index: number): Promise<string | null> {
+    if (index === this.replica.index && name !== this.replica.name) return `hello from ${name} claims this node's own index ${index}`;
+    let had = this.registered.get(name);
+    if (had === undefined) {
+      const text = await withDeadline(this.etcdLog.client.namespace(`/dlock/${this.opts.cluster}/`).get(`names/${name}`).string(), 3000, `reading node ${name}'s index`);
+      if (text === null) return `hello from ${name}, which is not a node of this cluster (no names/${name} in etcd)`;
+      had = Number(text);
+      if (!Number.isSafeInteger(had) || had < 0) return `node ${name}'s index in etcd is not a number: ${JSON.stringify(text.slice(0, 20))}`;
+      this.registered.set(name, had);
+    }
+    return had === index ? null : `hello from ${name} claims index ${index}, but ${name} registered index ${had}`;
+  }
+
+  /** A link that broke the rules: logged, and closed (its frames go no further). */
+  private refuseLink(t: TcpTransport, why: string): void {
+    this.replica.log.line('error', `node link from ${t.remote} refused: ${why}; closing it`);
+    t.close();
+  }
+
+  /** An observer's link: one `observe`, then views until it closes (leadership changes do not close it; stopping does). */
+  private acceptObserver(t: TcpTransport): void {
+    this.observers.add(t);
+    let stop: (() => void) | null = null;
+    t.onClose(() => {
+      this.observers.delete(t);
+      stop?.();
+    });
     t.onFrames((frames) => {
       for (const f of frames) {
-        if (f.type === 'hello') {
-          this.followerLinks.set(t, Number(f.incarnation));
-        } else if (f.type === 'forward') {
-          const from = this.followerLinks.get(t);
-          if (from === null || from === undefined) {
-            t.close();
-            return;
-          }
-          // Not (yet) the leader: hold it. If this node is elected, it goes
-          // to the log in order; if another is, notLeading() drops it and
-          // closes this link, so its origin sends it again to that one.
-          if (!this.leading) {
-            this.held.push({ cmd: f.cmd, from, req: f.req });
-            continue;
-          }
-          if (this.live.has(from)) this.sequence(f.cmd, from, f.req);
-          else {
-            const held = this.heldForwards.get(from) ?? [];
-            held.push({ cmd: f.cmd, req: f.req });
-            this.heldForwards.set(from, held);
-          }
-        } else if (f.type === 'observe') {
-          // Not a forwarding link: leadership changes do not close it (stopping does).
-          this.followerLinks.delete(t);
-          this.observers.add(t);
-          t.onClose(() => this.observers.delete(t));
-          serveViews(t, f.locks, {
-            log: this.replica.log,
-            stats: () => ({ ...this.hooks.stats(), role: this.leading ? 'leader' : 'follower', leads: this.leading, link: this.linkAddress }),
-            lockMap: (n) => this.hooks.lockMap(n),
-          });
-        } else {
-          this.replica.log.line('warn', `unexpected ${f.type} frame on a node link`);
-        }
+        if (f.type !== 'observe' || stop !== null) return this.refuseLink(t, `an observer sent a ${f.type} frame${f.type === 'observe' ? ' twice' : ''}`);
+        stop = serveViews(t, f.locks, {
+          log: this.replica.log,
+          stats: () => ({ ...this.hooks.stats(), role: this.leading ? 'leader' : 'follower', leads: this.leading, link: this.linkAddress }),
+          lockMap: (n) => this.hooks.lockMap(n),
+        });
       }
     });
   }
@@ -712,7 +844,18 @@ export class EtcdReplication implements Replication {
     // What was sent here and not appended is lost here: the links close, and their origins send it all again.
     for (const t of this.followerLinks.keys()) t.close();
     this.replica.log.line('warn', `no longer the leader: ${why}`);
-    if (!this.closing) void this.campaign();
+    // Give up the election key first (its lease revoked), whatever deposed
+    // this node: a leader whose append was refused still holds a live key,
+    // and a new campaign's key, younger, would wait behind it for ever.
+    // Then any node, this one too, can win again.
+    if (!this.closing) {
+      void this.etcdLog
+        .resign()
+        .catch((err: unknown) => this.warnUnlessClosing(`giving up the election key: ${(err as Error).message}; it goes when its lease expires`))
+        .then(() => {
+          if (!this.closing && !this.leading) void this.campaign();
+        });
+    }
   }
 
   /** As leader: stamp and append. Its entry, applied by every node, answers its origin. */
@@ -725,7 +868,7 @@ export class EtcdReplication implements Replication {
     // entry refuses it alike, on the table as of that entry, so they hold
     // exactly (apply, writeRefusal).
     const limits = this.replica.limits;
-    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock } } : cmd;
+    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock, maxLocks: limits.maxLocks } } : cmd;
     this.etcdLog.append([{ at: Date.now(), cmd: stamped, from, req }]).then(
       () => undefined,
       (err: unknown) => {

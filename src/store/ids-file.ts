@@ -15,7 +15,7 @@
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newIdCounter } from '../node/client-ids.js';
+import { newIdCounter, ordinalsUsed, setOrdinalsUsed, type IdCounter } from '../node/client-ids.js';
 import { StoreError } from './store-file.js';
 
 export const ID_BLOCK = 100_000;
@@ -23,7 +23,7 @@ export const ID_BLOCK = 100_000;
 export class IdReservations {
   private readonly file: string;
   private readonly reserved = new Map<number, number>();
-  private readonly counters = new Map<number, Int32Array>();
+  private readonly counters = new Map<number, IdCounter>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(dir: string) {
@@ -39,13 +39,13 @@ export class IdReservations {
   }
 
   /** The shared counter for node `index`, starting above everything handed out before. */
-  counter(index: number): Int32Array {
+  counter(index: number): IdCounter {
     let c = this.counters.get(index);
     if (c === undefined) {
       c = newIdCounter();
-      Atomics.store(c, 0, this.reserved.get(index) ?? 0);
+      setOrdinalsUsed(c, this.reserved.get(index) ?? 0);
       this.counters.set(index, c);
-      this.reserved.set(index, Atomics.load(c, 0) + ID_BLOCK);
+      this.reserved.set(index, ordinalsUsed(c) + ID_BLOCK);
       this.save();
     }
     return c;
@@ -57,7 +57,7 @@ export class IdReservations {
       let grew = false;
       for (const [index, c] of this.counters) {
         const r = this.reserved.get(index) ?? 0;
-        if (Atomics.load(c, 0) > r - ID_BLOCK / 2) {
+        if (ordinalsUsed(c) > r - ID_BLOCK / 2) {
           this.reserved.set(index, r + ID_BLOCK);
           grew = true;
         }

@@ -83,8 +83,16 @@ export abstract class BatchingTransport implements Transport {
     if (!this.closed) for (const b of held) this.write(b);
   };
 
+  /** Frames that arrived before onFrames() was set (a TCP link's first batch may come with its handshake's last frame). */
+  private early: Frame[] = [];
+
   onFrames(handler: (frames: Frame[]) => void): void {
     this.frameHandler = handler;
+    if (this.early.length > 0) {
+      const frames = this.early;
+      this.early = [];
+      handler(frames);
+    }
   }
 
   onClose(handler: (reason: string) => void): void {
@@ -93,8 +101,8 @@ export abstract class BatchingTransport implements Transport {
 
   protected deliver(frames: Frame[]): void {
     if (this.closed) return;
-    if (this.frameHandler === null) throw new Error('transport received frames before onFrames() was set');
-    this.frameHandler(frames);
+    if (this.frameHandler === null) this.early.push(...frames); // handed over, in order, by onFrames()
+    else this.frameHandler(frames);
   }
 
   /** Mark closed and tell the owner, once. */

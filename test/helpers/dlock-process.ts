@@ -7,7 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { beforeEach } from 'vitest';
 import { eventually } from './line-client.js';
 
-export const CLI = fileURLToPath(new URL('../../dist/ui/cli.js', import.meta.url));
+/**
+ * The built CLI; DLOCK_TEST_CLI names another build's (an earlier commit's
+ * dist/ui/cli.js), to see a test fail on the code before a fix.
+ */
+export const CLI = process.env['DLOCK_TEST_CLI'] ?? fileURLToPath(new URL('../../dist/ui/cli.js', import.meta.url));
 
 export interface Running {
   child: ChildProcessWithoutNullStreams;

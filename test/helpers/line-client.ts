@@ -37,14 +37,20 @@ export class LineClient {
     });
   }
 
-  static async open(port: number, host = '127.0.0.1'): Promise<LineClient> {
-    const socket = connect({ port, host });
+  /** `localAddress`: connect from this address (e.g. 127.0.0.2, another loopback source). */
+  static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<LineClient> {
+    const socket = connect({ port, host, ...(localAddress === undefined ? {} : { localAddress }) });
     const c = new LineClient(socket);
     c.greeting = await c.next();
     const m = /^client_id: (\d+) node: \S+(?: role: leader)?$/.exec(c.greeting);
     if (m === null) throw new Error(`bad greeting ${JSON.stringify(c.greeting)}`);
     c.id = Number(m[1]);
     return c;
+  }
+
+  /** Connect without waiting for a greeting (a connection the node may refuse). */
+  static raw(port: number, host = '127.0.0.1', localAddress?: string): LineClient {
+    return new LineClient(connect({ port, host, ...(localAddress === undefined ? {} : { localAddress }) }));
   }
 
   /** Send raw text (add your own line ends). */

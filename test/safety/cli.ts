@@ -47,7 +47,7 @@ process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${gra
 // --etcd: start a local etcd member (Debian's etcd-server) and run the cluster on it.
 const etcd = argv.includes('--etcd') ? await EtcdCluster.start(1) : null;
 const r = await runSafety({
-  etcd: etcd === null ? null : { hosts: etcd.endpoints, cluster: 'chaos' },
+  etcd: etcd === null ? null : { access: etcd.access, cluster: 'chaos' },
   seconds,
   grants,
   chaos,

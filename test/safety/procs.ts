@@ -16,8 +16,8 @@ import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { viewOnce } from '../../src/observe.js';
-import type { MemberInfo } from '../../src/replication/etcd-members.js';
+import { readClusterSecret, viewOnce } from '../../src/observe.js';
+import { parseMember } from '../../src/replication/etcd-members.js';
 import { EtcdCluster } from '../helpers/etcd.js';
 import { canMakeHosts, Hosts } from '../helpers/netns.js';
 import { check } from './checker.js';
@@ -78,11 +78,13 @@ function serves(host: string, port: number): Promise<boolean> {
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Every live node's link address, by name, from its live key in etcd. */
-async function etcdLinks(endpoints: string[]): Promise<Map<string, string>> {
+/** Each live node's link, as etcd lists it, and the cluster secret the harness observes them with (kept in etcd: the nodes have no --cluster-secret-file). */
+async function etcdLinks(endpoints: string[]): Promise<{ links: Map<string, string>; secret: string }> {
   const client = new Etcd3({ hosts: endpoints });
   try {
     const live = await client.namespace('/dlock/chaos/').getAll().prefix('live/').strings();
-    return new Map(Object.values(live).map((v) => [(JSON.parse(v) as MemberInfo).name, (JSON.parse(v) as MemberInfo).link]));
+    const members = Object.values(live).map((v) => parseMember(v)).filter((m) => m !== null);
+    return { links: new Map(members.map((m) => [m.name, m.link])), secret: await readClusterSecret(client, 'chaos') };
   } finally {
     client.close();
   }
@@ -261,7 +263,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     // Each node's link as etcd lists it now: a node that rejoined after a fail-stop links on a new port.
     const live = await etcdLinks(etcd.endpoints);
     for (;;) {
-      const views = await Promise.all(nodes.map(async (n) => ({ n, v: await viewOnce(live.get(n.name) ?? n.link, null, 1_000_000) })));
+      const views = await Promise.all(nodes.map(async (n) => ({ n, v: await viewOnce(live.links.get(n.name) ?? n.link, { secret: live.secret, tls: null }, 1_000_000) })));
       const rows = views.map(({ n, v }) => ({ name: n.name, leads: v.stats['leads'] === true, rows: v.locks.map(tableRow) }));
       const lead = rows.find((r) => r.leads) ?? rows[0];
       diffs = lead === undefined ? ['no node answered'] : tableDiffs(rows, lead);

@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { Chaos, parseChaos } from '../../src/chaos.js';
 import { Cluster } from '../../src/cluster.js';
+import type { EtcdAccess } from '../../src/replication/etcd-access.js';
 import { check, summary, type Report } from './checker.js';
 import { Harness, type Counters } from './harness.js';
 
@@ -22,7 +23,7 @@ export interface SafetyOptions {
   clients?: number;
   locks?: number;
   /** Run the cluster on etcd (dlock up --etcd): its client URLs and key prefix. */
-  etcd?: { hosts: string[]; cluster: string } | null;
+  etcd?: { access: EtcdAccess; cluster: string } | null;
   onProgress?: (line: string) => void;
 }
 

@@ -1,0 +1,128 @@
+/**
+ * What a well-formed command is: every field of every op, by type and
+ * range. The lock table (lock-table.ts) trusts its commands' shapes; this
+ * is the check that earns that trust, made wherever a command arrives from
+ * outside the node's own code:
+ *
+ *  - at the boundary, by the frame decoder (codec/frame.ts): a node-link
+ *    `forward` or `entry` whose command fails it is a bad frame, and the
+ *    link closes;
+ *  - at apply, by the replication, for every entry of the log, however it
+ *    got there (a log written by another version, an etcd key written by
+ *    hand): an entry that fails it is skipped with a logged error, the same
+ *    on every node, and its seq is taken (Replica.skip).
+ *
+ * Pure: no I/O, no clock. Threading: any.
+ */
+import type { Command } from './lock-table.js';
+
+/** A lock name's limit, bytes of UTF-8 [LP-12]. */
+export const MAX_LOCK_BYTES = 255;
+/** ttl and timeout, ms, at most (a day) [LP-12]. */
+export const MAX_MS = 86_400_000;
+/** No whitespace, no control characters (C0, DEL, C1) in a lock name [LP-12]. */
+// eslint-disable-next-line no-control-regex
+export const BAD_NAME_CHAR = /[\u0000-\u001f\u007f-\u009f\s]/u;
+
+/** A lock name as LP-12 allows it: 1 to 255 bytes, no whitespace or control characters. */
+export function isLockName(x: unknown): x is string {
+  if (typeof x !== 'string' || x.length === 0 || x.length > MAX_LOCK_BYTES) return false;
+  if (BAD_NAME_CHAR.test(x)) return false;
+  // Short names are ASCII-sized already; only long ones can pass 255 bytes.
+  return x.length * 3 <= MAX_LOCK_BYTES || Buffer.byteLength(x, 'utf8') <= MAX_LOCK_BYTES;
+}
+
+const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const isPositive = (x: unknown): x is number => isNat(x) && x >= 1;
+/** A client id: a positive safe integer (client-ids.ts gives them from 10001 up). */
+const isClient = isPositive;
+/** A node index: client-ids.ts allows 0..98; any small whole number is well-formed here. */
+const isNodeIndex = (x: unknown): x is number => isNat(x) && x < 1000;
+const isMs = (x: unknown): x is number => isPositive(x) && x <= MAX_MS;
+const isHash = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x);
+
+/** The fields each op may carry: `true` required, `false` optional. Anything else is refused. */
+const FIELDS: Record<Command['op'], Record<string, boolean>> = {
+  preempt: { op: true, client: true, lock: true, ttl: true, limits: false, gen: false },
+  acquire: { op: true, client: true, lock: true, ttl: true, timeout: true, deadline: false, limits: false, gen: false },
+  release: { op: true, client: true, lock: true, gen: false },
+  renew: { op: true, client: true, lock: true, ttl: true, gen: false },
+  disconnect: { op: true, client: true, gen: false },
+  session: { op: true, client: true, hash: true },
+  resume: { op: true, client: true, target: true, hash: true, node: true },
+  revoke: { op: true, lock: true },
+  expire: { op: true, lock: true, token: true },
+  timeout: { op: true, client: true, lock: true, deadline: false },
+};
+
+/** Each op's required fields, listed once (commandError runs on every write a link carries: no allocation per call). */
+const REQUIRED: Record<string, readonly string[]> = Object.fromEntries(Object.entries(FIELDS).map(([op, f]) => [op, Object.keys(f).filter((k) => f[k] === true)]));
+
+function limitsError(x: unknown): string | null {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'limits is not an object';
+  const l = x as Record<string, unknown>;
+  for (const k of Object.keys(l)) if (k !== 'maxLocksPerClient' && k !== 'maxWaitersPerLock' && k !== 'maxLocks') return `limits has an unknown field ${JSON.stringify(k)}`;
+  if (!isPositive(l['maxLocksPerClient']) || !isPositive(l['maxWaitersPerLock'])) return 'limits needs maxLocksPerClient and maxWaitersPerLock, whole numbers of at least 1';
+  if (l['maxLocks'] !== undefined && !isPositive(l['maxLocks'])) return 'limits.maxLocks must be a whole number of at least 1';
+  return null;
+}
+
+/**
+ * Why `x` is not a command the lock table can apply, or null when it is
+ * one. Checks the op, that every required field is there and no other,
+ * and each field's type and range.
+ */
+export function commandError(x: unknown): string | null {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'a command must be an object';
+  const c = x as Record<string, unknown>;
+  const op = c['op'];
+  if (typeof op !== 'string' || !Object.hasOwn(FIELDS, op)) return `unknown op ${JSON.stringify(op)?.slice(0, 40) ?? String(op)}`;
+  const fields = FIELDS[op as Command['op']];
+  for (const k in c) if (!Object.hasOwn(fields, k)) return `${op}: unknown field ${JSON.stringify(k).slice(0, 40)}`;
+  for (const k of REQUIRED[op] as readonly string[]) if (c[k] === undefined) return `${op}: missing ${k}`;
+  const bad = (field: string, rule: string): string => `${op}: ${field} must be ${rule}`;
+  if (c['client'] !== undefined && !isClient(c['client'])) return bad('client', 'a client id (a whole number of at least 1)');
+  if (c['lock'] !== undefined && !isLockName(c['lock'])) return bad('lock', 'a lock name (1 to 255 bytes, no whitespace or control characters)');
+  if (c['gen'] !== undefined && !isNat(c['gen'])) return bad('gen', 'a whole number');
+  if (c['limits'] !== undefined) {
+    const e = limitsError(c['limits']);
+    if (e !== null) return `${op}: ${e}`;
+  }
+  switch (op) {
+    case 'preempt':
+    case 'acquire':
+      if (c['ttl'] !== null && !isMs(c['ttl'])) return bad('ttl', `null or 1 to ${MAX_MS} ms`);
+      if (op === 'acquire') {
+        if (c['timeout'] !== null && !(isNat(c['timeout']) && (c['timeout'] as number) <= MAX_MS)) return bad('timeout', `null or 0 to ${MAX_MS} ms`);
+        if (c['deadline'] !== undefined && c['deadline'] !== null && !isNat(c['deadline'])) return bad('deadline', 'null or a time in ms');
+      }
+      return null;
+    case 'renew':
+      return isMs(c['ttl']) ? null : bad('ttl', `1 to ${MAX_MS} ms`);
+    case 'session':
+      return isHash(c['hash']) ? null : bad('hash', 'a SHA-256 digest in lowercase hex');
+    case 'resume':
+      if (!isClient(c['target'])) return bad('target', 'a client id');
+      if (!isHash(c['hash'])) return bad('hash', 'a SHA-256 digest in lowercase hex');
+      return isNodeIndex(c['node']) ? null : bad('node', 'a node index');
+    case 'expire':
+      return isPositive(c['token']) ? null : bad('token', 'a fencing token (a whole number of at least 1)');
+    case 'timeout':
+      return c['deadline'] === undefined || isNat(c['deadline']) ? null : bad('deadline', 'a time in ms');
+    default:
+      return null;
+  }
+}
+
+/** `x` as a command, or a CommandError saying why it is not one. */
+export function checkCommand(x: unknown): Command {
+  const e = commandError(x);
+  if (e !== null) throw new CommandError(e);
+  return x as Command;
+}
+
+/** A command that fails commandError. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  readonly code = 'ERR_COMMAND';
+}
