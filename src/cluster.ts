@@ -221,7 +221,7 @@ export class Cluster {
     const handle = new WorkerHandle<NodeControl>(name, workerFile(), { workerData: data, transferList }, (exit) => {
       if (member !== null) this.onExit(member, exit);
     });
-    member = { info: { name, role: data.role === 'etcd' ? 'node' : data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: Date.now(), quickDeaths: previous?.quickDeaths ?? 0 };
+    member = { info: { name, role: data.role === 'etcd' ? 'node' : data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: performance.now(), quickDeaths: previous?.quickDeaths ?? 0 };
     const slot = previous === undefined ? -1 : this.members.indexOf(previous);
     if (slot === -1) this.members.push(member);
     else this.members[slot] = member;
@@ -271,7 +271,7 @@ export class Cluster {
   }
 
   private async failover(dead: Member): Promise<void> {
-    const t0 = Date.now();
+    const t0 = performance.now();
     const timeout = this.opts.callTimeoutMs;
     const live = this.members.filter((m) => m !== dead && m.info.role === 'follower' && m.handle.exit === null);
     if (live.length === 0) {
@@ -315,7 +315,7 @@ export class Cluster {
     const name = chosen.m.info.name;
     this.opts.onEvent({ type: 'state', node: name, state: 'promoted', address: `${chosen.m.info.host}:${chosen.m.info.port}` });
     this.counts.failovers++;
-    this.notice('warn', `${name} promoted to leader in ${Date.now() - t0} ms at seq ${res.seq}; ${others.length} follower(s) relinked${res.basePort === null ? '; the base port could not be taken' : ''}`);
+    this.notice('warn', `${name} promoted to leader in ${Math.round(performance.now() - t0)} ms at seq ${res.seq}; ${others.length} follower(s) relinked${res.basePort === null ? '; the base port could not be taken' : ''}`);
     // Keep N followers: a new one on the lowest follower index not in use
     // (indexes stay bounded however many failovers; ids stay unique, as each
     // index keeps its counter).
@@ -360,7 +360,7 @@ export class Cluster {
   }
 
   private scheduleRestart(dead: Member): void {
-    const quick = dead.injected !== true && Date.now() - dead.startedAt < STABLE_MS;
+    const quick = dead.injected !== true && performance.now() - dead.startedAt < STABLE_MS;
     dead.quickDeaths = quick ? dead.quickDeaths + 1 : 0;
     const delay = RESTART_BACKOFF_MS[Math.min(Math.max(0, dead.quickDeaths - 1), RESTART_BACKOFF_MS.length - 1)] as number;
     const name = dead.info.name;
@@ -368,12 +368,12 @@ export class Cluster {
     if (delay > 0) this.notice('warn', `${name} died ${dead.quickDeaths} times soon after starting; restarting in ${delay} ms`);
     const timer = setTimeout(() => {
       this.restartTimers.delete(timer);
-      const t0 = Date.now();
+      const t0 = performance.now();
       // During a failover, wait for the new leader to link to.
       (this.failingOver ?? Promise.resolve()).then(() => (this.opts.etcd === null ? this.startFollower(dead.info.index, dead) : this.startNode(dead.info.index, undefined, dead))).then(
         (m) => {
           this.counts.restarts++;
-          this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Date.now() - t0} ms`);
+          this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Math.round(performance.now() - t0)} ms`);
         },
         (err: unknown) => {
           if (this.closing) return;

@@ -122,7 +122,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   async function rejoin(why: string): Promise<void> {
     current = null;
     if (shuttingDown) return;
-    const since = Date.now();
+    const since = performance.now();
     log.line('warn', `rejoining the cluster once etcd answers (stopped: ${why})`);
     log.flush();
     refusing = await refuseClients(o.host, port, `Error: ${ERR_NODE_STOPPED}; it rejoins the cluster once etcd answers: retry or use another node\n`).catch((err: unknown) => {
@@ -158,7 +158,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
       }
       current = node;
       counts.rejoins++;
-      log.line('warn', `rejoined the cluster after ${Date.now() - since} ms; serving on ${o.host}:${port}`);
+      log.line('warn', `rejoined the cluster after ${Math.round(performance.now() - since)} ms; serving on ${o.host}:${port}`);
       log.flush();
       return;
     }

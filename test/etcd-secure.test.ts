@@ -85,7 +85,7 @@ function neverStopped(nodes: Node[]): void {
 async function keptAlive(client: Etcd3, access: EtcdAccess, ttlS: number, forMs: number): Promise<{ ttl: number; failure: string | null }> {
   const lease = client.lease(ttlS, { autoKeepAlive: false });
   const id = await lease.grant();
-  const keeper = new LeaseKeeper(access, id, ttlS, Date.now(), (why) => void why);
+  const keeper = new LeaseKeeper(access, id, ttlS, performance.now(), (why) => void why);
   await sleep(forMs);
   const failure = keeper.lastFailure();
   keeper.stop();

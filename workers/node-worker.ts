@@ -109,7 +109,7 @@ const api: NodeControl = {
   },
   delayLinks(ms: number, forMs: number) {
     linkDelay.ms = ms;
-    linkDelay.until = Date.now() + forMs;
+    linkDelay.until = performance.now() + forMs;
   },
   dropClient: () => node.dropRandomClient(),
   crash(reason: string) {

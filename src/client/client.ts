@@ -317,11 +317,11 @@ export class DlockClient {
    */
   private async reconnect(cause: Error): Promise<void> {
     const r = this.opts.reconnect;
-    const giveUp = Date.now() + (typeof r === 'object' && r.giveUpAfterMs !== undefined ? r.giveUpAfterMs : RECONNECT_GIVE_UP_MS);
+    const giveUp = performance.now() + (typeof r === 'object' && r.giveUpAfterMs !== undefined ? r.giveUpAfterMs : RECONNECT_GIVE_UP_MS);
     const me = this.id;
     let pause = 50;
     let last: Error = cause;
-    while (!this.deliberate && Date.now() < giveUp) {
+    while (!this.deliberate && performance.now() < giveUp) {
       this.at = (this.at + 1) % this.addrs.length;
       try {
         const g = await this.handshake(this.addrs[this.at] as { host: string; port: number });
@@ -565,7 +565,7 @@ export class DlockClient {
     const jitterMs = opts.retry?.jitterMs ?? Math.floor(delayMs / 2);
     for (let attempt = 0; ; attempt++) {
       opts.signal?.throwIfAborted();
-      const sent = Date.now();
+      const sent = performance.now();
       const got = await this.acquireUntil(lock, opts.ttl, opts.timeout, opts.signal);
       if (got.ok) return new KeptLease(this, lock, got.token, opts.ttl, sent, opts.onLost);
       if (attempt >= retries) throw new LockNotAcquiredError(lock, got.owner);
@@ -582,12 +582,12 @@ export class DlockClient {
    */
   private async acquireUntil(lock: string, ttl: number, timeout: number | undefined, signal: AbortSignal | undefined): Promise<AcquireResult> {
     if (signal === undefined) return this.acquire(lock, timeout === undefined ? { ttl } : { ttl, timeout });
-    const until = timeout === undefined ? Infinity : Date.now() + timeout;
+    const until = timeout === undefined ? Infinity : performance.now() + timeout;
     for (;;) {
       signal.throwIfAborted();
-      const slice = Math.max(0, Math.min(CANCEL_SLICE_MS, until - Date.now()));
+      const slice = Math.max(0, Math.min(CANCEL_SLICE_MS, until - performance.now()));
       const got = await this.acquire(lock, { ttl, timeout: slice });
-      if (got.ok || Date.now() >= until) return got;
+      if (got.ok || performance.now() >= until) return got;
     }
   }
 }
@@ -661,7 +661,7 @@ export class KeptLease {
       this.timer = null;
       void this.renew();
     });
-    if (Date.now() - since < this.ttl / 3) {
+    if (performance.now() - since < this.ttl / 3) {
       this.armEnd(since);
       this.schedule();
     } else {
@@ -678,13 +678,13 @@ export class KeptLease {
 
   private armEnd(since: number): void {
     if (this.endTimer !== null) clearTimeout(this.endTimer);
-    this.endTimer = setTimeout(() => this.fail(`not renewed before its end (${this.ttl} ms after the last renew)`), Math.max(0, since + this.ttl - Date.now()));
+    this.endTimer = setTimeout(() => this.fail(`not renewed before its end (${this.ttl} ms after the last renew)`), Math.max(0, since + this.ttl - performance.now()));
   }
 
   private async renew(): Promise<void> {
     if (this.done || this.renewing) return;
     this.renewing = true;
-    const sent = Date.now();
+    const sent = performance.now();
     let r: RenewResult;
     try {
       r = await this.client.renew(this.lock, this.ttl);

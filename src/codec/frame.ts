@@ -52,6 +52,11 @@
  * own apply() of the entries, which gives exactly the leader's result
  * because the table is deterministic. So a reply is never lost with a link:
  * whichever leader's log holds the entry, the follower derives it once.
+ * `t` (hello, ack, ping, forward): the sender's monotonic ms when it sent
+ * the frame, for the receiver's measure of how late a frame arrived
+ * (transport/link-delay.ts); never compared with the receiver's clock as a
+ * time.
+ *
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
@@ -61,18 +66,18 @@ import { Buffer } from 'node:buffer';
 export const CODEC_VERSION = 1;
 
 export type Frame =
-  | { v: 1; type: 'hello'; node: string; incarnation: string; seq: number | null }
+  | { v: 1; type: 'hello'; node: string; incarnation: string; seq: number | null; t?: number }
   | { v: 1; type: 'resume'; seq: number; to: number }
   | { v: 1; type: 'snapshot'; seq: number; part: number; parts: number; state: Snapshot }
   | { v: 1; type: 'entry'; seq: number; at: number; cmd: Command; from: number; req: number }
-  | { v: 1; type: 'ack'; seq: number }
+  | { v: 1; type: 'ack'; seq: number; t?: number }
   | { v: 1; type: 'commit'; seq: number }
   | { v: 1; type: 'voter' }
-  | { v: 1; type: 'ping' }
+  | { v: 1; type: 'ping'; t?: number }
   | { v: 1; type: 'challenge'; nonce: string }
   | { v: 1; type: 'auth'; role: LinkRole; nonce: string; proof: string }
   | { v: 1; type: 'welcome'; proof: string }
-  | { v: 1; type: 'forward'; req: number; cmd: Command }
+  | { v: 1; type: 'forward'; req: number; cmd: Command; t?: number }
   | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply }
   | { v: 1; type: 'observe'; locks: number }
   | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] };
@@ -135,6 +140,8 @@ export function encodeFrame(frame: Frame): Wire {
  */
 export interface WireSnapshot {
   nextToken: number;
+  /** The table's log time (Snapshot.at); absent in snapshots written before it. */
+  at?: number;
   count: number;
   names: string;
   nums: string;
@@ -145,6 +152,7 @@ export interface WireSnapshot {
 export function encodeSnapshot(s: Snapshot): WireSnapshot {
   return {
     nextToken: s.nextToken,
+    ...(s.at === undefined ? {} : { at: s.at }),
     count: s.count,
     names: s.names,
     nums: Buffer.from(s.nums.buffer, s.nums.byteOffset, s.nums.byteLength).toString('base64'),
@@ -173,15 +181,19 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   // owners and tokens positive whole numbers, lease ends whole or NaN
   // (a session lock); waiters on locks the part holds, each well-formed.
   if (w.count > 0 && (BAD_NAMES.test(w.names) || w.names.startsWith('\n') || w.names.endsWith('\n') || w.names.includes('\n\n'))) throw new CodecError('snapshot lock names are not lock names');
+  let maxToken = 0;
   for (let i = 0; i < nums.length; i += 3) {
     const expires = nums[i + 2] as number;
     if (!isPositiveInt(nums[i]) || !isPositiveInt(nums[i + 1]) || !(Number.isNaN(expires) || Number.isSafeInteger(expires))) throw new CodecError(`snapshot row ${i / 3} is not an owner, a token and a lease end`);
+    if ((nums[i + 1] as number) > maxToken) maxToken = nums[i + 1] as number;
   }
-  if (!(w.nextToken >= 1)) throw new CodecError('snapshot nextToken must be at least 1');
+  // [LP-7] the next grant's token is above every token held: a table that says otherwise would grant one again.
+  if (!(w.nextToken > maxToken && w.nextToken >= 1)) throw new CodecError(`snapshot nextToken ${w.nextToken} is not above the tokens it holds (up to ${maxToken})`);
+  if (w.at !== undefined && !isNat(w.at)) throw new CodecError('snapshot log time must be a whole number of ms');
   const waiter = (x: unknown): boolean => Array.isArray(x) && x.length === 3 && isPositiveInt(x[0]) && (x[1] === null || isPositiveInt(x[1])) && (x[2] === null || isNat(x[2]));
   const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
   if (!w.waiters.every(queue)) throw new CodecError('malformed snapshot waiters');
-  return { nextToken: w.nextToken, count: w.count, names: w.names, nums, waiters: w.waiters, sessions };
+  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions };
 }
 
 /** What a snapshot's LF-joined names may not hold: whitespace or control characters other than the LFs (LP-12). */
@@ -233,6 +245,7 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
     if (e !== null) throw new CodecError(`malformed ${String(f['type'])} frame: ${e}`);
     return true;
   };
+  if (f['t'] !== undefined && !(typeof f['t'] === 'number' && Number.isFinite(f['t']) && f['t'] >= 0)) return ok(false);
   switch (f['type']) {
     case 'hello':
       return ok(typeof f['node'] === 'string' && NODE_NAME.test(f['node']) && typeof f['incarnation'] === 'string' && INCARNATION.test(f['incarnation']) && (f['seq'] === null || isNat(f['seq'])));

@@ -3,10 +3,13 @@
  *
  *   apply(state, command, now) -> Outcome
  *
- * No sockets, timers or clocks in here: `now` is an input (the leader's clock
- * when it applied the command, carried in the replicated log entry), so the
- * leader, every follower replaying the log, and a log restored from disk all
- * reach the same state from the same commands. This is the state machine
+ * No sockets, timers or clocks in here: `now` is an input, the log time of
+ * the entry (the sequencer's stamp, carried in the replicated log entry),
+ * so the leader, every follower replaying the log, and a log restored from
+ * disk all reach the same state from the same commands. Log time is not a
+ * wall clock (node/log-clock.ts): it continues from the last entry's, on a
+ * monotonic clock, on whichever node sequences; the table keeps the last
+ * one it applied (`at`), so a snapshot carries it too. This is the state machine
  * replication model of hashicorp/raft and etcd-io/raft.
  *
  * Threading: none; the caller owns `state` and must not share it between
@@ -61,6 +64,8 @@ export interface TableState {
   locks: LockMap;
   /** The next fencing token to grant; only ever increases (LP-7). */
   nextToken: number;
+  /** The log time of the latest command applied that changed the table (the most such `now`); 0 for a new table. Never decreases. */
+  at: number;
   /** The lock each waiting client waits on. */
   waiting: Map<ClientId, string>;
   /** How many locks each client holds (sessions and leases), for the per-client limit (issue 6). */
@@ -77,15 +82,15 @@ export type Command =
    */
   | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number }
   /**
-   * `timeout`: ms to wait, null for as long as the connection lives, 0 for
-   * not at all [LP-9]. It is replicated so that whichever node leads can arm
-   * the timer; the table itself only asks whether the client may wait.
-   * `deadline`: when the wait ends, in ms since the epoch, stamped by the
-   * node the client sent it to when it began to wait [LP-9]. It travels with
-   * the command, so a forward delayed on a link, or re-sent to a new leader
-   * after failover, keeps the client's deadline instead of starting a new
-   * one (issue 12 §1). Absent (log entries written before it existed): the
-   * applying node's `now` + timeout.
+   * `timeout`: ms still to wait, null for as long as the connection lives,
+   * 0 for not at all [LP-9]. The node the client sent it to counts down
+   * the time it has held the request, on its monotonic clock, and sends
+   * what is left (aged()): so a forward re-sent to a new leader after
+   * failover keeps the client's deadline instead of starting a new one,
+   * and no node's wall clock enters it. The wait ends at the entry's log
+   * time + timeout (deadlineOf), the same on every replica. `deadline`:
+   * only in entries written before that, an absolute time on the clock
+   * that stamped them.
    */
   | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits; gen?: number }
   | { op: 'release'; client: ClientId; lock: string; gen?: number }
@@ -178,7 +183,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new LockMap(), nextToken: firstToken, waiting: new Map(), owned: new Map(), sessions: new Map() };
+  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -209,10 +214,25 @@ function lease(state: TableState, out: Outcome, lock: string, p: number, ttl: nu
   out.changed = true;
 }
 
-/** When an acquire's wait ends (see Command): its stamped deadline, else `now` + timeout. */
+/** When an acquire's wait ends, in log time (see Command): `now` (its entry's log time) + timeout; an old entry's stamped deadline. */
 export function deadlineOf(cmd: Extract<Command, { op: 'acquire' }>, now: number): number | null {
   if (cmd.deadline !== undefined) return cmd.deadline;
   return cmd.timeout === null ? null : now + cmd.timeout;
+}
+
+/** An acquire that may wait: the only command whose time on the way matters [LP-9]. */
+export function waits(cmd: Command): boolean {
+  return cmd.op === 'acquire' && cmd.timeout !== null && cmd.timeout > 0;
+}
+
+/**
+ * A command as its origin sends it `elapsed` ms (monotonic) after its
+ * client asked: an acquire's timeout is what is left of it, at least 0
+ * [LP-9]; any other command unchanged. Pure: the caller measures.
+ */
+export function aged(cmd: Command, elapsed: number): Command {
+  if (cmd.op !== 'acquire' || cmd.timeout === null || cmd.timeout === 0 || elapsed < 1) return cmd;
+  return { ...cmd, timeout: Math.max(0, cmd.timeout - Math.floor(elapsed)) };
 }
 
 /**
@@ -358,7 +378,18 @@ export function disconnectOf(state: TableState, client: ClientId): Command {
 /** The refusal of a write from a connection its client has moved on from [LP-16] (see apply). */
 export const SUPERSEDED = "this connection's client was resumed on another connection (LP-16): this one no longer acts for it and is closed";
 
+/**
+ * Apply `cmd` at log time `now`. A command that changes the table also
+ * moves the table's log time (`at`) to `now`, if later; one that changes
+ * nothing leaves the state exactly as it was (a primary does not log it).
+ */
 export function apply(state: TableState, cmd: Command, now: number): Outcome {
+  const out = applyCommand(state, cmd, now);
+  if (out.changed && now > state.at) state.at = now;
+  return out;
+}
+
+function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
   const locks = state.locks;
   // [LP-16] A write stamped with its connection's generation (a client
   // with a session) from a generation the client has moved on from: the
@@ -537,6 +568,12 @@ export function validate(state: TableState, lock: string, token: number): Valida
  */
 export interface Snapshot {
   nextToken: number;
+  /**
+   * The table's log time (TableState.at). Absent in snapshots written
+   * before log time existed, whose times were wall-clock ms: the loader
+   * decides (node/log-clock.ts).
+   */
+  at?: number;
   /** How many locks. */
   count: number;
   /** Their names in table order, joined by LF (a lock name holds no whitespace [LP-12]). */
@@ -579,7 +616,7 @@ export function snapshot(state: TableState): Snapshot {
   const { names, offsets, nums } = state.locks.columns();
   const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
   const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => [c, s.hash, s.gen, s.node, s.open]);
-  const snap: Snapshot = { nextToken: state.nextToken, count: offsets.length - 1, names, nums, waiters, sessions };
+  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions };
   nameOffsets.set(snap, offsets);
   return snap;
 }
@@ -592,7 +629,7 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   for (const [i, ws] of s.waiters) if (i >= start && i < end) waiters.push([i - start, ws]);
   const offsets = offsetsOf(s);
   const names = start === end ? '' : s.names.slice(offsets[start], (offsets[end] as number) - 1);
-  return { nextToken: s.nextToken, count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [] };
+  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [] };
 }
 
 /**
@@ -604,6 +641,7 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
 export function restore(snap: Snapshot, into: TableState = createState(snap.nextToken), expected = 0): TableState {
   const state = into;
   state.nextToken = snap.nextToken;
+  if (snap.at !== undefined && snap.at > state.at) state.at = snap.at;
   const { count, nums } = snap;
   const locks = state.locks;
   // The names of the parts to come are guessed from this one's (a little

@@ -427,13 +427,13 @@ export class ClientConnection {
       default: {
         t.req = null;
         this.writesInFlight++;
-        const cmd = toCommand(this.id, req, Date.now());
+        const cmd = toCommand(this.id, req);
         if (this.sessioned) cmd.gen = this.gen;
         if (t.blocking) {
           if (this.peerEnded && cmd.op === 'acquire') {
             // [LP-2, LP-9] Read before the client half-closed, started after:
             // it may take the lock if it is free, but it does not wait.
-            cmd.deadline = cmd.timeout = 0;
+            cmd.timeout = 0;
           } else {
             this.blockedBy = t;
             this.waitingOn = req.lock;
@@ -616,13 +616,17 @@ export function endAndDiscard(socket: Socket, last?: string): void {
   socket.resume();
 }
 
-/** The command for a write; an acquire's deadline counts from `now`, when it starts to wait [LP-9]. */
-export function toCommand(client: ClientId, req: Request, now: number): Extract<Command, { op: 'preempt' | 'acquire' | 'release' | 'renew' }> {
+/**
+ * The command for a write. An acquire carries its timeout, not a deadline:
+ * the replication counts it down from now, when it starts to wait, on a
+ * monotonic clock (lock-table.ts aged) [LP-9].
+ */
+export function toCommand(client: ClientId, req: Request): Extract<Command, { op: 'preempt' | 'acquire' | 'release' | 'renew' }> {
   switch (req.verb) {
     case 'preempt':
       return { op: 'preempt', client, lock: req.lock, ttl: req.ttl };
     case 'acquire':
-      return { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout, deadline: req.timeout === null ? null : now + req.timeout };
+      return { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout };
     case 'release':
       return { op: 'release', client, lock: req.lock };
     case 'renew':

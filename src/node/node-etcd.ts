@@ -64,8 +64,8 @@ export class EtcdNode extends ReplicaNode {
         fatal: (why) => void node.failStop(why),
         elected: () => onElected?.(),
       });
-      // Request ids from the clock in µs: a restarted node's stay above its earlier run's (the exactly-once rule).
-    }, Date.now() * 1000);
+      // Request ids: from a block the replication reserves in etcd at start, above every earlier run's (the exactly-once rule).
+    });
   }
 
   private get etcd(): EtcdReplication {
@@ -82,8 +82,8 @@ export class EtcdNode extends ReplicaNode {
    * does), or as it is after `timeoutMs`: for the ready line.
    */
   async settledRole(timeoutMs = 3000): Promise<'leader' | 'follower'> {
-    const until = Date.now() + timeoutMs;
-    while (!this.etcd.leads && !this.etcd.otherLeads() && Date.now() < until && !this.stopping) await new Promise((resolve) => setTimeout(resolve, 20));
+    const until = performance.now() + timeoutMs;
+    while (!this.etcd.leads && !this.etcd.otherLeads() && performance.now() < until && !this.stopping) await new Promise((resolve) => setTimeout(resolve, 20));
     return this.role;
   }
 

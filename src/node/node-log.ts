@@ -39,6 +39,9 @@ export class NodeLog {
   ) {}
 
   line(kind: LogKind, text: string): void {
+    // The wall clock: a log line's time is for people (and orders one
+    // process's nodes' lines in its headless output); nothing is measured
+    // or decided from it.
     this.buf.push({ t: Date.now(), kind, text });
     if (this.buf.length >= this.maxBatch) this.flush();
     else if (this.timer === null) this.timer = setTimeout(this.flush, this.intervalMs);

@@ -22,6 +22,7 @@ import type { Engine } from './engine.js';
 import type { NodeLog } from './node-log.js';
 import { ReadIndex } from './read-index.js';
 import { NodeMetrics } from './metrics.js';
+import { LogClock } from './log-clock.js';
 
 export interface NodeOptions {
   name: string;
@@ -110,6 +111,8 @@ export abstract class NodeBase implements Engine {
   private readIndex = new ReadIndex();
   address: string | null = null;
   readonly counters = { requests: 0 };
+  /** Log time (log-clock.ts): what leases, waits and reads of a lease's time left are measured on. */
+  readonly clock = new LogClock();
   readonly metrics: NodeMetrics;
   readonly auth: AuthGate | null;
   /** Failed `auth` and `resume` per source address, across this node's connections [LP-15, LP-16]. */
@@ -276,7 +279,7 @@ export abstract class NodeBase implements Engine {
   }
 
   read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
-    return req.verb === 'check' ? formatCheck(check(this.state, req.lock, Date.now())) : formatValidate(validate(this.state, req.lock, req.token));
+    return req.verb === 'check' ? formatCheck(check(this.state, req.lock, Math.floor(this.clock.now()))) : formatValidate(validate(this.state, req.lock, req.token));
   }
 
   awaitCommit(conn: ClientConnection): void {
@@ -346,7 +349,7 @@ export abstract class NodeBase implements Engine {
    * so it must not sort a million names to show two hundred.
    */
   lockMap(limit = 1000): LockRow[] {
-    const now = Date.now();
+    const now = Math.floor(this.clock.now());
     const names: string[] = [];
     if (this.state.locks.size <= SORTED_LOCK_MAP_MAX) {
       names.push(...[...this.state.locks.keys()].sort().slice(0, limit));

@@ -17,8 +17,9 @@
  * Request ids rise per node, from `firstRequestId` (1: small integers,
  * cheap to key maps by and to encode). Where the log can hold a write
  * twice (etcd: one re-sent after failover), its replication filters the
- * duplicates by origin and request id, so there they start from the clock
- * (EtcdNode), above any earlier run's.
+ * duplicates by origin and request id, so there they come from blocks
+ * reserved in etcd (requestIdsFrom), above any earlier run's: never from
+ * a clock.
  *
  * Threading: the node's thread; the replication calls in on it.
  */
@@ -36,6 +37,16 @@ interface Own {
   ticket: Ticket | null;
   done: ((reply: Reply | string, seq: number) => void) | null;
   cmd: Command;
+}
+
+/**
+ * The log time of a table loaded from a snapshot written before log time
+ * existed (no `at`): its lease ends and wait deadlines were then wall-clock
+ * ms, so log time goes on from the wall clock, once. The one place a wall
+ * clock enters log time; an empty table needs none.
+ */
+function legacyLogTime(state: TableState): number {
+  return state.locks.nextLeaseEnd() === Infinity && state.waiting.size === 0 ? 0 : Date.now();
 }
 
 /** Applying an entry out of order: the replication broke its ordering guarantee. */
@@ -112,11 +123,21 @@ export class ReplicaNode extends NodeBase implements Replica {
     return this.nextReq++;
   }
 
+  requestIdsFrom(first: number): void {
+    this.nextReq = Math.max(this.nextReq, first);
+  }
+
+  /** The next request id, not taken: how far into its block this node is. */
+  get requestIdsUsed(): number {
+    return this.nextReq;
+  }
+
 
   applyEntry(e: LogEntry): Outcome {
     if (e.seq !== this.applied_ + 1) throw new ReplicaOrderError(`${this.name}: entry ${e.seq} applied after ${this.applied_}`);
     this.applied_ = e.seq;
     const out = apply(this.state, e.cmd, e.at);
+    this.clock.observe(e.at);
     this.noteChanges(e.seq, out.changes);
     this.derive(e.cmd, e.from, e.req, out, e.seq);
     return out;
@@ -124,6 +145,7 @@ export class ReplicaNode extends NodeBase implements Replica {
 
   execute(cmd: Command, at: number, from: number, req: number, logged: (seq: number, out: Outcome) => void): Outcome {
     const out = apply(this.state, cmd, at);
+    this.clock.observe(at);
     const seq = out.changed ? ++this.applied_ : this.applied_;
     if (out.changed) {
       this.noteChanges(seq, out.changes);
@@ -216,6 +238,7 @@ export class ReplicaNode extends NodeBase implements Replica {
     this.state = state;
     this.applied_ = seq;
     this.loadedAt(seq);
+    this.clock.observe(state.at !== 0 ? state.at : legacyLogTime(state));
   }
 
   /** Admin writes waiting for a commit that will not come fail too (see NodeBase.failUncommitted). */

@@ -20,7 +20,7 @@ export class TimerHeap<T> {
 
   constructor(
     private readonly onDue: (item: T, now: number) => void,
-    private readonly clock: () => number = Date.now,
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   get size(): number {
@@ -78,7 +78,7 @@ export class TimerHeap<T> {
       return;
     }
     this.armedFor = first.at;
-    this.timer = setTimeout(this.fire, Math.max(0, first.at - this.clock()));
+    this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(first.at - this.clock())));
   }
 
   private readonly fire = (): void => {

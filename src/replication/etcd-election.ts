@@ -65,7 +65,7 @@ export class Candidate {
     this.onLostCb = onLost;
     const lease = this.ns.lease(this.ttlS, { autoKeepAlive: false });
     this.lease = lease;
-    const granting = Date.now();
+    const granting = performance.now(); // monotonic: renewals are intervals (etcd-lease.ts)
     // Deadlines on every call: one stuck on a member behind a partition
     // must not leave this node campaigning forever (or, worse, holding the
     // election key, renewed, while it waits).
@@ -78,7 +78,7 @@ export class Candidate {
     // partitions. Safety does not rest on this: a leader whose key is gone
     // cannot append (the guard), so it only decides how soon to try again.
     this.watchdog = setInterval(() => {
-      const since = Date.now() - (this.keeper?.renewedFrom() ?? 0);
+      const since = Math.round(performance.now() - (this.keeper?.renewedFrom() ?? 0));
       if (since > 2 * this.ttlS * 1000) this.end(`no election lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)${lastFailure(this.keeper)}`);
     }, 100);
     this.watchdog.unref();

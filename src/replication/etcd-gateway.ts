@@ -29,6 +29,8 @@ export class GatewayReplyError extends Error {
 export interface GatewayReply {
   status: number;
   body: unknown;
+  /** The body as text (an error page is not JSON: `body` is then null). */
+  text: string;
 }
 
 const agents = new WeakMap<EtcdAccess, HttpAgent>();
@@ -80,7 +82,7 @@ export function gatewayPost(access: EtcdAccess, endpoint: string, path: string, 
             // Not JSON (a proxy's error page, an empty body): the status says what happened; the caller reads it.
             void err;
           }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
+          resolve({ status: res.statusCode ?? 0, body: parsed, text: text.slice(0, 500) });
         });
       },
     );

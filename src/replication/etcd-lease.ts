@@ -16,9 +16,11 @@
  * the TTL, and one every BURST_MS while the last confirmed renewal is
  * late.
  *
- * `renewedFrom()` is when the last round that etcd confirmed was *sent*:
- * etcd received it after that, so the lease lives at least TTL past it (a
- * lower bound that needs no clock agreement with etcd, only similar rates).
+ * `renewedFrom()` is when the last round that etcd confirmed was *sent*, on
+ * this process's monotonic clock (performance.now): etcd received it after
+ * that, so the lease lives at least TTL past it (a lower bound that needs
+ * no clock agreement with etcd, only similar rates; a wall clock stepped
+ * back or forward changes nothing here).
  *
  * A secured etcd (etcd-access.ts): over https, with the CA and the client
  * certificate (etcd-gateway.ts). No auth token is sent: etcd does not
@@ -28,11 +30,79 @@
  * capability to renew it, and leaving the token out keeps renewals free of
  * token expiry and of the authenticate round trip.
  *
+ * One etcd set-up refuses the gateway: client certificates required
+ * (--client-cert-auth) and user auth enabled. etcd 3.4 then answers every
+ * gateway call that comes with a certificate naming a CommonName with a 400
+ * ("CommonName of client sending a request against gateway will be ignored
+ * …"), since it cannot pass that name on as the user. Seeing that answer,
+ * a keeper renews over gRPC instead (GrpcRenewer): the same fan-out, one
+ * etcd client per member, each renewal a LeaseKeepAlive stream of one
+ * request with its own deadline, so a member cut off by a partition holds
+ * nothing up either.
+ *
  * Threading: the thread that made it. Callbacks run on it.
  */
 
+import type { Etcd3 } from 'etcd3';
 import type { EtcdAccess } from './etcd-access.js';
+import { nodeEtcdClient } from './etcd-client.js';
 import { gatewayPost } from './etcd-gateway.js';
+
+/** What one renewal through one member came to: etcd's TTL for the lease (0: it is gone), or why it failed. */
+type Renewal = { ttl: number } | { failure: string };
+
+/** The gateway's answer when certificates and user auth are both on (see the file comment). */
+const GATEWAY_REFUSES_CN = /CommonName of client sending a request against gateway/;
+
+/**
+ * Renewals over gRPC, one etcd client per member (made on first use,
+ * closed by close()): each renewal opens a LeaseKeepAlive stream, writes
+ * one request and ends it at the first answer or at its deadline.
+ */
+class GrpcRenewer {
+  private readonly clients = new Map<string, Etcd3>();
+
+  constructor(private readonly access: EtcdAccess) {}
+
+  renew(url: string, id: string, deadlineMs: number): Promise<Renewal> {
+    let client = this.clients.get(url);
+    if (client === undefined) {
+      client = nodeEtcdClient({ ...this.access, endpoints: [url] });
+      this.clients.set(url, client);
+    }
+    const c = client;
+    return new Promise<Renewal>((resolve) => {
+      let done = false;
+      let end: (() => void) | null = null;
+      const finish = (r: Renewal): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        end?.();
+        resolve(r);
+      };
+      const timer = setTimeout(() => finish({ failure: `${url}: no answer over gRPC within ${Math.round(deadlineMs)} ms` }), deadlineMs);
+      c.leaseClient.leaseKeepAlive().then(
+        (stream) => {
+          end = () => stream.end();
+          if (done) {
+            stream.end();
+            return;
+          }
+          stream.on('data', (r: { TTL?: string }) => finish({ ttl: Number(r.TTL ?? 0) }));
+          stream.on('error', (err: Error) => finish({ failure: `${url}: ${err.message}` }));
+          stream.write({ ID: id });
+        },
+        (err: unknown) => finish({ failure: `${url}: ${(err as Error).message}` }),
+      );
+    });
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
 
 /** While renewals are late, a round goes out this often, ms. */
 const BURST_MS = 250;
@@ -51,6 +121,8 @@ export class LeaseKeeper {
   private inFlight = 0;
   /** Why the last renewal that failed did (for the message when renewals stop being confirmed). */
   private failure: string | null = null;
+  /** Set once the gateway refused this set-up (GATEWAY_REFUSES_CN): renewals go over gRPC from then on. */
+  private grpc: GrpcRenewer | null = null;
 
   /**
    * Start renewing lease `id` of `ttlS` seconds through the etcd members
@@ -70,7 +142,7 @@ export class LeaseKeeper {
     const roundEvery = Math.max(1, Math.round(everyMs / BURST_MS));
     this.timer = setInterval(() => {
       ticks++;
-      const late = Date.now() - this.renewed > everyMs * 1.5;
+      const late = performance.now() - this.renewed > everyMs * 1.5;
       if (late || ticks % roundEvery === 0) this.round(everyMs);
     }, Math.min(everyMs, BURST_MS));
     this.timer.unref();
@@ -89,36 +161,49 @@ export class LeaseKeeper {
   private round(deadlineMs: number): void {
     const endpoints = this.access.endpoints;
     if (this.stopped || this.inFlight > endpoints.length * 4) return;
-    const sent = Date.now();
+    const sent = performance.now();
     for (const url of endpoints) {
       this.inFlight++;
-      gatewayPost(this.access, url, '/v3/lease/keepalive', { ID: this.id }, deadlineMs, { 'Grpc-Metadata-hasleader': 'true' })
+      (this.grpc === null ? this.viaGateway(url, deadlineMs) : this.grpc.renew(url, this.id, deadlineMs))
         .then((r) => {
-          const body = r.body as KeepAliveReply | null;
-          if (r.status < 200 || r.status > 299 || body === null) {
-            // No leader there, or it is shutting down: another member answers.
-            const why = body?.message ?? (typeof body?.error === 'object' ? body.error.message : body?.error);
-            this.failure = `${url}: HTTP ${r.status}${why === undefined ? '' : ` ${why}`}`;
+          if ('failure' in r) {
+            this.failure = r.failure;
             return;
           }
-          const ttl = Number(body.result?.TTL ?? 0);
-          if (body.result === undefined) this.failure = `${url}: ${JSON.stringify(body.error ?? body).slice(0, 200)}`; // a stream's error, sent with status 200
-          if (ttl > 0) {
+          if (r.ttl > 0) {
             this.renewed = Math.max(this.renewed, sent);
             this.failure = null; // what failed before this renewal no longer explains a late one
-          }
-          else if (body.result !== undefined && !this.stopped) {
+          } else if (!this.stopped) {
             // Answered by the leader: the lease is gone (expired or revoked). No renewal can help.
             this.stop();
             this.onLost(`etcd lease ${this.id} has expired or was revoked`);
           }
         })
-        .catch((err: unknown) => {
-          // Unreachable, cut off, too slow, TLS refused: the other members, or the next round.
-          this.failure = `${url}: ${(err as Error).message}`;
-        })
         .finally(() => this.inFlight--);
     }
+  }
+
+  /** One renewal through `url`'s HTTP gateway. */
+  private async viaGateway(url: string, deadlineMs: number): Promise<Renewal> {
+    let r;
+    try {
+      r = await gatewayPost(this.access, url, '/v3/lease/keepalive', { ID: this.id }, deadlineMs, { 'Grpc-Metadata-hasleader': 'true' });
+    } catch (err) {
+      // Unreachable, cut off, too slow, TLS refused: the other members, or the next round.
+      return { failure: `${url}: ${(err as Error).message}` };
+    }
+    const body = r.body as KeepAliveReply | null;
+    if (r.status === 400 && GATEWAY_REFUSES_CN.test(r.text) && this.grpc === null && !this.stopped) {
+      this.grpc = new GrpcRenewer(this.access); // the next rounds go over gRPC (see the file comment)
+      return { failure: `${url}: the HTTP gateway refuses client certificates with user auth; renewing over gRPC` };
+    }
+    if (r.status < 200 || r.status > 299 || body === null) {
+      // No leader there, or it is shutting down: another member answers.
+      const why = body?.message ?? (typeof body?.error === 'object' ? body.error.message : body?.error) ?? (r.text === '' ? undefined : r.text.slice(0, 200));
+      return { failure: `${url}: HTTP ${r.status}${why === undefined ? '' : ` ${why}`}` };
+    }
+    if (body.result === undefined) return { failure: `${url}: ${JSON.stringify(body.error ?? body).slice(0, 200)}` }; // a stream's error, sent with status 200
+    return { ttl: Number(body.result.TTL ?? 0) };
   }
 
   /** Stop renewing (the lease then expires on its own, as a crashed process's would, unless revoked). */
@@ -126,6 +211,8 @@ export class LeaseKeeper {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.grpc?.close();
+    this.grpc = null;
   }
 }
 

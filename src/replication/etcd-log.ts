@@ -281,9 +281,9 @@ export class EtcdLog {
    * APPEND_TIMEOUT_MS in all, it throws: the outcome is unknown.
    */
   private async appendBatch(guard: { key: string; createRevision: string }, batch: number, value: string): Promise<{ revision: number } | null> {
-    const deadline = Date.now() + (this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS);
+    const deadline = performance.now() + (this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS);
     for (;;) {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) throw new LogUnavailableError(`appending batch ${batch}: etcd did not answer within ${this.opts.appendTimeoutMs ?? APPEND_TIMEOUT_MS} ms`);
       const txn = this.ns.if(batchKey(batch), 'Create', '==', 0).and(guard.key, 'Create', '==', guard.createRevision).then(this.ns.put(batchKey(batch)).value(value)).else(this.ns.get(batchKey(batch))).commit();
       // The txn may still land after the deadline; it is guarded by this
@@ -299,7 +299,7 @@ export class EtcdLog {
         // an election is on): etcd refuses at once. Sending again after a
         // pause is safe for the reason above, and costs no election of ours.
         if (RETRYABLE.test((err as Error).message)) {
-          await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - Date.now()))));
+          await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - performance.now()))));
           continue;
         }
         throw err;

@@ -38,6 +38,14 @@ import { lastFailure, LeaseKeeper } from './etcd-lease.js';
 const MEMBERS_POLL_MS = 300;
 const MEMBERS_POLL_DEADLINE_MS = 1000;
 
+/**
+ * Request ids reserved per block (reserveRequests): 2^36, a month of
+ * 25,000 writes a second; a node takes the next block when half is used,
+ * and each run (a restart, a rejoin) takes a block of its own, so 2^53
+ * leaves 131,072 of them to each node index.
+ */
+export const REQUEST_BLOCK = 2 ** 36;
+
 /** Client-id ordinals reserved per block: a crash wastes at most one block's rest. */
 export const ID_BLOCK = 100_000;
 /**
@@ -119,7 +127,7 @@ export class EtcdMembership {
     this.lease = lease;
     this.info = { name: this.name, index: this.index, ...info };
     const value = JSON.stringify(this.info);
-    const granting = Date.now();
+    const granting = performance.now(); // monotonic: renewals are intervals (etcd-lease.ts)
     const leaseId = await lease.grant();
     this.leaseId = leaseId;
     // Renewals are counted from the start: joining may wait for an earlier
@@ -132,14 +140,14 @@ export class EtcdMembership {
     this.keeper = keeper;
     // A run of this name that died leaves its key until its lease expires:
     // wait that long (and a little) before calling the name taken.
-    const deadline = Date.now() + this.ttlS * 1000 + 2000;
+    const deadline = performance.now() + this.ttlS * 1000 + 2000;
     for (;;) {
       const r = await this.ns
         .if(`live/${this.name}`, 'Create', '==', 0)
         .then(this.ns.put(`live/${this.name}`).value(value).lease(leaseId))
         .commit();
       if (r.succeeded) break;
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         this.stopRenewing();
         await lease.revoke();
         this.lease = null;
@@ -162,7 +170,7 @@ export class EtcdMembership {
     };
     lease.on('lost', (err: Error) => jeopardy(`etcd lease lost: ${err.message}`));
     this.jeopardyTimer = setInterval(() => {
-      const since = Date.now() - keeper.renewedFrom();
+      const since = Math.round(performance.now() - keeper.renewedFrom());
       if (lost !== null) jeopardy(lost);
       else if (since > ttlMs - margin) jeopardy(`no etcd lease renewal confirmed for ${since} ms (ttl ${ttlMs} ms)${lastFailure(keeper)}`);
     }, 100);
@@ -226,6 +234,31 @@ export class EtcdMembership {
         this.reservedTo = from + n;
         return [from, from + n];
       }
+    }
+  }
+
+  /**
+   * A block of REQUEST_BLOCK request ids for this node's index, above
+   * every one reserved before for it and above `floor` (the highest id of
+   * this index the log has applied: ids written before reservations
+   * existed); returns its first id. Request ids order a node's proposals
+   * for the exactly-once rule (replication-etcd.ts), across its runs: they
+   * come from the cluster's own state, never from a clock, so a node
+   * restarted with its clock anywhere is served as any restart.
+   */
+  async reserveRequests(floor: number): Promise<number> {
+    for (;;) {
+      const got = await this.ns.get(`reqs/${this.index}`).exec();
+      const kv = got.kvs[0];
+      const stored = kv === undefined ? 1 : Number(kv.value.toString());
+      if (!Number.isSafeInteger(stored) || stored < 1) throw new Error(`reqs/${this.index} in etcd is not a request id: ${kv?.value.toString().slice(0, 30) ?? ''}`);
+      const from = Math.max(stored, floor + 1);
+      if (from + REQUEST_BLOCK > Number.MAX_SAFE_INTEGER) throw new Error(`node index ${this.index} has used every request id`);
+      const r = await this.ns
+        .if(`reqs/${this.index}`, 'Mod', '==', kv === undefined ? 0 : kv.mod_revision)
+        .then(this.ns.put(`reqs/${this.index}`).value(String(from + REQUEST_BLOCK)))
+        .commit();
+      if (r.succeeded) return from;
     }
   }
 
@@ -303,7 +336,7 @@ export class EtcdMembership {
 
   /** How long ago the last lease renewal that etcd confirmed was sent, ms (0 before join). */
   confirmedAgoMs(): number {
-    return this.keeper === null ? 0 : Date.now() - this.keeper.renewedFrom();
+    return this.keeper === null ? 0 : Math.round(performance.now() - this.keeper.renewedFrom());
   }
 
   /** Leave on purpose: the live key goes at once. */

@@ -22,7 +22,7 @@
  *
  * Threading: the node's thread.
  */
-import { restore, type Command, type TableState } from '../core/lock-table.js';
+import { aged, restore, waits, type Command, type TableState } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import type { Transport } from '../transport/transport.js';
 import type { EntryRing } from '../node/entry-ring.js';
@@ -43,6 +43,8 @@ export interface Held {
   cmd: Command;
   req: number;
   sent: boolean;
+  /** When it was proposed (monotonic): an acquire is sent with what is left of its timeout (aged) [LP-9]. */
+  since: number;
 }
 
 export class PortBackup {
@@ -99,7 +101,7 @@ export class PortBackup {
   /** Ask the primary for state; call once the node's listener is up (and again after a gap). */
   start(): void {
     if (!this.hasState) this.voter = false;
-    this.link.send({ v: 1, type: 'hello', node: this.replica.name, incarnation: this.incarnation, seq: this.hasState ? this.replica.seq : null });
+    this.link.send({ v: 1, type: 'hello', node: this.replica.name, incarnation: this.incarnation, seq: this.hasState ? this.replica.seq : null, t: Math.round(performance.now()) });
   }
 
   /** The primary is gone (the supervisor, at failover): stop applying its stream; the seq applied, and whether this replica may be promoted. */
@@ -125,7 +127,7 @@ export class PortBackup {
       this.replica.answer(req, `Error: ${ERR_LEADER_UNAVAILABLE}`, 0);
       return;
     }
-    const h: Held = { cmd, req, sent: false };
+    const h: Held = { cmd, req, sent: false, since: performance.now() };
     if (req !== 0) this.pending.set(req, h);
     if (!this.usable) this.outbox.push(h);
     else this.send(h);
@@ -133,7 +135,10 @@ export class PortBackup {
 
   private send(h: Held): void {
     h.sent = true;
-    this.link.send({ v: 1, type: 'forward', req: h.req, cmd: h.cmd });
+    const now = performance.now();
+    const cmd = aged(h.cmd, now - h.since);
+    // `t` only where lateness matters: an acquire that may wait (link-delay.ts).
+    this.link.send(waits(cmd) ? { v: 1, type: 'forward', req: h.req, cmd, t: Math.round(now) } : { v: 1, type: 'forward', req: h.req, cmd });
   }
 
   private onFrames(link: Transport, frames: Frame[]): void {
@@ -189,7 +194,7 @@ export class PortBackup {
       this.resumeTo = null;
       this.resynced();
     }
-    if ((this.replica.seq !== before || snapshotLoaded) && this.synced) this.link.send({ v: 1, type: 'ack', seq: this.replica.seq });
+    if ((this.replica.seq !== before || snapshotLoaded) && this.synced) this.link.send({ v: 1, type: 'ack', seq: this.replica.seq, t: Math.round(performance.now()) });
   }
 
   /** One part of a snapshot; true when it was the last and the replica now holds it. */
@@ -198,7 +203,7 @@ export class PortBackup {
     // serves until the last part is in, then is replaced.
     if (f.part === 0) {
       // Every part but the last is as long as the first: size the table for all of them.
-      this.incoming = { seq: f.seq, next: 0, state: restore(f.state, undefined, f.parts * f.state.count), t0: Date.now() };
+      this.incoming = { seq: f.seq, next: 0, state: restore(f.state, undefined, f.parts * f.state.count), t0: performance.now() };
     } else if (this.incoming === null || this.incoming.seq !== f.seq || this.incoming.next !== f.part) {
       this.replica.log.line('error', `snapshot part ${f.part} of ${f.parts} at seq ${f.seq} out of order; asking for a new snapshot`);
       this.incoming = null;
@@ -225,7 +230,7 @@ export class PortBackup {
     this.synced = true;
     this.hasState = true;
     this.resumeTo = null;
-    this.replica.log.line('repl', `snapshot at seq ${f.seq}: ${plural(loaded.state.locks.size, 'lock')}${f.parts > 1 ? ` (${f.parts} parts, loaded in ${Date.now() - loaded.t0} ms)` : ''}`);
+    this.replica.log.line('repl', `snapshot at seq ${f.seq}: ${plural(loaded.state.locks.size, 'lock')}${f.parts > 1 ? ` (${f.parts} parts, loaded in ${Math.round(performance.now() - loaded.t0)} ms)` : ''}`);
     this.onSynced?.();
     this.onSynced = null;
     this.resynced();

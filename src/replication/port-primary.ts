@@ -22,7 +22,7 @@
  * they arrive on this thread; entries reach each backup in seq order over
  * its FIFO link.
  */
-import { clientsOf, deadlineOf, disconnectOf, homeOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
+import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -109,7 +109,10 @@ export function describeCommand(cmd: Command): string {
 export class PortPrimary {
   private readonly links = new Set<BackupLink>();
   /** Acquire timeouts (few: one per waiting acquire). Lease ends come from the table itself (armLeases). */
-  private readonly timers = new TimerHeap<Deadline>((d) => this.execute({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }, { local: 0 }));
+  private readonly timers = new TimerHeap<Deadline>(
+    (d) => this.execute({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }, { local: 0 }),
+    () => this.replica.clock.now(), // waits end in log time
+  );
   /** The one timer for the first lease end, and the end it is armed for. */
   private leaseTimer: NodeJS.Timeout | null = null;
   private leaseArmedFor = Infinity;
@@ -173,7 +176,8 @@ export class PortPrimary {
           if (this.replica.log.requests && f.req !== 0 && 'client' in f.cmd) {
             this.replica.log.line('req', `Request ${f.cmd.client} via ${link.name ?? 'follower'}: ${describeCommand(f.cmd)}`);
           }
-          this.execute(f.cmd, { link, req: f.req, client: 'client' in f.cmd ? f.cmd.client : 0 });
+          // [LP-9] an acquire's timeout less the time it was held up on the link (link-delay.ts).
+          this.execute(f.t === undefined ? f.cmd : aged(f.cmd, link.transport.delay.lateness(f.t)), { link, req: f.req, client: 'client' in f.cmd ? f.cmd.client : 0 });
           break;
         default:
           this.replica.log.line('error', `unexpected ${f.type} frame from ${link.name ?? 'follower'}`);
@@ -219,7 +223,7 @@ export class PortPrimary {
       this.deliver(source, { op: 'refused', message: refused });
       return;
     }
-    const now = Date.now();
+    const now = this.replica.clock.stamp(); // log time, not a wall clock (node/log-clock.ts)
     const fwd = 'link' in source ? source : null;
     // A forward's origin is its backup's index; one from a link with no
     // index (not a follower-i) is answered by reply frames only.
@@ -319,13 +323,13 @@ export class PortPrimary {
    * `held` and follow the last part.
    */
   private sendSnapshot(link: BackupLink): void {
-    const t0 = Date.now();
+    const t0 = performance.now();
     // The one copied when the old link closed, if the ring still holds every
     // entry since: those follow its parts, then what is made meanwhile.
     const ready = this.takeReady();
     const since = ready === null ? null : this.ring.after(ready.seq);
     const reused = ready !== null && since !== null;
-    const { snap, seq, copyMs } = reused ? ready : { snap: snapshot(this.replica.state), seq: this.replica.seq, copyMs: Date.now() - t0 };
+    const { snap, seq, copyMs } = reused ? ready : { snap: snapshot(this.replica.state), seq: this.replica.seq, copyMs: Math.round(performance.now() - t0) };
     const count = snap.count;
     const parts = Math.max(1, Math.ceil(count / SNAPSHOT_PART));
     link.held = reused ? [...since] : [];
@@ -350,7 +354,7 @@ export class PortPrimary {
       link.held = null;
       for (const frame of held) link.transport.send(frame);
       this.sendCommitAndVoter(link);
-      if (parts > 1) this.replica.log.line('repl', `${link.name ?? 'follower'}: snapshot of ${count} locks sent in ${Date.now() - t0} ms`);
+      if (parts > 1) this.replica.log.line('repl', `${link.name ?? 'follower'}: snapshot of ${count} locks sent in ${Math.round(performance.now() - t0)} ms`);
     };
     sendParts(0);
   }
@@ -379,11 +383,11 @@ export class PortPrimary {
   private prepareSnapshot(): void {
     if (this.closing || this.replica.state.locks.size <= SNAPSHOT_PART) return;
     this.takeReady();
-    const t0 = Date.now();
+    const t0 = performance.now();
     const snap = snapshot(this.replica.state);
     const timer = setTimeout(() => this.takeReady(), READY_SNAPSHOT_MS);
     timer.unref();
-    this.ready = { seq: this.replica.seq, snap, copyMs: Date.now() - t0, timer };
+    this.ready = { seq: this.replica.seq, snap, copyMs: Math.round(performance.now() - t0), timer };
   }
 
   /** The ready snapshot, no longer kept. */
@@ -414,14 +418,14 @@ export class PortPrimary {
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
     this.leaseTimer = null;
     this.leaseArmedFor = next;
-    if (next !== Infinity) this.leaseTimer = setTimeout(this.expireLeases, Math.max(0, next - Date.now()));
+    if (next !== Infinity) this.leaseTimer = setTimeout(this.expireLeases, Math.max(0, Math.ceil(next - this.replica.clock.now())));
   }
 
   /** The primary decides expiry (issue 5 §2): every lease due now ends, each as a logged `expire`. */
   private readonly expireLeases = (): void => {
     this.leaseTimer = null;
     this.leaseArmedFor = Infinity;
-    for (const [lock, token] of this.replica.state.locks.dueLeases(Date.now())) this.execute({ op: 'expire', lock, token }, { local: 0 });
+    for (const [lock, token] of this.replica.state.locks.dueLeases(this.replica.clock.now())) this.execute({ op: 'expire', lock, token }, { local: 0 });
     this.armLeases();
   };
 
@@ -518,9 +522,9 @@ export class PortPrimary {
     // table, so its cost (proportional to the table) is spread over as many entries.
     const size = this.replica.state.locks.size;
     if (store.sinceSnapshot >= Math.max(SNAPSHOT_EVERY, 2 * size)) {
-      const t0 = Date.now();
+      const t0 = performance.now();
       store.checkpoint(this.replica.seq, snapshot(this.replica.state));
-      this.replica.log.line('repl', `snapshot at seq ${this.replica.seq} written (${size} locks, ${Date.now() - t0} ms); older log removed`);
+      this.replica.log.line('repl', `snapshot at seq ${this.replica.seq} written (${size} locks, ${Math.round(performance.now() - t0)} ms); older log removed`);
     }
   };
 

@@ -18,8 +18,9 @@
  * entry carries its answer.
  *
  * Exactly once: every proposal carries its origin's index and a request id
- * that only rises (EtcdNode starts them from the clock, so a restarted node
- * never reuses one). Every node skips an entry whose request id is not above
+ * that only rises, across the node's runs too: each run reserves a block of
+ * ids in etcd above every earlier one (EtcdMembership.reserveRequests), so
+ * a restarted node never reuses one, wherever its clock stands. Every node skips an entry whose request id is not above
  * the last one applied from that origin (applyEntry here), so a write
  * re-sent to a new leader after failover is applied once, identically
  * everywhere. The marks go into each snapshot.
@@ -29,15 +30,13 @@
  * that cannot renew its lease in time stops serving first (fail-stop:
  * hooks.fatal, EtcdNode.failStop).
  *
- * Leases across failover: a lease ends at the time in the table, read on
- * the leader's clock; the entry that set it carries the old leader's. So a
- * new leader fires no expiry before its takeover plus a grace
- * (`leaseGraceMs`, default 500 ms): with clock offsets between nodes below
- * the grace (the clock assumption; NTP keeps hosts well inside it), it
- * never ends a lease before the old leader would have, as Chubby's new
- * master extends leases by a grace. (A grace of the election TTL's
- * multiple, tried first, let leases pile up when the leader was killed
- * every 5 s: each leader's expiry window was too short.)
+ * Leases across failover: a lease ends at a log time (node/log-clock.ts).
+ * The leader stamps each entry with its log time, which goes on from the
+ * last entry it applied on its monotonic clock, and fires lease ends and
+ * wait timeouts when its log time reaches them. A new leader applied every
+ * entry after its stamp, so its log time is behind the old leader's: it
+ * ends no lease before the old one would have, whatever the offset between
+ * their wall clocks, which enter nothing here.
  *
  * Snapshots: the leader writes one every SNAPSHOT_EVERY_ENTRIES entries
  * (with the exactly-once state) and compacts the log behind it; a node
@@ -62,7 +61,7 @@
  * Threading: the node's worker thread (or `dlock node`'s main thread).
  */
 import type { Server, Socket } from 'node:net';
-import { clientsOf, createState, deadlineOf, disconnectOf, homeOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
+import { aged, waits, clientsOf, createState, deadlineOf, disconnectOf, homeOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import { TcpTransport } from '../transport/transport-tcp.js';
 import { nodeOfClient } from '../node/client-ids.js';
@@ -73,7 +72,7 @@ import { serveViews } from '../node/views.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHandle } from './etcd-log.js';
 import { parseLeaderInfo, type LeaderInfo } from './etcd-election.js';
-import { EtcdMembership, type MemberInfo } from './etcd-members.js';
+import { EtcdMembership, REQUEST_BLOCK, type MemberInfo } from './etcd-members.js';
 import { clusterSecretFromEtcd } from './etcd-secret.js';
 import { forwardError } from './forward-check.js';
 import { withDeadline } from './deadline.js';
@@ -85,8 +84,6 @@ import type { LogEntry, Replica, Replication } from './replication.js';
 
 /** How long a starting node waits for its earlier run's sessions to end (endOwnPastSessions). */
 const PAST_SESSIONS_MS = 20_000;
-/** See leaseGraceMs. */
-export const LEASE_GRACE_MS = 500;
 /** The leader snapshots the table (and compacts the log behind it) every this many entries. */
 export const SNAPSHOT_EVERY_ENTRIES = 20_000;
 /**
@@ -114,8 +111,6 @@ export interface EtcdReplicationOptions {
   nodeTtlS?: number;
   /** How long writes wait for a leader before they fail, ms. */
   leaderWaitMs?: number;
-  /** After taking over, no lease expires before this long: the bound on clock offsets between nodes, ms. */
-  leaseGraceMs?: number;
   /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
   reserveIds?: boolean;
   /** The node's client-id counter (client-ids.ts), for those reservations. */
@@ -168,6 +163,8 @@ interface Proposal {
   req: number;
   sent: boolean;
   owed: boolean;
+  /** When it was proposed (monotonic): an acquire is sent with what is left of its timeout (aged) [LP-9]. */
+  since: number;
 }
 
 export class EtcdReplication implements Replication {
@@ -179,9 +176,8 @@ export class EtcdReplication implements Replication {
   /** Leading and caught up with the log: proposals are appended. */
   private sequencing = false;
   private leadTo = 0;
-  private takeoverAt = 0;
   /** Proposals that reached this node as leader before it caught up. */
-  private held: Array<{ cmd: Command; req: number; from: number }> = [];
+  private held: Array<{ cmd: Command; req: number; from: number; since: number }> = [];
   private link: TcpTransport | null = null;
   private linkTo: string | null = null;
   /** The election's last value seen. */
@@ -204,9 +200,12 @@ export class EtcdReplication implements Replication {
    * run's join (membership is read in etcd's order), so the sessions the
    * leader ends at that leave are all the earlier run's, never the new one's.
    */
-  private heldForwards = new Map<number, Array<{ cmd: Command; req: number }>>();
+  private heldForwards = new Map<number, Array<{ cmd: Command; req: number; since: number }>>();
   private leaderless: NodeJS.Timeout | null = null;
-  private readonly timers = new TimerHeap<{ client: ClientId; lock: string; deadline: number }>((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }));
+  private readonly timers = new TimerHeap<{ client: ClientId; lock: string; deadline: number }>(
+    (d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }),
+    () => this.replica.clock.now(), // waits end in log time
+  );
   private leaseTimer: NodeJS.Timeout | null = null;
   /** Expire commands proposed and not yet applied, by token. */
   private readonly expiring = new Set<number>();
@@ -221,6 +220,9 @@ export class EtcdReplication implements Replication {
   /** abandon() ran: nothing is said to etcd any more (close() then only waits for the link server). */
   private abandoned = false;
   private firstTokenOfCluster = 1;
+  /** The first id of this node's request-id block (reserveRequests), and whether the next is being reserved. */
+  private requestBlock = 1;
+  private extendingRequests = false;
   private reserveTimer: NodeJS.Timeout | null = null;
   private tailTimer: NodeJS.Timeout | null = null;
   private publishTimer: NodeJS.Timeout | null = null;
@@ -316,6 +318,11 @@ export class EtcdReplication implements Replication {
         this.replica.log.line('warn', `the log was compacted while this node read it (${(err as Error).message}): loading the newer snapshot`);
       }
     }
+    // Request ids: a block of this node's own, reserved in etcd above every
+    // id of its index the log holds, before it proposes anything (the
+    // exactly-once rule: never from a clock).
+    this.requestBlock = await this.members.reserveRequests(this.appliedReq.get(this.replica.index) ?? 0);
+    this.replica.requestIdsFrom(this.requestBlock);
     this.tailTimer = setInterval(() => void this.watchTail(), TAIL_CHECK_MS);
     this.tailTimer.unref();
     await this.members.watch((m) => this.membersChanged(m));
@@ -326,6 +333,7 @@ export class EtcdReplication implements Replication {
     // What `dlock status` shows: applied seq, role, client address; once a second when it changed.
     this.publishTimer = setInterval(() => {
       this.members.publish(this.replica.seq, this.leading, this.hooks.clientAddress()).catch((err: unknown) => this.warnUnlessClosing(`publishing status: ${(err as Error).message}`));
+      this.extendRequestIds();
     }, 1000);
     this.publishTimer.unref();
     if (this.opts.reserveIds === true) {
@@ -334,6 +342,23 @@ export class EtcdReplication implements Replication {
       }, 1000);
       this.reserveTimer.unref();
     }
+  }
+
+  /** Half its request-id block used: the next block is reserved, and ids go on from it (they only have to rise). */
+  private extendRequestIds(): void {
+    const used = this.replica.requestIdsUsed;
+    if (this.extendingRequests || used - this.requestBlock < REQUEST_BLOCK / 2) return;
+    this.extendingRequests = true;
+    this.members
+      .reserveRequests(used)
+      .then((from) => {
+        this.requestBlock = from;
+        this.replica.requestIdsFrom(from);
+      })
+      .catch((err: unknown) => this.warnUnlessClosing(`reserving request ids: ${(err as Error).message}`))
+      .finally(() => {
+        this.extendingRequests = false;
+      });
   }
 
   /** The latest snapshot (or the empty table), then the log after it, until caught up; the tail follows on. */
@@ -387,10 +412,10 @@ export class EtcdReplication implements Replication {
         return;
       }
       if (this.behind === null || this.behind.batch !== at) {
-        this.behind = { batch: at, since: Date.now() };
+        this.behind = { batch: at, since: performance.now() };
         return;
       }
-      if (Date.now() - this.behind.since < TAIL_STALL_MS) return;
+      if (performance.now() - this.behind.since < TAIL_STALL_MS) return;
       this.replica.log.line('warn', `the log's tail stalled at batch ${at} (etcd's log ends at ${end}): following it again`);
       this.behind = null;
       this.tailHandle?.cancel();
@@ -427,14 +452,14 @@ export class EtcdReplication implements Replication {
     for (const client of past) this.propose(disconnectOf(this.replica.state, client), 0);
     // Bounded: a start that cannot end them (no leader takes the writes)
     // fails with the reason instead of never getting ready.
-    const until = Date.now() + PAST_SESSIONS_MS;
+    const until = performance.now() + PAST_SESSIONS_MS;
     await new Promise<void>((resolve, reject) => {
       const check = setInterval(() => {
         const left = mine();
         if (left.length === 0 || this.closing) {
           clearInterval(check);
           resolve();
-        } else if (Date.now() > until) {
+        } else if (performance.now() > until) {
           clearInterval(check);
           reject(new Error(`the sessions of ${plural(left.length, 'client')} of this node's earlier run (${left.slice(0, 5).join(', ')}) were not ended within ${PAST_SESSIONS_MS} ms: ${this.leading ? 'this node leads' : 'no leader took the writes'}`));
         }
@@ -507,14 +532,14 @@ export class EtcdReplication implements Replication {
    */
   private async takeSnapshot(): Promise<void> {
     this.snapshotting = true;
-    const t0 = Date.now();
+    const t0 = performance.now();
     const meta = { seq: this.replica.seq, revision: this.lastBatch.revision, batch: this.lastBatch.batch, extra: [...this.appliedReq] };
     const snap = snapshot(this.replica.state);
     try {
       const saved = await saveSnapshot(this.etcdLog.client, this.opts.cluster, snap, meta);
       const gone = await compactBehind(this.etcdLog.client, this.opts.cluster, saved);
       this.snapSeq = meta.seq;
-      this.replica.log.line('repl', `snapshot at seq ${meta.seq} written (${snap.count} locks, ${saved.parts} part(s), ${Date.now() - t0} ms); ${gone} log batch(es) behind it removed`);
+      this.replica.log.line('repl', `snapshot at seq ${meta.seq} written (${snap.count} locks, ${saved.parts} part(s), ${Math.round(performance.now() - t0)} ms); ${gone} log batch(es) behind it removed`);
     } catch (err) {
       this.replica.log.line('warn', `snapshot at seq ${meta.seq} not written: ${(err as Error).message}`);
     } finally {
@@ -529,19 +554,21 @@ export class EtcdReplication implements Replication {
     // Disconnects and ends of wait (req 0) get a request id too: the
     // exactly-once rule keeps them from being applied twice after a re-send.
     const req = owedReq !== 0 ? owedReq : this.replica.nextRequestId();
-    const p: Proposal = { cmd, req, sent: false, owed: owedReq !== 0 };
+    const p: Proposal = { cmd, req, sent: false, owed: owedReq !== 0, since: performance.now() };
     this.pending.set(req, p);
     this.forward(p);
   }
 
   /** Hand a proposal to the leader: this node, or over its link; held when there is none now. */
   private forward(p: Proposal): void {
+    const cmd = aged(p.cmd, performance.now() - p.since);
     if (this.leading) {
       p.sent = true;
-      this.sequence(p.cmd, this.replica.index, p.req);
+      this.sequence(cmd, this.replica.index, p.req);
     } else if (this.link !== null && !this.link.closed) {
       p.sent = true;
-      this.link.send({ v: 1, type: 'forward', req: p.req, cmd: p.cmd });
+      // `t` only where lateness matters: an acquire that may wait (link-delay.ts).
+      this.link.send(waits(cmd) ? { v: 1, type: 'forward', req: p.req, cmd, t: Math.round(performance.now()) } : { v: 1, type: 'forward', req: p.req, cmd });
     } else {
       this.awaitLeader();
     }
@@ -642,7 +669,7 @@ export class EtcdReplication implements Replication {
           // Link again to whoever leads now, and send what is pending again.
           if (!this.closing) setTimeout(() => this.relink(), 100).unref();
         });
-        t.send({ v: 1, type: 'hello', node: this.replica.name, incarnation: String(this.replica.index), seq: this.replica.seq });
+        t.send({ v: 1, type: 'hello', node: this.replica.name, incarnation: String(this.replica.index), seq: this.replica.seq, t: Math.round(performance.now()) });
         this.replica.log.line('repl', `linked to the leader ${info.name} at ${info.link}`);
         this.resend();
       },
@@ -729,19 +756,21 @@ export class EtcdReplication implements Replication {
       if (f.type !== 'forward') return this.refuseLink(t, `node ${link.name} sent a ${f.type} frame, which nodes do not send to a leader`);
       const from = link.index;
       const problem = forwardError(this.replica.state, f.cmd, from, link.resumed);
+      // [LP-9] an acquire's timeout less the time it was held up on the link (link-delay.ts).
+      const cmd = f.t === undefined ? f.cmd : aged(f.cmd, t.delay.lateness(f.t));
       if (problem !== null) return this.refuseLink(t, `node ${link.name} (index ${from}) forwarded ${f.cmd.op}: ${problem}`);
       if (f.cmd.op === 'resume') link.resumed.add(f.cmd.target);
       // Not (yet) the leader: hold it. If this node is elected, it goes
       // to the log in order; if another is, notLeading() drops it and
       // closes this link, so its origin sends it again to that one.
       if (!this.leading) {
-        this.held.push({ cmd: f.cmd, from, req: f.req });
+        this.held.push({ cmd, from, req: f.req, since: performance.now() });
         continue;
       }
-      if (this.live.has(from)) this.sequence(f.cmd, from, f.req);
+      if (this.live.has(from)) this.sequence(cmd, from, f.req);
       else {
         const held = this.heldForwards.get(from) ?? [];
-        held.push({ cmd: f.cmd, req: f.req });
+        held.push({ cmd, req: f.req, since: performance.now() });
         this.heldForwards.set(from, held);
       }
     }
@@ -808,7 +837,6 @@ export class EtcdReplication implements Replication {
       return;
     }
     this.leading = true;
-    this.takeoverAt = Date.now();
     this.leadTo = end.lastSeq;
     this.replica.log.line('warn', `elected leader; the log ends at seq ${end.lastSeq}`);
     this.hooks.elected?.();
@@ -827,7 +855,7 @@ export class EtcdReplication implements Replication {
     this.dropDeadNodes();
     const held = this.held;
     this.held = [];
-    for (const p of held) this.sequence(p.cmd, p.from, p.req);
+    for (const p of held) this.sequence(aged(p.cmd, performance.now() - p.since), p.from, p.req); // [LP-9] less the time held
     this.resend();
   }
 
@@ -861,7 +889,7 @@ export class EtcdReplication implements Replication {
   /** As leader: stamp and append. Its entry, applied by every node, answers its origin. */
   private sequence(cmd: Command, from = this.replica.index, req = 0): void {
     if (!this.sequencing) {
-      if (this.leading) this.held.push({ cmd, from, req });
+      if (this.leading) this.held.push({ cmd, from, req, since: performance.now() });
       return;
     }
     // The limits go with the command (issue 6 §2): every node applying the
@@ -869,7 +897,7 @@ export class EtcdReplication implements Replication {
     // exactly (apply, writeRefusal).
     const limits = this.replica.limits;
     const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock, maxLocks: limits.maxLocks } } : cmd;
-    this.etcdLog.append([{ at: Date.now(), cmd: stamped, from, req }]).then(
+    this.etcdLog.append([{ at: this.replica.clock.stamp(), cmd: stamped, from, req }]).then(
       () => undefined,
       (err: unknown) => {
         if (err instanceof DeposedError) this.deposed(err.message);
@@ -880,24 +908,25 @@ export class EtcdReplication implements Replication {
 
   // ---- the leader's timers ----
 
-  /** Lease ends from the table; none fires before takeover + grace (see the file comment). */
+  /** Lease ends from the table, in log time (see the file comment). */
   private armLeases(): void {
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
     this.leaseTimer = null;
     const next = this.replica.state.locks.nextLeaseEnd();
     if (next === Infinity) return;
-    const grace = this.takeoverAt + (this.opts.leaseGraceMs ?? LEASE_GRACE_MS);
-    const at = Math.max(next, grace);
     this.leaseTimer = setTimeout(() => {
       this.leaseTimer = null;
       if (!this.sequencing) return;
-      for (const [lock, token] of this.replica.state.locks.dueLeases(Date.now())) {
+      const due = this.replica.state.locks.dueLeases(this.replica.clock.now());
+      for (const [lock, token] of due) {
         if (this.expiring.has(token)) continue;
         this.expiring.add(token);
         this.sequence({ op: 'expire', lock, token });
       }
-      // Re-armed when the next batch is applied.
-    }, Math.max(0, at - Date.now()));
+      // Re-armed when the expires' batch is applied; a timer that fired a
+      // hair early (Node rounds its delays) re-arms itself.
+      if (due.length === 0) this.armLeases();
+    }, Math.max(0, Math.ceil(next - this.replica.clock.now())));
   }
 
   // ---- liveness ----
@@ -910,7 +939,7 @@ export class EtcdReplication implements Replication {
     for (const [i, held] of this.heldForwards) {
       if (!this.live.has(i)) continue;
       this.heldForwards.delete(i);
-      for (const p of held) this.sequence(p.cmd, i, p.req);
+      for (const p of held) this.sequence(aged(p.cmd, performance.now() - p.since), i, p.req); // [LP-9] less the time held
     }
   }
 

@@ -17,7 +17,7 @@
  * Threading: the node's thread (its worker); the supervisor's control calls
  * (control.ts) arrive on it through comlink.
  */
-import type { Command } from '../core/lock-table.js';
+import { aged, type Command } from '../core/lock-table.js';
 import type { Store } from '../store/store.js';
 import type { Transport } from '../transport/transport.js';
 import { EntryRing } from '../node/entry-ring.js';
@@ -96,7 +96,7 @@ export class PortReplication implements Replication {
     for (const { name, transport, counts } of args.followers) primary.attachFollower(transport, name, counts);
     primary.dropClientsOf(args.deadIndex, 'the old leader');
     primary.armTimers();
-    for (const h of owed) primary.propose(h.cmd, h.req);
+    for (const h of owed) primary.propose(aged(h.cmd, performance.now() - h.since), h.req);
     if (owed.length > 0) this.replica.log.line('repl', `applied ${owed.length} of its own write(s) the old leader's log did not hold`);
     primary.recomputeCommit();
   }

@@ -45,12 +45,13 @@
 import type { Command, Outcome, Reply, TableState } from '../core/lock-table.js';
 import type { Limits } from '../node/limits.js';
 import type { NodeLog } from '../node/node-log.js';
+import type { LogClock } from '../node/log-clock.js';
 
 /** One committed command, as every node applies it. */
 export interface LogEntry {
   /** Position in the log: 1, 2, 3, … with no gaps. */
   seq: number;
-  /** The sequencer's clock when it appended the entry (ms since the epoch): the lock table's `now`. */
+  /** The sequencer's log time when it stamped the entry (node/log-clock.ts; not a wall clock): the lock table's `now`. */
   at: number;
   cmd: Command;
   /** Node index of the origin, and its request id (0: no reply owed). */
@@ -96,6 +97,12 @@ export interface Replica {
   load(state: TableState, seq: number): void;
   /** A new request id of this node, above every earlier one (for proposals owed no reply too, where the replication needs ids on every proposal). */
   nextRequestId(): number;
+  /** Log time (node/log-clock.ts): a sequencer stamps entries with it and runs its lease and wait timers on it. */
+  readonly clock: LogClock;
+  /** The next request id nextRequestId() would give (not taken). */
+  readonly requestIdsUsed: number;
+  /** Request ids from here on are at least `first` (a block the replication reserved); never lowers them. */
+  requestIdsFrom(first: number): void;
   /** Everything up to `seq` is committed: replies reflecting it may go. */
   commit(seq: number): void;
 }

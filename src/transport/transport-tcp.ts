@@ -39,7 +39,7 @@
  */
 import { connect as netConnect, createServer as netCreateServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
-import { CodecError, decodeFrame, encodeFrame, type Frame, type LinkRole } from '../codec/frame.js';
+import { CodecError, decodeFrame, type Frame, type LinkRole } from '../codec/frame.js';
 import { LogThrottle, sourceOf } from '../node/log-throttle.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { linkProof, newNonce, proofMatches, type LinkKeys } from './link-auth.js';
@@ -91,7 +91,6 @@ export class LinkAuthError extends Error {
   readonly code = 'ERR_LINK_AUTH';
 }
 
-const PING = encodeFrame({ v: 1, type: 'ping' });
 
 /** Where a handshake stands: the acceptor waits for `auth`, the connector for `challenge` then `welcome`; `open` once both proofs passed. */
 type Handshake =
@@ -139,7 +138,7 @@ export class TcpTransport extends BatchingTransport {
         this.fail(`nothing from the peer for ${Math.round(now - this.lastIn)} ms (heartbeats stopped)`);
         return;
       }
-      if (this.handshake === 'open' && now - this.lastOut >= heartbeat) this.send(PING);
+      if (this.handshake === 'open' && now - this.lastOut >= heartbeat) this.send({ v: 1, type: 'ping', t: Math.round(now) });
     }, Math.max(10, Math.floor(heartbeat / 2)));
     this.timer.unref();
     if (handshake.side === 'acceptor') this.send({ v: 1, type: 'challenge', nonce: handshake.server });
@@ -293,7 +292,10 @@ export class TcpTransport extends BatchingTransport {
         bad = this.shake(this.handshake, f);
         return bad === null;
       }
-      if (f.type === 'ping') return true;
+      if (f.type === 'ping') {
+        if (f.t !== undefined) this.delay.sample(f.t); // the link's delay floor, between forwards too
+        return true;
+      }
       if (f.type === 'challenge' || f.type === 'auth' || f.type === 'welcome') {
         bad = `${f.type} frame after the handshake`;
         return false;

@@ -15,6 +15,7 @@
  * transport-memory.ts (in-process pair for tests; same codec round trip).
  */
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
+import { DelayFloor } from './link-delay.js';
 
 export interface Transport {
   /**
@@ -28,6 +29,8 @@ export interface Transport {
   onClose(handler: (reason: string) => void): void;
   close(): void;
   readonly closed: boolean;
+  /** How late frames that carry `t` arrive, beyond the link's fastest crossing (link-delay.ts); sampled as they arrive. */
+  readonly delay: DelayFloor;
 }
 
 /**
@@ -49,6 +52,7 @@ export abstract class BatchingTransport implements Transport {
   private delayTimer: NodeJS.Timeout | null = null;
   private closeHandler: ((reason: string) => void) | null = null;
   closed = false;
+  readonly delay = new DelayFloor();
 
   /** Move one encoded batch (encodeBatch's format: frames joined by LF). */
   protected abstract write(batch: string): void;
@@ -68,7 +72,7 @@ export abstract class BatchingTransport implements Transport {
     if (this.closed || this.out.length === 0) return;
     const batch = this.out.join('\n');
     this.out = [];
-    if (this.delayed.length > 0 || (linkDelay.ms > 0 && Date.now() < linkDelay.until)) {
+    if (this.delayed.length > 0 || (linkDelay.ms > 0 && performance.now() < linkDelay.until)) {
       this.delayed.push(batch);
       this.delayTimer ??= setTimeout(this.releaseDelayed, linkDelay.ms);
       return;
@@ -101,6 +105,7 @@ export abstract class BatchingTransport implements Transport {
 
   protected deliver(frames: Frame[]): void {
     if (this.closed) return;
+    for (const f of frames) if ((f as { t?: number }).t !== undefined) this.delay.sample((f as { t: number }).t);
     if (this.frameHandler === null) this.early.push(...frames); // handed over, in order, by onFrames()
     else this.frameHandler(frames);
   }
