@@ -8,16 +8,13 @@
  * blocks reserved in etcd, never from the clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
+import { dumpOnFailure, startNode, type ReadyNode } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { fakeClock, LIBFAKETIME } from './helpers/faketime.js';
 import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
 
-interface Node {
-  name: string;
-  proc: Running;
-  port: number;
-}
+/** A node of this test: a started `dlock node` and its name. */
+type Node = ReadyNode & { name: string };
 
 describe.skipIf(!hasEtcd || LIBFAKETIME === null)('a node restarted with its clock stepped', () => {
   let etcd: EtcdCluster;
@@ -26,11 +23,7 @@ describe.skipIf(!hasEtcd || LIBFAKETIME === null)('a node restarted with its clo
   const pool = new ClientPool();
 
   async function start(name: string, env: NodeJS.ProcessEnv = process.env, cluster = 'clocks'): Promise<Node> {
-    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', cluster, '--first-token', '1', '--node-ttl', '4'], undefined, env);
-    await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 40_000);
-    const m = /^ready node=\S+ index=\d+ address=127\.0\.0\.1:(\d+) /m.exec(proc.out());
-    if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);
-    const n = { name, proc, port: Number(m[1]) };
+    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', cluster, '--first-token', '1', '--node-ttl', '4'], env, 40_000)) };
     const at = nodes.findIndex((x) => x.name === name);
     if (at === -1) nodes.push(n);
     else nodes[at] = n;

@@ -7,43 +7,40 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tooManyLocks, tooManyLocksInCluster, tooManyWaiters } from '../src/core/lock-table.js';
 import { newIdCounter } from '../src/node/client-ids.js';
-import { DEFAULT_LIMITS } from '../src/node/limits.js';
+import { DEFAULT_LIMITS, type Limits } from '../src/node/limits.js';
 import { EtcdNode } from '../src/node/node-etcd.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
 
-describe.skipIf(!hasEtcd)('limits on etcd', () => {
-  let etcd: EtcdCluster;
-  const nodes: EtcdNode[] = [];
-  const ports: number[] = [];
-  const pool = new ClientPool();
-
+/**
+ * Two EtcdNodes `a` (index 0) and `b` (1) of `cluster` with `limits` on
+ * their own etcd member, started before the describe's tests (once one
+ * leads) and stopped after; their client ports, and a pool for clients.
+ */
+function pairOnEtcd(cluster: string, limits: Limits): { nodes: EtcdNode[]; ports: number[]; pool: ClientPool } {
+  let etcd: EtcdCluster | undefined;
+  const pair = { nodes: [] as EtcdNode[], ports: [] as number[], pool: new ClientPool() };
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
     for (const [index, name] of ['a', 'b'].entries()) {
-      const n = new EtcdNode({
-        name,
-        index,
-        log: new NodeLog(() => undefined, false),
-        idCounter: newIdCounter(),
-        firstToken: 1,
-        limits: { ...DEFAULT_LIMITS, maxLocksPerClient: 3, maxWaitersPerLock: 2 },
-        etcd: etcd.access,
-        cluster: 'limits',
-        linkHost: '127.0.0.1',
-      });
+      const n = new EtcdNode({ name, index, log: new NodeLog(() => undefined, false), idCounter: newIdCounter(), firstToken: 1, limits, etcd: etcd.access, cluster, linkHost: '127.0.0.1' });
       await n.start();
-      ports.push(await n.listen('127.0.0.1', 0));
-      nodes.push(n);
+      pair.ports.push(await n.listen('127.0.0.1', 0));
+      pair.nodes.push(n);
     }
-    await eventually(() => nodes.some((n) => n.role === 'leader'), 'a leader', 10_000);
+    await eventually(() => pair.nodes.some((n) => n.role === 'leader'), 'a leader', 10_000);
   }, 30_000);
   afterAll(async () => {
-    pool.closeAll();
-    for (const n of nodes) await n.close();
+    pair.pool.closeAll();
+    for (const n of pair.nodes) await n.close();
     await etcd?.stop();
   });
+  return pair;
+}
+
+describe.skipIf(!hasEtcd)('limits on etcd', () => {
+  const { nodes, ports, pool } = pairOnEtcd('limits', { ...DEFAULT_LIMITS, maxLocksPerClient: 3, maxWaitersPerLock: 2 });
 
   it('locks per client, through either node: a clear error, and nothing else changes', async () => {
     for (const port of ports) {
@@ -78,26 +75,7 @@ describe.skipIf(!hasEtcd)('limits on etcd', () => {
 });
 
 describe.skipIf(!hasEtcd)('the cluster-wide lock cap on etcd (--max-locks)', () => {
-  let etcd: EtcdCluster;
-  const nodes: EtcdNode[] = [];
-  const ports: number[] = [];
-  const pool = new ClientPool();
-
-  beforeAll(async () => {
-    etcd = await EtcdCluster.start(1);
-    for (const [index, name] of ['a', 'b'].entries()) {
-      const n = new EtcdNode({ name, index, log: new NodeLog(() => undefined, false), idCounter: newIdCounter(), firstToken: 1, limits: { ...DEFAULT_LIMITS, maxLocks: 3 }, etcd: etcd.access, cluster: 'caps', linkHost: '127.0.0.1' });
-      await n.start();
-      ports.push(await n.listen('127.0.0.1', 0));
-      nodes.push(n);
-    }
-    await eventually(() => nodes.some((n) => n.role === 'leader'), 'a leader', 10_000);
-  }, 30_000);
-  afterAll(async () => {
-    pool.closeAll();
-    for (const n of nodes) await n.close();
-    await etcd?.stop();
-  });
+  const { nodes, ports, pool } = pairOnEtcd('caps', { ...DEFAULT_LIMITS, maxLocks: 3 });
 
   it('counts every client\'s locks, leases that outlive their connection too; one more is refused with the named error through either node', async () => {
     // Three clients that each take a lease and go: their leases stay, and count.

@@ -17,23 +17,19 @@
  *    whose append they refused gives up its election key, so writes go on.
  */
 import { Etcd3 } from 'etcd3';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, type Frame, type LinkRole } from '../src/codec/frame.js';
 import { linkProof, newNonce } from '../src/transport/link-auth.js';
-import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
+import { dumpOnFailure, startNode, type ReadyNode } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
 
 const TOK = 'the-clients-token';
 const CLUSTER = 'linksec';
 
-interface Node {
-  name: string;
-  proc: Running;
-  port: number;
-  link: number;
-}
+/** A node of this test: a started `dlock node` and its name. */
+type Node = ReadyNode & { name: string };
 
 /** Write `lines` to the link port at `port` as one chunk; resolve with what came back once the node closed it (or after `ms`). */
 function send(port: number, lines: string[], ms = 3000): Promise<{ got: string; closedByNode: boolean }> {
@@ -94,11 +90,7 @@ describe.skipIf(!hasEtcd)('the node-link port under attack', () => {
   const pool = new ClientPool();
 
   async function start(name: string): Promise<Node> {
-    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', CLUSTER, '--first-token', '1', '--auth-token', TOK, '--node-ttl', '4']);
-    await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 30_000);
-    const m = /^ready node=\S+ index=\d+ address=127\.0\.0\.1:(\d+) link=127\.0\.0\.1:(\d+) /m.exec(proc.out());
-    if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);
-    const n = { name, proc, port: Number(m[1]), link: Number(m[2]) };
+    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', CLUSTER, '--first-token', '1', '--auth-token', TOK, '--node-ttl', '4'])) };
     const at = nodes.findIndex((x) => x.name === name);
     if (at === -1) nodes.push(n);
     else nodes[at] = n;
@@ -184,6 +176,40 @@ describe.skipIf(!hasEtcd)('the node-link port under attack', () => {
     await n3.proc.exit;
     await start('n3');
     await allServe('after-restart');
+  }, 60_000);
+
+  it('nothing is held before the handshake: a big frame closes the socket at once, a trickle is cut at the deadline, and 32 waiting connections are the most', async () => {
+    const lead = await leader();
+    const open = (): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const s = connect({ host: '127.0.0.1', port: lead.link });
+        s.on('error', () => {});
+        s.once('connect', () => resolve(s));
+        s.once('close', () => reject(new Error('closed before it connected')));
+      });
+    const closed = (s: Socket): Promise<number> => new Promise((resolve) => (s.destroyed ? resolve(0) : s.once('close', () => resolve(performance.now()))));
+    // A 2 MiB line before auth: the old link read up to 64 MiB, and parsed it, before asking for auth.
+    const big = await open();
+    const t0 = performance.now();
+    big.write(Buffer.alloc(2 * 1024 * 1024, 0x61));
+    expect((await closed(big)) - t0).toBeLessThan(2000);
+    // One byte a second kept a link open for as long as it went on: now the whole handshake has 5 s.
+    const slow = await open();
+    const t1 = performance.now();
+    const drip = setInterval(() => slow.write('{'), 1000);
+    try {
+      expect((await closed(slow)) - t1).toBeLessThan(7000);
+    } finally {
+      clearInterval(drip);
+    }
+    // 32 connections waiting in the handshake: the 33rd is dropped at once.
+    const waiting = await Promise.all(Array.from({ length: 32 }, open));
+    const over = await open().catch(() => null);
+    if (over !== null) expect((await closed(over)) - performance.now()).toBeLessThan(1000);
+    expect(waiting.every((w) => !w.destroyed)).toBe(true);
+    for (const w of waiting) w.destroy();
+    // (What is logged, a line per source per 10 s, is transport-tcp.test.ts's.)
+    await allServe('after-flood');
   }, 60_000);
 
   it('a peer with the cluster secret is only the node it registered as, and sends only what its role may', async () => {

@@ -6,7 +6,8 @@
  * whatever the offset between the two ends' clocks (link-delay.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { aged, apply, createState, type Command } from '../src/core/lock-table.js';
+import { MAX_MS } from '../src/core/command-check.js';
+import { aged, apply, createState, legacyLogTime, restore, snapshot, type Command } from '../src/core/lock-table.js';
 import { LogClock } from '../src/node/log-clock.js';
 import { DelayFloor } from '../src/transport/link-delay.js';
 import { eventually } from './helpers/line-client.js';
@@ -32,6 +33,20 @@ describe('log time', () => {
     expect(s.at).toBe(500);
     apply(s, { op: 'expire', lock: 'a', token: 1 }, 700);
     expect(s.at).toBe(700);
+  });
+});
+
+describe('a table from a snapshot written before log time', () => {
+  it('takes its log time from its own lease ends and deadlines, less the longest ttl: no lease ends early, and no clock is read', () => {
+    const s = createState();
+    apply(s, { op: 'preempt', client: 10001, lock: 'a', ttl: 5000 }, 1_700_000_000_000); // a wall-clock time, as old entries had
+    apply(s, { op: 'acquire', client: 10002, lock: 'a', ttl: null, timeout: 60_000 }, 1_700_000_000_000);
+    const old = snapshot(s);
+    delete old.at;
+    const restored = restore(old);
+    expect(restored.at).toBe(0);
+    expect(legacyLogTime(restored)).toBe(1_700_000_060_000 - MAX_MS);
+    expect(legacyLogTime(createState())).toBe(0);
   });
 });
 

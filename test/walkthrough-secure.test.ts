@@ -11,18 +11,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../src/client/client.js';
 import { hasOpenssl, makeTestCa, type TestCa } from './helpers/certs.js';
-import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
+import { dumpOnFailure, startNode, type ReadyNode } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { eventually } from './helpers/line-client.js';
 
 const TOKEN = 'walkthrough-clients-token';
 const PASSWORD = 'walkthrough-etcd-password';
 
-interface Node {
-  name: string;
-  proc: Running;
-  port: number;
-}
+/** A node of this test: a started `dlock node` and its name. */
+type Node = ReadyNode & { name: string };
 
 describe.skipIf(!hasEtcd || !hasOpenssl)('the walkthrough with TLS on every hop', () => {
   let certs: TestCa;
@@ -48,15 +45,7 @@ describe.skipIf(!hasEtcd || !hasOpenssl)('the walkthrough with TLS on every hop'
       // One certificate for every node here (good for server and client auth); --tls-ca signs it.
       '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca,
     ];
-    for (const name of ['leader', 'follower-1', 'follower-2']) {
-      const proc = run(['node', ...flags, '--name', name, '--node-ttl', '4']);
-      const n: Node = { name, proc, port: 0 };
-      nodes.push(n);
-      await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 30_000);
-      const m = /^ready node=\S+ index=\d+ address=127\.0\.0\.1:(\d+) /m.exec(proc.out());
-      if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);
-      n.port = Number(m[1]);
-    }
+    for (const name of ['leader', 'follower-1', 'follower-2']) nodes.push({ name, ...(await startNode([...flags, '--name', name, '--node-ttl', '4'])) });
   }, 120_000);
   afterAll(async () => {
     for (const c of clients) await c.close().catch(() => undefined);

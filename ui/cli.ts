@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { readSecretFile } from '../src/secrets.js';
+import { NODE_NAME } from '../src/codec/frame.js';
 import { MIN_CLUSTER_SECRET } from '../src/transport/link-auth.js';
 import { DEFAULT_NODE_TTL_S } from '../src/replication/etcd-members.js';
 import yargs from 'yargs';
@@ -227,7 +228,7 @@ await yargs(hideBin(process.argv))
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
           if (a['tls-ca'] !== undefined && a['tls-cert'] === undefined) throw new Error('--tls-ca goes with --tls-cert and --tls-key');
           if (a['tls-cert'] !== undefined && a['tls-ca'] === undefined) throw new Error('--tls-cert needs --tls-ca: node links are mutual TLS, and each node checks its peers\' certificates against the CA that signed them (for one self-signed certificate, that certificate)');
-          if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(a.name)) throw new Error('--name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit');
+          if (!NODE_NAME.test(a.name)) throw new Error('--name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit');
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');

@@ -220,8 +220,8 @@ const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSaf
 const NONCE = /^[A-Za-z0-9_-]{32,64}$/;
 /** An HMAC-SHA256 proof, base64url. */
 const PROOF = /^[A-Za-z0-9_-]{43}$/;
-/** A node's name as `dlock node --name` allows it; an incarnation is a short word. */
-const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** A node's name as `dlock node --name` allows it (and a live key in etcd must hold); an incarnation is a short word. */
+export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const INCARNATION = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**

@@ -67,6 +67,9 @@ function limitsError(x: unknown): string | null {
   return null;
 }
 
+/** A field's refusal, made only when one is refused (commandError runs on every write a link carries). */
+const bad = (op: string, field: string, rule: string): string => `${op}: ${field} must be ${rule}`;
+
 /**
  * Why `x` is not a command the lock table can apply, or null when it is
  * one. Checks the op, that every required field is there and no other,
@@ -80,10 +83,9 @@ export function commandError(x: unknown): string | null {
   const fields = FIELDS[op as Command['op']];
   for (const k in c) if (!Object.hasOwn(fields, k)) return `${op}: unknown field ${JSON.stringify(k).slice(0, 40)}`;
   for (const k of REQUIRED[op] as readonly string[]) if (c[k] === undefined) return `${op}: missing ${k}`;
-  const bad = (field: string, rule: string): string => `${op}: ${field} must be ${rule}`;
-  if (c['client'] !== undefined && !isClient(c['client'])) return bad('client', 'a client id (a whole number of at least 1)');
-  if (c['lock'] !== undefined && !isLockName(c['lock'])) return bad('lock', 'a lock name (1 to 255 bytes, no whitespace or control characters)');
-  if (c['gen'] !== undefined && !isNat(c['gen'])) return bad('gen', 'a whole number');
+  if (c['client'] !== undefined && !isClient(c['client'])) return bad(op, 'client', 'a client id (a whole number of at least 1)');
+  if (c['lock'] !== undefined && !isLockName(c['lock'])) return bad(op, 'lock', 'a lock name (1 to 255 bytes, no whitespace or control characters)');
+  if (c['gen'] !== undefined && !isNat(c['gen'])) return bad(op, 'gen', 'a whole number');
   if (c['limits'] !== undefined) {
     const e = limitsError(c['limits']);
     if (e !== null) return `${op}: ${e}`;
@@ -91,24 +93,24 @@ export function commandError(x: unknown): string | null {
   switch (op) {
     case 'preempt':
     case 'acquire':
-      if (c['ttl'] !== null && !isMs(c['ttl'])) return bad('ttl', `null or 1 to ${MAX_MS} ms`);
+      if (c['ttl'] !== null && !isMs(c['ttl'])) return bad(op, 'ttl', `null or 1 to ${MAX_MS} ms`);
       if (op === 'acquire') {
-        if (c['timeout'] !== null && !(isNat(c['timeout']) && (c['timeout'] as number) <= MAX_MS)) return bad('timeout', `null or 0 to ${MAX_MS} ms`);
-        if (c['deadline'] !== undefined && c['deadline'] !== null && !isNat(c['deadline'])) return bad('deadline', 'null or a time in ms');
+        if (c['timeout'] !== null && !(isNat(c['timeout']) && (c['timeout'] as number) <= MAX_MS)) return bad(op, 'timeout', `null or 0 to ${MAX_MS} ms`);
+        if (c['deadline'] !== undefined && c['deadline'] !== null && !isNat(c['deadline'])) return bad(op, 'deadline', 'null or a time in ms');
       }
       return null;
     case 'renew':
-      return isMs(c['ttl']) ? null : bad('ttl', `1 to ${MAX_MS} ms`);
+      return isMs(c['ttl']) ? null : bad(op, 'ttl', `1 to ${MAX_MS} ms`);
     case 'session':
-      return isHash(c['hash']) ? null : bad('hash', 'a SHA-256 digest in lowercase hex');
+      return isHash(c['hash']) ? null : bad(op, 'hash', 'a SHA-256 digest in lowercase hex');
     case 'resume':
-      if (!isClient(c['target'])) return bad('target', 'a client id');
-      if (!isHash(c['hash'])) return bad('hash', 'a SHA-256 digest in lowercase hex');
-      return isNodeIndex(c['node']) ? null : bad('node', 'a node index');
+      if (!isClient(c['target'])) return bad(op, 'target', 'a client id');
+      if (!isHash(c['hash'])) return bad(op, 'hash', 'a SHA-256 digest in lowercase hex');
+      return isNodeIndex(c['node']) ? null : bad(op, 'node', 'a node index');
     case 'expire':
-      return isPositive(c['token']) ? null : bad('token', 'a fencing token (a whole number of at least 1)');
+      return isPositive(c['token']) ? null : bad(op, 'token', 'a fencing token (a whole number of at least 1)');
     case 'timeout':
-      return c['deadline'] === undefined || isNat(c['deadline']) ? null : bad('deadline', 'a time in ms');
+      return c['deadline'] === undefined || isNat(c['deadline']) ? null : bad(op, 'deadline', 'a time in ms');
     default:
       return null;
   }

@@ -22,6 +22,7 @@
  * replicated here, so a client can resume on any node).
  */
 
+import { MAX_MS } from './command-check.js';
 import { LockMap, ROW_WIDTH } from './lock-map.js';
 
 export type { LockView } from './lock-map.js';
@@ -619,6 +620,22 @@ export function snapshot(state: TableState): Snapshot {
   const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions };
   nameOffsets.set(snap, offsets);
   return snap;
+}
+
+/**
+ * The log time of a table restored from a snapshot written before log time
+ * existed (no `at`, so `state.at` is 0), from the table alone, no clock:
+ * its lease ends and wait deadlines were set at most MAX_MS (the longest
+ * ttl or timeout) after the snapshot's time, so the latest of them less
+ * MAX_MS is no later than that time. Log time going on from there ends no
+ * lease early; a lease may last up to a day longer, once, on an upgrade.
+ * 0 for a table with neither.
+ */
+export function legacyLogTime(state: TableState): number {
+  let latest = 0;
+  for (const [, e] of state.locks) if (e.expiresAt !== null && e.expiresAt > latest) latest = e.expiresAt;
+  for (const [, ws] of state.locks.queueEntries()) for (const w of ws) if (w.deadline !== null && w.deadline > latest) latest = w.deadline;
+  return Math.max(0, latest - MAX_MS);
 }
 
 /** Locks [from, to) of a snapshot, as a snapshot of their own (indexes from 0). */

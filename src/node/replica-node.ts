@@ -23,7 +23,7 @@
  *
  * Threading: the node's thread; the replication calls in on it.
  */
-import { apply, type ClientId, type Command, type Outcome, type Reply, type TableState } from '../core/lock-table.js';
+import { apply, legacyLogTime, type ClientId, type Command, type Outcome, type Reply, type TableState } from '../core/lock-table.js';
 import type { LogEntry, Replica, Replication } from '../replication/replication.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
@@ -37,16 +37,6 @@ interface Own {
   ticket: Ticket | null;
   done: ((reply: Reply | string, seq: number) => void) | null;
   cmd: Command;
-}
-
-/**
- * The log time of a table loaded from a snapshot written before log time
- * existed (no `at`): its lease ends and wait deadlines were then wall-clock
- * ms, so log time goes on from the wall clock, once. The one place a wall
- * clock enters log time; an empty table needs none.
- */
-function legacyLogTime(state: TableState): number {
-  return state.locks.nextLeaseEnd() === Infinity && state.waiting.size === 0 ? 0 : Date.now();
 }
 
 /** Applying an entry out of order: the replication broke its ordering guarantee. */

@@ -84,7 +84,10 @@ export function etcd3Options(a: EtcdAccess, authDeadlineMs = 3000): Pick<IOption
     };
   }
   if (a.auth !== null) {
-    // gRPC deadlines are wall-clock times by its API; the interval itself is authDeadlineMs.
+    // grpc-js takes a deadline only as an absolute time and turns it back
+    // into a timer of (deadline − Date.now()) as the call starts, in the
+    // same turn: the wait is authDeadlineMs whatever the wall clock reads.
+    // Its API leaves no way to give the interval itself.
     out.auth = { username: a.auth.user, password: a.auth.password, callOptions: () => ({ deadline: Date.now() + authDeadlineMs }) };
   }
   return out;

@@ -34,8 +34,9 @@
  * (--client-cert-auth) and user auth enabled. etcd 3.4 then answers every
  * gateway call that comes with a certificate naming a CommonName with a 400
  * ("CommonName of client sending a request against gateway will be ignored
- * …"), since it cannot pass that name on as the user. Seeing that answer,
- * a keeper renews over gRPC instead (GrpcRenewer): the same fan-out, one
+ * …"), since it cannot pass that name on as the user. With a client
+ * certificate and a user both given, a keeper renews over gRPC instead
+ * (GrpcRenewer): the same fan-out, one
  * etcd client per member, each renewal a LeaseKeepAlive stream of one
  * request with its own deadline, so a member cut off by a partition holds
  * nothing up either.
@@ -51,8 +52,6 @@ import { gatewayPost } from './etcd-gateway.js';
 /** What one renewal through one member came to: etcd's TTL for the lease (0: it is gone), or why it failed. */
 type Renewal = { ttl: number } | { failure: string };
 
-/** The gateway's answer when certificates and user auth are both on (see the file comment). */
-const GATEWAY_REFUSES_CN = /CommonName of client sending a request against gateway/;
 
 /**
  * Renewals over gRPC, one etcd client per member (made on first use,
@@ -121,8 +120,8 @@ export class LeaseKeeper {
   private inFlight = 0;
   /** Why the last renewal that failed did (for the message when renewals stop being confirmed). */
   private failure: string | null = null;
-  /** Set once the gateway refused this set-up (GATEWAY_REFUSES_CN): renewals go over gRPC from then on. */
-  private grpc: GrpcRenewer | null = null;
+  /** Renewals over gRPC, where etcd's gateway refuses them (a client certificate with user auth: see the file comment); null: the gateway. */
+  private grpc: GrpcRenewer | null;
 
   /**
    * Start renewing lease `id` of `ttlS` seconds through the etcd members
@@ -137,6 +136,7 @@ export class LeaseKeeper {
     private readonly onLost: (why: string) => void,
   ) {
     this.renewed = grantedAt;
+    this.grpc = access.auth !== null && access.tls?.cert != null ? new GrpcRenewer(access) : null;
     const everyMs = (ttlS * 1000) / 6;
     let ticks = 0;
     const roundEvery = Math.max(1, Math.round(everyMs / BURST_MS));
@@ -193,10 +193,6 @@ export class LeaseKeeper {
       return { failure: `${url}: ${(err as Error).message}` };
     }
     const body = r.body as KeepAliveReply | null;
-    if (r.status === 400 && GATEWAY_REFUSES_CN.test(r.text) && this.grpc === null && !this.stopped) {
-      this.grpc = new GrpcRenewer(this.access); // the next rounds go over gRPC (see the file comment)
-      return { failure: `${url}: the HTTP gateway refuses client certificates with user auth; renewing over gRPC` };
-    }
     if (r.status < 200 || r.status > 299 || body === null) {
       // No leader there, or it is shutting down: another member answers.
       const why = body?.message ?? (typeof body?.error === 'object' ? body.error.message : body?.error) ?? (r.text === '' ? undefined : r.text.slice(0, 200));

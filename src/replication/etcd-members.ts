@@ -31,6 +31,7 @@
 import type { Etcd3, IKeyValue, Lease, Namespace } from 'etcd3';
 import { withDeadline } from './deadline.js';
 import { jsonObject } from './etcd-value.js';
+import { NODE_NAME } from '../codec/frame.js';
 import type { EtcdAccess } from './etcd-access.js';
 import { lastFailure, LeaseKeeper } from './etcd-lease.js';
 
@@ -371,7 +372,7 @@ export function parseMember(text: string): MemberInfo | null {
   const m = jsonObject(text);
   if (m === null) return null;
   const index = m['index'];
-  if (typeof m['name'] !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(m['name'])) return null;
+  if (typeof m['name'] !== 'string' || !NODE_NAME.test(m['name'])) return null;
   if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index > 998) return null;
   if (typeof m['address'] !== 'string' || typeof m['link'] !== 'string' || m['address'].length > 300 || m['link'].length > 300) return null;
   if (m['applied'] !== undefined && !(typeof m['applied'] === 'number' && Number.isSafeInteger(m['applied']) && m['applied'] >= 0)) return null;

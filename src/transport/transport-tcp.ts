@@ -37,7 +37,7 @@
  *
  * Ordering and threading: as every Transport (transport.ts).
  */
-import { connect as netConnect, createServer as netCreateServer, type Server, type Socket } from 'node:net';
+import { connect as netConnect, createServer as netCreateServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { CodecError, decodeFrame, type Frame, type LinkRole } from '../codec/frame.js';
 import { LogThrottle, sourceOf } from '../node/log-throttle.js';
@@ -155,7 +155,7 @@ export class TcpTransport extends BatchingTransport {
       const socket =
         tls === null
           ? netConnect({ host, port })
-          : tlsConnect({ host, port, ca: tls.ca, ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }), servername: isIp(host) ? undefined : host, minVersion: 'TLSv1.2' });
+          : tlsConnect({ host, port, ca: tls.ca, ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }), servername: isIP(host) !== 0 ? undefined : host, minVersion: 'TLSv1.2' });
       const ready = tls === null ? 'connect' : 'secureConnect';
       const onError = (err: Error): void => reject(err);
       socket.once('error', onError);
@@ -362,5 +362,3 @@ export class TcpTransport extends BatchingTransport {
     this.ended(reason);
   }
 }
-
-const isIp = (host: string): boolean => /^[0-9.]+$/.test(host) || host.includes(':');

@@ -61,3 +61,22 @@ export function dumpOnFailure(procs: () => Iterable<{ name: string; proc: Runnin
     else ctx.onTestFailed(dump);
   });
 }
+
+/** A `dlock node` as `run` starts it, once ready: its client port and its link port. */
+export interface ReadyNode {
+  proc: Running;
+  port: number;
+  link: number;
+}
+
+/**
+ * Start `dlock node` with `args` and wait for its ready line (or its exit):
+ * throws with its output when it did not get ready within `timeoutMs`.
+ */
+export async function startNode(args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 30_000): Promise<ReadyNode> {
+  const proc = run(['node', ...args], undefined, env);
+  await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', timeoutMs);
+  const m = /^ready node=\S+ index=\d+ address=[^\s:]+:(\d+) link=[^\s:]+:(\d+) /m.exec(proc.out());
+  if (m === null) throw new Error(`dlock node ${args.join(' ')} did not get ready:\n${proc.out()}\n${proc.err()}`);
+  return { proc, port: Number(m[1]), link: Number(m[2]) };
+}
