@@ -55,8 +55,17 @@ const FIELDS: Record<Command['op'], Record<string, boolean>> = {
   timeout: { op: true, client: true, lock: true, deadline: false },
 };
 
-/** Each op's required fields, listed once (commandError runs on every write a link carries: no allocation per call). */
-const REQUIRED: Record<string, readonly string[]> = Object.fromEntries(Object.entries(FIELDS).map(([op, f]) => [op, Object.keys(f).filter((k) => f[k] === true)]));
+/**
+ * FIELDS as commandError reads it on every write a link carries, with no
+ * allocation and no prototype lookups: each op's allowed fields in a map
+ * without a prototype, and its required ones in a list.
+ */
+const ALLOWED: Record<string, Record<string, true>> = Object.create(null) as Record<string, Record<string, true>>;
+const REQUIRED: Record<string, readonly string[]> = Object.create(null) as Record<string, readonly string[]>;
+for (const [op, f] of Object.entries(FIELDS)) {
+  ALLOWED[op] = Object.assign(Object.create(null) as Record<string, true>, Object.fromEntries(Object.keys(f).map((k) => [k, true])));
+  REQUIRED[op] = Object.keys(f).filter((k) => f[k] === true);
+}
 
 function limitsError(x: unknown): string | null {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'limits is not an object';
@@ -79,9 +88,9 @@ export function commandError(x: unknown): string | null {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'a command must be an object';
   const c = x as Record<string, unknown>;
   const op = c['op'];
-  if (typeof op !== 'string' || !Object.hasOwn(FIELDS, op)) return `unknown op ${JSON.stringify(op)?.slice(0, 40) ?? String(op)}`;
-  const fields = FIELDS[op as Command['op']];
-  for (const k in c) if (!Object.hasOwn(fields, k)) return `${op}: unknown field ${JSON.stringify(k).slice(0, 40)}`;
+  const allowed = typeof op === 'string' ? ALLOWED[op] : undefined;
+  if (typeof op !== 'string' || allowed === undefined) return `unknown op ${JSON.stringify(op)?.slice(0, 40) ?? String(op)}`;
+  for (const k in c) if (allowed[k] !== true) return `${op}: unknown field ${JSON.stringify(k).slice(0, 40)}`;
   for (const k of REQUIRED[op] as readonly string[]) if (c[k] === undefined) return `${op}: missing ${k}`;
   if (c['client'] !== undefined && !isClient(c['client'])) return bad(op, 'client', 'a client id (a whole number of at least 1)');
   if (c['lock'] !== undefined && !isLockName(c['lock'])) return bad(op, 'lock', 'a lock name (1 to 255 bytes, no whitespace or control characters)');
