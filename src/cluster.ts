@@ -37,6 +37,7 @@ import { transfer } from './comlink.js';
 import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
 import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from './node/client-ids.js';
+import { TokenFloor } from './store/token-floor.js';
 import type { LockRow, NodeStats } from './node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
 import { IdReservations } from './store/ids-file.js';
@@ -62,11 +63,18 @@ export interface ClusterOptions {
   dataDir?: string | null;
   fsync?: FsyncMode;
   /**
-   * The first fencing token of an empty table. Default: the clock in µs, so
-   * that without a data dir tokens still start above anything an earlier run
-   * could have issued (it would have needed a million grants a second).
+   * The first fencing token of an empty table [LP-7]. Default: with a data
+   * dir or etcd, 1 for a new cluster (they keep the table, so tokens rise
+   * across restarts; on etcd see EtcdLog.firstToken); memory-only, the
+   * token floor's if there is one, else 1. Never the clock.
    */
   firstToken?: number;
+  /**
+   * Memory-only: the file that keeps the token floor across runs
+   * (store/token-floor.ts), so tokens never repeat though the table is not
+   * kept. Null: none (tokens start at `firstToken`, default 1).
+   */
+  tokenFloor?: string | null;
   /** [LP-15] Clients must send `auth <token>` first (issue 6); null: no token. */
   authToken?: string | null;
   /** Resource limits of every node (issue 6 §2); missing ones: DEFAULT_LIMITS. */
@@ -80,9 +88,6 @@ export interface ClusterOptions {
    */
   etcd?: { access: EtcdAccess; cluster: string } | null;
 }
-
-/** The default first token: microseconds since the epoch (below 2^53 until the year 2255). */
-export const clockToken = (): number => Date.now() * 1000;
 
 export interface NodeInfo {
   name: string;
@@ -142,7 +147,33 @@ export class Cluster {
   /** Workers started and not yet through their handshake. */
   private starting = 0;
 
-  private constructor(private readonly opts: Required<ClusterOptions>) {}
+  /** Memory-only: the token floor's extension timer (keepTokenFloor). */
+  private floorTimer: NodeJS.Timeout | null = null;
+
+  private constructor(private readonly opts: Required<Omit<ClusterOptions, 'firstToken'>> & { firstToken: number | null }) {}
+
+  /**
+   * Every second, the leader's next token moves the floor up when it nears
+   * it (store/token-floor.ts). A failed write is a notice each time it
+   * fails: the reservation still holds 2^31 tokens when extension starts.
+   */
+  private keepTokenFloor(floor: TokenFloor): void {
+    let busy = false;
+    this.floorTimer = setInterval(() => {
+      const leader = this.members.find((m) => m.info.role === 'leader' && m.handle.exit === null);
+      if (busy || leader === undefined) return;
+      busy = true;
+      leader.handle
+        .call('stats', (r) => r.stats(), this.opts.callTimeoutMs)
+        .then(
+          (s) => floor.extend(s.nextToken),
+          (err: unknown) => void err, // the leader is going or busy: the next tick asks the next one
+        )
+        .catch((err: unknown) => this.notice('warn', `token floor: ${(err as Error).message}`))
+        .finally(() => (busy = false));
+    }, 1000);
+    this.floorTimer.unref();
+  }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
     if (!Number.isInteger(options.followers) || options.followers < 0 || options.followers > MAX_NODE_INDEX) {
@@ -155,7 +186,10 @@ export class Cluster {
     const etcd = options.etcd ?? null;
     if (etcd !== null && dataDir !== null) throw new RangeError('--data-dir and --etcd: with etcd, the log is etcd\'s; give one or the other');
     if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', firstToken: clockToken(), ...options, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd });
+    // Memory-only with a floor file: tokens start above every earlier run's [LP-7].
+    const floor = dataDir === null && etcd === null && options.firstToken === undefined && (options.tokenFloor ?? null) !== null ? new TokenFloor(options.tokenFloor as string) : null;
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', ...options, firstToken: options.firstToken ?? floor?.first ?? null, tokenFloor: options.tokenFloor ?? null, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd });
+    if (floor !== null) cluster.keepTokenFloor(floor);
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
@@ -511,6 +545,7 @@ export class Cluster {
       this.notice(open === 0 ? 'info' : 'warn', `every request read was answered${open === 0 ? '' : `; ${open} connection(s) closed with requests still owed`}`);
     }
     this.ids?.stop();
+    if (this.floorTimer !== null) clearInterval(this.floorTimer);
     const order = [...this.members].reverse();
     for (const m of order) {
       try {

@@ -28,8 +28,8 @@ export interface NodeWorkerData {
   link?: MessagePort;
   /** Log every request and reply (off for benchmarks). */
   logRequests: boolean;
-  /** The first fencing token of an empty table. */
-  firstToken: number;
+  /** The first fencing token of an empty table; null: 1, or on etcd one from etcd's revision (EtcdLog.firstToken). */
+  firstToken: number | null;
   /** [LP-15] The token clients must send first; null: none. */
   authToken: string | null;
   /** Resource limits (issue 6 §2). */

@@ -37,7 +37,8 @@ export interface NodeMainOptions {
   quiet: boolean;
   authToken: string | null;
   limits: Limits;
-  firstToken: number;
+  /** A new cluster's first token; undefined: from etcd's revision (EtcdLog.firstToken). */
+  firstToken: number | undefined;
   /** The node's etcd lease, seconds (EtcdMembership). */
   nodeTtlS: number;
   /** Clients and node links over TLS (certificate and key, PEM); `ca`: the CA that signed every node's certificate (links are mutual TLS). */
@@ -77,7 +78,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   const counts = { elections: 0, rejoins: 0 };
   const make = (): EtcdNode =>
     new EtcdNode({
-      name: o.name, index, log, idCounter, firstToken: o.firstToken, authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true, nodeTtlS: o.nodeTtlS,
+      name: o.name, index, log, idCounter, ...(o.firstToken === undefined ? {} : { firstToken: o.firstToken }), authToken: o.authToken, limits: o.limits, etcd: o.etcd, cluster: o.cluster, linkHost: o.host, reserveIds: true, nodeTtlS: o.nodeTtlS,
       tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key }, tlsCa: o.tls?.ca ?? null,
       clusterSecret: o.clusterSecret ?? null, adminToken: o.admin?.token ?? null,
       onStop: (why) => void rejoin(why),

@@ -7,6 +7,7 @@ import type { Limits } from './node/limits.js';
 import { headlessView, type HeadlessView } from './headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
+import { tokenFloorFile } from './store/token-floor.js';
 import type { NodeEvent } from './control.js';
 import type { FsyncMode } from './store/store.js';
 import type { EtcdAccess } from './replication/etcd-access.js';
@@ -19,7 +20,7 @@ export interface UpOptions {
   port: number;
   host: string;
   quiet: boolean;
-  /** --data-dir (null: nothing kept), --fsync, --first-token (undefined: from the clock). */
+  /** --data-dir (null: nothing kept but the token floor), --fsync, --first-token (undefined: the default, see ClusterOptions.firstToken). */
   dataDir: string | null;
   /** --chaos, parsed (null: none). */
   chaos: ChaosAction[] | null;
@@ -71,6 +72,8 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     limits: opts.limits,
     tls: opts.tls,
     etcd: opts.etcd ?? null,
+    // Memory-only on a fixed port: the floor that keeps tokens rising across runs [LP-7].
+    tokenFloor: opts.dataDir === null && (opts.etcd ?? null) === null && opts.port !== 0 ? tokenFloorFile(opts.host, opts.port) : null,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
   };
 }

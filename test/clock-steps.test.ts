@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpOnFailure, startNode, type ReadyNode } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { fakeClock, LIBFAKETIME } from './helpers/faketime.js';
+import { Etcd3 } from 'etcd3';
 import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
 
 /** A node of this test: a started `dlock node` and its name. */
@@ -22,8 +23,8 @@ describe.skipIf(!hasEtcd || LIBFAKETIME === null)('a node restarted with its clo
   dumpOnFailure(() => nodes);
   const pool = new ClientPool();
 
-  async function start(name: string, env: NodeJS.ProcessEnv = process.env, cluster = 'clocks'): Promise<Node> {
-    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', cluster, '--first-token', '1', '--node-ttl', '4'], env, 40_000)) };
+  async function start(name: string, env: NodeJS.ProcessEnv = process.env, cluster = 'clocks', firstToken: string[] = ['--first-token', '1']): Promise<Node> {
+    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', cluster, ...firstToken, '--node-ttl', '4'], env, 40_000)) };
     const at = nodes.findIndex((x) => x.name === name);
     if (at === -1) nodes.push(n);
     else nodes[at] = n;
@@ -98,4 +99,27 @@ describe.skipIf(!hasEtcd || LIBFAKETIME === null)('a node restarted with its clo
       for (const x of [holder, victim, reader, c]) x.close();
     }, 90_000);
   }
+
+  it('a cluster made again under an emptied prefix, its clock 90 s behind, grants tokens above the earlier one\'s [LP-7]', async () => {
+    const grant = async (n: Node): Promise<number> => {
+      const c = await pool.open(n.port);
+      const m = /^PreemptLock Success owner=\d+ token=(\d+)$/.exec(await c.ask('preempt fenced'));
+      c.close();
+      if (m === null) throw new Error('no grant');
+      return Number(m[1]);
+    };
+    // The default first token: from etcd's revision, not the clock.
+    const a = await start('w1', process.env, 'wiped', []);
+    const t1 = await grant(a);
+    a.proc.child.kill('SIGKILL');
+    await a.proc.exit;
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      await client.delete().prefix('/dlock/wiped/');
+    } finally {
+      client.close();
+    }
+    const b = await start('w1', fakeClock('-90s'), 'wiped', []);
+    expect(await grant(b)).toBeGreaterThan(t1);
+  }, 60_000);
 });

@@ -14,7 +14,6 @@ import { hideBin } from 'yargs/helpers';
 import { repl } from '../src/client/repl.js';
 import { MAX_NODE_INDEX } from '../src/node/client-ids.js';
 import { up } from '../src/up.js';
-import { clockToken } from '../src/cluster.js';
 import { parseChaos } from '../src/chaos.js';
 import { checkLimitFlags, LIMIT_OPTIONS, limitsOf } from './limit-flags.js';
 import { ADMIN_TOKEN_FILE_OPTION, adminTokenOf, AUTH_TOKEN_FILE_OPTION, authTokenOf, checkTokenFlags } from './secret-flags.js';
@@ -142,7 +141,7 @@ await yargs(hideBin(process.argv))
         .option('data-dir', { type: 'string', describe: 'keep the log here; a restart restores leases, tokens and client ids' })
         .option('fsync', { choices: FSYNC_MODES, default: 'batch' as FsyncMode, describe: 'with --data-dir: always (each write), batch (one per batch), off' })
         .option('chaos', { type: 'string', describe: 'inject faults on a schedule, e.g. kill-follower@3s,kill-leader@10s,delay@5s:20ms,drop-client@1s' })
-        .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: the clock in µs, so tokens never go back across restarts)' })
+        .option('first-token', { type: 'number', describe: 'first fencing token of an empty table (default: without --data-dir, above every earlier run\'s, from the token floor kept in $XDG_STATE_HOME/dlock or ~/.local/state/dlock; never the clock)' })
         .option('auth-token', { type: 'string', describe: 'clients must send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
         .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
@@ -209,7 +208,7 @@ await yargs(hideBin(process.argv))
         .options(LIMIT_OPTIONS)
         .option('cluster-secret-file', { type: 'string', describe: 'the secret nodes prove to each other on their links, from this file (one word, at least 16 characters; the same on every node); default: one the cluster keeps in etcd' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
-        .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: the clock in µs); a cluster that has one keeps it' })
+        .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: from etcd\'s revision, (revision + 1) × 65536, which only goes up); a cluster that has one keeps it' })
         .option('tls-cert', { type: 'string', describe: 'serve clients and link to the other nodes over TLS: certificate (PEM file); needs --tls-key' })
         .option('tls-key', { type: 'string', describe: 'TLS private key (PEM file); needs --tls-cert' })
         .option('tls-ca', { type: 'string', describe: 'with --tls-cert (required): the CA that signed every node\'s certificate; node links are mutual TLS, and a peer without such a certificate is refused (PEM file)' })
@@ -237,7 +236,7 @@ await yargs(hideBin(process.argv))
         }),
     async (a) => {
       const { runNode } = await import('../src/node-main.js');
-      process.exitCode = await runNode({ etcd: etcdAccessOf(a), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a), limits: limitsOf(a), firstToken: a['first-token'] ?? clockToken(), nodeTtlS: a['node-ttl'],
+      process.exitCode = await runNode({ etcd: etcdAccessOf(a), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a), limits: limitsOf(a), firstToken: a['first-token'], nodeTtlS: a['node-ttl'],
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
         clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']),
         admin: adminOf(a), logFormat: a['log-format'] });

@@ -26,7 +26,7 @@ const log = new NodeLog((lines) => {
   data.events.postMessage(ev);
 }, data.logRequests);
 
-const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter, firstToken: data.firstToken, authToken: data.authToken, limits: data.limits, tls: data.tls };
+const opts = { name: data.name, index: data.index, log, idCounter: data.idCounter, ...(data.firstToken === null ? {} : { firstToken: data.firstToken }), authToken: data.authToken, limits: data.limits, tls: data.tls };
 const openStore = (): FileStore | null => (data.dataDir === null ? null : new FileStore(data.dataDir, data.fsync));
 let node: ReplicaNode | EtcdNode;
 let port: PortReplication | null = null;

@@ -64,6 +64,8 @@ export interface NodeStats {
    * down, so a leak shows here without waiting for a GC (issue 6 §2).
    */
   clientEntries: number;
+  /** The fencing token the next grant gets here [LP-7]. */
+  nextToken: number;
   /** Leader only: each follower's acknowledged sequence number. */
   followers?: Record<string, number>;
 }
@@ -338,6 +340,7 @@ export abstract class NodeBase implements Engine {
       owedReplies,
       requests: this.counters.requests,
       heapUsed: getHeapStatistics().used_heap_size,
+      nextToken: this.state.nextToken,
       clientEntries: this.state.locks.sessionOwnerCount() + this.state.waiting.size + this.state.owned.size + this.commitWaiters.size + this.roleClientEntries(),
     };
   }

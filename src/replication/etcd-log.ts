@@ -56,6 +56,8 @@ export class LogUnavailableError extends Error {
 
 /** etcd's request limit is 1.5 MiB by default; a batch stays well under it. */
 export const MAX_BATCH_BYTES = 512 * 1024;
+/** A new cluster's first token per etcd revision (firstToken): above the grants one batch can hold. */
+const FIRST_TOKEN_PER_REVISION = 2 ** 16;
 /** Election lease TTL, seconds: a dead leader is replaced within about this long. */
 export const DEFAULT_ELECTION_TTL_S = 2;
 /**
@@ -460,10 +462,23 @@ export class EtcdLog {
    * new cluster, `proposed`, stored now (a txn: the first node to ask sets
    * it). Every node replays the log from an empty table that starts there,
    * so all must agree, across processes and across restarts [LP-7].
+   *
+   * Without `proposed`, a new cluster starts at (etcd's revision + 1) ·
+   * 2^16, which only goes up, and never from a clock: a cluster made again
+   * under a prefix someone emptied starts above every token the earlier one
+   * issued, because that one issued fewer than 2^16 per revision it moved
+   * (a log batch is one revision, at most MAX_BATCH_BYTES, and a grant
+   * takes more than 8 bytes of it).
    */
-  async firstToken(proposed: number): Promise<number> {
-    const r = await this.ns.if('first-token', 'Create', '==', 0).then(this.ns.put('first-token').value(String(proposed))).else(this.ns.get('first-token')).commit();
-    if (r.succeeded) return proposed;
+  async firstToken(proposed?: number): Promise<number> {
+    let first = proposed;
+    if (first === undefined) {
+      const rev = Number((await this.ns.get('first-token').exec()).header.revision);
+      first = (rev + 1) * FIRST_TOKEN_PER_REVISION;
+      if (!Number.isSafeInteger(rev) || rev < 0 || !Number.isSafeInteger(first)) throw new Error(`etcd's revision ${rev} leaves no room for a first token below 2^53; give --first-token`);
+    }
+    const r = await this.ns.if('first-token', 'Create', '==', 0).then(this.ns.put('first-token').value(String(first))).else(this.ns.get('first-token')).commit();
+    if (r.succeeded) return first;
     const kv = r.responses[0]?.response_range?.kvs?.[0];
     const stored = kv === undefined ? NaN : Number(kv.value.toString());
     if (!Number.isSafeInteger(stored) || stored < 1) throw new Error(`the cluster's first token in etcd is unreadable: ${kv?.value.toString() ?? 'missing'}`);

@@ -304,7 +304,7 @@ export class EtcdReplication implements Replication {
     // The latest snapshot, then the log after it (issue 13: a node that
     // joins or restarts does not replay the log from its start).
     // An empty table starts at the cluster's first token, which etcd keeps.
-    this.firstTokenOfCluster = await this.etcdLog.firstToken(this.opts.firstToken ?? 1);
+    this.firstTokenOfCluster = await this.etcdLog.firstToken(this.opts.firstToken);
     // The leader may write a snapshot and compact etcd's history while this
     // node reads the log after the one it loaded (a page pinned to a
     // revision, or the watch, then finds it compacted): load the newer one

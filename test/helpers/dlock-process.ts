@@ -34,7 +34,7 @@ export function run(args: string[], input?: string, env: NodeJS.ProcessEnv = pro
 
 /** Start `dlock up` headless on free ports; resolve with its node ports. */
 export async function up(extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<{ proc: Running; ports: Record<string, number> }> {
-  // --first-token 1 so tests can name tokens (the default seeds them from the clock).
+  // --first-token 1 so tests can name tokens (port 0 keeps no token floor, so the default is 1 too).
   const proc = run(['up', '--port', '0', '--followers', '2', '--first-token', '1', ...extra], undefined, env);
   await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 15_000);
   const line = /^ready (.*)$/m.exec(proc.out())?.[1];
