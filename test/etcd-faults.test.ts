@@ -11,51 +11,14 @@
  *    before are kept, session locks of the closed connections are gone.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from 'node:net';
 import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
-import { ClientPool, eventually } from './helpers/line-client.js';
+import { ClientPool, eventually, firstLine, firstLineIs } from './helpers/line-client.js';
 
 interface Node {
   name: string;
   proc: Running;
   port: number;
-}
-
-/** A node switching between serving and refusing leaves its port unbound for a moment: that is "not yet". */
-async function firstLineIs(port: number, re: RegExp): Promise<boolean> {
-  try {
-    return re.test((await firstLine(port)).line);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') return false;
-    throw err;
-  }
-}
-
-/** The first line a fresh connection gets (a greeting, or a refusal), and whether the node then closed it. */
-function firstLine(port: number): Promise<{ line: string; closed: boolean }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let buf = '';
-    let line: string | null = null;
-    const timer = setTimeout(() => {
-      s.destroy();
-      if (line === null) reject(new Error(`no line from port ${port} within 5 s`));
-      else resolve({ line, closed: false });
-    }, 1000);
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (line === null && nl >= 0) line = buf.slice(0, nl);
-    });
-    s.on('error', reject);
-    s.on('close', () => {
-      clearTimeout(timer);
-      if (line === null) reject(new Error(`port ${port} closed without a line`));
-      else resolve({ line, closed: true });
-    });
-  });
 }
 
 describe.skipIf(!hasEtcd)('etcd faults: three dlock node processes on a 3-member etcd', () => {

@@ -283,6 +283,17 @@ export class EtcdCluster {
     m.proc = null;
   }
 
+  /** Freeze member `i` (SIGSTOP; resume() continues it): it answers nothing, its connections stay open. */
+  pause(i: number): void {
+    const p = (this.members[i] as Member).proc;
+    if (p === null || p.exitCode !== null || !p.kill('SIGSTOP')) throw new Error(`etcd member ${i} is not running`);
+  }
+
+  resume(i: number): void {
+    const p = (this.members[i] as Member).proc;
+    if (p === null || p.exitCode !== null || !p.kill('SIGCONT')) throw new Error(`etcd member ${i} is not running`);
+  }
+
   /** Start member `i` again with its data, and wait until the cluster says it is healthy. */
   async restart(i: number): Promise<void> {
     const m = this.members[i] as Member;

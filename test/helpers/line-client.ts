@@ -135,3 +135,39 @@ export class ClientPool {
     for (const c of this.clients.splice(0)) c.close();
   }
 }
+
+/** A node switching between serving and refusing leaves its port unbound for a moment: that is "not yet". */
+export async function firstLineIs(port: number, re: RegExp): Promise<boolean> {
+  try {
+    return re.test((await firstLine(port)).line);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') return false;
+    throw err;
+  }
+}
+
+/** The first line a fresh connection gets (a greeting, or a refusal), and whether the node then closed it. */
+export function firstLine(port: number): Promise<{ line: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let buf = '';
+    let line: string | null = null;
+    const timer = setTimeout(() => {
+      s.destroy();
+      if (line === null) reject(new Error(`no line from port ${port} within 5 s`));
+      else resolve({ line, closed: false });
+    }, 1000);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (line === null && nl >= 0) line = buf.slice(0, nl);
+    });
+    s.on('error', reject);
+    s.on('close', () => {
+      clearTimeout(timer);
+      if (line === null) reject(new Error(`port ${port} closed without a line`));
+      else resolve({ line, closed: true });
+    });
+  });
+}
