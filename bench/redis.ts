@@ -68,14 +68,14 @@ async function startOn(port: number, extra: string[] = []): Promise<ChildProcess
   const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmpdir() });
   let err = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const deadline = Date.now() + 10_000;
+  const deadline = performance.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       process.stderr.write(`redis-server exited on port ${port}: ${err.trim()}\n`);
       return null;
     }
     const pong = await ask(port, 'PING').catch((e: unknown) => {
-      if (Date.now() <= deadline) return null;
+      if (performance.now() <= deadline) return null;
       child.kill('SIGKILL');
       throw new Error(`redis-server did not answer on port ${port}: ${(e as Error).message}`);
     });
@@ -103,11 +103,11 @@ export async function startRedis(replicas = 0): Promise<Redis | null> {
   try {
     for (let i = 0; i < replicas; i++) followers.push((await onFreePort('redis-server replica', (p) => startOn(p, ['--replicaof', '127.0.0.1', String(port)]))).server);
     // Replicating once the primary counts them all as online.
-    const deadline = Date.now() + 15_000;
+    const deadline = performance.now() + 15_000;
     for (;;) {
       const info = await ask(port, 'INFO replication');
       if ((info.match(/^slave\d+:.*state=online/gm) ?? []).length >= replicas) break;
-      if (Date.now() > deadline) throw new Error(`redis replicas not online after 15 s:\n${info}`);
+      if (performance.now() > deadline) throw new Error(`redis replicas not online after 15 s:\n${info}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   } catch (err) {

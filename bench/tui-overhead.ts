@@ -67,9 +67,9 @@ async function tui(): Promise<Running> {
   const tmux = (...args: string[]): string => spawnSync('tmux', ['-L', sock, ...args], { encoding: 'utf8' }).stdout;
   tmux('-f', '/dev/null', 'new-session', '-d', '-s', 'b', '-x', '160', '-y', '48', `${process.execPath} ${CLI} up --port 0 --followers 2 ${flags.join(' ')}`);
   const screen = (): string => tmux('capture-pane', '-p', '-t', 'b');
-  const deadline = Date.now() + 20_000;
+  const deadline = performance.now() + 20_000;
   let ports: Record<string, number> = {};
-  while (Date.now() < deadline) {
+  while (performance.now() < deadline) {
     const s = screen();
     if (/● follower-2 up/.test(s)) {
       let last = '';
@@ -90,8 +90,8 @@ async function tui(): Promise<Running> {
     screen,
     stop: async () => {
       tmux('send-keys', '-t', 'b', 'q');
-      const end = Date.now() + 10_000;
-      while (Date.now() < end && tmux('list-sessions').includes('b:')) await sleep(100);
+      const end = performance.now() + 10_000;
+      while (performance.now() < end && tmux('list-sessions').includes('b:')) await sleep(100);
       tmux('kill-server');
     },
   };

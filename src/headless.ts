@@ -61,18 +61,24 @@ export function headlessView(
 ): HeadlessView {
   let dropped = 0;
   const fmt = format === 'json' ? formatJsonLine : formatLogLine;
-  let held: Array<{ node: string; line: LogLine }> = [];
+  // A line waits until it is stamped holdMs ago, or arrived holdMs ago
+  // (`arrived`, monotonic ms): lines stamped before a wall-clock step back
+  // are not held for the step's length. Due lines go out in stamp order.
+  let held: Array<{ node: string; line: LogLine; arrived: number }> = [];
   let timer: NodeJS.Timeout | null = null;
   out.on('drain', () => {
     if (dropped === 0) return;
     out.write(`${fmt('cluster', { t: Date.now(), kind: 'warn', text: `${dropped} log lines dropped: the output was not being read fast enough` })}\n`);
     dropped = 0;
   });
-  /** Write the held lines stamped before `cutoff`, in time order (stable: one node's stay in its order). */
-  const release = (cutoff: number): void => {
-    const due = held.filter((h) => h.line.t <= cutoff);
+  /** Write the held lines that are due, in stamp order (stable: one node's stay in its order). */
+  const release = (all = false): void => {
+    const stamped = all ? Infinity : Date.now() - holdMs;
+    const arrivedBy = all ? Infinity : performance.now() - holdMs;
+    const isDue = (h: { line: LogLine; arrived: number }): boolean => h.line.t <= stamped || h.arrived <= arrivedBy;
+    const due = held.filter(isDue);
     if (due.length === 0) return;
-    held = held.filter((h) => h.line.t > cutoff);
+    held = held.filter((h) => !isDue(h));
     due.sort((a, b) => a.line.t - b.line.t);
     if ((out.writableLength ?? 0) > maxBuffered) {
       dropped += due.length;
@@ -86,22 +92,23 @@ export function headlessView(
     if (timer !== null || held.length === 0) return;
     timer = setTimeout(() => {
       timer = null;
-      release(Date.now() - holdMs);
+      release();
       schedule();
     }, holdMs);
     timer.unref();
   };
   const view = ((ev: NodeEvent) => {
     if (ev.type !== 'log') return; // state changes show up as log lines already
-    for (const line of ev.lines) held.push({ node: ev.node, line });
-    release(Date.now() - holdMs);
+    const arrived = performance.now();
+    for (const line of ev.lines) held.push({ node: ev.node, line, arrived });
+    release();
     schedule();
   }) as HeadlessView;
   view.note = (node, kind, text) => view({ type: 'log', node, lines: [{ t: Date.now(), kind, text }] });
   view.flush = () => {
     if (timer !== null) clearTimeout(timer);
     timer = null;
-    release(Infinity);
+    release(true);
   };
   return view;
 }

@@ -4,6 +4,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { headlessView } from '../src/headless.js';
+import { eventually } from './helpers/line-client.js';
 
 describe('headless view', () => {
   it('prefixes lines with the node and a time', () => {
@@ -46,5 +47,17 @@ describe('headless view, ordering', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(text.split('\n').filter((l) => l !== '').map((l) => l.split(' ').pop())).toEqual(['first', 'second', 'third']);
     expect(text).toMatch(/^cluster +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} third$/m); // its own lines are timestamped too
+  });
+
+  it('a line stamped ahead of the wall clock (a clock stepped back since) is written within the hold, not held for the step', async () => {
+    const out = new PassThrough();
+    out.setEncoding('utf8');
+    let text = '';
+    out.on('data', (d: string) => (text += d));
+    const view = headlessView(out, undefined, 'text', 50);
+    view({ type: 'log', node: 'leader', lines: [{ t: Date.now() + 90_000, kind: 'repl', text: 'before-the-step' }] });
+    const t0 = performance.now();
+    await eventually(() => text.includes('before-the-step'), 'the line written', 2000);
+    expect(performance.now() - t0).toBeLessThan(1000);
   });
 });

@@ -1,20 +1,25 @@
 /**
  * The safety checker against separate processes (issue 13): three `dlock
  * node` processes on a 3-member etcd, each (as root) on a host of its own
- * (a network namespace) with an etcd member; the leader's process killed
- * (-9), then a host cut off by a partition, then any node killed. A
- * bounded run: `npm run chaos -- --procs` runs it as long as asked.
+ * (a network namespace) with an etcd member, under every fault of
+ * `npm run chaos -- --procs` once (procs.ts): the leader's process killed
+ * (-9), paused longer than the election lease, a running node's wall
+ * clock stepped, a host cut off, a node restarted with its clock stepped,
+ * a node paused longer than its ttl, the leader's clock run fast or slow,
+ * any node killed. Leases are in the workload throughout [LP-8]. A bounded
+ * run: `npm run chaos -- --procs` runs it as long as asked.
  */
 import { describe, expect, it } from 'vitest';
 import { summary } from './safety/checker.js';
-import { runSafetyProcs } from './safety/procs.js';
+import { ALL_PROC_FAULTS, runSafetyProcs } from './safety/procs.js';
+import { LIBFAKETIME } from './helpers/faketime.js';
 import { around } from './safety/run.js';
 import { hasEtcd } from './helpers/etcd.js';
 import { canMakeHosts } from './helpers/netns.js';
 
 describe.skipIf(!hasEtcd)('a bounded chaos run across processes', () => {
-  it('at least 5k grants under process kills (the leader first) and partitions: no violations', async () => {
-    const r = await runSafetyProcs({ grants: 5000, seconds: 120, faults: ['kill-leader', 'partition', 'kill-node'], gapMs: 1000 });
+  it('at least 5k grants under kills, pauses, moved clocks and partitions, each at least once: no violations, every request answered', async () => {
+    const r = await runSafetyProcs({ grants: 5000, seconds: 60, untilEachFault: true, faults: ALL_PROC_FAULTS, gapMs: 1000 });
     process.stdout.write(`safety across processes: ${r.seconds.toFixed(1)} s, faults ${JSON.stringify(r.faults)}, elections after the first ${r.failovers}, restarts ${r.restarts}\n${summary(r.report)}\n`);
     expect(r.report.violations, [summary(r.report), ...around(r)].join('\n')).toBe(0);
     expect(r.report.grants).toBeGreaterThanOrEqual(5000);
@@ -24,6 +29,9 @@ describe.skipIf(!hasEtcd)('a bounded chaos run across processes', () => {
     expect(r.failovers).toBeGreaterThanOrEqual(1);
     expect(r.restarts).toBeGreaterThanOrEqual(1);
     if (canMakeHosts) expect(r.faults['partition'] ?? 0).toBeGreaterThanOrEqual(1);
+    for (const f of ['pause-leader', 'pause-node', 'kill-node']) expect(r.faults[f] ?? 0, f).toBeGreaterThanOrEqual(1);
+    if (LIBFAKETIME !== null) for (const f of ['clock-step', 'clock-restart', 'clock-rate']) expect(r.faults[f] ?? 0, f).toBeGreaterThanOrEqual(1);
+    expect(r.report.hangs).toEqual([]);
     expect(r.replicas.nodes).toBe(3);
-  }, 240_000);
+  }, 300_000);
 });

@@ -125,6 +125,7 @@ export class ClusterModel {
     this.output.push([{ t: Date.now(), kind, text }]);
   }
 
+  /** `now`: monotonic ms (performance.now()); rates are measured between calls. */
   applyStats(stats: readonly NodeStats[], now: number): void {
     let total = 0;
     for (const s of stats) {

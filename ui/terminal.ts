@@ -51,7 +51,7 @@ export class Terminal {
   readonly editor = new LineEditor();
   private readonly lines: string[] = [];
   private pending = 0;
-  private interruptAt = 0;
+  private interruptAt = -Infinity;
   /** An attach waiting for `y`: the node, and the question shown. */
   private confirming: { node: string; question: string } | null = null;
 
@@ -198,7 +198,7 @@ export class Terminal {
       this.write("^C: cancelled the waiting request by closing this terminal's connection (its session locks are released); Enter reconnects");
       return;
     }
-    const now = Date.now();
+    const now = performance.now(); // the double-press window is an interval
     if (now - this.interruptAt < QUIT_WINDOW_MS) {
       this.host.quit();
       return;

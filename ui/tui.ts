@@ -595,7 +595,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     polling = true;
     try {
       const got = await source.poll((name) => isLive(model.node(name).state), 200);
-      model.applyStats(got.stats, Date.now());
+      model.applyStats(got.stats, performance.now()); // ops/s: an interval, on the monotonic clock
       for (const [name, rows] of got.locks) model.node(name).locks = rows;
     } finally {
       polling = false;

@@ -26,7 +26,7 @@ export function fakeClock(spec: string, env: NodeJS.ProcessEnv = process.env): N
  */
 export function movableClock(file: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   if (LIBFAKETIME === null) throw new Error('libfaketime is not installed');
-  writeFileSync(file, '+0');
+  if (!existsSync(file)) writeFileSync(file, '+0'); // a restart keeps the clock its file says
   return { ...env, LD_PRELOAD: LIBFAKETIME, FAKETIME_TIMESTAMP_FILE: file, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1', FAKETIME_DONT_RESET: '1' };
 }
 

@@ -60,10 +60,10 @@ export class LineClient {
 
   /** The next line from the node. */
   async next(timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     while (this.lines.length === 0) {
       if (this.ended) throw new Error(`connection closed while waiting for a line (partial: ${JSON.stringify(this.buf)})`);
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) throw new Error(`no line within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
@@ -107,10 +107,10 @@ export class LineClient {
 
 /** Poll `probe` until it returns true; for conditions no event announces. */
 export async function eventually(probe: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000, everyMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (await probe()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

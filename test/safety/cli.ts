@@ -5,8 +5,10 @@
  *
  * `npm run chaos -- --procs [--seconds N] [--grants N]`: three `dlock node`
  * processes on a 3-member etcd instead (procs.ts), with process kills
- * (-9) of the leader and of any node and, as root, hosts cut off by
- * network partitions.
+ * (-9) of the leader and of any node, pauses (SIGSTOP) longer than the
+ * election lease and than the node ttl, wall clocks stepped ±90 s (while
+ * running and on restart) and run at ×1.5 and ×0.7 on the leader, and, as
+ * root, hosts cut off by network partitions.
  */
 import { EtcdCluster } from '../helpers/etcd.js';
 import { DEFAULT_CHAOS, report, runSafety } from './run.js';
@@ -28,12 +30,12 @@ const num = (name: string, def: number): number => {
 
 const seconds = num('seconds', 60);
 if (argv.includes('--procs')) {
-  const { runSafetyProcs } = await import('./procs.js');
-  process.stderr.write(`chaos: ${seconds}s${value('grants') === undefined ? '' : ` or ${value('grants')} grants`} against three dlock node processes on a 3-member etcd, with kills and partitions\n`);
+  const { ALL_PROC_FAULTS, runSafetyProcs } = await import('./procs.js');
+  process.stderr.write(`chaos: ${seconds}s${value('grants') === undefined ? '' : ` or ${value('grants')} grants`} against three dlock node processes on a 3-member etcd, with kills, partitions, pauses and moved clocks\n`);
   const r = await runSafetyProcs({
     seconds,
     grants: value('grants') === undefined ? undefined : num('grants', 1),
-    faults: ['kill-leader', 'partition', 'kill-node', 'partition'],
+    faults: ALL_PROC_FAULTS,
     clients: num('clients', 24),
     locks: num('locks', 24),
     onProgress: (line) => process.stderr.write(`${line}\n`),

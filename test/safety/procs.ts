@@ -1,10 +1,24 @@
 /**
  * The safety run across processes (issue 13): three `dlock node`
  * processes on a 3-member etcd, the harness's clients against them, and
- * faults a machine room has: a node's process killed (-9) and started
- * again under its name, the leader's too, and, where this machine can make
- * hosts (root, `ip netns`), a host cut off by setting its link down, its
- * etcd member with it, then joined again. Then the faults stop, every node
+ * faults a machine room has, as Jepsen injects them:
+ *  - a node's process killed (-9) and started again under its name, the
+ *    leader's too (`kill-leader`, `kill-node`);
+ *  - where this machine can make hosts (root, `ip netns`), a host cut off
+ *    by setting its link down, its etcd member with it, then joined again
+ *    (`partition`);
+ *  - a process paused (SIGSTOP, then SIGCONT), the leader's or any node's,
+ *    in turn for longer than the election lease and for longer than the
+ *    node ttl (`pause-leader`, `pause-node`);
+ *  - with libfaketime, wall clocks moved (each node reads its clock from a
+ *    file, test/helpers/faketime.ts): a running node's clock stepped to
+ *    90 s behind, 90 s ahead or back to true (`clock-step`), a node killed
+ *    and restarted with its clock stepped (`clock-restart`), and the
+ *    leader's clock run at ×1.5 or ×0.7 (`clock-rate`; libfaketime also
+ *    stretches the process's sleeps at ×0.7, so its timers fire late).
+ *    Monotonic clocks run true: that is dlock's stated assumption.
+ * The harness's workload has leases (`ttl`, `renew`) throughout, so they
+ * run while clocks move. Then the faults stop, every node
  * serves again, the nodes' lock tables are compared (each node's view, as
  * `dlock tui --etcd` reads it, src/observe.ts), every lease that must
  * still be held is asked of every node, and the checker decides.
@@ -18,7 +32,11 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { readClusterSecret, viewOnce } from '../../src/observe.js';
 import { parseMember } from '../../src/replication/etcd-members.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { EtcdCluster } from '../helpers/etcd.js';
+import { LIBFAKETIME, movableClock, moveClock } from '../helpers/faketime.js';
 import { canMakeHosts, Hosts } from '../helpers/netns.js';
 import { check } from './checker.js';
 import { Harness } from './harness.js';
@@ -27,7 +45,14 @@ import { tableDiffs, tableRow, type SafetyResult } from './run.js';
 /** The built CLI: beside this file when it runs built (npm run chaos), under dist/ when vitest runs the source. */
 const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../ui/cli.js' : '../../dist/ui/cli.js', import.meta.url));
 
-export type ProcFault = 'kill-leader' | 'kill-node' | 'partition';
+export type ProcFault = 'kill-leader' | 'kill-node' | 'partition' | 'pause-leader' | 'pause-node' | 'clock-step' | 'clock-restart' | 'clock-rate';
+
+/** Every fault, in the order `npm run chaos -- --procs` injects them. */
+export const ALL_PROC_FAULTS: ProcFault[] = ['kill-leader', 'pause-leader', 'clock-step', 'partition', 'clock-restart', 'pause-node', 'clock-rate', 'kill-node'];
+
+/** The nodes' etcd election lease (DEFAULT_ELECTION_TTL_S) and node ttl here: pauses outlast each in turn. */
+const ELECTION_TTL_MS = 2000;
+const DEFAULT_NODE_TTL_S = 5;
 
 export interface ProcsOptions {
   seconds: number;
@@ -35,6 +60,8 @@ export interface ProcsOptions {
   /** Faults in turn, one at a time: the next waits until every node serves again, then `gapMs`. */
   faults?: ProcFault[];
   gapMs?: number;
+  /** Go on past `seconds` and `grants` until every fault in `faults` has run once (at most 3 × `seconds`). */
+  untilEachFault?: boolean;
   /** How long a host stays cut off, ms. */
   partitionMs?: number;
   /** The nodes' etcd lease, s (--node-ttl): shorter than the default so a killed node is back sooner. */
@@ -52,6 +79,8 @@ interface ProcNode {
   proc: ChildProcessWithoutNullStreams | null;
   link: string;
   out: string;
+  /** Its wall clock's spec file (libfaketime), or null when clocks are not moved. */
+  clock: string | null;
 }
 
 /** The first line a new connection gets: a greeting means the node serves. */
@@ -91,10 +120,14 @@ async function etcdLinks(endpoints: string[]): Promise<{ links: Map<string, stri
 }
 
 export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
-  const partitions = canMakeHosts && (o.faults ?? []).includes('partition');
+  const schedule = o.faults ?? ['kill-leader', 'kill-node'];
+  const partitions = canMakeHosts && schedule.includes('partition');
+  // Clocks move only where libfaketime is installed; otherwise those faults are skipped (and counted as such).
+  const clockDir = LIBFAKETIME !== null && schedule.some((f) => f.startsWith('clock-')) ? mkdtempSync(join(tmpdir(), 'dlock-chaos-clocks-')) : null;
+  const nodeTtlS = o.nodeTtlS ?? DEFAULT_NODE_TTL_S;
+  const pauses = [ELECTION_TTL_MS + 1000, nodeTtlS * 1000 + 2000];
   const hosts = partitions ? new Hosts(`dlc${process.pid % 1000}`, `10.232.${process.pid % 200}`).make(3) : null;
   const timeline: SafetyResult['timeline'] = [];
-  const skew = Date.now() - performance.now();
   const faults: Record<string, number> = {};
   let failovers = 0;
   let restarts = 0;
@@ -105,12 +138,13 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     const endpoints = etcd.endpoints.join(',');
     for (let i = 0; i < 3; i++) {
       const h = hosts?.hosts[i];
-      nodes.push({ name: `p${i}`, host: h?.addr ?? '127.0.0.1', port: h === undefined ? 0 : 9301 + i, netns: h?.ns, proc: null, link: '', out: '' });
+      nodes.push({ name: `p${i}`, host: h?.addr ?? '127.0.0.1', port: h === undefined ? 0 : 9301 + i, netns: h?.ns, proc: null, link: '', out: '', clock: clockDir === null ? null : join(clockDir, `p${i}`) });
     }
     const quiet = process.env.SAFETY_LOG === '1' ? [] : ['--quiet'];
     const spawnNode = (n: ProcNode): Promise<void> => {
-      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), '--first-token', '1', '--node-ttl', String(o.nodeTtlS ?? 5), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
-      const proc = n.netns === undefined ? spawn(process.execPath, args, { stdio: 'pipe' }) : spawn('ip', ['netns', 'exec', n.netns, process.execPath, ...args], { stdio: 'pipe' });
+      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), '--first-token', '1', '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
+      const env = n.clock === null ? process.env : movableClock(n.clock);
+      const proc = n.netns === undefined ? spawn(process.execPath, args, { stdio: 'pipe', env }) : spawn('ip', ['netns', 'exec', n.netns, process.execPath, ...args], { stdio: 'pipe', env });
       n.proc = proc;
       n.out = '';
       let partial = '';
@@ -120,10 +154,11 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
         const lines = partial.split('\n');
         partial = lines.pop() ?? '';
         for (const l of lines) {
-          const m = /^\S+ +(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (.*)$/.exec(l);
-          const at = m === null ? performance.now() : Date.parse(`${(m[1] as string).replace(' ', 'T')}Z`) - skew;
-          const text = m === null ? l : (m[2] as string);
-          timeline.push({ at, node: n.name, text });
+          // Timed on arrival, on this process's monotonic clock: the node's
+          // own stamp is its wall clock, which these faults move.
+          const m = /^\S+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (.*)$/.exec(l);
+          const text = m === null ? l : (m[1] as string);
+          timeline.push({ at: performance.now(), node: n.name, text });
           if (/^elected leader;/.test(text)) failovers++;
         }
       };
@@ -214,12 +249,17 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
       // A client whose node's host is cut off gets nothing for the cut's
       // length, and TCP's retransmission backoff adds as long again after
       // the link is back: an answer that late is the network's, not a hang.
-      hangMs: hosts === null ? 10_000 : 10_000 + 3 * (o.partitionMs ?? 6000),
-      stop: (): boolean => elapsed() >= o.seconds || (o.grants !== undefined && harness.counters.grants >= o.grants),
+      // A paused node answers when it runs again: that long is the pause's, not a hang.
+      hangMs: (hosts === null ? 10_000 : 10_000 + 3 * (o.partitionMs ?? 6000)) + (schedule.some((f) => f.startsWith('pause-')) ? Math.max(...pauses) : 0),
+      stop: (): boolean => {
+        const enough = elapsed() >= o.seconds || (o.grants !== undefined && harness.counters.grants >= o.grants);
+        if (o.untilEachFault !== true) return enough;
+        return (enough && (chaosOver || schedule.every((f) => (faults[f] ?? 0) > 0))) || elapsed() >= 3 * o.seconds;
+      },
     });
     for (const n of nodes) byPort.set(n.port, n.host);
     let stopped = false;
-    const schedule = o.faults ?? ['kill-leader', 'kill-node'];
+    let chaosOver = false;
     const chaos = (async (): Promise<void> => {
       for (let k = 0; !stopped; k++) {
         await pause(o.gapMs ?? 2000);
@@ -233,6 +273,27 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
           if (l !== undefined) await kill(l);
         } else if (f === 'kill-node') {
           await kill(nodes[Math.floor(Math.random() * nodes.length)] as ProcNode);
+        } else if (f === 'pause-leader' || f === 'pause-node') {
+          const n = f === 'pause-leader' ? await leader() : (nodes[Math.floor(Math.random() * nodes.length)] as ProcNode);
+          const ms = pauses[(faults[f] ?? 0) % pauses.length] as number;
+          if (n?.proc?.kill('SIGSTOP') === true) {
+            timeline.push({ at: performance.now(), node: 'chaos', text: `paused ${n.name} (SIGSTOP) for ${ms} ms` });
+            await pause(ms);
+            n.proc.kill('SIGCONT');
+            timeline.push({ at: performance.now(), node: 'chaos', text: `continued ${n.name} (SIGCONT)` });
+          }
+        } else if (f.startsWith('clock-')) {
+          if (clockDir === null) {
+            faults[`${f} (skipped: no libfaketime)`] = (faults[`${f} (skipped: no libfaketime)`] ?? 0) + 1;
+            continue;
+          }
+          const n = f === 'clock-rate' ? await leader() : (nodes[Math.floor(Math.random() * nodes.length)] as ProcNode);
+          if (n?.clock == null) continue;
+          const k = faults[f] ?? 0;
+          const spec = f === 'clock-rate' ? (k % 2 === 1 ? '+0 x1.5' : '+0 x0.7') : (['-90s', '+90s', '+0'][k % 3] as string);
+          moveClock(n.clock, spec);
+          timeline.push({ at: performance.now(), node: 'chaos', text: `${n.name}'s wall clock now ${spec}${f === 'clock-restart' ? ', and it is restarted' : ''}` });
+          if (f === 'clock-restart') await kill(n);
         } else if (hosts !== null) {
           const i = Math.floor(Math.random() * nodes.length);
           timeline.push({ at: performance.now(), node: 'chaos', text: `cut ${nodes[i]?.name}'s host off for ${o.partitionMs ?? 6000} ms` });
@@ -242,7 +303,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
           timeline.push({ at: performance.now(), node: 'chaos', text: `${nodes[i]?.name}'s host joined again` });
         }
       }
-    })();
+    })().finally(() => (chaosOver = true));
     const progress = setInterval(() => {
       const c = harness.counters;
       o.onProgress?.(`${elapsed().toFixed(0)}s: ${c.grants} grants, ${c.releases} releases, ${c.cuts} cut by faults, ${harness.history.hangs.length + harness.history.lost.length} problems; faults ${JSON.stringify(faults)}; failovers ${failovers}`);
@@ -280,5 +341,6 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     for (const n of nodes) n.proc?.kill('SIGKILL');
     await etcd?.stop();
     hosts?.remove();
+    if (clockDir !== null) rmSync(clockDir, { recursive: true, force: true });
   }
 }
