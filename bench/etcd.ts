@@ -85,7 +85,7 @@ function startNode(etcd: string[], name: string): Promise<{ node: Node; ms: numb
       if (m !== null) {
         out = ' ';
         clearTimeout(timer);
-        resolve({ node: { name, child: c, port: Number(m[1]), tail }, ms: performance.now() - t0 });
+        resolve({ node: { name, child: c, port: Number(m[1]), tail }, ms: Math.round(performance.now() - t0) });
       }
     });
     c.once('exit', (code) => {
@@ -197,7 +197,7 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
         if (performance.now() - t0 > FAILOVER_LIMIT_MS) throw new Error(`no write answered through ${other.name} within ${FAILOVER_LIMIT_MS} ms of the leader's kill; the last answer: ${JSON.stringify(r)}`);
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      failovers.push(performance.now() - t0);
+      failovers.push(Math.round(performance.now() - t0));
       nodes.splice(nodes.indexOf(lead), 1);
       if (o.quick !== true) {
         const back = await startNode(etcd.endpoints, lead.name);
