@@ -1,0 +1,111 @@
+/**
+ * A replication group's configuration and the manager that keeps it, as
+ * PacificA separates them (Lin et al., "PacificA: Replication in
+ * Log-Based Distributed Storage Systems", 2008, §3): the data path runs
+ * between the nodes; the configuration (who is primary, who replicates,
+ * its version) is changed only by compare-and-swap at a manager that
+ * keeps it by consensus. `dlock up` keeps it in process (memory.ts);
+ * `dlock node` in etcd (etcd.ts).
+ *
+ * The contract every manager keeps (test/config-manager.test.ts runs the
+ * same cases against each):
+ *  - Versions rise by one per change and a version is stored once: two
+ *    proposals from the same configuration cannot both win, so no two
+ *    primaries are ever named by the same version.
+ *  - propose() wins only if the stored configuration is exactly
+ *    `expected` (null: none yet); either way it resolves with what is
+ *    stored after it, so the loser learns who won.
+ *  - watch() reports the stored configuration (if any), then every one
+ *    stored after it (at least the latest of a quick succession), in
+ *    rising version order, each once; a value that does not parse is
+ *    reported as an error, never passed on.
+ *
+ * Threading: the calling thread; a manager is used from one thread.
+ */
+import { NODE_NAME } from '../codec/frame.js';
+
+export interface GroupConfig {
+  /** Rises by one with every change; every frame between members carries it. */
+  readonly version: number;
+  /** The member that orders writes. */
+  readonly primary: string;
+  /** The members that hold every committed write besides the primary. */
+  readonly secondaries: readonly string[];
+}
+
+/** A group has at most this many members (the node index limit, MAX_NODE_INDEX + 1). */
+export const MAX_GROUP_SIZE = 99;
+
+/** A stored configuration that does not parse: not written by dlock, or damaged. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export interface ProposeResult {
+  won: boolean;
+  /** What is stored after the call: `next` if it won, else whatever won. */
+  current: GroupConfig | null;
+}
+
+export interface ConfigManager {
+  /** What is stored now (null: no configuration yet). Throws ConfigError for a stored value that does not parse. */
+  current(): Promise<GroupConfig | null>;
+  /**
+   * Store `next` if what is stored is `expected` (null: nothing yet).
+   * `next.version` must be one above `expected`'s (1 for the first);
+   * anything else is a RangeError, as is a `next` that checkConfig refuses.
+   */
+  propose(expected: GroupConfig | null, next: GroupConfig): Promise<ProposeResult>;
+  /** Follow the stored configuration (see the contract above); returns a function that stops it. */
+  watch(onChange: (c: GroupConfig) => void, onError: (err: Error) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Why `c` is not a configuration, or null when it is one. */
+export function configProblem(c: unknown): string | null {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) return 'not an object';
+  const x = c as Record<string, unknown>;
+  for (const k of Object.keys(x)) if (k !== 'version' && k !== 'primary' && k !== 'secondaries') return `unknown field ${JSON.stringify(k.slice(0, 40))}`;
+  if (typeof x['version'] !== 'number' || !Number.isSafeInteger(x['version']) || x['version'] < 1) return 'version is not a whole number >= 1';
+  if (typeof x['primary'] !== 'string' || !NODE_NAME.test(x['primary'])) return 'primary is not a node name';
+  const s = x['secondaries'];
+  if (!Array.isArray(s) || s.length >= MAX_GROUP_SIZE) return `secondaries is not a list of at most ${MAX_GROUP_SIZE - 1} names`;
+  const seen = new Set<string>([x['primary']]);
+  for (const n of s) {
+    if (typeof n !== 'string' || !NODE_NAME.test(n)) return 'a secondary is not a node name';
+    if (seen.has(n)) return `${n} is named twice`;
+    seen.add(n);
+  }
+  return null;
+}
+
+/** Throws RangeError unless `next` may follow `expected`. */
+export function checkProposal(expected: GroupConfig | null, next: GroupConfig): void {
+  const why = configProblem(next);
+  if (why !== null) throw new RangeError(`not a configuration: ${why}`);
+  const want = (expected?.version ?? 0) + 1;
+  if (next.version !== want) throw new RangeError(`configuration version ${next.version} cannot follow ${expected === null ? 'none' : `version ${expected.version}`}: it must be ${want}`);
+}
+
+/** The stored form: canonical (fields in one order), so equal configurations have equal bytes. */
+export function encodeConfig(c: GroupConfig): string {
+  return JSON.stringify({ version: c.version, primary: c.primary, secondaries: [...c.secondaries] });
+}
+
+/** A stored configuration, checked; ConfigError when it is not one. */
+export function decodeConfig(text: string, where: string): GroupConfig {
+  if (text.length > 64 * 1024) throw new ConfigError(`the configuration at ${where} is ${text.length} bytes, more than any configuration`);
+  let x: unknown;
+  try {
+    x = JSON.parse(text);
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    throw new ConfigError(`the configuration at ${where} is not JSON`);
+  }
+  const why = configProblem(x);
+  if (why !== null) throw new ConfigError(`the configuration at ${where} is not one: ${why}`);
+  const c = x as GroupConfig;
+  return { version: c.version, primary: c.primary, secondaries: [...c.secondaries] };
+}
+
+export const sameConfig = (a: GroupConfig | null, b: GroupConfig | null): boolean => (a === null || b === null ? a === b : encodeConfig(a) === encodeConfig(b));
