@@ -1,0 +1,396 @@
+/**
+ * The replication protocol of a group, as PacificA describes it (Lin et
+ * al., "PacificA: Replication in Log-Based Distributed Storage Systems",
+ * Microsoft Research, 2008): a primary orders writes and commits each once
+ * every secondary of the current configuration holds it; the
+ * configuration (config/config.ts) changes only by compare-and-swap at a
+ * configuration manager; failures are detected by leases.
+ *
+ * This file is the protocol alone: no I/O, no timers, no clock. Like
+ * etcd-io/raft's `Ready`, a host feeds it what happened (`tick`,
+ * `receive`, `propose`, `learnConfig`, `proposalSettled`) and then takes
+ * from `ready()` what to do: messages to send, entries now committed (to
+ * apply, in order), and at most one configuration change to propose. Every
+ * time passed in is the host's monotonic clock in ms; no time crosses to
+ * another node except as an echo of the sender's own (a lease's start),
+ * so no clock offset between hosts matters, only rates.
+ *
+ * Members are opaque ids; a host makes a run's id from its name and a
+ * number that changes with every run that lost its log (a restart without
+ * its data), so a node that forgot its log is never taken for the member
+ * it was: it joins again as a learner.
+ *
+ * The rules, with the paper's section:
+ *  - Writes (§3.1): the primary appends, sends `prepare` to every
+ *    secondary and learner, and commits an entry once every secondary
+ *    holds it. Entries carry the version they were made in; a follower
+ *    keeps its log matching the primary's (an entry at the same seq with
+ *    another version is replaced, with everything after it).
+ *  - Leases (§3.3): every `prepare` carries its send time on the primary's
+ *    clock and every `ack` echoes it; the primary's lease from a secondary
+ *    runs `leaseMs` from the latest echoed time. The primary serves
+ *    (writes, and reads) only while it holds a lease from every secondary;
+ *    when one lapses it stops and proposes a configuration without that
+ *    secondary, and serves again only once that configuration is stored.
+ *  - A secondary that has heard nothing from its primary for `graceMs`
+ *    (>= `leaseMs`) proposes itself as primary, without the old one. Since
+ *    the old primary's lease from it started before the secondary last
+ *    heard from it, the old primary has stopped serving before the grace
+ *    ends: no two primaries serve at once. A secondary serves reads only
+ *    within `leaseMs` of hearing from its primary (LP-11's bound).
+ *  - Only a member of the current configuration becomes primary; a learner
+ *    never does (§3.2). Whoever wins the compare-and-swap decides; a node
+ *    that learns a configuration in which it is not primary stops.
+ *  - Reconciliation (§3.4): a new primary holds every committed entry (a
+ *    commit needed every member); it sends its log on to the others, who
+ *    drop any tail it lacks, and commits it once they all hold it.
+ *  - Joining (§3.5): a node outside the configuration asks the primary to
+ *    `join`, catches up as a learner, and is added by compare-and-swap
+ *    once it holds everything the primary has.
+ *  - Every message carries the sender's configuration version: a node
+ *    answers one from an older version with its own (so the sender learns
+ *    it is stale) and asks its host for the configuration when it sees a
+ *    newer one.
+ *
+ * Threading: one thread; every call is synchronous.
+ */
+import type { GroupConfig } from '../config/config.js';
+
+export interface Entry<T> {
+  seq: number;
+  /** The configuration version of the primary that made it. */
+  version: number;
+  data: T;
+}
+
+export type Message<T> =
+  | {
+      type: 'prepare';
+      version: number;
+      from: string;
+      to: string;
+      /** The entry before `entries` (0: none) and its version: where the follower's log must match. */
+      prevSeq: number;
+      prevVersion: number;
+      entries: Array<Entry<T>>;
+      commit: number;
+      /** The primary's monotonic time when it sent this: echoed back, compared with its own clock only. */
+      sent: number;
+    }
+  | {
+      type: 'ack';
+      version: number;
+      from: string;
+      to: string;
+      /** Whether the log matched at prevSeq. */
+      ok: boolean;
+      /** ok: the last seq now known to match the primary's; not ok: where to try from (this is one below it). */
+      last: number;
+      echo: number;
+    }
+  | { type: 'join'; version: number; from: string; to: string };
+
+export interface Timing {
+  /** How long a secondary's ack keeps the primary's lease from it, ms. */
+  leaseMs: number;
+  /** How long a secondary waits without hearing from its primary before proposing itself; at least leaseMs. */
+  graceMs: number;
+  /** How often the primary sends to every follower when it has nothing new, ms. */
+  heartbeatMs: number;
+}
+
+export interface Ready<T> {
+  messages: Array<Message<T>>;
+  /** Entries committed since the last ready(), in seq order, each once. */
+  committed: Array<Entry<T>>;
+  /** A configuration to propose (the host calls proposalSettled when the manager answers). */
+  propose: { expected: GroupConfig; next: GroupConfig } | null;
+  /** A newer configuration exists than this node knows: the host should read it and call learnConfig. */
+  needConfig: boolean;
+}
+
+/** propose() on a node that cannot take writes now. */
+export class NotPrimaryError extends Error {
+  override readonly name = 'NotPrimaryError';
+}
+
+export type Role = 'primary' | 'secondary' | 'learner';
+
+export class Group<T> {
+  private config: GroupConfig | null = null;
+  private readonly log: Array<Entry<T>> = [];
+  private commit = 0;
+  private applied = 0;
+  private out: Array<Message<T>> = [];
+  private toPropose: { expected: GroupConfig; next: GroupConfig } | null = null;
+  /** A proposal handed to the host and not yet settled: no other is made meanwhile. */
+  private proposing = false;
+  private needConfig = false;
+  // Primary: per follower (secondary or learner).
+  private readonly matched = new Map<string, number>();
+  private readonly nextSeq = new Map<string, number>();
+  private readonly leaseFrom = new Map<string, number>();
+  /** When this node began to wait for a secondary's first ack (it became primary, or added it): a lapse counts from there too. */
+  private readonly waitFrom = new Map<string, number>();
+  private lastBeat = -Infinity;
+  // Secondary and learner: when the primary was last heard from (this node's clock).
+  private heardAt = -Infinity;
+  private primaryOf = '';
+  /**
+   * A secondary that proposed itself as primary acks its primary no more
+   * in this version: an ack would lengthen the old primary's lease past
+   * the moment the new one may start.
+   */
+  private takingOver = false;
+  /**
+   * The learner a pending proposal adds: until the proposal settles it
+   * counts toward commits, so that when the new configuration is stored
+   * the new secondary holds every committed entry, and the primary needs
+   * a lease from it, since once stored it may take over after its grace.
+   */
+  private adding: string | null = null;
+
+  constructor(
+    readonly id: string,
+    private readonly timing: Timing,
+  ) {
+    if (!(timing.graceMs >= timing.leaseMs)) throw new RangeError(`graceMs (${timing.graceMs}) must be at least leaseMs (${timing.leaseMs}): otherwise two primaries could serve at once`);
+  }
+
+  get role(): Role {
+    const c = this.config;
+    if (c === null) return 'learner';
+    if (c.primary === this.id) return 'primary';
+    return c.secondaries.includes(this.id) ? 'secondary' : 'learner';
+  }
+
+  get version(): number {
+    return this.config?.version ?? 0;
+  }
+
+  get lastSeq(): number {
+    return this.log.length;
+  }
+
+  get commitSeq(): number {
+    return this.commit;
+  }
+
+  /** The configuration this node knows. */
+  get current(): GroupConfig | null {
+    return this.config;
+  }
+
+  /** Whether this node may take writes now: the primary, holding a lease from every secondary. */
+  canWrite(now: number): boolean {
+    const c = this.config;
+    if (c === null || c.primary !== this.id) return false;
+    for (const s of this.adding === null ? c.secondaries : [...c.secondaries, this.adding]) {
+      const t = this.leaseFrom.get(s);
+      if (t === undefined || now >= t + this.timing.leaseMs) return false;
+    }
+    return true;
+  }
+
+  /** Whether this node may answer reads from its replica now [LP-11]. */
+  canRead(now: number): boolean {
+    const r = this.role;
+    if (r === 'primary') return this.canWrite(now);
+    return r === 'secondary' && now < this.heardAt + this.timing.leaseMs;
+  }
+
+  /** Append a write; its entry is committed once every secondary holds it. Throws NotPrimaryError unless canWrite(now). */
+  propose(data: T, now: number): number {
+    if (!this.canWrite(now)) throw new NotPrimaryError(this.role === 'primary' ? 'the primary has lost a lease from a secondary and waits for a new configuration' : `not the primary (${this.config?.primary ?? 'none known'} is)`);
+    const e: Entry<T> = { seq: this.log.length + 1, version: this.version, data };
+    this.log.push(e);
+    if ((this.config as GroupConfig).secondaries.length === 0) this.advanceCommit();
+    return e.seq;
+  }
+
+  /** Send what followers lack (a host calls this once per event-loop turn, after proposals: batching). */
+  flush(now: number): void {
+    if (this.role !== 'primary') return;
+    for (const f of this.followers()) if ((this.nextSeq.get(f) ?? 1) <= this.log.length) this.sendTo(f, now);
+  }
+
+  /** Time passes: heartbeats, lapsed leases, a silent primary. */
+  tick(now: number): void {
+    const c = this.config;
+    if (c === null) return;
+    const role = this.role;
+    if (role === 'primary') {
+      if (now - this.lastBeat >= this.timing.heartbeatMs) {
+        this.lastBeat = now;
+        for (const f of this.followers()) this.sendTo(f, now);
+      }
+      const lapsed = c.secondaries.filter((s) => now >= Math.max(this.leaseFrom.get(s) ?? -Infinity, this.waitFrom.get(s) ?? -Infinity) + this.timing.leaseMs);
+      if (lapsed.length > 0) this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: c.secondaries.filter((s) => !lapsed.includes(s)) });
+      else {
+        // A learner that holds everything the primary has joins the configuration.
+        const ready = [...this.matched].find(([f, m]) => !c.secondaries.includes(f) && m === this.log.length);
+        if (ready !== undefined && this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: [...c.secondaries, ready[0]] })) this.adding = ready[0];
+      }
+    } else if (role === 'secondary' && now >= this.heardAt + this.timing.graceMs) {
+      if (this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: c.secondaries.filter((s) => s !== this.id) })) this.takingOver = true;
+    }
+  }
+
+  /** Ask the primary of the configuration this node knows to take it on as a learner. */
+  join(): void {
+    const c = this.config;
+    if (c !== null && this.role === 'learner') this.out.push({ type: 'join', version: c.version, from: this.id, to: c.primary });
+  }
+
+  /** A configuration read from the manager (a watch, a read, a proposal's answer). Older or equal versions are ignored. */
+  learnConfig(c: GroupConfig, now: number): void {
+    if (this.config !== null && c.version <= this.config.version) return;
+    const was = this.role;
+    const before = this.config;
+    this.config = { version: c.version, primary: c.primary, secondaries: [...c.secondaries] };
+    this.needConfig = false;
+    this.takingOver = false;
+    const role = this.role;
+    if (role === 'primary') {
+      if (was !== 'primary') {
+        // A new primary: no leases yet, and followers' logs unknown (reconciliation finds them).
+        this.clearFollowers();
+        this.lastBeat = -Infinity;
+        for (const s of c.secondaries) this.waitFrom.set(s, now);
+      } else {
+        // Still primary: keep the leases and progress of those who stay (a
+        // learner added keeps its lease: see onAck), forget the removed.
+        for (const r of before?.secondaries ?? []) if (!c.secondaries.includes(r)) this.forget(r);
+        for (const s of c.secondaries) if (before?.secondaries.includes(s) !== true) this.waitFrom.set(s, now);
+      }
+      this.advanceCommit();
+      this.tick(now);
+    } else {
+      this.clearFollowers();
+      // A fresh grace under a new primary.
+      if (c.primary !== this.primaryOf) this.heardAt = now;
+      this.primaryOf = c.primary;
+    }
+  }
+
+  /** The manager answered the proposal from ready(): `current` is what it stores now (ours if won). Null: it could not be reached; the rule that proposed will propose again. */
+  proposalSettled(current: GroupConfig | null, now: number): void {
+    this.proposing = false;
+    this.adding = null;
+    if (current !== null) this.learnConfig(current, now);
+  }
+
+  receive(m: Message<T>, now: number): void {
+    const mine = this.version;
+    if (m.version > mine) {
+      this.needConfig = true; // learn it first; the sender repeats itself
+      return;
+    }
+    if (m.version < mine) {
+      // Tell a stale sender there is a newer configuration (an ack is not answered: no ping-pong).
+      if (m.type !== 'ack') this.out.push({ type: 'ack', version: mine, from: this.id, to: m.from, ok: false, last: 0, echo: m.type === 'prepare' ? m.sent : 0 });
+      return;
+    }
+    if (m.type === 'prepare') this.onPrepare(m, now);
+    else if (m.type === 'ack') this.onAck(m);
+    else if (this.role === 'primary' && !this.config?.secondaries.includes(m.from) && m.from !== this.id) {
+      // A join: a learner from the start of the log (log matching finds where it stands).
+      this.nextSeq.set(m.from, this.log.length + 1);
+      this.matched.set(m.from, 0);
+      this.sendTo(m.from, now);
+    }
+  }
+
+  ready(): Ready<T> {
+    const committed = this.log.slice(this.applied, this.commit);
+    this.applied = this.commit;
+    const r: Ready<T> = { messages: this.out, committed, propose: this.toPropose, needConfig: this.needConfig };
+    this.out = [];
+    this.toPropose = null;
+    return r;
+  }
+
+  private clearFollowers(): void {
+    for (const m of [this.leaseFrom, this.waitFrom, this.matched, this.nextSeq]) m.clear();
+  }
+
+  private forget(f: string): void {
+    for (const m of [this.leaseFrom, this.waitFrom, this.matched, this.nextSeq]) m.delete(f);
+  }
+
+  private followers(): string[] {
+    const c = this.config as GroupConfig;
+    return [...new Set([...c.secondaries, ...this.matched.keys()])];
+  }
+
+  private sendTo(f: string, now: number): void {
+    const next = this.nextSeq.get(f) ?? this.log.length + 1;
+    const prevSeq = next - 1;
+    this.out.push({
+      type: 'prepare',
+      version: this.version,
+      from: this.id,
+      to: f,
+      prevSeq,
+      prevVersion: prevSeq === 0 ? 0 : (this.log[prevSeq - 1] as Entry<T>).version,
+      entries: this.log.slice(prevSeq),
+      commit: this.commit,
+      sent: now,
+    });
+    this.nextSeq.set(f, this.log.length + 1);
+  }
+
+  private onPrepare(m: Extract<Message<T>, { type: 'prepare' }>, now: number): void {
+    const c = this.config as GroupConfig;
+    if (m.from !== c.primary || this.role === 'primary' || this.takingOver) return;
+    this.heardAt = now;
+    this.primaryOf = m.from;
+    const reply = (ok: boolean, last: number): void => void this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok, last, echo: m.sent });
+    if (m.prevSeq > this.log.length || (m.prevSeq > 0 && this.log[m.prevSeq - 1]?.version !== m.prevVersion)) {
+      // No match there: try from below what this log holds (never below what is committed, which matches).
+      return reply(false, Math.max(this.commit, Math.min(this.log.length, m.prevSeq - 1)));
+    }
+    for (const e of m.entries) {
+      const have = this.log[e.seq - 1];
+      if (have !== undefined && have.version === e.version) continue;
+      if (e.seq <= this.commit) throw new Error(`protocol broken: the primary ${m.from} replaces committed entry ${e.seq}`);
+      this.log.length = e.seq - 1; // a tail the primary lacks: dropped
+      this.log.push(e);
+    }
+    const last = m.prevSeq + m.entries.length;
+    const commit = Math.min(m.commit, last);
+    if (commit > this.commit) this.commit = commit;
+    reply(true, last);
+  }
+
+  private onAck(m: Extract<Message<T>, { type: 'ack' }>): void {
+    if (this.role !== 'primary') return;
+    const c = this.config as GroupConfig;
+    const f = m.from;
+    if (!c.secondaries.includes(f) && !this.matched.has(f)) return;
+    if (m.ok) {
+      this.matched.set(f, Math.max(this.matched.get(f) ?? 0, m.last));
+      // A learner's ack is a lease too: it heard this prepare no sooner than it was sent, and its grace, once it is a secondary, counts from then.
+      this.leaseFrom.set(f, Math.max(this.leaseFrom.get(f) ?? -Infinity, m.echo));
+      this.advanceCommit();
+    } else {
+      this.nextSeq.set(f, m.last + 1);
+    }
+  }
+
+  private advanceCommit(): void {
+    const c = this.config as GroupConfig;
+    let commit = this.log.length;
+    for (const s of c.secondaries) commit = Math.min(commit, this.matched.get(s) ?? 0);
+    if (this.adding !== null) commit = Math.min(commit, this.matched.get(this.adding) ?? 0);
+    if (commit > this.commit) this.commit = commit;
+  }
+
+  /** Whether it was proposed (one at a time). */
+  private proposeChange(next: GroupConfig): boolean {
+    if (this.proposing) return false;
+    this.proposing = true;
+    this.toPropose = { expected: this.config as GroupConfig, next };
+    return true;
+  }
+}
