@@ -47,6 +47,16 @@
  *                   while small, NodeBase.lockMap) and its log lines since
  *                   the last view
  *
+ * The group protocol (replication/pacifica.ts; member ids, not indexes):
+ *   P->S prepare    entries after (prevSeq, prevVersion), the commit index,
+ *                   and the primary's send time `sent` (echoed, never
+ *                   compared with another clock); in configuration `version`
+ *   S->P prepared   the follower's log matches up to `last` (ok), or where
+ *                   to retry from (not ok); echoes `sent` as `echo`
+ *   L->P join       a node outside the configuration asks to catch up
+ *   Every one carries its sender's configuration version: a receiver
+ *   refuses an older one (pacifica.ts answers with its own).
+ *
  * Replies are derived from the log: a follower answers its own clients'
  * writes, the grants of their waiting acquires and their timeouts from its
  * own apply() of the entries, which gives exactly the leader's result
@@ -80,7 +90,20 @@ export type Frame =
   | { v: 1; type: 'forward'; req: number; cmd: Command; t?: number }
   | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply }
   | { v: 1; type: 'observe'; locks: number }
-  | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] };
+  | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] }
+  | { v: 1; type: 'prepare'; version: number; from: string; to: string; prevSeq: number; prevVersion: number; entries: GroupEntry[]; commit: number; sent: number }
+  | { v: 1; type: 'prepared'; version: number; from: string; to: string; ok: boolean; last: number; echo: number }
+  | { v: 1; type: 'join'; version: number; from: string; to: string };
+
+/** An entry of the group protocol: its place, the version that made it, and the command as every node applies it (LogEntry's fields; `origin` is LogEntry's `from`). */
+export interface GroupEntry {
+  seq: number;
+  version: number;
+  at: number;
+  cmd: Command;
+  origin: number;
+  req: number;
+}
 
 /**
  * Who the connecting side of a TCP link is: another node (it may send
@@ -276,12 +299,30 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
       return ok(isNat(f['locks']));
     case 'view':
       return ok(obj(f['stats']) && !Array.isArray(f['stats']) && Array.isArray(f['locks']) && f['locks'].every(isViewLock) && Array.isArray(f['log']) && f['log'].every(isViewLogLine));
+    case 'prepare': {
+      if (!(groupHead(f) && isNat(f['prevSeq']) && isNat(f['prevVersion']) && isNat(f['commit']) && isTime(f['sent']) && Array.isArray(f['entries']))) return ok(false);
+      // Entries follow prevSeq one by one, each from a version no later than the frame's.
+      const entries = f['entries'] as unknown[];
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i] as Record<string, unknown>;
+        if (!(obj(e) && e['seq'] === (f['prevSeq'] as number) + i + 1 && isId(e['version']) && (e['version'] as number) <= (f['version'] as number) && isNat(e['at']) && isNat(e['origin']) && isNat(e['req']) && command(e['cmd']))) return ok(false);
+      }
+      return ok(true);
+    }
+    case 'prepared':
+      return ok(groupHead(f) && typeof f['ok'] === 'boolean' && isNat(f['last']) && isTime(f['echo']));
+    case 'join':
+      return ok(groupHead(f));
     default:
       throw new CodecError(`unknown frame type ${JSON.stringify(f['type'])}`);
   }
 }
 
 const isId = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 1;
+/** A monotonic time in ms as a sender's clock reads it: any finite number (an offset clock may read below zero). */
+const isTime = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x);
+/** The fields every group protocol frame has: a configuration version and two member ids. */
+const groupHead = (f: Record<string, unknown>): boolean => isId(f['version']) && typeof f['from'] === 'string' && NODE_NAME.test(f['from']) && typeof f['to'] === 'string' && NODE_NAME.test(f['to']);
 const isIdOrNull = (x: unknown): boolean => x === null || isId(x);
 
 /** A lock table reply (lock-table.ts Reply), field by field. */

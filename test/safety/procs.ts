@@ -43,7 +43,8 @@ import { Harness } from './harness.js';
 import { tableDiffs, tableRow, type SafetyResult } from './run.js';
 
 /** The built CLI: beside this file when it runs built (npm run chaos), under dist/ when vitest runs the source. */
-const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../ui/cli.js' : '../../dist/ui/cli.js', import.meta.url));
+/** DLOCK_TEST_CLI: another build's CLI (run the same faults against the build before a change). */
+const CLI = process.env['DLOCK_TEST_CLI'] ?? fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../ui/cli.js' : '../../dist/ui/cli.js', import.meta.url));
 
 export type ProcFault = 'kill-leader' | 'kill-node' | 'partition' | 'pause-leader' | 'pause-node' | 'clock-step' | 'clock-restart' | 'clock-rate';
 

@@ -1,0 +1,213 @@
+/**
+ * Runs the group protocol (pacifica.ts) for one node: the timers, the
+ * links and the configuration manager around the pure core, as a Raft
+ * node's run loop drives etcd-io/raft's `Ready`. The same code serves both
+ * layouts; only the links (MessagePorts between threads, TCP between
+ * hosts) and the manager (config/memory.ts, config/etcd.ts) differ.
+ *
+ * Contracts:
+ *  - ordering: committed entries reach `apply` in seq order, each once;
+ *    messages to one member leave in the order the core made them;
+ *  - batching: proposals made in one event-loop turn go out in one
+ *    prepare per follower (flushed by setImmediate);
+ *  - time: every time given to the core is performance.now();
+ *  - the manager: at most one proposal at a time (the core's rule); a
+ *    manager error settles it as unreachable, and the core proposes again
+ *    on a later tick; a configuration that does not parse is logged and
+ *    never learned;
+ *  - threading: one thread; close() stops every timer and watch.
+ */
+import type { ConfigManager, GroupConfig } from '../config/config.js';
+import type { Frame, GroupEntry } from '../codec/frame.js';
+import { Group, NotPrimaryError, type Entry, type Message, type Role, type Timing } from './pacifica.js';
+
+/** What an entry carries besides its place: LogEntry's fields (`origin` is LogEntry's `from`). */
+export type EntryData = Omit<GroupEntry, 'seq' | 'version'>;
+
+/** How a node reaches the others: by member id. */
+export interface GroupLinks {
+  /** Send a frame to `to`; a frame to a member with no link now is dropped (the protocol sends again). */
+  send(to: string, frame: Frame): void;
+}
+
+export interface GroupHostOptions {
+  id: string;
+  timing: Timing;
+  config: ConfigManager;
+  links: GroupLinks;
+  /** Committed entries, in order. */
+  apply(entries: Array<Entry<EntryData>>): void;
+  /** The role or configuration changed. */
+  onConfig?(role: Role, config: GroupConfig): void;
+  log(kind: 'info' | 'warn' | 'error', text: string): void;
+}
+
+export function toFrame(m: Message<EntryData>): Frame {
+  switch (m.type) {
+    case 'prepare':
+      return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
+    case 'ack':
+      return { v: 1, type: 'prepared', version: m.version, from: m.from, to: m.to, ok: m.ok, last: m.last, echo: m.echo };
+    case 'join':
+      return { v: 1, type: 'join', version: m.version, from: m.from, to: m.to };
+  }
+}
+
+/** The core's message for a group frame (checked by the codec), or null for any other frame. */
+export function fromFrame(f: Frame): Message<EntryData> | null {
+  switch (f.type) {
+    case 'prepare':
+      return { type: 'prepare', version: f.version, from: f.from, to: f.to, prevSeq: f.prevSeq, prevVersion: f.prevVersion, commit: f.commit, sent: f.sent, entries: f.entries.map(({ seq, version, ...data }) => ({ seq, version, data })) };
+    case 'prepared':
+      return { type: 'ack', version: f.version, from: f.from, to: f.to, ok: f.ok, last: f.last, echo: f.echo };
+    case 'join':
+      return { type: 'join', version: f.version, from: f.from, to: f.to };
+    default:
+      return null;
+  }
+}
+
+export class GroupHost {
+  readonly group: Group<EntryData>;
+  private timer: NodeJS.Timeout | null = null;
+  private stopWatch: (() => void) | null = null;
+  private flushing = false;
+  private closed = false;
+  private lastJoin = -Infinity;
+  private reading = false;
+  private role: Role = 'learner';
+  private version = 0;
+
+  constructor(private readonly o: GroupHostOptions) {
+    this.group = new Group<EntryData>(o.id, o.timing);
+  }
+
+  /**
+   * Learn the configuration and follow it. With none stored yet, this node
+   * proposes one with itself as the only member (the first node of a new
+   * cluster); whoever's proposal wins, the others learn it and join.
+   */
+  async start(): Promise<void> {
+    let c = await this.o.config.current();
+    if (c === null) c = (await this.o.config.propose(null, { version: 1, primary: this.o.id, secondaries: [] })).current;
+    if (c !== null) this.group.learnConfig(c, performance.now());
+    this.stopWatch = this.o.config.watch(
+      (next) => {
+        this.group.learnConfig(next, performance.now());
+        this.pump();
+      },
+      (err) => this.o.log('error', `configuration: ${err.message}`),
+    );
+    const every = Math.max(5, Math.floor(this.o.timing.heartbeatMs / 2));
+    this.timer = setInterval(() => this.tick(), every);
+    this.timer.unref();
+    this.pump();
+  }
+
+  /** Append a write (the primary only); its entry reaches apply() once committed. Throws NotPrimaryError elsewhere. */
+  propose(data: EntryData): number {
+    const seq = this.group.propose(data, performance.now());
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => {
+        this.flushing = false;
+        if (this.closed) return;
+        this.group.flush(performance.now());
+        this.pump();
+      });
+    }
+    return seq;
+  }
+
+  /** A frame from a link (already decoded and checked). */
+  receive(f: Frame): void {
+    const m = fromFrame(f);
+    if (m === null || m.to !== this.o.id || this.closed) return;
+    this.group.receive(m, performance.now());
+    this.pump();
+  }
+
+  canWrite(): boolean {
+    return this.group.canWrite(performance.now());
+  }
+
+  canRead(): boolean {
+    return this.group.canRead(performance.now());
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.stopWatch?.();
+    await this.o.config.close();
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    this.group.tick(now);
+    if (this.group.role === 'learner' && now - this.lastJoin >= 4 * this.o.timing.heartbeatMs) {
+      this.lastJoin = now;
+      this.group.join();
+    }
+    this.pump();
+  }
+
+  /** Do what the core asks, until it asks nothing more. */
+  private pump(): void {
+    if (this.closed) return;
+    for (;;) {
+      const r = this.group.ready();
+      for (const m of r.messages) this.o.links.send(m.to, toFrame(m));
+      if (r.committed.length > 0) this.o.apply(r.committed);
+      if (r.propose !== null) this.proposeConfig(r.propose.expected, r.propose.next);
+      if (r.needConfig) this.readConfig();
+      this.noticeRole();
+      if (r.messages.length === 0 && r.committed.length === 0 && r.propose === null) return;
+    }
+  }
+
+  private proposeConfig(expected: GroupConfig, next: GroupConfig): void {
+    this.o.log('info', `proposing configuration ${next.version}: primary ${next.primary}, secondaries ${next.secondaries.join(', ') || 'none'}`);
+    this.o.config.propose(expected, next).then(
+      (r) => {
+        if (this.closed) return;
+        this.group.proposalSettled(r.current, performance.now());
+        this.pump();
+      },
+      (err: unknown) => {
+        if (this.closed) return;
+        this.o.log('warn', `configuration ${next.version} not proposed: ${(err as Error).message}`);
+        this.group.proposalSettled(null, performance.now());
+        this.pump();
+      },
+    );
+  }
+
+  private readConfig(): void {
+    if (this.reading) return;
+    this.reading = true;
+    this.o.config.current().then(
+      (c) => {
+        this.reading = false;
+        if (this.closed || c === null) return;
+        this.group.learnConfig(c, performance.now());
+        this.pump();
+      },
+      (err: unknown) => {
+        this.reading = false;
+        this.o.log('warn', `configuration not read: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  private noticeRole(): void {
+    const c = this.group.current;
+    if (c === null || (this.group.role === this.role && c.version === this.version)) return;
+    this.role = this.group.role;
+    this.version = c.version;
+    this.o.onConfig?.(this.role, c);
+  }
+}
+
+export { NotPrimaryError };
