@@ -42,7 +42,8 @@ export interface GroupHostOptions {
   log(kind: 'info' | 'warn' | 'error', text: string): void;
 }
 
-export function toFrame(m: Message<EntryData>): Frame {
+/** The frame for a core message; null for a snapshot, which this host does not carry yet (it never compacts, so the core never asks for one). */
+export function toFrame(m: Message<EntryData>): Frame | null {
   switch (m.type) {
     case 'prepare':
       return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
@@ -50,6 +51,8 @@ export function toFrame(m: Message<EntryData>): Frame {
       return { v: 1, type: 'prepared', version: m.version, from: m.from, to: m.to, ok: m.ok, last: m.last, echo: m.echo };
     case 'join':
       return { v: 1, type: 'join', version: m.version, from: m.from, to: m.to };
+    case 'snapshot':
+      return null;
   }
 }
 
@@ -158,7 +161,11 @@ export class GroupHost {
     if (this.closed) return;
     for (;;) {
       const r = this.group.ready();
-      for (const m of r.messages) this.o.links.send(m.to, toFrame(m));
+      for (const m of r.messages) {
+        const f = toFrame(m);
+        if (f !== null) this.o.links.send(m.to, f);
+        else this.o.log('error', `no snapshot to send ${m.to}: this host does not compact its log`);
+      }
       if (r.committed.length > 0) this.o.apply(r.committed);
       if (r.propose !== null) this.proposeConfig(r.propose.expected, r.propose.next);
       if (r.needConfig) this.readConfig();

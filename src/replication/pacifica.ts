@@ -46,7 +46,12 @@
  *    drop any tail it lacks, and commits it once they all hold it.
  *  - Joining (§3.5): a node outside the configuration asks the primary to
  *    `join`, catches up as a learner, and is added by compare-and-swap
- *    once it holds everything the primary has.
+ *    once it holds everything the primary has. A follower behind the
+ *    primary's compacted log catches up from a snapshot first.
+ *  - Compaction: a host that holds its state machine's snapshot at an
+ *    applied seq may drop the log up to there (compact); the entries
+ *    before it are committed everywhere they matter, so only a snapshot
+ *    stands for them.
  *  - Every message carries the sender's configuration version: a node
  *    answers one from an older version with its own (so the sender learns
  *    it is stale) and asks its host for the configuration when it sees a
@@ -88,7 +93,14 @@ export type Message<T> =
       last: number;
       echo: number;
     }
-  | { type: 'join'; version: number; from: string; to: string };
+  | { type: 'join'; version: number; from: string; to: string }
+  /**
+   * The primary's log no longer holds what the follower lacks (compacted):
+   * the host sends with it its state machine's snapshot at `seq` (the
+   * entry there was made in `seqVersion`), and the follower's host installs
+   * it (installSnapshot) before anything later.
+   */
+  | { type: 'snapshot'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number };
 
 export interface Timing {
   /** How long a secondary's ack keeps the primary's lease from it, ms. */
@@ -118,7 +130,10 @@ export type Role = 'primary' | 'secondary' | 'learner';
 
 export class Group<T> {
   private config: GroupConfig | null = null;
-  private readonly log: Array<Entry<T>> = [];
+  /** Entries after `base`, in seq order: log[i] has seq base.seq + 1 + i. */
+  private log: Array<Entry<T>> = [];
+  /** What the log was compacted to: the last entry no longer held, and its version (0/0: nothing compacted). */
+  private base = { seq: 0, version: 0 };
   private commit = 0;
   private applied = 0;
   private out: Array<Message<T>> = [];
@@ -169,7 +184,59 @@ export class Group<T> {
   }
 
   get lastSeq(): number {
-    return this.log.length;
+    return this.base.seq + this.log.length;
+  }
+
+  /** The seq the log starts after (compact). */
+  get compactedTo(): number {
+    return this.base.seq;
+  }
+
+  /**
+   * Drop the log up to `seq`, which this node has applied and of which its
+   * host keeps a snapshot (sent to a follower that lacks what it stands
+   * for). Call it between a ready() and the next call that can send (a
+   * `snapshot` message names the base it was made at). Throws RangeError
+   * past what was applied.
+   */
+  compact(seq: number): void {
+    if (seq <= this.base.seq) return;
+    if (seq > this.applied) throw new RangeError(`cannot compact to ${seq}: applied only up to ${this.applied}`);
+    const version = this.versionAt(seq);
+    this.log = this.log.slice(seq - this.base.seq);
+    this.base = { seq, version };
+  }
+
+  /**
+   * A `snapshot` message arrived with the primary's snapshot at `seq` (the
+   * entry there made in `seqVersion`). True: the host must load it now, in
+   * this same turn, in place of its state (the log restarts after it);
+   * false: it already has everything up to `seq`, or the message is not
+   * from its primary in its configuration.
+   */
+  installSnapshot(m: Extract<Message<T>, { type: 'snapshot' }>, now: number): boolean {
+    const c = this.config;
+    if (c === null || m.version !== c.version || m.from !== c.primary || this.role === 'primary' || this.takingOver) return false;
+    this.heardAt = now;
+    const load = m.seq > this.commit;
+    if (load) {
+      this.log = [];
+      this.base = { seq: m.seq, version: m.seqVersion };
+      this.commit = m.seq;
+      this.applied = m.seq;
+    }
+    this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok: true, last: m.seq, echo: m.sent });
+    return load;
+  }
+
+  private entryAt(seq: number): Entry<T> | undefined {
+    return this.log[seq - this.base.seq - 1];
+  }
+
+  /** The version of the entry at `seq` (at or after the base), or undefined. */
+  private versionAt(seq: number): number {
+    if (seq === this.base.seq) return this.base.version;
+    return (this.entryAt(seq) as Entry<T>).version;
   }
 
   get commitSeq(): number {
@@ -202,7 +269,7 @@ export class Group<T> {
   /** Append a write; its entry is committed once every secondary holds it. Throws NotPrimaryError unless canWrite(now). */
   propose(data: T, now: number): number {
     if (!this.canWrite(now)) throw new NotPrimaryError(this.role === 'primary' ? 'the primary has lost a lease from a secondary and waits for a new configuration' : `not the primary (${this.config?.primary ?? 'none known'} is)`);
-    const e: Entry<T> = { seq: this.log.length + 1, version: this.version, data };
+    const e: Entry<T> = { seq: this.lastSeq + 1, version: this.version, data };
     this.log.push(e);
     if ((this.config as GroupConfig).secondaries.length === 0) this.advanceCommit();
     return e.seq;
@@ -211,7 +278,7 @@ export class Group<T> {
   /** Send what followers lack (a host calls this once per event-loop turn, after proposals: batching). */
   flush(now: number): void {
     if (this.role !== 'primary') return;
-    for (const f of this.followers()) if ((this.nextSeq.get(f) ?? 1) <= this.log.length) this.sendTo(f, now);
+    for (const f of this.followers()) if ((this.nextSeq.get(f) ?? 1) <= this.lastSeq) this.sendTo(f, now);
   }
 
   /** Time passes: heartbeats, lapsed leases, a silent primary. */
@@ -228,7 +295,7 @@ export class Group<T> {
       if (lapsed.length > 0) this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: c.secondaries.filter((s) => !lapsed.includes(s)) });
       else {
         // A learner that holds everything the primary has joins the configuration.
-        const ready = [...this.matched].find(([f, m]) => !c.secondaries.includes(f) && m === this.log.length);
+        const ready = [...this.matched].find(([f, m]) => !c.secondaries.includes(f) && m === this.lastSeq);
         if (ready !== undefined && this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: [...c.secondaries, ready[0]] })) this.adding = ready[0];
       }
     } else if (role === 'secondary' && now >= this.heardAt + this.timing.graceMs) {
@@ -293,16 +360,17 @@ export class Group<T> {
     }
     if (m.type === 'prepare') this.onPrepare(m, now);
     else if (m.type === 'ack') this.onAck(m);
+    else if (m.type === 'snapshot') return; // the host loads the snapshot, then calls installSnapshot
     else if (this.role === 'primary' && !this.config?.secondaries.includes(m.from) && m.from !== this.id) {
       // A join: a learner from the start of the log (log matching finds where it stands).
-      this.nextSeq.set(m.from, this.log.length + 1);
+      this.nextSeq.set(m.from, this.lastSeq + 1);
       this.matched.set(m.from, 0);
       this.sendTo(m.from, now);
     }
   }
 
   ready(): Ready<T> {
-    const committed = this.log.slice(this.applied, this.commit);
+    const committed = this.log.slice(this.applied - this.base.seq, this.commit - this.base.seq);
     this.applied = this.commit;
     const r: Ready<T> = { messages: this.out, committed, propose: this.toPropose, needConfig: this.needConfig };
     this.out = [];
@@ -324,7 +392,13 @@ export class Group<T> {
   }
 
   private sendTo(f: string, now: number): void {
-    const next = this.nextSeq.get(f) ?? this.log.length + 1;
+    const next = this.nextSeq.get(f) ?? this.lastSeq + 1;
+    if (next - 1 < this.base.seq) {
+      // What it lacks was compacted: the snapshot first, then the log after it.
+      this.out.push({ type: 'snapshot', version: this.version, from: this.id, to: f, seq: this.base.seq, seqVersion: this.base.version, sent: now });
+      this.nextSeq.set(f, this.base.seq + 1);
+      return;
+    }
     const prevSeq = next - 1;
     this.out.push({
       type: 'prepare',
@@ -332,12 +406,12 @@ export class Group<T> {
       from: this.id,
       to: f,
       prevSeq,
-      prevVersion: prevSeq === 0 ? 0 : (this.log[prevSeq - 1] as Entry<T>).version,
-      entries: this.log.slice(prevSeq),
+      prevVersion: prevSeq === 0 ? 0 : this.versionAt(prevSeq),
+      entries: this.log.slice(prevSeq - this.base.seq),
       commit: this.commit,
       sent: now,
     });
-    this.nextSeq.set(f, this.log.length + 1);
+    this.nextSeq.set(f, this.lastSeq + 1);
   }
 
   private onPrepare(m: Extract<Message<T>, { type: 'prepare' }>, now: number): void {
@@ -346,15 +420,17 @@ export class Group<T> {
     this.heardAt = now;
     this.primaryOf = m.from;
     const reply = (ok: boolean, last: number): void => void this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok, last, echo: m.sent });
-    if (m.prevSeq > this.log.length || (m.prevSeq > 0 && this.log[m.prevSeq - 1]?.version !== m.prevVersion)) {
+    // Below the base, everything is committed and matches; at or above it, the versions must.
+    if (m.prevSeq > this.lastSeq || (m.prevSeq >= this.base.seq && m.prevSeq > 0 && this.versionAt(m.prevSeq) !== m.prevVersion)) {
       // No match there: try from below what this log holds (never below what is committed, which matches).
-      return reply(false, Math.max(this.commit, Math.min(this.log.length, m.prevSeq - 1)));
+      return reply(false, Math.max(this.commit, Math.min(this.lastSeq, m.prevSeq - 1)));
     }
     for (const e of m.entries) {
-      const have = this.log[e.seq - 1];
+      if (e.seq <= this.base.seq) continue; // compacted: committed, so the same
+      const have = this.entryAt(e.seq);
       if (have !== undefined && have.version === e.version) continue;
       if (e.seq <= this.commit) throw new Error(`protocol broken: the primary ${m.from} replaces committed entry ${e.seq}`);
-      this.log.length = e.seq - 1; // a tail the primary lacks: dropped
+      this.log.length = e.seq - this.base.seq - 1; // a tail the primary lacks: dropped
       this.log.push(e);
     }
     const last = m.prevSeq + m.entries.length;
@@ -380,7 +456,7 @@ export class Group<T> {
 
   private advanceCommit(): void {
     const c = this.config as GroupConfig;
-    let commit = this.log.length;
+    let commit = this.lastSeq;
     for (const s of c.secondaries) commit = Math.min(commit, this.matched.get(s) ?? 0);
     if (this.adding !== null) commit = Math.min(commit, this.matched.get(this.adding) ?? 0);
     if (commit > this.commit) this.commit = commit;
