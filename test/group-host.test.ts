@@ -9,7 +9,8 @@
  */
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { decodeFrame, encodeFrame, type Frame } from '../src/codec/frame.js';
+import { decodeFrame, encodeFrame, encodeSnapshot, type Frame } from '../src/codec/frame.js';
+import { apply, createState, restore, snapshot, type TableState } from '../src/core/lock-table.js';
 import type { ConfigManager } from '../src/config/config.js';
 import { EtcdConfig } from '../src/config/etcd.js';
 import { ConfigStore, MemoryConfig } from '../src/config/memory.js';
@@ -23,7 +24,10 @@ const TIMING = { leaseMs: 400, graceMs: 600, heartbeatMs: 50 };
 /** An in-memory network: frames encoded, decoded and delivered on a later turn; a host taken off drops what is sent to it. */
 class Net {
   readonly hosts = new Map<string, GroupHost>();
+  /** The type of every frame sent. */
+  readonly frames: string[] = [];
   send(to: string, f: Frame): void {
+    this.frames.push(f.type);
     const text = encodeFrame(f);
     setImmediate(() => this.hosts.get(to)?.receive(decodeFrame(text)));
   }
@@ -82,6 +86,50 @@ function scenario(name: string, manager: () => Promise<() => ConfigManager>): vo
     }, 20_000);
   });
 }
+
+describe('log compaction', () => {
+  it('a node that joins after the log was compacted loads the primary\'s table from an install frame, then follows the log', async () => {
+    const store = new ConfigStore();
+    const net = new Net();
+    const tables = new Map<string, TableState>();
+    const hosts: GroupHost[] = [];
+    const start = async (id: string): Promise<GroupHost> => {
+      tables.set(id, createState());
+      const host: GroupHost = new GroupHost({
+        id,
+        timing: TIMING,
+        config: new MemoryConfig(store),
+        links: { send: (to, f) => net.send(to, f) },
+        apply: (es) => {
+          for (const e of es) apply(tables.get(id) as TableState, e.data.cmd, e.data.at);
+        },
+        snapshots: { take: () => snapshot(tables.get(id) as TableState), load: (s) => tables.set(id, restore(s)) },
+        compactEvery: 5,
+        log: () => undefined,
+      });
+      net.hosts.set(id, host);
+      hosts.push(host);
+      await host.start();
+      return host;
+    };
+    const table = (id: string): string => JSON.stringify(encodeSnapshot(snapshot(tables.get(id) as TableState)));
+    try {
+      const a = await start('a.1');
+      await start('b.1');
+      await eventually(() => a.canWrite() && a.group.current?.secondaries.length === 1, 'b added', 5000);
+      for (let i = 1; i <= 30; i++) a.propose({ at: i, cmd: { op: 'preempt', lock: `k${i}`, client: 10000 + i, ttl: null }, origin: 0, req: 0 });
+      await eventually(() => a.group.compactedTo >= 25, 'the log compacted', 5000);
+      const sent = net.frames.filter((t) => t === 'install').length;
+      await start('c.1');
+      await eventually(() => a.group.current?.secondaries.includes('c.1') === true && table('c.1') === table('a.1'), 'c loaded the table and was added', 5000);
+      expect(net.frames.filter((t) => t === 'install').length).toBeGreaterThan(sent);
+      a.propose({ at: 31, cmd: { op: 'preempt', lock: 'after', client: 20001, ttl: null }, origin: 0, req: 0 });
+      await eventually(() => table('c.1') === table('a.1') && table('b.1') === table('a.1') && (tables.get('c.1')?.locks.size ?? 0) === 31, 'the next write on every table', 5000);
+    } finally {
+      for (const h of hosts) await h.close();
+    }
+  }, 20_000);
+});
 
 scenario('in process', () => {
   const store = new ConfigStore();

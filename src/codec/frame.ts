@@ -54,6 +54,9 @@
  *   S->P prepared   the follower's log matches up to `last` (ok), or where
  *                   to retry from (not ok); echoes `sent` as `echo`
  *   L->P join       a node outside the configuration asks to catch up
+ *   P->F install    the primary's table at `seq` (the entry there made in
+ *                   `seqVersion`), for a follower behind its compacted log;
+ *                   its numbers travel as a snapshot's do
  *   Every one carries its sender's configuration version: a receiver
  *   refuses an older one (pacifica.ts answers with its own).
  *
@@ -93,7 +96,8 @@ export type Frame =
   | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] }
   | { v: 1; type: 'prepare'; version: number; from: string; to: string; prevSeq: number; prevVersion: number; entries: GroupEntry[]; commit: number; sent: number }
   | { v: 1; type: 'prepared'; version: number; from: string; to: string; ok: boolean; last: number; echo: number }
-  | { v: 1; type: 'join'; version: number; from: string; to: string };
+  | { v: 1; type: 'join'; version: number; from: string; to: string }
+  | { v: 1; type: 'install'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number; state: Snapshot };
 
 /** An entry of the group protocol: its place, the version that made it, and the command as every node applies it (LogEntry's fields; `origin` is LogEntry's `from`). */
 export interface GroupEntry {
@@ -148,7 +152,7 @@ export type Wire = string & { readonly __wire: unique symbol };
  * no LF, so the first TAB ends the JSON and a batch still splits on LF.
  */
 export function encodeFrame(frame: Frame): Wire {
-  if (frame.type === 'snapshot') {
+  if (frame.type === 'snapshot' || frame.type === 'install') {
     const { nums, ...state } = encodeSnapshot(frame.state);
     return `${JSON.stringify({ ...frame, state })}\t${nums}` as Wire;
   }
@@ -313,6 +317,9 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
       return ok(groupHead(f) && typeof f['ok'] === 'boolean' && isNat(f['last']) && isTime(f['echo']));
     case 'join':
       return ok(groupHead(f));
+    case 'install':
+      if (!(groupHead(f) && isNat(f['seq']) && isNat(f['seqVersion']) && (f['seqVersion'] as number) <= (f['version'] as number) && isTime(f['sent']) && obj(f['state']))) return ok(false);
+      return { ...(f as unknown as Frame & { type: 'install' }), state: decodeSnapshot(f['state'] as WireSnapshot) };
     default:
       throw new CodecError(`unknown frame type ${JSON.stringify(f['type'])}`);
   }
@@ -376,8 +383,9 @@ export function decodeFrame(text: string, checkCommands = true): Frame {
   }
   if (typeof raw !== 'object' || raw === null) throw new CodecError('frame is not an object');
   const f = raw as Record<string, unknown>;
-  // Only a snapshot has a payload (its numbers), and it must have one.
-  if ((f['type'] === 'snapshot') !== (tab !== -1)) throw new CodecError(tab === -1 ? 'snapshot frame without its numbers' : `${String(f['type'])} frame with a payload`);
+  // Only a snapshot or an install has a payload (its numbers), and it must have one.
+  const carries = f['type'] === 'snapshot' || f['type'] === 'install';
+  if (carries !== (tab !== -1)) throw new CodecError(tab === -1 ? `${String(f['type'])} frame without its numbers` : `${String(f['type'])} frame with a payload`);
   if (tab !== -1 && typeof f['state'] === 'object' && f['state'] !== null) (f['state'] as Record<string, unknown>)['nums'] = text.slice(tab + 1);
   return checkFrame(f, checkCommands);
 }

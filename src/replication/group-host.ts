@@ -19,6 +19,7 @@
  */
 import type { ConfigManager, GroupConfig } from '../config/config.js';
 import type { Frame, GroupEntry } from '../codec/frame.js';
+import type { Snapshot } from '../core/lock-table.js';
 import { Group, NotPrimaryError, type Entry, type Message, type Role, type Timing } from './pacifica.js';
 
 /** What an entry carries besides its place: LogEntry's fields (`origin` is LogEntry's `from`). */
@@ -37,13 +38,21 @@ export interface GroupHostOptions {
   links: GroupLinks;
   /** Committed entries, in order. */
   apply(entries: Array<Entry<EntryData>>): void;
+  /**
+   * The state machine's snapshots: `take` its state as of the last entry
+   * applied, `load` one in place of it (a follower behind the primary's
+   * compacted log). Without them the log is never compacted.
+   */
+  snapshots?: { take(): Snapshot; load(s: Snapshot): void };
+  /** Compact the log once this many entries were applied since the last compaction (default 10,000). */
+  compactEvery?: number;
   /** The role or configuration changed. */
   onConfig?(role: Role, config: GroupConfig): void;
   log(kind: 'info' | 'warn' | 'error', text: string): void;
 }
 
-/** The frame for a core message; null for a snapshot, which this host does not carry yet (it never compacts, so the core never asks for one). */
-export function toFrame(m: Message<EntryData>): Frame | null {
+/** The frame for a core message; a snapshot message needs the snapshot it stands for (null: none, no frame). */
+export function toFrame(m: Message<EntryData>, snap: Snapshot | null = null): Frame | null {
   switch (m.type) {
     case 'prepare':
       return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
@@ -52,7 +61,7 @@ export function toFrame(m: Message<EntryData>): Frame | null {
     case 'join':
       return { v: 1, type: 'join', version: m.version, from: m.from, to: m.to };
     case 'snapshot':
-      return null;
+      return snap === null ? null : { v: 1, type: 'install', version: m.version, from: m.from, to: m.to, seq: m.seq, seqVersion: m.seqVersion, sent: m.sent, state: snap };
   }
 }
 
@@ -65,6 +74,8 @@ export function fromFrame(f: Frame): Message<EntryData> | null {
       return { type: 'ack', version: f.version, from: f.from, to: f.to, ok: f.ok, last: f.last, echo: f.echo };
     case 'join':
       return { type: 'join', version: f.version, from: f.from, to: f.to };
+    case 'install':
+      return { type: 'snapshot', version: f.version, from: f.from, to: f.to, seq: f.seq, seqVersion: f.seqVersion, sent: f.sent };
     default:
       return null;
   }
@@ -80,6 +91,9 @@ export class GroupHost {
   private reading = false;
   private role: Role = 'learner';
   private version = 0;
+  /** The snapshot the log was compacted to (what an install frame carries). */
+  private snap: Snapshot | null = null;
+  private appliedSeq = 0;
 
   constructor(private readonly o: GroupHostOptions) {
     this.group = new Group<EntryData>(o.id, o.timing);
@@ -126,6 +140,14 @@ export class GroupHost {
   receive(f: Frame): void {
     const m = fromFrame(f);
     if (m === null || m.to !== this.o.id || this.closed) return;
+    if (m.type === 'snapshot' && f.type === 'install') {
+      // Loaded in this same turn when the core says so: the log restarts after it.
+      if (this.o.snapshots !== undefined && this.group.installSnapshot(m, performance.now())) {
+        this.o.snapshots.load(f.state);
+        this.snap = f.state;
+        this.appliedSeq = m.seq;
+      }
+    }
     this.group.receive(m, performance.now());
     this.pump();
   }
@@ -162,15 +184,24 @@ export class GroupHost {
     for (;;) {
       const r = this.group.ready();
       for (const m of r.messages) {
-        const f = toFrame(m);
+        const f = toFrame(m, this.snap);
         if (f !== null) this.o.links.send(m.to, f);
-        else this.o.log('error', `no snapshot to send ${m.to}: this host does not compact its log`);
+        else this.o.log('error', `no snapshot to send ${m.to}`);
       }
-      if (r.committed.length > 0) this.o.apply(r.committed);
+      if (r.committed.length > 0) {
+        this.o.apply(r.committed);
+        this.appliedSeq = (r.committed[r.committed.length - 1] as Entry<EntryData>).seq;
+      }
       if (r.propose !== null) this.proposeConfig(r.propose.expected, r.propose.next);
       if (r.needConfig) this.readConfig();
       this.noticeRole();
-      if (r.messages.length === 0 && r.committed.length === 0 && r.propose === null) return;
+      if (r.messages.length === 0 && r.committed.length === 0 && r.propose === null) break;
+    }
+    // Between two ready()s, as compact() requires.
+    const s = this.o.snapshots;
+    if (s !== undefined && this.appliedSeq - this.group.compactedTo >= (this.o.compactEvery ?? 10_000)) {
+      this.snap = s.take();
+      this.group.compact(this.appliedSeq);
     }
   }
 
