@@ -103,7 +103,7 @@ describe('log compaction', () => {
         apply: (es) => {
           for (const e of es) apply(tables.get(id) as TableState, e.data.cmd, e.data.at);
         },
-        snapshots: { take: () => snapshot(tables.get(id) as TableState), load: (s) => tables.set(id, restore(s)) },
+        snapshots: { take: () => ({ state: snapshot(tables.get(id) as TableState), applied: [] }), load: (s) => void tables.set(id, restore(s.state)) },
         compactEvery: 5,
         log: () => undefined,
       });

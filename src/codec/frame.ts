@@ -56,7 +56,8 @@
  *   L->P join       a node outside the configuration asks to catch up
  *   P->F install    the primary's table at `seq` (the entry there made in
  *                   `seqVersion`), for a follower behind its compacted log;
- *                   its numbers travel as a snapshot's do
+ *                   its numbers travel as a snapshot's do; `applied`: each
+ *                   origin's last request id applied (the exactly-once rule)
  *   Every one carries its sender's configuration version: a receiver
  *   refuses an older one (pacifica.ts answers with its own).
  *
@@ -97,7 +98,7 @@ export type Frame =
   | { v: 1; type: 'prepare'; version: number; from: string; to: string; prevSeq: number; prevVersion: number; entries: GroupEntry[]; commit: number; sent: number }
   | { v: 1; type: 'prepared'; version: number; from: string; to: string; ok: boolean; last: number; echo: number }
   | { v: 1; type: 'join'; version: number; from: string; to: string }
-  | { v: 1; type: 'install'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number; state: Snapshot };
+  | { v: 1; type: 'install'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number; state: Snapshot; applied: Array<[number, number]> };
 
 /** An entry of the group protocol: its place, the version that made it, and the command as every node applies it (LogEntry's fields; `origin` is LogEntry's `from`). */
 export interface GroupEntry {
@@ -319,6 +320,7 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
       return ok(groupHead(f));
     case 'install':
       if (!(groupHead(f) && isNat(f['seq']) && isNat(f['seqVersion']) && (f['seqVersion'] as number) <= (f['version'] as number) && isTime(f['sent']) && obj(f['state']))) return ok(false);
+      if (!(Array.isArray(f['applied']) && f['applied'].length <= 100 && f['applied'].every((x) => Array.isArray(x) && x.length === 2 && isNat(x[0]) && isNat(x[1])))) return ok(false);
       return { ...(f as unknown as Frame & { type: 'install' }), state: decodeSnapshot(f['state'] as WireSnapshot) };
     default:
       throw new CodecError(`unknown frame type ${JSON.stringify(f['type'])}`);

@@ -25,6 +25,12 @@ import { Group, NotPrimaryError, type Entry, type Message, type Role, type Timin
 /** What an entry carries besides its place: LogEntry's fields (`origin` is LogEntry's `from`). */
 export type EntryData = Omit<GroupEntry, 'seq' | 'version'>;
 
+/** A state machine's snapshot: the table, and each origin's last request id applied (the exactly-once rule's state). */
+export interface HostSnapshot {
+  state: Snapshot;
+  applied: Array<[number, number]>;
+}
+
 /** How a node reaches the others: by member id. */
 export interface GroupLinks {
   /** Send a frame to `to`; a frame to a member with no link now is dropped (the protocol sends again). */
@@ -40,10 +46,10 @@ export interface GroupHostOptions {
   apply(entries: Array<Entry<EntryData>>): void;
   /**
    * The state machine's snapshots: `take` its state as of the last entry
-   * applied, `load` one in place of it (a follower behind the primary's
-   * compacted log). Without them the log is never compacted.
+   * applied, `load` one in place of it as of `seq` (a follower behind the
+   * primary's compacted log). Without them the log is never compacted.
    */
-  snapshots?: { take(): Snapshot; load(s: Snapshot): void };
+  snapshots?: { take(): HostSnapshot; load(s: HostSnapshot, seq: number): void };
   /** Compact the log once this many entries were applied since the last compaction (default 10,000). */
   compactEvery?: number;
   /** The role or configuration changed. */
@@ -52,7 +58,7 @@ export interface GroupHostOptions {
 }
 
 /** The frame for a core message; a snapshot message needs the snapshot it stands for (null: none, no frame). */
-export function toFrame(m: Message<EntryData>, snap: Snapshot | null = null): Frame | null {
+export function toFrame(m: Message<EntryData>, snap: HostSnapshot | null = null): Frame | null {
   switch (m.type) {
     case 'prepare':
       return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
@@ -61,7 +67,7 @@ export function toFrame(m: Message<EntryData>, snap: Snapshot | null = null): Fr
     case 'join':
       return { v: 1, type: 'join', version: m.version, from: m.from, to: m.to };
     case 'snapshot':
-      return snap === null ? null : { v: 1, type: 'install', version: m.version, from: m.from, to: m.to, seq: m.seq, seqVersion: m.seqVersion, sent: m.sent, state: snap };
+      return snap === null ? null : { v: 1, type: 'install', version: m.version, from: m.from, to: m.to, seq: m.seq, seqVersion: m.seqVersion, sent: m.sent, state: snap.state, applied: snap.applied };
   }
 }
 
@@ -92,7 +98,7 @@ export class GroupHost {
   private role: Role = 'learner';
   private version = 0;
   /** The snapshot the log was compacted to (what an install frame carries). */
-  private snap: Snapshot | null = null;
+  private snap: HostSnapshot | null = null;
   private appliedSeq = 0;
 
   constructor(private readonly o: GroupHostOptions) {
@@ -143,8 +149,9 @@ export class GroupHost {
     if (m.type === 'snapshot' && f.type === 'install') {
       // Loaded in this same turn when the core says so: the log restarts after it.
       if (this.o.snapshots !== undefined && this.group.installSnapshot(m, performance.now())) {
-        this.o.snapshots.load(f.state);
-        this.snap = f.state;
+        const got = { state: f.state, applied: f.applied };
+        this.o.snapshots.load(got, m.seq);
+        this.snap = got;
         this.appliedSeq = m.seq;
       }
     }

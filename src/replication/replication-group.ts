@@ -1,0 +1,345 @@
+/**
+ * The replication on the group protocol (pacifica.ts, run by
+ * group-host.ts): the engine that will serve both layouts, behind the
+ * same seam as the others (replication.ts). Not yet used by `dlock up` or
+ * `dlock node` (docs/design.md).
+ *
+ * Every node, the primary too, applies the committed log and answers its
+ * own clients from it (role-less nodes). Every proposal becomes an entry,
+ * and its entry answers it: a node keeps its proposals until their
+ * entries are applied and sends them again, in order, to each new
+ * primary; a write that reaches the log twice is applied once, since
+ * entries are skipped whose request id is not above the last one applied
+ * from their origin (the exactly-once rule; request ids rise per node).
+ *
+ * The primary's duties, written once here for this engine: it stamps
+ * each command with its log time and the limits; it ends leases
+ * (`expire`) and waits (`timeout`) on log time; when a member leaves the
+ * configuration, or at takeover for every node outside it, it ends the
+ * sessions of that node's clients [LP-8]. A forward is checked first
+ * (forward-check.ts): a node acts only for its own clients.
+ *
+ * Threading: the node's thread; frames arrive through receive().
+ */
+import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, restore, snapshot, waits, type ClientId, type Command } from '../core/lock-table.js';
+import { commandError } from '../core/command-check.js';
+import type { GroupConfig, ConfigManager } from '../config/config.js';
+import type { Frame } from '../codec/frame.js';
+import { nodeOfClient } from '../node/client-ids.js';
+import { TimerHeap } from '../node/timer-heap.js';
+import { plural } from '../text.js';
+import { forwardError } from './forward-check.js';
+import { GroupHost, type EntryData, type GroupLinks } from './group-host.js';
+import type { Entry, Role, Timing } from './pacifica.js';
+import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, LEADER_WAIT_MS } from './port-backup.js';
+import type { LogEntry, Replica, Replication } from './replication.js';
+
+export interface GroupReplicationOptions {
+  /** This node's member id (its name and run). */
+  id: string;
+  timing: Timing;
+  config: ConfigManager;
+  links: GroupLinks;
+  /** The node index of a member id (client ids name their node), or null for an id this node cannot place. */
+  indexOf(id: string): number | null;
+  compactEvery?: number;
+  /** How long this node holds its writes while no primary can take them, ms (default LEADER_WAIT_MS). */
+  leaderWaitMs?: number;
+}
+
+interface Proposal {
+  cmd: Command;
+  req: number;
+  /** A reply is owed (a client's write); else a disconnect or an end of wait. */
+  owed: boolean;
+  sent: boolean;
+  since: number;
+}
+
+export class GroupReplication implements Replication {
+  readonly host: GroupHost;
+  /** This node's proposals not yet applied, by request id, in the order made. */
+  private readonly pending = new Map<number, Proposal>();
+  /** The last request id applied from each origin (the exactly-once rule). */
+  private appliedReq = new Map<number, number>();
+  /** Primary: writes it cannot sequence yet (no lease from every secondary), with when they came. */
+  private held: Array<{ cmd: Command; from: number; req: number; since: number }> = [];
+  private readonly timers: TimerHeap<{ client: ClientId; lock: string; deadline: number }>;
+  private leaseTimer: NodeJS.Timeout | null = null;
+  private readonly expiring = new Set<number>();
+  private leaderless: NodeJS.Timeout | null = null;
+  private heldTimer: NodeJS.Timeout | null = null;
+  private role: Role = 'learner';
+  private primaryId: string | null = null;
+  private members = new Set<string>();
+  private closing = false;
+  /** Per link: the clients whose resumes it forwarded (forward-check.ts). */
+  private readonly resumed = new Map<string, Set<ClientId>>();
+
+  constructor(
+    private readonly replica: Replica,
+    private readonly o: GroupReplicationOptions,
+  ) {
+    this.timers = new TimerHeap((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }, this.replica.index, 0), () => this.replica.clock.now());
+    this.host = new GroupHost({
+      id: o.id,
+      timing: o.timing,
+      config: o.config,
+      links: o.links,
+      apply: (entries) => this.applyAll(entries),
+      onConfig: (role, c) => this.configChanged(role, c),
+      snapshots: {
+        take: () => ({ state: snapshot(this.replica.state), applied: [...this.appliedReq] }),
+        load: (s, seq) => {
+          this.replica.load(restore(s.state), seq);
+          this.appliedReq = new Map(s.applied);
+          this.replica.commit(seq);
+        },
+      },
+      ...(o.compactEvery === undefined ? {} : { compactEvery: o.compactEvery }),
+      log: (kind, text) => this.replica.log.line(kind, text),
+    });
+  }
+
+  start(): Promise<void> {
+    return this.host.start();
+  }
+
+  get leads(): boolean {
+    return this.role === 'primary';
+  }
+
+  /** Whether this node may answer reads now: within the lease bound of its primary's last word [LP-11]. */
+  get readable(): boolean {
+    return this.host.canRead();
+  }
+
+  // ---- this node's proposals ----
+
+  propose(cmd: Command, owedReq: number): void {
+    // Disconnects and ends of wait get a request id too: the exactly-once rule keeps them from applying twice.
+    const req = owedReq !== 0 ? owedReq : this.replica.nextRequestId();
+    const p: Proposal = { cmd, req, owed: owedReq !== 0, sent: false, since: performance.now() };
+    this.pending.set(req, p);
+    this.send(p);
+  }
+
+  /** To the primary: this node's sequencer, or a forward; held while there is none. */
+  private send(p: Proposal): void {
+    const cmd = aged(p.cmd, performance.now() - p.since); // [LP-9] less the time it was held
+    if (this.role === 'primary') {
+      p.sent = true;
+      this.sequence(cmd, this.replica.index, p.req);
+    } else if (this.primaryId !== null) {
+      p.sent = true;
+      this.o.links.send(this.primaryId, waits(cmd) ? { v: 1, type: 'forward', req: p.req, cmd, t: Math.round(performance.now()) } : { v: 1, type: 'forward', req: p.req, cmd });
+    } else {
+      this.awaitLeader();
+    }
+  }
+
+  /** No primary: hold the writes for a while, then fail those owed a reply (disconnects wait for the next primary). */
+  private awaitLeader(): void {
+    if (this.leaderless !== null || this.closing) return;
+    const ms = this.o.leaderWaitMs ?? LEADER_WAIT_MS;
+    this.leaderless = setTimeout(() => {
+      this.leaderless = null;
+      if (this.primaryId !== null || this.role === 'primary') return;
+      const never: number[] = [];
+      for (const p of [...this.pending.values()]) {
+        if (!p.owed) continue;
+        this.pending.delete(p.req);
+        if (!p.sent) never.push(p.req);
+      }
+      for (const req of never) this.replica.answer(req, `Error: ${ERR_LEADER_UNAVAILABLE}`, 0);
+      this.replica.failOwn(ERR_LEADER_LOST);
+      this.replica.log.line('error', `no primary within ${ms} ms; failed the writes held`);
+    }, ms);
+    this.leaderless.unref();
+  }
+
+  // ---- frames from other nodes ----
+
+  /** A frame from member `from` (decoded and checked by the codec). */
+  receive(from: string, f: Frame): void {
+    if (f.type !== 'forward') {
+      this.host.receive(f);
+      return;
+    }
+    if (this.role !== 'primary') return; // sent to a primary that is no longer one: its origin sends it again to the next
+    const origin = this.o.indexOf(from);
+    if (origin === null) return this.replica.log.line('warn', `a forward from ${from}, which is not a node of this cluster: dropped`);
+    let resumed = this.resumed.get(from);
+    if (resumed === undefined) this.resumed.set(from, (resumed = new Set()));
+    const problem = forwardError(this.replica.state, f.cmd, origin, resumed);
+    if (problem !== null) return this.replica.log.line('error', `node ${from} (index ${origin}) forwarded ${f.cmd.op}: ${problem}; dropped`);
+    if (f.cmd.op === 'resume') resumed.add(f.cmd.target);
+    // An acquire's timeout counts from here; its time on the link is not yet
+    // taken off (the links are not wired: docs/design.md) [LP-9].
+    this.sequence(f.cmd, origin, f.req);
+  }
+
+  // ---- the primary's duties ----
+
+  /** Log `cmd` for origin `from`'s request `req`, stamped with log time and the limits; held while the primary has no lease from every secondary. */
+  private sequence(cmd: Command, from: number, req: number): void {
+    if (this.role !== 'primary') return;
+    if (!this.host.canWrite()) {
+      this.held.push({ cmd, from, req, since: performance.now() });
+      this.retryHeld();
+      return;
+    }
+    const limits = this.replica.limits;
+    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock, maxLocks: limits.maxLocks } } : cmd;
+    this.host.propose({ at: this.replica.clock.stamp(), cmd: stamped, origin: from, req });
+  }
+
+  /** Try the held writes again soon (a lease comes back with the next acks, or a new configuration lets the primary go on). */
+  private retryHeld(): void {
+    if (this.heldTimer !== null || this.closing) return;
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = null;
+      if (this.role !== 'primary') {
+        this.held = []; // their origins send them again to the next primary
+        return;
+      }
+      const held = this.held;
+      this.held = [];
+      for (const h of held) this.sequence(aged(h.cmd, performance.now() - h.since), h.from, h.req);
+    }, Math.max(5, Math.floor(this.o.timing.heartbeatMs / 2)));
+    this.heldTimer.unref();
+  }
+
+  private applyAll(entries: Array<Entry<EntryData>>): void {
+    for (const e of entries) this.applyEntry({ seq: e.seq, at: e.data.at, cmd: e.data.cmd, from: e.data.origin, req: e.data.req });
+    this.replica.commit(this.replica.seq); // the group committed them before handing them out
+    if (this.role === 'primary') this.armLeases();
+  }
+
+  private applyEntry(e: LogEntry): void {
+    if (e.from === this.replica.index && e.req !== 0) this.pending.delete(e.req);
+    // The second check of every command: skipped alike on every node.
+    const problem = commandError(e.cmd);
+    if (problem !== null) {
+      this.replica.log.line('error', `log entry ${e.seq} skipped: not a command the lock table can apply (${problem})`);
+      this.replica.skip(e.seq);
+      if (e.from === this.replica.index && e.req !== 0) this.replica.answer(e.req, `Error: the write was logged malformed and skipped (${problem})`, e.seq);
+      return;
+    }
+    if (e.req !== 0) {
+      if (e.req <= (this.appliedReq.get(e.from) ?? 0)) {
+        this.replica.skip(e.seq); // a duplicate: sent again to a new primary
+        return;
+      }
+      this.appliedReq.set(e.from, e.req);
+    }
+    const out = this.replica.applyEntry(e);
+    if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
+    if (this.role === 'primary' && out.waits !== null && e.cmd.op === 'acquire') {
+      const deadline = deadlineOf(e.cmd, e.at);
+      if (deadline !== null) this.timers.add(deadline, { ...out.waits, deadline });
+    }
+  }
+
+  /** Lease ends from the table, on log time; each due lease is logged as an `expire` once. */
+  private armLeases(): void {
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    const next = this.replica.state.locks.nextLeaseEnd();
+    if (next === Infinity || this.closing) return;
+    this.leaseTimer = setTimeout(
+      () => {
+        this.leaseTimer = null;
+        if (this.role !== 'primary') return;
+        const due = this.replica.state.locks.dueLeases(this.replica.clock.now());
+        for (const [lock, token] of due) {
+          if (this.expiring.has(token)) continue;
+          this.expiring.add(token);
+          this.sequence({ op: 'expire', lock, token }, this.replica.index, 0);
+        }
+        if (due.length === 0) this.armLeases(); // fired a hair early
+      },
+      Math.max(0, Math.ceil(next - this.replica.clock.now())),
+    );
+    this.leaseTimer.unref();
+  }
+
+  private configChanged(role: Role, c: GroupConfig): void {
+    const was = this.role;
+    const before = this.members;
+    this.role = role;
+    this.members = new Set([c.primary, ...c.secondaries]);
+    const primaryBefore = this.primaryId;
+    this.primaryId = role === 'primary' ? null : c.primary;
+    this.replica.log.line(role === 'primary' && was !== 'primary' ? 'warn' : 'info', `configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
+    if (role === 'primary') {
+      if (was !== 'primary') this.takeOver();
+      else for (const m of before) if (!this.members.has(m)) this.dropNode(m);
+    } else {
+      if (was === 'primary') this.stopSequencing();
+      if (this.primaryId !== primaryBefore) {
+        if (this.leaderless !== null) clearTimeout(this.leaderless);
+        this.leaderless = null;
+        for (const p of this.pending.values()) this.send(p); // in order; duplicates are skipped when applied
+      }
+    }
+  }
+
+  /** Become the sequencer: timers from the table, the sessions of every node outside the configuration end, then this node's own writes. */
+  private takeOver(): void {
+    this.armLeases();
+    for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
+      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
+    }
+    const inConfig = new Set<number>();
+    for (const m of this.members) {
+      const i = this.o.indexOf(m);
+      if (i !== null) inConfig.add(i);
+    }
+    const state = this.replica.state;
+    const homes = new Set<number>();
+    for (const cl of state.locks.sessionOwners()) homes.add(homeOf(state, cl, nodeOfClient));
+    for (const cl of state.waiting.keys()) homes.add(homeOf(state, cl, nodeOfClient));
+    for (const [cl, s] of state.sessions) if (s.open) homes.add(homeOf(state, cl, nodeOfClient));
+    for (const i of homes) if (!inConfig.has(i)) this.dropClientsOf(i);
+    for (const p of this.pending.values()) this.send(p);
+  }
+
+  /** A member left the configuration: its node's clients' sessions end [LP-8], unless another run of it is still a member. */
+  private dropNode(id: string): void {
+    const i = this.o.indexOf(id);
+    if (i === null) return;
+    for (const m of this.members) if (this.o.indexOf(m) === i) return;
+    this.dropClientsOf(i);
+  }
+
+  private dropClientsOf(index: number): void {
+    const gone = clientsOf(this.replica.state, index, nodeOfClient);
+    if (gone.length === 0) return;
+    this.replica.log.line('warn', `node ${index} left the configuration: ending the sessions of its ${plural(gone.length, 'client')}`);
+    for (const client of gone) this.sequence(disconnectOf(this.replica.state, client), this.replica.index, this.replica.nextRequestId());
+  }
+
+  private stopSequencing(): void {
+    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    this.timers.stop();
+    this.expiring.clear();
+    this.held = [];
+  }
+
+  clientEntries(): number {
+    return this.pending.size + this.held.length + this.timers.size;
+  }
+
+  followerAcks(): Record<string, number> | undefined {
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.stopSequencing();
+    for (const t of [this.leaderless, this.heldTimer]) if (t !== null) clearTimeout(t);
+    await this.host.close();
+  }
+}
