@@ -67,6 +67,9 @@ class Sim {
   readonly committed = new Map<number, Entry<string>>();
   /** Writes a primary saw committed (what a client was answered). */
   readonly acked = new Map<number, string>();
+  /** When a primary first saw each write committed (sim time). */
+  readonly ackedAt = new Map<number, number>();
+  private readonly staleReaders = new Set<string>();
   readonly violations: string[] = [];
   /** Snapshots loaded by a follower behind a compacted log. */
   installs = 0;
@@ -76,11 +79,16 @@ class Sim {
   /** Proposals sent to the manager and not yet decided there. */
   private readonly inFlight = new Set<GroupConfig>();
 
+  /** How often a node compacts its log, per step: from rarely to often, by seed. */
+  private readonly compactRate: number;
+
   constructor(seed: number) {
     this.rnd = prng(seed);
     for (const name of ['a', 'b', 'c']) this.nodes.push(this.makeNode(name, 1));
-    this.stored = { version: 1, primary: 'a.1', secondaries: ['b.1', 'c.1'] };
+    // Half the seeds start as GroupHost starts a new group: the first node alone, the others joining.
+    this.stored = this.rnd() < 0.5 ? { version: 1, primary: 'a.1', secondaries: ['b.1', 'c.1'] } : { version: 1, primary: 'a.1', secondaries: [] };
     for (const n of this.nodes) n.g.learnConfig(this.stored, this.local(n));
+    this.compactRate = 0.02 + this.rnd() * 0.5;
   }
 
   private makeNode(name: string, run: number): SimNode {
@@ -103,17 +111,21 @@ class Sim {
     this.queue.push({ at: this.now + ms, run });
   }
 
+  /** Whether a frame from a to b is dropped: the link is cut both ways, or one way from a to b. */
   private linkCut(a: string, b: string): boolean {
-    return this.cuts.has(`${a}|${b}`) || this.cuts.has(`${b}|${a}`);
+    return this.cuts.has(`${a}|${b}`) || this.cuts.has(`${b}|${a}`) || this.cuts.has(`${a}>${b}`);
   }
 
   /** Deliver `m` to its addressee, later, unless the link is cut or it is lost. */
-  private send(from: SimNode, m: Message<string>): void {
+  private send(from: SimNode, m: Message<string>, copy = false): void {
     if (this.rnd() < 0.02) return; // lost
+    if (!copy && this.rnd() < 0.01) this.send(from, m, true); // duplicated
     const fromName = from.name;
     // A snapshot travels with the state it stands for, as a host sends it.
     if (m.type === 'snapshot') this.snapshots.set(m, (from.snap as string[]).slice());
-    this.later(1 + Math.floor(this.rnd() * 30), () => {
+    // Mostly quick; now and then held up for longer than a lease.
+    const delay = this.rnd() < 0.01 ? 1 + Math.floor(this.rnd() * 2000) : 1 + Math.floor(this.rnd() * 30);
+    this.later(delay, () => {
       const to = this.byId(m.to);
       if (to === undefined || this.linkCut(fromName, to.name)) return;
       if (!this.running(to)) {
@@ -145,6 +157,12 @@ class Sim {
   private toManager(n: SimNode, expected: GroupConfig, next: GroupConfig): void {
     const g = n.g;
     if (n.cutFromManager) {
+      // No answer comes; half the time the request got there and was decided (the answer was lost).
+      if (this.rnd() < 0.5 && JSON.stringify(this.stored) === JSON.stringify(expected)) {
+        this.stored = next;
+        if (process.env['SIM_TRACE'] === '1') console.log(`@${this.now} stored (answer lost) ${JSON.stringify(next)} from ${g.id}`);
+        for (const w of this.nodes) this.tell(w, next);
+      }
       this.later(500, () => this.byId(g.id) === n && (g.proposalSettled(null, this.local(n)), this.drain(n)));
       return;
     }
@@ -193,7 +211,10 @@ class Sim {
         const first = this.committed.get(e.seq);
         if (first === undefined) this.committed.set(e.seq, e);
         else if (first.data !== e.data || first.version !== e.version) this.violations.push(`@${this.now} ${n.g.id} committed ${e.data} (v${e.version}) at seq ${e.seq}, where ${first.data} (v${first.version}) was committed`);
-        if (n.g.role === 'primary') this.acked.set(e.seq, e.data);
+        if (n.g.role === 'primary') {
+          this.acked.set(e.seq, e.data);
+          if (!this.ackedAt.has(e.seq)) this.ackedAt.set(e.seq, this.now);
+        }
       }
       if (r.propose !== null) this.toManager(n, r.propose.expected, r.propose.next);
       if (r.needConfig && !n.cutFromManager) this.tell(n, this.stored);
@@ -217,7 +238,7 @@ class Sim {
     for (const n of this.nodes) {
       if (!this.running(n)) continue;
       const t = this.local(n);
-      if (this.rnd() < 0.02 && n.state.length > n.g.compactedTo) {
+      if (this.rnd() < this.compactRate && n.state.length > n.g.compactedTo) {
         // Compact to everything applied, keeping a snapshot of it (between
         // two ready()s, as a host must: a snapshot message refers to the base).
         n.snap = n.state.slice();
@@ -239,17 +260,39 @@ class Sim {
   }
 
   private checkOnePrimary(): void {
-    const writers = this.nodes.filter((n) => this.running(n) && n.g.canWrite(this.local(n)));
+    this.checkReads();
+    // Paused nodes too: a lease is about real time, and a paused one resumes with it.
+    const writers = this.nodes.filter((n) => n.alive && n.g.canWrite(this.local(n)));
     if (writers.length > 1) this.violations.push(`@${this.now} ${writers.map((w) => `${w.g.id} (v${w.g.version}: ${JSON.stringify(w.g.current)})`).join(' and ')} can both take writes; stored ${JSON.stringify(this.stored)}`);
   }
 
+  /** No node reads while it lacks a write a primary committed more than a lease ago [LP-11]. */
+  private checkReads(): void {
+    for (const n of this.nodes) {
+      if (!n.alive || this.staleReaders.has(n.g.id) || !n.g.canRead(this.local(n))) continue;
+      for (const [seq, at] of this.ackedAt) {
+        if (at <= this.now - TIMING.leaseMs && n.g.commitSeq < seq) {
+          this.staleReaders.add(n.g.id);
+          this.violations.push(`@${this.now} ${n.g.id} (${n.g.role} v${n.g.version}) can read at commit ${n.g.commitSeq}, missing seq ${seq} committed @${at}`);
+          break;
+        }
+      }
+    }
+  }
+
   // Faults.
-  cut(a: string, b: string): void {
-    this.cuts.add(`${a}|${b}`);
+  cut(a: string, b: string, oneWay = false): void {
+    this.cuts.add(oneWay ? `${a}>${b}` : `${a}|${b}`);
   }
   healAll(): void {
     this.cuts.clear();
-    for (const n of this.nodes) n.cutFromManager = false;
+    for (const n of this.nodes) {
+      // A watch that reconnects delivers what was stored meanwhile (etcd resumes it from its revision).
+      if (n.cutFromManager && n.alive) {
+        n.cutFromManager = false;
+        this.tell(n, this.stored);
+      }
+    }
   }
   pause(n: SimNode, ms: number): void {
     if (process.env['SIM_TRACE'] === '1') console.log(`@${this.now} pause ${n.g.id} ${ms} ms`);
@@ -279,7 +322,7 @@ function runSim(seed: number): Sim {
   const names = ['a', 'b', 'c'];
   for (let round = 0; round < 60; round++) {
     const f = r();
-    if (f < 0.15) sim.cut(names[Math.floor(r() * 3)] as string, names[Math.floor(r() * 3)] as string);
+    if (f < 0.15) sim.cut(names[Math.floor(r() * 3)] as string, names[Math.floor(r() * 3)] as string, r() < 0.3);
     else if (f < 0.25) sim.healAll();
     else if (f < 0.35) sim.pause(sim.nodes[Math.floor(r() * 3)] as SimNode, 500 + Math.floor(r() * 2500));
     else if (f < 0.42) sim.crash(Math.floor(r() * 3));
@@ -296,7 +339,7 @@ function runSim(seed: number): Sim {
 describe('PacificA core, simulated', () => {
   it.skipIf(process.env['SIM_SEED'] === undefined)('replays SIM_SEED', () => {
     const sim = runSim(Number(process.env['SIM_SEED']));
-    for (const n of sim.nodes) console.log(`${n.g.id}: ${n.g.role} v${n.g.version} last ${n.g.lastSeq} commit ${n.g.commitSeq} alive ${n.alive} cutFromManager ${n.cutFromManager}`);
+    for (const n of sim.nodes) console.log(`${n.g.id}: ${n.g.role} v${n.g.version} last ${n.g.lastSeq} commit ${n.g.commitSeq} alive ${n.alive} cutFromManager ${n.cutFromManager} internals ${JSON.stringify({ proposing: (n.g as unknown as Record<string, unknown>)['proposing'], takingOver: (n.g as unknown as Record<string, unknown>)['takingOver'], heardAt: (n.g as unknown as Record<string, unknown>)['heardAt'], local: sim.local(n) })}`);
     console.log(`stored ${JSON.stringify(sim.stored)}`);
     expect(sim.violations).toEqual([]);
   });
@@ -345,6 +388,10 @@ describe('PacificA core, simulated', () => {
         expect(sim.violations, `seed ${seed}`).toEqual([]);
         const primary = sim.nodes.find((n) => n.alive && n.g.canWrite(sim.local(n)));
         expect(primary, `seed ${seed}: no primary serves after the faults`).toBeDefined();
+        // Every live node is back in the configuration.
+        const members = [sim.stored?.primary, ...(sim.stored?.secondaries ?? [])];
+        const out = sim.nodes.filter((n) => n.alive && !members.includes(n.g.id)).map((n) => `${n.g.id} (${n.g.role} v${n.g.version}, last ${n.g.lastSeq}, commit ${n.g.commitSeq})`);
+        expect(out, `seed ${seed}: not back in the configuration; stored ${JSON.stringify(sim.stored)}`).toEqual([]);
         const p = primary as SimNode;
         for (const [seq, data] of sim.acked) expect(sim.committed.get(seq)?.data, `seed ${seed}: seq ${seq}`).toBe(data);
         expect(p.g.commitSeq, `seed ${seed}`).toBeGreaterThanOrEqual(Math.max(0, ...sim.acked.keys()));
@@ -358,5 +405,5 @@ describe('PacificA core, simulated', () => {
     );
     expect(runs).toBe(Number(process.env['SIM_RUNS'] ?? 200));
     expect(installs).toBeGreaterThan(0); // followers did catch up from snapshots
-  });
+  }, 600_000);
 });

@@ -50,9 +50,12 @@
  * The group protocol (replication/pacifica.ts; member ids, not indexes):
  *   P->S prepare    entries after (prevSeq, prevVersion), the commit index,
  *                   and the primary's send time `sent` (echoed, never
- *                   compared with another clock); in configuration `version`
+ *                   compared with another clock); in configuration `version`;
+ *                   `ackSeen`, `readBase`: times on the follower's own clock
+ *                   (its read bound: pacifica.ts)
  *   S->P prepared   the follower's log matches up to `last` (ok), or where
- *                   to retry from (not ok); echoes `sent` as `echo`
+ *                   to retry from (not ok); echoes `sent` as `echo`, with
+ *                   its own clock `at` and the prepare's `ackSeen` as `base`
  *   L->P join       a node outside the configuration asks to catch up
  *   P->F install    the primary's table at `seq` (the entry there made in
  *                   `seqVersion`), for a follower behind its compacted log;
@@ -95,10 +98,10 @@ export type Frame =
   | { v: 1; type: 'reply'; req: number; seq: number; reply: Reply }
   | { v: 1; type: 'observe'; locks: number }
   | { v: 1; type: 'view'; stats: Record<string, unknown>; locks: ViewLock[]; log: ViewLogLine[] }
-  | { v: 1; type: 'prepare'; version: number; from: string; to: string; prevSeq: number; prevVersion: number; entries: GroupEntry[]; commit: number; sent: number }
-  | { v: 1; type: 'prepared'; version: number; from: string; to: string; ok: boolean; last: number; echo: number }
+  | { v: 1; type: 'prepare'; version: number; from: string; to: string; prevSeq: number; prevVersion: number; entries: GroupEntry[]; commit: number; sent: number; ackSeen: number | null; readBase: number | null }
+  | { v: 1; type: 'prepared'; version: number; from: string; to: string; ok: boolean; last: number; echo: number; at: number; base: number | null }
   | { v: 1; type: 'join'; version: number; from: string; to: string }
-  | { v: 1; type: 'install'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number; state: Snapshot; applied: Array<[number, number]> };
+  | { v: 1; type: 'install'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number; ackSeen: number | null; state: Snapshot; applied: Array<[number, number]> };
 
 /** An entry of the group protocol: its place, the version that made it, and the command as every node applies it (LogEntry's fields; `origin` is LogEntry's `from`). */
 export interface GroupEntry {
@@ -305,7 +308,7 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
     case 'view':
       return ok(obj(f['stats']) && !Array.isArray(f['stats']) && Array.isArray(f['locks']) && f['locks'].every(isViewLock) && Array.isArray(f['log']) && f['log'].every(isViewLogLine));
     case 'prepare': {
-      if (!(groupHead(f) && isNat(f['prevSeq']) && isNat(f['prevVersion']) && isNat(f['commit']) && isTime(f['sent']) && Array.isArray(f['entries']))) return ok(false);
+      if (!(groupHead(f) && isNat(f['prevSeq']) && isNat(f['prevVersion']) && isNat(f['commit']) && isTime(f['sent']) && isTimeOrNull(f['ackSeen']) && isTimeOrNull(f['readBase']) && Array.isArray(f['entries']))) return ok(false);
       // Entries follow prevSeq one by one, each from a version no later than the frame's.
       const entries = f['entries'] as unknown[];
       for (let i = 0; i < entries.length; i++) {
@@ -315,11 +318,11 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
       return ok(true);
     }
     case 'prepared':
-      return ok(groupHead(f) && typeof f['ok'] === 'boolean' && isNat(f['last']) && isTime(f['echo']));
+      return ok(groupHead(f) && typeof f['ok'] === 'boolean' && isNat(f['last']) && isTime(f['echo']) && isTime(f['at']) && isTimeOrNull(f['base']));
     case 'join':
       return ok(groupHead(f));
     case 'install':
-      if (!(groupHead(f) && isNat(f['seq']) && isNat(f['seqVersion']) && (f['seqVersion'] as number) <= (f['version'] as number) && isTime(f['sent']) && obj(f['state']))) return ok(false);
+      if (!(groupHead(f) && isNat(f['seq']) && isNat(f['seqVersion']) && (f['seqVersion'] as number) <= (f['version'] as number) && isTime(f['sent']) && isTimeOrNull(f['ackSeen']) && obj(f['state']))) return ok(false);
       if (!(Array.isArray(f['applied']) && f['applied'].length <= 100 && f['applied'].every((x) => Array.isArray(x) && x.length === 2 && isNat(x[0]) && isNat(x[1])))) return ok(false);
       return { ...(f as unknown as Frame & { type: 'install' }), state: decodeSnapshot(f['state'] as WireSnapshot) };
     default:
@@ -330,6 +333,7 @@ function checkFrame(f: Record<string, unknown>, checkCommands: boolean): Frame {
 const isId = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 1;
 /** A monotonic time in ms as a sender's clock reads it: any finite number (an offset clock may read below zero). */
 const isTime = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x);
+const isTimeOrNull = (x: unknown): boolean => x === null || isTime(x);
 /** The fields every group protocol frame has: a configuration version and two member ids. */
 const groupHead = (f: Record<string, unknown>): boolean => isId(f['version']) && typeof f['from'] === 'string' && NODE_NAME.test(f['from']) && typeof f['to'] === 'string' && NODE_NAME.test(f['to']);
 const isIdOrNull = (x: unknown): boolean => x === null || isId(x);

@@ -52,6 +52,8 @@ export interface GroupHostOptions {
   snapshots?: { take(): HostSnapshot; load(s: HostSnapshot, seq: number): void };
   /** Compact the log once this many entries were applied since the last compaction (default 10,000). */
   compactEvery?: number;
+  /** A manager call with no answer within this long settles as no answer (ms, default 5000): the core then proposes again later. */
+  configDeadlineMs?: number;
   /** The role or configuration changed. */
   onConfig?(role: Role, config: GroupConfig): void;
   log(kind: 'info' | 'warn' | 'error', text: string): void;
@@ -61,13 +63,13 @@ export interface GroupHostOptions {
 export function toFrame(m: Message<EntryData>, snap: HostSnapshot | null = null): Frame | null {
   switch (m.type) {
     case 'prepare':
-      return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
+      return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, ackSeen: m.ackSeen, readBase: m.readBase, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
     case 'ack':
-      return { v: 1, type: 'prepared', version: m.version, from: m.from, to: m.to, ok: m.ok, last: m.last, echo: m.echo };
+      return { v: 1, type: 'prepared', version: m.version, from: m.from, to: m.to, ok: m.ok, last: m.last, echo: m.echo, at: m.at, base: m.base };
     case 'join':
       return { v: 1, type: 'join', version: m.version, from: m.from, to: m.to };
     case 'snapshot':
-      return snap === null ? null : { v: 1, type: 'install', version: m.version, from: m.from, to: m.to, seq: m.seq, seqVersion: m.seqVersion, sent: m.sent, state: snap.state, applied: snap.applied };
+      return snap === null ? null : { v: 1, type: 'install', version: m.version, from: m.from, to: m.to, seq: m.seq, seqVersion: m.seqVersion, sent: m.sent, ackSeen: m.ackSeen, state: snap.state, applied: snap.applied };
   }
 }
 
@@ -75,13 +77,13 @@ export function toFrame(m: Message<EntryData>, snap: HostSnapshot | null = null)
 export function fromFrame(f: Frame): Message<EntryData> | null {
   switch (f.type) {
     case 'prepare':
-      return { type: 'prepare', version: f.version, from: f.from, to: f.to, prevSeq: f.prevSeq, prevVersion: f.prevVersion, commit: f.commit, sent: f.sent, entries: f.entries.map(({ seq, version, ...data }) => ({ seq, version, data })) };
+      return { type: 'prepare', version: f.version, from: f.from, to: f.to, prevSeq: f.prevSeq, prevVersion: f.prevVersion, commit: f.commit, sent: f.sent, ackSeen: f.ackSeen, readBase: f.readBase, entries: f.entries.map(({ seq, version, ...data }) => ({ seq, version, data })) };
     case 'prepared':
-      return { type: 'ack', version: f.version, from: f.from, to: f.to, ok: f.ok, last: f.last, echo: f.echo };
+      return { type: 'ack', version: f.version, from: f.from, to: f.to, ok: f.ok, last: f.last, echo: f.echo, at: f.at, base: f.base };
     case 'join':
       return { type: 'join', version: f.version, from: f.from, to: f.to };
     case 'install':
-      return { type: 'snapshot', version: f.version, from: f.from, to: f.to, seq: f.seq, seqVersion: f.seqVersion, sent: f.sent };
+      return { type: 'snapshot', version: f.version, from: f.from, to: f.to, seq: f.seq, seqVersion: f.seqVersion, sent: f.sent, ackSeen: f.ackSeen };
     default:
       return null;
   }
@@ -214,7 +216,7 @@ export class GroupHost {
 
   private proposeConfig(expected: GroupConfig, next: GroupConfig): void {
     this.o.log('info', `proposing configuration ${next.version}: primary ${next.primary}, secondaries ${next.secondaries.join(', ') || 'none'}`);
-    this.o.config.propose(expected, next).then(
+    this.deadline(this.o.config.propose(expected, next), `configuration ${next.version}`).then(
       (r) => {
         if (this.closed) return;
         this.group.proposalSettled(r.current, performance.now());
@@ -232,7 +234,7 @@ export class GroupHost {
   private readConfig(): void {
     if (this.reading) return;
     this.reading = true;
-    this.o.config.current().then(
+    this.deadline(this.o.config.current(), 'the configuration').then(
       (c) => {
         this.reading = false;
         if (this.closed || c === null) return;
@@ -244,6 +246,19 @@ export class GroupHost {
         this.o.log('warn', `configuration not read: ${(err as Error).message}`);
       },
     );
+  }
+
+  /** `p`, or a rejection once the manager has not answered in time (a late answer is then ignored: the core was told "no answer"). */
+  private deadline<R>(p: Promise<R>, what: string): Promise<R> {
+    const ms = this.o.configDeadlineMs ?? 5000;
+    let timer: NodeJS.Timeout | null = null;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from the configuration manager about ${what} within ${ms} ms`)), ms);
+      timer.unref();
+    });
+    return Promise.race([p, late]).finally(() => {
+      if (timer !== null) clearTimeout(timer);
+    });
   }
 
   private noticeRole(): void {

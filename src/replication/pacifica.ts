@@ -36,8 +36,21 @@
  *    (>= `leaseMs`) proposes itself as primary, without the old one. Since
  *    the old primary's lease from it started before the secondary last
  *    heard from it, the old primary has stopped serving before the grace
- *    ends: no two primaries serve at once. A secondary serves reads only
- *    within `leaseMs` of hearing from its primary (LP-11's bound).
+ *    ends: no two primaries serve at once.
+ *  - Reads on a secondary (LP-11's bound): the primary cannot commit
+ *    without a secondary before its lease from it lapses. So a secondary
+ *    serves reads only until `leaseMs` after a time, on its own clock, that
+ *    the primary's current lease from it cannot have started before: every
+ *    ack carries the secondary's clock, the primary echoes the latest it
+ *    got (`ackSeen`), the next ack carries that echo back (`base`), and the
+ *    primary sends the base of the ack its lease rests on (`readBase`).
+ *    Delayed prepares and a paused secondary cannot stretch it. A
+ *    secondary takes a read window only from a prepare whose commit index
+ *    it has caught up with; a primary grants windows only while it holds
+ *    every lease (a member taking over commits without that secondary only
+ *    a lease after it started, which is after the old primary stopped
+ *    granting), and a new primary only once the log it took over is
+ *    committed (its predecessor may have answered writes in it).
  *  - Only a member of the current configuration becomes primary; a learner
  *    never does (§3.2). Whoever wins the compare-and-swap decides; a node
  *    that learns a configuration in which it is not primary stops.
@@ -46,8 +59,15 @@
  *    drop any tail it lacks, and commits it once they all hold it.
  *  - Joining (§3.5): a node outside the configuration asks the primary to
  *    `join`, catches up as a learner, and is added by compare-and-swap
- *    once it holds everything the primary has. A follower behind the
- *    primary's compacted log catches up from a snapshot first.
+ *    once it holds everything committed. From the proposal on, until a
+ *    configuration newer than the one it was proposed from is known, the
+ *    learner counts as a secondary (commits wait for it, the primary needs
+ *    its lease): a manager that could not answer may have stored it. A
+ *    follower behind the primary's compacted log catches up from a
+ *    snapshot first.
+ *  - A primary that lost a lease and cannot get a configuration without
+ *    that secondary stored within `graceMs` falls silent, so that another
+ *    member that can reach the manager takes over.
  *  - Compaction: a host that holds its state machine's snapshot at an
  *    applied seq may drop the log up to there (compact); the entries
  *    before it are committed everywhere they matter, so only a snapshot
@@ -81,6 +101,10 @@ export type Message<T> =
       commit: number;
       /** The primary's monotonic time when it sent this: echoed back, compared with its own clock only. */
       sent: number;
+      /** The follower's clock in the latest ack the primary got from it (null: none yet); echoed back as the ack's `base`. */
+      ackSeen: number | null;
+      /** A time on the follower's clock no later than the start of the primary's lease from it (null: no lease): it reads until readBase + leaseMs. */
+      readBase: number | null;
     }
   | {
       type: 'ack';
@@ -92,6 +116,10 @@ export type Message<T> =
       /** ok: the last seq now known to match the primary's; not ok: where to try from (this is one below it). */
       last: number;
       echo: number;
+      /** The follower's monotonic time when it sent this. */
+      at: number;
+      /** The `ackSeen` of the prepare (or snapshot) acknowledged: no later than that prepare's sending, on this follower's clock. */
+      base: number | null;
     }
   | { type: 'join'; version: number; from: string; to: string }
   /**
@@ -100,12 +128,17 @@ export type Message<T> =
    * entry there was made in `seqVersion`), and the follower's host installs
    * it (installSnapshot) before anything later.
    */
-  | { type: 'snapshot'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number };
+  | { type: 'snapshot'; version: number; from: string; to: string; seq: number; seqVersion: number; sent: number; ackSeen: number | null };
 
 export interface Timing {
   /** How long a secondary's ack keeps the primary's lease from it, ms. */
   leaseMs: number;
-  /** How long a secondary waits without hearing from its primary before proposing itself; at least leaseMs. */
+  /**
+   * How long a secondary waits without hearing from its primary before
+   * proposing itself; at least leaseMs. The margin is what clock rates may
+   * differ by: a grace of 1.5 × the lease tolerates a secondary whose clock
+   * runs a third faster than the primary's.
+   */
   graceMs: number;
   /** How often the primary sends to every follower when it has nothing new, ms. */
   heartbeatMs: number;
@@ -144,26 +177,42 @@ export class Group<T> {
   // Primary: per follower (secondary or learner).
   private readonly matched = new Map<string, number>();
   private readonly nextSeq = new Map<string, number>();
+  /** The latest echoed send time of an ok ack: the lease runs leaseMs from it (this node's clock). */
   private readonly leaseFrom = new Map<string, number>();
+  /** The follower-clock base of the ack leaseFrom rests on (see the file comment on reads). */
+  private readonly leaseBase = new Map<string, number | null>();
+  /** The follower's clock in its latest ack. */
+  private readonly ackSeen = new Map<string, number>();
   /** When this node began to wait for a secondary's first ack (it became primary, or added it): a lapse counts from there too. */
   private readonly waitFrom = new Map<string, number>();
+  /** When a learner last acked (this node's clock): one silent for long is forgotten. */
+  private readonly heardFrom = new Map<string, number>();
+  /**
+   * Learners whose addition was proposed, with the version proposed from:
+   * until a newer configuration is known they count as secondaries, since
+   * the manager may have stored them even when it could not answer.
+   */
+  private readonly maybeAdded = new Map<string, number>();
   private lastBeat = -Infinity;
+  /**
+   * Primary: the log's end when it took over. Entries up to there may have
+   * been committed (and answered) by the primary before it, so no read is
+   * served, here or on a secondary, until they are committed here too.
+   */
+  private reconcileTo = 0;
+  /** When a lease from a secondary lapsed and no configuration without it is stored yet (null: none lapsed). */
+  private lapsedSince: number | null = null;
   // Secondary and learner: when the primary was last heard from (this node's clock).
   private heardAt = -Infinity;
   private primaryOf = '';
+  /** Secondary: reads are answered until then (this node's clock). */
+  private readUntil = -Infinity;
   /**
    * A secondary that proposed itself as primary acks its primary no more
    * in this version: an ack would lengthen the old primary's lease past
    * the moment the new one may start.
    */
   private takingOver = false;
-  /**
-   * The learner a pending proposal adds: until the proposal settles it
-   * counts toward commits, so that when the new configuration is stored
-   * the new secondary holds every committed entry, and the primary needs
-   * a lease from it, since once stored it may take over after its grace.
-   */
-  private adding: string | null = null;
 
   constructor(
     readonly id: string,
@@ -192,6 +241,42 @@ export class Group<T> {
     return this.base.seq;
   }
 
+  get commitSeq(): number {
+    return this.commit;
+  }
+
+  /** The configuration this node knows. */
+  get current(): GroupConfig | null {
+    return this.config;
+  }
+
+  /** Whether this node may take writes now: the primary, holding a lease from every secondary (and every learner maybe added). */
+  canWrite(now: number): boolean {
+    const c = this.config;
+    if (c === null || c.primary !== this.id) return false;
+    for (const s of this.counted()) {
+      const t = this.leaseFrom.get(s);
+      if (t === undefined || now >= t + this.timing.leaseMs) return false;
+    }
+    return true;
+  }
+
+  /** Whether this node may answer reads from its replica now [LP-11]. */
+  canRead(now: number): boolean {
+    const r = this.role;
+    if (r === 'primary') return this.canWrite(now) && this.commit >= this.reconcileTo;
+    return r === 'secondary' && now < this.readUntil;
+  }
+
+  /** Append a write; its entry is committed once every secondary holds it. Throws NotPrimaryError unless canWrite(now). */
+  propose(data: T, now: number): number {
+    if (!this.canWrite(now)) throw new NotPrimaryError(this.role === 'primary' ? 'the primary has lost a lease from a secondary and waits for a new configuration' : `not the primary (${this.config?.primary ?? 'none known'} is)`);
+    const e: Entry<T> = { seq: this.lastSeq + 1, version: this.version, data };
+    this.log.push(e);
+    this.advanceCommit();
+    return e.seq;
+  }
+
   /**
    * Drop the log up to `seq`, which this node has applied and of which its
    * host keeps a snapshot (sent to a follower that lacks what it stands
@@ -211,92 +296,57 @@ export class Group<T> {
    * A `snapshot` message arrived with the primary's snapshot at `seq` (the
    * entry there made in `seqVersion`). True: the host must load it now, in
    * this same turn, in place of its state (the log restarts after it);
-   * false: it already has everything up to `seq`, or the message is not
-   * from its primary in its configuration.
+   * false: nothing to load, either because this node's log already holds
+   * that entry (it keeps what follows, which it may have acknowledged, and
+   * commits up to `seq`), or the message is not from its primary in its
+   * configuration.
    */
   installSnapshot(m: Extract<Message<T>, { type: 'snapshot' }>, now: number): boolean {
     const c = this.config;
     if (c === null || m.version !== c.version || m.from !== c.primary || this.role === 'primary' || this.takingOver) return false;
     this.heardAt = now;
-    const load = m.seq > this.commit;
-    if (load) {
+    this.primaryOf = m.from;
+    let load = false;
+    const holds = m.seq <= this.lastSeq && (m.seq < this.base.seq || this.versionAt(m.seq) === m.seqVersion);
+    if (holds) {
+      if (m.seq > this.commit) this.commit = m.seq; // entries up to it are applied from this log
+    } else {
+      // It lacks that entry, or holds another there: nothing it holds past its commit was acknowledged in this lineage.
       this.log = [];
       this.base = { seq: m.seq, version: m.seqVersion };
       this.commit = m.seq;
       this.applied = m.seq;
+      load = true;
     }
-    this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok: true, last: m.seq, echo: m.sent });
+    this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok: true, last: m.seq, echo: m.sent, at: now, base: m.ackSeen });
     return load;
-  }
-
-  private entryAt(seq: number): Entry<T> | undefined {
-    return this.log[seq - this.base.seq - 1];
-  }
-
-  /** The version of the entry at `seq` (at or after the base), or undefined. */
-  private versionAt(seq: number): number {
-    if (seq === this.base.seq) return this.base.version;
-    return (this.entryAt(seq) as Entry<T>).version;
-  }
-
-  get commitSeq(): number {
-    return this.commit;
-  }
-
-  /** The configuration this node knows. */
-  get current(): GroupConfig | null {
-    return this.config;
-  }
-
-  /** Whether this node may take writes now: the primary, holding a lease from every secondary. */
-  canWrite(now: number): boolean {
-    const c = this.config;
-    if (c === null || c.primary !== this.id) return false;
-    for (const s of this.adding === null ? c.secondaries : [...c.secondaries, this.adding]) {
-      const t = this.leaseFrom.get(s);
-      if (t === undefined || now >= t + this.timing.leaseMs) return false;
-    }
-    return true;
-  }
-
-  /** Whether this node may answer reads from its replica now [LP-11]. */
-  canRead(now: number): boolean {
-    const r = this.role;
-    if (r === 'primary') return this.canWrite(now);
-    return r === 'secondary' && now < this.heardAt + this.timing.leaseMs;
-  }
-
-  /** Append a write; its entry is committed once every secondary holds it. Throws NotPrimaryError unless canWrite(now). */
-  propose(data: T, now: number): number {
-    if (!this.canWrite(now)) throw new NotPrimaryError(this.role === 'primary' ? 'the primary has lost a lease from a secondary and waits for a new configuration' : `not the primary (${this.config?.primary ?? 'none known'} is)`);
-    const e: Entry<T> = { seq: this.lastSeq + 1, version: this.version, data };
-    this.log.push(e);
-    if ((this.config as GroupConfig).secondaries.length === 0) this.advanceCommit();
-    return e.seq;
   }
 
   /** Send what followers lack (a host calls this once per event-loop turn, after proposals: batching). */
   flush(now: number): void {
-    if (this.role !== 'primary') return;
+    if (this.role !== 'primary' || this.silent(now)) return;
     for (const f of this.followers()) if ((this.nextSeq.get(f) ?? 1) <= this.lastSeq) this.sendTo(f, now);
   }
 
-  /** Time passes: heartbeats, lapsed leases, a silent primary. */
+  /** Time passes: heartbeats, lapsed leases, a silent primary, forgotten learners. */
   tick(now: number): void {
     const c = this.config;
     if (c === null) return;
     const role = this.role;
     if (role === 'primary') {
-      if (now - this.lastBeat >= this.timing.heartbeatMs) {
+      const lapsed = c.secondaries.filter((s) => now >= Math.max(this.leaseFrom.get(s) ?? -Infinity, this.waitFrom.get(s) ?? -Infinity) + this.timing.leaseMs);
+      this.lapsedSince = lapsed.length === 0 ? null : (this.lapsedSince ?? now);
+      if (!this.silent(now) && now - this.lastBeat >= this.timing.heartbeatMs) {
         this.lastBeat = now;
         for (const f of this.followers()) this.sendTo(f, now);
       }
-      const lapsed = c.secondaries.filter((s) => now >= Math.max(this.leaseFrom.get(s) ?? -Infinity, this.waitFrom.get(s) ?? -Infinity) + this.timing.leaseMs);
+      for (const [f, t] of this.heardFrom) if (!c.secondaries.includes(f) && !this.maybeAdded.has(f) && now - t > 4 * this.timing.graceMs) this.forget(f);
       if (lapsed.length > 0) this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: c.secondaries.filter((s) => !lapsed.includes(s)) });
       else {
-        // A learner that holds everything the primary has joins the configuration.
-        const ready = [...this.matched].find(([f, m]) => !c.secondaries.includes(f) && m === this.lastSeq);
-        if (ready !== undefined && this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: [...c.secondaries, ready[0]] })) this.adding = ready[0];
+        // A learner that holds everything that may be committed (and has acked) joins the configuration:
+        // what this primary committed, and the whole log it took over (its predecessor may have committed it).
+        const ready = [...this.matched].find(([f, m]) => !c.secondaries.includes(f) && m >= Math.max(this.commit, this.reconcileTo) && this.leaseFrom.has(f));
+        if (ready !== undefined && this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: [...c.secondaries, ready[0]] })) this.maybeAdded.set(ready[0], c.version);
       }
     } else if (role === 'secondary' && now >= this.heardAt + this.timing.graceMs) {
       if (this.proposeChange({ version: c.version + 1, primary: this.id, secondaries: c.secondaries.filter((s) => s !== this.id) })) this.takingOver = true;
@@ -317,12 +367,17 @@ export class Group<T> {
     this.config = { version: c.version, primary: c.primary, secondaries: [...c.secondaries] };
     this.needConfig = false;
     this.takingOver = false;
+    this.lapsedSince = null;
+    this.readUntil = -Infinity; // reads wait for the (new) primary's word in this version
+    // A learner proposed from an older configuration was added or not: this one says which.
+    for (const [f, v] of this.maybeAdded) if (v < c.version) this.maybeAdded.delete(f);
     const role = this.role;
     if (role === 'primary') {
       if (was !== 'primary') {
         // A new primary: no leases yet, and followers' logs unknown (reconciliation finds them).
         this.clearFollowers();
         this.lastBeat = -Infinity;
+        this.reconcileTo = this.lastSeq;
         for (const s of c.secondaries) this.waitFrom.set(s, now);
       } else {
         // Still primary: keep the leases and progress of those who stay (a
@@ -334,17 +389,20 @@ export class Group<T> {
       this.tick(now);
     } else {
       this.clearFollowers();
+      this.maybeAdded.clear();
       // A fresh grace under a new primary.
       if (c.primary !== this.primaryOf) this.heardAt = now;
       this.primaryOf = c.primary;
     }
   }
 
-  /** The manager answered the proposal from ready(): `current` is what it stores now (ours if won). Null: it could not be reached; the rule that proposed will propose again. */
+  /** The manager answered the proposal from ready(): `current` is what it stores now (ours if won). Null: no answer (unreachable, or a deadline): it may or may not be stored, and the rule that proposed will propose again. */
   proposalSettled(current: GroupConfig | null, now: number): void {
     this.proposing = false;
-    this.adding = null;
-    if (current !== null) this.learnConfig(current, now);
+    if (current === null) return; // learners maybe added stay counted until a newer configuration is known
+    const v = current.version;
+    for (const [f, from] of this.maybeAdded) if (from < v) this.maybeAdded.delete(f);
+    this.learnConfig(current, now);
   }
 
   receive(m: Message<T>, now: number): void {
@@ -355,16 +413,17 @@ export class Group<T> {
     }
     if (m.version < mine) {
       // Tell a stale sender there is a newer configuration (an ack is not answered: no ping-pong).
-      if (m.type !== 'ack') this.out.push({ type: 'ack', version: mine, from: this.id, to: m.from, ok: false, last: 0, echo: m.type === 'prepare' ? m.sent : 0 });
+      if (m.type !== 'ack') this.out.push({ type: 'ack', version: mine, from: this.id, to: m.from, ok: false, last: 0, echo: m.type === 'join' ? 0 : m.sent, at: now, base: null });
       return;
     }
     if (m.type === 'prepare') this.onPrepare(m, now);
-    else if (m.type === 'ack') this.onAck(m);
+    else if (m.type === 'ack') this.onAck(m, now);
     else if (m.type === 'snapshot') return; // the host loads the snapshot, then calls installSnapshot
-    else if (this.role === 'primary' && !this.config?.secondaries.includes(m.from) && m.from !== this.id) {
-      // A join: a learner from the start of the log (log matching finds where it stands).
+    else if (this.role === 'primary' && !this.config?.secondaries.includes(m.from) && m.from !== this.id && !this.matched.has(m.from)) {
+      // A join from a node not followed yet: a learner (log matching finds where it stands).
       this.nextSeq.set(m.from, this.lastSeq + 1);
       this.matched.set(m.from, 0);
+      this.heardFrom.set(m.from, now);
       this.sendTo(m.from, now);
     }
   }
@@ -378,12 +437,33 @@ export class Group<T> {
     return r;
   }
 
+  /** The members a commit and a write need besides the primary: the secondaries and the learners maybe added. */
+  private counted(): string[] {
+    const c = this.config as GroupConfig;
+    return this.maybeAdded.size === 0 ? c.secondaries as string[] : [...new Set([...c.secondaries, ...this.maybeAdded.keys()])];
+  }
+
+  /** A primary that lost a lease and could not get a configuration without it stored for graceMs stops sending: another member takes over. */
+  private silent(now: number): boolean {
+    return this.lapsedSince !== null && now - this.lapsedSince > this.timing.graceMs;
+  }
+
+  private entryAt(seq: number): Entry<T> | undefined {
+    return this.log[seq - this.base.seq - 1];
+  }
+
+  /** The version of the entry at `seq` (at or after the base). */
+  private versionAt(seq: number): number {
+    if (seq === this.base.seq) return this.base.version;
+    return (this.entryAt(seq) as Entry<T>).version;
+  }
+
   private clearFollowers(): void {
-    for (const m of [this.leaseFrom, this.waitFrom, this.matched, this.nextSeq]) m.clear();
+    for (const m of [this.leaseFrom, this.leaseBase, this.ackSeen, this.waitFrom, this.matched, this.nextSeq, this.heardFrom]) m.clear();
   }
 
   private forget(f: string): void {
-    for (const m of [this.leaseFrom, this.waitFrom, this.matched, this.nextSeq]) m.delete(f);
+    for (const m of [this.leaseFrom, this.leaseBase, this.ackSeen, this.waitFrom, this.matched, this.nextSeq, this.heardFrom]) m.delete(f);
   }
 
   private followers(): string[] {
@@ -393,9 +473,10 @@ export class Group<T> {
 
   private sendTo(f: string, now: number): void {
     const next = this.nextSeq.get(f) ?? this.lastSeq + 1;
+    const ackSeen = this.ackSeen.get(f) ?? null;
     if (next - 1 < this.base.seq) {
       // What it lacks was compacted: the snapshot first, then the log after it.
-      this.out.push({ type: 'snapshot', version: this.version, from: this.id, to: f, seq: this.base.seq, seqVersion: this.base.version, sent: now });
+      this.out.push({ type: 'snapshot', version: this.version, from: this.id, to: f, seq: this.base.seq, seqVersion: this.base.version, sent: now, ackSeen });
       this.nextSeq.set(f, this.base.seq + 1);
       return;
     }
@@ -410,6 +491,11 @@ export class Group<T> {
       entries: this.log.slice(prevSeq - this.base.seq),
       commit: this.commit,
       sent: now,
+      ackSeen,
+      // No reads on a follower before the log taken over is committed here,
+      // nor while this primary lacks a lease (another may be taking over,
+      // and will commit without that follower once its own wait for it ends).
+      readBase: this.commit >= this.reconcileTo && this.canWrite(now) ? (this.leaseBase.get(f) ?? null) : null,
     });
     this.nextSeq.set(f, this.lastSeq + 1);
   }
@@ -419,11 +505,11 @@ export class Group<T> {
     if (m.from !== c.primary || this.role === 'primary' || this.takingOver) return;
     this.heardAt = now;
     this.primaryOf = m.from;
-    const reply = (ok: boolean, last: number): void => void this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok, last, echo: m.sent });
+    const reply = (ok: boolean, last: number): void => void this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok, last, echo: m.sent, at: now, base: m.ackSeen });
     // Below the base, everything is committed and matches; at or above it, the versions must.
     if (m.prevSeq > this.lastSeq || (m.prevSeq >= this.base.seq && m.prevSeq > 0 && this.versionAt(m.prevSeq) !== m.prevVersion)) {
-      // No match there: try from below what this log holds (never below what is committed, which matches).
-      return reply(false, Math.max(this.commit, Math.min(this.lastSeq, m.prevSeq - 1)));
+      // No match there: try from what is committed here (it matches), or from the end of a log that is short.
+      return reply(false, m.prevSeq > this.lastSeq ? this.lastSeq : this.commit);
     }
     for (const e of m.entries) {
       if (e.seq <= this.base.seq) continue; // compacted: committed, so the same
@@ -436,29 +522,40 @@ export class Group<T> {
     const last = m.prevSeq + m.entries.length;
     const commit = Math.min(m.commit, last);
     if (commit > this.commit) this.commit = commit;
+    // Reads: only once it holds everything the primary had committed when it
+    // sent this, and until leaseMs after a time no later than the start of
+    // the primary's lease from this node.
+    if (m.readBase !== null && this.commit >= m.commit && m.readBase + this.timing.leaseMs > this.readUntil) this.readUntil = m.readBase + this.timing.leaseMs;
     reply(true, last);
   }
 
-  private onAck(m: Extract<Message<T>, { type: 'ack' }>): void {
+  private onAck(m: Extract<Message<T>, { type: 'ack' }>, now: number): void {
     if (this.role !== 'primary') return;
     const c = this.config as GroupConfig;
     const f = m.from;
     if (!c.secondaries.includes(f) && !this.matched.has(f)) return;
+    this.ackSeen.set(f, Math.max(this.ackSeen.get(f) ?? -Infinity, m.at));
+    this.heardFrom.set(f, now);
+    const matched = this.matched.get(f) ?? 0;
     if (m.ok) {
-      this.matched.set(f, Math.max(this.matched.get(f) ?? 0, m.last));
+      this.matched.set(f, Math.max(matched, m.last));
+      if (this.nextSeq.get(f) === undefined || (this.nextSeq.get(f) as number) <= m.last) this.nextSeq.set(f, m.last + 1);
       // A learner's ack is a lease too: it heard this prepare no sooner than it was sent, and its grace, once it is a secondary, counts from then.
-      this.leaseFrom.set(f, Math.max(this.leaseFrom.get(f) ?? -Infinity, m.echo));
+      if (m.echo > (this.leaseFrom.get(f) ?? -Infinity)) {
+        this.leaseFrom.set(f, m.echo);
+        this.leaseBase.set(f, m.base);
+      }
       this.advanceCommit();
-    } else {
+    } else if (m.last >= matched) {
+      // Not a stale refusal (one below what it has matched since): resend from there at once.
       this.nextSeq.set(f, m.last + 1);
+      if (!this.silent(now)) this.sendTo(f, now);
     }
   }
 
   private advanceCommit(): void {
-    const c = this.config as GroupConfig;
     let commit = this.lastSeq;
-    for (const s of c.secondaries) commit = Math.min(commit, this.matched.get(s) ?? 0);
-    if (this.adding !== null) commit = Math.min(commit, this.matched.get(this.adding) ?? 0);
+    for (const s of this.counted()) commit = Math.min(commit, this.matched.get(s) ?? 0);
     if (commit > this.commit) this.commit = commit;
   }
 
