@@ -13,21 +13,21 @@ import { decodeFrame, encodeFrame, type Frame } from '../src/codec/frame.js';
 import { ConfigStore, MemoryConfig } from '../src/config/memory.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { NodeLog } from '../src/node/node-log.js';
-import { ReplicaNode } from '../src/node/replica-node.js';
+import { ERR_READ_WINDOW, GroupNode } from '../src/node/node-group.js';
 import { GroupReplication } from '../src/replication/replication-group.js';
 import { ClientPool, eventually } from './helpers/line-client.js';
 
 const TIMING = { leaseMs: 400, graceMs: 600, heartbeatMs: 50 };
 
-type GroupNode = ReplicaNode & { readonly replication: GroupReplication };
-
 /** Frames between member ids, encoded and decoded, a turn later; a node taken off the network gets nothing more. */
 class Net {
   readonly nodes = new Map<string, GroupNode>();
+  /** Member ids cut off from the others (both ways). */
+  readonly cut = new Set<string>();
   send(from: string, to: string, f: Frame): void {
     const text = encodeFrame(f);
     setImmediate(() => {
-      if (!this.nodes.has(from)) return; // a dead node's last frames die with it
+      if (!this.nodes.has(from) || this.cut.has(from) || this.cut.has(to)) return; // a dead node's last frames die with it
       this.nodes.get(to)?.replication.receive(from, decodeFrame(text));
     });
   }
@@ -43,7 +43,7 @@ afterEach(async () => {
 async function start(net: Net, store: ConfigStore, name: string, index: number, run = 1): Promise<{ node: GroupNode; port: number; lines: string[] }> {
   const id = `${name}.${run}`;
   const lines: string[] = [];
-  const node = new ReplicaNode({ name, index, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), false, 1), idCounter: newIdCounter() }, (replica) =>
+  const node = new GroupNode({ name, index, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), false, 1), idCounter: newIdCounter() }, (replica) =>
     new GroupReplication(replica, {
       id,
       timing: TIMING,
@@ -52,7 +52,7 @@ async function start(net: Net, store: ConfigStore, name: string, index: number, 
       indexOf: (m) => ({ a: 0, b: 1, c: 2 })[m.split('.')[0] as 'a' | 'b' | 'c'] ?? null,
       leaderWaitMs: 3000,
     }),
-  ) as GroupNode;
+  );
   net.nodes.set(id, node);
   nodes.push(node);
   await node.replication.start();
@@ -105,5 +105,25 @@ describe('the group replication under three nodes', () => {
     expect(Number(/token=(\d+)/.exec(after)?.[1])).toBeGreaterThan(Number(token));
     expect(await cb.ask('release leased', 10_000)).toBe('ReleaseLock Success');
     await eventually(async () => (await cc.ask('check leased')) === 'CheckLock:Free', 'the release on c');
+  }, 30_000);
+
+  it('a secondary cut off from its primary refuses reads within the lease, and reads again once it hears from it [LP-11]', async () => {
+    const net = new Net();
+    const store = new ConfigStore();
+    const a = await start(net, store, 'a', 0);
+    const b = await start(net, store, 'b', 1);
+    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added and reading', 5000);
+    const cb = await pool.open(b.port);
+    expect(await cb.ask('check r')).toBe('CheckLock:Free');
+    net.cut.add('b.1');
+    const t0 = performance.now();
+    await eventually(async () => (await cb.ask('check r')) === `Error: ${ERR_READ_WINDOW}`, 'reads refused', 3000, 20);
+    expect(performance.now() - t0).toBeLessThan(TIMING.leaseMs + 300);
+    // a removes b once its lease lapses, and writes without it: b must not have read past that.
+    const ca = await pool.open(a.port);
+    await eventually(async () => (await ca.ask('preempt r', 5000)).startsWith('PreemptLock Success'), 'a writes alone', 5000, 50);
+    expect(await cb.ask('check r')).toBe(`Error: ${ERR_READ_WINDOW}`);
+    net.cut.delete('b.1');
+    await eventually(async () => (await cb.ask('check r')).startsWith(`CheckLock:Lock:${ca.id} `), 'b rejoined and reads the write', 10_000, 50);
   }, 30_000);
 });

@@ -160,8 +160,12 @@ export class GroupReplication implements Replication {
 
   // ---- frames from other nodes ----
 
-  /** A frame from member `from` (decoded and checked by the codec). */
-  receive(from: string, f: Frame): void {
+  /**
+   * A frame from member `from` (decoded and checked by the codec).
+   * `lateMs`: how much later than the link's fastest crossing it arrived
+   * (link-delay.ts), taken off a forwarded acquire's timeout [LP-9].
+   */
+  receive(from: string, f: Frame, lateMs = 0): void {
     if (f.type !== 'forward') {
       this.host.receive(f);
       return;
@@ -174,9 +178,7 @@ export class GroupReplication implements Replication {
     const problem = forwardError(this.replica.state, f.cmd, origin, resumed);
     if (problem !== null) return this.replica.log.line('error', `node ${from} (index ${origin}) forwarded ${f.cmd.op}: ${problem}; dropped`);
     if (f.cmd.op === 'resume') resumed.add(f.cmd.target);
-    // An acquire's timeout counts from here; its time on the link is not yet
-    // taken off (the links are not wired: docs/design.md) [LP-9].
-    this.sequence(f.cmd, origin, f.req);
+    this.sequence(lateMs > 0 && waits(f.cmd) ? aged(f.cmd, lateMs) : f.cmd, origin, f.req);
   }
 
   // ---- the primary's duties ----
