@@ -130,9 +130,25 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     expect(st.out()).toMatch(new RegExp(`^${follower.name} +\\d +- +- +- +- +no$`, 'm')); // gone, as etcd sees it
     // Back under its name: it keeps its index, and its new clients' ids are new [LP-4].
     const back = await start(follower.name);
+    // Its earlier run's key was gone by now (the session lock was released): no wait was announced.
+    expect(back.proc.out()).not.toMatch(/waiting for this name's earlier run/);
     const again = await pool.open(back.port);
     expect(again.id).not.toBe(onF.id);
     expect(Math.floor(again.id / 10000) === Math.floor(onF.id / 10000) || again.id > 1_000_000).toBe(true);
     expect(await again.ask('check f-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onF.id} `));
   }, 40_000);
+
+  it('a node restarted right after kill -9 says at once that it waits for its earlier run\'s lease, and for how long at most', async () => {
+    const lead = await leader();
+    const victim = nodes.find((n) => n !== lead && n.proc.child.exitCode === null && n.proc.child.signalCode === null) as Node;
+    victim.proc.child.kill('SIGKILL');
+    await victim.proc.exit;
+    const t0 = performance.now();
+    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', victim.name, '--cluster', 'procs', '--first-token', '1']);
+    nodes.push({ name: victim.name, proc, port: 0 });
+    await eventually(() => /waiting for this name's earlier run to end: .* within \d+ s at most/.test(proc.out()), 'the wait announced', 5000, 20);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    // And then it serves, once the earlier run's lease is gone.
+    await eventually(() => /^ready /m.test(proc.out()), 'ready after the wait', 30_000, 100);
+  }, 45_000);
 });

@@ -110,7 +110,7 @@ export class EtcdMembership {
    * ordinals, and go live under a new lease. `onJeopardy` fires (once) if
    * the lease can no longer be renewed in time: stop serving at once.
    */
-  async join(info: Omit<MemberInfo, 'name' | 'index'>, onJeopardy: (why: string) => void, fixedIndex?: number): Promise<JoinResult> {
+  async join(info: Omit<MemberInfo, 'name' | 'index'>, onJeopardy: (why: string) => void, fixedIndex?: number, onWait?: (text: string) => void): Promise<JoinResult> {
     // Given an index (one process's nodes have theirs by name: leader 0,
     // follower-i i; a `dlock node` has it from prepare()), no ids are
     // reserved here: the caller counts them (and extend() reserves).
@@ -148,6 +148,11 @@ export class EtcdMembership {
         .then(this.ns.put(`live/${this.name}`).value(value).lease(leaseId))
         .commit();
       if (r.succeeded) break;
+      // Said at once, not after the wait: a restart right after a kill -9 is otherwise silent for a ttl.
+      if (onWait !== undefined) {
+        onWait(`waiting for this name's earlier run to end: its live key in etcd goes with its lease, within ${Math.ceil((deadline - performance.now()) / 1000)} s at most (a live process under the same name is refused then)`);
+        onWait = undefined;
+      }
       if (performance.now() > deadline) {
         this.stopRenewing();
         await lease.revoke();

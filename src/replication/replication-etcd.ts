@@ -300,7 +300,10 @@ export class EtcdReplication implements Replication {
     });
     const addr = this.linkServer.address();
     this.linkAddress = `${this.opts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
-    await this.members.join({ address: '', link: this.linkAddress }, (why) => this.hooks.fatal(why), this.replica.index);
+    await this.members.join({ address: '', link: this.linkAddress }, (why) => this.hooks.fatal(why), this.replica.index, (text) => {
+      this.replica.log.line('warn', text);
+      this.replica.log.flush();
+    });
     // The latest snapshot, then the log after it (issue 13: a node that
     // joins or restarts does not replay the log from its start).
     // An empty table starts at the cluster's first token, which etcd keeps.
