@@ -557,5 +557,11 @@ export class Cluster {
     }
     await Promise.all(order.map((m) => m.handle.terminate()));
     for (const m of order) m.events.close();
+    // Every worker has ended: no id can be handed out now, so the unused rest of each reservation goes back.
+    try {
+      this.ids?.handBack();
+    } catch (err) {
+      this.opts.onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind: 'warn', text: `client ids not handed back (the next run skips the rest of this one's reservation): ${(err as Error).message}` }] });
+    }
   }
 }

@@ -16,7 +16,7 @@ import type { Server as HttpServer } from 'node:http';
 import { startAdmin, type AdminListen } from './admin/admin-http.js';
 import { NodeAdmin } from './admin/admin-node.js';
 import { headlessView } from './headless.js';
-import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalsUsed } from './node/client-ids.js';
+import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from './node/client-ids.js';
 import type { Limits } from './node/limits.js';
 import { NodeLog } from './node/node-log.js';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -58,7 +58,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   // With a deadline: an etcd that takes the connection and never answers
   // (no quorum, a TLS peer that stalls) is an error here, not a hang.
   const client = new Etcd3({ ...etcd3Options(o.etcd), dialTimeout: PREPARE_MS });
-  let prepared: { index: number; firstOrdinal: number };
+  let prepared: { index: number; firstOrdinal: number; reservedTo: number };
   try {
     prepared = await withDeadline(new EtcdMembership(client, o.cluster, o.name).prepare(), PREPARE_MS, 'registering this node');
   } catch (err) {
@@ -73,6 +73,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   }
   const idCounter = newIdCounter();
   setOrdinalsUsed(idCounter, prepared.firstOrdinal);
+  setOrdinalLimit(idCounter, prepared.reservedTo); // never an id past what etcd keeps reserved
   const index = prepared.index;
   /** Across runs, for the admin API's metrics. */
   const counts = { elections: 0, rejoins: 0 };

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ClientIdAllocator, clientIdFor, newIdCounter, nodeOfClient } from '../src/node/client-ids.js';
+import { ClientIdAllocator, clientIdFor, newIdCounter, nodeOfClient, setOrdinalLimit } from '../src/node/client-ids.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { IdReservations } from '../src/store/ids-file.js';
 import { primaryNode } from './helpers/port-node.js';
@@ -60,5 +60,18 @@ describe('client ids past 2^31 [LP-4]', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a client id reservation', () => {
+  it('no id is handed out past the limit; raising the limit lets ids go on, in order [LP-4]', () => {
+    const counter = newIdCounter();
+    setOrdinalLimit(counter, 2);
+    const ids = new ClientIdAllocator(1, counter);
+    expect([ids.next(), ids.next(), ids.next()]).toEqual([20001, 20002, null]);
+    setOrdinalLimit(counter, 1); // never lowered
+    expect(ids.next()).toBeNull();
+    setOrdinalLimit(counter, 3);
+    expect(ids.next()).toBe(20003);
   });
 });

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpOnFailure, run, type Running } from './helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { ClientPool, eventually, type LineClient } from './helpers/line-client.js';
+import { ID_BLOCK } from '../src/replication/etcd-members.js';
 
 interface Node {
   name: string;
@@ -151,4 +152,44 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     // And then it serves, once the earlier run's lease is gone.
     await eventually(() => /^ready /m.test(proc.out()), 'ready after the wait', 30_000, 100);
   }, 45_000);
+
+  it('client ids grow with the clients served, not with restarts: a clean stop hands back its unused ids, a crash skips at most a block [LP-4]', async () => {
+    const runOnce = async (): Promise<{ proc: Running; first: number; port: number }> => {
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'ids', '--cluster', 'procs', '--first-token', '1', '--node-ttl', '2']);
+      nodes.push({ name: 'ids', proc, port: 0 });
+      await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'ready', 30_000, 50);
+      const m = /^ready node=ids index=\d+ address=127\.0\.0\.1:(\d+) link=\S+ first-client=(\d+) /m.exec(proc.out());
+      if (m === null) throw new Error(`not ready:\n${proc.out()}\n${proc.err()}`);
+      return { proc, first: Number(m[2]), port: Number(m[1]) };
+    };
+    const clients = async (port: number, n: number): Promise<number[]> => {
+      const ids: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const c = await pool.open(port);
+        ids.push(c.id);
+        c.close();
+      }
+      return ids;
+    };
+    const a = await runOnce();
+    expect(await clients(a.port, 3)).toEqual([a.first, a.first + 1, a.first + 2]);
+    a.proc.child.kill('SIGTERM');
+    expect(await a.proc.exit).toBe(0);
+    // Clean stops: the next run goes on right after the last id handed out.
+    const b = await runOnce();
+    expect(b.first).toBe(a.first + 3);
+    await clients(b.port, 1);
+    b.proc.child.kill('SIGTERM');
+    expect(await b.proc.exit).toBe(0);
+    const c = await runOnce();
+    expect(c.first).toBe(a.first + 4);
+    // A crash: the rest of its block is skipped, no more (ids never repeat).
+    c.proc.child.kill('SIGKILL');
+    await c.proc.exit;
+    const d = await runOnce();
+    expect(d.first).toBeGreaterThan(c.first);
+    expect(d.first).toBeLessThanOrEqual(c.first + ID_BLOCK);
+    d.proc.child.kill('SIGTERM');
+    expect(await d.proc.exit).toBe(0);
+  }, 90_000);
 });

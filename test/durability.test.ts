@@ -101,6 +101,24 @@ describe('dlock up --data-dir', () => {
     expect(await c.exit).toBe(0);
   });
 
+  it('client ids go on from the last one handed out after a clean stop, not from the end of a reservation [LP-4]', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'dlock-ids-'));
+    try {
+      const ids: number[] = [];
+      for (let run = 0; run < 3; run++) {
+        const u = await up(['--quiet', '--followers', '0', '--data-dir', fresh]);
+        const c = await LineClient.open(u.ports['leader'] as number);
+        ids.push(c.id);
+        c.close();
+        u.child.kill('SIGTERM');
+        expect(await u.exit).toBe(0);
+      }
+      expect(ids).toEqual([10001, 10002, 10003]);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
   it('a directory that cannot be used is a clear error and exit status 1', async () => {
     const file = join(dir, 'not-a-dir');
     writeFileSync(file, 'x');

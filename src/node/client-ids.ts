@@ -32,11 +32,22 @@ export function nodeOfClient(id: number): number {
   return id < 1_000_000 ? Math.floor(id / 10000) - 1 : (id % 1000) - 1;
 }
 
-/** A node's client ordinal counter: the ordinals handed out so far (the next is one more). */
+/**
+ * A node's client ordinal counter: slot 0, the ordinals handed out so far
+ * (the next is one more); slot 1, the most it may hand out (0: no limit),
+ * the end of what is reserved where ids must outlive a crash (etcd).
+ */
 export type IdCounter = BigInt64Array;
 
 export function newIdCounter(): IdCounter {
-  return new BigInt64Array(new SharedArrayBuffer(8));
+  return new BigInt64Array(new SharedArrayBuffer(16));
+}
+
+/** Allow ordinals up to `limit` (a reservation's end); only ever raised. */
+export function setOrdinalLimit(counter: IdCounter, limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`client ordinal limit must be a whole number >= 1, got ${limit}`);
+  const now = Number(Atomics.load(counter, 1));
+  if (limit > now) Atomics.store(counter, 1, BigInt(limit));
 }
 
 /** The ordinals a counter has handed out, as a Number (exact: below 2^53, see clientIdFor). */
@@ -56,7 +67,10 @@ export class ClientIdAllocator {
     private readonly counter: IdCounter,
   ) {}
 
-  next(): number {
+  /** The next client id, or null when the reservation is used up (the replication is reserving more: refuse, and the client retries). */
+  next(): number | null {
+    const limit = Atomics.load(this.counter, 1);
+    if (limit !== 0n && Atomics.load(this.counter, 0) >= limit) return null;
     return clientIdFor(this.nodeIndex, Number(Atomics.add(this.counter, 0, 1n)) + 1);
   }
 }

@@ -256,8 +256,18 @@ export abstract class NodeBase implements Engine {
       if (due !== null) this.log.line('warn', `refused ${due.suppressed + 1} connection(s) from ${source}: ${fromSource} open, the limit (--max-clients-per-source); at most a line per ${SOURCE_LOG_INTERVAL_MS / 1000} s per source`);
       return;
     }
-    this.perSource.set(source, fromSource + 1);
     const id = this.ids.next();
+    if (id === null) {
+      // Its ids must outlive a crash, so none is handed out past what is reserved in etcd; more is on its way.
+      this.refuse(socket, 'this node is reserving more client ids; retry in a moment');
+      const now = performance.now();
+      if (now - this.refusedLogAt >= 1000) {
+        this.log.line('warn', 'refused a connection: its client id block is used up and the next one is not reserved yet');
+        this.refusedLogAt = now;
+      }
+      return;
+    }
+    this.perSource.set(source, fromSource + 1);
     const conn = new ClientConnection(id, socket, this, source);
     this.connections.add(conn);
     this.indexConnection(conn, id);

@@ -48,7 +48,13 @@ const MEMBERS_POLL_DEADLINE_MS = 1000;
 export const REQUEST_BLOCK = 2 ** 36;
 
 /** Client-id ordinals reserved per block: a crash wastes at most one block's rest. */
-export const ID_BLOCK = 100_000;
+/**
+ * Client ordinals reserved at a time. Small, so that ids grow with the
+ * clients served, not with restarts: a crash wastes at most the rest of a
+ * block, and a clean stop gives the rest back (returnUnused). A node never
+ * hands out an id past its reservation (setOrdinalLimit).
+ */
+export const ID_BLOCK = 1000;
 /**
  * A node's lease, seconds. Ten, as Consul's shortest session TTL and near
  * Chubby's 12 s: it must outlast etcd choosing a new Raft leader (about
@@ -188,10 +194,25 @@ export class EtcdMembership {
    * Before a `dlock node` exists: its index (kept for its name) and a block
    * of client ordinals, without going live.
    */
-  async prepare(): Promise<{ index: number; firstOrdinal: number }> {
+  async prepare(): Promise<{ index: number; firstOrdinal: number; reservedTo: number }> {
     this.index = await this.indexOf();
-    const [from] = await this.reserve(ID_BLOCK);
-    return { index: this.index, firstOrdinal: from };
+    const [from, to] = await this.reserve(ID_BLOCK);
+    return { index: this.index, firstOrdinal: from, reservedTo: to };
+  }
+
+  /** The reservation another membership of this run made (prepare()), which extend() goes on from. */
+  adoptReservation(reservedTo: number): void {
+    if (reservedTo > this.reservedTo) this.reservedTo = reservedTo;
+  }
+
+  /**
+   * A clean stop: hand back the ordinals reserved and not used, so that the
+   * next run of this name starts right after the last id handed out. Only
+   * if the reservation is still this run's (a compare on the stored value).
+   */
+  async returnUnused(used: number): Promise<void> {
+    if (!(used >= 0 && used < this.reservedTo)) return;
+    await this.ns.if(`ids/${this.index}`, 'Value', '==', String(this.reservedTo)).then(this.ns.put(`ids/${this.index}`).value(String(used))).commit();
   }
 
   /**
@@ -274,8 +295,9 @@ export class EtcdMembership {
    * id handed out (a crash wastes at most the rest of a block; ids jump,
    * never repeat).
    */
-  async extend(used: number): Promise<void> {
+  async extend(used: number): Promise<number> {
     if (used > this.reservedTo - ID_BLOCK / 2) await this.reserve(ID_BLOCK);
+    return this.reservedTo;
   }
 
   /**

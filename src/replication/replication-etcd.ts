@@ -67,6 +67,7 @@ import { TcpTransport } from '../transport/transport-tcp.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import type { LockRow } from '../node/node.js';
 import { TimerHeap } from '../node/timer-heap.js';
+import { setOrdinalLimit } from '../node/client-ids.js';
 import { plural } from '../text.js';
 import { serveViews } from '../node/views.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
@@ -304,6 +305,8 @@ export class EtcdReplication implements Replication {
       this.replica.log.line('warn', text);
       this.replica.log.flush();
     });
+    // The client ordinals this run reserved before the node existed (node-main: prepare()), which reservations go on from.
+    if (this.opts.reserveIds === true) this.members.adoptReservation(Number(Atomics.load(this.opts.idCounter, 1)));
     // The latest snapshot, then the log after it (issue 13: a node that
     // joins or restarts does not replay the log from its start).
     // An empty table starts at the cluster's first token, which etcd keeps.
@@ -340,9 +343,17 @@ export class EtcdReplication implements Replication {
     }, 1000);
     this.publishTimer.unref();
     if (this.opts.reserveIds === true) {
+      // Often: a node hands out no id past its reservation, and blocks are small (ID_BLOCK).
+      let reserving = false;
       this.reserveTimer = setInterval(() => {
-        this.members.extend(Number(Atomics.load(this.opts.idCounter, 0))).catch((err: unknown) => this.warnUnlessClosing(`reserving client ids: ${(err as Error).message}`));
-      }, 1000);
+        if (reserving) return;
+        reserving = true;
+        this.members
+          .extend(Number(Atomics.load(this.opts.idCounter, 0)))
+          .then((to) => setOrdinalLimit(this.opts.idCounter, to))
+          .catch((err: unknown) => this.warnUnlessClosing(`reserving client ids: ${(err as Error).message}`))
+          .finally(() => (reserving = false));
+      }, 100);
       this.reserveTimer.unref();
     }
   }
@@ -1019,6 +1030,13 @@ export class EtcdReplication implements Replication {
     this.stopLocal();
     await this.closeLinkServer();
     if (this.abandoned) return;
+    if (this.opts.reserveIds === true) {
+      // No id past what is handed back from here on; then the rest of the block goes back.
+      const counter = this.opts.idCounter;
+      const used = Number(Atomics.load(counter, 0));
+      Atomics.store(counter, 1, used === 0 ? -1n : BigInt(used));
+      await this.members.returnUnused(used).catch((err: unknown) => this.replica.log.line('warn', `handing back unused client ids: ${(err as Error).message}`));
+    }
     await this.members.leave().catch((err: unknown) => this.replica.log.line('warn', `leaving: ${(err as Error).message}`));
     await this.etcdLog.close();
   }

@@ -72,6 +72,19 @@ export class IdReservations {
     this.timer = null;
   }
 
+  /**
+   * A clean stop, once no node can hand out an id any more (every worker
+   * has ended): each reservation shrinks to what was used, so the next run
+   * goes on right after the last id, and ids grow with the clients served,
+   * not with restarts. A crash never gets here: the next run then starts
+   * past the whole reservation.
+   */
+  handBack(): void {
+    this.stop();
+    for (const [index, c] of this.counters) this.reserved.set(index, ordinalsUsed(c));
+    this.save();
+  }
+
   private save(): void {
     const next: Record<string, number> = {};
     for (const [k, v] of this.reserved) next[String(k)] = v;
