@@ -49,9 +49,12 @@ export interface NodeMainOptions {
   admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */
   logFormat?: 'text' | 'json';
+  /** --replication: `etcd` (the log in etcd, the default) or `group` (experimental: host/group-node-main.ts). */
+  replication?: 'etcd' | 'group';
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {
+  if (o.replication === 'group') return (await import('./host/group-node-main.js')).runGroupNode(o);
   const view = headlessView(undefined, undefined, o.logFormat ?? 'text');
   const log = new NodeLog((lines) => view({ type: 'log', node: o.name, lines }), !o.quiet);
   // Index and client-id block from etcd, before the node exists (ids are made from its index).

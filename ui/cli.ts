@@ -219,6 +219,7 @@ await yargs(hideBin(process.argv))
         .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
         .option('http-allowed-host', HTTP_ALLOWED_HOST_OPTION)
         .option('log-format', LOG_FORMAT_OPTION)
+        .option('replication', { choices: ['etcd', 'group'] as const, default: 'etcd' as const, describe: 'how writes are replicated: etcd (the log in etcd) or group (experimental: the primary/backup protocol of docs/design.md, etcd keeping only the configuration)' })
         .check((a) => {
           etcdAccessOf(a);
           checkAdmin(a);
@@ -239,7 +240,7 @@ await yargs(hideBin(process.argv))
       process.exitCode = await runNode({ etcd: etcdAccessOf(a), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a), limits: limitsOf(a), firstToken: a['first-token'], nodeTtlS: a['node-ttl'],
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
         clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']),
-        admin: adminOf(a), logFormat: a['log-format'] });
+        admin: adminOf(a), logFormat: a['log-format'], replication: a.replication });
     },
   )
   .command(

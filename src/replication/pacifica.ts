@@ -245,6 +245,11 @@ export class Group<T> {
     return this.commit;
   }
 
+  /** Primary: the log it took over is committed here (its predecessor's last writes are in the table). */
+  get reconciled(): boolean {
+    return this.role === 'primary' && this.commit >= this.reconcileTo;
+  }
+
   /** The configuration this node knows. */
   get current(): GroupConfig | null {
     return this.config;

@@ -73,6 +73,8 @@ export class GroupReplication implements Replication {
   private primaryId: string | null = null;
   private members = new Set<string>();
   private closing = false;
+  /** A new primary sweeps the sessions of nodes outside the configuration again once the log it took over is applied. */
+  private sweepOnReconcile = false;
   /** Per link: the clients whose resumes it forwarded (forward-check.ts). */
   private readonly resumed = new Map<string, Set<ClientId>>();
 
@@ -215,11 +217,18 @@ export class GroupReplication implements Replication {
   private applyAll(entries: Array<Entry<EntryData>>): void {
     for (const e of entries) this.applyEntry({ seq: e.seq, at: e.data.at, cmd: e.data.cmd, from: e.data.origin, req: e.data.req });
     this.replica.commit(this.replica.seq); // the group committed them before handing them out
-    if (this.role === 'primary') this.armLeases();
+    if (this.role === 'primary') {
+      this.armLeases();
+      if (this.sweepOnReconcile && this.host.group.reconciled) {
+        this.sweepOnReconcile = false;
+        this.sweepNodesOutside();
+      }
+    }
   }
 
   private applyEntry(e: LogEntry): void {
-    if (e.from === this.replica.index && e.req !== 0) this.pending.delete(e.req);
+    const mine = e.from === this.replica.index && e.req !== 0 ? this.pending.get(e.req) : undefined;
+    if (mine !== undefined) this.pending.delete(e.req);
     // The second check of every command: skipped alike on every node.
     const problem = commandError(e.cmd);
     if (problem !== null) {
@@ -231,6 +240,11 @@ export class GroupReplication implements Replication {
     if (e.req !== 0) {
       if (e.req <= (this.appliedReq.get(e.from) ?? 0)) {
         this.replica.skip(e.seq); // a duplicate: sent again to a new primary
+        // Still pending here, so never applied: sequenced behind a newer one of this node. Never leave it unanswered.
+        if (mine !== undefined) {
+          this.replica.log.line('error', `log entry ${e.seq}: this node's write ${e.req} was sequenced after a newer one and not applied`);
+          if (mine.owed) this.replica.answer(e.req, `Error: ${ERR_LEADER_UNAVAILABLE}`, e.seq);
+        }
         return;
       }
       this.appliedReq.set(e.from, e.req);
@@ -287,12 +301,27 @@ export class GroupReplication implements Replication {
     }
   }
 
-  /** Become the sequencer: timers from the table, the sessions of every node outside the configuration end, then this node's own writes. */
+  /**
+   * Become the sequencer: timers from the table, the sessions of every node
+   * outside the configuration end (now, and again once the log taken over
+   * is applied: the old primary's last writes may be in it), then this
+   * node's own writes.
+   */
   private takeOver(): void {
     this.armLeases();
     for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
       for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
     }
+    // This node's own writes first: the sweep's disconnects take newer request
+    // ids, and an origin's writes must be sequenced in request-id order (the
+    // exactly-once rule skips one below the last applied).
+    for (const p of this.pending.values()) this.send(p);
+    this.sweepNodesOutside();
+    this.sweepOnReconcile = !this.host.group.reconciled;
+  }
+
+  /** End the sessions of every node whose index no member of the configuration has [LP-8]. */
+  private sweepNodesOutside(): void {
     const inConfig = new Set<number>();
     for (const m of this.members) {
       const i = this.o.indexOf(m);
@@ -304,7 +333,6 @@ export class GroupReplication implements Replication {
     for (const cl of state.waiting.keys()) homes.add(homeOf(state, cl, nodeOfClient));
     for (const [cl, s] of state.sessions) if (s.open) homes.add(homeOf(state, cl, nodeOfClient));
     for (const i of homes) if (!inConfig.has(i)) this.dropClientsOf(i);
-    for (const p of this.pending.values()) this.send(p);
   }
 
   /** A member left the configuration: its node's clients' sessions end [LP-8], unless another run of it is still a member. */

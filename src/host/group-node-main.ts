@@ -1,0 +1,135 @@
+/**
+ * `dlock node --replication group` (experimental): one node as its own
+ * process on the group protocol (docs/design.md). etcd keeps the
+ * configuration (config/etcd.ts), the node's name, index and client-id
+ * blocks, its request-id blocks and its live key (its link address); the
+ * writes go between the nodes over authenticated TCP links, never through
+ * etcd. A run's member id is its name and the first request id of its
+ * block (`name.N`), which no earlier run had: a node back after a crash is
+ * a new member and joins as a learner.
+ *
+ * Prints the same `ready …` line as `dlock node`. SIGTERM/SIGINT answer
+ * what was read, hand back unused client ids, leave and exit 0. Losing
+ * its etcd lease stops it (as `dlock node` does today).
+ */
+import { Etcd3 } from 'etcd3';
+import { EtcdConfig } from '../config/etcd.js';
+import { headlessView } from '../headless.js';
+import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../node/client-ids.js';
+import { GroupNode } from '../node/node-group.js';
+import { NodeLog } from '../node/node-log.js';
+import type { NodeMainOptions } from '../node-main.js';
+import { withDeadline } from '../replication/deadline.js';
+import { describeEtcd, etcd3Options, etcdErrorText } from '../replication/etcd-access.js';
+import { EtcdMembership } from '../replication/etcd-members.js';
+import { clusterSecretFromEtcd } from '../replication/etcd-secret.js';
+import { checkClusterSecret } from '../transport/link-auth.js';
+import { GroupReplication } from '../replication/replication-group.js';
+import { TcpTransport } from '../transport/transport-tcp.js';
+import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../up.js';
+import { GroupLinks } from './group-links.js';
+
+/** The group's timing across hosts: a failover in about graceMs plus a manager round. */
+export const GROUP_TIMING = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };
+
+export async function runGroupNode(o: NodeMainOptions): Promise<number> {
+  // Not there yet on this engine: refused, never silently ignored.
+  const unsupported = [o.tls !== null ? '--tls-cert' : null, o.admin !== undefined && o.admin !== null ? '--http-port' : null].filter((x) => x !== null);
+  if (unsupported.length > 0) {
+    process.stderr.write(`dlock node: --replication group does not support ${unsupported.join(' or ')} yet (docs/design.md); use --replication etcd\n`);
+    return 2;
+  }
+  const view = headlessView(undefined, undefined, o.logFormat ?? 'text');
+  const log = new NodeLog((lines) => view({ type: 'log', node: o.name, lines }), !o.quiet);
+  const client = new Etcd3({ ...etcd3Options(o.etcd), dialTimeout: 30_000 });
+  const ns = client.namespace(`/dlock/${o.cluster}/`);
+  const membership = new EtcdMembership(client, o.cluster, o.name, o.nodeTtlS, o.etcd);
+  let index: number;
+  let firstOrdinal: number;
+  let reservedTo: number;
+  let firstReq: number;
+  let secret: string;
+  try {
+    ({ index, firstOrdinal, reservedTo } = await withDeadline(membership.prepare(), 30_000, 'registering this node'));
+    firstReq = await withDeadline(membership.reserveRequests(0), 30_000, 'reserving request ids');
+    secret = o.clusterSecret ?? (await clusterSecretFromEtcd(ns));
+    checkClusterSecret(secret, o.authToken);
+  } catch (err) {
+    client.close();
+    process.stderr.write(`dlock node: cannot register with etcd at ${describeEtcd(o.etcd)}: ${etcdErrorText(o.etcd, err as Error)}\n`);
+    return 1;
+  }
+  if (index > MAX_NODE_INDEX) {
+    client.close();
+    process.stderr.write(`dlock node: the cluster ${o.cluster} has given ${index} node indexes; at most ${MAX_NODE_INDEX + 1} names can join it\n`);
+    return 1;
+  }
+  const id = `${o.name}.${firstReq}`;
+  const idCounter = newIdCounter();
+  setOrdinalsUsed(idCounter, firstOrdinal);
+  setOrdinalLimit(idCounter, reservedTo);
+  const links = new GroupLinks(id, index, ns, secret, (kind, text) => log.line(kind, text));
+  const linkServer = await TcpTransport.listen(o.host, 0, { keys: { node: secret, observer: [secret] }, log: (kind, text) => log.line(kind, text) }, (t) => links.accept(t));
+  const addr = linkServer.address();
+  const linkAddress = `${o.host}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+  let node: GroupNode | null = null;
+  let stopping = false;
+  const fatal = (why: string): void => {
+    if (stopping) return;
+    log.line('error', `stopping: ${why}`);
+    log.flush();
+    process.exit(1);
+  };
+  try {
+    await links.refresh();
+    await membership.join({ address: '', link: linkAddress }, fatal, index, (text) => log.line('warn', text));
+    membership.adoptReservation(reservedTo);
+    const made = new GroupNode({ name: o.name, index, log, idCounter, authToken: o.authToken, limits: o.limits, tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key } }, (replica) =>
+      new GroupReplication(replica, { id, timing: GROUP_TIMING, config: new EtcdConfig(client, o.cluster), links, indexOf: (m) => links.indexOf(m)  }),
+    firstReq);
+    node = made;
+    links.deliver = (from, f, late) => made.replication.receive(from, f, late);
+    await made.replication.start();
+  } catch (err) {
+    log.flush();
+    process.stderr.write(`dlock node: could not start: ${(err as Error).message}\n`);
+    links.close();
+    linkServer.close();
+    client.close();
+    return 1;
+  }
+  const n = node;
+  const port = await n.listen(o.host, o.port);
+  await membership.publish(0, false, `${o.host}:${port}`).catch((err: unknown) => log.line('warn', `publishing: ${(err as Error).message}`));
+  // Client ids: the next block before this one runs out; names of new members for their indexes.
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    Promise.all([membership.extend(Number(Atomics.load(idCounter, 0))).then((to) => setOrdinalLimit(idCounter, to)), links.refresh()])
+      .catch((err: unknown) => log.line('warn', `etcd: ${(err as Error).message}`))
+      .finally(() => (busy = false));
+  }, 200);
+  timer.unref();
+  // The first configuration may take a moment: say the role once it is known.
+  const until = performance.now() + 5000;
+  while (n.replication.host.group.current === null && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+  log.flush();
+  return serveUntilSignal(
+    { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster', view },
+    async () => {
+      stopping = true;
+      clearInterval(timer);
+      await n.drain(SHUTDOWN_DRAIN_MS);
+      await n.close();
+      const used = Number(Atomics.load(idCounter, 0));
+      Atomics.store(idCounter, 1, used === 0 ? -1n : BigInt(used));
+      await membership.returnUnused(used).catch((err: unknown) => log.line('warn', `handing back unused client ids: ${(err as Error).message}`));
+      await membership.leave().catch((err: unknown) => log.line('warn', `leaving: ${(err as Error).message}`));
+      links.close();
+      await new Promise<void>((resolve) => linkServer.close(() => resolve()));
+      client.close();
+    },
+    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${linkAddress} first-client=${clientIdFor(index, firstOrdinal + 1)} role=${n.replication.leads ? 'leader' : 'follower'} member=${id}`,
+  );
+}
