@@ -141,7 +141,9 @@ export async function firstLineIs(port: number, re: RegExp): Promise<boolean> {
   try {
     return re.test((await firstLine(port)).line);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') return false;
+    // A node switching between serving and refusing may have no listener for a moment, or reset a connection it took as it stops.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED' || code === 'ECONNRESET') return false;
     throw err;
   }
 }
