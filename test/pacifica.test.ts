@@ -23,20 +23,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { GroupConfig } from '../src/config/config.js';
 import { Group, NotPrimaryError, type Entry, type Message, type Timing } from '../src/replication/pacifica.js';
+import { mulberry32 } from './helpers/prng.js';
 
 const TIMING: Timing = { leaseMs: 1000, graceMs: 1500, heartbeatMs: 200 };
 
-/** mulberry32: a seeded PRNG, so a failing seed replays exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 interface SimNode {
   name: string;
