@@ -17,7 +17,7 @@
  *    log holds every write a primary committed, at its seq;
  *  - and then the group serves again: a new write commits.
  * Crashes keep one live member of the stored configuration (without
- * --data-dir, losing every member loses the data: the README says so).
+ * --data-dir, losing every member loses the data: docs/design.md says so).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
