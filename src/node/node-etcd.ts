@@ -109,6 +109,22 @@ export class EtcdNode extends ReplicaNode {
   }
 
   /**
+   * Replies go out as the commit index reaches them: not from a node whose
+   * lease may have expired meanwhile (it was paused: the cluster may have
+   * ended its clients' sessions and granted their locks to others). It
+   * stops instead, failing those replies as "may or may not have been
+   * applied" [LP-8].
+   */
+  override commit(seq: number): void {
+    const why = this.failed ? null : this.etcd.jeopardy();
+    if (why !== null) {
+      void this.failStop(why);
+      return;
+    }
+    super.commit(seq);
+  }
+
+  /**
    * Reads come from this node's replica [LP-11], which follows etcd's log:
    * while the node cannot show it is in contact with etcd, the replica may
    * lag by as long, so the read is refused, saying how long (issue 13:

@@ -173,6 +173,7 @@ export class EtcdMembership {
     // clocks' rates; etcd itself expires a lease only after its lessor's
     // next check (every 500 ms) and a Raft round.
     const margin = Math.min(Math.max(600, ttlMs / 5), ttlMs / 3);
+    this.jeopardyAfterMs = ttlMs - margin;
     let fired = false;
     const jeopardy = (why: string): void => {
       if (fired) return;
@@ -361,6 +362,20 @@ export class EtcdMembership {
     this.keeper?.stop();
     this.keeper = null;
   }
+
+  /**
+   * Why this node must stop now, or null: the same rule as the jeopardy
+   * timer, asked synchronously where a reply is about to go out, since a
+   * process that was paused (SIGSTOP, a frozen VM) handles its waiting I/O
+   * before its timers run.
+   */
+  inJeopardy(): string | null {
+    if (this.keeper === null || this.jeopardyAfterMs === null) return null;
+    const since = Math.round(performance.now() - this.keeper.renewedFrom());
+    return since > this.jeopardyAfterMs ? `no etcd lease renewal confirmed for ${since} ms (ttl ${this.ttlS * 1000} ms)` : null;
+  }
+
+  private jeopardyAfterMs: number | null = null;
 
   /** How long ago the last lease renewal that etcd confirmed was sent, ms (0 before join). */
   confirmedAgoMs(): number {

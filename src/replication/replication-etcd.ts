@@ -252,6 +252,11 @@ export class EtcdReplication implements Replication {
   }
 
   /** How long ago this node last showed it is in contact with etcd (its lease renewed), ms. */
+  /** Why this node must stop before it answers anything more (its etcd lease may have expired), or null (EtcdMembership.inJeopardy). */
+  jeopardy(): string | null {
+    return this.members.inJeopardy();
+  }
+
   contactAgoMs(): number {
     return this.members.confirmedAgoMs();
   }
