@@ -561,7 +561,7 @@ export class Cluster {
     try {
       this.ids?.handBack();
     } catch (err) {
-      this.opts.onEvent({ type: 'log', node: 'cluster', lines: [{ t: Date.now(), kind: 'warn', text: `client ids not handed back (the next run skips the rest of this one's reservation): ${(err as Error).message}` }] });
+      this.notice('warn', `client ids not handed back (the next run skips the rest of this one's reservation): ${(err as Error).message}`);
     }
   }
 }
