@@ -1,4 +1,14 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * The token floor of a memory-only dlock up lives in $XDG_STATE_HOME
+ * (src/store/token-floor.ts): the nodes the tests start keep theirs in a
+ * temporary directory, not in the home of whoever runs the tests.
+ */
+const stateHome = mkdtempSync(join(tmpdir(), 'dlock-test-state-'));
 
 /**
  * Tests that cut hosts off or kill etcd members measure how a cluster
@@ -14,6 +24,7 @@ export default defineConfig({
   test: {
     // Cluster tests start real worker threads and TCP listeners; CI has 2 cores.
     testTimeout: 30_000,
+    env: { XDG_STATE_HOME: stateHome },
     hookTimeout: 30_000,
     projects: [
       {
