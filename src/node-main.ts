@@ -51,6 +51,8 @@ export interface NodeMainOptions {
   logFormat?: 'text' | 'json';
   /** --replication: `etcd` (the log in etcd, the default) or `group` (experimental: host/group-node-main.ts). */
   replication?: 'etcd' | 'group';
+  /** --reseed (group only): every member of the stored configuration is lost; start a new group with this node (config.ts reseed()). */
+  reseed?: boolean;
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {

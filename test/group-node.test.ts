@@ -84,9 +84,47 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     await eventually(async () => (await again.ask('preempt through-the-new-member', 10_000)).startsWith('PreemptLock Success'), 'a write through it', 20_000, 100);
   }, 120_000);
 
+  it('[LP-7] every member killed (no data dir): the nodes back say why they wait; --reseed starts a new group whose tokens are above every earlier one', async () => {
+    const live = nodes.filter((n) => n.proc.child.exitCode === null && n.proc.child.signalCode === null);
+    expect(live.length).toBeGreaterThanOrEqual(3);
+    const c = await pool.open(live[0]!.port);
+    const before = Number(/token=(\d+)/.exec(await c.ask('preempt before-the-loss ttl=60000', 10_000))?.[1]);
+    expect(before).toBeGreaterThan(0);
+    // Refused while a member of the configuration is live.
+    const early = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gr', '--cluster', 'group', '--replication', 'group', '--reseed']);
+    expect(await early.exit).toBe(1);
+    expect(early.err()).toMatch(/still live: a new group would serve beside/);
+    for (const n of live) n.proc.child.kill('SIGKILL');
+    await Promise.all(live.map((n) => n.proc.exit));
+    // One back without --reseed: a learner of a group with no live member says so, and the way out.
+    const g1 = await start('g1');
+    await eventually(() => /waiting to join configuration \d+: none of its members .* is live in etcd\. If every one is lost, start one node with --reseed/.test(g1.proc.out() + g1.proc.err()), 'the waiting learner\'s warning', 20_000, 100);
+    const g2 = { name: 'g2', ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', 'g2', '--cluster', 'group', '--replication', 'group', '--node-ttl', '4', '--reseed'], process.env, 40_000)) };
+    nodes.push(g2);
+    expect(g2.proc.out() + g2.proc.err()).toMatch(/reseeded: configuration \d+ has this node alone, at a token space above every earlier one; what only .* held is lost/);
+    // Both serve; the lease was lost with every member, and tokens rise [LP-7].
+    for (const n of [g2, g1]) {
+      const cl = await pool.open(n.port);
+      await eventually(async () => (await cl.ask('check before-the-loss', 5000)) === 'CheckLock:Free', `a read through ${n.name}`, 20_000, 100);
+      let token = 0;
+      await eventually(async () => {
+        const r = await cl.ask(`preempt after-the-loss-${n.name}`, 10_000);
+        token = Number(/^PreemptLock Success owner=\d+ token=(\d+)$/.exec(r)?.[1] ?? 0);
+        return token > 0;
+      }, `a write through ${n.name}`, 20_000, 100);
+      expect(token).toBeGreaterThan(before);
+    }
+  }, 120_000);
+
   it('refuses what it does not support yet, with the reason, instead of ignoring it', async () => {
     const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', '--replication', 'group', '--http-port', '0']);
     expect(await proc.exit).toBe(2);
     expect(proc.err()).toContain('--replication group does not support --http-port yet');
+    const first = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', '--replication', 'group', '--first-token', '5']);
+    expect(await first.exit).toBe(2);
+    expect(first.err()).toContain('--first-token (its tokens come from the configuration version)');
+    const reseedAlone = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', '--reseed']);
+    expect(await reseedAlone.exit).toBe(2);
+    expect(reseedAlone.err()).toContain('--reseed goes with --replication group');
   });
 });

@@ -293,6 +293,18 @@ describe('leases: expiry is the leader timer\'s command', () => {
   });
 });
 
+describe('floor [LP-7]', () => {
+  it('raises the next token and never lowers it; grants after it are at least the floor', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'a', ttl: null });
+    expect(apply(s, { op: 'floor', token: 2 ** 33 }, 0).changed).toBe(true);
+    expect(run(s, { op: 'preempt', client: B, lock: 'b', ttl: null }).reply).toEqual({ op: 'preempt', ok: true, owner: B, token: 2 ** 33 });
+    // A lower floor (a stale or repeated one) changes nothing.
+    expect(apply(s, { op: 'floor', token: 2 ** 32 }, 0).changed).toBe(false);
+    expect(run(s, { op: 'preempt', client: A, lock: 'c', ttl: null }).reply).toEqual({ op: 'preempt', ok: true, owner: A, token: 2 ** 33 + 1 });
+  });
+});
+
 describe('validate [LP-7]', () => {
   it('is Valid only for the current grant\'s token', () => {
     const s = createState();
@@ -323,6 +335,7 @@ const cmdArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ op: fc.constant('disconnect' as const), client: fc.constantFrom(...clients) }),
   fc.record({ op: fc.constant('expire' as const), lock: fc.constantFrom(...locks), token: fc.integer({ min: 1, max: 40 }) }),
   fc.record({ op: fc.constant('timeout' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks) }),
+  fc.record({ op: fc.constant('floor' as const), token: fc.integer({ min: 1, max: 60 }) }),
 );
 // Each step: a command and how much time passes before it.
 const stepsArb = fc.array(fc.tuple(cmdArb, fc.integer({ min: 0, max: 20 })), { maxLength: 120 });

@@ -10,7 +10,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame, type Frame } from '../src/codec/frame.js';
+import { reseed, ReseedRefusedError } from '../src/config/config.js';
 import { ConfigStore, MemoryConfig } from '../src/config/memory.js';
+import { REFRESH_AT, SPACE } from '../src/core/token-space.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { ERR_READ_WINDOW, GroupNode } from '../src/node/node-group.js';
@@ -125,5 +127,53 @@ describe('the group replication under three nodes', () => {
     expect(await cb.ask('check r')).toBe(`Error: ${ERR_READ_WINDOW}`);
     net.cut.delete('b.1');
     await eventually(async () => (await cb.ask('check r')).startsWith(`CheckLock:Lock:${ca.id} `), 'b rejoined and reads the write', 10_000, 50);
+  }, 30_000);
+
+  it('[LP-7] tokens lie in the configuration version\'s space: above every earlier version\'s after a failover, a move to the next version before a space runs out, and after every member is lost', async () => {
+    const net = new Net();
+    const store = new ConfigStore();
+    const a = await start(net, store, 'a', 0);
+    const b = await start(net, store, 'b', 1);
+    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1, 'b added', 5000);
+    const tokenOf = async (port: number, cmd: string): Promise<number> => {
+      const cl = await pool.open(port);
+      const r = await cl.ask(cmd, 10_000);
+      const t = Number(/^PreemptLock Success owner=\d+ token=(\d+)$/.exec(r)?.[1]);
+      expect(Number.isSafeInteger(t), r).toBe(true);
+      return t;
+    };
+    const v1 = (store.value?.version ?? 0);
+    const t1 = await tokenOf(b.port, 'preempt t1 ttl=60000');
+    expect(t1).toBeGreaterThanOrEqual(v1 * SPACE);
+    expect(t1).toBeLessThan((v1 + 1) * SPACE);
+    // Past half of the space, the primary has the same members stored under the next version, and tokens move to its space.
+    a.node.state.nextToken = store.value!.version * SPACE + REFRESH_AT;
+    const members = [store.value!.primary, ...store.value!.secondaries];
+    const tPast = await tokenOf(b.port, 'preempt past-half');
+    await eventually(() => (store.value?.version ?? 0) > v1 + 0 && store.value!.primary === 'a.1', 'the next version stored', 5000);
+    expect([store.value!.primary, ...store.value!.secondaries]).toEqual(members);
+    const v2 = store.value!.version;
+    await eventually(async () => (await tokenOf(b.port, `preempt in-v2-${performance.now()}`)) >= v2 * SPACE, 'a token in the next space', 5000);
+    expect(tPast).toBeLessThan(v2 * SPACE);
+    // A failover: the new primary's tokens are in its version's space.
+    net.nodes.delete('a.1');
+    await a.node.close();
+    await eventually(() => b.node.replication.leads && b.node.replication.host.canWrite(), 'b takes over', 5000);
+    const v3 = store.value!.version;
+    const t3 = await tokenOf(b.port, 'preempt after-failover');
+    expect(t3).toBeGreaterThanOrEqual(v3 * SPACE);
+    // Every member lost (no data dir): nothing comes back on its own; a reseed starts a new group whose tokens are above every earlier one.
+    await expect(reseed(new MemoryConfig(store), 'a.2', new Set(['b.1']))).rejects.toThrow(ReseedRefusedError);
+    net.nodes.delete('b.1');
+    await b.node.close();
+    const { after } = await reseed(new MemoryConfig(store), 'a.2', new Set());
+    expect(after).toEqual({ version: v3 + 1, primary: 'a.2', secondaries: [] });
+    const a2 = await start(net, store, 'a', 0, 2);
+    await eventually(() => a2.node.replication.leads && a2.node.replication.host.canWrite(), 'a.2 leads the new group', 5000);
+    const c = await pool.open(a2.port);
+    expect(await c.ask('check t1')).toBe('CheckLock:Free'); // lost with every member
+    const t4 = await tokenOf(a2.port, 'preempt t1');
+    expect(t4).toBeGreaterThan(t3);
+    expect(t4).toBeGreaterThanOrEqual(after.version * SPACE);
   }, 30_000);
 });

@@ -16,7 +16,7 @@ import { parseMember } from '../src/replication/etcd-members.js';
 import { forwardError } from '../src/replication/forward-check.js';
 import { parseLeaderInfo } from '../src/replication/etcd-election.js';
 
-const OPS = ['preempt', 'acquire', 'release', 'renew', 'disconnect', 'session', 'resume', 'revoke', 'expire', 'timeout', 'bogus', '__proto__', 'constructor'];
+const OPS = ['preempt', 'acquire', 'release', 'renew', 'disconnect', 'session', 'resume', 'revoke', 'expire', 'floor', 'timeout', 'bogus', '__proto__', 'constructor'];
 const FIELDS = ['op', 'client', 'lock', 'ttl', 'timeout', 'deadline', 'limits', 'gen', 'hash', 'target', 'node', 'token', 'extra'];
 
 /** Values a field may hold on the wire: right ones, wrong types, out of range. */
@@ -34,7 +34,7 @@ const value: fc.Arbitrary<unknown> = fc.oneof(
 /** Commands that pass commandError, on a few clients and locks so that they interact. */
 const goodCommand: fc.Arbitrary<Command> = fc
   .record({
-    op: fc.constantFrom('preempt', 'acquire', 'release', 'renew', 'disconnect', 'session', 'resume', 'revoke', 'expire', 'timeout'),
+    op: fc.constantFrom('preempt', 'acquire', 'release', 'renew', 'disconnect', 'session', 'resume', 'revoke', 'expire', 'floor', 'timeout'),
     client: fc.constantFrom(10001, 10002, 20001, 30001),
     target: fc.constantFrom(10001, 10002, 20001, 30001),
     lock: fc.constantFrom('a', 'b', 'c'),
@@ -65,6 +65,8 @@ const goodCommand: fc.Arbitrary<Command> = fc
         return { op: 'revoke', lock: r.lock };
       case 'expire':
         return { op: 'expire', lock: r.lock, token: r.token };
+      case 'floor':
+        return { op: 'floor', token: r.token };
       default:
         return { op: 'timeout', client: r.client, lock: r.lock };
     }
@@ -244,6 +246,7 @@ describe("a leader takes from a node's link only that node's clients' writes", (
     expect(forwardError(s, { op: 'session', client: 30005, hash: 'c'.repeat(64) }, 1, new Set())).toMatch(/client 30005 is not node 1's/);
     expect(forwardError(s, { op: 'resume', client: 30003, target: 10001, hash: 'b'.repeat(64), node: 1 }, 2, new Set())).toMatch(/a resume for node 1/);
     expect(forwardError(s, { op: 'expire', lock: 'x', token: 3 }, 2, new Set())).toMatch(/sequencer's own/);
+    expect(forwardError(s, { op: 'floor', token: 2 ** 40 }, 2, new Set())).toMatch(/sequencer's own/); // [LP-7] a node cannot push tokens up for the cluster
     expect(forwardError(s, { op: 'preempt', client: 30002, lock: 'x', ttl: null, limits: { maxLocksPerClient: 1e9, maxWaitersPerLock: 1e9 } }, 2, new Set())).toMatch(/limits/);
   });
 });

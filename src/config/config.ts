@@ -109,3 +109,31 @@ export function decodeConfig(text: string, where: string): GroupConfig {
 }
 
 export const sameConfig = (a: GroupConfig | null, b: GroupConfig | null): boolean => (a === null || b === null ? a === b : encodeConfig(a) === encodeConfig(b));
+
+/** reseed() found a member of the stored configuration still live, or lost the compare-and-swap to another change. */
+export class ReseedRefusedError extends Error {
+  override readonly name = 'ReseedRefusedError';
+}
+
+/**
+ * Every member of the stored configuration is lost (killed without a
+ * data dir): store a new group with `id` as its only member, at the next
+ * version. What only the lost members held is lost with them; fencing
+ * tokens still rise, since each version's tokens lie above every earlier
+ * version's (core/token-space.ts) [LP-7].
+ *
+ * An operator's decision, never taken on its own: a member cut off from
+ * the manager but alive would go on serving beside the new group. `live`
+ * names the members known to be running (their live keys); any of them
+ * in the stored configuration refuses the reseed.
+ */
+export async function reseed(m: ConfigManager, id: string, live: ReadonlySet<string>): Promise<{ before: GroupConfig | null; after: GroupConfig }> {
+  const before = await m.current();
+  const members = before === null ? [] : [before.primary, ...before.secondaries];
+  const running = members.filter((x) => live.has(x));
+  if (running.length > 0) throw new ReseedRefusedError(`${running.join(', ')} of configuration ${before?.version} ${running.length === 1 ? 'is' : 'are'} still live: a new group would serve beside ${running.length === 1 ? 'it' : 'them'}`);
+  const next: GroupConfig = { version: (before?.version ?? 0) + 1, primary: id, secondaries: [] };
+  const r = await m.propose(before, next);
+  if (!r.won) throw new ReseedRefusedError(`the configuration changed meanwhile (now version ${r.current?.version}): try again`);
+  return { before, after: next };
+}

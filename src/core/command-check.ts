@@ -52,6 +52,7 @@ const FIELDS: Record<Command['op'], Record<string, boolean>> = {
   resume: { op: true, client: true, target: true, hash: true, node: true },
   revoke: { op: true, lock: true },
   expire: { op: true, lock: true, token: true },
+  floor: { op: true, token: true },
   timeout: { op: true, client: true, lock: true, deadline: false },
 };
 
@@ -117,6 +118,7 @@ export function commandError(x: unknown): string | null {
       if (!isHash(c['hash'])) return bad(op, 'hash', 'a SHA-256 digest in lowercase hex');
       return isNodeIndex(c['node']) ? null : bad(op, 'node', 'a node index');
     case 'expire':
+    case 'floor':
       return isPositive(c['token']) ? null : bad(op, 'token', 'a fencing token (a whole number of at least 1)');
     case 'timeout':
       return c['deadline'] === undefined || isNat(c['deadline']) ? null : bad(op, 'deadline', 'a time in ms');

@@ -120,6 +120,14 @@ export type Command =
   /** The leader's lease timer for the grant with `token` fired (leader decides expiry). */
   | { op: 'expire'; lock: string; token: number }
   /**
+   * Every token granted from here on is at least `token` [LP-7]. A
+   * primary logs one before anything else in each configuration version
+   * it leads, with the version as the high part (token-space.ts), so
+   * tokens rise across a failover even when the log that held the last
+   * ones was lost with every member.
+   */
+  | { op: 'floor'; token: number }
+  /**
    * The leader's timer for `client`'s acquire on `lock` fired (LP-9
    * timeout): `deadline` is the wait's, so a timer left from an earlier
    * wait of the same client on the same lock (granted since, then a new
@@ -516,6 +524,11 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       const out = outcome(null, true);
       free(state, out, cmd.lock, p, now);
       return out;
+    }
+    case 'floor': {
+      if (cmd.token <= state.nextToken) return outcome(null, false);
+      state.nextToken = cmd.token;
+      return outcome(null, true);
     }
     case 'timeout': {
       if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already

@@ -13,6 +13,8 @@
  * its etcd lease stops it (as `dlock node` does today).
  */
 import { Etcd3 } from 'etcd3';
+import type { Namespace } from 'etcd3';
+import { reseed } from '../config/config.js';
 import { EtcdConfig } from '../config/etcd.js';
 import { headlessView } from '../headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../node/client-ids.js';
@@ -21,7 +23,7 @@ import { NodeLog } from '../node/node-log.js';
 import type { NodeMainOptions } from '../node-main.js';
 import { withDeadline } from '../replication/deadline.js';
 import { describeEtcd, etcd3Options, etcdErrorText } from '../replication/etcd-access.js';
-import { EtcdMembership } from '../replication/etcd-members.js';
+import { EtcdMembership, parseMember } from '../replication/etcd-members.js';
 import { clusterSecretFromEtcd } from '../replication/etcd-secret.js';
 import { checkClusterSecret } from '../transport/link-auth.js';
 import { GroupReplication } from '../replication/replication-group.js';
@@ -34,7 +36,7 @@ export const GROUP_TIMING = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };
 
 export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   // Not there yet on this engine: refused, never silently ignored.
-  const unsupported = [o.tls !== null ? '--tls-cert' : null, o.admin !== undefined && o.admin !== null ? '--http-port' : null].filter((x) => x !== null);
+  const unsupported = [o.tls !== null ? '--tls-cert' : null, o.admin !== undefined && o.admin !== null ? '--http-port' : null, o.firstToken !== undefined ? '--first-token (its tokens come from the configuration version)' : null].filter((x) => x !== null);
   if (unsupported.length > 0) {
     process.stderr.write(`dlock node: --replication group does not support ${unsupported.join(' or ')} yet (docs/design.md); use --replication etcd\n`);
     return 2;
@@ -72,6 +74,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   const linkServer = await TcpTransport.listen(o.host, 0, { keys: { node: secret, observer: [secret] }, log: (kind, text) => log.line(kind, text) }, (t) => links.accept(t));
   const addr = linkServer.address();
   const linkAddress = `${o.host}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+  const config = new EtcdConfig(client, o.cluster);
   let node: GroupNode | null = null;
   let stopping = false;
   const fatal = (why: string): void => {
@@ -82,10 +85,16 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   };
   try {
     await links.refresh();
-    await membership.join({ address: '', link: linkAddress }, fatal, index, (text) => log.line('warn', text));
+    await membership.join({ address: '', link: linkAddress, member: id }, fatal, index, (text) => log.line('warn', text));
     membership.adoptReservation(reservedTo);
+    if (o.reseed === true) {
+      // After join: an earlier run of this name has been waited out (its key expired).
+      const { before, after } = await withDeadline(reseed(config, id, await liveMembers(ns)), 30_000, 'reseeding');
+      const lost = before === null ? 'nothing' : `what only ${[before.primary, ...before.secondaries].join(', ')} held`;
+      log.line('warn', `reseeded: configuration ${after.version} has this node alone, at a token space above every earlier one; ${lost} is lost`);
+    }
     const made = new GroupNode({ name: o.name, index, log, idCounter, authToken: o.authToken, limits: o.limits, tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key } }, (replica) =>
-      new GroupReplication(replica, { id, timing: GROUP_TIMING, config: new EtcdConfig(client, o.cluster), links, indexOf: (m) => links.indexOf(m)  }),
+      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m) }),
     firstReq);
     node = made;
     links.deliver = (from, f, late) => made.replication.receive(from, f, late);
@@ -111,6 +120,23 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       .finally(() => (busy = false));
   }, 200);
   timer.unref();
+  // A learner whose configuration has no live member waits for ever: say so, once per version, with the way out.
+  let toldOf = 0;
+  const orphan = setInterval(() => {
+    const c = n.replication.host.group.current;
+    if (c === null || n.replication.host.group.role !== 'learner' || c.version === toldOf) return;
+    liveMembers(ns).then(
+      (live) => {
+        const members = [c.primary, ...c.secondaries];
+        if (members.some((m) => live.has(m)) || n.replication.host.group.current?.version !== c.version) return;
+        toldOf = c.version;
+        log.line('warn', `waiting to join configuration ${c.version}: none of its members (${members.join(', ')}) is live in etcd. If every one is lost, start one node with --reseed (what only they held is lost)`);
+        log.flush();
+      },
+      (err: unknown) => log.line('warn', `etcd: ${(err as Error).message}`),
+    );
+  }, 5000);
+  orphan.unref();
   // The first configuration may take a moment: say the role once it is known.
   const until = performance.now() + 5000;
   while (n.replication.host.group.current === null && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
@@ -120,6 +146,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     async () => {
       stopping = true;
       clearInterval(timer);
+      clearInterval(orphan);
       await n.drain(SHUTDOWN_DRAIN_MS);
       await n.close();
       const used = Number(Atomics.load(idCounter, 0));
@@ -132,4 +159,15 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     },
     `ready node=${o.name} index=${index} address=${o.host}:${port} link=${linkAddress} first-client=${clientIdFor(index, firstOrdinal + 1)} role=${n.replication.leads ? 'leader' : 'follower'} member=${id}`,
   );
+}
+
+/** The member ids of the runs live in etcd now (their live keys; values that do not parse are left out). */
+export async function liveMembers(ns: Namespace): Promise<Set<string>> {
+  const all = await ns.getAll().prefix('live/').strings();
+  const out = new Set<string>();
+  for (const text of Object.values(all)) {
+    const m = parseMember(text);
+    if (m?.member !== undefined) out.add(m.member);
+  }
+  return out;
 }

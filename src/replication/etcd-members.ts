@@ -80,6 +80,8 @@ export interface MemberInfo {
   /** As last published (publish()): the seq it has applied, and whether it leads. */
   applied?: number;
   leads?: boolean;
+  /** On the group protocol: the run's member id (`name.run`, config/config.ts), so that a later run of the name is not taken for it. */
+  member?: string;
 }
 
 export interface JoinResult {
@@ -419,5 +421,14 @@ export function parseMember(text: string): MemberInfo | null {
   if (typeof m['address'] !== 'string' || typeof m['link'] !== 'string' || m['address'].length > 300 || m['link'].length > 300) return null;
   if (m['applied'] !== undefined && !(typeof m['applied'] === 'number' && Number.isSafeInteger(m['applied']) && m['applied'] >= 0)) return null;
   if (m['leads'] !== undefined && typeof m['leads'] !== 'boolean') return null;
-  return { name: m['name'], index, address: m['address'], link: m['link'], ...(m['applied'] === undefined ? {} : { applied: m['applied'] as number }), ...(m['leads'] === undefined ? {} : { leads: m['leads'] as boolean }) };
+  if (m['member'] !== undefined && !(typeof m['member'] === 'string' && NODE_NAME.test(m['member']) && m['member'].startsWith(`${m['name']}.`))) return null;
+  return {
+    name: m['name'],
+    index,
+    address: m['address'],
+    link: m['link'],
+    ...(m['applied'] === undefined ? {} : { applied: m['applied'] as number }),
+    ...(m['leads'] === undefined ? {} : { leads: m['leads'] as boolean }),
+    ...(m['member'] === undefined ? {} : { member: m['member'] as string }),
+  };
 }

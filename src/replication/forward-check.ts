@@ -26,7 +26,8 @@ export function forwardError(state: TableState, cmd: Command, from: number, resu
   const mine = (client: ClientId): boolean => nodeOfClient(client) === from || homeOf(state, client, nodeOfClient) === from || resumed.has(client);
   switch (cmd.op) {
     case 'expire':
-      return 'expire is the sequencer\'s own command';
+    case 'floor':
+      return `${cmd.op} is the sequencer's own command`;
     case 'revoke':
       return null;
     case 'resume':

@@ -129,6 +129,13 @@ export class GroupHost {
     this.pump();
   }
 
+  /** The primary: store the same configuration under the next version (Group.renewVersion). */
+  renewVersion(): boolean {
+    const asked = this.group.renewVersion();
+    if (asked) this.pump();
+    return asked;
+  }
+
   /** Append a write (the primary only); its entry reaches apply() once committed. Throws NotPrimaryError elsewhere. */
   propose(data: EntryData): number {
     const seq = this.group.propose(data, performance.now());

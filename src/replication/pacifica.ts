@@ -358,6 +358,18 @@ export class Group<T> {
     }
   }
 
+  /**
+   * The primary has the same configuration stored under the next version
+   * (its tokens move to the next version's space: core/token-space.ts).
+   * False when this node is not the primary or a proposal is in flight;
+   * the caller asks again.
+   */
+  renewVersion(): boolean {
+    const c = this.config;
+    if (c === null || this.role !== 'primary') return false;
+    return this.proposeChange({ version: c.version + 1, primary: c.primary, secondaries: [...c.secondaries] });
+  }
+
   /** Ask the primary of the configuration this node knows to take it on as a learner. */
   join(): void {
     const c = this.config;

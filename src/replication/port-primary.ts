@@ -103,6 +103,8 @@ export function describeCommand(cmd: Command): string {
       return `resume ${cmd.target}`;
     case 'revoke':
       return `revoke ${cmd.lock} (admin)`;
+    case 'floor':
+      return `floor token=${cmd.token}`;
   }
 }
 

@@ -12,7 +12,10 @@
  * entries are skipped whose request id is not above the last one applied
  * from their origin (the exactly-once rule; request ids rise per node).
  *
- * The primary's duties, written once here for this engine: it stamps
+ * The primary's duties, written once here for this engine: it logs the
+ * floor of each configuration version's token space before anything else
+ * it sequences in that version, and moves to the next version before the
+ * space runs out (core/token-space.ts) [LP-7]; it stamps
  * each command with its log time and the limits; it ends leases
  * (`expire`) and waits (`timeout`) on log time; when a member leaves the
  * configuration, or at takeover for every node outside it, it ends the
@@ -23,6 +26,7 @@
  */
 import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, restore, snapshot, waits, type ClientId, type Command } from '../core/lock-table.js';
 import { commandError } from '../core/command-check.js';
+import { floorOf, SPACE, spaceRunningOut, TokenSpaceError } from '../core/token-space.js';
 import type { GroupConfig, ConfigManager } from '../config/config.js';
 import type { Frame } from '../codec/frame.js';
 import { nodeOfClient } from '../node/client-ids.js';
@@ -70,6 +74,10 @@ export class GroupReplication implements Replication {
   private leaderless: NodeJS.Timeout | null = null;
   private heldTimer: NodeJS.Timeout | null = null;
   private role: Role = 'learner';
+  /** The configuration version this node follows (its tokens' space while it is the primary). */
+  private version = 0;
+  /** The primary asked for the next version, its token space running out (said once per version). */
+  private renewing = false;
   private primaryId: string | null = null;
   private members = new Set<string>();
   private closing = false;
@@ -188,7 +196,11 @@ export class GroupReplication implements Replication {
   /** Log `cmd` for origin `from`'s request `req`, stamped with log time and the limits; held while the primary has no lease from every secondary. */
   private sequence(cmd: Command, from: number, req: number): void {
     if (this.role !== 'primary') return;
-    if (!this.host.canWrite()) {
+    // Held ones first: an origin's writes are sequenced in request-id order
+    // (the exactly-once rule), and the version's floor before any grant.
+    // A version whose token space is nearly spent takes no more writes
+    // until the next version is stored (token-space.ts).
+    if (!this.host.canWrite() || this.held.length > 0 || this.replica.state.nextToken >= this.spaceEnd()) {
       this.held.push({ cmd, from, req, since: performance.now() });
       this.retryHeld();
       return;
@@ -196,6 +208,24 @@ export class GroupReplication implements Replication {
     const limits = this.replica.limits;
     const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock, maxLocks: limits.maxLocks } } : cmd;
     this.host.propose({ at: this.replica.clock.stamp(), cmd: stamped, origin: from, req });
+  }
+
+  /** Where this version's token space ends, less a margin for the grants of writes already in the log. */
+  private spaceEnd(): number {
+    return this.version > 0 && this.version * SPACE + SPACE <= Number.MAX_SAFE_INTEGER ? (this.version + 1) * SPACE - 2 ** 30 : Infinity;
+  }
+
+  /** The floor of this version's token space, logged first in each version this node leads [LP-7]. */
+  private logFloor(): void {
+    let token: number;
+    try {
+      token = floorOf(this.version);
+    } catch (err) {
+      if (!(err instanceof TokenSpaceError)) throw err;
+      this.replica.log.line('error', err.message);
+      return;
+    }
+    this.sequence({ op: 'floor', token }, this.replica.index, 0);
   }
 
   /** Try the held writes again soon (a lease comes back with the next acks, or a new configuration lets the primary go on). */
@@ -209,7 +239,15 @@ export class GroupReplication implements Replication {
       }
       const held = this.held;
       this.held = [];
-      for (const h of held) this.sequence(aged(h.cmd, performance.now() - h.since), h.from, h.req);
+      for (let i = 0; i < held.length; i++) {
+        const h = held[i] as (typeof held)[number];
+        this.sequence(aged(h.cmd, performance.now() - h.since), h.from, h.req);
+        if (this.held.length > 0) {
+          // Still held (no lease yet, or the token space): the rest after it, in order.
+          this.held.push(...held.slice(i + 1));
+          break;
+        }
+      }
     }, Math.max(5, Math.floor(this.o.timing.heartbeatMs / 2)));
     this.heldTimer.unref();
   }
@@ -218,6 +256,11 @@ export class GroupReplication implements Replication {
     for (const e of entries) this.applyEntry({ seq: e.seq, at: e.data.at, cmd: e.data.cmd, from: e.data.origin, req: e.data.req });
     this.replica.commit(this.replica.seq); // the group committed them before handing them out
     if (this.role === 'primary') {
+      // Asked again after each batch until a new version is stored (a proposal the manager did not answer is dropped).
+      if (spaceRunningOut(this.version, this.replica.state.nextToken) && this.host.renewVersion() && !this.renewing) {
+        this.renewing = true;
+        this.replica.log.line('info', `tokens past half of configuration ${this.version}'s space: moving to the next version`);
+      }
       this.armLeases();
       if (this.sweepOnReconcile && this.host.group.reconciled) {
         this.sweepOnReconcile = false;
@@ -287,8 +330,11 @@ export class GroupReplication implements Replication {
     this.members = new Set([c.primary, ...c.secondaries]);
     const primaryBefore = this.primaryId;
     this.primaryId = role === 'primary' ? null : c.primary;
+    this.version = c.version;
+    this.renewing = false;
     this.replica.log.line(role === 'primary' && was !== 'primary' ? 'warn' : 'info', `configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
     if (role === 'primary') {
+      this.logFloor();
       if (was !== 'primary') this.takeOver();
       else for (const m of before) if (!this.members.has(m)) this.dropNode(m);
     } else {
