@@ -9,8 +9,13 @@
  * a new member and joins as a learner.
  *
  * Prints the same `ready …` line as `dlock node`. SIGTERM/SIGINT answer
- * what was read, hand back unused client ids, leave and exit 0. Losing
- * its etcd lease stops it (as `dlock node` does today).
+ * what was read, hand back unused client ids, leave and exit 0.
+ *
+ * An etcd outage stops only changes of configuration: who serves is
+ * decided by the group's own leases (pacifica.ts), so a node that loses
+ * its etcd lease goes on serving and registers again (a new lease, its
+ * live key) once etcd answers. Its clients' sessions end when the primary
+ * removes it from the configuration, never because of etcd alone [LP-8].
  */
 import { Etcd3 } from 'etcd3';
 import type { Namespace } from 'etcd3';
@@ -34,6 +39,9 @@ import { GroupLinks } from './group-links.js';
 /** The group's timing across hosts: a failover in about graceMs plus a manager round. */
 export const GROUP_TIMING = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };
 
+/** One attempt to register again after the etcd lease was lost (etcd may take the connection and not answer). */
+const REGISTER_AGAIN_MS = 20_000;
+
 export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   // Not there yet on this engine: refused, never silently ignored.
   const unsupported = [o.tls !== null ? '--tls-cert' : null, o.admin !== undefined && o.admin !== null ? '--http-port' : null, o.firstToken !== undefined ? '--first-token (its tokens come from the configuration version)' : null].filter((x) => x !== null);
@@ -45,7 +53,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   const log = new NodeLog((lines) => view({ type: 'log', node: o.name, lines }), !o.quiet);
   const client = new Etcd3({ ...etcd3Options(o.etcd), dialTimeout: 30_000 });
   const ns = client.namespace(`/dlock/${o.cluster}/`);
-  const membership = new EtcdMembership(client, o.cluster, o.name, o.nodeTtlS, o.etcd);
+  let membership = new EtcdMembership(client, o.cluster, o.name, o.nodeTtlS, o.etcd);
   let index: number;
   let firstOrdinal: number;
   let reservedTo: number;
@@ -77,15 +85,41 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   const config = new EtcdConfig(client, o.cluster);
   let node: GroupNode | null = null;
   let stopping = false;
-  const fatal = (why: string): void => {
+  let clientAddress = '';
+  /** The etcd lease is lost (etcd unreachable past its ttl, or it expired there): serve on, and register again once etcd answers. */
+  const lostLease = (why: string): void => {
     if (stopping) return;
-    log.line('error', `stopping: ${why}`);
+    log.line('warn', `etcd lease lost (${why}): still serving, since the group's own leases decide who serves; registering again once etcd answers`);
     log.flush();
-    process.exit(1);
+    void registerAgain();
   };
+  async function registerAgain(): Promise<void> {
+    membership.abandon();
+    const since = performance.now();
+    while (!stopping) {
+      const m = new EtcdMembership(client, o.cluster, o.name, o.nodeTtlS, o.etcd);
+      try {
+        await withDeadline(m.join({ address: clientAddress, link: linkAddress, member: id }, lostLease, index), REGISTER_AGAIN_MS, 'registering again');
+        m.adoptReservation(reservedTo);
+        if (stopping) {
+          await m.leave();
+          return;
+        }
+        membership = m;
+        log.line('warn', `registered again in etcd after ${Math.round(performance.now() - since)} ms`);
+        log.flush();
+        return;
+      } catch (err) {
+        m.abandon();
+        if (stopping) return;
+        log.line('warn', `registering again: ${(err as Error).message}; trying again`);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
   try {
     await links.refresh();
-    await membership.join({ address: '', link: linkAddress, member: id }, fatal, index, (text) => log.line('warn', text));
+    await membership.join({ address: '', link: linkAddress, member: id }, lostLease, index, (text) => log.line('warn', text));
     membership.adoptReservation(reservedTo);
     if (o.reseed === true) {
       // After join: an earlier run of this name has been waited out (its key expired).
@@ -109,13 +143,20 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   }
   const n = node;
   const port = await n.listen(o.host, o.port);
-  await membership.publish(0, false, `${o.host}:${port}`).catch((err: unknown) => log.line('warn', `publishing: ${(err as Error).message}`));
+  clientAddress = `${o.host}:${port}`;
+  await membership.publish(0, false, clientAddress).catch((err: unknown) => log.line('warn', `publishing: ${(err as Error).message}`));
   // Client ids: the next block before this one runs out; names of new members for their indexes.
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    Promise.all([membership.extend(Number(Atomics.load(idCounter, 0))).then((to) => setOrdinalLimit(idCounter, to)), links.refresh()])
+    Promise.all([
+      membership.extend(Number(Atomics.load(idCounter, 0))).then((to) => {
+        reservedTo = Math.max(reservedTo, to);
+        setOrdinalLimit(idCounter, to);
+      }),
+      links.refresh(),
+    ])
       .catch((err: unknown) => log.line('warn', `etcd: ${(err as Error).message}`))
       .finally(() => (busy = false));
   }, 200);

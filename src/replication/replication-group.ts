@@ -73,6 +73,7 @@ export class GroupReplication implements Replication {
   private readonly expiring = new Set<number>();
   private leaderless: NodeJS.Timeout | null = null;
   private heldTimer: NodeJS.Timeout | null = null;
+  private overdueTimer: NodeJS.Timeout | null = null;
   private role: Role = 'learner';
   /** The configuration version this node follows (its tokens' space while it is the primary). */
   private version = 0;
@@ -132,6 +133,38 @@ export class GroupReplication implements Replication {
     const p: Proposal = { cmd, req, owed: owedReq !== 0, sent: false, since: performance.now() };
     this.pending.set(req, p);
     this.send(p);
+    this.watchOverdue();
+  }
+
+  /**
+   * Every request is answered [LP-2]: a write not in the log within the
+   * leader wait (a primary that holds it, unable to commit: a secondary
+   * failed while the manager cannot be reached) is answered with an error
+   * and no longer sent. One already sent may still be logged later: the
+   * error says it may or may not have been applied.
+   */
+  private watchOverdue(): void {
+    if (this.overdueTimer !== null || this.closing) return;
+    const ms = this.o.leaderWaitMs ?? LEADER_WAIT_MS;
+    this.overdueTimer = setTimeout(() => {
+      this.overdueTimer = null;
+      const now = performance.now();
+      let failed = 0;
+      let owed = 0;
+      for (const p of [...this.pending.values()]) {
+        if (!p.owed) continue;
+        if (now - p.since < ms) {
+          owed++;
+          continue;
+        }
+        this.pending.delete(p.req);
+        this.replica.answer(p.req, `Error: ${p.sent ? ERR_LEADER_LOST : ERR_LEADER_UNAVAILABLE}`, 0);
+        failed++;
+      }
+      if (failed > 0) this.replica.log.line('error', `${plural(failed, 'write')} not committed within ${ms} ms: answered with an error`);
+      if (owed > 0) this.watchOverdue();
+    }, Math.max(10, Math.floor(ms / 4)));
+    this.overdueTimer.unref();
   }
 
   /** To the primary: this node's sequencer, or a forward; held while there is none. */
@@ -415,7 +448,7 @@ export class GroupReplication implements Replication {
   async close(): Promise<void> {
     this.closing = true;
     this.stopSequencing();
-    for (const t of [this.leaderless, this.heldTimer]) if (t !== null) clearTimeout(t);
+    for (const t of [this.leaderless, this.heldTimer, this.overdueTimer]) if (t !== null) clearTimeout(t);
     await this.host.close();
   }
 }
