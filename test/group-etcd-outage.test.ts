@@ -12,7 +12,14 @@ import { dumpOnFailure, startNode, type ReadyNode } from './helpers/dlock-proces
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { ClientPool, eventually } from './helpers/line-client.js';
 
-type Node = ReadyNode & { name: string };
+type Node = ReadyNode & { name: string; http: string };
+
+/** The admin API's /health of a node: its status and its reason. */
+async function health(n: Node): Promise<{ status: number; ok: boolean; reason: string }> {
+  const r = await fetch(`${n.http}/health`);
+  const body = (await r.json()) as { ok: boolean; reason: string };
+  return { status: r.status, ok: body.ok, reason: body.reason };
+}
 
 describe.skipIf(!hasEtcd)('the group protocol while etcd is stopped', () => {
   let etcd: EtcdCluster;
@@ -24,7 +31,10 @@ describe.skipIf(!hasEtcd)('the group protocol while etcd is stopped', () => {
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
     for (const name of ['o1', 'o2', 'o3']) {
-      nodes.push({ name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'outage', '--replication', 'group', '--node-ttl', '2'], process.env, 40_000)) });
+      const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'outage', '--replication', 'group', '--node-ttl', '2', '--http-port', '0', '--admin-token', 'outage-admin-token'], process.env, 40_000)) };
+      const http = / http=(127\.0\.0\.1:\d+) /.exec(n.proc.out())?.[1];
+      if (http === undefined) throw new Error(`no http= on the ready line:\n${n.proc.out()}`);
+      nodes.push({ ...n, http: `http://${http}` });
     }
   }, 90_000);
   afterAll(async () => {
@@ -42,6 +52,12 @@ describe.skipIf(!hasEtcd)('the group protocol while etcd is stopped', () => {
     }
     const primaryAt = clients.findIndex((c) => / role: leader$/.test(c.greeting));
     expect(primaryAt).toBeGreaterThanOrEqual(0);
+    // /health says what each one is.
+    for (const [i, n] of nodes.entries()) {
+      const h = await health(n);
+      expect(h.status, h.reason).toBe(200);
+      expect(h.reason).toMatch(i === primaryAt ? /^the primary of configuration \d+, with a lease from every secondary/ : /^a secondary of configuration \d+; primary \S+ leads/);
+    }
     etcd.pause(0);
     // Writes and reads through every node, until every node has lost its etcd lease, and after.
     let round = 0;
@@ -59,6 +75,7 @@ describe.skipIf(!hasEtcd)('the group protocol while etcd is stopped', () => {
       return nodes.every((n) => /etcd lease lost \(.*\): still serving/.test(output(n)));
     }, 'every node past its etcd lease, serving', 20_000, 50);
     for (let k = 0; k < 20; k++) await serve();
+    for (const n of nodes) expect((await health(n)).status).toBe(200); // etcd is not who decides
     // A secondary killed while etcd is stopped: nobody can remove it, so nothing commits, and every write is answered with an error [LP-2].
     const victim = (primaryAt + 1) % nodes.length;
     nodes[victim]?.proc.child.kill('SIGKILL');
@@ -67,6 +84,10 @@ describe.skipIf(!hasEtcd)('the group protocol while etcd is stopped', () => {
     const reply = await primary.ask('preempt while-a-member-is-lost', 15_000);
     expect(reply).toMatch(/^Error: /);
     expect(performance.now() - t0).toBeLessThan(12_000);
+    // The primary's /health says no write can be taken, and why.
+    const h = await health(nodes[primaryAt]!);
+    expect(h.status).toBe(503);
+    expect(h.reason).toMatch(/^the primary of configuration \d+, without a lease from every secondary: writes wait until one is removed$/);
     // etcd back: the dead member is removed and writes go on through the survivors.
     etcd.resume(0);
     for (const [i, c] of clients.entries()) {
@@ -74,5 +95,7 @@ describe.skipIf(!hasEtcd)('the group protocol while etcd is stopped', () => {
       await eventually(async () => (await c.ask(`preempt after-outage-${i}`, 10_000)).startsWith('PreemptLock Success'), `a write through ${nodes[i]?.name} once etcd is back`, 40_000, 200);
     }
     for (const [i, n] of nodes.entries()) if (i !== victim) await eventually(() => /registered again in etcd/.test(output(n)), `${n.name} registered again`, 30_000, 100);
+    const text = await (await fetch(`${nodes[primaryAt]!.http}/metrics`)).text();
+    expect(text).toMatch(/^dlock_node_rejoins_total\{node="\S+"\} 1$/m);
   }, 150_000);
 });

@@ -42,7 +42,7 @@ afterEach(async () => {
   for (const n of nodes.splice(0)) await n.close();
 });
 
-async function start(net: Net, store: ConfigStore, name: string, index: number, run = 1): Promise<{ node: GroupNode; port: number; lines: string[] }> {
+async function start(net: Net, store: ConfigStore, name: string, index: number, run = 1, compactEvery?: number): Promise<{ node: GroupNode; port: number; lines: string[] }> {
   const id = `${name}.${run}`;
   const lines: string[] = [];
   const node = new GroupNode({ name, index, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), false, 1), idCounter: newIdCounter() }, (replica) =>
@@ -53,6 +53,7 @@ async function start(net: Net, store: ConfigStore, name: string, index: number, 
       links: { send: (to, f) => net.send(id, to, f) },
       indexOf: (m) => ({ a: 0, b: 1, c: 2 })[m.split('.')[0] as 'a' | 'b' | 'c'] ?? null,
       leaderWaitMs: 3000,
+      ...(compactEvery === undefined ? {} : { compactEvery }),
     }),
   );
   net.nodes.set(id, node);
@@ -175,5 +176,29 @@ describe('the group replication under three nodes', () => {
     const t4 = await tokenOf(a2.port, 'preempt t1');
     expect(t4).toBeGreaterThan(t3);
     expect(t4).toBeGreaterThanOrEqual(after.version * SPACE);
+  }, 30_000);
+
+  it('a node that left the configuration and catches up from a snapshot closes its clients, answering their waits: the cluster ended their sessions meanwhile [LP-8, LP-2]', async () => {
+    const net = new Net();
+    const store = new ConfigStore();
+    const a = await start(net, store, 'a', 0, 1, 5);
+    const b = await start(net, store, 'b', 1, 1, 5);
+    const c = await start(net, store, 'c', 2, 1, 5);
+    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 2 && c.node.replication.readable, 'b and c added', 5000);
+    const ca = await pool.open(a.port);
+    expect(await ca.ask('preempt held')).toMatch(/^PreemptLock Success/);
+    const cc = await pool.open(c.port);
+    const waiting = cc.ask('acquire held timeout=20000', 30_000);
+    await eventually(async () => (await ca.ask('check held')).startsWith(`CheckLock:Lock:${ca.id} `) && a.node.state.waiting.has(cc.id) && c.node.state.waiting.has(cc.id), 'c\'s client waiting, on a and on c', 5000);
+    // c cut off: a removes it, ending its clients' sessions, and writes on past its compaction point.
+    net.cut.add('c.1');
+    await eventually(() => !(store.value?.secondaries ?? []).includes('c.1'), 'c removed', 5000);
+    await eventually(() => !a.node.state.waiting.has(cc.id), 'c\'s client\'s wait withdrawn by the primary', 5000);
+    for (let i = 0; i < 20; i++) expect(await ca.ask(`preempt filler-${i}`, 5000)).toMatch(/^PreemptLock Success/);
+    net.cut.delete('c.1');
+    // c catches up from a snapshot: the wait is answered and the connection closes.
+    expect(await waiting).toMatch(/^Error: this client's session was ended by the cluster/);
+    await eventually(() => c.lines.some((l) => /caught up from a\.1's snapshot/.test(l)), 'the snapshot install', 5000);
+    await eventually(() => cc.ended, 'the connection closed', 5000);
   }, 30_000);
 });

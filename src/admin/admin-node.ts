@@ -14,17 +14,20 @@
  * Threading: the process's main thread, the node's.
  */
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { EtcdNode } from '../node/node-etcd.js';
 import type { LockRow } from '../node/node.js';
+import type { ReplicaNode } from '../node/replica-node.js';
 import { LOCKS_MAX, UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
 
-/** What the process counts across its node's runs (node-main.ts). */
+/** What the process counts across its node's runs (node-main.ts, host/group-node-main.ts). */
 export interface NodeCounts {
-  /** Times this process's node won the election. */
+  /** Times this process's node became the leader: won the election on etcd, or took over as the group's primary. */
   elections: number;
-  /** Times it stopped (lost etcd) and rejoined as a new run. */
+  /** Times it lost its etcd lease and registered again (the etcd engine: stopped serving and rejoined as a new run). */
   rejoins: number;
 }
+
+/** A node the admin API can serve: either engine's (EtcdNode, GroupNode). */
+export type AdminNode = ReplicaNode & { health(): { ok: boolean; reason: string } };
 
 export class NodeAdmin implements AdminSource {
   private readonly own = new Registry();
@@ -32,15 +35,15 @@ export class NodeAdmin implements AdminSource {
   constructor(
     private readonly name: string,
     /** The node serving now; null while it rejoins. */
-    private readonly current: () => EtcdNode | null,
+    private readonly current: () => AdminNode | null,
     counts: NodeCounts,
   ) {
     const labels = { node: name };
-    new Gauge({ name: 'dlock_leader_elections_total', help: 'Times this node won the leader election on etcd, since the process started (a takeover after a failover among them).', labelNames: ['node'], registers: [this.own], collect() { this.set(labels, counts.elections); } });
-    new Gauge({ name: 'dlock_node_rejoins_total', help: 'Times this node stopped serving (it lost etcd) and rejoined as a new run, since the process started.', labelNames: ['node'], registers: [this.own], collect() { this.set(labels, counts.rejoins); } });
+    new Gauge({ name: 'dlock_leader_elections_total', help: 'Times this node became the leader (won the election on etcd, or took over as the group\'s primary), since the process started (a takeover after a failover among them).', labelNames: ['node'], registers: [this.own], collect() { this.set(labels, counts.elections); } });
+    new Gauge({ name: 'dlock_node_rejoins_total', help: 'Times this node lost its etcd lease and registered again (on the etcd engine it stops serving meanwhile), since the process started.', labelNames: ['node'], registers: [this.own], collect() { this.set(labels, counts.rejoins); } });
   }
 
-  private node(): EtcdNode {
+  private node(): AdminNode {
     const n = this.current();
     if (n === null) throw new UnavailableError(`${this.name} is not serving: it rejoins the cluster once etcd answers`);
     return n;

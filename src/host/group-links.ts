@@ -24,6 +24,8 @@ const MAX_WAITING = 10_000;
 export class GroupLinks {
   /** Frames for this node, with the member they came from and how late they arrived (link-delay.ts). */
   deliver: (from: string, f: Frame, lateMs: number) => void = () => undefined;
+  /** An observer's link (`dlock tui --etcd`, the chaos harness) that authenticated; closed when unset. */
+  observe: ((t: TcpTransport) => void) | null = null;
   /** Every open link to each member: accepted and opened alike; frames go on any open one (the protocol does not need one link per pair). */
   private readonly byId = new Map<string, Set<TcpTransport>>();
   private readonly opening = new Map<string, Frame[]>();
@@ -37,6 +39,8 @@ export class GroupLinks {
     private readonly ns: Namespace,
     private readonly secret: string,
     private readonly log: (kind: 'warn' | 'error' | 'repl', text: string) => void,
+    /** Links over mutual TLS: this node's certificate and key, and the CA that signed every node's (null: plain TCP). */
+    private readonly tls: { cert: string; key: string; ca: string } | null = null,
   ) {}
 
   /** The node index of member `id`, if known (refresh() reads them). */
@@ -86,6 +90,10 @@ export class GroupLinks {
 
   /** A link that authenticated: its first frame must be a `hello` naming a member id whose name has the index it claims. */
   accept(t: TcpTransport): void {
+    if (!this.closing && t.role === 'observer' && this.observe !== null) {
+      this.observe(t);
+      return;
+    }
     if (this.closing || t.role !== 'node') {
       t.close();
       return;
@@ -170,7 +178,7 @@ export class GroupLinks {
     const at = link.lastIndexOf(':');
     let t: TcpTransport;
     try {
-      t = await TcpTransport.connect(link.slice(0, at), Number(link.slice(at + 1)), { role: 'node', secret: this.secret });
+      t = await TcpTransport.connect(link.slice(0, at), Number(link.slice(at + 1)), { role: 'node', secret: this.secret, tls: this.tls });
     } catch (err) {
       return drop(`${link}: ${(err as Error).message}`);
     }

@@ -18,6 +18,9 @@
  * removes it from the configuration, never because of etcd alone [LP-8].
  */
 import { Etcd3 } from 'etcd3';
+import type { Server as HttpServer } from 'node:http';
+import { startAdmin } from '../admin/admin-http.js';
+import { NodeAdmin, type NodeCounts } from '../admin/admin-node.js';
 import type { Namespace } from 'etcd3';
 import { reseed } from '../config/config.js';
 import { EtcdConfig } from '../config/etcd.js';
@@ -35,6 +38,7 @@ import { GroupReplication } from '../replication/replication-group.js';
 import { TcpTransport } from '../transport/transport-tcp.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../up.js';
 import { GroupLinks } from './group-links.js';
+import { serveViews } from '../node/views.js';
 
 /** The group's timing across hosts: a failover in about graceMs plus a manager round. */
 export const GROUP_TIMING = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };
@@ -44,7 +48,7 @@ const REGISTER_AGAIN_MS = 20_000;
 
 export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   // Not there yet on this engine: refused, never silently ignored.
-  const unsupported = [o.tls !== null ? '--tls-cert' : null, o.admin !== undefined && o.admin !== null ? '--http-port' : null, o.firstToken !== undefined ? '--first-token (its tokens come from the configuration version)' : null].filter((x) => x !== null);
+  const unsupported = [o.firstToken !== undefined ? '--first-token (its tokens come from the configuration version)' : null].filter((x) => x !== null);
   if (unsupported.length > 0) {
     process.stderr.write(`dlock node: --replication group does not support ${unsupported.join(' or ')} yet (docs/design.md); use --replication etcd\n`);
     return 2;
@@ -78,14 +82,24 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   const idCounter = newIdCounter();
   setOrdinalsUsed(idCounter, firstOrdinal);
   setOrdinalLimit(idCounter, reservedTo);
-  const links = new GroupLinks(id, index, ns, secret, (kind, text) => log.line(kind, text));
-  const linkServer = await TcpTransport.listen(o.host, 0, { keys: { node: secret, observer: [secret] }, log: (kind, text) => log.line(kind, text) }, (t) => links.accept(t));
+  // Links are mutual TLS with --tls-cert (the CLI requires --tls-ca with it); observers may prove the admin token instead of the secret.
+  const linkTls = o.tls === null || o.tls.ca === null ? null : { cert: o.tls.cert, key: o.tls.key, ca: o.tls.ca };
+  const adminToken = o.admin?.token ?? null;
+  const links = new GroupLinks(id, index, ns, secret, (kind, text) => log.line(kind, text), linkTls);
+  const linkServer = await TcpTransport.listen(
+    o.host,
+    0,
+    { keys: { node: secret, observer: adminToken === null || adminToken === secret ? [secret] : [secret, adminToken] }, tls: linkTls, log: (kind, text) => log.line(kind, text) },
+    (t) => links.accept(t),
+  );
   const addr = linkServer.address();
   const linkAddress = `${o.host}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
   const config = new EtcdConfig(client, o.cluster);
   let node: GroupNode | null = null;
   let stopping = false;
   let clientAddress = '';
+  /** For the admin API's metrics. */
+  const counts: NodeCounts = { elections: 0, rejoins: 0 };
   /** The etcd lease is lost (etcd unreachable past its ttl, or it expired there): serve on, and register again once etcd answers. */
   const lostLease = (why: string): void => {
     if (stopping) return;
@@ -106,6 +120,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
           return;
         }
         membership = m;
+        counts.rejoins++;
         log.line('warn', `registered again in etcd after ${Math.round(performance.now() - since)} ms`);
         log.flush();
         return;
@@ -128,10 +143,11 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       log.line('warn', `reseeded: configuration ${after.version} has this node alone, at a token space above every earlier one; ${lost} is lost`);
     }
     const made = new GroupNode({ name: o.name, index, log, idCounter, authToken: o.authToken, limits: o.limits, tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key } }, (replica) =>
-      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m) }),
+      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m), onTakeOver: () => void counts.elections++ }),
     firstReq);
     node = made;
     links.deliver = (from, f, late) => made.replication.receive(from, f, late);
+    links.observe = (t) => serveObserver(t, made, linkAddress, log);
     await made.replication.start();
   } catch (err) {
     log.flush();
@@ -144,6 +160,20 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   const n = node;
   const port = await n.listen(o.host, o.port);
   clientAddress = `${o.host}:${port}`;
+  let admin: { server: HttpServer; address: string } | null = null;
+  if (o.admin !== undefined && o.admin !== null) {
+    try {
+      admin = await startAdmin(new NodeAdmin(o.name, () => n, counts), o.admin, (kind, text) => log.line(kind, text));
+    } catch (err) {
+      log.flush();
+      process.stderr.write(`dlock node: could not serve the admin API: ${(err as Error).message}\n`);
+      await n.close();
+      links.close();
+      linkServer.close();
+      client.close();
+      return 1;
+    }
+  }
   await membership.publish(0, false, clientAddress).catch((err: unknown) => log.line('warn', `publishing: ${(err as Error).message}`));
   // Client ids: the next block before this one runs out; names of new members for their indexes.
   let busy = false;
@@ -186,6 +216,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     { who: o.name, command: 'dlock node', doing: 'answering what was received, then leaving the cluster', view },
     async () => {
       stopping = true;
+      admin?.server.close();
       clearInterval(timer);
       clearInterval(orphan);
       await n.drain(SHUTDOWN_DRAIN_MS);
@@ -198,7 +229,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       await new Promise<void>((resolve) => linkServer.close(() => resolve()));
       client.close();
     },
-    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${linkAddress} first-client=${clientIdFor(index, firstOrdinal + 1)} role=${n.replication.leads ? 'leader' : 'follower'} member=${id}`,
+    `ready node=${o.name} index=${index} address=${o.host}:${port} link=${linkAddress} first-client=${clientIdFor(index, firstOrdinal + 1)} role=${n.replication.leads ? 'leader' : 'follower'}${admin === null ? '' : ` http=${admin.address}`} member=${id}`,
   );
 }
 
@@ -211,4 +242,24 @@ export async function liveMembers(ns: Namespace): Promise<Set<string>> {
     if (m?.member !== undefined) out.add(m.member);
   }
   return out;
+}
+
+/** An observer's link: one `observe`, then views until it closes (node/views.ts); anything else closes it. */
+function serveObserver(t: TcpTransport, node: GroupNode, link: string, log: NodeLog): void {
+  let stop: (() => void) | null = null;
+  t.onClose(() => stop?.());
+  t.onFrames((frames) => {
+    for (const f of frames) {
+      if (f.type !== 'observe' || stop !== null) {
+        log.line('error', `observer link from ${t.remote} refused: it sent a ${f.type} frame${f.type === 'observe' ? ' twice' : ''}; closing it`);
+        t.close();
+        return;
+      }
+      stop = serveViews(t, f.locks, {
+        log,
+        stats: () => ({ ...node.stats(), role: node.replication.leads ? 'leader' : 'follower', leads: node.replication.leads, link }),
+        lockMap: (n) => node.lockMap(n),
+      });
+    }
+  });
 }

@@ -16,6 +16,23 @@ export const ERR_READ_WINDOW = "this node cannot show that its replica is recent
 export class GroupNode extends ReplicaNode {
   declare readonly replication: GroupReplication;
 
+  /** Whether this node serves (the admin API's /health), and why not: its role in the configuration and the protocol's leases. */
+  health(): { ok: boolean; reason: string } {
+    const host = this.replication.host;
+    const c = host.group.current;
+    if (c === null) return { ok: false, reason: 'starting: no configuration known yet' };
+    const role = host.group.role;
+    if (role === 'primary') {
+      return host.canWrite()
+        ? { ok: true, reason: `the primary of configuration ${c.version}, with a lease from every secondary (seq ${this.applied})` }
+        : { ok: false, reason: `the primary of configuration ${c.version}, without a lease from every secondary: writes wait until one is removed` };
+    }
+    if (role === 'learner') return { ok: false, reason: `catching up to join configuration ${c.version} (primary ${c.primary})` };
+    return this.replication.readable
+      ? { ok: true, reason: `a secondary of configuration ${c.version}; primary ${c.primary} leads (seq ${this.applied})` }
+      : { ok: false, reason: `a secondary of configuration ${c.version} with no word from its primary ${c.primary} within the lease: no leader can be shown to take writes` };
+  }
+
   override read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
     if (!this.replication.readable) return `Error: ${ERR_READ_WINDOW}`;
     return super.read(req);

@@ -27,6 +27,7 @@ import { apply, legacyLogTime, type ClientId, type Command, type Outcome, type R
 import type { LogEntry, Replica, Replication } from '../replication/replication.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
+import { plural } from '../text.js';
 
 /** The reply to a waiting acquire whose session the cluster ended while its connection was open (see sessionEnded). */
 export const ERR_SESSION_ENDED = "this client's session was ended by the cluster (its node was taken for gone): its session locks are released and its wait is withdrawn [LP-8]; the connection closes";
@@ -171,6 +172,16 @@ export class ReplicaNode extends NodeBase implements Replica {
       this.log.line('warn', `client ${client}'s session was ended by the cluster: closing ${c.remote}`);
       const req = this.waitingReq.get(client);
       if (req !== undefined) this.answer(req, `Error: ${ERR_SESSION_ENDED}`, seq);
+      c.drain();
+    }
+  }
+
+  endSessions(): void {
+    const all = [...this.connections];
+    if (all.length > 0) this.log.line('warn', `this node left the configuration and caught up from a snapshot: its clients' sessions were ended meanwhile [LP-8]; closing ${plural(all.length, 'connection')}`);
+    for (const c of all) {
+      const req = this.waitingReq.get(c.id);
+      if (req !== undefined) this.answer(req, `Error: ${ERR_SESSION_ENDED}`, 0);
       c.drain();
     }
   }

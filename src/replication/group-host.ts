@@ -159,6 +159,7 @@ export class GroupHost {
       // Loaded in this same turn when the core says so: the log restarts after it.
       if (this.o.snapshots !== undefined && this.group.installSnapshot(m, performance.now())) {
         const got = { state: f.state, applied: f.applied };
+        this.o.log('warn', `caught up from ${m.from}'s snapshot at seq ${m.seq} (this node was behind its compacted log)`);
         this.o.snapshots.load(got, m.seq);
         this.snap = got;
         this.appliedSeq = m.seq;

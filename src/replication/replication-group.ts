@@ -35,7 +35,7 @@ import { plural } from '../text.js';
 import { forwardError } from './forward-check.js';
 import { GroupHost, type EntryData, type GroupLinks } from './group-host.js';
 import type { Entry, Role, Timing } from './pacifica.js';
-import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, LEADER_WAIT_MS } from './port-backup.js';
+import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, ERR_RESYNC, LEADER_WAIT_MS } from './port-backup.js';
 import type { LogEntry, Replica, Replication } from './replication.js';
 
 export interface GroupReplicationOptions {
@@ -49,6 +49,8 @@ export interface GroupReplicationOptions {
   compactEvery?: number;
   /** How long this node holds its writes while no primary can take them, ms (default LEADER_WAIT_MS). */
   leaderWaitMs?: number;
+  /** Called each time this node becomes the primary (the admin API counts them). */
+  onTakeOver?: () => void;
 }
 
 interface Proposal {
@@ -102,6 +104,7 @@ export class GroupReplication implements Replication {
       snapshots: {
         take: () => ({ state: snapshot(this.replica.state), applied: [...this.appliedReq] }),
         load: (s, seq) => {
+          this.skipTo(new Map(s.applied));
           this.replica.load(restore(s.state), seq);
           this.appliedReq = new Map(s.applied);
           this.replica.commit(seq);
@@ -114,6 +117,26 @@ export class GroupReplication implements Replication {
 
   start(): Promise<void> {
     return this.host.start();
+  }
+
+  /**
+   * A snapshot replaces the entries up to it, and with them the replies
+   * they carried. Only a learner behind the primary's compacted log gets
+   * one: a node that left the configuration (the primary ended its
+   * clients' sessions then [LP-8], and the disconnects are among the
+   * entries skipped) or a new one. So every client connection closes,
+   * its waiting acquire answered with an error; this node's writes that
+   * the snapshot holds (request id at most the last applied from this
+   * node) are answered "may or may not have been applied" [LP-2].
+   */
+  private skipTo(applied: ReadonlyMap<number, number>): void {
+    const mine = applied.get(this.replica.index) ?? 0;
+    for (const p of [...this.pending.values()]) {
+      if (p.req > mine) continue; // not in the log yet: sent again, applied once
+      this.pending.delete(p.req);
+      if (p.owed) this.replica.answer(p.req, `Error: ${ERR_RESYNC}`, 0);
+    }
+    this.replica.endSessions();
   }
 
   get leads(): boolean {
@@ -365,10 +388,14 @@ export class GroupReplication implements Replication {
     this.primaryId = role === 'primary' ? null : c.primary;
     this.version = c.version;
     this.renewing = false;
-    this.replica.log.line(role === 'primary' && was !== 'primary' ? 'warn' : 'info', `configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
+    const tookOver = role === 'primary' && was !== 'primary';
+    this.replica.log.line(tookOver ? 'warn' : 'info', `${tookOver ? 'now the primary: ' : ''}configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
     if (role === 'primary') {
       this.logFloor();
-      if (was !== 'primary') this.takeOver();
+      if (was !== 'primary') {
+        this.takeOver();
+        this.o.onTakeOver?.();
+      }
       else for (const m of before) if (!this.members.has(m)) this.dropNode(m);
     } else {
       if (was === 'primary') this.stopSequencing();

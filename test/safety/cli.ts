@@ -3,7 +3,7 @@
  * the safety harness for as long as asked (N seconds, or until N grants,
  * whichever comes first), then a summary; exit status 1 on any violation.
  *
- * `npm run chaos -- --procs [--seconds N] [--grants N]`: three `dlock node`
+ * `npm run chaos -- --procs [--seconds N] [--grants N] [--replication group]`: three `dlock node`
  * processes on a 3-member etcd instead (procs.ts), with process kills
  * (-9) of the leader and of any node, pauses (SIGSTOP) longer than the
  * election lease and than the node ttl, wall clocks stepped ±90 s (while
@@ -38,6 +38,7 @@ if (argv.includes('--procs')) {
     faults: ALL_PROC_FAULTS,
     clients: num('clients', 24),
     locks: num('locks', 24),
+    replication: value('replication') === 'group' ? 'group' : 'etcd',
     onProgress: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`));

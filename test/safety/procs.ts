@@ -69,6 +69,8 @@ export interface ProcsOptions {
   nodeTtlS?: number;
   clients?: number;
   locks?: number;
+  /** The nodes' --replication: the log in etcd (default) or the group protocol (docs/design.md). */
+  replication?: 'etcd' | 'group';
   onProgress?: (line: string) => void;
 }
 
@@ -143,7 +145,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     }
     const quiet = process.env.SAFETY_LOG === '1' ? [] : ['--quiet'];
     const spawnNode = (n: ProcNode): Promise<void> => {
-      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), '--first-token', '1', '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
+      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), ...(o.replication === 'group' ? ['--replication', 'group'] : ['--first-token', '1']), '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
       const env = n.clock === null ? process.env : movableClock(n.clock);
       const proc = n.netns === undefined ? spawn(process.execPath, args, { stdio: 'pipe', env }) : spawn('ip', ['netns', 'exec', n.netns, process.execPath, ...args], { stdio: 'pipe', env });
       n.proc = proc;
@@ -160,7 +162,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
           const m = /^\S+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (.*)$/.exec(l);
           const text = m === null ? l : (m[1] as string);
           timeline.push({ at: performance.now(), node: n.name, text });
-          if (/^elected leader;/.test(text)) failovers++;
+          if (/^(elected leader;|now the primary: )/.test(text)) failovers++; // the etcd engine, the group protocol
         }
       };
       proc.stdout.setEncoding('utf8').on('data', onData);
