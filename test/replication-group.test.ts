@@ -10,28 +10,108 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame, type Frame } from '../src/codec/frame.js';
-import { reseed, ReseedRefusedError } from '../src/config/config.js';
+import { reseed, ReseedRefusedError, type ConfigManager, type GroupConfig, type ProposeResult } from '../src/config/config.js';
 import { ConfigStore, MemoryConfig } from '../src/config/memory.js';
 import { REFRESH_AT, SPACE } from '../src/core/token-space.js';
 import { newIdCounter } from '../src/node/client-ids.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { ERR_READ_WINDOW, GroupNode } from '../src/node/node-group.js';
-import { GroupReplication } from '../src/replication/replication-group.js';
+import { ERR_NOT_MEMBER, GroupReplication } from '../src/replication/replication-group.js';
 import { ClientPool, eventually } from './helpers/line-client.js';
 
 const TIMING = { leaseMs: 400, graceMs: 600, heartbeatMs: 50 };
 
+/**
+ * A configuration manager a node reaches only while its gate is open, as
+ * a process paused by SIGSTOP reaches etcd: its calls wait, and what the
+ * watch reports waits, until the gate opens.
+ */
+class Gate {
+  open = true;
+  private readonly waiting: Array<() => void> = [];
+  async pass(): Promise<void> {
+    while (!this.open) await new Promise<void>((r) => this.waiting.push(r));
+  }
+  set(open: boolean): void {
+    this.open = open;
+    if (open) for (const w of this.waiting.splice(0)) w();
+  }
+}
+
+class GatedConfig implements ConfigManager {
+  constructor(
+    private readonly inner: MemoryConfig,
+    private readonly gate: Gate,
+  ) {}
+  async current(): Promise<GroupConfig | null> {
+    await this.gate.pass();
+    return this.inner.current();
+  }
+  async propose(expected: GroupConfig | null, next: GroupConfig): Promise<ProposeResult> {
+    await this.gate.pass();
+    return this.inner.propose(expected, next);
+  }
+  watch(onChange: (c: GroupConfig) => void, onError: (err: Error) => void): () => void {
+    return this.inner.watch((c) => void this.gate.pass().then(() => onChange(c)), onError);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
 /** Frames between member ids, encoded and decoded, a turn later; a node taken off the network gets nothing more. */
 class Net {
   readonly nodes = new Map<string, GroupNode>();
+  readonly gates = new Map<string, Gate>();
   /** Member ids cut off from the others (both ways). */
   readonly cut = new Set<string>();
+  /** Member ids whose frames out wait on the link until released (a link that stalls, then delivers in order). */
+  private readonly stalled = new Map<string, Array<() => void>>();
+  /** Member ids paused (SIGSTOP): they send nothing; frames to them wait in their sockets, as does the manager. */
+  private readonly frozen = new Map<string, Array<() => void>>();
+  /** Pause the sender right after it sends a frame this says yes to. */
+  freezeAfter: ((from: string, f: Frame) => boolean) | null = null;
+
   send(from: string, to: string, f: Frame): void {
+    if (this.frozen.has(from)) return; // a stopped process sends nothing
     const text = encodeFrame(f);
-    setImmediate(() => {
+    const deliver = (): void => {
       if (!this.nodes.has(from) || this.cut.has(from) || this.cut.has(to)) return; // a dead node's last frames die with it
-      this.nodes.get(to)?.replication.receive(from, decodeFrame(text));
-    });
+      const inbox = this.frozen.get(to);
+      if (inbox !== undefined) inbox.push(() => this.nodes.get(to)?.replication.receive(from, decodeFrame(text)));
+      else this.nodes.get(to)?.replication.receive(from, decodeFrame(text));
+    };
+    const queue = this.stalled.get(from);
+    if (queue !== undefined) queue.push(deliver);
+    else setImmediate(deliver);
+    if (this.freezeAfter?.(from, f) === true) {
+      this.freezeAfter = null;
+      this.freeze(from);
+    }
+  }
+
+  stall(id: string): void {
+    this.stalled.set(id, []);
+  }
+
+  /** The stalled link delivers what it held, in order, now. */
+  unstall(id: string): void {
+    const queue = this.stalled.get(id) ?? [];
+    this.stalled.delete(id);
+    for (const d of queue) d();
+  }
+
+  freeze(id: string): void {
+    this.frozen.set(id, []);
+    this.gates.get(id)?.set(false);
+  }
+
+  /** Resumed (SIGCONT): it reads the frames that waited first, then hears from the manager. */
+  thaw(id: string): void {
+    const inbox = this.frozen.get(id) ?? [];
+    this.frozen.delete(id);
+    for (const d of inbox) d();
+    this.gates.get(id)?.set(true);
   }
 }
 
@@ -44,12 +124,14 @@ afterEach(async () => {
 
 async function start(net: Net, store: ConfigStore, name: string, index: number, run = 1, compactEvery?: number): Promise<{ node: GroupNode; port: number; lines: string[] }> {
   const id = `${name}.${run}`;
+  const gate = new Gate();
+  net.gates.set(id, gate);
   const lines: string[] = [];
   const node = new GroupNode({ name, index, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), false, 1), idCounter: newIdCounter() }, (replica) =>
     new GroupReplication(replica, {
       id,
       timing: TIMING,
-      config: new MemoryConfig(store),
+      config: new GatedConfig(new MemoryConfig(store), gate),
       links: { send: (to, f) => net.send(id, to, f) },
       indexOf: (m) => ({ a: 0, b: 1, c: 2 })[m.split('.')[0] as 'a' | 'b' | 'c'] ?? null,
       leaderWaitMs: 3000,
@@ -125,9 +207,12 @@ describe('the group replication under three nodes', () => {
     // a removes b once its lease lapses, and writes without it: b must not have read past that.
     const ca = await pool.open(a.port);
     await eventually(async () => (await ca.ask('preempt r', 5000)).startsWith('PreemptLock Success'), 'a writes alone', 5000, 50);
-    expect(await cb.ask('check r')).toBe(`Error: ${ERR_READ_WINDOW}`);
+    // Out of the configuration, b closed its clients (their sessions were ended); a new one reads nothing either.
+    await eventually(() => cb.ended, 'b closes its clients once it knows it is out', 5000);
+    const cb2 = await pool.open(b.port);
+    expect(await cb2.ask('check r')).toBe(`Error: ${ERR_READ_WINDOW}`);
     net.cut.delete('b.1');
-    await eventually(async () => (await cb.ask('check r')).startsWith(`CheckLock:Lock:${ca.id} `), 'b rejoined and reads the write', 10_000, 50);
+    await eventually(async () => (await cb2.ask('check r')).startsWith(`CheckLock:Lock:${ca.id} `), 'b rejoined and reads the write', 10_000, 50);
   }, 30_000);
 
   it('[LP-7] tokens lie in the configuration version\'s space: above every earlier version\'s after a failover, a move to the next version before a space runs out, and after every member is lost', async () => {
@@ -200,5 +285,63 @@ describe('the group replication under three nodes', () => {
     expect(await waiting).toMatch(/^Error: this client's session was ended by the cluster/);
     await eventually(() => c.lines.some((l) => /caught up from a\.1's snapshot/.test(l)), 'the snapshot install', 5000);
     await eventually(() => cc.ended, 'the connection closed', 5000);
+  }, 30_000);
+
+  it('a primary paused past its leases commits on waking with its secondary\'s last ack, but does not show the grant: the secondary took over and ended its clients\' sessions meanwhile [LP-8, LP-5, LP-7]', async () => {
+    const net = new Net();
+    const store = new ConfigStore();
+    const a = await start(net, store, 'a', 0);
+    const b = await start(net, store, 'b', 1);
+    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added', 5000);
+    const ca = await pool.open(a.port);
+    // a stops right after it sends the grant's entry: b's ack waits in a's socket.
+    net.freezeAfter = (from, f) => from === 'a.1' && f.type === 'prepare' && f.entries.some((e) => e.cmd.op === 'preempt' && e.cmd.lock === 'paused');
+    const reply = ca.ask('preempt paused', 20_000);
+    await eventually(() => b.node.replication.leads && b.node.replication.readable, 'b takes over', 5000);
+    // b holds the entry (it acked it) and ended a's clients' sessions: another client takes the lock.
+    const cb = await pool.open(b.port);
+    let later = '';
+    await eventually(async () => (later = await cb.ask('preempt paused', 5000)).startsWith('PreemptLock Success'), 'b\'s client takes the lock', 5000, 50);
+    net.thaw('a.1');
+    const got = await reply;
+    expect(got, `a showed a grant of a session the cluster had ended, below ${later}`).not.toMatch(/^PreemptLock Success/);
+    expect(got).toMatch(/^Error: .*may or may not have been applied/);
+    await eventually(() => ca.ended, 'a closes its client: its session was ended', 5000);
+  }, 30_000);
+
+  it('a forward that a removed node sent before it knew is not applied: its clients\' sessions were ended [LP-8, LP-16]', async () => {
+    const net = new Net();
+    const store = new ConfigStore();
+    const a = await start(net, store, 'a', 0);
+    const b = await start(net, store, 'b', 1);
+    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added', 5000);
+    const cb = await pool.open(b.port);
+    expect(await cb.ask('session')).toMatch(/^Session /);
+    // b's link to a stalls: its forward of the lease, and its acks, wait on the link; a removes b.
+    net.stall('b.1');
+    const reply = cb.ask('preempt late ttl=60000', 20_000);
+    await eventually(() => store.value !== null && !store.value.secondaries.includes('b.1'), 'a removes b', 5000);
+    const got = await reply;
+    expect(got).not.toMatch(/^PreemptLock Success/);
+    net.unstall('b.1');
+    // Applied after the end of its session, the lease would be held by a client that can never resume it.
+    const ca = await pool.open(a.port);
+    expect(await ca.ask('preempt marker', 5000)).toMatch(/^PreemptLock Success/);
+    expect(await ca.ask('check late')).toBe('CheckLock:Free');
+    await eventually(() => a.lines.some((l) => /a forward from b\.1, which is not in configuration \d+/.test(l)), 'a says why it dropped the forward', 5000);
+  }, 30_000);
+
+  it('a node outside the configuration takes no writes, with the reason, and serves again once it is added [LP-2]', async () => {
+    const net = new Net();
+    const store = new ConfigStore();
+    const a = await start(net, store, 'a', 0);
+    const b = await start(net, store, 'b', 1);
+    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1, 'b added', 5000);
+    net.cut.add('b.1');
+    await eventually(() => store.value !== null && !store.value.secondaries.includes('b.1'), 'a removes b', 5000);
+    const cb = await pool.open(b.port);
+    expect(await cb.ask('preempt outside', 5000)).toBe(`Error: ${ERR_NOT_MEMBER}`);
+    net.cut.delete('b.1');
+    await eventually(async () => (await cb.ask('preempt outside', 5000)).startsWith('PreemptLock Success'), 'b back in, writing', 10_000, 50);
   }, 30_000);
 });

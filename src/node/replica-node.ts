@@ -176,9 +176,9 @@ export class ReplicaNode extends NodeBase implements Replica {
     }
   }
 
-  endSessions(): void {
+  endSessions(why: string): void {
     const all = [...this.connections];
-    if (all.length > 0) this.log.line('warn', `this node left the configuration and caught up from a snapshot: its clients' sessions were ended meanwhile [LP-8]; closing ${plural(all.length, 'connection')}`);
+    if (all.length > 0) this.log.line('warn', `${why} [LP-8]; closing ${plural(all.length, 'connection')}`);
     for (const c of all) {
       const req = this.waitingReq.get(c.id);
       if (req !== undefined) this.answer(req, `Error: ${ERR_SESSION_ENDED}`, 0);

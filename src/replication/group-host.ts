@@ -56,6 +56,8 @@ export interface GroupHostOptions {
   configDeadlineMs?: number;
   /** The role or configuration changed. */
   onConfig?(role: Role, config: GroupConfig): void;
+  /** After every step (a frame, a tick, a proposal, a manager's answer): what may change with the leases, such as whether this node may show its state. */
+  stepped?(): void;
   log(kind: 'info' | 'warn' | 'error', text: string): void;
 }
 
@@ -214,6 +216,7 @@ export class GroupHost {
       this.noticeRole();
       if (r.messages.length === 0 && r.committed.length === 0 && r.propose === null) break;
     }
+    this.o.stepped?.();
     // Between two ready()s, as compact() requires.
     const s = this.o.snapshots;
     if (s !== undefined && this.appliedSeq - this.group.compactedTo >= (this.o.compactEvery ?? 10_000)) {

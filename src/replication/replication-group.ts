@@ -20,7 +20,21 @@
  * (`expire`) and waits (`timeout`) on log time; when a member leaves the
  * configuration, or at takeover for every node outside it, it ends the
  * sessions of that node's clients [LP-8]. A forward is checked first
- * (forward-check.ts): a node acts only for its own clients.
+ * (forward-check.ts): a node acts only for its own clients, and only a
+ * node with a run in the configuration acts at all: once a node is out,
+ * its clients' sessions are ended, so a forward it sent before it knew
+ * (delayed on the link, or read after a pause) must not act for them.
+ *
+ * What clients see [LP-8, LP-11]: a node shows them the state it applied
+ * (replies, grants to waiters) only while it can vouch that no newer
+ * configuration has ended their sessions: while it may read (pacifica.ts:
+ * the primary holds every lease, a secondary has a read window). A
+ * primary paused past its leases that reads its secondaries' last acks
+ * on waking commits entries, but their replies wait, since the others may
+ * have removed it meanwhile. A node that learns it is out of the
+ * configuration answers what it still owes with an error ("may or may
+ * not have been applied"), closes its clients' connections, and takes no
+ * writes while it catches up as a learner.
  *
  * Threading: the node's thread; frames arrive through receive().
  */
@@ -36,6 +50,9 @@ import { forwardError } from './forward-check.js';
 import { GroupHost, type EntryData, type GroupLinks } from './group-host.js';
 import type { Entry, Role, Timing } from './pacifica.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, ERR_RESYNC, LEADER_WAIT_MS } from './port-backup.js';
+
+/** A write on a node outside the configuration (a learner): its clients' sessions could be ended by the primary at any time. */
+export const ERR_NOT_MEMBER = 'this node is catching up to join the replication group and takes no writes; the request was not applied: send it through another node, or retry';
 import type { LogEntry, Replica, Replication } from './replication.js';
 
 export interface GroupReplicationOptions {
@@ -83,6 +100,8 @@ export class GroupReplication implements Replication {
   private renewing = false;
   private primaryId: string | null = null;
   private members = new Set<string>();
+  /** The node indexes with a run among the members: the only origins whose forwards the primary sequences. */
+  private memberIndexes = new Set<number>();
   private closing = false;
   /** A new primary sweeps the sessions of nodes outside the configuration again once the log it took over is applied. */
   private sweepOnReconcile = false;
@@ -101,6 +120,7 @@ export class GroupReplication implements Replication {
       links: o.links,
       apply: (entries) => this.applyAll(entries),
       onConfig: (role, c) => this.configChanged(role, c),
+      stepped: () => this.vouch(),
       snapshots: {
         take: () => ({ state: snapshot(this.replica.state), applied: [...this.appliedReq] }),
         load: (s, seq) => {
@@ -136,7 +156,16 @@ export class GroupReplication implements Replication {
       this.pending.delete(p.req);
       if (p.owed) this.replica.answer(p.req, `Error: ${ERR_RESYNC}`, 0);
     }
-    this.replica.endSessions();
+    this.replica.endSessions('this node left the configuration and caught up from a snapshot: its clients\' sessions were ended meanwhile');
+  }
+
+  /**
+   * Show clients what is applied (Replica.commit releases the replies
+   * waiting for it) once this node can vouch for it: see the file comment.
+   * Called after every step of the protocol, when leases may have come back.
+   */
+  private vouch(): void {
+    if (this.replica.commitSeq < this.replica.seq && this.host.canRead()) this.replica.commit(this.replica.seq);
   }
 
   get leads(): boolean {
@@ -196,6 +225,10 @@ export class GroupReplication implements Replication {
     if (this.role === 'primary') {
       p.sent = true;
       this.sequence(cmd, this.replica.index, p.req);
+    } else if (this.role === 'learner') {
+      // Outside the configuration: no client of this node has a session to act for (see the file comment).
+      this.pending.delete(p.req);
+      if (p.owed) this.replica.answer(p.req, `Error: ${ERR_NOT_MEMBER}`, 0);
     } else if (this.primaryId !== null) {
       p.sent = true;
       this.o.links.send(this.primaryId, waits(cmd) ? { v: 1, type: 'forward', req: p.req, cmd, t: Math.round(performance.now()) } : { v: 1, type: 'forward', req: p.req, cmd });
@@ -239,6 +272,7 @@ export class GroupReplication implements Replication {
     if (this.role !== 'primary') return; // sent to a primary that is no longer one: its origin sends it again to the next
     const origin = this.o.indexOf(from);
     if (origin === null) return this.replica.log.line('warn', `a forward from ${from}, which is not a node of this cluster: dropped`);
+    if (!this.memberIndexes.has(origin)) return this.replica.log.line('warn', `a forward from ${from}, which is not in configuration ${this.version} (its clients' sessions were ended): ${f.cmd.op} dropped`);
     let resumed = this.resumed.get(from);
     if (resumed === undefined) this.resumed.set(from, (resumed = new Set()));
     const problem = forwardError(this.replica.state, f.cmd, origin, resumed);
@@ -310,7 +344,7 @@ export class GroupReplication implements Replication {
 
   private applyAll(entries: Array<Entry<EntryData>>): void {
     for (const e of entries) this.applyEntry({ seq: e.seq, at: e.data.at, cmd: e.data.cmd, from: e.data.origin, req: e.data.req });
-    this.replica.commit(this.replica.seq); // the group committed them before handing them out
+    this.vouch(); // the group committed them; clients see them once this node can vouch for them
     if (this.role === 'primary') {
       // Asked again after each batch until a new version is stored (a proposal the manager did not answer is dropped).
       if (spaceRunningOut(this.version, this.replica.state.nextToken) && this.host.renewVersion() && !this.renewing) {
@@ -384,6 +418,7 @@ export class GroupReplication implements Replication {
     const before = this.members;
     this.role = role;
     this.members = new Set([c.primary, ...c.secondaries]);
+    this.memberIndexes = new Set([...this.members].map((m) => this.o.indexOf(m)).filter((i): i is number => i !== null));
     const primaryBefore = this.primaryId;
     this.primaryId = role === 'primary' ? null : c.primary;
     this.version = c.version;
@@ -396,7 +431,14 @@ export class GroupReplication implements Replication {
         this.takeOver();
         this.o.onTakeOver?.();
       }
-      else for (const m of before) if (!this.members.has(m)) this.dropNode(m);
+      else {
+        // Writes held for want of a lease, from a node now removed: their sessions end below.
+        this.held = this.held.filter((h) => this.memberIndexes.has(h.from));
+        for (const m of before) if (!this.members.has(m)) this.dropNode(m);
+      }
+    } else if (role === 'learner') {
+      if (was === 'primary') this.stopSequencing();
+      if (was !== 'learner') this.leaveConfiguration(c.version);
     } else {
       if (was === 'primary') this.stopSequencing();
       if (this.primaryId !== primaryBefore) {
@@ -405,6 +447,22 @@ export class GroupReplication implements Replication {
         for (const p of this.pending.values()) this.send(p); // in order; duplicates are skipped when applied
       }
     }
+  }
+
+  /**
+   * This node is out of the configuration: its primary ended (or will
+   * end) the sessions of its clients [LP-8]. What it owes is answered with
+   * an error, since a write sent may have been logged before that; replies
+   * waiting for this node to vouch for them fail alike; every connection
+   * closes. Nothing pending is sent again: it would act for ended sessions.
+   */
+  private leaveConfiguration(version: number): void {
+    if (this.leaderless !== null) clearTimeout(this.leaderless);
+    this.leaderless = null;
+    for (const p of this.pending.values()) if (p.owed) this.replica.answer(p.req, `Error: ${ERR_LEADER_LOST}`, 0);
+    this.pending.clear();
+    this.replica.failUncommitted(ERR_LEADER_LOST, ERR_LEADER_LOST);
+    this.replica.endSessions(`this node is not in configuration ${version}: the cluster ended its clients' sessions`);
   }
 
   /**

@@ -97,12 +97,12 @@ export interface Replica {
   load(state: TableState, seq: number): void;
   /**
    * The cluster ended the sessions of this node's clients while this node
-   * could not follow (it left the configuration and catches up from a
+   * could not follow (it left the configuration; it may catch up from a
    * snapshot, past the entries that ended them) [LP-8]: every connection
    * is closed, its waiting acquire answered with an error, what it read
-   * answered first.
+   * answered first. `why` is logged.
    */
-  endSessions(): void;
+  endSessions(why: string): void;
   /** A new request id of this node, above every earlier one (for proposals owed no reply too, where the replication needs ids on every proposal). */
   nextRequestId(): number;
   /** Log time (node/log-clock.ts): a sequencer stamps entries with it and runs its lease and wait timers on it. */

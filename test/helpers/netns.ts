@@ -31,6 +31,16 @@ export interface Host {
   addr: string;
 }
 
+/** A second network of the same hosts (Hosts.addNetwork). */
+export interface SecondNetwork {
+  /** The bridge's address: this namespace, as the hosts see it on this network. */
+  gateway: string;
+  /** Each host's address on it, by host index. */
+  addrs: string[];
+  /** Cut host `i` off this network (its link down), or join it again. */
+  link(i: number, up: boolean): void;
+}
+
 /** A bridge and `count` hosts on a /24 of its own; `subnet` is its first three octets. */
 export class Hosts {
   readonly hosts: Host[] = [];
@@ -79,12 +89,46 @@ export class Hosts {
     this.must(['link', 'set', `${h.ns}h`, up ? 'up' : 'down']);
   }
 
-  /** Remove every namespace, link and the bridge (tolerates what is already gone). */
+  /**
+   * A second network between the same hosts, with a bridge and a /24 of
+   * its own (`subnet`: its first three octets): e.g. one that carries only
+   * etcd's traffic, so that a host can be cut off from etcd and not from
+   * its peers, or the other way round. Call after make().
+   */
+  addNetwork(subnet: string): SecondNetwork {
+    const bridge = `${this.tag}bx`;
+    this.must(['link', 'add', bridge, 'type', 'bridge']);
+    this.must(['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
+    this.must(['link', 'set', bridge, 'up']);
+    this.extra = bridge;
+    const addrs: string[] = [];
+    for (const [i, h] of this.hosts.entries()) {
+      const addr = `${subnet}.${10 + i}`;
+      this.must(['link', 'add', `${h.ns}x`, 'type', 'veth', 'peer', 'name', `${h.ns}y`]);
+      this.must(['link', 'set', `${h.ns}y`, 'netns', h.ns]);
+      this.must(['link', 'set', `${h.ns}x`, 'master', bridge]);
+      this.must(['link', 'set', `${h.ns}x`, 'up']);
+      this.must(['netns', 'exec', h.ns, 'ip', 'addr', 'add', `${addr}/24`, 'dev', `${h.ns}y`]);
+      this.must(['netns', 'exec', h.ns, 'ip', 'link', 'set', `${h.ns}y`, 'up']);
+      addrs.push(addr);
+    }
+    return {
+      gateway: `${subnet}.1`,
+      addrs,
+      link: (i, up) => this.must(['link', 'set', `${(this.hosts[i] as Host).ns}x`, up ? 'up' : 'down']),
+    };
+  }
+
+  private extra: string | null = null;
+
+  /** Remove every namespace, link and bridge (tolerates what is already gone). */
   remove(): void {
     for (const h of this.hosts) {
       sh(['link', 'del', `${h.ns}h`]);
+      sh(['link', 'del', `${h.ns}x`]);
       sh(['netns', 'del', h.ns]);
     }
     sh(['link', 'del', this.bridge]);
+    if (this.extra !== null) sh(['link', 'del', this.extra]);
   }
 }

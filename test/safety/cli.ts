@@ -9,9 +9,14 @@
  * election lease and than the node ttl, wall clocks stepped ±90 s (while
  * running and on restart) and run at ×1.5 and ×0.7 on the leader, and, as
  * root, hosts cut off by network partitions.
+ *
+ * `--timeline FILE`: after a run with violations, every line the nodes
+ * logged, on the harness's clock, goes to FILE (the report shows only the
+ * lines around the first violation). SAFETY_LOG=1 adds each request.
  */
+import { writeFileSync } from 'node:fs';
 import { EtcdCluster } from '../helpers/etcd.js';
-import { DEFAULT_CHAOS, report, runSafety } from './run.js';
+import { DEFAULT_CHAOS, report, runSafety, type SafetyResult } from './run.js';
 
 const argv = process.argv.slice(2);
 const value = (name: string): string | undefined => {
@@ -29,6 +34,12 @@ const num = (name: string, def: number): number => {
 };
 
 const seconds = num('seconds', 60);
+const timelineFile = value('timeline');
+const keepTimeline = (r: SafetyResult): void => {
+  if (timelineFile === undefined || r.report.violations === 0) return;
+  writeFileSync(timelineFile, r.timeline.map((l) => `@${l.at.toFixed(1)} ${l.node}: ${l.text}\n`).join(''));
+  process.stderr.write(`chaos: the whole timeline is in ${timelineFile}\n`);
+};
 if (argv.includes('--procs')) {
   const { ALL_PROC_FAULTS, runSafetyProcs } = await import('./procs.js');
   process.stderr.write(`chaos: ${seconds}s${value('grants') === undefined ? '' : ` or ${value('grants')} grants`} against three dlock node processes on a 3-member etcd, with kills, partitions, pauses and moved clocks\n`);
@@ -42,6 +53,7 @@ if (argv.includes('--procs')) {
     onProgress: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`));
+  keepTimeline(r);
   process.exit(r.report.violations === 0 ? 0 : 1);
 }
 const grants = value('grants') === undefined ? undefined : num('grants', 1);
@@ -60,5 +72,6 @@ const r = await runSafety({
   onProgress: (line) => process.stderr.write(`${line}\n`),
 });
 process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; failovers ${r.failovers}; follower restarts ${r.restarts}`));
+keepTimeline(r);
 await etcd?.stop();
 process.exitCode = r.report.violations === 0 ? 0 : 1;
