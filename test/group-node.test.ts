@@ -82,6 +82,19 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     const again = await pool.open(back.port);
     await eventually(async () => (await again.ask('check leased')).startsWith(`CheckLock:Lock:${holder.id} token=${token} `), 'the lease on the node back', 20_000, 100);
     await eventually(async () => (await again.ask('preempt through-the-new-member', 10_000)).startsWith('PreemptLock Success'), 'a write through it', 20_000, 100);
+    // dlock status reads the configuration: the primary and the secondaries, each live node's role from it.
+    let out = '';
+    await eventually(async () => {
+      const st = run(['status', '--etcd', etcd.endpoints.join(','), '--cluster', 'group']);
+      expect(await st.exit).toBe(0);
+      out = st.out();
+      return /^cluster group \(group protocol\): configuration \d+, primary \S+, secondaries \S+, \S+$/m.test(out);
+    }, 'the three members in dlock status', 20_000, 200);
+    const running = nodes.filter((n) => n.proc.child.exitCode === null && n.proc.child.signalCode === null);
+    const now = (await leaderOf(running)) as Node;
+    expect(out).toMatch(new RegExp(`primary ${now.name}\\.\\d+, `));
+    for (const n of running) expect(out).toMatch(new RegExp(`^${n.name} .* ${n === now ? 'leader' : 'follower'} +\\S+ +yes$`, 'm'));
+    expect(out).toMatch(new RegExp(`^${lead.name} .* - +- +no$|^${lead.name} .* (leader|follower) +\\S+ +yes$`, 'm'));
   }, 120_000);
 
   it('[LP-7] every member killed (no data dir): the nodes back say why they wait; --reseed starts a new group whose tokens are above every earlier one', async () => {

@@ -177,6 +177,37 @@ export class Harness {
     await Promise.all(Array.from({ length: this.opts.clients }, () => this.client()));
   }
 
+  /**
+   * Before the run: `count` leases (locks `anchor-0`…, outside the
+   * workload's names) that outlive it, taken through nodes at random and
+   * then left alone. Every fault must leave them held with their tokens:
+   * finalCheck asks every node for them at the end, and the tables
+   * compared at the end hold at least them [LP-5, LP-8]. Throws if one
+   * cannot be taken (the cluster is not serving).
+   */
+  async plant(count: number, ttlMs: number): Promise<void> {
+    for (let k = 0; k < count; k++) {
+      let taken = false;
+      for (let attempt = 0; attempt < 50 && !taken; attempt++) {
+        const c = await this.connect();
+        if (c === null) break;
+        const sent = performance.now();
+        const a = await this.ask(c, `preempt anchor-${k} ttl=${ttlMs}`);
+        const m = 'line' in a ? /^PreemptLock Success owner=(\d+) token=(\d+)$/.exec(a.line) : null;
+        if (m !== null) {
+          this.counters.grants++;
+          this.history.holds.push({ lock: `anchor-${k}`, client: c.id, token: Number(m[2]), start: performance.now(), end: sent + ttlMs - LEASE_SLACK_MS, how: 'deadline', lease: true, trail: [`preempt anchor-${k} ttl=${ttlMs} @${sent.toFixed(1)} via ${c.port}`] });
+          taken = true;
+        } else if ('line' in a && !a.line.startsWith('Error:')) {
+          throw new Error(`anchor-${k}: ${a.line}`);
+        }
+        c.close();
+        if (!taken) await pause(100);
+      }
+      if (!taken) throw new Error(`could not take anchor-${k} before the run`);
+    }
+  }
+
   private async connect(): Promise<Conn | null> {
     for (let attempt = 0; !this.opts.stop(); attempt++) {
       const ports = this.opts.ports();

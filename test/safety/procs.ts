@@ -40,7 +40,7 @@ import { LIBFAKETIME, movableClock, moveClock } from '../helpers/faketime.js';
 import { canMakeHosts, Hosts } from '../helpers/netns.js';
 import { check } from './checker.js';
 import { Harness } from './harness.js';
-import { tableDiffs, tableRow, type SafetyResult } from './run.js';
+import { ANCHORS, tableDiffs, tableRow, type SafetyResult } from './run.js';
 
 /** The built CLI: beside this file when it runs built (npm run chaos), under dist/ when vitest runs the source. */
 /** DLOCK_TEST_CLI: another build's CLI (run the same faults against the build before a change). */
@@ -261,6 +261,8 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
       },
     });
     for (const n of nodes) byPort.set(n.port, n.host);
+    // Leases that must outlive every fault (checked on every node at the end).
+    await harness.plant(ANCHORS, (3 * o.seconds + 600) * 1000);
     let stopped = false;
     let chaosOver = false;
     const chaos = (async (): Promise<void> => {

@@ -109,6 +109,7 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     o.onProgress?.(`${elapsed().toFixed(0)}s: ${c.grants} grants, ${c.releases} releases, ${c.cuts} cut by faults, ${harness.history.hangs.length + harness.history.lost.length} problems; faults ${JSON.stringify(chaos.counts)}; failovers ${failovers}`);
   }, 1000);
   try {
+    await harness.plant(ANCHORS, (o.seconds + 300) * 1000);
     chaos.start();
     await harness.run();
     chaos.stop();
@@ -143,6 +144,9 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
  * a replica with a gap or a duplicate never does. Returns the differences
  * still seen at the end (none when they agree).
  */
+/** Leases taken before the run that must outlive it (Harness.plant). */
+export const ANCHORS = 8;
+
 /** One row of a node's lock table, as compared across nodes. */
 export const tableRow = (r: { lock: string; owner: number; token: number; waiters: number[] }): string => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`;
 
