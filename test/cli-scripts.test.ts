@@ -53,6 +53,37 @@ describe('dlock client REQUEST (one-shot)', () => {
     expect(bad.out()).toBe('Error: preempt needs a lock name; usage: preempt <lock> [ttl=<ms>]\n');
   });
 
+  it('[LP-16] one client across calls: `dlock client session` exports DLOCK_SESSION, and later calls act as that client', async () => {
+    const made = client(['session']);
+    expect(await made.exit).toBe(0);
+    const m = /^export DLOCK_SESSION=(\d+):(\S+)\n$/.exec(made.out());
+    if (m === null) throw new Error(`not an export line: ${JSON.stringify(made.out())}`);
+    const [, id, secret] = m as unknown as [string, string, string];
+    const env = { ...process.env, DLOCK_SESSION: `${id}:${secret}` };
+    // The lease one call takes, through one node, the next calls renew and release through another.
+    const take = run(['client', '--port', String(ports['follower-2']), 'preempt', 'deploy', 'ttl=60000'], undefined, env);
+    expect(await take.exit).toBe(0);
+    expect(take.out()).toMatch(new RegExp(`^PreemptLock Success owner=${id} token=\\d+\n$`));
+    const renew = client(['renew', 'deploy', 'ttl=60000'], env);
+    expect(await renew.exit).toBe(0);
+    expect(renew.out()).toMatch(/^RenewLock Success token=\d+\n$/);
+    const release = client(['release', 'deploy'], env);
+    expect(await release.exit).toBe(0);
+    expect(release.out()).toBe('ReleaseLock Success\n');
+    // Holding nothing between calls, it is still that client (the session's ttl keeps it resumable).
+    const again = client(['preempt', 'deploy', 'ttl=60000'], env);
+    expect(await again.exit).toBe(0);
+    expect(again.out()).toMatch(new RegExp(`^PreemptLock Success owner=${id} `));
+    expect((await (async () => { const r = client(['release', 'deploy'], env); await r.exit; return r.out(); })())).toBe('ReleaseLock Success\n');
+    // The secret is in no node's log line, and no node stopped on the way.
+    expect(proc.out() + proc.err()).not.toContain(secret);
+    expect(proc.out()).not.toMatch(/stopped unexpectedly/);
+    // A DLOCK_SESSION that is not one: a clear error, and nothing sent.
+    const bad = client(['check', 'deploy'], { ...process.env, DLOCK_SESSION: 'nonsense' });
+    expect(await bad.exit).toBe(2);
+    expect(bad.err()).toContain('DLOCK_SESSION is not <client id>:<secret>');
+  });
+
   it('--json prints the reply as an object', async () => {
     const j = client(['--json', 'check', 's-held']);
     expect(await j.exit).toBe(0);

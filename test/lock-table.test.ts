@@ -216,6 +216,44 @@ describe('acquire [LP-9]', () => {
     expect(run(s, { op: 'resume', client: B, target: A, hash: HA, node: 2 }).reply).toEqual({ op: 'resume', ok: false, busy: false });
   });
 
+  it('session ttl=<ms> [LP-16]: a client holding nothing stays resumable for ttl of log time after its last connection ends, and no longer', () => {
+    const s = createState();
+    run(s, { op: 'session', client: A, hash: HA, ttl: 5000 }, 1000);
+    run(s, { op: 'disconnect', client: A }, 2000);
+    expect(s.sessions.get(A)).toMatchObject({ open: false, ttl: 5000, until: 7000 });
+    // It survives a snapshot, through the codec.
+    expect(restore(viaCodec(snapshot(s))).sessions.get(A)).toEqual(s.sessions.get(A));
+    expect(run(s, { op: 'resume', client: B, target: A, hash: HA, node: 2 }, 6999).reply).toEqual({ op: 'resume', ok: true, client: A, gen: 1 });
+    expect(s.sessions.get(A)).toMatchObject({ open: true, until: null });
+    // The ttl counts again from the next close; past it, the pair resumes nothing.
+    run(s, { op: 'disconnect', client: A, gen: 1 }, 8000);
+    expect(run(s, { op: 'resume', client: C, target: A, hash: HA, node: 2 }, 13_000).reply).toEqual({ op: 'resume', ok: false, busy: false });
+    // A `session` without ttl takes it back: the client is forgotten at its close, as before.
+    const t = createState();
+    run(t, { op: 'session', client: A, hash: HA, ttl: 5000 });
+    run(t, { op: 'session', client: A, hash: HA });
+    run(t, { op: 'disconnect', client: A });
+    expect(t.sessions.has(A)).toBe(false);
+    // A lease outliving the ttl keeps it resumable until the lease goes.
+    const u = createState();
+    run(u, { op: 'session', client: A, hash: HA, ttl: 100 }, 1000);
+    run(u, { op: 'preempt', client: A, lock: 'l', ttl: 60_000 }, 1000);
+    run(u, { op: 'disconnect', client: A }, 1000);
+    expect(run(u, { op: 'resume', client: B, target: A, hash: HA, node: 2 }, 5000).reply).toMatchObject({ op: 'resume', ok: true });
+  });
+
+  it('session ttl=<ms>: sessions that can no longer be resumed are dropped from memory as more come [LP-16]', () => {
+    const s = createState();
+    for (let i = 0; i < 3000; i++) {
+      run(s, { op: 'session', client: 100_000 + i, hash: HA, ttl: 10 }, 1000 + i);
+      run(s, { op: 'disconnect', client: 100_000 + i }, 1000 + i);
+    }
+    // Each is resumable for 10 ms after its close: at most the last few thousand are kept, not every one ever made.
+    expect(s.sessions.size).toBeLessThan(1100);
+    expect(run(s, { op: 'resume', client: B, target: 100_000 + 2999, hash: HA, node: 2 }, 4000).reply).toMatchObject({ op: 'resume', ok: true });
+    expect(run(s, { op: 'resume', client: C, target: 100_000, hash: HA, node: 2 }, 4000).reply).toEqual({ op: 'resume', ok: false, busy: false });
+  });
+
   it('a write from the connection a client was resumed away from is refused; the resumed one acts for it [LP-16]', () => {
     const s = createState();
     run(s, { op: 'session', client: A, hash: HA });

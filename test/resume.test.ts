@@ -62,6 +62,23 @@ describe('LP-16 resuming a client', () => {
     expect(await b.ask(`resume ${id} ${secret}`)).toBe('Resume Failed');
   });
 
+  it('session ttl=<ms>: a client that holds nothing stays resumable that long after its connection ends, on any node [LP-16]', async () => {
+    const a = await client('follower-1');
+    const made = /^Session client_id=(\d+) secret=(\S+)$/.exec(await a.ask('session ttl=60000'));
+    if (made === null) throw new Error('no session reply');
+    const [, id, secret] = made as unknown as [string, string, string];
+    a.close();
+    const b = await client('follower-2');
+    expect(await b.ask(`resume ${id} ${secret}`)).toBe(`Resume Success client_id=${id}`);
+    expect(await b.ask('preempt r-ttl ttl=60000')).toMatch(new RegExp(`^PreemptLock Success owner=${id} token=\\d+$`));
+    expect(await b.ask('release r-ttl')).toBe('ReleaseLock Success');
+    // The forward and the entry carried the ttl through every node's checks: no node stopped.
+    expect(t.all.some((l) => /stopped unexpectedly|malformed/.test(l))).toBe(false);
+    expect(t.all.some((l) => l.includes(secret))).toBe(false);
+    // A ttl that is not one: a clear error [LP-12].
+    expect(await b.ask('session ttl=0')).toBe('Error: ttl must be a whole number of milliseconds from 1 to 86400000, got "0"');
+  });
+
   it('a wrong or unknown pair is refused, and counts as a failed auth [LP-15]', async () => {
     const a = await client('leader');
     const { id } = await session(a);

@@ -531,9 +531,15 @@ export class DlockClient {
     }
   }
 
-  /** [LP-16] This connection's secret, to resume it as this client from another connection. */
-  async session(): Promise<{ client: ClientId; secret: string }> {
-    return this.request('session', (r) => {
+  /**
+   * [LP-16] This connection's secret, to resume it as this client from
+   * another connection. `ttlMs`: the client also stays resumable that long
+   * after its connection ends while it holds nothing (`session ttl=`).
+   */
+  async session(opts: { ttlMs?: number } = {}): Promise<{ client: ClientId; secret: string }> {
+    const ttl = opts.ttlMs;
+    if (ttl !== undefined && !(Number.isSafeInteger(ttl) && ttl >= 1)) throw new RangeError(`ttlMs must be a positive whole number of ms, got ${ttl}`);
+    return this.request(ttl === undefined ? 'session' : `session ttl=${ttl}`, (r) => {
       const m = /^Session client_id=(\d+) secret=(\S+)$/.exec(r);
       return m === null ? null : { client: Number(m[1]), secret: m[2] as string };
     });

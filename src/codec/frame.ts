@@ -205,7 +205,14 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   if (Buffer.from(nums.buffer).write(w.nums, 'base64') !== bytes) throw new CodecError('snapshot numbers are not base64');
   const sessions = w.sessions ?? [];
   const session = (x: unknown): boolean =>
-    Array.isArray(x) && x.length === 5 && isNat(x[0]) && typeof x[1] === 'string' && /^[0-9a-f]{64}$/.test(x[1]) && isNat(x[2]) && (x[3] === null || isNat(x[3])) && typeof x[4] === 'boolean';
+    Array.isArray(x) &&
+    (x.length === 5 || (x.length === 7 && isNat(x[5]) && (x[5] as number) >= 1 && (x[6] === null || isNat(x[6])))) &&
+    isNat(x[0]) &&
+    typeof x[1] === 'string' &&
+    /^[0-9a-f]{64}$/.test(x[1]) &&
+    isNat(x[2]) &&
+    (x[3] === null || isNat(x[3])) &&
+    typeof x[4] === 'boolean';
   if (!Array.isArray(sessions) || !sessions.every(session)) throw new CodecError('malformed snapshot sessions');
   // Every row the table will trust: names as LP-12 allows them (no empty
   // one, no whitespace or control character but the LF between them),

@@ -48,7 +48,7 @@ const FIELDS: Record<Command['op'], Record<string, boolean>> = {
   release: { op: true, client: true, lock: true, gen: false },
   renew: { op: true, client: true, lock: true, ttl: true, gen: false },
   disconnect: { op: true, client: true, gen: false },
-  session: { op: true, client: true, hash: true },
+  session: { op: true, client: true, hash: true, ttl: false },
   resume: { op: true, client: true, target: true, hash: true, node: true },
   revoke: { op: true, lock: true },
   expire: { op: true, lock: true, token: true },
@@ -112,6 +112,7 @@ export function commandError(x: unknown): string | null {
     case 'renew':
       return isMs(c['ttl']) ? null : bad(op, 'ttl', `1 to ${MAX_MS} ms`);
     case 'session':
+      if (c['ttl'] !== undefined && !isMs(c['ttl'])) return bad(op, 'ttl', `absent or 1 to ${MAX_MS} ms`);
       return isHash(c['hash']) ? null : bad(op, 'hash', 'a SHA-256 digest in lowercase hex');
     case 'resume':
       if (!isClient(c['target'])) return bad(op, 'target', 'a client id');

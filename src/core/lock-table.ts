@@ -51,14 +51,43 @@ export interface Waiter {
  * connection is the client since its last resume (null: the node its id
  * names), whose loss ends its sessions [LP-8]. `open`: whether a
  * connection is the client now; a closed client's entry is dropped once it
- * holds no locks (nothing left to resume).
+ * holds no locks (nothing left to resume), unless `session ttl=<ms>` gave
+ * it a `ttl`: then it stays resumable until `until`, `ttl` ms of log time
+ * after its last connection ended, holding nothing [LP-16]. An entry past
+ * its `until` that holds nothing is gone as far as any command can tell;
+ * pruneSessions drops such entries from memory now and then.
  */
 export interface ClientSession {
   hash: string;
   gen: number;
   node: number | null;
   open: boolean;
+  /** `session ttl=<ms>`: how long it stays resumable after its last connection ends; null: only while it holds a lease. */
+  ttl: number | null;
+  /** Closed with a ttl: the log time it stays resumable until, holding nothing; null while open (or with no ttl). */
+  until: number | null;
 }
+
+/** Whether a closed client is still resumable at `now`: it holds a lock, or its session ttl has not run out [LP-16]. */
+function resumable(state: TableState, client: ClientId, s: ClientSession, now: number): boolean {
+  return s.open || (state.owned.get(client) ?? 0) > 0 || (s.until !== null && now < s.until);
+}
+
+/**
+ * Drop closed sessions that can no longer be resumed (their ttl ran out,
+ * holding nothing), once the table holds twice as many as after the last
+ * sweep: amortized constant work per `session`. Memory only: whether an
+ * entry is resumable is decided by `until` alone, so replicas that sweep
+ * at different moments answer alike.
+ */
+function pruneSessions(state: TableState, now: number): void {
+  const size = state.sessions.size;
+  if (size < 2 * (sweptAt.get(state) ?? 512)) return;
+  for (const [c, s] of state.sessions) if (!resumable(state, c, s, now)) state.sessions.delete(c);
+  sweptAt.set(state, Math.max(512, state.sessions.size));
+}
+/** The sessions' count after each table's last sweep (memory only: not part of the state). */
+const sweptAt = new WeakMap<TableState, number>();
 
 export interface TableState {
   /** Held locks by name, with their waiters (lock-map.ts: rows of numbers, not an object per lock). */
@@ -102,8 +131,8 @@ export type Command =
    * a disconnect of a generation the client has moved on from is stale.
    */
   | { op: 'disconnect'; client: ClientId; gen?: number }
-  /** `session` [LP-16]: `client`'s secret is the one hashing to `hash`. */
-  | { op: 'session'; client: ClientId; hash: string }
+  /** `session [ttl=<ms>]` [LP-16]: `client`'s secret is the one hashing to `hash`; with `ttl`, it stays resumable that long after its last connection ends. */
+  | { op: 'session'; client: ClientId; hash: string; ttl?: number }
   /**
    * `resume target secret` [LP-16] on the connection greeted as `client`,
    * on node `node`: if `hash` is target's, that connection becomes
@@ -261,7 +290,8 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   if (owned === 0) {
     state.owned.delete(owner);
     // A closed client with nothing left to resume for [LP-16].
-    if (state.sessions.get(owner)?.open === false) state.sessions.delete(owner);
+    const s = state.sessions.get(owner);
+    if (s !== undefined && !resumable(state, owner, s, now)) state.sessions.delete(owner);
   } else state.owned.set(owner, owned);
   out.changed = true;
   let next = locks.dequeue(lock);
@@ -479,21 +509,27 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       const out = endConnection(state, cmd.client, now);
       if (session !== undefined) {
         out.changed = true;
-        // Its leases stay resumable; with none, there is nothing to resume.
-        if ((state.owned.get(cmd.client) ?? 0) === 0) state.sessions.delete(cmd.client);
-        else session.open = false;
+        // Its leases stay resumable, and a session ttl keeps it so a while; else there is nothing to resume.
+        session.open = false;
+        session.until = session.ttl === null ? null : now + session.ttl;
+        if (!resumable(state, cmd.client, session, now)) state.sessions.delete(cmd.client);
       }
       return out;
     }
     case 'session': {
       const s = state.sessions.get(cmd.client);
-      if (s === undefined) state.sessions.set(cmd.client, { hash: cmd.hash, gen: 0, node: null, open: true });
-      else s.hash = cmd.hash;
+      const ttl = cmd.ttl ?? null;
+      if (s === undefined) state.sessions.set(cmd.client, { hash: cmd.hash, gen: 0, node: null, open: true, ttl, until: null });
+      else {
+        s.hash = cmd.hash;
+        s.ttl = ttl; // each `session` says how long the client outlives its connections
+      }
+      pruneSessions(state, now);
       return outcome({ op: 'session', client: cmd.client }, true);
     }
     case 'resume': {
       const s = state.sessions.get(cmd.target);
-      if (s === undefined || cmd.target === cmd.client || !sameHash(s.hash, cmd.hash)) return outcome({ op: 'resume', ok: false, busy: false }, false);
+      if (s === undefined || cmd.target === cmd.client || !resumable(state, cmd.target, s, now) || !sameHash(s.hash, cmd.hash)) return outcome({ op: 'resume', ok: false, busy: false }, false);
       // The connection must come as it was greeted, holding and awaiting
       // nothing: what it held as that client would be left with no owner.
       if ((state.owned.get(cmd.client) ?? 0) > 0 || state.waiting.has(cmd.client)) return outcome({ op: 'resume', ok: false, busy: true }, false);
@@ -503,6 +539,7 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       s.gen++;
       s.node = cmd.node;
       s.open = true;
+      s.until = null;
       // The id the connection was greeted with is retired [LP-4]: nothing resumes it.
       state.sessions.delete(cmd.client);
       out.reply = { op: 'resume', ok: true, client: cmd.target, gen: s.gen };
@@ -600,8 +637,12 @@ export interface Snapshot {
   nums: Float64Array;
   /** The locks with waiters: [i, waiters as [client, ttl, deadline]], i ascending. */
   waiters: Array<[number, Array<[ClientId, number | null, number | null]>]>;
-  /** Resumable clients [LP-16] as [client, hash, gen, node, open]; in the first part only. Absent in snapshots written before them. */
-  sessions?: Array<[ClientId, string, number, number | null, boolean]>;
+  /**
+   * Resumable clients [LP-16] as [client, hash, gen, node, open], and
+   * [ttl, until] after them for a client with a session ttl; in the first
+   * part only. Absent in snapshots written before them.
+   */
+  sessions?: Array<[ClientId, string, number, number | null, boolean] | [ClientId, string, number, number | null, boolean, number, number | null]>;
 }
 
 /**
@@ -629,7 +670,7 @@ function offsetsOf(s: Snapshot): Int32Array {
 export function snapshot(state: TableState): Snapshot {
   const { names, offsets, nums } = state.locks.columns();
   const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
-  const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => [c, s.hash, s.gen, s.node, s.open]);
+  const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => (s.ttl === null ? [c, s.hash, s.gen, s.node, s.open] : [c, s.hash, s.gen, s.node, s.open, s.ttl, s.until]));
   const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions };
   nameOffsets.set(snap, offsets);
   return snap;
@@ -694,7 +735,7 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
     run++;
   }
   if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
-  for (const [client, hash, gen, node, open] of snap.sessions ?? []) state.sessions.set(client, { hash, gen, node, open });
+  for (const [client, hash, gen, node, open, ttl, until] of snap.sessions ?? []) state.sessions.set(client, { hash, gen, node, open, ttl: ttl ?? null, until: until ?? null });
   for (const [i, ws] of snap.waiters) {
     const name = locks.nameAt(first + i);
     for (const [client, ttl, deadline] of ws) {

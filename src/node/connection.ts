@@ -398,7 +398,7 @@ export class ClientConnection {
         this.sessioned = true;
         t.req = null;
         this.writesInFlight++;
-        e.submit(this, t, { op: 'session', client: this.id, hash: secretHash(t.secret) });
+        e.submit(this, t, req.ttl === null ? { op: 'session', client: this.id, hash: secretHash(t.secret) } : { op: 'session', client: this.id, hash: secretHash(t.secret), ttl: req.ttl });
         return true;
       }
       case 'resume':
@@ -650,7 +650,9 @@ export function describe(req: Request): string {
     case 'release':
     case 'check':
       return `${req.verb} ${req.lock}`;
+    case 'session':
+      return `session${req.ttl === null ? '' : ` ttl=${req.ttl}`}`;
     default:
-      return req.verb;
+      return req.verb; // never a secret: `auth` and `resume` are named only
   }
 }

@@ -22,7 +22,7 @@ export type Request =
   | { verb: 'auth'; secret: string }
   | { verb: 'whoami' }
   /** [LP-16] this connection's secret, to resume it as this client from another connection. */
-  | { verb: 'session' }
+  | { verb: 'session'; ttl: number | null }
   /** [LP-16] become client `client` again; `secret` is never logged or echoed. */
   | { verb: 'resume'; client: number; secret: string }
   | { verb: 'ping' }
@@ -54,7 +54,7 @@ export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
   validate: { args: ['lock', 'token'], options: {}, usage: 'validate <lock> <token>' },
   auth: { args: ['secret'], options: {}, usage: 'auth <token>' },
   whoami: { args: [], options: {}, usage: 'whoami' },
-  session: { args: [], options: {}, usage: 'session' },
+  session: { args: [], options: { ttl: TTL }, usage: 'session [ttl=<ms>]' },
   resume: { args: ['client', 'secret'], options: {}, usage: 'resume <client_id> <secret>' },
   ping: { args: [], options: {}, usage: 'ping' },
   help: { args: [], options: {}, usage: 'help' },
@@ -191,6 +191,7 @@ export function parseRequest(line: string): Request | ParseError | null {
       return { verb, client, secret: positional[1] as string };
     }
     case 'session':
+      return { verb, ttl };
     case 'whoami':
     case 'ping':
     case 'help':
