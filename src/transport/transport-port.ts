@@ -5,7 +5,7 @@
  * an object graph per frame.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { decodeBatch } from '../codec/frame.js';
+import { CodecError, decodeBatch, type Frame } from '../codec/frame.js';
 import { BatchingTransport } from './transport.js';
 
 /** Sent alone (not a batch) by the side that closes, so the peer learns of it. */
@@ -25,7 +25,17 @@ export class PortTransport extends BatchingTransport {
         this.port.close();
         return;
       }
-      this.deliver(decodeBatch(data));
+      // A batch that does not decode closes the link, as on TCP: never a crash of this thread.
+      let frames: Frame[];
+      try {
+        frames = decodeBatch(data);
+      } catch (err) {
+        if (!(err instanceof CodecError)) throw err;
+        this.port.close();
+        this.ended(`bad frame: ${err.message}`);
+        return;
+      }
+      this.deliver(frames);
     });
     // 'close' fires when either end's port is closed or its thread exits.
     port.on('close', () => this.ended('link port closed'));
