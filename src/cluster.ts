@@ -542,7 +542,7 @@ export class Cluster {
       // Every node at once: a follower's writes need the leader to answer them.
       const left = await Promise.allSettled(this.members.map((m) => m.handle.call('drain', (r) => r.drain(drainMs), drainMs + this.opts.callTimeoutMs)));
       const open = left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
-      this.notice(open === 0 ? 'info' : 'warn', `every request read was answered${open === 0 ? '' : `; ${open} connection(s) closed with requests still owed`}`);
+      this.notice(open === 0 ? 'info' : 'warn', open === 0 ? 'every request read was answered' : `${open} connection(s) still owed replies when the drain ended (a client not reading them): closed without them`);
     }
     this.ids?.stop();
     if (this.floorTimer !== null) clearInterval(this.floorTimer);

@@ -77,4 +77,33 @@ describe('SIGTERM', () => {
     b.proc.child.kill('SIGTERM');
     expect(await b.proc.exit).toBe(0);
   }, 60_000);
+
+  it('closes an idle connection at once and ends a wait as a timeout: no drain deadline waited out, no reply owed', async () => {
+    const a = await up(['--no-tui']);
+    procs.push(a.proc);
+    const holder = await LineClient.open(a.ports['leader'] as number);
+    expect(await holder.ask('preempt busy')).toMatch(/^PreemptLock Success/);
+    // An idle client that, like `nc`, keeps its side open after the node's FIN.
+    const idle = connect({ port: a.ports['leader'] as number, host: '127.0.0.1', allowHalfOpen: true });
+    const idleClosed = new Promise<void>((resolve) => idle.on('end', () => resolve())); // the node's FIN
+    idle.on('data', () => undefined);
+    await new Promise<void>((resolve) => idle.on('connect', () => resolve()));
+    const waiter = await LineClient.open(a.ports['follower-1'] as number);
+    const waiting = waiter.ask('acquire busy', 30_000);
+    await eventually(() => /Request \d+: acquire busy/.test(a.proc.out()), 'the acquire read');
+    const t0 = performance.now();
+    a.proc.child.kill('SIGTERM');
+    expect(await a.proc.exit).toBe(0);
+    const ms = performance.now() - t0;
+    process.stdout.write(`shutdown with an idle connection and a wait: exited after ${Math.round(ms)} ms\n`);
+    // [LP-9] the wait is answered: it ends as a timeout, or the holder's
+    // connection closed first and released the lock to it (both are
+    // replicated orders); [LP-2] nothing was owed, so no deadline (5 s) was waited out.
+    expect(await waiting).toMatch(new RegExp(`^AcquireLock (Timeout owner=${holder.id}|Success owner=${waiter.id} token=\\d+)$`));
+    await idleClosed;
+    idle.destroy();
+    expect(a.proc.out()).toMatch(/^cluster +\S+ \S+ every request read was answered$/m);
+    expect(a.proc.out()).not.toMatch(/still owed replies/);
+    expect(ms).toBeLessThan(4000); // the drain deadline alone was 5 s
+  }, 30_000);
 });

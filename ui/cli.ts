@@ -23,6 +23,16 @@ import { FSYNC_MODES, type FsyncMode } from '../src/store/store.js';
 import { describeEtcd, etcdErrorText } from '../src/replication/etcd-access.js';
 import { checkEtcdFlagsNeedEtcd, ETCD_ACCESS_OPTIONS, etcdAccessOf, type EtcdFlags } from './etcd-flags.js';
 
+
+/**
+ * After a server command's shutdown: what it bounded and gave up on (a call
+ * to an etcd that does not answer) may still hold the event loop; the
+ * process exits anyway, soon, with its status. Its output is written by then.
+ */
+function exitSoon(): void {
+  setTimeout(() => process.exit(), 300).unref();
+}
+
 const portOption = (def: number, what: string) => ({ type: 'number' as const, default: def, describe: what });
 
 /** --auth-token-file, else --auth-token, else DLOCK_AUTH_TOKEN (so the token need not show in `ps`), else none (secret-flags.ts). */
@@ -188,6 +198,7 @@ await yargs(hideBin(process.argv))
         process.exitCode = await runTui(opts);
       } else {
         process.exitCode = await up(opts);
+        exitSoon();
       }
     },
   )
@@ -243,6 +254,7 @@ await yargs(hideBin(process.argv))
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
         clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']),
         admin: adminOf(a), logFormat: a['log-format'], replication: a.replication, reseed: a.reseed });
+      exitSoon();
     },
   )
   .command(

@@ -17,6 +17,7 @@
  * live key) once etcd answers. Its clients' sessions end when the primary
  * removes it from the configuration, never because of etcd alone [LP-8].
  */
+import type { Socket } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
 import { startAdmin } from '../admin/admin-http.js';
@@ -29,7 +30,7 @@ import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinals
 import { GroupNode } from '../node/node-group.js';
 import { NodeLog } from '../node/node-log.js';
 import type { NodeMainOptions } from '../node-main.js';
-import { withDeadline } from '../replication/deadline.js';
+import { GOODBYE_MS, withDeadline } from '../replication/deadline.js';
 import { describeEtcd, etcd3Options, etcdErrorText } from '../replication/etcd-access.js';
 import { EtcdMembership, parseMember } from '../replication/etcd-members.js';
 import { clusterSecretFromEtcd } from '../replication/etcd-secret.js';
@@ -92,6 +93,12 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     { keys: { node: secret, observer: adminToken === null || adminToken === secret ? [secret] : [secret, adminToken] }, tls: linkTls, log: (kind, text) => log.line(kind, text) },
     (t) => links.accept(t),
   );
+  // Every socket the link listener takes (links, observers, handshakes under way): dropped at shutdown, or close() waits on them.
+  const linkSockets = new Set<Socket>();
+  linkServer.on('connection', (sock: Socket) => {
+    linkSockets.add(sock);
+    sock.once('close', () => linkSockets.delete(sock));
+  });
   const addr = linkServer.address();
   const linkAddress = `${o.host}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
   const config = new EtcdConfig(client, o.cluster);
@@ -223,9 +230,13 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       await n.close();
       const used = Number(Atomics.load(idCounter, 0));
       Atomics.store(idCounter, 1, used === 0 ? -1n : BigInt(used));
-      await membership.returnUnused(used).catch((err: unknown) => log.line('warn', `handing back unused client ids: ${(err as Error).message}`));
-      await membership.leave().catch((err: unknown) => log.line('warn', `leaving: ${(err as Error).message}`));
+      // The goodbye to etcd, at once and within GOODBYE_MS: etcd may be down, and a stop must not wait on it.
+      await Promise.all([
+        withDeadline(membership.returnUnused(used), GOODBYE_MS, 'handing back unused client ids').catch((err: unknown) => log.line('warn', `not done: ${(err as Error).message}; those ids stay reserved (never reused)`)),
+        withDeadline(membership.leave(), GOODBYE_MS, 'leaving the cluster').catch((err: unknown) => log.line('warn', `not done: ${(err as Error).message}; this node's live key ends with its lease, within the node ttl`)),
+      ]);
       links.close();
+      for (const sock of linkSockets) sock.destroy();
       await new Promise<void>((resolve) => linkServer.close(() => resolve()));
       client.close();
     },

@@ -430,9 +430,10 @@ export class ClientConnection {
         const cmd = toCommand(this.id, req);
         if (this.sessioned) cmd.gen = this.gen;
         if (t.blocking) {
-          if (this.peerEnded && cmd.op === 'acquire') {
-            // [LP-2, LP-9] Read before the client half-closed, started after:
-            // it may take the lock if it is free, but it does not wait.
+          if ((this.peerEnded || this.draining) && cmd.op === 'acquire') {
+            // [LP-2, LP-9] Read before the client half-closed (or the node
+            // began to stop), started after: it may take the lock if it is
+            // free, but it does not wait.
             cmd.timeout = 0;
           } else {
             this.blockedBy = t;
@@ -563,6 +564,8 @@ export class ClientConnection {
     if (this.ending) return;
     this.ending = true;
     endAndDiscard(this.socket);
+    // Stopping: once the last reply is written the connection is done, whether or not the client closes its side.
+    if (this.draining) this.socket.once('finish', () => this.socket.destroy());
   }
 
   /** Bytes and replies this connection holds for its client (LP-13 bound). */
@@ -582,6 +585,11 @@ export class ClientConnection {
       });
     }
     this.stopReading();
+    // Nothing more is read: as after a half-close [LP-2], what was read is
+    // answered, then the connection closes (an idle one at once), and a
+    // wait ends as a timeout through the log [LP-9], so it is answered too.
+    this.inputDone = true;
+    if (this.waitingOn !== null) this.engine.endWait(this.id, this.waitingOn);
     this.pump();
   }
 

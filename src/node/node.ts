@@ -448,7 +448,7 @@ export abstract class NodeBase implements Engine {
         };
       });
     }
-    if (this.connections.size > 0) this.log.line('warn', `shutdown: ${this.connections.size} connection(s) still had requests owed after ${ms} ms; closing them`);
+    if (this.connections.size > 0) this.log.line('warn', `shutdown: ${this.connections.size} connection(s) still owed replies after ${ms} ms (a client not reading them); closing them`);
     return this.connections.size;
   }
 

@@ -12,6 +12,14 @@ export class EtcdDeadlineError extends Error {
   readonly code = 'ERR_ETCD_DEADLINE';
 }
 
+/**
+ * How long a stopping node waits for etcd to take its goodbye (unused client
+ * ids handed back, its live key deleted, its election key resigned): etcd
+ * may be down, and a stop must not wait on it. What is not done then ends
+ * on its own (the keys with their leases, within the node ttl).
+ */
+export const GOODBYE_MS = 1000;
+
 export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_resolve, reject) => {

@@ -31,7 +31,7 @@ import { Range, type Etcd3, type IKeyValue, type Namespace, type Watcher } from 
 import { CALL_DEADLINE_MS, Candidate, LeaderObserver } from './etcd-election.js';
 import { CodecError, decodeBatch, encodeFrame, type Frame } from '../codec/frame.js';
 import type { Command } from '../core/lock-table.js';
-import { EtcdDeadlineError, withDeadline } from './deadline.js';
+import { EtcdDeadlineError, GOODBYE_MS, withDeadline } from './deadline.js';
 import type { EtcdAccess } from './etcd-access.js';
 import { nodeEtcdClient } from './etcd-client.js';
 import type { LogEntry } from './replication.js';
@@ -524,15 +524,23 @@ export class EtcdLog {
   }
 
   /** Give up leadership (if held) and close the client. */
-  async close(): Promise<void> {
+  /** Stop, resign the election (within GOODBYE_MS), close the client. Resolves with what was not done, or null. */
+  async close(): Promise<string | null> {
     this.closed = true;
     this.guard = null;
     this.failQueue(new DeposedError('closing'));
     for (const t of [...this.tails]) t.cancel();
     for (const o of this.observers) o.cancel();
     this.observers = [];
-    await this.campaign?.resign().catch((err: unknown) => void err);
+    // Resigning lets another take over at once; if etcd does not answer, the election key ends with its lease.
+    let notDone: string | null = null;
+    if (this.campaign !== undefined && this.campaign !== null) {
+      await withDeadline(this.campaign.resign(), GOODBYE_MS, 'resigning the election').catch((err: unknown) => {
+        notDone = `${(err as Error).message}; the next leader waits for this node's election key to end with its lease`;
+      });
+    }
     this.client.close();
+    return notDone;
   }
 }
 

@@ -76,7 +76,7 @@ import { parseLeaderInfo, type LeaderInfo } from './etcd-election.js';
 import { EtcdMembership, REQUEST_BLOCK, type MemberInfo } from './etcd-members.js';
 import { clusterSecretFromEtcd } from './etcd-secret.js';
 import { forwardError } from './forward-check.js';
-import { withDeadline } from './deadline.js';
+import { GOODBYE_MS, withDeadline } from './deadline.js';
 import { commandError } from '../core/command-check.js';
 import { checkClusterSecret } from '../transport/link-auth.js';
 import type { EtcdAccess } from './etcd-access.js';
@@ -1035,15 +1035,20 @@ export class EtcdReplication implements Replication {
     this.stopLocal();
     await this.closeLinkServer();
     if (this.abandoned) return;
+    const log = this.replica.log;
+    // The goodbye to etcd, at once and within GOODBYE_MS: etcd may be down, and a stop must not wait on it.
+    const bye: Array<Promise<void>> = [];
     if (this.opts.reserveIds === true) {
       // No id past what is handed back from here on; then the rest of the block goes back.
       const counter = this.opts.idCounter;
       const used = Number(Atomics.load(counter, 0));
       Atomics.store(counter, 1, used === 0 ? -1n : BigInt(used));
-      await this.members.returnUnused(used).catch((err: unknown) => this.replica.log.line('warn', `handing back unused client ids: ${(err as Error).message}`));
+      bye.push(withDeadline(this.members.returnUnused(used), GOODBYE_MS, 'handing back unused client ids').catch((err: unknown) => log.line('warn', `not done: ${(err as Error).message}; those ids stay reserved (never reused)`)));
     }
-    await this.members.leave().catch((err: unknown) => this.replica.log.line('warn', `leaving: ${(err as Error).message}`));
-    await this.etcdLog.close();
+    bye.push(withDeadline(this.members.leave(), GOODBYE_MS, 'leaving the cluster').catch((err: unknown) => log.line('warn', `not done: ${(err as Error).message}; this node's live key ends with its lease, within the node ttl`)));
+    await Promise.all(bye);
+    const notDone = await this.etcdLog.close();
+    if (notDone !== null) log.line('warn', `not done: ${notDone}`);
   }
 }
 
