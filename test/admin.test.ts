@@ -133,6 +133,6 @@ describe('dlock admin', () => {
     expect(await again.exit).toBe(1);
     const noToken = admin(['locks'], { ...process.env, DLOCK_ADMIN_TOKEN: '' });
     expect(await noToken.exit).toBe(2);
-    expect(noToken.err()).toMatch(/send the admin token/);
+    expect(noToken.err()).toMatch(/send the admin token.*; give it with --admin-token, --admin-token-file or DLOCK_ADMIN_TOKEN \(HTTP 401\)\n$/);
   });
 });

@@ -9,7 +9,12 @@
  *    DLOCK_LOCK and DLOCK_TOKEN, and its status is ours; a lock lost
  *    mid-run stops the command.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, up, type Running } from './helpers/dlock-process.js';
 import { eventually, LineClient } from './helpers/line-client.js';
@@ -119,6 +124,43 @@ describe('usage errors', () => {
     const l = run(['lock', 'x']);
     expect(await l.exit).toBe(2);
     expect(l.err()).toBe("dlock: name the command to run after --, e.g. dlock lock jobs -- ./run.sh\nRun 'dlock lock --help' for usage.\n");
+    // The pointer names a command only when one was given; a flag's value is not one.
+    const frob = run(['frob']);
+    expect(await frob.exit).toBe(2);
+    expect(frob.err()).toBe("dlock: Unknown argument: frob\nRun 'dlock --help' for usage.\n");
+    const cfg = run(['--config', 'x.json', 'up']);
+    expect(await cfg.exit).toBe(2);
+    expect(cfg.err()).toMatch(/\nRun 'dlock up --help' for usage\.\n$/);
+    const none = run([]);
+    expect(await none.exit).toBe(2);
+    expect(none.err()).toBe("dlock: name a command: up, node, status, tui, client, lock, admin\nRun 'dlock --help' for usage.\n");
+  });
+
+  it('dlock --version is dlock\'s own, whatever the directory it runs in', async () => {
+    const own = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    const v = run(['--version']);
+    expect(await v.exit).toBe(0);
+    expect(v.out()).toBe(`${own}\n`);
+  });
+
+  it('--etcd takes HOST:PORT as etcdctl does, and DLOCK_ETCD stands for it', async () => {
+    // Nothing listens on port 1: the error names the URL it made.
+    const bare = run(['status', '--etcd', '127.0.0.1:1']);
+    expect(await bare.exit).toBe(2);
+    expect(bare.err()).toMatch(/^dlock status: cannot read the cluster from etcd at http:\/\/127\.0\.0\.1:1: /);
+    const env = run(['status'], undefined, { ...process.env, DLOCK_ETCD: '127.0.0.1:1' });
+    expect(await env.exit).toBe(2);
+    expect(env.err()).toMatch(/^dlock status: cannot read the cluster from etcd at http:\/\/127\.0\.0\.1:1: /);
+  });
+
+  it('npm run chaos parses its flags as dlock does: --help is usage, an unknown flag an error', async () => {
+    const chaos = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? './safety/cli.js' : '../dist/test/safety/cli.js', import.meta.url));
+    const help = spawnSync(process.execPath, [chaos, '--help'], { encoding: 'utf8', timeout: 20_000 });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/--procs/);
+    const bad = spawnSync(process.execPath, [chaos, '--frob'], { encoding: 'utf8', timeout: 20_000 });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toBe("chaos: Unknown argument: frob\nRun 'npm run chaos -- --help' for usage.\n");
   });
 });
 
@@ -141,6 +183,19 @@ describe('dlock lock NAME -- COMMAND', () => {
     expect(await l.exit).toBe(1);
     expect(l.out()).toBe('');
     expect(l.err()).toBe(`dlock lock: s-held is held by ${holder.id}; not acquired within 200 ms\n`);
+  });
+
+  it('a command that cannot be run exits as a shell\'s would: 127 not found, 126 not executable; the lock is released', async () => {
+    const missing = lock(['s-missing', '--', '/nonexistent/cmd']);
+    expect(await missing.exit).toBe(127);
+    expect(missing.err()).toMatch(/cannot run \/nonexistent\/cmd/);
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-lock-'));
+    const file = join(dir, 'not-executable.sh');
+    writeFileSync(file, 'echo ran\n', { mode: 0o644 });
+    const notExec = lock(['s-missing', '--', file]);
+    expect(await notExec.exit).toBe(126);
+    rmSync(dir, { recursive: true, force: true });
+    expect(await holder.ask('check s-missing')).toBe('CheckLock:Free');
   });
 
   it('stops the command when the lock is lost mid-run (SIGTERM), and says why', async () => {

@@ -24,6 +24,16 @@ import { describeEtcd, etcdErrorText } from '../src/replication/etcd-access.js';
 import { checkEtcdFlagsNeedEtcd, ETCD_ACCESS_OPTIONS, etcdAccessOf, type EtcdFlags } from './etcd-flags.js';
 
 
+/** The commands, as the usage error lists them. */
+const COMMANDS = ['up', 'node', 'status', 'tui', 'client', 'lock', 'admin'] as const;
+
+/** dlock's own version, from its own package.json (not the one of a project that installed it). */
+function ownVersion(): string {
+  const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+  const v = (JSON.parse(text) as { version?: unknown }).version;
+  return typeof v === 'string' ? v : 'unknown';
+}
+
 /**
  * After a server command's shutdown: what it bounded and gave up on (a call
  * to an etcd that does not answer) may still hold the event loop; the
@@ -82,7 +92,11 @@ function nodeList(value: string): Array<{ host: string; port: number }> {
 const CLUSTER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** --etcd and --cluster as the commands that read a cluster on etcd (status, tui) take them. */
-const ETCD_OPTION = { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated' } as const;
+/** --etcd where a command needs it: $DLOCK_ETCD when set, else required. */
+const ETCD_OPTION =
+  process.env['DLOCK_ETCD'] !== undefined && process.env['DLOCK_ETCD'] !== ''
+    ? ({ type: 'string', default: process.env['DLOCK_ETCD'], describe: 'etcd client URLs or HOST:PORT, comma-separated (default: $DLOCK_ETCD)' } as const)
+    : ({ type: 'string', demandOption: true, describe: 'etcd client URLs or HOST:PORT, comma-separated (or $DLOCK_ETCD)' } as const);
 const CLUSTER_OPTION = { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' } as const;
 
 function checkEtcdCluster(a: EtcdFlags & { cluster: string }): true {
@@ -207,7 +221,7 @@ await yargs(hideBin(process.argv))
     'run one node as its own process, on etcd (a cluster across hosts)',
     (y) =>
       y
-        .option('etcd', { type: 'string', demandOption: true, describe: 'etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
+        .option('etcd', ETCD_OPTION)
         .option('name', { type: 'string', demandOption: true, describe: 'this node\'s name, unique in the cluster; a restart under the same name keeps its index' })
         .option('host', { type: 'string', default: '127.0.0.1', describe: 'address it binds, for clients and for the other nodes' })
         .option('port', portOption(0, 'client port; 0 picks a free one (printed on the ready line)'))
@@ -412,16 +426,17 @@ await yargs(hideBin(process.argv))
       });
     },
   )
-  .demandCommand(1, 'name a command: up, node, status, tui, client or lock')
+  .demandCommand(1, `name a command: ${COMMANDS.join(', ')}`)
   .parserConfiguration({ 'populate--': true })
   .strict()
   // A usage error is its one line and where to read more, not the whole help (issue 14 §3).
   .fail((msg, err) => {
-    const command = process.argv.slice(2).find((w) => !w.startsWith('-'));
+    // Help for the command named, if one is (a flag's value such as x.json is not one), else for dlock.
+    const command = process.argv.slice(2).find((w) => (COMMANDS as readonly string[]).includes(w));
     process.stderr.write(`dlock: ${msg ?? err?.message ?? 'bad usage'}\nRun 'dlock ${command === undefined ? '' : `${command} `}--help' for usage.\n`);
     process.exit(2);
   })
   .help()
   .alias('h', 'help')
-  .version()
+  .version(ownVersion())
   .parseAsync();

@@ -55,10 +55,16 @@ export interface EtcdFlags {
   'etcd-password-file'?: string | undefined;
 }
 
-/** `--etcd`'s URLs, or an error saying what it takes. */
-export function etcdUrls(value: string): string[] {
-  const urls = value.split(',').filter((u) => u !== '');
-  if (urls.length === 0 || !urls.every((u) => /^https?:\/\/[^/\s]+\/?$/.test(u))) throw new EtcdFlagError(`--etcd takes etcd client URLs, comma-separated (http://HOST:PORT), or https:// for TLS, got ${JSON.stringify(value)}`);
+/**
+ * `--etcd`'s URLs, or an error saying what it takes. A bare HOST:PORT (as
+ * etcdctl takes it) gets `scheme`: http, or https when TLS flags are given.
+ */
+export function etcdUrls(value: string, scheme: 'http' | 'https' = 'http'): string[] {
+  const urls = value
+    .split(',')
+    .filter((u) => u !== '')
+    .map((u) => (/^([^/\s:]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(u) ? `${scheme}://${u}` : u));
+  if (urls.length === 0 || !urls.every((u) => /^https?:\/\/[^/\s]+\/?$/.test(u))) throw new EtcdFlagError(`--etcd takes etcd client URLs or HOST:PORT, comma-separated (http://HOST:PORT, or https:// for TLS), got ${JSON.stringify(value)}`);
   return urls.map((u) => u.replace(/\/$/, ''));
 }
 
@@ -75,7 +81,7 @@ export function etcdAccessOf(a: EtcdFlags): EtcdAccess {
   const key = JSON.stringify([a.etcd, ...FLAGS.map((f) => a[f] ?? null)]);
   const had = made.get(key);
   if (had !== undefined) return had;
-  const endpoints = etcdUrls(a.etcd);
+  const endpoints = etcdUrls(a.etcd, (['etcd-cacert', 'etcd-cert', 'etcd-key'] as const).some((f) => a[f] !== undefined) ? 'https' : 'http');
   const https = endpoints.filter((u) => u.startsWith('https://')).length;
   if (https !== 0 && https !== endpoints.length) throw new EtcdFlagError('--etcd: give every URL as http:// or every one as https://');
   const tlsFlags = (['etcd-cacert', 'etcd-cert', 'etcd-key'] as const).filter((f) => a[f] !== undefined);

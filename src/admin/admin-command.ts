@@ -45,7 +45,8 @@ export async function adminCommand(o: AdminCommandOptions): Promise<number> {
     return res.ok ? 0 : 1;
   }
   if (!res.ok) {
-    err.write(`dlock admin: ${String(body['error'] ?? res.statusText)} (HTTP ${res.status})\n`);
+    const hint = res.status === 401 ? '; give it with --admin-token, --admin-token-file or DLOCK_ADMIN_TOKEN' : '';
+    err.write(`dlock admin: ${String(body['error'] ?? res.statusText)}${hint} (HTTP ${res.status})\n`);
     return 2;
   }
   if (o.json) return o.action === 'revoke' && body['revoked'] !== true ? 1 : 0;

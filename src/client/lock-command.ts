@@ -18,7 +18,8 @@
  * the command does.
  *
  * Exit status of its own: 1 when the lock was not acquired in time, 2 when
- * no node could be reached or the command could not be started.
+ * no node could be reached; a command that could not be started, as a
+ * shell says it: 127 not found, 126 not executable.
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
@@ -72,7 +73,9 @@ export async function lockCommand(o: LockCommandOptions): Promise<number> {
     say(`cannot run ${file}: ${failedToStart.message}`);
     await lease.release().catch((e: unknown) => say(`releasing ${o.lock}: ${(e as Error).message}`));
     await client.close().catch((e: unknown) => say(`closing: ${(e as Error).message}`));
-    return 2;
+    // As a shell says it: 127 not found, 126 found but not runnable.
+    const code = (failedToStart as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 127 : code === 'EACCES' || code === 'ENOEXEC' ? 126 : 2;
   }
 
   // Signals to us are for the command; we end when it does.

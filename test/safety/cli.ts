@@ -15,24 +15,38 @@
  * lines around the first violation). SAFETY_LOG=1 adds each request.
  */
 import { writeFileSync } from 'node:fs';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
 import { EtcdCluster } from '../helpers/etcd.js';
 import { DEFAULT_CHAOS, report, runSafety, type SafetyResult } from './run.js';
 
-const argv = process.argv.slice(2);
-const value = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i === -1 ? undefined : argv[i + 1];
+const positive = (name: string) => (v: number): number => {
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got ${v}`);
+  return v;
 };
-const num = (name: string, def: number): number => {
-  const v = value(name);
-  const n = v === undefined ? def : Number(v);
-  if (!Number.isFinite(n) || n <= 0) {
-    process.stderr.write(`chaos: --${name} must be a positive number, got ${v}\n`);
+// The same parsing as the dlock command: unknown flags and --help are not a chaos run.
+const a = await yargs(hideBin(process.argv))
+  .scriptName('npm run chaos --')
+  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd]\n$0 --procs [--seconds N] [--grants N] [--replication etcd|group] [--timeline FILE]')
+  .option('seconds', { type: 'number', default: 60, coerce: positive('seconds'), describe: 'run this long (or until --grants)' })
+  .option('grants', { type: 'number', coerce: positive('grants'), describe: 'stop after this many grants' })
+  .option('chaos', { type: 'string', describe: `faults of the in-process run (default ${DEFAULT_CHAOS})` })
+  .option('clients', { type: 'number', default: 24, coerce: positive('clients') })
+  .option('locks', { type: 'number', default: 24, coerce: positive('locks') })
+  .option('followers', { type: 'number', default: 2, coerce: positive('followers') })
+  .option('etcd', { type: 'boolean', default: false, describe: 'the in-process cluster on a local etcd member' })
+  .option('procs', { type: 'boolean', default: false, describe: 'three dlock node processes on a 3-member etcd' })
+  .option('replication', { choices: ['etcd', 'group'] as const, default: 'etcd' as const, describe: 'with --procs: the nodes\' engine' })
+  .option('timeline', { type: 'string', describe: 'after a run with violations, write every line the nodes logged here' })
+  .strict()
+  .fail((msg, err) => {
+    process.stderr.write(`chaos: ${msg ?? err?.message ?? 'bad usage'}\nRun 'npm run chaos -- --help' for usage.\n`);
     process.exit(2);
-  }
-  return n;
-};
-
+  })
+  .help()
+  .parseAsync();
+const value = (name: 'grants' | 'chaos' | 'timeline'): string | undefined => (a[name] === undefined ? undefined : String(a[name]));
+const num = (name: 'seconds' | 'clients' | 'locks' | 'followers' | 'grants', def: number): number => (a[name] as number | undefined) ?? def;
 const seconds = num('seconds', 60);
 const timelineFile = value('timeline');
 const keepTimeline = (r: SafetyResult): void => {
@@ -40,7 +54,7 @@ const keepTimeline = (r: SafetyResult): void => {
   writeFileSync(timelineFile, r.timeline.map((l) => `@${l.at.toFixed(1)} ${l.node}: ${l.text}\n`).join(''));
   process.stderr.write(`chaos: the whole timeline is in ${timelineFile}\n`);
 };
-if (argv.includes('--procs')) {
+if (a.procs) {
   const { ALL_PROC_FAULTS, runSafetyProcs } = await import('./procs.js');
   process.stderr.write(`chaos: ${seconds}s${value('grants') === undefined ? '' : ` or ${value('grants')} grants`} against three dlock node processes on a 3-member etcd, with kills, partitions, pauses and moved clocks\n`);
   const r = await runSafetyProcs({
@@ -49,7 +63,7 @@ if (argv.includes('--procs')) {
     faults: ALL_PROC_FAULTS,
     clients: num('clients', 24),
     locks: num('locks', 24),
-    replication: value('replication') === 'group' ? 'group' : 'etcd',
+    replication: a.replication,
     onProgress: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`));
@@ -58,9 +72,9 @@ if (argv.includes('--procs')) {
 }
 const grants = value('grants') === undefined ? undefined : num('grants', 1);
 const chaos = value('chaos') ?? DEFAULT_CHAOS;
-process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers${argv.includes('--etcd') ? ' on etcd' : ''} under ${chaos}\n`);
+process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers${a.etcd ? ' on etcd' : ''} under ${chaos}\n`);
 // --etcd: start a local etcd member (Debian's etcd-server) and run the cluster on it.
-const etcd = argv.includes('--etcd') ? await EtcdCluster.start(1) : null;
+const etcd = a.etcd ? await EtcdCluster.start(1) : null;
 const r = await runSafety({
   etcd: etcd === null ? null : { access: etcd.access, cluster: 'chaos' },
   seconds,
