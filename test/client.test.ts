@@ -158,6 +158,9 @@ describe('keepLease', () => {
     expect(err).toBeInstanceOf(LockLostError);
     expect(told).toBe(err);
     expect(err?.message).toMatch(/connection closed/);
+    // Releasing a lost lease resolves (a `finally` may always call it), saying it released nothing.
+    expect(await lease.release()).toEqual({ op: 'release', ok: false, owner: null });
+    expect(await lease.release()).toEqual({ op: 'release', ok: false, owner: null });
   });
 
   it('reports a lock it could not get within the timeout', async () => {

@@ -642,6 +642,8 @@ export class KeptLease {
   private endTimer: NodeJS.Timeout | null = null;
   private done = false;
   private renewing = false;
+  /** The release made when the lease ended (lost, or release()): what release() answers from then on. */
+  private released: Promise<ReleaseResult> | null = null;
   private settle: (err: LockLostError | null) => void = () => {};
   private readonly unlisten: () => void;
   private readonly unlistenReconnect: () => void;
@@ -702,7 +704,11 @@ export class KeptLease {
       return;
     }
     this.renewing = false;
-    if (this.done) return;
+    if (this.done) {
+      // A renew that landed after the lease was given up (reported lost, or released): release it again.
+      if (r.ok && r.token === this.token) void this.releaseQuietly();
+      return;
+    }
     if (!r.ok) this.fail(`renew refused: lock ${this.lock} is held by ${r.owner ?? 'nobody'}`);
     else if (r.token !== this.token) this.fail(`lock ${this.lock} was granted again (token ${r.token}, ours ${this.token})`);
     else {
@@ -715,9 +721,26 @@ export class KeptLease {
     if (this.done) return;
     this.finish();
     const err = new LockLostError(`lease on ${this.lock} lost: ${reason}`);
+    // Lost as far as the caller knows: renew no more, and release it if the
+    // cluster still holds it for this client (a release of a lock another
+    // holds changes nothing [LP-10]).
+    this.released = this.releaseQuietly();
     this.aborter.abort(err);
     this.onLost?.(err);
     this.settle(err);
+  }
+
+  /** Release, answering `ok: false` when it cannot be sent (the client closed, or the node answered an error). */
+  private releaseQuietly(): Promise<ReleaseResult> {
+    const notSent: ReleaseResult = { op: 'release', ok: false, owner: null };
+    if (this.client.closed) return Promise.resolve(notSent);
+    const p = this.client.release(this.lock).catch((err: unknown) => {
+      if (err instanceof ConnectionClosedError || err instanceof ServerError) return notSent;
+      throw err;
+    });
+    // Made without a caller waiting: any other error is for release(), which returns this promise, not an unhandled rejection.
+    p.catch((err: unknown) => void err);
+    return p;
   }
 
   private finish(): void {
@@ -728,12 +751,17 @@ export class KeptLease {
     this.unlistenReconnect();
   }
 
-  /** Stop renewing and release the lock. */
+  /**
+   * Stop renewing and release the lock. On a lease already lost (or
+   * released) it resolves with what the release made then answered, and
+   * never throws for that: a `finally` can always call it.
+   */
   async release(): Promise<ReleaseResult> {
-    if (this.done) throw new LockLostError(`lease on ${this.lock} is no longer held`);
+    if (this.released !== null) return this.released;
     this.finish();
     this.settle(null);
-    return this.client.release(this.lock);
+    this.released = this.client.release(this.lock);
+    return this.released;
   }
 
   /** `await using lease = await c.keepLease(…)`: released at the end of the block (if still held). */
