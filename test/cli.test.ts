@@ -175,7 +175,7 @@ describe('dlock up lifecycle and errors', () => {
     expect(b.err()).toMatch(/--port must be/);
     const c = run(['frobnicate']);
     expect(await c.exit).toBe(2);
-    expect(c.err()).toBe("dlock: Unknown argument: frobnicate\nRun 'dlock frobnicate --help' for usage.\n");
+    expect(c.err()).toBe("dlock: Unknown argument: frobnicate\nRun 'dlock --help' for usage.\n"); // not a command: dlock's own help
   });
 
   it('dlock client to a port with no node says so and exits 2', async () => {

@@ -13,6 +13,8 @@ import { ClientPool, eventually } from './helpers/line-client.js';
 
 type Node = ReadyNode & { name: string };
 
+const ADMIN = 'pause-admin-token';
+
 describe.skipIf(!hasEtcd)('a node paused past its lease', () => {
   let etcd: EtcdCluster;
   const nodes: Node[] = [];
@@ -21,7 +23,7 @@ describe.skipIf(!hasEtcd)('a node paused past its lease', () => {
 
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
-    for (const name of ['p1', 'p2']) nodes.push({ name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'pause', '--first-token', '1', '--node-ttl', '3'], process.env, 40_000)) });
+    for (const name of ['p1', 'p2']) nodes.push({ name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'pause', '--first-token', '1', '--node-ttl', '3', '--http-port', '0', '--admin-token', ADMIN], process.env, 40_000)) });
   }, 90_000);
   afterAll(async () => {
     pool.closeAll();
@@ -39,8 +41,13 @@ describe.skipIf(!hasEtcd)('a node paused past its lease', () => {
     const waiter = await pool.open(p2.port);
     const answer = waiter.ask('acquire contested timeout=60000', 60_000).catch((err: unknown) => `closed: ${(err as Error).message}`);
     const viewer = await pool.open(p1.port);
-    // p2 took the request (it forwards it to the leader in the same turn).
-    await eventually(() => p2.proc.out().includes(`Request ${waiter.id}: acquire contested`), 'p2 took the acquire', 5000, 20);
+    // The acquire is in the table, waiting (the leader's admin API lists it): p2 forwarded it before it stops.
+    const http = / http=(\S+)/.exec(p1.proc.out())?.[1];
+    await eventually(async () => {
+      const r = await fetch(`http://${http}/locks?prefix=contested`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const body = (await r.json()) as { locks: Array<{ lock: string; waiters: number[] }> };
+      return body.locks.some((l) => l.lock === 'contested' && l.waiters.includes(waiter.id));
+    }, 'the acquire waiting in the table', 5000, 20);
     p2.proc.child.kill('SIGSTOP');
     // The grant goes into the log while p2 is frozen, then p2's lease expires and its sessions end.
     expect(await holder.ask('release contested')).toBe('ReleaseLock Success');

@@ -73,9 +73,9 @@ describe.skipIf(!hasEtcd)('dlock up --etcd', () => {
   });
 
   it('dlock up --etcd refuses bad URLs and --data-dir with a clear error (a usage error: exit status 2)', async () => {
-    const bad = run(['up', '--no-tui', '--etcd', 'localhost:2379']);
+    const bad = run(['up', '--no-tui', '--etcd', 'ftp://localhost:2379']);
     expect(await bad.exit).toBe(2);
-    expect(bad.err()).toMatch(/--etcd takes etcd client URLs, comma-separated \(http:\/\/HOST:PORT\)/);
+    expect(bad.err()).toMatch(/--etcd takes etcd client URLs or HOST:PORT, comma-separated \(http:\/\/HOST:PORT, or https:\/\/ for TLS\)/);
     const both = run(['up', '--no-tui', '--etcd', 'http://127.0.0.1:2379', '--data-dir', '/tmp/x']);
     expect(await both.exit).toBe(2);
     expect(both.err()).toMatch(/--etcd and --data-dir/);
