@@ -155,13 +155,24 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
 
       // A follower killed from the palette comes back on its port.
       await t.palette('kill node: follower-2');
+      await t.until(/Kill follower-2\? \(it restarts on its port; its clients' connections close\) y: yes/, 'the question before a kill');
+      t.keys('y');
       await t.palette('view: output');
       await t.until(new RegExp(`follower-2 restarted on 127\\.0\\.0\\.1:${ports['follower-2']} in \\d+ ms`), 'the restart in OUTPUT');
       await t.until(/● follower-2 up/, 'follower-2 up again');
 
       // The leader killed from the explorer (k): a follower is promoted.
       await t.clickUntil(5, 3, /k kill/, 'the explorer hints, with kill'); // focus the explorer
+      // One k asks first (a Tab too many must not kill a node); any key but y keeps it.
       t.keys('k'); // the selected node: the leader
+      await t.until(/Kill leader\? \(a follower takes over as leader; its clients' connections close\) y: yes · any other key: no/, 'the question before killing the leader');
+      t.keys('n');
+      await t.palette('view: output');
+      await t.until(/leader not killed/, 'kept, and said so');
+      await t.clickUntil(5, 3, /k kill/, 'the explorer hints, with kill');
+      t.keys('k');
+      await t.until(/Kill leader\? /, 'the question again');
+      t.keys('y');
       const after = await t.until(/★ follower-1 \(leader\) up[^]*● follower-3 up/, 'the promoted follower, with its role, and its replacement');
       // issue 12 §6: the dead leader is shown as gone, not as a node with stale numbers, and is not counted
       expect(after).toMatch(/⊘ leader gone/);
@@ -182,6 +193,8 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/│ 2 locks │/, 'the status bar lock count');
       // A restart asked for from the palette: logged as such, not as a crash.
       await t.palette('restart node: follower-3');
+      await t.until(/Restart follower-3\? /, 'the question before a restart');
+      t.keys('y');
       await t.until(/follower-3 stopped for a restart on request[^]*follower-3 restarted on 127\.0\.0\.1:\d+ in \d+ ms/, 'the restart in OUTPUT');
       await t.until(/● follower-3 up/, 'follower-3 up again');
 

@@ -89,6 +89,8 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   // Draw box lines as UTF-8 rather than ACS: readable in any UTF-8 terminal
   // and in `tmux capture-pane`.
   process.env['NCURSES_NO_UTF8_ACS'] ??= '1';
+  /** A kill or restart waiting for `y` (stopNode). */
+  let asking: { question: string; yes: () => void; no: () => void } | null = null;
   const screen = blessed.screen({ smartCSR: true, fullUnicode: true, title: 'dlock', autoPadding: false, warnings: false });
   // blessed reduces colours to what it read from terminfo, which it can
   // misread (ui/theme.ts); its typings leave the count out.
@@ -260,7 +262,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     const lead = wide ? ` leader ${s.leader} │` : '';
     const spark = wide ? ` ${sparkline(model.opsHistory, 10)}` : '';
     const width = l.status.width;
-    const question = term.question();
+    const question = asking?.question ?? term.question();
     if (question !== null) {
       status.setContent(`{bold}${esc(clip(` ${question}`, width))}{/bold}`);
       return;
@@ -458,9 +460,25 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       return;
     }
     if (!started) return;
-    model.note('warn', `${how === 'kill' ? 'killing' : 'restarting'} ${name}…`);
-    (how === 'kill' ? control.kill(name) : control.restart(name)).catch((err: unknown) => model.note('error', `${how} ${name} failed: ${(err as Error).message}`));
+    if (model.node(name).state === 'gone') {
+      model.note('info', `${name} is gone: nothing to ${how}`);
+      return;
+    }
+    const leads = model.leaderName() === name;
+    const what = how === 'kill' ? (leads ? 'a follower takes over as leader' : 'it restarts on its port') : leads ? 'the leader hands over to a follower' : 'it restarts on its port';
+    // One key must not kill a node (a Tab too many before typing): ask first, as attaching elsewhere does.
+    asking = {
+      question: `${how === 'kill' ? 'Kill' : 'Restart'} ${model.label(name)}? (${what}; its clients' connections close) y: yes · any other key: no`,
+      yes: () => {
+        const c = control;
+        if (c === null) return;
+        model.note('warn', `${how === 'kill' ? 'killing' : 'restarting'} ${name}…`);
+        (how === 'kill' ? c.kill(name) : c.restart(name)).catch((err: unknown) => model.note('error', `${how} ${name} failed: ${(err as Error).message}`));
+      },
+      no: () => model.note('info', `${name} not ${how === 'kill' ? 'killed' : 'restarted'}`),
+    };
   }
+
   const kill = (name: string): void => stopNode(name, 'kill');
   const restart = (name: string): void => stopNode(name, 'restart');
 
@@ -510,6 +528,17 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
       else if (isText(ch, key)) {
         paletteState.query += ch;
         paletteState.index = 0;
+      }
+      schedule();
+      return;
+    }
+    // A kill or restart waiting for y: this key answers it (as below).
+    if (asking !== null) {
+      if (full !== 'return') {
+        const a = asking;
+        asking = null;
+        if (ch === 'y' || ch === 'Y') a.yes();
+        else a.no();
       }
       schedule();
       return;
