@@ -122,7 +122,9 @@ export function describeEtcd(a: EtcdAccess): string {
 
 /** An error reaching etcd through `a`, for a message: on one line (gRPC's span several), with etcdErrorHint's hint. */
 export function etcdErrorText(a: EtcdAccess, err: Error): string {
-  const text = err.message.replace(/\s+/g, ' ').replace(/ Resolution note: ?$/, '').trim();
+  const raw = err.message.replace(/\s+/g, ' ').replace(/ Resolution note: ?$/, '').trim();
+  // gRPC's words for "nobody there", said as a person would; other errors as they are.
+  const text = /ECONNREFUSED/.test(raw) ? 'nothing answers there (connection refused): is etcd running, and is this its client URL?' : /ETIMEDOUT|Deadline exceeded|DEADLINE_EXCEEDED/i.test(raw) ? `no answer in time (${raw})` : raw;
   return `${text}${etcdErrorHint(a, err)}`;
 }
 
