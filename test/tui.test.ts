@@ -177,6 +177,8 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // issue 12 §6: the dead leader is shown as gone, not as a node with stale numbers, and is not counted
       expect(after).toMatch(/⊘ leader gone/);
       expect(after).toMatch(/follower-1 promoted to leader in \d+ ms/); // OUTPUT
+      // The TERMINAL's title follows: Enter would connect to the node that leads now.
+      await t.until(/TERMINAL \(leader: follower-1\)/, "the TERMINAL's title after the failover");
       await t.until(new RegExp(` leader 127\\.0\\.0\\.1:${ports['leader']} │ 3/3 up │ \\d+ clients? │ 1 lock │`), 'the status bar: the base port again, live nodes, the lock count');
       expect(after).toMatch(/▾ dlock \(3 nodes\)/);
       // Its pane's label fits its box: the top-right corner is there before the next pane's.

@@ -236,7 +236,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     setBorder(panel, focus.part === 'panel');
     const t = mode.panelTab;
     const tab = (name: string, on: boolean): string => (on ? `{bold}{underline}${name}{/underline}{/bold}` : th.dim(name));
-    panel.setLabel(` ${tab(`TERMINAL (${term.node})`, t === 'terminal')}  ${tab('OUTPUT', t === 'output')} `);
+    panel.setLabel(` ${tab(`TERMINAL (${termTitle()})`, t === 'terminal')}  ${tab('OUTPUT', t === 'output')} `);
     const w = l.panel.width - 2;
     const h = l.panel.height - 2;
     if (t === 'output') {
@@ -252,6 +252,15 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
     const p = r.prompt;
     const prompt = focus.part === 'panel' ? `${esc(p.before)}{inverse}${esc(p.at)}{/inverse}${esc(p.after)}` : esc(p.before + p.at + p.after);
     panel.setContent([...r.body.map(esc), prompt].join('\n'));
+  }
+
+  /** The node the TERMINAL is (or will be) attached to, in step with the cluster: `leader` names the node that leads now; a node that went says so. */
+  function termTitle(): string {
+    if (term.node === 'leader') {
+      const lead = model.leaderName();
+      return lead === 'leader' ? 'leader' : `leader: ${lead}`;
+    }
+    return model.names().includes(term.node) && model.node(term.node).state === 'gone' ? `${term.node} · gone` : term.node;
   }
 
   function renderStatus(l: Layout): void {
