@@ -145,6 +145,18 @@ async function start(net: Net, store: ConfigStore, name: string, index: number, 
   return { node, port, lines };
 }
 
+type Started = Awaited<ReturnType<typeof start>>;
+
+/** Node a the primary and b its secondary, reading: where most cases start. */
+async function pair(): Promise<{ net: Net; store: ConfigStore; a: Started; b: Started }> {
+  const net = new Net();
+  const store = new ConfigStore();
+  const a = await start(net, store, 'a', 0);
+  const b = await start(net, store, 'b', 1);
+  await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added and reading', 5000);
+  return { net, store, a, b };
+}
+
 describe('the group replication under three nodes', () => {
   it('serves the protocol through every node, fails over with every acknowledged lock, ends the dead node\'s sessions', async () => {
     const net = new Net();
@@ -193,11 +205,7 @@ describe('the group replication under three nodes', () => {
   }, 30_000);
 
   it('a secondary cut off from its primary refuses reads within the lease, and reads again once it hears from it [LP-11]', async () => {
-    const net = new Net();
-    const store = new ConfigStore();
-    const a = await start(net, store, 'a', 0);
-    const b = await start(net, store, 'b', 1);
-    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added and reading', 5000);
+    const { net, store, a, b } = await pair();
     const cb = await pool.open(b.port);
     expect(await cb.ask('check r')).toBe('CheckLock:Free');
     net.cut.add('b.1');
@@ -216,11 +224,7 @@ describe('the group replication under three nodes', () => {
   }, 30_000);
 
   it('[LP-7] tokens lie in the configuration version\'s space: above every earlier version\'s after a failover, a move to the next version before a space runs out, and after every member is lost', async () => {
-    const net = new Net();
-    const store = new ConfigStore();
-    const a = await start(net, store, 'a', 0);
-    const b = await start(net, store, 'b', 1);
-    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1, 'b added', 5000);
+    const { net, store, a, b } = await pair();
     const tokenOf = async (port: number, cmd: string): Promise<number> => {
       const cl = await pool.open(port);
       const r = await cl.ask(cmd, 10_000);
@@ -288,11 +292,7 @@ describe('the group replication under three nodes', () => {
   }, 30_000);
 
   it('a primary paused past its leases commits on waking with its secondary\'s last ack, but does not show the grant: the secondary took over and ended its clients\' sessions meanwhile [LP-8, LP-5, LP-7]', async () => {
-    const net = new Net();
-    const store = new ConfigStore();
-    const a = await start(net, store, 'a', 0);
-    const b = await start(net, store, 'b', 1);
-    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added', 5000);
+    const { net, store, a, b } = await pair();
     const ca = await pool.open(a.port);
     // a stops right after it sends the grant's entry: b's ack waits in a's socket.
     net.freezeAfter = (from, f) => from === 'a.1' && f.type === 'prepare' && f.entries.some((e) => e.cmd.op === 'preempt' && e.cmd.lock === 'paused');
@@ -310,11 +310,7 @@ describe('the group replication under three nodes', () => {
   }, 30_000);
 
   it('a forward that a removed node sent before it knew is not applied: its clients\' sessions were ended [LP-8, LP-16]', async () => {
-    const net = new Net();
-    const store = new ConfigStore();
-    const a = await start(net, store, 'a', 0);
-    const b = await start(net, store, 'b', 1);
-    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1 && b.node.replication.readable, 'b added', 5000);
+    const { net, store, a, b } = await pair();
     const cb = await pool.open(b.port);
     expect(await cb.ask('session')).toMatch(/^Session /);
     // b's link to a stalls: its forward of the lease, and its acks, wait on the link; a removes b.
@@ -332,11 +328,7 @@ describe('the group replication under three nodes', () => {
   }, 30_000);
 
   it('a node outside the configuration takes no writes, with the reason, and serves again once it is added [LP-2]', async () => {
-    const net = new Net();
-    const store = new ConfigStore();
-    const a = await start(net, store, 'a', 0);
-    const b = await start(net, store, 'b', 1);
-    await eventually(() => a.node.replication.host.canWrite() && (store.value?.secondaries.length ?? 0) === 1, 'b added', 5000);
+    const { net, store, a, b } = await pair();
     net.cut.add('b.1');
     await eventually(() => store.value !== null && !store.value.secondaries.includes('b.1'), 'a removes b', 5000);
     const cb = await pool.open(b.port);

@@ -17,7 +17,6 @@
  * live key) once etcd answers. Its clients' sessions end when the primary
  * removes it from the configuration, never because of etcd alone [LP-8].
  */
-import type { Socket } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
 import { startAdmin } from '../admin/admin-http.js';
@@ -36,7 +35,7 @@ import { EtcdMembership, parseMember } from '../replication/etcd-members.js';
 import { clusterSecretFromEtcd } from '../replication/etcd-secret.js';
 import { checkClusterSecret } from '../transport/link-auth.js';
 import { GroupReplication } from '../replication/replication-group.js';
-import { TcpTransport } from '../transport/transport-tcp.js';
+import { closeListener, TcpTransport, trackSockets } from '../transport/transport-tcp.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../up.js';
 import { GroupLinks } from './group-links.js';
 import { serveViews } from '../node/views.js';
@@ -94,11 +93,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     (t) => links.accept(t),
   );
   // Every socket the link listener takes (links, observers, handshakes under way): dropped at shutdown, or close() waits on them.
-  const linkSockets = new Set<Socket>();
-  linkServer.on('connection', (sock: Socket) => {
-    linkSockets.add(sock);
-    sock.once('close', () => linkSockets.delete(sock));
-  });
+  const linkSockets = trackSockets(linkServer);
   const addr = linkServer.address();
   const linkAddress = `${o.host}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
   const config = new EtcdConfig(client, o.cluster);
@@ -236,8 +231,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
         withDeadline(membership.leave(), GOODBYE_MS, 'leaving the cluster').catch((err: unknown) => log.line('warn', `not done: ${(err as Error).message}; this node's live key ends with its lease, within the node ttl`)),
       ]);
       links.close();
-      for (const sock of linkSockets) sock.destroy();
-      await new Promise<void>((resolve) => linkServer.close(() => resolve()));
+      await closeListener(linkServer, linkSockets, 0);
       client.close();
     },
     `ready node=${o.name} index=${index} address=${o.host}:${port} link=${linkAddress} first-client=${clientIdFor(index, firstOrdinal + 1)} role=${n.replication.leads ? 'leader' : 'follower'}${admin === null ? '' : ` http=${admin.address}`} member=${id}`,

@@ -63,7 +63,7 @@
 import type { Server, Socket } from 'node:net';
 import { aged, waits, clientsOf, createState, deadlineOf, disconnectOf, homeOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
-import { TcpTransport } from '../transport/transport-tcp.js';
+import { closeListener, TcpTransport, trackSockets } from '../transport/transport-tcp.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import type { LockRow } from '../node/node.js';
 import { TimerHeap } from '../node/timer-heap.js';
@@ -184,7 +184,7 @@ export class EtcdReplication implements Replication {
   /** The election's last value seen. */
   private leaderValue: string | undefined = undefined;
   private linkServer: Server | null = null;
-  private readonly linkSockets = new Set<Socket>();
+  private linkSockets: ReadonlySet<Socket> = new Set();
   private linkAddress = '';
   private readonly followerLinks = new Map<TcpTransport, NodeLink>();
   /** The secret nodes prove (resolved at start). */
@@ -300,10 +300,7 @@ export class EtcdReplication implements Replication {
       (t) => this.acceptLink(t),
     );
     // Every socket the link listener takes, to drop what is left at close (closeLinkServer).
-    this.linkServer.on('connection', (s: Socket) => {
-      this.linkSockets.add(s);
-      s.once('close', () => this.linkSockets.delete(s));
-    });
+    this.linkSockets = trackSockets(this.linkServer);
     const addr = this.linkServer.address();
     this.linkAddress = `${this.opts.linkHost}:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
     await this.members.join({ address: '', link: this.linkAddress }, (why) => this.hooks.fatal(why), this.replica.index, (text) => {
@@ -1004,17 +1001,8 @@ export class EtcdReplication implements Replication {
   closeLinkServer(): Promise<void> {
     const server = this.linkServer;
     if (server === null) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.replica.log.line('warn', `the node-link listener still had connections after ${LINK_CLOSE_MS} ms; dropping them`);
-        for (const s of this.linkSockets) s.destroy();
-        resolve();
-      }, LINK_CLOSE_MS);
-      timer.unref();
-      server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
+    return closeListener(server, this.linkSockets, LINK_CLOSE_MS).then((left) => {
+      if (left > 0) this.replica.log.line('warn', `the node-link listener still had ${left} connection(s) after ${LINK_CLOSE_MS} ms; dropped them`);
     });
   }
 

@@ -362,3 +362,33 @@ export class TcpTransport extends BatchingTransport {
     this.ended(reason);
   }
 }
+
+/** Every socket `server` takes from now on, while it is open (for closeListener). */
+export function trackSockets(server: Server): ReadonlySet<Socket> {
+  const open = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    open.add(s);
+    s.once('close', () => open.delete(s));
+  });
+  return open;
+}
+
+/**
+ * Stop listening. server.close() waits for every socket it took (links,
+ * observers, handshakes under way): after `graceMs` those left are
+ * destroyed and this resolves with how many were (0 if it closed in time).
+ */
+export function closeListener(server: Server, sockets: ReadonlySet<Socket>, graceMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      const left = sockets.size;
+      for (const s of sockets) s.destroy();
+      resolve(left);
+    }, graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve(0);
+    });
+  });
+}
