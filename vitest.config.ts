@@ -11,6 +11,14 @@ import { defineConfig } from 'vitest/config';
 const stateHome = mkdtempSync(join(tmpdir(), 'dlock-test-state-'));
 
 /**
+ * What a user's shell may have set for dlock (a DLOCK_SESSION from `eval
+ * "$(dlock client session)"`, DLOCK_PORT, DLOCK_ETCD, tokens) must not reach
+ * the nodes and clients the tests start: each test sets what it means to.
+ * The tests' own switches (DLOCK_TEST_*) stay.
+ */
+for (const k of Object.keys(process.env)) if (k.startsWith('DLOCK_') && !k.startsWith('DLOCK_TEST_')) delete process.env[k];
+
+/**
  * Tests that cut hosts off or kill etcd members measure how a cluster
  * recovers within budgets (a write answered within 30 s of a partition).
  * On CI's 2 cores, with every other test file running beside them, etcd's
