@@ -66,6 +66,7 @@ export class Chaos {
   private stopped = false;
   /** A kill is under way: the next waits until the cluster has recovered. */
   private killing = false;
+  private readonly underway = new Set<Promise<void>>();
   /** Faults injected so far, by kind. */
   readonly counts: Record<string, number> = {};
 
@@ -79,15 +80,20 @@ export class Chaos {
   start(): void {
     this.note(`chaos: ${this.actions.map(describe).join(', ')}`);
     for (const a of this.actions) {
-      const t = setInterval(() => void this.fire(a), a.everyMs);
+      const t = setInterval(() => {
+        const p = this.fire(a).finally(() => this.underway.delete(p));
+        this.underway.add(p);
+      }, a.everyMs);
       this.timers.push(t);
     }
   }
 
-  stop(): void {
+  /** No fault starts after this; resolves once the faults under way have ended. */
+  stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers.length = 0;
+    return Promise.allSettled([...this.underway]).then(() => undefined);
   }
 
   private pick<T>(xs: T[]): T | undefined {
@@ -103,6 +109,7 @@ export class Chaos {
         case 'kill-leader': {
           if (this.killing || !c.settled) return; // a node is down or a failover runs: let it recover first
           const roles = await c.roles();
+          if (this.stopped || this.killing || !c.settled) return; // stopped or changed while roles were read
           const target = a.kind === 'kill-leader' ? roles.find((n) => n.role === 'leader') : this.pick(roles.filter((n) => n.role === 'follower'));
           if (target === undefined) return;
           this.count(a.kind);

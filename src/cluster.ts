@@ -160,7 +160,7 @@ export class Cluster {
   private keepTokenFloor(floor: TokenFloor): void {
     let busy = false;
     this.floorTimer = setInterval(() => {
-      const leader = this.members.find((m) => m.info.role === 'leader' && m.handle.exit === null);
+      const leader = this.members.find((m) => m.info.role === 'leader' && m.handle.up);
       if (busy || leader === undefined) return;
       busy = true;
       leader.handle
@@ -307,7 +307,7 @@ export class Cluster {
   private async failover(dead: Member): Promise<void> {
     const t0 = performance.now();
     const timeout = this.opts.callTimeoutMs;
-    const live = this.members.filter((m) => m !== dead && m.info.role === 'follower' && m.handle.exit === null);
+    const live = this.members.filter((m) => m !== dead && m.info.role === 'follower' && m.handle.up);
     if (live.length === 0) {
       await this.noVoterLeft(dead, []);
       return;
@@ -501,13 +501,13 @@ export class Cluster {
 
   /** No failover or restart under way and every node up (chaos waits for this before killing). */
   get settled(): boolean {
-    return this.failingOver === null && this.restartTimers.size === 0 && this.starting === 0 && this.members.every((m) => m.handle.exit === null);
+    return this.failingOver === null && this.restartTimers.size === 0 && this.starting === 0 && this.members.every((m) => m.handle.up);
   }
 
   /** Fault injection: every node holds its link frames `ms` ms, for `forMs` ms. */
   async delayLinks(ms: number, forMs: number): Promise<void> {
     // A node that dies meanwhile has no links to delay: its failure is not this call's.
-    await Promise.allSettled(this.members.filter((m) => m.handle.exit === null).map((m) => m.handle.call('delay links', (r) => r.delayLinks(ms, forMs), this.opts.callTimeoutMs)));
+    await Promise.allSettled(this.members.filter((m) => m.handle.up).map((m) => m.handle.call('delay links', (r) => r.delayLinks(ms, forMs), this.opts.callTimeoutMs)));
   }
 
   /** Fault injection: close one random client connection of `name`; its id, or null. */

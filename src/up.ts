@@ -103,7 +103,7 @@ export async function up(opts: UpOptions): Promise<number> {
   return serveUntilSignal(
     { who: 'cluster', command: 'dlock up', doing: 'no new connections or requests; answering what was received', view },
     async () => {
-      chaos?.stop();
+      await chaos?.stop();
       admin?.server.close();
       await cluster.close(SHUTDOWN_DRAIN_MS);
     },

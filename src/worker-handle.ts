@@ -35,6 +35,8 @@ export class WorkerHandle<T> {
   private readonly inflight = new Set<(err: Error) => void>();
   private error: Error | null = null;
   exit: WorkerExit | null = null;
+  /** terminate() has begun: the remote is released, the exit event may not have come yet. */
+  private ending = false;
   /** Resolves when the thread has exited, for whatever reason. */
   readonly exited: Promise<WorkerExit>;
 
@@ -65,9 +67,15 @@ export class WorkerHandle<T> {
     this.inflight.clear();
   }
 
+  /** Running and not being ended: control calls can reach it. */
+  get up(): boolean {
+    return this.exit === null && !this.ending;
+  }
+
   /** Make a control call with a deadline; rejects with WorkerCallError on timeout or exit. */
   call<R>(what: string, fn: (remote: Remote<T>) => Promise<R>, timeoutMs = 5000): Promise<R> {
     if (this.exit !== null) return Promise.reject(new WorkerCallError('ERR_WORKER_EXITED', `${this.name} has exited; cannot ${what}`));
+    if (this.ending) return Promise.reject(new WorkerCallError('ERR_WORKER_EXITED', `${this.name} is being ended; cannot ${what}`));
     return new Promise<R>((resolve, reject) => {
       const fail = (err: Error): void => {
         clearTimeout(timer);
@@ -89,7 +97,8 @@ export class WorkerHandle<T> {
 
   /** End the thread now. */
   async terminate(): Promise<WorkerExit> {
-    if (this.exit === null) {
+    if (this.exit === null && !this.ending) {
+      this.ending = true;
       (this.remote as unknown as Record<symbol, () => void>)[releaseProxy]?.();
       await this.worker.terminate();
     }

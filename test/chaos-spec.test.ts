@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ChaosSpecError, parseChaos, parseDuration } from '../src/chaos.js';
+import { Chaos, ChaosSpecError, parseChaos, parseDuration } from '../src/chaos.js';
+import type { Cluster } from '../src/cluster.js';
 
 const CLI = fileURLToPath(new URL('../dist/ui/cli.js', import.meta.url));
 
@@ -42,5 +43,38 @@ describe('--chaos SPEC', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--chaos item "kill-follower@soon": "soon" is not a duration/);
     expect(r.stdout).not.toMatch(/ready/);
+  });
+});
+
+describe('Chaos.stop()', () => {
+  it('no kill starts after stop(), even one whose roles were being read, and stop() waits for the faults under way', async () => {
+    // A stand-in for the Cluster: only what a kill fault reads, with roles() held open.
+    let answerRoles: (rows: Array<{ name: string; role: 'leader' | 'follower' }>) => void = () => {};
+    let asked = (): void => {};
+    const rolesAsked = new Promise<void>((r) => (asked = r));
+    const killed: string[] = [];
+    const cluster = {
+      settled: true,
+      nodes: [],
+      roles: () => {
+        asked();
+        return new Promise((r) => (answerRoles = r));
+      },
+      kill: (name: string) => {
+        killed.push(name);
+        return Promise.resolve();
+      },
+    } as unknown as Cluster;
+    const chaos = new Chaos(cluster, [{ kind: 'kill-leader', everyMs: 100 }], () => {});
+    chaos.start();
+    await rolesAsked;
+    let stopped = false;
+    const stopping = chaos.stop().then(() => (stopped = true));
+    await Promise.resolve();
+    expect(stopped).toBe(false); // the fault reading roles is still under way
+    answerRoles([{ name: 'leader', role: 'leader' }]);
+    await stopping;
+    expect(killed).toEqual([]);
+    expect(chaos.counts).toEqual({});
   });
 });

@@ -53,6 +53,21 @@ describe('WorkerHandle', () => {
     const later = await h.call('hang', (r) => r.hang()).catch((e: unknown) => e);
     expect((later as WorkerCallError).code).toBe('ERR_WORKER_EXITED');
   });
+
+  it('a call made while the worker is being terminated fails with ERR_WORKER_EXITED, and the handle says it is not up', async () => {
+    const idle = workerFile('idle.mjs', 'setInterval(() => {}, 1000);\n');
+    const h = new WorkerHandle<Api>('idle', idle, {}, () => {});
+    expect(h.up).toBe(true);
+    const ending = h.terminate();
+    // Between the start of terminate() and the exit event: the remote is released.
+    expect(h.up).toBe(false);
+    const err = await h.call('hang', (r) => r.hang(), 5000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerCallError);
+    expect((err as WorkerCallError).code).toBe('ERR_WORKER_EXITED');
+    expect((err as Error).message).toBe('idle is being ended; cannot hang');
+    await ending;
+    expect(h.up).toBe(false);
+  });
 });
 
 describe('client ids [LP-4]', () => {

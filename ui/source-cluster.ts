@@ -55,7 +55,7 @@ export class ClusterSource implements ViewSource {
   }
 
   async close(): Promise<void> {
-    this.chaos?.stop();
+    await this.chaos?.stop();
     this.admin?.close();
     await this.cluster?.close();
   }

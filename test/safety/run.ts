@@ -112,7 +112,7 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     await harness.plant(ANCHORS, (o.seconds + 300) * 1000);
     chaos.start();
     await harness.run();
-    chaos.stop();
+    await chaos.stop();
     // Let restarts and failovers finish before the final check.
     const deadline = performance.now() + 30_000;
     while (!cluster.settled) {
@@ -132,7 +132,7 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     return { report: check(harness.history), counters: harness.counters, faults: { ...chaos.counts }, failovers, restarts, leasesChecked, replicas: { locks: replicas.locks, nodes: replicas.nodes }, seconds: elapsed(), timeline };
   } finally {
     clearInterval(progress);
-    chaos.stop();
+    await chaos.stop();
     await cluster.close();
   }
 }
