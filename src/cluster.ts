@@ -28,6 +28,12 @@
  * in-flight writes need re-sending. The new leader also listens on the base
  * port [LP-1], and a new follower is started so that N remain.
  *
+ * On etcd (`etcd`) and on the group protocol (`group`, docs/design.md)
+ * every node is role-less: a dead one is restarted under its name, and
+ * who leads is the engine's to say (roles() asks each node). On the group
+ * protocol this thread also keeps the configuration, links every two runs,
+ * and takes a run whose thread exited out of the configuration.
+ *
  * Threading: main thread. Events from nodes (`NodeEvent`) are delivered on
  * the main thread, per node in order.
  */
@@ -44,6 +50,11 @@ import { IdReservations } from './store/ids-file.js';
 import { prepareDataDir } from './store/store-file.js';
 import type { FsyncMode } from './store/store.js';
 import type { EtcdAccess } from './replication/etcd-access.js';
+import { ConfigStore, MemoryConfig } from './config/memory.js';
+import type { GroupConfig } from './config/config.js';
+import { serveConfig } from './config/port.js';
+import { floorOf, SPACE } from './core/token-space.js';
+import { REQUEST_BLOCK } from './replication/etcd-members.js';
 
 export interface ClusterOptions {
   followers: number;
@@ -87,6 +98,14 @@ export interface ClusterOptions {
    * restarted like a follower. Null: the in-process primary/backup.
    */
   etcd?: { access: EtcdAccess; cluster: string } | null;
+  /**
+   * Run the nodes on the group protocol (replication/replication-group.ts):
+   * every node role-less, linked to every other by a MessageChannel, the
+   * configuration kept here on the main thread (config/memory.ts, reached
+   * over config/port.ts). A dead node is restarted as a new run that joins
+   * as a learner; the group's own leases pick the primary.
+   */
+  group?: boolean;
 }
 
 export interface NodeInfo {
@@ -127,6 +146,8 @@ interface Member {
   injected?: boolean;
   /** Ended by restart(): logged as a restart asked for, not as a crash. */
   restartRequested?: boolean;
+  /** On the group protocol: this run's member id, and the end of its configuration port on this thread. */
+  run?: { id: string; stopConfig: () => void };
 }
 
 /** Delay before restarting a follower that died soon after its last start, by how many times in a row. */
@@ -149,8 +170,31 @@ export class Cluster {
 
   /** Memory-only: the token floor's extension timer (keepTokenFloor). */
   private floorTimer: NodeJS.Timeout | null = null;
+  /** On the group protocol: the one stored configuration, and how many runs each node index has had (its request-id blocks). */
+  private readonly configStore = new ConfigStore();
+  private readonly runs = new Map<number, number>();
 
   private constructor(private readonly opts: Required<Omit<ClusterOptions, 'firstToken'>> & { firstToken: number | null }) {}
+
+  /** Every node alike (etcd's election or the group's leases pick who leads): a dead one is restarted, never replaced by a promotion. */
+  private get roleless(): boolean {
+    return this.opts.etcd !== null || this.opts.group;
+  }
+
+  /**
+   * The group protocol's tokens lie in their configuration version's space
+   * (core/token-space.ts), so a memory-only run keeps its floor by version:
+   * the first configuration is stored at the first version whose space lies
+   * above the floor, naming the first node's run as primary, and no version
+   * is stored before the floor file covers its whole space [LP-7].
+   */
+  private keepVersionFloor(floor: TokenFloor | null, firstId: string): void {
+    if (floor === null) return;
+    const first = Math.max(1, Math.ceil(floor.first / SPACE));
+    floor.extend(floorOf(first + 1));
+    this.configStore.value = { version: first, primary: firstId, secondaries: [] };
+    this.configStore.beforeStore = (c) => floor.extend(floorOf(c.version + 1));
+  }
 
   /**
    * Every second, the leader's next token moves the floor up when it nears
@@ -188,20 +232,60 @@ export class Cluster {
     if (dataDir !== null) prepareDataDir(dataDir); // a clear error before any worker starts
     // Memory-only with a floor file: tokens start above every earlier run's [LP-7].
     const floor = dataDir === null && etcd === null && options.firstToken === undefined && (options.tokenFloor ?? null) !== null ? new TokenFloor(options.tokenFloor as string) : null;
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', ...options, firstToken: options.firstToken ?? floor?.first ?? null, tokenFloor: options.tokenFloor ?? null, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd });
-    if (floor !== null) cluster.keepTokenFloor(floor);
+    const group = options.group ?? false;
+    if (group && (etcd !== null || dataDir !== null)) throw new RangeError('the group protocol in process keeps nothing on disk yet and its configuration in process: give neither --data-dir nor --etcd with it');
+    if (group && options.firstToken !== undefined) throw new RangeError('--first-token: on the group protocol tokens come from the configuration version');
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', ...options, firstToken: options.firstToken ?? floor?.first ?? null, tokenFloor: options.tokenFloor ?? null, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd, group });
+    if (group) cluster.keepVersionFloor(floor, cluster.nextRun(0).id);
+    else if (floor !== null) cluster.keepTokenFloor(floor);
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
     }
     try {
       await cluster.startNode(0);
-      for (let i = 1; i <= options.followers; i++) await (etcd === null ? cluster.startFollower(i) : cluster.startNode(i));
+      for (let i = 1; i <= options.followers; i++) await (cluster.roleless ? cluster.startNode(i) : cluster.startFollower(i));
     } catch (err) {
       await cluster.close();
       throw err;
     }
     return cluster;
+  }
+
+  /**
+   * The next run of node `index` on the group protocol: its request ids
+   * start a block above every earlier run's (the exactly-once rule skips
+   * an entry whose id is not above its origin's last), and its member id
+   * names that start, so no two runs share one. Peeked by keepVersionFloor
+   * before the first start, so the first start takes the run it named.
+   */
+  private nextRun(index: number): { id: string; firstReq: number } {
+    const k = this.runs.get(index) ?? 0;
+    const firstReq = 1 + k * REQUEST_BLOCK;
+    return { id: `${nodeName(index)}.${firstReq}`, firstReq };
+  }
+
+  /** Channels for a new run of `index`: its configuration port, served here, and a link to every other run that is up (handed to it now). */
+  private async groupData(index: number): Promise<{ data: NonNullable<NodeWorkerData['group']>; transfer: MessagePort[]; stopConfig: () => void }> {
+    const run = this.nextRun(index);
+    this.runs.set(index, (this.runs.get(index) ?? 0) + 1);
+    const config = new MessageChannel();
+    const stopConfig = serveConfig(config.port2, new MemoryConfig(this.configStore));
+    const peers: Array<{ id: string; port: MessagePort }> = [];
+    for (const m of this.members) {
+      if (m.run === undefined || !m.handle.up || m.info.index === index) continue;
+      const ch = new MessageChannel();
+      const id = m.run.id;
+      try {
+        await m.handle.call('link peer', (r) => r.linkPeer(run.id, transfer(ch.port1, [ch.port1])), this.opts.callTimeoutMs);
+        peers.push({ id, port: ch.port2 });
+      } catch (err) {
+        // A run that is going: the new one will be linked to its successor when that starts.
+        ch.port2.close();
+        this.notice('warn', `${m.info.name} could not be linked to ${nodeName(index)}'s new run: ${(err as Error).message}`);
+      }
+    }
+    return { data: { id: run.id, firstReq: run.firstReq, config: config.port1, peers }, transfer: [config.port1, ...peers.map((p) => p.port)], stopConfig };
   }
 
   private counterFor(index: number): IdCounter {
@@ -232,8 +316,9 @@ export class Cluster {
     events.on('message', (ev: NodeEvent) => this.opts.onEvent(ev));
     const port = previous?.info.port ?? onPort ?? (this.opts.port === 0 ? 0 : this.opts.port + index);
     const idCounter = previous?.idCounter ?? this.counterFor(index);
+    const group = this.opts.group ? await this.groupData(index) : null;
     const data: NodeWorkerData = {
-      role: this.opts.etcd !== null ? 'etcd' : index === 0 ? 'leader' : 'follower',
+      role: this.opts.group ? 'group' : this.opts.etcd !== null ? 'etcd' : index === 0 ? 'leader' : 'follower',
       name,
       index,
       host: this.opts.host,
@@ -248,21 +333,22 @@ export class Cluster {
       dataDir: this.opts.dataDir,
       fsync: this.opts.fsync,
       etcd: this.opts.etcd,
+      group: group?.data ?? null,
       ...(link === undefined ? {} : { link }),
     };
-    const transferList = link === undefined ? [eventsRemote] : [eventsRemote, link];
+    const transferList = [eventsRemote, ...(link === undefined ? [] : [link]), ...(group?.transfer ?? [])];
     let member: Member | null = null;
     const handle = new WorkerHandle<NodeControl>(name, workerFile(), { workerData: data, transferList }, (exit) => {
       if (member !== null) this.onExit(member, exit);
     });
-    member = { info: { name, role: data.role === 'etcd' ? 'node' : data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: performance.now(), quickDeaths: previous?.quickDeaths ?? 0 };
+    member = { info: { name, role: data.role === 'etcd' || data.role === 'group' ? 'node' : data.role, index, host: this.opts.host, port }, handle, events, idCounter, startedAt: performance.now(), quickDeaths: previous?.quickDeaths ?? 0, ...(group === null ? {} : { run: { id: group.data.id, stopConfig: group.stopConfig } }) };
     const slot = previous === undefined ? -1 : this.members.indexOf(previous);
     if (slot === -1) this.members.push(member);
     else this.members[slot] = member;
     if (previous === undefined) this.opts.onEvent({ type: 'state', node: name, state: 'starting', address: null });
     this.starting++;
-    // On etcd a start may wait for its name's earlier run to expire and catch up from the log: give it longer.
-    const startMs = this.opts.etcd === null ? this.opts.callTimeoutMs : Math.max(this.opts.callTimeoutMs, 60_000);
+    // Role-less, a start may wait for its name's earlier run to expire (etcd) and catch up: give it longer.
+    const startMs = this.roleless ? Math.max(this.opts.callTimeoutMs, 60_000) : this.opts.callTimeoutMs;
     const bound = await handle.call('start', (r) => r.start(), startMs).finally(() => this.starting--);
     member.info.port = bound.port;
     this.opts.onEvent({ type: 'state', node: name, state: 'up', address: `${this.opts.host}:${bound.port}` });
@@ -272,10 +358,10 @@ export class Cluster {
   /** Start one more follower, linked to the leader, on the next port (or a free one). */
   async addFollower(): Promise<NodeInfo> {
     const leader = this.members[0];
-    if (leader === undefined || leader.info.role !== 'leader' || leader.handle.exit !== null) throw new Error('no leader to link a new follower to');
+    if (!this.roleless && (leader === undefined || leader.info.role !== 'leader' || leader.handle.exit !== null)) throw new Error('no leader to link a new follower to');
     const index = Math.max(...this.members.map((m) => m.info.index)) + 1;
     if (index > MAX_NODE_INDEX) throw new RangeError(`at most ${MAX_NODE_INDEX} followers`);
-    const m = await this.startFollower(index);
+    const m = await (this.roleless ? this.startNode(index) : this.startFollower(index));
     return { ...m.info };
   }
 
@@ -286,12 +372,17 @@ export class Cluster {
 
   /** One place for every worker death (its handle's error and exit both end here). */
   private onExit(member: Member, exit: WorkerExit): void {
+    member.run?.stopConfig();
     if (this.closing || !this.members.includes(member)) return;
     const name = member.info.name;
     this.opts.onEvent({ type: 'state', node: name, state: 'down', address: null });
     const why = exit.error === null ? `exit code ${exit.code}` : exit.error.message;
     if (member.restartRequested === true) this.notice('warn', `${name} stopped for a restart on request${member.info.role === 'leader' ? '; a follower takes over' : ''}`);
     else this.notice('error', `${name} stopped unexpectedly: ${why}`);
+    if (this.opts.group) {
+      this.groupLost(member);
+      void this.dropRun(member).catch((err: unknown) => this.notice('warn', `${name}'s run stays in the configuration until the group's leases remove it: ${(err as Error).message}`));
+    }
     // On etcd every node is restarted alike; etcd's election picks the leader.
     if (member.info.role !== 'leader') {
       this.scheduleRestart(member);
@@ -404,7 +495,7 @@ export class Cluster {
       this.restartTimers.delete(timer);
       const t0 = performance.now();
       // During a failover, wait for the new leader to link to.
-      (this.failingOver ?? Promise.resolve()).then(() => (this.opts.etcd === null ? this.startFollower(dead.info.index, dead) : this.startNode(dead.info.index, undefined, dead))).then(
+      (this.failingOver ?? Promise.resolve()).then(() => (this.roleless ? this.startNode(dead.info.index, undefined, dead) : this.startFollower(dead.info.index, dead))).then(
         (m) => {
           this.counts.restarts++;
           this.notice('info', `${name} restarted on ${m.info.host}:${m.info.port} in ${Math.round(performance.now() - t0)} ms`);
@@ -433,7 +524,7 @@ export class Cluster {
    * null for a node that does not answer.
    */
   async roles(): Promise<Array<{ name: string; role: 'leader' | 'follower' | null }>> {
-    if (this.opts.etcd === null) return this.members.map((m) => ({ name: m.info.name, role: m.info.role === 'leader' ? 'leader' : 'follower' }));
+    if (!this.roleless) return this.members.map((m) => ({ name: m.info.name, role: m.info.role === 'leader' ? 'leader' : 'follower' }));
     return Promise.all(
       this.members.map(async (m) => {
         const s = await m.handle.call('stats', (r) => r.stats(), this.opts.callTimeoutMs).catch(() => null);
@@ -499,9 +590,71 @@ export class Cluster {
     await this.kill(name);
   }
 
-  /** No failover or restart under way and every node up (chaos waits for this before killing). */
+  /**
+   * No failover or restart under way and every node up (chaos waits for
+   * this before killing). On the group protocol also: the stored
+   * configuration is exactly the runs that are up, so every new run has
+   * joined and no dead one is still a member the primary waits for.
+   */
   get settled(): boolean {
-    return this.failingOver === null && this.restartTimers.size === 0 && this.starting === 0 && this.members.every((m) => m.handle.up);
+    return this.failingOver === null && this.restartTimers.size === 0 && this.starting === 0 && this.members.every((m) => m.handle.up) && (!this.opts.group || this.groupSettled());
+  }
+
+  private groupSettled(): boolean {
+    const c = this.configStore.value;
+    if (c === null) return false;
+    const members = new Set([c.primary, ...c.secondaries]);
+    return this.members.length === members.size && this.members.every((m) => m.run !== undefined && members.has(m.run.id));
+  }
+
+  /**
+   * On the group protocol, a run whose thread has exited is certainly
+   * dead: it serves nothing and answers nobody, so the supervisor takes it
+   * out of the configuration at once, by the same compare-and-swap a
+   * member would use (config.ts), rather than leaving it to the group's
+   * leases (about graceMs). A dead primary is replaced by a secondary,
+   * which holds every committed write (a commit needed every member); a
+   * learner never is. The leases still decide every case the supervisor
+   * cannot see (a thread that is slow or paused, not gone). Whoever wins
+   * the compare-and-swap decides; a lost one is tried again from what won.
+   */
+  private async dropRun(dead: Member): Promise<void> {
+    const id = dead.run?.id;
+    if (id === undefined) return;
+    const manager = new MemoryConfig(this.configStore);
+    for (let tries = 0; tries < 10 && !this.closing; tries++) {
+      const c = this.configStore.value;
+      if (c === null || (c.primary !== id && !c.secondaries.includes(id))) return;
+      let next: GroupConfig;
+      if (c.primary !== id) {
+        next = { version: c.version + 1, primary: c.primary, secondaries: c.secondaries.filter((x) => x !== id) };
+      } else {
+        const heir = c.secondaries.find((x) => this.members.some((m) => m.run?.id === x && m.handle.up));
+        if (heir === undefined) return; // groupLost said so
+        next = { version: c.version + 1, primary: heir, secondaries: c.secondaries.filter((x) => x !== heir) };
+      }
+      const r = await manager.propose(c, next);
+      if (r.won) {
+        this.notice('warn', `${dead.info.name}'s run ${id} has exited: configuration ${next.version} leaves it out${c.primary === id ? `; ${next.primary} is the primary` : ''}`);
+        return;
+      }
+    }
+  }
+
+  /**
+   * On the group protocol, a run that ended: if no member of the stored
+   * configuration is left, nothing that survives holds every committed
+   * write, and no node can take writes again (they join as learners of a
+   * group with no one to catch up from). Said plainly; nothing is guessed.
+   */
+  private groupLost(dead: Member): void {
+    const c = this.configStore.value;
+    if (c === null || dead.run === undefined) return;
+    const members = [c.primary, ...c.secondaries];
+    if (!members.includes(dead.run.id)) return;
+    const live = this.members.filter((m) => m !== dead && m.handle.up && m.run !== undefined && members.includes(m.run.id));
+    if (live.length > 0) return;
+    this.notice('error', `every member of configuration ${c.version} (${members.join(', ')}) is gone, and with them the only copies of what was committed: no node takes writes now. Restart dlock (tokens still rise: the next run starts at a higher configuration version)`);
   }
 
   /** Fault injection: every node holds its link frames `ms` ms, for `forMs` ms. */

@@ -13,8 +13,12 @@ import type { EtcdAccess } from './replication/etcd-access.js';
 import type { LockRow, NodeStats } from './node/node.js';
 
 export interface NodeWorkerData {
-  /** `etcd`: a role-less node on etcd (node-etcd.ts); whoever holds the election leads. */
-  role: 'leader' | 'follower' | 'etcd';
+  /**
+   * `etcd`: a role-less node on etcd (node-etcd.ts); whoever holds the
+   * election leads. `group`: a role-less node on the group protocol
+   * (replication-group.ts), its configuration kept by the main thread.
+   */
+  role: 'leader' | 'follower' | 'etcd' | 'group';
   name: string;
   /** 0 for the leader, i for follower-i [LP-4]. */
   index: number;
@@ -41,6 +45,20 @@ export interface NodeWorkerData {
   fsync: FsyncMode;
   /** The log and election on etcd (issue 13): how to reach it and the cluster's key prefix; null: in-process. */
   etcd: { access: EtcdAccess; cluster: string } | null;
+  /**
+   * Role `group`: this run's member id (`name.firstReq`), where its request
+   * ids start (above every earlier run's of its index), its port to the
+   * main thread's configuration manager (config/port.ts), and a link to
+   * each other node's run now (host/port-links.ts). Null otherwise.
+   */
+  group: GroupWorkerData | null;
+}
+
+export interface GroupWorkerData {
+  id: string;
+  firstReq: number;
+  config: MessagePort;
+  peers: Array<{ id: string; port: MessagePort }>;
 }
 
 /**
@@ -72,6 +90,8 @@ export type NodeEvent = { type: 'log'; node: string; lines: LogLine[] } | { type
 export interface NodeControl {
   /** Handshake: resolves once the node serves clients (a follower: after its first snapshot). */
   start(): Promise<{ host: string; port: number }>;
+  /** Group only: a link to the run `id` of another node (its thread holds the other end). */
+  linkPeer(id: string, port: MessagePort): void;
   /** Leader only: link follower `name` through this port (transferred); it counts toward commits at once. */
   attachFollower(port: MessagePort, name: string): void;
   /**

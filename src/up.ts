@@ -38,6 +38,8 @@ export interface UpOptions {
   admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */
   logFormat?: 'text' | 'json';
+  /** --replication group: the group protocol in process (ClusterOptions.group). */
+  group?: boolean;
 }
 
 /** Serve the admin API for `cluster`, if asked; its address for the ready line. */
@@ -72,6 +74,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     limits: opts.limits,
     tls: opts.tls,
     etcd: opts.etcd ?? null,
+    group: opts.group ?? false,
     // Memory-only on a fixed port: the floor that keeps tokens rising across runs [LP-7].
     tokenFloor: opts.dataDir === null && (opts.etcd ?? null) === null && opts.port !== 0 ? tokenFloorFile(opts.host, opts.port) : null,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),

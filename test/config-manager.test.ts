@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, configProblem, type ConfigManager, type GroupConfig } from '../src/config/config.js';
 import { EtcdConfig } from '../src/config/etcd.js';
 import { ConfigStore, MemoryConfig } from '../src/config/memory.js';
+import { MessageChannel } from 'node:worker_threads';
+import { PortConfig, serveConfig } from '../src/config/port.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';
 import { eventually } from './helpers/line-client.js';
 
@@ -74,6 +76,39 @@ function contract(name: string, pair: () => Promise<[ConfigManager, ConfigManage
 contract('in-process', () => {
   const store = new ConfigStore();
   return Promise.resolve([new MemoryConfig(store), new MemoryConfig(store)]);
+});
+
+// A worker's view of dlock up's manager: the same store, reached over a MessagePort.
+contract('in-process, over a MessagePort', () => {
+  const store = new ConfigStore();
+  const over = (): PortConfig => {
+    const { port1, port2 } = new MessageChannel();
+    serveConfig(port2, new MemoryConfig(store));
+    return new PortConfig(port1);
+  };
+  return Promise.resolve([over(), over()]);
+});
+
+describe('PortConfig', () => {
+  it('turns a message that is not a configuration into an error, never a configuration', async () => {
+    const { port1, port2 } = new MessageChannel();
+    const m = new PortConfig(port1);
+    const seen: GroupConfig[] = [];
+    const errors: Error[] = [];
+    port2.on('message', (req: { id: number; op: string }) => {
+      if (req.op === 'watch') {
+        port2.postMessage({ op: 'config', value: { version: 'one', primary: 'a', secondaries: [] } });
+        port2.postMessage({ id: req.id, ok: true, value: null });
+      } else port2.postMessage({ id: req.id, ok: true, value: { version: 1, primary: 'a b', secondaries: [] } });
+    });
+    m.watch((c) => seen.push(c), (e) => errors.push(e));
+    await expect(m.current()).rejects.toThrow(ConfigError);
+    await eventually(() => errors.length === 1, 'the watch error');
+    expect(errors[0]?.message).toMatch(/not one: version is not a whole number/);
+    expect(seen).toEqual([]);
+    await m.close();
+    port2.close();
+  });
 });
 
 describe('configProblem', () => {

@@ -267,3 +267,26 @@ describe('rejoining with a divergent tail', () => {
     expect(stored.secondaries).toContain('p');
   });
 });
+
+describe('a commit reaches the followers at once', () => {
+  it('after the ack that completes a commit, the turn\'s flush sends the new commit index to every follower, with no write or heartbeat after it', () => {
+    const h = new H(['p', 's1', 's2'], { version: 1, primary: 'p', secondaries: ['s1', 's2'] });
+    h.now = 10;
+    h.tick('p');
+    h.deliverAll(); // leases from both secondaries
+    h.now = 20;
+    expect(h.g('p').canWrite(h.now)).toBe(true);
+    h.g('p').propose('w1', h.now);
+    h.g('p').flush(h.now);
+    h.pump('p');
+    // The same instant: no tick (no heartbeat) and no later write; the host flushes once per turn.
+    h.deliverAll();
+    expect(h.g('p').commitSeq).toBe(1);
+    h.g('p').flush(h.now);
+    h.pump('p');
+    h.deliverAll();
+    // Role-less nodes answer their own clients from what they applied: both know w1 is committed.
+    expect(h.g('s1').commitSeq).toBe(1);
+    expect(h.g('s2').commitSeq).toBe(1);
+  });
+});

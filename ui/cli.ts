@@ -174,6 +174,7 @@ await yargs(hideBin(process.argv))
         .options(LIMIT_OPTIONS)
         .option('etcd', { type: 'string', describe: 'keep the log and elect the leader on etcd: its client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
         .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
+        .option('replication', { choices: ['primary-backup', 'group'] as const, default: 'primary-backup' as const, describe: 'how writes are replicated: primary-backup (the supervisor promotes a follower) or group (experimental: the primary/backup protocol of docs/design.md, the same as dlock node --replication group; tokens lie in the configuration version\'s space)' })
         .options(ETCD_ACCESS_OPTIONS)
         .option('http-port', HTTP_PORT_OPTION)
         .option('http-host', HTTP_HOST_OPTION)
@@ -193,6 +194,10 @@ await yargs(hideBin(process.argv))
             if (a['data-dir'] !== undefined) throw new Error('--etcd and --data-dir: with etcd, the log is etcd\'s; give one or the other');
             if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           }
+          if (a.replication === 'group') {
+            const with_ = [a.etcd !== undefined ? '--etcd' : null, a['data-dir'] !== undefined ? '--data-dir' : null, a['first-token'] !== undefined ? '--first-token' : null].filter((x) => x !== null);
+            if (with_.length > 0) throw new Error(`--replication group does not take ${with_.join(' or ')} yet: its configuration is kept in process, its log in memory, its tokens in the configuration version's space`);
+          }
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
           checkLimitFlags(a);
           if ((a['tls-cert'] === undefined) !== (a['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
@@ -205,7 +210,7 @@ await yargs(hideBin(process.argv))
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
         limits: limitsOf(a),
         admin: adminOf(a),
-        logFormat: a['log-format'] };
+        logFormat: a['log-format'], group: a.replication === 'group' };
       // The TUI needs a terminal on both ends; otherwise log to stdout.
       if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
         const { runTui } = await import('./tui.js');

@@ -17,6 +17,18 @@ import { NodeLog } from '../src/node/node-log.js';
 import { PortTransport } from '../src/transport/transport-port.js';
 import { linkDelay } from '../src/transport/transport.js';
 import { FileStore } from '../src/store/store-file.js';
+import { GroupNode } from '../src/node/node-group.js';
+import { GROUP_TIMING, GroupReplication } from '../src/replication/replication-group.js';
+import { PortConfig } from '../src/config/port.js';
+import { PortLinks } from '../src/host/port-links.js';
+
+/** The node index of a member id of this process's cluster (`leader.N`, `follower-K.N`), or null. */
+function indexOfMember(id: string): number | null {
+  const name = id.slice(0, id.lastIndexOf('.'));
+  if (name === 'leader') return 0;
+  const m = /^follower-([1-9]\d{0,1})$/.exec(name);
+  return m === null ? null : Number(m[1]);
+}
 
 if (parentPort === null) throw new Error('node-worker.js must run in a worker thread');
 const data = workerData as NodeWorkerData;
@@ -30,7 +42,18 @@ const opts = { name: data.name, index: data.index, log, idCounter: data.idCounte
 const openStore = (): FileStore | null => (data.dataDir === null ? null : new FileStore(data.dataDir, data.fsync));
 let node: ReplicaNode | EtcdNode;
 let port: PortReplication | null = null;
-if (data.role === 'etcd') {
+let group: { node: GroupNode; links: PortLinks; config: PortConfig } | null = null;
+if (data.role === 'group') {
+  if (data.group === null) throw new Error(`${data.name}: a group node started without its member id and links`);
+  const g = data.group;
+  const links = new PortLinks();
+  const config = new PortConfig(g.config);
+  const made = new GroupNode(opts, (replica) => new GroupReplication(replica, { id: g.id, timing: GROUP_TIMING, config, links, indexOf: indexOfMember }), g.firstReq);
+  links.deliver = (from, f, late) => made.replication.receive(from, f, late);
+  for (const p of g.peers) links.add(p.id, p.port);
+  group = { node: made, links, config };
+  node = made;
+} else if (data.role === 'etcd') {
   if (data.etcd === null) throw new Error(`${data.name}: an etcd node started without etcd endpoints`);
   // One process's nodes share one certificate: the links trust it as their CA (mutual TLS among them).
   node = new EtcdNode({ ...opts, etcd: data.etcd.access, cluster: data.etcd.cluster, linkHost: data.host, tlsCa: data.tls?.cert ?? null });
@@ -46,13 +69,15 @@ if (data.role === 'etcd') {
 
 /** The in-process replication, for the supervisor's control calls; throws on an etcd node. */
 const portOf = (): PortReplication => {
-  if (port === null) throw new Error(`${data.name} is an etcd node`);
+  if (port === null) throw new Error(`${data.name} is not an in-process primary/backup node`);
   return port;
 };
 
 const api: NodeControl = {
   async start() {
-    if (node instanceof EtcdNode) {
+    if (group !== null) {
+      await group.node.replication.start();
+    } else if (node instanceof EtcdNode) {
       await node.start();
     } else if (portOf().leads) {
       const store = openStore();
@@ -64,6 +89,10 @@ const api: NodeControl = {
     const port = await node.listen(data.host, data.port);
     log.flush();
     return { host: data.host, port };
+  },
+  linkPeer(id: string, link: MessagePort) {
+    if (group === null) throw new Error(`${data.name} is not a group node`);
+    group.links.add(id, link);
   },
   attachFollower(link: MessagePort, name: string) {
     portOf().primary.attachFollower(new PortTransport(link), name);
@@ -105,6 +134,8 @@ const api: NodeControl = {
   },
   async shutdown() {
     await node.close();
+    group?.links.close();
+    await group?.config.close();
     log.flush();
   },
   delayLinks(ms: number, forMs: number) {

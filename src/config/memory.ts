@@ -14,6 +14,13 @@ import { checkProposal, sameConfig, type ConfigManager, type GroupConfig, type P
 export class ConfigStore {
   value: GroupConfig | null = null;
   readonly watchers = new Set<(c: GroupConfig) => void>();
+  /**
+   * Called with a configuration that won, before it is stored; a throw
+   * refuses the proposal (it rejects, as an unreachable manager's would).
+   * `dlock up` keeps its token floor here: no version is stored before the
+   * floor file covers its tokens (store/token-floor.ts) [LP-7].
+   */
+  beforeStore: ((c: GroupConfig) => void) | null = null;
 }
 
 export class MemoryConfig implements ConfigManager {
@@ -30,6 +37,7 @@ export class MemoryConfig implements ConfigManager {
     checkProposal(expected, next);
     if (!sameConfig(this.store.value, expected)) return { won: false, current: this.store.value };
     const stored: GroupConfig = { version: next.version, primary: next.primary, secondaries: [...next.secondaries] };
+    this.store.beforeStore?.(stored);
     this.store.value = stored;
     for (const w of this.store.watchers) queueMicrotask(() => w(stored));
     return { won: true, current: stored };

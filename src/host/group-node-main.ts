@@ -34,14 +34,12 @@ import { describeEtcd, etcd3Options, etcdErrorText } from '../replication/etcd-a
 import { EtcdMembership, parseMember } from '../replication/etcd-members.js';
 import { clusterSecretFromEtcd } from '../replication/etcd-secret.js';
 import { checkClusterSecret } from '../transport/link-auth.js';
-import { GroupReplication } from '../replication/replication-group.js';
+import { GROUP_TIMING, GroupReplication } from '../replication/replication-group.js';
 import { closeListener, TcpTransport, trackSockets } from '../transport/transport-tcp.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../up.js';
 import { GroupLinks } from './group-links.js';
 import { serveViews } from '../node/views.js';
 
-/** The group's timing across hosts: a failover in about graceMs plus a manager round. */
-export const GROUP_TIMING = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };
 
 /** One attempt to register again after the etcd lease was lost (etcd may take the connection and not answer). */
 const REGISTER_AGAIN_MS = 20_000;

@@ -141,16 +141,20 @@ export class GroupHost {
   /** Append a write (the primary only); its entry reaches apply() once committed. Throws NotPrimaryError elsewhere. */
   propose(data: EntryData): number {
     const seq = this.group.propose(data, performance.now());
-    if (!this.flushing) {
-      this.flushing = true;
-      setImmediate(() => {
-        this.flushing = false;
-        if (this.closed) return;
-        this.group.flush(performance.now());
-        this.pump();
-      });
-    }
+    this.flushSoon();
     return seq;
+  }
+
+  /** Once per event-loop turn: what followers lack, and a commit index that moved (Group.flush). */
+  private flushSoon(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => {
+      this.flushing = false;
+      if (this.closed) return;
+      this.group.flush(performance.now());
+      this.pump();
+    });
   }
 
   /** A frame from a link (already decoded and checked). */
@@ -169,6 +173,7 @@ export class GroupHost {
     }
     this.group.receive(m, performance.now());
     this.pump();
+    if (m.type === 'ack') this.flushSoon(); // the commit it completed goes to the followers this turn
   }
 
   canWrite(): boolean {

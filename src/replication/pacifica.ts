@@ -168,6 +168,8 @@ export class Group<T> {
   /** What the log was compacted to: the last entry no longer held, and its version (0/0: nothing compacted). */
   private base = { seq: 0, version: 0 };
   private commit = 0;
+  /** The commit index moved since the last flush (the primary sends it on then). */
+  private commitMoved = false;
   private applied = 0;
   private out: Array<Message<T>> = [];
   private toPropose: { expected: GroupConfig; next: GroupConfig } | null = null;
@@ -327,10 +329,19 @@ export class Group<T> {
     return load;
   }
 
-  /** Send what followers lack (a host calls this once per event-loop turn, after proposals: batching). */
+  /**
+   * Send what followers lack (a host calls this once per event-loop turn,
+   * after proposals and after frames received: batching). A commit index
+   * that moved goes to every follower then, with or without new entries,
+   * as etcd-io/raft broadcasts appends when its commit moves: every node
+   * answers its own clients from what it applied, so a follower must not
+   * wait for the next write or heartbeat to learn its writes committed.
+   */
   flush(now: number): void {
+    const moved = this.commitMoved;
+    this.commitMoved = false;
     if (this.role !== 'primary' || this.silent(now)) return;
-    for (const f of this.followers()) if ((this.nextSeq.get(f) ?? 1) <= this.lastSeq) this.sendTo(f, now);
+    for (const f of this.followers()) if (moved || (this.nextSeq.get(f) ?? 1) <= this.lastSeq) this.sendTo(f, now);
   }
 
   /** Time passes: heartbeats, lapsed leases, a silent primary, forgotten learners. */
@@ -562,7 +573,7 @@ export class Group<T> {
         this.leaseFrom.set(f, m.echo);
         this.leaseBase.set(f, m.base);
       }
-      this.advanceCommit();
+      if (this.advanceCommit()) this.commitMoved = true;
     } else if (m.last >= matched) {
       // Not a stale refusal (one below what it has matched since): resend from there at once.
       this.nextSeq.set(f, m.last + 1);
@@ -570,10 +581,13 @@ export class Group<T> {
     }
   }
 
-  private advanceCommit(): void {
+  /** Whether the commit index moved. */
+  private advanceCommit(): boolean {
     let commit = this.lastSeq;
     for (const s of this.counted()) commit = Math.min(commit, this.matched.get(s) ?? 0);
-    if (commit > this.commit) this.commit = commit;
+    if (commit <= this.commit) return false;
+    this.commit = commit;
+    return true;
   }
 
   /** Whether it was proposed (one at a time). */

@@ -1,8 +1,9 @@
 /**
  * The replication on the group protocol (pacifica.ts, run by
  * group-host.ts): the engine that will serve both layouts, behind the
- * same seam as the others (replication.ts). Not yet used by `dlock up` or
- * `dlock node` (docs/design.md).
+ * same seam as the others (replication.ts). Used by `dlock node
+ * --replication group` and `dlock up --replication group`, not yet by
+ * default (docs/design.md).
  *
  * Every node, the primary too, applies the committed log and answers its
  * own clients from it (role-less nodes). Every proposal becomes an entry,
@@ -54,6 +55,9 @@ import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, ERR_RESYNC, LEADER_WAIT_MS } f
 /** A write on a node outside the configuration (a learner): its clients' sessions could be ended by the primary at any time. */
 export const ERR_NOT_MEMBER = 'this node is catching up to join the replication group and takes no writes; the request was not applied: send it through another node, or retry';
 import type { LogEntry, Replica, Replication } from './replication.js';
+
+/** The group's timing in both layouts: a failover in about graceMs plus a manager round. */
+export const GROUP_TIMING: Timing = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };
 
 export interface GroupReplicationOptions {
   /** This node's member id (its name and run). */

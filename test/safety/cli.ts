@@ -27,7 +27,7 @@ const positive = (name: string) => (v: number): number => {
 // The same parsing as the dlock command: unknown flags and --help are not a chaos run.
 const a = await yargs(hideBin(process.argv))
   .scriptName('npm run chaos --')
-  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd]\n$0 --procs [--seconds N] [--grants N] [--replication etcd|group] [--timeline FILE]')
+  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd | --replication group]\n$0 --procs [--seconds N] [--grants N] [--replication etcd|group] [--timeline FILE]')
   .option('seconds', { type: 'number', default: 60, coerce: positive('seconds'), describe: 'run this long (or until --grants)' })
   .option('grants', { type: 'number', coerce: positive('grants'), describe: 'stop after this many grants' })
   .option('chaos', { type: 'string', describe: `faults of the in-process run (default ${DEFAULT_CHAOS})` })
@@ -36,7 +36,13 @@ const a = await yargs(hideBin(process.argv))
   .option('followers', { type: 'number', default: 2, coerce: positive('followers') })
   .option('etcd', { type: 'boolean', default: false, describe: 'the in-process cluster on a local etcd member' })
   .option('procs', { type: 'boolean', default: false, describe: 'three dlock node processes on a 3-member etcd' })
-  .option('replication', { choices: ['etcd', 'group'] as const, default: 'etcd' as const, describe: 'with --procs: the nodes\' engine' })
+  .option('replication', { choices: ['etcd', 'group', 'primary-backup'] as const, describe: 'the nodes\' engine: with --procs etcd (default) or group; in process primary-backup (default) or group' })
+  .check((x) => {
+    if (x.procs && x.replication === 'primary-backup') throw new Error('--replication primary-backup is the in-process engine; with --procs give etcd or group');
+    if (!x.procs && x.replication === 'etcd') throw new Error('--replication etcd is for --procs; in process give --etcd for the cluster on etcd');
+    if (x.replication === 'group' && x.etcd) throw new Error('--replication group in process keeps its configuration in process: leave out --etcd');
+    return true;
+  })
   .option('timeline', { type: 'string', describe: 'after a run with violations, write every line the nodes logged here' })
   .strict()
   .fail((msg, err) => {
@@ -63,7 +69,7 @@ if (a.procs) {
     faults: ALL_PROC_FAULTS,
     clients: num('clients', 24),
     locks: num('locks', 24),
-    replication: a.replication,
+    replication: a.replication === 'group' ? 'group' : 'etcd',
     onProgress: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`));
@@ -72,11 +78,12 @@ if (a.procs) {
 }
 const grants = value('grants') === undefined ? undefined : num('grants', 1);
 const chaos = value('chaos') ?? DEFAULT_CHAOS;
-process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers${a.etcd ? ' on etcd' : ''} under ${chaos}\n`);
+process.stderr.write(`chaos: ${seconds}s${grants === undefined ? '' : ` or ${grants} grants`} against leader + ${num('followers', 2)} followers${a.etcd ? ' on etcd' : a.replication === 'group' ? ' on the group protocol' : ''} under ${chaos}\n`);
 // --etcd: start a local etcd member (Debian's etcd-server) and run the cluster on it.
 const etcd = a.etcd ? await EtcdCluster.start(1) : null;
 const r = await runSafety({
   etcd: etcd === null ? null : { access: etcd.access, cluster: 'chaos' },
+  group: a.replication === 'group',
   seconds,
   grants,
   chaos,

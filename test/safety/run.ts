@@ -24,6 +24,8 @@ export interface SafetyOptions {
   locks?: number;
   /** Run the cluster on etcd (dlock up --etcd): its client URLs and key prefix. */
   etcd?: { access: EtcdAccess; cluster: string } | null;
+  /** Run the cluster on the group protocol (dlock up --replication group). */
+  group?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -73,11 +75,14 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     // SAFETY_LOG=1: every request and change in the timeline, to explain a violation.
     logRequests: process.env.SAFETY_LOG === '1',
     etcd: o.etcd ?? null,
+    group: o.group ?? false,
     onEvent: (ev) => {
       if (ev.type !== 'log') return;
       for (const l of ev.lines) timeline.push({ at: l.t - skew, node: ev.node, text: l.text });
       // On etcd a failover is a node's election after the first.
       for (const l of ev.lines) if (/^elected leader;/.test(l.text) && started) failovers++;
+      // On the group protocol, a node taking over as primary.
+      for (const l of ev.lines) if (/^now the primary: /.test(l.text) && started) failovers++;
       if (ev.node !== 'cluster') return;
       for (const l of ev.lines) {
         if (/ promoted to leader in /.test(l.text)) failovers++;
