@@ -290,3 +290,34 @@ describe('a commit reaches the followers at once', () => {
     expect(h.g('s2').commitSeq).toBe(1);
   });
 });
+
+describe('acks of prepares that tell nothing new', () => {
+  it('a commit sent on right after an ack is not acknowledged; the next heartbeat is, and the lease moves on', () => {
+    const h = new H(['p', 's1'], { version: 1, primary: 'p', secondaries: ['s1'] });
+    h.now = 10;
+    h.tick('p');
+    h.deliverAll();
+    h.now = 20;
+    h.g('p').propose('w1', h.now);
+    h.g('p').flush(h.now);
+    h.pump('p');
+    h.deliverAll(); // prepare(w1) -> ack -> committed at p
+    h.g('p').flush(h.now); // the commit, sent on
+    const commitOnly = h.g('p').ready().messages;
+    expect(commitOnly.map((m) => m.type)).toEqual(['prepare']);
+    h.g('s1').receive(commitOnly[0] as Message<string>, h.now);
+    expect(h.g('s1').commitSeq).toBe(1);
+    expect(h.g('s1').ready().messages).toEqual([]); // no ack: nothing new, and its last ack was just now
+    // A heartbeat later: acknowledged, so the primary's lease from s1 rests on it.
+    h.now = 20 + T.heartbeatMs + 1;
+    h.g('p').tick(h.now);
+    const beat = h.g('p').ready().messages;
+    expect(beat.map((m) => m.type)).toEqual(['prepare']);
+    h.g('s1').receive(beat[0] as Message<string>, h.now);
+    const acks = h.g('s1').ready().messages;
+    expect(acks.map((m) => m.type)).toEqual(['ack']);
+    // With that ack the primary can write until a lease after the heartbeat's send time.
+    h.g('p').receive(acks[0] as Message<string>, h.now);
+    expect(h.g('p').canWrite(h.now + T.leaseMs - 1)).toBe(true);
+  });
+});

@@ -243,10 +243,9 @@ class Sim {
         n.g.join();
         if (n.g.current === null || n.g.current.version < (this.stored?.version ?? 0)) this.tell(n, this.stored);
       }
-      if (this.rnd() < writeChance && n.g.canWrite(t)) {
-        n.g.propose(`w${++this.writes}`, t);
-        n.g.flush(t);
-      }
+      if (this.rnd() < writeChance && n.g.canWrite(t)) n.g.propose(`w${++this.writes}`, t);
+      // As a host does once per turn, after proposals and after acks: what followers lack, and a commit that moved.
+      n.g.flush(t);
       this.drain(n);
     }
     this.checkOnePrimary();

@@ -8,8 +8,10 @@
  * Contracts:
  *  - ordering: committed entries reach `apply` in seq order, each once;
  *    messages to one member leave in the order the core made them;
- *  - batching: proposals made in one event-loop turn go out in one
- *    prepare per follower (flushed by setImmediate);
+ *  - batching: proposals made in one run of this thread's code (one
+ *    batch of frames, one client's pipelined requests) go out in one
+ *    prepare per follower, flushed in a microtask; the links batch the
+ *    frames of one event-loop turn into one write;
  *  - time: every time given to the core is performance.now();
  *  - the manager: at most one proposal at a time (the core's rule); a
  *    manager error settles it as unreachable, and the core proposes again
@@ -145,11 +147,11 @@ export class GroupHost {
     return seq;
   }
 
-  /** Once per event-loop turn: what followers lack, and a commit index that moved (Group.flush). */
+  /** After the code running now: what followers lack, and a commit index that moved (Group.flush). */
   private flushSoon(): void {
     if (this.flushing) return;
     this.flushing = true;
-    setImmediate(() => {
+    queueMicrotask(() => {
       this.flushing = false;
       if (this.closed) return;
       this.group.flush(performance.now());

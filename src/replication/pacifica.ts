@@ -168,6 +168,8 @@ export class Group<T> {
   /** What the log was compacted to: the last entry no longer held, and its version (0/0: nothing compacted). */
   private base = { seq: 0, version: 0 };
   private commit = 0;
+  /** A follower's last ack that said ok (see onPrepare: an empty prepare that tells nothing new is not acked). */
+  private lastAck: { to: string; version: number; last: number; at: number } | null = null;
   /** The commit index moved since the last flush (the primary sends it on then). */
   private commitMoved = false;
   private applied = 0;
@@ -537,6 +539,7 @@ export class Group<T> {
     // Below the base, everything is committed and matches; at or above it, the versions must.
     if (m.prevSeq > this.lastSeq || (m.prevSeq >= this.base.seq && m.prevSeq > 0 && this.versionAt(m.prevSeq) !== m.prevVersion)) {
       // No match there: try from what is committed here (it matches), or from the end of a log that is short.
+      this.lastAck = null;
       return reply(false, m.prevSeq > this.lastSeq ? this.lastSeq : this.commit);
     }
     for (const e of m.entries) {
@@ -554,6 +557,16 @@ export class Group<T> {
     // sent this, and until leaseMs after a time no later than the start of
     // the primary's lease from this node.
     if (m.readBase !== null && this.commit >= m.commit && m.readBase + this.timing.leaseMs > this.readUntil) this.readUntil = m.readBase + this.timing.leaseMs;
+    // A prepare with no entries that tells the primary nothing new (the
+    // same primary, version and last seq as this node's previous ack, sent
+    // less than half a heartbeat ago: a commit index sent on, see flush) is
+    // not acknowledged. The ack would only move the primary's lease from
+    // this node a little later; without it the lease rests on an earlier
+    // send, which can only end it sooner (safe), and the next heartbeat's
+    // ack moves it on. It halves the acks of a write.
+    const prev = this.lastAck;
+    if (m.entries.length === 0 && prev !== null && prev.to === m.from && prev.version === c.version && prev.last === last && now - prev.at < this.timing.heartbeatMs / 2) return;
+    this.lastAck = { to: m.from, version: c.version, last, at: now };
     reply(true, last);
   }
 

@@ -434,7 +434,12 @@ export class Harness {
       if (c === null) throw new Error(`final check: cannot connect to port ${port}`);
       for (const h of latest.values()) {
         if (!h.lease || h.how === 'release' || h.end === Infinity || h.end < performance.now() + marginMs) continue;
-        const a = await c.ask(`check ${h.lock}`, this.hangMs);
+        let a = await c.ask(`check ${h.lock}`, this.hangMs);
+        // A node may refuse a read for a moment (a secondary just added has no read window yet [LP-11]): ask again, for a while.
+        for (const until = performance.now() + 5000; 'line' in a && a.line.startsWith('Error: ') && performance.now() < until; ) {
+          await new Promise((r) => setTimeout(r, 50));
+          a = await c.ask(`check ${h.lock}`, this.hangMs);
+        }
         if (!('line' in a)) throw new Error(`final check: no answer from port ${port}`);
         checked++;
         if (!a.line.startsWith(`CheckLock:Lock:${h.client} token=${h.token} `)) {
