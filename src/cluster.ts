@@ -53,7 +53,7 @@ import type { EtcdAccess } from './replication/etcd-access.js';
 import { ConfigStore, MemoryConfig } from './config/memory.js';
 import type { GroupConfig } from './config/config.js';
 import { serveConfig } from './config/port.js';
-import { floorOf, SPACE } from './core/token-space.js';
+import { firstVersionAbove, floorOf } from './core/token-space.js';
 import { REQUEST_BLOCK } from './replication/etcd-members.js';
 
 export interface ClusterOptions {
@@ -190,7 +190,7 @@ export class Cluster {
    */
   private keepVersionFloor(floor: TokenFloor | null, firstId: string): void {
     if (floor === null) return;
-    const first = Math.max(1, Math.ceil(floor.first / SPACE));
+    const first = firstVersionAbove(floor.first);
     floor.extend(floorOf(first + 1));
     this.configStore.value = { version: first, primary: firstId, secondaries: [] };
     this.configStore.beforeStore = (c) => floor.extend(floorOf(c.version + 1));

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../bench/free-port.js';
 import { TOKEN_BLOCK, TokenFloor, tokenFloorFile } from '../src/store/token-floor.js';
+import { firstVersionAbove, floorOf, MAX_VERSION, SPACE, TokenSpaceError } from '../src/core/token-space.js';
 import { run, type Running } from './helpers/dlock-process.js';
 import { fakeClock, LIBFAKETIME } from './helpers/faketime.js';
 import { eventually, LineClient } from './helpers/line-client.js';
@@ -84,4 +85,21 @@ describe('the token floor of a memory-only cluster', () => {
     expect(await proc.exit).not.toBe(0);
     expect(proc.out() + proc.err()).toContain(`the token floor ${file} is unreadable`);
   }, 30_000);
+});
+
+describe('token spaces by configuration version [LP-7]', () => {
+  it('version 1 starts at 1 (the walkthrough\'s tokens), each version\'s space lies above the last, the last fits a safe integer', () => {
+    expect(floorOf(0)).toBe(1);
+    expect(floorOf(1)).toBe(1);
+    expect(floorOf(2)).toBe(SPACE + 1);
+    expect(floorOf(3) - floorOf(2)).toBe(SPACE);
+    expect(floorOf(MAX_VERSION) + SPACE - 1).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
+    expect(() => floorOf(MAX_VERSION + 1)).toThrow(TokenSpaceError);
+    // The first version whose whole space is at or above a floor.
+    expect(firstVersionAbove(1)).toBe(1);
+    expect(firstVersionAbove(2)).toBe(2);
+    expect(firstVersionAbove(SPACE + 1)).toBe(2);
+    expect(firstVersionAbove(SPACE + 2)).toBe(3);
+    for (const t of [1, 2, 17, SPACE, SPACE + 1, 5 * SPACE + 3]) expect(floorOf(firstVersionAbove(t))).toBeGreaterThanOrEqual(t);
+  });
 });

@@ -1,20 +1,28 @@
 /**
- * Fencing tokens by configuration version [LP-7]: the tokens granted
- * while version `v` is stored lie in `[v * 2^32, (v + 1) * 2^32)`.
+ * Fencing tokens by configuration version [LP-7]: version `v` (from 1)
+ * owns the tokens `[floorOf(v), floorOf(v + 1))`, where
+ * `floorOf(v) = (v - 1) * 2^32 + 1`; so a new group's first tokens are
+ * 1, 2, 3, as the walkthrough shows.
  *
  * The contract, with the primary's duties that keep it
  * (replication/replication-group.ts):
- *  - a primary logs `floor(v)` (a `floor` command) before anything else it
- *    sequences in version v, so every grant in v is at least v * 2^32;
- *  - it grants fewer than SPACE tokens in one version: past REFRESH_AT it
- *    has the manager store the same configuration under the next version
- *    (and logs that version's floor);
+ *  - every token granted while version v is stored is below floorOf(v + 1):
+ *    past REFRESH_AT grants above the floor of the version stored, the
+ *    primary has the manager store the same configuration under the next
+ *    version, and it holds writes while its next token is within 2^30 of
+ *    that bound;
+ *  - a primary that takes over in version v, or moves to v for space,
+ *    logs `floor(v)` (a `floor` command) before anything else it sequences
+ *    there, so its grants are at least floorOf(v) whatever its table held;
+ *    a primary that goes on into a new version for a change of members
+ *    keeps counting (its grants are still below the new bound);
  *  - a version is stored before anything is sequenced in it, and the
  *    manager's versions only rise.
- * So a token granted in version v is below every token of a later one,
- * whatever log was lost in between: even when every member of a
- * configuration is lost without a data dir, the next group's tokens
- * start above all of them, since its version is higher.
+ * So a token granted in version v is below every token granted in a
+ * later version whose primary took over, whatever log was lost in
+ * between: even when every member of a configuration is lost without a
+ * data dir, the next group's tokens start above all of them, since its
+ * version is higher and its primary logs that version's floor.
  *
  * Pure. Threading: any.
  */
@@ -26,12 +34,17 @@ export const SPACE = 2 ** 32;
 export const REFRESH_AT = 2 ** 31;
 
 /** The highest version whose space fits in a safe integer. */
-export const MAX_VERSION = Math.floor(Number.MAX_SAFE_INTEGER / SPACE) - 1;
+export const MAX_VERSION = Math.floor(Number.MAX_SAFE_INTEGER / SPACE);
 
-/** The first token of version `v`'s space. */
+/** The first token of version `v`'s space (version 0, none stored yet: 1, as version 1). */
 export function floorOf(version: number): number {
   if (!Number.isSafeInteger(version) || version < 0 || version > MAX_VERSION) throw new TokenSpaceError(version);
-  return version === 0 ? 1 : version * SPACE;
+  return version === 0 ? 1 : (version - 1) * SPACE + 1;
+}
+
+/** The first version whose space lies wholly at or above `token`. */
+export function firstVersionAbove(token: number): number {
+  return token <= 1 ? 1 : Math.ceil((token - 1) / SPACE) + 1;
 }
 
 /** Whether a table whose next token is `next` has used enough of version `v`'s space that the primary should move to the next version. */

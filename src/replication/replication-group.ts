@@ -41,7 +41,7 @@
  */
 import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, restore, snapshot, waits, type ClientId, type Command } from '../core/lock-table.js';
 import { commandError } from '../core/command-check.js';
-import { floorOf, SPACE, spaceRunningOut, TokenSpaceError } from '../core/token-space.js';
+import { floorOf, MAX_VERSION, spaceRunningOut, TokenSpaceError } from '../core/token-space.js';
 import type { GroupConfig, ConfigManager } from '../config/config.js';
 import type { Frame } from '../codec/frame.js';
 import { nodeOfClient } from '../node/client-ids.js';
@@ -306,7 +306,7 @@ export class GroupReplication implements Replication {
 
   /** Where this version's token space ends, less a margin for the grants of writes already in the log. */
   private spaceEnd(): number {
-    return this.version > 0 && this.version * SPACE + SPACE <= Number.MAX_SAFE_INTEGER ? (this.version + 1) * SPACE - 2 ** 30 : Infinity;
+    return this.version > 0 && this.version < MAX_VERSION ? floorOf(this.version + 1) - 2 ** 30 : Infinity;
   }
 
   /** The floor of this version's token space, logged first in each version this node leads [LP-7]. */
@@ -426,11 +426,15 @@ export class GroupReplication implements Replication {
     const primaryBefore = this.primaryId;
     this.primaryId = role === 'primary' ? null : c.primary;
     this.version = c.version;
+    // Asked for this version because the last one's token space ran low: its floor is logged below.
+    const renewed = this.renewing;
     this.renewing = false;
     const tookOver = role === 'primary' && was !== 'primary';
     this.replica.log.line(tookOver ? 'warn' : 'info', `${tookOver ? 'now the primary: ' : ''}configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
     if (role === 'primary') {
-      this.logFloor();
+      // The floor of the version it took over in, or moved to for space (token-space.ts);
+      // going on into a version that only changed the members, it keeps counting.
+      if (tookOver || renewed) this.logFloor();
       if (was !== 'primary') {
         this.takeOver();
         this.o.onTakeOver?.();
