@@ -381,7 +381,21 @@ export class Cluster {
     else this.notice('error', `${name} stopped unexpectedly: ${why}`);
     if (this.opts.group) {
       this.groupLost(member);
-      void this.dropRun(member).catch((err: unknown) => this.notice('warn', `${name}'s run stays in the configuration until the group's leases remove it: ${(err as Error).message}`));
+      const wasPrimary = member.run !== undefined && this.configStore.value?.primary === member.run.id;
+      const dropped = this.dropRun(member).catch((err: unknown) => {
+        this.notice('warn', `${name}'s run stays in the configuration until the group's leases remove it: ${(err as Error).message}`);
+        return null;
+      });
+      if (wasPrimary) {
+        // As a primary/backup failover: the heir takes the base port [LP-1], the dead node leaves, a new follower keeps the count.
+        this.failingOver = dropped
+          .then((heir) => this.groupFailover(member, heir))
+          .catch((err: unknown) => this.notice('error', `failover failed: ${(err as Error).message}`))
+          .finally(() => {
+            this.failingOver = null;
+          });
+        return;
+      }
     }
     // On etcd every node is restarted alike; etcd's election picks the leader.
     if (member.info.role !== 'leader') {
@@ -618,26 +632,56 @@ export class Cluster {
    * cannot see (a thread that is slow or paused, not gone). Whoever wins
    * the compare-and-swap decides; a lost one is tried again from what won.
    */
-  private async dropRun(dead: Member): Promise<void> {
+  private async dropRun(dead: Member): Promise<Member | null> {
     const id = dead.run?.id;
-    if (id === undefined) return;
+    if (id === undefined) return null;
     const manager = new MemoryConfig(this.configStore);
     for (let tries = 0; tries < 10 && !this.closing; tries++) {
       const c = this.configStore.value;
-      if (c === null || (c.primary !== id && !c.secondaries.includes(id))) return;
+      if (c === null || (c.primary !== id && !c.secondaries.includes(id))) return null;
       let next: GroupConfig;
       if (c.primary !== id) {
         next = { version: c.version + 1, primary: c.primary, secondaries: c.secondaries.filter((x) => x !== id) };
       } else {
         const heir = c.secondaries.find((x) => this.members.some((m) => m.run?.id === x && m.handle.up));
-        if (heir === undefined) return; // groupLost said so
+        if (heir === undefined) return null; // groupLost said so
         next = { version: c.version + 1, primary: heir, secondaries: c.secondaries.filter((x) => x !== heir) };
       }
       const r = await manager.propose(c, next);
       if (r.won) {
         this.notice('warn', `${dead.info.name}'s run ${id} has exited: configuration ${next.version} leaves it out${c.primary === id ? `; ${next.primary} is the primary` : ''}`);
-        return;
+        return c.primary === id ? (this.members.find((m) => m.run?.id === next.primary) ?? null) : null;
       }
+    }
+    return null;
+  }
+
+  /**
+   * The primary's thread exited, on the group protocol. As the
+   * primary/backup failover does, and for the same reasons [LP-1]: the
+   * heir (the new primary, or null when the group's leases are left to
+   * pick it) also listens on the dead node's port, the base port while it
+   * led from there; the dead node leaves the cluster (views show it
+   * gone); and a new node on the lowest free index keeps the count.
+   */
+  private async groupFailover(dead: Member, chosen: Member | null): Promise<void> {
+    this.forget(dead);
+    // Its leases may have picked the primary first: whoever the stored configuration names.
+    const heir = chosen ?? this.members.find((m) => m.run !== undefined && m.run.id === this.configStore.value?.primary) ?? null;
+    if (heir !== null && heir.handle.up) {
+      const bound = await heir.handle.call('take base port', (r) => r.takeBasePort(dead.info.port), this.opts.callTimeoutMs);
+      if (bound !== null) heir.info.port = bound;
+      this.members.splice(this.members.indexOf(heir), 1);
+      this.members.unshift(heir);
+      this.opts.onEvent({ type: 'state', node: heir.info.name, state: 'promoted', address: `${heir.info.host}:${heir.info.port}` });
+      this.counts.failovers++;
+      this.notice('warn', `${heir.info.name} leads; it also serves ${dead.info.name}'s port ${dead.info.port}${bound === null ? ' (could not take it)' : ''}`);
+    }
+    let index = 1;
+    while (this.members.some((m) => m.info.index === index)) index++;
+    if (index <= MAX_NODE_INDEX) {
+      const m = await this.startNode(index);
+      this.notice('info', `${m.info.name} started on ${m.info.host}:${m.info.port} to replace ${dead.info.name}`);
     }
   }
 

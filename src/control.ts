@@ -92,6 +92,8 @@ export interface NodeControl {
   start(): Promise<{ host: string; port: number }>;
   /** Group only: a link to the run `id` of another node (its thread holds the other end). */
   linkPeer(id: string, port: MessagePort): void;
+  /** Group only, at a failover: also listen on the base port [LP-1]; the port bound, or null if it could not be (logged). */
+  takeBasePort(port: number): Promise<number | null>;
   /** Leader only: link follower `name` through this port (transferred); it counts toward commits at once. */
   attachFollower(port: MessagePort, name: string): void;
   /**

@@ -94,6 +94,17 @@ const api: NodeControl = {
     if (group === null) throw new Error(`${data.name} is not a group node`);
     group.links.add(id, link);
   },
+  async takeBasePort(basePort: number) {
+    if (group === null) throw new Error(`${data.name} is not a group node`);
+    try {
+      return await node.listen(data.host, basePort); // [LP-1] the leader's port
+    } catch (err) {
+      log.line('error', `could not take the base port ${basePort}: ${(err as Error).message}; serving on ${node.address ?? '?'} only`);
+      return null;
+    } finally {
+      log.flush();
+    }
+  },
   attachFollower(link: MessagePort, name: string) {
     portOf().primary.attachFollower(new PortTransport(link), name);
   },
