@@ -1,7 +1,7 @@
 /**
- * The README's client library examples run as they are written (issue 14
- * §5): each ```ts block of "## The client library" becomes a module whose
- * body is the block, run against a real cluster. Only the README's ports
+ * The client library's examples run as they are written: each ```ts
+ * block of the README's "## The client library" and of docs/library.md
+ * becomes a module whose body is the block, run against a real cluster. Only the README's ports
  * (9001 the leader, 9002 and 9003 the followers) are mapped to the test
  * cluster's, and `stepDown`, `log`, `storage` and `data` stand for the
  * reader's own code.
@@ -13,12 +13,16 @@ import type { DlockClient } from '../src/client/client.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 const README = fileURLToPath(new URL('../README.md', import.meta.url));
+const LIBRARY = fileURLToPath(new URL('../docs/library.md', import.meta.url));
 const DIR = fileURLToPath(new URL('./.readme-examples/', import.meta.url));
 const INDEX = fileURLToPath(new URL('../src/index.js', import.meta.url));
 
+/** The ```ts blocks of the README's "## The client library" section, then of docs/library.md. */
 function examples(): string[] {
   const text = readFileSync(README, 'utf8');
-  const section = text.slice(text.indexOf('## The client library'), text.indexOf('## How it works'));
+  const from = text.indexOf('## The client library');
+  const to = text.indexOf('\n## ', from + 1);
+  const section = text.slice(from, to === -1 ? undefined : to) + readFileSync(LIBRARY, 'utf8');
   return [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1] as string);
 }
 
@@ -41,10 +45,10 @@ interface Ctx {
   data: unknown;
 }
 
-describe('README: the client library', () => {
+describe('README and docs/library.md: the client library', () => {
   const blocks = examples();
   it('has examples', () => {
-    expect(blocks.length).toBeGreaterThanOrEqual(3);
+    expect(blocks.length).toBeGreaterThanOrEqual(4);
   });
   for (const [i, block] of blocks.entries()) {
     it(`example ${i + 1} runs as written`, async () => {
