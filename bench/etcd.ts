@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --scenario etcd` (issue 13): dlock across processes on
+ * `npm run bench -- --scenario etcd`: dlock across processes on
  * etcd, against etcd itself, on one 3-member etcd in one run, all at the
  * same connection count.
  *

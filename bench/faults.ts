@@ -1,5 +1,5 @@
 /**
- * Fault benches (issue 5 §6), each in its own process, started by run.ts;
+ * Fault benches, each in its own process, started by run.ts;
  * prints one JSON object on stdout. The cluster runs in this process, as
  * `dlock up` runs it, so the bench can kill a node's worker the way chaos
  * and the TUI do.

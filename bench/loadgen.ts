@@ -10,7 +10,7 @@
  *
  * Scenarios, dlock's line protocol:
  *   check      `check bench-<i>` on a lock nobody holds
- *   check-busy the read path's cost under writes (issue 12 §2): even
+ *   check-busy the read path's cost under writes: even
  *              connections `preempt`/`release` bench-<i> as in cycle, each odd
  *              one `check`s its neighbour's lock, which is always changing;
  *              only the checks are counted and timed (a check of a lock

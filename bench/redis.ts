@@ -4,7 +4,7 @@
  * bench then says so and runs dlock alone). With `replicas`, that many more
  * redis-servers replicate it (`--replicaof`), for the like-for-like
  * comparison with dlock's replicated writes: `WAIT <replicas> 0` after each
- * write answers once every replica has it (issue 13's bench).
+ * write answers once every replica has it (the like-for-like comparison).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';

@@ -94,14 +94,14 @@ const rd = (scenario: 'redis-get' | 'redis-cycle', conns: number, depth: number)
 const pair = (d: Case, r: Case, headline = false): Case[] => [{ ...d, vs: r.name, headline }, r];
 /** Replicas of the Redis that WAITs: as many as dlock's default followers. */
 const REDIS_REPLICAS = 2;
-/** dlock's replicated write against Redis's (issue 13): each answers once every replica has the write. */
+/** dlock's replicated write against Redis's: each answers once every replica has the write. */
 const REDIS_WAIT: Case = { name: `redis SET NX PX + release, each + WAIT ${REDIS_REPLICAS}, c50 d1`, scenario: 'redis-cycle-wait', via: 'redis-replicated', conns: 50, depth: 1, followers: 0 };
 const WAIT_PARTNER = 'preempt+release via followers, c50 d1';
 
 /** What --scenario matches to pick the client-library comparison. */
 const LIBS_CASE = 'client library live-mutex';
 
-/** Fault benches (issue 5 §6), each in its own process (faults.ts). */
+/** Fault benches, each in its own process (faults.ts). */
 const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: number; trials: number; kind?: 'session' }> = smoke
   ? [
       { name: 'failover, empty table', what: 'failover', locks: 0, trials: 1 },

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:tui`: does an open TUI slow the broker? (issue 3)
+ * `npm run bench:tui`: does an open TUI slow the broker?
  *
  * Runs the same load (the load generator in its own process) against
  * `dlock up --followers 2` headless and with the TUI open in a real terminal

@@ -1,5 +1,5 @@
 /**
- * Built-in fault injection for `dlock up --chaos SPEC` (issue 5 §4).
+ * Built-in fault injection for `dlock up --chaos SPEC`.
  *
  *   SPEC    = ITEM[,ITEM…]
  *   ITEM    = kill-follower@EVERY      kill a random follower's worker

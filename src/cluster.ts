@@ -1,14 +1,14 @@
 /**
  * The cluster in one process: the main thread starts the leader worker and
  * N follower workers, gives each follower a MessageChannel to the leader,
- * and supervises them (topology of issue 2 §3).
+ * and supervises them.
  *
  * Start order: leader listens first; then each follower is linked (the
  * leader's end of its channel is handed over with a control call), started,
  * and listens once it holds the leader's snapshot. `start()` resolves when
  * every node listens.
  *
- * Supervision (issue 5): a follower whose worker dies (an uncaught error,
+ * Supervision: a follower whose worker dies (an uncaught error,
  * terminate(), an injected crash) is logged and started again at once on
  * the same port, with the same client-id counter so no id is reused
  * [LP-4]. The new worker links to the leader like any follower: a snapshot
@@ -18,7 +18,7 @@
  * keeps dying soon after each start is restarted with a growing delay
  * (RESTART_BACKOFF_MS), so a crash loop cannot spin.
  *
- * Failover (issue 5): when the leader's worker dies, every live follower is
+ * Failover: when the leader's worker dies, every live follower is
  * told to stop applying the old stream (detach) and reports the sequence
  * number it has applied; the highest (ties: the lowest index) is promoted
  * in its own thread, and the others are linked to it and resume from their
@@ -68,7 +68,7 @@ export interface ClusterOptions {
   /** Deadline for each control call, ms. */
   callTimeoutMs?: number;
   /**
-   * Keep the leader's log here (issue 5 §3): a restart restores leases, the
+   * Keep the leader's log here: a restart restores leases, the
    * token counter and client-id counters. Null: nothing is kept.
    */
   dataDir?: string | null;
@@ -86,14 +86,14 @@ export interface ClusterOptions {
    * kept. Null: none (tokens start at `firstToken`, default 1).
    */
   tokenFloor?: string | null;
-  /** [LP-15] Clients must send `auth <token>` first (issue 6); null: no token. */
+  /** [LP-15] Clients must send `auth <token>` first; null: no token. */
   authToken?: string | null;
-  /** Resource limits of every node (issue 6 §2); missing ones: DEFAULT_LIMITS. */
+  /** Resource limits of every node; missing ones: DEFAULT_LIMITS. */
   limits?: Partial<Limits>;
-  /** Every node serves clients over TLS with this PEM certificate and key (issue 6 §4). */
+  /** Every node serves clients over TLS with this PEM certificate and key. */
   tls?: { cert: string; key: string } | null;
   /**
-   * Run the nodes on etcd (issue 13): the log and the leader's election are
+   * Run the nodes on etcd: the log and the leader's election are
    * etcd's; every node is role-less (node-etcd.ts) and a dead one is
    * restarted like a follower. Null: the in-process primary/backup.
    */
@@ -140,7 +140,7 @@ interface Member {
   /**
    * Ended on purpose by kill() (chaos, the TUI's kill, tests). Such a death
    * says nothing about the worker, so it does not count towards the
-   * crash-loop back-off and the restart stays within 1 s (issue 5); crash()
+   * crash-loop back-off and the restart stays within 1 s; crash()
    * stands for a bug in the worker and does count.
    */
   injected?: boolean;
@@ -431,7 +431,7 @@ export class Cluster {
     );
     type Report = { m: Member; seq: number; voter: boolean };
     const ready = reports.filter((r): r is Report => r !== null).sort((a, b) => b.seq - a.seq || a.m.info.index - b.m.info.index);
-    // The learner rule (issue 12 §3): only a voter, a follower the leader
+    // The learner rule: only a voter, a follower the leader
     // counted toward commits, holds every write that was answered. A
     // learner (still loading its snapshot, or resyncing) may have an empty
     // table and a token counter at the first token: promoted, it would
@@ -468,7 +468,7 @@ export class Cluster {
 
   /**
    * The leader is gone and no follower that survives holds every answered
-   * write (issue 12 §3). Without a data dir nothing does, so no node takes
+   * write. Without a data dir nothing does, so no node takes
    * writes: the cluster says so and does not guess. With one, the log on
    * disk holds every answered write (a reply waits for its fsync), so a new
    * leader restores from it, as after a restart; the learners are restarted
@@ -726,7 +726,7 @@ export class Cluster {
 
   /**
    * Stop every node: followers first, so the leader's link loss is not
-   * logged as a fault. With `drainMs` (SIGTERM: issue 6 §6) every node
+   * logged as a fault. With `drainMs` (on SIGTERM) every node
    * first stops accepting and reading and answers what it has read, for up
    * to that long; with a data dir the leader's log then holds every write
    * it answered and closes cleanly.

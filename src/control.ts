@@ -36,14 +36,14 @@ export interface NodeWorkerData {
   firstToken: number | null;
   /** [LP-15] The token clients must send first; null: none. */
   authToken: string | null;
-  /** Resource limits (issue 6 §2). */
+  /** Resource limits. */
   limits: Limits;
   /** Serve clients over TLS (PEM certificate and key); null: plain TCP. */
   tls: { cert: string; key: string } | null;
-  /** The leader's log (issue 5 §3); a promoted follower takes it over. */
+  /** The leader's log; a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;
-  /** The log and election on etcd (issue 13): how to reach it and the cluster's key prefix; null: in-process. */
+  /** The log and election on etcd: how to reach it and the cluster's key prefix; null: in-process. */
   etcd: { access: EtcdAccess; cluster: string } | null;
   /**
    * Role `group`: this run's member id (`name.firstReq`), where its request
@@ -100,7 +100,7 @@ export interface NodeControl {
    * Follower only, at failover: stop applying the dead leader's stream;
    * resolves with the seq applied and whether it was a voter (counted
    * toward commits, so it holds every committed entry: only a voter may be
-   * promoted, issue 12 §3).
+   * promoted).
    */
   detach(): { seq: number; voter: boolean };
   /** Follower only, at failover: link to the new leader through this port (transferred) and resume. */
@@ -114,14 +114,14 @@ export interface NodeControl {
   promote(args: PromoteArgs): Promise<{ basePort: number | null; seq: number }>;
   stats(): NodeStats;
   locks(limit?: number): LockRow[];
-  /** The admin API (issue 14 §2): this node's Prometheus metrics as JSON, for the main thread to merge. */
+  /** The admin API: this node's Prometheus metrics as JSON, for the main thread to merge. */
   metrics(): Promise<unknown[]>;
   /** The admin API: the clients connected to this node. */
   clients(): Array<{ client: number; remote: string; locks: number; waiting: string | null }>;
   /** The admin API: force-release `lock` (logged and replicated); the grant revoked, or an error text. */
   revoke(lock: string): Promise<{ owner: number | null; token: number | null } | string>;
   /**
-   * Graceful shutdown, first step (issue 6 §6): stop accepting and reading,
+   * Graceful shutdown, first step: stop accepting and reading,
    * answer what was received, close each connection once answered; resolves
    * with how many connections were still open after `ms`.
    */

@@ -49,7 +49,7 @@ export interface HeadlessView {
  * How long lines are held back so that lines from different nodes come out
  * in time order: each node's thread sends its lines in batches, so a line
  * stamped earlier on one node can reach this thread after a later one of
- * another (issue 14 §6). Lines are written once they are this old, sorted.
+ * another. Lines are written once they are this old, sorted.
  */
 export const HEADLESS_ORDER_MS = 100;
 

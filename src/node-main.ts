@@ -1,5 +1,5 @@
 /**
- * `dlock node`: one node as its own process (issue 13, step 3), for a
+ * `dlock node`: one node as its own process (step 3), for a
  * cluster across hosts on etcd. The node runs on this process's main
  * thread: its index and a block of client ids come from its registration
  * in etcd under its name, etcd's election decides whether it leads, and
@@ -124,7 +124,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
    * The process stays: its port refuses clients with the reason, and a new
    * node (same name and index, a new etcd lease) starts as soon as etcd
    * answers, as a restarted process would, and then serves on the port
-   * again (issue 13: service resumes when quorum returns).
+   * again (service resumes when quorum returns).
    */
   async function rejoin(why: string): Promise<void> {
     current = null;

@@ -1,5 +1,5 @@
 /**
- * `dlock status --etcd URL…`: a cluster on etcd as etcd sees it (issue 13):
+ * `dlock status --etcd URL…`: a cluster on etcd as etcd sees it:
  * each node's name, index, client address, role, applied seq and liveness,
  * who leads, and where the log ends. Read-only; it never joins.
  *

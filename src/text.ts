@@ -1,5 +1,5 @@
 /**
- * Counts in words that agree with them (issue 14 §6: "1 clients", "1 locks").
+ * Counts in words that agree with them ("1 clients", "1 locks").
  */
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;

@@ -1,5 +1,5 @@
 /**
- * The admin API on `dlock node` (issue 14 §2, across hosts): the same
+ * The admin API on `dlock node` (across hosts): the same
  * endpoints as `dlock up`'s, for one node process on a real etcd member,
  * with real requests. /health is 200 while the node has its state and a
  * leader, and 503 with the reason when it has lost etcd, until it has

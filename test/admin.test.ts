@@ -1,5 +1,5 @@
 /**
- * The admin API over HTTP and `dlock admin` (issue 14 §2), with real
+ * The admin API over HTTP and `dlock admin`, with real
  * requests against a real `dlock up --http-port 0 --admin-token …`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

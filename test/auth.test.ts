@@ -1,5 +1,5 @@
 /**
- * Authentication [LP-15], issue 6 §3: on every node of a cluster started
+ * Authentication [LP-15]: on every node of a cluster started
  * with a token, with real TCP; the client library and `dlock client` with a
  * token; and `dlock up` refusing a non-loopback address without one.
  */

@@ -19,7 +19,7 @@ describe('npm run bench --smoke', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis +cpu µs\/req$/);
     const rows = lines.filter((l) => /^(check|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
-    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(9); // check-busy (issue 12 §2) via followers and via the leader too
+    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(9); // check-busy via followers and via the leader too
     // ops/s, p50, p99, p99.9, errors, the ratio to Redis (2 decimals) on paired
     // rows, and the server's CPU µs per request (1 decimal; from /proc, so Linux only)
     const cpu = process.platform === 'linux' ? ' +\\d+\\.\\d' : '( +\\d+\\.\\d)?';
@@ -28,12 +28,12 @@ describe('npm run bench --smoke', () => {
       expect(r.stdout).toMatch(new RegExp(`^client library dlock, leader \\+ ${n} followers, 16 clients: [1-9]\\d* acquire\\+release cycles/s, p50 \\d+ µs, p99 \\d+ µs \\(\\d+\\.\\d\\dx live-mutex\\)$`, 'm'));
     }
     expect(r.stdout).toMatch(/^client library live-mutex, 16 clients: [1-9]\d* acquire\+release cycles\/s/m);
-    // fault benches: a failover and a follower resync, timed (issue 5 §6)
+    // fault benches: a failover and a follower resync, timed
     expect(r.stdout).toMatch(/^failover, empty table: median \d+(\.\d)? ms, max \d+(\.\d)? ms over 1 trial\(s\) \[[\d.]+\]; supervisor's own figure \d+ ms$/m);
     expect(r.stdout).toMatch(/^resync, 1000 locks: median \d+(\.\d)? ms, max \d+(\.\d)? ms over 1 trial\(s\) \[[\d.]+\]; supervisor's own figure \d+ ms; slowest write on the leader meanwhile [\d.]+ ms$/m);
     expect(r.stdout).toMatch(/^memory: 2000 locks, leader \+ 2 followers: RSS \d+ MiB -> \d+ MiB, -?\d+ bytes per lock$/m);
     if (hasRedis) {
-      expect(rows.filter((l) => l.startsWith('redis'))).toHaveLength(4); // and Redis with 2 replicas and WAIT (issue 13)
+      expect(rows.filter((l) => l.startsWith('redis'))).toHaveLength(4); // and Redis with 2 replicas and WAIT
       expect(r.stdout).toMatch(/^replicated writes, each answered once every replica has it: dlock preempt\+release via followers, c50 d1 [1-9]\d* req\/s vs Redis \+ 2 replicas with WAIT [1-9]\d* req\/s: \d+\.\d\dx$/m);
       // the three headline dlock rows carry a ratio to their Redis partner
       expect(rows.filter((l) => / \d+\.\d\d( +\d+\.\d)?$/.test(l.trimEnd()))).toHaveLength(3);

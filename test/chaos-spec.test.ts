@@ -1,5 +1,5 @@
 /**
- * `--chaos SPEC` (issue 5 §4): parsing, with a clear reason for every bad
+ * `--chaos SPEC`: parsing, with a clear reason for every bad
  * spec, and the CLI refusing one with a non-zero exit.
  */
 import { spawnSync } from 'node:child_process';

@@ -1,5 +1,5 @@
 /**
- * dlock from scripts (issue 14 §3, §4), as a user's shell would run it: the
+ * dlock from scripts, as a user's shell would run it: the
  * built CLI as a child process against a real `dlock up`.
  *  - `dlock client REQUEST`: the reply, and an exit status that says what
  *    it means (0 success, 1 Failed/Timeout/Stale, 2 Error or no node);

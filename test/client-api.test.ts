@@ -1,5 +1,5 @@
 /**
- * The client library's conveniences (issue 14 §5) against a real node:
+ * The client library's conveniences against a real node:
  * withLock, `await using`, the AbortSignal of a held lock, acquiring with
  * retry and a cancelling signal, and errors that carry their cause.
  */

@@ -1,5 +1,5 @@
 /**
- * The client library across a broken connection (issue 14 §1, LP-16): with
+ * The client library across a broken connection (LP-16): with
  * `reconnect`, keepLease survives a follower's restart, a failover, and the
  * loss of the node it talks to, as long as the cluster still holds the
  * lease; onLost fires only when it is really gone. A real cluster (leader +

@@ -1,5 +1,5 @@
 /**
- * No dirty reads [LP-11] (issue 12 §2), with real worker threads and TCP:
+ * No dirty reads [LP-11], with real worker threads and TCP:
  * links between nodes are delayed, so a write is applied on the leader (and
  * then on the follower) long before it is committed. No `check`,
  * `validate`, or owner named in a `Failed` reply shows it before then, on
@@ -50,8 +50,8 @@ describe('reads show committed state only [LP-11]', () => {
     expect(granted).toMatch(new RegExp(`^PreemptLock Success owner=${writer.id} token=\\d+$`));
     expect(grantedMs).toBeGreaterThanOrEqual(2 * DELAY); // committed: on the follower, and acknowledged
     const [check, failed] = await Promise.all(reads);
-    // Before issue 12 the leader answered these at once from applied state,
-    // 800 ms before the writer's own reply: a grant a failover could lose.
+    // A leader that answered these at once from applied state would show,
+    // 800 ms before the writer's own reply, a grant a failover could lose.
     expect(check?.reply).toBe(`CheckLock:Lock:${writer.id} token=${tokenOf(granted)}`);
     expect(failed?.reply).toBe(`PreemptLock Failed owner=${writer.id}`);
     for (const r of [check, failed]) expect(r?.ms).toBeGreaterThanOrEqual(2 * DELAY);

@@ -1,5 +1,5 @@
 /**
- * `dlock node` (issue 13, step 3): every node its own process, on a real
+ * `dlock node` (step 3): every node its own process, on a real
  * etcd member. The walkthrough across three processes; `kill -9` of the
  * leader's process: another node takes over within the node-lease TTL
  * plus a second, no acknowledged grant is lost and tokens still rise;

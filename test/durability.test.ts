@@ -1,5 +1,5 @@
 /**
- * `dlock up --data-dir` as a user runs it (issue 5 §3): a child process,
+ * `dlock up --data-dir` as a user runs it: a child process,
  * real TCP, `kill -9`, and a restart with the same directory. No
  * acknowledged grant or lease is lost, tokens only go up [LP-7], client ids
  * are never reused [LP-4], and session locks of connections that no longer

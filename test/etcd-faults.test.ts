@@ -1,5 +1,5 @@
 /**
- * etcd faults under three `dlock node` processes (issue 13), on a real
+ * etcd faults under three `dlock node` processes, on a real
  * 3-member etcd:
  *  - losing one member (etcd's Raft leader, the worst one) costs at most
  *    one dlock election, and every request sent meanwhile is answered;

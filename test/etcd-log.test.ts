@@ -1,5 +1,5 @@
 /**
- * The log on etcd (issue 13, first part): real etcd members from Debian's
+ * The log on etcd (first part): real etcd members from Debian's
  * etcd-server on free loopback ports, never a mock. A leader's appends are
  * group-committed and read back in order by any node; a deposed leader
  * cannot append (its txn is guarded by its election key); a new leader

@@ -1,5 +1,5 @@
 /**
- * Node membership and liveness on real etcd (issue 13): indexes given once
+ * Node membership and liveness on real etcd: indexes given once
  * per name and kept across restarts, client-id blocks that never repeat
  * [LP-4], one live process per name, a dead node seen leaving when its
  * lease expires, and fail-stop: a node that cannot renew its lease is told

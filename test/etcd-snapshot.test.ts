@@ -1,5 +1,5 @@
 /**
- * Snapshots in etcd and the log compacted behind them (issue 13), on a real
+ * Snapshots in etcd and the log compacted behind them, on a real
  * etcd member: a table in parts under the request limit loads back equal;
  * after compaction a node loads the snapshot and follows the log from its
  * revision, and one that needs entries the log no longer holds is told so

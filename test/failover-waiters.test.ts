@@ -1,5 +1,5 @@
 /**
- * Issue 12 §1 and §5, with real worker threads and TCP: across a leader's
+ * With real worker threads and TCP: across a leader's
  * death every request still gets exactly one reply [LP-2] (a waiter the
  * failover itself grants is told), a waiter's deadline holds when its
  * forward is delayed on the way [LP-9], and leases granted before a
@@ -42,8 +42,8 @@ describe('a waiter across failover', () => {
     await eventually(async () => (await t!.cluster.locks('follower-1')).find((r) => r.lock === 'fw-L')?.waiters.length === 1, 'follower-1 has the wait');
     await t.cluster.kill('leader');
     await t.logged('cluster', /promoted to leader/);
-    // Before issue 12 the promoted follower granted fw-L and never told b:
-    // its connection stayed silent and `ping` waited behind the acquire.
+    // The promoted follower grants fw-L and tells b; otherwise b's
+    // connection stays silent and `ping` waits behind the acquire.
     expect(await b.next(8000)).toMatch(new RegExp(`^AcquireLock Success owner=${b.id} token=\\d+$`));
     expect(await b.next()).toBe('PONG');
     expect(await c.next(8000)).toMatch(new RegExp(`^AcquireLock Success owner=${c.id} token=\\d+$`));

@@ -1,5 +1,5 @@
 /**
- * Leader failover with real worker threads and TCP (issue 5 §2): the leader's
+ * Leader failover with real worker threads and TCP: the leader's
  * worker dies with writes in flight; a follower is promoted, keeps the table,
  * leases and token counter, takes the base port [LP-1], and every in-flight
  * write is answered exactly once. The dead leader's clients' sessions end

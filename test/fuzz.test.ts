@@ -1,5 +1,5 @@
 /**
- * Fuzzing a live cluster over TCP (issue 6 §1): at least 100k generated and
+ * Fuzzing a live cluster over TCP: at least 100k generated and
  * mutated request lines, valid ones with broken arguments, random bytes,
  * invalid UTF-8, NUL and other control bytes, huge numbers, very long names
  * and lines, each connection's bytes cut at random points. Checked against

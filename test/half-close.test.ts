@@ -1,5 +1,5 @@
 /**
- * A half-close ends a wait [LP-2, LP-9 as amended] (issue 12 §4): a client
+ * A half-close ends a wait [LP-2, LP-9 as amended]: a client
  * that holds session locks, waits in `acquire` and then half-closes (as
  * `printf … | nc` does, or a crashed client's kernel with its FIN) gets
  * `AcquireLock Timeout owner=…` at once, then every later request it sent
@@ -34,7 +34,7 @@ describe('half-close while an acquire waits', () => {
       x.write(`acquire ${busy}\nping\n`);
       await eventually(async () => (await t.cluster.locks('leader')).find((r) => r.lock === busy)?.waiters.length === 1, 'the wait');
       x.socket.end(); // FIN: no more requests
-      // Before issue 12 nothing came back until `busy` was released, possibly never.
+      // The reply must not wait until `busy` is released (possibly never).
       expect(await x.next(3000)).toBe(`AcquireLock Timeout owner=${holder.id}`);
       expect(await x.next()).toBe('PONG');
       await x.waitClosed();

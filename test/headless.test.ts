@@ -33,7 +33,7 @@ describe('headless view', () => {
 });
 
 describe('headless view, ordering', () => {
-  it('writes the lines of different nodes in time order, even when a later one arrives first (issue 14 §6)', async () => {
+  it('writes the lines of different nodes in time order, even when a later one arrives first', async () => {
     const out = new PassThrough();
     out.setEncoding('utf8');
     let text = '';

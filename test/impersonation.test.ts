@@ -1,5 +1,5 @@
 /**
- * No impersonation (issue 6 §5), a regression test of the 2019 design's
+ * No impersonation, a regression test of the 2019 design's
  * hole: it trusted the client id a client sent. In dlock the id is the
  * connection's, given by the node in the greeting [LP-3, LP-4]; nothing a
  * client sends can name another client, so nothing it sends can release,

@@ -1,5 +1,5 @@
 /**
- * The learner rule (issue 12 §3): a follower that has not yet loaded its
+ * The learner rule: a follower that has not yet loaded its
  * snapshot is never promoted. Its table would be empty and its token
  * counter back at the first token: it would grant held locks again and
  * repeat tokens [LP-5, LP-7].
@@ -47,7 +47,7 @@ describe('a learner is never promoted', () => {
     t = await startCluster(1, 0, { callTimeoutMs: 4000 });
     await leaderDiesWhileFollowerLearns(t);
     await t.logged('cluster', /^the leader is gone and no follower that has its state survives \(follower-1 still loading it\): no node takes writes now/, 8000);
-    // Before issue 12, follower-1 was promoted here with an empty table.
+    // The learner rule: a follower still loading its snapshot (an empty table) is never promoted.
     expect(t.all.some((l) => /promoted to leader/.test(l))).toBe(false);
     expect(t.cluster.nodes.some((n) => n.role === 'leader')).toBe(false);
   });

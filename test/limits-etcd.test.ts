@@ -1,5 +1,5 @@
 /**
- * Resource limits on etcd (issue 6 §2, issue 13): --max-locks-per-client and
+ * Resource limits on etcd: --max-locks-per-client and
  * --max-waiters hold on nodes whose log is on etcd, through the leader and
  * through a follower, exactly: the leader stamps them into each preempt
  * and acquire, and every node's apply() refuses alike [LP-12].

@@ -1,5 +1,5 @@
 /**
- * Resource limits (issue 6 §2) on a real cluster over TCP, each limit set
+ * Resource limits on a real cluster over TCP, each limit set
  * low so the test reaches it: connections per node, locks per client,
  * waiters per lock, a line that never ends, a client that never reads; and
  * a thousand connections that never read while a bystander keeps working,

@@ -276,7 +276,7 @@ describe('acquire [LP-9]', () => {
     expect(run(s, { op: 'preempt', client: C, lock: 'c', ttl: null }).reply).toMatchObject({ op: 'preempt', ok: true });
   });
 
-  it('a waiter whose deadline has passed is answered as timed out, not granted, even before its timeout command (issue 12 §1)', () => {
+  it('a waiter whose deadline has passed is answered as timed out, not granted, even before its timeout command', () => {
     const s = createState();
     run(s, { op: 'preempt', client: A, lock: 'l', ttl: null }, 0);
     run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: 5, deadline: 5 }, 1);
@@ -394,7 +394,7 @@ function checkInvariants(s: TableState): void {
   // Each client's session locks (kept as it goes) are exactly its locks without a lease [LP-8].
   expect(sessionsOf(s)).toEqual(sessionsFromViews(s));
   for (const c of s.locks.sessionOwners()) expect(s.locks.sessionCount(c)).toBe(s.locks.sessionLocks(c).length);
-  // The per-client counts behind --max-locks-per-client (issue 6) match the table.
+  // The per-client counts behind --max-locks-per-client match the table.
   const owned = new Map<number, number>();
   for (const e of s.locks.values()) owned.set(e.owner, (owned.get(e.owner) ?? 0) + 1);
   expect(new Map([...s.owned].sort())).toEqual(new Map([...owned].sort()));
@@ -430,7 +430,7 @@ describe('properties', () => {
           const out = apply(s, cmd, now);
           if (out.waits !== null && cmd.op === 'acquire') deadlines.set(cmd.client, cmd.timeout === null ? null : now + cmd.timeout);
           for (const w of out.wakes) {
-            // [LP-9] a waiter is never granted at or after its deadline (issue 12 §1): it is answered as timed out.
+            // [LP-9] a waiter is never granted at or after its deadline: it is answered as timed out.
             const d = deadlines.get(w.client);
             expect(d).not.toBeUndefined();
             if (w.reply.op === 'acquire' && w.reply.ok) expect(d === null || (d as number) > now).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * Role-less nodes on real etcd (issue 13, step 2), three in this thread on
+ * Role-less nodes on real etcd (step 2), three in this thread on
  * loopback TCP: the walkthrough's requests through any node, one leader by
  * election, writes forwarded over the node link and answered from the
  * committed log; when the leader stops, another is elected, writes in

@@ -1,5 +1,5 @@
 /**
- * What `npm pack` ships (issue 14 §5): the library, the CLI and what they
+ * What `npm pack` ships: the library, the CLI and what they
  * load (workers, the TUI), not the tests or the benchmarks.
  */
 import { spawnSync } from 'node:child_process';

@@ -1,5 +1,5 @@
 /**
- * Partitions between hosts (issue 13): three hosts made of network
+ * Partitions between hosts: three hosts made of network
  * namespaces on a bridge, each with an etcd member and a `dlock node`
  * process. The leader's host is cut off (its link set down), etcd member
  * and all:

@@ -178,7 +178,7 @@ describe('LP-6 idempotent preempt, LP-7 tokens', () => {
         continue;
       }
       // Each is a new grant (every lock is released after it), so its token
-      // is strictly larger: a repeated token fails here (issue 12 §7).
+      // is strictly larger: a repeated token fails here.
       const tok = Number(/token=(\d+)/.exec(r)?.[1]);
       expect(tok).toBeGreaterThan(last);
       last = tok;

@@ -124,7 +124,7 @@ describe('follower replication', () => {
     const third = await LineClient.open(port);
     closers.push(() => third.close());
     other.write('check w\n');
-    // [LP-11] no dirty reads (issue 12 §2): `w` is applied here but not
+    // [LP-11] no dirty reads: `w` is applied here but not
     // committed, so its check waits; a check of a lock no pending entry
     // touched, sent after it on another connection, is answered at once.
     expect(await third.ask('check elsewhere')).toBe('CheckLock:Free');

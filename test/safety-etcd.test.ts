@@ -1,5 +1,5 @@
 /**
- * The safety checker against the cluster on etcd (issue 13): the same
+ * The safety checker against the cluster on etcd: the same
  * harness and checker as test/safety.test.ts, the nodes role-less on a real
  * etcd member, the leader's and followers' workers killed (a new leader by
  * election), links delayed, clients dropped. A bounded run: `npm run chaos

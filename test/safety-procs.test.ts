@@ -1,5 +1,5 @@
 /**
- * The safety checker against separate processes (issue 13): three `dlock
+ * The safety checker against separate processes: three `dlock
  * node` processes on a 3-member etcd, each (as root) on a host of its own
  * (a network namespace) with an etcd member, under every fault of
  * `npm run chaos -- --procs` once (procs.ts): the leader's process killed

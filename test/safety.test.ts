@@ -1,5 +1,5 @@
 /**
- * The safety checker (issue 5 §5). First the checker itself, on histories
+ * The safety checker. First the checker itself, on histories
  * made by hand, so we know it finds each kind of violation (a checker that
  * cannot fail proves nothing); then a bounded run of the real harness: many
  * TCP clients against a cluster of worker threads under a --chaos schedule

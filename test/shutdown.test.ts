@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown (issue 6 §6), as a user does it: `dlock up --data-dir`
+ * Graceful shutdown, as a user does it: `dlock up --data-dir`
  * as a child process, clients with writes in flight on the leader and a
  * follower, SIGTERM. The node stops accepting, answers every request it had
  * read (in order, then closes the connection), exits 0, and the directory

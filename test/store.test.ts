@@ -1,5 +1,5 @@
 /**
- * The file store on a real directory (issue 5 §3): records, snapshots and
+ * The file store on a real directory: records, snapshots and
  * compaction, a torn or corrupt tail cut at the last intact record, files a
  * crash can leave between steps, and directories that cannot be used.
  */

@@ -1,5 +1,5 @@
 /**
- * What happens when a follower's worker dies (issue 5 §1): the supervisor
+ * What happens when a follower's worker dies: the supervisor
  * logs it and restarts it on the same port; the new worker resyncs from a
  * snapshot; the old connections' sessions end [LP-8], leases survive, and
  * client ids are never reused [LP-4]. Leader failover is not covered here.

@@ -1,5 +1,5 @@
 /**
- * TLS (issue 6 §4): `dlock up --tls-cert --tls-key` serves every node over
+ * TLS: `dlock up --tls-cert --tls-key` serves every node over
  * TLS; the client library and `dlock client` connect with TLS and verify
  * the certificate; plain TCP to a TLS port gets nowhere and harms no one.
  * The certificate is made at test time with openssl (installed by .ci/run).

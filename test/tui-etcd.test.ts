@@ -1,5 +1,5 @@
 /**
- * `dlock tui --etcd` (issue 13): the VS Code-style view attached to nodes
+ * `dlock tui --etcd`: the VS Code-style view attached to nodes
  * that run as their own processes on a real etcd member, in tmux, asserted
  * on the screen: every node with its role, their lock maps and log lines
  * (served as views on each node's authenticated link port), the terminal
@@ -73,7 +73,7 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
     gone.proc.child.kill('SIGTERM');
     expect(await gone.proc.exit).toBe(0);
     s = await tmux.until(new RegExp(`⊘ ${gone.name}[^\\n]* gone`), 'the stopped node shown gone', 10_000);
-    expect(s).toMatch(/ 1\/1 up │/); // the one that left is not counted (as a dead leader nobody replaces, issue 12)
+    expect(s).toMatch(/ 1\/1 up │/); // the one that left is not counted (as a dead leader nobody replaces)
     c.close();
   }, 60_000);
 });

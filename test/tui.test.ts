@@ -1,6 +1,6 @@
 /**
  * The TUI for real: `dlock up --followers 2` in tmux, real TCP clients, and
- * assertions on what `tmux capture-pane` shows (issue 3's "done when").
+ * assertions on what `tmux capture-pane` shows.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -174,7 +174,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/Kill leader\? /, 'the question again');
       t.keys('y');
       const after = await t.until(/★ follower-1 \(leader\) up[^]*● follower-3 up/, 'the promoted follower, with its role, and its replacement');
-      // issue 12 §6: the dead leader is shown as gone, not as a node with stale numbers, and is not counted
+      // the dead leader is shown as gone, not as a node with stale numbers, and is not counted
       expect(after).toMatch(/⊘ leader gone/);
       expect(after).toMatch(/follower-1 promoted to leader in \d+ ms/); // OUTPUT
       // The TERMINAL's title follows: Enter would connect to the node that leads now.
@@ -187,7 +187,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/follower-3 · lock map \(1\)[^]*tui-kept +20001/, "follower-3's lock map");
       expect(await c.ask('check tui-kept')).toMatch(/^CheckLock:Lock:20001 token=1 ttl=\d+$/);
       // A lock taken through a surviving follower shows in the promoted
-      // leader's lock map and counts (they froze before issue 12).
+      // leader's lock map and counts (they froze before).
       const d = await LineClient.open(ports['follower-2'] as number);
       clients.push(d);
       expect(await d.ask('preempt tui-after')).toMatch(/^PreemptLock Success/);
@@ -201,7 +201,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/● follower-3 up/, 'follower-3 up again');
 
       // TERMINAL: Ctrl+C cancels a waiting request, as in a shell; it does
-      // not stop the cluster (issue 12 §6). q types there, so the hints say ^C.
+      // not stop the cluster. q types there, so the hints say ^C.
       await t.palette('view: terminal');
       await t.until(/\^C quit/, 'the terminal hints');
       expect(t.screen()).not.toMatch(/ q quit/);
@@ -223,7 +223,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
     }
   });
 
-  it('issue 14 §6 at 80x24: no black text, an editable input line, whole replies, tokens and names, hints, palette keys, a warning before attaching elsewhere', async () => {
+  it('at 80x24: no black text, an editable input line, whole replies, tokens and names, hints, palette keys, a warning before attaching elsewhere', async () => {
     const t = new Tmux(80, 24);
     const clients: LineClient[] = [];
     const token = '1764512345678901'; // 16 digits, as tokens seeded from the clock have

@@ -1,5 +1,5 @@
 /**
- * The TUI polish of issue 14 §6, in its pure parts: the TERMINAL's line
+ * The TUI's details, in its pure parts: the TERMINAL's line
  * editor, lock maps that cut nothing, wrapping that keeps numbers whole,
  * the palette's rows and key names, hints that keep Tab, ^P and quit, and
  * colours that never draw black text. tui.test.ts checks the same on a

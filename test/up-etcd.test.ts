@@ -1,5 +1,5 @@
 /**
- * `dlock up --etcd` (issue 13, step 2): the one-process layout, each node in
+ * `dlock up --etcd` (step 2): the one-process layout, each node in
  * its worker thread, with etcd as the log and the election. The
  * walkthrough's greetings, replies and tokens are as on the in-process
  * engine; killing the leader's worker hands the lead to another node by
@@ -63,7 +63,7 @@ describe.skipIf(!hasEtcd)('dlock up --etcd', () => {
     // A write through another node is answered once a new leader is elected (election ttl 2 s).
     expect(await w.ask('preempt ue-after', 15_000)).toMatch(new RegExp(`^PreemptLock Success owner=${w.id} token=\\d+$`));
     const failoverMs = Date.now() - t0;
-    expect(failoverMs).toBeLessThan(2000 + 10_000 + 1000); // the node lease's ttl and a second: issue 13's bound
+    expect(failoverMs).toBeLessThan(2000 + 10_000 + 1000); // the node lease's ttl and a second
     await eventually(async () => (await w.ask('check ue-session')) === 'CheckLock:Free', "the dead node's client's session ended", 25_000, 100);
     expect(await w.ask('check lock03')).toMatch(/^CheckLock:Lock:30001 token=4 ttl=\d+$/); // leases stay
     // The supervisor restarts the dead node; it catches up from the log.

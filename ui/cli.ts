@@ -107,7 +107,7 @@ function checkEtcdCluster(a: EtcdFlags & { cluster: string }): true {
 
 /**
  * The auth token of a node that listens (dlock up, dlock node): a valid
- * word, and required off loopback unless --insecure (issue 6: anyone who
+ * word, and required off loopback unless --insecure (anyone who
  * can reach the port could take or release any lock).
  */
 function checkListenToken(token: string | null, host: string, insecure: boolean): void {
@@ -434,7 +434,7 @@ await yargs(hideBin(process.argv))
   .demandCommand(1, `name a command: ${COMMANDS.join(', ')}`)
   .parserConfiguration({ 'populate--': true })
   .strict()
-  // A usage error is its one line and where to read more, not the whole help (issue 14 §3).
+  // A usage error is its one line and where to read more, not the whole help.
   .fail((msg, err) => {
     // Help for the command named, if one is (a flag's value such as x.json is not one), else for dlock.
     const command = process.argv.slice(2).find((w) => (COMMANDS as readonly string[]).includes(w));

@@ -1,5 +1,5 @@
 /**
- * The TERMINAL's input line (issue 14 §6): the editing keys a shell user
+ * The TERMINAL's input line: the editing keys a shell user
  * expects, as readline binds them (emacs mode), and a history. Pure: keys
  * in, text and cursor out; the TUI draws it.
  *

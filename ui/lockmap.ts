@@ -1,5 +1,5 @@
 /**
- * A node's lock map as text rows for a pane (issue 14 §6). Pure.
+ * A node's lock map as text rows for a pane. Pure.
  *
  * Nothing a user acts on is cut: lock names and fencing tokens (16 digits
  * when seeded from the clock) are shown whole. When the table's columns fit

@@ -101,7 +101,7 @@ export class ClusterModel {
       const v = this.node(ev.node);
       v.state = ev.state;
       if (ev.address !== null) v.address = ev.address;
-      // A dead node's numbers are no longer true: show none rather than stale ones (issue 12 §6).
+      // A dead node's numbers are no longer true: show none rather than stale ones.
       if (!isLive(ev.state)) {
         v.stats = null;
         v.locks = [];

@@ -1,5 +1,5 @@
 /**
- * The command palette's text (issue 14 §6). Pure: matches, selection and
+ * The command palette's text. Pure: matches, selection and
  * size in, rows out; the TUI draws them in a box.
  *
  * The box is as wide as its longest entry (title, then its keys spelled out

@@ -47,7 +47,7 @@ export class ClusterSource implements ViewSource {
   async poll(live: (name: string) => boolean, limit: number): Promise<{ stats: NodeStats[]; locks: Array<[string, LockRow[]]> }> {
     const c = this.cluster;
     if (c === null) return { stats: [], locks: [] };
-    // Every live node, the promoted leader too (issue 12 §6: it froze when only `up` was polled).
+    // Every live node, the promoted leader too (it froze when only `up` was polled).
     const up = c.nodes.filter((n) => live(n.name));
     const stats = await Promise.all(up.map((n) => c.stats(n.name).catch(() => null)));
     const locks = await Promise.all(up.map(async (n) => [n.name, await c.locks(n.name, limit).catch(() => null)] as const));

@@ -1,6 +1,6 @@
 /**
  * The TUI's TERMINAL: a dlock client attached to one node, typed into as a
- * shell is (issues 3, 12 §6 and 14 §6).
+ * shell is.
  *
  * - The input line edits as readline's does (ui/line-editor.ts).
  * - Replies are wrapped to the panel, never cut.

@@ -1,6 +1,6 @@
 /**
  * The TUI's colours, chosen to read on dark and light terminal themes alike
- * (issue 14 §6). Pure.
+ *. Pure.
  *
  * Two rules:
  * - Never black text (SGR 30) or a black background: on a dark theme the

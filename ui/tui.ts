@@ -1,5 +1,5 @@
 /**
- * `dlock up` in a terminal: a VS Code-style view of the cluster (issue 3).
+ * `dlock up` in a terminal: a VS Code-style view of the cluster.
  *
  * A view only: it subscribes to node events (log batches arrive already
  * batched every 50 ms by the workers), polls stats and lock maps over the
@@ -8,7 +8,7 @@
  *
  * Logs are drawn from capped buffers (ui/model.ts), only the lines that fit,
  * into plain boxes: blessed's log widget re-parses its whole content on
- * every line (blessed issue 338), which a busy node would turn into a
+ * every line (blessed), which a busy node would turn into a
  * render storm.
  *
  * Keys go through one dispatcher: the palette when open, else a question
@@ -459,7 +459,7 @@ export async function runView(source: ViewSource, opts: TermOptions, command: st
   });
 
   /**
-   * By hand (issue 5): `kill` ends a node's worker as a crash would;
+   * By hand: `kill` ends a node's worker as a crash would;
    * `restart` does the same but is logged as asked for. Either way a
    * follower comes back and a dead leader is replaced (failover).
    */

@@ -1,5 +1,5 @@
 /**
- * The admin API over HTTP (issue 14 §2), for operators and their tools:
+ * The admin API over HTTP, for operators and their tools:
  *
  *   GET  /health                  200 when every node has its state and a leader leads; 503 with the reason
  *   GET  /metrics                 Prometheus text (prom-client)

@@ -1,5 +1,5 @@
 /**
- * The admin API's view of one `dlock node` process (issue 14 §2, on etcd):
+ * The admin API's view of one `dlock node` process (on etcd):
  * the node serving now, which is null while it rejoins after a fail-stop
  * (then /health answers 503 with the reason, and the rest fail).
  *

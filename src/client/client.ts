@@ -86,7 +86,7 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** Sent as `auth <token>` right after the greeting [LP-15]; connect() fails with AuthError if refused. */
   authToken?: string | null;
-  /** Connect over TLS (issue 6 §4); the server's certificate is verified unless told otherwise. */
+  /** Connect over TLS; the server's certificate is verified unless told otherwise. */
   tls?: TlsClientOptions | null;
   /**
    * Survive a broken connection [LP-16]: the client asks for its secret

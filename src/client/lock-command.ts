@@ -1,6 +1,5 @@
 /**
- * `dlock lock NAME [--ttl MS] [--timeout MS] -- COMMAND [ARGS…]` (issue 14
- * §4), as `etcdctl lock` and `consul lock` do: hold the lock while the
+ * `dlock lock NAME [--ttl MS] [--timeout MS] -- COMMAND [ARGS…]`, as `etcdctl lock` and `consul lock` do: hold the lock while the
  * command runs.
  *
  *  - acquire NAME as a lease (waiting up to --timeout), kept renewed by the

@@ -1,6 +1,5 @@
 /**
- * `dlock client [options] REQUEST…`: one request, for scripts (issue 14
- * §3). Prints the reply (or, with --json, the reply as an object) and
+ * `dlock client [options] REQUEST…`: one request, for scripts. Prints the reply (or, with --json, the reply as an object) and
  * exits with what it means:
  *
  *   0  success: a grant, a release, a renew, a check, Valid, PONG, …

@@ -1,6 +1,6 @@
 /**
  * `dlock client` without a request: the original design's interactive
- * client, done right (issue 14 §3).
+ * client, done right.
  *
  * Shows the greeting (our client id), a `distributeLock:>` prompt on a
  * terminal, and every request and reply with a timestamp (with --json, each

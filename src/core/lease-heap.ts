@@ -5,7 +5,7 @@
  * million leases are three arrays, not the three million small objects a
  * heap of `{ at, item: { lock, token } }` made: on the leader those were
  * most of what the GC marked, and each full GC during a snapshot copy
- * took hundreds of ms on a 2-core machine (issue 5 §6).
+ * took hundreds of ms on a 2-core machine.
  *
  * Entries are never removed early; the owner checks an entry against the
  * table when it reaches the top (lazy deletion). Threading: none; one owner.

@@ -98,7 +98,7 @@ export interface TableState {
   at: number;
   /** The lock each waiting client waits on. */
   waiting: Map<ClientId, string>;
-  /** How many locks each client holds (sessions and leases), for the per-client limit (issue 6). */
+  /** How many locks each client holds (sessions and leases), for the per-client limit. */
   owned: Map<ClientId, number>;
   /** Clients that can be resumed [LP-16]. */
   sessions: Map<ClientId, ClientSession>;
@@ -183,7 +183,7 @@ export type Reply =
   /** `busy`: the connection holds or waits on locks as the client it was greeted as, so it cannot become another. */
   | { op: 'resume'; ok: false; busy: boolean }
   /**
-   * A resource limit refused the write (issue 6 §2; writeRefusal); sent as
+   * A resource limit refused the write (writeRefusal); sent as
    * `Error: <message>`. In process the leader decides it before applying;
    * on etcd, apply() does, from the limits stamped in the command.
    */
@@ -279,7 +279,7 @@ export function aged(cmd: Command, elapsed: number): Command {
  * Waiters whose deadline is due are answered as timed out instead of being
  * granted: the leader's timer for them may not have fired yet (it runs on a
  * busy thread, or on a new leader after failover), and a grant after the
- * deadline is a reply the client stopped waiting for (issue 12 §1). Deciding
+ * deadline is a reply the client stopped waiting for. Deciding
  * it here, from `now`, gives every replica the same answer.
  */
 function free(state: TableState, out: Outcome, lock: string, p: number, now: number): void {
@@ -610,7 +610,7 @@ export function validate(state: TableState, lock: string, token: number): Valida
 /**
  * A copy of the state in columns, for resync, failover and disk snapshots.
  * Columns because a million locks must copy out of the table, cross a link
- * and load again in well under a second (issue 5 §6): they are the
+ * and load again in well under a second: they are the
  * table's own layout (lock-map.ts), so a copy is two bulk copies, and one
  * array of names and one Float64Array of numbers cost a fraction of a
  * million small tuples to encode (codec/frame.ts) and decode. A snapshot
@@ -722,7 +722,7 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   locks.reserve(total, chars);
   const first = locks.load(snap.names, count, nums);
   // Per-client counts in runs: a client's locks tend to sit together, and
-  // one Map update per lock would cost a sixth of the load (issue 5 §6).
+  // one Map update per lock would cost a sixth of the load.
   let runOwner = -1;
   let run = 0;
   for (let i = 0; i < count; i++) {

@@ -5,7 +5,7 @@
  * The keys themselves are not kept as JS strings but as UTF-16 code units
  * in one Uint16Array (the arena).
  *
- * Why, all for issue 5 §6 (a follower restarted with a million locks
+ * Why, all for one goal (a follower restarted with a million locks
  * serves again within a second; it loads the leader's table from a
  * snapshot, which the leader copies out first):
  *  - `Map.set` with string keys: a million took 650-1000 ms on our 2-core

@@ -1,5 +1,5 @@
 /**
- * The auth token check [LP-15], issue 6 §3.
+ * The auth token check [LP-15].
  *
  * The token is compared in constant time: both sides are hashed (SHA-256)
  * first, so the comparison neither stops at the first differing byte nor

@@ -40,7 +40,7 @@ import type { Engine } from './engine.js';
 
 // Requests a connection queues before it stops parsing and reading [LP-13]:
 // with --max-clients 10,000 the queues of clients that never read stay in
-// the hundreds of MB, not the GBs (issue 6 §2).
+// the hundreds of MB, not the GBs.
 const HIGH_WATER = 256;
 /** Requests dispatched between flushes (see pump). */
 const PUMP_BATCH = 256;
@@ -188,7 +188,7 @@ export class ClientConnection {
   }
 
   private afterParse(): void {
-    // Issue 6 §2: a line must end within --line-timeout of its first byte,
+    // A line must end within --line-timeout of its first byte,
     // so half a line (or one trickled a byte at a time) cannot hold a
     // connection open.
     const partial = this.parser.pending > 0 && !this.inputDone;
@@ -336,7 +336,7 @@ export class ClientConnection {
     if (this.pumping) return;
     this.pumping = true;
     // In batches, flushing after each and stopping while the client does
-    // not read (issue 6 §2): one 64 KiB chunk of `help` is 13,000 requests
+    // not read: one 64 KiB chunk of `help` is 13,000 requests
     // and 3 MB of replies, which must not be made before they can be sent.
     // Requests left in the queue are dispatched on `drain`.
     // One flush per batch, the last one included (no second flush after).
@@ -616,7 +616,7 @@ export class ClientConnection {
  * End our side of a socket we read no more from (after `last`, if given),
  * and read and drop whatever the peer still sends, so that its FIN is seen
  * and the socket closes: a paused socket with unread bytes stays half-open
- * for good (issue 6 §2: no leaked handles).
+ * for good (no leaked handles).
  */
 export function endAndDiscard(socket: Socket, last?: string): void {
   if (last === undefined) socket.end();

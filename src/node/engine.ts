@@ -27,7 +27,7 @@ export interface Engine {
   readonly metrics: NodeMetrics;
   /** Requests received (well-formed or not), for ops/s in views. */
   readonly counters: { requests: number };
-  /** Resource limits (issue 6 §2). */
+  /** Resource limits. */
   readonly limits: Limits;
   /** The token clients must give first [LP-15], or null when none is needed. */
   readonly auth: AuthGate | null;

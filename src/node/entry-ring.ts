@@ -1,6 +1,6 @@
 /**
  * The last entries of the log, kept by every node so that a follower whose
- * link breaks (above all at leader failover, issue 5) can resume from its
+ * link breaks (above all at leader failover) can resume from its
  * own sequence number with the entries it lacks instead of a full snapshot,
  * and so derive the results of its in-flight writes from them (codec.ts).
  *

@@ -1,5 +1,5 @@
 /**
- * Resource limits (issue 6 §2): what one client may cost a node, so that
+ * Resource limits: what one client may cost a node, so that
  * no client starves another or grows a node's memory without bound
  * [LP-13, LP-14]. Every limit has a default here, a `dlock up` flag, and a
  * clear `Error: …` (or a logged close) when hit.

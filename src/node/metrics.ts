@@ -1,5 +1,5 @@
 /**
- * A node's Prometheus metrics (issue 14 §2): requests by verb and result,
+ * A node's Prometheus metrics: requests by verb and result,
  * request latency, commit latency, and, read when scraped, what the node holds (locks,
  * waiters, clients) and how far its replication is (applied and committed
  * seq; on the leader each follower's lag).

@@ -1,5 +1,5 @@
 /**
- * A node on etcd (issue 13): the role-less ReplicaNode with etcd as its
+ * A node on etcd: the role-less ReplicaNode with etcd as its
  * replication (replication/replication-etcd.ts), which holds everything
  * about the log, the election, the links between nodes and liveness.
  *
@@ -127,8 +127,8 @@ export class EtcdNode extends ReplicaNode {
   /**
    * Reads come from this node's replica [LP-11], which follows etcd's log:
    * while the node cannot show it is in contact with etcd, the replica may
-   * lag by as long, so the read is refused, saying how long (issue 13:
-   * reads either say how stale they may be or are refused).
+   * lag by as long, so the read is refused, saying how long (a read either
+   * says how stale it may be or is refused).
    */
   override read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
     if (this.failed) return `Error: ${ERR_NODE_STOPPED}`;

@@ -1,5 +1,5 @@
 /**
- * A node's log: lines a person can follow (issue 2 §6), batched.
+ * A node's log: lines a person can follow, batched.
  *
  * Nodes log connections, requests, replies and replication as they happen;
  * the lines are buffered and handed to the sink at most every `intervalMs`

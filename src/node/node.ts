@@ -35,7 +35,7 @@ export interface NodeOptions {
   firstToken?: number;
   /** Clients must send `auth <token>` first [LP-15]; null or absent: no token. */
   authToken?: string | null;
-  /** Resource limits (issue 6 §2); absent: DEFAULT_LIMITS. */
+  /** Resource limits; absent: DEFAULT_LIMITS. */
   limits?: Limits;
   /** Serve clients over TLS with this certificate and key (PEM); absent or null: plain TCP. */
   tls?: { cert: string; key: string } | null;
@@ -56,12 +56,12 @@ export interface NodeStats {
   /** Reply bytes waiting in client sockets, and replies owed, over all clients. */
   bufferedBytes: number;
   owedReplies: number;
-  /** This node's V8 heap in use, bytes (its own isolate: issue 6 memory bounds). */
+  /** This node's V8 heap in use, bytes (its own isolate, so its memory bound is its own). */
   heapUsed: number;
   /**
    * Entries this node keeps per client (session lists, waits, lock counts,
    * commit waiters, in-flight forwards): when clients go, it comes back
-   * down, so a leak shows here without waiting for a GC (issue 6 §2).
+   * down, so a leak shows here without waiting for a GC.
    */
   clientEntries: number;
   /** The fencing token the next grant gets here [LP-7]. */
@@ -184,7 +184,7 @@ export abstract class NodeBase implements Engine {
    */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      // TLS (issue 6 §4): the same connection code on a TLSSocket, after its handshake.
+      // TLS: the same connection code on a TLSSocket, after its handshake.
       const server: Server =
         this.tls === null
           ? createServer({ allowHalfOpen: true })
@@ -426,7 +426,7 @@ export abstract class NodeBase implements Engine {
   }
 
   /**
-   * Graceful shutdown (issue 6 §6): stop accepting connections and reading
+   * Graceful shutdown: stop accepting connections and reading
    * requests; every request already read is answered, then its connection
    * is closed [LP-8]. Resolves once every connection has closed, or after
    * `ms` with the number still open (a waiting acquire, or a client that

@@ -1,6 +1,5 @@
 /**
- * What a read must wait for so that it shows committed state only [LP-11,
- * issue 12 §2].
+ * What a read must wait for so that it shows committed state only [LP-11].
  *
  * A node's table is applied state: on the leader, writes not yet on every
  * voter; on a follower, entries the leader has not yet committed. A

@@ -1,5 +1,5 @@
 /**
- * A role-less node (issue 13, design point 1): a replica of the lock table
+ * A role-less node: a replica of the lock table
  * that applies committed entries through the pure state machine and
  * answers its own clients from them, whichever node sequences the writes.
  * What orders the writes is its Replication (replication/replication.ts);

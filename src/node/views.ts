@@ -1,5 +1,5 @@
 /**
- * Views for an observer (issue 13: `dlock tui --etcd`, the chaos harness
+ * Views for an observer (`dlock tui --etcd`, the chaos harness
  * across processes): on a node's authenticated link, every VIEW_MS, a
  * `view` frame with the node's stats, its lock map (at most `locks` rows)
  * and its log lines since the last view (at most VIEW_LOG_MAX; older ones

@@ -23,7 +23,7 @@ export class LineSplitter {
   /**
    * Bytes received but not yet split because the consumer asked to stop
    * (its onLine returned false): they are split on resume(). Bounded by
-   * what arrives before the consumer pauses its socket (issue 6 §2).
+   * what arrives before the consumer pauses its socket.
    */
   private backlog: Buffer | null = null;
 

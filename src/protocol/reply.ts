@@ -62,7 +62,7 @@ export function formatValidate(v: ValidateResult): string {
 /** [LP-3] greeting, also the `whoami` reply. */
 /**
  * [LP-3] `client_id: <id> node: <name>`. A follower promoted to leader keeps
- * its name, so its greeting adds the field ` role: leader` (issue 12 §7):
+ * its name, so its greeting adds the field ` role: leader`:
  * the name alone would say follower. Other nodes' greetings are exactly LP-3's.
  */
 export function formatGreeting(client: ClientId, node: string, leads = false): string {

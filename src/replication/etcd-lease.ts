@@ -1,5 +1,5 @@
 /**
- * Keeping an etcd lease alive, the way dlock needs it (issue 13): for a
+ * Keeping an etcd lease alive, the way dlock needs it: for a
  * node's liveness (etcd-members.ts) and for its election key
  * (etcd-election.ts).
  *

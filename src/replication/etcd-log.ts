@@ -1,5 +1,5 @@
 /**
- * The log and the leadership on etcd (issue 13, design point 2): etcd's
+ * The log and the leadership on etcd: etcd's
  * Raft decides, dlock does not run a consensus protocol of its own.
  *
  * Keys, under `/dlock/<cluster>/`:
@@ -17,7 +17,7 @@
  *
  * Group commit: one append txn in flight; entries appended meanwhile fill
  * the next batch, sent when the txn returns. So a busy leader makes few
- * large txns rather than one per write (issue 13: etcd takes ~580 16 KB
+ * large txns rather than one per write (etcd takes ~580 16 KB
  * puts/s here, which carries ~150k small commands/s in batches).
  *
  * Reading: `tail(after)` delivers every batch after a revision, in revision
@@ -275,7 +275,7 @@ export class EtcdLog {
    * txn, likely to another member: one sent to a member cut off by a
    * partition hangs (no RST), and stepping down for it cost an election
    * each time. The same for a txn etcd refuses because its member has no
-   * leader (etcd's own election, after losing a member; issue 13: losing
+   * leader (etcd's own election, after losing a member: losing
    * one member costs at most one election, etcd's, not ours too). Sending
    * it again is safe: if the first one landed, the
    * second is refused (the batch key exists), and reading the key back

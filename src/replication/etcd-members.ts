@@ -1,5 +1,5 @@
 /**
- * Node membership and liveness on etcd (issue 13, design point 2).
+ * Node membership and liveness on etcd.
  *
  * Keys, under `/dlock/<cluster>/`:
  *   names/<name>    the node's index, given once by the cluster and kept for
@@ -21,7 +21,7 @@
  *
  * Renewals: LeaseKeeper (etcd-lease.ts), not the etcd3 client's loop,
  * with which a healthy node fail-stopped when one etcd member of three
- * went (issue 13: losing one member costs at most one election).
+ * went (losing one member costs at most one election).
  *
  * Clock assumption: the rates of the node's and etcd's clocks differ by far
  * less than the margin over one ttl (no assumption on their offsets).

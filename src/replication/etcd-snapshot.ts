@@ -1,6 +1,6 @@
 /**
  * Snapshots of the lock table in etcd, and compaction of the log behind
- * them (issue 13, design point 2).
+ * them.
  *
  * Keys, under `/dlock/<cluster>/`:
  *   snap/<seq>/<part>   the table at that seq, in parts under etcd's

@@ -12,7 +12,7 @@
  *
  * Proposals: each is sent over the link (`forward`) and kept until its
  * entry is applied or its `reply` frame comes (a write that changed
- * nothing). Leader loss (issue 5): when the link breaks, proposals are kept
+ * nothing). Leader loss: when the link breaks, proposals are kept
  * and new ones queued for up to `leaderWaitMs`. Linked to a new primary in
  * that time, the backup resumes, learns from the entries which proposals
  * the new log already holds, and sends the rest again in their order, so
@@ -54,8 +54,7 @@ export class PortBackup {
   private hasState = false;
   /**
    * The primary counts this backup toward commits (it sent `voter`), so
-   * this replica holds every committed entry: the learner rule (issue 12
-   * §3). Only a voter may be promoted. Cleared whenever the state is thrown
+   * this replica holds every committed entry: the learner rule. Only a voter may be promoted. Cleared whenever the state is thrown
    * away for a new snapshot.
    */
   private voter = false;

@@ -9,7 +9,7 @@
  * preempt) costs no entry. A reply that reflects seq s is released only
  * when every backup that has its state has acknowledged s (the commit
  * index), so no client learns of a write such a backup does not have yet,
- * and any of them can take over (issue 5: the replication rule). A backup
+ * and any of them can take over (the replication rule). A backup
  * still loading a snapshot does not count until it acknowledges it, as a
  * Raft learner does not vote: a backup restarting next to a million locks
  * must not stop every write for the second its snapshot takes. With no
@@ -217,7 +217,7 @@ export class PortPrimary {
 
   /** Apply one command, replicate it if it changed anything, route the replies the log does not carry. */
   private execute(cmd: Command, source: Source): void {
-    // Limits (issue 6 §2), decided here on the authoritative table, so they
+    // Limits, decided here on the authoritative table, so they
     // hold exactly whichever node the writes come through; a refused write
     // changes nothing and is not logged.
     const refused = writeRefusal(this.replica.state, cmd, this.replica.limits);
@@ -375,7 +375,7 @@ export class PortPrimary {
 
   /**
    * A backup's link closed: its worker died, and the supervisor is starting
-   * another that will ask for a snapshot (issue 5 §1). Copy it now, while
+   * another that will ask for a snapshot. Copy it now, while
    * that worker boots, instead of after its hello: the copy (about 100 ms
    * for a million locks here) then overlaps the boot rather than following
    * it. As a Raft leader sends its latest snapshot and the log after it,
@@ -423,7 +423,7 @@ export class PortPrimary {
     if (next !== Infinity) this.leaseTimer = setTimeout(this.expireLeases, Math.max(0, Math.ceil(next - this.replica.clock.now())));
   }
 
-  /** The primary decides expiry (issue 5 §2): every lease due now ends, each as a logged `expire`. */
+  /** The primary decides expiry: every lease due now ends, each as a logged `expire`. */
   private readonly expireLeases = (): void => {
     this.leaseTimer = null;
     this.leaseArmedFor = Infinity;
@@ -470,8 +470,7 @@ export class PortPrimary {
   }
 
   /**
-   * Restore the table from a data directory and keep logging to it (issue 5
-   * §3). No connection survives a restart, so every session lock is
+   * Restore the table from a data directory and keep logging to it. No connection survives a restart, so every session lock is
    * released and every waiter withdrawn [LP-8], as logged disconnects;
    * leases survive and their timers are armed (an expired one ends at once).
    */

@@ -1,5 +1,5 @@
 /**
- * The replication on etcd (issue 13): the seam's second implementation
+ * The replication on etcd: the seam's second implementation
  * (replication.ts), for nodes that run as separate processes.
  *
  * Every node, the leader too, applies the committed log from etcd in order
@@ -54,7 +54,7 @@
  * table cannot apply, however it got into the log, is skipped with a
  * logged error on every node alike, and takes its seq.
  *
- * Resource limits (issue 6 §2): the leader stamps --max-locks-per-client
+ * Resource limits: the leader stamps --max-locks-per-client
  * and --max-waiters into each preempt and acquire it sequences, and
  * apply() refuses one they forbid, on every node alike.
  *
@@ -309,7 +309,7 @@ export class EtcdReplication implements Replication {
     });
     // The client ordinals this run reserved before the node existed (node-main: prepare()), which reservations go on from.
     if (this.opts.reserveIds === true) this.members.adoptReservation(Number(Atomics.load(this.opts.idCounter, 1)));
-    // The latest snapshot, then the log after it (issue 13: a node that
+    // The latest snapshot, then the log after it (a node that
     // joins or restarts does not replay the log from its start).
     // An empty table starts at the cluster's first token, which etcd keeps.
     this.firstTokenOfCluster = await this.etcdLog.firstToken(this.opts.firstToken);
@@ -908,7 +908,7 @@ export class EtcdReplication implements Replication {
       if (this.leading) this.held.push({ cmd, from, req, since: performance.now() });
       return;
     }
-    // The limits go with the command (issue 6 §2): every node applying the
+    // The limits go with the command: every node applying the
     // entry refuses it alike, on the table as of that entry, so they hold
     // exactly (apply, writeRefusal).
     const limits = this.replica.limits;

@@ -1,5 +1,5 @@
 /**
- * The in-process replication (issue 13, design point 1): primary/backup
+ * The in-process replication: primary/backup
  * over MessagePorts, the one-process `dlock up`'s engine, behind the same
  * seam as etcd (replication.ts).
  *

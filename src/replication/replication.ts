@@ -1,5 +1,5 @@
 /**
- * The replication seam (issue 13, design point 1): what a role-less node
+ * The replication seam: what a role-less node
  * needs from whatever decides the order of writes, and what that gives the
  * node in return.
  *

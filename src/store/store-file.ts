@@ -47,7 +47,7 @@ const numbered = (files: string[], prefix: string, suffix = ''): number[] =>
 /**
  * `mkdir -p`, one level at a time. Node's recursive mkdirSync retries
  * forever where a parent exists but refuses new entries with ENOENT (under
- * /proc, for one): `--data-dir /proc/x` hung instead of failing (issue 12 §7).
+ * /proc, for one): `--data-dir /proc/x` hung instead of failing.
  */
 function makeDirs(dir: string): void {
   const missing: string[] = [];

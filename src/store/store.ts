@@ -1,5 +1,5 @@
 /**
- * Where the leader keeps the log on disk (issue 5 §3), so that a restart
+ * Where the leader keeps the log on disk, so that a restart
  * with the same data directory restores the lock table, leases, the token
  * counter and (with ids-file.ts) the client-id counters.
  *

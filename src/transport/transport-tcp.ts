@@ -1,6 +1,6 @@
 /**
  * Transport over TCP (or TLS), for nodes in separate processes on separate
- * hosts (issue 13): the same codec frames as the in-process link
+ * hosts: the same codec frames as the in-process link
  * (transport-port.ts), one frame a line, a batch per socket write.
  *
  * - Decoding takes chunks (LineSplitter, as the client protocol does), and

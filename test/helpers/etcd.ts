@@ -1,5 +1,5 @@
 /**
- * Real etcd members for tests (issue 13: no mock etcd): Debian's
+ * Real etcd members for tests (no mock etcd): Debian's
  * etcd-server, started on free loopback ports with data directories in a
  * temp dir, one member or a cluster of several. Members can be killed
  * (SIGKILL) and started again on the same ports and data, to lose and

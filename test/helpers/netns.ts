@@ -1,5 +1,5 @@
 /**
- * Separate hosts for tests (issue 13): Linux network namespaces, each with
+ * Separate hosts for tests: Linux network namespaces, each with
  * a veth pair to a bridge in this namespace, made and removed by the test.
  * Traffic stays on this machine: the bridge's subnet exists only between
  * these namespaces. A partition is a host's link set down.

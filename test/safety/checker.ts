@@ -1,5 +1,5 @@
 /**
- * The safety checker (issue 5 §5): given every hold interval the clients
+ * The safety checker: given every hold interval the clients
  * observed, decide whether the cluster kept its promises. Pure: no I/O.
  *
  * A hold starts when its client receives the grant and ends at the earliest

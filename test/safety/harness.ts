@@ -1,5 +1,5 @@
 /**
- * The safety harness (issue 5 §5): many real TCP clients, each one request
+ * The safety harness: many real TCP clients, each one request
  * at a time, doing what lock users do against a cluster under faults:
  * `acquire` (with a timeout) or `preempt` a contended lock, with or without
  * a lease, hold it briefly, sometimes `renew`, then `release` it or drop

@@ -1,5 +1,5 @@
 /**
- * The safety run across processes (issue 13): three `dlock node`
+ * The safety run across processes: three `dlock node`
  * processes on a 3-member etcd, the harness's clients against them, and
  * faults a machine room has, as Jepsen injects them:
  *  - a node's process killed (-9) and started again under its name, the

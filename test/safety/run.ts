@@ -1,5 +1,5 @@
 /**
- * One safety run (issue 5 §5): a real cluster (worker threads, TCP) under a
+ * One safety run: a real cluster (worker threads, TCP) under a
  * --chaos schedule, the harness's clients against it until enough grants or
  * time, then the faults stop, the cluster settles, every node is asked
  * about the leases that must still be held, and the checker decides.
