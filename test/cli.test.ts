@@ -125,6 +125,50 @@ describe('dlock up (headless)', () => {
     }
   });
 
+  it.skipIf(!has('tmux'))('dlock client in a terminal shows a waiting request and what is queued behind it; Ctrl+C cancels it and the next request connects again [LP-8, LP-9]', async () => {
+    const sock = `dlock-test-wait-${process.pid}`;
+    const tmux = (...args: string[]): string => {
+      const r = spawnSync('tmux', ['-L', sock, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const holder = await LineClient.open(ports['follower-1'] as number);
+    expect(await holder.ask('preempt tmux-wait')).toMatch(/^PreemptLock Success/);
+    tmux('-f', '/dev/null', 'new-session', '-d', '-s', 'c', '-x', '160', '-y', '30');
+    try {
+      tmux('set-option', '-t', 'c', 'remain-on-exit', 'on');
+      // Through a shell that prints the exit status (tmux's own pane status can lag the exit).
+      tmux('respawn-pane', '-k', '-t', 'c', `sh -c '${process.execPath} ${CLI} client --port ${ports['leader']}; echo "exited $?"'`);
+      const screen = (): string => tmux('capture-pane', '-p', '-t', 'c');
+      await eventually(() => /distributeLock:>$/m.test(screen()), 'the prompt');
+      const first = /client_id: (\d+)/.exec(screen())?.[1];
+      tmux('send-keys', '-t', 'c', 'preempt tmux-mine', 'Enter');
+      await eventually(() => /Response: PreemptLock Success owner=\d+/.test(screen()), 'a session lock of its own');
+      tmux('send-keys', '-t', 'c', 'acquire tmux-wait', 'Enter');
+      await eventually(() => /Request: acquire tmux-wait\nwaiting: acquire tmux-wait \(Ctrl\+C cancels it/m.test(screen()), 'the waiting request shown');
+      tmux('send-keys', '-t', 'c', 'check tmux-mine', 'Enter');
+      await eventually(() => /Request: check tmux-mine\n\(queued behind: acquire tmux-wait\)/m.test(screen()), 'the queued request shown');
+      tmux('send-keys', '-t', 'c', 'C-c');
+      await eventually(() => /\^C: cancelled 2 waiting requests by closing the connection/.test(screen()), 'the cancel said');
+      expect(screen()).toMatch(/Cancelled: acquire tmux-wait\n.*Cancelled: check tmux-mine/m);
+      // Its connection closed: its session lock is released [LP-8], and its acquire no longer waits [LP-9].
+      await eventually(async () => (await holder.ask('check tmux-mine')) === 'CheckLock:Free', 'the cancelled client\'s session lock released');
+      expect(await holder.ask('release tmux-wait')).toBe('ReleaseLock Success');
+      expect(await holder.ask('check tmux-wait')).toBe('CheckLock:Free'); // not granted to the cancelled acquire
+      tmux('send-keys', '-t', 'c', 'ping', 'Enter');
+      await eventually(() => /connected again to leader\nclient_id: (\d+)\n.*Request: ping\n.*Response: PONG/m.test(screen()), 'a new connection for the next request');
+      expect(/connected again to leader\nclient_id: (\d+)/.exec(screen())?.[1]).not.toBe(first);
+      // Ctrl+C with nothing waiting and nothing typed quits, with status 0.
+      tmux('send-keys', '-t', 'c', 'C-c');
+      await eventually(() => /^exited 0$/m.test(screen()), 'the client exited 0').catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${screen()}`);
+      });
+    } finally {
+      holder.close();
+      spawnSync('tmux', ['-L', sock, 'kill-server']);
+    }
+  });
+
   it('SIGTERM closes it cleanly with status 0', async () => {
     proc.child.kill('SIGTERM');
     expect(await proc.exit).toBe(0);
