@@ -108,6 +108,8 @@ export interface ObservedNode {
   view: View | null;
   /** The observer link is open. */
   linked: boolean;
+  /** Its link closed while etcd still lists it (reported once, until a view comes again). */
+  lost?: boolean;
 }
 
 export interface ObserverHandlers {
@@ -119,6 +121,14 @@ export interface ObserverHandlers {
   left(name: string): void;
   /** Reading etcd failed (null: it works again). */
   etcd(error: string | null): void;
+  /**
+   * The observer link to a node that etcd still lists closed: its process
+   * is gone or cut off, seen at once (a TCP close) or within the link's
+   * heartbeat, long before its etcd lease ends. `back` when a view comes
+   * again on a new link.
+   */
+  unreachable?(node: ObservedNode, why: string): void;
+  back?(node: ObservedNode): void;
 }
 
 /**
@@ -208,12 +218,20 @@ export class ClusterObserver {
       (v) => {
         if (this.nodes.get(node.name) !== node) return;
         node.view = v;
+        if (node.lost) {
+          node.lost = false;
+          this.on.back?.(node);
+        }
         node.linked = true;
         this.on.view(node, v);
       },
       () => {
         node.linked = false;
         if (this.links.get(node.name) !== undefined && this.nodes.get(node.name) === node) this.links.delete(node.name);
+        if (!this.closed && this.nodes.get(node.name) === node && !node.lost) {
+          node.lost = true;
+          this.on.unreachable?.(node, 'its observer link closed');
+        }
       },
     ).then(
       (t) => {

@@ -3,7 +3,10 @@
  * each node's name, index, client address, role, applied seq and liveness,
  * who leads, and where the log ends. Read-only; it never joins.
  *
- * Liveness is etcd's: a node is live while its lease is (etcd-members.ts).
+ * Liveness is etcd's, checked: a node is live while its lease is
+ * (etcd-members.ts), and `down` when its key is there but nothing accepts
+ * at its link address (a process killed shows at once, not when its lease
+ * ends; a paused one still accepts, and shows once its lease ends).
  * A node's role and applied seq are what it last published (once a second);
  * the leader is the election's. A cluster on the group protocol
  * (`--replication group`) has no election and no log in etcd: its
@@ -12,6 +15,7 @@
  * node in neither is a learner.
  */
 import { Etcd3 } from 'etcd3';
+import { connect } from 'node:net';
 import { ConfigError, decodeConfig, type GroupConfig } from './config/config.js';
 import { etcd3Options, type EtcdAccess } from './replication/etcd-access.js';
 import { parseMember, type MemberInfo } from './replication/etcd-members.js';
@@ -22,7 +26,12 @@ export interface ClusterStatus {
   leader: string | null;
   /** The last seq in the log (0: empty), from its last batch. */
   logSeq: number;
-  nodes: Array<{ name: string; index: number; live: boolean; address: string; link: string; role: 'leader' | 'follower' | 'learner' | null; applied: number | null }>;
+  /**
+   * `live`: its key is in etcd (until its lease ends, the node ttl, after
+   * the process dies). `answers`: something accepts at its link address
+   * now (null: not probed, no live key); a killed process is seen at once.
+   */
+  nodes: Array<{ name: string; index: number; live: boolean; answers: boolean | null; address: string; link: string; role: 'leader' | 'follower' | 'learner' | null; applied: number | null }>;
   /** The group protocol's configuration, where the cluster runs it; `problem`: what is wrong with a stored one that does not parse. */
   group?: { config: GroupConfig | null; problem: string | null };
 }
@@ -56,6 +65,7 @@ export async function clusterStatus(etcd: EtcdAccess, cluster: string): Promise<
         name,
         index: Number(index),
         live: m !== undefined,
+        answers: null,
         address: m?.address ?? '-',
         link: m?.link ?? '-',
         role: m === undefined ? null : name === leader ? 'leader' : 'follower',
@@ -64,9 +74,11 @@ export async function clusterStatus(etcd: EtcdAccess, cluster: string): Promise<
     });
     // Nodes of `dlock up --etcd` have their indexes by name, not from names/.
     for (const m of byName.values()) {
-      if (!nodes.some((n) => n.name === m.name)) nodes.push({ name: m.name, index: m.index, live: true, address: m.address, link: m.link, role: m.name === leader ? 'leader' : 'follower', applied: m.applied ?? null });
+      if (!nodes.some((n) => n.name === m.name)) nodes.push({ name: m.name, index: m.index, live: true, answers: null, address: m.address, link: m.link, role: m.name === leader ? 'leader' : 'follower', applied: m.applied ?? null });
     }
     nodes.sort((a, b) => a.index - b.index);
+    // Liveness as it is: a live key outlives a killed process by up to the node ttl; its link port does not.
+    await Promise.all(nodes.map(async (n) => (n.answers = n.live && n.link !== '-' ? await accepts(n.link, PROBE_MS) : null)));
     if (configText === null) return { cluster, leader, logSeq, nodes };
     // The group protocol: roles from the configuration, by the run each live key names.
     let config: GroupConfig | null = null;
@@ -89,16 +101,35 @@ export async function clusterStatus(etcd: EtcdAccess, cluster: string): Promise<
   }
 }
 
+/** How long a probe of a node's link address waits for the connection, ms. */
+const PROBE_MS = 1000;
+
+/** Whether something accepts a TCP connection at `address` (HOST:PORT) within `ms`. */
+function accepts(address: string, ms: number): Promise<boolean> {
+  const at = address.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const socket = connect({ host: address.slice(0, at), port: Number(address.slice(at + 1)) });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(ms, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
 export function formatStatus(s: ClusterStatus): string {
   const g = s.group;
   const head =
     g === undefined
-      ? `cluster ${s.cluster}: ${s.leader === null ? 'no leader' : `leader ${s.leader}`}; the log ends at seq ${s.logSeq}`
+      ? `cluster ${s.cluster}: ${s.leader === null ? 'no leader' : `leader ${s.leader}${s.nodes.find((n) => n.name === s.leader)?.answers === false ? ' (down: nothing answers at its link address; etcd names it until its lease ends, then another is elected; writes wait meanwhile)' : ''}`}; the log ends at seq ${s.logSeq}`
       : g.config === null
         ? `cluster ${s.cluster} (group protocol): ${g.problem ?? 'no configuration'}`
         : `cluster ${s.cluster} (group protocol): configuration ${g.config.version}, primary ${g.config.primary}, secondaries ${g.config.secondaries.join(', ') || 'none'}${s.nodes.some((n) => n.name === s.leader && n.live) ? '' : ' (the primary is not live in etcd)'}`;
   const rows = [['NAME', 'INDEX', 'ADDRESS', 'LINK', 'ROLE', 'APPLIED', 'LIVE']];
-  for (const n of s.nodes) rows.push([n.name, String(n.index), n.address || '-', n.link, n.role ?? '-', n.applied === null ? '-' : String(n.applied), n.live ? 'yes' : 'no']);
+  // `down`: its key is still in etcd, but nothing accepts at its link address (killed, or its host cut off).
+  for (const n of s.nodes) rows.push([n.name, String(n.index), n.address || '-', n.link, n.role ?? '-', n.applied === null ? '-' : String(n.applied), !n.live ? 'no' : n.answers === false ? 'down' : 'yes']);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
   return [head, ...rows.map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd())].join('\n');
 }

@@ -97,4 +97,36 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     silent.destroy();
     expect(text).toMatch(/^dlock_leader_elections_total\{node="a1"\} 2$/m); // it leads again, alone
   }, 60_000);
+
+  it('after the leader\'s process is killed, a survivor\'s /health says no leader can take writes while etcd still names the dead one', async () => {
+    const start = async (name: string): Promise<string> => {
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'admin-kill', '--http-port', '0', '--admin-token', TOKEN]);
+      nodes.push({ name, proc });
+      await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
+      const m = / http=(127\.0\.0\.1:\d+)$/m.exec(proc.out());
+      if (m === null) throw new Error(`no ready line with http=:\n${proc.out()}\n${proc.err()}`);
+      return `http://${m[1]}`;
+    };
+    await start('k1'); // leads (first in the election), with the default node ttl (10 s)
+    const survivor = await start('k2');
+    const health = async (): Promise<{ status: number; reason: string }> => {
+      const r = await fetch(`${survivor}/health`);
+      return { status: r.status, reason: String(((await r.json()) as Record<string, unknown>)['reason']) };
+    };
+    await eventually(async () => (await health()).status === 200, 'the survivor healthy, a leader leading', 15_000, 100);
+    expect((await health()).reason).toMatch(/a leader leads/);
+    const killed = performance.now();
+    nodes.find((n) => n.name === 'k1')?.proc.child.kill('SIGKILL');
+    let h = { status: 0, reason: '' };
+    const seen: string[] = [];
+    await eventually(async () => { h = await health(); seen.push(`${Math.round(performance.now() - killed)} ${h.status} ${h.reason.slice(0, 60)}`); return h.status === 503; }, '/health to say no leader can take writes', 6000, 50).catch((err: unknown) => {
+      process.stdout.write(seen.join('\n') + '\n');
+      throw new Error(`${(err as Error).message}; last: ${JSON.stringify(h)}`);
+    });
+    expect(h.reason).toMatch(/^no leader can take writes: k1, named in etcd, has not answered on its link for \d+ ms/);
+    // Said while etcd still names k1 the leader: the etcd view alone would have said "a leader leads".
+    // Its lease ends, the survivor is elected, and says so.
+    await eventually(async () => (h = await health()).status === 200, 'the survivor leads', 30_000, 200);
+    expect(h.reason).toMatch(/leads/);
+  }, 60_000);
 });

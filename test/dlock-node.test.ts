@@ -109,6 +109,10 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     expect(after).toMatch(new RegExp(`^PreemptLock Success owner=${w.id} token=(\\d+)$`));
     expect(Number(/token=(\d+)/.exec(after)?.[1])).toBeGreaterThan(Number(/token=(\d+)/.exec(granted)?.[1])); // [LP-7]
     expect(took).toBeLessThan(10_000 + 1000); // the node lease's ttl (10 s) and a second (the election's 2 s ttl makes it ~2 s)
+    // Liveness as it is: its key stays in etcd until its lease ends, but dlock status shows it down at once.
+    const st = run(['status', '--etcd', etcd.endpoints.join(','), '--cluster', 'procs']);
+    expect(await st.exit).toBe(0);
+    expect(st.out()).toMatch(new RegExp(`^${(lead as Node).name} +\\d +\\S+ +\\S+ +\\S+ +\\S+ +down$`, 'm'));
     const leaseToken = Number(/token=(\d+)/.exec(granted)?.[1]);
     expect(await w.ask('check k-lease')).toMatch(new RegExp(`^CheckLock:Lock:${onLead.id} token=${leaseToken} ttl=\\d+$`)); // the lease survives
     expect(await w.ask('check lock03')).toMatch(/^CheckLock:Lock:30001 token=4 /); // acknowledged before: kept

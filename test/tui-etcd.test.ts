@@ -76,4 +76,38 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
     expect(s).toMatch(/ 1\/1 up │/); // the one that left is not counted (as a dead leader nobody replaces)
     c.close();
   }, 60_000);
+
+  it('a leader killed with -9 is shown down at once, counted against the cluster (2/3 up), and the next leader is logged', async () => {
+    for (const name of ['t3', 't4']) {
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'view', '--auth-token', TOKEN, '--first-token', '1']);
+      await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
+      const m = /address=127\.0\.0\.1:(\d+)/.exec(proc.out());
+      if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);
+      nodes.push({ name, proc, port: Number(m[1]) });
+    }
+    await tmux.until(/ 3\/3 up │/, 'three nodes up', 15_000);
+    const alive = nodes.filter((n) => n.proc.child.exitCode === null);
+    let leader: (typeof alive)[number] | undefined;
+    await eventually(async () => {
+      for (const n of alive) {
+        const c = await LineClient.open(n.port);
+        if (/ role: leader$/.test(c.greeting)) leader = n;
+        c.close();
+      }
+      return leader !== undefined;
+    }, 'the leader', 15_000);
+    const dead = leader as (typeof alive)[number];
+    dead.proc.child.kill('SIGKILL');
+    // Down within the link's heartbeat (3 s), long before its etcd lease (10 s) ends; the bar counts it.
+    const s = await tmux.until(new RegExp(`${dead.name}[^\\n]* down[\\s\\S]* 2\\/3 up │`), 'the killed leader shown down, 2/3 up', 4000);
+    expect(s).not.toMatch(new RegExp(`● ${dead.name}[^\\n]* up`));
+    await tmux.palette('view: output');
+    await tmux.until(new RegExp(`${dead.name} is down: its observer link closed`), 'the log says it is down');
+    await tmux.until(/no leader can be shown to take writes/, 'the log says no leader is shown');
+    // Once its lease ends, another node is elected, and the log names it.
+    await tmux.until(new RegExp(`leader: t\\d`), 'the new leader logged', 25_000);
+    // After it went down the log shows no leader, so the next one is logged as new (not "was").
+    const next = await tmux.until(new RegExp(`no leader can be shown[\\s\\S]*leader: (t\\d)`), 'the next leader logged after', 25_000);
+    expect(new RegExp(`no leader can be shown[\\s\\S]*leader: (t\\d)`).exec(next)?.[1]).not.toBe(dead.name);
+  }, 90_000);
 });

@@ -32,6 +32,8 @@ export class EtcdSource implements ViewSource {
   readonly quitTitle = 'Quit (the nodes keep running)';
   readonly control = null;
   private observer: ClusterObserver | null = null;
+  /** The node that last reported leading, for the log of changes of leader. */
+  private leader: string | null = null;
 
   constructor(private readonly opts: EtcdSourceOptions) {}
 
@@ -47,7 +49,24 @@ export class EtcdSource implements ViewSource {
         onEvent({ type: 'state', node: name, state: 'gone', address: null });
         note('warn', `${name} left the cluster (its etcd lease ended)`);
       },
+      unreachable: (n, why) => {
+        onEvent({ type: 'state', node: n.name, state: 'down', address: n.address });
+        note('warn', `${n.name} is down: ${why} (etcd lists it until its lease ends, within the node ttl)`);
+        if (this.leader === n.name) {
+          this.leader = null;
+          note('warn', `no leader can be shown to take writes: ${n.name} led and is down`);
+        }
+      },
+      back: (n) => {
+        onEvent({ type: 'state', node: n.name, state: 'up', address: n.address });
+        note('info', `${n.name} answers again`);
+      },
       view: (n, v) => {
+        // Each change of leader, as the nodes report it.
+        if (v.stats['leads'] === true && this.leader !== n.name) {
+          note('warn', this.leader === null ? `leader: ${n.name}` : `leader: ${n.name} (was ${this.leader})`);
+          this.leader = n.name;
+        } else if (v.stats['leads'] !== true && this.leader === n.name) this.leader = null;
         if (v.log.length > 0) onEvent({ type: 'log', node: n.name, lines: v.log.map((l) => ({ t: l.t, kind: (KINDS.has(l.kind) ? l.kind : 'info') as LogKind, text: l.text })) });
       },
       etcd: (error) => note(error === null ? 'info' : 'error', error === null ? 'etcd answers again' : `cannot read the cluster from etcd: ${error}`),

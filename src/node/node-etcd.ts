@@ -46,6 +46,9 @@ export interface EtcdNodeOptions extends NodeOptions, Omit<EtcdReplicationOption
   onElected?: () => void;
 }
 
+/** How long the named leader may go unlinked before /health says no leader can take writes (a relink takes 100 ms). */
+const LEADER_SILENT_MS = 1000;
+
 export class EtcdNode extends ReplicaNode {
   /** failStop() ran: nothing more is served. */
   private failed = false;
@@ -98,6 +101,11 @@ export class EtcdNode extends ReplicaNode {
     const ago = this.staleFor();
     if (ago !== null) return { ok: false, reason: `no contact with etcd for ${ago} ms (unreachable, or without quorum)` };
     if (!this.etcd.leads && !this.etcd.otherLeads()) return { ok: false, reason: 'no leader elected' };
+    const silent = this.etcd.leaderSilentSince();
+    // A moment without a link is a relink (100 ms); past a second the leader is gone or cut off.
+    if (silent !== null && performance.now() - silent >= LEADER_SILENT_MS) {
+      return { ok: false, reason: `no leader can take writes: ${this.etcd.leaderName() ?? 'the leader'}, named in etcd, has not answered on its link for ${Math.round(performance.now() - silent)} ms (writes wait until its etcd lease ends and another is elected)` };
+    }
     return { ok: true, reason: `has its state (seq ${this.applied}) and ${this.etcd.leads ? 'leads' : 'a leader leads'}` };
   }
 

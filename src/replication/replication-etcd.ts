@@ -180,6 +180,8 @@ export class EtcdReplication implements Replication {
   /** Proposals that reached this node as leader before it caught up. */
   private held: Array<{ cmd: Command; req: number; from: number; since: number }> = [];
   private link: TcpTransport | null = null;
+  /** The leader (by link address) last seen unlinked, and since when; cleared once linked. */
+  private silent: { link: string; since: number } | null = null;
   private linkTo: string | null = null;
   /** The election's last value seen. */
   private leaderValue: string | undefined = undefined;
@@ -268,6 +270,29 @@ export class EtcdReplication implements Replication {
   otherLeads(): boolean {
     const info = parseLeaderInfo(this.leaderValue);
     return info !== null && info.link !== this.linkAddress;
+  }
+
+  /**
+   * The leader etcd names does not answer on its link: since when
+   * (performance.now()), or null while this node is linked to it (or leads,
+   * or none is named). A leader killed keeps its election key until its
+   * lease ends; meanwhile writes wait, and /health says so.
+   */
+  leaderSilentSince(): number | null {
+    const info = parseLeaderInfo(this.leaderValue);
+    if (this.leading || info === null || info.link === this.linkAddress || (this.link !== null && !this.link.closed)) return null;
+    this.noteSilent(info.link);
+    return this.silent?.since ?? null;
+  }
+
+  /** The leader at `link` was seen unlinked now, unless it already was (since then). */
+  private noteSilent(link: string): void {
+    if (this.silent?.link !== link) this.silent = { link, since: performance.now() };
+  }
+
+  /** The name of the leader etcd names, or null. */
+  leaderName(): string | null {
+    return parseLeaderInfo(this.leaderValue)?.name ?? null;
   }
 
   clientEntries(): number {
@@ -676,11 +701,13 @@ export class EtcdReplication implements Replication {
           return;
         }
         this.link = t;
+        this.silent = null;
         t.onFrames((frames) => this.onLeaderFrames(frames));
         t.onClose((why) => {
           if (this.link !== t) return;
           this.link = null;
           this.linkTo = null;
+          this.noteSilent(info.link);
           this.replica.log.line('warn', `link to the leader ${info.name} closed: ${why}`);
           // Link again to whoever leads now, and send what is pending again.
           if (!this.closing) setTimeout(() => this.relink(), 100).unref();
@@ -691,6 +718,7 @@ export class EtcdReplication implements Replication {
       },
       (err: unknown) => {
         this.replica.log.line('warn', `cannot link to the leader ${info.name} at ${info.link}: ${(err as Error).message}`);
+        this.noteSilent(info.link);
         if (this.linkTo !== info.link) return;
         // Try again while it is still the leader named (a leader that died
         // keeps its election key until its lease expires; then the value changes).
