@@ -133,3 +133,17 @@ export function formatStatus(s: ClusterStatus): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
   return [head, ...rows.map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd())].join('\n');
 }
+
+/**
+ * Where a client can connect: the client addresses of the nodes that are
+ * live and answer, the leader first (`dlock client --etcd`, `dlock lock
+ * --etcd`). Every address was checked when read (parseMember).
+ */
+export function clientAddresses(s: ClusterStatus): Array<{ host: string; port: number }> {
+  const usable = s.nodes.filter((n) => n.live && n.answers !== false && n.address !== '' && n.address !== '-');
+  usable.sort((a, b) => Number(b.name === s.leader) - Number(a.name === s.leader) || a.index - b.index);
+  return usable.map((n) => {
+    const at = n.address.lastIndexOf(':');
+    return { host: n.address.slice(0, at), port: Number(n.address.slice(at + 1)) };
+  });
+}

@@ -94,6 +94,29 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     expect(bad.err()).toMatch(/^dlock status: cannot read the cluster from etcd at http:\/\/127\.0\.0\.1:1: /);
   }, 30_000);
 
+  it('dlock client and dlock lock find the nodes in etcd (--etcd, or $DLOCK_ETCD when no port is named), the leader first', async () => {
+    const lead = (await leader()) as Node;
+    const one = run(['client', '--etcd', etcd.endpoints.join(','), '--cluster', 'procs', 'check', 'lock03']);
+    expect(await one.exit).toBe(0);
+    expect(one.out()).toMatch(/^CheckLock:Lock:30001 token=4 ttl=\d+$/m);
+    // $DLOCK_ETCD alone: the leader's greeting names it (interactive, piped).
+    const env = { ...process.env, DLOCK_ETCD: etcd.endpoints.join(','), DLOCK_PORT: undefined };
+    const piped = run(['client', '--cluster', 'procs'], 'whoami\n', env);
+    expect(await piped.exit).toBe(0);
+    expect(piped.out()).toMatch(new RegExp(`^connected to ${lead.name} \\(leader\\) at 127\\.0\\.0\\.1:${lead.port}$`, 'm'));
+    // A port named wins over $DLOCK_ETCD.
+    const other = nodes.find((n) => n !== lead && n.proc.child.exitCode === null) as Node;
+    const named = run(['client', '--port', String(other.port), '--cluster', 'procs', 'whoami'], undefined, env);
+    expect(await named.exit).toBe(0);
+    expect(named.out()).toMatch(new RegExp(`node: ${other.name}\\b`));
+    const held = run(['lock', '--etcd', etcd.endpoints.join(','), '--cluster', 'procs', '--ttl', '5000', 'etcd-found', '--', 'sh', '-c', 'echo "token $DLOCK_TOKEN"']);
+    expect(await held.exit).toBe(0);
+    expect(held.out()).toMatch(/^token \d+$/m);
+    const none = run(['client', '--etcd', etcd.endpoints.join(','), '--cluster', 'nobody-here', 'check', 'x']);
+    expect(await none.exit).toBe(2);
+    expect(none.err()).toMatch(/^dlock client: no live node of cluster nobody-here in etcd at /);
+  }, 30_000);
+
   it('kill -9 of the leader\'s process: another takes over within the node ttl + 1 s; nothing acknowledged is lost; tokens rise', async () => {
     const lead = await leader();
     expect(lead).toBeDefined();

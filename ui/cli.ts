@@ -99,6 +99,34 @@ const ETCD_OPTION =
     : ({ type: 'string', demandOption: true, describe: 'etcd client URLs or HOST:PORT, comma-separated (or $DLOCK_ETCD)' } as const);
 const CLUSTER_OPTION = { type: 'string', default: 'default', describe: 'the cluster\'s name (its key prefix /dlock/NAME/)' } as const;
 
+/** --etcd for a client (client, lock): optional; $DLOCK_ETCD counts only when no --port or $DLOCK_PORT names a node. */
+const CLIENT_ETCD_OPTION = { type: 'string', describe: 'find the nodes in etcd (its client URLs or HOST:PORT, comma-separated) instead of --port: the leader first (default: $DLOCK_ETCD when neither --port nor $DLOCK_PORT is given)' } as const;
+
+/** The etcd a client command finds its nodes in, or undefined: --port (or $DLOCK_PORT) names the node. */
+function clientEtcd(a: { etcd?: string | undefined }): string | undefined {
+  if (a.etcd !== undefined) return a.etcd;
+  const portGiven = process.argv.slice(2).some((w) => w === '--port' || w.startsWith('--port=')) || process.env['DLOCK_PORT'] !== undefined;
+  const env = process.env['DLOCK_ETCD'];
+  return portGiven || env === undefined || env === '' ? undefined : env;
+}
+
+/** The nodes of `cluster` that a client can connect to, from etcd (leader first); exits 2 with the reason when there are none. */
+async function nodesFromEtcd(a: EtcdFlags & { cluster: string }, command: string): Promise<Array<{ host: string; port: number }>> {
+  const { clusterStatus, clientAddresses } = await import('../src/status.js');
+  let found: Array<{ host: string; port: number }>;
+  try {
+    found = clientAddresses(await clusterStatus(etcdAccessOf(a), a.cluster));
+  } catch (err) {
+    process.stderr.write(`dlock ${command}: cannot read the cluster from etcd at ${describeEtcd(etcdAccessOf(a))}: ${etcdErrorText(etcdAccessOf(a), err as Error)}\n`);
+    process.exit(2);
+  }
+  if (found.length === 0) {
+    process.stderr.write(`dlock ${command}: no live node of cluster ${a.cluster} in etcd at ${describeEtcd(etcdAccessOf(a))}\n`);
+    process.exit(2);
+  }
+  return found;
+}
+
 function checkEtcdCluster(a: EtcdFlags & { cluster: string }): true {
   etcdAccessOf(a);
   if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
@@ -345,14 +373,22 @@ await yargs(hideBin(process.argv))
         .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
         .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
         .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file), e.g. a self-signed server certificate' })
+        .option('etcd', CLIENT_ETCD_OPTION)
+        .option('cluster', CLUSTER_OPTION)
+        .options(ETCD_ACCESS_OPTIONS)
         .check((a) => {
           checkTokenFlags(a);
           if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
+          const etcd = clientEtcd(a);
+          if (etcd !== undefined) checkEtcdCluster({ ...a, etcd });
+          else checkEtcdFlagsNeedEtcd(a);
           return true;
         }),
     async (a) => {
       const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
-      const conn = { host: a.host, port: a.port, authToken: authToken(a), tls };
+      const etcd = clientEtcd(a);
+      const at = etcd === undefined ? { host: a.host, port: a.port } : ((await nodesFromEtcd({ ...a, etcd }, 'client'))[0] as { host: string; port: number });
+      const conn = { host: at.host, port: at.port, authToken: authToken(a), tls };
       const words = (a.request ?? []).map(String);
       if (words.length > 0) {
         const { oneShot } = await import('../src/client/oneshot.js');
@@ -403,8 +439,14 @@ await yargs(hideBin(process.argv))
         .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
         .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
         .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file)' })
+        .option('etcd', CLIENT_ETCD_OPTION)
+        .option('cluster', CLUSTER_OPTION)
+        .options(ETCD_ACCESS_OPTIONS)
         .check((a) => {
           checkTokenFlags(a);
+          const etcd = clientEtcd(a);
+          if (etcd !== undefined) checkEtcdCluster({ ...a, etcd });
+          else checkEtcdFlagsNeedEtcd(a);
           const command = (a['--'] as unknown[] | undefined) ?? [];
           if (command.length === 0) throw new Error('name the command to run after --, e.g. dlock lock jobs -- ./run.sh');
           if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 86_400_000) throw new Error('--ttl must be a whole number of ms from 1 to 86400000');
@@ -417,10 +459,13 @@ await yargs(hideBin(process.argv))
     async (a) => {
       const { lockCommand } = await import('../src/client/lock-command.js');
       const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
+      const etcd = clientEtcd(a);
+      // From etcd: the leader first, the others to reconnect to if it is lost.
+      const found = etcd === undefined ? null : await nodesFromEtcd({ ...a, etcd }, 'lock');
       process.exitCode = await lockCommand({
-        host: a.host,
-        port: a.port,
-        nodes: a.nodes === undefined ? [] : nodeList(a.nodes),
+        host: found?.[0]?.host ?? a.host,
+        port: found?.[0]?.port ?? a.port,
+        nodes: found !== null ? found.slice(1) : a.nodes === undefined ? [] : nodeList(a.nodes),
         authToken: authToken(a),
         tls,
         lock: a.name as string,
