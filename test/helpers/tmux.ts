@@ -3,6 +3,9 @@
  * fixed size, the command under test in its pane, and the screen as text.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { eventually } from './line-client.js';
 
 export const hasTmux = spawnSync('sh', ['-c', 'command -v tmux']).status === 0;
@@ -21,9 +24,20 @@ export class Tmux {
     return r.stdout;
   }
 
+  /**
+   * Run `cmd` in the pane, through a shell that writes its exit status to
+   * a file when it ends: tmux can mark a pane dead before it has the
+   * status, and then reports none (exitStatus reads the file).
+   * `cmd` must not contain single quotes.
+   */
   start(cmd: string): void {
-    this.run('respawn-pane', '-k', '-t', 't', cmd);
+    if (cmd.includes("'")) throw new Error(`Tmux.start: no single quotes in the command: ${cmd}`);
+    rmSync(this.statusFile, { force: true });
+    this.run('respawn-pane', '-k', '-t', 't', `sh -c '${cmd}; echo $? > ${this.statusFile}'`);
   }
+
+  /** Where start()'s shell writes the command's exit status. */
+  private readonly statusFile = join(tmpdir(), `${this.sock}.status`);
 
   screen(): string {
     return this.run('capture-pane', '-p', '-t', 't');
@@ -82,20 +96,13 @@ export class Tmux {
     this.keys('Enter');
   }
 
-  /** The exit status of the pane's command once it has ended (tmux keeps the pane: remain-on-exit). */
+  /** The exit status of the pane's command once it has ended, as start()'s shell wrote it. */
   async exitStatus(timeoutMs = 10_000): Promise<number> {
-    let status = '';
-    await eventually(
-      () => {
-        const [dead, code] = this.run('display-message', '-p', '-t', 't', '#{pane_dead}:#{pane_dead_status}').trim().split(':');
-        status = code ?? '';
-        return dead === '1';
-      },
-      'the program to exit',
-      timeoutMs,
-      50,
-    );
-    return Number(status);
+    let text = '';
+    await eventually(() => (text = existsSync(this.statusFile) ? readFileSync(this.statusFile, 'utf8') : '').endsWith('\n'), 'the program to exit', timeoutMs, 50).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${this.screen()}`);
+    });
+    return Number(text.trim());
   }
 
   kill(): void {
