@@ -92,7 +92,7 @@ const r = await runSafety({
   locks: num('locks', 24),
   onProgress: (line) => process.stderr.write(`${line}\n`),
 });
-process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; failovers ${r.failovers}; follower restarts ${r.restarts}`));
+process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; failovers ${r.failovers}; nodes restarted or replaced ${r.restarts}`));
 keepTimeline(r);
 await etcd?.stop();
 process.exitCode = r.report.violations === 0 ? 0 : 1;

@@ -86,7 +86,8 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
       if (ev.node !== 'cluster') return;
       for (const l of ev.lines) {
         if (/ promoted to leader in /.test(l.text)) failovers++;
-        if (/ restarted on /.test(l.text)) restarts++;
+        // A node brought back: restarted under its name, or a new one started in place of a dead leader.
+        if (/ restarted on | started on \S+ to replace /.test(l.text)) restarts++;
       }
     },
   });
