@@ -64,7 +64,8 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     const b = await pool.open(ports.get('follower-1') as number);
     const c = await pool.open(ports.get('follower-2') as number);
     expect(await a.ask('preempt lock01')).toBe(`PreemptLock Success owner=${a.id} token=1`);
-    expect(await b.ask('check lock01')).toBe(`CheckLock:Lock:${a.id} token=1`); // its write is committed: every replica has it soon
+    // Its write is committed: every replica has it soon [LP-11], a few ms after it is in etcd.
+    await eventually(async () => (await b.ask('check lock01')) === `CheckLock:Lock:${a.id} token=1`, 'follower-1 shows lock01', 2000, 10);
     expect(await b.ask('preempt lock01')).toBe(`PreemptLock Failed owner=${a.id}`);
     expect(await b.ask('preempt lock02')).toBe(`PreemptLock Success owner=${b.id} token=2`);
     expect(await c.ask('preempt lock02')).toBe(`PreemptLock Failed owner=${b.id}`);
