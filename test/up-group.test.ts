@@ -114,3 +114,22 @@ describe('tokens across runs of a memory-only cluster on the group protocol [LP-
     }
   }, 40_000);
 });
+
+describe('resource limits on the group protocol', () => {
+  it('the primary stamps its limits into each grant, so a client past --max-locks-per-client is refused on every node, and one under it is not', async () => {
+    const c = await startCluster(2, 0, { group: true, firstToken: undefined, limits: { maxLocksPerClient: 2 } });
+    try {
+      await eventually(() => c.cluster.settled, 'the group formed', 10_000);
+      const a = await LineClient.open(c.port('follower-1'));
+      expect(await a.ask('preempt lim-1')).toMatch(/^PreemptLock Success/);
+      expect(await a.ask('preempt lim-2 ttl=60000')).toMatch(/^PreemptLock Success/);
+      expect(await a.ask('preempt lim-3')).toMatch(/^Error: .*\b2\b/);
+      const b = await LineClient.open(c.port('follower-2'));
+      expect(await b.ask('preempt lim-3')).toMatch(/^PreemptLock Success/);
+      a.close();
+      b.close();
+    } finally {
+      await c.cluster.close();
+    }
+  }, 30_000);
+});

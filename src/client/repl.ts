@@ -96,7 +96,7 @@ export async function repl(opts: ReplOptions): Promise<number> {
       printed = printed.then(async () => {
         const r = await reply;
         if (json) print(`${JSON.stringify(r === null ? { request: line, ok: false, error: 'connection closed by the node' } : replyObject(line, r))}\n`);
-        else print(`${timestamp(Date.now(), false)} Request: ${line}\n${r === null ? 'connection closed by the node' : `${timestamp(Date.now(), false)} Response: ${r}`}\n`);
+        else print(`${shownTime()} Request: ${line}\n${r === null ? 'connection closed by the node' : `${shownTime()} Response: ${r}`}\n`);
       });
     });
     await new Promise<void>((resolve) => rl.once('close', resolve));
@@ -109,6 +109,14 @@ export async function repl(opts: ReplOptions): Promise<number> {
   if (interactive) out.write('\n');
   return lostConnection ? 1 : 0;
 }
+
+/**
+ * The time of day printed beside a request or reply. Wall clock on
+ * purpose: it is shown to a person, to match their own clock and the
+ * nodes' logs; nothing is measured, ordered or named by it (the waiting
+ * hint is a timer, and replies come in request order [LP-2]).
+ */
+const shownTime = (): string => timestamp(Date.now(), false);
 
 /** How long a request waits before the client says it is waiting and how to cancel it. */
 export const WAITING_HINT_MS = 500;
@@ -159,7 +167,7 @@ async function interact(
   };
   const show = (line: string, r: string | null, cancelled: boolean): void => {
     if (json) print(`${JSON.stringify(r === null ? { request: line, ok: false, error: cancelled ? 'cancelled (Ctrl+C closed the connection)' : 'connection closed by the node' } : replyObject(line, r))}\n`);
-    else print(`${timestamp(Date.now(), false)} ${r === null ? (cancelled ? `Cancelled: ${line}` : 'connection closed by the node') : `Response: ${r}`}\n`);
+    else print(`${shownTime()} ${r === null ? (cancelled ? `Cancelled: ${line}` : 'connection closed by the node') : `Response: ${r}`}\n`);
   };
   rl.on('line', (line) => {
     if (line.trim() === '') {
@@ -170,7 +178,7 @@ async function interact(
     rl.prompt();
     void clientForNext().then(async (c) => {
       if (c === null) return;
-      if (!json) print(`${timestamp(Date.now(), false)} Request: ${line}\n`);
+      if (!json) print(`${shownTime()} Request: ${line}\n`);
       const ahead = waiting[0];
       if (ahead !== undefined && !json) print(`(queued behind: ${ahead.line})\n`);
       const w = { line };

@@ -39,7 +39,7 @@
  *
  * Threading: the node's thread; frames arrive through receive().
  */
-import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, restore, snapshot, waits, type ClientId, type Command } from '../core/lock-table.js';
+import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, restore, snapshot, waits, type ClientId, type Command, type WriteLimits } from '../core/lock-table.js';
 import { commandError } from '../core/command-check.js';
 import { floorOf, MAX_VERSION, spaceRunningOut, TokenSpaceError } from '../core/token-space.js';
 import type { GroupConfig, ConfigManager } from '../config/config.js';
@@ -299,15 +299,25 @@ export class GroupReplication implements Replication {
       this.retryHeld();
       return;
     }
-    const limits = this.replica.limits;
-    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: { maxLocksPerClient: limits.maxLocksPerClient, maxWaitersPerLock: limits.maxWaitersPerLock, maxLocks: limits.maxLocks } } : cmd;
+    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: this.stampLimits } : cmd;
     this.host.propose({ at: this.replica.clock.stamp(), cmd: stamped, origin: from, req });
   }
 
-  /** Where this version's token space ends, less a margin for the grants of writes already in the log. */
+  /** Where this version's token space ends, less a margin for the grants of writes already in the log (set with the version). */
   private spaceEnd(): number {
-    return this.version > 0 && this.version < MAX_VERSION ? floorOf(this.version + 1) - 2 ** 30 : Infinity;
+    return this.spaceLimit;
   }
+
+  private spaceLimit = Infinity;
+
+  /** The limits stamped into each grant it sequences: the node's, which do not change while it runs; one shared, frozen object. */
+  private get stampLimits(): WriteLimits {
+    const l = this.replica.limits;
+    this.frozenLimits ??= Object.freeze({ maxLocksPerClient: l.maxLocksPerClient, maxWaitersPerLock: l.maxWaitersPerLock, maxLocks: l.maxLocks });
+    return this.frozenLimits;
+  }
+
+  private frozenLimits: WriteLimits | null = null;
 
   /** The floor of this version's token space, logged first in each version this node leads [LP-7]. */
   private logFloor(): void {
@@ -426,6 +436,7 @@ export class GroupReplication implements Replication {
     const primaryBefore = this.primaryId;
     this.primaryId = role === 'primary' ? null : c.primary;
     this.version = c.version;
+    this.spaceLimit = c.version > 0 && c.version < MAX_VERSION ? floorOf(c.version + 1) - 2 ** 30 : Infinity;
     // Asked for this version because the last one's token space ran low: its floor is logged below.
     const renewed = this.renewing;
     this.renewing = false;
