@@ -26,6 +26,7 @@ import { withDeadline } from './replication/deadline.js';
 import { describeEtcd, etcd3Options, etcdErrorHint, etcdErrorText, type EtcdAccess } from './replication/etcd-access.js';
 import { EtcdMembership } from './replication/etcd-members.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from './up.js';
+import type { FsyncMode } from './store/store.js';
 
 export interface NodeMainOptions {
   /** How to reach etcd (URLs, TLS, auth). */
@@ -53,6 +54,10 @@ export interface NodeMainOptions {
   replication?: 'etcd' | 'group';
   /** --reseed (group only): every member of the stored configuration is lost; start a new group with this node (config.ts reseed()). */
   reseed?: boolean;
+  /** --data-dir (group only): this node's log on disk (store/group-store.ts); null: in memory. */
+  dataDir?: string | null;
+  /** --fsync, with --data-dir (store.ts FsyncMode). */
+  fsync?: FsyncMode;
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {

@@ -7,7 +7,11 @@
  * unreachable for a node cut off from it), processes paused and crashed
  * (a crashed node comes back without its log, under a new id, and joins
  * as a learner), logs compacted at random (a follower behind them loads
- * the primary's snapshot). fast-check picks the seeds; a failing seed
+ * the primary's snapshot). Even seeds run with data dirs: each node keeps
+ * what ready() hands it to persist before it sends or applies anything,
+ * a crash may take every member at once, and the node comes back under
+ * a new id with its log, in its earlier run's place (config.ts
+ * replaceRuns). fast-check picks the seeds; a failing seed
  * replays (SIM_SEED=N, with SIM_TRACE=1 for the configurations stored).
  *
  * What must hold at every step:
@@ -15,9 +19,11 @@
  *  - every node's committed entries agree with every other's, seq by seq;
  *  - no acknowledged write is lost: once the faults stop, the primary's
  *    log holds every write a primary committed, at its seq;
- *  - and then the group serves again: a new write commits.
- * Crashes keep one live member of the stored configuration (without
- * --data-dir, losing every member loses the data: docs/design.md says so).
+ *  - and then the group serves again: a new write commits;
+ *  - with data dirs, no node acknowledges an entry its disk lacks.
+ * Without data dirs, crashes keep one live member of the stored
+ * configuration (losing every member loses the data: docs/design.md says
+ * so).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +49,8 @@ interface SimNode {
   state: string[];
   /** The snapshot the node compacted its log to, if any. */
   snap: string[] | null;
+  /** With a data dir: what it persisted (a snapshot at base, and the log after it). */
+  disk: { base: { seq: number; version: number }; snap: string[]; log: Array<Entry<string>> } | null;
 }
 
 type Pending = { at: number; run: () => void };
@@ -75,7 +83,11 @@ class Sim {
   /** How often a node compacts its log, per step: from rarely to often, by seed. */
   private readonly compactRate: number;
 
-  constructor(seed: number) {
+  constructor(
+    seed: number,
+    /** Every node keeps its log on disk. */
+    readonly durable = false,
+  ) {
     this.rnd = prng(seed);
     for (const name of ['a', 'b', 'c']) this.nodes.push(this.makeNode(name, 1));
     // Half the seeds start as GroupHost starts a new group: the first node alone, the others joining.
@@ -85,7 +97,7 @@ class Sim {
   }
 
   private makeNode(name: string, run: number): SimNode {
-    return { name, run, g: new Group<string>(`${name}.${run}`, TIMING), offset: Math.floor((this.rnd() - 0.5) * 7_200_000), alive: true, pausedUntil: 0, cutFromManager: false, lastJoin: -Infinity, state: [], snap: null };
+    return { name, run, g: new Group<string>(`${name}.${run}`, TIMING, this.durable), offset: Math.floor((this.rnd() - 0.5) * 7_200_000), alive: true, pausedUntil: 0, cutFromManager: false, lastJoin: -Infinity, state: [], snap: null, disk: this.durable ? { base: { seq: 0, version: 0 }, snap: [], log: [] } : null };
   }
 
   local(n: SimNode): number {
@@ -140,6 +152,7 @@ class Sim {
         this.installs++;
         to.state = data.slice();
         to.snap = data.slice(); // its log now starts after it: the snapshot it sends on
+        if (to.disk !== null) to.disk = { base: { seq: m.seq, version: m.seqVersion }, snap: data.slice(), log: [] };
       }
     }
     to.g.receive(m, this.local(to));
@@ -197,7 +210,12 @@ class Sim {
   drain(n: SimNode): void {
     for (;;) {
       const r = n.g.ready();
-      for (const m of r.messages) this.send(n, m);
+      if (r.persist !== null) this.persist(n, r.persist);
+      for (const m of r.messages) {
+        // What it acknowledges is on its disk.
+        if (n.disk !== null && m.type === 'ack' && m.ok && m.last > n.disk.base.seq + n.disk.log.length) this.violations.push(`@${this.now} ${n.g.id} acked up to ${m.last} with its disk holding up to ${n.disk.base.seq + n.disk.log.length}`);
+        this.send(n, m);
+      }
       for (const e of r.committed) {
         if (e.seq !== n.state.length + 1) this.violations.push(`@${this.now} ${n.g.id} was handed seq ${e.seq} to apply after ${n.state.length}`);
         n.state.push(e.data);
@@ -211,8 +229,25 @@ class Sim {
       }
       if (r.propose !== null) this.toManager(n, r.propose.expected, r.propose.next);
       if (r.needConfig && !n.cutFromManager) this.tell(n, this.stored);
-      if (r.messages.length === 0 && r.committed.length === 0 && r.propose === null) return;
+      if (r.persist === null && r.messages.length === 0 && r.committed.length === 0 && r.propose === null) return;
     }
+  }
+
+  /** A host's write before it sends or applies: the log from the first entry on is now these. */
+  private persist(n: SimNode, p: { prevVersion: number; entries: Array<Entry<string>> }): void {
+    const d = n.disk;
+    if (d === null) {
+      this.violations.push(`@${this.now} ${n.g.id} has no data dir and was handed entries to persist`);
+      return;
+    }
+    const from = (p.entries[0] as Entry<string>).seq;
+    const prev = from - 1 === d.base.seq ? d.base.version : d.log[from - 2 - d.base.seq]?.version;
+    if (from <= d.base.seq || from - 1 > d.base.seq + d.log.length || prev !== p.prevVersion) {
+      this.violations.push(`@${this.now} ${n.g.id} persisted from ${from} (after v${p.prevVersion}) onto a disk at ${d.base.seq}+${d.log.length}`);
+      return;
+    }
+    d.log.length = from - 1 - d.base.seq;
+    d.log.push(...p.entries);
   }
 
   /** One step of `ms`: timers, the network, writes, and the checks. */
@@ -235,6 +270,7 @@ class Sim {
         // Compact to everything applied, keeping a snapshot of it (between
         // two ready()s, as a host must: a snapshot message refers to the base).
         n.snap = n.state.slice();
+        if (n.disk !== null) n.disk = { base: { seq: n.state.length, version: n.g.versionOf(n.state.length) }, snap: n.state.slice(), log: n.g.entriesAfter(n.state.length) };
         n.g.compact(n.state.length);
       }
       n.g.tick(t);
@@ -306,10 +342,38 @@ class Sim {
     this.tell(again, this.stored);
     return true;
   }
+
+  /**
+   * kill -9 with a data dir: it comes back under its next run's id with
+   * the log it persisted, and takes its earlier run's place in the stored
+   * configuration (a compare-and-swap at the manager, as replaceRuns does)
+   * before it follows it. Any node, every member included.
+   */
+  crashDurable(i: number): void {
+    const n = this.nodes[i] as SimNode;
+    const d = n.disk as NonNullable<SimNode['disk']>;
+    if (process.env['SIM_TRACE'] === '1') console.log(`@${this.now} crash (data dir) ${n.g.id}`);
+    n.alive = false;
+    const again = this.makeNode(n.name, n.run + 1);
+    again.offset = n.offset;
+    again.disk = { base: { ...d.base }, snap: d.snap.slice(), log: d.log.slice() };
+    again.state = d.snap.slice();
+    again.snap = d.base.seq > 0 ? d.snap.slice() : null;
+    again.g.restore(d.base, d.log.slice());
+    this.nodes[i] = again;
+    this.later(5 + Math.floor(this.rnd() * 50), () => {
+      const c = this.stored;
+      if (c !== null && [c.primary, ...c.secondaries].includes(n.g.id)) {
+        this.stored = { version: c.version + 1, primary: c.primary === n.g.id ? again.g.id : c.primary, secondaries: c.secondaries.map((s) => (s === n.g.id ? again.g.id : s)) };
+        if (process.env['SIM_TRACE'] === '1') console.log(`@${this.now} stored ${JSON.stringify(this.stored)} (${again.g.id} in ${n.g.id}'s place)`);
+        for (const w of this.nodes) this.tell(w, this.stored);
+      } else this.tell(again, this.stored);
+    });
+  }
 }
 
 function runSim(seed: number): Sim {
-  const sim = new Sim(seed);
+  const sim = new Sim(seed, seed % 2 === 0);
   const r = sim.rnd;
   const names = ['a', 'b', 'c'];
   for (let round = 0; round < 60; round++) {
@@ -317,6 +381,8 @@ function runSim(seed: number): Sim {
     if (f < 0.15) sim.cut(names[Math.floor(r() * 3)] as string, names[Math.floor(r() * 3)] as string, r() < 0.3);
     else if (f < 0.25) sim.healAll();
     else if (f < 0.35) sim.pause(sim.nodes[Math.floor(r() * 3)] as SimNode, 500 + Math.floor(r() * 2500));
+    else if (f < 0.42 && sim.durable && r() < 0.3) for (let i = 0; i < 3; i++) sim.crashDurable(i);
+    else if (f < 0.42 && sim.durable) sim.crashDurable(Math.floor(r() * 3));
     else if (f < 0.42) sim.crash(Math.floor(r() * 3));
     else if (f < 0.5) (sim.nodes[Math.floor(r() * 3)] as SimNode).cutFromManager = true;
     for (let k = 0; k < 10; k++) sim.step(10 + Math.floor(r() * 90), 0.5);

@@ -137,3 +137,38 @@ export async function reseed(m: ConfigManager, id: string, live: ReadonlySet<str
   if (!r.won) throw new ReseedRefusedError(`the configuration changed meanwhile (now version ${r.current?.version}): try again`);
   return { before, after: next };
 }
+
+/** replaceRuns() found an earlier run still live, or could not win a compare-and-swap. */
+export class ReplaceRefusedError extends Error {
+  override readonly name = 'ReplaceRefusedError';
+}
+
+/**
+ * A run that restored its predecessors' log (a data dir) takes their place
+ * in the stored configuration: the member among `earlier` becomes `id`, at
+ * the next version, by compare-and-swap, tried again while other changes
+ * win. Safe because that log holds everything those runs acknowledged
+ * (pacifica.ts: a host persists before it acks), so the group loses
+ * nothing it committed, and those runs are gone: none of them may be in
+ * `live` (the runs live in etcd). Their own id would not do for the new
+ * run: lease times on their monotonic clock mean nothing on its own.
+ * Returns the run it replaced (null: none was a member) and what is stored.
+ */
+export async function replaceRuns(m: ConfigManager, earlier: readonly string[], id: string, live: ReadonlySet<string>): Promise<{ replaced: string | null; current: GroupConfig | null }> {
+  const mine = new Set(earlier.filter((r) => r !== id));
+  const running = [...mine].filter((r) => live.has(r));
+  if (running.length > 0) throw new ReplaceRefusedError(`an earlier run of this node (${running.join(', ')}) is still live: it must end before this one takes its place`);
+  for (let tries = 0; ; tries++) {
+    const c = await m.current();
+    const replaced = c === null ? undefined : [c.primary, ...c.secondaries].find((x) => mine.has(x));
+    if (c === null || replaced === undefined) return { replaced: null, current: c };
+    const next: GroupConfig = {
+      version: c.version + 1,
+      primary: mine.has(c.primary) ? id : c.primary,
+      secondaries: mine.has(c.primary) ? c.secondaries.filter((s) => !mine.has(s)) : [...c.secondaries.filter((s) => !mine.has(s)), id],
+    };
+    const r = await m.propose(c, next);
+    if (r.won) return { replaced, current: next };
+    if (tries >= 20) throw new ReplaceRefusedError(`the configuration kept changing (now version ${r.current?.version}): this run could not take ${replaced}'s place`);
+  }
+}

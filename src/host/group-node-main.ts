@@ -6,7 +6,9 @@
  * writes go between the nodes over authenticated TCP links, never through
  * etcd. A run's member id is its name and the first request id of its
  * block (`name.N`), which no earlier run had: a node back after a crash is
- * a new member and joins as a learner.
+ * a new member and joins as a learner. With --data-dir it restores its
+ * log, takes its earlier run's place in the configuration (config.ts
+ * replaceRuns), and ends that run's clients' sessions before it listens.
  *
  * Prints the same `ready …` line as `dlock node`. SIGTERM/SIGINT answer
  * what was read, hand back unused client ids, leave and exit 0.
@@ -22,7 +24,9 @@ import type { Server as HttpServer } from 'node:http';
 import { startAdmin } from '../admin/admin-http.js';
 import { NodeAdmin, type NodeCounts } from '../admin/admin-node.js';
 import type { Namespace } from 'etcd3';
-import { reseed } from '../config/config.js';
+import { replaceRuns, reseed } from '../config/config.js';
+import { GroupStore, readMemberFile, writeMemberFile } from '../store/group-store.js';
+import { StoreError } from '../store/store-file.js';
 import { EtcdConfig } from '../config/etcd.js';
 import { headlessView } from '../headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../node/client-ids.js';
@@ -77,6 +81,22 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     return 1;
   }
   const id = `${o.name}.${firstReq}`;
+  // --data-dir: whose log it is, and the runs that kept it (they take no part once this one has taken their place).
+  const dir = o.dataDir ?? null;
+  let earlier: string[] = [];
+  let store: GroupStore | undefined;
+  if (dir !== null) {
+    try {
+      const m = readMemberFile(dir);
+      if (m !== null && (m.cluster !== o.cluster || m.name !== o.name)) throw new StoreError(`--data-dir ${dir} holds the log of node ${m.name} of cluster ${m.cluster}, not ${o.name} of ${o.cluster}`);
+      earlier = m?.runs ?? [];
+      store = new GroupStore(dir, o.fsync ?? 'batch');
+    } catch (err) {
+      client.close();
+      process.stderr.write(`dlock node: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   const idCounter = newIdCounter();
   setOrdinalsUsed(idCounter, firstOrdinal);
   setOrdinalLimit(idCounter, reservedTo);
@@ -143,12 +163,25 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       log.line('warn', `reseeded: configuration ${after.version} has this node alone, at a token space above every earlier one; ${lost} is lost`);
     }
     const made = new GroupNode({ name: o.name, index, log, idCounter, authToken: o.authToken, limits: o.limits, tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key } }, (replica) =>
-      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m), onTakeOver: () => void counts.elections++ }),
+      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m), onTakeOver: () => void counts.elections++, ...(store === undefined ? {} : { store }) }),
     firstReq);
     node = made;
     links.deliver = (from, f, late) => made.replication.receive(from, f, late);
     links.observe = (t) => serveObserver(t, made, linkAddress, log);
+    let restored: { seq: number; entries: number } | null = null;
+    if (dir !== null) {
+      restored = made.replication.restore();
+      if (restored !== null && (await withDeadline(config.current(), 30_000, 'reading the configuration')) === null) {
+        throw new Error(`etcd holds no configuration for cluster ${o.cluster}, but ${dir} holds a log of it (to seq ${restored.seq}): etcd's data was lost or this is another etcd. Start this node with --reseed to begin a new group from this log (tokens still rise), or move the directory away`);
+      }
+      writeMemberFile(dir, o.cluster, o.name, earlier, id);
+      if (earlier.length > 0) {
+        const r = await withDeadline(replaceRuns(config, earlier, id, await liveMembers(ns)), 30_000, 'taking the place of this node\'s earlier run');
+        if (r.replaced !== null) log.line('warn', `took the place of ${r.replaced}, this node's earlier run whose log this is, in configuration ${r.current?.version}`);
+      }
+    }
     await made.replication.start();
+    if (restored !== null) await made.replication.endEarlierSessions(30_000);
   } catch (err) {
     log.flush();
     process.stderr.write(`dlock node: could not start: ${(err as Error).message}\n`);

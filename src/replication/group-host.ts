@@ -12,6 +12,11 @@
  *    prepare per follower (flushed by setImmediate; a microtask flush,
  *    one prepare per batch of frames, cost 18% of the writes across
  *    processes);
+ *  - durability (with `store`): what each ready() hands out to persist is
+ *    written and flushed before that ready's messages are sent and its
+ *    committed entries applied; compaction and an installed snapshot are
+ *    checkpoints on disk; start() restores the log before it reads the
+ *    configuration;
  *  - time: every time given to the core is performance.now();
  *  - the manager: at most one proposal at a time (the core's rule); a
  *    manager error settles it as unreachable, and the core proposes again
@@ -21,17 +26,14 @@
  */
 import type { ConfigManager, GroupConfig } from '../config/config.js';
 import type { Frame, GroupEntry } from '../codec/frame.js';
-import type { Snapshot } from '../core/lock-table.js';
+import type { GroupSnapshot, GroupStore } from '../store/group-store.js';
 import { Group, NotPrimaryError, type Entry, type Message, type Role, type Timing } from './pacifica.js';
 
 /** What an entry carries besides its place: LogEntry's fields (`origin` is LogEntry's `from`). */
 export type EntryData = Omit<GroupEntry, 'seq' | 'version'>;
 
 /** A state machine's snapshot: the table, and each origin's last request id applied (the exactly-once rule's state). */
-export interface HostSnapshot {
-  state: Snapshot;
-  applied: Array<[number, number]>;
-}
+export type HostSnapshot = GroupSnapshot;
 
 /** How a node reaches the others: by member id. */
 export interface GroupLinks {
@@ -52,6 +54,8 @@ export interface GroupHostOptions {
    * primary's compacted log). Without them the log is never compacted.
    */
   snapshots?: { take(): HostSnapshot; load(s: HostSnapshot, seq: number): void };
+  /** Keep the log on disk (--data-dir): restored by start(), written before anything is sent or applied. */
+  store?: GroupStore;
   /** Compact the log once this many entries were applied since the last compaction (default 10,000). */
   compactEvery?: number;
   /** A manager call with no answer within this long settles as no answer (ms, default 5000): the core then proposes again later. */
@@ -63,11 +67,14 @@ export interface GroupHostOptions {
   log(kind: 'info' | 'warn' | 'error', text: string): void;
 }
 
+/** An entry as a frame (and the disk) carries it. */
+const toGroupEntry = (e: Entry<EntryData>): GroupEntry => ({ seq: e.seq, version: e.version, ...e.data });
+
 /** The frame for a core message; a snapshot message needs the snapshot it stands for (null: none, no frame). */
 export function toFrame(m: Message<EntryData>, snap: HostSnapshot | null = null): Frame | null {
   switch (m.type) {
     case 'prepare':
-      return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, ackSeen: m.ackSeen, readBase: m.readBase, entries: m.entries.map((e) => ({ seq: e.seq, version: e.version, ...e.data })) };
+      return { v: 1, type: 'prepare', version: m.version, from: m.from, to: m.to, prevSeq: m.prevSeq, prevVersion: m.prevVersion, commit: m.commit, sent: m.sent, ackSeen: m.ackSeen, readBase: m.readBase, entries: m.entries.map(toGroupEntry) };
     case 'ack':
       return { v: 1, type: 'prepared', version: m.version, from: m.from, to: m.to, ok: m.ok, last: m.last, echo: m.echo, at: m.at, base: m.base };
     case 'join':
@@ -108,7 +115,30 @@ export class GroupHost {
   private appliedSeq = 0;
 
   constructor(private readonly o: GroupHostOptions) {
-    this.group = new Group<EntryData>(o.id, o.timing);
+    this.group = new Group<EntryData>(o.id, o.timing, o.store !== undefined);
+  }
+
+  /**
+   * Read the log back from the store (before start()): the snapshot into
+   * the state machine, the entries after it into the core, uncommitted.
+   * Says what it found; null when the directory held nothing.
+   */
+  restore(): { seq: number; entries: number } | null {
+    const store = this.o.store;
+    if (store === undefined) return null;
+    const r = store.load();
+    if (r.cut !== null) this.o.log('warn', `${store.dir}/${r.cut.file}: ${r.cut.bytes} bytes after seq ${r.cut.afterSeq} did not read (a write cut short) and were cut off`);
+    if (r.snapshot === null && r.entries.length === 0) return null;
+    const base = { seq: r.snapshot?.seq ?? 0, version: r.snapshot?.version ?? 0 };
+    if (r.snapshot !== null) {
+      if (this.o.snapshots === undefined) throw new Error('a snapshot on disk, and no state machine to load it into');
+      this.o.snapshots.load(r.snapshot.snap, base.seq);
+      this.snap = r.snapshot.snap;
+      this.appliedSeq = base.seq;
+    }
+    this.group.restore(base, r.entries.map(({ seq, version, ...data }) => ({ seq, version, data })));
+    this.o.log('info', `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `a snapshot at seq ${base.seq}`} and ${r.entries.length} entries after it, committed again once the group holds them`);
+    return { seq: base.seq + r.entries.length, entries: r.entries.length };
   }
 
   /**
@@ -171,6 +201,7 @@ export class GroupHost {
         this.o.snapshots.load(got, m.seq);
         this.snap = got;
         this.appliedSeq = m.seq;
+        this.o.store?.checkpoint(m.seq, m.seqVersion, got, []);
       }
     }
     this.group.receive(m, performance.now());
@@ -190,6 +221,7 @@ export class GroupHost {
     this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.stopWatch?.();
+    this.o.store?.close();
     await this.o.config.close();
   }
 
@@ -209,6 +241,11 @@ export class GroupHost {
     if (this.closed) return;
     for (;;) {
       const r = this.group.ready();
+      if (r.persist !== null && this.o.store !== undefined) {
+        // Before any message or commit of this ready (the ordering contract above).
+        this.o.store.write(r.persist.prevVersion, r.persist.entries.map(toGroupEntry));
+        this.o.store.flush();
+      }
       for (const m of r.messages) {
         const f = toFrame(m, this.snap);
         if (f !== null) this.o.links.send(m.to, f);
@@ -221,13 +258,14 @@ export class GroupHost {
       if (r.propose !== null) this.proposeConfig(r.propose.expected, r.propose.next);
       if (r.needConfig) this.readConfig();
       this.noticeRole();
-      if (r.messages.length === 0 && r.committed.length === 0 && r.propose === null) break;
+      if (r.persist === null && r.messages.length === 0 && r.committed.length === 0 && r.propose === null) break;
     }
     this.o.stepped?.();
     // Between two ready()s, as compact() requires.
     const s = this.o.snapshots;
     if (s !== undefined && this.appliedSeq - this.group.compactedTo >= (this.o.compactEvery ?? 10_000)) {
       this.snap = s.take();
+      this.o.store?.checkpoint(this.appliedSeq, this.group.versionOf(this.appliedSeq), this.snap, this.group.entriesAfter(this.appliedSeq).map(toGroupEntry));
       this.group.compact(this.appliedSeq);
     }
   }

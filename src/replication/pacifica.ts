@@ -16,9 +16,14 @@
  * so no clock offset between hosts matters, only rates.
  *
  * Members are opaque ids; a host makes a run's id from its name and a
- * number that changes with every run that lost its log (a restart without
- * its data), so a node that forgot its log is never taken for the member
- * it was: it joins again as a learner.
+ * number that changes with every run, so a node that forgot its log is
+ * never taken for the member it was: it joins again as a learner. A run
+ * that kept its predecessor's log on disk (`durable`, Ready.persist) takes
+ * that run's place in the configuration by compare-and-swap
+ * (config/config.ts replaceRuns) and restores its log (restore): its
+ * entries were acknowledged by that run, so it holds everything the group
+ * committed. A new id per run keeps every lease time apart: a time on the
+ * earlier run's monotonic clock means nothing on the new run's.
  *
  * The rules, with the paper's section:
  *  - Writes (§3.1): the primary appends, sends `prepare` to every
@@ -145,6 +150,14 @@ export interface Timing {
 }
 
 export interface Ready<T> {
+  /**
+   * With `durable`: the log from `entries[0].seq` on is now `entries` (the
+   * entry before it made in `prevVersion`); anything after is gone. The host
+   * makes it durable before it sends `messages` or applies `committed`: an
+   * ack, and the primary's own share of a commit, never run ahead of the
+   * disk. Null: the log did not change.
+   */
+  persist: { prevVersion: number; entries: Array<Entry<T>> } | null;
   messages: Array<Message<T>>;
   /** Entries committed since the last ready(), in seq order, each once. */
   committed: Array<Entry<T>>;
@@ -217,10 +230,14 @@ export class Group<T> {
    * the moment the new one may start.
    */
   private takingOver = false;
+  /** The lowest seq whose entry changed since the last ready() (Infinity: none); kept only when durable. */
+  private dirtyFrom = Infinity;
 
   constructor(
     readonly id: string,
     private readonly timing: Timing,
+    /** Hand out the log's changes to persist (Ready.persist): a host with a data dir. */
+    private readonly durable = false,
   ) {
     if (!(timing.graceMs >= timing.leaseMs)) throw new RangeError(`graceMs (${timing.graceMs}) must be at least leaseMs (${timing.leaseMs}): otherwise two primaries could serve at once`);
   }
@@ -282,6 +299,7 @@ export class Group<T> {
     if (!this.canWrite(now)) throw new NotPrimaryError(this.role === 'primary' ? 'the primary has lost a lease from a secondary and waits for a new configuration' : `not the primary (${this.config?.primary ?? 'none known'} is)`);
     const e: Entry<T> = { seq: this.lastSeq + 1, version: this.version, data };
     this.log.push(e);
+    this.changed(e.seq);
     this.advanceCommit();
     return e.seq;
   }
@@ -325,6 +343,7 @@ export class Group<T> {
       this.base = { seq: m.seq, version: m.seqVersion };
       this.commit = m.seq;
       this.applied = m.seq;
+      this.dirtyFrom = Infinity; // the host keeps the snapshot it loads in place of the log
       load = true;
     }
     this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok: true, last: m.seq, echo: m.sent, at: now, base: m.ackSeen });
@@ -461,10 +480,46 @@ export class Group<T> {
   ready(): Ready<T> {
     const committed = this.log.slice(this.applied - this.base.seq, this.commit - this.base.seq);
     this.applied = this.commit;
-    const r: Ready<T> = { messages: this.out, committed, propose: this.toPropose, needConfig: this.needConfig };
+    let persist: Ready<T>['persist'] = null;
+    if (this.dirtyFrom !== Infinity) {
+      persist = { prevVersion: this.versionAt(this.dirtyFrom - 1), entries: this.log.slice(this.dirtyFrom - this.base.seq - 1) };
+      this.dirtyFrom = Infinity;
+    }
+    const r: Ready<T> = { persist, messages: this.out, committed, propose: this.toPropose, needConfig: this.needConfig };
     this.out = [];
     this.toPropose = null;
     return r;
+  }
+
+  /**
+   * A log read back from disk (a host with a data dir, before it learns
+   * any configuration): the state machine holds the snapshot at
+   * `base.seq` (made in `base.version`), and `entries` follow it. None of
+   * them is known to be committed: the group commits them again (§3.4).
+   */
+  restore(base: { seq: number; version: number }, entries: Array<Entry<T>>): void {
+    if (this.config !== null || this.lastSeq > 0) throw new RangeError('restore() is for a node that has not started');
+    entries.forEach((e, i) => {
+      if (e.seq !== base.seq + i + 1) throw new RangeError(`restored entry ${e.seq} does not follow ${base.seq + i}`);
+    });
+    this.base = { ...base };
+    this.log = [...entries];
+    this.commit = base.seq;
+    this.applied = base.seq;
+  }
+
+  /** The log after `seq` (at least the compacted base): what a snapshot at `seq` leaves to keep. */
+  entriesAfter(seq: number): Array<Entry<T>> {
+    return this.log.slice(Math.max(0, seq - this.base.seq));
+  }
+
+  /** The version of the entry at `seq`, which the log holds or was compacted to. */
+  versionOf(seq: number): number {
+    return this.versionAt(seq);
+  }
+
+  private changed(seq: number): void {
+    if (this.durable && seq < this.dirtyFrom) this.dirtyFrom = seq;
   }
 
   /** The members a commit and a write need besides the primary: the secondaries and the learners maybe added. */
@@ -549,6 +604,7 @@ export class Group<T> {
       if (e.seq <= this.commit) throw new Error(`protocol broken: the primary ${m.from} replaces committed entry ${e.seq}`);
       this.log.length = e.seq - this.base.seq - 1; // a tail the primary lacks: dropped
       this.log.push(e);
+      this.changed(e.seq);
     }
     const last = m.prevSeq + m.entries.length;
     const commit = Math.min(m.commit, last);

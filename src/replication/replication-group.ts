@@ -50,6 +50,7 @@ import { plural } from '../text.js';
 import { forwardError } from './forward-check.js';
 import { GroupHost, type EntryData, type GroupLinks } from './group-host.js';
 import type { Entry, Role, Timing } from './pacifica.js';
+import type { GroupStore } from '../store/group-store.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, ERR_RESYNC, LEADER_WAIT_MS } from './port-backup.js';
 
 /** A write on a node outside the configuration (a learner): its clients' sessions could be ended by the primary at any time. */
@@ -72,6 +73,8 @@ export interface GroupReplicationOptions {
   leaderWaitMs?: number;
   /** Called each time this node becomes the primary (the admin API counts them). */
   onTakeOver?: () => void;
+  /** --data-dir: this node's log on disk (group-host.ts). */
+  store?: GroupStore;
 }
 
 interface Proposal {
@@ -135,12 +138,53 @@ export class GroupReplication implements Replication {
         },
       },
       ...(o.compactEvery === undefined ? {} : { compactEvery: o.compactEvery }),
+      ...(o.store === undefined ? {} : { store: o.store }),
       log: (kind, text) => this.replica.log.line(kind, text),
     });
   }
 
   start(): Promise<void> {
     return this.host.start();
+  }
+
+  /** Read this node's log back from its data dir (before start(); GroupHost.restore). */
+  restore(): { seq: number; entries: number } | null {
+    return this.host.restore();
+  }
+
+  /**
+   * A run that took its predecessor's place in the configuration
+   * (config.ts replaceRuns): clients of this node's index in the table are
+   * that run's, whose connections died with it, and no one else ends their
+   * sessions, since this index stays a member. End them [LP-8] before
+   * taking clients. Waits until this node may read (its table holds
+   * everything the group committed, the log its primary took over
+   * included), or is a learner (the primary ended them when that run left
+   * the configuration). Once one of these disconnects is applied, no
+   * write of the earlier run can be (its request ids are lower: the
+   * exactly-once rule). Resolves with how many ended; rejects after `ms`.
+   */
+  async endEarlierSessions(ms: number): Promise<number> {
+    const until = performance.now() + ms;
+    const asked = new Set<ClientId>();
+    for (;;) {
+      if (this.closing) return asked.size;
+      if (this.role === 'learner' && this.version > 0) return 0;
+      if (this.readable) {
+        const left = clientsOf(this.replica.state, this.replica.index, nodeOfClient);
+        if (left.length === 0) return asked.size;
+        const fresh = left.filter((c) => !asked.has(c));
+        if (fresh.length > 0) this.replica.log.line('warn', `ending the sessions of ${plural(fresh.length, 'client')} of this node's earlier run [LP-8]`);
+        for (const c of fresh) {
+          asked.add(c);
+          this.propose(disconnectOf(this.replica.state, c), 0);
+        }
+      }
+      if (performance.now() > until) {
+        throw new Error(`the sessions of this node's earlier run were not ended within ${ms} ms: ${this.version === 0 ? 'no configuration known' : `configuration ${this.version}, this node ${this.role === 'primary' ? 'the primary' : `a ${this.role}`}, ${this.readable ? 'its writes not committed' : 'not yet in step with its group'}`}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   /**

@@ -28,22 +28,23 @@ export class StoreError extends Error {
   readonly code = 'ERR_DATA_DIR';
 }
 
-const record = (json: string): string => `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
+/** One record: the CRC-32 of `json` in hex, a space, `json`, LF (a line: JSON never holds a raw LF). */
+export const record = (json: string): string => `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
 
 /** The JSON of an intact record line, or null. */
-function unrecord(line: string): string | null {
+export function unrecord(line: string): string | null {
   if (line.length < 10 || line[8] !== ' ') return null;
   const json = line.slice(9);
   return crc32(json).toString(16).padStart(8, '0') === line.slice(0, 8) ? json : null;
 }
 
-const numbered = (files: string[], prefix: string, suffix = ''): number[] =>
+/** The numbers N of the files named `${prefix}N${suffix}`, rising. */
+export const numbered = (files: string[], prefix: string, suffix = ''): number[] =>
   files
     .filter((f) => f.startsWith(prefix) && f.endsWith(suffix) && /^\d+$/.test(f.slice(prefix.length, f.length - suffix.length)))
     .map((f) => Number(f.slice(prefix.length, f.length - suffix.length)))
     .sort((a, b) => a - b);
 
-/** Make sure `dir` is a directory we can write, creating it if missing. */
 /**
  * `mkdir -p`, one level at a time. Node's recursive mkdirSync retries
  * forever where a parent exists but refuses new entries with ENOENT (under
@@ -58,6 +59,7 @@ function makeDirs(dir: string): void {
   for (const d of missing) mkdirSync(d);
 }
 
+/** Make sure `dir` is a directory we can write, creating it if missing; StoreError says why not. */
 export function prepareDataDir(dir: string): void {
   try {
     makeDirs(dir);

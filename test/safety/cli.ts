@@ -8,7 +8,9 @@
  * (-9) of the leader and of any node, pauses (SIGSTOP) longer than the
  * election lease and than the node ttl, wall clocks stepped ±90 s (while
  * running and on restart) and run at ×1.5 and ×0.7 on the leader, and, as
- * root, hosts cut off by network partitions.
+ * root, hosts cut off by network partitions. With `--replication group
+ * --data-dir`, each node keeps its log in a data dir of its own, and the
+ * schedule adds kill-all: every node killed (-9) at once and started again.
  *
  * `--timeline FILE`: after a run with violations, every line the nodes
  * logged, on the harness's clock, goes to FILE (the report shows only the
@@ -27,7 +29,7 @@ const positive = (name: string) => (v: number): number => {
 // The same parsing as the dlock command: unknown flags and --help are not a chaos run.
 const a = await yargs(hideBin(process.argv))
   .scriptName('npm run chaos --')
-  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd | --replication group]\n$0 --procs [--seconds N] [--grants N] [--replication etcd|group] [--timeline FILE]')
+  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd | --replication group]\n$0 --procs [--seconds N] [--grants N] [--replication etcd|group [--data-dir]] [--timeline FILE]')
   .option('seconds', { type: 'number', default: 60, coerce: positive('seconds'), describe: 'run this long (or until --grants)' })
   .option('grants', { type: 'number', coerce: positive('grants'), describe: 'stop after this many grants' })
   .option('chaos', { type: 'string', describe: `faults of the in-process run (default ${DEFAULT_CHAOS})` })
@@ -36,10 +38,12 @@ const a = await yargs(hideBin(process.argv))
   .option('followers', { type: 'number', default: 2, coerce: positive('followers') })
   .option('etcd', { type: 'boolean', default: false, describe: 'the in-process cluster on a local etcd member' })
   .option('procs', { type: 'boolean', default: false, describe: 'three dlock node processes on a 3-member etcd' })
+  .option('data-dir', { type: 'boolean', default: false, describe: 'with --procs --replication group: each node keeps its log in a data dir, and every node is also killed at once (kill-all)' })
   .option('replication', { choices: ['etcd', 'group', 'primary-backup'] as const, describe: 'the nodes\' engine: with --procs etcd (default) or group; in process primary-backup (default) or group' })
   .check((x) => {
     if (x.procs && x.replication === 'primary-backup') throw new Error('--replication primary-backup is the in-process engine; with --procs give etcd or group');
     if (!x.procs && x.replication === 'etcd') throw new Error('--replication etcd is for --procs; in process give --etcd for the cluster on etcd');
+    if (x['data-dir'] && !(x.procs && x.replication === 'group')) throw new Error('--data-dir goes with --procs --replication group');
     if (x.replication === 'group' && x.etcd) throw new Error('--replication group in process keeps its configuration in process: leave out --etcd');
     return true;
   })
@@ -66,7 +70,8 @@ if (a.procs) {
   const r = await runSafetyProcs({
     seconds,
     grants: value('grants') === undefined ? undefined : num('grants', 1),
-    faults: ALL_PROC_FAULTS,
+    faults: a['data-dir'] ? [...ALL_PROC_FAULTS, 'kill-all'] : ALL_PROC_FAULTS,
+    dataDir: a['data-dir'],
     clients: num('clients', 24),
     locks: num('locks', 24),
     replication: a.replication === 'group' ? 'group' : 'etcd',

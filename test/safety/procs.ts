@@ -46,7 +46,7 @@ import { ANCHORS, tableDiffs, tableRow, type SafetyResult } from './run.js';
 /** DLOCK_TEST_CLI: another build's CLI (run the same faults against the build before a change). */
 const CLI = process.env['DLOCK_TEST_CLI'] ?? fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../ui/cli.js' : '../../dist/ui/cli.js', import.meta.url));
 
-export type ProcFault = 'kill-leader' | 'kill-node' | 'partition' | 'pause-leader' | 'pause-node' | 'clock-step' | 'clock-restart' | 'clock-rate';
+export type ProcFault = 'kill-leader' | 'kill-node' | 'partition' | 'pause-leader' | 'pause-node' | 'clock-step' | 'clock-restart' | 'clock-rate' | 'kill-all';
 
 /** Every fault, in the order `npm run chaos -- --procs` injects them. */
 export const ALL_PROC_FAULTS: ProcFault[] = ['kill-leader', 'pause-leader', 'clock-step', 'partition', 'clock-restart', 'pause-node', 'clock-rate', 'kill-node'];
@@ -71,6 +71,8 @@ export interface ProcsOptions {
   locks?: number;
   /** The nodes' --replication: the log in etcd (default) or the group protocol (docs/design.md). */
   replication?: 'etcd' | 'group';
+  /** With the group protocol: each node keeps its log in a data dir of its own, kept across its restarts ('kill-all' needs it). */
+  dataDir?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -126,6 +128,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
   const schedule = o.faults ?? ['kill-leader', 'kill-node'];
   const partitions = canMakeHosts && schedule.includes('partition');
   // Clocks move only where libfaketime is installed; otherwise those faults are skipped (and counted as such).
+  const dataRoot = o.dataDir === true ? mkdtempSync(join(tmpdir(), 'dlock-chaos-data-')) : null;
   const clockDir = LIBFAKETIME !== null && schedule.some((f) => f.startsWith('clock-')) ? mkdtempSync(join(tmpdir(), 'dlock-chaos-clocks-')) : null;
   const nodeTtlS = o.nodeTtlS ?? DEFAULT_NODE_TTL_S;
   const pauses = [ELECTION_TTL_MS + 1000, nodeTtlS * 1000 + 2000];
@@ -145,7 +148,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     }
     const quiet = process.env.SAFETY_LOG === '1' ? [] : ['--quiet'];
     const spawnNode = (n: ProcNode): Promise<void> => {
-      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), ...(o.replication === 'group' ? ['--replication', 'group'] : ['--first-token', '1']), '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
+      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), ...(o.replication === 'group' ? ['--replication', 'group'] : ['--first-token', '1']), ...(dataRoot === null ? [] : ['--data-dir', join(dataRoot, n.name)]), '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
       const env = n.clock === null ? process.env : movableClock(n.clock);
       const proc = n.netns === undefined ? spawn(process.execPath, args, { stdio: 'pipe', env }) : spawn('ip', ['netns', 'exec', n.netns, process.execPath, ...args], { stdio: 'pipe', env });
       n.proc = proc;
@@ -227,7 +230,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
       }
       return undefined;
     };
-    const kill = async (n: ProcNode): Promise<void> => {
+    const killOnly = async (n: ProcNode): Promise<void> => {
       const p = n.proc;
       if (p === null) return;
       await new Promise<void>((resolve) => {
@@ -237,6 +240,9 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
       });
       timeline.push({ at: performance.now(), node: 'chaos', text: `killed ${n.name} (-9)` });
       restarts++;
+    };
+    const kill = async (n: ProcNode): Promise<void> => {
+      await killOnly(n);
       await spawnNode(n);
     };
 
@@ -278,6 +284,10 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
           if (l !== undefined) await kill(l);
         } else if (f === 'kill-node') {
           await kill(nodes[Math.floor(Math.random() * nodes.length)] as ProcNode);
+        } else if (f === 'kill-all') {
+          // Every member at once: with data dirs the group must come back with everything it acknowledged.
+          await Promise.all(nodes.map(killOnly));
+          await Promise.all(nodes.map(spawnNode));
         } else if (f === 'pause-leader' || f === 'pause-node') {
           const n = f === 'pause-leader' ? await leader() : (nodes[Math.floor(Math.random() * nodes.length)] as ProcNode);
           const ms = pauses[(faults[f] ?? 0) % pauses.length] as number;
@@ -347,5 +357,6 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     await etcd?.stop();
     hosts?.remove();
     if (clockDir !== null) rmSync(clockDir, { recursive: true, force: true });
+    if (dataRoot !== null) rmSync(dataRoot, { recursive: true, force: true });
   }
 }
