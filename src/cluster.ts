@@ -37,7 +37,8 @@
  * Threading: main thread. Events from nodes (`NodeEvent`) are delivered on
  * the main thread, per node in order.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
 import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
@@ -47,11 +48,13 @@ import { TokenFloor } from './store/token-floor.js';
 import type { LockRow, NodeStats } from './node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
 import { IdReservations } from './store/ids-file.js';
-import { prepareDataDir } from './store/store-file.js';
+import { prepareDataDir, StoreError } from './store/store-file.js';
+import { readMemberFile, writeMemberFile } from './store/group-store.js';
+import { readConfigFile, writeConfigFile } from './config/file.js';
 import type { FsyncMode } from './store/store.js';
 import type { EtcdAccess } from './replication/etcd-access.js';
 import { ConfigStore, MemoryConfig } from './config/memory.js';
-import type { GroupConfig } from './config/config.js';
+import { replaceRuns, type GroupConfig } from './config/config.js';
 import { serveConfig } from './config/port.js';
 import { firstVersionAbove, floorOf } from './core/token-space.js';
 import { REQUEST_BLOCK } from './replication/etcd-members.js';
@@ -119,6 +122,27 @@ export interface NodeInfo {
 
 /** A node name per LP-3. */
 export const nodeName = (index: number): string => (index === 0 ? 'leader' : `follower-${index}`);
+
+/** The node index of a group run's member id (`name.firstReq`, names from nodeName), or null. */
+function indexOfRun(id: string): number | null {
+  const name = id.slice(0, id.lastIndexOf('.'));
+  if (name === 'leader') return 0;
+  const m = /^follower-(\d+)$/.exec(name);
+  return m === null ? null : Number(m[1]);
+}
+
+/**
+ * One data dir, one engine: the primary/backup leader's log (snap-*, log-*)
+ * at its top, the group protocol's under group/. Starting one engine on the
+ * other's directory would ignore what it keeps.
+ */
+function checkEngineDir(dataDir: string, group: boolean): void {
+  const files = readdirSync(dataDir);
+  const hasGroup = files.includes('group');
+  const hasLog = files.some((f) => /^(snap-\d+\.json|log-\d+)$/.test(f));
+  if (group && hasLog) throw new StoreError(`--data-dir ${dataDir} holds a primary/backup log (snap-*, log-*), not the group protocol's: give --replication primary-backup, or another directory`);
+  if (!group && hasGroup) throw new StoreError(`--data-dir ${dataDir} holds the group protocol's logs (${join(dataDir, 'group')}): give --replication group, or another directory`);
+}
 
 /** The compiled worker entry; from sources (tests) use the build next to them. */
 export function workerFile(): URL {
@@ -233,18 +257,23 @@ export class Cluster {
     // Memory-only with a floor file: tokens start above every earlier run's [LP-7].
     const floor = dataDir === null && etcd === null && options.firstToken === undefined && (options.tokenFloor ?? null) !== null ? new TokenFloor(options.tokenFloor as string) : null;
     const group = options.group ?? false;
-    if (group && (etcd !== null || dataDir !== null)) throw new RangeError('the group protocol in process keeps nothing on disk yet and its configuration in process: give neither --data-dir nor --etcd with it');
+    if (group && etcd !== null) throw new RangeError('the group protocol in process keeps its configuration in process: leave out --etcd');
     if (group && options.firstToken !== undefined) throw new RangeError('--first-token: on the group protocol tokens come from the configuration version');
     const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', ...options, firstToken: options.firstToken ?? floor?.first ?? null, tokenFloor: options.tokenFloor ?? null, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd, group });
-    if (group) cluster.keepVersionFloor(floor, cluster.nextRun(0).id);
+    if (dataDir !== null) checkEngineDir(dataDir, group);
+    if (group && dataDir !== null) cluster.keepGroupDir(dataDir);
+    else if (group) cluster.keepVersionFloor(floor, cluster.nextRun(0).id);
     else if (floor !== null) cluster.keepTokenFloor(floor);
     if (dataDir !== null) {
       cluster.ids = new IdReservations(dataDir);
       cluster.ids.start();
     }
     try {
-      await cluster.startNode(0);
-      for (let i = 1; i <= options.followers; i++) await (cluster.roleless ? cluster.startNode(i) : cluster.startFollower(i));
+      if (group) await cluster.startGroup(options.followers);
+      else {
+        await cluster.startNode(0);
+        for (let i = 1; i <= options.followers; i++) await (cluster.roleless ? cluster.startNode(i) : cluster.startFollower(i));
+      }
     } catch (err) {
       await cluster.close();
       throw err;
@@ -261,8 +290,58 @@ export class Cluster {
    */
   private nextRun(index: number): { id: string; firstReq: number } {
     const k = this.runs.get(index) ?? 0;
-    const firstReq = 1 + k * REQUEST_BLOCK;
+    // With a data dir, above the runs its member file names (earlier processes' too).
+    const earlier = this.groupDir === null ? [] : (readMemberFile(join(this.groupDir, nodeName(index)))?.runs ?? []);
+    const firstReq = Math.max(1 + k * REQUEST_BLOCK, ...earlier.map((r) => Number(r.slice(r.lastIndexOf('.') + 1)) + REQUEST_BLOCK).filter(Number.isSafeInteger));
     return { id: `${nodeName(index)}.${firstReq}`, firstReq };
+  }
+
+  /** --data-dir on the group protocol: DIR/group (see keepGroupDir); null without one. */
+  private groupDir: string | null = null;
+
+  /**
+   * --data-dir on the group protocol: DIR/group/config keeps the
+   * configuration, written before each version is stored (config/file.ts);
+   * DIR/group/NAME each node's log (store/group-store.ts), with its runs.
+   * A configuration that names no run is refused with its logs' leftovers,
+   * as a log without its configuration is.
+   */
+  private keepGroupDir(dataDir: string): void {
+    const dir = join(dataDir, 'group');
+    prepareDataDir(dir);
+    const file = join(dir, 'config');
+    const stored = readConfigFile(file);
+    const logs = readdirSync(dir).filter((f) => f !== 'config' && readMemberFile(join(dir, f)) !== null);
+    if (stored === null && logs.length > 0) throw new StoreError(`${file} is missing, but ${logs.map((f) => join(dir, f)).join(', ')} hold${logs.length === 1 ? 's' : ''} a log: the group cannot tell whose log is current without it; move ${dataDir} away to start empty`);
+    this.groupDir = dir;
+    this.configStore.value = stored;
+    this.configStore.beforeStore = (c) => writeConfigFile(file, c);
+  }
+
+  /**
+   * Start the group's nodes. Fresh: indexes 0 to `followers`. Back on a
+   * data dir: the stored configuration's members first, its primary first
+   * of all, then the lowest free indexes up to the count, so every member
+   * whose log the data dir keeps comes back. A primary other than index 0
+   * also serves the base port when index 0 is not a member, as after a
+   * failover [LP-1].
+   */
+  private async startGroup(followers: number): Promise<void> {
+    const c = this.configStore.value;
+    const members = this.groupDir === null || c === null ? [] : [c.primary, ...c.secondaries].map(indexOfRun).filter((i): i is number => i !== null);
+    const order = [...new Set([...members, ...(members.includes(0) || members.length === 0 ? [0] : [])])];
+    for (let i = 1; order.length < Math.max(followers + 1, members.length); i++) if (!order.includes(i)) order.push(i);
+    for (const i of order) await this.startNode(i);
+    const primary = members[0];
+    if (primary !== undefined && primary !== 0 && !members.includes(0) && this.opts.port !== 0) {
+      const m = this.members.find((x) => x.info.index === primary);
+      if (m === undefined) return;
+      const bound = await m.handle.call('take base port', (r) => r.takeBasePort(this.opts.port), this.opts.callTimeoutMs);
+      if (bound !== null) m.info.port = bound;
+      this.members.splice(this.members.indexOf(m), 1);
+      this.members.unshift(m);
+      this.notice('info', `${m.info.name} is the primary of the configuration kept in ${this.groupDir}: it serves the base port ${this.opts.port}${bound === null ? ' (could not take it)' : ''}`);
+    }
   }
 
   /** Channels for a new run of `index`: its configuration port, served here, and a link to every other run that is up (handed to it now). */
@@ -271,6 +350,16 @@ export class Cluster {
     this.runs.set(index, (this.runs.get(index) ?? 0) + 1);
     const config = new MessageChannel();
     const stopConfig = serveConfig(config.port2, new MemoryConfig(this.configStore));
+    // A data dir: this run keeps the node's log, and takes its earlier run's place (dead: its thread is gone, or its process).
+    let dataDir: string | null = null;
+    if (this.groupDir !== null) {
+      dataDir = join(this.groupDir, nodeName(index));
+      const earlier = readMemberFile(dataDir)?.runs ?? [];
+      writeMemberFile(dataDir, 'dlock up', nodeName(index), earlier, run.id);
+      const live = new Set(this.members.filter((m) => m.handle.up && m.run !== undefined).map((m) => (m.run as { id: string }).id));
+      const r = await replaceRuns(new MemoryConfig(this.configStore), earlier, run.id, live);
+      if (r.replaced !== null) this.notice('info', `${nodeName(index)}'s run ${run.id} takes the place of ${r.replaced}, whose log it restores from ${dataDir}, in configuration ${r.current?.version}`);
+    }
     const peers: Array<{ id: string; port: MessagePort }> = [];
     for (const m of this.members) {
       if (m.run === undefined || !m.handle.up || m.info.index === index) continue;
@@ -285,7 +374,7 @@ export class Cluster {
         this.notice('warn', `${m.info.name} could not be linked to ${nodeName(index)}'s new run: ${(err as Error).message}`);
       }
     }
-    return { data: { id: run.id, firstReq: run.firstReq, config: config.port1, peers }, transfer: [config.port1, ...peers.map((p) => p.port)], stopConfig };
+    return { data: { id: run.id, firstReq: run.firstReq, config: config.port1, peers, dataDir }, transfer: [config.port1, ...peers.map((p) => p.port)], stopConfig };
   }
 
   private counterFor(index: number): IdCounter {

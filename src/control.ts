@@ -59,6 +59,8 @@ export interface GroupWorkerData {
   firstReq: number;
   config: MessagePort;
   peers: Array<{ id: string; port: MessagePort }>;
+  /** --data-dir: this node's directory (store/group-store.ts), which the run restores and keeps; null: memory only. */
+  dataDir: string | null;
 }
 
 /**

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { run, up } from './helpers/dlock-process.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
 const tokenOf = (reply: string): number => {
@@ -131,5 +132,57 @@ describe('resource limits on the group protocol', () => {
     } finally {
       await c.cluster.close();
     }
+  }, 30_000);
+});
+
+describe('dlock up --replication group --data-dir', () => {
+  it('[LP-7, LP-8] kill -9 of the whole process: started again on its data dir, every lease is back with its token, tokens rise, the dead clients\' session locks end', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-up-group-'));
+    const first = await up(['--replication', 'group', '--data-dir', dir, '--quiet']);
+    const leases = new Map<string, string>();
+    const holders: LineClient[] = [];
+    try {
+      for (const name of ['leader', 'follower-1', 'follower-2']) {
+        const c = await LineClient.open(first.ports[name] as number);
+        holders.push(c);
+        await eventually(async () => (await c.ask(`preempt joined-${name}`, 5000)).startsWith('PreemptLock Success'), `a write through ${name}`, 10_000, 50);
+        for (let k = 0; k < 10; k++) {
+          const r = await c.ask(`preempt ${name}-lease-${k} ttl=600000`);
+          expect(r).toMatch(/^PreemptLock Success owner=\d+ token=\d+$/);
+          leases.set(`${name}-lease-${k}`, r.replace('PreemptLock Success ', ''));
+        }
+      }
+      expect(await holders[1]?.ask('preempt held-by-a-session')).toMatch(/^PreemptLock Success/);
+    } finally {
+      first.proc.child.kill('SIGKILL');
+      await first.proc.exit;
+      for (const c of holders) c.close();
+    }
+    const highest = Math.max(...[...leases.values()].map((l) => tokenOf(` ${l}`)));
+    const again = await up(['--replication', 'group', '--data-dir', dir, '--quiet']);
+    try {
+      expect(again.proc.out()).toMatch(/takes the place of leader\.\d+, whose log it restores/);
+      for (const name of ['leader', 'follower-1', 'follower-2']) {
+        const c = await LineClient.open(again.ports[name] as number);
+        await eventually(async () => (await c.ask('check held-by-a-session', 5000)) === 'CheckLock:Free', `the dead session's lock ended, read through ${name}`, 15_000, 100);
+        for (const [lock, l] of leases) expect(await c.ask(`check ${lock}`)).toMatch(new RegExp(`^CheckLock:Lock:${l.replace('owner=', '')} ttl=\\d+$`));
+        const r = await c.ask(`preempt after-${name}`, 10_000);
+        expect(tokenOf(r)).toBeGreaterThan(highest); // [LP-7]
+        c.close();
+      }
+    } finally {
+      again.proc.child.kill('SIGKILL');
+      await again.proc.exit;
+    }
+  }, 90_000);
+
+  it('refuses a data dir that holds the other engine\'s log', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-up-engines-'));
+    const pb = await up(['--data-dir', dir, '--quiet']);
+    pb.proc.child.kill('SIGTERM');
+    await pb.proc.exit;
+    const group = run(['up', '--port', '0', '--replication', 'group', '--data-dir', dir]);
+    expect(await group.exit).not.toBe(0);
+    expect(group.err()).toContain('holds a primary/backup log (snap-*, log-*), not the group protocol\'s');
   }, 30_000);
 });

@@ -223,8 +223,8 @@ await yargs(hideBin(process.argv))
             if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           }
           if (a.replication === 'group') {
-            const with_ = [a.etcd !== undefined ? '--etcd' : null, a['data-dir'] !== undefined ? '--data-dir' : null, a['first-token'] !== undefined ? '--first-token' : null].filter((x) => x !== null);
-            if (with_.length > 0) throw new Error(`--replication group does not take ${with_.join(' or ')} yet: its configuration is kept in process, its log in memory, its tokens in the configuration version's space`);
+            const with_ = [a.etcd !== undefined ? '--etcd' : null, a['first-token'] !== undefined ? '--first-token' : null].filter((x) => x !== null);
+            if (with_.length > 0) throw new Error(`--replication group does not take ${with_.join(' or ')}: its configuration is kept in process (with --data-dir, on disk), its tokens in the configuration version's space`);
           }
           if (a.chaos !== undefined) parseChaos(a.chaos); // throws ChaosSpecError with the reason
           checkLimitFlags(a);

@@ -17,6 +17,8 @@ import { NodeLog } from '../src/node/node-log.js';
 import { PortTransport } from '../src/transport/transport-port.js';
 import { linkDelay } from '../src/transport/transport.js';
 import { FileStore } from '../src/store/store-file.js';
+import { GroupStore } from '../src/store/group-store.js';
+import { plural } from '../src/text.js';
 import { GroupNode } from '../src/node/node-group.js';
 import { GROUP_TIMING, GroupReplication } from '../src/replication/replication-group.js';
 import { PortConfig } from '../src/config/port.js';
@@ -48,7 +50,8 @@ if (data.role === 'group') {
   const g = data.group;
   const links = new PortLinks();
   const config = new PortConfig(g.config);
-  const made = new GroupNode(opts, (replica) => new GroupReplication(replica, { id: g.id, timing: GROUP_TIMING, config, links, indexOf: indexOfMember }), g.firstReq);
+  const store = g.dataDir === null ? undefined : new GroupStore(g.dataDir, data.fsync);
+  const made = new GroupNode(opts, (replica) => new GroupReplication(replica, { id: g.id, timing: GROUP_TIMING, config, links, indexOf: indexOfMember, ...(store === undefined ? {} : { store }) }), g.firstReq);
   links.deliver = (from, f, late) => made.replication.receive(from, f, late);
   for (const p of g.peers) links.add(p.id, p.port);
   group = { node: made, links, config };
@@ -76,7 +79,19 @@ const portOf = (): PortReplication => {
 const api: NodeControl = {
   async start() {
     if (group !== null) {
-      await group.node.replication.start();
+      const replication = group.node.replication;
+      const restored = replication.restore();
+      await replication.start();
+      // The earlier run's clients (its process, or its thread, is gone): ended
+      // once this node is in step with its group, which may need nodes the
+      // supervisor starts after this one. Client ids of this run come from
+      // the data dir's reservations, above theirs, so nothing waits on it.
+      if (restored !== null) {
+        replication.endEarlierSessions(60_000).then(
+          (n) => n > 0 && log.line('info', `the sessions of this node's earlier run's ${plural(n, 'client')} are ended`),
+          (err: unknown) => log.line('error', (err as Error).message),
+        );
+      }
     } else if (node instanceof EtcdNode) {
       await node.start();
     } else if (portOf().leads) {

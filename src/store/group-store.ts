@@ -29,12 +29,12 @@
  *
  * Threading: the node's thread; every call is synchronous.
  */
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CodecError, decodeFrame, encodeFrame, type Frame, type GroupEntry } from '../codec/frame.js';
 import type { Snapshot } from '../core/lock-table.js';
 import type { FsyncMode } from './store.js';
-import { numbered, prepareDataDir, record, StoreError, unrecord } from './store-file.js';
+import { fsyncDir, numbered, prepareDataDir, record, StoreError, unrecord, writeAtomically } from './store-file.js';
 
 /** A state machine's snapshot: the table, and each origin's last request id applied. */
 export interface GroupSnapshot {
@@ -74,23 +74,6 @@ function readRecord(line: string): Frame | null {
     if (err instanceof CodecError) return null;
     throw err;
   }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-}
-
-/** Write `text` to `file` whole or not at all: a temporary file, fsynced, renamed, and the directory fsynced. */
-function writeAtomically(dir: string, file: string, text: string): void {
-  const tmp = join(dir, `${file}.tmp`);
-  writeFileSync(tmp, text);
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, join(dir, file));
-  fsyncDir(dir);
 }
 
 /** The member file, or null when there is none; StoreError when it does not read. */

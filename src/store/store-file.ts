@@ -45,6 +45,24 @@ export const numbered = (files: string[], prefix: string, suffix = ''): number[]
     .map((f) => Number(f.slice(prefix.length, f.length - suffix.length)))
     .sort((a, b) => a - b);
 
+/** fsync a directory: the names created or renamed in it are on disk. */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
+/** Write `text` to `file` whole or not at all: a temporary file, fsynced, renamed, and the directory fsynced. */
+export function writeAtomically(dir: string, file: string, text: string): void {
+  const tmp = join(dir, `${file}.tmp`);
+  writeFileSync(tmp, text);
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, join(dir, file));
+  fsyncDir(dir);
+}
+
 /**
  * `mkdir -p`, one level at a time. Node's recursive mkdirSync retries
  * forever where a parent exists but refuses new entries with ENOENT (under
@@ -202,9 +220,7 @@ export class FileStore implements Store {
     // New entries go to a log that continues this snapshot.
     if (this.fd !== null) closeSync(this.fd);
     this.fd = openSync(join(this.dir, `log-${seq}`), 'a');
-    const dfd = openSync(this.dir, 'r');
-    fsyncSync(dfd); // the renames and the new log are in the directory
-    closeSync(dfd);
+    fsyncDir(this.dir); // the renames and the new log are in the directory
     const files = readdirSync(this.dir);
     for (const s of numbered(files, 'snap-', '.json')) if (s < seq) unlinkSync(join(this.dir, `snap-${s}.json`));
     for (const s of numbered(files, 'log-')) if (s < seq) unlinkSync(join(this.dir, `log-${s}`));

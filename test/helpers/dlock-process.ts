@@ -32,10 +32,11 @@ export function run(args: string[], input?: string, env: NodeJS.ProcessEnv = pro
   return { child, out: () => out, err: () => err, exit };
 }
 
-/** Start `dlock up` headless on free ports; resolve with its node ports. */
+/** Start `dlock up` headless on free ports; resolve with its node ports. On the group protocol (`--replication group` in `extra`), tokens come from the configuration version. */
 export async function up(extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<{ proc: Running; ports: Record<string, number> }> {
   // --first-token 1 so tests can name tokens (port 0 keeps no token floor, so the default is 1 too).
-  const proc = run(['up', '--port', '0', '--followers', '2', '--first-token', '1', ...extra], undefined, env);
+  const first = extra.join(' ').includes('--replication group') ? [] : ['--first-token', '1'];
+  const proc = run(['up', '--port', '0', '--followers', '2', ...first, ...extra], undefined, env);
   await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 15_000);
   const line = /^ready (.*)$/m.exec(proc.out())?.[1];
   if (line === undefined) throw new Error(`dlock up did not get ready:\n${proc.out()}\n${proc.err()}`);
