@@ -6,6 +6,8 @@
  * is answered, the connection closes, and its session locks are released
  * [LP-8]. On the leader and on a follower alike.
  */
+import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { ClientPool, eventually, LineClient } from './helpers/line-client.js';
@@ -54,5 +56,32 @@ describe('half-close while an acquire waits', () => {
     expect(await x.next(3000)).toMatch(new RegExp(`^AcquireLock Success owner=${x.id} token=\\d+$`));
     expect(await x.next(3000)).toBe(`AcquireLock Timeout owner=${holder.id}`);
     await x.waitClosed();
+  });
+});
+
+describe('a last line cut off by the half-close [LP-2 as amended]', () => {
+  const rawSend = (port: number, bytes: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port }, () => s.end(bytes)); // the bytes, then FIN
+      let out = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (out += d));
+      s.on('error', reject);
+      s.on('close', () => resolve(out));
+    });
+
+  it('is a request too, on the leader and on a follower; a trailing CR is part of its line end; a blank one is none', async () => {
+    for (const node of ['leader', 'follower-1']) {
+      const [greeting, reply] = (await rawSend(t.port(node), 'check lp2-cut')).split('\n');
+      expect(greeting).toMatch(/^client_id: \d+ node: /);
+      expect(reply).toBe('CheckLock:Free');
+      expect((await rawSend(t.port(node), 'ping\ncheck lp2-cut\r')).split('\n').slice(1)).toEqual(['PONG', 'CheckLock:Free', '']);
+      expect((await rawSend(t.port(node), 'ping\n  ')).split('\n').slice(1)).toEqual(['PONG', '']);
+    }
+  });
+
+  it.skipIf(spawnSync('sh', ['-c', 'command -v nc']).status !== 0)('with nc -N, as a script would send it', async () => {
+    const r = spawnSync('sh', ['-c', `printf 'check lp2-nc' | nc -N 127.0.0.1 ${t.port('follower-1')}`], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.stdout.split('\n').slice(1, 2)).toEqual(['CheckLock:Free']);
   });
 });

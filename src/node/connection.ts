@@ -145,13 +145,13 @@ export class ClientConnection {
       // Half-close [LP-2]: answer what was received, then close; bytes
       // received but not yet parsed (the parser's backlog) are requests too.
       this.peerEnded = true;
-      if (!this.parser.backlogged) this.inputDone = true;
+      if (!this.parser.backlogged) this.endInput();
       // [LP-9] A half-close ends a wait at once: the acquire is answered as
       // a timeout, by the same replicated `timeout` command as its deadline,
       // so a client that crashed while waiting (its kernel sent FIN) does not
       // keep its session locks until the lock it waits for is granted.
       if (this.waitingOn !== null) this.engine.endWait(this.id, this.waitingOn);
-      this.flush();
+      this.pump(); // a last line cut off by the half-close may have queued a request
     });
     socket.on('drain', () => {
       this.writePaused = false;
@@ -528,7 +528,8 @@ export class ClientConnection {
     }
     if (sent > 0) {
       this.queue.splice(0, sent);
-      this.next -= sent;
+      // Answered tickets may include some never dispatched (an error's text is set when it is read).
+      this.next = Math.max(0, this.next - sent);
       this.send(out);
     }
     // Close after quit / a fatal error, or once a half-closed client has
@@ -551,12 +552,19 @@ export class ClientConnection {
         this.resumeQueued = false;
         if (this.closed || this.inputDone) return;
         this.parser.resume(this.onParsed);
-        if (this.peerEnded && !this.parser.backlogged) this.inputDone = true;
+        if (this.peerEnded && !this.parser.backlogged) this.endInput();
         this.afterParse();
       });
       return;
     }
     if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** The client half-closed and every whole line was parsed: a last line cut off by it is a request too [LP-2]; then input is done. */
+  private endInput(): void {
+    if (this.inputDone) return;
+    this.parser.finish(this.onParsed);
+    this.inputDone = true;
   }
 
   /** Finish sending, then close (onData ignores what still comes: input is done). */

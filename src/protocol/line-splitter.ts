@@ -78,6 +78,23 @@ export class LineSplitter {
     return 'ok';
   }
 
+  /**
+   * The input ended (a half-close) with nothing kept for resume(): a last
+   * line without its line end is a line too [LP-2], a trailing CR on it
+   * part of its line end. Nothing more is split after it.
+   */
+  finish(onLine: (line: Buffer) => boolean | void): SplitStatus {
+    if (this.spent || this.backlog !== null || this.partLen === 0) return this.spent ? 'too-long' : 'ok';
+    const line = Buffer.concat(this.parts, this.partLen);
+    this.parts.length = 0;
+    this.partLen = 0;
+    this.spent = true;
+    const end = line[line.length - 1] === CR ? line.length - 1 : line.length;
+    if (end > this.maxLine) return 'too-long';
+    onLine(line.subarray(0, end));
+    return 'ok';
+  }
+
   /** Whether bytes wait for resume(). */
   get backlogged(): boolean {
     return this.backlog !== null;

@@ -61,6 +61,13 @@ export class RequestParser {
     this.check(this.splitter.resume(this.onLine));
   }
 
+  /** The input ended: a last line cut off without its line end is a request too [LP-2]. Call once nothing is backlogged. */
+  finish(emit: (item: Parsed) => boolean | void): void {
+    if (this.spent) return;
+    this.emit = emit;
+    this.check(this.splitter.finish(this.onLine));
+  }
+
   /** Whether bytes wait for resume(). */
   get backlogged(): boolean {
     return !this.spent && this.splitter.backlogged;
