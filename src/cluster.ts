@@ -41,7 +41,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
-import { DEFAULT_LIMITS, type Limits } from './node/limits.js';
+import { DEFAULT_LIMITS, type Limits } from './server/limits.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
 import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from './node/client-ids.js';
 import { TokenFloor } from './store/token-floor.js';

@@ -4,7 +4,7 @@
  * posts. comlink carries only these control calls; client requests and
  * replication never go through it.
  */
-import type { Limits } from './node/limits.js';
+import type { Limits } from './server/limits.js';
 import type { IdCounter } from './node/client-ids.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { LogLine } from './node/node-log.js';

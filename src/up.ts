@@ -3,7 +3,7 @@
  * line once every node listens, SIGINT/SIGTERM close it cleanly with exit
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
-import type { Limits } from './node/limits.js';
+import type { Limits } from './server/limits.js';
 import { headlessView, type HeadlessView } from './headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';

@@ -9,7 +9,7 @@
  */
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SOURCE_FAILURES_PER_WINDOW } from '../src/node/auth.js';
+import { SOURCE_FAILURES_PER_WINDOW } from '../src/server/auth.js';
 import { run, type Running } from './helpers/dlock-process.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, connect } from '../src/client/client.js';
 import type { Cluster } from '../src/cluster.js';
-import { MAX_AUTH_FAILURES } from '../src/node/auth.js';
+import { MAX_AUTH_FAILURES } from '../src/server/auth.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { run, up } from './helpers/dlock-process.js';
 import { eventually, LineClient } from './helpers/line-client.js';

@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SOURCE_FAILURES_PER_WINDOW } from '../src/node/auth.js';
+import { SOURCE_FAILURES_PER_WINDOW } from '../src/server/auth.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tooManyLocks, tooManyLocksInCluster, tooManyWaiters } from '../src/core/lock-table.js';
 import { newIdCounter } from '../src/node/client-ids.js';
-import { DEFAULT_LIMITS, type Limits } from '../src/node/limits.js';
+import { DEFAULT_LIMITS, type Limits } from '../src/server/limits.js';
 import { EtcdNode } from '../src/node/node-etcd.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';

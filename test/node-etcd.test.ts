@@ -9,7 +9,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newIdCounter } from '../src/node/client-ids.js';
-import { DEFAULT_LIMITS } from '../src/node/limits.js';
+import { DEFAULT_LIMITS } from '../src/server/limits.js';
 import { EtcdNode } from '../src/node/node-etcd.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.js';

@@ -1,12 +1,12 @@
 /**
- * ReadIndex (src/node/read-index.ts): what a read waits for so that it
+ * ReadIndex (src/server/read-index.ts): what a read waits for so that it
  * shows committed state only [LP-11]. Checked against the naive rule: a
  * read of a lock waits for the latest change to it above the commit index,
  * and after a snapshot load for the snapshot's seq until that is committed.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ReadIndex } from '../src/node/read-index.js';
+import { ReadIndex } from '../src/server/read-index.js';
 
 const LOCKS = ['a', 'b', 'c', 'd'];
 

@@ -11,7 +11,7 @@ import { SNAPSHOT_PART } from '../src/replication/port-primary.js';
 import { backupNode, primaryNode, type PortNode } from './helpers/port-node.js';
 import { ERR_SESSION_ENDED } from '../src/node/replica-node.js';
 import { fillLocks } from '../bench/fill.js';
-import { DEFAULT_LIMITS } from '../src/node/limits.js';
+import { DEFAULT_LIMITS } from '../src/server/limits.js';
 import { NodeLog } from '../src/node/node-log.js';
 import { MemoryTransport } from '../src/transport/transport-memory.js';
 import { eventually, LineClient } from './helpers/line-client.js';

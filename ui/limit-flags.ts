@@ -1,5 +1,5 @@
 /**
- * The resource limit flags (src/node/limits.ts), one option set and one
+ * The resource limit flags (src/server/limits.ts), one option set and one
  * check for every command that runs nodes (`dlock up`, `dlock node`), so
  * that both take the same flags with the same defaults and refuse the same
  * values [LP-13, LP-14].
@@ -9,7 +9,7 @@
  *
  * Threading: the main thread; synchronous.
  */
-import { DEFAULT_LIMITS, type Limits } from '../src/node/limits.js';
+import { DEFAULT_LIMITS, type Limits } from '../src/server/limits.js';
 
 export const LIMIT_OPTIONS = {
   'max-clients': { type: 'number', default: DEFAULT_LIMITS.maxClients, describe: 'client connections per node' },

@@ -29,8 +29,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
-import { AuthThrottle } from '../node/auth.js';
-import { LogThrottle, sourceOf } from '../node/log-throttle.js';
+import { AuthThrottle } from '../server/auth.js';
+import { LogThrottle, sourceOf } from '../server/log-throttle.js';
 import type { LockRow } from '../node/node.js';
 import { lockNameError } from '../protocol/request.js';
 

@@ -14,7 +14,7 @@ import type { Command } from '../core/lock-table.js';
 import type { Request } from '../protocol/request.js';
 import { DEFAULT_NODE_TTL_S } from '../replication/etcd-members.js';
 import { EtcdReplication, type EtcdReplicationOptions } from '../replication/replication-etcd.js';
-import type { ClientConnection, Ticket } from './connection.js';
+import type { ClientConnection, Ticket } from '../server/connection.js';
 import type { NodeOptions } from './node.js';
 import { ReplicaNode } from './replica-node.js';
 

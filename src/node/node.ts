@@ -13,15 +13,15 @@ import { getHeapStatistics } from 'node:v8';
 import { check, createState, validate, type ClientId, type Command, type LockChange, type TableState } from '../core/lock-table.js';
 import { formatCheck, formatError, formatValidate } from '../protocol/reply.js';
 import type { Request } from '../protocol/request.js';
-import { AuthGate, AuthThrottle } from './auth.js';
-import { DEFAULT_LIMITS, tooManyClients, tooManyFromSource, type Limits } from './limits.js';
-import { LogThrottle, sourceOf } from './log-throttle.js';
+import { AuthGate, AuthThrottle } from '../server/auth.js';
+import { DEFAULT_LIMITS, tooManyClients, tooManyFromSource, type Limits } from '../server/limits.js';
+import { LogThrottle, sourceOf } from '../server/log-throttle.js';
 import { ClientIdAllocator, type IdCounter } from './client-ids.js';
-import { ClientConnection, endAndDiscard, type Ticket } from './connection.js';
-import type { Engine } from './engine.js';
+import { ClientConnection, endAndDiscard, type Ticket } from '../server/connection.js';
+import type { ConnectionHost } from '../server/connection-host.js';
 import type { NodeLog } from './node-log.js';
-import { ReadIndex } from './read-index.js';
-import { NodeMetrics } from './metrics.js';
+import { ReadIndex } from '../server/read-index.js';
+import { NodeMetrics } from '../server/metrics.js';
 import { LogClock } from './log-clock.js';
 
 export interface NodeOptions {
@@ -91,7 +91,7 @@ export const TLS_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** At most one log line per source address per this long about its failed handshakes or refused connects [LP-14]. */
 const SOURCE_LOG_INTERVAL_MS = 10_000;
 
-export abstract class NodeBase implements Engine {
+export abstract class NodeBase implements ConnectionHost {
   readonly name: string;
   /** 0 for the leader, i for follower-i. */
   readonly index: number;

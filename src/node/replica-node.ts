@@ -25,7 +25,7 @@
  */
 import { apply, legacyLogTime, type ClientId, type Command, type Outcome, type Reply, type TableState } from '../core/lock-table.js';
 import type { LogEntry, Replica, Replication } from '../replication/replication.js';
-import type { ClientConnection, Ticket } from './connection.js';
+import type { ClientConnection, Ticket } from '../server/connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { plural } from '../text.js';
 

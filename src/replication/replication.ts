@@ -43,7 +43,7 @@
  *    is made on that thread.
  */
 import type { Command, Outcome, Reply, TableState } from '../core/lock-table.js';
-import type { Limits } from '../node/limits.js';
+import type { Limits } from '../server/limits.js';
 import type { NodeLog } from '../node/node-log.js';
 import type { LogClock } from '../node/log-clock.js';
 

@@ -40,7 +40,7 @@
 import { connect as netConnect, createServer as netCreateServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { CodecError, decodeFrame, type Frame, type LinkRole } from '../codec/frame.js';
-import { LogThrottle, sourceOf } from '../node/log-throttle.js';
+import { LogThrottle, sourceOf } from '../server/log-throttle.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { linkProof, newNonce, proofMatches, type LinkKeys } from './link-auth.js';
 import { BatchingTransport } from './transport.js';

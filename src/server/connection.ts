@@ -4,13 +4,13 @@
  * Requests are parsed from chunks and queued in arrival order; each queued
  * item gets exactly one reply line and replies leave strictly in queue order
  * [LP-2]. Execution per connection is sequential in effect:
- *  - writes are dispatched to the engine as they arrive (pipelined; the
- *    engine keeps them in order) unless an `acquire` that may wait is
+ *  - writes are dispatched to the host as they arrive (pipelined; the
+ *    host keeps them in order) unless an `acquire` that may wait is
  *    outstanding, which holds every later request behind it [LP-9];
  *  - reads (`check`, `validate`) wait until every earlier write of this
  *    connection has its result, so they see the connection's own writes
  *    [LP-11 read-your-writes];
- *  - a reply is sent once the engine's commit index covers the sequence
+ *  - a reply is sent once the host's commit index covers the sequence
  *    number it reflects (the write is on every follower); for a read, the
  *    latest uncommitted change to the lock it shows, so no reply shows
  *    state a failover could lose [LP-11].
@@ -36,7 +36,7 @@ import { MAX_AUTH_FAILURES } from './auth.js';
 import { authBlocked, authTimedOut, LINE_TIMEOUT } from './limits.js';
 import { sourceOf } from './log-throttle.js';
 import type { Request } from '../protocol/request.js';
-import type { Engine } from './engine.js';
+import type { ConnectionHost } from './connection-host.js';
 
 // Requests a connection queues before it stops parsing and reading [LP-13]:
 // with --max-clients 10,000 the queues of clients that never read stay in
@@ -50,7 +50,7 @@ const LOW_WATER = 64;
 export interface Ticket {
   /** The reply line, once known. */
   text: string | null;
-  /** The reply may leave once the engine's commit index reaches this. */
+  /** The reply may leave once the host's commit index reaches this. */
   seq: number;
   /** Close the connection after this reply (quit, or a fatal error). */
   close: boolean;
@@ -133,12 +133,12 @@ export class ClientConnection {
     /** The client this connection is: as greeted, or the one it resumed [LP-16]. */
     public id: ClientId,
     private readonly socket: Socket,
-    private readonly engine: Engine,
+    private readonly host: ConnectionHost,
     /** The peer's address without its port: whom --max-clients-per-source and the auth throttle count [LP-14, LP-15]. */
     readonly source: string = sourceOf(socket.remoteAddress),
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    this.authed = engine.auth === null;
+    this.authed = host.auth === null;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => {
@@ -150,7 +150,7 @@ export class ClientConnection {
       // a timeout, by the same replicated `timeout` command as its deadline,
       // so a client that crashed while waiting (its kernel sent FIN) does not
       // keep its session locks until the lock it waits for is granted.
-      if (this.waitingOn !== null) this.engine.endWait(this.id, this.waitingOn);
+      if (this.waitingOn !== null) this.host.endWait(this.id, this.waitingOn);
       this.pump(); // a last line cut off by the half-close may have queued a request
     });
     socket.on('drain', () => {
@@ -160,11 +160,11 @@ export class ClientConnection {
       this.pump(); // requests held while the client was not reading; its flush resumes reading
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.engine.log.line('warn', `client ${this.id} socket error: ${err.code ?? err.message}`);
+      this.host.log.line('warn', `client ${this.id} socket error: ${err.code ?? err.message}`);
     });
     socket.on('close', () => this.onClose());
-    if (!this.authed) this.authTimer = setTimeout(() => this.onAuthTimeout(), engine.limits.authTimeoutMs);
-    this.send(formatGreeting(id, engine.name, engine.leads)); // [LP-3] before anything else
+    if (!this.authed) this.authTimer = setTimeout(() => this.onAuthTimeout(), host.limits.authTimeoutMs);
+    this.send(formatGreeting(id, host.name, host.leads)); // [LP-3] before anything else
   }
 
   private send(text: string): void {
@@ -175,9 +175,9 @@ export class ClientConnection {
       // [LP-13] paused, and past a bound dropped: a client that never reads
       // must not hold its connection, its locks and its buffers forever.
       this.slowTimer ??= setTimeout(() => {
-        this.engine.log.line('warn', `client ${this.id} (${this.remote}) read none of its replies for ${this.engine.limits.slowClientMs} ms (${this.socket.writableLength} bytes waiting); dropping it`);
+        this.host.log.line('warn', `client ${this.id} (${this.remote}) read none of its replies for ${this.host.limits.slowClientMs} ms (${this.socket.writableLength} bytes waiting); dropping it`);
         this.socket.destroy();
-      }, this.engine.limits.slowClientMs);
+      }, this.host.limits.slowClientMs);
     }
   }
 
@@ -192,7 +192,7 @@ export class ClientConnection {
     // so half a line (or one trickled a byte at a time) cannot hold a
     // connection open.
     const partial = this.parser.pending > 0 && !this.inputDone;
-    if (partial && this.lineTimer === null) this.lineTimer = setTimeout(() => this.onLineTimeout(), this.engine.limits.lineTimeoutMs);
+    if (partial && this.lineTimer === null) this.lineTimer = setTimeout(() => this.onLineTimeout(), this.host.limits.lineTimeoutMs);
     else if (!partial && this.lineTimer !== null) {
       clearTimeout(this.lineTimer);
       this.lineTimer = null;
@@ -214,8 +214,8 @@ export class ClientConnection {
   };
 
   private take(p: Parsed): void {
-    this.engine.counters.requests++;
-    const log = this.engine.log;
+    this.host.counters.requests++;
+    const log = this.host.log;
     switch (p.kind) {
       case 'request': {
         const req = p.request;
@@ -243,7 +243,7 @@ export class ClientConnection {
     this.lineTimer = null;
     if (this.inputDone || this.closed || this.parser.pending === 0) return;
     // Like a line too long [LP-13]: answer in order, then close.
-    this.engine.log.line('warn', `client ${this.id}: ${LINE_TIMEOUT} (${this.parser.pending} bytes, a line must end within ${this.engine.limits.lineTimeoutMs} ms); closing`);
+    this.host.log.line('warn', `client ${this.id}: ${LINE_TIMEOUT} (${this.parser.pending} bytes, a line must end within ${this.host.limits.lineTimeoutMs} ms); closing`);
     this.queue.push(ticket(formatError(LINE_TIMEOUT), true, null, false, 'invalid'));
     this.stopReading();
     this.flush();
@@ -258,8 +258,8 @@ export class ClientConnection {
   private onAuthTimeout(): void {
     this.authTimer = null;
     if (this.authed || this.closed || this.ending) return;
-    const ms = this.engine.limits.authTimeoutMs;
-    this.engine.log.line('warn', `client ${this.id} (${this.remote}): authentication timed out after ${ms} ms; closing`);
+    const ms = this.host.limits.authTimeoutMs;
+    this.host.log.line('warn', `client ${this.id} (${this.remote}): authentication timed out after ${ms} ms; closing`);
     if (this.writePaused) {
       // It reads none of its replies: the line could not reach it, and waiting for it to read would keep the slot.
       this.socket.destroy();
@@ -301,14 +301,14 @@ export class ClientConnection {
    * line or two per source per window, however many guesses.
    */
   private authFailed(t: Ticket, what: string): void {
-    const throttle = this.engine.authThrottle;
+    const throttle = this.host.authThrottle;
     this.authFailures++;
     const f = throttle.failed(this.source);
     const closing = this.authFailures >= MAX_AUTH_FAILURES || f.blocked;
     if (f.log) {
       const blocked = f.blocked ? `; ${this.source} is refused for ${Math.ceil(throttle.retryAfterMs(this.source) / 1000)} s` : '';
       const unlogged = f.unlogged > 0 ? ` (${f.unlogged} not logged)` : '';
-      this.engine.log.line('warn', `client ${this.id} (${this.remote}): ${what}: failure ${f.count} from ${this.source} in this window${unlogged}, ${this.authFailures} of ${MAX_AUTH_FAILURES} on this connection${blocked}${closing ? '; closing' : ''}`);
+      this.host.log.line('warn', `client ${this.id} (${this.remote}): ${what}: failure ${f.count} from ${this.source} in this window${unlogged}, ${this.authFailures} of ${MAX_AUTH_FAILURES} on this connection${blocked}${closing ? '; closing' : ''}`);
     }
     if (closing) this.closeAfter(t);
   }
@@ -321,10 +321,10 @@ export class ClientConnection {
    * contract) and closes the connection.
    */
   private refuseBlocked(t: Ticket): void {
-    const throttle = this.engine.authThrottle;
+    const throttle = this.host.authThrottle;
     const retryMs = throttle.retryAfterMs(this.source);
     const f = throttle.failed(this.source);
-    if (f.log) this.engine.log.line('warn', `client ${this.id} (${this.remote}): refused without a check: ${this.source} is blocked for ${Math.ceil(retryMs / 1000)} s more; closing`);
+    if (f.log) this.host.log.line('warn', `client ${this.id} (${this.remote}): refused without a check: ${this.source} is blocked for ${Math.ceil(retryMs / 1000)} s more; closing`);
     t.text = formatError(authBlocked(retryMs));
     this.closeAfter(t);
   }
@@ -358,7 +358,7 @@ export class ClientConnection {
 
   /** Start one request; false when it must wait for earlier writes. */
   private dispatch(t: Ticket, req: Request): boolean {
-    const e = this.engine;
+    const e = this.host;
     // [LP-15] Decided here, in request order, so `auth` then pipelined
     // requests work, and nothing before a successful auth reaches the table.
     if (!this.authed && req.verb !== 'auth' && req.verb !== 'ping' && req.verb !== 'help' && req.verb !== 'quit') {
@@ -448,7 +448,7 @@ export class ClientConnection {
     return true;
   }
 
-  /** The engine's answer to a write. Safe to call after the connection closed. */
+  /** The host's answer to a write. Safe to call after the connection closed. */
   resolve(t: Ticket, reply: Reply | string, seq: number): void {
     if (t.text !== null) return;
     t.text = typeof reply === 'string' ? reply : formatReply(reply);
@@ -472,12 +472,12 @@ export class ClientConnection {
       t.text = formatSession(reply.client, t.secret);
       t.secret = undefined;
     } else if (reply.op === 'resume' && reply.ok) {
-      this.engine.log.line('conn', `client ${this.id} (${this.remote}) resumed client ${reply.client}`);
+      this.host.log.line('conn', `client ${this.id} (${this.remote}) resumed client ${reply.client}`);
       const from = this.id;
       this.id = reply.client;
       this.gen = reply.gen;
       this.sessioned = true;
-      this.engine.renamed(this, from);
+      this.host.renamed(this, from);
     } else if (reply.op === 'resume' && !reply.busy) {
       // A wrong or unknown pair counts as a failed auth [LP-15, LP-16]:
       // later requests waited behind it, so none of them has run.
@@ -493,7 +493,7 @@ export class ClientConnection {
    * that may yet be lost [LP-11].
    */
   failUncommitted(readError: string, writeError: string): void {
-    const commit = this.engine.commitSeq;
+    const commit = this.host.commitSeq;
     for (const t of this.queue) {
       if (t.text === null || t.seq <= commit) continue;
       t.text = `Error: ${t.read ? readError : writeError}`;
@@ -505,8 +505,8 @@ export class ClientConnection {
   /** Send every reply at the head of the queue that is known and committed. */
   flush(): void {
     if (this.closed) return;
-    const commit = this.engine.commitSeq;
-    const log = this.engine.log;
+    const commit = this.host.commitSeq;
+    const log = this.host.log;
     let out = '';
     let sent = 0;
     let close = false;
@@ -514,12 +514,12 @@ export class ClientConnection {
     for (const t of this.queue) {
       if (t.text === null) break;
       if (t.seq > commit) {
-        this.engine.awaitCommit(this);
+        this.host.awaitCommit(this);
         break;
       }
       out += `${t.text}\n`;
       sent++;
-      this.engine.metrics.answered(t.verb, t.result ?? replyResult(t.text), now - t.t0);
+      this.host.metrics.answered(t.verb, t.result ?? replyResult(t.text), now - t.t0);
       if (log.requests) log.line('reply', `Response ${this.id}: ${t.logged ?? t.text}`);
       if (t.close) {
         close = true;
@@ -597,7 +597,7 @@ export class ClientConnection {
     // answered, then the connection closes (an idle one at once), and a
     // wait ends as a timeout through the log [LP-9], so it is answered too.
     this.inputDone = true;
-    if (this.waitingOn !== null) this.engine.endWait(this.id, this.waitingOn);
+    if (this.waitingOn !== null) this.host.endWait(this.id, this.waitingOn);
     this.pump();
   }
 
@@ -616,7 +616,7 @@ export class ClientConnection {
     if (this.authTimer !== null) clearTimeout(this.authTimer);
     this.authTimer = null;
     this.queue.length = 0;
-    this.engine.closed(this); // [LP-8] release session locks, withdraw waiters
+    this.host.closed(this); // [LP-8] release session locks, withdraw waiters
   }
 }
 

@@ -1,6 +1,8 @@
 /**
- * What a client connection needs from the node it is on. Implemented by
- * NodeBase: ReplicaNode (replica-node.ts) and EtcdNode (node-etcd.ts).
+ * What a client connection (connection.ts) needs from the node it is on:
+ * the server's one seam to the layers above it. Implemented by NodeBase
+ * (node/node.ts): ReplicaNode and EtcdNode. Nothing under src/server
+ * imports a node, a replication engine or a host.
  *
  * Ordering: `submit` calls from one connection are applied by the leader in
  * call order. `resolve` for a ticket is called exactly once (possibly
@@ -13,16 +15,22 @@ import type { Request } from '../protocol/request.js';
 import type { AuthGate, AuthThrottle } from './auth.js';
 import type { Limits } from './limits.js';
 import type { ClientConnection, Ticket } from './connection.js';
-import type { NodeLog } from './node-log.js';
 import type { NodeMetrics } from './metrics.js';
 
-export interface Engine {
+/** Where a connection logs (node/node-log.ts's NodeLog is one). */
+export interface ConnectionLog {
+  /** Log every request and reply. */
+  readonly requests: boolean;
+  line(kind: 'info' | 'conn' | 'req' | 'reply' | 'repl' | 'warn' | 'error', text: string): void;
+}
+
+export interface ConnectionHost {
   readonly name: string;
   /** This node's index: where a resumed client now lives [LP-16]. */
   readonly index: number;
   /** This node sequences writes (it leads); greetings say so when the name does not. */
   readonly leads: boolean;
-  readonly log: NodeLog;
+  readonly log: ConnectionLog;
   /** Prometheus metrics (metrics.ts): each reply is counted and timed. */
   readonly metrics: NodeMetrics;
   /** Requests received (well-formed or not), for ops/s in views. */
