@@ -23,7 +23,7 @@
  */
 import { connect as dlockConnect } from '../src/client/client.js';
 import { performance } from 'node:perf_hooks';
-import { Cluster } from '../src/cluster.js';
+import { Cluster } from '../src/host/threads/cluster.js';
 import { fillLocks } from './fill.js';
 
 export interface FaultResult {

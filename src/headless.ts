@@ -6,7 +6,7 @@
  * A view only: it consumes node events and never touches the request path.
  * Lines of one batch are written with one write() call.
  */
-import type { NodeEvent } from './control.js';
+import type { NodeEvent } from './host/threads/control.js';
 import type { LogLine } from './node/node-log.js';
 
 const pad2 = (n: number): string => String(n).padStart(2, '0');

@@ -22,4 +22,4 @@ export {
   type CheckResult,
   type ValidateResult,
 } from './client/client.js';
-export { Cluster, type ClusterOptions, type NodeInfo } from './cluster.js';
+export { Cluster, type ClusterOptions, type NodeInfo } from './host/threads/cluster.js';

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, connect } from '../src/client/client.js';
-import type { Cluster } from '../src/cluster.js';
+import type { Cluster } from '../src/host/threads/cluster.js';
 import { MAX_AUTH_FAILURES } from '../src/server/auth.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { run, up } from './helpers/dlock-process.js';

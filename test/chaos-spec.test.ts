@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { Chaos, ChaosSpecError, parseChaos, parseDuration } from '../src/chaos.js';
-import type { Cluster } from '../src/cluster.js';
+import { Chaos, ChaosSpecError, parseChaos, parseDuration } from '../src/host/threads/chaos.js';
+import type { Cluster } from '../src/host/threads/cluster.js';
 
 const CLI = fileURLToPath(new URL('../dist/ui/cli.js', import.meta.url));
 

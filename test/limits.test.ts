@@ -7,7 +7,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Cluster } from '../src/cluster.js';
+import type { Cluster } from '../src/host/threads/cluster.js';
 import { tooManyClients, tooManyLocks, tooManyLocksInCluster, tooManyWaiters } from '../src/server/limits.js';
 import { up } from './helpers/dlock-process.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';

@@ -5,7 +5,7 @@
  */
 import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../src/cluster.js';
+import { Cluster } from '../src/host/threads/cluster.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { clientIdFor, nodeOfClient } from '../src/node/client-ids.js';
-import { WorkerCallError, WorkerHandle, type WorkerExit } from '../src/worker-handle.js';
+import { WorkerCallError, WorkerHandle, type WorkerExit } from '../src/host/threads/worker-handle.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dlock-worker-'));
 function workerFile(name: string, body: string): URL {

@@ -13,8 +13,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from '../src/client/repl.js';
 import { MAX_NODE_INDEX } from '../src/node/client-ids.js';
-import { up } from '../src/up.js';
-import { parseChaos } from '../src/chaos.js';
+import { up } from '../src/host/threads/up.js';
+import { parseChaos } from '../src/host/threads/chaos.js';
 import { checkLimitFlags, LIMIT_OPTIONS, limitsOf } from './limit-flags.js';
 import { ADMIN_TOKEN_FILE_OPTION, adminTokenOf, AUTH_TOKEN_FILE_OPTION, authTokenOf, checkTokenFlags } from './secret-flags.js';
 import { allowedHostsOf, HTTP_ALLOWED_HOST_OPTION } from './admin-flags.js';
@@ -300,7 +300,7 @@ await yargs(hideBin(process.argv))
           return true;
         }),
     async (a) => {
-      const { runNode } = await import('../src/node-main.js');
+      const { runNode } = await import('../src/host/process/node-main.js');
       process.exitCode = await runNode({ etcd: etcdAccessOf(a), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a), limits: limitsOf(a), firstToken: a['first-token'], nodeTtlS: a['node-ttl'],
         tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
         clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']),

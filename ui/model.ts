@@ -7,7 +7,7 @@
  * node; each log keeps at most `cap` lines (older ones are dropped), so
  * memory stays bounded however busy the cluster is.
  */
-import type { NodeEvent, NodeState } from '../src/control.js';
+import type { NodeEvent, NodeState } from '../src/host/threads/control.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
 

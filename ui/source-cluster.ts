@@ -4,11 +4,11 @@
  * schedule of --chaos. Stats and lock maps come over each worker's control
  * channel (comlink, with deadlines: Cluster).
  */
-import type { Chaos } from '../src/chaos.js';
-import { Cluster } from '../src/cluster.js';
-import type { NodeEvent } from '../src/control.js';
+import type { Chaos } from '../src/host/threads/chaos.js';
+import { Cluster } from '../src/host/threads/cluster.js';
+import type { NodeEvent } from '../src/host/threads/control.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
-import { clusterOptions, startAdmin, startChaos, type UpOptions } from '../src/up.js';
+import { clusterOptions, startAdmin, startChaos, type UpOptions } from '../src/host/threads/up.js';
 import type { Server } from 'node:http';
 import type { SourceControl, SourceNode, ViewSource } from './source.js';
 

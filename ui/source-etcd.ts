@@ -5,7 +5,7 @@
  * its authenticated link port (src/observe.ts). Nothing here can kill or
  * restart a node: those are other hosts' processes.
  */
-import type { NodeEvent } from '../src/control.js';
+import type { NodeEvent } from '../src/host/threads/control.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
 import type { LogKind } from '../src/node/node-log.js';
 import { ClusterObserver, type ObservedNode, type ObserverAuth } from '../src/observe.js';

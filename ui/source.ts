@@ -10,7 +10,7 @@
  * Threading: the main thread. Ordering: `onEvent` calls for one node come
  * in the order that node logged them.
  */
-import type { NodeEvent } from '../src/control.js';
+import type { NodeEvent } from '../src/host/threads/control.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
 
 export interface SourceNode {

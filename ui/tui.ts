@@ -18,8 +18,8 @@
  * fills the palette.
  */
 import blessed from 'blessed';
-import type { NodeEvent } from '../src/control.js';
-import type { UpOptions } from '../src/up.js';
+import type { NodeEvent } from '../src/host/threads/control.js';
+import type { UpOptions } from '../src/host/threads/up.js';
 import type { LogKind, LogLine } from '../src/node/node-log.js';
 import { ClusterSource } from './source-cluster.js';
 import type { ViewSource } from './source.js';

@@ -8,8 +8,8 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { nanoid } from 'nanoid';
-import { expose, nodeEndpoint } from '../src/comlink.js';
-import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from '../src/control.js';
+import { expose, nodeEndpoint } from '../src/host/threads/comlink.js';
+import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from '../src/host/threads/control.js';
 import { ReplicaNode } from '../src/node/replica-node.js';
 import { PortReplication } from '../src/replication/replication-port.js';
 import { EtcdNode } from '../src/node/node-etcd.js';
@@ -22,7 +22,7 @@ import { plural } from '../src/text.js';
 import { GroupNode } from '../src/node/node-group.js';
 import { GROUP_TIMING, GroupReplication } from '../src/replication/replication-group.js';
 import { PortConfig } from '../src/config/port.js';
-import { PortLinks } from '../src/host/port-links.js';
+import { PortLinks } from '../src/host/threads/port-links.js';
 
 /** The node index of a member id of this process's cluster (`leader.N`, `follower-K.N`), or null. */
 function indexOfMember(id: string): number | null {

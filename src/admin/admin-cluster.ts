@@ -7,7 +7,7 @@
  * Threading: the main thread.
  */
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { Cluster } from '../cluster.js';
+import type { Cluster } from '../host/threads/cluster.js';
 import { LOCKS_MAX, UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
 
 export class ClusterAdmin implements AdminSource {

@@ -18,7 +18,7 @@ import type { LockRow } from '../node/node.js';
 import type { ReplicaNode } from '../node/replica-node.js';
 import { LOCKS_MAX, UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
 
-/** What the process counts across its node's runs (node-main.ts, host/group-node-main.ts). */
+/** What the process counts across its node's runs (host/process/node-main.ts, group-node-main.ts). */
 export interface NodeCounts {
   /** Times this process's node became the leader: won the election on etcd, or took over as the group's primary. */
   elections: number;

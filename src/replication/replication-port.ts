@@ -7,7 +7,7 @@
  * follows the primary's stream, forwards its proposals) or primary
  * (port-primary.ts: sequences every write, its own and the backups'). The
  * node itself has no role (node/replica-node.ts). At failover the
- * supervisor (cluster.ts) picks the backup that has the most of the log
+ * supervisor (host/threads/cluster.ts) picks the backup that has the most of the log
  * and calls `lead` on it: its replication switches mode in place. Nothing
  * is handed over: the node keeps its table, connections and listeners, the
  * ring of recent entries stays where it is (the relinked backups resume

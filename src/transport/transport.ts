@@ -34,7 +34,7 @@ export interface Transport {
 }
 
 /**
- * Fault injection (--chaos delay, src/chaos.ts): while `until` is ahead,
+ * Fault injection (--chaos delay, src/host/threads/chaos.ts): while `until` is ahead,
  * every link of this thread holds its batches `ms` before sending them,
  * still in order. One per thread (module state is per worker).
  */

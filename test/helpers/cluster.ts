@@ -2,8 +2,8 @@
  * A real cluster for tests: worker threads from the build, TCP on free
  * ports, every node's log lines collected for assertions.
  */
-import { Cluster, type ClusterOptions } from '../../src/cluster.js';
-import type { NodeEvent } from '../../src/control.js';
+import { Cluster, type ClusterOptions } from '../../src/host/threads/cluster.js';
+import type { NodeEvent } from '../../src/host/threads/control.js';
 import { eventually } from './line-client.js';
 
 export interface TestCluster {

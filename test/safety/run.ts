@@ -6,8 +6,8 @@
  * Used by test/safety.test.ts (bounded) and `npm run chaos` (cli.ts).
  */
 import { performance } from 'node:perf_hooks';
-import { Chaos, parseChaos } from '../../src/chaos.js';
-import { Cluster } from '../../src/cluster.js';
+import { Chaos, parseChaos } from '../../src/host/threads/chaos.js';
+import { Cluster } from '../../src/host/threads/cluster.js';
 import type { EtcdAccess } from '../../src/replication/etcd-access.js';
 import { check, summary, type Report } from './checker.js';
 import { Harness, type Counters } from './harness.js';

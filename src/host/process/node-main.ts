@@ -13,20 +13,20 @@
  */
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
-import { startAdmin, type AdminListen } from './admin/admin-http.js';
-import { NodeAdmin } from './admin/admin-node.js';
-import { headlessView } from './headless.js';
-import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from './node/client-ids.js';
-import type { Limits } from './server/limits.js';
-import { NodeLog } from './node/node-log.js';
+import { startAdmin, type AdminListen } from '../../admin/admin-http.js';
+import { NodeAdmin } from '../../admin/admin-node.js';
+import { headlessView } from '../../headless.js';
+import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../../node/client-ids.js';
+import type { Limits } from '../../server/limits.js';
+import { NodeLog } from '../../node/node-log.js';
 import { createServer, type Server, type Socket } from 'node:net';
-import { endAndDiscard } from './server/connection.js';
-import { ERR_NODE_STOPPED, EtcdNode } from './node/node-etcd.js';
-import { withDeadline } from './replication/deadline.js';
-import { describeEtcd, etcd3Options, etcdErrorHint, etcdErrorText, type EtcdAccess } from './replication/etcd-access.js';
-import { EtcdMembership } from './replication/etcd-members.js';
-import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from './up.js';
-import type { FsyncMode } from './store/store.js';
+import { endAndDiscard } from '../../server/connection.js';
+import { ERR_NODE_STOPPED, EtcdNode } from '../../node/node-etcd.js';
+import { withDeadline } from '../../replication/deadline.js';
+import { describeEtcd, etcd3Options, etcdErrorHint, etcdErrorText, type EtcdAccess } from '../../replication/etcd-access.js';
+import { EtcdMembership } from '../../replication/etcd-members.js';
+import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../threads/up.js';
+import type { FsyncMode } from '../../store/store.js';
 
 export interface NodeMainOptions {
   /** How to reach etcd (URLs, TLS, auth). */
@@ -61,7 +61,7 @@ export interface NodeMainOptions {
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {
-  if (o.replication === 'group') return (await import('./host/group-node-main.js')).runGroupNode(o);
+  if (o.replication === 'group') return (await import('./group-node-main.js')).runGroupNode(o);
   const view = headlessView(undefined, undefined, o.logFormat ?? 'text');
   const log = new NodeLog((lines) => view({ type: 'log', node: o.name, lines }), !o.quiet);
   // Index and client-id block from etcd, before the node exists (ids are made from its index).

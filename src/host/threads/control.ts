@@ -4,13 +4,13 @@
  * posts. comlink carries only these control calls; client requests and
  * replication never go through it.
  */
-import type { Limits } from './server/limits.js';
-import type { IdCounter } from './node/client-ids.js';
+import type { Limits } from '../../server/limits.js';
+import type { IdCounter } from '../../node/client-ids.js';
 import type { MessagePort } from 'node:worker_threads';
-import type { LogLine } from './node/node-log.js';
-import type { FsyncMode } from './store/store.js';
-import type { EtcdAccess } from './replication/etcd-access.js';
-import type { LockRow, NodeStats } from './node/node.js';
+import type { LogLine } from '../../node/node-log.js';
+import type { FsyncMode } from '../../store/store.js';
+import type { EtcdAccess } from '../../replication/etcd-access.js';
+import type { LockRow, NodeStats } from '../../node/node.js';
 
 export interface NodeWorkerData {
   /**

@@ -11,9 +11,9 @@
  * Threading: the node's thread.
  */
 import type { Namespace } from 'etcd3';
-import type { Frame } from '../codec/frame.js';
-import { parseMember } from '../replication/etcd-members.js';
-import { TcpTransport } from '../transport/transport-tcp.js';
+import type { Frame } from '../../codec/frame.js';
+import { parseMember } from '../../replication/etcd-members.js';
+import { TcpTransport } from '../../transport/transport-tcp.js';
 
 /** The name part of a member id (`name.run`). */
 export const nameOf = (id: string): string => id.slice(0, id.lastIndexOf('.'));

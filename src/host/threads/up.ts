@@ -3,17 +3,17 @@
  * line once every node listens, SIGINT/SIGTERM close it cleanly with exit
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
-import type { Limits } from './server/limits.js';
-import { headlessView, type HeadlessView } from './headless.js';
+import type { Limits } from '../../server/limits.js';
+import { headlessView, type HeadlessView } from '../../headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
-import { tokenFloorFile } from './store/token-floor.js';
+import { tokenFloorFile } from '../../store/token-floor.js';
 import type { NodeEvent } from './control.js';
-import type { FsyncMode } from './store/store.js';
-import type { EtcdAccess } from './replication/etcd-access.js';
+import type { FsyncMode } from '../../store/store.js';
+import type { EtcdAccess } from '../../replication/etcd-access.js';
 import type { Server } from 'node:http';
-import { startAdmin as serveAdminAt, type AdminListen } from './admin/admin-http.js';
-import { ClusterAdmin } from './admin/admin-cluster.js';
+import { startAdmin as serveAdminAt, type AdminListen } from '../../admin/admin-http.js';
+import { ClusterAdmin } from '../../admin/admin-cluster.js';
 
 export interface UpOptions {
   followers: number;

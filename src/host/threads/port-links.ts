@@ -13,9 +13,9 @@
  * Threading: the node's thread.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { Frame } from '../codec/frame.js';
-import type { GroupLinks } from '../replication/group-host.js';
-import { PortTransport } from '../transport/transport-port.js';
+import type { Frame } from '../../codec/frame.js';
+import type { GroupLinks } from '../../replication/group-host.js';
+import { PortTransport } from '../../transport/transport-port.js';
 
 export class PortLinks implements GroupLinks {
   /** Frames for this node, with the member they came from and how late a forward arrived (link-delay.ts). */

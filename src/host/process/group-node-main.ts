@@ -21,28 +21,28 @@
  */
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
-import { startAdmin } from '../admin/admin-http.js';
-import { NodeAdmin, type NodeCounts } from '../admin/admin-node.js';
+import { startAdmin } from '../../admin/admin-http.js';
+import { NodeAdmin, type NodeCounts } from '../../admin/admin-node.js';
 import type { Namespace } from 'etcd3';
-import { replaceRuns, reseed } from '../config/config.js';
-import { GroupStore, readMemberFile, writeMemberFile } from '../store/group-store.js';
-import { StoreError } from '../store/store-file.js';
-import { EtcdConfig } from '../config/etcd.js';
-import { headlessView } from '../headless.js';
-import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../node/client-ids.js';
-import { GroupNode } from '../node/node-group.js';
-import { NodeLog } from '../node/node-log.js';
-import type { NodeMainOptions } from '../node-main.js';
-import { GOODBYE_MS, withDeadline } from '../replication/deadline.js';
-import { describeEtcd, etcd3Options, etcdErrorText } from '../replication/etcd-access.js';
-import { EtcdMembership, parseMember } from '../replication/etcd-members.js';
-import { clusterSecretFromEtcd } from '../replication/etcd-secret.js';
-import { checkClusterSecret } from '../transport/link-auth.js';
-import { GROUP_TIMING, GroupReplication } from '../replication/replication-group.js';
-import { closeListener, TcpTransport, trackSockets } from '../transport/transport-tcp.js';
-import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../up.js';
+import { replaceRuns, reseed } from '../../config/config.js';
+import { GroupStore, readMemberFile, writeMemberFile } from '../../store/group-store.js';
+import { StoreError } from '../../store/store-file.js';
+import { EtcdConfig } from '../../config/etcd.js';
+import { headlessView } from '../../headless.js';
+import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../../node/client-ids.js';
+import { GroupNode } from '../../node/node-group.js';
+import { NodeLog } from '../../node/node-log.js';
+import type { NodeMainOptions } from './node-main.js';
+import { GOODBYE_MS, withDeadline } from '../../replication/deadline.js';
+import { describeEtcd, etcd3Options, etcdErrorText } from '../../replication/etcd-access.js';
+import { EtcdMembership, parseMember } from '../../replication/etcd-members.js';
+import { clusterSecretFromEtcd } from '../../replication/etcd-secret.js';
+import { checkClusterSecret } from '../../transport/link-auth.js';
+import { GROUP_TIMING, GroupReplication } from '../../replication/replication-group.js';
+import { closeListener, TcpTransport, trackSockets } from '../../transport/transport-tcp.js';
+import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../threads/up.js';
 import { GroupLinks } from './group-links.js';
-import { serveViews } from '../node/views.js';
+import { serveViews } from '../../node/views.js';
 
 
 /** One attempt to register again after the etcd lease was lost (etcd may take the connection and not answer). */

@@ -41,23 +41,23 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
-import { DEFAULT_LIMITS, type Limits } from './server/limits.js';
+import { DEFAULT_LIMITS, type Limits } from '../../server/limits.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
-import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from './node/client-ids.js';
-import { TokenFloor } from './store/token-floor.js';
-import type { LockRow, NodeStats } from './node/node.js';
+import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from '../../node/client-ids.js';
+import { TokenFloor } from '../../store/token-floor.js';
+import type { LockRow, NodeStats } from '../../node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
-import { IdReservations } from './store/ids-file.js';
-import { prepareDataDir, StoreError } from './store/store-file.js';
-import { readMemberFile, writeMemberFile } from './store/group-store.js';
-import { readConfigFile, writeConfigFile } from './config/file.js';
-import type { FsyncMode } from './store/store.js';
-import type { EtcdAccess } from './replication/etcd-access.js';
-import { ConfigStore, MemoryConfig } from './config/memory.js';
-import { replaceRuns, type GroupConfig } from './config/config.js';
-import { serveConfig } from './config/port.js';
-import { firstVersionAbove, floorOf } from './core/token-space.js';
-import { REQUEST_BLOCK } from './replication/etcd-members.js';
+import { IdReservations } from '../../store/ids-file.js';
+import { prepareDataDir, StoreError } from '../../store/store-file.js';
+import { readMemberFile, writeMemberFile } from '../../store/group-store.js';
+import { readConfigFile, writeConfigFile } from '../../config/file.js';
+import type { FsyncMode } from '../../store/store.js';
+import type { EtcdAccess } from '../../replication/etcd-access.js';
+import { ConfigStore, MemoryConfig } from '../../config/memory.js';
+import { replaceRuns, type GroupConfig } from '../../config/config.js';
+import { serveConfig } from '../../config/port.js';
+import { firstVersionAbove, floorOf } from '../../core/token-space.js';
+import { REQUEST_BLOCK } from '../../replication/etcd-members.js';
 
 export interface ClusterOptions {
   followers: number;
@@ -147,7 +147,7 @@ function checkEngineDir(dataDir: string, group: boolean): void {
 /** The compiled worker entry; from sources (tests) use the build next to them. */
 export function workerFile(): URL {
   const here = import.meta.url;
-  const url = here.endsWith('.ts') ? new URL('../dist/workers/node-worker.js', here) : new URL('../workers/node-worker.js', here);
+  const url = here.endsWith('.ts') ? new URL('../../../dist/workers/node-worker.js', here) : new URL('../../../workers/node-worker.js', here);
   if (!existsSync(url)) throw new Error(`worker entry ${url.pathname} is missing; run \`npm run build\` first`);
   return url;
 }
