@@ -7,10 +7,13 @@
  * unreachable for a node cut off from it), processes paused and crashed
  * (a crashed node comes back without its log, under a new id, and joins
  * as a learner), logs compacted at random (a follower behind them loads
- * the primary's snapshot). Even seeds run with data dirs: each node keeps
- * what ready() hands it to persist before it sends or applies anything,
- * a crash may take every member at once, and the node comes back under
- * a new id with its log, in its earlier run's place (config.ts
+ * the primary's snapshot). Even seeds run with data dirs, as GroupHost
+ * keeps them: what ready() hands out to persist is written at once and
+ * synced in the background (each sync covering what was written before
+ * it, taking 1 to 20 ms); an ack waits for the sync that covers it, and
+ * the core learns what is synced (persisted()). A crash loses what was not
+ * synced, may take every member at once, and the node comes back under a
+ * new id with its synced log, in its earlier run's place (config.ts
  * replaceRuns). fast-check picks the seeds; a failing seed
  * replays (SIM_SEED=N, with SIM_TRACE=1 for the configurations stored).
  *
@@ -20,7 +23,7 @@
  *  - no acknowledged write is lost: once the faults stop, the primary's
  *    log holds every write a primary committed, at its seq;
  *  - and then the group serves again: a new write commits;
- *  - with data dirs, no node acknowledges an entry its disk lacks.
+ *  - with data dirs, no node acknowledges an entry its synced disk lacks.
  * Without data dirs, crashes keep one live member of the stored
  * configuration (losing every member loses the data: docs/design.md says
  * so).
@@ -49,9 +52,26 @@ interface SimNode {
   state: string[];
   /** The snapshot the node compacted its log to, if any. */
   snap: string[] | null;
-  /** With a data dir: what it persisted (a snapshot at base, and the log after it). */
-  disk: { base: { seq: number; version: number }; snap: string[]; log: Array<Entry<string>> } | null;
+  /** With a data dir: what it wrote (a snapshot at base, and the log after it), and what of it a sync has made durable. */
+  disk: Disk | null;
+  synced: Disk | null;
+  /** The log as it is now is on disk up to here; a sync is under way; the lowest cut made during it, less one; acks waiting for a sync. */
+  durable: number;
+  syncing: boolean;
+  cutWhileSyncing: number;
+  heldAcks: Array<Message<string>>;
+  /** Checkpoints so far: a sync begun before the latest one covers less than it did. */
+  checkpoints: number;
 }
+
+interface Disk {
+  base: { seq: number; version: number };
+  snap: string[];
+  log: Array<Entry<string>>;
+}
+
+const copyDisk = (d: Disk): Disk => ({ base: { ...d.base }, snap: d.snap.slice(), log: d.log.slice() });
+const diskEnd = (d: Disk): number => d.base.seq + d.log.length;
 
 type Pending = { at: number; run: () => void };
 
@@ -97,7 +117,7 @@ class Sim {
   }
 
   private makeNode(name: string, run: number): SimNode {
-    return { name, run, g: new Group<string>(`${name}.${run}`, TIMING, this.durable), offset: Math.floor((this.rnd() - 0.5) * 7_200_000), alive: true, pausedUntil: 0, cutFromManager: false, lastJoin: -Infinity, state: [], snap: null, disk: this.durable ? { base: { seq: 0, version: 0 }, snap: [], log: [] } : null };
+    return { name, run, g: new Group<string>(`${name}.${run}`, TIMING, this.durable), offset: Math.floor((this.rnd() - 0.5) * 7_200_000), alive: true, pausedUntil: 0, cutFromManager: false, lastJoin: -Infinity, state: [], snap: null, disk: this.durable ? { base: { seq: 0, version: 0 }, snap: [], log: [] } : null, synced: this.durable ? { base: { seq: 0, version: 0 }, snap: [], log: [] } : null, durable: 0, syncing: false, cutWhileSyncing: Infinity, heldAcks: [], checkpoints: 0 };
   }
 
   local(n: SimNode): number {
@@ -152,7 +172,14 @@ class Sim {
         this.installs++;
         to.state = data.slice();
         to.snap = data.slice(); // its log now starts after it: the snapshot it sends on
-        if (to.disk !== null) to.disk = { base: { seq: m.seq, version: m.seqVersion }, snap: data.slice(), log: [] };
+        if (to.disk !== null) {
+          // A checkpoint: synced at once.
+          to.disk = { base: { seq: m.seq, version: m.seqVersion }, snap: data.slice(), log: [] };
+          to.synced = copyDisk(to.disk);
+          to.checkpoints++;
+          to.durable = m.seq;
+          to.heldAcks = [];
+        }
       }
     }
     to.g.receive(m, this.local(to));
@@ -212,9 +239,9 @@ class Sim {
       const r = n.g.ready();
       if (r.persist !== null) this.persist(n, r.persist);
       for (const m of r.messages) {
-        // What it acknowledges is on its disk.
-        if (n.disk !== null && m.type === 'ack' && m.ok && m.last > n.disk.base.seq + n.disk.log.length) this.violations.push(`@${this.now} ${n.g.id} acked up to ${m.last} with its disk holding up to ${n.disk.base.seq + n.disk.log.length}`);
-        this.send(n, m);
+        // An ack waits for the sync that covers it (in order).
+        if (n.disk !== null && m.type === 'ack' && m.ok && (m.last > n.durable || n.heldAcks.length > 0)) n.heldAcks.push(m);
+        else this.sendAck(n, m);
       }
       for (const e of r.committed) {
         if (e.seq !== n.state.length + 1) this.violations.push(`@${this.now} ${n.g.id} was handed seq ${e.seq} to apply after ${n.state.length}`);
@@ -233,6 +260,41 @@ class Sim {
     }
   }
 
+  private sendAck(n: SimNode, m: Message<string>): void {
+    // What it acknowledges is on its synced disk.
+    if (n.synced !== null && m.type === 'ack' && m.ok && m.last > diskEnd(n.synced)) this.violations.push(`@${this.now} ${n.g.id} acked up to ${m.last} with its synced disk holding up to ${diskEnd(n.synced)}`);
+    this.send(n, m);
+  }
+
+  /** One sync at a time, done 1 to 20 ms later: the disk then holds what was written when it began, as far as no later write replaced it. */
+  private syncSoon(n: SimNode): void {
+    const d = n.disk;
+    if (d === null || n.syncing || diskEnd(d) <= n.durable) return;
+    n.syncing = true;
+    n.cutWhileSyncing = Infinity;
+    const copy = copyDisk(d);
+    const checkpoints = n.checkpoints;
+    this.later(1 + Math.floor(this.rnd() * 20), () => {
+      if (this.byId(n.g.id) !== n) return; // crashed: the sync did not finish
+      if (n.checkpoints === checkpoints) n.synced = copy; // else a checkpoint since synced all of it and more
+      const done = (): void => {
+        if (this.byId(n.g.id) !== n) return;
+        n.syncing = false;
+        n.durable = Math.max(n.durable, Math.min(diskEnd(copy), n.cutWhileSyncing));
+        let k = 0;
+        while (k < n.heldAcks.length && ((n.heldAcks[k] as Extract<Message<string>, { type: 'ack' }>).last <= n.durable)) k++;
+        for (const m of n.heldAcks.splice(0, k)) this.sendAck(n, m);
+        n.g.persisted(n.durable);
+        n.g.flush(this.local(n));
+        this.drain(n);
+        this.syncSoon(n);
+      };
+      // A paused process learns of it when it runs again.
+      if (this.running(n)) done();
+      else this.queue.push({ at: n.pausedUntil, run: done });
+    });
+  }
+
   /** A host's write before it sends or applies: the log from the first entry on is now these. */
   private persist(n: SimNode, p: { prevVersion: number; entries: Array<Entry<string>> }): void {
     const d = n.disk;
@@ -248,6 +310,9 @@ class Sim {
     }
     d.log.length = from - 1 - d.base.seq;
     d.log.push(...p.entries);
+    n.durable = Math.min(n.durable, from - 1);
+    if (n.syncing) n.cutWhileSyncing = Math.min(n.cutWhileSyncing, from - 1);
+    this.syncSoon(n);
   }
 
   /** One step of `ms`: timers, the network, writes, and the checks. */
@@ -270,8 +335,20 @@ class Sim {
         // Compact to everything applied, keeping a snapshot of it (between
         // two ready()s, as a host must: a snapshot message refers to the base).
         n.snap = n.state.slice();
-        if (n.disk !== null) n.disk = { base: { seq: n.state.length, version: n.g.versionOf(n.state.length) }, snap: n.state.slice(), log: n.g.entriesAfter(n.state.length) };
+        if (n.disk !== null) {
+          // A checkpoint: everything written is synced at once.
+          n.disk = { base: { seq: n.state.length, version: n.g.versionOf(n.state.length) }, snap: n.state.slice(), log: n.g.entriesAfter(n.state.length) };
+          n.synced = copyDisk(n.disk);
+          n.checkpoints++;
+        }
         n.g.compact(n.state.length);
+        if (n.disk !== null && diskEnd(n.disk) > n.durable) {
+          n.durable = diskEnd(n.disk);
+          let k = 0;
+          while (k < n.heldAcks.length && ((n.heldAcks[k] as Extract<Message<string>, { type: 'ack' }>).last <= n.durable)) k++;
+          for (const m of n.heldAcks.splice(0, k)) this.sendAck(n, m);
+          n.g.persisted(n.durable);
+        }
       }
       n.g.tick(t);
       if (n.g.role === 'learner' && t - n.lastJoin > 300) {
@@ -351,12 +428,14 @@ class Sim {
    */
   crashDurable(i: number): void {
     const n = this.nodes[i] as SimNode;
-    const d = n.disk as NonNullable<SimNode['disk']>;
+    const d = n.synced as Disk; // what was not synced is lost
     if (process.env['SIM_TRACE'] === '1') console.log(`@${this.now} crash (data dir) ${n.g.id}`);
     n.alive = false;
     const again = this.makeNode(n.name, n.run + 1);
     again.offset = n.offset;
-    again.disk = { base: { ...d.base }, snap: d.snap.slice(), log: d.log.slice() };
+    again.disk = copyDisk(d);
+    again.synced = copyDisk(d);
+    again.durable = diskEnd(d);
     again.state = d.snap.slice();
     again.snap = d.base.seq > 0 ? d.snap.slice() : null;
     again.g.restore(d.base, d.log.slice());

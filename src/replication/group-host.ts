@@ -13,9 +13,15 @@
  *    one prepare per batch of frames, cost 18% of the writes across
  *    processes);
  *  - durability (with `store`): what each ready() hands out to persist is
- *    written and flushed before that ready's messages are sent and its
- *    committed entries applied; compaction and an installed snapshot are
- *    checkpoints on disk; start() restores the log before it reads the
+ *    written at once; an ack is sent only once the disk holds what it
+ *    covers, and the core is told how much the disk holds (persisted():
+ *    a primary commits nothing past it). With `--fsync batch` one
+ *    background fdatasync covers every write before it (group commit: the
+ *    primary's sync overlaps its followers', and the event loop takes more
+ *    writes meanwhile); with `always` each write is flushed; with `off`
+ *    nothing waits. Prepares leave at once. Acks leave in the order the
+ *    core made them. Compaction and an installed snapshot are synchronous
+ *    checkpoints; start() restores the log before it reads the
  *    configuration;
  *  - time: every time given to the core is performance.now();
  *  - the manager: at most one proposal at a time (the core's rule); a
@@ -113,6 +119,14 @@ export class GroupHost {
   /** The snapshot the log was compacted to (what an install frame carries). */
   private snap: HostSnapshot | null = null;
   private appliedSeq = 0;
+  /** With a store: the log's end as written, and how much of it the disk holds (see the contract above). */
+  private written = 0;
+  private durable = 0;
+  private syncing = false;
+  /** The lowest seq a write replaced while a sync was under way, less one: that sync covers no more than this of the log as it is now. */
+  private cutWhileSyncing = Infinity;
+  /** Acks waiting for the disk, in the order made. */
+  private heldAcks: Array<{ last: number; to: string; frame: Frame }> = [];
 
   constructor(private readonly o: GroupHostOptions) {
     this.group = new Group<EntryData>(o.id, o.timing, o.store !== undefined);
@@ -137,6 +151,7 @@ export class GroupHost {
       this.appliedSeq = base.seq;
     }
     this.group.restore(base, r.entries.map(({ seq, version, ...data }) => ({ seq, version, data })));
+    this.written = this.durable = base.seq + r.entries.length; // read from the disk
     this.o.log('info', `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `a snapshot at seq ${base.seq}`} and ${r.entries.length} entries after it, committed again once the group holds them`);
     return { seq: base.seq + r.entries.length, entries: r.entries.length };
   }
@@ -202,6 +217,8 @@ export class GroupHost {
         this.snap = got;
         this.appliedSeq = m.seq;
         this.o.store?.checkpoint(m.seq, m.seqVersion, got, []);
+        this.written = this.durable = m.seq;
+        this.heldAcks = [];
       }
     }
     this.group.receive(m, performance.now());
@@ -241,15 +258,12 @@ export class GroupHost {
     if (this.closed) return;
     for (;;) {
       const r = this.group.ready();
-      if (r.persist !== null && this.o.store !== undefined) {
-        // Before any message or commit of this ready (the ordering contract above).
-        this.o.store.write(r.persist.prevVersion, r.persist.entries.map(toGroupEntry));
-        this.o.store.flush();
-      }
+      if (r.persist !== null) this.persist(r.persist.prevVersion, r.persist.entries);
       for (const m of r.messages) {
         const f = toFrame(m, this.snap);
-        if (f !== null) this.o.links.send(m.to, f);
-        else this.o.log('error', `no snapshot to send ${m.to}`);
+        if (f === null) this.o.log('error', `no snapshot to send ${m.to}`);
+        else if (this.o.store !== undefined && m.type === 'ack' && m.ok && (m.last > this.durable || this.heldAcks.length > 0)) this.heldAcks.push({ last: m.last, to: m.to, frame: f });
+        else this.o.links.send(m.to, f);
       }
       if (r.committed.length > 0) {
         this.o.apply(r.committed);
@@ -267,7 +281,65 @@ export class GroupHost {
       this.snap = s.take();
       this.o.store?.checkpoint(this.appliedSeq, this.group.versionOf(this.appliedSeq), this.snap, this.group.entriesAfter(this.appliedSeq).map(toGroupEntry));
       this.group.compact(this.appliedSeq);
+      if (this.o.store !== undefined && this.written > this.durable) {
+        // A checkpoint flushes everything.
+        this.madeDurable(this.written);
+        this.pump();
+      }
     }
+  }
+
+  /** The log from entries[0] on is now `entries`: written at once, durable per the fsync mode (the contract above). */
+  private persist(prevVersion: number, entries: Array<Entry<EntryData>>): void {
+    const store = this.o.store;
+    if (store === undefined) throw new Error('the core handed out entries to persist, and this host has no store');
+    const from = (entries[0] as Entry<EntryData>).seq;
+    store.write(prevVersion, entries.map(toGroupEntry));
+    // What the disk held from `from` on is replaced: not durable as the log is now.
+    this.durable = Math.min(this.durable, from - 1);
+    if (this.syncing) this.cutWhileSyncing = Math.min(this.cutWhileSyncing, from - 1);
+    this.written = from + entries.length - 1;
+    if (store.mode === 'always') {
+      store.flush();
+      this.madeDurable(this.written);
+    } else if (store.mode === 'off') {
+      store.writeQueued();
+      this.madeDurable(this.written);
+    } else {
+      store.writeQueued();
+      this.syncSoon();
+    }
+  }
+
+  /** One background fdatasync at a time; the next covers whatever was written meanwhile. */
+  private syncSoon(): void {
+    const store = this.o.store;
+    if (store === undefined || this.syncing || this.written <= this.durable || this.closed) return;
+    this.syncing = true;
+    this.cutWhileSyncing = Infinity;
+    const covers = this.written;
+    store.sync((err) => {
+      this.syncing = false;
+      if (this.closed) return;
+      if (err !== null) {
+        // The disk did not take what this member acknowledges: it must not ack again (fail-stop).
+        this.o.log('error', `the log in ${store.dir} could not be synced to disk: ${err.message}; this node stops`);
+        throw err;
+      }
+      this.madeDurable(Math.min(covers, this.cutWhileSyncing));
+      this.pump(); // a primary's commit may have moved
+      this.syncSoon();
+    });
+  }
+
+  /** The disk holds the log up to `seq`: the acks that waited for it leave, in order, and the core is told (the caller pumps). */
+  private madeDurable(seq: number): void {
+    if (seq > this.durable) this.durable = seq;
+    let n = 0;
+    while (n < this.heldAcks.length && (this.heldAcks[n] as { last: number }).last <= this.durable) n++;
+    for (const a of this.heldAcks.splice(0, n)) this.o.links.send(a.to, a.frame);
+    this.group.persisted(this.durable);
+    this.flushSoon(); // a commit that moved goes to the followers
   }
 
   private proposeConfig(expected: GroupConfig, next: GroupConfig): void {

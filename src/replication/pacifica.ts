@@ -153,9 +153,10 @@ export interface Ready<T> {
   /**
    * With `durable`: the log from `entries[0].seq` on is now `entries` (the
    * entry before it made in `prevVersion`); anything after is gone. The host
-   * makes it durable before it sends `messages` or applies `committed`: an
-   * ack, and the primary's own share of a commit, never run ahead of the
-   * disk. Null: the log did not change.
+   * writes it, sends no ack in `messages` before its disk holds what the
+   * ack covers, and calls persisted() once the disk holds the log up to a
+   * seq (the primary commits nothing past that). Null: the log did not
+   * change.
    */
   persist: { prevVersion: number; entries: Array<Entry<T>> } | null;
   messages: Array<Message<T>>;
@@ -232,6 +233,13 @@ export class Group<T> {
   private takingOver = false;
   /** The lowest seq whose entry changed since the last ready() (Infinity: none); kept only when durable. */
   private dirtyFrom = Infinity;
+  /**
+   * Durable: how much of this log the host's disk holds (persisted()). A
+   * primary commits nothing past it: its followers apply what it commits,
+   * so a commit its own disk could lose would be lost by every member if
+   * all crashed at once. Infinity when not durable.
+   */
+  private stable: number;
 
   constructor(
     readonly id: string,
@@ -239,6 +247,7 @@ export class Group<T> {
     /** Hand out the log's changes to persist (Ready.persist): a host with a data dir. */
     private readonly durable = false,
   ) {
+    this.stable = durable ? 0 : Infinity;
     if (!(timing.graceMs >= timing.leaseMs)) throw new RangeError(`graceMs (${timing.graceMs}) must be at least leaseMs (${timing.leaseMs}): otherwise two primaries could serve at once`);
   }
 
@@ -344,6 +353,7 @@ export class Group<T> {
       this.commit = m.seq;
       this.applied = m.seq;
       this.dirtyFrom = Infinity; // the host keeps the snapshot it loads in place of the log
+      if (this.durable) this.stable = m.seq; // ... as a checkpoint, before this returns
       load = true;
     }
     this.out.push({ type: 'ack', version: c.version, from: this.id, to: m.from, ok: true, last: m.seq, echo: m.sent, at: now, base: m.ackSeen });
@@ -506,11 +516,25 @@ export class Group<T> {
     this.log = [...entries];
     this.commit = base.seq;
     this.applied = base.seq;
+    if (this.durable) this.stable = this.lastSeq; // read from the disk
   }
 
   /** The log after `seq` (at least the compacted base): what a snapshot at `seq` leaves to keep. */
   entriesAfter(seq: number): Array<Entry<T>> {
     return this.log.slice(Math.max(0, seq - this.base.seq));
+  }
+
+  /**
+   * Durable: the host's disk holds this log up to `seq` (as it is now: the
+   * host passes no more than what a sync covered before a later write
+   * replaced part of it). A primary's commit may move: the host flushes.
+   */
+  persisted(seq: number): void {
+    if (!this.durable) return;
+    const s = Math.min(seq, this.lastSeq);
+    if (s <= this.stable) return;
+    this.stable = s;
+    if (this.role === 'primary' && this.advanceCommit()) this.commitMoved = true;
   }
 
   /** The version of the entry at `seq`, which the log holds or was compacted to. */
@@ -519,7 +543,9 @@ export class Group<T> {
   }
 
   private changed(seq: number): void {
-    if (this.durable && seq < this.dirtyFrom) this.dirtyFrom = seq;
+    if (!this.durable) return;
+    if (seq < this.dirtyFrom) this.dirtyFrom = seq;
+    if (seq - 1 < this.stable) this.stable = seq - 1; // the disk's entries from seq on are not this log's
   }
 
   /** The members a commit and a write need besides the primary: the secondaries and the learners maybe added. */
@@ -652,7 +678,7 @@ export class Group<T> {
 
   /** Whether the commit index moved. */
   private advanceCommit(): boolean {
-    let commit = this.lastSeq;
+    let commit = Math.min(this.lastSeq, this.stable);
     for (const s of this.counted()) commit = Math.min(commit, this.matched.get(s) ?? 0);
     if (commit <= this.commit) return false;
     this.commit = commit;

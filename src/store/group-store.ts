@@ -22,14 +22,18 @@
  * or does not match the entry before it, ends the log there (cut off, as
  * store-file.ts does).
  *
- * Ordering: the host writes what each ready() hands it to persist and
- * flushes before it sends that ready's messages or applies its entries
- * (group-host.ts), so no ack and no commit runs ahead of the disk (per the
- * fsync mode, store.ts: `off` survives a process crash, not a machine's).
+ * Ordering: the host writes what each ready() hands it to persist at once
+ * and holds every ack and every commit until the disk has what it covers
+ * (group-host.ts): per the fsync mode (store.ts), `always` flushes each
+ * write, `batch` syncs in the background (sync(): one fdatasync covers
+ * every write before it, while the event loop goes on), and `off` never
+ * syncs (it survives a process crash, not a machine's).
  *
- * Threading: the node's thread; every call is synchronous.
+ * Threading: the node's thread; every call is synchronous but sync(),
+ * whose fdatasync runs on libuv's pool (a file it covers is closed only
+ * once it is done).
  */
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CodecError, decodeFrame, encodeFrame, type Frame, type GroupEntry } from '../codec/frame.js';
 import type { Snapshot } from '../core/lock-table.js';
@@ -107,10 +111,13 @@ export function writeMemberFile(dir: string, cluster: string, name: string, earl
 export class GroupStore {
   private fd: number | null = null;
   private queued: string[] = [];
+  /** fdatasyncs under way (sync()), and the files they cover that were replaced meanwhile: closed once none is. */
+  private syncing = 0;
+  private retired: number[] = [];
 
   constructor(
     readonly dir: string,
-    private readonly mode: FsyncMode,
+    readonly mode: FsyncMode,
   ) {}
 
   /** Read what is on disk (once, before writing); cuts a bad tail off its file. */
@@ -180,13 +187,34 @@ export class GroupStore {
 
   /** Write what is queued and make it durable per the mode. */
   flush(): void {
-    if (this.queued.length === 0) return;
+    if (this.writeQueued() && this.mode !== 'off') fdatasyncSync(this.fd as number);
+  }
+
+  /** Write what is queued to the file, without waiting for the disk (sync() does). Whether anything was written. */
+  writeQueued(): boolean {
+    if (this.queued.length === 0) return false;
     if (this.fd === null) throw new StoreError('the log is not open');
     const buf = Buffer.from(this.queued.join(''));
     this.queued = [];
     let off = 0;
     while (off < buf.length) off += writeSync(this.fd, buf, off);
-    if (this.mode !== 'off') fdatasyncSync(this.fd);
+    return true;
+  }
+
+  /** Everything written before this call reaches the disk, then `done` runs (on a later turn); an error there is the disk's. */
+  sync(done: (err: Error | null) => void): void {
+    if (this.fd === null) throw new StoreError('the log is not open');
+    this.syncing++;
+    fdatasync(this.fd, (err) => {
+      if (--this.syncing === 0) for (const fd of this.retired.splice(0)) closeSync(fd);
+      done(err);
+    });
+  }
+
+  /** Close a file this store no longer writes, once no sync() covers it. */
+  private retire(fd: number): void {
+    if (this.syncing > 0) this.retired.push(fd);
+    else closeSync(fd);
   }
 
   /**
@@ -200,7 +228,7 @@ export class GroupStore {
     const install: Frame = { v: 1, type: 'install', version: Math.max(1, version), from: DISK, to: DISK, seq, seqVersion: version, sent: 0, ackSeen: null, state: snap.state, applied: snap.applied };
     writeAtomically(this.dir, `snap-${seq}.json`, record(encodeFrame(install)));
     // The log after it goes to a new file that continues this snapshot.
-    if (this.fd !== null) closeSync(this.fd);
+    if (this.fd !== null) this.retire(this.fd);
     writeFileSync(join(this.dir, `log-${seq}`), '');
     this.fd = openSync(join(this.dir, `log-${seq}`), 'a');
     this.write(version, tail);
@@ -215,7 +243,7 @@ export class GroupStore {
   close(): void {
     if (this.fd === null) return;
     this.flush();
-    closeSync(this.fd);
+    this.retire(this.fd);
     this.fd = null;
   }
 }
