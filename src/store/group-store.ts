@@ -33,12 +33,12 @@
  * whose fdatasync runs on libuv's pool (a file it covers is closed only
  * once it is done).
  */
-import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CodecError, decodeFrame, encodeFrame, type Frame, type GroupEntry } from '../codec/frame.js';
 import type { Snapshot } from '../core/lock-table.js';
 import type { FsyncMode } from './store.js';
-import { fsyncDir, numbered, prepareDataDir, record, StoreError, unrecord, writeAtomically } from './store-file.js';
+import { cutLog, dropBefore, fsyncDir, numbered, prepareDataDir, record, StoreError, unrecord, writeAtomically } from './store-file.js';
 
 /** A state machine's snapshot: the table, and each origin's last request id applied. */
 export interface GroupSnapshot {
@@ -153,11 +153,7 @@ export class GroupStore {
         // A record must start at or before the log's end, after what the snapshot holds or matching it.
         const fits = f !== null && f.type === 'prepare' && f.prevSeq <= last && (f.prevSeq < base || versionAt(f.prevSeq) === f.prevVersion);
         if (!fits) {
-          cut = { bytes: Buffer.byteLength(text.slice(offset)), afterSeq: last, file: `log-${start}` };
-          const fd = openSync(file, 'r+');
-          ftruncateSync(fd, Buffer.byteLength(text.slice(0, offset)));
-          fsyncSync(fd);
-          closeSync(fd);
+          cut = { bytes: cutLog(file, text, offset), afterSeq: last, file: `log-${start}` };
           break;
         }
         const p = f as Extract<Frame, { type: 'prepare' }>;
@@ -235,9 +231,7 @@ export class GroupStore {
     this.flush();
     if (this.mode !== 'off') fsyncSync(this.fd);
     fsyncDir(this.dir);
-    const files = readdirSync(this.dir);
-    for (const s of numbered(files, 'snap-', '.json')) if (s < seq) unlinkSync(join(this.dir, `snap-${s}.json`));
-    for (const s of numbered(files, 'log-')) if (s < seq) unlinkSync(join(this.dir, `log-${s}`));
+    dropBefore(this.dir, seq);
   }
 
   close(): void {

@@ -45,6 +45,22 @@ export const numbered = (files: string[], prefix: string, suffix = ''): number[]
     .map((f) => Number(f.slice(prefix.length, f.length - suffix.length)))
     .sort((a, b) => a - b);
 
+/** The intact part of log `file` (its text `text`) ends at character `offset`: cut the rest off, durably. Returns the bytes cut. */
+export function cutLog(file: string, text: string, offset: number): number {
+  const fd = openSync(file, 'r+');
+  ftruncateSync(fd, Buffer.byteLength(text.slice(0, offset)));
+  fsyncSync(fd);
+  closeSync(fd);
+  return Buffer.byteLength(text.slice(offset));
+}
+
+/** A checkpoint at `seq` is on disk: drop the snapshots and logs before it. */
+export function dropBefore(dir: string, seq: number): void {
+  const files = readdirSync(dir);
+  for (const s of numbered(files, 'snap-', '.json')) if (s < seq) unlinkSync(join(dir, `snap-${s}.json`));
+  for (const s of numbered(files, 'log-')) if (s < seq) unlinkSync(join(dir, `log-${s}`));
+}
+
 /** fsync a directory: the names created or renamed in it are on disk. */
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -147,11 +163,7 @@ export class FileStore implements Store {
         }
         if (entry === null || entry.seq > seq + 1) {
           // Torn (no line end), corrupt (CRC), or not the next entry: the intact log ends here.
-          cut = { bytes: Buffer.byteLength(text.slice(offset)), afterSeq: seq, file: `log-${start}` };
-          const fd = openSync(file, 'r+');
-          ftruncateSync(fd, Buffer.byteLength(text.slice(0, offset)));
-          fsyncSync(fd);
-          closeSync(fd);
+          cut = { bytes: cutLog(file, text, offset), afterSeq: seq, file: `log-${start}` };
           break;
         }
         if (entry.seq === seq + 1) {
@@ -221,9 +233,7 @@ export class FileStore implements Store {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = openSync(join(this.dir, `log-${seq}`), 'a');
     fsyncDir(this.dir); // the renames and the new log are in the directory
-    const files = readdirSync(this.dir);
-    for (const s of numbered(files, 'snap-', '.json')) if (s < seq) unlinkSync(join(this.dir, `snap-${s}.json`));
-    for (const s of numbered(files, 'log-')) if (s < seq) unlinkSync(join(this.dir, `log-${s}`));
+    dropBefore(this.dir, seq);
     this.sinceSnapshot = 0;
   }
 
