@@ -202,11 +202,11 @@ describe('dlock up lifecycle and errors', () => {
   });
 
   it('--data-dir where no directory can be made fails at once with the reason, never hangs', async () => {
-    const t0 = Date.now();
+    const t0 = performance.now();
     const proc = run(['up', '--no-tui', '--port', '0', '--data-dir', '/proc/dlock-cannot-be-here/data']);
     expect(await proc.exit).toBe(1); // the test's own timeout catches a hang
     expect(proc.err()).toMatch(/could not start the cluster: --data-dir \/proc\/dlock-cannot-be-here\/data cannot be used: ENOENT/);
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(performance.now() - t0).toBeLessThan(10_000);
   });
 
   it('bad flags are refused with the reason', async () => {

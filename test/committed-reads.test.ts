@@ -24,7 +24,7 @@ afterAll(async () => {
 /** The reply and when it came, ms after `t0`. */
 async function timed(c: LineClient, line: string, t0: number): Promise<{ reply: string; ms: number }> {
   const reply = await c.ask(line, 10_000);
-  return { reply, ms: Date.now() - t0 };
+  return { reply, ms: performance.now() - t0 };
 }
 
 describe('reads show committed state only [LP-11]', () => {
@@ -38,7 +38,7 @@ describe('reads show committed state only [LP-11]', () => {
     // Every link frame now waits DELAY ms: an entry reaches the follower after
     // DELAY, its ack the leader after 2 DELAY, and the commit the follower after 3.
     await t.cluster.delayLinks(DELAY, 10_000);
-    const t0 = Date.now();
+    const t0 = performance.now();
     writer.write('preempt cr-x\n');
     const reads = [timed(onLeader, 'check cr-x', t0), timed(rival, 'preempt cr-x', t0)];
     // A lock nobody is writing: answered without waiting for anything.
@@ -46,7 +46,7 @@ describe('reads show committed state only [LP-11]', () => {
     expect(quick.reply).toBe(`CheckLock:Lock:${writer.id} token=${tokenOf(quick.reply)}`);
     expect(quick.ms).toBeLessThan(DELAY);
     const granted = await writer.next(10_000);
-    const grantedMs = Date.now() - t0;
+    const grantedMs = performance.now() - t0;
     expect(granted).toMatch(new RegExp(`^PreemptLock Success owner=${writer.id} token=\\d+$`));
     expect(grantedMs).toBeGreaterThanOrEqual(2 * DELAY); // committed: on the follower, and acknowledged
     const [check, failed] = await Promise.all(reads);
@@ -58,10 +58,10 @@ describe('reads show committed state only [LP-11]', () => {
 
     // On the follower: once the entry is applied there (after DELAY), a
     // check waits for the commit index (3 DELAY), then shows it.
-    const t1 = Date.now();
+    const t1 = performance.now();
     writer.write('release cr-x\n');
     await t.logged('follower-1', /^RemoveLockmap cr-x$/, 5000);
-    const appliedMs = Date.now() - t1;
+    const appliedMs = performance.now() - t1;
     const onF = await timed(onFollower, 'check cr-x', t1);
     const v = await timed(onFollower, `validate cr-x ${tokenOf(granted)}`, t1);
     expect(onF.reply).toBe('CheckLock:Free');
