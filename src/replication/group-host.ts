@@ -119,9 +119,8 @@ export class GroupHost {
   /** The snapshot the log was compacted to (what an install frame carries). */
   private snap: HostSnapshot | null = null;
   private appliedSeq = 0;
-  /** With a store: the log's end as written, and how much of it the disk holds (see the contract above). */
+  /** With a store: the log's end as written (how much of it the disk holds is the core's persistedSeq). */
   private written = 0;
-  private durable = 0;
   private syncing = false;
   /** The lowest seq a write replaced while a sync was under way, less one: that sync covers no more than this of the log as it is now. */
   private cutWhileSyncing = Infinity;
@@ -151,7 +150,7 @@ export class GroupHost {
       this.appliedSeq = base.seq;
     }
     this.group.restore(base, r.entries.map(({ seq, version, ...data }) => ({ seq, version, data })));
-    this.written = this.durable = base.seq + r.entries.length; // read from the disk
+    this.written = base.seq + r.entries.length; // read from the disk (the core counts it persisted)
     this.o.log('info', `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `a snapshot at seq ${base.seq}`} and ${r.entries.length} entries after it, committed again once the group holds them`);
     return { seq: base.seq + r.entries.length, entries: r.entries.length };
   }
@@ -217,7 +216,7 @@ export class GroupHost {
         this.snap = got;
         this.appliedSeq = m.seq;
         this.o.store?.checkpoint(m.seq, m.seqVersion, got, []);
-        this.written = this.durable = m.seq;
+        this.written = m.seq; // a checkpoint (the core counts it persisted)
         this.heldAcks = [];
       }
     }
@@ -262,7 +261,7 @@ export class GroupHost {
       for (const m of r.messages) {
         const f = toFrame(m, this.snap);
         if (f === null) this.o.log('error', `no snapshot to send ${m.to}`);
-        else if (this.o.store !== undefined && m.type === 'ack' && m.ok && (m.last > this.durable || this.heldAcks.length > 0)) this.heldAcks.push({ last: m.last, to: m.to, frame: f });
+        else if (this.o.store !== undefined && m.type === 'ack' && m.ok && (m.last > this.group.persistedSeq || this.heldAcks.length > 0)) this.heldAcks.push({ last: m.last, to: m.to, frame: f });
         else this.o.links.send(m.to, f);
       }
       if (r.committed.length > 0) {
@@ -281,7 +280,7 @@ export class GroupHost {
       this.snap = s.take();
       this.o.store?.checkpoint(this.appliedSeq, this.group.versionOf(this.appliedSeq), this.snap, this.group.entriesAfter(this.appliedSeq).map(toGroupEntry));
       this.group.compact(this.appliedSeq);
-      if (this.o.store !== undefined && this.written > this.durable) {
+      if (this.o.store !== undefined && this.written > this.group.persistedSeq) {
         // A checkpoint flushes everything.
         this.madeDurable(this.written);
         this.pump();
@@ -295,8 +294,7 @@ export class GroupHost {
     if (store === undefined) throw new Error('the core handed out entries to persist, and this host has no store');
     const from = (entries[0] as Entry<EntryData>).seq;
     store.write(prevVersion, entries.map(toGroupEntry));
-    // What the disk held from `from` on is replaced: not durable as the log is now.
-    this.durable = Math.min(this.durable, from - 1);
+    // What the disk held from `from` on is replaced (the core lowered persistedSeq); a sync under way covers no more.
     if (this.syncing) this.cutWhileSyncing = Math.min(this.cutWhileSyncing, from - 1);
     this.written = from + entries.length - 1;
     if (store.mode === 'always') {
@@ -314,7 +312,7 @@ export class GroupHost {
   /** One background fdatasync at a time; the next covers whatever was written meanwhile. */
   private syncSoon(): void {
     const store = this.o.store;
-    if (store === undefined || this.syncing || this.written <= this.durable || this.closed) return;
+    if (store === undefined || this.syncing || this.written <= this.group.persistedSeq || this.closed) return;
     this.syncing = true;
     this.cutWhileSyncing = Infinity;
     const covers = this.written;
@@ -334,11 +332,11 @@ export class GroupHost {
 
   /** The disk holds the log up to `seq`: the acks that waited for it leave, in order, and the core is told (the caller pumps). */
   private madeDurable(seq: number): void {
-    if (seq > this.durable) this.durable = seq;
+    this.group.persisted(seq);
+    const durable = this.group.persistedSeq;
     let n = 0;
-    while (n < this.heldAcks.length && (this.heldAcks[n] as { last: number }).last <= this.durable) n++;
+    while (n < this.heldAcks.length && (this.heldAcks[n] as { last: number }).last <= durable) n++;
     for (const a of this.heldAcks.splice(0, n)) this.o.links.send(a.to, a.frame);
-    this.group.persisted(this.durable);
     this.flushSoon(); // a commit that moved goes to the followers
   }
 

@@ -524,6 +524,11 @@ export class Group<T> {
     return this.log.slice(Math.max(0, seq - this.base.seq));
   }
 
+  /** Durable: how much of this log the host's disk holds as the log is now (persisted(), less what changed since); Infinity when not durable. */
+  get persistedSeq(): number {
+    return this.stable;
+  }
+
   /**
    * Durable: the host's disk holds this log up to `seq` (as it is now: the
    * host passes no more than what a sync covered before a later write
