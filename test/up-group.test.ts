@@ -6,6 +6,7 @@
  * real threads and TCP.
  */
 import { mkdtempSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -185,4 +186,36 @@ describe('dlock up --replication group --data-dir', () => {
     expect(await group.exit).not.toBe(0);
     expect(group.err()).toContain('holds a primary/backup log (snap-*, log-*), not the group protocol\'s');
   }, 30_000);
+});
+
+describe('dlock up --replication group --data-dir, back after a failover [LP-1]', () => {
+  it('the stored primary is not index 0: started again, it serves the base port', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-up-group-port-'));
+    // A base port with room for four nodes, free now (the kernel's pick).
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const base = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const first = await startCluster(2, base, { group: true, firstToken: undefined, dataDir: dir });
+    let primary = '';
+    try {
+      await eventually(() => first.cluster.settled, 'the group formed', 10_000);
+      const primaryBefore = (await first.cluster.roles()).find((r) => r.role === 'leader')?.name;
+      await first.cluster.kill(primaryBefore as string); // its heir takes the base port; the leader's index is gone
+      await eventually(() => first.cluster.settled, 'the group formed again', 15_000);
+      primary = (await first.cluster.roles()).find((r) => r.role === 'leader')?.name ?? '';
+      expect(primary).toMatch(/^follower-/);
+    } finally {
+      await first.cluster.close();
+    }
+    const again = await startCluster(2, base, { group: true, firstToken: undefined, dataDir: dir });
+    try {
+      await eventually(() => again.cluster.settled, 'the group back', 15_000);
+      const c = await LineClient.open(base);
+      expect(c.greeting).toMatch(new RegExp(`^client_id: \\d+ node: ${primary} role: leader$`));
+      c.close();
+    } finally {
+      await again.cluster.close();
+    }
+  }, 60_000);
 });
