@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../src/host/threads/cluster.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually, LineClient } from './helpers/line-client.js';
+import { onFreeBase } from './helpers/ports.js';
 
 let t: TestCluster;
 const open: LineClient[] = [];
@@ -34,18 +35,7 @@ afterAll(async () => {
 
 describe('LP-1 ports', () => {
   it('leader on the base port, follower i on base+i, bound to 127.0.0.1', async () => {
-    // Find a base with three free ports by letting the OS pick, then retry on a clash.
-    let cluster: Cluster | null = null;
-    for (let attempt = 0; cluster === null && attempt < 5; attempt++) {
-      // Below the ephemeral range (32768-60999 on Linux), where other tests' client sockets live.
-      const base = 20000 + Math.floor(Math.random() * 12000);
-      try {
-        cluster = await Cluster.start({ followers: 2, port: base, host: '127.0.0.1' });
-      } catch (err) {
-        if (!/EADDRINUSE/.test((err as Error).message)) throw err;
-      }
-    }
-    if (cluster === null) throw new Error('no free base port found');
+    const { value: cluster } = await onFreeBase((base) => Cluster.start({ followers: 2, port: base, host: '127.0.0.1' }));
     try {
       const [l, f1, f2] = cluster.nodes;
       expect(f1?.port).toBe((l?.port ?? 0) + 1);

@@ -6,12 +6,12 @@
  * real threads and TCP.
  */
 import { mkdtempSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { run, up } from './helpers/dlock-process.js';
+import { onFreeBase } from './helpers/ports.js';
 import { eventually, LineClient } from './helpers/line-client.js';
 
 const tokenOf = (reply: string): number => {
@@ -191,12 +191,8 @@ describe('dlock up --replication group --data-dir', () => {
 describe('dlock up --replication group --data-dir, back after a failover [LP-1]', () => {
   it('the stored primary is not index 0: started again, it serves the base port', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dlock-up-group-port-'));
-    // A base port with room for four nodes, free now (the kernel's pick).
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const base = (probe.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const first = await startCluster(2, base, { group: true, firstToken: undefined, dataDir: dir });
+    // A named base port, below the ephemeral range so that no client socket takes base+i meanwhile.
+    const { base, value: first } = await onFreeBase((b) => startCluster(2, b, { group: true, firstToken: undefined, dataDir: dir }));
     let primary = '';
     try {
       await eventually(() => first.cluster.settled, 'the group formed', 10_000);
