@@ -38,6 +38,21 @@ describe('codec', () => {
     expect(decodeBatch('')).toEqual([]);
   });
 
+  it('a prepare carries its entries as JSON.stringify would, each entry\'s text made once for every follower', () => {
+    const entries = [
+      { seq: 8, version: 3, at: 40, cmd: { op: 'limits' as const, limits: { maxLocksPerClient: 2, maxWaitersPerLock: 1 } }, origin: 0, req: 0 },
+      { seq: 9, version: 3, at: 41, cmd: { op: 'preempt' as const, client: 20001, lock: 'l\u00e9\u{1F512}', ttl: null }, origin: 2, req: 7 },
+    ];
+    const to = (f: string): Frame => ({ v: 1, type: 'prepare', version: 3, from: 'a.1', to: f, prevSeq: 7, prevVersion: 2, entries, commit: 7, sent: 1.5, ackSeen: null, readBase: 0.25 });
+    for (const f of ['b.1', 'c.1', 'b.1']) {
+      const text = encodeFrame(to(f));
+      expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(to(f))));
+      expect(decodeFrame(text)).toEqual(to(f));
+    }
+    // With no entries: a heartbeat or a commit sent on.
+    expect(decodeFrame(encodeFrame({ ...to('b.1'), entries: [] } as Frame))).toEqual({ ...to('b.1'), entries: [] });
+  });
+
   it('rejects other versions, unknown types and malformed frames with CodecError', () => {
     expect(() => decodeFrame('{"v":2,"type":"ack","seq":1}')).toThrow(/unsupported frame version 2/);
     expect(() => decodeFrame('{"v":1,"type":"gossip"}')).toThrow(/unknown frame type "gossip"/);

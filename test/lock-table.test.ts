@@ -343,6 +343,36 @@ describe('floor [LP-7]', () => {
   });
 });
 
+describe('limits: logged once, kept by the table', () => {
+  it('grants after a limits entry are refused past them, on any replica alike; a grant stamped with its own limits uses those', () => {
+    const s = createState();
+    expect(s.limits).toBe(null);
+    run(s, { op: 'preempt', client: A, lock: 'a1', ttl: null });
+    run(s, { op: 'preempt', client: A, lock: 'a2', ttl: null });
+    expect(apply(s, { op: 'limits', limits: { maxLocksPerClient: 2, maxWaitersPerLock: 1 } }, 0).changed).toBe(true);
+    // The same limits again change nothing.
+    expect(apply(s, { op: 'limits', limits: { maxLocksPerClient: 2, maxWaitersPerLock: 1 } }, 0).changed).toBe(false);
+    expect(run(s, { op: 'preempt', client: A, lock: 'a3', ttl: null }).reply).toEqual({ op: 'refused', message: 'this client holds 2 locks, the limit; release some first' });
+    expect(run(s, { op: 'preempt', client: A, lock: 'a1', ttl: null }).reply).toMatchObject({ op: 'preempt', ok: true }); // its own lock: nothing new
+    run(s, { op: 'acquire', client: B, lock: 'a1', ttl: null, timeout: null });
+    expect(run(s, { op: 'acquire', client: C, lock: 'a1', ttl: null, timeout: null }).reply).toEqual({ op: 'refused', message: '1 clients already wait on this lock, the limit; try again later' });
+    // An older entry's own limits win over the table's.
+    expect(run(s, { op: 'preempt', client: A, lock: 'a3', ttl: null, limits: { maxLocksPerClient: 5, maxWaitersPerLock: 1 } }).reply).toMatchObject({ op: 'preempt', ok: true });
+    // Through a snapshot, as a replica that catches up loads them.
+    const copy = restore(viaCodec(snapshot(s)));
+    expect(copy.limits).toEqual({ maxLocksPerClient: 2, maxWaitersPerLock: 1 });
+    expect(run(copy, { op: 'preempt', client: A, lock: 'a4', ttl: null }).reply).toMatchObject({ op: 'refused' });
+  });
+
+  it('a snapshot whose limits are not limits does not load', () => {
+    const s = createState();
+    apply(s, { op: 'limits', limits: { maxLocksPerClient: 2, maxWaitersPerLock: 1 } }, 0);
+    const wire = JSON.parse(JSON.stringify(encodeSnapshot(snapshot(s))));
+    expect(() => decodeSnapshot({ ...wire, limits: { maxLocksPerClient: 0, maxWaitersPerLock: 1 } })).toThrow(/snapshot limits needs maxLocksPerClient/);
+    expect(() => decodeSnapshot({ ...wire, limits: 'none' })).toThrow(/snapshot limits is not an object/);
+  });
+});
+
 describe('validate [LP-7]', () => {
   it('is Valid only for the current grant\'s token', () => {
     const s = createState();
@@ -374,6 +404,7 @@ const cmdArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ op: fc.constant('expire' as const), lock: fc.constantFrom(...locks), token: fc.integer({ min: 1, max: 40 }) }),
   fc.record({ op: fc.constant('timeout' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks) }),
   fc.record({ op: fc.constant('floor' as const), token: fc.integer({ min: 1, max: 60 }) }),
+  fc.record({ op: fc.constant('limits' as const), limits: fc.record({ maxLocksPerClient: fc.integer({ min: 1, max: 3 }), maxWaitersPerLock: fc.integer({ min: 1, max: 2 }) }) }),
 );
 // Each step: a command and how much time passes before it.
 const stepsArb = fc.array(fc.tuple(cmdArb, fc.integer({ min: 0, max: 20 })), { maxLength: 120 });
@@ -427,8 +458,14 @@ describe('properties', () => {
         const deadlines = new Map<number, number | null>();
         for (const [cmd, dt] of steps) {
           now += dt;
+          const ownedBefore = 'client' in cmd ? (s.owned.get(cmd.client) ?? 0) : 0;
+          const limits = s.limits;
           const out = apply(s, cmd, now);
           if (out.waits !== null && cmd.op === 'acquire') deadlines.set(cmd.client, cmd.timeout === null ? null : now + cmd.timeout);
+          // The table's limits: a grant of a new lock takes no client to more than maxLocksPerClient.
+          if (limits !== null && (s.owned.get('client' in cmd ? cmd.client : 0) ?? 0) > ownedBefore && out.reply?.op !== 'refused' && (cmd.op === 'preempt' || cmd.op === 'acquire')) {
+            expect(ownedBefore).toBeLessThan(limits.maxLocksPerClient);
+          }
           for (const w of out.wakes) {
             // [LP-9] a waiter is never granted at or after its deadline: it is answered as timed out.
             const d = deadlines.get(w.client);

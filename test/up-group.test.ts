@@ -118,16 +118,23 @@ describe('tokens across runs of a memory-only cluster on the group protocol [LP-
 });
 
 describe('resource limits on the group protocol', () => {
-  it('the primary stamps its limits into each grant, so a client past --max-locks-per-client is refused on every node, and one under it is not', async () => {
+  it('the primary logs its limits in the table, so a client past --max-locks-per-client is refused on every node, and one under it is not, before and after a failover', async () => {
     const c = await startCluster(2, 0, { group: true, firstToken: undefined, limits: { maxLocksPerClient: 2 } });
     try {
       await eventually(() => c.cluster.settled, 'the group formed', 10_000);
       const a = await LineClient.open(c.port('follower-1'));
       expect(await a.ask('preempt lim-1')).toMatch(/^PreemptLock Success/);
       expect(await a.ask('preempt lim-2 ttl=60000')).toMatch(/^PreemptLock Success/);
-      expect(await a.ask('preempt lim-3')).toMatch(/^Error: .*\b2\b/);
+      expect(await a.ask('preempt lim-3')).toMatch(/^Error: this client holds 2 locks, the limit/);
       const b = await LineClient.open(c.port('follower-2'));
       expect(await b.ask('preempt lim-3')).toMatch(/^PreemptLock Success/);
+      // The next primary logs its own limits (the same flags here) before any grant it sequences.
+      await c.cluster.kill('leader');
+      await eventually(() => c.cluster.settled, 'the group formed again', 15_000);
+      await eventually(async () => !(await a.ask('preempt lim-4', 5000)).startsWith('Error: no leader'), 'a write answered by the next primary', 15_000, 50);
+      expect(await a.ask('preempt lim-4')).toMatch(/^Error: this client holds 2 locks, the limit/);
+      expect(await b.ask('preempt lim-4')).toMatch(/^PreemptLock Success/);
+      expect(await b.ask('preempt lim-5')).toMatch(/^Error: this client holds 2 locks, the limit/);
       a.close();
       b.close();
     } finally {

@@ -77,7 +77,7 @@
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
-import { commandError } from '../core/command-check.js';
+import { commandError, limitsError } from '../core/command-check.js';
 import { Buffer } from 'node:buffer';
 
 export const CODEC_VERSION = 1;
@@ -160,7 +160,30 @@ export function encodeFrame(frame: Frame): Wire {
     const { nums, ...state } = encodeSnapshot(frame.state);
     return `${JSON.stringify({ ...frame, state })}\t${nums}` as Wire;
   }
+  if (frame.type === 'prepare' && frame.entries.length > 0) {
+    // The same text as JSON.stringify's, with `entries` last: each entry's
+    // text is made once, however many followers' prepares carry it.
+    const { entries, ...head } = frame;
+    const text = JSON.stringify(head);
+    let list = '';
+    for (let i = 0; i < entries.length; i++) list += (i === 0 ? '' : ',') + entryText(entries[i] as GroupEntry);
+    return `${text.slice(0, -1)},"entries":[${list}]}` as Wire;
+  }
   return JSON.stringify(frame) as Wire;
+}
+
+/**
+ * A group entry's JSON, kept per entry object: the primary sends each
+ * entry to every follower (and again to one that retries), and a log
+ * entry never changes once made (an entry replaced at its seq is a new
+ * object), so its text is made once. Weak: it goes with the entry.
+ */
+const entryTexts = new WeakMap<GroupEntry, string>();
+
+function entryText(e: GroupEntry): string {
+  let t = entryTexts.get(e);
+  if (t === undefined) entryTexts.set(e, (t = JSON.stringify(e)));
+  return t;
 }
 
 /**
@@ -178,6 +201,7 @@ export interface WireSnapshot {
   nums: string;
   waiters: Snapshot['waiters'];
   sessions?: Snapshot['sessions'];
+  limits?: Snapshot['limits'];
 }
 
 export function encodeSnapshot(s: Snapshot): WireSnapshot {
@@ -189,6 +213,7 @@ export function encodeSnapshot(s: Snapshot): WireSnapshot {
     nums: Buffer.from(s.nums.buffer, s.nums.byteOffset, s.nums.byteLength).toString('base64'),
     waiters: s.waiters,
     ...(s.sessions === undefined || s.sessions.length === 0 ? {} : { sessions: s.sessions }),
+    ...(s.limits === undefined ? {} : { limits: s.limits }),
   };
 }
 
@@ -231,7 +256,9 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   const waiter = (x: unknown): boolean => Array.isArray(x) && x.length === 3 && isPositiveInt(x[0]) && (x[1] === null || isPositiveInt(x[1])) && (x[2] === null || isNat(x[2]));
   const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
   if (!w.waiters.every(queue)) throw new CodecError('malformed snapshot waiters');
-  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions };
+  const limits = w.limits === undefined ? null : limitsError(w.limits);
+  if (limits !== null) throw new CodecError(`snapshot ${limits}`);
+  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions, ...(w.limits === undefined ? {} : { limits: w.limits }) };
 }
 
 /** What a snapshot's LF-joined names may not hold: whitespace or control characters other than the LFs (LP-12). */

@@ -53,6 +53,7 @@ const FIELDS: Record<Command['op'], Record<string, boolean>> = {
   revoke: { op: true, lock: true },
   expire: { op: true, lock: true, token: true },
   floor: { op: true, token: true },
+  limits: { op: true, limits: true },
   timeout: { op: true, client: true, lock: true, deadline: false },
 };
 
@@ -68,7 +69,8 @@ for (const [op, f] of Object.entries(FIELDS)) {
   REQUIRED[op] = Object.keys(f).filter((k) => f[k] === true);
 }
 
-function limitsError(x: unknown): string | null {
+/** Why `x` is not a WriteLimits, or null when it is one. */
+export function limitsError(x: unknown): string | null {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'limits is not an object';
   const l = x as Record<string, unknown>;
   for (const k of Object.keys(l)) if (k !== 'maxLocksPerClient' && k !== 'maxWaitersPerLock' && k !== 'maxLocks') return `limits has an unknown field ${JSON.stringify(k)}`;
@@ -121,6 +123,8 @@ export function commandError(x: unknown): string | null {
     case 'expire':
     case 'floor':
       return isPositive(c['token']) ? null : bad(op, 'token', 'a fencing token (a whole number of at least 1)');
+    case 'limits':
+      return null; // checked above, as every command's limits are
     case 'timeout':
       return c['deadline'] === undefined || isNat(c['deadline']) ? null : bad(op, 'deadline', 'a time in ms');
     default:

@@ -102,13 +102,20 @@ export interface TableState {
   owned: Map<ClientId, number>;
   /** Clients that can be resumed [LP-16]. */
   sessions: Map<ClientId, ClientSession>;
+  /**
+   * The resource limits grants are refused by (writeRefusal), as the last
+   * `limits` entry set them; null until one did. A grant stamped with its
+   * own limits (entries written before the `limits` op) uses those.
+   */
+  limits: WriteLimits | null;
 }
 
 /** Commands that change the table. They are what the log replicates. */
 export type Command =
   /**
    * `limits`: stamped by the node that sequences it on etcd (EtcdNode), so
-   * that every node applying the entry refuses it alike (writeRefusal).
+   * that every node applying the entry refuses it alike (writeRefusal);
+   * absent, the table's own limits apply (the `limits` op).
    */
   | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number }
   /**
@@ -157,6 +164,13 @@ export type Command =
    */
   | { op: 'floor'; token: number }
   /**
+   * The limits every grant after it is refused by (TableState.limits),
+   * until the next one. A primary logs its own once in each configuration
+   * version it leads, after the floor, instead of stamping them into every
+   * grant: every replica refuses alike, from the log alone.
+   */
+  | { op: 'limits'; limits: WriteLimits }
+  /**
    * The leader's timer for `client`'s acquire on `lock` fired (LP-9
    * timeout): `deadline` is the wait's, so a timer left from an earlier
    * wait of the same client on the same lock (granted since, then a new
@@ -185,7 +199,7 @@ export type Reply =
   /**
    * A resource limit refused the write (writeRefusal); sent as
    * `Error: <message>`. In process the leader decides it before applying;
-   * on etcd, apply() does, from the limits stamped in the command.
+   * on etcd and on the group protocol, apply() does, from the limits stamped in the command or logged in the table.
    */
   | { op: 'refused'; message: string };
 
@@ -221,7 +235,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map() };
+  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map(), limits: null };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -438,8 +452,9 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
   if (cmd.op === 'preempt' || cmd.op === 'acquire' || cmd.op === 'release' || cmd.op === 'renew') {
     if (cmd.gen !== undefined && cmd.gen !== (state.sessions.get(cmd.client)?.gen ?? 0)) return outcome({ op: 'refused', message: SUPERSEDED }, false);
   }
-  if ((cmd.op === 'preempt' || cmd.op === 'acquire') && cmd.limits !== undefined) {
-    const refused = writeRefusal(state, cmd, cmd.limits);
+  if (cmd.op === 'preempt' || cmd.op === 'acquire') {
+    const limits = cmd.limits ?? state.limits;
+    const refused = limits === null ? null : writeRefusal(state, cmd, limits);
     if (refused !== null) return outcome({ op: 'refused', message: refused }, false);
   }
   switch (cmd.op) {
@@ -567,6 +582,12 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       state.nextToken = cmd.token;
       return outcome(null, true);
     }
+    case 'limits': {
+      const l = state.limits;
+      if (l !== null && l.maxLocksPerClient === cmd.limits.maxLocksPerClient && l.maxWaitersPerLock === cmd.limits.maxWaitersPerLock && l.maxLocks === cmd.limits.maxLocks) return outcome(null, false);
+      state.limits = Object.freeze({ ...cmd.limits });
+      return outcome(null, true);
+    }
     case 'timeout': {
       if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already
       if (cmd.deadline !== undefined && locks.waiters(cmd.lock).find((w) => w.client === cmd.client)?.deadline !== cmd.deadline) return outcome(null, false); // another wait's timer
@@ -643,6 +664,8 @@ export interface Snapshot {
    * part only. Absent in snapshots written before them.
    */
   sessions?: Array<[ClientId, string, number, number | null, boolean] | [ClientId, string, number, number | null, boolean, number, number | null]>;
+  /** The table's limits (TableState.limits); absent when it has none, and in snapshots written before them. In the first part only. */
+  limits?: WriteLimits;
 }
 
 /**
@@ -671,7 +694,7 @@ export function snapshot(state: TableState): Snapshot {
   const { names, offsets, nums } = state.locks.columns();
   const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
   const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => (s.ttl === null ? [c, s.hash, s.gen, s.node, s.open] : [c, s.hash, s.gen, s.node, s.open, s.ttl, s.until]));
-  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions };
+  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions, ...(state.limits === null ? {} : { limits: state.limits }) };
   nameOffsets.set(snap, offsets);
   return snap;
 }
@@ -700,7 +723,7 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   for (const [i, ws] of s.waiters) if (i >= start && i < end) waiters.push([i - start, ws]);
   const offsets = offsetsOf(s);
   const names = start === end ? '' : s.names.slice(offsets[start], (offsets[end] as number) - 1);
-  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [] };
+  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [], ...(from === 0 && s.limits !== undefined ? { limits: s.limits } : {}) };
 }
 
 /**
@@ -713,6 +736,7 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   const state = into;
   state.nextToken = snap.nextToken;
   if (snap.at !== undefined && snap.at > state.at) state.at = snap.at;
+  if (snap.limits !== undefined) state.limits = Object.freeze({ ...snap.limits });
   const { count, nums } = snap;
   const locks = state.locks;
   // The names of the parts to come are guessed from this one's (a little

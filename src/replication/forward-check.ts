@@ -27,6 +27,7 @@ export function forwardError(state: TableState, cmd: Command, from: number, resu
   switch (cmd.op) {
     case 'expire':
     case 'floor':
+    case 'limits':
       return `${cmd.op} is the sequencer's own command`;
     case 'revoke':
       return null;

@@ -73,8 +73,17 @@ export interface GroupHostOptions {
   log(kind: 'info' | 'warn' | 'error', text: string): void;
 }
 
-/** An entry as a frame (and the disk) carries it. */
-const toGroupEntry = (e: Entry<EntryData>): GroupEntry => ({ seq: e.seq, version: e.version, ...e.data });
+/**
+ * An entry as a frame (and the disk) carries it: one object per log entry,
+ * kept while the entry lives, so that the codec makes its text once for
+ * every follower it goes to (encodeFrame). Log entries never change.
+ */
+const groupEntries = new WeakMap<Entry<EntryData>, GroupEntry>();
+const toGroupEntry = (e: Entry<EntryData>): GroupEntry => {
+  let g = groupEntries.get(e);
+  if (g === undefined) groupEntries.set(e, (g = { seq: e.seq, version: e.version, ...e.data }));
+  return g;
+};
 
 /** The frame for a core message; a snapshot message needs the snapshot it stands for (null: none, no frame). */
 export function toFrame(m: Message<EntryData>, snap: HostSnapshot | null = null): Frame | null {

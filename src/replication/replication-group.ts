@@ -331,7 +331,7 @@ export class GroupReplication implements Replication {
 
   // ---- the primary's duties ----
 
-  /** Log `cmd` for origin `from`'s request `req`, stamped with log time and the limits; held while the primary has no lease from every secondary. */
+  /** Log `cmd` for origin `from`'s request `req`, stamped with log time; held while the primary has no lease from every secondary. */
   private sequence(cmd: Command, from: number, req: number): void {
     if (this.role !== 'primary') return;
     // Held ones first: an origin's writes are sequenced in request-id order
@@ -343,8 +343,7 @@ export class GroupReplication implements Replication {
       this.retryHeld();
       return;
     }
-    const stamped: Command = cmd.op === 'preempt' || cmd.op === 'acquire' ? { ...cmd, limits: this.stampLimits } : cmd;
-    this.host.propose({ at: this.replica.clock.stamp(), cmd: stamped, origin: from, req });
+    this.host.propose({ at: this.replica.clock.stamp(), cmd, origin: from, req });
   }
 
   /** Where this version's token space ends, less a margin for the grants of writes already in the log (set with the version). */
@@ -354,26 +353,26 @@ export class GroupReplication implements Replication {
 
   private spaceLimit = Infinity;
 
-  /** The limits stamped into each grant it sequences: the node's, which do not change while it runs; one shared, frozen object. */
-  private get stampLimits(): WriteLimits {
+  /** This node's limits as a `limits` entry carries them: they do not change while it runs. */
+  private ownLimits(): WriteLimits {
     const l = this.replica.limits;
-    this.frozenLimits ??= Object.freeze({ maxLocksPerClient: l.maxLocksPerClient, maxWaitersPerLock: l.maxWaitersPerLock, maxLocks: l.maxLocks });
-    return this.frozenLimits;
+    return l.maxLocks === undefined ? { maxLocksPerClient: l.maxLocksPerClient, maxWaitersPerLock: l.maxWaitersPerLock } : { maxLocksPerClient: l.maxLocksPerClient, maxWaitersPerLock: l.maxWaitersPerLock, maxLocks: l.maxLocks };
   }
 
-  private frozenLimits: WriteLimits | null = null;
-
-  /** The floor of this version's token space, logged first in each version this node leads [LP-7]. */
-  private logFloor(): void {
-    let token: number;
+  /**
+   * Logged first in each version this node leads: the floor of its token
+   * space [LP-7], then this node's limits, which every grant sequenced
+   * after them is refused by on every replica alike (the table keeps them;
+   * nothing is stamped into each grant).
+   */
+  private logVersionStart(): void {
     try {
-      token = floorOf(this.version);
+      this.sequence({ op: 'floor', token: floorOf(this.version) }, this.replica.index, 0);
     } catch (err) {
       if (!(err instanceof TokenSpaceError)) throw err;
       this.replica.log.line('error', err.message);
-      return;
     }
-    this.sequence({ op: 'floor', token }, this.replica.index, 0);
+    this.sequence({ op: 'limits', limits: this.ownLimits() }, this.replica.index, 0);
   }
 
   /** Try the held writes again soon (a lease comes back with the next acks, or a new configuration lets the primary go on). */
@@ -487,9 +486,9 @@ export class GroupReplication implements Replication {
     const tookOver = role === 'primary' && was !== 'primary';
     this.replica.log.line(tookOver ? 'warn' : 'info', `${tookOver ? 'now the primary: ' : ''}configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
     if (role === 'primary') {
-      // The floor of the version it took over in, or moved to for space (token-space.ts);
+      // The floor of the version it took over in, or moved to for space (token-space.ts), and its limits;
       // going on into a version that only changed the members, it keeps counting.
-      if (tookOver || renewed) this.logFloor();
+      if (tookOver || renewed) this.logVersionStart();
       if (was !== 'primary') {
         this.takeOver();
         this.o.onTakeOver?.();
