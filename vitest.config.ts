@@ -26,7 +26,7 @@ for (const k of Object.keys(process.env)) if (k.startsWith('DLOCK_') && !k.start
  * unanswered for 30 s while two busy loops ran beside the partition test).
  * So they run last, one at a time, with nothing else running.
  */
-const ALONE = ['test/partition.test.ts', 'test/etcd-faults.test.ts', 'test/safety-procs.test.ts'];
+const ALONE = ['test/etcd/partition.test.ts', 'test/etcd/etcd-faults.test.ts', 'test/etcd/safety-procs.test.ts'];
 
 export default defineConfig({
   test: {

@@ -7,7 +7,7 @@
  * keeps it by consensus. `dlock up` keeps it in process (memory.ts);
  * `dlock node` in etcd (etcd.ts).
  *
- * The contract every manager keeps (test/config-manager.test.ts runs the
+ * The contract every manager keeps (test/etcd/config-manager.test.ts runs the
  * same cases against each):
  *  - Versions rise by one per change and a version is stored once: two
  *    proposals from the same configuration cannot both win, so no two

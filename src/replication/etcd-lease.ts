@@ -25,7 +25,7 @@
  * A secured etcd (etcd-access.ts): over https, with the CA and the client
  * certificate (etcd-gateway.ts). No auth token is sent: etcd does not
  * check auth on LeaseKeepAlive (tested on etcd 3.4 in
- * test/etcd-secure.test.ts: renewals without a token, and with a bogus
+ * test/etcd/etcd-secure.test.ts: renewals without a token, and with a bogus
  * one, keep a lease granted by a user alive). A lease ID is itself the
  * capability to renew it, and leaving the token out keeps renewals free of
  * token expiry and of the authenticate round trip.

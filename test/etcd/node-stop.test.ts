@@ -1,0 +1,77 @@
+/**
+ * Stopping `dlock node` (SIGTERM), on both engines, as an operator does it:
+ *  - with an idle client that keeps its side open (as `nc` does), the node
+ *    answers what is owed, closes idle connections at once and exits 0 with
+ *    no drain deadline waited out and no reply said to be owed [LP-2];
+ *  - with etcd stopped (SIGSTOP), the goodbye to etcd (unused client ids,
+ *    the live key, the election key) is given up after a bound, each thing
+ *    not done is said, and the node exits 0 within seconds instead of
+ *    hanging on etcd.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dumpOnFailure, startNode, type ReadyNode } from '../helpers/dlock-process.js';
+import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
+
+/** A client that connects and sends nothing, and keeps its side open after the node's FIN; resolves `gone` at that FIN. */
+async function idleClient(port: number): Promise<{ gone: Promise<void>; destroy: () => void }> {
+  const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  s.on('data', () => undefined);
+  const gone = new Promise<void>((resolve) => s.on('end', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('error', reject);
+  });
+  return { gone, destroy: () => s.destroy() };
+}
+
+describe.skipIf(!hasEtcd).each(['etcd', 'group'] as const)('SIGTERM of dlock node --replication %s', (engine) => {
+  let etcd: EtcdCluster;
+  const nodes: Array<ReadyNode & { name: string }> = [];
+  dumpOnFailure(() => nodes);
+  const start = async (name: string): Promise<ReadyNode & { name: string }> => {
+    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', `stop-${engine}`, '--replication', engine, '--node-ttl', '2'], process.env, 40_000)) };
+    nodes.push(n);
+    return n;
+  };
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+  }, 60_000);
+  afterAll(async () => {
+    etcd?.resume(0);
+    for (const n of nodes) if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
+    await etcd?.stop();
+  });
+
+  it('closes an idle connection at once and exits 0, with nothing said to be owed', async () => {
+    const n = await start('st1');
+    const idle = await idleClient(n.port);
+    const t0 = performance.now();
+    n.proc.child.kill('SIGTERM');
+    expect(await n.proc.exit).toBe(0);
+    const ms = performance.now() - t0;
+    process.stdout.write(`${engine}: SIGTERM with an idle client: exited after ${Math.round(ms)} ms\n`);
+    await idle.gone;
+    idle.destroy();
+    expect(n.proc.out()).not.toMatch(/owed/);
+    expect(ms).toBeLessThan(4000); // the drain deadline alone was 5 s
+  }, 60_000);
+
+  it('with etcd stopped, says what it could not do and exits 0 within seconds', async () => {
+    const n = await start('st2');
+    etcd.pause(0);
+    try {
+      const t0 = performance.now();
+      n.proc.child.kill('SIGTERM');
+      expect(await n.proc.exit).toBe(0);
+      const ms = performance.now() - t0;
+      process.stdout.write(`${engine}: SIGTERM with etcd stopped: exited after ${Math.round(ms)} ms\n`);
+      const out = n.proc.out();
+      expect(out).toMatch(/not done: leaving the cluster: etcd did not answer within \d+ ms; this node's live key ends with its lease/);
+      expect(out).toMatch(/not done: handing back unused client ids: etcd did not answer/);
+      expect(ms).toBeLessThan(8000); // it used to hang on etcd: 25 s and more
+    } finally {
+      etcd.resume(0);
+    }
+  }, 60_000);
+});

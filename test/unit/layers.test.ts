@@ -1,0 +1,62 @@
+/**
+ * The layers (the guide's rule 8, "the TUI is a view"): nothing under src/
+ * or workers/ imports ui/. The library and the nodes build and run without
+ * the TUI; the one place that picks a view is the command, ui/cli.ts.
+ * And from the bottom up: the pure lock table (src/core) imports nothing
+ * of ours; the line protocol (src/protocol) and the frame codec
+ * (src/codec) only the core; the client-facing server (src/server:
+ * connections, auth, limits, the read index) only those, reaching the node
+ * it runs on through one interface (connection-host.ts).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+function sources(dir: string): string[] {
+  return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
+
+/** The src/ folders that `file` imports (relative imports only). */
+function importedFolders(file: string): string[] {
+  const text = readFileSync(join(root, file), 'utf8');
+  const out = new Set<string>();
+  for (const m of text.matchAll(/(?:from|import\(|import)\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+    const target = join(file, '..', m[1] as string);
+    const parts = target.split('/');
+    if (parts[0] === 'src') out.add(parts.length > 2 ? (parts[1] as string) : '(top)');
+    else out.add(parts[0] as string);
+  }
+  return [...out];
+}
+
+describe('layers', () => {
+  for (const [folder, allowed] of [
+    ['core', ['core']],
+    ['protocol', ['core', 'protocol']],
+    ['codec', ['core', 'codec']],
+    ['server', ['core', 'protocol', 'server']],
+  ] as const) {
+    it(`src/${folder} imports only ${allowed.map((a) => `src/${a}`).join(', ')}`, () => {
+      const files = sources(join('src', folder));
+      expect(files.length).toBeGreaterThan(0);
+      const offending = files.flatMap((f) => importedFolders(f).filter((d) => !(allowed as readonly string[]).includes(d)).map((d) => `${f} imports ${d}`));
+      expect(offending).toEqual([]);
+    });
+  }
+
+  it('the product (src/, workers/, ui/) never imports tests, tools or benchmarks', () => {
+    const files = [...sources('src'), ...sources('workers'), ...sources('ui')];
+    const offending = files.flatMap((f) => importedFolders(f).filter((d) => d === 'test' || d === 'tools' || d === 'bench').map((d) => `${f} imports ${d}`));
+    expect(offending).toEqual([]);
+  });
+
+  it('src/ and workers/ never import ui/', () => {
+    const files = [...sources('src'), ...sources('workers')];
+    expect(files.length).toBeGreaterThan(30);
+    const offending = files.filter((f) => /(?:from|import\()\s*['"](?:\.\.\/)+ui\//.test(readFileSync(join(root, f), 'utf8')));
+    expect(offending).toEqual([]);
+  });
+});
