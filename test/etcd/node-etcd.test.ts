@@ -134,26 +134,36 @@ describe.skipIf(!hasEtcd)('EtcdNode', () => {
     // (its leader watch still runs) started a link that nothing closed, and
     // the process never exited. Driven here through the hook the node's
     // leader watch calls, toward a stand-in leader's port.
-    const open = new Set<Socket>();
-    const standIn = createServer((s) => {
-      open.add(s);
-      s.resume(); // read, so the node's FIN is seen
-      s.on('error', () => {});
-      s.on('close', () => open.delete(s));
-    });
-    await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
-    const link = `127.0.0.1:${(standIn.address() as AddressInfo).port}`;
+    const standIn = async (): Promise<{ link: string; open: Set<Socket>; accepted: () => number; close: () => void }> => {
+      const open = new Set<Socket>();
+      let accepted = 0;
+      const server = createServer((s) => {
+        accepted++;
+        open.add(s);
+        s.resume(); // read, so the node's FIN is seen
+        s.on('error', () => {});
+        s.on('close', () => open.delete(s));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return { link: `127.0.0.1:${(server.address() as AddressInfo).port}`, open, accepted: () => accepted, close: () => server.close() };
+    };
+    const before = await standIn();
+    const after = await standIn();
     const lines: string[] = [];
     const n = new EtcdNode({ name: 'stopping', index: 5, log: new NodeLog((ls) => lines.push(...ls.map((l) => l.text)), true, 1), idCounter: newIdCounter(), firstToken: 1, limits: DEFAULT_LIMITS, etcd: etcd.access, cluster: 'stop-while-linking', linkHost: '127.0.0.1', electionTtlS: 1, nodeTtlS: 1 });
     await n.start();
     const hook = (n as unknown as { replication: { leaderChanged(v: string): void } }).replication;
-    hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link })); // a link under way when the node stops
+    hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link: before.link })); // a link under way when the node stops
     await n.close();
-    await eventually(() => open.size === 0, 'no link left open to the stand-in leader', 5000, 20);
+    await eventually(() => before.open.size === 0, 'no link left open to the stand-in leader', 5000, 20);
     // Once stopped, a leader change starts no link (this failed before the fix).
-    hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link }));
+    // Toward a second stand-in, so that a late connection of the first link
+    // (accepted after the node stopped, on a loaded machine) is not taken for one.
+    hook.leaderChanged(JSON.stringify({ name: 'elsewhere', index: 9, link: after.link }));
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(open.size).toBe(0);
-    standIn.close();
+    expect(after.accepted()).toBe(0);
+    await eventually(() => before.open.size === 0, 'the first link closed, however late it arrived', 5000, 20);
+    before.close();
+    after.close();
   });
 });
