@@ -22,14 +22,14 @@
  * they arrive on this thread; entries reach each backup in seq order over
  * its FIFO link.
  */
-import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
+import { aged, disconnectOf, homeOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
 import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
 import { nodeOfClient } from '../node/client-ids.js';
-import { TimerHeap } from '../node/timer-heap.js';
+import { Duties } from '../replica/duties.js';
 import { plural } from '../text.js';
 import type { EntryRing } from '../node/entry-ring.js';
 import type { Replica } from './replication.js';
@@ -75,9 +75,6 @@ interface BackupLink {
 /** Where a write came from: this node (a request id, 0: none), or a backup's forward. */
 type Source = { local: number } | { link: BackupLink; req: number; client: ClientId };
 
-/** An acquire's timeout: the waiting client, its lock, and the wait's deadline (a later wait's is another). */
-type Deadline = { client: ClientId; lock: string; deadline: number };
-
 export function describeChange(c: LockChange): string {
   return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ` lease until ${new Date(c.expiresAt).toISOString().slice(11, 23)}`}` : c.lock;
 }
@@ -112,14 +109,11 @@ export function describeCommand(cmd: Command): string {
 
 export class PortPrimary {
   private readonly links = new Set<BackupLink>();
-  /** Acquire timeouts (few: one per waiting acquire). Lease ends come from the table itself (armLeases). */
-  private readonly timers = new TimerHeap<Deadline>(
-    (d) => this.execute({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }, { local: 0 }),
-    () => this.replica.clock.now(), // waits end in log time
-  );
-  /** The one timer for the first lease end, and the end it is armed for. */
-  private leaseTimer: NodeJS.Timeout | null = null;
-  private leaseArmedFor = Infinity;
+  /** The sequencer's duties (lease ends, acquire timeouts, a departed backup's sessions), on log time. */
+  private readonly duties: Duties;
+  /** The one timer for the next duty, and the time it is armed for. */
+  private dutyTimer: NodeJS.Timeout | null = null;
+  private dutyArmedFor = Infinity;
   /** A snapshot copied when a backup's link closed, for its replacement; dropped when used or after READY_SNAPSHOT_MS. */
   private ready: { seq: number; snap: Snapshot; copyMs: number; timer: NodeJS.Timeout } | null = null;
   private commitQueued = false;
@@ -133,7 +127,10 @@ export class PortPrimary {
     private readonly replica: Replica,
     /** The newest entries, for backups that resume instead of taking a snapshot (shared with the backup side, which filled it before a failover). */
     private readonly ring: EntryRing,
-  ) {}
+  ) {
+    this.duties = new Duties(() => this.replica.state);
+    this.duties.takeOver(); // a PortPrimary exists only on the primary
+  }
 
   /** A proposal of this node. */
   propose(cmd: Command, req: number): void {
@@ -247,10 +244,8 @@ export class PortPrimary {
       if (cmd.op === 'timeout' && out.reply !== null) this.logWaiter(cmd.client, out.reply);
       for (const w of out.wakes) this.logWaiter(w.client, w.reply);
     }
-    if (out.waits !== null && cmd.op === 'acquire') {
-      const deadline = deadlineOf(cmd, now);
-      if (deadline !== null) this.timers.add(deadline, { client: cmd.client, lock: cmd.lock, deadline });
-    }
+    const deadline = this.duties.applied(cmd, out, now);
+    if (deadline !== null && deadline < this.dutyArmedFor) this.armDuties();
   }
 
   /**
@@ -272,7 +267,7 @@ export class PortPrimary {
     for (const link of this.links) if (link.name !== null) this.send(link, entry);
     for (const c of applied.changes) {
       if (this.replica.log.requests) this.replica.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
-      if (c.kind === 'set' && c.expiresAt !== null && c.expiresAt < this.leaseArmedFor) this.armLeases();
+      if (c.kind === 'set' && c.expiresAt !== null && c.expiresAt < this.dutyArmedFor) this.armDuties();
     }
     // With no backup linked the write is committed at once.
     this.recomputeCommit();
@@ -306,10 +301,10 @@ export class PortPrimary {
    * disconnected. Leases survive. Client ids name their node (client-ids.ts).
    */
   dropClientsOf(index: number, name: string): void {
-    const gone = clientsOf(this.replica.state, index, nodeOfClient);
+    const gone = this.duties.sessionsEndedBy(index, nodeOfClient);
     if (gone.length === 0) return;
     this.replica.log.line('warn', `${name} is gone: ending the sessions of its ${plural(gone.length, 'client')}`);
-    for (const client of gone) this.execute(disconnectOf(this.replica.state, client), { local: 0 });
+    for (const cmd of gone) this.execute(cmd, { local: 0 });
   }
 
   /** Every frame to a backup goes through here, to wait behind a snapshot in parts. */
@@ -411,34 +406,36 @@ export class PortPrimary {
   }
 
   /**
-   * Arm the lease timer for the table's first lease end. The table keeps
-   * its leases by end time (lock-map.ts), so a million leases cost no timer
-   * objects here, only this one Node timer.
+   * Arm the one timer for the next duty (duties.ts): the table keeps its
+   * leases by end time (lock-map.ts), so a million leases cost no timer
+   * objects here, only this one Node timer. Re-armed only when the next
+   * duty moves.
    */
-  private armLeases(): void {
+  private armDuties(): void {
     if (this.closing) return;
-    const next = this.replica.state.locks.nextLeaseEnd();
-    if (next === this.leaseArmedFor) return;
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = null;
-    this.leaseArmedFor = next;
-    if (next !== Infinity) this.leaseTimer = setTimeout(this.expireLeases, Math.max(0, Math.ceil(next - this.replica.clock.now())));
+    const next = this.duties.nextDue();
+    if (next === this.dutyArmedFor) return;
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
+    this.dutyArmedFor = next;
+    if (next !== Infinity) this.dutyTimer = setTimeout(this.doDuties, Math.max(0, Math.ceil(next - this.replica.clock.now())));
   }
 
-  /** The primary decides expiry: every lease due now ends, each as a logged `expire`. */
-  private readonly expireLeases = (): void => {
-    this.leaseTimer = null;
-    this.leaseArmedFor = Infinity;
-    for (const [lock, token] of this.replica.state.locks.dueLeases(this.replica.clock.now())) this.execute({ op: 'expire', lock, token }, { local: 0 });
-    this.armLeases();
+  /** The primary decides expiry and timeouts: what is due now is executed (and logged), in order. */
+  private readonly doDuties = (): void => {
+    this.dutyTimer = null;
+    this.dutyArmedFor = Infinity;
+    for (const cmd of this.duties.due(this.replica.clock.now())) this.execute(cmd, { local: 0 });
+    this.armDuties();
   };
 
   /** Lease expiry and acquire timeouts from the table (after a restore or at failover). */
   armTimers(): void {
-    this.armLeases();
-    for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
-      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
-    }
+    this.duties.takeOver();
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
+    this.dutyArmedFor = Infinity;
+    this.armDuties();
   }
 
   /**
@@ -539,9 +536,9 @@ export class PortPrimary {
 
   close(): void {
     this.closing = true;
-    this.timers.stop();
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = null;
+    this.duties.stop();
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
     this.takeReady();
     for (const link of this.links) link.transport.close();
     this.store?.close(); // everything answered is on disk already; this writes the rest

@@ -61,12 +61,12 @@
  * Threading: the node's worker thread (or `dlock node`'s main thread).
  */
 import type { Server, Socket } from 'node:net';
-import { aged, waits, clientsOf, createState, deadlineOf, disconnectOf, homeOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
+import { aged, waits, clientsOf, createState, disconnectOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import { closeListener, TcpTransport, trackSockets } from '../transport/transport-tcp.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import type { LockRow } from '../node/node.js';
-import { TimerHeap } from '../node/timer-heap.js';
+import { Duties } from '../replica/duties.js';
 import { setOrdinalLimit } from '../node/client-ids.js';
 import { plural } from '../text.js';
 import { serveViews } from '../node/views.js';
@@ -205,13 +205,9 @@ export class EtcdReplication implements Replication {
    */
   private heldForwards = new Map<number, Array<{ cmd: Command; req: number; since: number }>>();
   private leaderless: NodeJS.Timeout | null = null;
-  private readonly timers = new TimerHeap<{ client: ClientId; lock: string; deadline: number }>(
-    (d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }),
-    () => this.replica.clock.now(), // waits end in log time
-  );
-  private leaseTimer: NodeJS.Timeout | null = null;
-  /** Expire commands proposed and not yet applied, by token. */
-  private readonly expiring = new Set<number>();
+  /** The sequencer's duties (lease ends, acquire timeouts, a departed node's sessions), on log time; one timer for when the next is due. */
+  private readonly duties = new Duties(() => this.replica.state);
+  private dutyTimer: NodeJS.Timeout | null = null;
   private live = new Set<number>();
   /** The last batch applied (for a snapshot's meta), the last snapshot's seq, and whether one is being written. */
   private lastBatch = { revision: 0, batch: 0 };
@@ -529,7 +525,7 @@ export class EtcdReplication implements Replication {
     if (this.leading) {
       if (!this.sequencing && this.replica.seq >= this.leadTo) this.startSequencing();
       if (this.sequencing) {
-        this.armLeases();
+        this.armDuties();
         if (this.replica.seq - this.snapSeq >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting) void this.takeSnapshot();
       }
     }
@@ -556,11 +552,7 @@ export class EtcdReplication implements Replication {
       this.appliedReq.set(e.from, e.req);
     }
     const out = this.replica.applyEntry(e);
-    if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
-    if (this.sequencing && out.waits !== null && e.cmd.op === 'acquire') {
-      const deadline = deadlineOf(e.cmd, e.at);
-      if (deadline !== null) this.timers.add(deadline, { ...out.waits, deadline });
-    }
+    this.duties.applied(e.cmd, out, e.at);
     if (this.replica.log.requests) {
       for (const c of out.changes) this.replica.log.line('repl', c.kind === 'set' ? `UpdateLockmap ${c.lock} ${c.owner}` : `RemoveLockmap ${c.lock}`);
     }
@@ -892,10 +884,8 @@ export class EtcdReplication implements Replication {
     this.sequencing = true;
     this.link?.close();
     this.link = null;
-    for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
-      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
-    }
-    this.armLeases();
+    this.duties.takeOver();
+    this.armDuties();
     this.dropDeadNodes();
     const held = this.held;
     this.held = [];
@@ -907,10 +897,9 @@ export class EtcdReplication implements Replication {
     if (!this.leading) return;
     this.leading = false;
     this.sequencing = false;
-    this.timers.stop();
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = null;
-    this.expiring.clear();
+    this.duties.stop();
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
     this.held = [];
     this.heldForwards.clear();
     // What was sent here and not appended is lost here: the links close, and their origins send it all again.
@@ -952,24 +941,17 @@ export class EtcdReplication implements Replication {
 
   // ---- the leader's timers ----
 
-  /** Lease ends from the table, in log time (see the file comment). */
-  private armLeases(): void {
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = null;
-    const next = this.replica.state.locks.nextLeaseEnd();
+  /** One timer for the next duty (duties.ts), in log time: what is due then is sequenced, in order; re-armed after each batch applied. */
+  private armDuties(): void {
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
+    const next = this.duties.nextDue();
     if (next === Infinity) return;
-    this.leaseTimer = setTimeout(() => {
-      this.leaseTimer = null;
+    this.dutyTimer = setTimeout(() => {
+      this.dutyTimer = null;
       if (!this.sequencing) return;
-      const due = this.replica.state.locks.dueLeases(this.replica.clock.now());
-      for (const [lock, token] of due) {
-        if (this.expiring.has(token)) continue;
-        this.expiring.add(token);
-        this.sequence({ op: 'expire', lock, token });
-      }
-      // Re-armed when the expires' batch is applied; a timer that fired a
-      // hair early (Node rounds its delays) re-arms itself.
-      if (due.length === 0) this.armLeases();
+      for (const cmd of this.duties.due(this.replica.clock.now())) this.sequence(cmd);
+      this.armDuties();
     }, Math.max(0, Math.ceil(next - this.replica.clock.now())));
   }
 
@@ -989,19 +971,14 @@ export class EtcdReplication implements Replication {
 
   /** At takeover: the sessions of every node not live now (the old leader's, for one) end [LP-8]. */
   private dropDeadNodes(): void {
-    const state = this.replica.state;
-    const indexes = new Set<number>();
-    for (const c of state.locks.sessionOwners()) indexes.add(homeOf(state, c, nodeOfClient));
-    for (const c of state.waiting.keys()) indexes.add(homeOf(state, c, nodeOfClient));
-    for (const [c, s] of state.sessions) if (s.open) indexes.add(homeOf(state, c, nodeOfClient));
-    for (const i of indexes) if (!this.live.has(i)) this.dropClientsOf(i);
+    for (const i of this.duties.nodesServing(nodeOfClient)) if (!this.live.has(i)) this.dropClientsOf(i);
   }
 
   private dropClientsOf(index: number): void {
-    const gone = clientsOf(this.replica.state, index, nodeOfClient);
+    const gone = this.duties.sessionsEndedBy(index, nodeOfClient);
     if (gone.length === 0) return;
     this.replica.log.line('warn', `node ${index} is gone: ending the sessions of its ${plural(gone.length, 'client')}`);
-    for (const client of gone) this.sequence(disconnectOf(this.replica.state, client));
+    for (const cmd of gone) this.sequence(cmd);
   }
 
   // ---- stopping ----
@@ -1037,9 +1014,9 @@ export class EtcdReplication implements Replication {
   /** What every way of stopping shares: no more timers, no more node links. */
   private stopLocal(): void {
     this.closing = true;
-    for (const t of [this.publishTimer, this.reserveTimer, this.leaseTimer, this.leaderless, this.tailTimer]) if (t !== null) clearTimeout(t);
+    for (const t of [this.publishTimer, this.reserveTimer, this.dutyTimer, this.leaderless, this.tailTimer]) if (t !== null) clearTimeout(t);
     this.tailHandle?.cancel();
-    this.timers.stop();
+    this.duties.stop();
     this.link?.close();
     for (const t of this.followerLinks.keys()) t.close();
     // Open links hold the link server's close() until they end.

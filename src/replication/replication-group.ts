@@ -39,13 +39,13 @@
  *
  * Threading: the node's thread; frames arrive through receive().
  */
-import { aged, clientsOf, deadlineOf, disconnectOf, homeOf, restore, snapshot, waits, type ClientId, type Command, type WriteLimits } from '../core/lock-table.js';
+import { aged, clientsOf, disconnectOf, restore, snapshot, waits, type ClientId, type Command, type WriteLimits } from '../core/lock-table.js';
 import { commandError } from '../core/command-check.js';
 import { floorOf, MAX_VERSION, spaceRunningOut, TokenSpaceError } from '../core/token-space.js';
 import type { GroupConfig, ConfigManager } from '../config/config.js';
 import type { Frame } from '../codec/frame.js';
 import { nodeOfClient } from '../node/client-ids.js';
-import { TimerHeap } from '../node/timer-heap.js';
+import { Duties } from '../replica/duties.js';
 import { plural } from '../text.js';
 import { forwardError } from './forward-check.js';
 import { GroupHost, type EntryData, type GroupLinks } from './group-host.js';
@@ -94,9 +94,9 @@ export class GroupReplication implements Replication {
   private appliedReq = new Map<number, number>();
   /** Primary: writes it cannot sequence yet (no lease from every secondary), with when they came. */
   private held: Array<{ cmd: Command; from: number; req: number; since: number }> = [];
-  private readonly timers: TimerHeap<{ client: ClientId; lock: string; deadline: number }>;
-  private leaseTimer: NodeJS.Timeout | null = null;
-  private readonly expiring = new Set<number>();
+  /** The sequencer's duties (lease ends, acquire timeouts, a departed node's sessions); one timer for when the next is due. */
+  private readonly duties: Duties;
+  private dutyTimer: NodeJS.Timeout | null = null;
   private leaderless: NodeJS.Timeout | null = null;
   private heldTimer: NodeJS.Timeout | null = null;
   private overdueTimer: NodeJS.Timeout | null = null;
@@ -119,7 +119,7 @@ export class GroupReplication implements Replication {
     private readonly replica: Replica,
     private readonly o: GroupReplicationOptions,
   ) {
-    this.timers = new TimerHeap((d) => this.sequence({ op: 'timeout', client: d.client, lock: d.lock, deadline: d.deadline }, this.replica.index, 0), () => this.replica.clock.now());
+    this.duties = new Duties(() => this.replica.state);
     this.host = new GroupHost({
       id: o.id,
       timing: o.timing,
@@ -408,7 +408,7 @@ export class GroupReplication implements Replication {
         this.renewing = true;
         this.replica.log.line('info', `tokens past half of configuration ${this.version}'s space: moving to the next version`);
       }
-      this.armLeases();
+      this.armDuties();
       if (this.sweepOnReconcile && this.host.group.reconciled) {
         this.sweepOnReconcile = false;
         this.sweepNodesOutside();
@@ -439,35 +439,25 @@ export class GroupReplication implements Replication {
       }
       this.appliedReq.set(e.from, e.req);
     }
-    const out = this.replica.applyEntry(e);
-    if (e.cmd.op === 'expire') this.expiring.delete(e.cmd.token);
-    if (this.role === 'primary' && out.waits !== null && e.cmd.op === 'acquire') {
-      const deadline = deadlineOf(e.cmd, e.at);
-      if (deadline !== null) this.timers.add(deadline, { ...out.waits, deadline });
-    }
+    this.duties.applied(e.cmd, this.replica.applyEntry(e), e.at);
   }
 
-  /** Lease ends from the table, on log time; each due lease is logged as an `expire` once. */
-  private armLeases(): void {
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = null;
-    const next = this.replica.state.locks.nextLeaseEnd();
+  /** One timer for the next duty (duties.ts): what is due then is sequenced, in order; re-armed after each batch applied. */
+  private armDuties(): void {
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
+    const next = this.duties.nextDue();
     if (next === Infinity || this.closing) return;
-    this.leaseTimer = setTimeout(
+    this.dutyTimer = setTimeout(
       () => {
-        this.leaseTimer = null;
+        this.dutyTimer = null;
         if (this.role !== 'primary') return;
-        const due = this.replica.state.locks.dueLeases(this.replica.clock.now());
-        for (const [lock, token] of due) {
-          if (this.expiring.has(token)) continue;
-          this.expiring.add(token);
-          this.sequence({ op: 'expire', lock, token }, this.replica.index, 0);
-        }
-        if (due.length === 0) this.armLeases(); // fired a hair early
+        for (const cmd of this.duties.due(this.replica.clock.now())) this.sequence(cmd, this.replica.index, 0);
+        this.armDuties();
       },
       Math.max(0, Math.ceil(next - this.replica.clock.now())),
     );
-    this.leaseTimer.unref();
+    this.dutyTimer.unref();
   }
 
   private configChanged(role: Role, c: GroupConfig): void {
@@ -534,10 +524,8 @@ export class GroupReplication implements Replication {
    * node's own writes.
    */
   private takeOver(): void {
-    this.armLeases();
-    for (const [lock, waiters] of this.replica.state.locks.queueEntries()) {
-      for (const w of waiters) if (w.deadline !== null) this.timers.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
-    }
+    this.duties.takeOver();
+    this.armDuties();
     // This node's own writes first: the sweep's disconnects take newer request
     // ids, and an origin's writes must be sequenced in request-id order (the
     // exactly-once rule skips one below the last applied).
@@ -553,12 +541,7 @@ export class GroupReplication implements Replication {
       const i = this.o.indexOf(m);
       if (i !== null) inConfig.add(i);
     }
-    const state = this.replica.state;
-    const homes = new Set<number>();
-    for (const cl of state.locks.sessionOwners()) homes.add(homeOf(state, cl, nodeOfClient));
-    for (const cl of state.waiting.keys()) homes.add(homeOf(state, cl, nodeOfClient));
-    for (const [cl, s] of state.sessions) if (s.open) homes.add(homeOf(state, cl, nodeOfClient));
-    for (const i of homes) if (!inConfig.has(i)) this.dropClientsOf(i);
+    for (const i of this.duties.nodesServing(nodeOfClient)) if (!inConfig.has(i)) this.dropClientsOf(i);
   }
 
   /** A member left the configuration: its node's clients' sessions end [LP-8], unless another run of it is still a member. */
@@ -570,22 +553,21 @@ export class GroupReplication implements Replication {
   }
 
   private dropClientsOf(index: number): void {
-    const gone = clientsOf(this.replica.state, index, nodeOfClient);
+    const gone = this.duties.sessionsEndedBy(index, nodeOfClient);
     if (gone.length === 0) return;
     this.replica.log.line('warn', `node ${index} left the configuration: ending the sessions of its ${plural(gone.length, 'client')}`);
-    for (const client of gone) this.sequence(disconnectOf(this.replica.state, client), this.replica.index, this.replica.nextRequestId());
+    for (const cmd of gone) this.sequence(cmd, this.replica.index, this.replica.nextRequestId());
   }
 
   private stopSequencing(): void {
-    if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = null;
-    this.timers.stop();
-    this.expiring.clear();
+    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
+    this.dutyTimer = null;
+    this.duties.stop();
     this.held = [];
   }
 
   clientEntries(): number {
-    return this.pending.size + this.held.length + this.timers.size;
+    return this.pending.size + this.held.length + this.duties.size;
   }
 
   followerAcks(): Record<string, number> | undefined {
