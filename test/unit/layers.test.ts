@@ -6,7 +6,8 @@
  * of ours; the line protocol (src/protocol) and the frame codec
  * (src/codec) only the core; the client-facing server (src/server:
  * connections, auth, limits, the read index) only those, reaching the node
- * it runs on through one interface (connection-host.ts).
+ * it runs on through one interface (connection-host.ts); the sequencer's
+ * duties (src/replica) only the core.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +39,7 @@ describe('layers', () => {
     ['protocol', ['core', 'protocol']],
     ['codec', ['core', 'codec']],
     ['server', ['core', 'protocol', 'server']],
+    ['replica', ['core', 'replica']],
   ] as const) {
     it(`src/${folder} imports only ${allowed.map((a) => `src/${a}`).join(', ')}`, () => {
       const files = sources(join('src', folder));
