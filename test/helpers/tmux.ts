@@ -94,6 +94,9 @@ export class Tmux {
     this.keys(query);
     await this.until(new RegExp(`> ${query}`), `the query "${query}"`);
     this.keys('Enter');
+    // Taken before anything else is sent: keys and clicks sent while the
+    // TUI is busy arrive together, and a query left open takes the next key.
+    await this.until(/^(?![\s\S]*Command Palette)/, `the palette to close after "${query}"`);
   }
 
   /** The exit status of the pane's command once it has ended, as start()'s shell wrote it. */
