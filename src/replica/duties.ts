@@ -42,11 +42,6 @@ export class Duties {
   /** `table`: the replica's table, as applied so far (read, never changed). */
   constructor(private readonly table: () => TableState) {}
 
-  /** Whether this node sequences (between takeOver and stop). */
-  get active(): boolean {
-    return this.running;
-  }
-
   /** Waits whose deadline is kept (for a node's count of what it holds per client). */
   get size(): number {
     return this.waits.size;

@@ -30,6 +30,7 @@ import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import { Duties } from '../replica/duties.js';
+import { DutyTimer } from './duty-timer.js';
 import { plural } from '../text.js';
 import type { EntryRing } from '../node/entry-ring.js';
 import type { Replica } from './replication.js';
@@ -111,9 +112,8 @@ export class PortPrimary {
   private readonly links = new Set<BackupLink>();
   /** The sequencer's duties (lease ends, acquire timeouts, a departed backup's sessions), on log time. */
   private readonly duties: Duties;
-  /** The one timer for the next duty, and the time it is armed for. */
-  private dutyTimer: NodeJS.Timeout | null = null;
-  private dutyArmedFor = Infinity;
+  /** The one timer for the next duty; a million leases cost no timer objects (the table keeps them by end time, lock-map.ts). */
+  private readonly dutyTimer: DutyTimer;
   /** A snapshot copied when a backup's link closed, for its replacement; dropped when used or after READY_SNAPSHOT_MS. */
   private ready: { seq: number; snap: Snapshot; copyMs: number; timer: NodeJS.Timeout } | null = null;
   private commitQueued = false;
@@ -130,6 +130,7 @@ export class PortPrimary {
   ) {
     this.duties = new Duties(() => this.replica.state);
     this.duties.takeOver(); // a PortPrimary exists only on the primary
+    this.dutyTimer = new DutyTimer(this.duties, () => this.replica.clock.now(), (cmd) => this.execute(cmd, { local: 0 }));
   }
 
   /** A proposal of this node. */
@@ -245,7 +246,7 @@ export class PortPrimary {
       for (const w of out.wakes) this.logWaiter(w.client, w.reply);
     }
     const deadline = this.duties.applied(cmd, out, now);
-    if (deadline !== null && deadline < this.dutyArmedFor) this.armDuties();
+    if (deadline !== null) this.dutyTimer.armBy(deadline);
   }
 
   /**
@@ -267,7 +268,7 @@ export class PortPrimary {
     for (const link of this.links) if (link.name !== null) this.send(link, entry);
     for (const c of applied.changes) {
       if (this.replica.log.requests) this.replica.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
-      if (c.kind === 'set' && c.expiresAt !== null && c.expiresAt < this.dutyArmedFor) this.armDuties();
+      if (c.kind === 'set' && c.expiresAt !== null) this.dutyTimer.armBy(c.expiresAt);
     }
     // With no backup linked the write is committed at once.
     this.recomputeCommit();
@@ -405,37 +406,11 @@ export class PortPrimary {
     old.transport.close();
   }
 
-  /**
-   * Arm the one timer for the next duty (duties.ts): the table keeps its
-   * leases by end time (lock-map.ts), so a million leases cost no timer
-   * objects here, only this one Node timer. Re-armed only when the next
-   * duty moves.
-   */
-  private armDuties(): void {
-    if (this.closing) return;
-    const next = this.duties.nextDue();
-    if (next === this.dutyArmedFor) return;
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
-    this.dutyArmedFor = next;
-    if (next !== Infinity) this.dutyTimer = setTimeout(this.doDuties, Math.max(0, Math.ceil(next - this.replica.clock.now())));
-  }
-
-  /** The primary decides expiry and timeouts: what is due now is executed (and logged), in order. */
-  private readonly doDuties = (): void => {
-    this.dutyTimer = null;
-    this.dutyArmedFor = Infinity;
-    for (const cmd of this.duties.due(this.replica.clock.now())) this.execute(cmd, { local: 0 });
-    this.armDuties();
-  };
-
   /** Lease expiry and acquire timeouts from the table (after a restore or at failover). */
   armTimers(): void {
     this.duties.takeOver();
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
-    this.dutyArmedFor = Infinity;
-    this.armDuties();
+    this.dutyTimer.cancel();
+    if (!this.closing) this.dutyTimer.arm();
   }
 
   /**
@@ -537,8 +512,7 @@ export class PortPrimary {
   close(): void {
     this.closing = true;
     this.duties.stop();
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
+    this.dutyTimer.cancel();
     this.takeReady();
     for (const link of this.links) link.transport.close();
     this.store?.close(); // everything answered is on disk already; this writes the rest

@@ -67,6 +67,7 @@ import { closeListener, TcpTransport, trackSockets } from '../transport/transpor
 import { nodeOfClient } from '../node/client-ids.js';
 import type { LockRow } from '../node/node.js';
 import { Duties } from '../replica/duties.js';
+import { DutyTimer } from './duty-timer.js';
 import { setOrdinalLimit } from '../node/client-ids.js';
 import { plural } from '../text.js';
 import { serveViews } from '../node/views.js';
@@ -207,7 +208,7 @@ export class EtcdReplication implements Replication {
   private leaderless: NodeJS.Timeout | null = null;
   /** The sequencer's duties (lease ends, acquire timeouts, a departed node's sessions), on log time; one timer for when the next is due. */
   private readonly duties = new Duties(() => this.replica.state);
-  private dutyTimer: NodeJS.Timeout | null = null;
+  private readonly dutyTimer = new DutyTimer(this.duties, () => this.replica.clock.now(), (cmd) => this.sequence(cmd));
   private live = new Set<number>();
   /** The last batch applied (for a snapshot's meta), the last snapshot's seq, and whether one is being written. */
   private lastBatch = { revision: 0, batch: 0 };
@@ -525,7 +526,7 @@ export class EtcdReplication implements Replication {
     if (this.leading) {
       if (!this.sequencing && this.replica.seq >= this.leadTo) this.startSequencing();
       if (this.sequencing) {
-        this.armDuties();
+        this.dutyTimer.arm();
         if (this.replica.seq - this.snapSeq >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting) void this.takeSnapshot();
       }
     }
@@ -885,7 +886,7 @@ export class EtcdReplication implements Replication {
     this.link?.close();
     this.link = null;
     this.duties.takeOver();
-    this.armDuties();
+    this.dutyTimer.arm();
     this.dropDeadNodes();
     const held = this.held;
     this.held = [];
@@ -898,8 +899,7 @@ export class EtcdReplication implements Replication {
     this.leading = false;
     this.sequencing = false;
     this.duties.stop();
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
+    this.dutyTimer.cancel();
     this.held = [];
     this.heldForwards.clear();
     // What was sent here and not appended is lost here: the links close, and their origins send it all again.
@@ -940,20 +940,6 @@ export class EtcdReplication implements Replication {
   }
 
   // ---- the leader's timers ----
-
-  /** One timer for the next duty (duties.ts), in log time: what is due then is sequenced, in order; re-armed after each batch applied. */
-  private armDuties(): void {
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
-    const next = this.duties.nextDue();
-    if (next === Infinity) return;
-    this.dutyTimer = setTimeout(() => {
-      this.dutyTimer = null;
-      if (!this.sequencing) return;
-      for (const cmd of this.duties.due(this.replica.clock.now())) this.sequence(cmd);
-      this.armDuties();
-    }, Math.max(0, Math.ceil(next - this.replica.clock.now())));
-  }
 
   // ---- liveness ----
 
@@ -1014,7 +1000,8 @@ export class EtcdReplication implements Replication {
   /** What every way of stopping shares: no more timers, no more node links. */
   private stopLocal(): void {
     this.closing = true;
-    for (const t of [this.publishTimer, this.reserveTimer, this.dutyTimer, this.leaderless, this.tailTimer]) if (t !== null) clearTimeout(t);
+    for (const t of [this.publishTimer, this.reserveTimer, this.leaderless, this.tailTimer]) if (t !== null) clearTimeout(t);
+    this.dutyTimer.cancel();
     this.tailHandle?.cancel();
     this.duties.stop();
     this.link?.close();

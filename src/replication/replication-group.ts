@@ -46,6 +46,7 @@ import type { GroupConfig, ConfigManager } from '../config/config.js';
 import type { Frame } from '../codec/frame.js';
 import { nodeOfClient } from '../node/client-ids.js';
 import { Duties } from '../replica/duties.js';
+import { DutyTimer } from './duty-timer.js';
 import { plural } from '../text.js';
 import { forwardError } from './forward-check.js';
 import { GroupHost, type EntryData, type GroupLinks } from './group-host.js';
@@ -96,7 +97,7 @@ export class GroupReplication implements Replication {
   private held: Array<{ cmd: Command; from: number; req: number; since: number }> = [];
   /** The sequencer's duties (lease ends, acquire timeouts, a departed node's sessions); one timer for when the next is due. */
   private readonly duties: Duties;
-  private dutyTimer: NodeJS.Timeout | null = null;
+  private readonly dutyTimer: DutyTimer;
   private leaderless: NodeJS.Timeout | null = null;
   private heldTimer: NodeJS.Timeout | null = null;
   private overdueTimer: NodeJS.Timeout | null = null;
@@ -120,6 +121,7 @@ export class GroupReplication implements Replication {
     private readonly o: GroupReplicationOptions,
   ) {
     this.duties = new Duties(() => this.replica.state);
+    this.dutyTimer = new DutyTimer(this.duties, () => this.replica.clock.now(), (cmd) => this.sequence(cmd, this.replica.index, 0));
     this.host = new GroupHost({
       id: o.id,
       timing: o.timing,
@@ -408,7 +410,7 @@ export class GroupReplication implements Replication {
         this.renewing = true;
         this.replica.log.line('info', `tokens past half of configuration ${this.version}'s space: moving to the next version`);
       }
-      this.armDuties();
+      this.dutyTimer.arm();
       if (this.sweepOnReconcile && this.host.group.reconciled) {
         this.sweepOnReconcile = false;
         this.sweepNodesOutside();
@@ -440,24 +442,6 @@ export class GroupReplication implements Replication {
       this.appliedReq.set(e.from, e.req);
     }
     this.duties.applied(e.cmd, this.replica.applyEntry(e), e.at);
-  }
-
-  /** One timer for the next duty (duties.ts): what is due then is sequenced, in order; re-armed after each batch applied. */
-  private armDuties(): void {
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
-    const next = this.duties.nextDue();
-    if (next === Infinity || this.closing) return;
-    this.dutyTimer = setTimeout(
-      () => {
-        this.dutyTimer = null;
-        if (this.role !== 'primary') return;
-        for (const cmd of this.duties.due(this.replica.clock.now())) this.sequence(cmd, this.replica.index, 0);
-        this.armDuties();
-      },
-      Math.max(0, Math.ceil(next - this.replica.clock.now())),
-    );
-    this.dutyTimer.unref();
   }
 
   private configChanged(role: Role, c: GroupConfig): void {
@@ -525,7 +509,7 @@ export class GroupReplication implements Replication {
    */
   private takeOver(): void {
     this.duties.takeOver();
-    this.armDuties();
+    this.dutyTimer.arm();
     // This node's own writes first: the sweep's disconnects take newer request
     // ids, and an origin's writes must be sequenced in request-id order (the
     // exactly-once rule skips one below the last applied).
@@ -560,8 +544,7 @@ export class GroupReplication implements Replication {
   }
 
   private stopSequencing(): void {
-    if (this.dutyTimer !== null) clearTimeout(this.dutyTimer);
-    this.dutyTimer = null;
+    this.dutyTimer.cancel();
     this.duties.stop();
     this.held = [];
   }
