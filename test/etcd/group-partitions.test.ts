@@ -11,13 +11,21 @@
  * on arrival on this process's monotonic clock: a primary stops when a
  * lease lapses (it then proposes a configuration without that secondary),
  * a new one starts at "now the primary"; the protocol puts graceMs −
- * leaseMs (750 ms across hosts) between the two.
+ * leaseMs (750 ms across hosts) between the two. Log lines arrive a little
+ * after they happen, so a line is placed after a cut by its configuration
+ * version, not by its arrival. Leases are counted on the monotonic clock:
+ * where libfaketime is installed, the host cut off from everything also has
+ * its wall clock stepped back 90 s as it is cut, and still stops in time.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dumpOnFailure, run, type Running } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { ClientPool, eventually, type LineClient } from '../helpers/line-client.js';
+import { LIBFAKETIME, movableClock, moveClock } from '../helpers/faketime.js';
 import { canMakeHosts, Hosts, type SecondNetwork } from '../helpers/netns.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 interface Node {
   name: string;
@@ -26,6 +34,8 @@ interface Node {
   port: number;
   /** Every line it logged, timed on arrival (performance.now()). */
   lines: Array<{ at: number; text: string }>;
+  /** Its wall clock's libfaketime file, or null without libfaketime. */
+  clock: string | null;
 }
 
 describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', () => {
@@ -35,6 +45,7 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
   const nodes: Node[] = [];
   dumpOnFailure(() => nodes);
   const pool = new ClientPool();
+  const clocks = LIBFAKETIME === null ? null : mkdtempSync(join(tmpdir(), 'dlock-gpart-clocks-'));
 
   const client = (n: Node): Promise<LineClient> => pool.openAt(n.port, n.addr);
   const logged = (n: Node, re: RegExp, since: number): Array<{ at: number; text: string }> => n.lines.filter((l) => l.at >= since && re.test(l.text));
@@ -53,6 +64,19 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
       return found >= 0;
     }, 'one primary', 20_000, 100);
     return found;
+  };
+
+  /** The configuration versions `n` has logged. */
+  const versionsOf = (n: Node): number[] => n.lines.map((l) => /configuration (\d+): /.exec(l.text)).filter((m) => m !== null).map((m) => Number(m[1]));
+
+  /** The latest configuration version, once every node has logged that it is a member of it. */
+  const settledVersion = async (): Promise<number> => {
+    let latest = 0;
+    await eventually(() => {
+      latest = Math.max(...nodes.map((n) => Math.max(0, ...versionsOf(n))));
+      return nodes.every((n) => n.lines.some((l) => new RegExp(`configuration ${latest}: .*; this node is (the primary|a secondary)$`).test(l.text)));
+    }, 'every node a member of the latest configuration', 10_000, 50);
+    return latest;
   };
 
   /** Every node back in the group: a write and a read through each one are answered. */
@@ -75,8 +99,9 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
     etcd = await EtcdCluster.start(1, etcdNet.gateway);
     for (const [i, h] of hosts.hosts.entries()) {
       const name = `q${i}`;
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--host', h.addr, '--cluster', 'gpart', '--replication', 'group', '--node-ttl', '2', '--insecure'], undefined, process.env, h.ns);
-      const n: Node = { name, proc, addr: h.addr, port: 0, lines: [] };
+      const clock = clocks === null ? null : join(clocks, name);
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--host', h.addr, '--cluster', 'gpart', '--replication', 'group', '--node-ttl', '2', '--insecure'], undefined, clock === null ? process.env : movableClock(clock), h.ns);
+      const n: Node = { name, proc, addr: h.addr, port: 0, lines: [], clock };
       let partial = '';
       const onData = (d: string): void => {
         partial += d;
@@ -106,6 +131,7 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
     for (const n of nodes) if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
     await etcd?.stop();
     hosts.remove();
+    if (clocks !== null) rmSync(clocks, { recursive: true, force: true });
   });
 
   it('a secondary cut off from its peers: the primary removes it and writes go on; the secondary never leads', async () => {
@@ -150,14 +176,7 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
 
   it('the primary cut off from etcd, not from its secondaries: nothing changes, every node serves', async () => {
     const p = await primary();
-    // The configuration every node is in now. Log lines arrive a little after they happen, so a change
-    // made just before the cut may arrive after it: compare versions, not arrival times.
-    const versionsOf = (n: Node): number[] => n.lines.map((l) => /configuration (\d+): /.exec(l.text)).filter((m) => m !== null).map((m) => Number(m[1]));
-    let before = 0;
-    await eventually(() => {
-      before = Math.max(...nodes.map((n) => Math.max(0, ...versionsOf(n))));
-      return nodes.every((n) => n.lines.some((l) => new RegExp(`configuration ${before}: .*; this node is (the primary|a secondary)$`).test(l.text)));
-    }, 'every node a member of the latest configuration', 10_000, 50);
+    const before = await settledVersion();
     const t0 = performance.now();
     etcdNet.link(p, false);
     const clients = await Promise.all(nodes.map((n) => client(n)));
@@ -187,14 +206,19 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
     const c = await client(old);
     const acked = await c.ask('preempt acked-before-isolation ttl=600000');
     expect(acked).toMatch(/^PreemptLock Success/);
+    const before = await settledVersion();
     const t0 = performance.now();
     hosts.link(p, false);
     etcdNet.link(p, false);
+    // An NTP step back as it is cut: a lease read on the wall clock would look 90 s younger.
+    if (old.clock !== null) moveClock(old.clock, '-90s');
+    const lapse = new RegExp(`proposing configuration (\\d+): primary ${old.name}\\.`);
+    const lapsed = (): Array<{ at: number; text: string }> => old.lines.filter((l) => Number(lapse.exec(l.text)?.[1] ?? 0) > before);
     const survivors = nodes.filter((_, i) => i !== p);
-    await eventually(() => survivors.some((n) => logged(n, /now the primary/, t0).length > 0) && logged(old, /proposing configuration/, t0).length > 0, 'a secondary takes over, and the old primary\'s lapse is logged', 20_000, 100);
+    await eventually(() => survivors.some((n) => logged(n, /now the primary/, t0).length > 0) && lapsed().length > 0, 'a secondary takes over, and the old primary\'s lapse is logged', 20_000, 100);
     const started = Math.min(...survivors.flatMap((n) => logged(n, /now the primary/, t0).map((l) => l.at)));
-    // The old primary stopped serving when its first lease lapsed: it then proposed a configuration without that secondary.
-    const stopped = logged(old, new RegExp(`proposing configuration \\d+: primary ${old.name}\\.`), t0)[0];
+    // The old primary stopped serving when its first lease lapsed: it then proposed a configuration after `before` without that secondary.
+    const stopped = lapsed()[0];
     expect(stopped, 'the old primary logs the lapse of its lease').toBeDefined();
     expect(started - (stopped as { at: number }).at, 'time between the old primary stopping and the new one starting, ms').toBeGreaterThan(300);
     for (const n of survivors) {
@@ -204,6 +228,7 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('partitions on the group protocol', (
     }
     hosts.link(p, true);
     etcdNet.link(p, true);
+    if (old.clock !== null) moveClock(old.clock, '+0');
     // Back, it learns it is out: it closes its clients (their sessions were ended) and joins again.
     await c.waitClosed(20_000);
     await whole('isolated-back');
