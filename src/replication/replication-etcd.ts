@@ -76,6 +76,7 @@ import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHan
 import { parseLeaderInfo, type LeaderInfo } from './etcd-election.js';
 import { EtcdMembership, REQUEST_BLOCK, type MemberInfo } from './etcd-members.js';
 import { clusterSecretFromEtcd } from './etcd-secret.js';
+import { claimEngine } from './etcd-engine.js';
 import { forwardError } from './forward-check.js';
 import { GOODBYE_MS, withDeadline } from './deadline.js';
 import { commandError } from '../core/command-check.js';
@@ -83,6 +84,9 @@ import { checkClusterSecret } from '../transport/link-auth.js';
 import type { EtcdAccess } from './etcd-access.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
 import type { LogEntry, Replica, Replication } from './replication.js';
+
+/** How long the check of the cluster's engine mark may take (etcd takes the connection and does not answer: an error, not a hang). */
+const CLAIM_ENGINE_MS = 10_000;
 
 /** How long a starting node waits for its earlier run's sessions to end (endOwnPastSessions). */
 const PAST_SESSIONS_MS = 20_000;
@@ -308,6 +312,8 @@ export class EtcdReplication implements Replication {
     const tls = this.opts.tls ?? null;
     const ca = this.opts.tlsCa ?? null;
     if (tls !== null && ca === null) throw new LinkTlsError('node links over TLS need the CA that signed every node\'s certificate (--tls-ca)');
+    // Never beside the group protocol on one cluster: two sequencers, two tables.
+    await withDeadline(claimEngine(this.etcdLog.client.namespace(`/dlock/${this.opts.cluster}/`), this.opts.cluster, 'etcd'), CLAIM_ENGINE_MS, 'checking the cluster\'s engine');
     this.clusterSecret = this.opts.clusterSecret ?? (await clusterSecretFromEtcd(this.etcdLog.client.namespace(`/dlock/${this.opts.cluster}/`)));
     checkClusterSecret(this.clusterSecret, this.opts.authToken ?? null);
     const admin = this.opts.adminToken ?? null;

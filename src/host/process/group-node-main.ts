@@ -42,6 +42,7 @@ import { GROUP_TIMING, GroupReplication } from '../../replication/replication-gr
 import { closeListener, TcpTransport, trackSockets } from '../../transport/transport-tcp.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../threads/up.js';
 import { GroupLinks } from './group-links.js';
+import { claimEngine, EngineMismatchError } from '../../replication/etcd-engine.js';
 import { serveViews } from '../../node/views.js';
 
 
@@ -66,12 +67,17 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   let firstReq: number;
   let secret: string;
   try {
+    await withDeadline(claimEngine(ns, o.cluster, 'group'), 30_000, 'checking the cluster\'s engine');
     ({ index, firstOrdinal, reservedTo } = await withDeadline(membership.prepare(), 30_000, 'registering this node'));
     firstReq = await withDeadline(membership.reserveRequests(0), 30_000, 'reserving request ids');
     secret = o.clusterSecret ?? (await clusterSecretFromEtcd(ns));
     checkClusterSecret(secret, o.authToken);
   } catch (err) {
     client.close();
+    if (err instanceof EngineMismatchError) {
+      process.stderr.write(`dlock node: ${err.message}\n`);
+      return 2;
+    }
     process.stderr.write(`dlock node: cannot register with etcd at ${describeEtcd(o.etcd)}: ${etcdErrorText(o.etcd, err as Error)}\n`);
     return 1;
   }

@@ -24,6 +24,7 @@ import { endAndDiscard } from '../../server/connection.js';
 import { ERR_NODE_STOPPED, EtcdNode } from '../../node/node-etcd.js';
 import { withDeadline } from '../../replication/deadline.js';
 import { describeEtcd, etcd3Options, etcdErrorHint, etcdErrorText, type EtcdAccess } from '../../replication/etcd-access.js';
+import { claimEngine, EngineMismatchError } from '../../replication/etcd-engine.js';
 import { EtcdMembership } from '../../replication/etcd-members.js';
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../threads/up.js';
 import type { FsyncMode } from '../../store/store.js';
@@ -70,8 +71,14 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
   const client = new Etcd3({ ...etcd3Options(o.etcd), dialTimeout: PREPARE_MS });
   let prepared: { index: number; firstOrdinal: number; reservedTo: number };
   try {
+    // Before registering, so that a node refused for its engine leaves nothing in etcd (the engine checks again as it starts).
+    await withDeadline(claimEngine(client.namespace(`/dlock/${o.cluster}/`), o.cluster, 'etcd'), PREPARE_MS, 'checking the cluster\'s engine');
     prepared = await withDeadline(new EtcdMembership(client, o.cluster, o.name).prepare(), PREPARE_MS, 'registering this node');
   } catch (err) {
+    if (err instanceof EngineMismatchError) {
+      process.stderr.write(`dlock node: ${err.message}\n`);
+      return 2;
+    }
     process.stderr.write(`dlock node: cannot register with etcd at ${describeEtcd(o.etcd)}: ${etcdErrorText(o.etcd, err as Error)}\n`);
     return 1;
   } finally {
@@ -105,9 +112,10 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
     port = await current.listen(o.host, o.port);
   } catch (err) {
     log.flush();
-    process.stderr.write(`dlock node: could not start: ${(err as Error).message}${etcdErrorHint(o.etcd, err as Error)}\n`);
+    const mismatch = err instanceof EngineMismatchError;
+    process.stderr.write(mismatch ? `dlock node: ${err.message}\n` : `dlock node: could not start: ${(err as Error).message}${etcdErrorHint(o.etcd, err as Error)}\n`);
     await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
-    return 1;
+    return mismatch ? 2 : 1;
   }
   // The admin API answers for whichever run serves (none while rejoining: /health says 503 and why).
   let admin: { server: HttpServer; address: string } | null = null;
