@@ -63,8 +63,8 @@ function child(args: string[]): Promise<LoadResult> {
 function startNode(etcd: string[], name: string): Promise<{ node: Node; ms: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    // DLOCK_BENCH_REPLICATION=group: the nodes run the experimental group protocol (docs/design.md).
-    const replication = process.env['DLOCK_BENCH_REPLICATION'] === 'group' ? ['--replication', 'group'] : [];
+    // The nodes run dlock node's default, the group protocol (docs/design.md); DLOCK_BENCH_REPLICATION=etcd: the etcd log engine.
+    const replication = process.env['DLOCK_BENCH_REPLICATION'] === 'etcd' ? ['--replication', 'etcd'] : [];
     const c = spawn(process.execPath, [CLI, 'node', '--etcd', etcd.join(','), '--name', name, '--cluster', 'bench', '--quiet', ...replication], { stdio: 'pipe' });
     // If the bench ends without stopping it (a step that failed, a signal), the node goes with it.
     const reap = (): void => void c.kill('SIGKILL');

@@ -266,7 +266,7 @@ await yargs(hideBin(process.argv))
         .options(LIMIT_OPTIONS)
         .option('cluster-secret-file', { type: 'string', describe: 'the secret nodes prove to each other on their links, from this file (one word, at least 16 characters; the same on every node); default: one the cluster keeps in etcd' })
         .option('insecure', { type: 'boolean', default: false, describe: 'allow binding a non-loopback address without an auth token' })
-        .option('first-token', { type: 'number', describe: 'a new cluster\'s first fencing token (default: from etcd\'s revision, (revision + 1) × 65536, which only goes up); a cluster that has one keeps it' })
+        .option('first-token', { type: 'number', describe: 'with --replication etcd: a new cluster\'s first fencing token (default: from etcd\'s revision, (revision + 1) × 65536, which only goes up); a cluster that has one keeps it. The group protocol\'s tokens come from its configuration version, from 1' })
         .option('tls-cert', { type: 'string', describe: 'serve clients and link to the other nodes over TLS: certificate (PEM file); needs --tls-key' })
         .option('tls-key', { type: 'string', describe: 'TLS private key (PEM file); needs --tls-cert' })
         .option('tls-ca', { type: 'string', describe: 'with --tls-cert (required): the CA that signed every node\'s certificate; node links are mutual TLS, and a peer without such a certificate is refused (PEM file)' })
@@ -277,7 +277,7 @@ await yargs(hideBin(process.argv))
         .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
         .option('http-allowed-host', HTTP_ALLOWED_HOST_OPTION)
         .option('log-format', LOG_FORMAT_OPTION)
-        .option('replication', { choices: ['etcd', 'group'] as const, default: 'etcd' as const, describe: 'how writes are replicated: etcd (the log in etcd) or group (experimental: the primary/backup protocol of docs/design.md, etcd keeping only the configuration)' })
+        .option('replication', { choices: ['group', 'etcd'] as const, default: 'group' as const, describe: 'how writes are replicated: group (the primary/backup protocol of docs/design.md: writes go between the nodes, etcd keeps only the configuration) or etcd (the earlier engine: every write is a txn on etcd\'s log). A cluster runs one engine, which etcd keeps' })
         .option('reseed', { type: 'boolean', default: false, describe: 'with --replication group, when every member of the group is lost (killed without a data dir): start a new group with this node alone, at the next configuration version. What only they held is lost; tokens still rise. Refused while a member is live in etcd; never use it while a member may be running cut off from etcd' })
         .option('data-dir', { type: 'string', describe: 'with --replication group: keep this node\'s log here; a restart takes its earlier run\'s place, so a group whose every member is killed loses nothing it acknowledged' })
         .option('fsync', { choices: FSYNC_MODES, default: 'batch' as FsyncMode, describe: 'with --data-dir: always (each write), batch (one per batch), off (survives a process crash, not a machine\'s)' })
@@ -296,6 +296,7 @@ await yargs(hideBin(process.argv))
           if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
           if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new Error('--port must be 0 or a port number up to 65535');
           if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
+          if (a['first-token'] !== undefined && a.replication !== 'etcd') throw new Error('--first-token goes with --replication etcd: the group protocol\'s tokens come from its configuration version, from 1');
           checkListenToken(authToken(a), a.host, a.insecure);
           return true;
         }),

@@ -29,7 +29,7 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
     // A short node ttl: it stops serving within 2 s of losing etcd.
-    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'a1', '--cluster', 'admin', '--first-token', '1', '--node-ttl', '3', '--http-port', '0', '--admin-token', TOKEN, '--log-format', 'json']);
+    const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', 'a1', '--cluster', 'admin', '--first-token', '1', '--node-ttl', '3', '--http-port', '0', '--admin-token', TOKEN, '--log-format', 'json']);
     nodes.push({ name: 'a1', proc });
     await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 20_000);
     const m = /^ready node=a1 index=\d+ address=127\.0\.0\.1:(\d+) link=\S+ first-client=\d+ role=leader http=(127\.0\.0\.1:\d+)$/m.exec(proc.out());
@@ -100,7 +100,7 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
 
   it('after the leader\'s process is killed, a survivor\'s /health says no leader can take writes while etcd still names the dead one', async () => {
     const start = async (name: string): Promise<string> => {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'admin-kill', '--http-port', '0', '--admin-token', TOKEN]);
+      const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'admin-kill', '--http-port', '0', '--admin-token', TOKEN]);
       nodes.push({ name, proc });
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
       const m = / http=(127\.0\.0\.1:\d+)$/m.exec(proc.out());

@@ -110,7 +110,7 @@ describe('dlock node takes the limit flags of dlock up', () => {
 
     it('--max-clients, --max-clients-per-source and --auth-timeout hold on a dlock node', async () => {
       etcd = await EtcdCluster.start(1);
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'lim1', '--cluster', 'limits-cli', '--first-token', '1', '--quiet',
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'lim1', '--cluster', 'limits-cli', '--quiet',
         '--auth-token-file', authFile, '--max-clients', '3', '--max-clients-per-source', '2', '--auth-timeout', '500'], undefined, env());
       procs.push(proc);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'the ready line', 20_000);

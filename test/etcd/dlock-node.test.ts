@@ -25,7 +25,7 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
   const pool = new ClientPool();
 
   async function start(name: string): Promise<Node> {
-    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'procs', '--first-token', '1']);
+    const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'procs', '--first-token', '1']);
     await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 20_000);
     const m = /^ready node=(\S+) index=(\d+) address=127\.0\.0\.1:(\d+) link=127\.0\.0\.1:\d+ first-client=\d+ role=(leader|follower)$/m.exec(proc.out());
     if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);
@@ -174,7 +174,7 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
     victim.proc.child.kill('SIGKILL');
     await victim.proc.exit;
     const t0 = performance.now();
-    const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', victim.name, '--cluster', 'procs', '--first-token', '1']);
+    const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', victim.name, '--cluster', 'procs', '--first-token', '1']);
     nodes.push({ name: victim.name, proc, port: 0 });
     await eventually(() => /waiting for this name's earlier run to end: .* within \d+ s at most/.test(proc.out()), 'the wait announced', 5000, 20);
     expect(performance.now() - t0).toBeLessThan(5000);
@@ -184,7 +184,7 @@ describe.skipIf(!hasEtcd)('dlock node: one process per node, on etcd', () => {
 
   it('client ids grow with the clients served, not with restarts: a clean stop hands back its unused ids, a crash skips at most a block [LP-4]', async () => {
     const runOnce = async (): Promise<{ proc: Running; first: number; port: number }> => {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'ids', '--cluster', 'procs', '--first-token', '1', '--node-ttl', '2']);
+      const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', 'ids', '--cluster', 'procs', '--first-token', '1', '--node-ttl', '2']);
       nodes.push({ name: 'ids', proc, port: 0 });
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, 'ready', 30_000, 50);
       const m = /^ready node=ids index=\d+ address=127\.0\.0\.1:(\d+) link=\S+ first-client=(\d+) /m.exec(proc.out());

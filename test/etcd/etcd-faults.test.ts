@@ -30,7 +30,7 @@ describe.skipIf(!hasEtcd)('etcd faults: three dlock node processes on a 3-member
   beforeAll(async () => {
     etcd = await EtcdCluster.start(3);
     for (const name of ['n1', 'n2', 'n3']) {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'faults', '--first-token', '1']);
+      const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'faults', '--first-token', '1']);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 20_000);
       const m = /address=127\.0\.0\.1:(\d+)/.exec(proc.out());
       if (m === null) throw new Error(`dlock node ${name} did not get ready:\n${proc.out()}\n${proc.err()}`);

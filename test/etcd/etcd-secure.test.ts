@@ -52,7 +52,7 @@ function envWithout(): NodeJS.ProcessEnv {
 /** Start `dlock node` with `flags`; resolves once it is ready (or throws with its output). */
 async function startNode(nodes: Node[], name: string, flags: string[], env: NodeJS.ProcessEnv = envWithout()): Promise<Node> {
   // --node-ttl 2: a node whose renewals etcd does not confirm stops within 1.4 s (jeopardy), so a broken keepalive shows.
-  const proc = run(['node', ...flags, '--name', name, '--first-token', '1', '--node-ttl', '2'], undefined, env);
+  const proc = run(['node', '--replication', 'etcd', ...flags, '--name', name, '--first-token', '1', '--node-ttl', '2'], undefined, env);
   const n = { name, proc, port: 0 };
   nodes.push(n);
   await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name}'s ready line`, 30_000);
@@ -133,7 +133,7 @@ describe.skipIf(!hasEtcd || !hasOpenssl)('dlock on etcd over TLS with client cer
 
   it('a node without the client certificate exits at once, saying etcd wants one; so does status', async () => {
     const t0 = performance.now();
-    const lone = run(['node', '--etcd', etcd.endpoints.join(','), '--etcd-cacert', certs.ca, '--name', 'nocert', '--cluster', 'tls'], undefined, envWithout());
+    const lone = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--etcd-cacert', certs.ca, '--name', 'nocert', '--cluster', 'tls'], undefined, envWithout());
     const code = await lone.exit;
     expect(performance.now() - t0).toBeLessThan(20_000);
     expect(code).toBe(1);
@@ -225,7 +225,7 @@ describe.skipIf(!hasEtcd)('dlock on etcd with user auth: a role limited to /dloc
   }, 60_000);
 
   it('a wrong password, no user, or a cluster outside the role\'s prefix: a clear error, not a hang', async () => {
-    const wrong = run(['node', ...userFlags(), '--etcd-password-file', wrongFile, '--name', 'bad'], undefined, envWithout());
+    const wrong = run(['node', '--replication', 'etcd', ...userFlags(), '--etcd-password-file', wrongFile, '--name', 'bad'], undefined, envWithout());
     expect(await wrong.exit).toBe(1);
     expect(wrong.err()).toMatch(/^dlock node: cannot register with etcd at http:\/\/127\.0\.0\.1:\d+ as etcd user dlock: .*authentication failed.*\(etcd refused user dlock with this password\)$/m);
     expect(wrong.err()).not.toContain('not-the-password');
@@ -235,7 +235,7 @@ describe.skipIf(!hasEtcd)('dlock on etcd with user auth: a role limited to /dloc
     const anonymous = run(['status', ...etcd.cliFlags(), '--cluster', 'sec'], undefined, envWithout());
     expect(await anonymous.exit).toBe(2);
     expect(anonymous.err()).toMatch(/user name is empty.*\(etcd has auth enabled: give --etcd-user and its password\)$/m);
-    const elsewhere = run(['node', ...etcd.cliFlags(), '--cluster', 'other', '--etcd-user', 'dlock', '--etcd-password-file', passwordFile, '--name', 'x'], undefined, envWithout());
+    const elsewhere = run(['node', '--replication', 'etcd', ...etcd.cliFlags(), '--cluster', 'other', '--etcd-user', 'dlock', '--etcd-password-file', passwordFile, '--name', 'x'], undefined, envWithout());
     expect(await elsewhere.exit).toBe(1);
     expect(elsewhere.err()).toMatch(/permission denied.*\(the etcd user's role needs readwrite on the cluster's prefix, \/dlock\/<cluster>\/\)$/m);
   }, 60_000);

@@ -129,12 +129,14 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     }
   }, 120_000);
 
-  it('refuses what it does not support yet, with the reason, instead of ignoring it', async () => {
-    const first = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', '--replication', 'group', '--first-token', '5']);
-    expect(await first.exit).toBe(2);
-    expect(first.err()).toContain('--first-token (its tokens come from the configuration version)');
-    const reseedAlone = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', '--reseed']);
-    expect(await reseedAlone.exit).toBe(2);
-    expect(reseedAlone.err()).toContain('--reseed goes with --replication group');
+  it('refuses the etcd engine\'s flags, with the reason, instead of ignoring them', async () => {
+    for (const engine of [[], ['--replication', 'group']]) {
+      const first = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', ...engine, '--first-token', '5']);
+      expect(await first.exit).toBe(2);
+      expect(first.err()).toContain('--first-token goes with --replication etcd: the group protocol\'s tokens come from its configuration version');
+    }
+    const reseedEtcd = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'gx', '--cluster', 'group', '--replication', 'etcd', '--reseed']);
+    expect(await reseedEtcd.exit).toBe(2);
+    expect(reseedEtcd.err()).toContain('--reseed goes with --replication group');
   });
 });

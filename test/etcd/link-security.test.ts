@@ -90,7 +90,7 @@ describe.skipIf(!hasEtcd)('the node-link port under attack', () => {
   const pool = new ClientPool();
 
   async function start(name: string): Promise<Node> {
-    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', CLUSTER, '--first-token', '1', '--auth-token', TOK, '--node-ttl', '4'])) };
+    const n = { name, ...(await startNode(['--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', CLUSTER, '--first-token', '1', '--auth-token', TOK, '--node-ttl', '4'])) };
     const at = nodes.findIndex((x) => x.name === name);
     if (at === -1) nodes.push(n);
     else nodes[at] = n;

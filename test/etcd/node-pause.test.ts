@@ -23,7 +23,7 @@ describe.skipIf(!hasEtcd)('a node paused past its lease', () => {
 
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
-    for (const name of ['p1', 'p2']) nodes.push({ name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'pause', '--first-token', '1', '--node-ttl', '3', '--http-port', '0', '--admin-token', ADMIN], process.env, 40_000)) });
+    for (const name of ['p1', 'p2']) nodes.push({ name, ...(await startNode(['--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'pause', '--first-token', '1', '--node-ttl', '3', '--http-port', '0', '--admin-token', ADMIN], process.env, 40_000)) });
   }, 90_000);
   afterAll(async () => {
     pool.closeAll();

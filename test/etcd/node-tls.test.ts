@@ -36,7 +36,7 @@ describe.skipIf(!hasEtcd || !hasOpenssl).each(['etcd', 'group'] as const)('dlock
     if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
     etcd = await EtcdCluster.start(1);
     for (const name of ['s1', 's2']) {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', `tls-${engine}`, '--auth-token', TOKEN, '--tls-cert', cert, '--tls-key', key, '--tls-ca', cert, '--cluster-secret-file', secretFile, ...(engine === 'group' ? ['--replication', 'group'] : ['--first-token', '1'])]);
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', `tls-${engine}`, '--auth-token', TOKEN, '--tls-cert', cert, '--tls-key', key, '--tls-ca', cert, '--cluster-secret-file', secretFile, '--replication', engine, ...(engine === 'etcd' ? ['--first-token', '1'] : [])]);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
       const m = /address=127\.0\.0\.1:(\d+) link=(\S+)/.exec(proc.out());
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);

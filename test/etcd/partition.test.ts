@@ -40,7 +40,7 @@ describe.skipIf(!hasEtcd || !canMakeHosts)('a partition between hosts', () => {
     etcd = await EtcdCluster.start(3, hosts.hosts); // a member on each host
     for (const [i, h] of hosts.hosts.entries()) {
       const name = `h${i}`;
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--host', h.addr, '--cluster', 'part', '--auth-token', TOKEN, '--first-token', '1'], undefined, process.env, h.ns);
+      const proc = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', name, '--host', h.addr, '--cluster', 'part', '--auth-token', TOKEN, '--first-token', '1'], undefined, process.env, h.ns);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
       const m = /address=[\d.]+:(\d+)/.exec(proc.out());
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);

@@ -7,7 +7,8 @@
  * clock stepped, a host cut off, a node restarted with its clock stepped,
  * a node paused longer than its ttl, the leader's clock run fast or slow,
  * any node killed. Leases are in the workload throughout [LP-8]. A bounded
- * run: `npm run chaos -- --procs` runs it as long as asked.
+ * run, on each engine (the group protocol, the default, and the etcd log):
+ * `npm run chaos -- --procs` runs it as long as asked.
  */
 import { describe, expect, it } from 'vitest';
 import { expectSafeRun } from '../helpers/safety-expect.js';
@@ -17,8 +18,8 @@ import { hasEtcd } from '../helpers/etcd.js';
 import { canMakeHosts } from '../helpers/netns.js';
 
 describe.skipIf(!hasEtcd)('a bounded chaos run across processes', () => {
-  it('at least 5k grants under kills, pauses, moved clocks and partitions, each at least once: no violations, every request answered', async () => {
-    const r = await runSafetyProcs({ grants: 5000, seconds: 60, untilEachFault: true, faults: ALL_PROC_FAULTS, gapMs: 1000 });
+  for (const replication of ['group', 'etcd'] as const) it(`--replication ${replication}: at least 5k grants under kills, pauses, moved clocks and partitions, each at least once: no violations, every request answered`, async () => {
+    const r = await runSafetyProcs({ grants: 5000, seconds: 60, untilEachFault: true, faults: ALL_PROC_FAULTS, gapMs: 1000, replication });
     // The faults happened: the leader's process was killed and another node elected; and each kind below.
     expectSafeRun(r, 'safety across processes', 5000, 'elections after the first');
     if (canMakeHosts) expect(r.faults['partition'] ?? 0).toBeGreaterThanOrEqual(1);

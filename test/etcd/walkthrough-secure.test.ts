@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/client.js';
 import { hasOpenssl, makeTestCa, type TestCa } from '../helpers/certs.js';
-import { dumpOnFailure, startNode, type ReadyNode } from '../helpers/dlock-process.js';
+import { dumpOnFailure, groupWhole, startNode, type ReadyNode } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { eventually } from '../helpers/line-client.js';
 
@@ -40,12 +40,14 @@ describe.skipIf(!hasEtcd || !hasOpenssl)('the walkthrough with TLS on every hop'
       return p;
     };
     const flags = [
-      ...etcd.cliFlags(), '--etcd-user', 'dlock', '--etcd-password-file', file('etcd-password', PASSWORD), '--cluster', 'secure', '--first-token', '1',
+      ...etcd.cliFlags(), '--etcd-user', 'dlock', '--etcd-password-file', file('etcd-password', PASSWORD), '--cluster', 'secure',
       '--auth-token-file', file('token', TOKEN), '--cluster-secret-file', file('cluster-secret', 'walkthrough-cluster-secret-0123456789'),
       // One certificate for every node here (good for server and client auth); --tls-ca signs it.
       '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca,
     ];
     for (const name of ['leader', 'follower-1', 'follower-2']) nodes.push({ name, ...(await startNode([...flags, '--name', name, '--node-ttl', '4'])) });
+    // dlock node's default, the group protocol: each node takes writes once it is a member.
+    await groupWhole(nodes);
   }, 120_000);
   afterAll(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
@@ -89,8 +91,10 @@ describe.skipIf(!hasEtcd || !hasOpenssl)('the walkthrough with TLS on every hop'
       }
     }
     for (const n of nodes) expect(n.proc.out()).not.toMatch(/no longer the leader|stopping:|rejoining/);
+    // One primary all along: the first.
+    expect(nodes.map((n) => n.proc.out().match(/now the primary/g)?.length ?? 0)).toEqual([1, 0, 0]);
     // Every write through a follower crossed a mutual-TLS link; none was refused.
-    for (const n of nodes) expect(n.proc.out()).not.toMatch(/node link from .* refused|cannot link/);
-    expect(f1.proc.out()).toMatch(/linked to the leader leader at /);
+    for (const n of nodes) expect(n.proc.out()).not.toMatch(/node link from .* refused|cannot link|no link to/);
+    expect(f1.proc.out()).toMatch(/linked to leader\.\d+ at /);
   }, 60_000);
 });

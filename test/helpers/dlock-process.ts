@@ -81,3 +81,27 @@ export async function startNode(args: string[], env: NodeJS.ProcessEnv = process
   if (m === null) throw new Error(`dlock node ${args.join(' ')} did not get ready:\n${proc.out()}\n${proc.err()}`);
   return { proc, port: Number(m[1]), link: Number(m[2]) };
 }
+
+/**
+ * On the group protocol a node starts as a learner and takes writes once
+ * it is a member of the configuration: wait until every one of `nodes` has
+ * logged that it is the primary or a secondary in the latest configuration
+ * version any of them logged.
+ */
+export async function groupWhole(nodes: Array<{ proc: Running }>, timeoutMs = 30_000): Promise<void> {
+  const line = /configuration (\d+): .*; this node is (the primary|a secondary|a learner)$/gm;
+  await eventually(
+    () => {
+      const last = nodes.map((n) => {
+        let at = { version: 0, role: '' };
+        for (const m of n.proc.out().matchAll(line)) at = { version: Number(m[1]), role: m[2] as string };
+        return at;
+      });
+      const latest = Math.max(...last.map((l) => l.version));
+      return last.every((l) => l.version === latest && l.role !== 'a learner');
+    },
+    'every node a member of the latest configuration',
+    timeoutMs,
+    50,
+  );
+}

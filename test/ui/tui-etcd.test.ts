@@ -23,7 +23,7 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
   beforeAll(async () => {
     etcd = await EtcdCluster.start(1);
     for (const name of ['t1', 't2']) {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'view', '--auth-token', TOKEN, '--first-token', '1']);
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'view', '--auth-token', TOKEN]);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
       const m = /address=127\.0\.0\.1:(\d+)/.exec(proc.out());
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);
@@ -79,7 +79,7 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
 
   it('a leader killed with -9 is shown down at once, counted against the cluster (2/3 up), and the next leader is logged', async () => {
     for (const name of ['t3', 't4']) {
-      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'view', '--auth-token', TOKEN, '--first-token', '1']);
+      const proc = run(['node', '--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', 'view', '--auth-token', TOKEN]);
       await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${name} ready`, 20_000);
       const m = /address=127\.0\.0\.1:(\d+)/.exec(proc.out());
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);

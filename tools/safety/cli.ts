@@ -3,13 +3,14 @@
  * the safety harness for as long as asked (N seconds, or until N grants,
  * whichever comes first), then a summary; exit status 1 on any violation.
  *
- * `npm run chaos -- --procs [--seconds N] [--grants N] [--replication group]`: three `dlock node`
- * processes on a 3-member etcd instead (procs.ts), with process kills
+ * `npm run chaos -- --procs [--seconds N] [--grants N] [--replication etcd]`: three `dlock node`
+ * processes on a 3-member etcd instead (procs.ts), on the group protocol
+ * (the default of `dlock node`) or the etcd log engine, with process kills
  * (-9) of the leader and of any node, pauses (SIGSTOP) longer than the
  * election lease and than the node ttl, wall clocks stepped ±90 s (while
  * running and on restart) and run at ×1.5 and ×0.7 on the leader, and, as
- * root, hosts cut off by network partitions. With `--replication group
- * --data-dir`, each node keeps its log in a data dir of its own, and the
+ * root, hosts cut off by network partitions. With the group protocol and
+ * `--data-dir`, each node keeps its log in a data dir of its own, and the
  * schedule adds kill-all: every node killed (-9) at once and started again.
  *
  * `--timeline FILE`: after a run with violations, every line the nodes
@@ -29,7 +30,7 @@ const positive = (name: string) => (v: number): number => {
 // The same parsing as the dlock command: unknown flags and --help are not a chaos run.
 const a = await yargs(hideBin(process.argv))
   .scriptName('npm run chaos --')
-  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd | --replication group]\n$0 --procs [--seconds N] [--grants N] [--replication etcd|group [--data-dir]] [--timeline FILE]')
+  .usage('$0 [--seconds N] [--grants N] [--chaos SPEC] [--clients N] [--locks N] [--followers N] [--etcd | --replication group]\n$0 --procs [--seconds N] [--grants N] [--replication group|etcd] [--data-dir] [--timeline FILE]')
   .option('seconds', { type: 'number', default: 60, coerce: positive('seconds'), describe: 'run this long (or until --grants)' })
   .option('grants', { type: 'number', coerce: positive('grants'), describe: 'stop after this many grants' })
   .option('chaos', { type: 'string', describe: `faults of the in-process run (default ${DEFAULT_CHAOS})` })
@@ -38,12 +39,12 @@ const a = await yargs(hideBin(process.argv))
   .option('followers', { type: 'number', default: 2, coerce: positive('followers') })
   .option('etcd', { type: 'boolean', default: false, describe: 'the in-process cluster on a local etcd member' })
   .option('procs', { type: 'boolean', default: false, describe: 'three dlock node processes on a 3-member etcd' })
-  .option('data-dir', { type: 'boolean', default: false, describe: 'with --procs --replication group: each node keeps its log in a data dir, and every node is also killed at once (kill-all)' })
-  .option('replication', { choices: ['etcd', 'group', 'primary-backup'] as const, describe: 'the nodes\' engine: with --procs etcd (default) or group; in process primary-backup (default) or group' })
+  .option('data-dir', { type: 'boolean', default: false, describe: 'with --procs on the group protocol: each node keeps its log in a data dir, and every node is also killed at once (kill-all)' })
+  .option('replication', { choices: ['etcd', 'group', 'primary-backup'] as const, describe: 'the nodes\' engine: with --procs group (default) or etcd; in process primary-backup (default) or group' })
   .check((x) => {
     if (x.procs && x.replication === 'primary-backup') throw new Error('--replication primary-backup is the in-process engine; with --procs give etcd or group');
     if (!x.procs && x.replication === 'etcd') throw new Error('--replication etcd is for --procs; in process give --etcd for the cluster on etcd');
-    if (x['data-dir'] && !(x.procs && x.replication === 'group')) throw new Error('--data-dir goes with --procs --replication group');
+    if (x['data-dir'] && !(x.procs && x.replication !== 'etcd')) throw new Error('--data-dir goes with --procs on the group protocol (not --replication etcd, whose log is etcd\'s)');
     if (x.replication === 'group' && x.etcd) throw new Error('--replication group in process keeps its configuration in process: leave out --etcd');
     return true;
   })
@@ -74,7 +75,7 @@ if (a.procs) {
     dataDir: a['data-dir'],
     clients: num('clients', 24),
     locks: num('locks', 24),
-    replication: a.replication === 'group' ? 'group' : 'etcd',
+    replication: a.replication === 'etcd' ? 'etcd' : 'group',
     onProgress: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(report(r, `faults injected ${JSON.stringify(r.faults)}; elections after the first ${r.failovers}; process restarts ${r.restarts}`));

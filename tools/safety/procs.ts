@@ -69,7 +69,7 @@ export interface ProcsOptions {
   nodeTtlS?: number;
   clients?: number;
   locks?: number;
-  /** The nodes' --replication: the log in etcd (default) or the group protocol (docs/design.md). */
+  /** The nodes' --replication: the group protocol (docs/design.md; the default) or the log in etcd. */
   replication?: 'etcd' | 'group';
   /** With the group protocol: each node keeps its log in a data dir of its own, kept across its restarts ('kill-all' needs it). */
   dataDir?: boolean;
@@ -148,7 +148,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     }
     const quiet = process.env.SAFETY_LOG === '1' ? [] : ['--quiet'];
     const spawnNode = (n: ProcNode): Promise<void> => {
-      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), ...(o.replication === 'group' ? ['--replication', 'group'] : ['--first-token', '1']), ...(dataRoot === null ? [] : ['--data-dir', join(dataRoot, n.name)]), '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
+      const args = [CLI, 'node', '--etcd', endpoints, '--name', n.name, '--cluster', 'chaos', '--host', n.host, '--port', String(n.port), ...(o.replication === 'etcd' ? ['--replication', 'etcd', '--first-token', '1'] : ['--replication', 'group']), ...(dataRoot === null ? [] : ['--data-dir', join(dataRoot, n.name)]), '--node-ttl', String(nodeTtlS), ...quiet, ...(n.netns === undefined ? [] : ['--insecure'])];
       const env = n.clock === null ? process.env : movableClock(n.clock);
       const proc = n.netns === undefined ? spawn(process.execPath, args, { stdio: 'pipe', env }) : spawn('ip', ['netns', 'exec', n.netns, process.execPath, ...args], { stdio: 'pipe', env });
       n.proc = proc;
