@@ -186,6 +186,32 @@ export class GroupHost {
     this.pump();
   }
 
+  /**
+   * A secondary stopping on purpose: store the configuration without it.
+   * Otherwise its primary holds writes until its lease from it lapses, and
+   * a failover meanwhile carries it into the next configuration as a
+   * member that will never answer (writes held again, for a lease). Like
+   * the primary's own removals, it only shrinks the group, by
+   * compare-and-swap on the version; the primary goes on counting
+   * (core/token-space.ts) and ends the node's sessions as it learns it
+   * left [LP-8]. Resolves true once a configuration without this node is
+   * stored; false when it is not a secondary (the primary is replaced by
+   * its secondaries' grace; a learner is not a member), or after three
+   * lost races.
+   */
+  async leave(): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const c = await this.o.config.current();
+      if (c === null || !c.secondaries.includes(this.o.id)) return false;
+      const next = { version: c.version + 1, primary: c.primary, secondaries: c.secondaries.filter((s) => s !== this.o.id) };
+      if ((await this.o.config.propose(c, next)).won) {
+        this.o.log('info', `left: configuration ${next.version} without this node`);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** The primary: store the same configuration under the next version (Group.renewVersion). */
   renewVersion(): boolean {
     const asked = this.group.renewVersion();

@@ -105,7 +105,7 @@ describe.skipIf(!hasEtcd)('dlock node --replication group --data-dir', () => {
     const other = run([...args('d9').slice(0, -1), join(root, 'd1')]);
     expect(await other.exit).toBe(1);
     expect(other.err()).toMatch(/holds the log of node d1 of cluster durable, not d9 of durable/);
-    const etcdEngine = run(['node', '--etcd', etcd.endpoints.join(','), '--name', 'dx', '--cluster', 'durable', '--data-dir', join(root, 'dx')]);
+    const etcdEngine = run(['node', '--replication', 'etcd', '--etcd', etcd.endpoints.join(','), '--name', 'dx', '--cluster', 'durable', '--data-dir', join(root, 'dx')]);
     expect(await etcdEngine.exit).toBe(2);
     expect(etcdEngine.err()).toContain('--data-dir goes with --replication group');
   });

@@ -6,12 +6,16 @@
  *  - with etcd stopped (SIGSTOP), the goodbye to etcd (unused client ids,
  *    the live key, the election key) is given up after a bound, each thing
  *    not done is said, and the node exits 0 within seconds instead of
- *    hanging on etcd.
+ *    hanging on etcd;
+ *  - on the group protocol, a secondary takes itself out of the
+ *    configuration before it exits, so no write waits for its lease.
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dumpOnFailure, startNode, type ReadyNode } from '../helpers/dlock-process.js';
+import { Etcd3 } from 'etcd3';
+import { dumpOnFailure, groupWhole, startNode, type ReadyNode } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
+import { LineClient } from '../helpers/line-client.js';
 
 /** A client that connects and sends nothing, and keeps its side open after the node's FIN; resolves `gone` at that FIN. */
 async function idleClient(port: number): Promise<{ gone: Promise<void>; destroy: () => void }> {
@@ -29,8 +33,8 @@ describe.skipIf(!hasEtcd).each(['etcd', 'group'] as const)('SIGTERM of dlock nod
   let etcd: EtcdCluster;
   const nodes: Array<ReadyNode & { name: string }> = [];
   dumpOnFailure(() => nodes);
-  const start = async (name: string): Promise<ReadyNode & { name: string }> => {
-    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', `stop-${engine}`, '--replication', engine, '--node-ttl', '2'], process.env, 40_000)) };
+  const start = async (name: string, cluster = `stop-${engine}`): Promise<ReadyNode & { name: string }> => {
+    const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', cluster, '--replication', engine, '--node-ttl', '2'], process.env, 40_000)) };
     nodes.push(n);
     return n;
   };
@@ -55,6 +59,31 @@ describe.skipIf(!hasEtcd).each(['etcd', 'group'] as const)('SIGTERM of dlock nod
     idle.destroy();
     expect(n.proc.out()).not.toMatch(/owed/);
     expect(ms).toBeLessThan(4000); // the drain deadline alone was 5 s
+  }, 60_000);
+
+  it.skipIf(engine === 'etcd')('a secondary is out of the configuration by the time it exits, so no write waits for its lease', async () => {
+    const cluster = 'stop-leave';
+    const a = await start('la', cluster);
+    const b = await start('lb', cluster);
+    await groupWhole([a, b]);
+    const member = /member=(\S+)/.exec(b.proc.out())?.[1];
+    expect(member).toMatch(/^lb\./);
+    const c = await LineClient.open(a.port);
+    b.proc.child.kill('SIGTERM');
+    expect(await b.proc.exit).toBe(0);
+    // Read at once: the primary alone would have taken it out only once its lease from it lapsed (1.5 s).
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      const config = JSON.parse((await client.get(`/dlock/${cluster}/config`).string()) ?? 'null') as { primary: string; secondaries: string[] };
+      expect(config.secondaries).not.toContain(member);
+    } finally {
+      client.close();
+    }
+    expect(b.proc.out()).toMatch(/left: configuration \d+ without this node/);
+    const t0 = performance.now();
+    expect(await c.ask('preempt after-leave')).toMatch(/^PreemptLock Success/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    c.close();
   }, 60_000);
 
   it('with etcd stopped, says what it could not do and exits 0 within seconds', async () => {
