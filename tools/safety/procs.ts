@@ -23,6 +23,14 @@
  * `dlock tui --etcd` reads it, src/observe.ts), every lease that must
  * still be held is asked of every node, and the checker decides.
  *
+ * Faults come one at a time, each once every node serves again; on the
+ * group protocol also once the stored configuration has every node as a
+ * member. Otherwise a fault could take the last member of a configuration
+ * that had shrunk to one (its primary removes secondaries whose leases
+ * lapse, as under a pause), which without data dirs loses the group until
+ * an operator's --reseed (docs/design.md, "Tokens, and the loss of every
+ * member"); the protocol simulation spares that member for the same reason.
+ *
  * Used by `npm run chaos -- --procs` (cli.ts) and test/etcd/safety-procs.test.ts.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -32,6 +40,7 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { readClusterSecret, viewOnce } from '../../src/observe.js';
 import { parseMember } from '../../src/replication/etcd-members.js';
+import { decodeConfig } from '../../src/config/config.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +120,14 @@ function serves(host: string, port: number): Promise<boolean> {
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The group protocol: whether the configuration stored for the chaos cluster has `members` members (primary and secondaries). */
+async function configHas(client: Etcd3, members: number): Promise<boolean> {
+  const text = await client.get('/dlock/chaos/config').string();
+  if (text === null) return false;
+  const c = decodeConfig(text, '/dlock/chaos/config');
+  return 1 + c.secondaries.length >= members;
+}
+
 /** Every live node's link address, by name, from its live key in etcd. */
 /** Each live node's link, as etcd lists it, and the cluster secret the harness observes them with (kept in etcd: the nodes have no --cluster-secret-file). */
 async function etcdLinks(endpoints: string[]): Promise<{ links: Map<string, string>; secret: string }> {
@@ -189,9 +206,18 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     failovers = 0; // the first election is not a failover
 
     const allServe = async (): Promise<boolean> => (await Promise.all(nodes.map((n) => serves(n.host, n.port)))).every(Boolean);
+    const whole = async (): Promise<boolean> => {
+      if (o.replication === 'etcd') return true;
+      const client = new Etcd3({ hosts: etcd?.endpoints ?? [] });
+      try {
+        return await configHas(client, nodes.length);
+      } finally {
+        client.close();
+      }
+    };
     const settle = async (ms: number): Promise<void> => {
       const deadline = performance.now() + ms;
-      while (!(await allServe())) {
+      while (!((await allServe()) && (await whole()))) {
         if (performance.now() > deadline) throw new Error(`the nodes did not all serve within ${ms} ms; the last log lines:\n${lastLines()}`);
         await pause(200);
       }
