@@ -6,7 +6,7 @@
  * as a client, and a node that stops shown gone.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, run, type Running } from '../helpers/dlock-process.js';
+import { CLI, groupWhole, run, type Running } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { eventually, LineClient } from '../helpers/line-client.js';
 import { hasTmux, Tmux } from '../helpers/tmux.js';
@@ -29,6 +29,7 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);
       nodes.push({ name, proc, port: Number(m[1]) });
     }
+    await groupWhole(nodes); // dlock node's default, the group protocol: a node takes writes once it is a member
     tmux = new Tmux(120, 34);
   }, 60_000);
   afterAll(async () => {
@@ -85,6 +86,7 @@ describe.skipIf(!hasEtcd || !hasTmux)('dlock tui --etcd', () => {
       if (m === null) throw new Error(`${name} did not start:\n${proc.out()}\n${proc.err()}`);
       nodes.push({ name, proc, port: Number(m[1]) });
     }
+    await groupWhole(nodes.filter((n) => n.proc.child.exitCode === null));
     await tmux.until(/ 3\/3 up │/, 'three nodes up', 15_000);
     const alive = nodes.filter((n) => n.proc.child.exitCode === null);
     let leader: (typeof alive)[number] | undefined;

@@ -1,7 +1,8 @@
 /**
  * The layers (the guide's rule 8, "the TUI is a view"): nothing under src/
  * or workers/ imports ui/. The library and the nodes build and run without
- * the TUI; the one place that picks a view is the command, ui/cli.ts.
+ * the TUI; the one place that picks a view is the executable, ui/cli.ts,
+ * which runs the command (src/cli) with the TUI as its screens.
  * And from the bottom up: the pure lock table (src/core) imports nothing
  * of ours; the line protocol (src/protocol) and the frame codec
  * (src/codec) only the core; the client-facing server (src/server:
@@ -59,6 +60,12 @@ describe('layers', () => {
     const files = [...sources('src'), ...sources('workers')];
     expect(files.length).toBeGreaterThan(30);
     const offending = files.filter((f) => /(?:from|import\()\s*['"](?:\.\.\/)+ui\//.test(readFileSync(join(root, f), 'utf8')));
+    expect(offending).toEqual([]);
+  });
+
+  it('the command (src/cli) is the top of src/: nothing else under src/ or workers/ imports it', () => {
+    const files = [...sources('src'), ...sources('workers')].filter((f) => !f.startsWith(join('src', 'cli')));
+    const offending = files.flatMap((f) => importedFolders(f).filter((d) => d === 'cli').map((d) => `${f} imports src/${d}`));
     expect(offending).toEqual([]);
   });
 });

@@ -9,7 +9,7 @@
  *
  * Threading: the main thread; synchronous.
  */
-import { ALLOWED_HOST_NAME } from '../src/admin/admin-http.js';
+import { ALLOWED_HOST_NAME } from '../admin/admin-http.js';
 
 export const HTTP_ALLOWED_HOST_OPTION = {
   type: 'string',

@@ -9,7 +9,7 @@
  *
  * Threading: the main thread; synchronous.
  */
-import { DEFAULT_LIMITS, type Limits } from '../src/server/limits.js';
+import { DEFAULT_LIMITS, type Limits } from '../server/limits.js';
 
 export const LIMIT_OPTIONS = {
   'max-clients': { type: 'number', default: DEFAULT_LIMITS.maxClients, describe: 'client connections per node' },

@@ -23,8 +23,8 @@
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { checkEtcdAccess, EtcdAccessError, type EtcdAccess } from '../src/replication/etcd-access.js';
-import { readSecretFile } from '../src/secrets.js';
+import { checkEtcdAccess, EtcdAccessError, type EtcdAccess } from '../replication/etcd-access.js';
+import { readSecretFile } from '../secrets.js';
 
 /** A flag for etcd that cannot be used, with the reason (a usage error). */
 export class EtcdFlagError extends Error {

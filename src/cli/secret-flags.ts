@@ -15,7 +15,7 @@
  *
  * Threading: the main thread; synchronous.
  */
-import { readSecretFile } from '../src/secrets.js';
+import { readSecretFile } from '../secrets.js';
 
 export const AUTH_TOKEN_FILE_OPTION = { type: 'string', describe: 'read the auth token from this file (one word; keeps it out of ps); not with --auth-token' } as const;
 export const ADMIN_TOKEN_FILE_OPTION = { type: 'string', describe: 'read the admin token from this file (one word; keeps it out of ps); not with --admin-token' } as const;
