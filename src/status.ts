@@ -31,7 +31,7 @@ export interface ClusterStatus {
    * the process dies). `answers`: something accepts at its link address
    * now (null: not probed, no live key); a killed process is seen at once.
    */
-  nodes: Array<{ name: string; index: number; live: boolean; answers: boolean | null; address: string; link: string; role: 'leader' | 'follower' | 'learner' | null; applied: number | null }>;
+  nodes: Array<{ name: string; index: number; live: boolean; answers: boolean | null; address: string; link: string; role: 'leader' | 'follower' | 'learner' | null; applied: number | null; admin: string | null }>;
   /** The group protocol's configuration, where the cluster runs it; `problem`: what is wrong with a stored one that does not parse. */
   group?: { config: GroupConfig | null; problem: string | null };
 }
@@ -70,11 +70,12 @@ export async function clusterStatus(etcd: EtcdAccess, cluster: string): Promise<
         link: m?.link ?? '-',
         role: m === undefined ? null : name === leader ? 'leader' : 'follower',
         applied: m?.applied ?? null,
+        admin: m?.admin ?? null,
       };
     });
     // Nodes of `dlock up --etcd` have their indexes by name, not from names/.
     for (const m of byName.values()) {
-      if (!nodes.some((n) => n.name === m.name)) nodes.push({ name: m.name, index: m.index, live: true, answers: null, address: m.address, link: m.link, role: m.name === leader ? 'leader' : 'follower', applied: m.applied ?? null });
+      if (!nodes.some((n) => n.name === m.name)) nodes.push({ name: m.name, index: m.index, live: true, answers: null, address: m.address, link: m.link, role: m.name === leader ? 'leader' : 'follower', applied: m.applied ?? null, admin: m.admin ?? null });
     }
     nodes.sort((a, b) => a.index - b.index);
     // Liveness as it is: a live key outlives a killed process by up to the node ttl; its link port does not.
@@ -141,9 +142,20 @@ export function formatStatus(s: ClusterStatus): string {
  */
 export function clientAddresses(s: ClusterStatus): Array<{ host: string; port: number }> {
   const usable = s.nodes.filter((n) => n.live && n.answers !== false && n.address !== '' && n.address !== '-');
-  usable.sort((a, b) => Number(b.name === s.leader) - Number(a.name === s.leader) || a.index - b.index);
-  return usable.map((n) => {
-    const at = n.address.lastIndexOf(':');
-    return { host: n.address.slice(0, at), port: Number(n.address.slice(at + 1)) };
-  });
+  return leaderFirst(s, usable).map((n) => hostPort(n.address));
+}
+
+/** The admin APIs (`--http-port`) the live nodes advertise, the leader's first: for `dlock admin --etcd`. */
+export function adminAddresses(s: ClusterStatus): Array<{ host: string; port: number }> {
+  const usable = s.nodes.filter((n) => n.live && n.answers !== false && n.admin !== null);
+  return leaderFirst(s, usable).map((n) => hostPort(n.admin as string));
+}
+
+function leaderFirst<T extends { name: string; index: number }>(s: ClusterStatus, nodes: T[]): T[] {
+  return [...nodes].sort((a, b) => Number(b.name === s.leader) - Number(a.name === s.leader) || a.index - b.index);
+}
+
+function hostPort(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  return { host: address.slice(0, at), port: Number(address.slice(at + 1)) };
 }

@@ -112,6 +112,14 @@ function clientEtcd(a: { etcd?: string | undefined }): string | undefined {
   return portGiven || env === undefined || env === '' ? undefined : env;
 }
 
+/** The etcd `dlock admin` finds the admin API in, or undefined: --http-port names it. */
+function adminEtcd(a: { etcd?: string | undefined }): string | undefined {
+  if (a.etcd !== undefined) return a.etcd;
+  const portGiven = process.argv.slice(2).some((w) => w === '--http-port' || w.startsWith('--http-port='));
+  const env = process.env['DLOCK_ETCD'];
+  return portGiven || env === undefined || env === '' ? undefined : env;
+}
+
 /** The nodes of `cluster` that a client can connect to, from etcd (leader first); exits 2 with the reason when there are none. */
 async function nodesFromEtcd(a: EtcdFlags & { cluster: string }, command: string): Promise<Array<{ host: string; port: number }>> {
   const { clusterStatus, clientAddresses } = await import('../status.js');
@@ -425,13 +433,16 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
     )
     .command(
       'admin <action> [lock]',
-      'the admin API from the shell: dlock admin locks [--prefix P] | clients | revoke LOCK',
+      'the admin API from the shell: dlock admin locks [--prefix P] | clients | revoke LOCK | health; at --http-port, or found in etcd (--etcd)',
       (y) =>
         y
           .positional('action', { choices: ['locks', 'clients', 'revoke', 'health'] as const, describe: 'what to do' })
           .positional('lock', { type: 'string', describe: 'with revoke: the lock to force-release' })
           .option('http-port', { type: 'number', default: 9080, describe: 'the admin API\'s port (dlock up --http-port)' })
           .option('http-host', { type: 'string', default: '127.0.0.1' })
+          .option('etcd', { type: 'string', describe: 'find the admin API in etcd (its client URLs or HOST:PORT, comma-separated) instead of --http-port: the one the leader advertises (dlock node --http-port), else another\'s (default: $DLOCK_ETCD when --http-port is not given)' })
+          .option('cluster', CLUSTER_OPTION)
+          .options(ETCD_ACCESS_OPTIONS)
           .option('admin-token', { type: 'string', describe: 'default: $DLOCK_ADMIN_TOKEN' })
           .option('admin-token-file', ADMIN_TOKEN_FILE_OPTION)
           .option('prefix', { type: 'string', default: '', describe: 'with locks: only names starting with this' })
@@ -441,11 +452,37 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
             checkTokenFlags(a);
             if (a.action === 'revoke' && (a.lock === undefined || a.lock === '')) throw new Error('revoke needs the lock: dlock admin revoke LOCK');
             if (!Number.isInteger(a['http-port']) || a['http-port'] < 1 || a['http-port'] > 65535) throw new Error('--http-port must be a port number from 1 to 65535');
+            const etcd = adminEtcd(a);
+            if (etcd !== undefined) {
+              if (argv.slice(2).some((w) => w === '--http-port' || w.startsWith('--http-port='))) throw new Error('--etcd and --http-port: give one or the other');
+              etcdAccessOf({ ...a, etcd });
+            } else checkEtcdFlagsNeedEtcd(a);
             return true;
           }),
       async (a) => {
         const { adminCommand } = await import('../admin/admin-command.js');
-        process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: a['http-host'], port: a['http-port'], token: adminTokenOf(a), prefix: a.prefix, limit: a.limit, json: a.json });
+        const etcd = adminEtcd(a);
+        let at = { host: a['http-host'], port: a['http-port'] };
+        if (etcd !== undefined) {
+          const { clusterStatus, adminAddresses } = await import('../status.js');
+          const access = etcdAccessOf({ ...a, etcd });
+          let found: Array<{ host: string; port: number }>;
+          try {
+            found = adminAddresses(await clusterStatus(access, a.cluster));
+          } catch (err) {
+            process.stderr.write(`dlock admin: cannot read the cluster from etcd at ${describeEtcd(access)}: ${etcdErrorText(access, err as Error)}\n`);
+            process.exitCode = 2;
+            return;
+          }
+          const first = found[0];
+          if (first === undefined) {
+            process.stderr.write(`dlock admin: no live node of cluster ${a.cluster} in etcd at ${describeEtcd(access)} serves the admin API (start dlock node with --http-port)\n`);
+            process.exitCode = 2;
+            return;
+          }
+          at = first;
+        }
+        process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: at.host, port: at.port, token: adminTokenOf(a), prefix: a.prefix, limit: a.limit, json: a.json });
       },
     )
     .command(

@@ -75,6 +75,11 @@ export class EtcdNode extends ReplicaNode {
     return this.replication as EtcdReplication;
   }
 
+  /** Where this node's admin API answers, put in its live key for `dlock admin --etcd`. */
+  advertiseAdmin(address: string): Promise<void> {
+    return this.etcd.advertiseAdmin(address);
+  }
+
   /** Where other nodes link to this one (host:port), once started. */
   get linkEndpoint(): string {
     return this.etcd.linkEndpoint;

@@ -82,6 +82,8 @@ export interface MemberInfo {
   leads?: boolean;
   /** On the group protocol: the run's member id (`name.run`, config/config.ts), so that a later run of the name is not taken for it. */
   member?: string;
+  /** HOST:PORT of its admin API (`--http-port`), for `dlock admin --etcd`. */
+  admin?: string;
 }
 
 export interface JoinResult {
@@ -100,6 +102,8 @@ export class EtcdMembership {
   private keeper: LeaseKeeper | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private info: MemberInfo | null = null;
+  /** Where this node's admin API answers (advertiseAdmin), put in its live key. */
+  private admin: string | null = null;
   private leaseId = '';
 
   constructor(
@@ -134,7 +138,7 @@ export class EtcdMembership {
     this.reservedTo = to;
     const lease = this.ns.lease(this.ttlS, { autoKeepAlive: false });
     this.lease = lease;
-    this.info = { name: this.name, index: this.index, ...info };
+    this.info = { name: this.name, index: this.index, ...info, ...(this.admin === null ? {} : { admin: this.admin }) };
     const value = JSON.stringify(this.info);
     const granting = performance.now(); // monotonic: renewals are intervals (etcd-lease.ts)
     const leaseId = await lease.grant();
@@ -351,6 +355,18 @@ export class EtcdMembership {
    * under the same lease, so it goes when the node does. No-op when nothing
    * changed.
    */
+  /**
+   * Say where this node's admin API answers (`dlock admin --etcd` reads it
+   * from the live key): kept for every later join and publish, and written
+   * now if the node is live.
+   */
+  async advertiseAdmin(address: string): Promise<void> {
+    this.admin = address;
+    if (this.info === null || this.lease === null) return;
+    this.info = { ...this.info, admin: address };
+    await this.ns.put(`live/${this.name}`).value(JSON.stringify(this.info)).lease(this.leaseId).exec();
+  }
+
   async publish(applied: number, leads: boolean, address: string): Promise<void> {
     const info = this.info;
     if (info === null || this.lease === null || (info.applied === applied && info.leads === leads && info.address === address)) return;
@@ -422,6 +438,7 @@ export function parseMember(text: string): MemberInfo | null {
   if (m['applied'] !== undefined && !(typeof m['applied'] === 'number' && Number.isSafeInteger(m['applied']) && m['applied'] >= 0)) return null;
   if (m['leads'] !== undefined && typeof m['leads'] !== 'boolean') return null;
   if (m['member'] !== undefined && !(typeof m['member'] === 'string' && NODE_NAME.test(m['member']) && m['member'].startsWith(`${m['name']}.`))) return null;
+  if (m['admin'] !== undefined && !(typeof m['admin'] === 'string' && m['admin'].length <= 300 && /^[^\s/]+:\d{1,5}$/.test(m['admin']))) return null;
   return {
     name: m['name'],
     index,
@@ -430,5 +447,6 @@ export function parseMember(text: string): MemberInfo | null {
     ...(m['applied'] === undefined ? {} : { applied: m['applied'] as number }),
     ...(m['leads'] === undefined ? {} : { leads: m['leads'] as boolean }),
     ...(m['member'] === undefined ? {} : { member: m['member'] as string }),
+    ...(m['admin'] === undefined ? {} : { admin: m['admin'] as string }),
   };
 }

@@ -304,6 +304,11 @@ export class EtcdReplication implements Replication {
     return undefined;
   }
 
+  /** Where this node's admin API answers, put in its live key for `dlock admin --etcd` (EtcdMembership.advertiseAdmin). */
+  advertiseAdmin(address: string): Promise<void> {
+    return this.members.advertiseAdmin(address);
+  }
+
   /**
    * Join: the link listener, membership, the log from its start (caught up
    * before this resolves), the leader's link, and the campaign.

@@ -129,4 +129,34 @@ describe.skipIf(!hasEtcd)('the admin API on dlock node', () => {
     await eventually(async () => (h = await health()).status === 200, 'the survivor leads', 30_000, 200);
     expect(h.reason).toMatch(/leads/);
   }, 60_000);
+
+  it('dlock admin finds the admin API in etcd (--etcd, or $DLOCK_ETCD without --http-port), on either engine', async () => {
+    for (const engine of ['group', 'etcd'] as const) {
+      const cluster = `admin-find-${engine}`;
+      const starts: Array<{ name: string; admin: boolean }> = [{ name: `f1-${engine}`, admin: true }, { name: `f2-${engine}`, admin: true }];
+      const ports: number[] = [];
+      for (const s of starts) {
+        const proc = run(['node', '--replication', engine, '--etcd', etcd.endpoints.join(','), '--name', s.name, '--cluster', cluster, '--http-port', '0', '--admin-token', TOKEN]);
+        nodes.push({ name: s.name, proc });
+        await eventually(() => /^ready /m.test(proc.out()) || proc.child.exitCode !== null, `${s.name} ready`, 20_000);
+        ports.push(Number(/address=127\.0\.0\.1:(\d+)/.exec(proc.out())?.[1]));
+      }
+      const c = await LineClient.open(ports[0] as number);
+      open.push(c);
+      expect(await c.ask('preempt found-in-etcd ttl=60000')).toMatch(/^PreemptLock Success/);
+      const locks = run(['admin', 'locks', '--etcd', etcd.endpoints.join(','), '--cluster', cluster, '--admin-token', TOKEN]);
+      expect(await locks.exit, locks.err()).toBe(0);
+      expect(locks.out()).toMatch(/found-in-etcd/);
+      const viaEnv = run(['admin', 'health', '--cluster', cluster, '--admin-token', TOKEN], undefined, { ...process.env, DLOCK_ETCD: etcd.endpoints.join(',') });
+      expect(await viaEnv.exit, viaEnv.err()).toBe(0);
+      expect(viaEnv.out()).toMatch(/ok|leads/);
+    }
+    // A cluster whose nodes serve no admin API: said, exit 2.
+    const none = run(['admin', 'health', '--etcd', etcd.endpoints.join(','), '--cluster', 'admin-kill-nobody']);
+    expect(await none.exit).toBe(2);
+    expect(none.err()).toMatch(/no live node of cluster admin-kill-nobody .* serves the admin API \(start dlock node with --http-port\)/);
+    const both = run(['admin', 'health', '--etcd', etcd.endpoints.join(','), '--http-port', '9080']);
+    expect(await both.exit).toBe(2);
+    expect(both.err()).toMatch(/--etcd and --http-port: give one or the other/);
+  }, 90_000);
 });

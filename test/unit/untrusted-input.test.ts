@@ -258,6 +258,10 @@ describe('what etcd holds is parsed, not trusted', () => {
   });
   it('a live key that is not a member is left out', () => {
     expect(parseMember('{"name":"n1","index":1,"address":"127.0.0.1:1","link":"127.0.0.1:2","applied":3,"leads":false}')).toEqual({ name: 'n1', index: 1, address: '127.0.0.1:1', link: '127.0.0.1:2', applied: 3, leads: false });
+    // The admin API's address, which dlock admin --etcd connects to: HOST:PORT or nothing.
+    const base = '"name":"n1","index":1,"address":"127.0.0.1:1","link":"127.0.0.1:2"';
+    expect(parseMember(`{${base},"admin":"127.0.0.1:9080"}`)?.admin).toBe('127.0.0.1:9080');
+    for (const admin of ['"http://evil/"', '"127.0.0.1"', '"a b:1"', '9080', '"h:123456"', `"${'h'.repeat(300)}:1"`]) expect(parseMember(`{${base},"admin":${admin}}`)).toBeNull();
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.json()), (text) => {
         const m = parseMember(text);

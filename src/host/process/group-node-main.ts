@@ -124,6 +124,8 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
   let node: GroupNode | null = null;
   let stopping = false;
   let clientAddress = '';
+  /** Where the admin API answers (--http-port), advertised in every live key this run puts. */
+  let adminAddress: string | null = null;
   /** For the admin API's metrics. */
   const counts: NodeCounts = { elections: 0, rejoins: 0 };
   /** The etcd lease is lost (etcd unreachable past its ttl, or it expired there): serve on, and register again once etcd answers. */
@@ -139,6 +141,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
     while (!stopping) {
       const m = new EtcdMembership(client, o.cluster, o.name, o.nodeTtlS, o.etcd);
       try {
+        if (adminAddress !== null) await m.advertiseAdmin(adminAddress); // kept for its join (it is not live yet)
         await withDeadline(m.join({ address: clientAddress, link: linkAddress, member: id }, lostLease, index), REGISTER_AGAIN_MS, 'registering again');
         m.adoptReservation(reservedTo);
         if (stopping) {
@@ -212,6 +215,8 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       client.close();
       return 1;
     }
+    adminAddress = admin.address;
+    await membership.advertiseAdmin(adminAddress).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
   }
   await membership.publish(0, false, clientAddress).catch((err: unknown) => log.line('warn', `publishing: ${(err as Error).message}`));
   // Client ids: the next block before this one runs out; names of new members for their indexes.

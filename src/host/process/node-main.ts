@@ -129,6 +129,8 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
       await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
       return 1;
     }
+    const address = admin.address;
+    await current.advertiseAdmin(address).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
   }
   log.flush();
 
@@ -177,6 +179,7 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
         continue;
       }
       current = node;
+      if (admin !== null) await node.advertiseAdmin(admin.address).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
       counts.rejoins++;
       log.line('warn', `rejoined the cluster after ${Math.round(performance.now() - since)} ms; serving on ${o.host}:${port}`);
       log.flush();
