@@ -120,18 +120,23 @@ function adminEtcd(a: { etcd?: string | undefined }): string | undefined {
   return portGiven || env === undefined || env === '' ? undefined : env;
 }
 
-/** The nodes of `cluster` that a client can connect to, from etcd (leader first); exits 2 with the reason when there are none. */
-async function nodesFromEtcd(a: EtcdFlags & { cluster: string }, command: string): Promise<Array<{ host: string; port: number }>> {
-  const { clusterStatus, clientAddresses } = await import('../status.js');
+/**
+ * What `command` connects to in `cluster`, from etcd, the leader's first:
+ * the nodes' client addresses, or (`admin`) their admin APIs. Exits 2 with
+ * the reason when there are none.
+ */
+async function nodesFromEtcd(a: EtcdFlags & { cluster: string }, command: string, what: 'clients' | 'admin' = 'clients'): Promise<Array<{ host: string; port: number }>> {
+  const { clusterStatus, clientAddresses, adminAddresses } = await import('../status.js');
   let found: Array<{ host: string; port: number }>;
   try {
-    found = clientAddresses(await clusterStatus(etcdAccessOf(a), a.cluster));
+    const s = await clusterStatus(etcdAccessOf(a), a.cluster);
+    found = what === 'admin' ? adminAddresses(s) : clientAddresses(s);
   } catch (err) {
     process.stderr.write(`dlock ${command}: cannot read the cluster from etcd at ${describeEtcd(etcdAccessOf(a))}: ${etcdErrorText(etcdAccessOf(a), err as Error)}\n`);
     process.exit(2);
   }
   if (found.length === 0) {
-    process.stderr.write(`dlock ${command}: no live node of cluster ${a.cluster} in etcd at ${describeEtcd(etcdAccessOf(a))}\n`);
+    process.stderr.write(`dlock ${command}: no live node of cluster ${a.cluster} in etcd at ${describeEtcd(etcdAccessOf(a))}${what === 'admin' ? ' serves the admin API (start dlock node with --http-port)' : ''}\n`);
     process.exit(2);
   }
   return found;
@@ -462,26 +467,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
       async (a) => {
         const { adminCommand } = await import('../admin/admin-command.js');
         const etcd = adminEtcd(a);
-        let at = { host: a['http-host'], port: a['http-port'] };
-        if (etcd !== undefined) {
-          const { clusterStatus, adminAddresses } = await import('../status.js');
-          const access = etcdAccessOf({ ...a, etcd });
-          let found: Array<{ host: string; port: number }>;
-          try {
-            found = adminAddresses(await clusterStatus(access, a.cluster));
-          } catch (err) {
-            process.stderr.write(`dlock admin: cannot read the cluster from etcd at ${describeEtcd(access)}: ${etcdErrorText(access, err as Error)}\n`);
-            process.exitCode = 2;
-            return;
-          }
-          const first = found[0];
-          if (first === undefined) {
-            process.stderr.write(`dlock admin: no live node of cluster ${a.cluster} in etcd at ${describeEtcd(access)} serves the admin API (start dlock node with --http-port)\n`);
-            process.exitCode = 2;
-            return;
-          }
-          at = first;
-        }
+        const at = etcd === undefined ? { host: a['http-host'], port: a['http-port'] } : ((await nodesFromEtcd({ ...a, etcd }, 'admin', 'admin'))[0] as { host: string; port: number });
         process.exitCode = await adminCommand({ action: a.action as 'locks' | 'clients' | 'revoke' | 'health', lock: a.lock ?? '', host: at.host, port: at.port, token: adminTokenOf(a), prefix: a.prefix, limit: a.limit, json: a.json });
       },
     )
