@@ -15,6 +15,8 @@
  *          each worker its own key (the least a lock on etcd can cost)
  *   get    a linearizable get of a missing key (etcd's read that cannot
  *          be stale, against dlock's `check` from a local replica)
+ *   sget   a serializable get (served by the member the client reached,
+ *          possibly stale, as dlock's `check` from a replica is)
  * Counts operations (a lock or txn pair is one), prints one JSON line
  * shaped as loadgen's LoadResult.
  */
@@ -22,7 +24,7 @@ import { Etcd3 } from 'etcd3';
 import * as hdr from 'hdr-histogram-js';
 import type { LoadResult } from './loadgen.js';
 
-type Mode = 'lock' | 'txn' | 'get';
+type Mode = 'lock' | 'txn' | 'get' | 'sget';
 
 function arg(name: string, def?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -54,7 +56,7 @@ async function main(): Promise<void> {
       await ns.if(key, 'Create', '==', 0).then(ns.put(key).value('1')).commit();
       await ns.delete().key(key).exec();
     } else {
-      await ns.get(key).exec();
+      await ns.get(key).serializable(mode === 'sget').exec();
     }
   };
   const worker = async (i: number): Promise<void> => {

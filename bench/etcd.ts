@@ -6,7 +6,7 @@
  *   - preempt+release through the dlock nodes (loadgen.ts, `cycle`), against
  *     the etcd3 client's lock recipe (acquire + release) and against a bare
  *     txn pair (create-if-absent, then delete): etcd-load.ts, its own process
- *   - `check` through the dlock nodes, against etcd's linearizable get
+ *   - `check` through the dlock nodes, against etcd's linearizable and serializable gets
  *   - failover: from the leader's `dlock node` process being killed (-9) to
  *     the first write answered through another node
  *   - rejoin: a node's process started again under its name, to its ready
@@ -22,7 +22,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { EtcdCluster, hasEtcd } from '../test/helpers/etcd.js';
-import type { LoadResult } from './loadgen.js';
+import { REDIS_RELEASE_LUA, type LoadResult } from './loadgen.js';
+import { startRedis } from './redis.js';
+import { clusterStatus } from '../src/status.js';
 
 const CLI = fileURLToPath(new URL('../ui/cli.js', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
@@ -141,6 +143,24 @@ async function leaderOf(nodes: Node[]): Promise<Node> {
   }
 }
 
+/**
+ * Until every node is a member of the group (none a learner still catching
+ * up), as `dlock status` shows it: a trial measures the failover of a whole
+ * group. Killing the primary while the others are learners would be losing
+ * every member, which without --data-dir waits for --reseed
+ * (docs/across-hosts.md). On the etcd engine every live node is a follower
+ * or the leader at once.
+ */
+async function whole(etcd: EtcdCluster, count: number): Promise<void> {
+  const until = performance.now() + FAILOVER_LIMIT_MS;
+  for (;;) {
+    const s = await clusterStatus(etcd.access, 'bench');
+    if (s.nodes.filter((n) => n.live && (n.role === 'leader' || n.role === 'follower')).length >= count) return;
+    if (performance.now() > until) throw new Error(`the group did not take back all ${count} nodes within ${FAILOVER_LIMIT_MS} ms: ${JSON.stringify(s.nodes.map((n) => [n.name, n.role]))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Stop a node with `signal`; one that has not exited within STEP_LIMIT_MS is an error (and is killed). */
 const kill = (n: Node, signal: NodeJS.Signals): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -173,6 +193,18 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
     const common = ['--conns', String(o.conns), '--seconds', String(o.seconds), '--warmup', String(o.warmup)];
     process.stderr.write('bench etcd: dlock preempt+release through the nodes…\n');
     const dlockCycle = await child([LOADGEN, '--ports', ports(), '--scenario', 'cycle', '--depth', '1', ...common]);
+    // Redis with 2 replicas, each write followed by WAIT 2 (answered once every replica has it, as a dlock write is): the issue's yardstick.
+    const redis = await startRedis(2);
+    let redisWait: LoadResult | null = null;
+    if (redis !== null) {
+      try {
+        process.stderr.write('bench etcd: redis + 2 replicas, each write + WAIT 2…\n');
+        const sha = await redis.load(REDIS_RELEASE_LUA);
+        redisWait = await child([LOADGEN, '--ports', String(redis.port), '--scenario', 'redis-cycle-wait', '--depth', '1', '--replicas', '2', '--sha', sha, ...common]);
+      } finally {
+        await redis.stop();
+      }
+    }
     process.stderr.write('bench etcd: etcd lock recipe…\n');
     const etcdLock = await child([ETCD_LOAD, '--hosts', etcd.endpoints.join(','), '--mode', 'lock', ...common]);
     process.stderr.write('bench etcd: bare txn pairs…\n');
@@ -181,12 +213,14 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
     const dlockCheck = await child([LOADGEN, '--ports', ports(), '--scenario', 'check', '--depth', '1', ...common]);
     process.stderr.write('bench etcd: etcd linearizable get…\n');
     const etcdGet = await child([ETCD_LOAD, '--hosts', etcd.endpoints.join(','), '--mode', 'get', ...common]);
+    const etcdSget = await child([ETCD_LOAD, '--hosts', etcd.endpoints.join(','), '--mode', 'sget', ...common]);
 
     const failovers: number[] = [];
     const rejoinsAfterKill: number[] = [];
     const rejoinsAfterStop: number[] = [];
     for (let t = 0; t < o.trials; t++) {
       process.stderr.write(`bench etcd: failover and rejoin, trial ${t + 1} of ${o.trials}…\n`);
+      await whole(etcd, nodes.length);
       const lead = await leaderOf(nodes);
       const other = nodes.find((n) => n !== lead) as Node;
       const t0 = performance.now();
@@ -207,6 +241,7 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
         nodes.push(back.node);
       }
       // A clean stop (the lease revoked as it leaves), then a start.
+      await whole(etcd, nodes.length);
       const follower = nodes.find((n) => n !== other) as Node;
       await kill(follower, 'SIGTERM');
       nodes.splice(nodes.indexOf(follower), 1);
@@ -218,14 +253,16 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
     const pairs = (r: LoadResult): number => Math.round(r.opsPerSec / 2); // loadgen counts preempt and release apart
     const rows: Array<[string, string, string, string]> = [
       ['dlock preempt+release through the nodes (pairs/s)', String(pairs(dlockCycle)), `${dlockCycle.p50us}/${dlockCycle.p99us} per request`, ''],
+      ...(redisWait === null ? [] : [['redis + 2 replicas, SET NX + release, each + WAIT 2 (pairs/s)', String(pairs(redisWait)), `${redisWait.p50us}/${redisWait.p99us} per request`, (pairs(dlockCycle) / Math.max(1, pairs(redisWait))).toFixed(1)] as [string, string, string, string]]),
       ['etcd lock recipe, acquire+release (pairs/s)', String(etcdLock.opsPerSec), `${etcdLock.p50us}/${etcdLock.p99us} per pair`, (pairs(dlockCycle) / Math.max(1, etcdLock.opsPerSec)).toFixed(1)],
       ['etcd bare txn create-if-absent + delete (pairs/s)', String(etcdTxn.opsPerSec), `${etcdTxn.p50us}/${etcdTxn.p99us} per pair`, (pairs(dlockCycle) / Math.max(1, etcdTxn.opsPerSec)).toFixed(1)],
       ['dlock check through the nodes (reads/s)', String(dlockCheck.opsPerSec), `${dlockCheck.p50us}/${dlockCheck.p99us}`, ''],
       ['etcd linearizable get (reads/s)', String(etcdGet.opsPerSec), `${etcdGet.p50us}/${etcdGet.p99us}`, (dlockCheck.opsPerSec / Math.max(1, etcdGet.opsPerSec)).toFixed(1)],
+      ['etcd serializable get (reads/s)', String(etcdSget.opsPerSec), `${etcdSget.p50us}/${etcdSget.p99us}`, (dlockCheck.opsPerSec / Math.max(1, etcdSget.opsPerSec)).toFixed(1)],
     ];
     let table = `${'case'.padEnd(52)}${'ops/s'.padStart(10)}  ${'p50/p99 µs'.padEnd(26)}dlock ÷ it\n`;
     for (const [a, b, c, d] of rows) table += `${a.padEnd(52)}${b.padStart(10)}  ${c.padEnd(26)}${d}\n`;
-    const errors = [dlockCycle, etcdLock, etcdTxn, dlockCheck, etcdGet].reduce((n, r) => n + r.errors, 0);
+    const errors = [dlockCycle, etcdLock, etcdTxn, dlockCheck, etcdGet, etcdSget, ...(redisWait === null ? [] : [redisWait])].reduce((n, r) => n + r.errors, 0);
     table += `errors: ${errors}; ${o.conns} connections each, ${o.seconds} s measured, one 3-member etcd 3.4 on loopback\n`;
     table += `failover (leader's process killed -9 → first write answered via another node): median ${median(failovers)} ms of ${failovers.join(', ')} ms\n`;
     table += rejoinsAfterKill.length === 0 ? 'rejoin after kill -9: not measured (--smoke)\n' : `rejoin after kill -9 (start → ready, caught up; waits for its old lease, the node ttl): median ${median(rejoinsAfterKill)} ms of ${rejoinsAfterKill.join(', ')} ms\n`;
@@ -233,7 +270,7 @@ export async function runEtcdBench(o: EtcdBenchOptions): Promise<boolean> {
     process.stdout.write(table);
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     mkdirSync(RESULTS, { recursive: true });
-    writeFileSync(`${RESULTS}${stamp}-etcd.json`, `${JSON.stringify({ conns: o.conns, seconds: o.seconds, dlockCycle, etcdLock, etcdTxn, dlockCheck, etcdGet, failovers, rejoinsAfterKill, rejoinsAfterStop }, null, 2)}\n`);
+    writeFileSync(`${RESULTS}${stamp}-etcd.json`, `${JSON.stringify({ conns: o.conns, seconds: o.seconds, dlockCycle, etcdLock, etcdTxn, dlockCheck, etcdGet, etcdSget, redisWait, failovers, rejoinsAfterKill, rejoinsAfterStop }, null, 2)}\n`);
     return errors === 0 && dlockCycle.requests > 0;
   } finally {
     for (const n of nodes) if (n.child.exitCode === null) n.child.kill('SIGKILL');
