@@ -59,7 +59,7 @@ if (data.role === 'group') {
 } else if (data.role === 'etcd') {
   if (data.etcd === null) throw new Error(`${data.name}: an etcd node started without etcd endpoints`);
   // One process's nodes share one certificate: the links trust it as their CA (mutual TLS among them).
-  node = new EtcdNode({ ...opts, etcd: data.etcd.access, cluster: data.etcd.cluster, linkHost: data.host, tlsCa: data.tls?.cert ?? null });
+  node = new EtcdNode({ ...opts, etcd: data.etcd.access, cluster: data.etcd.cluster, clusterSecret: data.etcd.clusterSecret, linkHost: data.host, tlsCa: data.tls?.cert ?? null });
 } else {
   const link = data.link;
   if (data.role === 'follower' && link === undefined) throw new Error(`${data.name}: follower started without a link to the leader`);

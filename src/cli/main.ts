@@ -238,6 +238,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           .options(LIMIT_OPTIONS)
           .option('etcd', { type: 'string', describe: 'keep the log and elect the leader on etcd: its client URLs, comma-separated (e.g. http://127.0.0.1:2379)' })
           .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
+          .option('cluster-secret-file', { type: 'string', describe: 'with --etcd: the secret nodes prove to each other on their links, from this file (one word, at least 16 characters; the same as the cluster\'s dlock node processes use); default: one the cluster keeps in etcd' })
           .option('replication', { choices: ['primary-backup', 'group'] as const, default: 'primary-backup' as const, describe: 'how writes are replicated: primary-backup (the supervisor promotes a follower) or group (experimental: the primary/backup protocol of docs/design.md, the same as dlock node --replication group; tokens lie in the configuration version\'s space)' })
           .options(ETCD_ACCESS_OPTIONS)
           .option('http-port', HTTP_PORT_OPTION)
@@ -253,6 +254,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
             if (a['first-token'] !== undefined && (!Number.isSafeInteger(a['first-token']) || a['first-token'] < 1)) throw new Error('--first-token must be a positive whole number');
             if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
             checkEtcdFlagsNeedEtcd(a);
+            if (a['cluster-secret-file'] !== undefined && a.etcd === undefined) throw new Error('--cluster-secret-file goes with --etcd: in one process the nodes\' links are MessagePorts, which need no secret');
             if (a.etcd !== undefined) {
               etcdAccessOf({ ...a, etcd: a.etcd });
               if (a['data-dir'] !== undefined) throw new Error('--etcd and --data-dir: with etcd, the log is etcd\'s; give one or the other');
@@ -269,7 +271,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
             return true;
           }),
       async (a) => {
-        const etcd = a.etcd === undefined ? null : { access: etcdAccessOf({ ...a, etcd: a.etcd }), cluster: a.cluster };
+        const etcd = a.etcd === undefined ? null : { access: etcdAccessOf({ ...a, etcd: a.etcd }), cluster: a.cluster, clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']) };
         const opts = { followers: a.followers, port: a.port, host: a.host, quiet: a.quiet, dataDir: a['data-dir'] ?? null, fsync: a.fsync, etcd, firstToken: a['first-token'], chaos: a.chaos === undefined ? null : parseChaos(a.chaos), authToken: authToken(a),
           tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
           limits: limitsOf(a),

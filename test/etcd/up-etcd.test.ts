@@ -10,6 +10,12 @@ import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { ClientPool, eventually } from '../helpers/line-client.js';
 import { run } from '../helpers/dlock-process.js';
+import { Etcd3 } from 'etcd3';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clusterStatus } from '../../src/status.js';
+import { viewOnce } from '../../src/observe.js';
 
 describe.skipIf(!hasEtcd)('dlock up --etcd', () => {
   let etcd: EtcdCluster;
@@ -81,5 +87,39 @@ describe.skipIf(!hasEtcd)('dlock up --etcd', () => {
     const both = run(['up', '--no-tui', '--etcd', 'http://127.0.0.1:2379', '--data-dir', '/tmp/x']);
     expect(await both.exit).toBe(2);
     expect(both.err()).toMatch(/--etcd and --data-dir/);
+    const secretAlone = run(['up', '--no-tui', '--port', '0', '--cluster-secret-file', '/tmp/x']);
+    expect(await secretAlone.exit).toBe(2);
+    expect(secretAlone.err()).toMatch(/--cluster-secret-file goes with --etcd/);
   });
+
+  it('dlock up --etcd --cluster-secret-file: the workers\' node links prove the file\'s secret, and none is kept in etcd', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-up-secret-'));
+    const file = join(dir, 'secret');
+    writeFileSync(file, 'up-etcd-cluster-secret-0123456789\n', { mode: 0o600 });
+    const up = run(['up', '--no-tui', '--quiet', '--port', '0', '--followers', '1', '--etcd', etcd.endpoints.join(','), '--cluster', 'up-secret', '--cluster-secret-file', file]);
+    try {
+      await eventually(() => /^ready /m.test(up.out()) || up.child.exitCode !== null, 'the ready line', 30_000);
+      expect(up.out(), up.err()).toMatch(/^ready /m);
+      const ports = Object.fromEntries((/^ready (.*)$/m.exec(up.out())?.[1] ?? '').split(' ').map((p) => [p.split('=')[0], Number(p.split(':').pop())]));
+      // A write through the follower crosses its node link to the leader (forward and reply).
+      const f = await pool.open(ports['follower-1'] as number);
+      await eventually(async () => (await f.ask('preempt via-link')).startsWith('PreemptLock Success'), 'a write through the follower', 20_000, 100);
+      const client = new Etcd3({ hosts: etcd.endpoints });
+      try {
+        expect(await client.get('/dlock/up-secret/secret').string()).toBeNull();
+      } finally {
+        client.close();
+      }
+      // The views an observer asks for take the file's secret.
+      const live = await clusterStatus(etcd.access, 'up-secret');
+      const link = live.nodes.find((n) => n.live)?.link as string;
+      const v = await viewOnce(link, { secret: 'up-etcd-cluster-secret-0123456789', tls: null }, 10);
+      expect(v.locks.some((l) => l.lock === 'via-link')).toBe(true);
+      f.close();
+    } finally {
+      up.child.kill('SIGTERM');
+      await up.exit;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

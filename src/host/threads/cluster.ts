@@ -100,7 +100,7 @@ export interface ClusterOptions {
    * etcd's; every node is role-less (node-etcd.ts) and a dead one is
    * restarted like a follower. Null: the in-process primary/backup.
    */
-  etcd?: { access: EtcdAccess; cluster: string } | null;
+  etcd?: { access: EtcdAccess; cluster: string; clusterSecret?: string | null } | null;
   /**
    * Run the nodes on the group protocol (replication/replication-group.ts):
    * every node role-less, linked to every other by a MessageChannel, the
@@ -421,7 +421,7 @@ export class Cluster {
       tls: this.opts.tls,
       dataDir: this.opts.dataDir,
       fsync: this.opts.fsync,
-      etcd: this.opts.etcd,
+      etcd: this.opts.etcd == null ? null : { ...this.opts.etcd, clusterSecret: this.opts.etcd.clusterSecret ?? null },
       group: group?.data ?? null,
       ...(link === undefined ? {} : { link }),
     };

@@ -43,8 +43,8 @@ export interface NodeWorkerData {
   /** The leader's log; a promoted follower takes it over. */
   dataDir: string | null;
   fsync: FsyncMode;
-  /** The log and election on etcd: how to reach it and the cluster's key prefix; null: in-process. */
-  etcd: { access: EtcdAccess; cluster: string } | null;
+  /** The log and election on etcd: how to reach it, the cluster's key prefix, and the secret of its node links (null: the one kept in etcd); null: in-process. */
+  etcd: { access: EtcdAccess; cluster: string; clusterSecret: string | null } | null;
   /**
    * Role `group`: this run's member id (`name.firstReq`), where its request
    * ids start (above every earlier run's of its index), its port to the

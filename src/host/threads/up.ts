@@ -32,8 +32,8 @@ export interface UpOptions {
   limits: Limits;
   /** --tls-cert and --tls-key, read (null: plain TCP). */
   tls: { cert: string; key: string } | null;
-  /** --etcd URLs with the --etcd-* TLS and auth flags, and --cluster (null: the in-process log). */
-  etcd?: { access: EtcdAccess; cluster: string } | null;
+  /** --etcd URLs with the --etcd-* TLS and auth flags, --cluster and --cluster-secret-file (null: the in-process log). */
+  etcd?: { access: EtcdAccess; cluster: string; clusterSecret?: string | null } | null;
   /** --http-port, --http-host, --admin-token: the admin API (null: none). */
   admin?: AdminListen | null;
   /** --log-format: text (default) or json, one object per line. */
