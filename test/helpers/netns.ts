@@ -64,6 +64,7 @@ export class Hosts {
   }
 
   make(count: number): this {
+    this.mustBeFree(this.subnet);
     this.must(['link', 'add', this.bridge, 'type', 'bridge']);
     this.must(['addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
     this.must(['link', 'set', this.bridge, 'up']);
@@ -83,6 +84,18 @@ export class Hosts {
     return this;
   }
 
+  /**
+   * A /24 already routed here (a bridge that a killed run left behind, or
+   * another run's on the same subnet) would take this run's traffic: its
+   * hosts would not reach each other, and etcd would time out with no
+   * word of why. Refuse it, naming the link that holds it.
+   */
+  private mustBeFree(subnet: string): void {
+    const r = spawnSync('ip', ['-o', '-4', 'route', 'show', `${subnet}.0/24`], { encoding: 'utf8' });
+    const dev = /\bdev (\S+)/.exec(r.stdout)?.[1];
+    if (dev !== undefined) throw new Error(`${subnet}.0/24 is already routed to ${dev} (left by a run that was killed?): remove it with "ip link del ${dev}" if no test is running`);
+  }
+
   /** Cut host `i` off (its link down), or join it again. */
   link(i: number, up: boolean): void {
     const h = this.hosts[i] as Host;
@@ -96,6 +109,7 @@ export class Hosts {
    * its peers, or the other way round. Call after make().
    */
   addNetwork(subnet: string): SecondNetwork {
+    this.mustBeFree(subnet);
     const bridge = `${this.tag}bx`;
     this.must(['link', 'add', bridge, 'type', 'bridge']);
     this.must(['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
