@@ -33,6 +33,7 @@ import { AuthThrottle } from '../server/auth.js';
 import { LogThrottle, sourceOf } from '../server/log-throttle.js';
 import type { LockRow } from '../node/node.js';
 import { lockNameError } from '../protocol/request.js';
+import { isLoopback } from '../transport/hosts.js';
 
 export interface ClientRow {
   node: string;
@@ -258,4 +259,21 @@ export async function startAdmin(source: AdminSource, a: AdminListen, log: Admin
   const address = `${a.host}:${typeof addr === 'object' && addr !== null ? addr.port : a.port}`;
   log('info', `admin API on http://${address} (/health, /metrics${a.token === null ? '; no --admin-token: /locks, /clients and revoke are refused' : ', /locks, /clients, POST /locks/NAME/revoke'})`);
   return { server, address };
+}
+
+/**
+ * The admin address to advertise in etcd for `dlock admin --etcd`, given
+ * where the API listens (`address`, HOST:PORT as startAdmin returns it)
+ * and the host the node serves clients on: a wildcard bind is advertised
+ * on the node's host, and a loopback bind only when the node's host is
+ * loopback too (another host reaching "127.0.0.1" would reach itself, and
+ * send it the admin token). Null: nothing other hosts could reach.
+ */
+export function advertisedAdmin(address: string, nodeHost: string): string | null {
+  const at = address.lastIndexOf(':');
+  const host = address.slice(0, at);
+  const port = address.slice(at + 1);
+  if (host === '0.0.0.0' || host === '::' || host === '') return nodeHost === '0.0.0.0' || nodeHost === '::' || nodeHost === '' ? null : `${nodeHost}:${port}`;
+  if (isLoopback(host) && !isLoopback(nodeHost)) return null;
+  return address;
 }

@@ -18,6 +18,7 @@ import { parseChaos } from '../host/threads/chaos.js';
 import { checkLimitFlags, LIMIT_OPTIONS, limitsOf } from './limit-flags.js';
 import { ADMIN_TOKEN_FILE_OPTION, adminTokenOf, AUTH_TOKEN_FILE_OPTION, authTokenOf, checkTokenFlags } from './secret-flags.js';
 import { allowedHostsOf, HTTP_ALLOWED_HOST_OPTION } from './admin-flags.js';
+import { isLoopback } from '../transport/hosts.js';
 import { isTokenWord, TOKEN_RULE } from '../protocol/request.js';
 import { FSYNC_MODES, type FsyncMode } from '../store/store.js';
 import { describeEtcd, etcdErrorText, type EtcdAccess } from '../replication/etcd-access.js';
@@ -104,10 +105,13 @@ const CLUSTER_OPTION = { type: 'string', default: 'default', describe: 'the clus
 /** --etcd for a client (client, lock): optional; $DLOCK_ETCD counts only when no --port or $DLOCK_PORT names a node. */
 const CLIENT_ETCD_OPTION = { type: 'string', describe: 'find the nodes in etcd (its client URLs or HOST:PORT, comma-separated) instead of --port: the leader first (default: $DLOCK_ETCD when neither --port nor $DLOCK_PORT is given)' } as const;
 
+/** The command line's words after the program (runCli's argv, without node and the script). */
+let cliWords: string[] = [];
+
 /** The etcd a client command finds its nodes in, or undefined: --port (or $DLOCK_PORT) names the node. */
 function clientEtcd(a: { etcd?: string | undefined }): string | undefined {
   if (a.etcd !== undefined) return a.etcd;
-  const portGiven = process.argv.slice(2).some((w) => w === '--port' || w.startsWith('--port=')) || process.env['DLOCK_PORT'] !== undefined;
+  const portGiven = cliWords.some((w) => w === '--port' || w.startsWith('--port=')) || process.env['DLOCK_PORT'] !== undefined;
   const env = process.env['DLOCK_ETCD'];
   return portGiven || env === undefined || env === '' ? undefined : env;
 }
@@ -115,7 +119,7 @@ function clientEtcd(a: { etcd?: string | undefined }): string | undefined {
 /** The etcd `dlock admin` finds the admin API in, or undefined: --http-port names it. */
 function adminEtcd(a: { etcd?: string | undefined }): string | undefined {
   if (a.etcd !== undefined) return a.etcd;
-  const portGiven = process.argv.slice(2).some((w) => w === '--http-port' || w.startsWith('--http-port='));
+  const portGiven = cliWords.some((w) => w === '--http-port' || w.startsWith('--http-port='));
   const env = process.env['DLOCK_ETCD'];
   return portGiven || env === undefined || env === '' ? undefined : env;
 }
@@ -187,10 +191,6 @@ function checkAdmin(a: AdminFlags): void {
 const adminOf = (a: AdminFlags): { host: string; port: number; token: string | null; allowedHosts: string[] } | null =>
   a['http-port'] === undefined ? null : { host: a['http-host'], port: a['http-port'], token: adminTokenOf(a), allowedHosts: allowedHostsOf(a) };
 
-/** Addresses only this machine can reach: binding them without a token is fine. */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 /**
  * The screens the command can show: the terminal UI, handed in by the
@@ -213,6 +213,7 @@ export interface AttachOptions {
 
 /** Run the `dlock` command on `argv` (process.argv); `screens` loads the TUI when a command shows it. */
 export async function runCli(argv: string[], screens: () => Promise<Screens>): Promise<void> {
+  cliWords = argv.slice(2);
   await yargs(hideBin(argv))
     .scriptName('dlock')
     .usage('$0 <command> [options]')
@@ -461,7 +462,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
             if (!Number.isInteger(a['http-port']) || a['http-port'] < 1 || a['http-port'] > 65535) throw new Error('--http-port must be a port number from 1 to 65535');
             const etcd = adminEtcd(a);
             if (etcd !== undefined) {
-              if (argv.slice(2).some((w) => w === '--http-port' || w.startsWith('--http-port='))) throw new Error('--etcd and --http-port: give one or the other');
+              if (cliWords.some((w) => w === '--http-port' || w.startsWith('--http-port='))) throw new Error('--etcd and --http-port: give one or the other');
               etcdAccessOf({ ...a, etcd });
             } else checkEtcdFlagsNeedEtcd(a);
             return true;
@@ -532,7 +533,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
     // A usage error is its one line and where to read more, not the whole help.
     .fail((msg, err) => {
       // Help for the command named, if one is (a flag's value such as x.json is not one), else for dlock.
-      const command = argv.slice(2).find((w) => (COMMANDS as readonly string[]).includes(w));
+      const command = cliWords.find((w) => (COMMANDS as readonly string[]).includes(w));
       process.stderr.write(`dlock: ${msg ?? err?.message ?? 'bad usage'}\nRun 'dlock ${command === undefined ? '' : `${command} `}--help' for usage.\n`);
       process.exit(2);
     })

@@ -364,15 +364,31 @@ export class EtcdMembership {
     this.admin = address;
     if (this.info === null || this.lease === null) return;
     this.info = { ...this.info, admin: address };
-    await this.ns.put(`live/${this.name}`).value(JSON.stringify(this.info)).lease(this.leaseId).exec();
+    await this.putLive();
   }
 
   async publish(applied: number, leads: boolean, address: string): Promise<void> {
     const info = this.info;
     if (info === null || this.lease === null || (info.applied === applied && info.leads === leads && info.address === address)) return;
     this.info = { ...info, address, applied, leads };
-    await this.ns.put(`live/${this.name}`).value(JSON.stringify(this.info)).lease(this.leaseId).exec();
+    await this.putLive();
   }
+
+  /**
+   * Put the live key as `info` is when the put is sent, one put at a time:
+   * of two puts made at once (a publish and advertiseAdmin), the one etcd
+   * applies last carries both changes.
+   */
+  private putLive(): Promise<void> {
+    const next = this.putting.then(async () => {
+      if (this.info === null || this.lease === null) return;
+      await this.ns.put(`live/${this.name}`).value(JSON.stringify(this.info)).lease(this.leaseId).exec();
+    });
+    this.putting = next.catch(() => undefined); // the caller hears of a failure; the next put goes on
+    return next;
+  }
+
+  private putting: Promise<void> = Promise.resolve();
 
   private stopRenewing(): void {
     if (this.jeopardyTimer !== null) clearInterval(this.jeopardyTimer);

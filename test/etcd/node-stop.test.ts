@@ -13,6 +13,9 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { dumpOnFailure, groupWhole, startNode, type ReadyNode } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { LineClient } from '../helpers/line-client.js';
@@ -84,6 +87,36 @@ describe.skipIf(!hasEtcd).each(['etcd', 'group'] as const)('SIGTERM of dlock nod
     expect(await c.ask('preempt after-leave')).toMatch(/^PreemptLock Success/);
     expect(performance.now() - t0).toBeLessThan(1000);
     c.close();
+  }, 60_000);
+
+  it.skipIf(engine === 'etcd')('with --data-dir a secondary stays in the configuration as it stops, to take its place back on its directory', async () => {
+    const cluster = 'stop-durable';
+    const dirs = mkdtempSync(join(tmpdir(), 'dlock-stop-durable-'));
+    try {
+      const withDir = async (name: string): Promise<ReadyNode & { name: string }> => {
+        const n = { name, ...(await startNode(['--etcd', etcd.endpoints.join(','), '--name', name, '--cluster', cluster, '--replication', 'group', '--node-ttl', '2', '--data-dir', join(dirs, name)], process.env, 40_000)) };
+        nodes.push(n);
+        return n;
+      };
+      const a = await withDir('da');
+      const b = await withDir('db');
+      await groupWhole([a, b]);
+      const member = /member=(\S+)/.exec(b.proc.out())?.[1];
+      b.proc.child.kill('SIGTERM');
+      expect(await b.proc.exit).toBe(0);
+      expect(b.proc.out()).not.toMatch(/left: configuration/);
+      const client = new Etcd3({ hosts: etcd.endpoints });
+      try {
+        const config = JSON.parse((await client.get(`/dlock/${cluster}/config`).string()) ?? 'null') as { secondaries: string[] };
+        expect(config.secondaries).toContain(member);
+      } finally {
+        client.close();
+      }
+      a.proc.child.kill('SIGTERM');
+      expect(await a.proc.exit).toBe(0);
+    } finally {
+      rmSync(dirs, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('with etcd stopped, says what it could not do and exits 0 within seconds', async () => {

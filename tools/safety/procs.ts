@@ -40,7 +40,8 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { readClusterSecret, viewOnce } from '../../src/observe.js';
 import { parseMember } from '../../src/replication/etcd-members.js';
-import { decodeConfig } from '../../src/config/config.js';
+import { clusterStatus } from '../../src/status.js';
+import type { EtcdAccess } from '../../src/replication/etcd-access.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,12 +121,15 @@ function serves(host: string, port: number): Promise<boolean> {
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** The group protocol: whether the configuration stored for the chaos cluster has `members` members (primary and secondaries). */
-async function configHas(client: Etcd3, members: number): Promise<boolean> {
-  const text = await client.get('/dlock/chaos/config').string();
-  if (text === null) return false;
-  const c = decodeConfig(text, '/dlock/chaos/config');
-  return 1 + c.secondaries.length >= members;
+/**
+ * The group protocol: whether `members` live nodes are members (primary or
+ * secondary) of the stored configuration, as `dlock status` reads it: by
+ * the run each live key names, so a killed run still named there does not
+ * count.
+ */
+async function configHas(access: EtcdAccess, members: number): Promise<boolean> {
+  const s = await clusterStatus(access, 'chaos');
+  return s.nodes.filter((n) => n.live && (n.role === 'leader' || n.role === 'follower')).length >= members;
 }
 
 /** Every live node's link address, by name, from its live key in etcd. */
@@ -207,13 +211,8 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
 
     const allServe = async (): Promise<boolean> => (await Promise.all(nodes.map((n) => serves(n.host, n.port)))).every(Boolean);
     const whole = async (): Promise<boolean> => {
-      if (o.replication === 'etcd') return true;
-      const client = new Etcd3({ hosts: etcd?.endpoints ?? [] });
-      try {
-        return await configHas(client, nodes.length);
-      } finally {
-        client.close();
-      }
+      if (o.replication === 'etcd' || etcd === null) return true;
+      return configHas(etcd.access, nodes.length);
     };
     const settle = async (ms: number): Promise<void> => {
       const deadline = performance.now() + ms;

@@ -21,7 +21,7 @@
  */
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
-import { startAdmin } from '../../admin/admin-http.js';
+import { advertisedAdmin, startAdmin } from '../../admin/admin-http.js';
 import { NodeAdmin, type NodeCounts } from '../../admin/admin-node.js';
 import type { Namespace } from 'etcd3';
 import { replaceRuns, reseed } from '../../config/config.js';
@@ -215,8 +215,9 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       client.close();
       return 1;
     }
-    adminAddress = admin.address;
-    await membership.advertiseAdmin(adminAddress).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
+    adminAddress = advertisedAdmin(admin.address, o.host);
+    if (adminAddress === null) log.line('info', `the admin API on ${admin.address} is not advertised in etcd: other hosts could not reach it (dlock admin --etcd will not find it)`);
+    else await membership.advertiseAdmin(adminAddress).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
   }
   await membership.publish(0, false, clientAddress).catch((err: unknown) => log.line('warn', `publishing: ${(err as Error).message}`));
   // Client ids: the next block before this one runs out; names of new members for their indexes.

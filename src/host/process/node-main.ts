@@ -13,7 +13,7 @@
  */
 import { Etcd3 } from 'etcd3';
 import type { Server as HttpServer } from 'node:http';
-import { startAdmin, type AdminListen } from '../../admin/admin-http.js';
+import { advertisedAdmin, startAdmin, type AdminListen } from '../../admin/admin-http.js';
 import { NodeAdmin } from '../../admin/admin-node.js';
 import { headlessView } from '../../headless.js';
 import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../../node/client-ids.js';
@@ -129,8 +129,9 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
       await current.close().catch((closeErr: unknown) => process.stderr.write(`dlock node: ${(closeErr as Error).message}\n`));
       return 1;
     }
-    const address = admin.address;
-    await current.advertiseAdmin(address).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
+    const advertised = advertisedAdmin(admin.address, o.host);
+    if (advertised === null) log.line('info', `the admin API on ${admin.address} is not advertised in etcd: other hosts could not reach it (dlock admin --etcd will not find it)`);
+    else await current.advertiseAdmin(advertised).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
   }
   log.flush();
 
@@ -179,7 +180,8 @@ export async function runNode(o: NodeMainOptions): Promise<number> {
         continue;
       }
       current = node;
-      if (admin !== null) await node.advertiseAdmin(admin.address).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
+      const advertised = admin === null ? null : advertisedAdmin(admin.address, o.host);
+      if (advertised !== null) await node.advertiseAdmin(advertised).catch((err: unknown) => log.line('warn', `advertising the admin API in etcd: ${(err as Error).message}`));
       counts.rejoins++;
       log.line('warn', `rejoined the cluster after ${Math.round(performance.now() - since)} ms; serving on ${o.host}:${port}`);
       log.flush();
