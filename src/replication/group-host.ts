@@ -202,12 +202,11 @@ export class GroupHost {
    * Not with a data dir: a durable member restarted takes its earlier
    * run's place in the configuration (it holds every entry it acked), and
    * a group whose members all stop at once keeps every member's log that
-   * way; had they left, only the primary's disk could bring it back. Not
-   * either while this node has no word from its primary within the lease:
-   * the primary may be gone, and this member may be the one to replace it.
+   * way; had they left, only the primary's disk could bring it back.
+   * Without one, a stopped member comes back as a new run either way.
    */
   async leave(): Promise<boolean> {
-    if (this.o.store !== undefined || !this.canRead()) return false;
+    if (this.o.store !== undefined) return false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const c = await this.o.config.current();
       if (c === null || !c.secondaries.includes(this.o.id)) return false;
