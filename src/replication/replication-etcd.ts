@@ -84,6 +84,7 @@ import { checkClusterSecret } from '../transport/link-auth.js';
 import type { EtcdAccess } from './etcd-access.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
 import type { LogEntry, Replica, Replication } from './replication.js';
+import { TailWatchdog } from './tail-watchdog.js';
 
 /** How long the check of the cluster's engine mark may take (etcd takes the connection and does not answer: an error, not a hang). */
 const CLAIM_ENGINE_MS = 10_000;
@@ -232,7 +233,7 @@ export class EtcdReplication implements Replication {
   private publishTimer: NodeJS.Timeout | null = null;
   private tailHandle: TailHandle | null = null;
   /** The tail watchdog: the batch this node was at when it first saw etcd's log ahead of it, and when. */
-  private behind: { batch: number; since: number } | null = null;
+  private readonly tailWatch = new TailWatchdog(TAIL_STALL_MS);
   private checkingTail = false;
 
   constructor(
@@ -445,8 +446,9 @@ export class EtcdReplication implements Replication {
    * answered after 78 s). So every TAIL_CHECK_MS it asks etcd (a read that
    * needs a leader, on whichever member the client picks) where the log
    * ends; when the log has been ahead of this node for TAIL_STALL_MS with
-   * no batch applied meanwhile, it drops that tail and follows the log
-   * again from what it has applied. Batches a dropped tail would still
+   * no batch applied meanwhile (TailWatchdog's rule, which also says what
+   * a check without an answer counts for), it drops that tail and follows
+   * the log again from what it has applied. Batches a dropped tail would still
    * deliver are not delivered (TailHandle.cancel), and applyBatch skips
    * what it has applied, so two tails never apply an entry twice.
    */
@@ -454,19 +456,10 @@ export class EtcdReplication implements Replication {
     if (this.closing || this.checkingTail) return;
     this.checkingTail = true;
     try {
-      const end = await this.etcdLog.lastBatch().catch(() => null); // no answer now: ask again at the next check
+      const end = await this.etcdLog.lastBatch().catch(() => null); // no answer: the rule learns nothing from this check
       const at = this.lastBatch.batch;
-      if (end === null || end <= at) {
-        this.behind = null;
-        return;
-      }
-      if (this.behind === null || this.behind.batch !== at) {
-        this.behind = { batch: at, since: performance.now() };
-        return;
-      }
-      if (performance.now() - this.behind.since < TAIL_STALL_MS) return;
-      this.replica.log.line('warn', `the log's tail stalled at batch ${at} (etcd's log ends at ${end}): following it again`);
-      this.behind = null;
+      if (!this.tailWatch.check(end, at, performance.now())) return;
+      this.replica.log.line('warn', `the log's tail stalled at batch ${at} (etcd's log ends at ${end ?? 'beyond it'}): following it again`);
       this.tailHandle?.cancel();
       this.tailHandle = null;
       const handle = await this.etcdLog.tail(
@@ -475,11 +468,14 @@ export class EtcdReplication implements Replication {
         (err) => this.hooks.fatal(`the log cannot be followed: ${err.message}`),
       );
       if (this.closing) handle.cancel(); // stopped meanwhile
-      else this.tailHandle = handle;
+      else {
+        this.tailHandle = handle;
+        this.tailWatch.followed();
+      }
     } catch (err) {
       // Compacted past what this node applied (a snapshot was written meanwhile): start again from it.
       if (/compacted/i.test((err as Error).message)) this.hooks.fatal(`the log was compacted past this node's seq ${this.replica.seq}: ${(err as Error).message}`);
-      // The new tail's reads failed (etcd unreachable from here too): the next check tries again.
+      // The new tail's reads failed (its client picked a member that does not answer): the next check tries again.
       else this.warnUnlessClosing(`following the log again failed: ${(err as Error).message}`);
     } finally {
       this.checkingTail = false;
