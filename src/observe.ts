@@ -3,7 +3,7 @@
  * harness across processes): each node serves `view` frames on its TCP
  * link port to an observer that authenticated there in the `observer` role
  * (transport/link-auth.ts: the cluster secret, or the node's admin token;
- * never a client's token): src/node/views.ts.
+ * never a client's token): src/transport/views.ts.
  *
  * - `viewOnce(link, …)`: one view of one node (the chaos harness compares
  *   every node's lock table at the end of a run).

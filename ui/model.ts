@@ -8,7 +8,7 @@
  * memory stays bounded however busy the cluster is.
  */
 import type { NodeEvent, NodeState } from '../src/host/threads/control.js';
-import type { LogKind, LogLine } from '../src/node/node-log.js';
+import type { LogKind, LogLine } from '../src/replica/node-log.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
 
 /** A bounded list of log lines; `dropped` counts what fell off the front. */

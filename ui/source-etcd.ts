@@ -7,7 +7,7 @@
  */
 import type { NodeEvent } from '../src/host/threads/control.js';
 import type { LockRow, NodeStats } from '../src/node/node.js';
-import type { LogKind } from '../src/node/node-log.js';
+import type { LogKind } from '../src/replica/node-log.js';
 import { ClusterObserver, type ObservedNode, type ObserverAuth } from '../src/observe.js';
 import { describeEtcd, type EtcdAccess } from '../src/replication/etcd-access.js';
 import type { SourceNode, ViewSource } from './source.js';

@@ -17,7 +17,7 @@
  */
 import type blessed from 'blessed';
 import { connect, type DlockClient } from '../src/client/client.js';
-import { timestamp } from '../src/headless.js';
+import { timestamp } from '../src/text.js';
 import { plural } from '../src/text.js';
 import { LineEditor } from './line-editor.js';
 import type { SourceNode } from './source.js';

@@ -20,10 +20,10 @@
 import blessed from 'blessed';
 import type { NodeEvent } from '../src/host/threads/control.js';
 import type { UpOptions } from '../src/host/threads/up.js';
-import type { LogKind, LogLine } from '../src/node/node-log.js';
+import type { LogKind, LogLine } from '../src/replica/node-log.js';
 import { ClusterSource } from './source-cluster.js';
 import type { ViewSource } from './source.js';
-import { timestamp } from '../src/headless.js';
+import { timestamp } from '../src/text.js';
 import { plural } from '../src/text.js';
 import { Keymap, type Action } from './keymap.js';
 import { lockMapText } from './lockmap.js';

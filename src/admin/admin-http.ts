@@ -24,7 +24,7 @@
  * neither logged nor replicated.
  *
  * Threading: the thread that serves it (the main thread of `dlock up`).
- * What it shows comes from an AdminSource (admin-cluster.ts).
+ * What it shows comes from an AdminSource (host/threads/admin-cluster.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

@@ -12,7 +12,7 @@ import { DEFAULT_NODE_TTL_S } from '../replication/etcd-members.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from '../client/repl.js';
-import { MAX_NODE_INDEX } from '../node/client-ids.js';
+import { MAX_NODE_INDEX } from '../replica/client-ids.js';
 import { up } from '../host/threads/up.js';
 import { parseChaos } from '../host/threads/chaos.js';
 import { checkLimitFlags, LIMIT_OPTIONS, limitsOf } from './limit-flags.js';

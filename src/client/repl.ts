@@ -18,7 +18,7 @@
  * request is seen waiting, and Ctrl+C cancels it (see interact()).
  */
 import { createInterface, type Interface } from 'node:readline';
-import { timestamp } from '../headless.js';
+import { timestamp } from '../text.js';
 import { connect, ConnectionClosedError, type DlockClient, type TlsClientOptions } from './client.js';
 import { replyObject } from './oneshot.js';
 

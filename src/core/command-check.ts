@@ -34,9 +34,9 @@ export function isLockName(x: unknown): x is string {
 
 const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 const isPositive = (x: unknown): x is number => isNat(x) && x >= 1;
-/** A client id: a positive safe integer (client-ids.ts gives them from 10001 up). */
+/** A client id: a positive safe integer (replica/client-ids.ts gives them from 10001 up). */
 const isClient = isPositive;
-/** A node index: client-ids.ts allows 0..98; any small whole number is well-formed here. */
+/** A node index: replica/client-ids.ts allows 0..98; any small whole number is well-formed here. */
 const isNodeIndex = (x: unknown): x is number => isNat(x) && x < 1000;
 const isMs = (x: unknown): x is number => isPositive(x) && x <= MAX_MS;
 const isHash = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x);

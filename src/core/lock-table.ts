@@ -7,7 +7,7 @@
  * the entry (the sequencer's stamp, carried in the replicated log entry),
  * so the leader, every follower replaying the log, and a log restored from
  * disk all reach the same state from the same commands. Log time is not a
- * wall clock (node/log-clock.ts): it continues from the last entry's, on a
+ * wall clock (replica/log-clock.ts): it continues from the last entry's, on a
  * monotonic clock, on whichever node sequences; the table keeps the last
  * one it applied (`at`), so a snapshot carries it too. This is the state machine
  * replication model of hashicorp/raft and etcd-io/raft.
@@ -403,7 +403,7 @@ function sameHash(a: string, b: string): boolean {
   return diff === 0;
 }
 
-/** The node whose connection is `client` now [LP-16]: where it resumed, else the one its id names (client-ids.ts). */
+/** The node whose connection is `client` now [LP-16]: where it resumed, else the one its id names (replica/client-ids.ts). */
 export function homeOf(state: TableState, client: ClientId, nodeOfId: (c: ClientId) => number): number {
   return state.sessions.get(client)?.node ?? nodeOfId(client);
 }
@@ -643,7 +643,7 @@ export interface Snapshot {
   /**
    * The table's log time (TableState.at). Absent in snapshots written
    * before log time existed, whose times were wall-clock ms: the loader
-   * decides (node/log-clock.ts).
+   * decides (replica/log-clock.ts).
    */
   at?: number;
   /** How many locks. */

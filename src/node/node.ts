@@ -13,23 +13,24 @@ import { getHeapStatistics } from 'node:v8';
 import { check, createState, validate, type ClientId, type Command, type LockChange, type TableState } from '../core/lock-table.js';
 import { formatCheck, formatError, formatValidate } from '../protocol/reply.js';
 import type { Request } from '../protocol/request.js';
+import type { ViewLock } from '../codec/frame.js';
 import { AuthGate, AuthThrottle } from '../server/auth.js';
 import { DEFAULT_LIMITS, tooManyClients, tooManyFromSource, type Limits } from '../server/limits.js';
 import { LogThrottle, sourceOf } from '../server/log-throttle.js';
-import { ClientIdAllocator, type IdCounter } from './client-ids.js';
+import { ClientIdAllocator, type IdCounter } from '../replica/client-ids.js';
 import { ClientConnection, endAndDiscard, type Ticket } from '../server/connection.js';
 import type { ConnectionHost } from '../server/connection-host.js';
-import type { NodeLog } from './node-log.js';
+import type { NodeLog } from '../replica/node-log.js';
 import { ReadIndex } from '../server/read-index.js';
 import { NodeMetrics } from '../server/metrics.js';
-import { LogClock } from './log-clock.js';
+import { LogClock } from '../replica/log-clock.js';
 
 export interface NodeOptions {
   name: string;
   /** The node's index: 0 for the first leader, i for follower-i (on etcd, from its registration); decides client ids [LP-4]. */
   index: number;
   log: NodeLog;
-  /** Shared client ordinal counter (see client-ids.ts). */
+  /** Shared client ordinal counter (see replica/client-ids.ts). */
   idCounter: IdCounter;
   /** The first fencing token of a table that starts empty (the leader's; see Cluster). */
   firstToken?: number;
@@ -70,14 +71,8 @@ export interface NodeStats {
   followers?: Record<string, number>;
 }
 
-export interface LockRow {
-  lock: string;
-  owner: number;
-  token: number;
-  /** ms left on the lease, null for a session lock */
-  ttlLeft: number | null;
-  waiters: number[];
-}
+/** A lock map row (the views' ViewLock: the same shape travels in `view` frames). */
+export type LockRow = ViewLock;
 
 /** Above this many locks, lockMap() lists in table order instead of sorting. */
 export const SORTED_LOCK_MAP_MAX = 10_000;
@@ -113,7 +108,7 @@ export abstract class NodeBase implements ConnectionHost {
   private readIndex = new ReadIndex();
   address: string | null = null;
   readonly counters = { requests: 0 };
-  /** Log time (log-clock.ts): what leases, waits and reads of a lease's time left are measured on. */
+  /** Log time (replica/log-clock.ts): what leases, waits and reads of a lease's time left are measured on. */
   readonly clock = new LogClock();
   readonly metrics: NodeMetrics;
   readonly auth: AuthGate | null;

@@ -2,7 +2,7 @@
  * A role-less node: a replica of the lock table
  * that applies committed entries through the pure state machine and
  * answers its own clients from them, whichever node sequences the writes.
- * What orders the writes is its Replication (replication/replication.ts);
+ * What orders the writes is its Replication (replica/replication.ts);
  * leading is that replication's role, not this class's.
  *
  * Replies to this node's writes come from the log: the entry naming this
@@ -24,7 +24,8 @@
  * Threading: the node's thread; the replication calls in on it.
  */
 import { apply, legacyLogTime, type ClientId, type Command, type Outcome, type Reply, type TableState } from '../core/lock-table.js';
-import type { LogEntry, Replica, Replication } from '../replication/replication.js';
+import type { Replica, Replication } from '../replica/replication.js';
+import type { LogEntry } from '../replica/state-machine.js';
 import type { ClientConnection, Ticket } from '../server/connection.js';
 import { NodeBase, type NodeOptions, type NodeStats } from './node.js';
 import { plural } from '../text.js';
@@ -108,7 +109,9 @@ export class ReplicaNode extends NodeBase implements Replica {
     this.replication.propose(conn.gen === 0 ? { op: 'disconnect', client: conn.id } : { op: 'disconnect', client: conn.id, gen: conn.gen }, 0);
   }
 
-  // ---- Replica: what the replication calls ----
+  // ---- Replica: what the replication calls. The state machine (replica/state-machine.ts):
+  // applyEntry, execute, skip, load; the proposals (replica/proposals.ts): answer, failOwn,
+  // failUncommitted, commit, endSessions and the request ids. ----
 
   nextRequestId(): number {
     return this.nextReq++;

@@ -34,7 +34,7 @@ import type { Command } from '../core/lock-table.js';
 import { EtcdDeadlineError, GOODBYE_MS, withDeadline } from './deadline.js';
 import type { EtcdAccess } from './etcd-access.js';
 import { nodeEtcdClient } from './etcd-client.js';
-import type { LogEntry } from './replication.js';
+import type { LogEntry } from '../replica/state-machine.js';
 
 /** This node is not (or no longer) the leader: its append was refused by etcd. */
 export class DeposedError extends Error {

@@ -175,7 +175,7 @@ export class EtcdMembership {
     }
     const ttlMs = this.ttlS * 1000;
     // The margin covers stopping (the node answers, then drops its clients
-    // within FAIL_STOP_DRAIN_MS, node-etcd.ts), this timer's period, and the
+    // within FAIL_STOP_DRAIN_MS, host/node-etcd.ts), this timer's period, and the
     // clocks' rates; etcd itself expires a lease only after its lessor's
     // next check (every 500 ms) and a Raft round.
     const margin = Math.min(Math.max(600, ttlMs / 5), ttlMs / 3);

@@ -37,7 +37,7 @@ export interface SnapshotMeta {
   parts: number;
   /**
    * What else a node's state holds beside the table, as [key, value] pairs
-   * (node-etcd.ts: the last request id applied per origin, for
+   * (host/node-etcd.ts: the last request id applied per origin, for
    * exactly-once). Absent: none.
    */
   extra?: Array<[number, number]>;

@@ -4,7 +4,7 @@
  * has checked the command's shape (core/command-check.ts).
  *
  * A node acts only for its own clients [LP-4, LP-10]: those whose ids it
- * gave (client-ids.ts), those resumed onto it [LP-16] (as the table says,
+ * gave (replica/client-ids.ts), those resumed onto it [LP-16] (as the table says,
  * or by a `resume` this same link forwarded and the table may not show
  * yet: the leader applies the log after it appends), and only with
  * commands a client's connection makes. A `resume` must name the node it
@@ -19,7 +19,7 @@
  * Pure. Threading: any.
  */
 import { homeOf, type ClientId, type Command, type TableState } from '../core/lock-table.js';
-import { nodeOfClient } from '../node/client-ids.js';
+import { nodeOfClient } from '../replica/client-ids.js';
 
 /** Why node `from` may not forward `cmd`, or null when it may. `resumed`: targets of resumes this link forwarded. */
 export function forwardError(state: TableState, cmd: Command, from: number, resumed: ReadonlySet<ClientId>): string | null {

@@ -25,8 +25,8 @@
 import { aged, restore, waits, type Command, type TableState } from '../core/lock-table.js';
 import type { Frame } from '../codec/frame.js';
 import type { Transport } from '../transport/transport.js';
-import type { EntryRing } from '../node/entry-ring.js';
-import type { Replica } from './replication.js';
+import type { EntryRing } from './entry-ring.js';
+import type { Replica } from '../replica/replication.js';
 import { plural } from '../text.js';
 
 /** Named error text for writes that cannot reach the leader. */

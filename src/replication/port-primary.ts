@@ -28,12 +28,12 @@ import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
 import { formatReply } from '../protocol/reply.js';
 import type { Transport } from '../transport/transport.js';
-import { nodeOfClient } from '../node/client-ids.js';
+import { nodeOfClient } from '../replica/client-ids.js';
 import { Duties } from '../replica/duties.js';
 import { DutyTimer } from './duty-timer.js';
 import { plural } from '../text.js';
-import type { EntryRing } from '../node/entry-ring.js';
-import type { Replica } from './replication.js';
+import type { EntryRing } from './entry-ring.js';
+import type { Replica } from '../replica/replication.js';
 
 /** Entries between snapshots on disk, at least (see flushStore). */
 export const SNAPSHOT_EVERY = 100_000;
@@ -225,7 +225,7 @@ export class PortPrimary {
       this.deliver(source, { op: 'refused', message: refused });
       return;
     }
-    const now = this.replica.clock.stamp(); // log time, not a wall clock (node/log-clock.ts)
+    const now = this.replica.clock.stamp(); // log time, not a wall clock (replica/log-clock.ts)
     const fwd = 'link' in source ? source : null;
     // A forward's origin is its backup's index; one from a link with no
     // index (not a follower-i) is answered by reply frames only.
@@ -299,7 +299,7 @@ export class PortPrimary {
   /**
    * A backup is gone, and every connection on it with it [LP-8]: release
    * its clients' session locks and withdraw their waiters, as if each had
-   * disconnected. Leases survive. Client ids name their node (client-ids.ts).
+   * disconnected. Leases survive. Client ids name their node (replica/client-ids.ts).
    */
   dropClientsOf(index: number, name: string): void {
     const gone = this.duties.sessionsEndedBy(index, nodeOfClient);

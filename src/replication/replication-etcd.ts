@@ -1,6 +1,6 @@
 /**
  * The replication on etcd: the seam's second implementation
- * (replication.ts), for nodes that run as separate processes.
+ * (replica/replication.ts), for nodes that run as separate processes.
  *
  * Every node, the leader too, applies the committed log from etcd in order
  * (EtcdLog.tail) through its Replica, with each entry's time; the Replica
@@ -30,7 +30,7 @@
  * that cannot renew its lease in time stops serving first (fail-stop:
  * hooks.fatal, EtcdNode.failStop).
  *
- * Leases across failover: a lease ends at a log time (node/log-clock.ts).
+ * Leases across failover: a lease ends at a log time (replica/log-clock.ts).
  * The leader stamps each entry with its log time, which goes on from the
  * last entry it applied on its monotonic clock, and fires lease ends and
  * wait timeouts when its log time reaches them. A new leader applied every
@@ -62,15 +62,14 @@
  */
 import type { Server, Socket } from 'node:net';
 import { aged, waits, clientsOf, createState, disconnectOf, snapshot, type ClientId, type Command } from '../core/lock-table.js';
-import type { Frame } from '../codec/frame.js';
+import type { Frame, ViewLock } from '../codec/frame.js';
 import { closeListener, TcpTransport, trackSockets } from '../transport/transport-tcp.js';
-import { nodeOfClient } from '../node/client-ids.js';
-import type { LockRow } from '../node/node.js';
+import { nodeOfClient } from '../replica/client-ids.js';
 import { Duties } from '../replica/duties.js';
 import { DutyTimer } from './duty-timer.js';
-import { setOrdinalLimit } from '../node/client-ids.js';
+import { setOrdinalLimit } from '../replica/client-ids.js';
 import { plural } from '../text.js';
-import { serveViews } from '../node/views.js';
+import { serveViews } from '../transport/views.js';
 import { compactBehind, loadSnapshot, saveSnapshot } from './etcd-snapshot.js';
 import { DEFAULT_ELECTION_TTL_S, DeposedError, EtcdLog, type Batch, type TailHandle } from './etcd-log.js';
 import { parseLeaderInfo, type LeaderInfo } from './etcd-election.js';
@@ -83,7 +82,8 @@ import { commandError } from '../core/command-check.js';
 import { checkClusterSecret } from '../transport/link-auth.js';
 import type { EtcdAccess } from './etcd-access.js';
 import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE } from './port-backup.js';
-import type { LogEntry, Replica, Replication } from './replication.js';
+import type { Replica, Replication } from '../replica/replication.js';
+import type { LogEntry } from '../replica/state-machine.js';
 import { TailWatchdog } from './tail-watchdog.js';
 
 /** How long the check of the cluster's engine mark may take (etcd takes the connection and does not answer: an error, not a hang). */
@@ -120,7 +120,7 @@ export interface EtcdReplicationOptions {
   leaderWaitMs?: number;
   /** A `dlock node`: its client-id ordinals come from etcd, reserved in blocks ahead of use [LP-4]. */
   reserveIds?: boolean;
-  /** The node's client-id counter (client-ids.ts), for those reservations. */
+  /** The node's client-id counter (replica/client-ids.ts), for those reservations. */
   idCounter: BigInt64Array;
   /** An empty cluster's first token (etcd keeps the first node's). */
   firstToken?: number;
@@ -155,9 +155,9 @@ interface NodeLink {
 export interface EtcdNodeHooks {
   /** The node's client address, for `dlock status`. */
   clientAddress(): string;
-  /** What an observer is shown (views.ts). */
+  /** What an observer is shown (transport/views.ts). */
   stats(): Record<string, unknown>;
-  lockMap(limit: number): LockRow[];
+  lockMap(limit: number): ViewLock[];
   /** A fault this node cannot serve through: it must stop (EtcdNode.failStop). Called at most once per fault; may be called again. */
   fatal(why: string): void;
   /** This node won the election (for the admin API's count). */
@@ -201,7 +201,7 @@ export class EtcdReplication implements Replication {
   private readonly registered = new Map<string, number>();
   /** An election value that was not one was logged (once per value). */
   private badLeaderValue: string | null = null;
-  /** Observer links (views.ts). */
+  /** Observer links (transport/views.ts). */
   private readonly observers = new Set<TcpTransport>();
   /**
    * As leader: forwards from a node index this node has not yet seen join,

@@ -1,7 +1,7 @@
 /**
  * The replication on the group protocol (pacifica.ts, run by
  * group-host.ts): the engine that will serve both layouts, behind the
- * same seam as the others (replication.ts). Used by `dlock node
+ * same seam as the others (replica/replication.ts). Used by `dlock node
  * --replication group` and `dlock up --replication group`, not yet by
  * default (docs/design.md).
  *
@@ -44,7 +44,7 @@ import { commandError } from '../core/command-check.js';
 import { floorOf, MAX_VERSION, spaceRunningOut, TokenSpaceError } from '../core/token-space.js';
 import type { GroupConfig, ConfigManager } from '../config/config.js';
 import type { Frame } from '../codec/frame.js';
-import { nodeOfClient } from '../node/client-ids.js';
+import { nodeOfClient } from '../replica/client-ids.js';
 import { Duties } from '../replica/duties.js';
 import { DutyTimer } from './duty-timer.js';
 import { plural } from '../text.js';
@@ -56,7 +56,8 @@ import { ERR_LEADER_LOST, ERR_LEADER_UNAVAILABLE, ERR_RESYNC, LEADER_WAIT_MS } f
 
 /** A write on a node outside the configuration (a learner): its clients' sessions could be ended by the primary at any time. */
 export const ERR_NOT_MEMBER = 'this node is catching up to join the replication group and takes no writes; the request was not applied: send it through another node, or retry';
-import type { LogEntry, Replica, Replication } from './replication.js';
+import type { Replica, Replication } from '../replica/replication.js';
+import type { LogEntry } from '../replica/state-machine.js';
 
 /** The group's timing in both layouts: a failover in about graceMs plus a manager round. */
 export const GROUP_TIMING: Timing = { leaseMs: 1500, graceMs: 2250, heartbeatMs: 150 };

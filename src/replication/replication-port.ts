@@ -1,7 +1,7 @@
 /**
  * The in-process replication: primary/backup
  * over MessagePorts, the one-process `dlock up`'s engine, behind the same
- * seam as etcd (replication.ts).
+ * seam as etcd (replica/replication.ts).
  *
  * A node's replication is in one of two modes: backup (port-backup.ts:
  * follows the primary's stream, forwards its proposals) or primary
@@ -20,11 +20,11 @@
 import { aged, type Command } from '../core/lock-table.js';
 import type { Store } from '../store/store.js';
 import type { Transport } from '../transport/transport.js';
-import { EntryRing } from '../node/entry-ring.js';
+import { EntryRing } from './entry-ring.js';
 import { plural } from '../text.js';
 import { PortBackup, LEADER_WAIT_MS } from './port-backup.js';
 import { PortPrimary } from './port-primary.js';
-import type { Replica, Replication } from './replication.js';
+import type { Replica, Replication } from '../replica/replication.js';
 
 /** How a node's replication starts: as the primary, or as a backup on a link to it. */
 export type PortStart = { primary: true } | { primary: false; link: Transport; incarnation: string; leaderWaitMs?: number };

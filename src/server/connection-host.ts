@@ -17,7 +17,7 @@ import type { Limits } from './limits.js';
 import type { ClientConnection, Ticket } from './connection.js';
 import type { NodeMetrics } from './metrics.js';
 
-/** Where a connection logs (node/node-log.ts's NodeLog is one). */
+/** Where a connection logs (replica/node-log.ts's NodeLog is one). */
 export interface ConnectionLog {
   /** Log every request and reply. */
   readonly requests: boolean;

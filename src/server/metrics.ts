@@ -11,7 +11,7 @@
  * are handed over in prom-client's own JSON form (the one its
  * getMetricsAsJSON gives), with the node as a label, and the main thread
  * merges every node's with prom-client's AggregatorRegistry into the
- * Prometheus text the admin API serves (admin/admin-cluster.ts).
+ * Prometheus text the admin API serves (host/threads/admin-cluster.ts).
  *
  * Threading: the node's thread.
  */

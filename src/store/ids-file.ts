@@ -15,7 +15,7 @@
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newIdCounter, ordinalsUsed, setOrdinalsUsed, type IdCounter } from '../node/client-ids.js';
+import { newIdCounter, ordinalsUsed, setOrdinalsUsed, type IdCounter } from '../replica/client-ids.js';
 import { StoreError } from './store-file.js';
 
 export const ID_BLOCK = 100_000;

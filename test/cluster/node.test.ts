@@ -4,10 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { apply } from '../../src/core/lock-table.js';
-import { newIdCounter } from '../../src/node/client-ids.js';
+import { newIdCounter } from '../../src/replica/client-ids.js';
 import { SORTED_LOCK_MAP_MAX } from '../../src/node/node.js';
 import { primaryNode, type PortNode } from '../helpers/port-node.js';
-import { NodeLog } from '../../src/node/node-log.js';
+import { NodeLog } from '../../src/replica/node-log.js';
 
 function leader(): PortNode {
   return primaryNode({ name: 'leader', index: 0, log: new NodeLog(() => {}), idCounter: newIdCounter() });

@@ -13,9 +13,9 @@ import { decodeFrame, encodeFrame, type Frame } from '../../src/codec/frame.js';
 import { reseed, ReseedRefusedError, type ConfigManager, type GroupConfig, type ProposeResult } from '../../src/config/config.js';
 import { ConfigStore, MemoryConfig } from '../../src/config/memory.js';
 import { floorOf, REFRESH_AT } from '../../src/core/token-space.js';
-import { newIdCounter } from '../../src/node/client-ids.js';
-import { NodeLog } from '../../src/node/node-log.js';
-import { ERR_READ_WINDOW, GroupNode } from '../../src/node/node-group.js';
+import { newIdCounter } from '../../src/replica/client-ids.js';
+import { NodeLog } from '../../src/replica/node-log.js';
+import { ERR_READ_WINDOW, GroupNode } from '../../src/host/node-group.js';
 import { ERR_NOT_MEMBER, GroupReplication } from '../../src/replication/replication-group.js';
 import { ClientPool, eventually } from '../helpers/line-client.js';
 

@@ -6,13 +6,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createState, snapshot, apply } from '../../src/core/lock-table.js';
 import type { Frame } from '../../src/codec/frame.js';
-import { newIdCounter } from '../../src/node/client-ids.js';
+import { newIdCounter } from '../../src/replica/client-ids.js';
 import { SNAPSHOT_PART } from '../../src/replication/port-primary.js';
 import { backupNode, primaryNode, type PortNode } from '../helpers/port-node.js';
 import { ERR_SESSION_ENDED } from '../../src/node/replica-node.js';
 import { fillLocks } from '../../bench/fill.js';
 import { DEFAULT_LIMITS } from '../../src/server/limits.js';
-import { NodeLog } from '../../src/node/node-log.js';
+import { NodeLog } from '../../src/replica/node-log.js';
 import { MemoryTransport } from '../../src/transport/transport-memory.js';
 import { eventually, LineClient } from '../helpers/line-client.js';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { clientIdFor, nodeOfClient } from '../../src/node/client-ids.js';
+import { clientIdFor, nodeOfClient } from '../../src/replica/client-ids.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from '../../src/host/threads/worker-handle.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dlock-worker-'));

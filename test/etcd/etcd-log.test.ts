@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeposedError, EtcdLog, type Batch } from '../../src/replication/etcd-log.js';
-import type { LogEntry } from '../../src/replication/replication.js';
+import type { LogEntry } from '../../src/replica/state-machine.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { eventually } from '../helpers/line-client.js';
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apply, createState, snapshot } from '../../src/core/lock-table.js';
 import { compactBehind, encodeParts, loadSnapshot, saveSnapshot } from '../../src/replication/etcd-snapshot.js';
 import { EtcdLog, LogGapError } from '../../src/replication/etcd-log.js';
-import type { LogEntry } from '../../src/replication/replication.js';
+import type { LogEntry } from '../../src/replica/state-machine.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { eventually } from '../helpers/line-client.js';
 

@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tooManyLocks, tooManyLocksInCluster, tooManyWaiters } from '../../src/core/lock-table.js';
-import { newIdCounter } from '../../src/node/client-ids.js';
+import { newIdCounter } from '../../src/replica/client-ids.js';
 import { DEFAULT_LIMITS, type Limits } from '../../src/server/limits.js';
-import { EtcdNode } from '../../src/node/node-etcd.js';
-import { NodeLog } from '../../src/node/node-log.js';
+import { EtcdNode } from '../../src/host/node-etcd.js';
+import { NodeLog } from '../../src/replica/node-log.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { ClientPool, eventually, type LineClient } from '../helpers/line-client.js';
 

@@ -8,10 +8,10 @@
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newIdCounter } from '../../src/node/client-ids.js';
+import { newIdCounter } from '../../src/replica/client-ids.js';
 import { DEFAULT_LIMITS } from '../../src/server/limits.js';
-import { EtcdNode } from '../../src/node/node-etcd.js';
-import { NodeLog } from '../../src/node/node-log.js';
+import { EtcdNode } from '../../src/host/node-etcd.js';
+import { NodeLog } from '../../src/replica/node-log.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { ClientPool, eventually } from '../helpers/line-client.js';
 

@@ -3,7 +3,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { headlessView } from '../../src/headless.js';
+import { headlessView } from '../../src/host/headless.js';
 import { eventually } from '../helpers/line-client.js';
 
 describe('headless view', () => {

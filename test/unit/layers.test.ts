@@ -7,8 +7,13 @@
  * of ours; the line protocol (src/protocol) and the frame codec
  * (src/codec) only the core; the client-facing server (src/server:
  * connections, auth, limits, the read index) only those, reaching the node
- * it runs on through one interface (connection-host.ts); the sequencer's
- * duties (src/replica) only the core.
+ * it runs on through one interface (connection-host.ts); the replication
+ * seam and the sequencer's duties (src/replica) only the core, and the
+ * server's limits as a type. Above the seam, the role-less node
+ * (src/node) and the replications (src/replication) each see the other
+ * only through it: neither imports the other; what wires a node to a
+ * replication is its host (src/host). No two folders import each other,
+ * through any path.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +45,7 @@ describe('layers', () => {
     ['protocol', ['core', 'protocol']],
     ['codec', ['core', 'codec']],
     ['server', ['core', 'protocol', 'server']],
-    ['replica', ['core', 'replica']],
+    ['replica', ['core', 'server', 'replica']],
   ] as const) {
     it(`src/${folder} imports only ${allowed.map((a) => `src/${a}`).join(', ')}`, () => {
       const files = sources(join('src', folder));
@@ -61,6 +66,41 @@ describe('layers', () => {
     expect(files.length).toBeGreaterThan(30);
     const offending = files.filter((f) => /(?:from|import\()\s*['"](?:\.\.\/)+ui\//.test(readFileSync(join(root, f), 'utf8')));
     expect(offending).toEqual([]);
+  });
+
+  it('src/node and src/replication never import each other: they meet at the seam (src/replica)', () => {
+    const offending = [
+      ...sources(join('src', 'node')).flatMap((f) => importedFolders(f).filter((d) => d === 'replication').map((d) => `${f} imports src/${d}`)),
+      ...sources(join('src', 'replication')).flatMap((f) => importedFolders(f).filter((d) => d === 'node').map((d) => `${f} imports src/${d}`)),
+    ];
+    expect(offending).toEqual([]);
+  });
+
+  it('no import circle between the folders of src/ (the top-level files count as folders of their own)', () => {
+    const edges = new Map<string, Set<string>>();
+    for (const f of sources('src')) {
+      const parts = f.split('/');
+      const from = parts.length > 2 ? (parts[1] as string) : (parts[1] as string).replace(/\.ts$/, '');
+      for (const m of readFileSync(join(root, f), 'utf8').matchAll(/(?:from|import\(|import)\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+        const t = join(f, '..', m[1] as string).split('/');
+        if (t[0] !== 'src') continue;
+        const to = t.length > 2 ? (t[1] as string) : (t[1] as string).replace(/\.js$/, '');
+        if (to !== from) (edges.get(from) ?? edges.set(from, new Set()).get(from)!).add(to);
+      }
+    }
+    // Every circle, each named once by the path that closes it.
+    const circles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (n: string, path: string[]): void => {
+      state.set(n, 'open');
+      for (const m of edges.get(n) ?? []) {
+        if (state.get(m) === 'open') circles.push([...path.slice(path.indexOf(m)), m].join(' -> '));
+        else if (!state.has(m)) visit(m, [...path, m]);
+      }
+      state.set(n, 'done');
+    };
+    for (const n of [...edges.keys()].sort()) if (!state.has(n)) visit(n, [n]);
+    expect(circles).toEqual([]);
   });
 
   it('the command (src/cli) is the top of src/: nothing else under src/ or workers/ imports it', () => {

@@ -1,5 +1,5 @@
 /**
- * Time without a wall clock: log time (node/log-clock.ts) goes on from the
+ * Time without a wall clock: log time (replica/log-clock.ts) goes on from the
  * last entry applied, on the monotonic clock, and never goes back; an
  * acquire's timeout is what is left of it when it is sent (aged); a frame's
  * lateness on a link is measured against the link's fastest crossing,
@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_MS } from '../../src/core/command-check.js';
 import { aged, apply, createState, legacyLogTime, restore, snapshot, type Command } from '../../src/core/lock-table.js';
-import { LogClock } from '../../src/node/log-clock.js';
+import { LogClock } from '../../src/replica/log-clock.js';
 import { DelayFloor } from '../../src/transport/link-delay.js';
 import { eventually } from '../helpers/line-client.js';
 

@@ -28,10 +28,10 @@ import { replaceRuns, reseed } from '../../config/config.js';
 import { GroupStore, readMemberFile, writeMemberFile } from '../../store/group-store.js';
 import { StoreError } from '../../store/store-file.js';
 import { EtcdConfig } from '../../config/etcd.js';
-import { headlessView } from '../../headless.js';
-import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../../node/client-ids.js';
-import { GroupNode } from '../../node/node-group.js';
-import { NodeLog } from '../../node/node-log.js';
+import { headlessView } from '../headless.js';
+import { clientIdFor, MAX_NODE_INDEX, newIdCounter, setOrdinalLimit, setOrdinalsUsed } from '../../replica/client-ids.js';
+import { GroupNode } from '../node-group.js';
+import { NodeLog } from '../../replica/node-log.js';
 import type { NodeMainOptions } from './node-main.js';
 import { GOODBYE_MS, withDeadline } from '../../replication/deadline.js';
 import { describeEtcd, etcd3Options, etcdErrorText } from '../../replication/etcd-access.js';
@@ -43,7 +43,7 @@ import { closeListener, TcpTransport, trackSockets } from '../../transport/trans
 import { serveUntilSignal, SHUTDOWN_DRAIN_MS } from '../threads/up.js';
 import { GroupLinks } from './group-links.js';
 import { claimEngine, EngineMismatchError } from '../../replication/etcd-engine.js';
-import { serveViews } from '../../node/views.js';
+import { serveViews } from '../../transport/views.js';
 
 
 /** One attempt to register again after the etcd lease was lost (etcd may take the connection and not answer). */
@@ -294,7 +294,7 @@ export async function liveMembers(ns: Namespace): Promise<Set<string>> {
   return out;
 }
 
-/** An observer's link: one `observe`, then views until it closes (node/views.ts); anything else closes it. */
+/** An observer's link: one `observe`, then views until it closes (transport/views.ts); anything else closes it. */
 function serveObserver(t: TcpTransport, node: GroupNode, link: string, log: NodeLog): void {
   let stop: (() => void) | null = null;
   t.onClose(() => stop?.());

@@ -43,7 +43,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { transfer } from './comlink.js';
 import { DEFAULT_LIMITS, type Limits } from '../../server/limits.js';
 import type { NodeControl, NodeEvent, NodeWorkerData, PromoteArgs } from './control.js';
-import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from '../../node/client-ids.js';
+import { MAX_NODE_INDEX, newIdCounter, type IdCounter } from '../../replica/client-ids.js';
 import { TokenFloor } from '../../store/token-floor.js';
 import type { LockRow, NodeStats } from '../../node/node.js';
 import { WorkerCallError, WorkerHandle, type WorkerExit } from './worker-handle.js';
@@ -97,7 +97,7 @@ export interface ClusterOptions {
   tls?: { cert: string; key: string } | null;
   /**
    * Run the nodes on etcd: the log and the leader's election are
-   * etcd's; every node is role-less (node-etcd.ts) and a dead one is
+   * etcd's; every node is role-less (host/node-etcd.ts) and a dead one is
    * restarted like a follower. Null: the in-process primary/backup.
    */
   etcd?: { access: EtcdAccess; cluster: string; clusterSecret?: string | null } | null;

@@ -5,16 +5,16 @@
  * replication never go through it.
  */
 import type { Limits } from '../../server/limits.js';
-import type { IdCounter } from '../../node/client-ids.js';
+import type { IdCounter } from '../../replica/client-ids.js';
 import type { MessagePort } from 'node:worker_threads';
-import type { LogLine } from '../../node/node-log.js';
+import type { LogLine } from '../../replica/node-log.js';
 import type { FsyncMode } from '../../store/store.js';
 import type { EtcdAccess } from '../../replication/etcd-access.js';
 import type { LockRow, NodeStats } from '../../node/node.js';
 
 export interface NodeWorkerData {
   /**
-   * `etcd`: a role-less node on etcd (node-etcd.ts); whoever holds the
+   * `etcd`: a role-less node on etcd (host/node-etcd.ts); whoever holds the
    * election leads. `group`: a role-less node on the group protocol
    * (replication-group.ts), its configuration kept by the main thread.
    */

@@ -4,7 +4,7 @@
  * status 0. In a terminal, ui/tui.ts runs instead.
  */
 import type { Limits } from '../../server/limits.js';
-import { headlessView, type HeadlessView } from '../../headless.js';
+import { headlessView, type HeadlessView } from '../headless.js';
 import { Chaos, type ChaosAction } from './chaos.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import { tokenFloorFile } from '../../store/token-floor.js';
@@ -13,7 +13,7 @@ import type { FsyncMode } from '../../store/store.js';
 import type { EtcdAccess } from '../../replication/etcd-access.js';
 import type { Server } from 'node:http';
 import { startAdmin as serveAdminAt, type AdminListen } from '../../admin/admin-http.js';
-import { ClusterAdmin } from '../../admin/admin-cluster.js';
+import { ClusterAdmin } from './admin-cluster.js';
 
 export interface UpOptions {
   followers: number;

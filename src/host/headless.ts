@@ -6,17 +6,9 @@
  * A view only: it consumes node events and never touches the request path.
  * Lines of one batch are written with one write() call.
  */
-import type { NodeEvent } from './host/threads/control.js';
-import type { LogLine } from './node/node-log.js';
-
-const pad2 = (n: number): string => String(n).padStart(2, '0');
-
-/** `2026-11-24 10:50:53.123` in local time, as the original client printed. */
-export function timestamp(ms: number, withMs = true): string {
-  const d = new Date(ms);
-  const base = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  return withMs ? `${base}.${String(d.getMilliseconds()).padStart(3, '0')}` : base;
-}
+import type { NodeEvent } from './threads/control.js';
+import type { LogLine } from '../replica/node-log.js';
+import { timestamp } from '../text.js';
 
 export function formatLogLine(node: string, line: LogLine, width = 10): string {
   return `${node.padEnd(width)} ${timestamp(line.t)} ${line.text}`;

@@ -15,8 +15,8 @@ import type { Request } from '../protocol/request.js';
 import { DEFAULT_NODE_TTL_S } from '../replication/etcd-members.js';
 import { EtcdReplication, type EtcdReplicationOptions } from '../replication/replication-etcd.js';
 import type { ClientConnection, Ticket } from '../server/connection.js';
-import type { NodeOptions } from './node.js';
-import { ReplicaNode } from './replica-node.js';
+import type { NodeOptions } from '../node/node.js';
+import { ReplicaNode } from '../node/replica-node.js';
 
 /**
  * A read is refused once this node's last lease renewal that etcd

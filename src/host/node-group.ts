@@ -9,7 +9,7 @@
  */
 import type { Request } from '../protocol/request.js';
 import type { GroupReplication } from '../replication/replication-group.js';
-import { ReplicaNode } from './replica-node.js';
+import { ReplicaNode } from '../node/replica-node.js';
 
 export const ERR_READ_WINDOW = "this node cannot show that its replica is recent (no word from its primary within the lease): read through another node or retry";
 

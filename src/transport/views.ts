@@ -10,9 +10,9 @@
  *
  * Threading: the node's thread. Ordering: views in the order sent.
  */
-import type { LockRow } from './node.js';
-import type { NodeLog } from './node-log.js';
-import type { TcpTransport } from '../transport/transport-tcp.js';
+import type { ViewLock } from '../codec/frame.js';
+import type { NodeLog } from '../replica/node-log.js';
+import type { TcpTransport } from './transport-tcp.js';
 
 const VIEW_MS = 500;
 const VIEW_LOCKS_MAX = 100_000;
@@ -22,7 +22,7 @@ const VIEW_BACKLOG_MAX = 4 * 1024 * 1024;
 export interface Viewed {
   log: NodeLog;
   stats(): Record<string, unknown>;
-  lockMap(limit: number): LockRow[];
+  lockMap(limit: number): ViewLock[];
 }
 
 /** Serve views on `t`; the caller calls the function returned when `t` closes (it owns the link's close handler). */

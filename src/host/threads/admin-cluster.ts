@@ -7,8 +7,8 @@
  * Threading: the main thread.
  */
 import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { Cluster } from '../host/threads/cluster.js';
-import { LOCKS_MAX, UnavailableError, type AdminSource, type ClientRow } from './admin-http.js';
+import type { Cluster } from './cluster.js';
+import { LOCKS_MAX, UnavailableError, type AdminSource, type ClientRow } from '../../admin/admin-http.js';
 
 export class ClusterAdmin implements AdminSource {
   private readonly own = new Registry();
