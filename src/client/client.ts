@@ -18,7 +18,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-table.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { parseCheck, parseGreeting, parseLockReply, parseValidate } from '../protocol/reply.js';
-import { isTokenWord, lockNameError, MAX_LINE_BYTES, TOKEN_RULE } from '../protocol/request.js';
+import { isTokenWord, lockNameError, MAX_LINE_BYTES, MAX_VALUE_BYTES, TOKEN_RULE } from '../protocol/request.js';
 
 export type PreemptResult = Extract<Reply, { op: 'preempt' }>;
 export type AcquireResult = Extract<Reply, { op: 'acquire' }>;
@@ -163,6 +163,32 @@ function lockArg(lock: string): string {
   if (bad !== null) throw new TypeError(bad);
   return lock;
 }
+
+/**
+ * [LP-18] A lock's value as the line carries it: whitespace, control
+ * characters and `%` percent-encoded (so any string can be a value, and
+ * check() gives it back as it was given); 1 to 1024 bytes once encoded.
+ */
+export function encodeValue(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  const encoded = value.replace(/[%\s\u0000-\u001f\u007f-\u009f]/gu, (c) => encodeURIComponent(c));
+  const bytes = Buffer.byteLength(encoded, 'utf8');
+  if (bytes < 1 || bytes > MAX_VALUE_BYTES) throw new RangeError(`value must be 1 to ${MAX_VALUE_BYTES} bytes once percent-encoded, got ${bytes}`);
+  return encoded;
+}
+
+/** A value as check() read it, percent-decoded (encodeValue's inverse); one set by other means that does not decode is given as it is. */
+export function decodeValue(text: string): string {
+  if (!text.includes('%')) return text;
+  try {
+    return decodeURIComponent(text);
+  } catch (err) {
+    if (err instanceof URIError) return text;
+    throw err;
+  }
+}
+
+const valueArg = (value: string | undefined): string => (value === undefined ? '' : ` value=${encodeValue(value)}`);
 
 function msArg(name: string, value: number, min: number): string {
   if (!Number.isInteger(value) || value < min || value > 86_400_000) {
@@ -441,17 +467,17 @@ export class DlockClient {
   // Argument errors reject (TypeError/RangeError) before anything is sent, so
   // no caller-supplied text can smuggle a second request onto the line.
 
-  /** Take the lock if it is free [LP-6]; with ttl it is a lease [LP-8]. */
-  async preempt(lock: string, opts: { ttl?: number } = {}): Promise<PreemptResult> {
+  /** Take the lock if it is free [LP-6]; with ttl it is a lease [LP-8]; with value, the lock shows it while held [LP-18]. */
+  async preempt(lock: string, opts: { ttl?: number; value?: string } = {}): Promise<PreemptResult> {
     const ttl = opts.ttl === undefined ? '' : ` ${msArg('ttl', opts.ttl, 1)}`;
-    return this.lockReply(`preempt ${lockArg(lock)}${ttl}`, 'preempt');
+    return this.lockReply(`preempt ${lockArg(lock)}${ttl}${valueArg(opts.value)}`, 'preempt');
   }
 
-  /** Wait for the lock, first come first served [LP-9]; no timeout waits as long as the connection lives. */
-  async acquire(lock: string, opts: { timeout?: number; ttl?: number } = {}): Promise<AcquireResult> {
+  /** Wait for the lock, first come first served [LP-9]; no timeout waits as long as the connection lives. `value` as for preempt [LP-18]. */
+  async acquire(lock: string, opts: { timeout?: number; ttl?: number; value?: string } = {}): Promise<AcquireResult> {
     const timeout = opts.timeout === undefined ? '' : ` ${msArg('timeout', opts.timeout, 0)}`;
     const ttl = opts.ttl === undefined ? '' : ` ${msArg('ttl', opts.ttl, 1)}`;
-    return this.lockReply(`acquire ${lockArg(lock)}${timeout}${ttl}`, 'acquire');
+    return this.lockReply(`acquire ${lockArg(lock)}${timeout}${ttl}${valueArg(opts.value)}`, 'acquire');
   }
 
   async release(lock: string): Promise<ReleaseResult> {
@@ -462,8 +488,13 @@ export class DlockClient {
     return this.lockReply(`renew ${lockArg(lock)} ${msArg('ttl', ttl, 1)}`, 'renew');
   }
 
+  /** The lock as this node's replica holds it [LP-11]; `value` percent-decoded [LP-18]. */
   async check(lock: string): Promise<CheckResult> {
-    return this.request(`check ${lockArg(lock)}`, parseCheck);
+    return this.request(`check ${lockArg(lock)}`, (line) => {
+      const c = parseCheck(line);
+      if (c !== null && c.held && c.value !== undefined) c.value = decodeValue(c.value);
+      return c;
+    });
   }
 
   async validate(lock: string, token: number): Promise<ValidateResult> {
@@ -572,7 +603,7 @@ export class DlockClient {
     for (let attempt = 0; ; attempt++) {
       opts.signal?.throwIfAborted();
       const sent = performance.now();
-      const got = await this.acquireUntil(lock, opts.ttl, opts.timeout, opts.signal);
+      const got = await this.acquireUntil(lock, opts.ttl, opts.timeout, opts.signal, opts.value);
       if (got.ok) return new KeptLease(this, lock, got.token, opts.ttl, sent, opts.onLost);
       if (attempt >= retries) throw new LockNotAcquiredError(lock, got.owner);
       await pause(delayMs + Math.floor(Math.random() * (jitterMs + 1)), opts.signal);
@@ -586,13 +617,14 @@ export class DlockClient {
    * effect within that, and each slice queues again, behind those that came
    * meanwhile (without a signal the wait keeps its place: LP-9).
    */
-  private async acquireUntil(lock: string, ttl: number, timeout: number | undefined, signal: AbortSignal | undefined): Promise<AcquireResult> {
-    if (signal === undefined) return this.acquire(lock, timeout === undefined ? { ttl } : { ttl, timeout });
+  private async acquireUntil(lock: string, ttl: number, timeout: number | undefined, signal: AbortSignal | undefined, value: string | undefined): Promise<AcquireResult> {
+    const v = value === undefined ? {} : { value };
+    if (signal === undefined) return this.acquire(lock, timeout === undefined ? { ttl, ...v } : { ttl, timeout, ...v });
     const until = timeout === undefined ? Infinity : performance.now() + timeout;
     for (;;) {
       signal.throwIfAborted();
       const slice = Math.max(0, Math.min(CANCEL_SLICE_MS, until - performance.now()));
-      const got = await this.acquire(lock, { ttl, timeout: slice });
+      const got = await this.acquire(lock, { ttl, timeout: slice, ...v });
       if (got.ok || performance.now() >= until) return got;
     }
   }
@@ -629,6 +661,8 @@ export interface KeepLeaseOptions {
   retry?: { retries: number; delayMs?: number; jitterMs?: number };
   /** Cancels the wait (rejects with its reason); see acquireUntil for what that costs the wait's place. */
   signal?: AbortSignal;
+  /** The lock's value while held [LP-18]: e.g. the address of the process that leads. */
+  value?: string;
   /** Told once if the lease is lost (LockLostError); also KeptLease.lost and KeptLease.signal. */
   onLost?: (err: LockLostError) => void;
 }

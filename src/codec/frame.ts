@@ -77,7 +77,7 @@
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
-import { commandError, limitsError } from '../core/command-check.js';
+import { commandError, isLockValue, limitsError } from '../core/command-check.js';
 import { Buffer } from 'node:buffer';
 
 export const CODEC_VERSION = 1;
@@ -202,6 +202,7 @@ export interface WireSnapshot {
   waiters: Snapshot['waiters'];
   sessions?: Snapshot['sessions'];
   limits?: Snapshot['limits'];
+  values?: Snapshot['values'];
 }
 
 export function encodeSnapshot(s: Snapshot): WireSnapshot {
@@ -214,6 +215,7 @@ export function encodeSnapshot(s: Snapshot): WireSnapshot {
     waiters: s.waiters,
     ...(s.sessions === undefined || s.sessions.length === 0 ? {} : { sessions: s.sessions }),
     ...(s.limits === undefined ? {} : { limits: s.limits }),
+    ...(s.values === undefined || s.values.length === 0 ? {} : { values: s.values }),
   };
 }
 
@@ -253,12 +255,16 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   // [LP-7] the next grant's token is above every token held: a table that says otherwise would grant one again.
   if (!(w.nextToken > maxToken && w.nextToken >= 1)) throw new CodecError(`snapshot nextToken ${w.nextToken} is not above the tokens it holds (up to ${maxToken})`);
   if (w.at !== undefined && !isNat(w.at)) throw new CodecError('snapshot log time must be a whole number of ms');
-  const waiter = (x: unknown): boolean => Array.isArray(x) && x.length === 3 && isPositiveInt(x[0]) && (x[1] === null || isPositiveInt(x[1])) && (x[2] === null || isNat(x[2]));
+  const waiter = (x: unknown): boolean => Array.isArray(x) && (x.length === 3 || (x.length === 4 && isLockValue(x[3]))) && isPositiveInt(x[0]) && (x[1] === null || isPositiveInt(x[1])) && (x[2] === null || isNat(x[2]));
   const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
   if (!w.waiters.every(queue)) throw new CodecError('malformed snapshot waiters');
+  // [LP-18] values of locks the part holds, each a lock value, each lock once (ascending).
+  let last = -1;
+  const value = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] > last && x[0] < w.count && isLockValue(x[1]) && ((last = x[0]), true);
+  if (w.values !== undefined && !(Array.isArray(w.values) && w.values.every(value))) throw new CodecError('malformed snapshot values');
   const limits = w.limits === undefined ? null : limitsError(w.limits);
   if (limits !== null) throw new CodecError(`snapshot ${limits}`);
-  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions, ...(w.limits === undefined ? {} : { limits: w.limits }) };
+  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions, ...(w.limits === undefined ? {} : { limits: w.limits }), ...(w.values === undefined ? {} : { values: w.values }) };
 }
 
 /** What a snapshot's LF-joined names may not hold: whitespace or control characters other than the LFs (LP-12). */

@@ -32,6 +32,15 @@ export function isLockName(x: unknown): x is string {
   return x.length * 3 <= MAX_LOCK_BYTES || Buffer.byteLength(x, 'utf8') <= MAX_LOCK_BYTES;
 }
 
+/** A lock's value [LP-18]: 1 to 1024 bytes, no whitespace or control characters (clients percent-encode the rest). */
+export const MAX_VALUE_BYTES = 1024;
+
+export function isLockValue(x: unknown): x is string {
+  if (typeof x !== 'string' || x.length === 0 || x.length > MAX_VALUE_BYTES) return false;
+  if (BAD_NAME_CHAR.test(x)) return false;
+  return x.length * 3 <= MAX_VALUE_BYTES || Buffer.byteLength(x, 'utf8') <= MAX_VALUE_BYTES;
+}
+
 const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 const isPositive = (x: unknown): x is number => isNat(x) && x >= 1;
 /** A client id: a positive safe integer (replica/client-ids.ts gives them from 10001 up). */
@@ -43,8 +52,8 @@ const isHash = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{
 
 /** The fields each op may carry: `true` required, `false` optional. Anything else is refused. */
 const FIELDS: Record<Command['op'], Record<string, boolean>> = {
-  preempt: { op: true, client: true, lock: true, ttl: true, limits: false, gen: false },
-  acquire: { op: true, client: true, lock: true, ttl: true, timeout: true, deadline: false, limits: false, gen: false },
+  preempt: { op: true, client: true, lock: true, ttl: true, limits: false, gen: false, value: false },
+  acquire: { op: true, client: true, lock: true, ttl: true, timeout: true, deadline: false, limits: false, gen: false, value: false },
   release: { op: true, client: true, lock: true, gen: false },
   renew: { op: true, client: true, lock: true, ttl: true, gen: false },
   disconnect: { op: true, client: true, gen: false },
@@ -106,6 +115,7 @@ export function commandError(x: unknown): string | null {
     case 'preempt':
     case 'acquire':
       if (c['ttl'] !== null && !isMs(c['ttl'])) return bad(op, 'ttl', `null or 1 to ${MAX_MS} ms`);
+      if (c['value'] !== undefined && !isLockValue(c['value'])) return bad(op, 'value', `absent or 1 to ${MAX_VALUE_BYTES} bytes with no whitespace or control characters`);
       if (op === 'acquire') {
         if (c['timeout'] !== null && !(isNat(c['timeout']) && (c['timeout'] as number) <= MAX_MS)) return bad(op, 'timeout', `null or 0 to ${MAX_MS} ms`);
         if (c['deadline'] !== undefined && c['deadline'] !== null && !isNat(c['deadline'])) return bad(op, 'deadline', 'null or a time in ms');

@@ -349,10 +349,15 @@ export class LockMap implements Iterable<[string, LockView]> {
     return { ...this.rows.joinedKeys(), nums: this.rows.numArray() };
   }
 
+  /** Each held lock's index in columns() order. */
+  indexesOf(locks: readonly string[]): number[] {
+    return this.rows.ranksOf(locks.map((l) => this.rows.find(l)));
+  }
+
   /** The queues, each with its lock's index in columns() order, ascending. */
   queuesByIndex(): Array<[number, readonly Waiter[]]> {
     const locks = [...this.queues.keys()];
-    const ranks = this.rows.ranksOf(locks.map((l) => this.rows.find(l)));
+    const ranks = this.indexesOf(locks);
     return locks.map((l, k) => [ranks[k] as number, this.queues.get(l) as Waiter[]] as [number, Waiter[]]).sort((a, b) => a[0] - b[0]);
   }
 

@@ -19,7 +19,8 @@
  * Rules implemented here: LP-5 (one owner), LP-6 (idempotent grant), LP-7
  * (tokens only go up), LP-8 (session locks vs leases), LP-9 (FIFO waiters),
  * LP-10 (owners only), LP-16 (resuming a client: the secret's hash is
- * replicated here, so a client can resume on any node).
+ * replicated here, so a client can resume on any node), LP-18 (a lock's
+ * value, set by its grant and gone with it).
  */
 
 import { MAX_MS } from './command-check.js';
@@ -40,6 +41,8 @@ export interface Waiter {
    * new leader can arm the timer after failover.
    */
   readonly deadline: number | null;
+  /** The value its grant sets [LP-18]; absent for none. */
+  readonly value?: string;
 }
 
 /**
@@ -108,6 +111,13 @@ export interface TableState {
    * own limits (entries written before the `limits` op) uses those.
    */
   limits: WriteLimits | null;
+  /**
+   * The value of each held lock that has one [LP-18]: set by its grant,
+   * fixed while the hold lasts, dropped when the lock is freed. Only locks
+   * with a value are here, so a table without values pays one size check
+   * per free and per read.
+   */
+  values: Map<string, string>;
 }
 
 /** Commands that change the table. They are what the log replicates. */
@@ -117,7 +127,7 @@ export type Command =
    * that every node applying the entry refuses it alike (writeRefusal);
    * absent, the table's own limits apply (the `limits` op).
    */
-  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number }
+  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number; value?: string }
   /**
    * `timeout`: ms still to wait, null for as long as the connection lives,
    * 0 for not at all [LP-9]. The node the client sent it to counts down
@@ -129,7 +139,7 @@ export type Command =
    * only in entries written before that, an absolute time on the clock
    * that stamped them.
    */
-  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits; gen?: number }
+  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits; gen?: number; value?: string }
   | { op: 'release'; client: ClientId; lock: string; gen?: number }
   | { op: 'renew'; client: ClientId; lock: string; ttl: number; gen?: number }
   /**
@@ -235,7 +245,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map(), limits: null };
+  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map(), limits: null, values: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -247,9 +257,10 @@ function setChange(locks: LockMap, lock: string, p: number): LockChange {
   return { kind: 'set', lock, owner: locks.owner(p), token: locks.token(p), expiresAt: locks.expiresAt(p) };
 }
 
-/** Grant a free (absent) lock to `client`; its token. Waiters queued on `lock` stay queued behind the new owner. */
-function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number): number {
+/** Grant a free (absent) lock to `client`, with `value` if any [LP-18]; its token. Waiters queued on `lock` stay queued behind the new owner. */
+function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number, value: string | undefined): number {
   const token = state.nextToken++;
+  if (value !== undefined) state.values.set(lock, value);
   const expiresAt = ttl === null ? null : now + ttl;
   state.locks.insert(lock, client, token, expiresAt);
   state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
@@ -300,6 +311,7 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   const locks = state.locks;
   const owner = locks.owner(p);
   locks.deleteAt(p);
+  if (state.values.size > 0) state.values.delete(lock); // [LP-18] gone with the hold
   const owned = (state.owned.get(owner) ?? 1) - 1;
   if (owned === 0) {
     state.owned.delete(owner);
@@ -320,7 +332,7 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
     out.changes.push({ kind: 'del', lock });
   } else {
     state.waiting.delete(next.client);
-    const token = grant(state, out, lock, next.client, next.ttl, now);
+    const token = grant(state, out, lock, next.client, next.ttl, now, next.value);
     newOwner = next.client;
     out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token } });
   }
@@ -369,6 +381,21 @@ export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimit
     return tooManyWaiters(limits.maxWaitersPerLock);
   }
   return null;
+}
+
+/** The words of a holder's repeat with another value [LP-18] (tests and the README quote them). */
+export const otherValue = (lock: string, held: string | undefined): string =>
+  held === undefined ? `${lock} is held by this client without a value; release it to hold it with one` : `${lock} is held by this client with another value (value=${held}); release it to set another`;
+
+/**
+ * [LP-18] A holder asking again: without `value` it keeps the one it has
+ * (LP-6); with the same one it succeeds; with another (or one where it
+ * holds none) it is refused, and nothing changes. Null: go on.
+ */
+function valueRefusal(state: TableState, cmd: Extract<Command, { op: 'preempt' | 'acquire' }>): Outcome | null {
+  if (cmd.value === undefined) return null;
+  const held = state.values.size > 0 ? state.values.get(cmd.lock) : undefined;
+  return held === cmd.value ? null : outcome({ op: 'refused', message: otherValue(cmd.lock, held) }, false);
 }
 
 /**
@@ -462,11 +489,13 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       const p = locks.find(cmd.lock);
       if (p === -1) {
         const out = outcome(null, true);
-        out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now) };
+        out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, cmd.value) };
         return out;
       }
       const owner = locks.owner(p);
       if (owner !== cmd.client) return outcome({ op: 'preempt', ok: false, owner }, false);
+      const otherValue = valueRefusal(state, cmd);
+      if (otherValue !== null) return otherValue;
       // [LP-6] The owner asking again succeeds with the same token; ttl re-leases.
       const out = outcome({ op: 'preempt', ok: true, owner, token: locks.token(p) }, false);
       if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
@@ -476,11 +505,13 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       const p = locks.find(cmd.lock);
       if (p === -1) {
         const out = outcome(null, true);
-        out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now) };
+        out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, cmd.value) };
         return out;
       }
       const owner = locks.owner(p);
       if (owner === cmd.client) {
+        const otherValue = valueRefusal(state, cmd);
+        if (otherValue !== null) return otherValue;
         const out = outcome({ op: 'acquire', ok: true, owner, token: locks.token(p) }, false);
         if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
         return out;
@@ -492,7 +523,7 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       // silently double-queued.
       const deadline = deadlineOf(cmd, now);
       if (cmd.timeout === 0 || (deadline !== null && deadline <= now) || state.waiting.has(cmd.client)) return outcome({ op: 'acquire', ok: false, owner }, false);
-      locks.enqueue(cmd.lock, { client: cmd.client, ttl: cmd.ttl, deadline });
+      locks.enqueue(cmd.lock, cmd.value === undefined ? { client: cmd.client, ttl: cmd.ttl, deadline } : { client: cmd.client, ttl: cmd.ttl, deadline, value: cmd.value });
       state.waiting.set(cmd.client, cmd.lock);
       const out = outcome(null, true);
       out.waits = { client: cmd.client, lock: cmd.lock };
@@ -607,14 +638,17 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
 /** `check` (LP-11): a read of this replica. `now` is the reading node's clock. */
 export type CheckResult =
   | { held: false }
-  | { held: true; owner: ClientId; token: number; ttlLeft: number | null };
+  | { held: true; owner: ClientId; token: number; ttlLeft: number | null; value?: string };
 
 export function check(state: TableState, lock: string, now: number): CheckResult {
   const { locks } = state;
   const p = locks.find(lock);
   if (p === -1) return { held: false };
   const expiresAt = locks.expiresAt(p);
-  return { held: true, owner: locks.owner(p), token: locks.token(p), ttlLeft: expiresAt === null ? null : Math.max(0, expiresAt - now) };
+  const r: CheckResult = { held: true, owner: locks.owner(p), token: locks.token(p), ttlLeft: expiresAt === null ? null : Math.max(0, expiresAt - now) };
+  const value = state.values.size > 0 ? state.values.get(lock) : undefined;
+  if (value !== undefined) r.value = value; // [LP-18]
+  return r;
 }
 
 /** `validate` (LP-7): Valid only while `token` is the current grant's token. */
@@ -656,8 +690,10 @@ export interface Snapshot {
    * a double holds exactly.
    */
   nums: Float64Array;
-  /** The locks with waiters: [i, waiters as [client, ttl, deadline]], i ascending. */
-  waiters: Array<[number, Array<[ClientId, number | null, number | null]>]>;
+  /** The locks with waiters: [i, waiters as [client, ttl, deadline], with the value its grant sets fourth when it has one], i ascending. */
+  waiters: Array<[number, Array<[ClientId, number | null, number | null] | [ClientId, number | null, number | null, string]>]>;
+  /** [LP-18] The values of the locks that have one: [i, value], i ascending. Absent when none has one, and in snapshots written before values. */
+  values?: Array<[number, string]>;
   /**
    * Resumable clients [LP-16] as [client, hash, gen, node, open], and
    * [ttl, until] after them for a client with a session ttl; in the first
@@ -692,9 +728,15 @@ function offsetsOf(s: Snapshot): Int32Array {
 
 export function snapshot(state: TableState): Snapshot {
   const { names, offsets, nums } = state.locks.columns();
-  const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => [w.client, w.ttl, w.deadline])]);
+  const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => (w.value === undefined ? [w.client, w.ttl, w.deadline] : [w.client, w.ttl, w.deadline, w.value]))]);
   const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => (s.ttl === null ? [c, s.hash, s.gen, s.node, s.open] : [c, s.hash, s.gen, s.node, s.open, s.ttl, s.until]));
-  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions, ...(state.limits === null ? {} : { limits: state.limits }) };
+  let values: Snapshot['values'];
+  if (state.values.size > 0) {
+    const held = [...state.values];
+    const at = state.locks.indexesOf(held.map(([lock]) => lock));
+    values = held.map(([, value], k) => [at[k] as number, value] as [number, string]).sort((x, y) => x[0] - y[0]);
+  }
+  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions, ...(state.limits === null ? {} : { limits: state.limits }), ...(values === undefined ? {} : { values }) };
   nameOffsets.set(snap, offsets);
   return snap;
 }
@@ -721,9 +763,10 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   const start = Math.min(from, end);
   const waiters: Snapshot['waiters'] = [];
   for (const [i, ws] of s.waiters) if (i >= start && i < end) waiters.push([i - start, ws]);
+  const values = s.values?.filter(([i]) => i >= start && i < end).map(([i, v]) => [i - start, v] as [number, string]);
   const offsets = offsetsOf(s);
   const names = start === end ? '' : s.names.slice(offsets[start], (offsets[end] as number) - 1);
-  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [], ...(from === 0 && s.limits !== undefined ? { limits: s.limits } : {}) };
+  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [], ...(from === 0 && s.limits !== undefined ? { limits: s.limits } : {}), ...(values === undefined || values.length === 0 ? {} : { values }) };
 }
 
 /**
@@ -762,10 +805,11 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   for (const [client, hash, gen, node, open, ttl, until] of snap.sessions ?? []) state.sessions.set(client, { hash, gen, node, open, ttl: ttl ?? null, until: until ?? null });
   for (const [i, ws] of snap.waiters) {
     const name = locks.nameAt(first + i);
-    for (const [client, ttl, deadline] of ws) {
-      locks.enqueue(name, { client, ttl, deadline });
+    for (const [client, ttl, deadline, value] of ws) {
+      locks.enqueue(name, value === undefined ? { client, ttl, deadline } : { client, ttl, deadline, value });
       state.waiting.set(client, name);
     }
   }
+  for (const [i, value] of snap.values ?? []) state.values.set(locks.nameAt(first + i), value);
   return state;
 }

@@ -51,7 +51,8 @@ export const formatSession = (client: ClientId, secret: string): string => `Sess
 export function formatCheck(c: CheckResult): string {
   if (!c.held) return 'CheckLock:Free';
   const ttl = c.ttlLeft === null ? '' : ` ttl=${c.ttlLeft}`;
-  return `CheckLock:Lock:${c.owner} token=${c.token}${ttl}`;
+  const value = c.value === undefined ? '' : ` value=${c.value}`; // [LP-18] last
+  return `CheckLock:Lock:${c.owner} token=${c.token}${ttl}${value}`;
 }
 
 export function formatValidate(v: ValidateResult): string {
@@ -87,7 +88,7 @@ const GREETING = /^client_id: (\d+) node: (\S+)(?: role: (\S+))?$/;
 const OWNER_TOKEN = /^(PreemptLock|AcquireLock) Success owner=(\d+) token=(\d+)$/;
 const FAILED = /^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed) owner=(\d+|none)$/;
 const RENEWED = /^RenewLock Success token=(\d+)$/;
-const CHECK = /^CheckLock:Lock:(\d+) token=(\d+)(?: ttl=(\d+))?$/;
+const CHECK = /^CheckLock:Lock:(\d+) token=(\d+)(?: ttl=(\d+))?(?: value=(\S+))?$/;
 const STALE = /^ValidateLock Stale owner=(?:none|(\d+) token=(\d+))$/;
 
 /** A greeting's fields; `leads` when it says ` role: leader` (a promoted follower, see formatGreeting). */
@@ -127,7 +128,9 @@ export function parseCheck(line: string): CheckResult | null {
   if (line === 'CheckLock:Free') return { held: false };
   const m = CHECK.exec(line);
   if (m === null) return null;
-  return { held: true, owner: Number(m[1]), token: Number(m[2]), ttlLeft: m[3] === undefined ? null : Number(m[3]) };
+  const r: CheckResult = { held: true, owner: Number(m[1]), token: Number(m[2]), ttlLeft: m[3] === undefined ? null : Number(m[3]) };
+  if (m[4] !== undefined) r.value = m[4];
+  return r;
 }
 
 export function parseValidate(line: string): ValidateResult | null {

@@ -6,14 +6,15 @@
  * the error messages ("usage: …") and the `help` reply are all derived from it.
  */
 
-import { BAD_NAME_CHAR, MAX_LOCK_BYTES, MAX_MS } from '../core/command-check.js';
+import { BAD_NAME_CHAR, isLockValue, MAX_LOCK_BYTES, MAX_MS, MAX_VALUE_BYTES } from '../core/command-check.js';
 
-export { MAX_LOCK_BYTES, MAX_MS }; // [LP-12]: the lock table's own rule (core/command-check.ts)
+export { MAX_LOCK_BYTES, MAX_MS, MAX_VALUE_BYTES }; // [LP-12, LP-18]: the lock table's own rules (core/command-check.ts)
 export const MAX_LINE_BYTES = 4096; // [LP-13]
 
 export type Request =
-  | { verb: 'preempt'; lock: string; ttl: number | null }
-  | { verb: 'acquire'; lock: string; ttl: number | null; timeout: number | null }
+  /** `value`: the lock's value its grant sets [LP-18]; absent for none. */
+  | { verb: 'preempt'; lock: string; ttl: number | null; value?: string }
+  | { verb: 'acquire'; lock: string; ttl: number | null; timeout: number | null; value?: string }
   | { verb: 'release'; lock: string }
   | { verb: 'renew'; lock: string; ttl: number }
   | { verb: 'check'; lock: string }
@@ -31,9 +32,11 @@ export type Request =
 
 export type Verb = Request['verb'];
 
+/** A numeric option (ms from `min` up to MAX_MS), or a text one (`text`: LP-18's value). */
 interface OptionSpec {
   min: number;
   required: boolean;
+  text?: true;
 }
 
 interface VerbSpec {
@@ -44,10 +47,11 @@ interface VerbSpec {
 }
 
 const TTL: OptionSpec = { min: 1, required: false };
+const VALUE: OptionSpec = { min: 1, required: false, text: true };
 
 export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
-  preempt: { args: ['lock'], options: { ttl: TTL }, usage: 'preempt <lock> [ttl=<ms>]' },
-  acquire: { args: ['lock'], options: { timeout: { min: 0, required: false }, ttl: TTL }, usage: 'acquire <lock> [timeout=<ms>] [ttl=<ms>]' },
+  preempt: { args: ['lock'], options: { ttl: TTL, value: VALUE }, usage: 'preempt <lock> [ttl=<ms>] [value=<v>]' },
+  acquire: { args: ['lock'], options: { timeout: { min: 0, required: false }, ttl: TTL, value: VALUE }, usage: 'acquire <lock> [timeout=<ms>] [ttl=<ms>] [value=<v>]' },
   release: { args: ['lock'], options: {}, usage: 'release <lock>' },
   renew: { args: ['lock'], options: { ttl: { min: 1, required: true } }, usage: 'renew <lock> ttl=<ms>' },
   check: { args: ['lock'], options: {}, usage: 'check <lock>' },
@@ -95,6 +99,11 @@ export function lockNameError(name: string): string | null {
   return null;
 }
 
+/** [LP-18] Why `value` is not a lock value, or null. */
+export function lockValueError(value: string): string | null {
+  return isLockValue(value) ? null : `bad value ${quote(value)}: expected 1 to ${MAX_VALUE_BYTES} bytes with no whitespace or control characters (percent-encode the rest)`;
+}
+
 const DIGITS = /^[0-9]{1,16}$/;
 
 /** Parse a whole non-negative decimal number; null when it is not one. */
@@ -123,6 +132,7 @@ export function parseRequest(line: string): Request | ParseError | null {
 
   const positional: string[] = [];
   const options = new Map<string, number>();
+  let value: string | undefined;
   for (let i = 1; i < words.length; i++) {
     const word = words[i] as string;
     if (positional.length < spec.args.length) {
@@ -141,12 +151,18 @@ export function parseRequest(line: string): Request | ParseError | null {
       const what = allowed.length === 0 ? `${verb} takes no options` : `${verb} takes ${allowed.join(', ')}`;
       return { error: `unknown option ${quote(key)}: ${what}; usage: ${spec.usage}` };
     }
-    if (options.has(key)) return { error: `option ${key} given twice; usage: ${spec.usage}` };
-    const value = wholeNumber(word.slice(eq + 1));
-    if (value === null || value < opt.min || value > MAX_MS) {
+    if (options.has(key) || (opt.text === true && value !== undefined)) return { error: `option ${key} given twice; usage: ${spec.usage}` };
+    if (opt.text === true) {
+      value = word.slice(eq + 1);
+      const bad = lockValueError(value);
+      if (bad !== null) return { error: bad };
+      continue;
+    }
+    const ms = wholeNumber(word.slice(eq + 1));
+    if (ms === null || ms < opt.min || ms > MAX_MS) {
       return { error: `${key} must be a whole number of milliseconds from ${opt.min} to ${MAX_MS}, got ${quote(word.slice(eq + 1))}` };
     }
-    options.set(key, value);
+    options.set(key, ms);
   }
   if (positional.length < spec.args.length) {
     const arg = spec.args[positional.length];
@@ -166,9 +182,9 @@ export function parseRequest(line: string): Request | ParseError | null {
   const ttl = options.get('ttl') ?? null;
   switch (verb) {
     case 'preempt':
-      return { verb, lock, ttl };
+      return value === undefined ? { verb, lock, ttl } : { verb, lock, ttl, value };
     case 'acquire':
-      return { verb, lock, ttl, timeout: options.get('timeout') ?? null };
+      return value === undefined ? { verb, lock, ttl, timeout: options.get('timeout') ?? null } : { verb, lock, ttl, timeout: options.get('timeout') ?? null, value };
     case 'release':
     case 'check':
       return { verb, lock };

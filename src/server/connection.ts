@@ -640,9 +640,9 @@ export function endAndDiscard(socket: Socket, last?: string): void {
 export function toCommand(client: ClientId, req: Request): Extract<Command, { op: 'preempt' | 'acquire' | 'release' | 'renew' }> {
   switch (req.verb) {
     case 'preempt':
-      return { op: 'preempt', client, lock: req.lock, ttl: req.ttl };
+      return req.value === undefined ? { op: 'preempt', client, lock: req.lock, ttl: req.ttl } : { op: 'preempt', client, lock: req.lock, ttl: req.ttl, value: req.value };
     case 'acquire':
-      return { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout };
+      return req.value === undefined ? { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout } : { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout, value: req.value };
     case 'release':
       return { op: 'release', client, lock: req.lock };
     case 'renew':
@@ -656,9 +656,9 @@ export function toCommand(client: ClientId, req: Request): Extract<Command, { op
 export function describe(req: Request): string {
   switch (req.verb) {
     case 'preempt':
-      return `preempt ${req.lock}${req.ttl === null ? '' : ` ttl=${req.ttl}`}`;
+      return `preempt ${req.lock}${req.ttl === null ? '' : ` ttl=${req.ttl}`}${req.value === undefined ? '' : ` value=${req.value}`}`;
     case 'acquire':
-      return `acquire ${req.lock}${req.timeout === null ? '' : ` timeout=${req.timeout}`}${req.ttl === null ? '' : ` ttl=${req.ttl}`}`;
+      return `acquire ${req.lock}${req.timeout === null ? '' : ` timeout=${req.timeout}`}${req.ttl === null ? '' : ` ttl=${req.ttl}`}${req.value === undefined ? '' : ` value=${req.value}`}`;
     case 'renew':
       return `renew ${req.lock} ttl=${req.ttl}`;
     case 'validate':

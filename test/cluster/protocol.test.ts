@@ -366,7 +366,7 @@ describe('LP-12 errors keep the connection', () => {
     await a.ask('preempt lp12');
     const bad = [
       ['bogus', /^Error: unknown command "bogus"; expected one of: preempt, /],
-      ['preempt', /^Error: preempt needs a lock name; usage: preempt <lock> \[ttl=<ms>\]$/],
+      ['preempt', /^Error: preempt needs a lock name; usage: preempt <lock> \[ttl=<ms>\] \[value=<v>\]$/],
       ['preempt a b', /^Error: unexpected argument "b"/],
       ['preempt lp12x ttl=0', /^Error: ttl must be a whole number of milliseconds from 1 to 86400000, got "0"$/],
       ['preempt lp12x ttl=1.5', /^Error: ttl must be/],

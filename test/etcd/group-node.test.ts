@@ -57,7 +57,7 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     expect(lead).toBeDefined();
     const others = [g1, g2, g3].filter((n) => n !== lead);
     const holder = await pool.open(others[0]!.port);
-    const lease = await holder.ask('preempt leased ttl=60000');
+    const lease = await holder.ask('preempt leased ttl=60000 value=10.0.0.5:8080'); // [LP-18] a value, kept with the lease
     const token = Number(/token=(\d+)/.exec(lease)?.[1]);
     expect(lease).toMatch(new RegExp(`^PreemptLock Success owner=${holder.id} token=\\d+$`));
     const onLeader = await pool.open(lead.port);
@@ -74,13 +74,14 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     expect(failoverMs).toBeLessThan(15_000);
     // The lease is kept with its token; the dead node's client's session lock ends [LP-8].
     await eventually(async () => (await reader.ask('check leader-session')) === 'CheckLock:Free', 'the dead node\'s session lock released', 10_000, 100);
-    expect(await reader.ask('check leased')).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} token=${token} ttl=\\d+$`));
+    expect(await reader.ask('check leased')).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} token=${token} ttl=\\d+ value=10\\.0\\.0\\.5:8080$`));
     const after = Number(/token=(\d+)/.exec(await writer.ask('preempt after-failover-2'))?.[1]);
     expect(after).toBeGreaterThan(token); // [LP-7]
     // The killed node again, under its name: a new member that catches up and serves.
     const back = await start(lead.name);
     const again = await pool.open(back.port);
     await eventually(async () => (await again.ask('check leased')).startsWith(`CheckLock:Lock:${holder.id} token=${token} `), 'the lease on the node back', 20_000, 100);
+    expect(await again.ask('check leased')).toMatch(/ value=10\.0\.0\.5:8080$/); // [LP-18] caught up with the value
     await eventually(async () => (await again.ask('preempt through-the-new-member', 10_000)).startsWith('PreemptLock Success'), 'a write through it', 20_000, 100);
     // dlock status reads the configuration: the primary and the secondaries, each live node's role from it.
     let out = '';

@@ -55,7 +55,7 @@ describe('dlock client REQUEST (one-shot)', () => {
     expect(free.out()).toBe('CheckLock:Free\n');
     const bad = client(['preempt']);
     expect(await bad.exit).toBe(2);
-    expect(bad.out()).toBe('Error: preempt needs a lock name; usage: preempt <lock> [ttl=<ms>]\n');
+    expect(bad.out()).toBe('Error: preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]\n');
   });
 
   it('[LP-16] one client across calls: `dlock client session` exports DLOCK_SESSION, and later calls act as that client', async () => {

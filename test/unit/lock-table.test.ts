@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeSnapshot, encodeSnapshot } from '../../src/codec/frame.js';
-import { apply, check, createState, restore, snapshot, snapshotPart, SUPERSEDED, validate, type Command, type Outcome, type Snapshot, type TableState } from '../../src/core/lock-table.js';
+import { apply, check, createState, otherValue, restore, snapshot, snapshotPart, SUPERSEDED, validate, type Command, type Outcome, type Snapshot, type TableState } from '../../src/core/lock-table.js';
 
 /** A snapshot as a link or a snapshot file carries it. */
 const viaCodec = (s: Snapshot): Snapshot => decodeSnapshot(JSON.parse(JSON.stringify(encodeSnapshot(s))));
@@ -385,19 +385,98 @@ describe('validate [LP-7]', () => {
   });
 });
 
+describe('values [LP-18]', () => {
+  it('a grant sets the value; check shows it; it is gone with the hold', () => {
+    const s = createState();
+    expect(run(s, { op: 'preempt', client: A, lock: 'leader/svc', ttl: null, value: '10.0.0.5:8080' }).reply).toEqual({ op: 'preempt', ok: true, owner: A, token: 1 });
+    expect(check(s, 'leader/svc', 1000)).toEqual({ held: true, owner: A, token: 1, ttlLeft: null, value: '10.0.0.5:8080' });
+    run(s, { op: 'release', client: A, lock: 'leader/svc' });
+    expect(check(s, 'leader/svc', 1000)).toEqual({ held: false });
+    expect(s.values.size).toBe(0);
+    // A grant without a value shows none, even where an earlier hold had one.
+    run(s, { op: 'preempt', client: B, lock: 'leader/svc', ttl: null });
+    expect(check(s, 'leader/svc', 1000)).toEqual({ held: true, owner: B, token: 2, ttlLeft: null });
+  });
+
+  it('the holder asking again: without a value keeps it, with the same succeeds, with another is refused and nothing changes [LP-6]', () => {
+    const s = createState();
+    run(s, { op: 'acquire', client: A, lock: 'l', ttl: null, timeout: null, value: 'v1' });
+    expect(run(s, { op: 'preempt', client: A, lock: 'l', ttl: 500 }).reply).toEqual({ op: 'preempt', ok: true, owner: A, token: 1 });
+    expect(check(s, 'l', 1000)).toMatchObject({ value: 'v1', ttlLeft: 500 });
+    expect(run(s, { op: 'acquire', client: A, lock: 'l', ttl: null, timeout: 0, value: 'v1' }).reply).toEqual({ op: 'acquire', ok: true, owner: A, token: 1 });
+    const before = JSON.stringify(encodeSnapshot(snapshot(s)));
+    const other = run(s, { op: 'preempt', client: A, lock: 'l', ttl: 900, value: 'v2' });
+    expect(other).toMatchObject({ reply: { op: 'refused', message: otherValue('l', 'v1') }, changed: false });
+    expect(JSON.stringify(encodeSnapshot(snapshot(s)))).toBe(before); // not even the ttl
+    // One held without a value: a repeat with one is refused too.
+    run(s, { op: 'preempt', client: A, lock: 'plain', ttl: null });
+    expect(run(s, { op: 'acquire', client: A, lock: 'plain', ttl: null, timeout: null, value: 'x' }).reply).toEqual({ op: 'refused', message: otherValue('plain', undefined) });
+    // Anyone else is answered as before, value or not.
+    expect(run(s, { op: 'preempt', client: B, lock: 'l', ttl: null, value: 'v9' }).reply).toEqual({ op: 'preempt', ok: false, owner: A });
+  });
+
+  it("a waiter's value is set when it is granted; expiry, revoke and a session's end drop it", () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: 100, value: 'a' }, 0);
+    run(s, { op: 'acquire', client: B, lock: 'l', ttl: null, timeout: null, value: 'b' }, 0);
+    run(s, { op: 'acquire', client: C, lock: 'l', ttl: 50, timeout: null }, 0);
+    const expired = run(s, { op: 'expire', lock: 'l', token: 1 }, 100);
+    expect(expired.wakes).toEqual([{ client: B, reply: { op: 'acquire', ok: true, owner: B, token: 2 } }]);
+    expect(check(s, 'l', 100)).toMatchObject({ owner: B, value: 'b' });
+    run(s, { op: 'disconnect', client: B }, 100); // its session lock ends [LP-8]; C, with no value, is next
+    expect(check(s, 'l', 100)).toEqual({ held: true, owner: C, token: 3, ttlLeft: 50 });
+    run(s, { op: 'release', client: C, lock: 'l' }, 100);
+    run(s, { op: 'preempt', client: A, lock: 'r', ttl: null, value: 'gone-soon' }, 100);
+    run(s, { op: 'revoke', lock: 'r' }, 100);
+    expect(s.values.size).toBe(0);
+  });
+
+  it('snapshots carry values, the waiters\' too, through the codec and in parts', () => {
+    const s = createState();
+    for (let i = 0; i < 6; i++) run(s, { op: 'preempt', client: A, lock: `k${i}`, ttl: null, ...(i % 2 === 0 ? { value: `v${i}` } : {}) });
+    run(s, { op: 'acquire', client: B, lock: 'k2', ttl: null, timeout: null, value: 'next' });
+    run(s, { op: 'release', client: A, lock: 'k0' }); // a hole in the table's order
+    const whole = snapshot(s);
+    expect(whole.values?.length).toBe(2);
+    for (const per of [1, 2, 6]) {
+      const into = createState();
+      for (let from = 0; from < whole.count; from += per) restore(viaCodec(snapshotPart(whole, from, from + per)), into);
+      expect(into.values).toEqual(s.values);
+      expect(snapshot(into)).toEqual(whole);
+      run(into, { op: 'release', client: A, lock: 'k2' });
+      expect(check(into, 'k2', 1000)).toMatchObject({ owner: B, value: 'next' });
+    }
+  });
+
+  it('the codec refuses a snapshot whose values are not lock values or name no lock it holds', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'k', ttl: null, value: 'v' });
+    const w = JSON.parse(JSON.stringify(encodeSnapshot(snapshot(s))));
+    for (const values of [[[1, 'v']], [[0, 'has space']], [[0, '']], [[0, 'v'], [0, 'w']], 'v', [[0]]]) {
+      expect(() => decodeSnapshot({ ...w, values })).toThrow(/malformed snapshot values/);
+    }
+    expect(() => decodeSnapshot({ ...w, waiters: [[0, [[B, null, null, 'bad value']]]] })).toThrow(/malformed snapshot waiters/);
+  });
+});
+
 // ---- properties over random operation sequences ----
 
 const clients = [10001, 10002, 20001, 30001];
 const locks = ['a', 'b', 'c'];
 const cmdArb: fc.Arbitrary<Command> = fc.oneof(
-  fc.record({ op: fc.constant('preempt' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks), ttl: fc.option(fc.integer({ min: 1, max: 50 }), { nil: null }) }),
-  fc.record({
-    op: fc.constant('acquire' as const),
-    client: fc.constantFrom(...clients),
-    lock: fc.constantFrom(...locks),
-    ttl: fc.option(fc.integer({ min: 1, max: 50 }), { nil: null }),
-    timeout: fc.option(fc.integer({ min: 0, max: 50 }), { nil: null }),
-  }),
+  // [LP-18] values on some grants: two, so that a holder's repeat sometimes names another.
+  fc.record({ op: fc.constant('preempt' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks), ttl: fc.option(fc.integer({ min: 1, max: 50 }), { nil: null }), value: fc.constantFrom('v1', 'v2') }, { requiredKeys: ['op', 'client', 'lock', 'ttl'] }),
+  fc.record(
+    {
+      op: fc.constant('acquire' as const),
+      client: fc.constantFrom(...clients),
+      lock: fc.constantFrom(...locks),
+      ttl: fc.option(fc.integer({ min: 1, max: 50 }), { nil: null }),
+      timeout: fc.option(fc.integer({ min: 0, max: 50 }), { nil: null }),
+      value: fc.constantFrom('v1', 'v2'),
+    },
+    { requiredKeys: ['op', 'client', 'lock', 'ttl', 'timeout'] },
+  ),
   fc.record({ op: fc.constant('release' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks) }),
   fc.record({ op: fc.constant('renew' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom(...locks), ttl: fc.integer({ min: 1, max: 50 }) }),
   fc.record({ op: fc.constant('disconnect' as const), client: fc.constantFrom(...clients) }),
@@ -408,6 +487,20 @@ const cmdArb: fc.Arbitrary<Command> = fc.oneof(
 );
 // Each step: a command and how much time passes before it.
 const stepsArb = fc.array(fc.tuple(cmdArb, fc.integer({ min: 0, max: 20 })), { maxLength: 120 });
+
+/** Steps of handoffs: waits (with or without a value), releases, session ends and expiries on two locks. */
+const handoffStepsArb = fc.array(
+  fc.tuple(
+    fc.oneof(
+      fc.record({ op: fc.constant('acquire' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom('a', 'b'), ttl: fc.option(fc.constant(30), { nil: null }), timeout: fc.constant(null), value: fc.constantFrom('v1', 'v2') }, { requiredKeys: ['op', 'client', 'lock', 'ttl', 'timeout'] }),
+      fc.record({ op: fc.constant('release' as const), client: fc.constantFrom(...clients), lock: fc.constantFrom('a', 'b') }),
+      fc.record({ op: fc.constant('disconnect' as const), client: fc.constantFrom(...clients) }),
+      fc.record({ op: fc.constant('expire' as const), lock: fc.constantFrom('a', 'b'), token: fc.integer({ min: 1, max: 30 }) }),
+    ),
+    fc.integer({ min: 0, max: 20 }),
+  ),
+  { maxLength: 80 },
+);
 
 function checkInvariants(s: TableState): void {
   const waitingSeen = new Map<number, string>();
@@ -429,6 +522,8 @@ function checkInvariants(s: TableState): void {
   const owned = new Map<number, number>();
   for (const e of s.locks.values()) owned.set(e.owner, (owned.get(e.owner) ?? 0) + 1);
   expect(new Map([...s.owned].sort())).toEqual(new Map([...owned].sort()));
+  // [LP-18] a value only on a held lock.
+  for (const lock of s.values.keys()) expect(s.locks.find(lock)).not.toBe(-1);
 }
 
 /** Each client's session locks as the table lists them, sorted. */
@@ -492,6 +587,30 @@ describe('properties', () => {
           expect(s.nextToken).toBeGreaterThan(maxToken);
           if (!out.changed) expect(out.changes).toEqual([]);
           checkInvariants(s);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("[LP-18] a lock's value is its grant's, for as long as the hold lasts, whoever asks again meanwhile", () => {
+    fc.assert(
+      // Besides the general mix, one where clients queue with values and holders let go often.
+      fc.property(fc.oneof(stepsArb, handoffStepsArb), (steps) => {
+        const s = createState();
+        let now = 0;
+        /** The value each held lock's grant set (absent: none), by token; and each waiting client's. */
+        const granted = new Map<number, string | undefined>();
+        const waitingValue = new Map<number, string | undefined>();
+        for (const [cmd, dt] of steps) {
+          now += dt;
+          const out = apply(s, cmd, now);
+          if (out.waits !== null && cmd.op === 'acquire') waitingValue.set(cmd.client, cmd.value);
+          const r = out.reply;
+          if (r !== null && r.ok && (r.op === 'preempt' || r.op === 'acquire') && (cmd.op === 'preempt' || cmd.op === 'acquire') && !granted.has(r.token)) granted.set(r.token, cmd.value);
+          for (const w of out.wakes) if (w.reply.op === 'acquire' && w.reply.ok) granted.set(w.reply.token, waitingValue.get(w.client));
+          for (const [lock, e] of s.locks) expect(s.values.get(lock)).toBe(granted.get(e.token));
+          for (const lock of s.values.keys()) expect(s.locks.find(lock)).not.toBe(-1);
         }
       }),
       { numRuns: 300 },

@@ -155,14 +155,14 @@ describe('requests and errors [LP-12]', () => {
 
   it('names what is wrong and what was expected', () => {
     expect(err('frobnicate x')).toBe('unknown command "frobnicate"; expected one of: preempt, acquire, release, renew, check, validate, auth, whoami, session, resume, ping, help, quit');
-    expect(err('preempt')).toBe('preempt needs a lock name; usage: preempt <lock> [ttl=<ms>]');
+    expect(err('preempt')).toBe('preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
     expect(err('validate l')).toBe('validate needs a token; usage: validate <lock> <token>');
     expect(err('check a b')).toBe('unexpected argument "b"; usage: check <lock>');
     expect(err('ping now')).toBe('unexpected argument "now"; usage: ping');
     expect(err('release l ttl=5')).toBe('unknown option "ttl": release takes no options; usage: release <lock>');
-    expect(err('preempt l timeout=5')).toBe('unknown option "timeout": preempt takes ttl; usage: preempt <lock> [ttl=<ms>]');
+    expect(err('preempt l timeout=5')).toBe('unknown option "timeout": preempt takes ttl, value; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
     expect(err('renew l')).toBe('renew needs ttl=<ms>; usage: renew <lock> ttl=<ms>');
-    expect(err('preempt l ttl=5 ttl=6')).toBe('option ttl given twice; usage: preempt <lock> [ttl=<ms>]');
+    expect(err('preempt l ttl=5 ttl=6')).toBe('option ttl given twice; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
     expect(err('validate l 0')).toMatch(/^token must be a positive whole number, got "0"/);
     expect(err('validate l -3')).toMatch(/^token must be a positive whole number/);
     expect(err('validate l 99999999999999999999')).toMatch(/^token must be a positive whole number/);
@@ -249,5 +249,21 @@ describe('stopping and resuming [LP-13]', () => {
     p.resume((i) => void got.push(i));
     expect(got.at(-1)).toEqual({ kind: 'fatal', message: 'line too long' });
     expect(p.backlogged).toBe(false);
+  });
+});
+
+describe('values [LP-18]', () => {
+  it('preempt and acquire take value=<v>: 1 to 1024 bytes, no whitespace or control characters', () => {
+    expect(parseRequest('preempt leader/svc value=10.0.0.5:8080')).toEqual({ verb: 'preempt', lock: 'leader/svc', ttl: null, value: '10.0.0.5:8080' });
+    expect(parseRequest('acquire l value=a=b%20c ttl=5 timeout=0')).toEqual({ verb: 'acquire', lock: 'l', ttl: 5, timeout: 0, value: 'a=b%20c' });
+    expect(parseRequest('preempt l')).toEqual({ verb: 'preempt', lock: 'l', ttl: null }); // no value: none, not an empty one
+    expect(parseRequest(`preempt l value=${'é'.repeat(512)}`)).toMatchObject({ value: 'é'.repeat(512) }); // 1024 bytes
+    const err = (line: string): string => (parseRequest(line) as { error: string }).error;
+    expect(err(`preempt l value=${'é'.repeat(512)}x`)).toMatch(/^bad value ".*": expected 1 to 1024 bytes with no whitespace or control characters \(percent-encode the rest\)$/);
+    expect(err('preempt l value=')).toBe('bad value "": expected 1 to 1024 bytes with no whitespace or control characters (percent-encode the rest)');
+    expect(err('acquire l value=a\u0001')).toMatch(/^bad value/);
+    expect(err('preempt l value=a value=a')).toBe('option value given twice; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
+    expect(err('renew l ttl=5 value=a')).toMatch(/^unknown option "value": renew takes ttl/);
+    expect(HELP_LINE).toContain('preempt <lock> [ttl=<ms>] [value=<v>]');
   });
 });
