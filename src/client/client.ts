@@ -17,7 +17,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-table.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
-import { parseCheck, parseGreeting, parseLockReply, parseValidate } from '../protocol/reply.js';
+import { parseCheck, parseGreeting, parseLockReply, parseValidate, SYNC_SUCCESS } from '../protocol/reply.js';
 import { isTokenWord, lockNameError, MAX_LINE_BYTES, MAX_VALUE_BYTES, TOKEN_RULE } from '../protocol/request.js';
 
 export type PreemptResult = Extract<Reply, { op: 'preempt' }>;
@@ -497,9 +497,30 @@ export class DlockClient {
     });
   }
 
-  async validate(lock: string, token: number): Promise<ValidateResult> {
+  /**
+   * Whether `token` is the current grant's [LP-7], from this node's replica
+   * [LP-11]. With `fresh`, a `sync` goes first on the same line (pipelined:
+   * one round trip to whoever orders writes, not two), so the answer
+   * reflects every write answered anywhere before it was sent [LP-17]: a
+   * resource turning away late writers should ask so.
+   */
+  async validate(lock: string, token: number, opts: { fresh?: boolean } = {}): Promise<ValidateResult> {
     if (!Number.isSafeInteger(token) || token < 1) throw new RangeError(`token must be a positive integer, got ${token}`);
-    return this.request(`validate ${lockArg(lock)} ${token}`, parseValidate);
+    const line = `validate ${lockArg(lock)} ${token}`;
+    if (opts.fresh !== true) return this.request(line, parseValidate);
+    const [, answer] = await Promise.all([this.sync(), this.request(line, parseValidate)]);
+    return answer;
+  }
+
+  /**
+   * A read barrier [LP-17]: resolves once this node has applied every write
+   * committed anywhere in the cluster before it read the `sync`; every
+   * later reply on this client reflects at least those writes. `sync()`
+   * then `check()` is a linearizable read. Rejects with ServerError when
+   * the node cannot reach whoever orders writes.
+   */
+  async sync(): Promise<void> {
+    await this.request('sync', (r) => (r === SYNC_SUCCESS ? true : null));
   }
 
   async ping(): Promise<void> {

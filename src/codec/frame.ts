@@ -398,6 +398,8 @@ function isReply(x: unknown): boolean {
       return r['ok'] === true ? isId(r['client']) && isNat(r['gen']) : r['ok'] === false && typeof r['busy'] === 'boolean';
     case 'refused':
       return typeof r['message'] === 'string' && r['message'].length <= 1000 && !/[\r\n]/.test(r['message']);
+    case 'sync':
+      return true;
     default:
       return false;
   }

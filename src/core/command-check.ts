@@ -64,6 +64,7 @@ const FIELDS: Record<Command['op'], Record<string, boolean>> = {
   floor: { op: true, token: true },
   limits: { op: true, limits: true },
   timeout: { op: true, client: true, lock: true, deadline: false },
+  sync: { op: true, client: true },
 };
 
 /**

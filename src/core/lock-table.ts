@@ -187,7 +187,14 @@ export type Command =
    * wait) ends nothing. Without it (a half-close ends the wait at once;
    * entries from before it existed) the wait ends whatever its deadline.
    */
-  | { op: 'timeout'; client: ClientId; lock: string; deadline?: number };
+  | { op: 'timeout'; client: ClientId; lock: string; deadline?: number }
+  /**
+   * `sync` [LP-17]: changes nothing. Sequenced as any write, its answer is
+   * owed once the node has applied and committed everything its sequencer
+   * had when it took it: a read barrier, one round trip to whoever orders
+   * writes.
+   */
+  | { op: 'sync'; client: ClientId };
 
 /** Replies of the state machine, formatted into protocol lines elsewhere. */
 export type Reply =
@@ -211,7 +218,9 @@ export type Reply =
    * `Error: <message>`. In process the leader decides it before applying;
    * on etcd and on the group protocol, apply() does, from the limits stamped in the command or logged in the table.
    */
-  | { op: 'refused'; message: string };
+  | { op: 'refused'; message: string }
+  /** [LP-17] */
+  | { op: 'sync' };
 
 /** How a lock changed, for replication logs (`UpdateLockmap` / `RemoveLockmap`). */
 export type LockChange =
@@ -383,9 +392,13 @@ export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimit
   return null;
 }
 
-/** The words of a holder's repeat with another value [LP-18] (tests and the README quote them). */
+/**
+ * The words of a holder's repeat with another value [LP-18] (tests and the
+ * README quote them). Without the value held: it may be 1024 bytes, and a
+ * refusal crosses links (codec: at most 1000 characters); `check` shows it.
+ */
 export const otherValue = (lock: string, held: string | undefined): string =>
-  held === undefined ? `${lock} is held by this client without a value; release it to hold it with one` : `${lock} is held by this client with another value (value=${held}); release it to set another`;
+  held === undefined ? `${lock} is held by this client without a value; release it to hold it with one` : `${lock} is held by this client with another value (check shows it); release it to set another`;
 
 /**
  * [LP-18] A holder asking again: without `value` it keeps the one it has
@@ -619,6 +632,8 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       state.limits = Object.freeze({ ...cmd.limits });
       return outcome(null, true);
     }
+    case 'sync':
+      return outcome({ op: 'sync' }, false); // [LP-17] nothing changes: its place in the order is the point
     case 'timeout': {
       if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already
       if (cmd.deadline !== undefined && locks.waiters(cmd.lock).find((w) => w.client === cmd.client)?.deadline !== cmd.deadline) return outcome(null, false); // another wait's timer

@@ -28,6 +28,8 @@ export function formatReply(r: Reply): string {
       return r.owner === null ? 'Revoke none' : `Revoke owner=${r.owner} token=${r.token}`;
     case 'refused':
       return formatError(r.message);
+    case 'sync':
+      return SYNC_SUCCESS;
   }
 }
 
@@ -42,6 +44,8 @@ export function replyResult(reply: string): 'ok' | 'no' | 'error' {
   return 'ok';
 }
 
+/** [LP-17] */
+export const SYNC_SUCCESS = 'Sync Success';
 /** [LP-16] */
 export const RESUME_FAILED = 'Resume Failed';
 export const RESUME_BUSY = 'resume must come first on its connection: this one holds or waits on locks as the client it was greeted as';

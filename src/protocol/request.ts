@@ -22,6 +22,8 @@ export type Request =
   /** [LP-15] `secret` is never logged or echoed. */
   | { verb: 'auth'; secret: string }
   | { verb: 'whoami' }
+  /** [LP-17] a read barrier: answered once this node has applied every write committed before it read the request. */
+  | { verb: 'sync' }
   /** [LP-16] this connection's secret, to resume it as this client from another connection. */
   | { verb: 'session'; ttl: number | null }
   /** [LP-16] become client `client` again; `secret` is never logged or echoed. */
@@ -58,6 +60,7 @@ export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
   validate: { args: ['lock', 'token'], options: {}, usage: 'validate <lock> <token>' },
   auth: { args: ['secret'], options: {}, usage: 'auth <token>' },
   whoami: { args: [], options: {}, usage: 'whoami' },
+  sync: { args: [], options: {}, usage: 'sync' },
   session: { args: [], options: { ttl: TTL }, usage: 'session [ttl=<ms>]' },
   resume: { args: ['client', 'secret'], options: {}, usage: 'resume <client_id> <secret>' },
   ping: { args: [], options: {}, usage: 'ping' },
@@ -209,6 +212,7 @@ export function parseRequest(line: string): Request | ParseError | null {
     case 'session':
       return { verb, ttl };
     case 'whoami':
+    case 'sync':
     case 'ping':
     case 'help':
     case 'quit':

@@ -105,6 +105,8 @@ export function describeCommand(cmd: Command): string {
       return `floor token=${cmd.token}`;
     case 'limits':
       return `limits ${cmd.limits.maxLocksPerClient} per client, ${cmd.limits.maxWaitersPerLock} waiters per lock${cmd.limits.maxLocks === undefined ? '' : `, ${cmd.limits.maxLocks} locks`}`;
+    case 'sync':
+      return 'sync';
   }
 }
 

@@ -414,6 +414,16 @@ export class ClientConnection {
         this.blockedBy = t;
         e.submit(this, t, { op: 'resume', client: this.id, target: req.client, hash: secretHash(req.secret), node: e.index });
         return true;
+      case 'sync':
+        // [LP-17] Sequenced as a write that changes nothing: answered once
+        // this node has applied and committed everything its sequencer had
+        // when it took it (the reply's seq), as a write's reply waits
+        // [LP-11]. Later reads wait behind it (writesInFlight), so they
+        // reflect at least those writes.
+        t.req = null;
+        this.writesInFlight++;
+        e.submit(this, t, { op: 'sync', client: this.id });
+        return true;
       case 'ping':
         t.text = PONG;
         break;

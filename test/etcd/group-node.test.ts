@@ -75,6 +75,7 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     // The lease is kept with its token; the dead node's client's session lock ends [LP-8].
     await eventually(async () => (await reader.ask('check leader-session')) === 'CheckLock:Free', 'the dead node\'s session lock released', 10_000, 100);
     expect(await reader.ask('check leased')).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} token=${token} ttl=\\d+ value=10\\.0\\.0\\.5:8080$`));
+    expect(await reader.ask('sync')).toBe('Sync Success'); // [LP-17] through the new primary
     const after = Number(/token=(\d+)/.exec(await writer.ask('preempt after-failover-2'))?.[1]);
     expect(after).toBeGreaterThan(token); // [LP-7]
     // The killed node again, under its name: a new member that catches up and serves.

@@ -53,6 +53,14 @@ describe('dlock client REQUEST (one-shot)', () => {
     const free = client(['check', 's-nobody']);
     expect(await free.exit).toBe(0);
     expect(free.out()).toBe('CheckLock:Free\n');
+    const synced = client(['sync']); // [LP-17]
+    expect(await synced.exit).toBe(0);
+    expect(synced.out()).toBe('Sync Success\n');
+    const valued = client(['preempt', 's-valued', 'ttl=60000', 'value=10.0.0.5:8080']); // [LP-18] a lease: it outlives the call
+    expect(await valued.exit).toBe(0);
+    const shown = client(['check', 's-valued']);
+    expect(await shown.exit).toBe(0);
+    expect(shown.out()).toMatch(/^CheckLock:Lock:\d+ token=\d+ ttl=\d+ value=10\.0\.0\.5:8080\n$/);
     const bad = client(['preempt']);
     expect(await bad.exit).toBe(2);
     expect(bad.out()).toBe('Error: preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]\n');

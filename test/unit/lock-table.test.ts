@@ -385,6 +385,16 @@ describe('validate [LP-7]', () => {
   });
 });
 
+describe('sync [LP-17]', () => {
+  it('changes nothing and is answered Sync: its place in the log is the point', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 'l', ttl: null });
+    const before = JSON.stringify(encodeSnapshot(snapshot(s)));
+    expect(run(s, { op: 'sync', client: B })).toEqual({ reply: { op: 'sync' }, changed: false, wakes: [], changes: [], waits: null });
+    expect(JSON.stringify(encodeSnapshot(snapshot(s)))).toBe(before);
+  });
+});
+
 describe('values [LP-18]', () => {
   it('a grant sets the value; check shows it; it is gone with the hold', () => {
     const s = createState();

@@ -154,7 +154,7 @@ describe('requests and errors [LP-12]', () => {
   });
 
   it('names what is wrong and what was expected', () => {
-    expect(err('frobnicate x')).toBe('unknown command "frobnicate"; expected one of: preempt, acquire, release, renew, check, validate, auth, whoami, session, resume, ping, help, quit');
+    expect(err('frobnicate x')).toBe('unknown command "frobnicate"; expected one of: preempt, acquire, release, renew, check, validate, auth, whoami, sync, session, resume, ping, help, quit');
     expect(err('preempt')).toBe('preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
     expect(err('validate l')).toBe('validate needs a token; usage: validate <lock> <token>');
     expect(err('check a b')).toBe('unexpected argument "b"; usage: check <lock>');
@@ -265,5 +265,15 @@ describe('values [LP-18]', () => {
     expect(err('preempt l value=a value=a')).toBe('option value given twice; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
     expect(err('renew l ttl=5 value=a')).toMatch(/^unknown option "value": renew takes ttl/);
     expect(HELP_LINE).toContain('preempt <lock> [ttl=<ms>] [value=<v>]');
+  });
+});
+
+describe('sync [LP-17]', () => {
+  it('takes no argument or option', () => {
+    expect(parseRequest('sync')).toEqual({ verb: 'sync' });
+    expect(parseRequest('SYNC')).toEqual({ verb: 'sync' });
+    expect((parseRequest('sync now') as { error: string }).error).toBe('unexpected argument "now"; usage: sync');
+    expect((parseRequest('sync ttl=5') as { error: string }).error).toBe('unknown option "ttl": sync takes no options; usage: sync');
+    expect(HELP_LINE).toContain('| sync |');
   });
 });
