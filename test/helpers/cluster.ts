@@ -4,6 +4,7 @@
  */
 import { Cluster, type ClusterOptions } from '../../src/host/threads/cluster.js';
 import type { NodeEvent } from '../../src/host/threads/control.js';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { eventually } from './line-client.js';
 
 export interface TestCluster {
@@ -40,4 +41,32 @@ export async function startCluster(followers = 2, port = 0, more: Partial<Cluste
   const logged = (node: string, re: RegExp, timeoutMs = 5000): Promise<void> =>
     eventually(() => (logs.get(node) ?? []).some((l) => re.test(l)), `${node} to log ${re}`, timeoutMs);
   return { cluster, port: port_, logs, all, logged };
+}
+
+/**
+ * A describe block per in-process engine (primary/backup, then the group
+ * protocol), each with a cluster of `followers` started before its tests
+ * (every run in the group's configuration) and closed after. `cluster()`
+ * gives that block's cluster; `followers()` the nodes that do not lead,
+ * as each node says (on the group protocol the engine decides).
+ */
+export function onBothEngines(title: string, body: (cluster: () => TestCluster, followers: () => Promise<string[]>) => void, followers = 2): void {
+  for (const group of [false, true]) {
+    describe(`${title} (${group ? 'group protocol' : 'primary/backup'})`, () => {
+      let t: TestCluster | undefined;
+      beforeAll(async () => {
+        t = await startCluster(followers, 0, group ? { group, firstToken: undefined } : {});
+        const started = t;
+        await eventually(() => started.cluster.settled, 'every run in the configuration', 10_000);
+      }, 30_000);
+      afterAll(async () => {
+        await t?.cluster.close();
+      });
+      const cluster = (): TestCluster => {
+        if (t === undefined) throw new Error('the cluster did not start');
+        return t;
+      };
+      body(cluster, async () => (await cluster().cluster.roles()).filter((r) => r.role !== 'leader').map((r) => r.name));
+    });
+  }
 }
