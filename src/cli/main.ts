@@ -12,6 +12,7 @@ import { DEFAULT_NODE_TTL_S } from '../replication/etcd-members.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from '../client/repl.js';
+import { encodeValue } from '../client/client.js';
 import { MAX_NODE_INDEX } from '../replica/client-ids.js';
 import { up } from '../host/threads/up.js';
 import { parseChaos } from '../host/threads/chaos.js';
@@ -476,13 +477,14 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
     )
     .command(
       'lock <name>',
-      'hold a lock while a command runs: dlock lock NAME [--ttl MS] [--timeout MS] -- COMMAND [ARGS…]',
+      'hold a lock while a command runs: dlock lock NAME [--ttl MS] [--timeout MS] [--value V] -- COMMAND [ARGS…]',
       (y) =>
         y
           .positional('name', { type: 'string', describe: 'the lock' })
           .option('ttl', { type: 'number', default: 10_000, describe: 'lease length, ms; renewed every third of it while the command runs' })
           .option('timeout', { type: 'number', describe: 'ms to wait for the lock (default: as long as it takes); exit 1 if not acquired' })
           .option('grace', { type: 'number', default: 5000, describe: 'if the lock is lost: ms between SIGTERM and SIGKILL to the command' })
+          .option('value', { type: 'string', describe: 'the lock shows this value while the command holds it (check, LP-18): leader election for a command, e.g. --value 10.0.0.5:8080' })
           .option('port', { type: 'number', default: envPort(9001), describe: 'node to connect to (default: $DLOCK_PORT, else 9001)' })
           .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
           .option('nodes', { type: 'string', describe: 'the cluster\'s other nodes, HOST:PORT comma-separated: reconnect there if the first is lost' })
@@ -503,6 +505,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
             if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 86_400_000) throw new Error('--ttl must be a whole number of ms from 1 to 86400000');
             if (a.timeout !== undefined && (!Number.isInteger(a.timeout) || a.timeout < 0 || a.timeout > 86_400_000)) throw new Error('--timeout must be a whole number of ms from 0 to 86400000');
             if (!Number.isInteger(a.grace) || a.grace < 0) throw new Error('--grace must be a whole number of ms');
+            if (a.value !== undefined) encodeValue(a.value); // throws RangeError naming the rule
             if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
             if (a.nodes !== undefined) nodeList(a.nodes);
             return true;
@@ -523,6 +526,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           ttl: a.ttl,
           timeout: a.timeout,
           graceMs: a.grace,
+          ...(a.value === undefined ? {} : { value: a.value }),
           command: ((a['--'] as unknown[] | undefined) ?? []).map(String),
         });
       },

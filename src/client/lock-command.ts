@@ -1,6 +1,8 @@
 /**
- * `dlock lock NAME [--ttl MS] [--timeout MS] -- COMMAND [ARGS…]`, as `etcdctl lock` and `consul lock` do: hold the lock while the
- * command runs.
+ * `dlock lock NAME [--ttl MS] [--timeout MS] [--value V] -- COMMAND [ARGS…]`, as `etcdctl lock` and `consul lock` do: hold the lock while the
+ * command runs. With `--value`, the lock shows V while the command holds
+ * it (LP-18): leader election for a command, others `check` who leads and
+ * where (etcd's `Campaign` with a value).
  *
  *  - acquire NAME as a lease (waiting up to --timeout), kept renewed by the
  *    client library, which reconnects and resumes across a node's restart
@@ -31,6 +33,8 @@ export interface LockCommandOptions extends ConnectOptions {
   timeout: number | undefined;
   /** ms between SIGTERM and SIGKILL when the lock is lost. */
   graceMs: number;
+  /** The lock's value while held [LP-18]. */
+  value?: string;
   command: string[];
   err?: NodeJS.WritableStream;
 }
@@ -47,7 +51,7 @@ export async function lockCommand(o: LockCommandOptions): Promise<number> {
   }
   let lease: KeptLease;
   try {
-    lease = await client.keepLease(o.lock, { ttl: o.ttl, ...(o.timeout === undefined ? {} : { timeout: o.timeout }) });
+    lease = await client.keepLease(o.lock, { ttl: o.ttl, ...(o.timeout === undefined ? {} : { timeout: o.timeout }), ...(o.value === undefined ? {} : { value: o.value }) });
   } catch (e) {
     client.abort();
     if (e instanceof LockNotAcquiredError) {

@@ -187,6 +187,21 @@ describe('dlock lock NAME -- COMMAND', () => {
     expect(await holder.ask(`validate s-job ${m?.[1]}`)).toBe('ValidateLock Stale owner=none');
   });
 
+  it('with --value, the lock shows the value while the command holds it (leader election for a command) [LP-18]', async () => {
+    const done = join(mkdtempSync(join(tmpdir(), 'dlock-lead-')), 'done');
+    const l = lock(['s-leads', '--value', '10.0.0.5:8080', '--', 'sh', '-c', `echo leading; while [ ! -e ${done} ]; do sleep 0.05; done`]);
+    await eventually(() => l.out().includes('leading'), 'the command to run');
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    expect(await holder.ask('check s-leads')).toMatch(/^CheckLock:Lock:\d+ token=\d+ ttl=\d+ value=10\.0\.0\.5:8080$/);
+    writeFileSync(done, '');
+    expect(await l.exit).toBe(0);
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    expect(await holder.ask('check s-leads')).toBe('CheckLock:Free');
+    const bad = lock(['s-leads', '--value', '', '--', 'true']);
+    expect(await bad.exit).toBe(2); // a usage error
+    expect(bad.err()).toBe("dlock: value must be 1 to 1024 bytes once percent-encoded, got 0\nRun 'dlock lock --help' for usage.\n");
+  });
+
   it('waits for a held lock up to --timeout, then exits 1 without running the command', async () => {
     const l = lock(['s-held', '--timeout', '200', '--', 'sh', '-c', 'echo ran']);
     expect(await l.exit).toBe(1);
