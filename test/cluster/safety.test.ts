@@ -86,6 +86,13 @@ describe('the checker', () => {
     expect(summary(r)).toMatch(/replicas diverged 1/);
   });
 
+  it('counts a fresh read that did not show a lease held meanwhile as a violation [LP-17, LP-18]', () => {
+    const h = hold('a', 1, 10, 0, 50, 'release', true);
+    const r = check(history([h], { staleReads: [{ hold: h, reply: 'CheckLock:Lock:1 token=9' }], freshReads: { made: 3, judged: 2 } }));
+    expect(r.violations).toBe(1);
+    expect(summary(r)).toMatch(/stale fresh reads 1 \(of 2 judged, 3 made\)[^]*stale fresh read: a client 1 token 10 .*: CheckLock:Lock:1 token=9/);
+  });
+
   it('counts lost grants and hangs as violations', () => {
     const h = hold('a', 1, 10, 0, 5);
     const r = check(history([h], { lost: [{ hold: h, why: 'gone' }], hangs: [{ client: 2, request: 'acquire a', waitedMs: 10_000, at: 1 }] }));

@@ -29,7 +29,11 @@
  *    the owner on a live connection that fails before its lease deadline);
  *  - hang: a request with neither an answer nor a closed connection;
  *  - diverged: once quiet, the nodes' lock tables (owner, token, waiters of
- *    every lock) do not agree: a replica has a gap or a duplicate.
+ *    every lock) do not agree: a replica has a gap or a duplicate;
+ *  - stale read [LP-17, LP-18]: while a client held a lease, another
+ *    connection (any node) sent `sync` then `check` of its lock, and the
+ *    check, answered before the lease's deadline, did not show that grant
+ *    (its owner and token) with the value it was granted with.
  */
 
 export interface Hold {
@@ -53,6 +57,10 @@ export interface History {
   hangs: Array<{ client: number; request: string; waitedMs: number; at: number }>;
   /** How the replicas disagreed at the end, if they did. */
   diverged?: string[];
+  /** Fresh reads (`sync` then `check` on another connection, during a lease) that did not show the lease. */
+  staleReads?: Array<{ hold: Hold; reply: string }>;
+  /** Fresh reads made, and those judged (answered before the lease's deadline). */
+  freshReads?: { made: number; judged: number };
 }
 
 export interface Report {
@@ -66,6 +74,8 @@ export interface Report {
   lost: History['lost'];
   hangs: History['hangs'];
   diverged: string[];
+  staleReads: NonNullable<History['staleReads']>;
+  freshReads: NonNullable<History['freshReads']>;
   violations: number;
 }
 
@@ -127,14 +137,16 @@ export function check(h: History): Report {
     lost: h.lost,
     hangs: h.hangs,
     diverged: h.diverged ?? [],
-    violations: overlaps.length + tokenOrder.length + repeated.length + h.lost.length + h.hangs.length + (h.diverged?.length ?? 0),
+    staleReads: h.staleReads ?? [],
+    freshReads: h.freshReads ?? { made: 0, judged: 0 },
+    violations: overlaps.length + tokenOrder.length + repeated.length + h.lost.length + h.hangs.length + (h.diverged?.length ?? 0) + (h.staleReads?.length ?? 0),
   };
 }
 
 export function summary(r: Report): string {
   const lines = [
     `grants ${r.grants} (${r.leases} leases)`,
-    `violations ${r.violations}: overlaps ${r.overlaps.length}, token order ${r.tokenOrder.length}, repeated tokens ${r.repeatedTokens.length}, lost ${r.lost.length}, hangs ${r.hangs.length}, replicas diverged ${r.diverged.length}`,
+    `violations ${r.violations}: overlaps ${r.overlaps.length}, token order ${r.tokenOrder.length}, repeated tokens ${r.repeatedTokens.length}, lost ${r.lost.length}, hangs ${r.hangs.length}, replicas diverged ${r.diverged.length}, stale fresh reads ${r.staleReads.length} (of ${r.freshReads.judged} judged, ${r.freshReads.made} made)`,
     `session locks cut by faults (their next holder may start before the client sees the close; not a violation): ${r.sessionCuts}`,
     `session grants that reached a client whose connection a fault then cut, below a later token (a reply delayed across a cut; not a violation): ${r.lateSessionGrants}`,
   ];
@@ -144,5 +156,6 @@ export function summary(r: Report): string {
   for (const l of r.lost.slice(0, 5)) lines.push(`  lost: ${show(l.hold)}: ${l.why}`);
   for (const x of r.hangs.slice(0, 5)) lines.push(`  hang: client ${x.client} ${x.request} (${x.waitedMs} ms)`);
   for (const x of r.diverged.slice(0, 5)) lines.push(`  diverged: ${x}`);
+  for (const x of r.staleReads.slice(0, 5)) lines.push(`  stale fresh read: ${show(x.hold)}: ${x.reply}`);
   return lines.join('\n');
 }

@@ -13,6 +13,12 @@
  * that lease: a renew or release that fails while the lease is held, or a
  * `Resume Failed` then, is the lease lost.
  *
+ * Some grants carry a value (LP-18). Now and then, while holding a lease,
+ * a client asks on a second connection (to any node) `sync` then `check`
+ * of its lock (LP-17): answered before the lease's deadline, the check
+ * must show this grant, owner, token and value; the checker counts any
+ * other answer as a stale read.
+ *
  * Client rules that keep the record honest: a reply that is an error
  * ("may or may not have been applied") leaves the client unsure whether it
  * holds the lock, so it closes its connection (which releases a session
@@ -59,6 +65,8 @@ class Conn {
   port = 0;
   /** The client's LP-16 session, if it asked for one: how it comes back. */
   session: { id: number; secret: string } | null = null;
+  /** A second connection of the same client process (another client id, any node), for fresh reads. */
+  reader: Conn | null = null;
   closed = false;
   closedAt = 0;
   private buf = '';
@@ -157,7 +165,7 @@ const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export const LEASE_SLACK_MS = 5;
 
 export class Harness {
-  readonly history: History = { holds: [], lost: [], hangs: [] };
+  readonly history: History = { holds: [], lost: [], hangs: [], staleReads: [], freshReads: { made: 0, judged: 0 } };
   readonly counters: Counters = { requests: 0, grants: 0, releases: 0, renews: 0, disconnects: 0, cuts: 0, errors: 0, connects: 0, resumes: 0 };
   private readonly host: string;
   private readonly hangMs: number;
@@ -243,7 +251,31 @@ export class Harness {
       if (this.random() < 0.4) await this.openSession(c);
       for (let ops = 0; ops < 40 && !c.closed && !this.opts.stop(); ops++) c = await this.operation(c);
       if (!c.closed) c.close();
+      c.reader?.close();
     }
+  }
+
+  /**
+   * [LP-17, LP-18] On a second connection: `sync`, then `check` of the lock
+   * this lease holds. Judged only when the check is answered before the
+   * lease's deadline (until then nothing but this client can change the
+   * lock): it must show this grant and its value. An error or a closed
+   * connection proves nothing (a fault); a hang is a hang.
+   */
+  private async freshRead(c: Conn, hold: Hold, value: string | null, deadline: number): Promise<void> {
+    if (c.reader === null || c.reader.closed) c.reader = await this.connect();
+    const r = c.reader;
+    if (r === null) return;
+    this.history.freshReads!.made++;
+    const s = await this.ask(r, 'sync');
+    if (!('line' in s) || s.line !== 'Sync Success') return;
+    const a = await this.ask(r, `check ${hold.lock}`);
+    const answered = performance.now();
+    if (!('line' in a) || a.line.startsWith('Error:') || answered >= deadline) return;
+    this.history.freshReads!.judged++;
+    const expected = new RegExp(`^CheckLock:Lock:${hold.client} token=${hold.token}(?: ttl=\\d+)?${value === null ? '' : ` value=${value.replace(/\./g, '\\.')}`}$`);
+    hold.trail?.push(`fresh read via ${r.port}: ${a.line} (answered @${answered.toFixed(1)})`);
+    if (!expected.test(a.line)) this.history.staleReads!.push({ hold, reply: a.line });
   }
 
   /** Ask for an LP-16 session: the secret to resume with. */
@@ -295,7 +327,9 @@ export class Harness {
     const lease = this.random() < (c.session === null ? 0.35 : 0.7);
     // Mostly short leases, some that outlive the run (checked at the end).
     const ttl = lease ? (this.random() < 0.95 ? 300 + this.int(700) : 3000 + this.int(2000)) : null;
-    const opt = ttl === null ? '' : ` ttl=${ttl}`;
+    // [LP-18] some grants carry a value, which fresh reads then expect.
+    const value = this.random() < 0.3 ? `v${c.id}.${this.int(1000)}` : null;
+    const opt = `${ttl === null ? '' : ` ttl=${ttl}`}${value === null ? '' : ` value=${value}`}`;
     const verb = this.random() < 0.5 ? `acquire ${lock} timeout=${20 + this.int(200)}${opt}` : `preempt ${lock}${opt}`;
     const sent = performance.now();
     const a = await this.ask(c, verb);
@@ -312,6 +346,7 @@ export class Harness {
     // Lease times are whole milliseconds on the leader's clock: allow LEASE_SLACK_MS.
     let deadline = ttl === null ? Infinity : sent + ttl - LEASE_SLACK_MS;
     await pause(this.int(3));
+    if (lease && this.random() < 0.15) await this.freshRead(c, hold, value, deadline);
     if (lease && this.random() < 0.3) {
       const ttl2 = 300 + this.int(700);
       const rs = performance.now();
