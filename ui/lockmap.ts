@@ -6,8 +6,10 @@
  * the pane, a lock takes one row under a header; when they do not, every
  * lock takes two and there is no header: the name on its own row (wrapped
  * if it is longer than the pane), then its owner, token and ttl written as
- * replies write them (owner=, token=, ttl=), and its waiters on a row of their own when there are any. Only the
- * waiters list is shortened ("+N" for those left out).
+ * replies write them (owner=, token=, ttl=, value=), and its waiters on a row of their own when there are any. Only the
+ * waiters list is shortened ("+N" for those left out). A value (LP-18)
+ * ends its lock's row when it fits there, else takes rows of its own under
+ * it (at most three; a longer one ends in "…").
  */
 import type { LockRow } from '../src/node/node.js';
 import { clip, wrap } from './text.js';
@@ -73,11 +75,14 @@ export function lockMapText(locks: readonly LockRow[], width: number, rows: numb
   const rowsOf = (r: LockRow): string[] => {
     if (flat) {
       const left = `${r.lock.padEnd(nameW)} ${cols({ owner: String(r.owner), token: String(r.token), ttl: ttlText(r) })}`;
-      return [`${left} ${waitersText(r.waiters, width - left.length - 1)}`.trimEnd()];
+      const row = `${left} ${waitersText(r.waiters, width - left.length - 1)}`.trimEnd();
+      if (r.value === undefined) return [row];
+      const value = `value=${r.value}`;
+      return row.length + 1 + value.length <= width ? [`${row} ${value}`] : [row, ...valueRows(value, width)];
     }
     // As the protocol's replies write them: owner=, token=, ttl= (each one word, never split).
     const ttl = r.ttlLeft === null ? 'session' : `ttl=${ttlText(r)}`;
-    const lines = [...hardWrap(r.lock, width), ...wrap(`${INDENT}owner=${r.owner} token=${r.token} ${ttl}`, width, 4)];
+    const lines = [...hardWrap(r.lock, width), ...wrap(`${INDENT}owner=${r.owner} token=${r.token} ${ttl}${r.value === undefined ? '' : ` value=${r.value}`}`, width, 4)];
     const waiting = `${INDENT}waiting=`;
     if (r.waiters.length > 0) lines.push(waiting + waitersText(r.waiters, width - waiting.length));
     return lines;
@@ -88,6 +93,18 @@ export function lockMapText(locks: readonly LockRow[], width: number, rows: numb
   const body = fitted.flat();
   if (hidden > 0 && room > 0) body.push(`… ${hidden} more`);
   return { head, body, hidden };
+}
+
+/** Most rows a value takes under its lock's row; a longer one ends in "…". */
+const VALUE_ROWS = 3;
+
+/** `value=<v>` under its lock's row: indented, broken anywhere, at most VALUE_ROWS rows. */
+function valueRows(value: string, width: number): string[] {
+  const rows = hardWrap(value, Math.max(1, width - INDENT.length)).map((r) => INDENT + r);
+  if (rows.length <= VALUE_ROWS) return rows;
+  const kept = rows.slice(0, VALUE_ROWS);
+  kept[VALUE_ROWS - 1] = clip(`${kept[VALUE_ROWS - 1] as string}…`, width);
+  return kept;
 }
 
 /** `s` in rows of `width`, broken anywhere (a lock name has no word boundaries to honour). */

@@ -127,6 +127,8 @@ export interface ViewLock {
   token: number;
   ttlLeft: number | null;
   waiters: number[];
+  /** The lock's value [LP-18]; absent for none. */
+  value?: string;
 }
 
 /** A log line in a `view` frame (NodeLog's LogLine). */
@@ -408,7 +410,7 @@ function isReply(x: unknown): boolean {
 function isViewLock(x: unknown): boolean {
   if (typeof x !== 'object' || x === null) return false;
   const l = x as Record<string, unknown>;
-  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat);
+  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat) && (l['value'] === undefined || isLockValue(l['value']));
 }
 
 function isViewLogLine(x: unknown): boolean {

@@ -370,7 +370,10 @@ export abstract class NodeBase implements ConnectionHost {
     return names.map((lock) => {
       const e = this.state.locks.get(lock);
       if (e === undefined) throw new Error(`lock ${lock} vanished while listing`);
-      return { lock, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now), waiters: e.waiters.map((w) => w.client) };
+      const row: LockRow = { lock, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now), waiters: e.waiters.map((w) => w.client) };
+      const value = this.state.values.size > 0 ? this.state.values.get(lock) : undefined;
+      if (value !== undefined) row.value = value; // [LP-18]
+      return row;
     });
   }
 

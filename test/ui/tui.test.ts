@@ -62,6 +62,12 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       t.keys('Enter'); // the editor's zoom key toggles back to all nodes
       await t.until(/leader · lock map[^\n]*follower-1 · lock map[^\n]*follower-2 · lock map/, 'all three nodes again');
       expect(t.screen()).toMatch(/● follower-1 up\s+│[^\n]*\n│ +127\.0\.0\.1:\d+ +│[^\n]*\n│ +clients 1 locks 1 lag 0/);
+      // [LP-18] a value shows last on the lock's row, in every node's lock map.
+      expect(await c.ask('preempt svc value=10.0.0.5:8080')).toBe('PreemptLock Success owner=20001 token=2');
+      // At this width the value takes its own row under the lock's.
+      const valued = await t.until(/(value=10\.0\.0\.5:8080[^]*){3}/, 'svc with its value in three lock maps');
+      expect(count(valued, /svc +20001 +2 +session/)).toBe(3);
+      expect(await c.ask('release svc')).toBe('ReleaseLock Success');
 
       // The palette opens, filters, and runs an action.
       await t.palette('view: output');

@@ -102,6 +102,16 @@ describe('lock maps cut neither names nor tokens', () => {
     for (const r of [...t.head, ...t.body]) expect(r.length).toBeLessThanOrEqual(40);
   });
 
+  it('a value [LP-18] ends its row when it fits, else takes rows of its own under it; the waiters keep their room', () => {
+    const valued = [{ ...rows[0]!, value: '10.0.0.5:8080' }, { ...rows[1]!, value: 'x'.repeat(60) }];
+    const t = lockMapText(valued, 80, 10);
+    expect(t.body).toEqual(['before-deploy-migration 20001 1764512345678901 session value=10.0.0.5:8080', 'lock01                  10002 1764512345678902    4.2s 30001,30002', `  value=${'x'.repeat(60)}`]);
+    const long = lockMapText([{ ...rows[1]!, value: 'y'.repeat(300) }], 80, 10).body;
+    expect(long).toHaveLength(4);
+    expect(long[3]).toMatch(/^ {2}y+…$/);
+    expect(lockMapText(valued, 40, 20).body.slice(0, 3)).toEqual(['before-deploy-migration', '  owner=20001 token=1764512345678901', '  session value=10.0.0.5:8080']);
+  });
+
   it('says how many did not fit', () => {
     const t = lockMapText(rows, 80, 3, 500);
     expect(t.body).toEqual(['before-deploy-migration 20001 1764512345678901 session', '… 499 more']);
@@ -109,7 +119,7 @@ describe('lock maps cut neither names nor tokens', () => {
   });
 
   it('every row fits, every name and token shown is whole', () => {
-    const row = fc.record({ lock: fc.string({ minLength: 1, maxLength: 70 }), owner: fc.integer({ min: 1, max: 99_999_999 }), token: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), ttlLeft: fc.option(fc.integer({ min: 0, max: 9_999_000 })), waiters: fc.array(fc.integer({ min: 10001, max: 99999 }), { maxLength: 8 }) });
+    const row = fc.record({ lock: fc.string({ minLength: 1, maxLength: 70 }), owner: fc.integer({ min: 1, max: 99_999_999 }), token: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), ttlLeft: fc.option(fc.integer({ min: 0, max: 9_999_000 })), waiters: fc.array(fc.integer({ min: 10001, max: 99999 }), { maxLength: 8 }), value: fc.string({ minLength: 1, maxLength: 90 }).filter((v) => !/\s/.test(v)) }, { requiredKeys: ['lock', 'owner', 'token', 'ttlLeft', 'waiters'] });
     fc.assert(
       fc.property(fc.array(row, { maxLength: 6 }), fc.integer({ min: 34, max: 160 }), (locks, width) => {
         const t = lockMapText(locks, width, 100);
