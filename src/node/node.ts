@@ -19,6 +19,7 @@ import { DEFAULT_LIMITS, tooManyClients, tooManyFromSource, type Limits } from '
 import { LogThrottle, sourceOf } from '../server/log-throttle.js';
 import { ClientIdAllocator, type IdCounter } from '../replica/client-ids.js';
 import { ClientConnection, endAndDiscard, type Ticket } from '../server/connection.js';
+import { Watches } from './watches.js';
 import type { ConnectionHost } from '../server/connection-host.js';
 import type { NodeLog } from '../replica/node-log.js';
 import { ReadIndex } from '../server/read-index.js';
@@ -274,15 +275,32 @@ export abstract class NodeBase implements ConnectionHost {
     return this.readIndex.seqFor(lock, this.commitIndex);
   }
 
-  /** Lock changes made by the entry at `seq`, applied here: reads of them wait for its commit. */
+  /** Lock changes made by the entry at `seq`, applied here: reads of them wait for its commit; watches of them are answered [LP-19]. */
   protected noteChanges(seq: number, changes: readonly LockChange[]): void {
     if (seq > this.commitIndex) this.readIndex.note(seq, changes);
     this.metrics.entryApplied(seq, this.commitIndex);
+    if (this.watches.size > 0) this.watches.changed(seq, changes);
   }
 
   /** The state was replaced by a snapshot at `seq`: reads wait for its commit. */
   protected loadedAt(seq: number): void {
     this.readIndex.loaded(seq);
+    this.watches.loaded(seq);
+  }
+
+  /** This node's watches [LP-19] (watches.ts). */
+  private readonly watches = new Watches({
+    table: () => this.state,
+    checkText: (lock) => this.read({ verb: 'check', lock }),
+    readSeq: (lock) => this.readSeq(lock),
+  });
+
+  watch(conn: ClientConnection, ticket: Ticket, req: Extract<Request, { verb: 'watch' }>): void {
+    this.watches.add(conn, ticket, req);
+  }
+
+  endWatch(conn: ClientConnection): void {
+    this.watches.timeOut(conn);
   }
 
   read(req: Extract<Request, { verb: 'check' | 'validate' }>): string {
@@ -317,6 +335,7 @@ export abstract class NodeBase implements ConnectionHost {
     else this.perSource.set(conn.source, n);
     this.unindexConnection(conn, conn.id);
     this.commitWaiters.delete(conn);
+    this.watches.drop(conn);
     this.log.line('conn', `Disconnect client_id=${conn.id} (${conn.remote})`);
     this.disconnect(conn);
     if (this.connections.size === 0) this.allClosed?.();

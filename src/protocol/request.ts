@@ -24,6 +24,12 @@ export type Request =
   | { verb: 'whoami' }
   /** [LP-17] a read barrier: answered once this node has applied every write committed before it read the request. */
   | { verb: 'sync' }
+  /**
+   * [LP-19] wait for the first committed change to `lock`; `expect`: the
+   * state the client last saw (answered at once if the lock is not in it),
+   * null for none; `timeout` ms, null for as long as the connection lives.
+   */
+  | { verb: 'watch'; lock: string; expect: { free: true } | { token: number; holders: number | null } | null; timeout: number | null }
   /** [LP-16] this connection's secret, to resume it as this client from another connection. */
   | { verb: 'session'; ttl: number | null }
   /** [LP-16] become client `client` again; `secret` is never logged or echoed. */
@@ -61,6 +67,7 @@ export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
   auth: { args: ['secret'], options: {}, usage: 'auth <token>' },
   whoami: { args: [], options: {}, usage: 'whoami' },
   sync: { args: [], options: {}, usage: 'sync' },
+  watch: { args: ['lock'], options: { timeout: { min: 0, required: false } }, usage: 'watch <lock> [free|token=<t> [holders=<k>]] [timeout=<ms>]' },
   session: { args: [], options: { ttl: TTL }, usage: 'session [ttl=<ms>]' },
   resume: { args: ['client', 'secret'], options: {}, usage: 'resume <client_id> <secret>' },
   ping: { args: [], options: {}, usage: 'ping' },
@@ -107,6 +114,46 @@ export function lockValueError(value: string): string | null {
   return isLockValue(value) ? null : `bad value ${quote(value)}: expected 1 to ${MAX_VALUE_BYTES} bytes with no whitespace or control characters (percent-encode the rest)`;
 }
 
+/** [LP-19] `watch <lock> [free|token=<t> [holders=<k>]] [timeout=<ms>]`, its words after the verb. */
+function parseWatch(words: string[], usage: string): Request | ParseError {
+  const lock = words[1];
+  if (lock === undefined) return { error: `watch needs a lock name; usage: ${usage}` };
+  const bad = lockNameError(lock);
+  if (bad !== null) return { error: bad };
+  let free = false;
+  let token: number | null = null;
+  let holders: number | null = null;
+  let timeout: number | null = null;
+  for (const word of words.slice(2)) {
+    const eq = word.indexOf('=');
+    const key = eq === -1 ? word : word.slice(0, eq);
+    const text = word.slice(eq + 1);
+    const twice = { error: `${key} given twice; usage: ${usage}` };
+    if (word === 'free') {
+      if (free) return twice;
+      free = true;
+    } else if (key === 'token' && eq !== -1) {
+      if (token !== null) return twice;
+      token = wholeNumber(text);
+      if (token === null || token < 1) return { error: `token must be a positive whole number, got ${quote(text)}; usage: ${usage}` };
+    } else if (key === 'holders' && eq !== -1) {
+      if (holders !== null) return twice;
+      holders = wholeNumber(text);
+      if (holders === null || holders < 1) return { error: `holders must be a positive whole number, got ${quote(text)}; usage: ${usage}` };
+    } else if (key === 'timeout' && eq !== -1) {
+      if (timeout !== null) return twice;
+      timeout = wholeNumber(text);
+      if (timeout === null || timeout > MAX_MS) return { error: `timeout must be a whole number of milliseconds from 0 to ${MAX_MS}, got ${quote(text)}` };
+    } else {
+      return { error: `unexpected argument ${quote(word)}; usage: ${usage}` };
+    }
+  }
+  if (free && token !== null) return { error: `free and token= name two states; give one; usage: ${usage}` };
+  if (holders !== null && token === null) return { error: `holders= goes with token=; usage: ${usage}` };
+  const expect = free ? { free: true as const } : token !== null ? { token, holders } : null;
+  return { verb: 'watch', lock, expect, timeout };
+}
+
 const DIGITS = /^[0-9]{1,16}$/;
 
 /** Parse a whole non-negative decimal number; null when it is not one. */
@@ -132,6 +179,7 @@ export function parseRequest(line: string): Request | ParseError | null {
   if (spec === undefined) {
     return { error: `unknown command ${quote(verbWord)}; expected one of: ${VERB_NAMES.join(', ')}` };
   }
+  if (verb === 'watch') return parseWatch(words, spec.usage);
 
   const positional: string[] = [];
   const options = new Map<string, number>();

@@ -59,6 +59,10 @@ export interface ConnectionHost {
    * earlier writes.
    */
   endWait(client: ClientId, lock: string): void;
+  /** [LP-19] Register `conn`'s watch; its answer arrives through `conn.resolveWatch(ticket, …)`, now if the lock is not in the state it names. */
+  watch(conn: ClientConnection, ticket: Ticket, req: Extract<Request, { verb: 'watch' }>): void;
+  /** [LP-2, LP-19] `conn`'s watch, if any, is answered as a timeout now (its client half-closed, or the node is stopping). */
+  endWatch(conn: ClientConnection): void;
   /** Call `conn.flush()` when `commitSeq` next advances. */
   awaitCommit(conn: ClientConnection): void;
   /** The connection closed [LP-8]. */

@@ -93,6 +93,8 @@ export class ClientConnection {
   private blockedBy: Ticket | null = null;
   /** The lock `blockedBy` waits for. */
   private waitingOn: string | null = null;
+  /** A watch waiting for its answer [LP-19]: later requests wait behind it, as `blockedBy`. */
+  private watching: Ticket | null = null;
   private pumping = false;
   /** No more requests will be read: quit, fatal error, or the client half-closed. */
   private inputDone = false;
@@ -151,6 +153,7 @@ export class ClientConnection {
       // so a client that crashed while waiting (its kernel sent FIN) does not
       // keep its session locks until the lock it waits for is granted.
       if (this.waitingOn !== null) this.host.endWait(this.id, this.waitingOn);
+      if (this.watching !== null) this.host.endWatch(this); // [LP-2, LP-19] answered as a timeout
       this.pump(); // a last line cut off by the half-close may have queued a request
     });
     socket.on('drain', () => {
@@ -424,6 +427,16 @@ export class ClientConnection {
         this.writesInFlight++;
         e.submit(this, t, { op: 'sync', client: this.id });
         return true;
+      case 'watch':
+        // [LP-19] Later requests wait behind it. Read before a half-close (or
+        // the node began to stop), dispatched after: answered at once if the
+        // lock is not in the state it names, else as a timeout [LP-2].
+        t.req = null;
+        t.read = true; // it shows state: an answer leaves once that state is committed [LP-11]
+        this.blockedBy = t;
+        this.watching = t;
+        e.watch(this, t, this.peerEnded || this.draining ? { ...req, timeout: 0 } : req);
+        return true;
       case 'ping':
         t.text = PONG;
         break;
@@ -472,6 +485,17 @@ export class ClientConnection {
       this.blockedBy = null;
       this.waitingOn = null;
     }
+    if (!this.closed) this.pump();
+  }
+
+  /** The host's answer to a watch [LP-19]: the state it saw, to leave once `seq` is committed, or a timeout. Safe to call after the connection closed. */
+  resolveWatch(t: Ticket, text: string, seq: number): void {
+    if (t.text !== null) return;
+    t.text = text;
+    t.seq = seq;
+    t.result = text.startsWith('WatchLock:') ? 'ok' : 'no';
+    if (this.watching === t) this.watching = null;
+    if (this.blockedBy === t) this.blockedBy = null;
     if (!this.closed) this.pump();
   }
 
@@ -608,6 +632,7 @@ export class ClientConnection {
     // wait ends as a timeout through the log [LP-9], so it is answered too.
     this.inputDone = true;
     if (this.waitingOn !== null) this.host.endWait(this.id, this.waitingOn);
+    if (this.watching !== null) this.host.endWatch(this);
     this.pump();
   }
 

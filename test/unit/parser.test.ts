@@ -154,7 +154,7 @@ describe('requests and errors [LP-12]', () => {
   });
 
   it('names what is wrong and what was expected', () => {
-    expect(err('frobnicate x')).toBe('unknown command "frobnicate"; expected one of: preempt, acquire, release, renew, check, validate, auth, whoami, sync, session, resume, ping, help, quit');
+    expect(err('frobnicate x')).toBe('unknown command "frobnicate"; expected one of: preempt, acquire, release, renew, check, validate, auth, whoami, sync, watch, session, resume, ping, help, quit');
     expect(err('preempt')).toBe('preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
     expect(err('validate l')).toBe('validate needs a token; usage: validate <lock> <token>');
     expect(err('check a b')).toBe('unexpected argument "b"; usage: check <lock>');
