@@ -64,6 +64,9 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     expect(await onLeader.ask('preempt leader-session')).toMatch(/^PreemptLock Success/);
     const reader = await pool.open(others[1]!.port);
     await eventually(async () => (await reader.ask('check leased')).startsWith(`CheckLock:Lock:${holder.id} token=${token} `), 'the lease on the other secondary', 5000, 50);
+    // [LP-19] A watch of the primary's client's session lock, on a secondary: answered when the failover ends that session.
+    const watcher = await pool.open(others[1]!.port);
+    watcher.write(`watch leader-session token=${/token=(\d+)/.exec(await reader.ask('check leader-session'))?.[1]}\n`);
     // kill -9 of the primary's process.
     lead.proc.child.kill('SIGKILL');
     await lead.proc.exit;
@@ -74,6 +77,7 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     expect(failoverMs).toBeLessThan(15_000);
     // The lease is kept with its token; the dead node's client's session lock ends [LP-8].
     await eventually(async () => (await reader.ask('check leader-session')) === 'CheckLock:Free', 'the dead node\'s session lock released', 10_000, 100);
+    expect(await watcher.next(10_000)).toBe('WatchLock:Free');
     expect(await reader.ask('check leased')).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} token=${token} ttl=\\d+ value=10\\.0\\.0\\.5:8080$`));
     expect(await reader.ask('sync')).toBe('Sync Success'); // [LP-17] through the new primary
     const after = Number(/token=(\d+)/.exec(await writer.ask('preempt after-failover-2'))?.[1]);
