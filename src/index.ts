@@ -14,6 +14,7 @@ export {
   type ConnectOptions,
   type NodeAddress,
   type KeepLeaseOptions,
+  type Leader,
   type TlsClientOptions,
   type PreemptResult,
   type AcquireResult,

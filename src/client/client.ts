@@ -513,6 +513,57 @@ export class DlockClient {
   }
 
   /**
+   * The states of `lock` as they change [LP-19]: its state now, then each
+   * new one (a new holder, or free) as this node commits it. States, not
+   * events: a grant and release between two may go unseen. Each step is a
+   * `watch … free|token=<t>` naming the state last yielded, so no change
+   * between two steps is missed. While a watch waits, this client's later
+   * requests wait behind it on the line: give a watch a client of its own.
+   * `signal` ends it within WATCH_SLICE_MS (the protocol takes a watch
+   * back only by its timeout), as does breaking out of the loop.
+   */
+  async *watch(lock: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<CheckResult, void, undefined> {
+    const name = lockArg(lock);
+    let last = await this.check(name);
+    yield last;
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      const named = last.held ? `token=${last.token}` : 'free';
+      const next = await this.request(`watch ${name} ${named} timeout=${WATCH_SLICE_MS}`, (r) => {
+        if (r === 'WatchLock Timeout') return 'timeout' as const;
+        if (!r.startsWith('WatchLock:')) return null;
+        const c = parseCheck(`CheckLock:${r.slice('WatchLock:'.length)}`);
+        if (c !== null && c.held && c.value !== undefined) c.value = decodeValue(c.value);
+        return c;
+      });
+      if (next === 'timeout') continue;
+      last = next;
+      yield last;
+    }
+  }
+
+  /**
+   * Campaign for leadership of `name`, as etcd's `Campaign` and Curator's
+   * `LeaderLatch`: wait until this client holds it as a lease (kept
+   * renewed), with `value` for the others to see (LP-18: its address, say).
+   * The lease is the leadership: its `signal` aborts and `onLost` is told
+   * when it is lost; `release()` resigns. Options as keepLease's (`ttl`
+   * defaults to 10 s).
+   */
+  async elect(name: string, opts: Omit<KeepLeaseOptions, 'ttl'> & { ttl?: number; value: string }): Promise<KeptLease> {
+    return this.keepLease(name, { ...opts, ttl: opts.ttl ?? 10_000 });
+  }
+
+  /**
+   * Follow who leads `name` and their value, as etcd's `Observe`: the
+   * leader now, then each new one (null: none), from watch() [LP-19]. As
+   * with watch(), give it a client of its own.
+   */
+  async *observe(name: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<Leader, void, undefined> {
+    for await (const s of this.watch(name, opts)) yield s.held ? { leader: s.owner, token: s.token, value: s.value ?? null } : { leader: null, token: null, value: null };
+  }
+
+  /**
    * A read barrier [LP-17]: resolves once this node has applied every write
    * committed anywhere in the cluster before it read the `sync`; every
    * later reply on this client reflects at least those writes. `sync()`
@@ -653,6 +704,8 @@ export class DlockClient {
 
 /** The longest a cancellable acquire waits before it asks again (see acquireUntil). */
 const CANCEL_SLICE_MS = 1000;
+/** The longest one step of watch() waits before it asks again, so that an abort takes effect (see watch). */
+const WATCH_SLICE_MS = 1000;
 
 /** Wait `ms`, or reject with the signal's reason when it aborts first. */
 function pause(ms: number, signal?: AbortSignal): Promise<void> {
@@ -672,6 +725,9 @@ function pause(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Who leads a name (observe()): the holder's client id, its token and value; all null when none does. */
+export type Leader = { leader: ClientId; token: number; value: string | null } | { leader: null; token: null; value: null };
 
 export interface KeepLeaseOptions {
   /** Lease length, ms; renewed every third of it. */

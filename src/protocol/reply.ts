@@ -40,7 +40,7 @@ export function formatReply(r: Reply): string {
  */
 export function replyResult(reply: string): 'ok' | 'no' | 'error' {
   if (reply.startsWith('Error:')) return 'error';
-  if (/^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed|ValidateLock Stale|Auth Failed|Resume Failed)\b/.test(reply)) return 'no';
+  if (/^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed|ValidateLock Stale|WatchLock Timeout|Auth Failed|Resume Failed)\b/.test(reply)) return 'no';
   return 'ok';
 }
 

@@ -9,6 +9,7 @@
 import { expect, it } from 'vitest';
 import { onBothEngines } from '../helpers/cluster.js';
 import { LineClient } from '../helpers/line-client.js';
+import { connect } from '../../src/client/client.js';
 
 onBothEngines('watch [LP-19]', (cluster, followers) => {
   it('answered at the first change with what check shows; later requests wait behind it; a renewal wakes nothing', async () => {
@@ -54,6 +55,45 @@ onBothEngines('watch [LP-19]', (cluster, followers) => {
     await w2.closed;
     expect(await holder.ask('check w-b')).toMatch(/^CheckLock:Lock:/); // nothing changed
     holder.close();
+  });
+
+  it('the library: watch() yields the state now, then each new one; an abort ends it', async () => {
+    const [f1, f2] = (await followers()) as [string, string];
+    const a = await connect({ host: '127.0.0.1', port: cluster().port(f1) });
+    const w = await connect({ host: '127.0.0.1', port: cluster().port(f2) });
+    const stop = new AbortController();
+    const it = w.watch('w-lib', { signal: stop.signal });
+    expect((await it.next()).value).toEqual({ held: false });
+    const g = await a.preempt('w-lib', { value: 'host a:80' });
+    if (!g.ok) throw new Error('not granted');
+    expect((await it.next()).value).toEqual({ held: true, owner: a.id, token: g.token, ttlLeft: null, value: 'host a:80' });
+    await a.release('w-lib');
+    expect((await it.next()).value).toEqual({ held: false });
+    stop.abort(new Error('enough'));
+    await expect(it.next()).rejects.toThrow('enough'); // within a slice (1 s)
+    await a.close();
+    await w.close();
+  });
+
+  it('the library: elect() holds leadership with a value; observe() follows who leads; a resignation hands it on', async () => {
+    const [f1, f2] = (await followers()) as [string, string];
+    const a = await connect({ host: '127.0.0.1', port: cluster().port(f1) });
+    const b = await connect({ host: '127.0.0.1', port: cluster().port(f2) });
+    const o = await connect({ host: '127.0.0.1', port: cluster().port(f2) });
+    const leaders = o.observe('svc-leader');
+    expect((await leaders.next()).value).toEqual({ leader: null, token: null, value: null });
+    const lead = await a.elect('svc-leader', { value: '10.0.0.5:8080', ttl: 3000 });
+    expect((await leaders.next()).value).toEqual({ leader: a.id, token: lead.token, value: '10.0.0.5:8080' });
+    const next = b.elect('svc-leader', { value: '10.0.0.6:8080', ttl: 3000 }); // waits in line
+    await lead.release(); // resign
+    const second = await next;
+    let now = (await leaders.next()).value;
+    if (now?.leader === null) now = (await leaders.next()).value; // the moment between (states, not events: it may go unseen)
+    expect(now).toEqual({ leader: b.id, token: second.token, value: '10.0.0.6:8080' });
+    expect(second.token).toBeGreaterThan(lead.token);
+    await second.release();
+    await leaders.return();
+    for (const c of [a, b, o]) await c.close();
   });
 
   it('bad forms get an error naming what is wrong, and nothing changes [LP-12]', async () => {
