@@ -9,7 +9,7 @@ import { readSecretFile } from '../secrets.js';
 import { NODE_NAME } from '../codec/frame.js';
 import { MIN_CLUSTER_SECRET } from '../transport/link-auth.js';
 import { DEFAULT_NODE_TTL_S } from '../replication/etcd-members.js';
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from '../client/repl.js';
 import { encodeValue } from '../client/client.js';
@@ -29,7 +29,7 @@ import { checkEtcdFlagsNeedEtcd, ETCD_ACCESS_OPTIONS, etcdAccessOf, type EtcdFla
 
 
 /** The commands, as the usage error lists them. */
-const COMMANDS = ['up', 'node', 'status', 'tui', 'client', 'lock', 'admin'] as const;
+const COMMANDS = ['up', 'node', 'status', 'tui', 'client', 'lock', 'watch', 'admin'] as const;
 
 /** dlock's own version, from its own package.json (not the one of a project that installed it). */
 function ownVersion(): string {
@@ -115,6 +115,40 @@ function clientEtcd(a: { etcd?: string | undefined }): string | undefined {
   const portGiven = cliWords.some((w) => w === '--port' || w.startsWith('--port=')) || process.env['DLOCK_PORT'] !== undefined;
   const env = process.env['DLOCK_ETCD'];
   return portGiven || env === undefined || env === '' ? undefined : env;
+}
+
+/**
+ * The flags every command that connects as a client takes (client, lock,
+ * watch): the node (--port, --host, or found in etcd), the auth token and
+ * TLS. One description, so their help texts agree.
+ */
+function clientConnectionOptions<T>(y: Argv<T>) {
+  return y
+    .option('port', { type: 'number', default: envPort(9001), describe: 'node to connect to: 9001 is the leader, 9002 follower-1, … (default: $DLOCK_PORT, else 9001)' })
+    .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
+    .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
+    .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
+    .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
+    .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file), e.g. a self-signed server certificate' })
+    .option('etcd', CLIENT_ETCD_OPTION)
+    .option('cluster', CLUSTER_OPTION)
+    .options(ETCD_ACCESS_OPTIONS);
+}
+
+type ClientConnectionFlags = ReturnType<typeof clientConnectionOptions<object>> extends Argv<infer A> ? A : never;
+
+/** clientConnectionOptions' checks (yargs .check). */
+function checkClientConnection(a: ClientConnectionFlags): void {
+  checkTokenFlags(a);
+  if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
+  const etcd = clientEtcd(a);
+  if (etcd !== undefined) checkEtcdCluster({ ...a, etcd });
+  else checkEtcdFlagsNeedEtcd(a);
+}
+
+/** The TLS settings those flags ask for, or null. */
+function clientTls(a: ClientConnectionFlags): { ca?: string } | null {
+  return a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
 }
 
 /** The etcd `dlock admin` finds the admin API in, or undefined: --http-port names it. */
@@ -406,28 +440,15 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
       'client [request..]',
       'the client: one request and exit (a script\'s), or interactive (reads requests from stdin when piped)',
       (y) =>
-        y
+        clientConnectionOptions(y)
           .positional('request', { type: 'string', array: true, describe: 'one request, e.g. "check lock01": print the reply and exit 0 (success), 1 (Failed, Timeout, Stale) or 2 (Error, or no node)' })
-          .option('port', { type: 'number', default: envPort(9001), describe: 'node to connect to: 9001 is the leader, 9002 follower-1, … (default: $DLOCK_PORT, else 9001)' })
-          .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
           .option('json', { type: 'boolean', default: false, describe: 'print each reply as a JSON object' })
-          .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
-          .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
-          .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
-          .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file), e.g. a self-signed server certificate' })
-          .option('etcd', CLIENT_ETCD_OPTION)
-          .option('cluster', CLUSTER_OPTION)
-          .options(ETCD_ACCESS_OPTIONS)
           .check((a) => {
-            checkTokenFlags(a);
-            if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
-            const etcd = clientEtcd(a);
-            if (etcd !== undefined) checkEtcdCluster({ ...a, etcd });
-            else checkEtcdFlagsNeedEtcd(a);
+            checkClientConnection(a);
             return true;
           }),
       async (a) => {
-        const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
+        const tls = clientTls(a);
         const etcd = clientEtcd(a);
         const at = etcd === undefined ? { host: a.host, port: a.port } : ((await nodesFromEtcd({ ...a, etcd }, 'client'))[0] as { host: string; port: number });
         const conn = { host: at.host, port: at.port, authToken: authToken(a), tls };
@@ -479,40 +500,27 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
       'lock <name>',
       'hold a lock while a command runs: dlock lock NAME [--ttl MS] [--timeout MS] [--value V] -- COMMAND [ARGS…]',
       (y) =>
-        y
+        clientConnectionOptions(y)
           .positional('name', { type: 'string', describe: 'the lock' })
           .option('ttl', { type: 'number', default: 10_000, describe: 'lease length, ms; renewed every third of it while the command runs' })
           .option('timeout', { type: 'number', describe: 'ms to wait for the lock (default: as long as it takes); exit 1 if not acquired' })
           .option('grace', { type: 'number', default: 5000, describe: 'if the lock is lost: ms between SIGTERM and SIGKILL to the command' })
           .option('value', { type: 'string', describe: 'the lock shows this value while the command holds it (check, LP-18): leader election for a command, e.g. --value 10.0.0.5:8080' })
-          .option('port', { type: 'number', default: envPort(9001), describe: 'node to connect to (default: $DLOCK_PORT, else 9001)' })
-          .option('host', { type: 'string', default: process.env['DLOCK_HOST'] ?? '127.0.0.1', describe: 'default: $DLOCK_HOST, else 127.0.0.1' })
           .option('nodes', { type: 'string', describe: 'the cluster\'s other nodes, HOST:PORT comma-separated: reconnect there if the first is lost' })
-          .option('auth-token', { type: 'string', describe: 'send "auth TOKEN" first (default: $DLOCK_AUTH_TOKEN)' })
-          .option('auth-token-file', AUTH_TOKEN_FILE_OPTION)
-          .option('tls', { type: 'boolean', default: false, describe: 'connect over TLS' })
-          .option('tls-ca', { type: 'string', describe: 'with --tls: trust this CA certificate (PEM file)' })
-          .option('etcd', CLIENT_ETCD_OPTION)
-          .option('cluster', CLUSTER_OPTION)
-          .options(ETCD_ACCESS_OPTIONS)
           .check((a) => {
-            checkTokenFlags(a);
-            const etcd = clientEtcd(a);
-            if (etcd !== undefined) checkEtcdCluster({ ...a, etcd });
-            else checkEtcdFlagsNeedEtcd(a);
+            checkClientConnection(a);
             const command = (a['--'] as unknown[] | undefined) ?? [];
             if (command.length === 0) throw new Error('name the command to run after --, e.g. dlock lock jobs -- ./run.sh');
             if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 86_400_000) throw new Error('--ttl must be a whole number of ms from 1 to 86400000');
             if (a.timeout !== undefined && (!Number.isInteger(a.timeout) || a.timeout < 0 || a.timeout > 86_400_000)) throw new Error('--timeout must be a whole number of ms from 0 to 86400000');
             if (!Number.isInteger(a.grace) || a.grace < 0) throw new Error('--grace must be a whole number of ms');
             if (a.value !== undefined) encodeValue(a.value); // throws RangeError naming the rule
-            if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port (or DLOCK_PORT) must be a port number from 1 to 65535');
             if (a.nodes !== undefined) nodeList(a.nodes);
             return true;
           }),
       async (a) => {
         const { lockCommand } = await import('../client/lock-command.js');
-        const tls = a.tls || a['tls-ca'] !== undefined ? { ...(a['tls-ca'] === undefined ? {} : { ca: readPem(a['tls-ca'], '--tls-ca') }) } : null;
+        const tls = clientTls(a);
         const etcd = clientEtcd(a);
         // From etcd: the leader first, the others to reconnect to if it is lost.
         const found = etcd === undefined ? null : await nodesFromEtcd({ ...a, etcd }, 'lock');
@@ -529,6 +537,26 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           ...(a.value === undefined ? {} : { value: a.value }),
           command: ((a['--'] as unknown[] | undefined) ?? []).map(String),
         });
+      },
+    )
+    .command(
+      'watch <name>',
+      'print a lock\'s state now, then each new one as it is committed (LP-19): dlock watch NAME [--count N] [--json]',
+      (y) =>
+        clientConnectionOptions(y)
+          .positional('name', { type: 'string', describe: 'the lock' })
+          .option('count', { type: 'number', describe: 'exit 0 after this many states (the first is the state now); default: until Ctrl+C' })
+          .option('json', { type: 'boolean', default: false, describe: 'print each state as a JSON object' })
+          .check((a) => {
+            checkClientConnection(a);
+            if (a.count !== undefined && (!Number.isInteger(a.count) || a.count < 1)) throw new Error('--count must be a whole number of at least 1');
+            return true;
+          }),
+      async (a) => {
+        const { watchCommand } = await import('../client/watch-command.js');
+        const etcd = clientEtcd(a);
+        const at = etcd === undefined ? { host: a.host, port: a.port } : ((await nodesFromEtcd({ ...a, etcd }, 'watch'))[0] as { host: string; port: number });
+        process.exitCode = await watchCommand({ host: at.host, port: at.port, authToken: authToken(a), tls: clientTls(a), lock: a.name as string, json: a.json, count: a.count });
       },
     )
     .demandCommand(1, `name a command: ${COMMANDS.join(', ')}`)

@@ -141,7 +141,7 @@ describe('usage errors', () => {
     expect(cfg.err()).toMatch(/\nRun 'dlock up --help' for usage\.\n$/);
     const none = run([]);
     expect(await none.exit).toBe(2);
-    expect(none.err()).toBe("dlock: name a command: up, node, status, tui, client, lock, admin\nRun 'dlock --help' for usage.\n");
+    expect(none.err()).toBe("dlock: name a command: up, node, status, tui, client, lock, watch, admin\nRun 'dlock --help' for usage.\n");
   });
 
   it('dlock --version is dlock\'s own, whatever the directory it runs in', async () => {
@@ -170,6 +170,24 @@ describe('usage errors', () => {
     const bad = spawnSync(process.execPath, [chaos, '--frob'], { encoding: 'utf8', timeout: 20_000 });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toBe("chaos: Unknown argument: frob\nRun 'npm run chaos -- --help' for usage.\n");
+  });
+});
+
+describe('dlock watch NAME [LP-19]', () => {
+  it('prints the state now, then each new one, one line each; --count stops; --json prints objects', async () => {
+    const w = run(['watch', '--port', String(ports['follower-2']), 's-watched', '--count', '3']);
+    await eventually(() => w.out() === 'Free\n', 'the state now');
+    const token = /token=(\d+)/.exec(await holder.ask('preempt s-watched value=a%20b'))?.[1];
+    await eventually(() => w.out().split('\n').length === 3, 'the grant');
+    expect(await holder.ask('release s-watched')).toBe('ReleaseLock Success');
+    expect(await w.exit).toBe(0);
+    expect(w.out()).toBe(`Free\nLock:${holder.id} token=${token} value=a%20b\nFree\n`);
+    const j = run(['watch', '--port', String(ports['follower-1']), 's-held', '--count', '1', '--json']);
+    expect(await j.exit).toBe(0);
+    expect(JSON.parse(j.out())).toEqual({ lock: 's-held', held: true, owner: holder.id, token: heldToken, ttlLeft: null });
+    const bad = run(['watch', 's-x', '--count', '0']);
+    expect(await bad.exit).toBe(2);
+    expect(bad.err()).toBe("dlock: --count must be a whole number of at least 1\nRun 'dlock watch --help' for usage.\n");
   });
 });
 
