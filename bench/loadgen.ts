@@ -32,7 +32,7 @@
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
 
-export type Scenario = 'check' | 'check-busy' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle' | 'redis-cycle-wait';
+export type Scenario = 'check' | 'sync-check' | 'check-busy' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle' | 'redis-cycle-wait';
 
 /** The Lua compare-and-delete every Redis lock recipe releases with. */
 export const REDIS_RELEASE_LUA = 'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end';
@@ -103,6 +103,9 @@ class Conn {
     switch (this.opts.scenario) {
       case 'check':
         return `check ${lock}\n`;
+      case 'sync-check':
+        // [LP-17] a fresh read: each check after a sync (two requests, counted as two)
+        return this.step++ % 2 === 0 ? 'sync\n' : `check ${lock}\n`;
       case 'check-busy':
         if (this.id % 2 === 1) return `check bench-${this.id - 1}\n`;
         return this.step++ % 2 === 0 ? `preempt ${lock}\n` : `release ${lock}\n`;

@@ -79,7 +79,7 @@ interface Case {
 }
 
 const dl = (scenario: Scenario, via: 'followers' | 'leader', conns: number, depth: number, followers = 2): Case => {
-  const what = { check: 'check', 'check-busy': 'check of locks being written', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '', 'redis-cycle-wait': '' }[scenario];
+  const what = { check: 'check', 'sync-check': 'sync+check (2 requests per fresh read)', 'check-busy': 'check of locks being written', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '', 'redis-cycle-wait': '' }[scenario];
   const name = scenario === 'handoff' ? `handoff, ${conns - 1} waiters, via followers` : `${what} via ${via}${followers === 2 ? '' : ` (${followers} followers)`}, c${conns} d${depth}`;
   return { name, scenario, via, conns, depth, followers };
 };
@@ -117,6 +117,7 @@ const FAULT_CASES: Array<{ name: string; what: 'failover' | 'resync'; locks: num
 
 let cases: Case[] = [
   ...pair(dl('check', 'followers', 50, 1), rd('redis-get', 50, 1), true),
+  dl('sync-check', 'followers', 50, 1),
   ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
   REDIS_WAIT,
   ...pair(dl('check', 'followers', 50, 16), rd('redis-get', 50, 16), true),
