@@ -7,7 +7,8 @@
  * lock takes two and there is no header: the name on its own row (wrapped
  * if it is longer than the pane), then its owner, token and ttl written as
  * replies write them (owner=, token=, ttl=, value=), and its waiters on a row of their own when there are any. Only the
- * waiters list is shortened ("+N" for those left out). A value (LP-18)
+ * waiters list is shortened ("+N" for those left out). The watches waiting
+ * on a lock on this node (LP-19) follow its waiters (`watchers=N`). A value (LP-18)
  * ends its lock's row when it fits there, else takes rows of its own under
  * it (at most three; a longer one ends in "…").
  */
@@ -75,14 +76,16 @@ export function lockMapText(locks: readonly LockRow[], width: number, rows: numb
   const rowsOf = (r: LockRow): string[] => {
     if (flat) {
       const left = `${r.lock.padEnd(nameW)} ${cols({ owner: String(r.owner), token: String(r.token), ttl: ttlText(r) })}`;
-      const row = `${left} ${waitersText(r.waiters, width - left.length - 1)}`.trimEnd();
+      const watched = r.watchers === undefined ? '' : `watchers=${r.watchers}`; // [LP-19] watches waiting on it here
+      const waiting = waitersText(r.waiters, width - left.length - 1 - (watched === '' ? 0 : watched.length + 1));
+      const row = [left, waiting, watched].filter((x) => x !== '').join(' ');
       if (r.value === undefined) return [row];
       const value = `value=${r.value}`;
       return row.length + 1 + value.length <= width ? [`${row} ${value}`] : [row, ...valueRows(value, width)];
     }
     // As the protocol's replies write them: owner=, token=, ttl= (each one word, never split).
     const ttl = r.ttlLeft === null ? 'session' : `ttl=${ttlText(r)}`;
-    const lines = [...hardWrap(r.lock, width), ...wrap(`${INDENT}owner=${r.owner} token=${r.token} ${ttl}${r.value === undefined ? '' : ` value=${r.value}`}`, width, 4)];
+    const lines = [...hardWrap(r.lock, width), ...wrap(`${INDENT}owner=${r.owner} token=${r.token} ${ttl}${r.watchers === undefined ? '' : ` watchers=${r.watchers}`}${r.value === undefined ? '' : ` value=${r.value}`}`, width, 4)];
     const waiting = `${INDENT}waiting=`;
     if (r.waiters.length > 0) lines.push(waiting + waitersText(r.waiters, width - waiting.length));
     return lines;

@@ -129,6 +129,8 @@ export interface ViewLock {
   waiters: number[];
   /** The lock's value [LP-18]; absent for none. */
   value?: string;
+  /** Watches waiting on it on this node [LP-19]; absent for none. */
+  watchers?: number;
 }
 
 /** A log line in a `view` frame (NodeLog's LogLine). */
@@ -410,7 +412,7 @@ function isReply(x: unknown): boolean {
 function isViewLock(x: unknown): boolean {
   if (typeof x !== 'object' || x === null) return false;
   const l = x as Record<string, unknown>;
-  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat) && (l['value'] === undefined || isLockValue(l['value']));
+  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat) && (l['value'] === undefined || isLockValue(l['value'])) && (l['watchers'] === undefined || isNat(l['watchers']));
 }
 
 function isViewLogLine(x: unknown): boolean {

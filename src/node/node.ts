@@ -392,6 +392,8 @@ export abstract class NodeBase implements ConnectionHost {
       const row: LockRow = { lock, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now), waiters: e.waiters.map((w) => w.client) };
       const value = this.state.values.size > 0 ? this.state.values.get(lock) : undefined;
       if (value !== undefined) row.value = value; // [LP-18]
+      const watchers = this.watches.size > 0 ? this.watches.on(lock) : 0;
+      if (watchers > 0) row.watchers = watchers; // [LP-19]
       return row;
     });
   }

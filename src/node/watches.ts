@@ -57,6 +57,13 @@ export class Watches {
     return this.byConn.size;
   }
 
+  /** How many watches wait on `lock` here (those waiting for a token's grant too): for the lock map. */
+  on(lock: string): number {
+    let n = this.byLock.get(lock)?.length ?? 0;
+    for (const w of this.awaiting) if (w.req.lock === lock) n++;
+    return n;
+  }
+
   /** Who holds `lock` now: the key a change is judged by. */
   private holder(lock: string): string {
     const p = this.node.table().locks.find(lock);

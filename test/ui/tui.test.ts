@@ -67,7 +67,13 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       // At this width the value takes its own row under the lock's.
       const valued = await t.until(/(value=10\.0\.0\.5:8080[^]*){3}/, 'svc with its value in three lock maps');
       expect(count(valued, /svc +20001 +2 +session/)).toBe(3);
+      // [LP-19] A watch waiting on svc through follower-2 shows in follower-2's lock map.
+      const w = await LineClient.open(ports['follower-2'] as number);
+      clients.push(w);
+      w.write('watch svc\n');
+      await t.until(/watchers=1/, 'the watcher in a lock map');
       expect(await c.ask('release svc')).toBe('ReleaseLock Success');
+      expect(await w.next()).toBe('WatchLock:Free');
 
       // The palette opens, filters, and runs an action.
       await t.palette('view: output');
@@ -217,6 +223,12 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await eventually(async () => (await t.screen()).includes('connected to') && (await d.ask('check tui-after')).startsWith('CheckLock:Lock:'), 'the acquire waiting');
       t.keys('C-c');
       await t.until(/\^C: cancelled the waiting request by closing this terminal's connection/, 'the cancel');
+      // A waiting watch [LP-19] is cancelled the same way.
+      t.keys('-l', 'watch tui-after');
+      t.keys('Enter');
+      await t.until(/Request: watch tui-after/, 'the watch sent');
+      t.keys('C-c');
+      await t.until(/(\^C: cancelled the waiting request[^]*){2}/, 'the watch cancelled');
       t.keys('-l', 'pin');
       t.keys('C-c'); // no request waits: clears the line, and asks
       await t.until(/\^C \(press Ctrl\+C again to stop the cluster and quit/, 'the question');

@@ -112,6 +112,13 @@ describe('lock maps cut neither names nor tokens', () => {
     expect(lockMapText(valued, 40, 20).body.slice(0, 3)).toEqual(['before-deploy-migration', '  owner=20001 token=1764512345678901', '  session value=10.0.0.5:8080']);
   });
 
+  it('the watches waiting on a lock follow its waiters [LP-19]', () => {
+    const watched = [{ ...rows[1]!, watchers: 2 }];
+    expect(lockMapText(watched, 80, 10).body).toEqual(['lock01 10002 1764512345678902    4.2s 30001,30002 watchers=2']);
+    expect(lockMapText([{ ...rows[0]!, watchers: 1 }], 80, 10).body).toEqual(['before-deploy-migration 20001 1764512345678901 session watchers=1']);
+    expect(lockMapText(watched, 40, 10).body.slice(0, 3)).toEqual(['lock01', '  owner=10002 token=1764512345678902', '  ttl=4.2s watchers=2']);
+  });
+
   it('says how many did not fit', () => {
     const t = lockMapText(rows, 80, 3, 500);
     expect(t.body).toEqual(['before-deploy-migration 20001 1764512345678901 session', '… 499 more']);
