@@ -341,12 +341,10 @@ export class GroupReplication implements Replication {
     // (the exactly-once rule), and the version's floor before any grant.
     // A version whose token space is nearly spent takes no more writes
     // until the next version is stored (token-space.ts).
-    if (!this.host.canWrite() || this.held.length > 0 || this.replica.state.nextToken >= this.spaceEnd()) {
+    if (this.held.length > 0 || this.replica.state.nextToken >= this.spaceEnd() || this.host.tryPropose({ at: this.replica.clock.stamp(), cmd, origin: from, req }) === null) {
       this.held.push({ cmd, from, req, since: performance.now() });
       this.retryHeld();
-      return;
     }
-    this.host.propose({ at: this.replica.clock.stamp(), cmd, origin: from, req });
   }
 
   /** Where this version's token space ends, less a margin for the grants of writes already in the log (set with the version). */

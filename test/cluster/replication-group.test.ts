@@ -8,7 +8,7 @@
  * session locks end while its leases stay [LP-8]; a write re-sent to the
  * new primary is applied once.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeFrame, encodeFrame, type Frame } from '../../src/codec/frame.js';
 import { reseed, ReseedRefusedError, type ConfigManager, type GroupConfig, type ProposeResult } from '../../src/config/config.js';
 import { ConfigStore, MemoryConfig } from '../../src/config/memory.js';
@@ -308,6 +308,27 @@ describe('the group replication under three nodes', () => {
     expect(got, `a showed a grant of a session the cluster had ended, below ${later}`).not.toMatch(/^PreemptLock Success/);
     expect(got).toMatch(/^Error: .*may or may not have been applied/);
     await eventually(() => ca.ended, 'a closes its client: its session was ended', 5000);
+  }, 30_000);
+
+  it('a write that reaches the primary as its lease from a secondary lapses is held, never thrown; it commits once the secondary is removed', async () => {
+    const { net, a } = await pair();
+    const host = a.node.replication.host;
+    // b's acks stop, and a cannot reach its manager: a's lease from b lapses while b is still in the configuration.
+    net.stall('b.1');
+    net.gates.get('a.1')?.set(false);
+    await eventually(() => !host.group.canWrite(performance.now()), "a's lease from b lapsed", 5000);
+    // The race, made to happen: a check before the append that read the clock just before the lease ended.
+    const raced = vi.spyOn(host, 'canWrite').mockReturnValue(true);
+    try {
+      const ca = await pool.open(a.port);
+      const reply = ca.ask('preempt raced', 20_000);
+      const held = (): number => (a.node.replication as unknown as { held: unknown[] }).held.length;
+      await eventually(() => held() === 1, 'the write held until a may write again', 5000);
+      net.gates.get('a.1')?.set(true); // a removes b and goes on alone
+      expect(await reply).toMatch(new RegExp(`^PreemptLock Success owner=${ca.id} token=\\d+$`));
+    } finally {
+      raced.mockRestore();
+    }
   }, 30_000);
 
   it('a forward that a removed node sent before it knew is not applied: its clients\' sessions were ended [LP-8, LP-16]', async () => {
