@@ -56,7 +56,7 @@ describe('dlock up --data-dir', () => {
     const c = await LineClient.open(a.ports['follower-1'] as number);
     holderId = c.id;
     let batch = '';
-    for (let i = 0; i < N; i++) batch += `preempt d${i} ttl=600000\n`;
+    for (let i = 0; i < N; i++) batch += `preempt d${i} ttl=600000${i % 3 === 0 ? ` value=v${i}` : ''}\n`; // [LP-18] some with a value
     c.write(`${batch}preempt d-session\n`);
     for (let i = 0; i < N; i++) {
       const reply = await c.next(10_000); // acknowledged: on disk and on every follower
@@ -76,7 +76,8 @@ describe('dlock up --data-dir', () => {
     expect(r.id).not.toBe(holderId); // [LP-4]
     for (const [lock, ownerToken] of granted) {
       const [owner, token] = ownerToken.split(' ');
-      expect(await r.ask(`check ${lock}`)).toMatch(new RegExp(`^CheckLock:Lock:${owner} token=${token} ttl=\\d+$`));
+      const i = Number(lock.slice(1));
+      expect(await r.ask(`check ${lock}`)).toMatch(new RegExp(`^CheckLock:Lock:${owner} token=${token} ttl=\\d+${i % 3 === 0 ? ` value=v${i}` : ''}$`));
     }
     expect(await r.ask('check d-session')).toBe('CheckLock:Free');
     expect(tokenOf(await r.ask('preempt d-after'))).toBe(maxToken + 1); // [LP-7] on from where it was
@@ -94,7 +95,7 @@ describe('dlock up --data-dir', () => {
     const r = await LineClient.open(c.ports['leader'] as number);
     expect(r.id).toBeGreaterThan(100_000); // past the reservation of the first run: never an old id
     const [owner, token] = (granted.get('d0') as string).split(' ');
-    expect(await r.ask('check d0')).toMatch(new RegExp(`^CheckLock:Lock:${owner} token=${token} ttl=\\d+$`));
+    expect(await r.ask('check d0')).toMatch(new RegExp(`^CheckLock:Lock:${owner} token=${token} ttl=\\d+ value=v0$`));
     expect(tokenOf(await r.ask('preempt d-third'))).toBe(maxToken + 2);
     r.close();
     c.child.kill('SIGTERM');

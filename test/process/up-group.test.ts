@@ -155,9 +155,10 @@ describe('dlock up --replication group --data-dir', () => {
         holders.push(c);
         await eventually(async () => (await c.ask(`preempt joined-${name}`, 5000)).startsWith('PreemptLock Success'), `a write through ${name}`, 10_000, 50);
         for (let k = 0; k < 10; k++) {
-          const r = await c.ask(`preempt ${name}-lease-${k} ttl=600000`);
+          const value = k % 3 === 0 ? ` value=${name}:${k}` : ''; // [LP-18] some with a value, kept on disk with the lease
+          const r = await c.ask(`preempt ${name}-lease-${k} ttl=600000${value}`);
           expect(r).toMatch(/^PreemptLock Success owner=\d+ token=\d+$/);
-          leases.set(`${name}-lease-${k}`, r.replace('PreemptLock Success ', ''));
+          leases.set(`${name}-lease-${k}`, `${r.replace('PreemptLock Success ', '')}\u0000${value}`);
         }
       }
       expect(await holders[1]?.ask('preempt held-by-a-session')).toMatch(/^PreemptLock Success/);
@@ -166,14 +167,17 @@ describe('dlock up --replication group --data-dir', () => {
       await first.proc.exit;
       for (const c of holders) c.close();
     }
-    const highest = Math.max(...[...leases.values()].map((l) => tokenOf(` ${l}`)));
+    const highest = Math.max(...[...leases.values()].map((l) => tokenOf(` ${l.split('\u0000')[0]}`)));
     const again = await up(['--replication', 'group', '--data-dir', dir, '--quiet']);
     try {
       expect(again.proc.out()).toMatch(/takes the place of leader\.\d+, whose log it restores/);
       for (const name of ['leader', 'follower-1', 'follower-2']) {
         const c = await LineClient.open(again.ports[name] as number);
         await eventually(async () => (await c.ask('check held-by-a-session', 5000)) === 'CheckLock:Free', `the dead session's lock ended, read through ${name}`, 15_000, 100);
-        for (const [lock, l] of leases) expect(await c.ask(`check ${lock}`)).toMatch(new RegExp(`^CheckLock:Lock:${l.replace('owner=', '')} ttl=\\d+$`));
+        for (const [lock, l] of leases) {
+          const [grant, value] = l.split('\u0000') as [string, string];
+          expect(await c.ask(`check ${lock}`)).toMatch(new RegExp(`^CheckLock:Lock:${grant.replace('owner=', '')} ttl=\\d+${value}$`));
+        }
         const r = await c.ask(`preempt after-${name}`, 10_000);
         expect(tokenOf(r)).toBeGreaterThan(highest); // [LP-7]
         c.close();
