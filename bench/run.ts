@@ -9,6 +9,7 @@
  *   npm run bench -- --seconds N       measured window per case (default 3)
  *   npm run bench -- --smoke           every default case for a moment (npm test)
  *   npm run bench -- --scenario failover   (or resync) only the fault benches (faults.ts)
+ *   npm run bench -- --scenario watch  a release heard by a watcher (LP-19), against an etcd watch
  *   npm run bench -- --scenario etcd   dlock nodes on a 3-member etcd against etcd's own
  *                                      lock recipe, txn pairs and gets; failover, rejoin (etcd.ts)
  *   npm run bench -- --cli PATH        bench another build's dist/ui/cli.js (the previous
@@ -146,6 +147,12 @@ if (full) {
 // One run per name, in first-seen order.
 cases = cases.filter((c, i) => cases.findIndex((x) => x.name === c.name) === i);
 // dlock across processes on a 3-member etcd, against etcd itself (bench/etcd.ts): its own run.
+// A release heard by a watcher, against etcd's watch (bench/watch.ts): its own run.
+if (only === 'watch') {
+  const { runWatchBench } = await import('./watch.js');
+  await runWatchBench(smoke ? 20 : 500);
+  process.exit(0);
+}
 if (only === 'etcd') {
   const { runEtcdBench } = await import('./etcd.js');
   // A smoke run measures 1 s here, not 0.3: etcd's lock recipe takes over

@@ -18,8 +18,8 @@ describe('npm run bench --smoke', () => {
     expect(r.status, r.stderr).toBe(0); // the bench's own words on why, in the failure
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis +cpu µs\/req$/);
-    const rows = lines.filter((l) => /^(check|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
-    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(9); // check-busy via followers and via the leader too
+    const rows = lines.filter((l) => /^(check|sync|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
+    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(10); // check-busy via followers and via the leader too, and sync+check
     // ops/s, p50, p99, p99.9, errors, the ratio to Redis (2 decimals) on paired
     // rows, and the server's CPU µs per request (1 decimal; from /proc, so Linux only)
     const cpu = process.platform === 'linux' ? ' +\\d+\\.\\d' : '( +\\d+\\.\\d)?';
@@ -40,6 +40,14 @@ describe('npm run bench --smoke', () => {
     } else {
       expect(r.stderr).toMatch(/redis-server is not installed/);
     }
+  });
+
+  it.skipIf(!hasEtcd)('--scenario watch: a release heard by a watcher, against an etcd watch seeing a delete [LP-19]', () => {
+    const run = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
+    const r = spawnSync(process.execPath, [run, '--scenario', 'watch', '--smoke'], { encoding: 'utf8', timeout: 90_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^release -> watcher's reply, dlock up \(through followers\): p50 \d+\.\d\d ms, p99 \d+\.\d\d ms over 20 rounds$/m);
+    expect(r.stdout).toMatch(/^delete -> watch event, etcd \(3 members, the etcd3 client\): p50 \d+\.\d\d ms, p99 \d+\.\d\d ms over 20 rounds$/m);
   });
 
   it.skipIf(!hasEtcd)('--scenario etcd: dlock nodes on a 3-member etcd against etcd\'s lock recipe, txn pairs and gets; failover and rejoin times', () => {
