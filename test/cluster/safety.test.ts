@@ -93,6 +93,13 @@ describe('the checker', () => {
     expect(summary(r)).toMatch(/stale fresh reads 1 \(of 2 judged, 3 made\)[^]*stale fresh read: a client 1 token 10 .*: CheckLock:Lock:1 token=9/);
   });
 
+  it('counts a watch answered other than by a committed change as a violation [LP-19]', () => {
+    const h = hold('a', 1, 10, 0, 50, 'release', true);
+    const r = check(history([h], { earlyWatches: [{ hold: h, reply: 'WatchLock:Free', why: 'answered @20.0, before the hold ended' }], watches: { made: 2, judged: 1 } }));
+    expect(r.violations).toBe(1);
+    expect(summary(r)).toMatch(/early watches 1 \(of 1 judged, 2 made\)[^]*early watch: a client 1 token 10 .*: WatchLock:Free \(answered @20\.0, before the hold ended\)/);
+  });
+
   it('counts lost grants and hangs as violations', () => {
     const h = hold('a', 1, 10, 0, 5);
     const r = check(history([h], { lost: [{ hold: h, why: 'gone' }], hangs: [{ client: 2, request: 'acquire a', waitedMs: 10_000, at: 1 }] }));

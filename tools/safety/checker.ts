@@ -30,6 +30,9 @@
  *  - hang: a request with neither an answer nor a closed connection;
  *  - diverged: once quiet, the nodes' lock tables (owner, token, waiters of
  *    every lock) do not agree: a replica has a gap or a duplicate;
+ *  - early watch [LP-19]: a watch naming a lease's grant (`watch <lock>
+ *    token=<t>`, on another connection) answered with that grant, or with
+ *    another state before the hold ended: not a committed change;
  *  - stale read [LP-17, LP-18]: while a client held a lease, another
  *    connection (any node) sent `sync` then `check` of its lock, and the
  *    check, answered before the lease's deadline, did not show that grant
@@ -61,6 +64,10 @@ export interface History {
   staleReads?: Array<{ hold: Hold; reply: string }>;
   /** Fresh reads made, and those judged (answered before the lease's deadline). */
   freshReads?: { made: number; judged: number };
+  /** Watches of a lease's grant answered other than by a committed change (see above). */
+  earlyWatches?: Array<{ hold: Hold; reply: string; why: string }>;
+  /** Watches made, and those answered with a state (judged). */
+  watches?: { made: number; judged: number };
 }
 
 export interface Report {
@@ -76,6 +83,8 @@ export interface Report {
   diverged: string[];
   staleReads: NonNullable<History['staleReads']>;
   freshReads: NonNullable<History['freshReads']>;
+  earlyWatches: NonNullable<History['earlyWatches']>;
+  watches: NonNullable<History['watches']>;
   violations: number;
 }
 
@@ -139,14 +148,16 @@ export function check(h: History): Report {
     diverged: h.diverged ?? [],
     staleReads: h.staleReads ?? [],
     freshReads: h.freshReads ?? { made: 0, judged: 0 },
-    violations: overlaps.length + tokenOrder.length + repeated.length + h.lost.length + h.hangs.length + (h.diverged?.length ?? 0) + (h.staleReads?.length ?? 0),
+    earlyWatches: h.earlyWatches ?? [],
+    watches: h.watches ?? { made: 0, judged: 0 },
+    violations: overlaps.length + tokenOrder.length + repeated.length + h.lost.length + h.hangs.length + (h.diverged?.length ?? 0) + (h.staleReads?.length ?? 0) + (h.earlyWatches?.length ?? 0),
   };
 }
 
 export function summary(r: Report): string {
   const lines = [
     `grants ${r.grants} (${r.leases} leases)`,
-    `violations ${r.violations}: overlaps ${r.overlaps.length}, token order ${r.tokenOrder.length}, repeated tokens ${r.repeatedTokens.length}, lost ${r.lost.length}, hangs ${r.hangs.length}, replicas diverged ${r.diverged.length}, stale fresh reads ${r.staleReads.length} (of ${r.freshReads.judged} judged, ${r.freshReads.made} made)`,
+    `violations ${r.violations}: overlaps ${r.overlaps.length}, token order ${r.tokenOrder.length}, repeated tokens ${r.repeatedTokens.length}, lost ${r.lost.length}, hangs ${r.hangs.length}, replicas diverged ${r.diverged.length}, stale fresh reads ${r.staleReads.length} (of ${r.freshReads.judged} judged, ${r.freshReads.made} made), early watches ${r.earlyWatches.length} (of ${r.watches.judged} judged, ${r.watches.made} made)`,
     `session locks cut by faults (their next holder may start before the client sees the close; not a violation): ${r.sessionCuts}`,
     `session grants that reached a client whose connection a fault then cut, below a later token (a reply delayed across a cut; not a violation): ${r.lateSessionGrants}`,
   ];
@@ -157,5 +168,6 @@ export function summary(r: Report): string {
   for (const x of r.hangs.slice(0, 5)) lines.push(`  hang: client ${x.client} ${x.request} (${x.waitedMs} ms)`);
   for (const x of r.diverged.slice(0, 5)) lines.push(`  diverged: ${x}`);
   for (const x of r.staleReads.slice(0, 5)) lines.push(`  stale fresh read: ${show(x.hold)}: ${x.reply}`);
+  for (const x of r.earlyWatches.slice(0, 5)) lines.push(`  early watch: ${show(x.hold)}: ${x.reply} (${x.why})`);
   return lines.join('\n');
 }

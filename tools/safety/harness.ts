@@ -59,6 +59,12 @@ export interface Counters {
 
 type Answer = { line: string } | { closed: true } | { hang: true };
 
+/** A watch an operation started on its client's second connection, and the hold it names (see startWatch). */
+interface PendingWatch {
+  answer: Promise<{ line: string; at: number } | null> | null;
+  hold: Hold | null;
+}
+
 /** One connection, one request at a time. */
 class Conn {
   id = 0;
@@ -165,7 +171,7 @@ const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export const LEASE_SLACK_MS = 5;
 
 export class Harness {
-  readonly history: History = { holds: [], lost: [], hangs: [], staleReads: [], freshReads: { made: 0, judged: 0 } };
+  readonly history: History = { holds: [], lost: [], hangs: [], staleReads: [], freshReads: { made: 0, judged: 0 }, earlyWatches: [], watches: { made: 0, judged: 0 } };
   readonly counters: Counters = { requests: 0, grants: 0, releases: 0, renews: 0, disconnects: 0, cuts: 0, errors: 0, connects: 0, resumes: 0 };
   private readonly host: string;
   private readonly hangMs: number;
@@ -312,6 +318,8 @@ export class Harness {
       this.counters.resumes++;
       n.id = s.id;
       n.session = s;
+      n.reader = c.reader; // the second connection goes on with the client (a watch may be waiting on it)
+      c.reader = null;
       return n;
     }
     if (a.line === 'Resume Failed' && answered < deadline) this.lostIt(hold, deadline, 'resume answered "Resume Failed" while the lease was held');
@@ -320,7 +328,43 @@ export class Harness {
     return null;
   }
 
+  /** One operation, and the watch it started (if any) judged once the hold has ended. */
   private async operation(first: Conn): Promise<Conn> {
+    const watch: PendingWatch = { answer: null, hold: null };
+    const c = await this.operationOn(first, watch);
+    if (watch.answer !== null && watch.hold !== null) this.judgeWatch(watch.hold, await watch.answer);
+    return c;
+  }
+
+  /**
+   * [LP-19] On the second connection, `watch <lock> token=<t>` of the lease
+   * this client holds, answered (the caller awaits it) once the hold ends.
+   */
+  private async startWatch(c: Conn, hold: Hold): Promise<{ line: string; at: number } | null> {
+    if (c.reader === null || c.reader.closed) c.reader = await this.connect();
+    const r = c.reader;
+    if (r === null) return null;
+    this.history.watches!.made++;
+    const a = await this.ask(r, `watch ${hold.lock} token=${hold.token} timeout=${Math.floor(this.hangMs / 2)}`);
+    return 'line' in a ? { line: a.line, at: performance.now() } : null;
+  }
+
+  /**
+   * A watch naming a lease's grant may be answered only by a committed
+   * change: never with that grant itself, and never with another state
+   * before the hold ended (its release sent, its deadline, its connection
+   * cut). An error, a close or a timeout proves nothing; a hang is a hang.
+   */
+  private judgeWatch(hold: Hold, a: { line: string; at: number } | null): void {
+    if (a === null || !a.line.startsWith('WatchLock:')) return;
+    this.history.watches!.judged++;
+    hold.trail?.push(`watch answered @${a.at.toFixed(1)}: ${a.line}`);
+    const m = /^WatchLock:Lock:(\d+) token=(\d+)/.exec(a.line);
+    if (m !== null && Number(m[2]) === hold.token) this.history.earlyWatches!.push({ hold, reply: a.line, why: 'answered with the grant it named' });
+    else if (hold.how !== 'held' && a.at < hold.end) this.history.earlyWatches!.push({ hold, reply: a.line, why: `answered @${a.at.toFixed(1)}, before the hold ended` });
+  }
+
+  private async operationOn(first: Conn, watch: PendingWatch): Promise<Conn> {
     let c = first;
     const lock = `s${this.int(this.opts.locks)}`;
     // A client with a session takes leases more often: they are what it resumes for.
@@ -347,6 +391,10 @@ export class Harness {
     let deadline = ttl === null ? Infinity : sent + ttl - LEASE_SLACK_MS;
     await pause(this.int(3));
     if (lease && this.random() < 0.15) await this.freshRead(c, hold, value, deadline);
+    if (lease && this.random() < 0.1) {
+      watch.hold = hold;
+      watch.answer = this.startWatch(c, hold);
+    }
     if (lease && this.random() < 0.3) {
       const ttl2 = 300 + this.int(700);
       const rs = performance.now();
