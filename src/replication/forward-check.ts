@@ -13,6 +13,14 @@
  * operator's, through that node's admin API, which checked the admin
  * token; a node holds the cluster secret and is trusted with it.
  *
+ * A `disconnect` of a connection its client has moved on from (a
+ * generation below the table's, or of a session the table no longer has)
+ * ends nothing: the table ignores it [LP-16]. It passes whichever node
+ * sends it: its origin may be sending it again after a failover (the
+ * first copy already ended the session), or its client resumed elsewhere
+ * since. Refusing it closed the link, the origin sent it again on the
+ * next one, and every write of that node waited behind the loop.
+ *
  * A forward that breaks the rule is a bug or an attack: the leader closes
  * the link and logs it; nothing of it reaches the log.
  *
@@ -38,6 +46,12 @@ export function forwardError(state: TableState, cmd: Command, from: number, resu
     case 'acquire':
       if (cmd.limits !== undefined) return 'limits are the sequencer\'s to stamp';
       return mine(cmd.client) ? null : `client ${cmd.client} is not node ${from}'s`;
+    case 'disconnect': {
+      const gen = cmd.gen ?? 0;
+      const session = state.sessions.get(cmd.client);
+      if (gen >= 1 && (session === undefined || gen < session.gen)) return null; // stale: the table ignores it
+      return mine(cmd.client) ? null : `client ${cmd.client} is not node ${from}'s`;
+    }
     default:
       return mine(cmd.client) ? null : `client ${cmd.client} is not node ${from}'s`;
   }

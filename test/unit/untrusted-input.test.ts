@@ -241,6 +241,15 @@ describe("a leader takes from a node's link only that node's clients' writes", (
     expect(forwardError(s, { op: 'revoke', lock: 'x' }, 2, new Set())).toBeNull();
     expect(forwardError(s, { op: 'resume', client: 30003, target: 10001, hash: 'b'.repeat(64), node: 2 }, 2, new Set())).toBeNull();
   });
+  it('a disconnect of a connection its client moved on from, which the table ignores, from any node [LP-16]', () => {
+    // 20001 is at generation 1 on node 2: node 1's close of generation-0 connection is stale, and harmless.
+    expect(forwardError(s, { op: 'disconnect', client: 20001, gen: 1 }, 2, new Set())).toBeNull(); // its own, current
+    expect(apply(createState(), { op: 'disconnect', client: 20009, gen: 3 }, 0).changed).toBe(false); // no session: ignored
+    expect(forwardError(s, { op: 'disconnect', client: 20009, gen: 3 }, 2, new Set())).toBeNull(); // sent again after a failover: its session gone
+    // A current connection's end belongs to its node alone.
+    expect(forwardError(s, { op: 'disconnect', client: 20001, gen: 1 }, 0, new Set())).toMatch(/client 20001 is not node 0's/);
+    expect(forwardError(s, { op: 'disconnect', client: 10001 }, 2, new Set())).toMatch(/client 10001 is not node 2's/);
+  });
   it('not another node\'s client, not a resume for another node, no expire, no limits of its own', () => {
     expect(forwardError(s, { op: 'release', client: 20002, lock: 'victim-lock' }, 2, new Set())).toMatch(/client 20002 is not node 2's/);
     expect(forwardError(s, { op: 'session', client: 30005, hash: 'c'.repeat(64) }, 1, new Set())).toMatch(/client 30005 is not node 1's/);
