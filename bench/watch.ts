@@ -13,47 +13,12 @@
  * One at a time (latency, not throughput): ROUNDS rounds each, p50 and p99.
  */
 import { spawn } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { EtcdCluster, hasEtcd } from '../test/helpers/etcd.js';
+import { LineClient } from '../test/helpers/line-client.js';
 
 const CLI = fileURLToPath(new URL('../ui/cli.js', import.meta.url));
-
-/** A line-at-a-time client of one dlock node. */
-class Lines {
-  private buf = '';
-  private readonly waiting: Array<(l: string) => void> = [];
-  private readonly ready: string[] = [];
-  private constructor(readonly socket: Socket) {
-    socket.setNoDelay(true);
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      let nl: number;
-      while ((nl = this.buf.indexOf('\n')) !== -1) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 1);
-        const w = this.waiting.shift();
-        if (w !== undefined) w(line);
-        else this.ready.push(line);
-      }
-    });
-  }
-  static async open(port: number): Promise<Lines> {
-    const l = new Lines(connect({ host: '127.0.0.1', port }));
-    await l.next(); // the greeting
-    return l;
-  }
-  next(): Promise<string> {
-    const r = this.ready.shift();
-    return r !== undefined ? Promise.resolve(r) : new Promise((resolve) => this.waiting.push(resolve));
-  }
-  ask(line: string): Promise<string> {
-    this.socket.write(`${line}\n`);
-    return this.next();
-  }
-}
 
 function summary(h: hdr.Histogram): { p50: number; p99: number } {
   return { p50: h.getValueAtPercentile(50) / 1000, p99: h.getValueAtPercentile(99) / 1000 };
@@ -71,8 +36,8 @@ async function dlockRounds(rounds: number): Promise<{ p50: number; p99: number }
       });
       child.once('exit', (code) => reject(new Error(`dlock up exited with ${code}`)));
     });
-    const holder = await Lines.open(ports['follower-1'] as number);
-    const watcher = await Lines.open(ports['follower-2'] as number);
+    const holder = await LineClient.open(ports['follower-1'] as number);
+    const watcher = await LineClient.open(ports['follower-2'] as number);
     const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
     for (let i = 0; i < rounds; i++) {
       const grant = await holder.ask(`preempt watched-${i % 8}`);
@@ -87,8 +52,8 @@ async function dlockRounds(rounds: number): Promise<{ p50: number; p99: number }
       await released;
       if (i >= rounds / 10) h.recordValue(Math.max(1, us)); // the first tenth warms up
     }
-    holder.socket.destroy();
-    watcher.socket.destroy();
+    holder.close();
+    watcher.close();
     return summary(h);
   } finally {
     child.kill('SIGTERM');

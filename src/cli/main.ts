@@ -137,6 +137,12 @@ function clientConnectionOptions<T>(y: Argv<T>) {
 
 type ClientConnectionFlags = ReturnType<typeof clientConnectionOptions<object>> extends Argv<infer A> ? A : never;
 
+/** The node a client command talks to: --host/--port, or the first found in etcd (the leader). */
+async function clientTarget(a: ClientConnectionFlags, command: string): Promise<{ host: string; port: number }> {
+  const etcd = clientEtcd(a);
+  return etcd === undefined ? { host: a.host, port: a.port } : ((await nodesFromEtcd({ ...a, etcd }, command))[0] as { host: string; port: number });
+}
+
 /** clientConnectionOptions' checks (yargs .check). */
 function checkClientConnection(a: ClientConnectionFlags): void {
   checkTokenFlags(a);
@@ -449,8 +455,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           }),
       async (a) => {
         const tls = clientTls(a);
-        const etcd = clientEtcd(a);
-        const at = etcd === undefined ? { host: a.host, port: a.port } : ((await nodesFromEtcd({ ...a, etcd }, 'client'))[0] as { host: string; port: number });
+        const at = await clientTarget(a, 'client');
         const conn = { host: at.host, port: at.port, authToken: authToken(a), tls };
         const words = (a.request ?? []).map(String);
         if (words.length > 0) {
@@ -554,8 +559,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           }),
       async (a) => {
         const { watchCommand } = await import('../client/watch-command.js');
-        const etcd = clientEtcd(a);
-        const at = etcd === undefined ? { host: a.host, port: a.port } : ((await nodesFromEtcd({ ...a, etcd }, 'watch'))[0] as { host: string; port: number });
+        const at = await clientTarget(a, 'watch');
         process.exitCode = await watchCommand({ host: at.host, port: at.port, authToken: authToken(a), tls: clientTls(a), lock: a.name as string, json: a.json, count: a.count });
       },
     )

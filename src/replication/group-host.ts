@@ -235,17 +235,18 @@ export class GroupHost {
 
   /**
    * Append a write if this node may now (the primary, with a lease from
-   * every secondary), judged and appended at one reading of the clock; its
+   * every secondary), judged and appended at one reading of the clock
+   * (`data` is made only then: a held write is stamped when it goes); its
    * seq, or null when it may not (the caller holds it). Checking with
    * canWrite() and then calling propose() reads the clock twice: a lease
    * that ends between the two readings (a process descheduled there, or
    * just continued after a pause) made propose() throw out of a frame's
    * handler and ended the process.
    */
-  tryPropose(data: EntryData): number | null {
+  tryPropose(data: () => EntryData): number | null {
     const now = performance.now();
     if (!this.group.canWrite(now)) return null;
-    const seq = this.group.propose(data, now);
+    const seq = this.group.propose(data(), now);
     this.flushSoon();
     return seq;
   }

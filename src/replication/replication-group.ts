@@ -341,7 +341,7 @@ export class GroupReplication implements Replication {
     // (the exactly-once rule), and the version's floor before any grant.
     // A version whose token space is nearly spent takes no more writes
     // until the next version is stored (token-space.ts).
-    if (this.held.length > 0 || this.replica.state.nextToken >= this.spaceEnd() || this.host.tryPropose({ at: this.replica.clock.stamp(), cmd, origin: from, req }) === null) {
+    if (this.held.length > 0 || this.replica.state.nextToken >= this.spaceEnd() || this.host.tryPropose(() => ({ at: this.replica.clock.stamp(), cmd, origin: from, req })) === null) {
       this.held.push({ cmd, from, req, since: performance.now() });
       this.retryHeld();
     }

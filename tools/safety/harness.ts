@@ -261,6 +261,12 @@ export class Harness {
     }
   }
 
+  /** The client's second connection (another client id, any node), opened again when it closed; null when none can be. */
+  private async readerOf(c: Conn): Promise<Conn | null> {
+    if (c.reader === null || c.reader.closed) c.reader = await this.connect();
+    return c.reader;
+  }
+
   /**
    * [LP-17, LP-18] On a second connection: `sync`, then `check` of the lock
    * this lease holds. Judged only when the check is answered before the
@@ -269,8 +275,7 @@ export class Harness {
    * connection proves nothing (a fault); a hang is a hang.
    */
   private async freshRead(c: Conn, hold: Hold, value: string | null, deadline: number): Promise<void> {
-    if (c.reader === null || c.reader.closed) c.reader = await this.connect();
-    const r = c.reader;
+    const r = await this.readerOf(c);
     if (r === null) return;
     this.history.freshReads!.made++;
     const s = await this.ask(r, 'sync');
@@ -341,8 +346,7 @@ export class Harness {
    * this client holds, answered (the caller awaits it) once the hold ends.
    */
   private async startWatch(c: Conn, hold: Hold): Promise<{ line: string; at: number } | null> {
-    if (c.reader === null || c.reader.closed) c.reader = await this.connect();
-    const r = c.reader;
+    const r = await this.readerOf(c);
     if (r === null) return null;
     this.history.watches!.made++;
     const a = await this.ask(r, `watch ${hold.lock} token=${hold.token} timeout=${Math.floor(this.hangMs / 2)}`);
