@@ -28,6 +28,17 @@ export interface LockMapText {
   hidden: number;
 }
 
+/** The OWNER column: the holder's id; for several holders [LP-20, LP-21], how many (`2/3` with a limit, `2 shared` without). */
+export function ownerText(r: LockRow): string {
+  if (r.holders === undefined) return String(r.owner);
+  return r.limit === null || r.limit === undefined ? `${r.holders.length} shared` : `${r.holders.length}/${r.limit}`;
+}
+
+/** `holders=<id>,…` for a lock with several holders, fitted to `room` columns; '' for one holder. */
+function holdersText(r: LockRow, room: number): string {
+  return r.holders === undefined ? '' : `holders=${waitersText(r.holders, Math.max(1, room - 'holders='.length))}`;
+}
+
 function ttlText(r: LockRow): string {
   return r.ttlLeft === null ? 'session' : `${(r.ttlLeft / 1000).toFixed(1)}s`;
 }
@@ -53,7 +64,7 @@ export function waitersText(waiters: readonly number[], room: number): string {
  * some are not shown, the last row says how many.
  */
 export function lockMapText(locks: readonly LockRow[], width: number, rows: number, total = locks.length): LockMapText {
-  const ownW = Math.max(5, ...locks.map((r) => String(r.owner).length));
+  const ownW = Math.max(5, ...locks.map((r) => ownerText(r).length));
   const tokW = Math.max(5, ...locks.map((r) => String(r.token).length));
   const nameW = Math.max(4, ...locks.map((r) => r.lock.length));
   const cols = (r: { owner: string; token: string; ttl: string }): string => `${r.owner.padStart(ownW)} ${r.token.padStart(tokW)} ${r.ttl.padStart(TTL_W)}`;
@@ -75,17 +86,19 @@ export function lockMapText(locks: readonly LockRow[], width: number, rows: numb
   };
   const rowsOf = (r: LockRow): string[] => {
     if (flat) {
-      const left = `${r.lock.padEnd(nameW)} ${cols({ owner: String(r.owner), token: String(r.token), ttl: ttlText(r) })}`;
+      const left = `${r.lock.padEnd(nameW)} ${cols({ owner: ownerText(r), token: String(r.token), ttl: ttlText(r) })}`;
       const watched = r.watchers === undefined ? '' : `watchers=${r.watchers}`; // [LP-19] watches waiting on it here
       const waiting = waitersText(r.waiters, width - left.length - 1 - (watched === '' ? 0 : watched.length + 1));
-      const row = [left, waiting, watched].filter((x) => x !== '').join(' ');
+      const held = holdersText(r, width - left.length - 1 - (waiting === '' ? 0 : waiting.length + 1) - (watched === '' ? 0 : watched.length + 1));
+      const row = [left, waiting, held, watched].filter((x) => x !== '').join(' ');
       if (r.value === undefined) return [row];
       const value = `value=${r.value}`;
       return row.length + 1 + value.length <= width ? [`${row} ${value}`] : [row, ...valueRows(value, width)];
     }
     // As the protocol's replies write them: owner=, token=, ttl= (each one word, never split).
     const ttl = r.ttlLeft === null ? 'session' : `ttl=${ttlText(r)}`;
-    const lines = [...hardWrap(r.lock, width), ...wrap(`${INDENT}owner=${r.owner} token=${r.token} ${ttl}${r.watchers === undefined ? '' : ` watchers=${r.watchers}`}${r.value === undefined ? '' : ` value=${r.value}`}`, width, 4)];
+    const owner = r.holders === undefined ? `owner=${r.owner}` : `${r.limit === null || r.limit === undefined ? 'shared' : `held=${r.holders.length}/${r.limit}`} ${holdersText(r, width - INDENT.length)}`;
+    const lines = [...hardWrap(r.lock, width), ...wrap(`${INDENT}${owner} token=${r.token} ${ttl}${r.watchers === undefined ? '' : ` watchers=${r.watchers}`}${r.value === undefined ? '' : ` value=${r.value}`}`, width, 4)];
     const waiting = `${INDENT}waiting=`;
     if (r.waiters.length > 0) lines.push(waiting + waitersText(r.waiters, width - waiting.length));
     return lines;

@@ -77,7 +77,7 @@
  * Ordering: frames on one link arrive in the order they were sent.
  */
 import type { Command, Reply, Snapshot } from '../core/lock-table.js';
-import { commandError, isLockValue, limitsError } from '../core/command-check.js';
+import { commandError, isLockName, isLockValue, limitsError, locksError, MAX_HOLDERS } from '../core/command-check.js';
 import { Buffer } from 'node:buffer';
 
 export const CODEC_VERSION = 1;
@@ -131,6 +131,9 @@ export interface ViewLock {
   value?: string;
   /** Watches waiting on it on this node [LP-19]; absent for none. */
   watchers?: number;
+  /** [LP-20, LP-21] For a lock with several holders: every holder in grant order (owner and token are the newest's), and its limit (null: shared). */
+  holders?: number[];
+  limit?: number | null;
 }
 
 /** A log line in a `view` frame (NodeLog's LogLine). */
@@ -207,6 +210,8 @@ export interface WireSnapshot {
   sessions?: Snapshot['sessions'];
   limits?: Snapshot['limits'];
   values?: Snapshot['values'];
+  groups?: Snapshot['groups'];
+  queues?: Snapshot['queues'];
 }
 
 export function encodeSnapshot(s: Snapshot): WireSnapshot {
@@ -220,6 +225,8 @@ export function encodeSnapshot(s: Snapshot): WireSnapshot {
     ...(s.sessions === undefined || s.sessions.length === 0 ? {} : { sessions: s.sessions }),
     ...(s.limits === undefined ? {} : { limits: s.limits }),
     ...(s.values === undefined || s.values.length === 0 ? {} : { values: s.values }),
+    ...(s.groups === undefined || s.groups.length === 0 ? {} : { groups: s.groups }),
+    ...(s.queues === undefined || s.queues.length === 0 ? {} : { queues: s.queues }),
   };
 }
 
@@ -259,16 +266,44 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
   // [LP-7] the next grant's token is above every token held: a table that says otherwise would grant one again.
   if (!(w.nextToken > maxToken && w.nextToken >= 1)) throw new CodecError(`snapshot nextToken ${w.nextToken} is not above the tokens it holds (up to ${maxToken})`);
   if (w.at !== undefined && !isNat(w.at)) throw new CodecError('snapshot log time must be a whole number of ms');
-  const waiter = (x: unknown): boolean => Array.isArray(x) && (x.length === 3 || (x.length === 4 && isLockValue(x[3]))) && isPositiveInt(x[0]) && (x[1] === null || isPositiveInt(x[1])) && (x[2] === null || isNat(x[2]));
+  // A waiter: [client, ttl, deadline], a value fourth, and a mode fifth [LP-20, LP-21, LP-22] (see WaiterTuple).
+  const mode = (x: unknown): boolean => {
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+    const k = Object.keys(x);
+    const m = x as Record<string, unknown>;
+    if (k.length !== 1) return false;
+    if (k[0] === 'shared') return m['shared'] === true;
+    if (k[0] === 'limit') return isPositiveInt(m['limit']) && (m['limit'] as number) <= MAX_HOLDERS;
+    return k[0] === 'locks' && locksError(m['locks'], (m['locks'] as unknown[] | undefined)?.[0]) === null;
+  };
+  const waiter = (x: unknown): boolean =>
+    Array.isArray(x) &&
+    (x.length === 3 || (x.length === 4 && isLockValue(x[3])) || (x.length === 5 && (x[3] === null || isLockValue(x[3])) && mode(x[4]))) &&
+    isPositiveInt(x[0]) &&
+    (x[1] === null || isPositiveInt(x[1])) &&
+    (x[2] === null || isNat(x[2]));
   const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
   if (!w.waiters.every(queue)) throw new CodecError('malformed snapshot waiters');
+  // [LP-20, LP-21] locks with several holders, and queues of locks not held alone: by name, each once, none a row of this part.
+  if (w.groups !== undefined || w.queues !== undefined) {
+    const rows = new Set(w.count === 0 ? [] : w.names.split('\n'));
+    let prev = '';
+    const named = (x: unknown): boolean => typeof x === 'string' && isLockName(x) && x > prev && !rows.has(x) && ((prev = x), true);
+    const holdOk = (x: unknown): boolean => Array.isArray(x) && x.length === 3 && isPositiveInt(x[0]) && isPositiveInt(x[1]) && (x[1] as number) < w.nextToken && (x[2] === null || isNat(x[2]));
+    const group = (x: unknown): boolean =>
+      Array.isArray(x) && x.length === 3 && named(x[0]) && (x[1] === null || (isPositiveInt(x[1]) && (x[1] as number) <= MAX_HOLDERS)) && Array.isArray(x[2]) && x[2].length > 0 && (x[1] === null || x[2].length <= (x[1] as number)) && (x[2] as unknown[]).every(holdOk);
+    if (w.groups !== undefined && !(Array.isArray(w.groups) && w.groups.every(group))) throw new CodecError('malformed snapshot groups');
+    prev = '';
+    const freeQueue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && named(x[0]) && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
+    if (w.queues !== undefined && !(Array.isArray(w.queues) && w.queues.every(freeQueue))) throw new CodecError('malformed snapshot queues');
+  }
   // [LP-18] values of locks the part holds, each a lock value, each lock once (ascending).
   let last = -1;
   const value = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] > last && x[0] < w.count && isLockValue(x[1]) && ((last = x[0]), true);
   if (w.values !== undefined && !(Array.isArray(w.values) && w.values.every(value))) throw new CodecError('malformed snapshot values');
   const limits = w.limits === undefined ? null : limitsError(w.limits);
   if (limits !== null) throw new CodecError(`snapshot ${limits}`);
-  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions, ...(w.limits === undefined ? {} : { limits: w.limits }), ...(w.values === undefined ? {} : { values: w.values }) };
+  return { nextToken: w.nextToken, ...(w.at === undefined ? {} : { at: w.at }), count: w.count, names: w.names, nums, waiters: w.waiters, sessions, ...(w.limits === undefined ? {} : { limits: w.limits }), ...(w.values === undefined ? {} : { values: w.values }), ...(w.groups === undefined ? {} : { groups: w.groups }), ...(w.queues === undefined ? {} : { queues: w.queues }) };
 }
 
 /** What a snapshot's LF-joined names may not hold: whitespace or control characters other than the LFs (LP-12). */
@@ -389,9 +424,10 @@ function isReply(x: unknown): boolean {
   switch (r['op']) {
     case 'preempt':
     case 'acquire':
-      return r['ok'] === true ? isId(r['owner']) && isId(r['token']) : r['ok'] === false && (r['op'] === 'acquire' ? isIdOrNull(r['owner']) : isId(r['owner']));
+      // A refusal's owner is null for a free lock an earlier waiter wants; `lock` names the lock of several that was not available [LP-22].
+      return r['ok'] === true ? isId(r['owner']) && isId(r['token']) : r['ok'] === false && isIdOrNull(r['owner']) && (r['lock'] === undefined || isLockName(r['lock']));
     case 'release':
-      return r['ok'] === true || (r['ok'] === false && isIdOrNull(r['owner']));
+      return r['ok'] === true || (r['ok'] === false && isIdOrNull(r['owner']) && (r['lock'] === undefined || isLockName(r['lock'])));
     case 'renew':
       return r['ok'] === true ? isId(r['token']) : r['ok'] === false && isIdOrNull(r['owner']);
     case 'session':
@@ -412,7 +448,7 @@ function isReply(x: unknown): boolean {
 function isViewLock(x: unknown): boolean {
   if (typeof x !== 'object' || x === null) return false;
   const l = x as Record<string, unknown>;
-  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat) && (l['value'] === undefined || isLockValue(l['value'])) && (l['watchers'] === undefined || isNat(l['watchers']));
+  return typeof l['lock'] === 'string' && isNat(l['owner']) && isNat(l['token']) && (l['ttlLeft'] === null || isNat(l['ttlLeft'])) && Array.isArray(l['waiters']) && l['waiters'].every(isNat) && (l['value'] === undefined || isLockValue(l['value'])) && (l['watchers'] === undefined || isNat(l['watchers'])) && (l['holders'] === undefined || (Array.isArray(l['holders']) && l['holders'].every(isNat))) && (l['limit'] === undefined || l['limit'] === null || isNat(l['limit']));
 }
 
 function isViewLogLine(x: unknown): boolean {

@@ -52,9 +52,9 @@ const isHash = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{
 
 /** The fields each op may carry: `true` required, `false` optional. Anything else is refused. */
 const FIELDS: Record<Command['op'], Record<string, boolean>> = {
-  preempt: { op: true, client: true, lock: true, ttl: true, limits: false, gen: false, value: false },
-  acquire: { op: true, client: true, lock: true, ttl: true, timeout: true, deadline: false, limits: false, gen: false, value: false },
-  release: { op: true, client: true, lock: true, gen: false },
+  preempt: { op: true, client: true, lock: true, ttl: true, limits: false, gen: false, value: false, shared: false, limit: false, locks: false },
+  acquire: { op: true, client: true, lock: true, ttl: true, timeout: true, deadline: false, limits: false, gen: false, value: false, shared: false, limit: false, locks: false },
+  release: { op: true, client: true, lock: true, gen: false, locks: false },
   renew: { op: true, client: true, lock: true, ttl: true, gen: false },
   disconnect: { op: true, client: true, gen: false },
   session: { op: true, client: true, hash: true, ttl: false },
@@ -112,11 +112,20 @@ export function commandError(x: unknown): string | null {
     const e = limitsError(c['limits']);
     if (e !== null) return `${op}: ${e}`;
   }
+  if (c['locks'] !== undefined) {
+    const e = locksError(c['locks'], c['lock']);
+    if (e !== null) return `${op}: ${e}`;
+  }
   switch (op) {
     case 'preempt':
     case 'acquire':
       if (c['ttl'] !== null && !isMs(c['ttl'])) return bad(op, 'ttl', `null or 1 to ${MAX_MS} ms`);
       if (c['value'] !== undefined && !isLockValue(c['value'])) return bad(op, 'value', `absent or 1 to ${MAX_VALUE_BYTES} bytes with no whitespace or control characters`);
+      if (c['shared'] !== undefined && c['shared'] !== true) return bad(op, 'shared', 'absent or true');
+      if (c['limit'] !== undefined && !(isPositive(c['limit']) && (c['limit'] as number) <= MAX_HOLDERS)) return bad(op, 'limit', `absent or 1 to ${MAX_HOLDERS}`);
+      // [LP-18, LP-20, LP-21, LP-22] one mode at a time; a value is for a lock held alone
+      if ((c['shared'] !== undefined ? 1 : 0) + (c['limit'] !== undefined ? 1 : 0) + (c['locks'] !== undefined ? 1 : 0) > 1) return `${op}: shared, limit and locks exclude each other`;
+      if (c['value'] !== undefined && (c['shared'] !== undefined || c['limit'] !== undefined)) return `${op}: a value goes with a lock held alone, not with shared or limit`;
       if (op === 'acquire') {
         if (c['timeout'] !== null && !(isNat(c['timeout']) && (c['timeout'] as number) <= MAX_MS)) return bad(op, 'timeout', `null or 0 to ${MAX_MS} ms`);
         if (c['deadline'] !== undefined && c['deadline'] !== null && !isNat(c['deadline'])) return bad(op, 'deadline', 'null or a time in ms');
@@ -141,6 +150,19 @@ export function commandError(x: unknown): string | null {
     default:
       return null;
   }
+}
+
+/** The most holders of one semaphore [LP-21]. */
+export const MAX_HOLDERS = 10_000;
+/** The most locks one request names [LP-22]. */
+export const MAX_NAMES = 16;
+
+/** [LP-22] Why `x` is not a list of 2 to 16 distinct lock names starting with `first`, or null. */
+export function locksError(x: unknown, first: unknown): string | null {
+  if (!Array.isArray(x) || x.length < 2 || x.length > MAX_NAMES) return `locks must be 2 to ${MAX_NAMES} lock names`;
+  if (!x.every(isLockName)) return 'locks must be lock names (1 to 255 bytes, no whitespace or control characters)';
+  if (new Set(x).size !== x.length) return 'locks must be distinct';
+  return x[0] === first ? null : 'locks must start with lock';
 }
 
 /** `x` as a command, or a CommandError saying why it is not one. */

@@ -48,7 +48,12 @@ interface SessionList {
 
 export class LockMap implements Iterable<[string, LockView]> {
   private readonly rows = new StringMap(ROW_WIDTH);
-  /** Waiters by lock; only held locks with at least one waiter have an entry. */
+  /**
+   * Waiters by lock; only locks with at least one waiter have an entry.
+   * Mostly held locks; a free lock has waiters only while its head waits
+   * for other locks too [LP-22], and a lock held among several holders
+   * [LP-20, LP-21] has its queue here as well (no row).
+   */
   private readonly queues = new Map<string, Waiter[]>();
   /**
    * Leases by end time, for the leader to expire them (nextLeaseEnd,
@@ -354,9 +359,9 @@ export class LockMap implements Iterable<[string, LockView]> {
     return this.rows.ranksOf(locks.map((l) => this.rows.find(l)));
   }
 
-  /** The queues, each with its lock's index in columns() order, ascending. */
+  /** The queues of locks held alone, each with its lock's index in columns() order, ascending. */
   queuesByIndex(): Array<[number, readonly Waiter[]]> {
-    const locks = [...this.queues.keys()];
+    const locks = [...this.queues.keys()].filter((l) => this.rows.find(l) !== -1);
     const ranks = this.indexesOf(locks);
     return locks.map((l, k) => [ranks[k] as number, this.queues.get(l) as Waiter[]] as [number, Waiter[]]).sort((a, b) => a[0] - b[0]);
   }
@@ -372,6 +377,11 @@ export class LockMap implements Iterable<[string, LockView]> {
     this.leases.clear();
     this.sessionsBuiltAt = -1;
     return this.rows.load(names, count, nums);
+  }
+
+  /** The queues of locks not held alone (free, or held among several), by name ascending. */
+  queuesOffRows(): Array<[string, readonly Waiter[]]> {
+    return [...this.queues].filter(([l]) => this.rows.find(l) === -1).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   }
 
   /** Every queue of waiters, by lock (no order promised). */

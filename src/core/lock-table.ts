@@ -20,10 +20,25 @@
  * (tokens only go up), LP-8 (session locks vs leases), LP-9 (FIFO waiters),
  * LP-10 (owners only), LP-16 (resuming a client: the secret's hash is
  * replicated here, so a client can resume on any node), LP-18 (a lock's
- * value, set by its grant and gone with it).
+ * value, set by its grant and gone with it), LP-20 and LP-21 (locks with
+ * several holders: shared, or up to a limit), LP-22 (several locks at
+ * once, all or nothing, waiters served in arrival order).
+ *
+ * Waiting, for every kind [LP-9, LP-20, LP-21, LP-22]: each lock has one
+ * FIFO of waiters in arrival order (log order, the same on every replica);
+ * a waiter for several locks is in the queue of each. The head of a
+ * non-empty queue is always a waiter that cannot be granted yet (promote()
+ * grants heads as soon as they can be), so a new request is available
+ * only where the lock's queue is empty: no later request passes an earlier
+ * waiter. A waiter for several locks is granted when every one of them is
+ * free and it heads every one of their queues; it holds none while it
+ * waits. So the earliest waiter in the whole table heads each of its
+ * queues, and is granted once its locks' holders let go: waiting can
+ * neither deadlock (no waiter holds part of what it waits for) nor starve.
  */
 
 import { MAX_MS } from './command-check.js';
+import { DeadlineHeap } from './deadline-heap.js';
 import { LockMap, ROW_WIDTH } from './lock-map.js';
 
 export type { LockView } from './lock-map.js';
@@ -43,7 +58,33 @@ export interface Waiter {
   readonly deadline: number | null;
   /** The value its grant sets [LP-18]; absent for none. */
   readonly value?: string;
+  /** [LP-20] It wants a shared hold. */
+  readonly shared?: true;
+  /** [LP-21] It wants one of `limit` holds. */
+  readonly limit?: number;
+  /** [LP-22] Every lock it waits for, in its request's order (2 to 16); absent for one. It is in each of their queues. */
+  readonly locks?: readonly string[];
 }
+
+/** [LP-20, LP-21] One holder's hold of a lock with several holders. */
+export interface Hold {
+  readonly client: ClientId;
+  readonly token: number;
+  /** Log time its lease ends, or null for a session hold [LP-8]. */
+  expiresAt: number | null;
+}
+
+/**
+ * [LP-20, LP-21] A lock held shared (`limit` null) or as a semaphore of
+ * `limit` holds: its holds in grant order (tokens ascending, so the last
+ * is the newest), never empty. A lock is held by one row (LockMap), by
+ * one group, or free: never both.
+ */
+export interface HolderGroup {
+  readonly limit: number | null;
+  readonly holds: Hold[];
+}
+
 
 /**
  * A client that asked for a secret (`session`, LP-16). `hash`: SHA-256 of
@@ -118,6 +159,12 @@ export interface TableState {
    * per free and per read.
    */
   values: Map<string, string>;
+  /**
+   * [LP-20, LP-21] Locks with several holders, by name; empty unless some
+   * lock is held shared or with a limit, so single-owner locks pay one
+   * size check.
+   */
+  groups: Map<string, HolderGroup>;
 }
 
 /** Commands that change the table. They are what the log replicates. */
@@ -127,7 +174,12 @@ export type Command =
    * that every node applying the entry refuses it alike (writeRefusal);
    * absent, the table's own limits apply (the `limits` op).
    */
-  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number; value?: string }
+  /**
+   * `shared` [LP-20] and `limit` [LP-21]: a hold among several; `locks`
+   * [LP-22]: every lock named, 2 to 16 distinct, `lock` being the first
+   * (never with `shared` or `limit`). Absent: one lock, held alone.
+   */
+  | { op: 'preempt'; client: ClientId; lock: string; ttl: number | null; limits?: WriteLimits; gen?: number; value?: string; shared?: true; limit?: number; locks?: string[] }
   /**
    * `timeout`: ms still to wait, null for as long as the connection lives,
    * 0 for not at all [LP-9]. The node the client sent it to counts down
@@ -139,8 +191,9 @@ export type Command =
    * only in entries written before that, an absolute time on the clock
    * that stamped them.
    */
-  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits; gen?: number; value?: string }
-  | { op: 'release'; client: ClientId; lock: string; gen?: number }
+  | { op: 'acquire'; client: ClientId; lock: string; ttl: number | null; timeout: number | null; deadline?: number | null; limits?: WriteLimits; gen?: number; value?: string; shared?: true; limit?: number; locks?: string[] }
+  /** `locks` [LP-22]: release every one of them (`lock` the first), or none. */
+  | { op: 'release'; client: ClientId; lock: string; gen?: number; locks?: string[] }
   | { op: 'renew'; client: ClientId; lock: string; ttl: number; gen?: number }
   /**
    * The client's connection closed (LP-8). `gen`: the generation that
@@ -197,13 +250,19 @@ export type Command =
   | { op: 'sync'; client: ClientId };
 
 /** Replies of the state machine, formatted into protocol lines elsewhere. */
+/**
+ * `owner` of a refusal: the lock's newest current holder [LP-20], null
+ * when none holds it (a free lock an earlier waiter wants [LP-22]).
+ * `lock`: for a request naming several locks, the first, in its order,
+ * that was not available (not held by the caller, for a release) [LP-22].
+ */
 export type Reply =
   | { op: 'preempt'; ok: true; owner: ClientId; token: number }
-  | { op: 'preempt'; ok: false; owner: ClientId }
+  | { op: 'preempt'; ok: false; owner: ClientId | null; lock?: string }
   | { op: 'acquire'; ok: true; owner: ClientId; token: number }
-  | { op: 'acquire'; ok: false; owner: ClientId | null }
+  | { op: 'acquire'; ok: false; owner: ClientId | null; lock?: string }
   | { op: 'release'; ok: true }
-  | { op: 'release'; ok: false; owner: ClientId | null }
+  | { op: 'release'; ok: false; owner: ClientId | null; lock?: string }
   | { op: 'renew'; ok: true; token: number }
   | { op: 'renew'; ok: false; owner: ClientId | null }
   | { op: 'session'; client: ClientId }
@@ -223,8 +282,13 @@ export type Reply =
   | { op: 'sync' };
 
 /** How a lock changed, for replication logs (`UpdateLockmap` / `RemoveLockmap`). */
+/**
+ * For a lock with several holders [LP-20, LP-21], `owner` and `token` are
+ * its newest holder's, `holders` how many hold it, and `expiresAt` the
+ * lease end of the hold that changed (null when none was set).
+ */
 export type LockChange =
-  | { kind: 'set'; lock: string; owner: ClientId; token: number; expiresAt: number | null }
+  | { kind: 'set'; lock: string; owner: ClientId; token: number; expiresAt: number | null; holders?: number }
   | { kind: 'del'; lock: string };
 
 /** A reply owed to a client other than the command's issuer (a granted waiter). */
@@ -254,7 +318,7 @@ export function createState(firstToken = 1): TableState {
   if (!Number.isSafeInteger(firstToken) || firstToken < 1) {
     throw new RangeError(`firstToken must be a positive safe integer, got ${firstToken}`);
   }
-  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map(), limits: null, values: new Map() };
+  return { locks: new LockMap(), nextToken: firstToken, at: 0, waiting: new Map(), owned: new Map(), sessions: new Map(), limits: null, values: new Map(), groups: new Map() };
 }
 
 function outcome(reply: Reply | null, changed: boolean): Outcome {
@@ -266,16 +330,21 @@ function setChange(locks: LockMap, lock: string, p: number): LockChange {
   return { kind: 'set', lock, owner: locks.owner(p), token: locks.token(p), expiresAt: locks.expiresAt(p) };
 }
 
-/** Grant a free (absent) lock to `client`, with `value` if any [LP-18]; its token. Waiters queued on `lock` stay queued behind the new owner. */
+/** Grant a free lock to `client` alone, with `value` if any [LP-18]; its token. Waiters queued on `lock` stay queued behind the new owner. */
 function grant(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, now: number, value: string | undefined): number {
   const token = state.nextToken++;
+  place(state, out, lock, client, token, ttl, now, value);
+  return token;
+}
+
+/** Hold the free lock `lock` for `client` alone with `token` (one grant may place several locks [LP-22]). */
+function place(state: TableState, out: Outcome, lock: string, client: ClientId, token: number, ttl: number | null, now: number, value: string | undefined): void {
   if (value !== undefined) state.values.set(lock, value);
   const expiresAt = ttl === null ? null : now + ttl;
   state.locks.insert(lock, client, token, expiresAt);
   state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
   out.changes.push({ kind: 'set', lock, owner: client, token, expiresAt });
   out.changed = true;
-  return token;
 }
 
 /** Make the owner's grant (at position p) a lease ending `ttl` ms from now (LP-6, LP-8 renew). */
@@ -307,45 +376,246 @@ export function aged(cmd: Command, elapsed: number): Command {
   return { ...cmd, timeout: Math.max(0, cmd.timeout - Math.floor(elapsed)) };
 }
 
+/** `client` holds one lock fewer; a closed client left with nothing to resume for is dropped [LP-16]. */
+function disown(state: TableState, client: ClientId, now: number): void {
+  const owned = (state.owned.get(client) ?? 1) - 1;
+  if (owned === 0) {
+    state.owned.delete(client);
+    const s = state.sessions.get(client);
+    if (s !== undefined && !resumable(state, client, s, now)) state.sessions.delete(client);
+  } else state.owned.set(client, owned);
+}
+
 /**
- * Free `lock` (held, at position p): hand it to the first waiter whose
- * deadline has not passed (LP-9, a new token per LP-7) or remove it.
- * Waiters whose deadline is due are answered as timed out instead of being
- * granted: the leader's timer for them may not have fired yet (it runs on a
- * busy thread, or on a new leader after failover), and a grant after the
- * deadline is a reply the client stopped waiting for. Deciding
- * it here, from `now`, gives every replica the same answer.
+ * Free `lock` (held alone, at position p) and hand it on to its waiters
+ * (promote). A 'del' change is recorded when no waiter took it.
  */
 function free(state: TableState, out: Outcome, lock: string, p: number, now: number): void {
-  const locks = state.locks;
-  const owner = locks.owner(p);
-  locks.deleteAt(p);
+  const owner = state.locks.owner(p);
+  state.locks.deleteAt(p);
   if (state.values.size > 0) state.values.delete(lock); // [LP-18] gone with the hold
-  const owned = (state.owned.get(owner) ?? 1) - 1;
-  if (owned === 0) {
-    state.owned.delete(owner);
-    // A closed client with nothing left to resume for [LP-16].
-    const s = state.sessions.get(owner);
-    if (s !== undefined && !resumable(state, owner, s, now)) state.sessions.delete(owner);
-  } else state.owned.set(owner, owned);
+  disown(state, owner, now);
   out.changed = true;
-  let next = locks.dequeue(lock);
-  let late: ClientId[] | null = null;
-  while (next !== undefined && next.deadline !== null && next.deadline <= now) {
-    state.waiting.delete(next.client);
-    (late ??= []).push(next.client);
-    next = locks.dequeue(lock);
+  freed(state, out, lock, now);
+}
+
+/** `lock` has just lost a holder: its waiters get what they now can, and a lock left free is recorded as such. */
+function freed(state: TableState, out: Outcome, lock: string, now: number): void {
+  const mark = out.changes.length;
+  promote(state, out, [lock], now);
+  if (isFree(state, lock)) out.changes.splice(mark, 0, { kind: 'del', lock });
+}
+
+// --- several holders [LP-20, LP-21] ---
+
+/** The group holding `lock`, if it is held shared or with a limit. */
+function groupOf(state: TableState, lock: string): HolderGroup | undefined {
+  return state.groups.size === 0 ? undefined : state.groups.get(lock);
+}
+
+/** Whether nobody holds `lock` (waiters may still want it). */
+function isFree(state: TableState, lock: string): boolean {
+  return state.locks.find(lock) === -1 && groupOf(state, lock) === undefined;
+}
+
+/** The newest current holder of `lock` [LP-20], or null when it is free. */
+function newestOwner(state: TableState, lock: string): ClientId | null {
+  const p = state.locks.find(lock);
+  if (p !== -1) return state.locks.owner(p);
+  const g = groupOf(state, lock);
+  return g === undefined ? null : (g.holds[g.holds.length - 1] as Hold).client;
+}
+
+/** The change a group's hold made: newest holder, count, and the lease end of the hold that changed. */
+function groupChange(lock: string, g: HolderGroup, expiresAt: number | null): LockChange {
+  const newest = g.holds[g.holds.length - 1] as Hold;
+  return { kind: 'set', lock, owner: newest.client, token: newest.token, expiresAt, holders: g.holds.length };
+}
+
+/** Give `client` a new hold of `lock` among several (`limit` null: shared), the lock being free or held the same way; its token. */
+function hold(state: TableState, out: Outcome, lock: string, client: ClientId, ttl: number | null, limit: number | null, now: number): number {
+  const token = state.nextToken++;
+  const expiresAt = ttl === null ? null : now + ttl;
+  let g = groupOf(state, lock);
+  if (g === undefined) {
+    g = { limit, holds: [] };
+    state.groups.set(lock, g);
   }
-  let newOwner: ClientId | null = null;
-  if (next === undefined) {
-    out.changes.push({ kind: 'del', lock });
+  g.holds.push({ client, token, expiresAt });
+  if (expiresAt !== null) groupLeases.get(state)?.add(expiresAt, [lock, token]);
+  state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
+  out.changes.push(groupChange(lock, g, expiresAt));
+  out.changed = true;
+  return token;
+}
+
+/** Set a hold's lease to end `ttl` ms from now (LP-6, LP-8 renew). */
+function leaseHold(state: TableState, out: Outcome, lock: string, g: HolderGroup, h: Hold, ttl: number, now: number): void {
+  h.expiresAt = now + ttl;
+  groupLeases.get(state)?.add(h.expiresAt, [lock, h.token]);
+  out.changes.push(groupChange(lock, g, h.expiresAt));
+  out.changed = true;
+}
+
+/** End hold i of `lock`'s group, and hand the lock on (freed). */
+function unhold(state: TableState, out: Outcome, lock: string, g: HolderGroup, i: number, now: number): void {
+  const [h] = g.holds.splice(i, 1) as [Hold];
+  disown(state, h.client, now);
+  out.changed = true;
+  if (g.holds.length === 0) state.groups.delete(lock);
+  else out.changes.push(groupChange(lock, g, null));
+  freed(state, out, lock, now);
+}
+
+/**
+ * Group leases by end time, for the sequencer's expiry clock: (end, [lock,
+ * token]) per lease set, stale ones (renewed, released) skipped when they
+ * reach the top. Memory only, not part of the state: built from the groups
+ * when first asked for (a follower never asks), dropped when a table is
+ * restored or a node takes over.
+ */
+const groupLeases = new WeakMap<TableState, DeadlineHeap<[string, number]>>();
+
+function groupLeaseHeap(state: TableState): DeadlineHeap<[string, number]> {
+  let heap = groupLeases.get(state);
+  if (heap === undefined) {
+    heap = new DeadlineHeap();
+    for (const [lock, g] of state.groups) for (const h of g.holds) if (h.expiresAt !== null) heap.add(h.expiresAt, [lock, h.token]);
+    groupLeases.set(state, heap);
+  }
+  // Stale tops: a hold gone, or its lease moved since.
+  for (let top = heap.peek(); top !== undefined; top = heap.peek()) {
+    const [lock, token] = top.item;
+    if (groupOf(state, lock)?.holds.find((h) => h.token === token)?.expiresAt === top.at) break;
+    heap.popDue(Infinity);
+  }
+  return heap;
+}
+
+/** When the first lease ends, held alone or among several (log time); Infinity when none is held. */
+export function nextLeaseEnd(state: TableState): number {
+  const alone = state.locks.nextLeaseEnd();
+  return state.groups.size === 0 && !groupLeases.has(state) ? alone : Math.min(alone, groupLeaseHeap(state).nextAt());
+}
+
+/** The leases ending at or before `now`, as [lock, token], taken off the expiry clock: each is handed out once. */
+export function dueLeases(state: TableState, now: number): Array<[string, number]> {
+  const due = state.locks.dueLeases(now);
+  if (state.groups.size === 0 && !groupLeases.has(state)) return due;
+  const heap = groupLeaseHeap(state);
+  while (heap.nextAt() <= now) {
+    due.push(heap.popDue(now) as [string, number]);
+    groupLeaseHeap(state);
+  }
+  return due;
+}
+
+/** Forget the groups' expiry clock (a node taking over rebuilds it from the table). */
+export function resetLeaseClock(state: TableState): void {
+  groupLeases.delete(state);
+}
+
+/**
+ * The limit `lock` is held or waited for with [LP-21]: a number, null
+ * when held or waited for without one, undefined when neither.
+ */
+function limitOf(state: TableState, lock: string): number | null | undefined {
+  const g = groupOf(state, lock);
+  if (g !== undefined) return g.limit;
+  if (state.locks.find(lock) !== -1) return null;
+  const head = state.locks.waiters(lock)[0];
+  return head === undefined ? undefined : (head.limit ?? null);
+}
+
+/** The words of LP-21's refusals (the contract's own) and of LP-20's no upgrade or downgrade. */
+export const heldWithLimit = (lock: string, n: number): string => `${lock} is held with limit=${n}`;
+export const heldWithoutLimit = (lock: string): string => `${lock} is held without a limit`;
+export const heldAlone = (lock: string): string => `${lock} is held by this client alone; release it to hold it shared (no upgrade or downgrade)`;
+export const heldShared = (lock: string): string => `${lock} is held shared by this client; release it to hold it alone (no upgrade or downgrade)`;
+export const heldInPart = (lock: string): string => `${lock} is held by this client already, apart from the others named; release it, or name only locks it does not hold`;
+
+/** [LP-21] Whether the request's limit (or none) disagrees with the one `lock` is held or waited for with. */
+function limitRefusal(state: TableState, lock: string, limit: number | undefined): string | null {
+  const held = limitOf(state, lock);
+  if (held === undefined) return null;
+  if (held !== null) return limit === held ? null : heldWithLimit(lock, held);
+  return limit === undefined ? null : heldWithoutLimit(lock);
+}
+
+/** Whether waiter `w`, at the head of `lock`'s queue, can be granted now. */
+function grantable(state: TableState, w: Waiter, lock: string): boolean {
+  if (w.locks !== undefined) return w.locks.every((l) => isFree(state, l) && state.locks.waiters(l)[0]?.client === w.client);
+  if (state.locks.find(lock) !== -1) return false;
+  const g = groupOf(state, lock);
+  if (g === undefined) return true;
+  if (w.shared === true) return g.limit === null;
+  return w.limit !== undefined && g.limit === w.limit && g.holds.length < g.limit;
+}
+
+/** [LP-22] The first of `w`'s locks, in its request's order, that it could not have now: held, or wanted by an earlier waiter. */
+function blockedAt(state: TableState, w: Waiter, lock: string): string {
+  const all = w.locks ?? [lock];
+  return all.find((l) => !isFree(state, l) || state.locks.waiters(l)[0]?.client !== w.client) ?? lock;
+}
+
+/** Take waiter `w` (waiting on `lock`) off every queue it is in; the locks whose queues it left. */
+function unqueue(state: TableState, w: Waiter, lock: string): readonly string[] {
+  const all = w.locks ?? [lock];
+  for (const l of all) state.locks.withdraw(l, w.client);
+  state.waiting.delete(w.client);
+  return all;
+}
+
+/** Grant waiter `w`, the head of `lock`'s queue (and of all its locks' queues); the reply owed to it. */
+function grantWaiter(state: TableState, out: Outcome, w: Waiter, lock: string, now: number): Reply {
+  state.waiting.delete(w.client);
+  let token: number;
+  if (w.locks !== undefined) {
+    for (const l of w.locks) state.locks.dequeue(l);
+    token = state.nextToken++;
+    for (const l of w.locks) place(state, out, l, w.client, token, w.ttl, now, w.value);
   } else {
-    state.waiting.delete(next.client);
-    const token = grant(state, out, lock, next.client, next.ttl, now, next.value);
-    newOwner = next.client;
-    out.wakes.push({ client: next.client, reply: { op: 'acquire', ok: true, owner: next.client, token } });
+    state.locks.dequeue(lock);
+    token = w.shared === true || w.limit !== undefined ? hold(state, out, lock, w.client, w.ttl, w.limit ?? null, now) : grant(state, out, lock, w.client, w.ttl, now, w.value);
   }
-  if (late !== null) for (const client of late) out.wakes.push({ client, reply: { op: 'acquire', ok: false, owner: newOwner } });
+  return { op: 'acquire', ok: true, owner: w.client, token };
+}
+
+/**
+ * Hand the locks in `start` (whose holders or waiters changed) to their
+ * waiters, first come first served [LP-9]: each queue's head is granted
+ * while it can be; a head whose deadline has passed is answered as timed
+ * out instead (the sequencer's timer for it may not have fired yet: it
+ * runs on a busy thread, or on a new leader after failover, and a grant
+ * after the deadline is a reply the client stopped waiting for; deciding
+ * it here, from `now`, gives every replica the same answer). A waiter for
+ * several locks that leaves their queues may unblock each of them, so they
+ * are looked at in turn. Grants are woken in grant order, then the late.
+ */
+function promote(state: TableState, out: Outcome, start: readonly string[], now: number): void {
+  const todo = [...start];
+  let late: Array<[Waiter, string]> | null = null;
+  for (let k = 0; k < todo.length; k++) {
+    const lock = todo[k] as string;
+    for (let w = state.locks.waiters(lock)[0]; w !== undefined; w = state.locks.waiters(lock)[0]) {
+      if (w.deadline !== null && w.deadline <= now) {
+        const blocked = blockedAt(state, w, lock);
+        for (const l of unqueue(state, w, lock)) if (l !== lock && !todo.includes(l)) todo.push(l);
+        (late ??= []).push([w, blocked]);
+        out.changed = true;
+        continue;
+      }
+      if (!grantable(state, w, lock)) break;
+      out.wakes.push({ client: w.client, reply: grantWaiter(state, out, w, lock, now) });
+    }
+  }
+  if (late !== null) for (const [w, blocked] of late) out.wakes.push({ client: w.client, reply: timedOut(state, blocked, w.locks !== undefined) });
+}
+
+/** An acquire's Timeout: the lock that was not available and its newest holder [LP-22: `lock=` with several names]. */
+function timedOut(state: TableState, lock: string, several: boolean): Reply {
+  const owner = newestOwner(state, lock);
+  return several ? { op: 'acquire', ok: false, owner, lock } : { op: 'acquire', ok: false, owner };
 }
 
 /**
@@ -378,6 +648,7 @@ export const tooManyLocksInCluster = (max: number): string => `the cluster holds
  */
 export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimits): string | null {
   if (cmd.op !== 'preempt' && cmd.op !== 'acquire') return null;
+  if (cmd.locks !== undefined || state.groups.size > 0) return severalRefusal(state, cmd, limits);
   const { locks } = state;
   const p = locks.find(cmd.lock);
   if (p !== -1 && locks.owner(p) === cmd.client) return null; // its own lock: nothing new
@@ -390,6 +661,26 @@ export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimit
     return tooManyWaiters(limits.maxWaitersPerLock);
   }
   return null;
+}
+
+/** writeRefusal for requests naming several locks, or where some lock has several holders [LP-20, LP-21, LP-22]: the same rules, lock by lock. */
+function severalRefusal(state: TableState, cmd: Extract<Command, { op: 'preempt' | 'acquire' }>, limits: WriteLimits): string | null {
+  const names = cmd.locks ?? [cmd.lock];
+  const fresh = names.filter((l) => !holds(state, cmd.client, l));
+  if (fresh.length === 0) return null; // its own: nothing new
+  if (fresh.length < names.length) return null; // refused by apply (heldInPart), nothing new taken here
+  const added = names.filter((l) => isFree(state, l)).length;
+  if ((cmd.op === 'acquire' || added > 0) && (state.owned.get(cmd.client) ?? 0) + names.length > limits.maxLocksPerClient) return tooManyLocks(limits.maxLocksPerClient);
+  if (added > 0 && limits.maxLocks !== undefined && state.locks.size + state.groups.size + added > limits.maxLocks) return tooManyLocksInCluster(limits.maxLocks);
+  if (cmd.op === 'acquire' && cmd.timeout !== 0 && names.some((l) => state.locks.waiters(l).length >= limits.maxWaitersPerLock)) return tooManyWaiters(limits.maxWaitersPerLock);
+  return null;
+}
+
+/** Whether `client` holds `lock`, alone or among several. */
+function holds(state: TableState, client: ClientId, lock: string): boolean {
+  const p = state.locks.find(lock);
+  if (p !== -1) return state.locks.owner(p) === client;
+  return groupOf(state, lock)?.holds.some((h) => h.client === client) === true;
 }
 
 /**
@@ -405,10 +696,10 @@ export const otherValue = (lock: string, held: string | undefined): string =>
  * (LP-6); with the same one it succeeds; with another (or one where it
  * holds none) it is refused, and nothing changes. Null: go on.
  */
-function valueRefusal(state: TableState, cmd: Extract<Command, { op: 'preempt' | 'acquire' }>): Outcome | null {
+function valueRefusal(state: TableState, cmd: Extract<Command, { op: 'preempt' | 'acquire' }>, lock = cmd.lock): Outcome | null {
   if (cmd.value === undefined) return null;
-  const held = state.values.size > 0 ? state.values.get(cmd.lock) : undefined;
-  return held === cmd.value ? null : outcome({ op: 'refused', message: otherValue(cmd.lock, held) }, false);
+  const held = state.values.size > 0 ? state.values.get(lock) : undefined;
+  return held === cmd.value ? null : outcome({ op: 'refused', message: otherValue(lock, held) }, false);
 }
 
 /**
@@ -420,20 +711,38 @@ function endConnection(state: TableState, client: ClientId, now: number): Outcom
   const out = outcome(null, false);
   const waitingOn = state.waiting.get(client);
   if (waitingOn !== undefined) {
-    state.waiting.delete(client);
-    locks.withdraw(waitingOn, client);
+    const w = locks.waiters(waitingOn).find((x) => x.client === client);
+    const left = w === undefined ? [waitingOn] : unqueue(state, w, waitingOn);
+    if (w === undefined) state.waiting.delete(client);
     out.changed = true;
+    promote(state, out, left, now); // [LP-20, LP-22] it may have kept later waiters back
   }
   const held = locks.sessionLocks(client);
+  if (state.groups.size > 0) for (const [lock, g] of state.groups) if (g.holds.some((h) => h.client === client && h.expiresAt === null)) held.push(lock);
   // Sorted: the release order decides which waiter gets which token, so
   // it must not depend on how the table was built (a replica restored
   // from a snapshot rebuilds it). Each lock is found afresh: a free()
   // that regrants inserts, which may move positions.
   for (const lock of held.sort()) {
     const p = locks.find(lock);
-    if (p !== -1 && locks.owner(p) === client) free(state, out, lock, p, now);
+    if (p !== -1) {
+      if (locks.owner(p) === client) free(state, out, lock, p, now);
+      continue;
+    }
+    const g = groupOf(state, lock);
+    const i = g === undefined ? -1 : g.holds.findIndex((h) => h.client === client && h.expiresAt === null);
+    if (i !== -1) unhold(state, out, lock, g as HolderGroup, i, now);
   }
   return out;
+}
+
+/** Every client holding a session lock, alone or among several [LP-8]. */
+export function sessionHolders(state: TableState): ClientId[] {
+  const owners = state.locks.sessionOwners();
+  if (state.groups.size === 0) return owners;
+  const all = new Set(owners);
+  for (const g of state.groups.values()) for (const h of g.holds) if (h.expiresAt === null) all.add(h.client);
+  return [...all];
 }
 
 /** Two secret hashes compared in constant time [LP-16] (no early exit on the first difference). */
@@ -456,7 +765,7 @@ export function homeOf(state: TableState, client: ClientId, nodeOfId: (c: Client
  */
 export function clientsOf(state: TableState, index: number, nodeOfId: (c: ClientId) => number): ClientId[] {
   const gone = new Set<ClientId>();
-  for (const c of state.locks.sessionOwners()) if (homeOf(state, c, nodeOfId) === index) gone.add(c);
+  for (const c of sessionHolders(state)) if (homeOf(state, c, nodeOfId) === index) gone.add(c);
   for (const c of state.waiting.keys()) if (homeOf(state, c, nodeOfId) === index) gone.add(c);
   for (const [c, s] of state.sessions) if (s.open && homeOf(state, c, nodeOfId) === index) gone.add(c);
   return [...gone].sort((a, b) => a - b);
@@ -498,53 +807,22 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
     if (refused !== null) return outcome({ op: 'refused', message: refused }, false);
   }
   switch (cmd.op) {
-    case 'preempt': {
-      const p = locks.find(cmd.lock);
-      if (p === -1) {
-        const out = outcome(null, true);
-        out.reply = { op: 'preempt', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, cmd.value) };
-        return out;
-      }
-      const owner = locks.owner(p);
-      if (owner !== cmd.client) return outcome({ op: 'preempt', ok: false, owner }, false);
-      const otherValue = valueRefusal(state, cmd);
-      if (otherValue !== null) return otherValue;
-      // [LP-6] The owner asking again succeeds with the same token; ttl re-leases.
-      const out = outcome({ op: 'preempt', ok: true, owner, token: locks.token(p) }, false);
-      if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
-      return out;
-    }
-    case 'acquire': {
-      const p = locks.find(cmd.lock);
-      if (p === -1) {
-        const out = outcome(null, true);
-        out.reply = { op: 'acquire', ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, cmd.value) };
-        return out;
-      }
-      const owner = locks.owner(p);
-      if (owner === cmd.client) {
-        const otherValue = valueRefusal(state, cmd);
-        if (otherValue !== null) return otherValue;
-        const out = outcome({ op: 'acquire', ok: true, owner, token: locks.token(p) }, false);
-        if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
-        return out;
-      }
-      // timeout=0, or a deadline already past when the command is applied
-      // (a forward delayed on the way): do not wait [LP-9]. A client already
-      // waiting cannot queue twice (its connection holds later requests
-      // behind the first acquire), so a second one is refused rather than
-      // silently double-queued.
-      const deadline = deadlineOf(cmd, now);
-      if (cmd.timeout === 0 || (deadline !== null && deadline <= now) || state.waiting.has(cmd.client)) return outcome({ op: 'acquire', ok: false, owner }, false);
-      locks.enqueue(cmd.lock, cmd.value === undefined ? { client: cmd.client, ttl: cmd.ttl, deadline } : { client: cmd.client, ttl: cmd.ttl, deadline, value: cmd.value });
-      state.waiting.set(cmd.client, cmd.lock);
-      const out = outcome(null, true);
-      out.waits = { client: cmd.client, lock: cmd.lock };
-      return out;
-    }
+    case 'preempt':
+    case 'acquire':
+      if (cmd.locks !== undefined) return requestAll(state, cmd, cmd.locks, now);
+      if (cmd.shared === true || cmd.limit !== undefined || state.groups.size > 0) return requestAmong(state, cmd, now);
+      return requestAlone(state, cmd, now);
     case 'release': {
+      if (cmd.locks !== undefined) return releaseAll(state, cmd.client, cmd.locks, now);
       const p = locks.find(cmd.lock);
-      if (p === -1) return outcome({ op: 'release', ok: false, owner: null }, false);
+      if (p === -1) {
+        const g = groupOf(state, cmd.lock);
+        const i = g === undefined ? -1 : g.holds.findIndex((h) => h.client === cmd.client);
+        if (i === -1) return outcome({ op: 'release', ok: false, owner: newestOwner(state, cmd.lock) }, false);
+        const out = outcome({ op: 'release', ok: true }, true);
+        unhold(state, out, cmd.lock, g as HolderGroup, i, now); // [LP-20] the caller's own hold
+        return out;
+      }
       // [LP-10] only the owner releases.
       const owner = locks.owner(p);
       if (owner !== cmd.client) return outcome({ op: 'release', ok: false, owner }, false);
@@ -554,7 +832,14 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
     }
     case 'renew': {
       const p = locks.find(cmd.lock);
-      if (p === -1) return outcome({ op: 'renew', ok: false, owner: null }, false);
+      if (p === -1) {
+        const g = groupOf(state, cmd.lock);
+        const h = g?.holds.find((x) => x.client === cmd.client);
+        if (h === undefined) return outcome({ op: 'renew', ok: false, owner: newestOwner(state, cmd.lock) }, false);
+        const out = outcome({ op: 'renew', ok: true, token: h.token }, false);
+        leaseHold(state, out, cmd.lock, g as HolderGroup, h, cmd.ttl, now); // [LP-20] the caller's own hold
+        return out;
+      }
       const owner = locks.owner(p);
       if (owner !== cmd.client) return outcome({ op: 'renew', ok: false, owner }, false);
       const out = outcome({ op: 'renew', ok: true, token: locks.token(p) }, false);
@@ -607,14 +892,32 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
     }
     case 'revoke': {
       const p = locks.find(cmd.lock);
-      if (p === -1) return outcome({ op: 'revoke', owner: null, token: null }, false);
+      if (p === -1) {
+        const g = groupOf(state, cmd.lock);
+        if (g === undefined) return outcome({ op: 'revoke', owner: null, token: null }, false);
+        // [LP-20, LP-21] every hold ends; the reply names the newest.
+        const newest = g.holds[g.holds.length - 1] as Hold;
+        const out = outcome({ op: 'revoke', owner: newest.client, token: newest.token }, true);
+        while (groupOf(state, cmd.lock) === g) unhold(state, out, cmd.lock, g, g.holds.length - 1, now);
+        return out;
+      }
       const out = outcome({ op: 'revoke', owner: locks.owner(p), token: locks.token(p) }, true);
       free(state, out, cmd.lock, p, now);
       return out;
     }
     case 'expire': {
       const p = locks.find(cmd.lock);
-      if (p === -1 || locks.token(p) !== cmd.token) return outcome(null, false); // released or regranted since the timer was armed
+      if (p === -1) {
+        const g = groupOf(state, cmd.lock);
+        const i = g === undefined ? -1 : g.holds.findIndex((h) => h.token === cmd.token);
+        if (i === -1) return outcome(null, false); // released since
+        const end = (g as HolderGroup).holds[i]?.expiresAt ?? null;
+        if (end === null || end > now) return outcome(null, false); // renewed since
+        const out = outcome(null, true);
+        unhold(state, out, cmd.lock, g as HolderGroup, i, now);
+        return out;
+      }
+      if (locks.token(p) !== cmd.token) return outcome(null, false); // released or regranted since the timer was armed
       const expiresAt = locks.expiresAt(p);
       if (expiresAt === null || expiresAt > now) return outcome(null, false); // renewed since
       const out = outcome(null, true);
@@ -636,11 +939,17 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
       return outcome({ op: 'sync' }, false); // [LP-17] nothing changes: its place in the order is the point
     case 'timeout': {
       if (state.waiting.get(cmd.client) !== cmd.lock) return outcome(null, false); // granted or withdrawn already
-      if (cmd.deadline !== undefined && locks.waiters(cmd.lock).find((w) => w.client === cmd.client)?.deadline !== cmd.deadline) return outcome(null, false); // another wait's timer
-      state.waiting.delete(cmd.client);
-      locks.withdraw(cmd.lock, cmd.client);
-      const p = locks.find(cmd.lock);
-      return outcome({ op: 'acquire', ok: false, owner: p === -1 ? null : locks.owner(p) }, true);
+      const w = locks.waiters(cmd.lock).find((x) => x.client === cmd.client);
+      if (cmd.deadline !== undefined && w?.deadline !== cmd.deadline) return outcome(null, false); // another wait's timer
+      if (w === undefined) {
+        state.waiting.delete(cmd.client);
+        return outcome({ op: 'acquire', ok: false, owner: newestOwner(state, cmd.lock) }, true);
+      }
+      const blocked = blockedAt(state, w, cmd.lock);
+      const out = outcome(null, true);
+      promote(state, out, unqueue(state, w, cmd.lock), now); // [LP-20, LP-22] it may have kept later waiters back
+      out.reply = timedOut(state, blocked, w.locks !== undefined);
+      return out;
     }
     default:
       // An op this table does not know changes nothing, on every replica
@@ -650,20 +959,172 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
   }
 }
 
+type LockRequest = Extract<Command, { op: 'preempt' | 'acquire' }>;
+
+/** A request that cannot be granted now: `preempt` fails; `acquire` waits, or times out at once [LP-9]. */
+function notNow(state: TableState, cmd: LockRequest, blocked: string, now: number): Outcome {
+  const owner = newestOwner(state, blocked);
+  const several = cmd.locks !== undefined;
+  if (cmd.op === 'preempt') return outcome(several ? { op: 'preempt', ok: false, owner, lock: blocked } : { op: 'preempt', ok: false, owner }, false);
+  // timeout=0, or a deadline already past when the command is applied
+  // (a forward delayed on the way): do not wait [LP-9]. A client already
+  // waiting cannot queue twice (its connection holds later requests
+  // behind the first acquire), so a second one is refused rather than
+  // silently double-queued.
+  const deadline = deadlineOf(cmd, now);
+  if (cmd.timeout === 0 || (deadline !== null && deadline <= now) || state.waiting.has(cmd.client)) return outcome(timedOut(state, blocked, several), false);
+  const w: Waiter = { client: cmd.client, ttl: cmd.ttl, deadline };
+  const mode = cmd.locks !== undefined ? { locks: [...cmd.locks] } : cmd.shared === true ? { shared: true as const } : cmd.limit !== undefined ? { limit: cmd.limit } : null;
+  const waiter: Waiter = cmd.value === undefined ? (mode === null ? w : { ...w, ...mode }) : { ...w, value: cmd.value, ...mode };
+  for (const l of cmd.locks ?? [cmd.lock]) state.locks.enqueue(l, waiter);
+  state.waiting.set(cmd.client, cmd.lock);
+  const out = outcome(null, true);
+  out.waits = { client: cmd.client, lock: cmd.lock };
+  return out;
+}
+
+/** One lock, held alone, where no lock has several holders: the common case, kept to its few steps. */
+function requestAlone(state: TableState, cmd: LockRequest, now: number): Outcome {
+  const locks = state.locks;
+  const p = locks.find(cmd.lock);
+  if (p === -1) {
+    if (locks.waiters(cmd.lock).length > 0) return notNow(state, cmd, cmd.lock, now); // [LP-22] an earlier waiter wants it
+    const out = outcome(null, true);
+    out.reply = { op: cmd.op, ok: true, owner: cmd.client, token: grant(state, out, cmd.lock, cmd.client, cmd.ttl, now, cmd.value) };
+    return out;
+  }
+  const owner = locks.owner(p);
+  if (owner !== cmd.client) return notNow(state, cmd, cmd.lock, now);
+  const otherValue = valueRefusal(state, cmd);
+  if (otherValue !== null) return otherValue;
+  // [LP-6] The owner asking again succeeds with the same token; ttl re-leases.
+  const out = outcome({ op: cmd.op, ok: true, owner, token: locks.token(p) }, false);
+  if (cmd.ttl !== null) lease(state, out, cmd.lock, p, cmd.ttl, now);
+  return out;
+}
+
+/** One lock, shared [LP-20], with a limit [LP-21], or alone where some lock has several holders. */
+function requestAmong(state: TableState, cmd: LockRequest, now: number): Outcome {
+  const lock = cmd.lock;
+  const refused = limitRefusal(state, lock, cmd.limit);
+  if (refused !== null) return outcome({ op: 'refused', message: refused }, false);
+  const alone = cmd.shared !== true && cmd.limit === undefined;
+  const p = state.locks.find(lock);
+  if (p !== -1) {
+    if (state.locks.owner(p) === cmd.client && !alone) return outcome({ op: 'refused', message: heldAlone(lock) }, false);
+    return requestAlone(state, cmd, now);
+  }
+  const g = groupOf(state, lock);
+  if (g === undefined) {
+    if (state.locks.waiters(lock).length > 0) return notNow(state, cmd, lock, now); // [LP-9, LP-22] earlier waiters first
+    if (alone) return requestAlone(state, cmd, now);
+    const out = outcome(null, true);
+    out.reply = { op: cmd.op, ok: true, owner: cmd.client, token: hold(state, out, lock, cmd.client, cmd.ttl, cmd.limit ?? null, now) };
+    return out;
+  }
+  const mine = g.holds.find((h) => h.client === cmd.client);
+  if (mine !== undefined) {
+    if (alone) return outcome({ op: 'refused', message: heldShared(lock) }, false);
+    // [LP-6] The holder asking again succeeds with its own token; ttl re-leases its hold.
+    const out = outcome({ op: cmd.op, ok: true, owner: cmd.client, token: mine.token }, false);
+    if (cmd.ttl !== null) leaseHold(state, out, lock, g, mine, cmd.ttl, now);
+    return out;
+  }
+  // [LP-20] shared joins shared while no earlier waiter wants it alone (the queue is empty: its head would be such a waiter); [LP-21] fewer than the limit hold it.
+  const fits = g.limit === null ? cmd.shared === true : g.holds.length < g.limit;
+  if (!fits || state.locks.waiters(lock).length > 0) return notNow(state, cmd, lock, now);
+  const out = outcome(null, true);
+  out.reply = { op: cmd.op, ok: true, owner: cmd.client, token: hold(state, out, lock, cmd.client, cmd.ttl, g.limit, now) };
+  return out;
+}
+
+/**
+ * [LP-22] Several locks, all or nothing, with one token: granted when
+ * every one is free and no earlier waiter wants any; otherwise the first
+ * that is not (in the request's order) is named. The holder of all of
+ * them from one grant asking again succeeds with that token (LP-6).
+ */
+function requestAll(state: TableState, cmd: LockRequest, names: readonly string[], now: number): Outcome {
+  const locks = state.locks;
+  for (const l of names) {
+    const refused = limitRefusal(state, l, undefined);
+    if (refused !== null) return outcome({ op: 'refused', message: refused }, false);
+  }
+  const mine = names.filter((l) => holds(state, cmd.client, l));
+  if (mine.length > 0) {
+    const first = mine[0] as string;
+    const shared = mine.find((l) => groupOf(state, l) !== undefined);
+    if (shared !== undefined) return outcome({ op: 'refused', message: heldShared(shared) }, false);
+    const token = locks.token(locks.find(first));
+    // [LP-6] only the grant of all of them, asked again, is the same request
+    if (mine.length < names.length || mine.some((l) => locks.token(locks.find(l)) !== token)) return outcome({ op: 'refused', message: heldInPart(first) }, false);
+    for (const l of names) {
+      const otherValue = valueRefusal(state, cmd, l);
+      if (otherValue !== null) return otherValue;
+    }
+    const out = outcome({ op: cmd.op, ok: true, owner: cmd.client, token }, false);
+    if (cmd.ttl !== null) for (const l of names) lease(state, out, l, locks.find(l), cmd.ttl, now);
+    return out;
+  }
+  const blocked = names.find((l) => !isFree(state, l) || locks.waiters(l).length > 0);
+  if (blocked !== undefined) return notNow(state, cmd, blocked, now);
+  const out = outcome(null, true);
+  const t = state.nextToken++;
+  for (const l of names) place(state, out, l, cmd.client, t, cmd.ttl, now, cmd.value);
+  out.reply = { op: cmd.op, ok: true, owner: cmd.client, token: t };
+  return out;
+}
+
+/** [LP-22] `release` of several locks: all of them if the caller holds every one, else nothing, naming the first it does not hold. */
+function releaseAll(state: TableState, client: ClientId, names: readonly string[], now: number): Outcome {
+  const missing = names.find((l) => !holds(state, client, l));
+  if (missing !== undefined) return outcome({ op: 'release', ok: false, owner: newestOwner(state, missing), lock: missing }, false);
+  const out = outcome({ op: 'release', ok: true }, true);
+  for (const l of names) {
+    const p = state.locks.find(l);
+    if (p !== -1) free(state, out, l, p, now);
+    else {
+      const g = groupOf(state, l) as HolderGroup;
+      unhold(state, out, l, g, g.holds.findIndex((h) => h.client === client), now);
+    }
+  }
+  return out;
+}
+
 /** `check` (LP-11): a read of this replica. `now` is the reading node's clock. */
+/**
+ * `holders` [LP-20, LP-21]: for a lock with several holders, every holder
+ * in grant order, with `limit` its semaphore's (null: shared); `owner` and
+ * `token` are then the newest holder's, and `ttlLeft` its lease's.
+ */
 export type CheckResult =
   | { held: false }
-  | { held: true; owner: ClientId; token: number; ttlLeft: number | null; value?: string };
+  | { held: true; owner: ClientId; token: number; ttlLeft: number | null; value?: string; holders?: ClientId[]; limit?: number | null };
 
 export function check(state: TableState, lock: string, now: number): CheckResult {
   const { locks } = state;
   const p = locks.find(lock);
-  if (p === -1) return { held: false };
+  if (p === -1) {
+    const g = groupOf(state, lock);
+    if (g === undefined) return { held: false };
+    const newest = g.holds[g.holds.length - 1] as Hold;
+    return { held: true, owner: newest.client, token: newest.token, ttlLeft: newest.expiresAt === null ? null : Math.max(0, newest.expiresAt - now), holders: g.holds.map((h) => h.client), limit: g.limit };
+  }
   const expiresAt = locks.expiresAt(p);
   const r: CheckResult = { held: true, owner: locks.owner(p), token: locks.token(p), ttlLeft: expiresAt === null ? null : Math.max(0, expiresAt - now) };
   const value = state.values.size > 0 ? state.values.get(lock) : undefined;
   if (value !== undefined) r.value = value; // [LP-18]
   return r;
+}
+
+/** Who holds `lock` now, in brief: its newest holder, that holder's token, and how many hold it [LP-19, LP-20]; null when free. */
+export function holding(state: TableState, lock: string): { owner: ClientId; token: number; holders: number } | null {
+  const p = state.locks.find(lock);
+  if (p !== -1) return { owner: state.locks.owner(p), token: state.locks.token(p), holders: 1 };
+  const g = groupOf(state, lock);
+  if (g === undefined) return null;
+  const newest = g.holds[g.holds.length - 1] as Hold;
+  return { owner: newest.client, token: newest.token, holders: g.holds.length };
 }
 
 /** `validate` (LP-7): Valid only while `token` is the current grant's token. */
@@ -672,7 +1133,13 @@ export type ValidateResult = { valid: true } | { valid: false; owner: ClientId |
 export function validate(state: TableState, lock: string, token: number): ValidateResult {
   const { locks } = state;
   const p = locks.find(lock);
-  if (p === -1) return { valid: false, owner: null, token: null };
+  if (p === -1) {
+    const g = groupOf(state, lock);
+    if (g === undefined) return { valid: false, owner: null, token: null };
+    if (g.holds.some((h) => h.token === token)) return { valid: true }; // [LP-20, LP-21] any current holder's token
+    const newest = g.holds[g.holds.length - 1] as Hold;
+    return { valid: false, owner: newest.client, token: newest.token };
+  }
   if (locks.token(p) === token) return { valid: true };
   return { valid: false, owner: locks.owner(p), token: locks.token(p) };
 }
@@ -705,8 +1172,12 @@ export interface Snapshot {
    * a double holds exactly.
    */
   nums: Float64Array;
-  /** The locks with waiters: [i, waiters as [client, ttl, deadline], with the value its grant sets fourth when it has one], i ascending. */
-  waiters: Array<[number, Array<[ClientId, number | null, number | null] | [ClientId, number | null, number | null, string]>]>;
+  /** The locks held alone that have waiters: [i, waiters (WaiterTuple)], i ascending. */
+  waiters: Array<[number, WaiterTuple[]]>;
+  /** [LP-20, LP-21] Locks with several holders: [name, limit (null: shared), holds as [client, token, lease end or null] in grant order], by name; in the first part only. Absent when none. */
+  groups?: Array<[string, number | null, Array<[ClientId, number, number | null]>]>;
+  /** Queues of locks not held alone (free [LP-22], or held among several), by name; in the first part only. Absent when none. */
+  queues?: Array<[string, WaiterTuple[]]>;
   /** [LP-18] The values of the locks that have one: [i, value], i ascending. Absent when none has one, and in snapshots written before values. */
   values?: Array<[number, string]>;
   /**
@@ -717,6 +1188,29 @@ export interface Snapshot {
   sessions?: Array<[ClientId, string, number, number | null, boolean] | [ClientId, string, number, number | null, boolean, number, number | null]>;
   /** The table's limits (TableState.limits); absent when it has none, and in snapshots written before them. In the first part only. */
   limits?: WriteLimits;
+}
+
+/**
+ * A waiter in a snapshot: [client, ttl, deadline], with the value its
+ * grant sets fourth when it has one [LP-18], and, for a waiter that wants
+ * a shared hold, a limit's or several locks, that fifth (the value then
+ * null when it has none) [LP-20, LP-21, LP-22].
+ */
+export type WaiterTuple =
+  | [ClientId, number | null, number | null]
+  | [ClientId, number | null, number | null, string]
+  | [ClientId, number | null, number | null, string | null, { shared: true } | { limit: number } | { locks: string[] }];
+
+function waiterTuple(w: Waiter): WaiterTuple {
+  const kind = w.locks !== undefined ? { locks: [...w.locks] } : w.shared === true ? { shared: true as const } : w.limit !== undefined ? { limit: w.limit } : null;
+  if (kind !== null) return [w.client, w.ttl, w.deadline, w.value ?? null, kind];
+  return w.value === undefined ? [w.client, w.ttl, w.deadline] : [w.client, w.ttl, w.deadline, w.value];
+}
+
+function waiterOf(t: WaiterTuple): Waiter {
+  const [client, ttl, deadline, value, kind] = t;
+  const w: Waiter = value === undefined || value === null ? { client, ttl, deadline } : { client, ttl, deadline, value };
+  return kind === undefined ? w : { ...w, ...kind };
 }
 
 /**
@@ -743,7 +1237,9 @@ function offsetsOf(s: Snapshot): Int32Array {
 
 export function snapshot(state: TableState): Snapshot {
   const { names, offsets, nums } = state.locks.columns();
-  const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map((w) => (w.value === undefined ? [w.client, w.ttl, w.deadline] : [w.client, w.ttl, w.deadline, w.value]))]);
+  const waiters: Snapshot['waiters'] = state.locks.queuesByIndex().map(([i, ws]) => [i, ws.map(waiterTuple)]);
+  const queues: Snapshot['queues'] = state.locks.queuesOffRows().map(([lock, ws]) => [lock, ws.map(waiterTuple)]);
+  const groups: Snapshot['groups'] = [...state.groups].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([lock, g]) => [lock, g.limit, g.holds.map((h) => [h.client, h.token, h.expiresAt] as [ClientId, number, number | null])]);
   const sessions: NonNullable<Snapshot['sessions']> = [...state.sessions].map(([c, s]) => (s.ttl === null ? [c, s.hash, s.gen, s.node, s.open] : [c, s.hash, s.gen, s.node, s.open, s.ttl, s.until]));
   let values: Snapshot['values'];
   if (state.values.size > 0) {
@@ -751,7 +1247,7 @@ export function snapshot(state: TableState): Snapshot {
     const at = state.locks.indexesOf(held.map(([lock]) => lock));
     values = held.map(([, value], k) => [at[k] as number, value] as [number, string]).sort((x, y) => x[0] - y[0]);
   }
-  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions, ...(state.limits === null ? {} : { limits: state.limits }), ...(values === undefined ? {} : { values }) };
+  const snap: Snapshot = { nextToken: state.nextToken, at: state.at, count: offsets.length - 1, names, nums, waiters, sessions, ...(state.limits === null ? {} : { limits: state.limits }), ...(values === undefined ? {} : { values }), ...(groups.length === 0 ? {} : { groups }), ...(queues.length === 0 ? {} : { queues }) };
   nameOffsets.set(snap, offsets);
   return snap;
 }
@@ -772,6 +1268,15 @@ export function legacyLogTime(state: TableState): number {
   return Math.max(0, latest - MAX_MS);
 }
 
+/** Queue a snapshot's waiters of `lock`; a waiter for several locks waits, as its client, on the first it named. */
+function enqueueAll(state: TableState, lock: string, ws: readonly WaiterTuple[]): void {
+  for (const t of ws) {
+    const w = waiterOf(t);
+    state.locks.enqueue(lock, w);
+    state.waiting.set(w.client, w.locks?.[0] ?? lock);
+  }
+}
+
 /** Locks [from, to) of a snapshot, as a snapshot of their own (indexes from 0). */
 export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   const end = Math.min(to, s.count);
@@ -781,7 +1286,7 @@ export function snapshotPart(s: Snapshot, from: number, to: number): Snapshot {
   const values = s.values?.filter(([i]) => i >= start && i < end).map(([i, v]) => [i - start, v] as [number, string]);
   const offsets = offsetsOf(s);
   const names = start === end ? '' : s.names.slice(offsets[start], (offsets[end] as number) - 1);
-  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [], ...(from === 0 && s.limits !== undefined ? { limits: s.limits } : {}), ...(values === undefined || values.length === 0 ? {} : { values }) };
+  return { nextToken: s.nextToken, ...(s.at === undefined ? {} : { at: s.at }), count: end - start, names, nums: s.nums.subarray(ROW_WIDTH * start, ROW_WIDTH * end), waiters, sessions: from === 0 ? (s.sessions ?? []) : [], ...(from === 0 && s.limits !== undefined ? { limits: s.limits } : {}), ...(from === 0 && s.groups !== undefined ? { groups: s.groups } : {}), ...(from === 0 && s.queues !== undefined ? { queues: s.queues } : {}), ...(values === undefined || values.length === 0 ? {} : { values }) };
 }
 
 /**
@@ -818,13 +1323,13 @@ export function restore(snap: Snapshot, into: TableState = createState(snap.next
   }
   if (run > 0) state.owned.set(runOwner, (state.owned.get(runOwner) ?? 0) + run);
   for (const [client, hash, gen, node, open, ttl, until] of snap.sessions ?? []) state.sessions.set(client, { hash, gen, node, open, ttl: ttl ?? null, until: until ?? null });
-  for (const [i, ws] of snap.waiters) {
-    const name = locks.nameAt(first + i);
-    for (const [client, ttl, deadline, value] of ws) {
-      locks.enqueue(name, value === undefined ? { client, ttl, deadline } : { client, ttl, deadline, value });
-      state.waiting.set(client, name);
-    }
+  for (const [i, ws] of snap.waiters) enqueueAll(state, locks.nameAt(first + i), ws);
+  if (snap.groups !== undefined || snap.queues !== undefined) groupLeases.delete(state);
+  for (const [lock, limit, holds] of snap.groups ?? []) {
+    state.groups.set(lock, { limit, holds: holds.map(([client, token, expiresAt]) => ({ client, token, expiresAt })) });
+    for (const [client] of holds) state.owned.set(client, (state.owned.get(client) ?? 0) + 1);
   }
+  for (const [lock, ws] of snap.queues ?? []) enqueueAll(state, lock, ws);
   for (const [i, value] of snap.values ?? []) state.values.set(locks.nameAt(first + i), value);
   return state;
 }

@@ -356,7 +356,7 @@ export abstract class NodeBase implements ConnectionHost {
       role: this.role,
       address: this.address,
       clients: this.connections.size,
-      locks: this.state.locks.size,
+      locks: this.state.locks.size + this.state.groups.size,
       waiters,
       applied: this.applied,
       commit: this.commitSeq,
@@ -378,18 +378,27 @@ export abstract class NodeBase implements ConnectionHost {
   lockMap(limit = 1000): LockRow[] {
     const now = Math.floor(this.clock.now());
     const names: string[] = [];
-    if (this.state.locks.size <= SORTED_LOCK_MAP_MAX) {
-      names.push(...[...this.state.locks.keys()].sort().slice(0, limit));
+    const { groups } = this.state;
+    if (this.state.locks.size + groups.size <= SORTED_LOCK_MAP_MAX) {
+      names.push(...[...this.state.locks.keys(), ...groups.keys()].sort().slice(0, limit));
     } else {
-      for (const name of this.state.locks.keys()) {
+      for (const name of groups.size === 0 ? this.state.locks.keys() : [...groups.keys(), ...this.state.locks.keys()]) {
         if (names.length >= limit) break;
         names.push(name);
       }
     }
     return names.map((lock) => {
-      const e = this.state.locks.get(lock);
-      if (e === undefined) throw new Error(`lock ${lock} vanished while listing`);
-      const row: LockRow = { lock, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now), waiters: e.waiters.map((w) => w.client) };
+      const g = groups.size > 0 ? groups.get(lock) : undefined;
+      let row: LockRow;
+      if (g !== undefined) {
+        // [LP-20, LP-21] the newest holder's owner, token and ttl, and every holder
+        const newest = g.holds[g.holds.length - 1] as (typeof g.holds)[number];
+        row = { lock, owner: newest.client, token: newest.token, ttlLeft: newest.expiresAt === null ? null : Math.max(0, newest.expiresAt - now), waiters: this.state.locks.waiters(lock).map((w) => w.client), holders: g.holds.map((h) => h.client), limit: g.limit };
+      } else {
+        const e = this.state.locks.get(lock);
+        if (e === undefined) throw new Error(`lock ${lock} vanished while listing`);
+        row = { lock, owner: e.owner, token: e.token, ttlLeft: e.expiresAt === null ? null : Math.max(0, e.expiresAt - now), waiters: e.waiters.map((w) => w.client) };
+      }
       const value = this.state.values.size > 0 ? this.state.values.get(lock) : undefined;
       if (value !== undefined) row.value = value; // [LP-18]
       const watchers = this.watches.size > 0 ? this.watches.on(lock) : 0;

@@ -18,7 +18,7 @@
  * Threading: the node's thread. Ordering: watches of one lock are
  * answered in the order they were made, all at the same change.
  */
-import type { LockChange, TableState } from '../core/lock-table.js';
+import { holding, type LockChange, type TableState } from '../core/lock-table.js';
 import type { Request } from '../protocol/request.js';
 import type { ClientConnection, Ticket } from '../server/connection.js';
 
@@ -66,18 +66,17 @@ export class Watches {
 
   /** Who holds `lock` now: the key a change is judged by. */
   private holder(lock: string): string {
-    const p = this.node.table().locks.find(lock);
-    return p === -1 ? '' : `${this.node.table().locks.owner(p)}:${this.node.table().locks.token(p)}`;
+    const h = holding(this.node.table(), lock);
+    return h === null ? '' : `${h.owner}:${h.token}:${h.holders}`; // a holder joining or leaving changes it [LP-20]; a renewal does not
   }
 
   /** Whether the lock's state is not the one the request names (none named: never). */
   private differs(req: WatchRequest): boolean {
     if (req.expect === null) return false;
-    const locks = this.node.table().locks;
-    const p = locks.find(req.lock);
-    if ('free' in req.expect) return p !== -1;
-    if (p === -1 || locks.token(p) !== req.expect.token) return true;
-    return req.expect.holders !== null && req.expect.holders !== 1; // one holder: no shared holds yet (LP-20)
+    const h = holding(this.node.table(), req.lock);
+    if ('free' in req.expect) return h !== null;
+    if (h === null || h.token !== req.expect.token) return true;
+    return req.expect.holders !== null && req.expect.holders !== h.holders; // [LP-20, LP-21] how many hold it
   }
 
   add(conn: ClientConnection, ticket: Ticket, req: WatchRequest): void {

@@ -7,15 +7,17 @@ import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-
 import { HELP_LINE } from './request.js';
 
 const who = (owner: ClientId | null): string => (owner === null ? 'none' : String(owner));
+/** [LP-22] ` lock=<name>` on a refusal of a request that named several locks. */
+const which = (lock: string | undefined): string => (lock === undefined ? '' : ` lock=${lock}`);
 
 export function formatReply(r: Reply): string {
   switch (r.op) {
     case 'preempt':
-      return r.ok ? `PreemptLock Success owner=${r.owner} token=${r.token}` : `PreemptLock Failed owner=${r.owner}`;
+      return r.ok ? `PreemptLock Success owner=${r.owner} token=${r.token}` : `PreemptLock Failed owner=${who(r.owner)}${which(r.lock)}`;
     case 'acquire':
-      return r.ok ? `AcquireLock Success owner=${r.owner} token=${r.token}` : `AcquireLock Timeout owner=${who(r.owner)}`;
+      return r.ok ? `AcquireLock Success owner=${r.owner} token=${r.token}` : `AcquireLock Timeout owner=${who(r.owner)}${which(r.lock)}`;
     case 'release':
-      return r.ok ? 'ReleaseLock Success' : `ReleaseLock Failed owner=${who(r.owner)}`;
+      return r.ok ? 'ReleaseLock Success' : `ReleaseLock Failed owner=${who(r.owner)}${which(r.lock)}`;
     case 'renew':
       return r.ok ? `RenewLock Success token=${r.token}` : `RenewLock Failed owner=${who(r.owner)}`;
     case 'session':
@@ -54,6 +56,11 @@ export const formatSession = (client: ClientId, secret: string): string => `Sess
 
 export function formatCheck(c: CheckResult): string {
   if (!c.held) return 'CheckLock:Free';
+  if (c.holders !== undefined) {
+    // [LP-20, LP-21] t: the newest current holder's token; every holder, in grant order
+    const n = c.holders.length;
+    return `CheckLock:${c.limit === null || c.limit === undefined ? `Shared:${n}` : `Held:${n}/${c.limit}`} token=${c.token} owners=${c.holders.join(',')}`;
+  }
   const ttl = c.ttlLeft === null ? '' : ` ttl=${c.ttlLeft}`;
   const value = c.value === undefined ? '' : ` value=${c.value}`; // [LP-18] last
   return `CheckLock:Lock:${c.owner} token=${c.token}${ttl}${value}`;
@@ -90,9 +97,11 @@ export { HELP_LINE };
 
 const GREETING = /^client_id: (\d+) node: (\S+)(?: role: (\S+))?$/;
 const OWNER_TOKEN = /^(PreemptLock|AcquireLock) Success owner=(\d+) token=(\d+)$/;
-const FAILED = /^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed) owner=(\d+|none)$/;
+const FAILED = /^(PreemptLock Failed|AcquireLock Timeout|ReleaseLock Failed|RenewLock Failed) owner=(\d+|none)(?: lock=(\S+))?$/;
 const RENEWED = /^RenewLock Success token=(\d+)$/;
 const CHECK = /^CheckLock:Lock:(\d+) token=(\d+)(?: ttl=(\d+))?(?: value=(\S+))?$/;
+/** [LP-20] `Shared:<n>`, [LP-21] `Held:<k>/<n>`, then the newest holder's token and every holder. */
+const CHECK_SEVERAL = /^CheckLock:(?:Shared:(\d+)|Held:(\d+)\/(\d+)) token=(\d+) owners=(\d+(?:,\d+)*)$/;
 const STALE = /^ValidateLock Stale owner=(?:none|(\d+) token=(\d+))$/;
 
 /** A greeting's fields; `leads` when it says ` role: leader` (a promoted follower, see formatGreeting). */
@@ -116,13 +125,14 @@ export function parseLockReply(line: string): Reply | null {
   m = FAILED.exec(line);
   if (m === null) return null;
   const owner = ownerOf(m[2]);
+  const lock = m[3] === undefined ? {} : { lock: m[3] };
   switch (m[1]) {
     case 'PreemptLock Failed':
-      return owner === null ? null : { op: 'preempt', ok: false, owner };
+      return { op: 'preempt', ok: false, owner, ...lock };
     case 'AcquireLock Timeout':
-      return { op: 'acquire', ok: false, owner };
+      return { op: 'acquire', ok: false, owner, ...lock };
     case 'ReleaseLock Failed':
-      return { op: 'release', ok: false, owner };
+      return { op: 'release', ok: false, owner, ...lock };
     default:
       return { op: 'renew', ok: false, owner };
   }
@@ -130,6 +140,11 @@ export function parseLockReply(line: string): Reply | null {
 
 export function parseCheck(line: string): CheckResult | null {
   if (line === 'CheckLock:Free') return { held: false };
+  const several = CHECK_SEVERAL.exec(line);
+  if (several !== null) {
+    const holders = (several[5] as string).split(',').map(Number);
+    return { held: true, owner: holders[holders.length - 1] as number, token: Number(several[4]), ttlLeft: null, holders, limit: several[1] === undefined ? Number(several[3]) : null };
+  }
   const m = CHECK.exec(line);
   if (m === null) return null;
   const r: CheckResult = { held: true, owner: Number(m[1]), token: Number(m[2]), ttlLeft: m[3] === undefined ? null : Number(m[3]) };

@@ -6,16 +6,21 @@
  * the error messages ("usage: …") and the `help` reply are all derived from it.
  */
 
-import { BAD_NAME_CHAR, isLockValue, MAX_LOCK_BYTES, MAX_MS, MAX_VALUE_BYTES } from '../core/command-check.js';
+import { BAD_NAME_CHAR, isLockValue, MAX_HOLDERS, MAX_LOCK_BYTES, MAX_MS, MAX_NAMES, MAX_VALUE_BYTES } from '../core/command-check.js';
 
-export { MAX_LOCK_BYTES, MAX_MS, MAX_VALUE_BYTES }; // [LP-12, LP-18]: the lock table's own rules (core/command-check.ts)
+export { MAX_HOLDERS, MAX_LOCK_BYTES, MAX_MS, MAX_NAMES, MAX_VALUE_BYTES }; // [LP-12, LP-18]: the lock table's own rules (core/command-check.ts)
 export const MAX_LINE_BYTES = 4096; // [LP-13]
 
 export type Request =
-  /** `value`: the lock's value its grant sets [LP-18]; absent for none. */
-  | { verb: 'preempt'; lock: string; ttl: number | null; value?: string }
-  | { verb: 'acquire'; lock: string; ttl: number | null; timeout: number | null; value?: string }
-  | { verb: 'release'; lock: string }
+  /**
+   * `value`: the lock's value its grant sets [LP-18]; absent for none.
+   * `shared` [LP-20] or `limit` [LP-21]: a hold among several; `locks`
+   * [LP-22]: every lock named (2 to 16, `lock` the first), all or nothing.
+   */
+  | { verb: 'preempt'; lock: string; ttl: number | null; value?: string; shared?: true; limit?: number; locks?: string[] }
+  | { verb: 'acquire'; lock: string; ttl: number | null; timeout: number | null; value?: string; shared?: true; limit?: number; locks?: string[] }
+  /** `locks` [LP-22]: release every one (2 to 16, `lock` the first) or none. */
+  | { verb: 'release'; lock: string; locks?: string[] }
   | { verb: 'renew'; lock: string; ttl: number }
   | { verb: 'check'; lock: string }
   | { verb: 'validate'; lock: string; token: number }
@@ -45,6 +50,8 @@ interface OptionSpec {
   min: number;
   required: boolean;
   text?: true;
+  /** A count up to MAX_HOLDERS rather than ms [LP-21]. */
+  count?: true;
 }
 
 interface VerbSpec {
@@ -56,11 +63,13 @@ interface VerbSpec {
 
 const TTL: OptionSpec = { min: 1, required: false };
 const VALUE: OptionSpec = { min: 1, required: false, text: true };
+/** [LP-21] a count, not ms: checked on its own (MAX_HOLDERS). */
+const LIMIT: OptionSpec = { min: 1, required: false, count: true };
 
 export const VERBS: Readonly<Record<Verb, VerbSpec>> = {
-  preempt: { args: ['lock'], options: { ttl: TTL, value: VALUE }, usage: 'preempt <lock> [ttl=<ms>] [value=<v>]' },
-  acquire: { args: ['lock'], options: { timeout: { min: 0, required: false }, ttl: TTL, value: VALUE }, usage: 'acquire <lock> [timeout=<ms>] [ttl=<ms>] [value=<v>]' },
-  release: { args: ['lock'], options: {}, usage: 'release <lock>' },
+  preempt: { args: ['lock'], options: { ttl: TTL, value: VALUE, limit: LIMIT }, usage: 'preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]' },
+  acquire: { args: ['lock'], options: { timeout: { min: 0, required: false }, ttl: TTL, value: VALUE, limit: LIMIT }, usage: 'acquire <lock> [<lock>…] [shared|limit=<n>] [timeout=<ms>] [ttl=<ms>] [value=<v>]' },
+  release: { args: ['lock'], options: {}, usage: 'release <lock> [<lock>…]' },
   renew: { args: ['lock'], options: { ttl: { min: 1, required: true } }, usage: 'renew <lock> ttl=<ms>' },
   check: { args: ['lock'], options: {}, usage: 'check <lock>' },
   validate: { args: ['lock', 'token'], options: {}, usage: 'validate <lock> <token>' },
@@ -184,6 +193,10 @@ export function parseRequest(line: string): Request | ParseError | null {
   const positional: string[] = [];
   const options = new Map<string, number>();
   let value: string | undefined;
+  // [LP-20, LP-22] preempt, acquire and release: more lock names after the first; `shared` for preempt and acquire.
+  const more: string[] = [];
+  let shared = false;
+  const several = verb === 'preempt' || verb === 'acquire' || verb === 'release';
   for (let i = 1; i < words.length; i++) {
     const word = words[i] as string;
     if (positional.length < spec.args.length) {
@@ -191,6 +204,13 @@ export function parseRequest(line: string): Request | ParseError | null {
       continue;
     }
     const eq = word.indexOf('=');
+    if (several && eq === -1) {
+      if (word === 'shared' && verb !== 'release') {
+        if (shared) return { error: `shared given twice; usage: ${spec.usage}` };
+        shared = true;
+      } else more.push(word);
+      continue;
+    }
     // [LP-15, LP-16] never echo what may be part of a secret
     if (verb === 'auth') return { error: `auth takes one word, the token; usage: ${spec.usage}` };
     if (verb === 'resume') return { error: `resume takes two words, the client id and its secret; usage: ${spec.usage}` };
@@ -207,6 +227,12 @@ export function parseRequest(line: string): Request | ParseError | null {
       value = word.slice(eq + 1);
       const bad = lockValueError(value);
       if (bad !== null) return { error: bad };
+      continue;
+    }
+    if (opt.count === true) {
+      const n = wholeNumber(word.slice(eq + 1));
+      if (n === null || n < 1 || n > MAX_HOLDERS) return { error: `${key} must be a whole number from 1 to ${MAX_HOLDERS}, got ${quote(word.slice(eq + 1))}` };
+      options.set(key, n);
       continue;
     }
     const ms = wholeNumber(word.slice(eq + 1));
@@ -231,12 +257,33 @@ export function parseRequest(line: string): Request | ParseError | null {
     if (bad !== null) return { error: bad };
   }
   const ttl = options.get('ttl') ?? null;
+  let locks: string[] | undefined;
+  if (more.length > 0) {
+    // [LP-22] 2 to 16 distinct names, all or nothing
+    locks = [lock, ...more];
+    for (const name of more) {
+      const bad = lockNameError(name);
+      if (bad !== null) return { error: bad };
+    }
+    if (locks.length > MAX_NAMES) return { error: `${verb} takes at most ${MAX_NAMES} lock names, got ${locks.length}; usage: ${spec.usage}` };
+    const seen = new Set<string>();
+    for (const name of locks) {
+      if (seen.has(name)) return { error: `lock ${quote(name)} named twice: name each lock once; usage: ${spec.usage}` };
+      seen.add(name);
+    }
+  }
+  const limit = options.get('limit');
+  if (shared && limit !== undefined) return { error: `shared and limit= name two kinds of hold; give one; usage: ${spec.usage}` };
+  if (locks !== undefined && (shared || limit !== undefined)) return { error: `several locks are held alone: ${shared ? 'shared' : 'limit='} goes with one lock; usage: ${spec.usage}` };
+  if (value !== undefined && (shared || limit !== undefined)) return { error: `a value is for a lock held by one client alone, not with ${shared ? 'shared' : 'limit='}; usage: ${spec.usage}` };
+  const kind = locks !== undefined ? { locks } : shared ? { shared: true as const } : limit !== undefined ? { limit } : {};
   switch (verb) {
     case 'preempt':
-      return value === undefined ? { verb, lock, ttl } : { verb, lock, ttl, value };
+      return value === undefined ? { verb, lock, ttl, ...kind } : { verb, lock, ttl, value, ...kind };
     case 'acquire':
-      return value === undefined ? { verb, lock, ttl, timeout: options.get('timeout') ?? null } : { verb, lock, ttl, timeout: options.get('timeout') ?? null, value };
+      return value === undefined ? { verb, lock, ttl, timeout: options.get('timeout') ?? null, ...kind } : { verb, lock, ttl, timeout: options.get('timeout') ?? null, value, ...kind };
     case 'release':
+      return locks === undefined ? { verb, lock } : { verb, lock, locks };
     case 'check':
       return { verb, lock };
     case 'renew':

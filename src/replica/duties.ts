@@ -23,8 +23,8 @@
  *
  * Pure: no clock, no timers, no I/O. Threading: the node's thread.
  */
-import { clientsOf, deadlineOf, disconnectOf, homeOf, type ClientId, type Command, type Outcome, type TableState } from '../core/lock-table.js';
-import { DeadlineHeap } from './deadline-heap.js';
+import { clientsOf, deadlineOf, disconnectOf, dueLeases, homeOf, nextLeaseEnd, resetLeaseClock, sessionHolders, type ClientId, type Command, type Outcome, type TableState } from '../core/lock-table.js';
+import { DeadlineHeap } from '../core/deadline-heap.js';
 
 /** A waiting acquire's end, as its `timeout` command names it. */
 interface Wait {
@@ -51,8 +51,10 @@ export class Duties {
   takeOver(): void {
     this.stop();
     this.running = true;
+    resetLeaseClock(this.table()); // every hold's lease end from the table as it is
     for (const [lock, waiters] of this.table().locks.queueEntries()) {
-      for (const w of waiters) if (w.deadline !== null) this.waits.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
+      // A waiter for several locks is in each of their queues, and waits, as its `timeout` names it, on the first [LP-22].
+      for (const w of waiters) if (w.deadline !== null && (w.locks?.[0] ?? lock) === lock) this.waits.add(w.deadline, { client: w.client, lock, deadline: w.deadline });
     }
   }
 
@@ -75,14 +77,14 @@ export class Duties {
   /** When something is next due (log time); Infinity when nothing is. */
   nextDue(): number {
     if (!this.running) return Infinity;
-    return Math.min(this.table().locks.nextLeaseEnd(), this.waits.nextAt());
+    return Math.min(nextLeaseEnd(this.table()), this.waits.nextAt());
   }
 
   /** The commands due at `now`, to log in this order (see the contract). */
   due(now: number): Command[] {
     if (!this.running) return [];
     const out: Command[] = [];
-    for (const [lock, token] of this.table().locks.dueLeases(now)) {
+    for (const [lock, token] of dueLeases(this.table(), now)) {
       if (this.expiring.has(token)) continue;
       this.expiring.add(token);
       out.push({ op: 'expire', lock, token });
@@ -95,7 +97,7 @@ export class Duties {
   nodesServing(nodeOf: (c: ClientId) => number): Set<number> {
     const state = this.table();
     const homes = new Set<number>();
-    for (const c of state.locks.sessionOwners()) homes.add(homeOf(state, c, nodeOf));
+    for (const c of sessionHolders(state)) homes.add(homeOf(state, c, nodeOf));
     for (const c of state.waiting.keys()) homes.add(homeOf(state, c, nodeOf));
     for (const [c, s] of state.sessions) if (s.open) homes.add(homeOf(state, c, nodeOf));
     return homes;

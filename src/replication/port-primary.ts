@@ -22,7 +22,7 @@
  * they arrive on this thread; entries reach each backup in seq order over
  * its FIFO link.
  */
-import { aged, disconnectOf, homeOf, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
+import { aged, disconnectOf, homeOf, sessionHolders, writeRefusal, restore, snapshot, snapshotPart, type ClientId, type Command, type LockChange, type Outcome, type Reply, type Snapshot } from '../core/lock-table.js';
 import { encodeFrame, type Frame, type Wire } from '../codec/frame.js';
 import type { Store } from '../store/store.js';
 import { StoreError } from '../store/store-file.js';
@@ -85,10 +85,11 @@ export function describeCommand(cmd: Command): string {
   switch (cmd.op) {
     case 'preempt':
     case 'acquire':
+      return `${cmd.op} ${(cmd.locks ?? [cmd.lock]).join(' ')}${cmd.shared === true ? ' shared' : cmd.limit !== undefined ? ` limit=${cmd.limit}` : ''}${cmd.ttl === null ? '' : ` ttl=${cmd.ttl}`}`;
     case 'renew':
-      return `${cmd.op} ${cmd.lock}${cmd.ttl === null ? '' : ` ttl=${cmd.ttl}`}`;
+      return `${cmd.op} ${cmd.lock} ttl=${cmd.ttl}`;
     case 'release':
-      return `release ${cmd.lock}`;
+      return `release ${(cmd.locks ?? [cmd.lock]).join(' ')}`;
     case 'disconnect':
       return 'disconnect';
     case 'expire':
@@ -472,7 +473,7 @@ export class PortPrimary {
       `restored from ${store.dir}: ${r.snapshot === null ? 'no snapshot' : `snapshot at seq ${r.snapshot.seq}`} + ${r.entries.length} entries: seq ${this.replica.seq}, ${state.locks.size} locks (${state.locks.leaseCount()} leases), next token ${state.nextToken}`,
     );
     if (r.cut !== null) this.replica.log.line('error', `cut ${r.cut.bytes} bytes of a torn or corrupt tail of ${r.cut.file} after seq ${r.cut.afterSeq}; entries in them are lost`);
-    const gone = [...new Set([...state.locks.sessionOwners(), ...state.waiting.keys(), ...[...state.sessions].filter(([, s]) => s.open).map(([c]) => c)])].sort((a, b) => a - b);
+    const gone = [...new Set([...sessionHolders(state), ...state.waiting.keys(), ...[...state.sessions].filter(([, s]) => s.open).map(([c]) => c)])].sort((a, b) => a - b);
     let locks = 0;
     for (const c of gone) locks += state.locks.sessionCount(c);
     for (const client of gone) this.execute(disconnectOf(state, client), { local: 0 });

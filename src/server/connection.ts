@@ -674,12 +674,16 @@ export function endAndDiscard(socket: Socket, last?: string): void {
  */
 export function toCommand(client: ClientId, req: Request): Extract<Command, { op: 'preempt' | 'acquire' | 'release' | 'renew' }> {
   switch (req.verb) {
-    case 'preempt':
-      return req.value === undefined ? { op: 'preempt', client, lock: req.lock, ttl: req.ttl } : { op: 'preempt', client, lock: req.lock, ttl: req.ttl, value: req.value };
-    case 'acquire':
-      return req.value === undefined ? { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout } : { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout, value: req.value };
+    case 'preempt': {
+      const cmd: Command = req.value === undefined ? { op: 'preempt', client, lock: req.lock, ttl: req.ttl } : { op: 'preempt', client, lock: req.lock, ttl: req.ttl, value: req.value };
+      return req.shared === undefined && req.limit === undefined && req.locks === undefined ? cmd : withKind(cmd, req);
+    }
+    case 'acquire': {
+      const cmd: Command = req.value === undefined ? { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout } : { op: 'acquire', client, lock: req.lock, ttl: req.ttl, timeout: req.timeout, value: req.value };
+      return req.shared === undefined && req.limit === undefined && req.locks === undefined ? cmd : withKind(cmd, req);
+    }
     case 'release':
-      return { op: 'release', client, lock: req.lock };
+      return req.locks === undefined ? { op: 'release', client, lock: req.lock } : { op: 'release', client, lock: req.lock, locks: req.locks };
     case 'renew':
       return { op: 'renew', client, lock: req.lock, ttl: req.ttl };
     default:
@@ -687,18 +691,29 @@ export function toCommand(client: ClientId, req: Request): Extract<Command, { op
   }
 }
 
+/** A lock request's kind [LP-20, LP-21, LP-22] added to its command. */
+function withKind<C extends Extract<Command, { op: 'preempt' | 'acquire' }>>(cmd: C, req: Extract<Request, { verb: 'preempt' | 'acquire' }>): C {
+  if (req.locks !== undefined) return { ...cmd, locks: req.locks };
+  if (req.shared === true) return { ...cmd, shared: true };
+  return req.limit === undefined ? cmd : { ...cmd, limit: req.limit };
+}
+
+/** How a lock request's kind reads in a log: its other names, `shared` or `limit=`. */
+const kindText = (req: Extract<Request, { verb: 'preempt' | 'acquire' }>): string => (req.locks !== undefined ? ` ${req.locks.slice(1).join(' ')}` : req.shared === true ? ' shared' : req.limit !== undefined ? ` limit=${req.limit}` : '');
+
 /** The request as a log shows it (normalized, so logs cannot be forged with control bytes). */
 export function describe(req: Request): string {
   switch (req.verb) {
     case 'preempt':
-      return `preempt ${req.lock}${req.ttl === null ? '' : ` ttl=${req.ttl}`}${req.value === undefined ? '' : ` value=${req.value}`}`;
+      return `preempt ${req.lock}${kindText(req)}${req.ttl === null ? '' : ` ttl=${req.ttl}`}${req.value === undefined ? '' : ` value=${req.value}`}`;
     case 'acquire':
-      return `acquire ${req.lock}${req.timeout === null ? '' : ` timeout=${req.timeout}`}${req.ttl === null ? '' : ` ttl=${req.ttl}`}${req.value === undefined ? '' : ` value=${req.value}`}`;
+      return `acquire ${req.lock}${kindText(req)}${req.timeout === null ? '' : ` timeout=${req.timeout}`}${req.ttl === null ? '' : ` ttl=${req.ttl}`}${req.value === undefined ? '' : ` value=${req.value}`}`;
     case 'renew':
       return `renew ${req.lock} ttl=${req.ttl}`;
     case 'validate':
       return `validate ${req.lock} ${req.token}`;
     case 'release':
+      return req.locks === undefined ? `release ${req.lock}` : `release ${req.locks.join(' ')}`;
     case 'check':
       return `${req.verb} ${req.lock}`;
     case 'session':

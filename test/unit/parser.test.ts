@@ -155,14 +155,14 @@ describe('requests and errors [LP-12]', () => {
 
   it('names what is wrong and what was expected', () => {
     expect(err('frobnicate x')).toBe('unknown command "frobnicate"; expected one of: preempt, acquire, release, renew, check, validate, auth, whoami, sync, watch, session, resume, ping, help, quit');
-    expect(err('preempt')).toBe('preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
+    expect(err('preempt')).toBe('preempt needs a lock name; usage: preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]');
     expect(err('validate l')).toBe('validate needs a token; usage: validate <lock> <token>');
     expect(err('check a b')).toBe('unexpected argument "b"; usage: check <lock>');
     expect(err('ping now')).toBe('unexpected argument "now"; usage: ping');
-    expect(err('release l ttl=5')).toBe('unknown option "ttl": release takes no options; usage: release <lock>');
-    expect(err('preempt l timeout=5')).toBe('unknown option "timeout": preempt takes ttl, value; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
+    expect(err('release l ttl=5')).toBe('unknown option "ttl": release takes no options; usage: release <lock> [<lock>…]');
+    expect(err('preempt l timeout=5')).toBe('unknown option "timeout": preempt takes ttl, value, limit; usage: preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]');
     expect(err('renew l')).toBe('renew needs ttl=<ms>; usage: renew <lock> ttl=<ms>');
-    expect(err('preempt l ttl=5 ttl=6')).toBe('option ttl given twice; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
+    expect(err('preempt l ttl=5 ttl=6')).toBe('option ttl given twice; usage: preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]');
     expect(err('validate l 0')).toMatch(/^token must be a positive whole number, got "0"/);
     expect(err('validate l -3')).toMatch(/^token must be a positive whole number/);
     expect(err('validate l 99999999999999999999')).toMatch(/^token must be a positive whole number/);
@@ -262,9 +262,9 @@ describe('values [LP-18]', () => {
     expect(err(`preempt l value=${'é'.repeat(512)}x`)).toMatch(/^bad value ".*": expected 1 to 1024 bytes with no whitespace or control characters \(percent-encode the rest\)$/);
     expect(err('preempt l value=')).toBe('bad value "": expected 1 to 1024 bytes with no whitespace or control characters (percent-encode the rest)');
     expect(err('acquire l value=a\u0001')).toMatch(/^bad value/);
-    expect(err('preempt l value=a value=a')).toBe('option value given twice; usage: preempt <lock> [ttl=<ms>] [value=<v>]');
+    expect(err('preempt l value=a value=a')).toBe('option value given twice; usage: preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]');
     expect(err('renew l ttl=5 value=a')).toMatch(/^unknown option "value": renew takes ttl/);
-    expect(HELP_LINE).toContain('preempt <lock> [ttl=<ms>] [value=<v>]');
+    expect(HELP_LINE).toContain('preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]');
   });
 });
 
@@ -275,5 +275,38 @@ describe('sync [LP-17]', () => {
     expect((parseRequest('sync now') as { error: string }).error).toBe('unexpected argument "now"; usage: sync');
     expect((parseRequest('sync ttl=5') as { error: string }).error).toBe('unknown option "ttl": sync takes no options; usage: sync');
     expect(HELP_LINE).toContain('| sync |');
+  });
+});
+
+describe('several holders and several locks [LP-20, LP-21, LP-22]', () => {
+  const err = (line: string): string => (parseRequest(line) as { error: string }).error;
+
+  it('[LP-20] shared, [LP-21] limit=<n> from 1 to 10000', () => {
+    expect(parseRequest('preempt l shared')).toEqual({ verb: 'preempt', lock: 'l', ttl: null, shared: true });
+    expect(parseRequest('acquire l shared timeout=5 ttl=9')).toEqual({ verb: 'acquire', lock: 'l', ttl: 9, timeout: 5, shared: true });
+    expect(parseRequest('acquire l limit=3')).toEqual({ verb: 'acquire', lock: 'l', ttl: null, timeout: null, limit: 3 });
+    expect(parseRequest('preempt l limit=10000')).toMatchObject({ limit: 10000 });
+    expect(err('preempt l limit=0')).toBe('limit must be a whole number from 1 to 10000, got "0"');
+    expect(err('preempt l limit=10001')).toMatch(/^limit must be a whole number from 1 to 10000/);
+    expect(err('preempt l shared shared')).toMatch(/^shared given twice/);
+    expect(err('preempt l shared limit=2')).toMatch(/^shared and limit= name two kinds of hold; give one/);
+    expect(err('preempt l shared value=v')).toMatch(/^a value is for a lock held by one client alone, not with shared/);
+    expect(err('acquire l limit=2 value=v')).toMatch(/^a value is for a lock held by one client alone, not with limit=/);
+    expect(err('release l limit=2')).toMatch(/^unknown option "limit": release takes no options/);
+    expect(err('check l shared')).toBe('unexpected argument "shared"; usage: check <lock>');
+  });
+
+  it('[LP-22] 2 to 16 distinct names for preempt, acquire and release', () => {
+    expect(parseRequest('preempt a b c ttl=5')).toEqual({ verb: 'preempt', lock: 'a', ttl: 5, locks: ['a', 'b', 'c'] });
+    expect(parseRequest('acquire a b timeout=0 value=v')).toEqual({ verb: 'acquire', lock: 'a', ttl: null, timeout: 0, value: 'v', locks: ['a', 'b'] });
+    expect(parseRequest('release a b')).toEqual({ verb: 'release', lock: 'a', locks: ['a', 'b'] });
+    const names = Array.from({ length: 16 }, (_, i) => `n${i}`);
+    expect(parseRequest(`preempt ${names.join(' ')}`)).toMatchObject({ locks: names });
+    expect(err(`preempt ${names.join(' ')} n16`)).toMatch(/^preempt takes at most 16 lock names, got 17/);
+    expect(err('preempt a b a')).toMatch(/^lock "a" named twice: name each lock once/);
+    expect(err('release a a')).toMatch(/^lock "a" named twice/);
+    expect(err('acquire a b shared')).toMatch(/^several locks are held alone: shared goes with one lock/);
+    expect(err('acquire a b limit=2')).toMatch(/^several locks are held alone: limit= goes with one lock/);
+    expect(err('preempt a b\u0001')).toMatch(/^bad lock name/);
   });
 });

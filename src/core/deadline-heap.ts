@@ -36,6 +36,11 @@ export class DeadlineHeap<T> {
     return this.heap[0]?.at ?? Infinity;
   }
 
+  /** The earliest item and its deadline, left in place; undefined when empty. */
+  peek(): { at: number; item: T } | undefined {
+    return this.heap[0];
+  }
+
   /** The earliest item whose deadline is at or before `now`, taken off; undefined when none is due. */
   popDue(now: number): T | undefined {
     const h = this.heap;
