@@ -36,7 +36,8 @@ export function ownerText(r: LockRow): string {
 
 /** `holders=<id>,…` for a lock with several holders, fitted to `room` columns; '' for one holder. */
 function holdersText(r: LockRow, room: number): string {
-  return r.holders === undefined ? '' : `holders=${waitersText(r.holders, Math.max(1, room - 'holders='.length))}`;
+  if (r.holders === undefined || room < 'holders='.length + 2) return ''; // no room: the count in the OWNER column stays
+  return `holders=${waitersText(r.holders, room - 'holders='.length)}`;
 }
 
 function ttlText(r: LockRow): string {

@@ -62,6 +62,11 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     expect(lease).toMatch(new RegExp(`^PreemptLock Success owner=${holder.id} token=\\d+$`));
     const onLeader = await pool.open(lead.port);
     expect(await onLeader.ask('preempt leader-session')).toMatch(/^PreemptLock Success/);
+    // [LP-20, LP-21, LP-22] several holders and several locks, as leases and as the primary's client's session holds
+    expect(await holder.ask('preempt readers shared ttl=60000')).toMatch(/^PreemptLock Success/);
+    expect(await onLeader.ask('preempt readers shared')).toMatch(/^PreemptLock Success/);
+    expect(await holder.ask('preempt slots limit=2 ttl=60000')).toMatch(/^PreemptLock Success/);
+    const both = Number(/token=(\d+)/.exec(await holder.ask('preempt pair/a pair/b ttl=60000'))?.[1]);
     const reader = await pool.open(others[1]!.port);
     await eventually(async () => (await reader.ask('check leased')).startsWith(`CheckLock:Lock:${holder.id} token=${token} `), 'the lease on the other secondary', 5000, 50);
     // [LP-19] A watch of the primary's client's session lock, on a secondary: answered when the failover ends that session.
@@ -80,6 +85,10 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     expect(await watcher.next(10_000)).toBe('WatchLock:Free');
     expect(await reader.ask('check leased')).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} token=${token} ttl=\\d+ value=10\\.0\\.0\\.5:8080$`));
     expect(await reader.ask('sync')).toBe('Sync Success'); // [LP-17] through the new primary
+    // The dead node's client's shared hold ended with its session; the leases stayed [LP-8, LP-20, LP-21, LP-22].
+    expect(await reader.ask('check readers')).toMatch(new RegExp(`^CheckLock:Shared:1 token=\\d+ owners=${holder.id}$`));
+    expect(await reader.ask('check slots')).toMatch(new RegExp(`^CheckLock:Held:1/2 token=\\d+ owners=${holder.id}$`));
+    for (const l of ['pair/a', 'pair/b']) expect(await reader.ask(`check ${l}`)).toMatch(new RegExp(`^CheckLock:Lock:${holder.id} token=${both} ttl=\\d+$`));
     const after = Number(/token=(\d+)/.exec(await writer.ask('preempt after-failover-2'))?.[1]);
     expect(after).toBeGreaterThan(token); // [LP-7]
     // The killed node again, under its name: a new member that catches up and serves.
@@ -87,6 +96,7 @@ describe.skipIf(!hasEtcd)('dlock node --replication group', () => {
     const again = await pool.open(back.port);
     await eventually(async () => (await again.ask('check leased')).startsWith(`CheckLock:Lock:${holder.id} token=${token} `), 'the lease on the node back', 20_000, 100);
     expect(await again.ask('check leased')).toMatch(/ value=10\.0\.0\.5:8080$/); // [LP-18] caught up with the value
+    expect(await again.ask('check slots')).toMatch(new RegExp(`^CheckLock:Held:1/2 token=\\d+ owners=${holder.id}$`)); // and with the holds
     await eventually(async () => (await again.ask('preempt through-the-new-member', 10_000)).startsWith('PreemptLock Success'), 'a write through it', 20_000, 100);
     // dlock status reads the configuration: the primary and the secondaries, each live node's role from it.
     let out = '';

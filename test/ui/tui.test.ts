@@ -74,6 +74,12 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/watchers=1/, 'the watcher in a lock map');
       expect(await c.ask('release svc')).toBe('ReleaseLock Success');
       expect(await w.next()).toBe('WatchLock:Free');
+      // [LP-21] a semaphore's count, and [LP-20] shared holders, in every lock map.
+      expect(await c.ask('preempt pool limit=3')).toMatch(/^PreemptLock Success/);
+      expect(await w.ask('preempt pool limit=3')).toMatch(/^PreemptLock Success/);
+      expect(count(await t.until(/(pool +2\/3[^]*){3}/, 'pool 2/3 in three lock maps'), /pool +2\/3 /)).toBe(3);
+      expect(await c.ask('release pool')).toBe('ReleaseLock Success');
+      expect(await w.ask('release pool')).toBe('ReleaseLock Success');
 
       // The palette opens, filters, and runs an action.
       await t.palette('view: output');

@@ -119,6 +119,14 @@ describe('lock maps cut neither names nor tokens', () => {
     expect(lockMapText(watched, 40, 10).body.slice(0, 3)).toEqual(['lock01', '  owner=10002 token=1764512345678902', '  ttl=4.2s watchers=2']);
   });
 
+  it('a lock with several holders shows how many in the OWNER column (2/3, 2 shared) and every holder [LP-20, LP-21]', () => {
+    const sem = { lock: 'pool', owner: 30001, token: 9, ttlLeft: null, waiters: [40001], holders: [20001, 30001], limit: 3 };
+    const shared = { lock: 'doc', owner: 30002, token: 7, ttlLeft: 4200, waiters: [], holders: [20002, 30002], limit: null };
+    expect(lockMapText([shared, sem], 80, 10).body).toEqual(['doc  2 shared     7    4.2s holders=20002,30002', 'pool      2/3     9 session 40001 holders=20001,30001']);
+    expect(lockMapText([sem], 30, 10).body).toEqual(['pool   2/3     9 session 40001']); // no room for the holders
+    expect(lockMapText([sem], 24, 10).body).toEqual(['pool', '  held=2/3', '  holders=20001,30001', '  token=9 session', '  waiting=40001']);
+  });
+
   it('says how many did not fit', () => {
     const t = lockMapText(rows, 80, 3, 500);
     expect(t.body).toEqual(['before-deploy-migration 20001 1764512345678901 session', '… 499 more']);
