@@ -396,11 +396,16 @@ function free(state: TableState, out: Outcome, lock: string, p: number, now: num
   if (state.values.size > 0) state.values.delete(lock); // [LP-18] gone with the hold
   disown(state, owner, now);
   out.changed = true;
-  freed(state, out, lock, now);
+  freed(state, out, lock, now, true);
 }
 
-/** `lock` has just lost a holder: its waiters get what they now can, and a lock left free is recorded as such. */
-function freed(state: TableState, out: Outcome, lock: string, now: number): void {
+/** `lock` has just lost a holder (`nowFree`: its only one): its waiters get what they now can, and a lock left free is recorded as such. */
+function freed(state: TableState, out: Outcome, lock: string, now: number, nowFree = false): void {
+  if (state.locks.waiters(lock).length === 0) {
+    // Nobody waits: the common case, with no promotion to run.
+    if (nowFree || isFree(state, lock)) out.changes.push({ kind: 'del', lock });
+    return;
+  }
   const mark = out.changes.length;
   promote(state, out, [lock], now);
   if (isFree(state, lock)) out.changes.splice(mark, 0, { kind: 'del', lock });
