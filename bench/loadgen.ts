@@ -16,6 +16,12 @@
  *              only the checks are counted and timed (a check of a lock
  *              with an uncommitted change waits for its commit)
  *   cycle      `preempt bench-<i>` / `release bench-<i>`, each connection its own lock
+ *   shared     [LP-20] `preempt bench-rw shared` / `release bench-rw`: every
+ *              connection holds one lock shared with all the others, as cycle
+ *   semaphore  [LP-21] `preempt bench-sem limit=10000` / `release bench-sem`: one
+ *              semaphore every connection holds a place of, never full
+ *   all3       [LP-22] `preempt bench-<i>-a bench-<i>-b bench-<i>-c` / `release` of
+ *              the three: each connection its own three locks, all or nothing
  *   contended  every connection preempts one shared lock, releasing when it wins
  *   handoff    every connection `acquire`s one lock and releases it on grant; the
  *              latency recorded is from a `release` being sent to the next grant
@@ -32,7 +38,7 @@
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
 
-export type Scenario = 'check' | 'sync-check' | 'check-busy' | 'cycle' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle' | 'redis-cycle-wait';
+export type Scenario = 'check' | 'sync-check' | 'check-busy' | 'cycle' | 'shared' | 'semaphore' | 'all3' | 'contended' | 'handoff' | 'redis-get' | 'redis-cycle' | 'redis-cycle-wait';
 
 /** The Lua compare-and-delete every Redis lock recipe releases with. */
 export const REDIS_RELEASE_LUA = 'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end';
@@ -111,6 +117,12 @@ class Conn {
         return this.step++ % 2 === 0 ? `preempt ${lock}\n` : `release ${lock}\n`;
       case 'cycle':
         return this.step++ % 2 === 0 ? `preempt ${lock}\n` : `release ${lock}\n`;
+      case 'shared':
+        return this.step++ % 2 === 0 ? 'preempt bench-rw shared\n' : 'release bench-rw\n';
+      case 'semaphore':
+        return this.step++ % 2 === 0 ? 'preempt bench-sem limit=10000\n' : 'release bench-sem\n';
+      case 'all3':
+        return `${this.step++ % 2 === 0 ? 'preempt' : 'release'} ${lock}-a ${lock}-b ${lock}-c\n`;
       case 'contended':
         return this.won ? 'release bench-shared\n' : 'preempt bench-shared\n';
       case 'handoff':

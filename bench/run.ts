@@ -80,7 +80,7 @@ interface Case {
 }
 
 const dl = (scenario: Scenario, via: 'followers' | 'leader', conns: number, depth: number, followers = 2): Case => {
-  const what = { check: 'check', 'sync-check': 'sync+check (2 requests per fresh read)', 'check-busy': 'check of locks being written', cycle: 'preempt+release', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '', 'redis-cycle-wait': '' }[scenario];
+  const what = { check: 'check', 'sync-check': 'sync+check (2 requests per fresh read)', 'check-busy': 'check of locks being written', cycle: 'preempt+release', shared: 'shared preempt+release, one lock [LP-20]', semaphore: 'semaphore preempt+release, one lock [LP-21]', all3: 'preempt+release of 3 locks at once [LP-22]', contended: 'contended preempt', handoff: 'handoff', 'redis-get': '', 'redis-cycle': '', 'redis-cycle-wait': '' }[scenario];
   const name = scenario === 'handoff' ? `handoff, ${conns - 1} waiters, via followers` : `${what} via ${via}${followers === 2 ? '' : ` (${followers} followers)`}, c${conns} d${depth}`;
   return { name, scenario, via, conns, depth, followers };
 };
@@ -121,6 +121,9 @@ let cases: Case[] = [
   dl('sync-check', 'followers', 50, 1),
   ...pair(dl('cycle', 'followers', 50, 1), rd('redis-cycle', 50, 1), true),
   REDIS_WAIT,
+  dl('shared', 'followers', 50, 1),
+  dl('semaphore', 'followers', 50, 1),
+  dl('all3', 'followers', 50, 1),
   ...pair(dl('check', 'followers', 50, 16), rd('redis-get', 50, 16), true),
   dl('check', 'leader', 50, 1),
   dl('check-busy', 'followers', 50, 1),

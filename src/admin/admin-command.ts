@@ -57,7 +57,7 @@ export async function adminCommand(o: AdminCommandOptions): Promise<number> {
   if (o.action === 'locks') {
     const rows = body['locks'] as LockRow[];
     out.write(`${'LOCK'.padEnd(24)} ${'OWNER'.padStart(10)} ${'TOKEN'.padStart(18)} ${'TTL LEFT'.padStart(10)} WAITERS\n`);
-    for (const r of rows) out.write(`${r.lock.padEnd(24)} ${String(r.owner).padStart(10)} ${String(r.token).padStart(18)} ${(r.ttlLeft === null ? 'session' : `${r.ttlLeft} ms`).padStart(10)} ${r.waiters.length}${r.value === undefined ? '' : ` value=${r.value}`}\n`);
+    for (const r of rows) out.write(`${r.lock.padEnd(24)} ${String(r.owner).padStart(10)} ${String(r.token).padStart(18)} ${(r.ttlLeft === null ? 'session' : `${r.ttlLeft} ms`).padStart(10)} ${r.waiters.length}${r.value === undefined ? '' : ` value=${r.value}`}${r.holders === undefined ? '' : ` ${r.limit === null || r.limit === undefined ? 'shared' : `held=${r.holders.length}/${r.limit}`} holders=${r.holders.join(',')}`}\n`);
     if (body['next'] !== null) out.write(`(more: --prefix and --limit narrow it; the API pages with after=${String(body['next'])})\n`);
     return 0;
   }

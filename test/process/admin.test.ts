@@ -131,6 +131,17 @@ describe('dlock admin', () => {
     expect(revoked.out()).toMatch(new RegExp(`^revoked adm-cli from client ${c.id} \\(token \\d+\\)\\n$`));
     const again = admin(['revoke', 'adm-cli']);
     expect(await again.exit).toBe(1);
+    // [LP-21] a semaphore's holders and count; a revoke ends every hold
+    const d = await client('leader');
+    expect(await c.ask('preempt adm-sem limit=3 ttl=60000')).toMatch(/^PreemptLock Success/);
+    const newest = Number(/token=(\d+)/.exec(await d.ask('preempt adm-sem limit=3'))?.[1]);
+    const sem = admin(['locks', '--prefix', 'adm-sem']);
+    expect(await sem.exit).toBe(0);
+    expect(sem.out()).toMatch(new RegExp(`^adm-sem +${d.id} +${newest} +session 0 held=2/3 holders=${c.id},${d.id}$`, 'm'));
+    const revokedAll = admin(['revoke', 'adm-sem']);
+    expect(await revokedAll.exit).toBe(0);
+    expect(revokedAll.out()).toBe(`revoked adm-sem from client ${d.id} (token ${newest})\n`);
+    expect(await c.ask('check adm-sem')).toBe('CheckLock:Free');
     const noToken = admin(['locks'], { ...process.env, DLOCK_ADMIN_TOKEN: '' });
     expect(await noToken.exit).toBe(2);
     expect(noToken.err()).toMatch(/send the admin token.*; give it with --admin-token, --admin-token-file or DLOCK_ADMIN_TOKEN \(HTTP 401\)\n$/);
