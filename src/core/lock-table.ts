@@ -503,16 +503,20 @@ export function nextLeaseEnd(state: TableState): number {
   return state.groups.size === 0 && !groupLeases.has(state) ? alone : Math.min(alone, groupLeaseHeap(state).nextAt());
 }
 
-/** The leases ending at or before `now`, as [lock, token], taken off the expiry clock: each is handed out once. */
+/** The leases ending at or before `now`, as [lock, token], in end order, taken off the expiry clock: each is handed out once. */
 export function dueLeases(state: TableState, now: number): Array<[string, number]> {
-  const due = state.locks.dueLeases(now);
-  if (state.groups.size === 0 && !groupLeases.has(state)) return due;
+  const alone = state.locks.dueLeases(now);
+  if (state.groups.size === 0 && !groupLeases.has(state)) return alone;
   const heap = groupLeaseHeap(state);
+  if (heap.nextAt() > now) return alone;
+  const due: Array<[string, number, number]> = alone.map(([lock, token]) => [lock, token, state.locks.expiresAt(state.locks.find(lock)) ?? now]);
   while (heap.nextAt() <= now) {
-    due.push(heap.popDue(now) as [string, number]);
+    const at = heap.nextAt();
+    const [lock, token] = heap.popDue(now) as [string, number];
+    due.push([lock, token, at]);
     groupLeaseHeap(state);
   }
-  return due;
+  return due.sort((a, b) => a[2] - b[2]).map(([lock, token]) => [lock, token]); // a stable sort: equal ends keep their order
 }
 
 /** Forget the groups' expiry clock (a node taking over rebuilds it from the table). */

@@ -35,8 +35,8 @@ interface Wait {
 
 export class Duties {
   private readonly waits = new DeadlineHeap<Wait>();
-  /** Tokens whose `expire` was handed out and not yet applied. */
-  private readonly expiring = new Set<number>();
+  /** Leases whose `expire` was handed out and not yet applied, by token and lock (one grant of several locks has one token [LP-22]). */
+  private readonly expiring = new Set<string>();
   private running = false;
 
   /** `table`: the replica's table, as applied so far (read, never changed). */
@@ -67,7 +67,7 @@ export class Duties {
 
   /** A log entry was applied, with its log time `at` and the table's outcome. Returns the deadline of a wait it began, if it keeps one (an engine re-arms its timer when that is sooner). */
   applied(cmd: Command, out: Outcome, at: number): number | null {
-    if (cmd.op === 'expire') this.expiring.delete(cmd.token);
+    if (cmd.op === 'expire') this.expiring.delete(`${cmd.token} ${cmd.lock}`);
     if (!this.running || out.waits === null || cmd.op !== 'acquire') return null;
     const deadline = deadlineOf(cmd, at);
     if (deadline !== null) this.waits.add(deadline, { ...out.waits, deadline });
@@ -85,8 +85,9 @@ export class Duties {
     if (!this.running) return [];
     const out: Command[] = [];
     for (const [lock, token] of dueLeases(this.table(), now)) {
-      if (this.expiring.has(token)) continue;
-      this.expiring.add(token);
+      const key = `${token} ${lock}`;
+      if (this.expiring.has(key)) continue;
+      this.expiring.add(key);
       out.push({ op: 'expire', lock, token });
     }
     for (let w = this.waits.popDue(now); w !== undefined; w = this.waits.popDue(now)) out.push({ op: 'timeout', client: w.client, lock: w.lock, deadline: w.deadline });

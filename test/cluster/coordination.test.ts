@@ -89,6 +89,20 @@ onBothEngines('shared holds, semaphores, several locks [LP-20, LP-21, LP-22]', (
     for (const x of [a, b, c]) x.close();
   });
 
+  it('[LP-8, LP-22] a lease on several locks ends on every one of them; shared leases end each on its own', async () => {
+    const [f1] = (await followers()) as [string];
+    const a = await LineClient.open(cluster().port(f1));
+    expect(await a.ask('preempt lease/1 lease/2 lease/3 ttl=300')).toMatch(/^PreemptLock Success/);
+    expect(await a.ask('preempt lease/r shared ttl=200')).toMatch(/^PreemptLock Success/);
+    expect(await a.ask('preempt lease/s limit=2 ttl=60000')).toMatch(/^PreemptLock Success/);
+    await eventually(async () => {
+      for (const l of ['lease/1', 'lease/2', 'lease/3', 'lease/r']) if ((await a.ask(`check ${l}`)) !== 'CheckLock:Free') return false;
+      return true;
+    }, 'every lease ended', 5000, 50);
+    expect(await a.ask('check lease/s')).toMatch(new RegExp(`^CheckLock:Held:1/2 token=\\d+ owners=${a.id}$`)); // its ttl has not passed
+    a.close();
+  });
+
   it('[LP-19] a watch is answered when a holder joins a shared lock, and names how many with holders=', async () => {
     const [f1, f2] = (await followers()) as [string, string];
     const a = await LineClient.open(cluster().port(f1));

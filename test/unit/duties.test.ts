@@ -36,6 +36,26 @@ describe('duties', () => {
     expect(d.nextDue()).toBe(Infinity);
   });
 
+  it('[LP-22] a lease on several locks, one token for all, ends on each of them; [LP-20] holds of one lock end each by its own token', () => {
+    const s = createState();
+    const d = new Duties(() => s);
+    d.takeOver();
+    step(s, d, { op: 'preempt', client: A, lock: 'x', ttl: 100, locks: ['x', 'y', 'z'] }, 1000);
+    step(s, d, { op: 'preempt', client: A, lock: 'r', ttl: 50, shared: true }, 1000);
+    step(s, d, { op: 'preempt', client: B, lock: 'r', ttl: 80, shared: true }, 1000);
+    const due = d.due(1100);
+    // every lease end once, in end order: r's first hold (50), r's second (80), then the three locks of one grant (100), in no set order
+    expect(due.slice(0, 2)).toEqual([
+      { op: 'expire', lock: 'r', token: 2 },
+      { op: 'expire', lock: 'r', token: 3 },
+    ]);
+    expect(due.slice(2).map((c) => (c.op === 'expire' ? `${c.lock}:${c.token}` : '')).sort()).toEqual(['x:1', 'y:1', 'z:1']);
+    expect(d.due(1200)).toEqual([]); // in flight: not again
+    for (const cmd of due) step(s, d, cmd, 1100);
+    for (const l of ['x', 'y', 'z', 'r']) expect(s.locks.find(l) === -1 && !s.groups.has(l)).toBe(true);
+    expect(d.nextDue()).toBe(Infinity);
+  });
+
   it('hands out nothing before takeOver and after stop; a new sequencer keeps the waits the table holds', () => {
     const s = createState();
     const d = new Duties(() => s);
