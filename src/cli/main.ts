@@ -13,6 +13,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { repl } from '../client/repl.js';
 import { encodeValue } from '../client/client.js';
+import { lockFlagsError } from '../client/lock-command.js';
 import { MAX_NODE_INDEX } from '../replica/client-ids.js';
 import { up } from '../host/threads/up.js';
 import { parseChaos } from '../host/threads/chaos.js';
@@ -502,15 +503,17 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
       },
     )
     .command(
-      'lock <name>',
-      'hold a lock while a command runs: dlock lock NAME [--ttl MS] [--timeout MS] [--value V] -- COMMAND [ARGS…]',
+      'lock <names..>',
+      'hold a lock while a command runs: dlock lock NAME… [--shared | --limit N] [--ttl MS] [--timeout MS] [--value V] -- COMMAND [ARGS…]',
       (y) =>
         clientConnectionOptions(y)
-          .positional('name', { type: 'string', describe: 'the lock' })
+          .positional('names', { type: 'string', array: true, describe: 'the lock; several names (up to 16): all of them at once, all or nothing, one token (LP-22)' })
           .option('ttl', { type: 'number', default: 10_000, describe: 'lease length, ms; renewed every third of it while the command runs' })
           .option('timeout', { type: 'number', describe: 'ms to wait for the lock (default: as long as it takes); exit 1 if not acquired' })
           .option('grace', { type: 'number', default: 5000, describe: 'if the lock is lost: ms between SIGTERM and SIGKILL to the command' })
           .option('value', { type: 'string', describe: 'the lock shows this value while the command holds it (check, LP-18): leader election for a command, e.g. --value 10.0.0.5:8080' })
+          .option('shared', { type: 'boolean', default: false, describe: 'hold the lock shared (LP-20): commands holding it shared run at once; one holding it alone waits for them, and they for it' })
+          .option('limit', { type: 'number', describe: 'hold one of at most N holds of the lock (LP-21): at most N such commands at once; each names the same N' })
           .option('nodes', { type: 'string', describe: 'the cluster\'s other nodes, HOST:PORT comma-separated: reconnect there if the first is lost' })
           .check((a) => {
             checkClientConnection(a);
@@ -520,6 +523,8 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
             if (a.timeout !== undefined && (!Number.isInteger(a.timeout) || a.timeout < 0 || a.timeout > 86_400_000)) throw new Error('--timeout must be a whole number of ms from 0 to 86400000');
             if (!Number.isInteger(a.grace) || a.grace < 0) throw new Error('--grace must be a whole number of ms');
             if (a.value !== undefined) encodeValue(a.value); // throws RangeError naming the rule
+            const kind = lockFlagsError({ locks: (a.names ?? []).map(String), shared: a.shared, limit: a.limit, value: a.value });
+            if (kind !== null) throw new Error(kind);
             if (a.nodes !== undefined) nodeList(a.nodes);
             return true;
           }),
@@ -535,7 +540,9 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           nodes: found !== null ? found.slice(1) : a.nodes === undefined ? [] : nodeList(a.nodes),
           authToken: authToken(a),
           tls,
-          lock: a.name as string,
+          locks: (a.names ?? []).map(String),
+          shared: a.shared,
+          ...(a.limit === undefined ? {} : { limit: a.limit }),
           ttl: a.ttl,
           timeout: a.timeout,
           graceMs: a.grace,

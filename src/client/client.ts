@@ -18,13 +18,31 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { CheckResult, ClientId, Reply, ValidateResult } from '../core/lock-table.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { parseCheck, parseGreeting, parseLockReply, parseValidate, SYNC_SUCCESS } from '../protocol/reply.js';
-import { isTokenWord, lockNameError, MAX_LINE_BYTES, MAX_VALUE_BYTES, TOKEN_RULE } from '../protocol/request.js';
+import { isTokenWord, lockNameError, MAX_HOLDERS, MAX_LINE_BYTES, MAX_NAMES, MAX_VALUE_BYTES, TOKEN_RULE } from '../protocol/request.js';
 
 export type PreemptResult = Extract<Reply, { op: 'preempt' }>;
 export type AcquireResult = Extract<Reply, { op: 'acquire' }>;
 export type ReleaseResult = Extract<Reply, { op: 'release' }>;
 export type RenewResult = Extract<Reply, { op: 'renew' }>;
 export type { CheckResult, ValidateResult };
+
+/**
+ * The locks a preempt, acquire or release names: one name, or an array of
+ * distinct names (at most 16), taken and released all or nothing with one
+ * token [LP-22]. An array of one name is that one lock.
+ */
+export type LockNames = string | readonly string[];
+
+/**
+ * The kind of hold a preempt or acquire asks for; neither: held alone.
+ * Both go with one lock, and not with a value [LP-18, LP-22].
+ */
+export interface HoldKind {
+  /** [LP-20] A shared hold: granted while the lock is free or held shared and no earlier waiter wants it alone. */
+  shared?: boolean;
+  /** [LP-21] One of at most `limit` holds (1 to 10000); every request on the lock names the same limit. */
+  limit?: number;
+}
 
 /** The node answered `Error: …` [LP-12]; the connection is still usable. */
 export class ServerError extends Error {
@@ -53,7 +71,7 @@ export class ProtocolError extends Error {
   readonly code = 'ERR_DLOCK_PROTOCOL';
 }
 
-/** keepLease could not get the lock before its timeout. */
+/** keepLease could not get the lock before its timeout; `lock`: the one not available (with several, the first in the request's order [LP-22]). */
 export class LockNotAcquiredError extends Error {
   override readonly name = 'LockNotAcquiredError';
   readonly code = 'ERR_DLOCK_NOT_ACQUIRED';
@@ -159,10 +177,49 @@ export async function connect(opts: ConnectOptions): Promise<DlockClient> {
 }
 
 function lockArg(lock: string): string {
+  if (typeof lock !== 'string') throw new TypeError(`a lock name is a string, got ${typeof lock}`);
   const bad = lockNameError(lock);
   if (bad !== null) throw new TypeError(bad);
   return lock;
 }
+
+/** A request's lock names as the line carries them [LP-22]: one, or 1 to 16 distinct names, each a lock name [LP-12]. */
+function namesArg(lock: LockNames): string {
+  if (typeof lock === 'string') return lockArg(lock);
+  if (!Array.isArray(lock) || lock.length < 1 || lock.length > MAX_NAMES) {
+    throw new RangeError(`name 1 to ${MAX_NAMES} locks, got ${Array.isArray(lock) ? lock.length : typeof lock}`);
+  }
+  const seen = new Set<string>();
+  for (const name of lock) {
+    lockArg(name);
+    if (seen.has(name)) throw new TypeError(`lock ${JSON.stringify(name)} named twice: name each lock once [LP-22]`);
+    seen.add(name);
+  }
+  return lock.join(' ');
+}
+
+/** The names of `lock`, as an array. */
+const namesOf = (lock: LockNames): readonly string[] => (typeof lock === 'string' ? [lock] : lock);
+
+/**
+ * ` shared` [LP-20] or ` limit=<n>` [LP-21], or '' for a hold alone:
+ * not both, with one lock only [LP-22], and not with a value [LP-18].
+ */
+function kindArg(lock: LockNames, opts: HoldKind & { value?: string | undefined }): string {
+  if (opts.shared !== undefined && typeof opts.shared !== 'boolean') throw new TypeError(`shared must be true or false, got ${typeof opts.shared}`);
+  const limit = opts.limit;
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_HOLDERS)) throw new RangeError(`limit must be a whole number from 1 to ${MAX_HOLDERS}, got ${limit}`);
+  const shared = opts.shared === true;
+  if (!shared && limit === undefined) return '';
+  const kind = shared ? 'shared' : 'limit';
+  if (shared && limit !== undefined) throw new TypeError('shared and limit name two kinds of hold: give one [LP-20, LP-21]');
+  if (opts.value !== undefined) throw new TypeError(`a value is for a lock held by one client alone, not with ${kind} [LP-18]`);
+  if (namesOf(lock).length > 1) throw new TypeError(`several locks are held alone: ${kind} goes with one lock [LP-22]`);
+  return shared ? ' shared' : ` limit=${limit as number}`;
+}
+
+/** How long readLock, writeLock, semaphore, lockAll and elect hold their lease unless told (`ttl`), ms. */
+export const DEFAULT_LEASE_TTL_MS = 10_000;
 
 /**
  * [LP-18] A lock's value as the line carries it: whitespace, control
@@ -467,23 +524,40 @@ export class DlockClient {
   // Argument errors reject (TypeError/RangeError) before anything is sent, so
   // no caller-supplied text can smuggle a second request onto the line.
 
-  /** Take the lock if it is free [LP-6]; with ttl it is a lease [LP-8]; with value, the lock shows it while held [LP-18]. */
-  async preempt(lock: string, opts: { ttl?: number; value?: string } = {}): Promise<PreemptResult> {
+  /**
+   * Take the lock if it is free [LP-6]; with ttl it is a lease [LP-8]; with
+   * value, the lock shows it while held [LP-18]. `shared` [LP-20] or
+   * `limit` [LP-21]: a hold among several, each with its own token. An
+   * array of names takes all of them or none, with one token [LP-22]; a
+   * refusal then names the first not available (`lock`).
+   */
+  async preempt(lock: LockNames, opts: { ttl?: number; value?: string } & HoldKind = {}): Promise<PreemptResult> {
+    const names = namesArg(lock);
+    const kind = kindArg(lock, opts);
     const ttl = opts.ttl === undefined ? '' : ` ${msArg('ttl', opts.ttl, 1)}`;
-    return this.lockReply(`preempt ${lockArg(lock)}${ttl}${valueArg(opts.value)}`, 'preempt');
+    return this.lockReply(`preempt ${names}${kind}${ttl}${valueArg(opts.value)}`, 'preempt');
   }
 
-  /** Wait for the lock, first come first served [LP-9]; no timeout waits as long as the connection lives. `value` as for preempt [LP-18]. */
-  async acquire(lock: string, opts: { timeout?: number; ttl?: number; value?: string } = {}): Promise<AcquireResult> {
+  /**
+   * Wait for the lock, first come first served [LP-9]; no timeout waits as
+   * long as the connection lives. `value`, `shared`, `limit` and an array
+   * of names as for preempt [LP-18, LP-20, LP-21, LP-22]: a waiter for
+   * several locks holds none of them until it gets all.
+   */
+  async acquire(lock: LockNames, opts: { timeout?: number; ttl?: number; value?: string } & HoldKind = {}): Promise<AcquireResult> {
+    const names = namesArg(lock);
+    const kind = kindArg(lock, opts);
     const timeout = opts.timeout === undefined ? '' : ` ${msArg('timeout', opts.timeout, 0)}`;
     const ttl = opts.ttl === undefined ? '' : ` ${msArg('ttl', opts.ttl, 1)}`;
-    return this.lockReply(`acquire ${lockArg(lock)}${timeout}${ttl}${valueArg(opts.value)}`, 'acquire');
+    return this.lockReply(`acquire ${names}${kind}${timeout}${ttl}${valueArg(opts.value)}`, 'acquire');
   }
 
-  async release(lock: string): Promise<ReleaseResult> {
-    return this.lockReply(`release ${lockArg(lock)}`, 'release');
+  /** Release this client's hold [LP-10, LP-20]; an array of names releases all of them, or none and names the first not held (`lock`) [LP-22]. */
+  async release(lock: LockNames): Promise<ReleaseResult> {
+    return this.lockReply(`release ${namesArg(lock)}`, 'release');
   }
 
+  /** [LP-8, LP-20] Renew this client's own hold of one lock (locks taken together [LP-22] are renewed one name at a time). */
   async renew(lock: string, ttl: number): Promise<RenewResult> {
     return this.lockReply(`renew ${lockArg(lock)} ${msArg('ttl', ttl, 1)}`, 'renew');
   }
@@ -551,7 +625,49 @@ export class DlockClient {
    * defaults to 10 s).
    */
   async elect(name: string, opts: Omit<KeepLeaseOptions, 'ttl'> & { ttl?: number; value: string }): Promise<KeptLease> {
-    return this.keepLease(name, { ...opts, ttl: opts.ttl ?? 10_000 });
+    return this.keepLease(name, { ...opts, ttl: opts.ttl ?? DEFAULT_LEASE_TTL_MS });
+  }
+
+  /**
+   * [LP-20] A shared hold of `name` as a kept lease (keepLease): waits
+   * while another client holds it alone, or an earlier waiter wants it
+   * alone; any number of clients hold it shared at once, each with its own
+   * token. Options as keepLease's, `ttl` defaulting to
+   * DEFAULT_LEASE_TTL_MS (10 s); no value [LP-18].
+   */
+  async readLock(name: string, opts: Omit<HoldOptions, 'value'> = {}): Promise<KeptLease> {
+    return this.keepLease(name, { ...opts, ttl: opts.ttl ?? DEFAULT_LEASE_TTL_MS, shared: true });
+  }
+
+  /**
+   * [LP-20] `name` held by this client alone, as a kept lease: waits until
+   * no one holds it, shared or alone. Readers that come after it wait
+   * behind it. keepLease with `ttl` defaulting to 10 s.
+   */
+  async writeLock(name: string, opts: HoldOptions = {}): Promise<KeptLease> {
+    return this.keepLease(name, { ...opts, ttl: opts.ttl ?? DEFAULT_LEASE_TTL_MS });
+  }
+
+  /**
+   * [LP-21] One of at most `limit` holds of `name` (1 to 10000), as a kept
+   * lease with its own token: waits while `limit` clients hold it. Every
+   * holder and waiter of `name` names the same limit (another gets
+   * ServerError). Options as readLock's.
+   */
+  async semaphore(name: string, limit: number, opts: Omit<HoldOptions, 'value'> = {}): Promise<KeptLease> {
+    return this.keepLease(name, { ...opts, ttl: opts.ttl ?? DEFAULT_LEASE_TTL_MS, limit });
+  }
+
+  /**
+   * [LP-22] Every lock of `names` (1 to 16, distinct), all or nothing, with
+   * one token, as one kept lease: waits holding none of them until it can
+   * have all, which can neither deadlock nor be starved. `value`, if
+   * given, is each lock's [LP-18]. keepLease with `ttl` defaulting to 10 s;
+   * a LockNotAcquiredError names the first lock not available.
+   */
+  async lockAll(names: readonly string[], opts: HoldOptions = {}): Promise<KeptLease> {
+    if (!Array.isArray(names)) throw new TypeError('lockAll takes an array of lock names');
+    return this.keepLease(names, { ...opts, ttl: opts.ttl ?? DEFAULT_LEASE_TTL_MS });
   }
 
   /**
@@ -623,9 +739,11 @@ export class DlockClient {
    * and release it in `finally`, whatever `fn` does. `fn` gets the fencing
    * token (pass it to what you write to) and an AbortSignal that fires if
    * the lock is lost while `fn` runs (its reason: the LockLostError):
-   * stop writing then. Resolves with what `fn` resolves with.
+   * stop writing then. Resolves with what `fn` resolves with. Every kind
+   * keepLease takes: `shared` [LP-20], `limit` [LP-21], an array of names
+   * [LP-22].
    */
-  async withLock<T>(lock: string, fn: (held: { token: number; signal: AbortSignal }) => Promise<T> | T, opts: KeepLeaseOptions): Promise<T> {
+  async withLock<T>(lock: LockNames, fn: (held: { token: number; signal: AbortSignal }) => Promise<T> | T, opts: KeepLeaseOptions): Promise<T> {
     const lease = await this.keepLease(lock, opts);
     try {
       return await fn({ token: lease.token, signal: lease.signal });
@@ -659,7 +777,10 @@ export class DlockClient {
 
   /**
    * Hold `lock` as a lease and keep renewing it: acquire with `ttl` (waiting
-   * up to `timeout` ms, default forever), then renew every ttl/3. The lease is
+   * up to `timeout` ms, default forever), then renew every ttl/3. Any kind
+   * of hold: alone, `shared` [LP-20], one of `limit` [LP-21], or an array of
+   * names, all or nothing with one token [LP-22] (each renewed by name,
+   * all released by one `release`). The lease is
    * lost when a renew is refused (someone else holds it, or it expired),
    * when it cannot be renewed before its end, or when the client closes for
    * good; `onLost` is then called once and `lost` resolves. With
@@ -668,16 +789,19 @@ export class DlockClient {
    * that happens before the lease's end (counted from when the last renew
    * that succeeded was sent, so never later than the cluster's).
    */
-  async keepLease(lock: string, opts: KeepLeaseOptions): Promise<KeptLease> {
+  async keepLease(lock: LockNames, opts: KeepLeaseOptions): Promise<KeptLease> {
+    // Checked before anything is sent, also with retries.
+    namesArg(lock);
+    kindArg(lock, opts);
     const retries = opts.retry?.retries ?? 0;
     const delayMs = opts.retry?.delayMs ?? 200;
     const jitterMs = opts.retry?.jitterMs ?? Math.floor(delayMs / 2);
     for (let attempt = 0; ; attempt++) {
       opts.signal?.throwIfAborted();
       const sent = performance.now();
-      const got = await this.acquireUntil(lock, opts.ttl, opts.timeout, opts.signal, opts.value);
+      const got = await this.acquireUntil(lock, opts);
       if (got.ok) return new KeptLease(this, lock, got.token, opts.ttl, sent, opts.onLost);
-      if (attempt >= retries) throw new LockNotAcquiredError(lock, got.owner);
+      if (attempt >= retries) throw new LockNotAcquiredError(got.lock ?? (namesOf(lock)[0] as string), got.owner);
       await pause(delayMs + Math.floor(Math.random() * (jitterMs + 1)), opts.signal);
     }
   }
@@ -689,8 +813,9 @@ export class DlockClient {
    * effect within that, and each slice queues again, behind those that came
    * meanwhile (without a signal the wait keeps its place: LP-9).
    */
-  private async acquireUntil(lock: string, ttl: number, timeout: number | undefined, signal: AbortSignal | undefined, value: string | undefined): Promise<AcquireResult> {
-    const v = value === undefined ? {} : { value };
+  private async acquireUntil(lock: LockNames, opts: KeepLeaseOptions): Promise<AcquireResult> {
+    const { ttl, timeout, signal } = opts;
+    const v = { ...(opts.value === undefined ? {} : { value: opts.value }), ...(opts.shared === undefined ? {} : { shared: opts.shared }), ...(opts.limit === undefined ? {} : { limit: opts.limit }) };
     if (signal === undefined) return this.acquire(lock, timeout === undefined ? { ttl, ...v } : { ttl, timeout, ...v });
     const until = timeout === undefined ? Infinity : performance.now() + timeout;
     for (;;) {
@@ -729,7 +854,7 @@ function pause(ms: number, signal?: AbortSignal): Promise<void> {
 /** Who leads a name (observe()): the holder's client id, its token and value; all null when none does. */
 export type Leader = { leader: ClientId; token: number; value: string | null } | { leader: null; token: null; value: null };
 
-export interface KeepLeaseOptions {
+export interface KeepLeaseOptions extends HoldKind {
   /** Lease length, ms; renewed every third of it. */
   ttl: number;
   /** ms to wait for the lock (each try); absent: as long as it takes [LP-9]. */
@@ -744,7 +869,21 @@ export interface KeepLeaseOptions {
   onLost?: (err: LockLostError) => void;
 }
 
+/** Options of readLock, writeLock, semaphore and lockAll: keepLease's, the kind set by the method, `ttl` defaulting to DEFAULT_LEASE_TTL_MS. */
+export type HoldOptions = Omit<KeepLeaseOptions, 'ttl' | 'shared' | 'limit'> & { ttl?: number };
+
+/**
+ * A lease kept renewed (keepLease and the methods built on it): of one
+ * lock held alone, shared [LP-20] or as one of a semaphore's holds
+ * [LP-21], or of several locks held together with one token [LP-22].
+ */
 export class KeptLease {
+  /** The first (or only) lock of the lease. */
+  readonly lock: string;
+  /** Every lock of the lease, in the request's order [LP-22]. */
+  readonly locks: readonly string[];
+  /** The locks as messages name them. */
+  private readonly named: string;
   private readonly aborter = new AbortController();
   /** Aborts, with the LockLostError as its reason, when the lease is lost. */
   readonly signal: AbortSignal = this.aborter.signal;
@@ -763,13 +902,16 @@ export class KeptLease {
 
   constructor(
     private readonly client: DlockClient,
-    readonly lock: string,
+    locks: LockNames,
     readonly token: number,
     private readonly ttl: number,
     /** When the request that set the lease's current end was sent (ms since the epoch). */
     since: number,
     private readonly onLost?: (err: LockLostError) => void,
   ) {
+    this.locks = [...namesOf(locks)];
+    this.lock = this.locks[0] as string;
+    this.named = this.locks.join(' ');
     this.lost = new Promise((resolve) => {
       this.settle = resolve;
     });
@@ -804,9 +946,10 @@ export class KeptLease {
     if (this.done || this.renewing) return;
     this.renewing = true;
     const sent = performance.now();
-    let r: RenewResult;
+    let rs: RenewResult[];
     try {
-      r = await this.client.renew(this.lock, this.ttl);
+      // `renew` takes one name: each lock of the lease, pipelined [LP-2].
+      rs = await Promise.all(this.locks.map((lock) => this.client.renew(lock, this.ttl)));
     } catch (err) {
       this.renewing = false;
       // A break: with reconnect on, the client resumes and onReconnect renews; else it closes (onClose).
@@ -817,21 +960,23 @@ export class KeptLease {
     this.renewing = false;
     if (this.done) {
       // A renew that landed after the lease was given up (reported lost, or released): release it again.
-      if (r.ok && r.token === this.token) void this.releaseQuietly();
+      if (rs.some((r) => r.ok && r.token === this.token)) void this.releaseQuietly();
       return;
     }
-    if (!r.ok) this.fail(`renew refused: lock ${this.lock} is held by ${r.owner ?? 'nobody'}`);
-    else if (r.token !== this.token) this.fail(`lock ${this.lock} was granted again (token ${r.token}, ours ${this.token})`);
-    else {
+    // Each lock's renew answers this lease's token, or the lease is lost [LP-7, LP-22].
+    const i = rs.findIndex((r) => !r.ok || r.token !== this.token);
+    const r = rs[i];
+    if (r === undefined) {
       this.armEnd(sent);
       this.schedule();
-    }
+    } else if (!r.ok) this.fail(`renew refused: lock ${this.locks[i] as string} is held by ${r.owner ?? 'nobody'}`);
+    else this.fail(`lock ${this.locks[i] as string} was granted again (token ${r.token}, ours ${this.token})`);
   }
 
   private fail(reason: string): void {
     if (this.done) return;
     this.finish();
-    const err = new LockLostError(`lease on ${this.lock} lost: ${reason}`);
+    const err = new LockLostError(`lease on ${this.named} lost: ${reason}`);
     // Lost as far as the caller knows: renew no more, and release it if the
     // cluster still holds it for this client (a release of a lock another
     // holds changes nothing [LP-10]).
@@ -841,14 +986,29 @@ export class KeptLease {
     this.settle(err);
   }
 
-  /** Release, answering `ok: false` when it cannot be sent (the client closed, or the node answered an error). */
+  /**
+   * Release, answering `ok: false` when it cannot be sent (the client
+   * closed, or the node answered an error). Several locks are released one
+   * name at a time, so that those still this client's are freed whatever
+   * became of the others (a release of a lock another holds changes
+   * nothing [LP-10]); the answer is the first refusal, with its `lock`.
+   */
   private releaseQuietly(): Promise<ReleaseResult> {
     const notSent: ReleaseResult = { op: 'release', ok: false, owner: null };
     if (this.client.closed) return Promise.resolve(notSent);
-    const p = this.client.release(this.lock).catch((err: unknown) => {
-      if (err instanceof ConnectionClosedError || err instanceof ServerError) return notSent;
-      throw err;
-    });
+    const one = (lock: string): Promise<ReleaseResult> =>
+      this.client.release(lock).catch((err: unknown) => {
+        if (err instanceof ConnectionClosedError || err instanceof ServerError) return notSent;
+        throw err;
+      });
+    const p =
+      this.locks.length === 1
+        ? one(this.lock)
+        : Promise.all(this.locks.map(one)).then((rs): ReleaseResult => {
+            const i = rs.findIndex((r) => !r.ok);
+            const r = rs[i];
+            return r === undefined ? { op: 'release', ok: true } : r.ok ? r : { ...r, lock: this.locks[i] as string };
+          });
     // Made without a caller waiting: any other error is for release(), which returns this promise, not an unhandled rejection.
     p.catch((err: unknown) => void err);
     return p;
@@ -863,15 +1023,21 @@ export class KeptLease {
   }
 
   /**
-   * Stop renewing and release the lock. On a lease already lost (or
-   * released) it resolves with what the release made then answered, and
-   * never throws for that: a `finally` can always call it.
+   * Stop renewing and release the lock, or every lock of the lease with
+   * one `release` [LP-22]. On a lease already lost (or released) it
+   * resolves with what the release made then answered, and never throws
+   * for that: a `finally` can always call it. A release of several that is
+   * refused (one of them no longer this client's, its `lock` named) changes
+   * nothing [LP-22]: the others are then released one at a time.
    */
   async release(): Promise<ReleaseResult> {
     if (this.released !== null) return this.released;
     this.finish();
     this.settle(null);
-    this.released = this.client.release(this.lock);
+    this.released = this.client.release(this.locks).then((r) => {
+      if (!r.ok && this.locks.length > 1) void this.releaseQuietly();
+      return r;
+    });
     return this.released;
   }
 

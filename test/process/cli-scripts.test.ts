@@ -7,7 +7,8 @@
  *  - usage errors: one line and a pointer to --help;
  *  - `dlock lock NAME -- COMMAND`: the command runs holding the lock, with
  *    DLOCK_LOCK and DLOCK_TOKEN, and its status is ours; a lock lost
- *    mid-run stops the command.
+ *    mid-run stops the command; `--shared` [LP-20], `--limit N` [LP-21]
+ *    and several names [LP-22], and their usage errors.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,7 +64,41 @@ describe('dlock client REQUEST (one-shot)', () => {
     expect(shown.out()).toMatch(/^CheckLock:Lock:\d+ token=\d+ ttl=\d+ value=10\.0\.0\.5:8080\n$/);
     const bad = client(['preempt']);
     expect(await bad.exit).toBe(2);
-    expect(bad.out()).toBe('Error: preempt needs a lock name; usage: preempt <lock> [ttl=<ms>] [value=<v>]\n');
+    expect(bad.out()).toBe('Error: preempt needs a lock name; usage: preempt <lock> [<lock>…] [shared|limit=<n>] [ttl=<ms>] [value=<v>]\n');
+  });
+
+  it('[LP-20, LP-21, LP-22] several names, shared and limit=: 0 when granted, 1 when refused (a refusal for several names names the lock), 2 on an Error', async () => {
+    const both = client(['preempt', 's-m1', 's-m2', 'ttl=60000']);
+    expect(await both.exit).toBe(0);
+    const [, owner, token] = /^PreemptLock Success owner=(\d+) token=(\d+)\n$/.exec(both.out()) ?? [];
+    expect(token).toBeDefined();
+    const shown = client(['check', 's-m2']);
+    expect(await shown.exit).toBe(0);
+    expect(shown.out()).toMatch(new RegExp(`^CheckLock:Lock:${owner} token=${token} ttl=\\d+\n$`));
+    const blocked = client(['preempt', 's-m3', 's-held']);
+    expect(await blocked.exit).toBe(1);
+    expect(blocked.out()).toBe(`PreemptLock Failed owner=${holder.id} lock=s-held\n`);
+    const waited = client(['acquire', 's-m3', 's-held', 'timeout=0']);
+    expect(await waited.exit).toBe(1);
+    expect(waited.out()).toBe(`AcquireLock Timeout owner=${holder.id} lock=s-held\n`);
+    const notOurs = client(['--json', 'release', 's-m1', 's-m2']); // another client's: all or nothing
+    expect(await notOurs.exit).toBe(1);
+    expect(JSON.parse(notOurs.out())).toEqual({ request: 'release s-m1 s-m2', reply: `ReleaseLock Failed owner=${owner} lock=s-m1`, ok: false, op: 'release', owner: Number(owner), lock: 's-m1' });
+    const shared = client(['preempt', 's-sh', 'shared', 'ttl=60000']);
+    expect(await shared.exit).toBe(0);
+    const joined = client(['acquire', 's-sh', 'shared', 'timeout=0', 'ttl=60000']);
+    expect(await joined.exit).toBe(0);
+    const sharedCheck = client(['check', 's-sh']);
+    expect(await sharedCheck.exit).toBe(0);
+    expect(sharedCheck.out()).toMatch(/^CheckLock:Shared:2 token=\d+ owners=\d+,\d+\n$/);
+    const sem = client(['preempt', 's-sem', 'limit=1', 'ttl=60000']);
+    expect(await sem.exit).toBe(0);
+    const full = client(['preempt', 's-sem', 'limit=1']);
+    expect(await full.exit).toBe(1);
+    expect(full.out()).toMatch(/^PreemptLock Failed owner=\d+\n$/);
+    const otherLimit = client(['preempt', 's-sem', 'limit=2']);
+    expect(await otherLimit.exit).toBe(2);
+    expect(otherLimit.out()).toBe('Error: s-sem is held with limit=1\n');
   });
 
   it('[LP-16] one client across calls: `dlock client session` exports DLOCK_SESSION, and later calls act as that client', async () => {
@@ -218,6 +253,104 @@ describe('dlock lock NAME -- COMMAND', () => {
     const bad = lock(['s-leads', '--value', '', '--', 'true']);
     expect(await bad.exit).toBe(2); // a usage error
     expect(bad.err()).toBe("dlock: value must be 1 to 1024 bytes once percent-encoded, got 0\nRun 'dlock lock --help' for usage.\n");
+  });
+
+  it('--shared: commands holding the lock shared run at once; one holding it alone waits for them [LP-20]', async () => {
+    const done = join(mkdtempSync(join(tmpdir(), 'dlock-shared-')), 'done');
+    const reader = (): Running => lock(['s-doc', '--shared', '--', 'sh', '-c', `echo "reading $DLOCK_LOCK $DLOCK_TOKEN"; while [ ! -e ${done} ]; do sleep 0.05; done`]);
+    const [r1, r2] = [reader(), reader()];
+    await eventually(() => r1.out().startsWith('reading') && r2.out().startsWith('reading'), 'both readers running', 10_000);
+    const tokens = [r1, r2].map((r) => Number(/^reading s-doc (\d+)\n$/.exec(r.out())?.[1]));
+    expect(tokens[0]).not.toBe(tokens[1]); // [LP-7] each its own
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    expect(await holder.ask('check s-doc')).toMatch(new RegExp(`^CheckLock:Shared:2 token=${Math.max(...(tokens as [number, number]))} owners=\\d+,\\d+$`));
+    const writer = lock(['s-doc', '--', 'sh', '-c', 'echo "alone $DLOCK_TOKEN"']);
+    // [LP-20] a shared request is refused while the lock is held shared only when an earlier waiter wants it alone: the writer.
+    const probe = await LineClient.open(ports['leader'] as number);
+    await eventually(
+      async () => {
+        const r = await probe.ask('preempt s-doc shared');
+        if (r.startsWith('PreemptLock Success')) expect(await probe.ask('release s-doc')).toBe('ReleaseLock Success');
+        return r.startsWith('PreemptLock Failed');
+      },
+      'the writer waiting',
+      10_000,
+    );
+    probe.close();
+    expect(writer.out()).toBe('');
+    writeFileSync(done, '');
+    expect([await r1.exit, await r2.exit]).toEqual([0, 0]);
+    expect(await writer.exit).toBe(0);
+    const alone = Number(/^alone (\d+)\n$/.exec(writer.out())?.[1]);
+    expect(alone).toBeGreaterThan(Math.max(...(tokens as [number, number])));
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    expect(await holder.ask('check s-doc')).toBe('CheckLock:Free');
+  });
+
+  it('--limit N: at most N commands hold it at once; the next runs once one ends [LP-21]', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-limit-'));
+    const slot = (name: string): Running => lock(['s-pool', '--limit', '2', '--', 'sh', '-c', `echo "in $DLOCK_TOKEN"; while [ ! -e ${join(dir, name)} ]; do sleep 0.05; done`]);
+    const [p1, p2] = [slot('1'), slot('2')];
+    await eventually(() => p1.out().startsWith('in') && p2.out().startsWith('in'), 'two holders running', 10_000);
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    expect(await holder.ask('check s-pool')).toMatch(/^CheckLock:Held:2\/2 token=\d+ owners=\d+,\d+$/);
+    const turnedAway = lock(['s-pool', '--limit', '2', '--timeout', '200', '--', 'sh', '-c', 'echo ran']);
+    expect(await turnedAway.exit).toBe(1);
+    expect(turnedAway.out()).toBe('');
+    expect(turnedAway.err()).toMatch(/^dlock lock: s-pool is held by \d+; not acquired within 200 ms\n$/);
+    const p3 = slot('3');
+    // Its request has reached the node (and is logged) while both slots are taken.
+    const asked = (): number => [...proc.out().matchAll(/ Request \d+: acquire s-pool limit=2 ttl=10000$/gm)].length;
+    await eventually(() => asked() === 3, 'the third request at the node', 10_000);
+    expect(p3.out()).toBe('');
+    writeFileSync(join(dir, '1'), '');
+    expect(await p1.exit).toBe(0);
+    await eventually(() => p3.out().startsWith('in'), 'the third running', 10_000);
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    expect(await holder.ask('check s-pool')).toMatch(/^CheckLock:Held:2\/2 /);
+    writeFileSync(join(dir, '2'), '');
+    writeFileSync(join(dir, '3'), '');
+    expect([await p2.exit, await p3.exit]).toEqual([0, 0]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('several names: all of them at once with one token, DLOCK_LOCK the names; one held elsewhere: exit 1 naming it, nothing taken [LP-22]', async () => {
+    const done = join(mkdtempSync(join(tmpdir(), 'dlock-several-')), 'done');
+    const l = lock(['s-a', 's-b', 's-c', '--', 'sh', '-c', `echo "held $DLOCK_LOCK|$DLOCK_TOKEN"; while [ ! -e ${done} ]; do sleep 0.05; done`]);
+    await eventually(() => l.out().startsWith('held'), 'the command to run', 10_000);
+    const token = /^held s-a s-b s-c\|(\d+)\n$/.exec(l.out())?.[1];
+    expect(token).toBeDefined();
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    const shown: string[] = [];
+    for (const n of ['s-a', 's-b', 's-c']) shown.push(await holder.ask(`check ${n}`));
+    const owner = /^CheckLock:Lock:(\d+) /.exec(shown[0] as string)?.[1];
+    for (const line of shown) expect(line).toMatch(new RegExp(`^CheckLock:Lock:${owner} token=${token} ttl=\\d+$`));
+    const blocked = lock(['s-d', 's-held', '--timeout', '200', '--', 'sh', '-c', 'echo ran']);
+    expect(await blocked.exit).toBe(1);
+    expect(blocked.out()).toBe('');
+    expect(blocked.err()).toBe(`dlock lock: s-held is held by ${holder.id}; not acquired within 200 ms\n`);
+    writeFileSync(done, '');
+    expect(await l.exit).toBe(0);
+    expect(await holder.ask('sync')).toBe('Sync Success');
+    for (const n of ['s-a', 's-b', 's-c', 's-d']) expect(await holder.ask(`check ${n}`)).toBe('CheckLock:Free');
+  });
+
+  it('--shared with --limit, --value with either, or several names with either: a usage error, exit 2', async () => {
+    const cases: Array<[string[], string]> = [
+      [['s-u', '--shared', '--limit', '2'], '--shared and --limit name two kinds of hold: give one'],
+      [['s-u', '--shared', '--value', 'v'], '--value is for a lock held alone, not with --shared (LP-18)'],
+      [['s-u', '--limit', '3', '--value', 'v'], '--value is for a lock held alone, not with --limit (LP-18)'],
+      [['s-u', 's-v', '--limit', '3'], 'several locks are held alone, all or nothing: --limit goes with one name (LP-22)'],
+      [['s-u', 's-v', '--shared'], 'several locks are held alone, all or nothing: --shared goes with one name (LP-22)'],
+      [['s-u', '--limit', '0'], '--limit must be a whole number from 1 to 10000'],
+      [['s-u', 's-u'], 'lock s-u named twice: name each lock once'],
+    ];
+    const runs = cases.map(([args]) => lock([...args, '--', 'sh', '-c', 'echo ran']));
+    for (const [i, r] of runs.entries()) {
+      expect(await r.exit).toBe(2);
+      expect(r.out()).toBe('');
+      expect(r.err()).toBe(`dlock: ${cases[i]?.[1]}\nRun 'dlock lock --help' for usage.\n`);
+    }
   });
 
   it('waits for a held lock up to --timeout, then exits 1 without running the command', async () => {
