@@ -357,7 +357,9 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     await chaos;
     hosts?.hosts.forEach((_h, i) => hosts.link(i, true));
     await settle(120_000);
-    // Replicas: every node's table (owner, token, waiters of every lock) must become the leader's.
+    // Replicas: every node's table (tableRow: owner, token, holders, limit,
+    // value, waiters of every lock) and its `check` of every lock the run
+    // used (Harness.checkReplies) must become the leader's.
     const deadline = performance.now() + 10_000;
     let diffs: string[] = [];
     let locks = 0;
@@ -365,10 +367,10 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
     const live = await etcdLinks(etcd.endpoints);
     for (;;) {
       const views = await Promise.all(nodes.map(async (n) => ({ n, v: await viewOnce(live.links.get(n.name) ?? n.link, { secret: live.secret, tls: null }, 1_000_000) })));
-      const rows = views.map(({ n, v }) => ({ name: n.name, leads: v.stats['leads'] === true, rows: v.locks.map(tableRow) }));
+      const rows = await Promise.all(views.map(async ({ n, v }) => ({ name: n.name, leads: v.stats['leads'] === true, locks: v.locks.length, rows: [...v.locks.map(tableRow), ...(await harness.checkReplies(n.port)).map((c) => `check ${c}`)] })));
       const lead = rows.find((r) => r.leads) ?? rows[0];
       diffs = lead === undefined ? ['no node answered'] : tableDiffs(rows, lead);
-      locks = lead?.rows.length ?? 0;
+      locks = lead?.locks ?? 0;
       if (diffs.length === 0 || performance.now() > deadline) break;
       await pause(200);
     }
@@ -376,7 +378,7 @@ export async function runSafetyProcs(o: ProcsOptions): Promise<SafetyResult> {
       throw new Error(`${(err as Error).message}; the last log lines:\n${lastLines()}`);
     });
     harness.history.diverged = diffs;
-    return { report: check(harness.history), counters: harness.counters, faults, failovers, restarts, leasesChecked, replicas: { locks, nodes: nodes.length }, seconds: elapsed(), timeline };
+    return { report: check(harness.history), counters: harness.counters, faults, failovers, restarts, leasesChecked, replicas: { locks, nodes: nodes.length, checked: harness.lockNames().length }, seconds: elapsed(), timeline };
   } finally {
     for (const n of nodes) n.proc?.kill('SIGKILL');
     await etcd?.stop();

@@ -36,8 +36,8 @@ export interface SafetyResult {
   failovers: number;
   restarts: number;
   leasesChecked: number;
-  /** The tables compared at the end: locks in the leader's, over this many nodes. */
-  replicas: { locks: number; nodes: number };
+  /** The tables compared at the end: locks in the leader's, over this many nodes, and how many lock names each node was asked to `check`. */
+  replicas: { locks: number; nodes: number; checked: number };
   seconds: number;
   /** Every node's and the supervisor's log lines, stamped on the harness's clock (performance.now()). */
   timeline: Array<{ at: number; node: string; text: string }>;
@@ -46,18 +46,21 @@ export interface SafetyResult {
 /** The log lines around the first violation, to explain it. */
 export function around(r: SafetyResult, beforeMs = 1500, afterMs = 300): string[] {
   const rep = r.report;
-  const first = rep.overlaps[0]?.a ?? rep.tokenOrder[0]?.a ?? rep.lost[0]?.hold;
+  const second = rep.overlaps[0]?.b ?? rep.tokenOrder[0]?.b ?? rep.overLimit[0]?.holds[1] ?? rep.tokensBehind[0]?.b;
+  const first = rep.overlaps[0]?.a ?? rep.tokenOrder[0]?.a ?? rep.overLimit[0]?.holds[0] ?? rep.tokensBehind[0]?.a ?? rep.lost[0]?.hold ?? rep.staleReads[0]?.hold ?? rep.earlyWatches[0]?.hold;
   if (first === undefined) {
-    // A hang: everything the nodes logged from its request on, about its client or not.
-    const hang = rep.hangs[0];
-    if (hang === undefined) return [];
-    return r.timeline.filter((l) => l.at >= hang.at - beforeMs && l.at <= hang.at + hang.waitedMs).map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`);
+    // A hang, a partial grant [LP-22] or a refusal ruled out: everything the nodes logged from its request on, about its client or not.
+    const at = rep.hangs[0]?.at ?? rep.partialGrants[0]?.at ?? rep.refusals[0]?.at;
+    if (at === undefined) return [];
+    const until = at + (rep.hangs[0]?.waitedMs ?? 2000);
+    return r.timeline.filter((l) => l.at >= at - beforeMs && l.at <= until).map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`);
   }
-  const to = (rep.overlaps[0]?.b.start ?? first.end) + afterMs;
-  // Per-request lines only about the lock or its holders; everything else (faults, failovers) in full.
-  const about = new RegExp(`\\b(${first.lock}|${first.client}|${rep.overlaps[0]?.b.client ?? first.client})\\b`);
+  const to = Math.max(second?.start ?? first.end, first.end === Infinity ? first.start : first.end) + afterMs;
+  // Per-request lines only about the locks or their holders; everything else (faults, failovers) in full.
+  const names = [...(first.locks ?? [first.lock]), ...(second?.locks ?? (second === undefined ? [] : [second.lock]))].map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  const about = new RegExp(`\\b(${[...names, first.client, second?.client ?? first.client].join('|')})\\b`);
   return r.timeline
-    .filter((l) => l.at >= first.start - beforeMs && l.at <= to)
+    .filter((l) => l.at >= Math.min(first.start, second?.start ?? first.start) - beforeMs && l.at <= to)
     .filter((l) => !/^(Request|Response|broadcast|Connect from|Disconnect)/.test(l.text) || about.test(l.text)).map((l) => `  @${l.at.toFixed(1)} ${l.node}: ${l.text}`);
 }
 
@@ -130,12 +133,12 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
     // of the node that answered, not of every node at once). A lease must
     // then be on every node once they have caught up; one that is still
     // missing after that was lost.
-    const replicas = await replicasAgree(cluster);
+    const replicas = await replicasAgree(cluster, harness);
     const leasesChecked = await harness.finalCheck(ports()).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}; the last log lines:\n${lastLines()}`);
     });
     harness.history.diverged = replicas.diffs;
-    return { report: check(harness.history), counters: harness.counters, faults: { ...chaos.counts }, failovers, restarts, leasesChecked, replicas: { locks: replicas.locks, nodes: replicas.nodes }, seconds: elapsed(), timeline };
+    return { report: check(harness.history), counters: harness.counters, faults: { ...chaos.counts }, failovers, restarts, leasesChecked, replicas: { locks: replicas.locks, nodes: replicas.nodes, checked: replicas.checked }, seconds: elapsed(), timeline };
   } finally {
     clearInterval(progress);
     await chaos.stop();
@@ -143,18 +146,17 @@ export async function runSafety(o: SafetyOptions): Promise<SafetyResult> {
   }
 }
 
-/**
- * Once clients are gone, every node's table must become the leader's: the
- * same owner, token and waiters for every lock. Leases may still expire
- * while the tables are read, so this asks until they agree, for up to 5 s;
- * a replica with a gap or a duplicate never does. Returns the differences
- * still seen at the end (none when they agree).
- */
 /** Leases taken before the run that must outlive it (Harness.plant). */
 export const ANCHORS = 8;
 
-/** One row of a node's lock table, as compared across nodes. */
-export const tableRow = (r: { lock: string; owner: number; token: number; waiters: number[] }): string => `${r.lock} owner=${r.owner} token=${r.token} waiters=${r.waiters.join(',')}`;
+/**
+ * One row of a node's lock table, as compared across nodes: owner and
+ * token (of a lock with several holders, the newest's), every holder and
+ * the limit [LP-20, LP-21], the value [LP-18], whether it is leased (not
+ * the time left: each node's clock reads its own), and the waiters.
+ */
+export const tableRow = (r: { lock: string; owner: number; token: number; ttlLeft?: number | null; waiters: number[]; value?: string; holders?: number[]; limit?: number | null }): string =>
+  `${r.lock} owner=${r.owner} token=${r.token}${r.holders === undefined ? '' : ` holders=${r.holders.join(',')} limit=${r.limit ?? 'shared'}`}${r.ttlLeft === undefined ? '' : r.ttlLeft === null ? ' session' : ' lease'}${r.value === undefined ? '' : ` value=${r.value}`} waiters=${r.waiters.join(',')}`;
 
 /** How every table differs from the leader's (none when they agree). */
 export function tableDiffs(tables: Array<{ name: string; rows: string[] }>, leader: { name: string; rows: string[] }): string[] {
@@ -178,24 +180,38 @@ export function report(r: SafetyResult, faults: string): string {
       summary(r.report),
       `releases ${c.releases}, renews ${c.renews}, client disconnects ${c.disconnects}, holds cut by faults ${c.cuts}, resumed after a break (LP-16) ${c.resumes}, error replies ${c.errors}`,
       faults,
-      `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes`,
+      `leases checked on every node at the end: ${r.leasesChecked}; lock tables compared: ${r.replicas.locks} locks on ${r.replicas.nodes} nodes, and their check of all ${r.replicas.checked} lock names the run used`,
       ...(r.report.violations === 0 ? [] : ['log around the first violation:', ...around(r)]),
       r.report.violations === 0 ? 'OK: no violations' : `FAILED: ${r.report.violations} violations`,
     ].join('\n') + '\n'
   );
 }
 
-async function replicasAgree(cluster: Cluster): Promise<{ diffs: string[]; locks: number; nodes: number }> {
+/**
+ * Once clients are gone, every node's table must become the leader's: the
+ * same rows (tableRow: owner, token, holders, limit, value, waiters) for
+ * every lock, and the same `check` of every lock the run used (mode and
+ * owners [LP-20, LP-21], value [LP-18], or Free; Harness.checkReplies).
+ * Leases may still expire while the tables are read, so this asks until
+ * they agree, for up to 5 s; a replica with a gap or a duplicate never
+ * does. Returns the differences still seen at the end (none when they agree).
+ */
+async function replicasAgree(cluster: Cluster, harness: Harness): Promise<{ diffs: string[]; locks: number; nodes: number; checked: number }> {
   const deadline = performance.now() + 5000;
+  const checked = harness.lockNames().length;
   for (;;) {
     const tables = await Promise.all(
-      cluster.nodes.map(async (n) => ({ name: n.name, rows: (await cluster.locks(n.name, 100_000)).map(tableRow) })),
+      cluster.nodes.map(async (n) => {
+        const rows = (await cluster.locks(n.name, 100_000)).map(tableRow);
+        const checks = (await harness.checkReplies(n.port)).map((c) => `check ${c}`);
+        return { name: n.name, rows: [...rows, ...checks], locks: rows.length };
+      }),
     );
     const roles = await cluster.roles();
     const leader = tables.find((t) => roles.find((n) => n.name === t.name)?.role === 'leader');
-    if (leader === undefined) return { diffs: ['no leader at the end'], locks: 0, nodes: tables.length };
+    if (leader === undefined) return { diffs: ['no leader at the end'], locks: 0, nodes: tables.length, checked };
     const diffs = tableDiffs(tables, leader);
-    if (diffs.length === 0 || performance.now() > deadline) return { diffs, locks: leader.rows.length, nodes: tables.length };
+    if (diffs.length === 0 || performance.now() > deadline) return { diffs, locks: leader.locks, nodes: tables.length, checked };
     await new Promise((r) => setTimeout(r, 100));
   }
 }
