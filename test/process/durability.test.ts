@@ -102,6 +102,36 @@ describe('dlock up --data-dir', () => {
     expect(await c.exit).toBe(0);
   });
 
+  it('shared holds, semaphores and several locks at once survive kill -9; a session hold among them ends [LP-20, LP-21, LP-22]', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'dlock-kinds-'));
+    try {
+      const a = await up(['--quiet', '--data-dir', fresh]);
+      const c = await LineClient.open(a.ports['follower-1'] as number);
+      const d = await LineClient.open(a.ports['follower-2'] as number);
+      const t1 = tokenOf(await c.ask('preempt k-shared shared ttl=600000'));
+      expect(await d.ask('preempt k-shared shared')).toMatch(/^PreemptLock Success/); // a session hold: ends with the run
+      const t2 = tokenOf(await c.ask('preempt k-sem limit=3 ttl=600000'));
+      const t3 = tokenOf(await d.ask('preempt k-sem limit=3 ttl=600000'));
+      const t4 = tokenOf(await c.ask('preempt k-a k-b k-c ttl=600000 value=batch7'));
+      a.child.kill('SIGKILL');
+      expect(await a.exit).toBeNull();
+      c.close();
+      d.close();
+      const b = await up(['--quiet', '--data-dir', fresh]);
+      const r = await LineClient.open(b.ports['leader'] as number);
+      expect(await r.ask('check k-shared')).toBe(`CheckLock:Shared:1 token=${t1} owners=${c.id}`);
+      expect(await r.ask('check k-sem')).toBe(`CheckLock:Held:2/3 token=${t3} owners=${c.id},${d.id}`);
+      expect(await r.ask(`validate k-sem ${t2}`)).toBe('ValidateLock Valid');
+      for (const l of ['k-a', 'k-b', 'k-c']) expect(await r.ask(`check ${l}`)).toMatch(new RegExp(`^CheckLock:Lock:${c.id} token=${t4} ttl=\\d+ value=batch7$`));
+      expect(tokenOf(await r.ask('preempt k-after'))).toBeGreaterThan(t4); // [LP-7]
+      r.close();
+      b.child.kill('SIGTERM');
+      expect(await b.exit).toBe(0);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
   it('client ids go on from the last one handed out after a clean stop, not from the end of a reservation [LP-4]', async () => {
     const fresh = mkdtempSync(join(tmpdir(), 'dlock-ids-'));
     try {

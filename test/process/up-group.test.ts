@@ -149,6 +149,8 @@ describe('dlock up --replication group --data-dir', () => {
     const first = await up(['--replication', 'group', '--data-dir', dir, '--quiet']);
     const leases = new Map<string, string>();
     const holders: LineClient[] = [];
+    const kinds = { shared: 0, sem: 0, both: 0 };
+    const ids: number[] = [];
     try {
       for (const name of ['leader', 'follower-1', 'follower-2']) {
         const c = await LineClient.open(first.ports[name] as number);
@@ -162,6 +164,12 @@ describe('dlock up --replication group --data-dir', () => {
         }
       }
       expect(await holders[1]?.ask('preempt held-by-a-session')).toMatch(/^PreemptLock Success/);
+      // [LP-20, LP-21, LP-22] holds among several and several locks at once, as leases, and a shared session hold
+      kinds.shared = tokenOf(` ${await holders[0]?.ask('preempt g-shared shared ttl=600000')}`);
+      expect(await holders[1]?.ask('preempt g-shared shared')).toMatch(/^PreemptLock Success/);
+      kinds.sem = tokenOf(` ${await holders[2]?.ask('preempt g-sem limit=2 ttl=600000')}`);
+      kinds.both = tokenOf(` ${await holders[0]?.ask('preempt g-x g-y ttl=600000')}`);
+      ids.push(...holders.map((h) => h.id));
     } finally {
       first.proc.child.kill('SIGKILL');
       await first.proc.exit;
@@ -178,8 +186,11 @@ describe('dlock up --replication group --data-dir', () => {
           const [grant, value] = l.split('\u0000') as [string, string];
           expect(await c.ask(`check ${lock}`)).toMatch(new RegExp(`^CheckLock:Lock:${grant.replace('owner=', '')} ttl=\\d+${value}$`));
         }
+        await eventually(async () => (await c.ask('check g-shared', 5000)) === `CheckLock:Shared:1 token=${kinds.shared} owners=${ids[0]}`, `the shared session hold ended, read through ${name}`, 15_000, 100);
+        expect(await c.ask('check g-sem')).toBe(`CheckLock:Held:1/2 token=${kinds.sem} owners=${ids[2]}`);
+        for (const l of ['g-x', 'g-y']) expect(await c.ask(`check ${l}`)).toMatch(new RegExp(`^CheckLock:Lock:${ids[0]} token=${kinds.both} ttl=\\d+$`));
         const r = await c.ask(`preempt after-${name}`, 10_000);
-        expect(tokenOf(r)).toBeGreaterThan(highest); // [LP-7]
+        expect(tokenOf(r)).toBeGreaterThan(Math.max(highest, kinds.both)); // [LP-7]
         c.close();
       }
     } finally {
