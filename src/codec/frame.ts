@@ -282,7 +282,12 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
     isPositiveInt(x[0]) &&
     (x[1] === null || isPositiveInt(x[1])) &&
     (x[2] === null || isNat(x[2]));
-  const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
+  // Within one queue each client once; a waiter for several locks only in the queue of one of them [LP-22].
+  let rowNames: string[] | null = null;
+  const nameOf = (i: number): string => (rowNames ??= w.names.split('\n'))[i] as string;
+  const consistent = (name: () => string, ws: unknown[]): boolean =>
+    new Set(ws.map((x) => (x as unknown[])[0])).size === ws.length && ws.every((x) => { const m = (x as unknown[])[4] as { locks?: string[] } | undefined; return m?.locks === undefined || m.locks.includes(name()); });
+  const queue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && isNat(x[0]) && x[0] < w.count && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter) && consistent(() => nameOf(x[0] as number), x[1] as unknown[]);
   if (!w.waiters.every(queue)) throw new CodecError('malformed snapshot waiters');
   // [LP-20, LP-21] locks with several holders, and queues of locks not held alone: by name, each once, none a row of this part.
   if (w.groups !== undefined || w.queues !== undefined) {
@@ -291,10 +296,12 @@ export function decodeSnapshot(w: WireSnapshot): Snapshot {
     const named = (x: unknown): boolean => typeof x === 'string' && isLockName(x) && x > prev && !rows.has(x) && ((prev = x), true);
     const holdOk = (x: unknown): boolean => Array.isArray(x) && x.length === 3 && isPositiveInt(x[0]) && isPositiveInt(x[1]) && (x[1] as number) < w.nextToken && (x[2] === null || isNat(x[2]));
     const group = (x: unknown): boolean =>
-      Array.isArray(x) && x.length === 3 && named(x[0]) && (x[1] === null || (isPositiveInt(x[1]) && (x[1] as number) <= MAX_HOLDERS)) && Array.isArray(x[2]) && x[2].length > 0 && (x[1] === null || x[2].length <= (x[1] as number)) && (x[2] as unknown[]).every(holdOk);
+      Array.isArray(x) && x.length === 3 && named(x[0]) && (x[1] === null || (isPositiveInt(x[1]) && (x[1] as number) <= MAX_HOLDERS)) && Array.isArray(x[2]) && x[2].length > 0 && (x[1] === null || x[2].length <= (x[1] as number)) && (x[2] as unknown[]).every(holdOk) &&
+      // each holder once, tokens rising in grant order
+      new Set((x[2] as unknown[][]).map((h) => h[0])).size === x[2].length && (x[2] as number[][]).every((h, i, all) => i === 0 || (h[1] as number) > ((all[i - 1] as number[])[1] as number));
     if (w.groups !== undefined && !(Array.isArray(w.groups) && w.groups.every(group))) throw new CodecError('malformed snapshot groups');
     prev = '';
-    const freeQueue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && named(x[0]) && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter);
+    const freeQueue = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && named(x[0]) && Array.isArray(x[1]) && x[1].length > 0 && (x[1] as unknown[]).every(waiter) && consistent(() => x[0] as string, x[1] as unknown[]);
     if (w.queues !== undefined && !(Array.isArray(w.queues) && w.queues.every(freeQueue))) throw new CodecError('malformed snapshot queues');
   }
   // [LP-18] values of locks the part holds, each a lock value, each lock once (ascending).

@@ -666,7 +666,8 @@ export function writeRefusal(state: TableState, cmd: Command, limits: WriteLimit
   }
   // A new lock: the cluster's bound. (A wait adds no lock until it is granted, and a grant then takes a freed one's place.)
   if (p === -1 && limits.maxLocks !== undefined && locks.size >= limits.maxLocks) return tooManyLocksInCluster(limits.maxLocks);
-  if (cmd.op === 'acquire' && p !== -1 && cmd.timeout !== 0 && locks.waiters(cmd.lock).length >= limits.maxWaitersPerLock) {
+  // A free lock's queue counts too: its head waits for other locks as well [LP-22].
+  if (cmd.op === 'acquire' && cmd.timeout !== 0 && locks.waiters(cmd.lock).length >= limits.maxWaitersPerLock) {
     return tooManyWaiters(limits.maxWaitersPerLock);
   }
   return null;
@@ -679,7 +680,9 @@ function severalRefusal(state: TableState, cmd: Extract<Command, { op: 'preempt'
   if (fresh.length === 0) return null; // its own: nothing new
   if (fresh.length < names.length) return null; // refused by apply (heldInPart), nothing new taken here
   const added = names.filter((l) => isFree(state, l)).length;
-  if ((cmd.op === 'acquire' || added > 0) && (state.owned.get(cmd.client) ?? 0) + names.length > limits.maxLocksPerClient) return tooManyLocks(limits.maxLocksPerClient);
+  // A request that may be granted a new hold: an acquire, one that takes a free lock, or one that joins holders [LP-20, LP-21].
+  const mayHold = cmd.op === 'acquire' || added > 0 || cmd.shared === true || cmd.limit !== undefined;
+  if (mayHold && (state.owned.get(cmd.client) ?? 0) + names.length > limits.maxLocksPerClient) return tooManyLocks(limits.maxLocksPerClient);
   if (added > 0 && limits.maxLocks !== undefined && state.locks.size + state.groups.size + added > limits.maxLocks) return tooManyLocksInCluster(limits.maxLocks);
   if (cmd.op === 'acquire' && cmd.timeout !== 0 && names.some((l) => state.locks.waiters(l).length >= limits.maxWaitersPerLock)) return tooManyWaiters(limits.maxWaitersPerLock);
   return null;
@@ -907,7 +910,10 @@ function applyCommand(state: TableState, cmd: Command, now: number): Outcome {
         // [LP-20, LP-21] every hold ends; the reply names the newest.
         const newest = g.holds[g.holds.length - 1] as Hold;
         const out = outcome({ op: 'revoke', owner: newest.client, token: newest.token }, true);
-        while (groupOf(state, cmd.lock) === g) unhold(state, out, cmd.lock, g, g.holds.length - 1, now);
+        // The holds there were end, then the lock is handed on once: a waiter it lets in keeps its hold.
+        for (const h of g.holds.splice(0)) disown(state, h.client, now);
+        state.groups.delete(cmd.lock);
+        freed(state, out, cmd.lock, now, true);
         return out;
       }
       const out = outcome({ op: 'revoke', owner: locks.owner(p), token: locks.token(p) }, true);

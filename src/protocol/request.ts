@@ -163,6 +163,9 @@ function parseWatch(words: string[], usage: string): Request | ParseError {
   return { verb: 'watch', lock, expect, timeout };
 }
 
+/** Words not taken as a second or later lock name [LP-22]: a kind of hold or an option's key, in any case. */
+const RESERVED = /^(shared|limit|ttl|timeout|value)$/i;
+
 const DIGITS = /^[0-9]{1,16}$/;
 
 /** Parse a whole non-negative decimal number; null when it is not one. */
@@ -208,7 +211,14 @@ export function parseRequest(line: string): Request | ParseError | null {
       if (word === 'shared' && verb !== 'release') {
         if (shared) return { error: `shared given twice; usage: ${spec.usage}` };
         shared = true;
-      } else more.push(word);
+        continue;
+      }
+      // A word that means a kind of hold or an option is never taken for another lock's name: a typo must not become a hold of several locks.
+      if (RESERVED.test(word)) {
+        if (/^shared$/i.test(word)) return { error: verb === 'release' ? `release takes lock names only: a hold is released whatever its kind; usage: ${spec.usage}` : `write shared in lowercase; usage: ${spec.usage}` };
+        return { error: `${quote(word)} needs =<value>: options are key=value; usage: ${spec.usage}` };
+      }
+      more.push(word);
       continue;
     }
     // [LP-15, LP-16] never echo what may be part of a secret

@@ -35,7 +35,7 @@ describe('whatever a client sends, it acts only as itself', () => {
         // Each attempt: refused as an error, or as "not the owner"; never a success.
         const attempts: Array<[string, RegExp]> = [
           [`release ${lock}`, new RegExp(`^ReleaseLock Failed owner=${A}$`)],
-          [`release ${lock} ${A}`, /^Error: unexpected argument/],
+          [`release ${lock} ${A}`, new RegExp(`^ReleaseLock Failed owner=${A} lock=${lock}$`)], // a second lock's name [LP-22], never a client
           [`release ${lock} owner=${A}`, /^Error: unknown option "owner"/],
           [`release ${lock} client_id=${A}`, /^Error: unknown option "client_id"/],
           [`renew ${lock} ttl=1`, new RegExp(`^RenewLock Failed owner=${A}$`)],

@@ -18,8 +18,8 @@ describe('npm run bench --smoke', () => {
     expect(r.status, r.stderr).toBe(0); // the bench's own words on why, in the failure
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^scenario +ops\/s +p50 µs +p99 µs +p99\.9 µs +errors +÷redis +cpu µs\/req$/);
-    const rows = lines.filter((l) => /^(check|sync|preempt|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
-    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(10); // check-busy via followers and via the leader too, and sync+check
+    const rows = lines.filter((l) => /^(check|sync|preempt|shared|semaphore|contended|handoff|redis).* \d+ +\d+ +\d+ +\d+ +\d+/.test(l));
+    expect(rows.filter((l) => !l.startsWith('redis'))).toHaveLength(13); // check-busy via followers and via the leader too, sync+check, shared, semaphore and 3 locks at once
     // ops/s, p50, p99, p99.9, errors, the ratio to Redis (2 decimals) on paired
     // rows, and the server's CPU µs per request (1 decimal; from /proc, so Linux only)
     const cpu = process.platform === 'linux' ? ' +\\d+\\.\\d' : '( +\\d+\\.\\d)?';

@@ -139,6 +139,36 @@ describe('semaphores [LP-21]', () => {
   });
 });
 
+describe('revoke and limits with several holders', () => {
+  it('[LP-21] a revoke ends the holds there were; the waiters it lets in keep theirs', () => {
+    const s = createState();
+    run(s, { op: 'preempt', client: A, lock: 's', ttl: null, limit: 2 });
+    run(s, { op: 'preempt', client: B, lock: 's', ttl: null, limit: 2 });
+    run(s, { op: 'acquire', client: C, lock: 's', ttl: null, timeout: null, limit: 2 });
+    run(s, { op: 'acquire', client: D, lock: 's', ttl: null, timeout: null, limit: 2 });
+    const out = run(s, { op: 'revoke', lock: 's' });
+    expect(line(out.reply)).toBe(`Revoke owner=${B} token=2`);
+    expect(out.wakes.map((w) => line(w.reply))).toEqual([`AcquireLock Success owner=${C} token=3`, `AcquireLock Success owner=${D} token=4`]);
+    expect(checkLine(s, 's')).toBe(`CheckLock:Held:2/2 token=4 owners=${C},${D}`);
+    expect(s.owned).toEqual(new Map([[C, 1], [D, 1]]));
+  });
+
+  it('the per-client limit counts a hold joined by preempt; the waiters limit counts the queue of a free lock', () => {
+    const s = createState();
+    run(s, { op: 'limits', limits: { maxLocksPerClient: 1, maxWaitersPerLock: 1 } });
+    run(s, { op: 'preempt', client: A, lock: 'r1', ttl: null, shared: true });
+    run(s, { op: 'preempt', client: A, lock: 'r2', ttl: null, shared: true });
+    expect(run(s, { op: 'preempt', client: B, lock: 'own', ttl: null }).reply).toMatchObject({ ok: true });
+    expect(line(run(s, { op: 'preempt', client: B, lock: 'r1', ttl: null, shared: true }).reply)).toMatch(/^Error: this client holds 1 locks, the limit/);
+    // a free lock that a waiter for several wants: its queue counts
+    const t = createState();
+    run(t, { op: 'preempt', client: A, lock: 'b', ttl: null });
+    run(t, { op: 'acquire', client: B, lock: 'a', ttl: null, timeout: null, locks: ['a', 'b'] });
+    run(t, { op: 'limits', limits: { maxLocksPerClient: 5, maxWaitersPerLock: 1 } });
+    expect(line(run(t, { op: 'acquire', client: C, lock: 'a', ttl: null, timeout: null }).reply)).toMatch(/^Error: 1 clients already wait on this lock/);
+  });
+});
+
 describe('several locks at once [LP-22]', () => {
   it('all or nothing, one token for all; a refusal names the first lock not available', () => {
     const s = createState();
@@ -268,6 +298,10 @@ describe('snapshots carry holders and queues of every kind', () => {
     expect(bad({ groups: [['sh', null, [[A, 999, null]]]] })).toThrow(/groups/); // a token at or above nextToken
     expect(bad({ queues: [['q', [[A, null, null, null, { limit: 0 }]]]] })).toThrow(/malformed snapshot queues/);
     expect(bad({ queues: [['q', [[A, null, null, null, { locks: ['q'] }]]]] })).toThrow(/queues/);
+    expect(bad({ queues: [['q', [[A, null, null, null, { locks: ['x', 'y'] }]]]] })).toThrow(/queues/); // not in a queue of its locks
+    expect(bad({ queues: [['q', [[A, null, null], [A, null, null]]]] })).toThrow(/queues/); // a client twice in one queue
+    expect(bad({ groups: [['sh', null, [[A, 1, null], [A, 2, null]]]] })).toThrow(/groups/); // a holder twice
+    expect(bad({ groups: [['sh', null, [[A, 2, null], [B, 1, null]]]] })).toThrow(/groups/); // not in grant order
   });
 });
 

@@ -308,5 +308,11 @@ describe('several holders and several locks [LP-20, LP-21, LP-22]', () => {
     expect(err('acquire a b shared')).toMatch(/^several locks are held alone: shared goes with one lock/);
     expect(err('acquire a b limit=2')).toMatch(/^several locks are held alone: limit= goes with one lock/);
     expect(err('preempt a b\u0001')).toMatch(/^bad lock name/);
+    // a typo never becomes a hold of several locks
+    expect(err('release foo shared')).toMatch(/^release takes lock names only: a hold is released whatever its kind/);
+    expect(err('acquire db SHARED')).toMatch(/^write shared in lowercase/);
+    expect(err('acquire a timeout 5000')).toMatch(/^"timeout" needs =<value>: options are key=value/);
+    expect(err('preempt a TTL')).toMatch(/^"TTL" needs =<value>/);
+    expect(parseRequest('preempt timeout b')).toMatchObject({ locks: ['timeout', 'b'] }); // named first, it is a lock's name
   });
 });
