@@ -91,6 +91,13 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       await t.until(/distributeLock:>/, 'the prompt');
       t.keys('check lock01', 'Enter');
       await t.until(/Response: CheckLock:Lock:20001 token=1/, 'the reply in the terminal');
+      // The new verbs' forms too [LP-21, LP-22]: a semaphore's place, and two locks at once.
+      t.keys('preempt tpool limit=2', 'Enter');
+      await t.until(/Response: PreemptLock Success owner=\d+ token=\d+[^]*distributeLock:>/, 'a semaphore place taken in the terminal');
+      t.keys('check tpool', 'Enter');
+      await t.until(/Response: CheckLock:Held:1\/2 token=\d+ owners=\d+/, 'its count in the terminal');
+      t.keys('preempt tpair/a tpair/b', 'Enter');
+      await t.until(/Response: PreemptLock Success[^]*Response: PreemptLock Success/, 'two locks at once in the terminal');
 
       // The mouse: a click focuses the part under it (the hints follow).
       await t.clickUntil(5, 10, /↑ select {2}Enter open {2}t attach/, 'the explorer focused by a click');
@@ -106,7 +113,7 @@ describe.skipIf(!hasTmux)('dlock up in a terminal', () => {
       expect(four).toMatch(/ ALL │ leader │ follower-1 │ follower-2 │ follower-3/);
       await t.until(/4\/4 up/, 'four nodes up in the status bar');
       // it has the lock map already, from its snapshot
-      await t.until(/follower-3 · lock map \(1\)/, "follower-3's lock map");
+      await t.until(/follower-3 · lock map \(4\)[^]*tpool +1\/2 /, "follower-3's lock map, the semaphore's count with it");
 
       // q quits (from the editor: in the terminal, q is just a letter).
       t.keys('q');
