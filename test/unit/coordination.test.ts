@@ -7,13 +7,13 @@
  * every hold grants every waiter), and tokens rising.
  */
 import fc from 'fast-check';
+import { replaysFromSnapshot, unchangedWhenNoChange, viaCodec } from '../helpers/table-properties.js';
 import { describe, expect, it } from 'vitest';
 import { decodeSnapshot, encodeSnapshot } from '../../src/codec/frame.js';
 import { commandError } from '../../src/core/command-check.js';
 import { apply, check, createState, dueLeases, heldAlone, heldInPart, heldShared, heldWithLimit, heldWithoutLimit, nextLeaseEnd, restore, snapshot, validate, type ClientId, type Command, type Outcome, type Reply, type Snapshot, type TableState } from '../../src/core/lock-table.js';
 import { formatCheck, formatReply, parseCheck, parseLockReply } from '../../src/protocol/reply.js';
 
-const viaCodec = (s: Snapshot): Snapshot => decodeSnapshot(JSON.parse(JSON.stringify(encodeSnapshot(s))));
 
 const A = 10001;
 const B = 20001;
@@ -471,38 +471,14 @@ describe('properties beyond one owner', () => {
 
   it('a replica restored from a snapshot taken midway and fed the rest of the log reaches the same state', () => {
     fc.assert(
-      fc.property(mixStepsArb, fc.nat(), (steps, cutSeed) => {
-        const leader = createState();
-        const log: Array<[Command, number]> = [];
-        let now = 0;
-        for (const [cmd, dt] of steps) {
-          now += dt;
-          if (apply(leader, cmd, now).changed) log.push([cmd, now]);
-        }
-        const cut = log.length === 0 ? 0 : cutSeed % (log.length + 1);
-        const prefix = createState();
-        for (const [cmd, at] of log.slice(0, cut)) apply(prefix, cmd, at);
-        const replica = restore(viaCodec(snapshot(prefix)));
-        for (const [cmd, at] of log.slice(cut)) apply(replica, cmd, at);
-        expect(snapshot(replica)).toEqual(snapshot(leader));
-        checkMixInvariants(replica);
-      }),
+      fc.property(mixStepsArb, fc.nat(), (steps, cutSeed) => replaysFromSnapshot(steps, cutSeed, checkMixInvariants)),
       { numRuns: 300 },
     );
   });
 
   it('commands that report no change leave the state untouched', () => {
     fc.assert(
-      fc.property(mixStepsArb, (steps) => {
-        const s = createState();
-        let now = 0;
-        for (const [cmd, dt] of steps) {
-          now += dt;
-          const before = JSON.stringify(encodeSnapshot(snapshot(s)));
-          const out = apply(s, cmd, now);
-          if (!out.changed) expect(JSON.stringify(encodeSnapshot(snapshot(s)))).toBe(before);
-        }
-      }),
+      fc.property(mixStepsArb, (steps) => unchangedWhenNoChange(steps)),
       { numRuns: 200 },
     );
   });

@@ -3,12 +3,12 @@
  * operation sequences (fast-check).
  */
 import fc from 'fast-check';
+import { replaysFromSnapshot, unchangedWhenNoChange, viaCodec } from '../helpers/table-properties.js';
 import { describe, expect, it } from 'vitest';
 import { decodeSnapshot, encodeSnapshot } from '../../src/codec/frame.js';
-import { apply, check, createState, otherValue, restore, snapshot, snapshotPart, SUPERSEDED, validate, type Command, type Outcome, type Snapshot, type TableState } from '../../src/core/lock-table.js';
+import { apply, check, createState, otherValue, restore, snapshot, snapshotPart, SUPERSEDED, validate, type Command, type Outcome, type TableState } from '../../src/core/lock-table.js';
 
 /** A snapshot as a link or a snapshot file carries it. */
-const viaCodec = (s: Snapshot): Snapshot => decodeSnapshot(JSON.parse(JSON.stringify(encodeSnapshot(s))));
 
 /** Secret hashes as the table keeps them (SHA-256, hex): two different ones. */
 const HA = 'a'.repeat(64);
@@ -646,39 +646,14 @@ describe('properties', () => {
 
   it('replaying the log on a replica restored from a snapshot taken midway reaches the same state', () => {
     fc.assert(
-      fc.property(stepsArb, fc.nat(), (steps, cutSeed) => {
-        const leader = createState();
-        const log: Array<[Command, number]> = [];
-        let now = 0;
-        for (const [cmd, dt] of steps) {
-          now += dt;
-          if (apply(leader, cmd, now).changed) log.push([cmd, now]); // only changes are replicated
-        }
-        const cut = log.length === 0 ? 0 : cutSeed % (log.length + 1);
-        const prefix = createState();
-        for (const [cmd, at] of log.slice(0, cut)) apply(prefix, cmd, at);
-        // Round-trip the snapshot through JSON, as the codec does.
-        const replica = restore(viaCodec(snapshot(prefix)));
-        for (const [cmd, at] of log.slice(cut)) apply(replica, cmd, at);
-        expect(snapshot(replica)).toEqual(snapshot(leader));
-        checkInvariants(replica);
-      }),
+      fc.property(stepsArb, fc.nat(), (steps, cutSeed) => replaysFromSnapshot(steps, cutSeed, checkInvariants)),
       { numRuns: 300 },
     );
   });
 
   it('commands that report no change leave the state untouched', () => {
     fc.assert(
-      fc.property(stepsArb, (steps) => {
-        const s = createState();
-        let now = 0;
-        for (const [cmd, dt] of steps) {
-          now += dt;
-          const before = JSON.stringify(encodeSnapshot(snapshot(s)));
-          const out = apply(s, cmd, now);
-          if (!out.changed) expect(JSON.stringify(encodeSnapshot(snapshot(s)))).toBe(before);
-        }
-      }),
+      fc.property(stepsArb, (steps) => unchangedWhenNoChange(steps)),
       { numRuns: 200 },
     );
   });
