@@ -180,16 +180,17 @@ export function encodeFrame(frame: Frame): Wire {
 }
 
 /**
- * A group entry's JSON, kept per entry object: the primary sends each
- * entry to every follower (and again to one that retries), and a log
- * entry never changes once made (an entry replaced at its seq is a new
- * object), so its text is made once. Weak: it goes with the entry.
+ * A group entry's JSON, kept on the entry object under a symbol (which
+ * JSON.stringify skips): the primary sends each entry to every follower
+ * (and again to one that retries), and a log entry never changes once made
+ * (an entry replaced at its seq is a new object), so its text is made
+ * once, and goes with the entry.
  */
-const entryTexts = new WeakMap<GroupEntry, string>();
+const TEXT = Symbol('text');
 
-function entryText(e: GroupEntry): string {
-  let t = entryTexts.get(e);
-  if (t === undefined) entryTexts.set(e, (t = JSON.stringify(e)));
+function entryText(e: GroupEntry & { [TEXT]?: string }): string {
+  let t = e[TEXT];
+  if (t === undefined) Object.defineProperty(e, TEXT, { value: (t = JSON.stringify(e)) }); // not enumerable: equality and copies ignore it
   return t;
 }
 

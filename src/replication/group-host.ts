@@ -75,13 +75,17 @@ export interface GroupHostOptions {
 
 /**
  * An entry as a frame (and the disk) carries it: one object per log entry,
- * kept while the entry lives, so that the codec makes its text once for
- * every follower it goes to (encodeFrame). Log entries never change.
+ * kept on the entry under a symbol (which JSON and the core never see), so
+ * that the codec makes its text once for every follower it goes to
+ * (encodeFrame). Log entries never change. A symbol rather than a WeakMap:
+ * a WeakMap entry per write cost a set and a lookup each time, and the
+ * collector's ephemeron pass.
  */
-const groupEntries = new WeakMap<Entry<EntryData>, GroupEntry>();
-const toGroupEntry = (e: Entry<EntryData>): GroupEntry => {
-  let g = groupEntries.get(e);
-  if (g === undefined) groupEntries.set(e, (g = { seq: e.seq, version: e.version, ...e.data }));
+const AS_FRAME = Symbol('groupEntry');
+type Carried = Entry<EntryData> & { [AS_FRAME]?: GroupEntry };
+const toGroupEntry = (e: Carried): GroupEntry => {
+  let g = e[AS_FRAME];
+  if (g === undefined) Object.defineProperty(e, AS_FRAME, { value: (g = { seq: e.seq, version: e.version, at: e.data.at, cmd: e.data.cmd, origin: e.data.origin, req: e.data.req }) }); // not enumerable: the core's copies and comparisons ignore it
   return g;
 };
 
