@@ -76,8 +76,9 @@ interface BackupLink {
 /** Where a write came from: this node (a request id, 0: none), or a backup's forward. */
 type Source = { local: number } | { link: BackupLink; req: number; client: ClientId };
 
-export function describeChange(c: LockChange): string {
-  return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ` lease until ${new Date(c.expiresAt).toISOString().slice(11, 23)}`}` : c.lock;
+export function describeChange(c: LockChange, at: number): string {
+  // A lease's end is log time (replica/log-clock.ts), not a time of day: shown as what is left of it at the entry's log time `at`.
+  return c.kind === 'set' ? `${c.lock} ${c.owner} token=${c.token}${c.expiresAt === null ? '' : ` lease ${Math.max(0, c.expiresAt - at)} ms`}` : c.lock;
 }
 
 /** A replicated command as the primary's log shows it. */
@@ -270,7 +271,7 @@ export class PortPrimary {
     if (this.store !== null) this.logEntry(seq, entry);
     for (const link of this.links) if (link.name !== null) this.send(link, entry);
     for (const c of applied.changes) {
-      if (this.replica.log.requests) this.replica.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c)}` : `broadcast to remove lock_map ${c.lock}`);
+      if (this.replica.log.requests) this.replica.log.line('repl', c.kind === 'set' ? `broadcast new lock_map ${describeChange(c, this.curAt)}` : `broadcast to remove lock_map ${c.lock}`);
       if (c.kind === 'set' && c.expiresAt !== null) this.dutyTimer.armBy(c.expiresAt);
     }
     // With no backup linked the write is committed at once.

@@ -10,6 +10,7 @@ import { MAX_MS } from '../../src/core/command-check.js';
 import { aged, apply, createState, legacyLogTime, restore, snapshot, type Command } from '../../src/core/lock-table.js';
 import { LogClock } from '../../src/replica/log-clock.js';
 import { DelayFloor } from '../../src/transport/link-delay.js';
+import { describeChange } from '../../src/replication/port-primary.js';
 import { eventually } from '../helpers/line-client.js';
 
 describe('log time', () => {
@@ -75,5 +76,14 @@ describe("a frame's lateness on a link", () => {
     expect(d.lateness(late)).toBeGreaterThan(590);
     expect(d.lateness(late)).toBeLessThan(700);
     expect(d.lateness(sentNow())).toBeLessThan(50);
+  });
+});
+
+describe('log lines that show a lease', () => {
+  it("the primary/backup leader's broadcast line shows what is left of a lease in ms, not its log-time end as a time of day", () => {
+    // Log time 61000 is a minute into the log, not 00:01:01 on any clock.
+    expect(describeChange({ kind: 'set', lock: 'l', owner: 20001, token: 7, expiresAt: 61_000 }, 1_000)).toBe('l 20001 token=7 lease 60000 ms');
+    expect(describeChange({ kind: 'set', lock: 'l', owner: 20001, token: 7, expiresAt: null }, 1_000)).toBe('l 20001 token=7');
+    expect(describeChange({ kind: 'del', lock: 'l' }, 1_000)).toBe('l');
   });
 });
