@@ -37,7 +37,8 @@ export function ownerText(r: LockRow): string {
 /** `holders=<id>,…` for a lock with several holders, fitted to `room` columns; '' for one holder. */
 function holdersText(r: LockRow, room: number): string {
   if (r.holders === undefined || room < 'holders='.length + 2) return ''; // no room: the count in the OWNER column stays
-  return `holders=${waitersText(r.holders, room - 'holders='.length)}`;
+  const list = waitersText(r.holders, room - 'holders='.length);
+  return list.startsWith('+') ? '' : `holders=${list}`; // not one id fits: the count says as much
 }
 
 function ttlText(r: LockRow): string {

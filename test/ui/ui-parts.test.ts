@@ -124,6 +124,7 @@ describe('lock maps cut neither names nor tokens', () => {
     const shared = { lock: 'doc', owner: 30002, token: 7, ttlLeft: 4200, waiters: [], holders: [20002, 30002], limit: null };
     expect(lockMapText([shared, sem], 80, 10).body).toEqual(['doc  2 shared     7    4.2s holders=20002,30002', 'pool      2/3     9 session 40001 holders=20001,30001']);
     expect(lockMapText([sem], 30, 10).body).toEqual(['pool   2/3     9 session 40001']); // no room for the holders
+    expect(lockMapText([{ ...sem, waiters: [] }], 36, 10).body).toEqual(['pool   2/3     9 session']); // room for "+2" only: the count says it
     expect(lockMapText([sem], 24, 10).body).toEqual(['pool', '  held=2/3', '  holders=20001,30001', '  token=9 session', '  waiting=40001']);
   });
 
