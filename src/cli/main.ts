@@ -361,11 +361,14 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           .option('reseed', { type: 'boolean', default: false, describe: 'with --replication group, when every member of the group is lost (killed without a data dir): start a new group with this node alone, at the next configuration version. What only they held is lost; tokens still rise. Refused while a member is live in etcd; never use it while a member may be running cut off from etcd' })
           .option('data-dir', { type: 'string', describe: 'with --replication group: keep this node\'s log here; a restart takes its earlier run\'s place, so a group whose every member is killed loses nothing it acknowledged' })
           .option('fsync', { choices: FSYNC_MODES, default: 'batch' as FsyncMode, describe: 'with --data-dir: always (each write), batch (one per batch), off (survives a process crash, not a machine\'s)' })
+          .option('min-secondaries', { type: 'number', default: 0, describe: 'with --replication group: the primary takes writes only while the configuration holds at least this many secondaries, so that no write is acknowledged by one node alone (1 in a group of 3: writes stop, rather than go on unreplicated, after two nodes fail)' })
           .check((a) => {
             etcdAccessOf(a);
             checkAdmin(a);
             checkLimitFlags(a);
             if (a.reseed && a.replication !== 'group') throw new Error('--reseed goes with --replication group');
+            if (!Number.isInteger(a['min-secondaries']) || a['min-secondaries'] < 0 || a['min-secondaries'] > 98) throw new Error('--min-secondaries must be a whole number from 0 to 98');
+            if (a['min-secondaries'] > 0 && a.replication !== 'group') throw new Error('--min-secondaries goes with --replication group: on --replication etcd every write is in etcd\'s quorum');
             if (a['data-dir'] !== undefined && a.replication !== 'group') throw new Error('--data-dir goes with --replication group: with --replication etcd, the log is etcd\'s');
             if (a['data-dir'] === '') throw new Error('--data-dir needs a directory');
             if (!Number.isInteger(a['node-ttl']) || a['node-ttl'] < 2 || a['node-ttl'] > 600) throw new Error('--node-ttl must be a whole number of seconds from 2 to 600');
@@ -385,7 +388,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
         process.exitCode = await runNode({ etcd: etcdAccessOf(a), cluster: a.cluster, name: a.name, host: a.host, port: a.port, quiet: a.quiet, authToken: authToken(a), limits: limitsOf(a), firstToken: a['first-token'], nodeTtlS: a['node-ttl'],
           tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key'), ca: a['tls-ca'] === undefined ? null : readPem(a['tls-ca'], '--tls-ca') },
           clusterSecret: a['cluster-secret-file'] === undefined ? null : clusterSecretFile(a['cluster-secret-file']),
-          admin: adminOf(a), logFormat: a['log-format'], replication: a.replication, reseed: a.reseed, dataDir: a['data-dir'] ?? null, fsync: a.fsync });
+          admin: adminOf(a), logFormat: a['log-format'], replication: a.replication, reseed: a.reseed, dataDir: a['data-dir'] ?? null, fsync: a.fsync, minSecondaries: a['min-secondaries'] });
         exitSoon();
       },
     )

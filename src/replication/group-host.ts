@@ -50,6 +50,8 @@ export interface GroupLinks {
 export interface GroupHostOptions {
   id: string;
   timing: Timing;
+  /** The fewest secondaries the primary takes writes with (pacifica.ts Group); default 0. */
+  minSecondaries?: number;
   config: ConfigManager;
   links: GroupLinks;
   /** Committed entries, in order. */
@@ -141,7 +143,7 @@ export class GroupHost {
   private heldAcks: Array<{ last: number; to: string; frame: Frame }> = [];
 
   constructor(private readonly o: GroupHostOptions) {
-    this.group = new Group<EntryData>(o.id, o.timing, o.store !== undefined);
+    this.group = new Group<EntryData>(o.id, o.timing, o.store !== undefined, o.minSecondaries ?? 0);
   }
 
   /**

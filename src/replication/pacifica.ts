@@ -246,6 +246,14 @@ export class Group<T> {
     private readonly timing: Timing,
     /** Hand out the log's changes to persist (Ready.persist): a host with a data dir. */
     private readonly durable = false,
+    /**
+     * The fewest secondaries the configuration must hold for this node, as
+     * primary, to take writes (Kafka's min.insync.replicas less one). 0: a
+     * primary whose secondaries lapsed and were removed goes on alone, and
+     * what it acknowledges then lives on it alone until they are back.
+     * Reads are not held: a primary alone still holds every committed entry.
+     */
+    private readonly minSecondaries = 0,
   ) {
     this.stable = durable ? 0 : Infinity;
     if (!(timing.graceMs >= timing.leaseMs)) throw new RangeError(`graceMs (${timing.graceMs}) must be at least leaseMs (${timing.leaseMs}): otherwise two primaries could serve at once`);
@@ -285,8 +293,18 @@ export class Group<T> {
     return this.config;
   }
 
-  /** Whether this node may take writes now: the primary, holding a lease from every secondary (and every learner maybe added). */
+  /** Whether this node may take writes now: the primary, holding a lease from every secondary (and every learner maybe added), with at least minSecondaries of them. */
   canWrite(now: number): boolean {
+    return this.leased(now) && (this.config as GroupConfig).secondaries.length >= this.minSecondaries;
+  }
+
+  /** Whether the configuration holds fewer secondaries than this node needs to take writes as primary. */
+  get belowFloor(): boolean {
+    return (this.config?.secondaries.length ?? 0) < this.minSecondaries;
+  }
+
+  /** The primary, holding a lease from every secondary (and every learner maybe added). */
+  private leased(now: number): boolean {
     const c = this.config;
     if (c === null || c.primary !== this.id) return false;
     for (const s of this.counted()) {
@@ -299,13 +317,13 @@ export class Group<T> {
   /** Whether this node may answer reads from its replica now [LP-11]. */
   canRead(now: number): boolean {
     const r = this.role;
-    if (r === 'primary') return this.canWrite(now) && this.commit >= this.reconcileTo;
+    if (r === 'primary') return this.leased(now) && this.commit >= this.reconcileTo;
     return r === 'secondary' && now < this.readUntil;
   }
 
   /** Append a write; its entry is committed once every secondary holds it. Throws NotPrimaryError unless canWrite(now). */
   propose(data: T, now: number): number {
-    if (!this.canWrite(now)) throw new NotPrimaryError(this.role === 'primary' ? 'the primary has lost a lease from a secondary and waits for a new configuration' : `not the primary (${this.config?.primary ?? 'none known'} is)`);
+    if (!this.canWrite(now)) throw new NotPrimaryError(this.role !== 'primary' ? `not the primary (${this.config?.primary ?? 'none known'} is)` : this.belowFloor ? `the configuration holds ${this.config?.secondaries.length ?? 0} secondaries, fewer than the ${this.minSecondaries} writes need` : 'the primary has lost a lease from a secondary and waits for a new configuration');
     const e: Entry<T> = { seq: this.lastSeq + 1, version: this.version, data };
     this.log.push(e);
     this.changed(e.seq);
@@ -611,7 +629,7 @@ export class Group<T> {
       // No reads on a follower before the log taken over is committed here,
       // nor while this primary lacks a lease (another may be taking over,
       // and will commit without that follower once its own wait for it ends).
-      readBase: this.commit >= this.reconcileTo && this.canWrite(now) ? (this.leaseBase.get(f) ?? null) : null,
+      readBase: this.commit >= this.reconcileTo && this.leased(now) ? (this.leaseBase.get(f) ?? null) : null,
     });
     this.nextSeq.set(f, this.lastSeq + 1);
   }
@@ -683,6 +701,8 @@ export class Group<T> {
 
   /** Whether the commit index moved. */
   private advanceCommit(): boolean {
+    // Below the floor nothing commits: an entry appended while the secondaries were there, held by fewer of them now, waits for one to be added.
+    if (this.belowFloor) return false;
     let commit = Math.min(this.lastSeq, this.stable);
     for (const s of this.counted()) commit = Math.min(commit, this.matched.get(s) ?? 0);
     if (commit <= this.commit) return false;

@@ -77,6 +77,8 @@ export interface GroupReplicationOptions {
   onTakeOver?: () => void;
   /** --data-dir: this node's log on disk (group-host.ts). */
   store?: GroupStore;
+  /** --min-secondaries: the fewest secondaries this node takes writes with as primary (pacifica.ts Group; default 0). */
+  minSecondaries?: number;
 }
 
 interface Proposal {
@@ -126,6 +128,7 @@ export class GroupReplication implements Replication {
     this.host = new GroupHost({
       id: o.id,
       timing: o.timing,
+      minSecondaries: o.minSecondaries ?? 0,
       config: o.config,
       links: o.links,
       apply: (entries) => this.applyAll(entries),
@@ -458,6 +461,9 @@ export class GroupReplication implements Replication {
     this.renewing = false;
     const tookOver = role === 'primary' && was !== 'primary';
     this.replica.log.line(tookOver ? 'warn' : 'info', `${tookOver ? 'now the primary: ' : ''}configuration ${c.version}: primary ${c.primary}, secondaries ${c.secondaries.join(', ') || 'none'}; this node is ${role === 'primary' ? 'the primary' : `a ${role}`}`);
+    if (role === 'primary' && c.secondaries.length < (this.o.minSecondaries ?? 0)) {
+      this.replica.log.line('warn', `configuration ${c.version} holds ${plural(c.secondaries.length, 'secondary', 'secondaries')}, fewer than --min-secondaries ${this.o.minSecondaries ?? 0}: writes wait for a secondary to be added, and are answered with an error after ${this.o.leaderWaitMs ?? LEADER_WAIT_MS} ms; reads go on`);
+    }
     if (role === 'primary') {
       // The floor of the version it took over in, or moved to for space (token-space.ts), and its limits;
       // going on into a version that only changed the members, it keeps counting.

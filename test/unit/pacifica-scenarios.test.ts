@@ -24,10 +24,11 @@ class H {
   inbox: Array<Message<string>> = [];
   pendingProposal = new Map<string, { expected: GroupConfig; next: GroupConfig }>();
   cut = new Set<string>();
-  constructor(ids: string[], c: GroupConfig) {
+  /** `minSecondaries`: each node's floor (Group's constructor), 0 by default. */
+  constructor(ids: string[], c: GroupConfig, minSecondaries = 0) {
     this.stored = c;
     for (const id of ids) {
-      const g = new Group<string>(id, T);
+      const g = new Group<string>(id, T, false, minSecondaries);
       g.learnConfig(c, 0);
       this.nodes.set(id, g);
     }
@@ -170,6 +171,81 @@ describe('a learner whose addition the manager may have stored (no answer came)'
   });
 });
 
+
+describe('a floor on the group\'s size (--min-secondaries)', () => {
+  /** p primary of {p, a, b}; both secondaries fall silent, p removes them: what may it then do? */
+  function alone(floor: number): H {
+    const h = new H(['p', 'a', 'b'], { version: 1, primary: 'p', secondaries: ['a', 'b'] }, floor);
+    h.now = 10;
+    h.tick('p');
+    h.deliverAll(); // prepares, acks: p holds a lease from each
+    expect(h.g('p').canWrite(h.now)).toBe(true);
+    h.g('p').propose('w1', h.now);
+    h.g('p').flush(h.now); // the host flushes once per turn
+    h.pump('p');
+    h.deliverAll();
+    expect(h.g('p').commitSeq).toBe(1);
+    // a and b stop answering (crashed, paused): a write appended just before their leases lapse reaches neither.
+    h.cut.add('p|a').add('p|b');
+    h.now = 10 + T.leaseMs - 5;
+    h.g('p').propose('w-late', h.now);
+    h.g('p').flush(h.now);
+    h.pump('p');
+    h.deliverAll();
+    expect(h.g('p').commitSeq).toBe(1);
+    // Their leases lapse and p asks to remove them.
+    h.now = 10 + T.leaseMs + 10;
+    h.tick('p');
+    expect(h.g('p').canWrite(h.now)).toBe(false);
+    expect(h.pendingProposal.get('p')?.next).toEqual({ version: 2, primary: 'p', secondaries: [] });
+    expect(h.decide('p', true)).toBe(true);
+    return h;
+  }
+
+  it('0 (the default): a primary whose secondaries were removed writes alone', () => {
+    const h = alone(0);
+    expect(h.g('p').canWrite(h.now)).toBe(true);
+    expect(h.g('p').commitSeq).toBe(2); // w-late, committed by p alone once the others were removed
+    h.g('p').propose('w3', h.now);
+    h.g('p').flush(h.now);
+    h.pump('p');
+    expect(h.g('p').commitSeq).toBe(3); // acknowledged by p alone: lost if p is lost before the others are back
+  });
+
+  it('1: that primary takes no write while it is alone, still answers reads, and writes again once a secondary is back', () => {
+    const h = alone(1);
+    expect(h.g('p').belowFloor).toBe(true);
+    expect(h.g('p').canWrite(h.now)).toBe(false);
+    expect(() => h.g('p').propose('w2', h.now)).toThrow(/the configuration holds 0 secondaries, fewer than the 1 writes need/);
+    expect(h.g('p').canRead(h.now)).toBe(true); // it holds every committed entry
+    expect(h.g('p').commitSeq).toBe(1); // w-late, held by p alone, is not committed
+    // a comes back and joins as a learner; p adds it once it holds the log.
+    h.cut.delete('p|a');
+    h.g('a').learnConfig(h.stored, h.now);
+    h.g('a').join();
+    h.pump('a');
+    h.deliverAll();
+    h.now += T.heartbeatMs;
+    h.tick('p');
+    h.deliverAll();
+    h.now += 10;
+    h.tick('p');
+    expect(h.pendingProposal.get('p')?.next).toEqual({ version: 3, primary: 'p', secondaries: ['a'] });
+    expect(h.decide('p', true)).toBe(true);
+    h.tell('a');
+    h.now += T.heartbeatMs;
+    h.tick('p');
+    h.deliverAll();
+    expect(h.g('p').belowFloor).toBe(false);
+    expect(h.g('p').canWrite(h.now)).toBe(true);
+    expect(h.g('p').commitSeq).toBe(2); // w-late, committed once a holds it
+    h.g('p').propose('w3', h.now);
+    h.g('p').flush(h.now);
+    h.pump('p');
+    h.deliverAll();
+    expect(h.g('p').commitSeq).toBe(3); // committed with a, not alone
+  });
+});
 
 describe('a snapshot never takes entries a follower acknowledged', () => {
   it('one lost prepare, two refusals in flight, then a compaction: the follower keeps the entries it acknowledged', () => {

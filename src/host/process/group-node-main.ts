@@ -172,7 +172,7 @@ export async function runGroupNode(o: NodeMainOptions): Promise<number> {
       log.line('warn', `reseeded: configuration ${after.version} has this node alone, at a token space above every earlier one; ${lost} is lost`);
     }
     const made = new GroupNode({ name: o.name, index, log, idCounter, authToken: o.authToken, limits: o.limits, tls: o.tls === null ? null : { cert: o.tls.cert, key: o.tls.key } }, (replica) =>
-      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m), onTakeOver: () => void counts.elections++, ...(store === undefined ? {} : { store }) }),
+      new GroupReplication(replica, { id, timing: GROUP_TIMING, config, links, indexOf: (m) => links.indexOf(m), onTakeOver: () => void counts.elections++, minSecondaries: o.minSecondaries ?? 0, ...(store === undefined ? {} : { store }) }),
     firstReq);
     node = made;
     links.deliver = (from, f, late) => made.replication.receive(from, f, late);

@@ -59,6 +59,8 @@ export interface NodeMainOptions {
   dataDir?: string | null;
   /** --fsync, with --data-dir (store.ts FsyncMode). */
   fsync?: FsyncMode;
+  /** --min-secondaries (group only): the fewest secondaries a primary takes writes with (pacifica.ts Group). */
+  minSecondaries?: number;
 }
 
 export async function runNode(o: NodeMainOptions): Promise<number> {
