@@ -52,7 +52,7 @@ describe('README and docs/library.md: the client library', () => {
   });
   for (const [i, block] of blocks.entries()) {
     it(`example ${i + 1} runs as written`, async () => {
-      const body = block.replace(/^import \{ connect \} from 'dlock';\n/m, '').replace(/port: (900[123])\b/g, 'port: ctx.port($1)');
+      const body = block.replace(/^import \{ connect \} from 'dlockd';\n/m, '').replace(/port: (900[123])\b/g, 'port: ctx.port($1)');
       const file = `${DIR}example-${i + 1}.ts`;
       writeFileSync(file, `import { connect as realConnect, type ConnectOptions } from ${JSON.stringify(INDEX)};\nexport default async function (ctx: any): Promise<void> {\n  const connect = (o: ConnectOptions) => ctx.track(realConnect(o));\n  const { stepDown, log, storage, data } = ctx;\n${body}\n}\n`);
       const opened: DlockClient[] = [];
