@@ -51,7 +51,7 @@ if (data.role === 'group') {
   const links = new PortLinks();
   const config = new PortConfig(g.config);
   const store = g.dataDir === null ? undefined : new GroupStore(g.dataDir, data.fsync);
-  const made = new GroupNode(opts, (replica) => new GroupReplication(replica, { id: g.id, timing: GROUP_TIMING, config, links, indexOf: indexOfMember, ...(store === undefined ? {} : { store }) }), g.firstReq);
+  const made = new GroupNode(opts, (replica) => new GroupReplication(replica, { id: g.id, timing: GROUP_TIMING, config, links, indexOf: indexOfMember, minSecondaries: g.minSecondaries, ...(store === undefined ? {} : { store }) }), g.firstReq);
   links.deliver = (from, f, late) => made.replication.receive(from, f, late);
   for (const p of g.peers) links.add(p.id, p.port);
   group = { node: made, links, config };

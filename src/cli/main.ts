@@ -283,6 +283,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           .option('cluster', { type: 'string', default: 'default', describe: 'with --etcd: the cluster\'s name, its key prefix in etcd (/dlock/NAME/)' })
           .option('cluster-secret-file', { type: 'string', describe: 'with --etcd: the secret nodes prove to each other on their links, from this file (one word, at least 16 characters; the same as the cluster\'s dlock node processes use); default: one the cluster keeps in etcd' })
           .option('replication', { choices: ['primary-backup', 'group'] as const, default: 'primary-backup' as const, describe: 'how writes are replicated: primary-backup (the supervisor promotes a follower) or group (experimental: the primary/backup protocol of docs/design.md, the same as dlock node --replication group; tokens lie in the configuration version\'s space)' })
+          .option('min-secondaries', { type: 'number', default: 0, describe: 'with --replication group: the primary takes writes only while the configuration holds at least this many secondaries (as dlock node --min-secondaries)' })
           .options(ETCD_ACCESS_OPTIONS)
           .option('http-port', HTTP_PORT_OPTION)
           .option('http-host', HTTP_HOST_OPTION)
@@ -303,6 +304,8 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
               if (a['data-dir'] !== undefined) throw new Error('--etcd and --data-dir: with etcd, the log is etcd\'s; give one or the other');
               if (!CLUSTER_NAME.test(a.cluster)) throw new Error('--cluster is 1 to 64 letters, digits, _ . or -');
             }
+            if (!Number.isInteger(a['min-secondaries']) || a['min-secondaries'] < 0 || a['min-secondaries'] > a.followers) throw new Error(`--min-secondaries must be a whole number from 0 to --followers (${a.followers})`);
+            if (a['min-secondaries'] > 0 && a.replication !== 'group') throw new Error('--min-secondaries goes with --replication group: the primary/backup engine commits a write once every follower linked has it');
             if (a.replication === 'group') {
               const with_ = [a.etcd !== undefined ? '--etcd' : null, a['first-token'] !== undefined ? '--first-token' : null].filter((x) => x !== null);
               if (with_.length > 0) throw new Error(`--replication group does not take ${with_.join(' or ')}: its configuration is kept in process (with --data-dir, on disk), its tokens in the configuration version's space`);
@@ -319,7 +322,7 @@ export async function runCli(argv: string[], screens: () => Promise<Screens>): P
           tls: a['tls-cert'] === undefined || a['tls-key'] === undefined ? null : { cert: readPem(a['tls-cert'], '--tls-cert'), key: readPem(a['tls-key'], '--tls-key') },
           limits: limitsOf(a),
           admin: adminOf(a),
-          logFormat: a['log-format'], group: a.replication === 'group' };
+          logFormat: a['log-format'], group: a.replication === 'group', minSecondaries: a['min-secondaries'] };
         // The TUI needs a terminal on both ends; otherwise log to stdout.
         if (a.tui && process.stdout.isTTY && process.stdin.isTTY) {
           process.exitCode = await (await screens()).up(opts);

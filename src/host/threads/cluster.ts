@@ -109,6 +109,8 @@ export interface ClusterOptions {
    * as a learner; the group's own leases pick the primary.
    */
   group?: boolean;
+  /** With `group`: the fewest secondaries a primary takes writes with (--min-secondaries; pacifica.ts Group). Default 0. */
+  minSecondaries?: number;
 }
 
 export interface NodeInfo {
@@ -259,7 +261,8 @@ export class Cluster {
     const group = options.group ?? false;
     if (group && etcd !== null) throw new RangeError('the group protocol in process keeps its configuration in process: leave out --etcd');
     if (group && options.firstToken !== undefined) throw new RangeError('--first-token: on the group protocol tokens come from the configuration version');
-    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', ...options, firstToken: options.firstToken ?? floor?.first ?? null, tokenFloor: options.tokenFloor ?? null, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd, group });
+    if ((options.minSecondaries ?? 0) > 0 && !group) throw new RangeError('minSecondaries goes with the group protocol');
+    const cluster = new Cluster({ logRequests: true, onEvent: () => {}, callTimeoutMs: 10_000, fsync: 'batch', ...options, firstToken: options.firstToken ?? floor?.first ?? null, tokenFloor: options.tokenFloor ?? null, dataDir, authToken: options.authToken ?? null, limits: options.limits ?? {}, tls: options.tls ?? null, etcd, group, minSecondaries: options.minSecondaries ?? 0 });
     if (dataDir !== null) checkEngineDir(dataDir, group);
     if (group && dataDir !== null) cluster.keepGroupDir(dataDir);
     else if (group) cluster.keepVersionFloor(floor, cluster.nextRun(0).id);
@@ -374,7 +377,7 @@ export class Cluster {
         this.notice('warn', `${m.info.name} could not be linked to ${nodeName(index)}'s new run: ${(err as Error).message}`);
       }
     }
-    return { data: { id: run.id, firstReq: run.firstReq, config: config.port1, peers, dataDir }, transfer: [config.port1, ...peers.map((p) => p.port)], stopConfig };
+    return { data: { id: run.id, firstReq: run.firstReq, config: config.port1, peers, dataDir, minSecondaries: this.opts.minSecondaries ?? 0 }, transfer: [config.port1, ...peers.map((p) => p.port)], stopConfig };
   }
 
   private counterFor(index: number): IdCounter {

@@ -61,6 +61,8 @@ export interface GroupWorkerData {
   peers: Array<{ id: string; port: MessagePort }>;
   /** --data-dir: this node's directory (store/group-store.ts), which the run restores and keeps; null: memory only. */
   dataDir: string | null;
+  /** --min-secondaries: the fewest secondaries this node takes writes with as primary (pacifica.ts Group). */
+  minSecondaries: number;
 }
 
 /**

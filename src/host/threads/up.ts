@@ -40,6 +40,8 @@ export interface UpOptions {
   logFormat?: 'text' | 'json';
   /** --replication group: the group protocol in process (ClusterOptions.group). */
   group?: boolean;
+  /** --min-secondaries, with `group` (ClusterOptions.minSecondaries). */
+  minSecondaries?: number;
 }
 
 /** Serve the admin API for `cluster`, if asked; its address for the ready line. */
@@ -75,6 +77,7 @@ export function clusterOptions(opts: UpOptions, onEvent: (ev: NodeEvent) => void
     tls: opts.tls,
     etcd: opts.etcd ?? null,
     group: opts.group ?? false,
+    minSecondaries: opts.minSecondaries ?? 0,
     // Memory-only on a fixed port: the floor that keeps tokens rising across runs [LP-7].
     tokenFloor: opts.dataDir === null && (opts.etcd ?? null) === null && opts.port !== 0 ? tokenFloorFile(opts.host, opts.port) : null,
     ...(opts.firstToken === undefined ? {} : { firstToken: opts.firstToken }),
