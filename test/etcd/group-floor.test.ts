@@ -10,7 +10,7 @@
  * row"; test/unit/pacifica-scenarios.test.ts shows both cases).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dumpOnFailure, startNode, type ReadyNode } from '../helpers/dlock-process.js';
+import { dumpOnFailure, killAll, startNode, type ReadyNode } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { ClientPool, eventually } from '../helpers/line-client.js';
 
@@ -30,10 +30,7 @@ describe.skipIf(!hasEtcd)('dlock node --replication group --min-secondaries 1', 
   }, 90_000);
   afterAll(async () => {
     pool.closeAll();
-    for (const n of nodes) {
-      n.proc.child.kill('SIGCONT');
-      if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
-    }
+    killAll(nodes);
     await etcd?.stop();
   });
 

@@ -7,7 +7,7 @@
  * gets an error or a closed connection, never `AcquireLock Success`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dumpOnFailure, startNode, type ReadyNode } from '../helpers/dlock-process.js';
+import { dumpOnFailure, killAll, startNode, type ReadyNode } from '../helpers/dlock-process.js';
 import { EtcdCluster, hasEtcd } from '../helpers/etcd.js';
 import { ClientPool, eventually } from '../helpers/line-client.js';
 
@@ -27,10 +27,7 @@ describe.skipIf(!hasEtcd)('a node paused past its lease', () => {
   }, 90_000);
   afterAll(async () => {
     pool.closeAll();
-    for (const n of nodes) {
-      n.proc.child.kill('SIGCONT');
-      if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
-    }
+    killAll(nodes);
     await etcd?.stop();
   });
 

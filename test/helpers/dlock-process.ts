@@ -53,6 +53,14 @@ export async function up(extra: string[] = [], env?: NodeJS.ProcessEnv): Promise
  * DLOCK_TEST_DUMP=1): CI keeps only the console, and a failure across
  * processes cannot be explained from the assertion alone.
  */
+/** End every node process a test started, paused ones (SIGSTOP) included: continued, then killed if still running. */
+export function killAll(nodes: Iterable<{ proc: Running }>): void {
+  for (const n of nodes) {
+    n.proc.child.kill('SIGCONT');
+    if (n.proc.child.exitCode === null) n.proc.child.kill('SIGKILL');
+  }
+}
+
 export function dumpOnFailure(procs: () => Iterable<{ name: string; proc: Running }>): void {
   const dump = (): void => {
     for (const n of procs()) console.log(`--- ${n.name} exit=${n.proc.child.exitCode}\n${n.proc.out()}\n${n.proc.err()}`);
